@@ -1,0 +1,3 @@
+from streamctl.cli.main import run
+
+run()

@@ -1,0 +1,95 @@
+"""The one interface every backend implements: where a node runs (Docker container or local process)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from streamctl.config.model import Node
+from streamctl.readiness import Readiness
+from streamctl.state import Endpoint
+
+
+class NodeState(StrEnum):
+    MISSING = "missing"  # never created (or removed)
+    STOPPED = "stopped"  # created, data kept, not running
+    RUNNING = "running"
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    RECREATE = "recreate"  # definition changed: replace the process/container, keep the data
+    START = "start"
+    NOOP = "noop"
+
+
+@dataclass(frozen=True)
+class Observation:
+    node: str
+    state: NodeState
+    fingerprint: str | None = None  # of the definition it was created from
+    detail: str = ""
+
+
+def fingerprint(definition: Any) -> str:
+    """A stable short hash of a node's definition (image, command, environment...)."""
+    blob = json.dumps(definition, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def decide(obs: Observation, desired: str) -> Action:
+    """The convergence rule, shared by every backend."""
+    if obs.state is NodeState.MISSING:
+        return Action.CREATE
+    if obs.fingerprint is not None and obs.fingerprint != desired:
+        return Action.RECREATE
+    if obs.state is NodeState.STOPPED:
+        return Action.START
+    return Action.NOOP
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Where nodes run. Methods never print; failures raise StreamctlError subclasses."""
+
+    name: str
+
+    def preflight(self, nodes: list[Node]) -> None:
+        """Raise PreflightError naming anything missing (binary, extension, engine), before any change."""
+
+    def observe(self, node: Node) -> Observation: ...
+
+    def desired_fingerprint(self, node: Node) -> str: ...
+
+    def apply(self, node: Node, action: Action) -> None:
+        """Create, recreate or start the node; returns once it is launched (readiness is separate)."""
+
+    def readiness(self, node: Node, timeout: float = 90.0) -> Readiness: ...
+
+    def stop(self, node: Node) -> None: ...
+
+    def remove(self, node: Node, volumes: bool) -> None:
+        """Stop and remove the node; with volumes=True its data goes too."""
+
+    def teardown(self, volumes: bool) -> None:
+        """Remove cluster-wide resources (network...) once every node is removed."""
+
+    def logs(self, node: Node, tail: int = 50) -> list[str]: ...
+
+    def endpoint(self, node: Node) -> Endpoint: ...
+
+    def write_pg_file(self, node: Node, name: str, content: str) -> None:
+        """Write a file into a PostgreSQL node's data directory (e.g. pg_hba.conf), owned by the server."""
+
+    def source_address(self, node: Node) -> str:
+        """The address this node's outgoing connections come from, as the other nodes see it (for
+        pg_hba rules): 127.0.0.1 for local processes, the container's IP on the cluster network."""
+        ...
+
+    def psql_argv(self, node: Node, user: str, password: str, database: str, args: list[str]) -> tuple[
+            list[str], dict[str, str]]:
+        """argv and extra environment to run psql against the node."""
+        ...

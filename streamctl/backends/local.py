@@ -1,0 +1,210 @@
+"""Local backend: every node is a process of the machine's own binaries, data under the state directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+from streamctl.backends import recipes
+from streamctl.backends.base import Action, NodeState, Observation, fingerprint
+from streamctl.backends.privileges import RunAs, check_traversable, resolve_run_as
+from streamctl.config.model import Engine, Node, Topology
+from streamctl.context import ClusterContext
+from streamctl.errors import BackendError, NotFoundError, PreflightError
+from streamctl.readiness import Readiness, mongo_probe, postgres_probe, redis_probe
+from streamctl.state import Endpoint
+
+
+class LocalBackend:
+    """Runs PostgreSQL (as an unprivileged user when we are root), Redis and mongod as local processes."""
+
+    name = "local"
+
+    def __init__(self, ctx: ClusterContext) -> None:
+        self.ctx = ctx
+        self.topology: Topology = ctx.topology
+        self._run_as: RunAs | None = None
+        self._bindir: Path | None = None
+
+    # -- resolution of binaries and users -----------------------------------------------------------
+    @property
+    def run_as(self) -> RunAs:
+        if self._run_as is None:
+            self._run_as = resolve_run_as(self.topology.local.run_as)
+        return self._run_as
+
+    @property
+    def pg_bindir(self) -> Path:
+        if self._bindir is None:
+            self._bindir = recipes.find_pg_bindir(self.topology.local.pg_bindir)
+        return self._bindir
+
+    def preflight(self, nodes: list[Node]) -> None:
+        engines = {n.engine for n in nodes}
+        if Engine.POSTGRES in engines:
+            bindir = self.pg_bindir
+            for tool in ("initdb", "pg_ctl", "postgres"):
+                if not (bindir / tool).exists():
+                    raise PreflightError(f"PostgreSQL tool {tool} not found in {bindir}",
+                                         hint="install PostgreSQL (apt-get install postgresql) or set "
+                                              "local.pg_bindir")
+            sharedir = recipes.pg_sharedir(bindir)
+            needed = {"postgres_fdw": self.topology.fdw.enabled, "citus": self.topology.citus}
+            for ext, wanted in needed.items():
+                if wanted and not (sharedir / "extension" / f"{ext}.control").exists():
+                    how = ("install Citus for this PostgreSQL (e.g. the postgresql-NN-citus package from "
+                           "Citus's repository) or set metadata.citus.enabled: false" if ext == "citus"
+                           else "install postgresql-contrib, or set fdw.enabled: false")
+                    raise PreflightError(f"the {ext} extension is not installed in the PostgreSQL at {bindir} "
+                                         f"(no {sharedir}/extension/{ext}.control)", hint=how)
+            check_traversable(self.run_as, self.ctx.store.root)
+        for engine, binary, pkg in ((Engine.REDIS, "redis-server", "redis-server"),
+                                    (Engine.MONGO, "mongod", "MongoDB's mongodb-org-server")):
+            if engine in engines and shutil.which(binary) is None:
+                role = "redis" if engine is Engine.REDIS else "mongo"
+                raise PreflightError(f"{binary} is not on PATH but the topology enables {role}",
+                                     hint=f"install {pkg}, use the Docker backend, or set "
+                                          f"{role}.enabled: false")
+
+    # -- observation ------------------------------------------------------------------------------
+    def _dir(self, node: Node) -> Path:
+        return self.ctx.store.node_dir(node.name)
+
+    def _secrets(self) -> dict[str, str]:
+        try:
+            return self.ctx.store.secrets(self.topology)
+        except NotFoundError:  # nothing was created yet: status and dry runs must not create secrets
+            return defaultdict(str)
+
+    def _recipe(self, node: Node) -> recipes.Recipe:
+        secrets = self._secrets()
+        return recipes.recipe_for(node, self._dir(node), self.topology, secrets,
+                                  self.pg_bindir if node.is_postgres else None)
+
+    def desired_fingerprint(self, node: Node) -> str:
+        return fingerprint(self._recipe(node).definition)
+
+    def observe(self, node: Node) -> Observation:
+        recipe = self._recipe(node)
+        if not recipe.initialized():
+            return Observation(node.name, NodeState.MISSING)
+        fp_file = self._dir(node) / ".fingerprint"
+        fp = fp_file.read_text().strip() if fp_file.exists() else None
+        pid = recipe.running_pid()
+        state = NodeState.RUNNING if pid else NodeState.STOPPED
+        return Observation(node.name, state, fp, f"pid {pid}" if pid else "")
+
+    # -- changes ----------------------------------------------------------------------------------
+    def apply(self, node: Node, action: Action) -> None:
+        recipe = self._recipe(node)
+        node_dir = self._dir(node)
+        run_as = self.run_as if node.is_postgres else RunAs(None, os.getuid(), os.getgid())
+        if action is Action.NOOP:
+            return
+        if action is Action.RECREATE:
+            self.stop(node)
+        if action is Action.CREATE:
+            node_dir.mkdir(parents=True, exist_ok=True)
+            run_as.chown(node_dir)
+            recipe.initialize(lambda argv: self._run(argv, run_as, f"initialize {node.name}"), run_as)
+        recipe.write_config(run_as)
+        (node_dir / ".fingerprint").write_text(fingerprint(recipe.definition) + "\n")
+        if recipe.running_pid():
+            return
+        recipe.clear_stale()
+        self._run(recipe.start_argv(), run_as, f"start {node.name}", tail=lambda: self.logs(node, 20))
+
+    def _run(self, argv: list[str], run_as: RunAs, what: str,
+             tail: Callable[[], list[str]] | None = None) -> None:
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, start_new_session=True,
+                                  stdin=subprocess.DEVNULL, timeout=300, **run_as.subprocess_kwargs())
+        except FileNotFoundError as exc:
+            raise BackendError(f"{what}: {exc.filename} not found") from None
+        if proc.returncode != 0:
+            out = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+            if tail is not None:
+                out += ["last log lines:", *tail()]
+            raise BackendError(f"{what} failed (exit {proc.returncode})", details=out)
+
+    def stop(self, node: Node) -> None:
+        recipe = self._recipe(node)
+        pid = recipe.running_pid()
+        if not pid:
+            return
+        os.kill(pid, recipe.stop_signal)
+        deadline = time.monotonic() + 60
+        while recipe.running_pid() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if recipe.running_pid():
+            raise BackendError(f"{node.name} (pid {pid}) did not stop within 60s")
+
+    def remove(self, node: Node, volumes: bool) -> None:
+        self.stop(node)
+        if volumes:
+            shutil.rmtree(self._dir(node), ignore_errors=True)
+
+    def teardown(self, volumes: bool) -> None:
+        nodes_dir = self.ctx.store.root / "nodes"
+        if volumes and nodes_dir.exists() and not any(nodes_dir.iterdir()):
+            nodes_dir.rmdir()
+
+    # -- information ------------------------------------------------------------------------------
+    def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
+        secrets = self._secrets()
+        ep = self.endpoint(node)
+        if node.engine is Engine.POSTGRES:
+            conninfo = (f"host={ep.host} port={ep.port} user={self.topology.pg_user} dbname=postgres "
+                        f"password={secrets['postgres_password']}")
+            probe = postgres_probe(conninfo)
+        elif node.engine is Engine.REDIS:
+            probe = redis_probe(ep.host, ep.port, secrets["redis_password"])
+        else:
+            probe = mongo_probe(f"mongodb://{ep.host}:{ep.port}/?directConnection=true")
+        recipe = self._recipe(node)
+        return Readiness(f"{node.name} ({node.engine.value} on {ep.host}:{ep.port})", probe, timeout,
+                         logs=lambda: self.logs(node, 20), hint=f"see `streamctl logs {node.name}`",
+                         alive=lambda: recipe.running_pid() is not None)
+
+    def logs(self, node: Node, tail: int = 50) -> list[str]:
+        log = self._recipe(node).log_file
+        if not log.exists():
+            return []
+        with log.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 256 * 1024))
+            lines = fh.read().decode(errors="replace").splitlines()
+        return lines[-tail:] if tail else lines
+
+    def endpoint(self, node: Node) -> Endpoint:
+        return Endpoint(node.name, node.role.value, node.engine.value, self.name, node.host, node.port,
+                        node.host, node.port, node.database)
+
+    def write_pg_file(self, node: Node, name: str, content: str) -> None:
+        target = self._recipe(node).data_dir / name
+        target.write_text(content)
+        os.chmod(target, 0o600)
+        self.run_as.chown(target)
+
+    def source_address(self, node: Node) -> str:
+        return "127.0.0.1" if node.host in ("127.0.0.1", "localhost") else node.host
+
+    def psql_argv(self, node: Node, user: str, password: str, database: str,
+                  args: list[str]) -> tuple[list[str], dict[str, str]]:
+        psql = self.pg_bindir / "psql"
+        exe = str(psql) if psql.exists() else (shutil.which("psql") or "psql")
+        return ([exe, "-h", node.host, "-p", str(node.port), "-U", user, "-d", database, *args],
+                {"PGPASSWORD": password})
+
+    def kill(self, node: Node) -> None:
+        """SIGKILL the node's main process (tests use it to simulate a crash)."""
+        pid = self._recipe(node).running_pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)

@@ -1,0 +1,268 @@
+"""How to initialise, configure, start and recognise each engine as a local process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from streamctl.backends.privileges import RunAs
+from streamctl.config.model import Engine, Node, Topology
+from streamctl.errors import PreflightError
+
+Runner = Callable[[list[str]], None]
+
+
+def find_pg_bindir(configured: str | None) -> Path:
+    """Configured path, else where `initdb` on PATH really lives, else `pg_config --bindir`."""
+    if configured:
+        return Path(configured)
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(os.path.realpath(initdb)).parent
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0 and (Path(out.stdout.strip()) / "initdb").exists():
+            return Path(out.stdout.strip())
+    raise PreflightError("PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH",
+                         hint="install PostgreSQL (apt-get install postgresql), put its bin directory on "
+                              "PATH, or set local.pg_bindir")
+
+
+def pg_sharedir(bindir: Path) -> Path:
+    pg_config = bindir / "pg_config"
+    if pg_config.exists():
+        out = subprocess.run([str(pg_config), "--sharedir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            return Path(out.stdout.strip())
+    # Debian layout: /usr/lib/postgresql/NN/bin -> /usr/share/postgresql/NN
+    version = bindir.parent.name
+    debian = Path("/usr/share/postgresql") / version
+    return debian if debian.exists() else bindir.parent / "share"
+
+
+def pid_alive(pid: int, expect: str) -> bool:
+    """True when pid runs and its command line mentions `expect` (guards against pid reuse)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
+    return expect in cmdline
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        first = path.read_text().splitlines()[0].strip()
+        return int(first)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Recipe:
+    """One engine's local process: subclasses fill in the specifics."""
+
+    stop_signal = signal.SIGTERM
+    expect = ""
+
+    def __init__(self, node: Node, node_dir: Path, topology: Topology, secrets: dict[str, str],
+                 bindir: Path | None) -> None:
+        self.node, self.dir, self.topology, self.secrets, self.bindir = node, node_dir, topology, secrets, bindir
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def log_file(self) -> Path:
+        return self.dir / "log" / f"{self.node.engine.value}.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "run" / f"{self.node.engine.value}.pid"
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        return {"engine": self.node.engine.value, "config": self.config_text()}
+
+    def config_text(self) -> str:
+        raise NotImplementedError
+
+    def initialized(self) -> bool:
+        raise NotImplementedError
+
+    def initialize(self, run: Runner, run_as: RunAs) -> None:
+        for sub in (self.data_dir, self.log_file.parent, self.pid_file.parent, self.dir / "run"):
+            sub.mkdir(parents=True, exist_ok=True, mode=0o700)
+            run_as.chown(sub)
+
+    def write_config(self, run_as: RunAs) -> None:
+        raise NotImplementedError
+
+    def start_argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def running_pid(self) -> int | None:
+        pid = read_pid(self.pid_file)
+        return pid if pid and pid_alive(pid, self.expect) else None
+
+    def clear_stale(self) -> None:
+        """Remove a pid file left behind by a killed process."""
+        if self.pid_file.exists() and not self.running_pid():
+            self.pid_file.unlink(missing_ok=True)
+
+
+class PostgresRecipe(Recipe):
+    expect = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown: roll back clients, checkpoint, exit
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "postmaster.pid"
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        return {"engine": "postgres", "bindir": str(self.bindir), "config": self.config_text()}
+
+    def config_text(self) -> str:
+        n = self.node
+        socket_dir = self.dir / "run"
+        # Unix socket paths are limited to ~107 bytes; fall back to TCP only for deep state dirs.
+        sockets = str(socket_dir) if len(str(socket_dir)) < 90 else ""
+        lines = [
+            "# managed by streamctl: edits are overwritten by the next `up`",
+            f"port = {n.port}",
+            f"listen_addresses = '{n.bind}'",
+            f"unix_socket_directories = '{sockets}'",
+            *(f"{k} = '{v}'" for k, v in n.settings),
+        ]
+        return "\n".join(lines) + "\n"
+
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def initialize(self, run: Runner, run_as: RunAs) -> None:
+        super().initialize(run, run_as)
+        pwfile = self.dir / ".pwfile"
+        pwfile.write_text(self.secrets["postgres_password"] + "\n")
+        os.chmod(pwfile, 0o600)
+        run_as.chown(pwfile)
+        try:
+            assert self.bindir is not None
+            run([str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.topology.pg_user,
+                 f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
+                 "--no-instructions"])
+        finally:
+            pwfile.unlink(missing_ok=True)
+        conf = self.data_dir / "postgresql.conf"
+        with conf.open("a") as fh:
+            fh.write("\ninclude_if_exists = 'streamctl.conf'\n")
+
+    def write_config(self, run_as: RunAs) -> None:
+        target = self.data_dir / "streamctl.conf"
+        target.write_text(self.config_text())
+        run_as.chown(target)
+
+    def start_argv(self) -> list[str]:
+        assert self.bindir is not None
+        return [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-W",
+                "start"]
+
+    def clear_stale(self) -> None:
+        # PostgreSQL replaces a stale postmaster.pid itself, except when the old pid is a zombie (no
+        # init reaps it in some containers): running_pid() rules that out, so the file can go.
+        super().clear_stale()
+
+
+class RedisRecipe(Recipe):
+    expect = "redis-server"
+
+    def config_text(self) -> str:
+        n = self.node
+        return "\n".join([
+            "# managed by streamctl",
+            f"port {n.port}",
+            f"bind {n.bind}",
+            "protected-mode yes",
+            f"requirepass {self.secrets['redis_password']}",
+            "appendonly yes",
+            "appendfsync everysec",
+            'save "3600 1 300 100 60 10000"',
+            f"dir {self.data_dir}",
+            "daemonize yes",
+            f"pidfile {self.pid_file}",
+            f"logfile {self.log_file}",
+        ]) + "\n"
+
+    @property
+    def conf_file(self) -> Path:
+        return self.dir / "redis.conf"
+
+    def initialized(self) -> bool:
+        return self.conf_file.exists() and self.data_dir.exists()
+
+    def write_config(self, run_as: RunAs) -> None:
+        self.conf_file.write_text(self.config_text())
+        os.chmod(self.conf_file, 0o600)  # it holds the password
+
+    def start_argv(self) -> list[str]:
+        return [shutil.which("redis-server") or "redis-server", str(self.conf_file)]
+
+
+class MongoRecipe(Recipe):
+    expect = "mongod"
+
+    def config_text(self) -> str:
+        n = self.node
+        return "\n".join([
+            "# managed by streamctl",
+            "net:",
+            f"  port: {n.port}",
+            f"  bindIp: {n.bind}",
+            "storage:",
+            f"  dbPath: {self.data_dir}",
+            "systemLog:",
+            "  destination: file",
+            f"  path: {self.log_file}",
+            "  logAppend: true",
+            "processManagement:",
+            "  fork: true",
+            f"  pidFilePath: {self.pid_file}",
+            "security:",
+            "  authorization: enabled",
+        ]) + "\n"
+
+    @property
+    def conf_file(self) -> Path:
+        return self.dir / "mongod.conf"
+
+    def initialized(self) -> bool:
+        return self.conf_file.exists() and self.data_dir.exists()
+
+    def write_config(self, run_as: RunAs) -> None:
+        self.conf_file.write_text(self.config_text())
+
+    def start_argv(self) -> list[str]:
+        return [shutil.which("mongod") or "mongod", "--config", str(self.conf_file)]
+
+
+def recipe_for(node: Node, node_dir: Path, topology: Topology, secrets: dict[str, str],
+               bindir: Path | None) -> Recipe:
+    cls = {Engine.POSTGRES: PostgresRecipe, Engine.REDIS: RedisRecipe, Engine.MONGO: MongoRecipe}[node.engine]
+    return cls(node, node_dir, topology, secrets, bindir)

@@ -1,0 +1,80 @@
+"""`up`, `down` and `status`: bring the cluster to its topology, take it down, show how it is."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from streamctl.cli import render
+from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, \
+    load_context
+from streamctl.runner import Runner
+from streamctl.status import cluster_status, dry_run
+
+
+def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
+       dry_run_: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+       timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to be ready.")] = 120.0,
+       json_: JsonOpt = False) -> None:
+    """Provision everything the topology describes; a second run changes nothing.
+
+    Example: streamctl up -f examples/no-citus.yaml --backend local
+    """
+    ctx = load_context(file, state_dir)
+    be = load_backend(ctx, backend)
+    runner = Runner(ctx, be, emit=None if json_ else render.event, timeout=timeout)
+    if dry_run_:
+        plan = dry_run(runner)
+        if json_:
+            render.print_json(plan)
+        else:
+            render.table(f"plan for {ctx.topology.cluster} ({be.name})", ["node", "action", "why"],
+                         [(p["node"], p["action"], p["detail"]) for p in plan])
+        return
+    result = runner.up()
+    if json_:
+        render.print_json({"cluster": ctx.topology.cluster, "backend": be.name, "changed": result.changed,
+                           "seconds": round(result.seconds, 3),
+                           "nodes": [{"name": s.node.name, "action": s.action.value} for s in result.node_steps],
+                           "configured": [{"node": n, "step": s, "changes": c}
+                                          for n, s, c in result.config_changes]})
+    elif result.changed:
+        render.line(f"cluster {ctx.topology.cluster} is up ({be.name}, {result.seconds:.1f}s)", "bold green")
+    else:
+        render.line(f"cluster {ctx.topology.cluster} is up to date: nothing to do ({result.seconds:.1f}s)",
+                    "bold green")
+
+
+def down(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
+         volumes: Annotated[bool, typer.Option("--volumes", "-v",
+                                               help="Also delete all data, secrets and state.")] = False) -> None:
+    """Stop the cluster (data kept), or destroy it with --volumes.
+
+    Example: streamctl down --volumes
+    """
+    ctx = load_context(file, state_dir)
+    be = load_backend(ctx, backend)
+    Runner(ctx, be, emit=render.event).down(volumes=volumes)
+    render.line(f"cluster {ctx.topology.cluster} " + ("destroyed (data removed)" if volumes else
+                                                       "stopped (data kept)"), "bold green")
+
+
+def status(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
+           json_: JsonOpt = False) -> None:
+    """Show every node: where it runs, its address and whether it answers.
+
+    Example: streamctl status --json | jq '.[] | select(.healthy | not)'
+    """
+    ctx = load_context(file, state_dir)
+    be = load_backend(ctx, backend)
+    rows = cluster_status(ctx, be)
+    if json_:
+        render.print_json(rows)
+    else:
+        render.table(f"{ctx.topology.cluster} ({be.name})",
+                     ["node", "role", "state", "healthy", "address", "detail"],
+                     [(r["name"], r["role"], r["state"], "yes" if r["healthy"] else "no",
+                       f"{r['host']}:{r['port']}", r["detail"]) for r in rows])
+    if not all(r["healthy"] for r in rows):
+        raise typer.Exit(1)

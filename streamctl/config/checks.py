@@ -1,0 +1,68 @@
+"""Cross-field checks that types alone cannot express: unique names and ports, references that exist."""
+
+from __future__ import annotations
+
+from streamctl.config.model import Topology
+
+
+def semantic_errors(t: Topology) -> list[str]:
+    errors: list[str] = []
+    nodes = t.nodes()
+
+    seen_names: dict[str, str] = {}
+    for n in nodes:
+        if n.name in seen_names:
+            errors.append(f"{n.yaml_path}.name: name {n.name!r} is already used by {seen_names[n.name]}")
+        else:
+            seen_names[n.name] = n.yaml_path
+
+    seen_ports: dict[tuple[str, int], str] = {}
+    endpoints = [(f"{n.yaml_path}.port", n.bind, n.port, n.yaml_path) for n in nodes]
+    if t.gateway.enabled:
+        endpoints.append(("gateway.port", t.gateway.host, t.gateway.port, "gateway"))
+    for path, _bind, port, owner in endpoints:
+        # Ports are compared regardless of address: on the Docker backend they all publish on the host.
+        key = ("*", port)
+        if key in seen_ports:
+            errors.append(f"{path}: port {port} is already used by {seen_ports[key]}")
+        else:
+            seen_ports[key] = owner
+
+    if t.citus and t.metadata.workers.count > 0:
+        last = t.metadata.workers.port + t.metadata.workers.count - 1
+        if last > 65535:
+            errors.append(f"metadata.workers.port: {t.metadata.workers.count} workers from port "
+                          f"{t.metadata.workers.port} would need port {last} (above 65535)")
+
+    a = t.analytics
+    if a.enabled:
+        if a.primary is None and a.replicas:
+            errors.append("analytics.replicas: replicas need a primary, but analytics.primary is not set")
+        elif a.primary is None:
+            errors.append("analytics.primary: analytics is enabled but has no primary "
+                          "(set one, or analytics.enabled: false)")
+        if not a.tables:
+            errors.append("analytics.tables: at least one table must be published")
+        for i, table in enumerate(a.tables):
+            if table not in KNOWN_ANALYTICS_TABLES:
+                errors.append(f"analytics.tables[{i}]: unknown table {table!r} "
+                              f"(known: {', '.join(sorted(KNOWN_ANALYTICS_TABLES))})")
+        if len(set(a.tables)) != len(a.tables):
+            errors.append("analytics.tables: a table is listed twice")
+
+    if t.fdw.enabled:
+        analytics_nodes = {n.name for n in nodes if n.role.value.startswith("analytics")}
+        if not a.enabled:
+            errors.append("fdw.enabled: the FDW needs the analytics role, which is disabled "
+                          "(set fdw.enabled: false)")
+        elif t.fdw.source not in analytics_nodes:
+            known = ", ".join(sorted(analytics_nodes)) or "none"
+            errors.append(f"fdw.source: {t.fdw.source!r} is not an analytics node (known: {known})")
+        for i, table in enumerate(t.fdw.tables or ()):
+            if table not in a.tables:
+                errors.append(f"fdw.tables[{i}]: {table!r} is not one of analytics.tables")
+
+    return errors
+
+
+KNOWN_ANALYTICS_TABLES = frozenset({"users", "user_watch_history"})

@@ -1,0 +1,246 @@
+"""The topology as typed, frozen pydantic models, plus the resolved list of nodes it describes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")]
+Ident = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors and values never change after loading."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CitusSpec(Strict):
+    enabled: bool = True
+    shard_count: int = Field(32, ge=1, le=4096)
+
+
+class CoordinatorSpec(Strict):
+    name: Name = "coordinator"
+    image: str = "citusdata/citus:12.1"
+    port: Port = 15432
+    bind: str | None = None
+
+
+class WorkersSpec(Strict):
+    count: int = Field(2, ge=0, le=64)
+    name_prefix: Name = "worker"
+    image: str | None = None  # defaults to the coordinator's image
+    port: Port = 15433  # worker i listens on port + i - 1
+    bind: str | None = None
+
+
+class MetadataSpec(Strict):
+    database: Ident = "metadata_db"
+    citus: CitusSpec = CitusSpec()
+    coordinator: CoordinatorSpec = CoordinatorSpec()
+    workers: WorkersSpec = WorkersSpec()
+
+
+class PrimarySpec(Strict):
+    name: Name = "analytics-primary"
+    image: str = "postgres:16"
+    port: Port = 15442
+    bind: str | None = None
+
+
+class ReplicaSpec(Strict):
+    name: Name
+    port: Port
+    image: str | None = None  # defaults to the primary's image
+    bind: str | None = None
+
+
+class AnalyticsSpec(Strict):
+    enabled: bool = True
+    database: Ident = "analytics_db"
+    tables: tuple[Ident, ...] = ("users", "user_watch_history")
+    primary: PrimarySpec | None = PrimarySpec()
+    replicas: tuple[ReplicaSpec, ...] = (ReplicaSpec(name="analytics-replica-1", port=15443),)
+
+
+class FdwSpec(Strict):
+    enabled: bool = True
+    source: Name = "analytics-primary"  # the analytics primary or one of its replicas
+    schema_name: Ident = Field("analytics", alias="schema")
+    tables: tuple[Ident, ...] | None = None  # defaults to analytics.tables
+
+
+class MongoSpec(Strict):
+    enabled: bool = True
+    name: Name = "mongo"
+    image: str = "mongo:7"
+    port: Port = 27117
+    bind: str | None = None
+    database: Ident = "streaming"
+
+
+class RedisSpec(Strict):
+    enabled: bool = True
+    name: Name = "redis"
+    image: str = "redis:7"
+    port: Port = 16379
+    bind: str | None = None
+    trending_ttl_days: int = Field(30, ge=1, le=3650)
+    cache_ttl_seconds: int = Field(300, ge=1)
+
+
+class GatewaySpec(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 3000
+    replica_reads: bool = True  # analytics-only reads go to a replica when one exists
+
+
+class SecretsSpec(Strict):
+    """Optional fixed secrets (use ${VAR}); anything left empty is generated on first `up`."""
+
+    postgres_password: str | None = None
+    replication_password: str | None = None
+    fdw_password: str | None = None
+    redis_password: str | None = None
+    mongo_password: str | None = None
+
+
+class LocalSpec(Strict):
+    pg_bindir: str | None = None  # default: `pg_config --bindir`, else the directory of `initdb` on PATH
+    run_as: str | None = None  # when root: the unprivileged user for PostgreSQL (default postgres/streamctl)
+
+
+class VerifySpec(Strict):
+    max_skew: float = Field(1.5, ge=1.0)  # largest shard / mean shard, per table
+    max_lag_bytes: int = Field(16 * 1024 * 1024, ge=0)
+    max_lag_seconds: float = Field(30.0, ge=0)
+    checksum_chunk_rows: int = Field(100_000, ge=100)
+
+
+class Topology(Strict):
+    version: Literal[1] = 1
+    cluster: Name = "streamplat"
+    backend: Literal["auto", "docker", "local"] = "auto"
+    bind: str = "127.0.0.1"
+    state_dir: str = ".streamctl"
+    pg_user: Ident = "streamctl"
+    metadata: MetadataSpec = MetadataSpec()
+    analytics: AnalyticsSpec = AnalyticsSpec()
+    fdw: FdwSpec = FdwSpec()
+    mongo: MongoSpec = MongoSpec()
+    redis: RedisSpec = RedisSpec()
+    gateway: GatewaySpec = GatewaySpec()
+    secrets: SecretsSpec = SecretsSpec()
+    local: LocalSpec = LocalSpec()
+    verify: VerifySpec = VerifySpec()
+
+    @property
+    def citus(self) -> bool:
+        return self.metadata.citus.enabled
+
+    @property
+    def fdw_tables(self) -> tuple[str, ...]:
+        return self.fdw.tables if self.fdw.tables is not None else self.analytics.tables
+
+    def nodes(self) -> list[Node]:
+        return resolve_nodes(self)
+
+    def node(self, name: str) -> Node | None:
+        return next((n for n in self.nodes() if n.name == name), None)
+
+    def nodes_by_role(self, role: Role) -> list[Node]:
+        return [n for n in self.nodes() if n.role == role]
+
+
+class Role(StrEnum):
+    COORDINATOR = "coordinator"
+    WORKER = "worker"
+    ANALYTICS_PRIMARY = "analytics_primary"
+    ANALYTICS_REPLICA = "analytics_replica"
+    MONGO = "mongo"
+    REDIS = "redis"
+
+
+class Engine(StrEnum):
+    POSTGRES = "postgres"
+    REDIS = "redis"
+    MONGO = "mongo"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One process or container the topology asks for, with everything a backend needs to run it."""
+
+    name: str
+    role: Role
+    engine: Engine
+    image: str
+    bind: str
+    port: int
+    yaml_path: str  # where it is declared, for messages
+    database: str | None = None
+    settings: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # postgres -c key=value
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine is Engine.POSTGRES
+
+    @property
+    def host(self) -> str:
+        """Where the CLI reaches the node: the bind address, or loopback when bound to all."""
+        return "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
+
+
+def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], ...]:
+    """Server settings per role: logical WAL everywhere (replication, and Citus shard moves)."""
+    settings: dict[str, str] = {
+        "wal_level": "logical",
+        "max_wal_senders": "20",
+        "max_replication_slots": "20",
+        "max_logical_replication_workers": "8",
+        "max_worker_processes": "16",
+        "max_connections": "200",
+        "password_encryption": "scram-sha-256",
+    }
+    if role in (Role.COORDINATOR, Role.WORKER) and topology.citus:
+        settings["shared_preload_libraries"] = "citus"
+    return tuple(sorted(settings.items()))
+
+
+def resolve_nodes(t: Topology) -> list[Node]:
+    """Expand the topology into its enabled nodes, in a stable order (the documented node names)."""
+    nodes: list[Node] = []
+    md = t.metadata
+    c = md.coordinator
+    coord_settings = postgres_settings(t, Role.COORDINATOR)
+    nodes.append(Node(c.name, Role.COORDINATOR, Engine.POSTGRES, c.image, c.bind or t.bind, c.port,
+                      "metadata.coordinator", md.database, coord_settings))
+    if t.citus:
+        w = md.workers
+        for i in range(1, w.count + 1):
+            nodes.append(Node(f"{w.name_prefix}-{i}", Role.WORKER, Engine.POSTGRES, w.image or c.image,
+                              w.bind or t.bind, w.port + i - 1, f"metadata.workers[{i - 1}]", md.database,
+                              postgres_settings(t, Role.WORKER)))
+    a = t.analytics
+    if a.enabled and a.primary is not None:
+        p = a.primary
+        nodes.append(Node(p.name, Role.ANALYTICS_PRIMARY, Engine.POSTGRES, p.image, p.bind or t.bind, p.port,
+                          "analytics.primary", a.database, postgres_settings(t, Role.ANALYTICS_PRIMARY)))
+        for i, r in enumerate(a.replicas):
+            nodes.append(Node(r.name, Role.ANALYTICS_REPLICA, Engine.POSTGRES, r.image or p.image,
+                              r.bind or t.bind, r.port, f"analytics.replicas[{i}]", a.database,
+                              postgres_settings(t, Role.ANALYTICS_REPLICA)))
+    if t.mongo.enabled:
+        m = t.mongo
+        nodes.append(Node(m.name, Role.MONGO, Engine.MONGO, m.image, m.bind or t.bind, m.port, "mongo",
+                          m.database))
+    if t.redis.enabled:
+        r2 = t.redis
+        nodes.append(Node(r2.name, Role.REDIS, Engine.REDIS, r2.image, r2.bind or t.bind, r2.port, "redis"))
+    return nodes

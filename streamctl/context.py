@@ -1,0 +1,107 @@
+"""A cluster as the rest of the library sees it: topology + state directory + secrets -> connections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from streamctl.config.model import Node, Role, Topology
+from streamctl.errors import BackendError, NotFoundError
+from streamctl.state import Endpoint, StateStore, cluster_dir
+
+if TYPE_CHECKING:
+    import psycopg
+    import redis as redis_lib
+    from pymongo import MongoClient
+
+REPLICATION_USER = "streamctl_replicator"
+FDW_USER = "streamctl_fdw_reader"
+MONGO_ROOT_USER = "streamctl_root"
+MONGO_APP_USER = "streamctl_app"
+
+
+@dataclass
+class ClusterContext:
+    """Everything needed to reach a provisioned cluster; built by the CLI from -f and --state-dir."""
+
+    topology: Topology
+    store: StateStore
+    topology_path: Path | None = None
+
+    @classmethod
+    def build(cls, topology: Topology, topology_path: Path | None = None,
+              state_dir: str | Path | None = None) -> ClusterContext:
+        base = topology_path.parent if topology_path else Path.cwd()
+        return cls(topology, StateStore(cluster_dir(topology, base, state_dir)), topology_path)
+
+    @cached_property
+    def secrets(self) -> dict[str, str]:
+        return self.store.secrets(self.topology)
+
+    def node(self, name: str) -> Node:
+        node = self.topology.node(name)
+        if node is None:
+            known = ", ".join(n.name for n in self.topology.nodes())
+            raise NotFoundError(f"unknown node {name!r}", hint=f"known nodes: {known}")
+        return node
+
+    def endpoint(self, name: str) -> Endpoint:
+        return self.store.endpoint(name)
+
+    def first(self, role: Role) -> Node | None:
+        nodes = self.topology.nodes_by_role(role)
+        return nodes[0] if nodes else None
+
+    # -- PostgreSQL -------------------------------------------------------------------------------
+    def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
+                    password: str | None = None) -> str:
+        ep = self.endpoint(name)
+        user = user or self.topology.pg_user
+        if password is None:
+            password = self.secrets["postgres_password"]
+        db = dbname or ep.database or "postgres"
+        return (f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{ep.host}:{ep.port}/"
+                f"{quote(db, safe='')}?connect_timeout=5&application_name=streamctl")
+
+    def pg_connect(self, name: str, dbname: str | None = None, autocommit: bool = True,
+                   **kwargs: Any) -> psycopg.Connection[Any]:
+        import psycopg
+
+        try:
+            return psycopg.connect(self.pg_conninfo(name, dbname), autocommit=autocommit, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise BackendError(f"cannot connect to {name}: {_first_line(exc)}",
+                               hint="is the cluster up? try `streamctl status`") from exc
+
+    # -- Redis ------------------------------------------------------------------------------------
+    def redis_url(self) -> str:
+        ep = self.endpoint(self.topology.redis.name)
+        return f"redis://:{quote(self.secrets['redis_password'], safe='')}@{ep.host}:{ep.port}/0"
+
+    def redis(self) -> redis_lib.Redis:
+        import redis as redis_lib
+
+        return redis_lib.Redis.from_url(self.redis_url(), decode_responses=True, socket_timeout=10)
+
+    # -- MongoDB ----------------------------------------------------------------------------------
+    def mongo_uri(self, admin: bool = False) -> str:
+        ep = self.endpoint(self.topology.mongo.name)
+        if admin:
+            user, pw, auth_db = MONGO_ROOT_USER, self.secrets["mongo_password"], "admin"
+        else:
+            user, pw, auth_db = MONGO_APP_USER, self.secrets["mongo_app_password"], self.topology.mongo.database
+        return (f"mongodb://{quote(user, safe='')}:{quote(pw, safe='')}@{ep.host}:{ep.port}/"
+                f"?authSource={auth_db}&directConnection=true&serverSelectionTimeoutMS=5000")
+
+    def mongo(self, admin: bool = False) -> MongoClient[Any]:
+        from pymongo import MongoClient
+
+        return MongoClient(self.mongo_uri(admin))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,67 @@
+"""One error hierarchy: every user-facing failure is a StreamctlError, rendered once by the CLI."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes (documented in the README)."""
+
+    OK = 0
+    FAILURE = 1  # unexpected internal error
+    USAGE = 2  # bad command line (Typer/Click's own code)
+    CONFIG = 3  # topology file malformed or invalid
+    PREFLIGHT = 4  # a binary, extension, engine or permission is missing
+    RUNTIME = 5  # a node or step failed while running
+    TIMEOUT = 6  # a readiness wait ran out of time
+    NOT_FOUND = 7  # unknown node, no state for this cluster, ...
+    CHECK_FAILED = 8  # verify: at least one check failed
+    CHECK_ERROR = 9  # verify: at least one check could not run
+    REFUSED = 10  # the operation would lose data and was refused (e.g. seed without --reset)
+
+
+class StreamctlError(Exception):
+    """Base class: a message for the user, an optional hint, and an exit code."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init__(self, message: str, hint: str | None = None, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = details or []
+
+
+class ConfigError(StreamctlError):
+    """The topology file is malformed; `details` holds one line per problem found."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class PreflightError(StreamctlError):
+    exit_code = ExitCode.PREFLIGHT
+
+
+class BackendError(StreamctlError):
+    exit_code = ExitCode.RUNTIME
+
+
+class StepError(StreamctlError):
+    """A plan step failed; names the node and the step."""
+
+    exit_code = ExitCode.RUNTIME
+
+
+class ReadinessTimeout(StreamctlError):
+    """A node did not become ready in time; `details` carries its last log lines."""
+
+    exit_code = ExitCode.TIMEOUT
+
+
+class NotFoundError(StreamctlError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class RefusedError(StreamctlError):
+    exit_code = ExitCode.REFUSED

@@ -1,0 +1,20 @@
+"""What a service adapter contributes to `up`: configuration steps that converge and can be checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ConfigStep:
+    """One idempotent piece of configuration on one node.
+
+    `pending()` inspects the live node and lists what `apply()` would change (empty: converged);
+    it is what makes `up --dry-run` informative and a second `up` a no-op.
+    """
+
+    node: str
+    name: str
+    pending: Callable[[], list[str]]
+    apply: Callable[[], None]
