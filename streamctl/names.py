@@ -1,0 +1,39 @@
+"""Names of the objects streamctl creates, shared by `up`, `seed`, `verify` and the gateway."""
+
+from __future__ import annotations
+
+from datetime import date
+
+# PostgreSQL ------------------------------------------------------------------------------------------
+SCHEMA_VERSION_TABLE = "streamctl_schema_version"  # per database: which sql/ files were applied
+PUBLICATION = "streamctl_pub"  # on the analytics primary, for topology.analytics.tables
+FDW_SERVER = "analytics_server"  # on the coordinator's metadata database
+DISTRIBUTED_TABLES = ("content_metadata", "content_genres", "content_cast_crew", "trending_daily")
+REFERENCE_TABLES = ("genres", "cast_crew")
+DISTRIBUTION_COLUMN = "content_id"
+
+
+def subscription_name(replica: str) -> str:
+    """One subscription (and so one replication slot on the primary) per replica."""
+    return "streamctl_sub_" + replica.replace("-", "_")
+
+
+# MongoDB ---------------------------------------------------------------------------------------------
+REVIEWS_COLLECTION = "reviews"
+
+# Redis -----------------------------------------------------------------------------------------------
+
+
+def content_cache_key(content_id: str) -> str:
+    """Cached content JSON (string, TTL redis.cache_ttl_seconds)."""
+    return f"content:{content_id}"
+
+
+def views_key(content_id: str) -> str:
+    """Live view counter of one title (integer, no TTL)."""
+    return f"views:{content_id}"
+
+
+def trending_key(day: date | str) -> str:
+    """One sorted set per day: member content_id, score views that day (TTL redis.trending_ttl_days)."""
+    return f"trending:daily:{day if isinstance(day, str) else day.isoformat()}"
