@@ -1,0 +1,171 @@
+"""PostgreSQL basics on any node: its database, versioned schema files from sql/, and managed pg_hba."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from streamctl.backends.base import Backend
+from streamctl.config.model import Node
+from streamctl.context import ClusterContext
+from streamctl.errors import StepError
+from streamctl.names import SCHEMA_VERSION_TABLE
+from streamctl.services.base import ConfigStep
+
+AFTER_DISTRIBUTION = "-- streamctl: after-distribution"
+
+
+@dataclass(frozen=True)
+class SchemaFile:
+    version: int
+    name: str
+    text: str
+    after_distribution: bool
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+
+def schema_files(kind: str) -> list[SchemaFile]:
+    """The ordered SQL files of one database kind (`metadata` or `analytics`), shipped in the package."""
+    folder = resources.files("streamctl").joinpath("sql", kind)
+    out = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        text = entry.read_text()
+        version = int(entry.name.split("_", 1)[0])
+        out.append(SchemaFile(version, entry.name, text, AFTER_DISTRIBUTION in text.splitlines()[0]))
+    return out
+
+
+# -- database -------------------------------------------------------------------------------------------
+def database_step(ctx: ClusterContext, node: Node) -> ConfigStep:
+    db = node.database or "postgres"
+
+    def pending() -> list[str]:
+        with ctx.pg_connect(node.name, "postgres") as conn:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
+        return [] if found else [f"create database {db}"]
+
+    def apply() -> None:
+        with ctx.pg_connect(node.name, "postgres") as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+
+    return ConfigStep(node.name, "database", pending, apply)
+
+
+# -- schema ---------------------------------------------------------------------------------------------
+def applied_versions(conn: psycopg.Connection[Any]) -> dict[int, str]:
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (SCHEMA_VERSION_TABLE,)).fetchone()
+    if not exists or not exists[0]:
+        return {}
+    rows = conn.execute(f"SELECT version, checksum FROM {SCHEMA_VERSION_TABLE}").fetchall()
+    return {int(v): str(c) for v, c in rows}
+
+
+def schema_step(ctx: ClusterContext, node: Node, kind: str, after_distribution: bool) -> ConfigStep:
+    """Apply the not-yet-applied files of one phase, each in a transaction with its version row."""
+    files = [f for f in schema_files(kind) if f.after_distribution == after_distribution]
+    name = f"schema {kind}" + (" (constraints)" if after_distribution else "")
+
+    def pending() -> list[str]:
+        with ctx.pg_connect(node.name) as conn:
+            done = applied_versions(conn)
+        for f in files:
+            if f.version in done and done[f.version] != f.checksum:
+                raise StepError(f"{f.name} was changed after it was applied to {node.name}",
+                                hint="add a new numbered file instead of editing an applied one")
+        return [f"apply {f.name}" for f in files if f.version not in done]
+
+    def apply() -> None:
+        with ctx.pg_connect(node.name) as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSION_TABLE} (version integer PRIMARY KEY, "
+                         "name text NOT NULL, checksum text NOT NULL, "
+                         "applied_at timestamptz NOT NULL DEFAULT now())")
+            done = applied_versions(conn)
+            for f in files:
+                if f.version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(f.text.encode())
+                    conn.execute(f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, name, checksum) "
+                                 "VALUES (%s, %s, %s)", (f.version, f.name, f.checksum))
+
+    return ConfigStep(node.name, name, pending, apply)
+
+
+# -- roles ----------------------------------------------------------------------------------------------
+def ensure_login_role(conn: psycopg.Connection[Any], role: str, password: str, *attributes: str) -> None:
+    """Create the role, or reset its password and attributes (idempotent)."""
+    attrs = sql.SQL(" ").join(sql.SQL(a) for a in ("LOGIN", *attributes))
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    verb = sql.SQL("ALTER ROLE") if exists else sql.SQL("CREATE ROLE")
+    conn.execute(sql.SQL("{} {} {} PASSWORD {}").format(verb, sql.Identifier(role), attrs,
+                                                        sql.Literal(password)))
+
+
+def role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def missing_select_grants(conn: psycopg.Connection[Any], role: str, tables: tuple[str, ...]) -> list[str]:
+    return [t for t in tables
+            if not conn.execute("SELECT to_regclass(%s) IS NOT NULL AND has_table_privilege(%s, %s, 'SELECT')",
+                                (t, role, t)).fetchone()[0]]  # type: ignore[index]
+
+
+# -- pg_hba ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HbaRule:
+    """Admit `user` to `database` only from `addresses`; everyone else for that user is rejected."""
+
+    database: str
+    user: str
+    addresses: tuple[str, ...]
+
+
+def render_hba(superuser: str, rules: list[HbaRule]) -> str:
+    lines = ["# managed by streamctl: rewritten by every `streamctl up`",
+             "# TYPE  DATABASE  USER  ADDRESS  METHOD",
+             "local   all  all  scram-sha-256"]
+    for rule in rules:
+        for addr in sorted(set(rule.addresses)):
+            cidr = addr if "/" in addr else (f"{addr}/128" if ":" in addr else f"{addr}/32")
+            lines.append(f"host    {rule.database}  {rule.user}  {cidr}  scram-sha-256")
+        lines.append(f"host    all  {rule.user}  all  reject")
+    lines.append(f"host    all  {superuser}  all  scram-sha-256")
+    lines.append("host    all  all  all  scram-sha-256")
+    lines.append("host    replication  all  all  reject")
+    return "\n".join(lines) + "\n"
+
+
+def hba_step(ctx: ClusterContext, backend: Backend, node: Node, rules: list[HbaRule]) -> ConfigStep:
+    def desired() -> str:
+        return render_hba(ctx.topology.pg_user, rules)
+
+    def pending() -> list[str]:
+        with ctx.pg_connect(node.name, "postgres") as conn:
+            row = conn.execute("SELECT pg_read_file(current_setting('hba_file'))").fetchone()
+        current = row[0] if row else ""
+        if current == desired():
+            return []
+        scope = "; ".join(f"{r.user} only from {', '.join(r.addresses) or 'nowhere'}" for r in rules)
+        return [f"rewrite pg_hba.conf ({scope or 'password logins only'})"]
+
+    def apply() -> None:
+        backend.write_pg_file(node, "pg_hba.conf", desired())
+        with ctx.pg_connect(node.name, "postgres") as conn:
+            conn.execute("SELECT pg_reload_conf()")
+            errors = conn.execute("SELECT line_number, error FROM pg_hba_file_rules "
+                                  "WHERE error IS NOT NULL").fetchall()
+        if errors:
+            raise StepError(f"pg_hba.conf on {node.name} has errors: {errors}")
+
+    return ConfigStep(node.name, "access rules (pg_hba)", pending, apply)
