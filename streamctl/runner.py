@@ -147,8 +147,9 @@ class Runner:
                                 hint=exc.hint or "fix the cause and run `streamctl up` again: it resumes "
                                                  "where it stopped", details=exc.details) from exc
             except Exception as exc:
-                self.emit(Event("fail", step.node, step.name, str(exc)))
-                raise StepError(f"{step.node}: step '{step.name}' failed: {str(exc).strip()}",
+                lines = str(exc).strip().splitlines() or [type(exc).__name__]
+                self.emit(Event("fail", step.node, step.name, lines[0]))
+                raise StepError(f"{step.node}: step '{step.name}' failed: {lines[0]}", details=lines[1:],
                                 hint="fix the cause and run `streamctl up` again: it resumes where it "
                                      "stopped") from exc
             result.config_changes.append((step.node, step.name, pending))

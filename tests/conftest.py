@@ -88,7 +88,7 @@ def free_port() -> int:
 
 
 def topology_dict(*, cluster: str = "t", citus: bool = False, workers: int = 0, mongo: bool = False,
-                  redis: bool = True, analytics: bool = True, replicas: int = 1, fdw: bool = True,
+                  redis: bool = True, analytics: bool = True, replicas: int = 1, fdw: bool | dict[str, Any] = True,
                   backend: str = "local", **extra: Any) -> dict[str, Any]:
     """A small topology on free ports; `extra` merges top-level sections over it."""
     data: dict[str, Any] = {
@@ -106,7 +106,7 @@ def topology_dict(*, cluster: str = "t", citus: bool = False, workers: int = 0, 
             "primary": {"port": free_port()},
             "replicas": [{"name": f"analytics-replica-{i + 1}", "port": free_port()} for i in range(replicas)],
         },
-        "fdw": {"enabled": fdw and analytics},
+        "fdw": dict(fdw) if isinstance(fdw, dict) else {"enabled": fdw and analytics},
         "mongo": {"enabled": mongo, "port": free_port()},
         "redis": {"enabled": redis, "port": free_port()},
         "gateway": {"port": free_port()},

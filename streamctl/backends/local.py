@@ -205,6 +205,10 @@ class LocalBackend:
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node's main process (tests use it to simulate a crash)."""
-        pid = self._recipe(node).running_pid()
+        recipe = self._recipe(node)
+        pid = recipe.running_pid()
         if pid:
             os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while recipe.running_pid() and time.monotonic() < deadline:
+                time.sleep(0.02)

@@ -185,9 +185,14 @@ class PostgresRecipe(Recipe):
                 "start"]
 
     def clear_stale(self) -> None:
-        # PostgreSQL replaces a stale postmaster.pid itself, except when the old pid is a zombie (no
-        # init reaps it in some containers): running_pid() rules that out, so the file can go.
+        # PostgreSQL replaces stale lock files itself, except when the old pid is a zombie (some
+        # sandboxes' init never reaps): our liveness check rules zombies out, so such files can go.
         super().clear_stale()
+        for lock in (self.dir / "run").glob(".s.PGSQL.*.lock"):
+            pid = read_pid(lock)
+            if pid is None or not pid_alive(pid, self.expect):
+                lock.unlink(missing_ok=True)
+                Path(str(lock)[: -len(".lock")]).unlink(missing_ok=True)
 
 
 class RedisRecipe(Recipe):

@@ -210,6 +210,7 @@ def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], 
     }
     if role in (Role.COORDINATOR, Role.WORKER) and topology.citus:
         settings["shared_preload_libraries"] = "citus"
+        settings["citus.enable_statistics_collection"] = "off"  # never phone home
     return tuple(sorted(settings.items()))
 
 

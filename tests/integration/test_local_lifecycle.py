@@ -1,0 +1,158 @@
+"""The local-process backend against real PostgreSQL and Redis: lifecycle, persistence, crash recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamctl.backends.base import Action, NodeState
+from streamctl.errors import ConfigError
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streamctl", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def test_up_records_state_and_secrets_privately(make_cluster) -> None:
+    c = make_cluster(replicas=1)
+    c.up()
+    store = c.ctx.store
+    assert stat.S_IMODE(store.secrets_file.stat().st_mode) == 0o600
+    secrets = json.loads(store.secrets_file.read_text())
+    assert len(secrets["postgres_password"]) >= 24
+    endpoints = store.endpoints()
+    assert set(endpoints) == {"coordinator", "analytics-primary", "analytics-replica-1", "redis"}
+    assert all(e.host == "127.0.0.1" for e in endpoints.values())
+    # the password never appears in state.json or in the node configuration PostgreSQL reads
+    assert secrets["postgres_password"] not in store.state_file.read_text()
+
+
+def test_second_up_is_a_noop(make_cluster) -> None:
+    c = make_cluster()
+    assert c.up().changed
+    second = c.up()
+    assert not second.changed
+    assert all(s.action is Action.NOOP for s in second.node_steps)
+    assert second.config_changes == []
+
+
+def test_data_survives_down_and_up_and_volumes_remove_it(make_cluster) -> None:
+    c = make_cluster(replicas=0, fdw=False)
+    c.up()
+    with c.ctx.pg_connect("coordinator") as conn:
+        conn.execute("INSERT INTO genres VALUES (1, 'Drama')")
+    r = c.ctx.redis()
+    r.set("kept", "yes")
+    r.close()
+    c.down()
+    assert all(c.backend.observe(n).state is NodeState.STOPPED for n in c.topology.nodes())
+    c.up()
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute("SELECT name FROM genres").fetchall() == [("Drama",)]
+    r = c.ctx.redis()
+    assert r.get("kept") == "yes"
+    r.close()
+    c.down(volumes=True)
+    assert not c.ctx.store.root.exists()
+    assert all(c.backend.observe(n).state is NodeState.MISSING for n in c.topology.nodes())
+    c.up()
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute("SELECT count(*) FROM genres").fetchone() == (0,)
+
+
+def test_killed_node_is_restarted_by_next_up(make_cluster) -> None:
+    c = make_cluster(replicas=0, fdw=False)
+    c.up()
+    coordinator = c.topology.node("coordinator")
+    redis = c.topology.node("redis")
+    c.backend.kill(coordinator)
+    c.backend.kill(redis)
+    plan = {s.node.name: s.action for s in c.runner.plan()}
+    assert plan["coordinator"] is Action.START and plan["redis"] is Action.START
+    c.up()
+    assert c.backend.observe(coordinator).state is NodeState.RUNNING
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_changed_definition_recreates_only_that_node(make_cluster) -> None:
+    c = make_cluster(replicas=0, fdw=False)
+    c.up()
+    before = {n.name: c.backend.observe(n).detail for n in c.topology.nodes()}
+    data = yaml.safe_load(c.path.read_text())
+    data["redis"]["bind"] = "127.0.0.2"  # part of the node's definition
+    c.path.write_text(yaml.safe_dump(data))
+    c.reload()
+    plan = {s.node.name: s.action for s in c.runner.plan()}
+    assert plan == {"coordinator": Action.NOOP, "analytics-primary": Action.NOOP, "redis": Action.RECREATE}
+    c.up()
+    after = {n.name: c.backend.observe(n).detail for n in c.topology.nodes()}
+    assert after["coordinator"] == before["coordinator"]
+    assert after["redis"] != before["redis"]
+    r = c.ctx.redis()
+    assert r.ping() and c.ctx.endpoint("redis").host == "127.0.0.2"
+    r.close()
+
+
+def test_malformed_topology_starts_nothing(tmp_path: Path) -> None:
+    (tmp_path / "topology.yaml").write_text("cluster: broken\nredis: {port: 99999}\nbackend: local\n")
+    proc = cli("up", "-f", str(tmp_path / "topology.yaml"))
+    assert proc.returncode == 3
+    assert "redis.port: port 99999 is out of range" in proc.stderr
+    assert not (tmp_path / ".streamctl").exists()
+
+
+def test_missing_binary_is_a_preflight_error(make_cluster) -> None:
+    c = make_cluster(replicas=0, fdw=False)
+    proc = subprocess.run([sys.executable, "-m", "streamctl", "up", "-f", str(c.path)], capture_output=True,
+                          text=True, env={**os.environ, "PATH": "/nonexistent"})
+    assert proc.returncode == 4, proc.stderr
+    assert "redis-server is not on PATH" in proc.stderr or "initdb" in proc.stderr
+    assert not c.ctx.store.node_dir("coordinator").exists()
+
+
+def test_cli_status_json_logs_url_and_psql(make_cluster) -> None:
+    c = make_cluster(replicas=1)
+    f = str(c.path)
+    assert cli("up", "-f", f).returncode == 0
+    status = json.loads(cli("status", "-f", f, "--json").stdout)
+    assert {s["name"] for s in status} == {"coordinator", "analytics-primary", "analytics-replica-1", "redis"}
+    assert all(s["healthy"] and s["backend"] == "local" and s["host"] == "127.0.0.1" for s in status)
+    assert all({"name", "role", "backend", "host", "port", "healthy"} <= set(s) for s in status)
+    logs = cli("logs", "coordinator", "-f", f, "-n", "5")
+    assert logs.returncode == 0 and logs.stdout.strip()
+    url = cli("url", "analytics-primary", "-f", f).stdout.strip()
+    assert url.startswith("postgresql://streamctl:") and url.endswith("/analytics_db")
+    out = subprocess.run(["psql", url, "-Atc", "select current_database()"], capture_output=True, text=True)
+    assert out.stdout.strip() == "analytics_db"
+    psql = cli("psql", "coordinator", "-f", f, "--", "-Atc", "select 40 + 2")
+    assert psql.returncode == 0 and psql.stdout.strip() == "42"
+    unknown = cli("logs", "nope", "-f", f)
+    assert unknown.returncode == 7 and "unknown node 'nope'" in unknown.stderr
+    second = cli("up", "-f", f)
+    assert second.returncode == 0 and "nothing to do" in second.stdout
+    cli("down", "-f", f)
+    stopped = json.loads(cli("status", "-f", f, "--json").stdout)
+    assert not any(s["healthy"] for s in stopped)
+
+
+def test_config_error_leaves_existing_cluster_alone(make_cluster) -> None:
+    c = make_cluster(replicas=0, fdw=False)
+    c.up()
+    good = c.path.read_text()
+    c.path.write_text(good + "\nunknown_section: 1\n")
+    with pytest.raises(ConfigError):
+        c.reload()
+    c.path.write_text(good)
+    c.reload()
+    assert all(c.backend.observe(n).state is NodeState.RUNNING for n in c.topology.nodes())

@@ -1,0 +1,138 @@
+"""The topology model: the shipped files load; each malformed topology gives its own message and path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamctl.config import load_topology, parse_topology
+from streamctl.config.model import Role
+from streamctl.errors import ConfigError, ExitCode
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_topology_describes_the_platform() -> None:
+    t = load_topology(ROOT / "topology.yaml", env={})
+    names = [n.name for n in t.nodes()]
+    assert names == ["coordinator", "worker-1", "worker-2", "analytics-primary", "analytics-replica-1",
+                     "mongo", "redis"]
+    assert t.citus and t.metadata.database == "metadata_db" and t.analytics.database == "analytics_db"
+    assert t.analytics.tables == ("users", "user_watch_history")
+    assert all(n.bind == "127.0.0.1" for n in t.nodes())
+    assert dict(t.node("worker-1").settings)["shared_preload_libraries"] == "citus"  # type: ignore[union-attr]
+    assert dict(t.node("analytics-primary").settings)["wal_level"] == "logical"  # type: ignore[union-attr]
+
+
+def test_no_citus_example_is_plain_postgres_without_mongo() -> None:
+    t = load_topology(ROOT / "examples" / "no-citus.yaml", env={})
+    assert not t.citus and not t.mongo.enabled
+    assert [n.role for n in t.nodes()] == [Role.COORDINATOR, Role.ANALYTICS_PRIMARY, Role.ANALYTICS_REPLICA,
+                                           Role.REDIS]
+    assert "shared_preload_libraries" not in dict(t.nodes()[0].settings)
+
+
+def test_interpolation_uses_environment_and_defaults() -> None:
+    t = parse_topology({"secrets": {"redis_password": "${PW}", "postgres_password": "${NOPE:-fallback}",
+                                    "fdw_password": "a$$b"}}, env={"PW": "s3cret"})
+    assert t.secrets.redis_password == "s3cret"
+    assert t.secrets.postgres_password == "fallback"
+    assert t.secrets.fdw_password == "a$b"
+
+
+def test_bind_override_and_worker_ports() -> None:
+    t = parse_topology({"bind": "0.0.0.0", "metadata": {"workers": {"count": 3, "port": 20000}}}, env={})
+    assert [n.port for n in t.nodes_by_role(Role.WORKER)] == [20000, 20001, 20002]
+    assert t.nodes()[0].bind == "0.0.0.0" and t.nodes()[0].host == "127.0.0.1"
+
+
+MALFORMED: list[tuple[str, object, str]] = [
+    ("unknown top-level key", {"clusters": "x"}, "clusters: unknown key"),
+    ("unknown nested key", {"metadata": {"citus": {"shards": 4}}}, "metadata.citus.shards: unknown key"),
+    ("port not a number", {"redis": {"port": "abc"}}, "redis.port: Input should be a valid integer"),
+    ("port out of range", {"mongo": {"port": 70000}}, "mongo.port: port 70000 is out of range"),
+    ("port zero", {"redis": {"port": 0}}, "redis.port: port 0 is out of range"),
+    ("negative worker count", {"metadata": {"workers": {"count": -1}}},
+     "metadata.workers.count: Input should be greater than or equal to 0"),
+    ("duplicate port", {"redis": {"port": 15432}}, "redis.port: port 15432 is already used by metadata.coordinator"),
+    ("duplicate port with a worker", {"analytics": {"primary": {"port": 15434}}},
+     "analytics.primary.port: port 15434 is already used by metadata.workers[1]"),
+    ("duplicate name", {"redis": {"name": "coordinator"}}, "redis.name: name 'coordinator' is already used"),
+    ("duplicate replica names", {"analytics": {"replicas": [{"name": "r", "port": 20001},
+                                                            {"name": "r", "port": 20002}]}},
+     "analytics.replicas[1].name: name 'r' is already used by analytics.replicas[0]"),
+    ("replica without primary", {"analytics": {"primary": None}},
+     "analytics.replicas: replicas need a primary"),
+    ("analytics without primary or replicas", {"analytics": {"primary": None, "replicas": []}},
+     "analytics.primary: analytics is enabled but has no primary"),
+    ("fdw target missing", {"fdw": {"source": "analytics-replica-9"}},
+     "fdw.source: 'analytics-replica-9' is not an analytics node"),
+    ("fdw without analytics", {"analytics": {"enabled": False}},
+     "fdw.enabled: the FDW needs the analytics role, which is disabled"),
+    ("fdw table not published", {"fdw": {"tables": ["users", "payments"]}},
+     "fdw.tables[1]: 'payments' is not one of analytics.tables"),
+    ("unknown analytics table", {"analytics": {"tables": ["users", "orders"]}},
+     "analytics.tables[1]: unknown table 'orders'"),
+    ("unset variable", {"secrets": {"redis_password": "${STREAMCTL_TEST_UNSET_VAR}"}},
+     "secrets.redis_password: environment variable STREAMCTL_TEST_UNSET_VAR is not set"),
+    ("bad backend", {"backend": "kubernetes"}, "backend: Input should be 'auto', 'docker' or 'local'"),
+    ("bad cluster name", {"cluster": "My Cluster"}, "cluster: 'My Cluster' is not a valid name"),
+    ("wrong type for section", {"redis": "yes"}, "redis: Input should be a valid dictionary"),
+    ("wrong type for flag", {"mongo": {"enabled": "perhaps"}}, "mongo.enabled: Input should be a valid boolean"),
+    ("replicas not a list", {"analytics": {"replicas": {"name": "r"}}},
+     "analytics.replicas: Input should be a valid"),
+    ("replica missing port", {"analytics": {"replicas": [{"name": "r"}]}},
+     "analytics.replicas[0].port: Field required"),
+    ("shard count zero", {"metadata": {"citus": {"shard_count": 0}}},
+     "metadata.citus.shard_count: Input should be greater than or equal to 1"),
+    ("unsupported version", {"version": 2}, "version: Input should be 1"),
+    ("workers past the last port", {"metadata": {"workers": {"count": 3, "port": 65534}}},
+     "metadata.workers.port: 3 workers from port 65534 would need port 65536"),
+    ("bad database identifier", {"analytics": {"database": "analytics-db"}},
+     "analytics.database: 'analytics-db' is not a valid name"),
+    ("skew threshold below one", {"verify": {"max_skew": 0.5}},
+     "verify.max_skew: Input should be greater than or equal to 1"),
+    ("gateway port clash", {"gateway": {"port": 16379}}, "gateway.port: port 16379 is already used by redis"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "message"), MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_topology_is_rejected_with_its_path(case: str, data: object, message: str,
+                                                      tmp_path: Path) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env={})
+    assert info.value.exit_code == ExitCode.CONFIG
+    assert any(d.startswith(f"{path}: ") and message in d for d in info.value.details), info.value.details
+
+
+def test_every_error_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_topology({"redis": {"port": 15432}, "mongo": {"port": 15442}, "fdw": {"source": "x"}}, env={})
+    assert len(info.value.details) == 3
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("cluster: a\nredis: {port: 1\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
+        load_topology(path)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_topology(tmp_path / "nope.yaml")
+
+
+def test_top_level_must_be_a_mapping() -> None:
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        parse_topology(["a", "b"])
+
+
+def test_models_are_frozen() -> None:
+    t = parse_topology({}, env={})
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's ValidationError for frozen instances
+        t.redis.port = 1  # type: ignore[misc]
