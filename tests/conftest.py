@@ -34,12 +34,20 @@ def _postgres() -> str | None:
         return "PostgreSQL server binaries (initdb, pg_ctl) are not on PATH"
 
 
+def citus_bindir() -> str | None:
+    """A PostgreSQL bin directory with Citus: STREAMCTL_TEST_PG_BINDIR, else the one on PATH."""
+    return os.environ.get("STREAMCTL_TEST_PG_BINDIR") or None
+
+
 def _citus() -> str | None:
-    if _postgres():
-        return _postgres()
-    sharedir = pg_sharedir(find_pg_bindir(None))
+    try:
+        bindir = find_pg_bindir(citus_bindir())
+    except PreflightError:
+        return "PostgreSQL server binaries (initdb, pg_ctl) are not on PATH"
+    sharedir = pg_sharedir(bindir)
     if not (sharedir / "extension" / "citus.control").exists():
-        return f"the Citus extension is not installed in the local PostgreSQL ({sharedir}/extension)"
+        return (f"the Citus extension is not installed in the PostgreSQL at {bindir} (no citus.control in "
+                f"{sharedir}/extension); set STREAMCTL_TEST_PG_BINDIR to a Citus-enabled bin directory")
     return None
 
 
@@ -111,6 +119,8 @@ def topology_dict(*, cluster: str = "t", citus: bool = False, workers: int = 0, 
         "redis": {"enabled": redis, "port": free_port()},
         "gateway": {"port": free_port()},
     }
+    if citus and citus_bindir():
+        data["local"] = {"pg_bindir": citus_bindir()}
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):
             data[key] = {**data[key], **value}

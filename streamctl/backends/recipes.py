@@ -18,7 +18,8 @@ Runner = Callable[[list[str]], None]
 
 
 def find_pg_bindir(configured: str | None) -> Path:
-    """Configured path, else where `initdb` on PATH really lives, else `pg_config --bindir`."""
+    """Configured path, else where `initdb` on PATH really lives, else `pg_config --bindir`, else the
+    newest /usr/lib/postgresql/NN/bin (Debian's layout)."""
     if configured:
         return Path(configured)
     initdb = shutil.which("initdb")
@@ -29,9 +30,17 @@ def find_pg_bindir(configured: str | None) -> Path:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
         if out.returncode == 0 and (Path(out.stdout.strip()) / "initdb").exists():
             return Path(out.stdout.strip())
+    # Debian and Ubuntu keep server binaries off PATH, one directory per major version: take the newest.
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: _major(p.parent.parent.name))
+    if debian:
+        return debian[-1].parent
     raise PreflightError("PostgreSQL server binaries (initdb, pg_ctl) were not found on PATH",
                          hint="install PostgreSQL (apt-get install postgresql), put its bin directory on "
                               "PATH, or set local.pg_bindir")
+
+
+def _major(version: str) -> int:
+    return int(version) if version.isdigit() else 0
 
 
 def pg_sharedir(bindir: Path) -> Path:
@@ -167,7 +176,7 @@ class PostgresRecipe(Recipe):
             assert self.bindir is not None
             run([str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.topology.pg_user,
                  f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
-                 "--no-instructions"])
+                 "--no-instructions", "--no-sync"])
         finally:
             pwfile.unlink(missing_ok=True)
         conf = self.data_dir / "postgresql.conf"

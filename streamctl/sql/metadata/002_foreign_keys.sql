@@ -1,6 +1,9 @@
 -- streamctl: after-distribution
 -- Foreign keys, added once the tables are distributed (Citus accepts keys from distributed tables to
--- reference tables and between colocated tables on the distribution column).
+-- reference tables and between colocated tables on the distribution column). Keys to reference tables
+-- need Citus to use one connection per node within the transaction; on plain PostgreSQL the setting is
+-- an inert placeholder.
+SET LOCAL citus.multi_shard_modify_mode TO 'sequential';
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'content_genres_content_fk') THEN

@@ -1,0 +1,119 @@
+"""How parallel is `up`? Its wall time against the slowest single node's own ready time, in one run.
+
+    python bench/up.py [--backend local|docker] [--topology examples/no-citus.yaml] [--image-override IMG]
+
+1. Each node alone: create it, wait until ready, time it, remove it (sequentially).
+2. The whole `up` on a fresh cluster: node phase (all nodes launched and ready) and full (with the
+   configuration of schema, replication, FDW, stores).
+3. A second `up` on the healthy cluster.
+Prints the ratios; goals: node phase / slowest node <= 1.3, second `up` <= 2 s. Tears everything down.
+Ports are taken fresh so it never touches a running cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streamctl.backends import select_backend
+from streamctl.backends.base import Action
+from streamctl.config.load import parse_topology
+from streamctl.context import ClusterContext
+from streamctl.runner import Event, Runner
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bench_topology(path: Path, backend: str, image: str | None) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    data["cluster"] = f"bench-up-{int(time.time())}"
+    data["backend"] = backend
+    md, an = data["metadata"], data["analytics"]
+    md["coordinator"]["port"] = free_port()
+    md["workers"]["port"] = free_port()
+    an["primary"]["port"] = free_port()
+    for replica in an.get("replicas", []):
+        replica["port"] = free_port()
+    for role in ("mongo", "redis", "gateway"):
+        data.setdefault(role, {})["port"] = free_port()
+    if image:
+        md["coordinator"]["image"] = image
+        an["primary"]["image"] = image
+        data["redis"]["image"] = image
+    return data
+
+
+def context(data: dict[str, Any], state_dir: Path) -> ClusterContext:
+    return ClusterContext.build(parse_topology(data), state_dir / "topology.yaml", state_dir / "state")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", default="local", choices=["local", "docker"])
+    ap.add_argument("--topology", type=Path, default=Path(__file__).resolve().parents[1] / "examples/no-citus.yaml")
+    ap.add_argument("--image-override", default=None, help="one image for every node (Docker, offline)")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="streamctl-bench-"))
+    work.chmod(0o755)
+    data = bench_topology(args.topology, args.backend, args.image_override)
+    ctx = context(data, work)
+    backend = select_backend(ctx, args.backend)
+    runner = Runner(ctx, backend)
+    nodes = ctx.topology.nodes()
+    backend.preflight(nodes)
+    ctx.store.secrets(ctx.topology, create=True)
+    ctx.store.record_endpoints(backend.name, [backend.endpoint(n) for n in nodes])
+
+    alone: dict[str, float] = {}
+    try:
+        for node in nodes:
+            t0 = time.monotonic()
+            backend.apply(node, Action.CREATE)
+            backend.readiness(node).wait()
+            alone[node.name] = time.monotonic() - t0
+            backend.remove(node, volumes=True)
+
+        node_phase: dict[str, float] = {}
+
+        def on_event(ev: Event) -> None:
+            if ev.kind in ("done", "noop") and ev.step in ("create", "recreate", "start", "noop"):
+                node_phase[ev.node] = time.monotonic()
+
+        runner.emit = on_event
+        t0 = time.monotonic()
+        first = runner.up()
+        nodes_ready = max(node_phase.values()) - t0
+        full = first.seconds
+        t1 = time.monotonic()
+        second = runner.up()
+        second_s = time.monotonic() - t1
+    finally:
+        Runner(ctx, backend).down(volumes=True)
+
+    slowest_name = max(alone, key=lambda k: alone[k])
+    slowest = alone[slowest_name]
+    print(f"backend: {backend.name}   nodes: {len(nodes)}")
+    for name, secs in alone.items():
+        print(f"  {name:<24} alone: {secs:6.2f} s")
+    print(f"slowest single node ({slowest_name}):        {slowest:6.2f} s")
+    print(f"`up`, nodes launched and ready:           {nodes_ready:6.2f} s   ratio {nodes_ready / slowest:4.2f}"
+          f"  (goal <= 1.3)")
+    print(f"`up`, with schema/replication/FDW/stores: {full:6.2f} s   ratio {full / slowest:4.2f}")
+    print(f"second `up` (no changes: {not second.changed}):      {second_s:6.2f} s   (goal <= 2 s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
