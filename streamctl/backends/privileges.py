@@ -9,6 +9,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from streamctl.errors import PreflightError
 
@@ -39,7 +40,7 @@ class RunAs:
             for name in dirs + files:
                 os.chown(os.path.join(root, name), self.uid, self.gid, follow_symlinks=False)
 
-    def subprocess_kwargs(self) -> dict[str, object]:
+    def subprocess_kwargs(self) -> dict[str, Any]:
         if not self.dropping:
             return {}
         return {"user": self.uid, "group": self.gid, "extra_groups": [],

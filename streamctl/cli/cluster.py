@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
+from streamctl.backends.docker import DockerBackend
 from streamctl.cli import render
-from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, \
-    load_context
-from streamctl.runner import Runner
+from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
+from streamctl.runner import Event, Runner
 from streamctl.status import cluster_status, dry_run
 
 
@@ -24,6 +24,8 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
     runner = Runner(ctx, be, emit=None if json_ else render.event, timeout=timeout)
+    if isinstance(be, DockerBackend) and not json_:  # image pulls report progress as they go
+        be.progress = lambda node, message: render.event(Event("info", node, "image", message))
     if dry_run_:
         plan = dry_run(runner)
         if json_:

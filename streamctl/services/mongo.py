@@ -79,6 +79,7 @@ class MongoService:
             from pymongo import MongoClient
 
             if not self._root_exists():
+                local: MongoClient[Any]
                 with MongoClient(self._admin_uri_or_localhost()) as local:
                     local.admin.command("createUser", MONGO_ROOT_USER, pwd=self.ctx.secrets["mongo_password"],
                                         roles=["root"])
