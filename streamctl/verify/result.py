@@ -71,3 +71,12 @@ def guarded(check: str, target: str, body: Callable[[], Verdict]) -> CheckResult
     except Exception as exc:  # noqa: BLE001 - every failure to run a check is reported, never raised
         return CheckResult(check, target, Status.ERROR, describe(exc), time.monotonic() - t0)
     return CheckResult(check, target, verdict.status, verdict.detail, time.monotonic() - t0, verdict.data)
+
+
+def raising(exc: BaseException) -> Callable[[], Verdict]:
+    """A body that re-raises `exc`: reports, per target, a failure that happened before the targets split."""
+
+    def body() -> Verdict:
+        raise exc
+
+    return body

@@ -1,0 +1,142 @@
+"""Citus checks on the coordinator: workers active, placements on active nodes, tables distributed as
+declared (column, colocation, shard count), and shard skew within topology.verify.max_skew."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from streamctl import names
+from streamctl.config.model import Role, Topology
+from streamctl.context import ClusterContext
+from streamctl.verify.result import CheckResult, Verdict, failed, guarded, passed, raising, skipped
+from streamctl.verify.shards import TableSpread, coordinator_conn, inspect_shards, node_names
+
+WORKERS = "citus.workers"
+PLACEMENTS = "citus.placements"
+DISTRIBUTION = "citus.distribution"
+SKEW = "citus.skew"
+
+MIN_ROWS_PER_SHARD = 100  # below this, hashing noise alone can exceed any sensible skew threshold
+
+
+def skip_reason(t: Topology) -> str | None:
+    return None if t.citus else "metadata.citus.enabled is false"
+
+
+def check_workers(ctx: ClusterContext) -> list[CheckResult]:
+    """Every worker of the topology is registered, active and a primary; no stray active node."""
+    workers = ctx.topology.nodes_by_role(Role.WORKER)
+    labels = node_names(ctx)
+    try:
+        with coordinator_conn(ctx) as conn:
+            rows = conn.execute("SELECT nodename, nodeport, isactive, noderole::text, shouldhaveshards "
+                                "FROM pg_dist_node WHERE groupid <> 0").fetchall()
+    except Exception as exc:  # noqa: BLE001 - every worker's result says the check could not run
+        return [guarded(WORKERS, w.name, raising(exc)) for w in workers] or [
+            guarded(WORKERS, "coordinator", raising(exc))]
+    registered = {labels.get((r[0], int(r[1])), f"{r[0]}:{r[1]}"): r for r in rows}
+
+    def one(name: str) -> Verdict:
+        r = registered.get(name)
+        if r is None:
+            return failed(f"{name} is not registered with the coordinator (pg_dist_node)")
+        if not r[2]:
+            return failed(f"{name} ({r[0]}:{r[1]}) is registered but not active")
+        if r[3] != "primary":
+            return failed(f"{name} is registered as {r[3]}, not primary")
+        return passed(f"active at {r[0]}:{r[1]}" + ("" if r[4] else " (draining: should not hold shards)"))
+
+    results = [guarded(WORKERS, w.name, partial(one, w.name)) for w in workers]
+    declared = {w.name for w in workers}
+    for extra in sorted(set(registered) - declared):
+        results.append(guarded(WORKERS, extra, partial(
+            failed, f"{extra} is registered with the coordinator but not declared in the topology")))
+    return results
+
+
+def check_placements(ctx: ClusterContext) -> list[CheckResult]:
+    def body() -> Verdict:
+        with coordinator_conn(ctx) as conn:
+            bad = conn.execute(
+                "SELECT p.shardid, s.logicalrelid::text, p.groupid, n.nodename, n.nodeport, n.isactive "
+                "FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid) "
+                "LEFT JOIN pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary' "
+                "WHERE n.nodeid IS NULL OR NOT n.isactive ORDER BY 1").fetchall()
+            total = conn.execute("SELECT count(*) FROM pg_dist_placement").fetchone()
+        n = int(total[0]) if total else 0
+        if bad:
+            first = bad[0]
+            where = f"{first[3]}:{first[4]} (inactive)" if first[3] else f"group {first[2]} (no node)"
+            tables = sorted({r[1] for r in bad})
+            return failed(f"{len(bad)} of {n} placements are not on an active node; first: shard {first[0]} "
+                          f"of {first[1]} on {where}", tables=tables, bad=len(bad), placements=n)
+        return passed(f"all {n} placements on active nodes", placements=n)
+
+    return [guarded(PLACEMENTS, "coordinator", body)]
+
+
+def check_distribution(ctx: ClusterContext) -> list[CheckResult]:
+    """Tables from streamctl.names: distributed by content_id with the topology's shard count, all in one
+    colocation group; reference tables replicated."""
+    shard_count = ctx.topology.metadata.citus.shard_count
+    try:
+        with coordinator_conn(ctx) as conn:
+            rows = {r[0]: r for r in conn.execute(
+                "SELECT table_name::text, citus_table_type, distribution_column, colocation_id, shard_count "
+                "FROM citus_tables").fetchall()}
+    except Exception as exc:  # noqa: BLE001
+        tables = [*names.DISTRIBUTED_TABLES, *names.REFERENCE_TABLES]
+        return [guarded(DISTRIBUTION, t, raising(exc)) for t in tables]
+    colocations = {rows[t][3] for t in names.DISTRIBUTED_TABLES if t in rows}
+
+    def distributed(table: str) -> Verdict:
+        r = rows.get(table)
+        if r is None:
+            return failed(f"{table} is not a Citus table (expected distributed by "
+                          f"{names.DISTRIBUTION_COLUMN})")
+        data: dict[str, Any] = {"type": r[1], "column": r[2], "colocation_id": r[3], "shard_count": r[4]}
+        if r[1] != "distributed":
+            return failed(f"{table} is a {r[1]} table, expected distributed", **data)
+        if r[2] != names.DISTRIBUTION_COLUMN:
+            return failed(f"{table} is distributed by {r[2]}, expected {names.DISTRIBUTION_COLUMN}", **data)
+        if int(r[4]) != shard_count:
+            return failed(f"{table} has {r[4]} shards, the topology says {shard_count}", **data)
+        if len(colocations) > 1:
+            return failed(f"{table} is in colocation group {r[3]}; the distributed tables span "
+                          f"{sorted(colocations)}", **data)
+        return passed(f"distributed by {r[2]}, {r[4]} shards, colocation {r[3]}", **data)
+
+    def reference(table: str) -> Verdict:
+        r = rows.get(table)
+        if r is None or r[1] != "reference":
+            return failed(f"{table} is {'not a Citus table' if r is None else f'a {r[1]} table'}, "
+                          "expected a reference table")
+        return passed("reference table (replicated to every node)", type=r[1])
+
+    return ([guarded(DISTRIBUTION, t, partial(distributed, t)) for t in names.DISTRIBUTED_TABLES]
+            + [guarded(DISTRIBUTION, t, partial(reference, t)) for t in names.REFERENCE_TABLES])
+
+
+def check_skew(ctx: ClusterContext) -> list[CheckResult]:
+    limit = ctx.topology.verify.max_skew
+    try:
+        spreads = [s for s in inspect_shards(ctx) if s.kind == "distributed"]
+    except Exception as exc:  # noqa: BLE001
+        return [guarded(SKEW, "coordinator", raising(exc))]
+
+    def one(s: TableSpread) -> Verdict:
+        data = {"rows": s.rows, "shards": s.shard_count, "shard_skew": s.shard_skew, "node_skew": s.node_skew,
+                "max_skew": limit}
+        if s.rows < MIN_ROWS_PER_SHARD * max(1, s.shard_count):
+            return skipped(f"{s.rows} rows over {s.shard_count} shards: too few to judge skew (needs "
+                           f"{MIN_ROWS_PER_SHARD} per shard)", **data)
+        if s.shard_skew is not None and s.shard_skew > limit:
+            biggest = max(s.shard_rows, key=lambda k: s.shard_rows[k])
+            return failed(f"largest shard ({biggest}, {s.shard_rows[biggest]} rows) is {s.shard_skew:.2f}x "
+                          f"the mean; limit {limit:g}", **data)
+        return passed(f"shard skew {s.shard_skew:.2f} (limit {limit:g}), node skew "
+                      f"{(s.node_skew or 0):.2f}", **data)
+
+    return [guarded(SKEW, s.table, partial(one, s)) for s in spreads]
+

@@ -1,0 +1,187 @@
+"""Logical replication, per replica: subscription enabled and every table ready, lag, and the data itself.
+
+Object names come from streamctl.names (publication on the primary, one subscription and slot per replica).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+from streamctl import names
+from streamctl.config.model import Node, Role, Topology
+from streamctl.context import ClusterContext
+from streamctl.verify.checksum import NoKeyError, compare_table
+from streamctl.verify.result import CheckResult, Verdict, failed, guarded, passed, raising
+
+SUBSCRIPTION = "replication.subscription"
+LAG = "replication.lag"
+DATA = "replication.data"
+
+
+def skip_reason(t: Topology) -> str | None:
+    if not t.analytics.enabled or t.analytics.primary is None:
+        return "analytics.enabled is false"
+    if not t.analytics.replicas:
+        return "the topology declares no analytics replicas"
+    return None
+
+
+def _primary(ctx: ClusterContext) -> Node:
+    node = ctx.first(Role.ANALYTICS_PRIMARY)
+    assert node is not None  # skip_reason rules this out
+    return node
+
+
+def _replicas(ctx: ClusterContext) -> list[Node]:
+    return ctx.topology.nodes_by_role(Role.ANALYTICS_REPLICA)
+
+
+def _subscription(conn: Any, replica: str) -> tuple[bool, str] | None:
+    row = conn.execute("SELECT subenabled, coalesce(subslotname, subname) FROM pg_subscription "
+                       "WHERE subname = %s", (names.subscription_name(replica),)).fetchone()
+    return (bool(row[0]), str(row[1])) if row else None
+
+
+# -- subscription state -----------------------------------------------------------------------------
+def check_subscription(ctx: ClusterContext) -> list[CheckResult]:
+    """Per replica and table: published, subscription present and enabled, table state `r` (ready)."""
+    tables = ctx.topology.analytics.tables
+    db = ctx.topology.analytics.database
+    results: list[CheckResult] = []
+    with ctx.pg_connect(_primary(ctx).name, db) as pconn:
+        published = {r[0] for r in pconn.execute(
+            "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (names.PUBLICATION,))}
+    for replica in _replicas(ctx):
+        sub = names.subscription_name(replica.name)
+
+        def states(rep: Node = replica) -> tuple[tuple[bool, str] | None, dict[str, str]]:
+            with ctx.pg_connect(rep.name, db) as conn:
+                found = _subscription(conn, rep.name)
+                rows = conn.execute(
+                    "SELECT c.relname, sr.srsubstate FROM pg_subscription_rel sr "
+                    "JOIN pg_subscription s ON s.oid = sr.srsubid JOIN pg_class c ON c.oid = sr.srrelid "
+                    "WHERE s.subname = %s", (names.subscription_name(rep.name),)).fetchall()
+            return found, {r[0]: str(r[1]) for r in rows}
+
+        try:
+            found, table_states = states()
+        except Exception as exc:  # noqa: BLE001 - reported per table as "could not run"
+            results.extend(guarded(SUBSCRIPTION, f"{replica.name}/{t}", raising(exc)) for t in tables)
+            continue
+        for table in tables:
+            results.append(guarded(SUBSCRIPTION, f"{replica.name}/{table}",
+                                   partial(_table_state, table, found, table_states, sub, published)))
+    return results
+
+
+
+def _table_state(table: str, found: tuple[bool, str] | None, states: dict[str, str], sub: str,
+                 published: set[str]) -> Verdict:
+    if table not in published:
+        return failed(f"{table} is not in publication {names.PUBLICATION} on the primary")
+    if found is None:
+        return failed(f"subscription {sub} does not exist on the replica")
+    if not found[0]:
+        return failed(f"subscription {sub} is disabled: {table} is not replicating", enabled=False)
+    state = states.get(table)
+    if state is None:
+        return failed(f"{table} is not part of subscription {sub}", enabled=True)
+    if state != "r":
+        return failed(f"{table} is in state {state!r}, not 'r' (ready)", enabled=True, state=state)
+    return passed(f"subscription {sub} enabled, state r", enabled=True, state=state)
+
+
+# -- lag --------------------------------------------------------------------------------------------
+def check_lag(ctx: ClusterContext) -> list[CheckResult]:
+    """Bytes: WAL the slot has not confirmed; seconds: the walsender's replay lag (NULL when caught up)."""
+    v = ctx.topology.verify
+    db = ctx.topology.analytics.database
+    primary = _primary(ctx)
+
+    def one(replica: Node) -> Verdict:
+        with ctx.pg_connect(replica.name, db) as rconn:
+            found = _subscription(rconn, replica.name)
+        if found is None:
+            return failed(f"no subscription {names.subscription_name(replica.name)} on the replica")
+        slot = found[1]
+        with ctx.pg_connect(primary.name, db) as pconn:
+            row = pconn.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint, s.active, "
+                "extract(epoch FROM r.replay_lag)::float8 FROM pg_replication_slots s "
+                "LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = %s",
+                (slot,)).fetchone()
+        if row is None:
+            return failed(f"replication slot {slot} does not exist on the primary")
+        lag_bytes, active, lag_seconds = int(row[0] or 0), bool(row[1]), float(row[2] or 0.0)
+        data = {"lag_bytes": lag_bytes, "lag_seconds": lag_seconds, "slot_active": active}
+        if not active:
+            return failed(f"slot {slot} has no connected subscriber ({lag_bytes} bytes behind)", **data)
+        if lag_bytes > v.max_lag_bytes or lag_seconds > v.max_lag_seconds:
+            return failed(f"{lag_bytes} bytes / {lag_seconds:.1f}s behind (limits {v.max_lag_bytes} bytes, "
+                          f"{v.max_lag_seconds:g}s)", **data)
+        return passed(f"{lag_bytes} bytes / {lag_seconds:.1f}s behind", **data)
+
+    return [guarded(LAG, r.name, partial(one, r)) for r in _replicas(ctx)]
+
+
+# -- data -------------------------------------------------------------------------------------------
+def _wait_caught_up(ctx: ClusterContext, replica: Node, timeout: float) -> bool:
+    """Give the replica a moment to apply what the primary had committed when the check began, so a
+    quiet platform compares equal; a replica that stays behind is compared anyway (and lag says why)."""
+    db = ctx.topology.analytics.database
+    with ctx.pg_connect(_primary(ctx).name, db) as pconn:
+        target = pconn.execute("SELECT pg_current_wal_lsn()").fetchone()
+        slot = f"{names.subscription_name(replica.name)}"
+        deadline = time.monotonic() + timeout
+        while True:
+            row = pconn.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
+                                "WHERE slot_name = %s", (target[0] if target else "0/0", slot)).fetchone()
+            if row is None or row[0] or time.monotonic() >= deadline:
+                return bool(row and row[0])
+            time.sleep(0.1)
+
+
+def check_data(ctx: ClusterContext) -> list[CheckResult]:
+    """Per replica and table: row counts and chunked content checksums equal to the primary's."""
+    t = ctx.topology
+    db = t.analytics.database
+    results: list[CheckResult] = []
+    for replica in _replicas(ctx):
+        try:
+            caught_up = _wait_caught_up(ctx, replica, min(5.0, t.verify.max_lag_seconds))
+        except Exception:  # noqa: BLE001 - the comparison below reports what is wrong with the nodes
+            caught_up = False
+        for table in t.analytics.tables:
+            results.append(guarded(DATA, f"{replica.name}/{table}",
+                                   partial(_compare, ctx, replica, table, db, caught_up)))
+    return results
+
+
+def _compare(ctx: ClusterContext, replica: Node, table: str, db: str, caught_up: bool) -> Verdict:
+    chunk_rows = ctx.topology.verify.checksum_chunk_rows
+    with ctx.pg_connect(_primary(ctx).name, db) as left, ctx.pg_connect(replica.name, db) as right:
+        try:
+            cmp = compare_table(left, right, table, chunk_rows)
+        except NoKeyError as exc:
+            return failed(f"{exc}: add one (or a replica identity) so its content can be compared")
+    data: dict[str, Any] = {"primary_rows": cmp.left_rows, "replica_rows": cmp.right_rows,
+                            "chunks": len(cmp.chunks), "differing_chunks": cmp.differing_chunks,
+                            "key": cmp.key}
+    note = "" if caught_up else " (the replica had not caught up with the primary; see replication.lag)"
+    first = cmp.first_difference
+    if first is None:
+        return passed(f"{cmp.left_rows} rows, {len(cmp.chunks)} chunks identical", **data)
+    chunk, a, b = cmp.chunks[first], cmp.left[first], cmp.right[first]
+    data["first_differing_range"] = {"low": _plain(chunk.low), "high": _plain(chunk.high),
+                                     "primary_rows": a.rows, "replica_rows": b.rows}
+    counts = (f"row counts differ: primary {cmp.left_rows}, replica {cmp.right_rows}"
+              if cmp.left_rows != cmp.right_rows else f"same row count ({cmp.left_rows}) but content differs")
+    return failed(f"{table}: {counts}; first differing range {chunk.label(cmp.key)} (primary {a.rows} "
+                  f"rows, replica {b.rows}); {cmp.differing_chunks} of {len(cmp.chunks)} chunks differ{note}",
+                  **data)
+
+
+def _plain(key: tuple[Any, ...] | None) -> list[str] | None:
+    return None if key is None else [str(v) for v in key]

@@ -1,0 +1,177 @@
+"""How the Citus tables are spread: shards, rows and bytes per table and per node, skew, key lookup.
+
+Read from Citus's own catalog on the coordinator (citus_shards, pg_dist_node) plus one count per shard
+(run_command_on_shards), so rows are exact rather than estimated.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import Connection
+
+from streamctl.config.model import Role
+from streamctl.context import ClusterContext
+from streamctl.errors import NotFoundError, PreflightError
+
+
+@dataclass(frozen=True)
+class NodeSpread:
+    node: str  # topology name when known, else host:port
+    shards: int = 0
+    rows: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class TableSpread:
+    table: str
+    kind: str  # distributed | reference | ...
+    distribution_column: str | None
+    colocation_id: int
+    shard_count: int
+    rows: int
+    bytes: int
+    nodes: list[NodeSpread]
+    shard_rows: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def shard_skew(self) -> float | None:
+        """Largest shard / mean shard, by rows; None when there is nothing to compare."""
+        return _skew(list(self.shard_rows.values())) if self.kind == "distributed" else None
+
+    @property
+    def node_skew(self) -> float | None:
+        """Busiest node / mean node, by rows, over every node that should hold shards."""
+        return _skew([n.rows for n in self.nodes]) if self.kind == "distributed" else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"table": self.table, "kind": self.kind, "distribution_column": self.distribution_column,
+                "colocation_id": self.colocation_id, "shard_count": self.shard_count, "rows": self.rows,
+                "bytes": self.bytes, "shard_skew": _round(self.shard_skew),
+                "node_skew": _round(self.node_skew), "nodes": [vars(n) for n in self.nodes]}
+
+
+@dataclass(frozen=True)
+class KeyLocation:
+    table: str
+    key: str
+    shard_id: int
+    shard_name: str
+    nodes: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return vars(self).copy()
+
+
+def _skew(values: list[int]) -> float | None:
+    if not values or sum(values) == 0:
+        return None
+    return max(values) / (sum(values) / len(values))
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def node_names(ctx: ClusterContext) -> dict[tuple[str, int], str]:
+    """(host, port) as Citus registered them -> topology node name (internal and external addresses)."""
+    out: dict[tuple[str, int], str] = {}
+    for ep in ctx.store.endpoints().values():
+        out[(ep.internal_host, ep.internal_port)] = ep.name
+        out[(ep.host, ep.port)] = ep.name
+    return out
+
+
+def coordinator_conn(ctx: ClusterContext) -> Connection[Any]:
+    """A connection to the coordinator's metadata database; refuses clearly when Citus is off."""
+    if not ctx.topology.citus:
+        raise PreflightError("Citus is disabled in this topology (metadata.citus.enabled: false)",
+                             hint="shards and scaling need Citus; enable it and run `streamctl up`")
+    coord = ctx.first(Role.COORDINATOR)
+    assert coord is not None
+    conn = ctx.pg_connect(coord.name, ctx.topology.metadata.database)
+    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone()
+    if row is None:
+        conn.close()
+        raise PreflightError("the citus extension is not created in the coordinator's database",
+                             hint="run `streamctl up` to configure the cluster")
+    return conn
+
+
+def _shard_rows(conn: Connection[Any], table: str) -> dict[int, int]:
+    rows = conn.execute("SELECT shardid, success, result FROM run_command_on_shards(%s::regclass, "
+                        "'SELECT count(*) FROM %%s')", (table,)).fetchall()
+    bad = [f"shard {r[0]}: {r[2]}" for r in rows if not r[1]]
+    if bad:
+        raise PreflightError(f"cannot count the shards of {table}", details=bad[:5])
+    return {int(r[0]): int(r[2]) for r in rows}
+
+
+def inspect_shards(ctx: ClusterContext, table: str | None = None) -> list[TableSpread]:
+    """Every Citus table (or one), with per-node totals; nodes that should hold shards but hold none count."""
+    names = node_names(ctx)
+    with coordinator_conn(ctx) as conn:
+        where, params = ("WHERE table_name = %s::regclass", (table,)) if table else ("", ())
+        placements = conn.execute(
+            "SELECT table_name::text, shardid, citus_table_type, colocation_id, nodename, nodeport, "
+            f"coalesce(shard_size, 0) FROM citus_shards {where} ORDER BY 1, 2", params).fetchall()
+        if table and not placements:
+            raise NotFoundError(f"{table} is not a Citus table (no shards)",
+                                hint="list them with `streamctl shards`")
+        holders = [names.get((r[0], int(r[1])), f"{r[0]}:{r[1]}") for r in conn.execute(
+            "SELECT nodename, nodeport FROM pg_dist_node WHERE isactive AND noderole = 'primary' "
+            "AND shouldhaveshards ORDER BY nodeid").fetchall()]
+        columns = dict(conn.execute(
+            "SELECT table_name::text, distribution_column FROM citus_tables").fetchall())
+        by_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        for r in placements:
+            by_table[r[0]].append(r)
+        out = []
+        for name, rows in by_table.items():
+            counts = _shard_rows(conn, name)
+            out.append(_spread(name, rows, counts, holders, names, columns.get(name)))
+    return out
+
+
+def _spread(name: str, rows: list[tuple[Any, ...]], counts: dict[int, int], holders: list[str],
+            names: dict[tuple[str, int], str], column: str | None) -> TableSpread:
+    per_node: dict[str, list[int]] = {h: [0, 0, 0] for h in holders} if rows[0][2] == "distributed" else {}
+    for _t, shard, _k, _c, host, port, size in rows:
+        node = names.get((host, int(port)), f"{host}:{port}")
+        acc = per_node.setdefault(node, [0, 0, 0])
+        acc[0] += 1
+        acc[1] += counts.get(int(shard), 0)
+        acc[2] += int(size)
+    kind = str(rows[0][2])
+    # A reference table's rows are copied to every node: its total is one copy, not the sum.
+    total_rows = sum(counts.values())
+    total_bytes = sum(int(r[6]) for r in rows) // (len(per_node) if kind == "reference" and per_node else 1)
+    return TableSpread(name, kind, None if column in (None, "<none>") else column, int(rows[0][3]),
+                       len(counts), total_rows, total_bytes,
+                       [NodeSpread(n, *v) for n, v in per_node.items()], counts)
+
+
+def locate_key(ctx: ClusterContext, table: str, key: str) -> KeyLocation:
+    """Which shard of `table` holds distribution value `key`, and on which node(s)."""
+    names = node_names(ctx)
+    with coordinator_conn(ctx) as conn:
+        kind = conn.execute("SELECT citus_table_type FROM citus_tables WHERE table_name = %s::regclass",
+                            (table,)).fetchone()
+        if kind is None:
+            raise NotFoundError(f"{table} is not a Citus table", hint="list them with `streamctl shards`")
+        try:
+            row = conn.execute("SELECT get_shard_id_for_distribution_column(%s::regclass, %s::text)",
+                               (table, key)).fetchone()
+        except psycopg.Error as exc:
+            raise NotFoundError(f"cannot place {key!r} in {table}: {str(exc).strip().splitlines()[0]}",
+                                hint=f"give a value of {table}'s distribution column") from None
+        assert row is not None
+        shard = int(row[0])
+        nodes = conn.execute("SELECT shard_name, nodename, nodeport FROM citus_shards WHERE shardid = %s "
+                             "ORDER BY nodename, nodeport", (shard,)).fetchall()
+    return KeyLocation(table, key, shard, nodes[0][0] if nodes else f"{table}_{shard}",
+                       [names.get((h, int(p)), f"{h}:{p}") for _s, h, p in nodes])

@@ -1,0 +1,151 @@
+"""Citus operations on a real Citus cluster: placement and distribution checks, skew, key lookup, and
+scaling up then down with the data intact. Skipped (with the reason) where Citus is not installed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from streamctl.cli.main import app
+from streamctl.config.load import load_topology
+from streamctl.errors import ExitCode, PreflightError
+from streamctl.scale import scale_workers
+from streamctl.verify.result import Status
+from streamctl.verify.runner import run_checks
+from streamctl.verify.shards import inspect_shards, locate_key
+
+ROWS = 4000
+
+
+@pytest.fixture(scope="module")
+def citus_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Coordinator + 2 workers, 8 shards, 4,000 titles each with a genre (module-scoped: slow to make)."""
+    import shutil
+
+    from tests.conftest import ENGINE_CHECKS, LocalCluster, traversable_tmpdir, write_topology
+
+    for engine in ("postgres", "citus"):
+        reason = ENGINE_CHECKS[engine]()
+        if reason:
+            pytest.skip(reason)
+    directory = traversable_tmpdir()
+    cluster = LocalCluster(write_topology(directory, cluster="citusops", citus=True, workers=2,
+                                          analytics=False, redis=False))
+    try:
+        cluster.up()
+        with cluster.ctx.pg_connect("coordinator") as conn:
+            conn.execute("INSERT INTO content_metadata (content_id, title, content_type) SELECT "
+                         f"gen_random_uuid(), 'title ' || i, 'movie' FROM generate_series(1, {ROWS}) i")
+            conn.execute("INSERT INTO genres VALUES (1, 'drama'), (2, 'comedy')")
+            conn.execute("INSERT INTO content_genres SELECT content_id, 1 + (random() < 0.5)::int "
+                         "FROM content_metadata")
+        yield cluster
+    finally:
+        cluster.reload()
+        cluster.down(volumes=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def counts(cluster: Any) -> dict[str, int]:
+    with cluster.ctx.pg_connect("coordinator") as conn:
+        return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+                for t in ("content_metadata", "content_genres", "genres")}
+
+
+@pytest.mark.citus
+def test_citus_checks_pass_on_a_healthy_cluster(citus_cluster: Any) -> None:
+    report = run_checks(citus_cluster.ctx, ["citus"])
+    assert report.exit_code is ExitCode.OK, [r for r in report.results if r.status is not Status.PASSED]
+    by = {(r.check, r.target): r for r in report.results}
+    assert by[("citus.workers", "worker-2")].status is Status.PASSED
+    assert by[("citus.distribution", "content_metadata")].data["shard_count"] == 8
+    assert by[("citus.distribution", "genres")].status is Status.PASSED
+    assert by[("citus.skew", "content_metadata")].status is Status.PASSED
+    assert by[("citus.skew", "trending_daily")].status is Status.SKIPPED  # empty: nothing to judge
+
+
+@pytest.mark.citus
+def test_shards_totals_and_placement(citus_cluster: Any) -> None:
+    spreads = {s.table: s for s in inspect_shards(citus_cluster.ctx)}
+    meta = spreads["content_metadata"]
+    assert meta.rows == ROWS and meta.shard_count == 8
+    assert sorted(n.node for n in meta.nodes) == ["worker-1", "worker-2"]
+    assert sum(n.shards for n in meta.nodes) == 8 and sum(n.rows for n in meta.nodes) == ROWS
+    assert spreads["genres"].kind == "reference" and spreads["genres"].rows == 2
+    out = CliRunner().invoke(app, ["shards", "-f", str(citus_cluster.path), "--json"])
+    assert out.exit_code == 0, out.output
+    assert {t["table"] for t in json.loads(out.stdout)["tables"]} >= {"content_metadata", "genres"}
+    bars = CliRunner().invoke(app, ["shards", "-f", str(citus_cluster.path), "--table", "content_metadata"])
+    assert bars.exit_code == 0 and "█" in bars.stdout and "worker-2" in bars.stdout
+
+
+@pytest.mark.citus
+def test_key_lookup_names_the_shard_that_holds_the_row(citus_cluster: Any) -> None:
+    with citus_cluster.ctx.pg_connect("coordinator") as conn:
+        key = str(conn.execute("SELECT content_id FROM content_metadata LIMIT 1").fetchone()[0])  # type: ignore[index]
+        holders = conn.execute("SELECT shardid, result FROM run_command_on_shards('content_metadata', "
+                               "$$SELECT count(*) FROM %s WHERE content_id = '" + key + "'$$)").fetchall()
+    holding = [int(s) for s, n in holders if n == "1"]
+    loc = locate_key(citus_cluster.ctx, "content_metadata", key)
+    assert holding == [loc.shard_id] and len(loc.nodes) == 1 and loc.nodes[0].startswith("worker-")
+    argv = ["shards", "-f", str(citus_cluster.path), "-t", "content_metadata", "-k", key]
+    out = CliRunner().invoke(app, argv)
+    assert out.exit_code == 0 and f"shard {loc.shard_id}" in out.stdout
+
+
+@pytest.mark.citus
+def test_skew_beyond_the_limit_fails_naming_the_table(citus_cluster: Any) -> None:
+    with citus_cluster.ctx.pg_connect("coordinator") as conn:
+        hot = conn.execute("SELECT content_id FROM content_metadata LIMIT 1").fetchone()[0]  # type: ignore[index]
+        conn.execute("INSERT INTO trending_daily (date, content_id, views) "
+                     "SELECT DATE '2020-01-01' + i, %s, 1 FROM generate_series(1, 2000) i", (hot,))
+    try:
+        report = run_checks(citus_cluster.ctx, ["citus.skew"])
+        skew = {r.target: r for r in report.results}
+        hot_table = skew["trending_daily"]
+        assert hot_table.status is Status.FAILED and "largest shard" in hot_table.detail
+        assert skew["trending_daily"].data["shard_skew"] == pytest.approx(8.0)
+        assert skew["content_metadata"].status is Status.PASSED
+        assert report.exit_code is ExitCode.CHECK_FAILED
+    finally:
+        with citus_cluster.ctx.pg_connect("coordinator") as conn:
+            conn.execute("DELETE FROM trending_daily")
+
+
+@pytest.mark.citus
+def test_scale_up_then_down_keeps_the_data(citus_cluster: Any) -> None:
+    before = counts(citus_cluster)
+    events: list[Any] = []
+    grown = scale_workers(citus_cluster.ctx, citus_cluster.backend, 3, emit=events.append)
+    assert grown.added == ["worker-3"] and grown.moves > 0 and grown.topology_updated
+    assert any(e.step == "rebalance" and "shard moves done" in e.detail for e in events)
+    assert load_topology(citus_cluster.path).metadata.workers.count == 3
+    citus_cluster.reload()
+    spread = {s.table: s for s in inspect_shards(citus_cluster.ctx)}["content_metadata"]
+    assert {n.node: n.shards for n in spread.nodes}["worker-3"] > 0
+    assert counts(citus_cluster) == before
+    assert run_checks(citus_cluster.ctx, ["nodes", "citus"]).exit_code is ExitCode.OK
+
+    shrunk = scale_workers(citus_cluster.ctx, citus_cluster.backend, 2)
+    assert shrunk.removed == ["worker-3"]
+    assert load_topology(citus_cluster.path).metadata.workers.count == 2
+    citus_cluster.reload()
+    spread = {s.table: s for s in inspect_shards(citus_cluster.ctx)}["content_metadata"]
+    assert sorted(n.node for n in spread.nodes) == ["worker-1", "worker-2"]
+    assert counts(citus_cluster) == before
+    assert run_checks(citus_cluster.ctx, ["nodes", "citus"]).exit_code is ExitCode.OK
+    assert not citus_cluster.ctx.store.node_dir("worker-3").exists()
+
+
+@pytest.mark.postgres
+def test_scale_refuses_without_citus(make_cluster: Any) -> None:
+    cluster = make_cluster(analytics=False, redis=False)
+    cluster.up()
+    with pytest.raises(PreflightError, match="Citus is disabled"):
+        scale_workers(cluster.ctx, cluster.backend, 3)
+    out = CliRunner().invoke(app, ["shards", "-f", str(cluster.path)])
+    assert out.exit_code != 0

@@ -1,0 +1,103 @@
+"""The local backend as an ordinary user (no root, no user switching) and as root (PostgreSQL dropped to
+an unprivileged user). Whichever we are, the other case runs too when we are root."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import traversable_tmpdir, write_topology
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+TEST_USER = "streamctl-test"
+
+
+def _ensure_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
+                       check=True)
+        return pwd.getpwnam(TEST_USER)
+
+
+def _interpreter_for(user: pwd.struct_passwd) -> tuple[str, str]:
+    """This interpreter if the user may run it, else a same-version system one with our packages on the
+    path (a venv made from an interpreter under root's home is not executable for other users)."""
+    repo = str(Path(__file__).resolve().parents[2])
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    candidates = [sys.executable, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"]
+    for exe in candidates:
+        try:
+            probe = subprocess.run([exe, "-c", "import typer, psycopg, pydantic"], capture_output=True,
+                                   user=user.pw_uid, group=user.pw_gid, extra_groups=[],
+                                   env={"PYTHONPATH": os.pathsep.join([repo, *site])}, cwd="/")
+        except PermissionError:
+            continue
+        if probe.returncode == 0:
+            return exe, os.pathsep.join([repo, *site])
+    pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} interpreter with streamctl's "
+                f"packages is usable by the user {TEST_USER}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="already an ordinary user: every other test covers this case")
+def test_up_and_down_as_an_ordinary_user() -> None:
+    user = _ensure_user()
+    directory = traversable_tmpdir()
+    path = write_topology(directory, cluster="plain", replicas=1, mongo=False)
+    os.chown(directory, user.pw_uid, user.pw_gid)
+    os.chown(path, user.pw_uid, user.pw_gid)
+
+    python, pythonpath = _interpreter_for(user)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ["PATH"], "HOME": str(directory), "LANG": "C.UTF-8", "PYTHONPATH": pythonpath}
+        return subprocess.run([python, "-m", "streamctl", *args, "-f", str(path)], capture_output=True,
+                              text=True, user=user.pw_uid, group=user.pw_gid, extra_groups=[], env=env,
+                              cwd=str(Path(__file__).resolve().parents[2]), timeout=300)
+
+    try:
+        up = run("up")
+        assert up.returncode == 0, up.stderr
+        status = json.loads(run("status", "--json").stdout)
+        assert all(s["healthy"] for s in status)
+        ps = subprocess.run(["ps", "-o", "user=", "-C", "postgres"], capture_output=True, text=True).stdout
+        secrets = directory / ".streamctl" / "plain" / "secrets.json"
+        assert secrets.stat().st_uid == user.pw_uid and (secrets.stat().st_mode & 0o777) == 0o600
+        assert TEST_USER[:8] in ps or str(user.pw_uid) in ps
+        down = run("down", "--volumes")
+        assert down.returncode == 0, down.stderr
+        assert not (directory / ".streamctl" / "plain").exists()
+    finally:
+        run("down", "--volumes")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to check that PostgreSQL is not run as root")
+def test_as_root_postgres_runs_unprivileged(make_cluster) -> None:
+    c = make_cluster(replicas=0, fdw=False)
+    c.up()
+    pid = int((c.ctx.store.node_dir("coordinator") / "data" / "postmaster.pid").read_text().split()[0])
+    assert os.stat(f"/proc/{pid}").st_uid != 0
+    data = c.ctx.store.node_dir("coordinator") / "data"
+    assert data.stat().st_uid == os.stat(f"/proc/{pid}").st_uid and (data.stat().st_mode & 0o777) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_unreachable_state_dir_is_a_preflight_error(tmp_path: Path) -> None:
+    """pytest's own tmp dir is 0700 root: the PostgreSQL user cannot reach it, and we say so up front."""
+    os.chmod(tmp_path.parent, 0o700)
+    path = write_topology(tmp_path, replicas=0, fdw=False)
+    proc = subprocess.run([sys.executable, "-m", "streamctl", "up", "-f", str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 4, proc.stderr
+    assert "is not reachable by the user" in proc.stderr and "--state-dir" in proc.stderr
+    assert not (tmp_path / ".streamctl" / "t" / "nodes").exists()

@@ -1,0 +1,80 @@
+"""verify without engines: check selection, exit-code precedence, the JSON schema, chunk labels, skew."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamctl.errors import ExitCode, NotFoundError
+from streamctl.verify.checksum import Chunk
+from streamctl.verify.registry import CHECKS, select
+from streamctl.verify.result import CheckResult, Status, failed, guarded
+from streamctl.verify.runner import VerifyReport
+from streamctl.verify.schema import VERIFY_JSON_SCHEMA
+from streamctl.verify.shards import NodeSpread, TableSpread
+from tests.schema_check import problems
+
+
+def _report(*statuses: Status) -> VerifyReport:
+    return VerifyReport("c", [CheckResult("nodes.reachable", f"n{i}", s, "x", 0.1, {"k": 1})
+                              for i, s in enumerate(statuses)], 0.5)
+
+
+def test_select_by_name_and_family() -> None:
+    assert [c.name for c in select(["citus"])] == ["citus.workers", "citus.placements", "citus.distribution",
+                                                    "citus.skew"]
+    assert [c.name for c in select(["replication.lag,nodes"])] == ["nodes.reachable", "replication.lag"]
+    assert len(select(None)) == len(CHECKS)
+
+
+def test_select_refuses_unknown_names() -> None:
+    with pytest.raises(NotFoundError, match="unknown check replicaton"):
+        select(["replicaton"])
+
+
+@pytest.mark.parametrize(("statuses", "code"), [
+    ((Status.PASSED, Status.SKIPPED), ExitCode.OK),
+    ((Status.PASSED, Status.ERROR), ExitCode.CHECK_ERROR),
+    ((Status.FAILED, Status.PASSED), ExitCode.CHECK_FAILED),
+    ((Status.ERROR, Status.FAILED), ExitCode.CHECK_FAILED),  # a proven defect wins over "could not run"
+])
+def test_exit_code_precedence(statuses: tuple[Status, ...], code: ExitCode) -> None:
+    assert _report(*statuses).exit_code is code
+
+
+def test_report_json_follows_schema() -> None:
+    doc = _report(Status.PASSED, Status.FAILED, Status.SKIPPED).to_json()
+    assert problems(doc, VERIFY_JSON_SCHEMA) == []
+    assert doc["summary"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 1}
+    assert doc["ok"] is False and doc["exit_code"] == 8
+
+
+def test_schema_checker_catches_a_bad_document() -> None:
+    doc = _report(Status.PASSED).to_json()
+    doc["checks"][0]["status"] = "fine"
+    del doc["summary"]
+    found = problems(doc, VERIFY_JSON_SCHEMA)
+    assert any("missing summary" in p for p in found) and any("'fine'" in p for p in found)
+
+
+def test_guarded_turns_exceptions_into_errors() -> None:
+    def boom() -> None:
+        raise RuntimeError("connection refused\nmore")
+
+    res = guarded("x", "t", boom)  # type: ignore[arg-type]
+    assert res.status is Status.ERROR and res.detail == "connection refused"
+    assert guarded("x", "t", lambda: failed("bad", n=1)).data == {"n": 1}
+
+
+def test_chunk_label_names_the_range() -> None:
+    assert Chunk(None, (5,)).label(["id"]) == "(id) in (∞ .. 5]"
+    assert Chunk((5, "a"), None).label(["a", "b"]) == "(a, b) in (5, a .. ∞]"
+
+
+def test_skew_counts_nodes_without_shards() -> None:
+    spread = TableSpread("t", "distributed", "content_id", 1, 4, 400, 0,
+                         [NodeSpread("worker-1", 4, 400), NodeSpread("worker-2", 0, 0)],
+                         {1: 100, 2: 100, 3: 150, 4: 50})
+    assert spread.node_skew == pytest.approx(2.0)
+    assert spread.shard_skew == pytest.approx(1.5)
+    ref = TableSpread("g", "reference", None, 2, 1, 10, 0, [], {9: 10})
+    assert ref.shard_skew is None and ref.node_skew is None
