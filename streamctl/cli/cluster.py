@@ -16,6 +16,8 @@ from streamctl.status import cluster_status, dry_run
 def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
        dry_run_: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
        timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to be ready.")] = 120.0,
+       verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                             help="Also list configuration steps already in place.")] = False,
        json_: JsonOpt = False) -> None:
     """Provision everything the topology describes; a second run changes nothing.
 
@@ -23,7 +25,7 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
-    runner = Runner(ctx, be, emit=None if json_ else render.event, timeout=timeout)
+    runner = Runner(ctx, be, emit=None if json_ else render.progress(verbose), timeout=timeout)
     if isinstance(be, DockerBackend) and not json_:  # image pulls report progress as they go
         be.progress = lambda node, message: render.event(Event("info", node, "image", message))
     if dry_run_:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -37,6 +37,19 @@ def event(ev: Any) -> None:
     detail = f"  {ev.detail}" if ev.detail else ""
     err_console.print(f"[{style}]{mark}[/] {escape(ev.node):<22} {escape(ev.step):<28}"
                       f"[dim]{escape(detail)}{secs}[/]")
+
+
+_NODE_ACTIONS = ("create", "recreate", "start", "noop")
+
+
+def progress(verbose: bool) -> Callable[[Any], None]:
+    """Event printer for `up`: configuration steps already in place are shown only when verbose."""
+
+    def show(ev: Any) -> None:
+        if verbose or ev.kind != "noop" or ev.step in _NODE_ACTIONS:
+            event(ev)
+
+    return show
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
