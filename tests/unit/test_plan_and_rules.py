@@ -1,0 +1,86 @@
+"""Pure pieces: the convergence rule, the plan, managed pg_hba, schema files, readiness."""
+
+from __future__ import annotations
+
+import pytest
+
+from streamctl.backends.base import Action, NodeState, Observation, decide, fingerprint
+from streamctl.config.load import parse_topology
+from streamctl.errors import ReadinessTimeout
+from streamctl.plan import plan_nodes
+from streamctl.readiness import Readiness
+from streamctl.services.postgres import HbaRule, render_hba, schema_files
+
+
+@pytest.mark.parametrize(("state", "fp", "desired", "action"), [
+    (NodeState.MISSING, None, "a", Action.CREATE),
+    (NodeState.RUNNING, "a", "a", Action.NOOP),
+    (NodeState.STOPPED, "a", "a", Action.START),
+    (NodeState.RUNNING, "a", "b", Action.RECREATE),
+    (NodeState.STOPPED, "a", "b", Action.RECREATE),
+    (NodeState.RUNNING, None, "b", Action.NOOP),  # created before fingerprints were recorded
+])
+def test_decide(state: NodeState, fp: str | None, desired: str, action: Action) -> None:
+    assert decide(Observation("n", state, fp), desired) is action
+
+
+def test_plan_is_pure_and_ordered() -> None:
+    t = parse_topology({}, env={})
+    nodes = t.nodes()
+    obs = {n.name: Observation(n.name, NodeState.RUNNING, "x") for n in nodes}
+    obs["redis"] = Observation("redis", NodeState.MISSING)
+    desired = {n.name: "x" for n in nodes}
+    first = plan_nodes(nodes, obs, desired)
+    assert first == plan_nodes(nodes, obs, desired)
+    assert [s.node.name for s in first] == [n.name for n in nodes]
+    assert {s.node.name: s.action for s in first}["redis"] is Action.CREATE
+    assert sum(s.action is Action.NOOP for s in first) == len(nodes) - 1
+
+
+def test_fingerprint_changes_with_definition_only() -> None:
+    assert fingerprint({"image": "a", "env": {"X": "1"}}) == fingerprint({"env": {"X": "1"}, "image": "a"})
+    assert fingerprint({"image": "a"}) != fingerprint({"image": "b"})
+
+
+def test_hba_admits_a_role_only_from_its_addresses() -> None:
+    text = render_hba("streamctl", [HbaRule("analytics_db", "repl", ("10.0.0.5", "10.0.0.6")),
+                                    HbaRule("analytics_db", "fdw", ())])
+    lines = [line.split() for line in text.splitlines() if line.startswith("host")]
+    repl = [ln for ln in lines if ln[2] == "repl"]
+    assert repl == [["host", "analytics_db", "repl", "10.0.0.5/32", "scram-sha-256"],
+                    ["host", "analytics_db", "repl", "10.0.0.6/32", "scram-sha-256"],
+                    ["host", "all", "repl", "all", "reject"]]
+    # a role with no allowed address is rejected everywhere, and its reject comes before the catch-all
+    fdw_reject = lines.index(["host", "all", "fdw", "all", "reject"])
+    assert fdw_reject < lines.index(["host", "all", "all", "all", "scram-sha-256"])
+    assert not any(ln[2] == "fdw" and ln[-1] != "reject" for ln in lines)
+    assert "trust" not in text
+
+
+def test_schema_files_are_ordered_and_phased() -> None:
+    meta = schema_files("metadata")
+    assert [f.version for f in meta] == sorted(f.version for f in meta)
+    assert [f.after_distribution for f in meta] == [False, True]
+    assert all(not f.after_distribution for f in schema_files("analytics"))
+
+
+def test_readiness_times_out_with_logs_and_fails_fast_when_dead() -> None:
+    calls = []
+
+    def never() -> bool:
+        calls.append(1)
+        raise ConnectionRefusedError("connection refused")
+
+    with pytest.raises(ReadinessTimeout) as info:
+        Readiness("db", never, timeout=0.3, interval=0.05, logs=lambda: ["FATAL: boom"]).wait()
+    assert "not ready after" in info.value.message
+    assert "last probe error: connection refused" in info.value.details
+    assert "  FATAL: boom" in info.value.details
+    assert len(calls) > 2
+    with pytest.raises(ReadinessTimeout, match="stopped while starting"):
+        Readiness("db", never, timeout=30, interval=0.01, alive=lambda: False, grace=0.05).wait()
+
+
+def test_readiness_returns_when_probe_succeeds() -> None:
+    answers = iter([False, False, True])
+    assert Readiness("db", lambda: next(answers), timeout=5, interval=0.01).wait() < 5
