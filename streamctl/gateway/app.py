@@ -1,0 +1,65 @@
+"""The gateway application: `create_app(ctx)` builds it; the lifespan opens and closes the store pools.
+
+`app_from_env()` is the factory uvicorn imports when it runs several worker processes: each worker
+rebuilds the cluster context from STREAMCTL_TOPOLOGY / STREAMCTL_STATE_DIR.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from streamctl import __version__
+from streamctl.context import ClusterContext
+from streamctl.gateway.errors import install_error_handlers
+from streamctl.gateway.middleware import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
+from streamctl.gateway.routers import content, dashboard, health, reviews, trending, users
+from streamctl.gateway.stores import PoolSizes, Stores
+
+ENV_TOPOLOGY = "STREAMCTL_TOPOLOGY"
+ENV_STATE_DIR = "STREAMCTL_STATE_DIR"
+
+DESCRIPTION = """The streaming platform's REST API over the stores `streamctl up` provisioned:
+the content catalogue (Citus or PostgreSQL), users and watch history (analytics PostgreSQL, read through
+postgres_fdw), reviews (MongoDB) and real-time counters (Redis).
+
+Every error answers `{"error": {"code": ..., "message": ...}}`. An endpoint whose store is disabled in
+the topology, or unreachable, answers 503 naming the store; the other endpoints keep working."""
+
+
+def create_app(ctx: ClusterContext, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               pool_sizes: PoolSizes | None = None) -> FastAPI:
+    """The FastAPI app serving the cluster `ctx` describes; pools open when the app starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.stores = await Stores.open(ctx, pool_sizes)
+        try:
+            yield
+        finally:
+            await app.state.stores.close()
+
+    app = FastAPI(title=f"streamctl gateway ({ctx.topology.cluster})", version=__version__,
+                  description=DESCRIPTION, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")
+    install_error_handlers(app)
+    # The content router goes first: its GET /{id} is the hot path, and routes are matched in order.
+    # Inside it /ids precedes /{id}; the other routers' fixed paths have two or more segments.
+    for module in (content, trending, users, reviews, health, dashboard):
+        app.include_router(module.router)
+    dashboard.mount_static(app)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory streamctl.gateway.app:app_from_env` (one call per worker)."""
+    from streamctl.config.load import load_topology
+
+    path = Path(os.environ.get(ENV_TOPOLOGY, "topology.yaml")).absolute()
+    ctx = ClusterContext.build(load_topology(path), path, os.environ.get(ENV_STATE_DIR) or None)
+    return create_app(ctx)

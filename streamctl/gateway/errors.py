@@ -1,0 +1,105 @@
+"""The API's errors: one JSON body shape for every failure, and never any internal text in it.
+
+Every error answers `{"error": {"code": ..., "message": ...}}` (422 adds `details` with the fields).
+Exceptions raised by drivers are translated where they enter (stores.py) or land in the catch-all
+handler, which logs them and answers a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("streamctl.gateway")
+
+
+class ApiError(Exception):
+    """An error with a status, a stable machine-readable code and a message meant for API clients."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class NotFound(ApiError):
+    def __init__(self, what: str) -> None:
+        super().__init__(404, "not_found", f"{what} not found")
+
+
+class StoreUnavailable(ApiError):
+    """A store is disabled in the topology or not reachable: its endpoints answer 503."""
+
+    def __init__(self, store: str, reason: str) -> None:
+        super().__init__(503, "store_unavailable", f"the {store} store is unavailable: {reason}")
+        self.store = store
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # Location and message only: echoing the input back could reflect a large or hostile body.
+    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+             "type": str(e.get("type", ""))} for e in exc.errors()]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every failure the same JSON body."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        if isinstance(exc, StoreUnavailable) and exc.__cause__ is not None:
+            log.warning("%s: %s", exc.message, exc.__cause__)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_request", "the request is not valid",
+                                       details=_validation_details(exc)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return JSONResponse(error_body(code, message), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        store = store_of(exc)
+        if store is not None:
+            log.warning("%s store error on %s: %s", store, request.url.path, exc)
+            return JSONResponse(error_body("store_unavailable", f"the {store} store is unavailable: "
+                                           "not reachable"), status_code=503)
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(error_body("internal", "internal error"), status_code=500)
+
+
+def store_of(exc: BaseException) -> str | None:
+    """The store a driver's connection-level exception comes from, if it is one."""
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeout
+        if isinstance(exc, RedisConnectionError | RedisTimeout):
+            return "redis"
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from pymongo.errors import ConnectionFailure
+        if isinstance(exc, ConnectionFailure):
+            return "mongo"
+    except ImportError:  # pragma: no cover
+        pass
+    return None

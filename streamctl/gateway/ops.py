@@ -1,0 +1,173 @@
+"""Small read-only operational queries for /health and the dashboard: store health, shards, replication.
+
+Deliberately minimal (`streamctl verify` has the thorough checks): each query is one round trip and
+every probe has a short timeout, so a dead node slows a dashboard refresh by seconds, never minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.errors import InvalidSchemaName, UndefinedTable
+
+from streamctl import names
+from streamctl.config.model import Role
+from streamctl.gateway.errors import StoreUnavailable
+from streamctl.gateway.schemas import Health, ReplicaState, Replication, Shards, StoreHealth, WorkerShards
+from streamctl.gateway.stores import ANALYTICS, FDW, METADATA, MONGO, REDIS, Stores
+
+PROBE_TIMEOUT = 2.0
+
+SHARDS_SQL = """
+SELECT n.nodename, n.nodeport,
+       count(pl.shardid) FILTER (WHERE p.partmethod = 'h') AS distributed,
+       count(pl.shardid) FILTER (WHERE p.partmethod = 'n' AND p.repmodel = 't') AS reference
+FROM pg_dist_node n
+LEFT JOIN pg_dist_placement pl ON pl.groupid = n.groupid
+LEFT JOIN pg_dist_shard s ON s.shardid = pl.shardid
+LEFT JOIN pg_dist_partition p ON p.logicalrelid = s.logicalrelid
+WHERE n.noderole = 'primary'
+GROUP BY n.nodename, n.nodeport
+ORDER BY n.nodename, n.nodeport
+"""
+
+PRIMARY_SQL = """
+SELECT s.slot_name, s.active, pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
+       r.state, extract(epoch FROM r.replay_lag)::float8
+FROM pg_replication_slots s
+LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+WHERE s.slot_type = 'logical'
+"""
+
+REPLICA_SQL = """
+SELECT s.subenabled, bool_or(st.pid IS NOT NULL AND st.relid IS NULL)
+FROM pg_subscription s LEFT JOIN pg_stat_subscription st ON st.subid = s.oid
+WHERE s.subname = %s
+GROUP BY s.subenabled
+"""
+
+
+async def _timed(check: Callable[[], Awaitable[Any]]) -> tuple[bool, str, float | None]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(check(), PROBE_TIMEOUT)
+    except StoreUnavailable as exc:
+        return False, "not provisioned" if "provisioned" in exc.message else "unreachable", None
+    except (UndefinedTable, InvalidSchemaName):
+        return False, "not provisioned", None
+    except Exception:  # noqa: BLE001 - any failure of a probe is "unreachable", never its text
+        return False, "unreachable", None
+    return True, "ok", round((time.perf_counter() - started) * 1000, 2)
+
+
+async def health(stores: Stores) -> Health:
+    """Probe every store concurrently; disabled stores are listed as such and do not degrade."""
+    t = stores.ctx.topology
+
+    async def pg_probe(store: str, sql: Any) -> None:
+        async with stores.pg(store) as conn:
+            await conn.execute(sql)
+
+    async def redis_probe() -> None:
+        await stores.cache().ping()
+
+    async def mongo_probe() -> None:
+        await stores.reviews_db().command("ping")
+
+    checks: list[tuple[str, str | None, Callable[[], Awaitable[Any]]]] = [
+        (METADATA, t.metadata.coordinator.name, lambda: pg_probe(METADATA, "SELECT 1")),
+        (ANALYTICS, stores.analytics_node, lambda: pg_probe(ANALYTICS, "SELECT 1")),
+        (FDW, t.metadata.coordinator.name,
+         lambda: pg_probe(FDW, sql.SQL("SELECT 1 FROM {} LIMIT 1").format(stores.fdw_table("users")))),
+        (REDIS, t.redis.name, redis_probe),
+        (MONGO, t.mongo.name, mongo_probe),
+    ]
+    enabled = [c for c in checks if stores.enabled(c[0])]
+    results = await asyncio.gather(*(_timed(c[2]) for c in enabled))
+    by_store = {c[0]: r for c, r in zip(enabled, results, strict=True)}
+    out: list[StoreHealth] = []
+    for store, node, _ in checks:
+        if store not in by_store:
+            out.append(StoreHealth(store=store, enabled=False, ok=False, node=None, latency_ms=None,
+                                   detail="disabled"))
+            continue
+        ok, detail, ms = by_store[store]
+        out.append(StoreHealth(store=store, enabled=True, ok=ok, node=node, latency_ms=ms, detail=detail))
+    healthy = all(s.ok for s in out if s.enabled)
+    return Health(status="ok" if healthy else "degraded", cluster=t.cluster, stores=out)
+
+
+async def shards(stores: Stores) -> Shards:
+    """Shard placements per node (distributed and reference), from the Citus metadata."""
+    if not stores.ctx.topology.citus:
+        return Shards(citus=False, workers=[])
+    async with stores.pg(METADATA) as conn, conn.cursor() as cur:
+        await cur.execute(SHARDS_SQL)
+        rows = await cur.fetchall()
+    node_names = _node_names(stores)
+    return Shards(citus=True, workers=[
+        WorkerShards(node=node_names.get((r[0], r[1]), f"{r[0]}:{r[1]}"), host=r[0], port=r[1],
+                     distributed=r[2], reference=r[3]) for r in rows])
+
+
+async def replication(stores: Stores) -> Replication:
+    """Each replica's subscription as the replica and the primary see it, with the slot's lag."""
+    t = stores.ctx.topology
+    primary = t.analytics.primary.name if t.analytics.enabled and t.analytics.primary else None
+    if primary is None:
+        return Replication(enabled=False, primary=None, primary_reachable=False, replicas=[])
+    replicas = [n.name for n in t.nodes_by_role(Role.ANALYTICS_REPLICA)]
+    results = await asyncio.gather(_query(stores, primary, PRIMARY_SQL),
+                                   *(_query(stores, r, REPLICA_SQL, (names.subscription_name(r),))
+                                     for r in replicas), return_exceptions=True)
+    slots: dict[str, tuple[Any, ...]] = {}
+    primary_ok = not isinstance(results[0], BaseException)
+    if primary_ok:
+        slots = {row[0]: row for row in results[0]}  # type: ignore[union-attr]
+    states = []
+    for replica, result in zip(replicas, results[1:], strict=True):
+        sub = names.subscription_name(replica)
+        slot = slots.get(sub)
+        if isinstance(result, BaseException):
+            state = "unreachable"
+        elif not result:
+            state = "missing"
+        elif not result[0][0] or not result[0][1]:
+            state = "stopped"
+        else:
+            state = (slot[3] if slot and slot[3] else "running") if primary_ok else "running"
+        lag_seconds = None
+        if slot is not None and slot[3] is not None:
+            lag_seconds = slot[4] if slot[4] is not None else 0.0  # null lag: caught up and idle
+        states.append(ReplicaState(replica=replica, subscription=sub, state=state,
+                                   slot_active=slot[1] if slot else (None if not primary_ok else False),
+                                   lag_bytes=slot[2] if slot else None, lag_seconds=lag_seconds))
+    return Replication(enabled=True, primary=primary, primary_reachable=primary_ok, replicas=states)
+
+
+async def _query(stores: Stores, node: str, sql: Any, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """One short-lived connection: ops pages are refreshed every few seconds, not per request."""
+    conninfo = stores.ctx.pg_conninfo(node, stores.ctx.topology.analytics.database)
+    conninfo = conninfo.replace("connect_timeout=5", f"connect_timeout={int(PROBE_TIMEOUT)}")
+
+    async def run() -> list[tuple[Any, ...]]:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn, \
+                conn.cursor() as cur:
+            await cur.execute(sql, params)
+            return await cur.fetchall()
+
+    return await asyncio.wait_for(run(), PROBE_TIMEOUT + 1)
+
+
+def _node_names(stores: Stores) -> dict[tuple[str, int], str]:
+    """(host, port) as Citus knows a node -> the topology's node name."""
+    out: dict[tuple[str, int], str] = {}
+    for name, ep in stores.ctx.store.endpoints().items():
+        out[(ep.internal_host, ep.internal_port)] = name
+        out.setdefault((ep.host, ep.port), name)
+    return out

@@ -1,0 +1,176 @@
+"""Typed request and response bodies: what the OpenAPI document promises and the handlers return.
+
+Request bodies forbid unknown keys and carry only scalar types, so nothing a client sends can become
+a MongoDB operator or a piece of SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorInfo
+
+
+class IdPage(BaseModel):
+    """One page of ids; pass `next_cursor` back as `cursor` for the next page (null: last page)."""
+
+    items: list[UUID]
+    next_cursor: str | None
+
+
+class Content(BaseModel):
+    content_id: UUID
+    title: str
+    original_title: str | None = None
+    release_date: date | None = None
+    duration_minutes: int | None = None
+    content_type: str
+    summary: str | None = None
+    thumbnail_url: str | None = None
+    trailer_url: str | None = None
+    rating: Decimal | None = None
+    genres: list[str] = []
+    created_at: datetime
+    updated_at: datetime
+
+
+class TrendingItem(BaseModel):
+    rank: int
+    content_id: UUID
+    title: str | None  # null when the id is not in the catalogue (any more)
+    score: float
+
+
+class Trending(BaseModel):
+    date: date
+    items: list[TrendingItem]
+
+
+class ViewCount(BaseModel):
+    content_id: UUID
+    views: int
+    trending_date: date
+    trending_score: float
+
+
+class ReviewIn(BaseModel):
+    """A new review. Strict types: `"rating": "7"` or `{"$gt": 0}` are refused, not coerced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: UUID
+    rating: StrictInt = Field(ge=1, le=10)
+    comment: str = Field("", max_length=5000)
+    is_spoiler: StrictBool = False
+
+
+class Review(BaseModel):
+    review_id: str
+    content_id: UUID
+    user_id: UUID
+    rating: int
+    comment: str
+    is_spoiler: bool
+    created_at: datetime
+    likes_count: int = 0
+
+
+class ReviewPage(BaseModel):
+    items: list[Review]
+    next_cursor: str | None
+
+
+class ReviewSummary(BaseModel):
+    count: int
+    average_rating: float | None
+
+
+class WatchStats(BaseModel):
+    sessions: int
+    viewers: int
+    total_seconds: int
+    average_seconds: float | None
+
+
+class ContentDetails(BaseModel):
+    """Metadata plus what the other stores know; a section is null when its store is unavailable
+    (named in `unavailable`), so one store being down does not hide the rest."""
+
+    content: Content
+    reviews: ReviewSummary | None
+    views: int | None
+    watch: WatchStats | None
+    unavailable: list[str]
+
+
+class WatchEntry(BaseModel):
+    history_id: int
+    content_id: UUID
+    title: str | None
+    watched_at: datetime
+    duration_watched_seconds: int
+    last_position_seconds: int
+
+
+class WatchHistoryPage(BaseModel):
+    user_id: UUID
+    items: list[WatchEntry]
+    next_cursor: str | None
+
+
+class StoreHealth(BaseModel):
+    store: str
+    enabled: bool
+    ok: bool
+    node: str | None
+    latency_ms: float | None
+    detail: str  # "ok", "disabled", "unreachable", "not provisioned"
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    cluster: str
+    stores: list[StoreHealth]
+
+
+class WorkerShards(BaseModel):
+    node: str
+    host: str
+    port: int
+    distributed: int
+    reference: int
+
+
+class Shards(BaseModel):
+    citus: bool
+    workers: list[WorkerShards]
+
+
+class ReplicaState(BaseModel):
+    replica: str
+    subscription: str
+    state: str  # streaming, catchup, stopped, missing, unreachable
+    slot_active: bool | None
+    lag_bytes: int | None
+    lag_seconds: float | None
+
+
+class Replication(BaseModel):
+    enabled: bool
+    primary: str | None
+    primary_reachable: bool
+    replicas: list[ReplicaState]
