@@ -1,0 +1,297 @@
+"""Docker backend: every node is a container of its pinned image, on one bridge network per cluster.
+
+Containers, the network and the named volumes carry labels naming the cluster (and node/role), so a
+cluster's resources can always be found and removed by label, whatever happened to the state directory.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sys
+import tarfile
+import threading
+import time
+from collections import defaultdict
+from contextlib import suppress
+from typing import Any
+
+from streamctl.backends import docker_spec as spec
+from streamctl.backends.base import Action, NodeState, Observation, fingerprint
+from streamctl.backends.docker_errors import UNREACHABLE_HINT, docker_errors, short_error
+from streamctl.backends.docker_images import ImagePuller, Progress
+from streamctl.config.model import Engine, Node, Topology
+from streamctl.context import ClusterContext
+from streamctl.errors import BackendError, NotFoundError, PreflightError
+from streamctl.readiness import Readiness, mongo_probe, postgres_probe, redis_probe
+from streamctl.state import Endpoint
+
+
+class DockerBackend:
+    """Runs each node as a container; the CLI reaches it on its published port, nodes by name."""
+
+    name = "docker"
+
+    def __init__(self, ctx: ClusterContext, progress: Progress | None = None) -> None:
+        self.ctx = ctx
+        self.topology: Topology = ctx.topology
+        self.progress: Progress | None = progress  # image pull progress (the library never prints)
+        self._client: Any = None
+        self._puller: ImagePuller | None = None
+        self._lock = threading.Lock()  # network creation must not race between the node threads
+        self._client_lock = threading.Lock()  # status observes nodes from several threads at once
+
+    # -- connection -------------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        """The Docker SDK client, connected on first use: an unreachable engine is a PreflightError."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._connect()
+        return self._client
+
+    @staticmethod
+    def _connect() -> Any:
+        import docker
+
+        try:
+            # One pooled connection per node thread, so big topologies do not exhaust the pool.
+            client = docker.from_env(timeout=120, max_pool_size=64)
+            client.ping()
+        except Exception as exc:  # DockerException, or requests' errors when the socket is absent or refuses
+            raise PreflightError(f"cannot reach the Docker engine: {short_error(exc)}", hint=UNREACHABLE_HINT) from exc
+        return client
+
+    @property
+    def api(self) -> Any:
+        return self.client.api
+
+    @property
+    def network(self) -> str:
+        return spec.network_name(self.topology.cluster)
+
+    def preflight(self, nodes: list[Node]) -> None:
+        _ = self.client  # raises when no engine answers
+        for node in nodes:
+            self._find(node)  # raises when a foreign container holds the name
+
+    # -- definitions ------------------------------------------------------------------------------
+    def _secrets(self) -> dict[str, str]:
+        try:
+            return self.ctx.store.secrets(self.topology)
+        except NotFoundError:  # nothing was created yet: status and dry runs must not create secrets
+            return defaultdict(str)
+
+    def spec(self, node: Node) -> spec.ContainerSpec:
+        return spec.container_spec(self.topology, node, self._secrets())
+
+    def desired_fingerprint(self, node: Node) -> str:
+        return fingerprint(self.spec(node).definition())
+
+    # -- observation ------------------------------------------------------------------------------
+    def _find(self, node: Node) -> Any | None:
+        """This node's container, or None; a container of that name not made for this cluster is refused."""
+        from docker.errors import NotFound
+
+        name = spec.container_name(self.topology.cluster, node.name)
+        with docker_errors(f"inspect container {name}"):
+            try:
+                container = self.client.containers.get(name)
+            except NotFound:
+                return None
+        labels = container.labels or {}
+        owner = (labels.get(spec.LABEL_CLUSTER), labels.get(spec.LABEL_NODE))
+        if owner != (self.topology.cluster, node.name):
+            raise PreflightError(f"a container named {name} exists but was not created by streamctl for "
+                                 f"cluster {self.topology.cluster}",
+                                 hint=f"remove it (docker rm -f {name}) or rename the cluster in the "
+                                      "topology")
+        return container
+
+    def observe(self, node: Node) -> Observation:
+        container = self._find(node)
+        if container is None:
+            return Observation(node.name, NodeState.MISSING)
+        status = container.status
+        state = NodeState.RUNNING if status == "running" else NodeState.STOPPED
+        fp = (container.labels or {}).get(spec.LABEL_FINGERPRINT)
+        return Observation(node.name, state, fp, f"container {container.short_id} {status}")
+
+    # -- changes ----------------------------------------------------------------------------------
+    def apply(self, node: Node, action: Action) -> None:
+        if action is Action.NOOP:
+            return
+        container = self._find(node)
+        if action is Action.START and container is not None:
+            with docker_errors(f"start {container.name}"):
+                container.start()
+            return
+        if container is not None:  # RECREATE (or CREATE over a leftover): replace it, keep the volume
+            self._remove_container(container)
+        self._create(node)
+
+    def _create(self, node: Node) -> None:
+        s = self.spec(node)
+        self._ensure_network()
+        with self._lock:
+            if self._puller is None:
+                self._puller = ImagePuller(self.client, self._report)
+        self._puller.ensure(node.name, s.image)
+        with docker_errors(f"create volume {s.volume}"):
+            self.api.create_volume(s.volume, labels={**s.labels})
+        host_config = self.api.create_host_config(
+            port_bindings={s.container_port: (s.host_ip, s.host_port)},
+            binds={s.volume: {"bind": s.mount, "mode": "rw"}},
+            shm_size=s.shm_size,
+        )
+        networking = self.api.create_networking_config(
+            {self.network: self.api.create_endpoint_config(aliases=[node.name])})
+        # The Engine API takes the healthcheck's durations in nanoseconds.
+        health = {"test": ["CMD", *s.healthcheck], "retries": spec.HEALTH_RETRIES,
+                  **{k: v * 1_000_000_000 for k, v in spec.HEALTH_SECONDS.items()}}
+        labels = {**s.labels, spec.LABEL_FINGERPRINT: fingerprint(s.definition())}
+        with docker_errors(f"create container {s.name}"):
+            created = self.api.create_container(
+                s.image, command=s.command or None, name=s.name, hostname=node.name,
+                environment=s.environment, labels=labels, ports=[s.container_port], host_config=host_config,
+                networking_config=networking, stop_signal=s.stop_signal, healthcheck=health)
+        with docker_errors(f"start container {s.name}"):
+            self.api.start(created["Id"])
+
+    def _report(self, node: str, message: str) -> None:
+        if self.progress is not None:  # set late by the CLI, so looked up on every report
+            self.progress(node, message)
+
+    def _ensure_network(self) -> None:
+        with self._lock, docker_errors(f"create network {self.network}"):
+            if not self.client.networks.list(names=[self.network]):
+                self.client.networks.create(self.network, driver="bridge",
+                                            labels={spec.LABEL_CLUSTER: self.topology.cluster})
+
+    def _remove_container(self, container: Any) -> None:
+        with docker_errors(f"remove container {container.name}"):
+            if container.status in ("running", "restarting", "paused"):
+                container.stop(timeout=60)
+            container.remove(v=True, force=True)  # v: anonymous volumes only; the named one stays
+
+    def stop(self, node: Node) -> None:
+        container = self._find(node)
+        if container is not None and container.status in ("running", "restarting", "paused"):
+            with docker_errors(f"stop {container.name}"):
+                container.stop(timeout=60)
+
+    def remove(self, node: Node, volumes: bool) -> None:
+        container = self._find(node)
+        if container is not None:
+            self._remove_container(container)
+        if volumes:
+            self._remove_volume(spec.volume_name(self.topology.cluster, node.name))
+
+    def _remove_volume(self, name: str) -> None:
+        from docker.errors import NotFound
+
+        with docker_errors(f"remove volume {name}"), suppress(NotFound):
+            self.client.volumes.get(name).remove(force=True)
+
+    def teardown(self, volumes: bool) -> None:
+        """After `down`: remove the cluster's stopped containers; with volumes, its volumes and network."""
+        cluster_filter = {"label": f"{spec.LABEL_CLUSTER}={self.topology.cluster}"}
+        with docker_errors("list the cluster's containers"):
+            containers = self.client.containers.list(all=True, filters=cluster_filter)
+        for container in containers:
+            self._remove_container(container)
+        if not volumes:
+            return
+        with docker_errors("list the cluster's volumes and network"):
+            for vol in self.client.volumes.list(filters=cluster_filter):
+                self._remove_volume(vol.name)
+            for net in self.client.networks.list(names=[self.network]):
+                if (net.attrs.get("Labels") or {}).get(spec.LABEL_CLUSTER) == self.topology.cluster:
+                    net.remove()
+
+    def kill(self, node: Node) -> None:
+        """SIGKILL the node's container (tests use it to simulate a crash)."""
+        container = self._find(node)
+        if container is not None and container.status == "running":
+            with docker_errors(f"kill {container.name}"):
+                container.kill()
+
+    # -- information ------------------------------------------------------------------------------
+    def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
+        secrets = self._secrets()
+        ep = self.endpoint(node)
+        if node.engine is Engine.POSTGRES:
+            conninfo = (f"host={ep.host} port={ep.port} user={self.topology.pg_user} dbname=postgres "
+                        f"password={secrets['postgres_password']}")
+            probe = postgres_probe(conninfo)
+        elif node.engine is Engine.REDIS:
+            probe = redis_probe(ep.host, ep.port, secrets["redis_password"])
+        else:
+            probe = mongo_probe(f"mongodb://{ep.host}:{ep.port}/?directConnection=true")
+        return Readiness(f"{node.name} ({node.engine.value} in container "
+                         f"{spec.container_name(self.topology.cluster, node.name)}, {ep.host}:{ep.port})",
+                         probe, timeout, interval=0.2, logs=lambda: self.logs(node, 20),
+                         hint=f"see `streamctl logs {node.name}`", alive=lambda: self._running(node))
+
+    def _running(self, node: Node) -> bool:
+        container = self._find(node)
+        return container is not None and container.status == "running"
+
+    def logs(self, node: Node, tail: int = 50) -> list[str]:
+        container = self._find(node)
+        if container is None:
+            return []
+        with docker_errors(f"read the logs of {container.name}"):
+            raw = container.logs(stdout=True, stderr=True, tail=tail if tail else "all")
+        return raw.decode(errors="replace").splitlines()
+
+    def endpoint(self, node: Node) -> Endpoint:
+        return Endpoint(node.name, node.role.value, node.engine.value, self.name, node.host, node.port,
+                        node.name, spec.CONTAINER_PORT[node.engine], node.database)
+
+    def _running_container(self, node: Node) -> Any:
+        container = self._find(node)
+        if container is None or container.status != "running":
+            raise BackendError(f"{node.name} is not running", hint="run `streamctl up` first")
+        return container
+
+    def write_pg_file(self, node: Node, name: str, content: str) -> None:
+        container = self._running_container(node)
+        data = content.encode()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+        with docker_errors(f"write {name} into {container.name}"):
+            if not container.put_archive(spec.PGDATA, buf.getvalue()):
+                raise BackendError(f"could not write {name} into {container.name}")
+            # The archive lands owned by root; the server must own (and be able to read) its files.
+            code, out = container.exec_run(["chown", "postgres:postgres", f"{spec.PGDATA}/{name}"],
+                                           user="root")
+        if code != 0:
+            raise BackendError(f"could not chown {name} in {container.name}: {out.decode(errors='replace')}")
+
+    def source_address(self, node: Node) -> str:
+        container = self._running_container(node)
+        networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
+        address = (networks.get(self.network) or {}).get("IPAddress")
+        if not address:
+            raise BackendError(f"{node.name} has no address on network {self.network}",
+                               hint="run `streamctl up` to recreate it")
+        return str(address)
+
+    def psql_argv(self, node: Node, user: str, password: str, database: str,
+                  args: list[str]) -> tuple[list[str], dict[str, str]]:
+        exe = shutil.which("docker")
+        if exe is None:
+            raise PreflightError("the docker command-line client is not installed (psql runs inside the "
+                                 "container through `docker exec`)",
+                                 hint="install the docker CLI, or connect with "
+                                      "`psql \"$(streamctl url NODE)\"`")
+        tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
+        container = spec.container_name(self.topology.cluster, node.name)
+        # `-e PGPASSWORD` without a value passes ours through, keeping the password out of the argv.
+        return ([exe, "exec", "-i", *tty, "-e", "PGPASSWORD", container, "psql", "-h", "127.0.0.1", "-p",
+                 str(spec.CONTAINER_PORT[node.engine]), "-U", user, "-d", database, *args],
+                {"PGPASSWORD": password})

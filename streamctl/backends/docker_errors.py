@@ -1,0 +1,30 @@
+"""Docker SDK exceptions translated where they enter, so users see what failed and not a traceback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from streamctl.errors import BackendError
+
+UNREACHABLE_HINT = ("start Docker (e.g. `sudo systemctl start docker`, or Docker Desktop), or run the "
+                    "cluster as local processes with `--backend local`")
+
+
+@contextmanager
+def docker_errors(what: str) -> Iterator[None]:
+    """Turn the SDK's (and its HTTP layer's) errors into a BackendError saying what was attempted."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    try:
+        yield
+    except (DockerException, RequestException) as exc:
+        raise BackendError(f"docker: {what} failed: {short_error(exc)}") from exc
+
+
+def short_error(exc: BaseException) -> str:
+    """The engine's own explanation when there is one, first line only."""
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
