@@ -13,6 +13,7 @@ Ports are taken fresh so it never touches a running cluster.
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
 import sys
 import tempfile
@@ -77,8 +78,14 @@ def main() -> int:
     ctx.store.record_endpoints(backend.name, [backend.endpoint(n) for n in nodes])
 
     alone: dict[str, float] = {}
+
+    def forget_templates() -> None:
+        # Every measurement starts cold: no initialised PostgreSQL template left by an earlier one.
+        shutil.rmtree(ctx.store.root / "templates", ignore_errors=True)
+
     try:
         for node in nodes:
+            forget_templates()
             t0 = time.monotonic()
             backend.apply(node, Action.CREATE)
             backend.readiness(node).wait()
@@ -92,6 +99,7 @@ def main() -> int:
                 node_phase[ev.node] = time.monotonic()
 
         runner.emit = on_event
+        forget_templates()
         t0 = time.monotonic()
         first = runner.up()
         nodes_ready = max(node_phase.values()) - t0
