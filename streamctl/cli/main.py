@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from streamctl import __version__
-from streamctl.cli import cluster, nodes, render, validate
+from streamctl.cli import cluster, gateway, nodes, render, scale, seed, shards, validate, verify
+from streamctl.cli import compose as compose_cli
 from streamctl.errors import ExitCode, StreamctlError
 
 app = typer.Typer(
@@ -20,16 +21,17 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_debug = {"on": False}
+def _version(value: bool) -> None:
+    if value:
+        render.line(f"streamctl {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
-         version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False) -> None:
-    _debug["on"] = debug
-    if version:
-        render.line(f"streamctl {__version__}")
-        raise typer.Exit()
+         version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """--debug is read by run(), which renders errors once for every command."""
 
 
 app.command()(validate.validate)
@@ -39,6 +41,12 @@ app.command()(cluster.status)
 app.command()(nodes.logs)
 app.command()(nodes.psql)
 app.command()(nodes.url)
+app.command()(gateway.gateway)
+app.command()(seed.seed)
+app.command()(verify.verify)
+app.command()(shards.shards)
+app.command()(scale.scale)
+app.add_typer(compose_cli.app, name="compose")
 
 
 def run() -> None:

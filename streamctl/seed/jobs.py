@@ -1,0 +1,177 @@
+"""One job per store: generate its rows and load them, reporting progress per table through a Meter."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import psycopg
+
+from streamctl.context import ClusterContext
+from streamctl.seed import catalogue, copyfmt, mongo, postgres
+from streamctl.seed import redis as redis_loader
+from streamctl.seed.audience import HISTORY_COLUMNS, USER_COLUMNS, UserIndex, history_batches, user_rows
+from streamctl.seed.catalogue import ContentIndex
+from streamctl.seed.events import Emit, SeedCancelled, SeedEvent, TableResult
+from streamctl.seed.redis import TrendingWriter
+from streamctl.seed.reviews import review_documents
+from streamctl.seed.spec import SeedSpec
+
+HISTORY_LINE = copyfmt.trusted_line("%s\t%s\t%s\t%d\t%d\n")
+TRENDING_COLUMNS = ("date", "content_id", "views", "watch_time_minutes")
+_DAILY = ("SELECT (watched_at AT TIME ZONE 'UTC')::date, content_id, count(*), "
+          "sum(duration_watched_seconds) / 60 FROM user_watch_history")
+
+
+@dataclass
+class Meter:
+    """Progress of one table: emits start/advance/done events and stops the load when cancelled."""
+
+    emit: Emit
+    cancel: threading.Event
+    store: str
+    table: str
+    total: int | None = None
+    rows: int = 0
+    started: float = 0.0
+    finished: float | None = None
+
+    def __enter__(self) -> Meter:
+        self.started = time.monotonic()
+        self.emit(SeedEvent("start", self.store, self.table, total=self.total))
+        return self
+
+    def advance(self, rows: int) -> None:
+        if self.cancel.is_set():
+            raise SeedCancelled(self.table)
+        self.rows += rows
+        self.emit(SeedEvent("advance", self.store, self.table, rows=rows, total=self.total))
+
+    def __exit__(self, *exc: object) -> None:
+        self.finished = time.monotonic()
+        if exc[0] is None:
+            self.emit(SeedEvent("done", self.store, self.table, rows=self.rows, total=self.total,
+                                seconds=self.seconds))
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished if self.finished is not None else time.monotonic()) - self.started
+
+    def result(self) -> TableResult:
+        return TableResult(self.store, self.table, self.rows, self.seconds)
+
+
+MeterFactory = Callable[[str, str, "int | None"], Meter]
+
+
+def _copy(conn: psycopg.Connection[Any], meter: Meter, columns: tuple[str, ...],
+          rows: Iterator[tuple[object, ...]], commit_rows: int | None = None) -> TableResult:
+    with meter:
+        postgres.copy_chunks(conn, meter.table, columns, copyfmt.chunks(copyfmt.batched(rows),
+                                                                        copyfmt.escaped_line),
+                             meter.advance, commit_rows)
+    return meter.result()
+
+
+def load_catalogue(ctx: ClusterContext, node: str, spec: SeedSpec, content: ContentIndex,
+                   meter: MeterFactory) -> list[TableResult]:
+    """Reference tables first, then titles, then what points at titles (foreign keys allow no other order)."""
+    with ctx.pg_connect(node) as conn:
+        return [
+            _copy(conn, meter(node, "genres", None), catalogue.GENRE_COLUMNS, catalogue.genre_rows()),
+            _copy(conn, meter(node, "cast_crew", spec.people), catalogue.PEOPLE_COLUMNS,
+                  catalogue.people_rows(spec)),
+            _copy(conn, meter(node, "content_metadata", spec.titles), catalogue.CONTENT_COLUMNS,
+                  catalogue.content_rows(spec, content)),
+            _copy(conn, meter(node, "content_genres", None), catalogue.CONTENT_GENRE_COLUMNS,
+                  catalogue.content_genre_rows(spec, content)),
+            _copy(conn, meter(node, "content_cast_crew", None), catalogue.CAST_COLUMNS,
+                  catalogue.cast_rows(spec, content)),
+        ]
+
+
+def load_audience(ctx: ClusterContext, node: str, spec: SeedSpec, content: ContentIndex, users: UserIndex,
+                  meter: MeterFactory, commit_rows: int | None) -> list[TableResult]:
+    """Users, then their history (formatted with the trusted fast path: it is most of the data)."""
+    with ctx.pg_connect(node) as conn:
+        done = [_copy(conn, meter(node, "users", spec.users), USER_COLUMNS, user_rows(spec, users))]
+        m = meter(node, "user_watch_history", spec.events)
+        with m:
+            postgres.copy_chunks(conn, m.table, HISTORY_COLUMNS,
+                                 copyfmt.chunks(history_batches(spec, content, users), HISTORY_LINE),
+                                 m.advance, commit_rows)
+        return [*done, m.result()]
+
+
+def load_reviews(ctx: ClusterContext, spec: SeedSpec, content: ContentIndex, users: UserIndex,
+                 meter: MeterFactory) -> list[TableResult]:
+    client = ctx.mongo()
+    try:
+        m = meter(ctx.topology.mongo.name, "reviews", spec.reviews)
+        with m:
+            mongo.insert_reviews(client[ctx.topology.mongo.database], review_documents(spec, content, users),
+                                 m.advance)
+        return [m.result()]
+    finally:
+        client.close()
+
+
+def load_aggregates(ctx: ClusterContext, primary: str, coordinator: str, with_redis: bool,
+                    meter: MeterFactory) -> list[TableResult]:
+    """One scan of the stored history, aggregated per day and title, feeds every derived store.
+
+    The aggregate streams primary -> coordinator by COPY (trending_daily); on its way, Redis gets the
+    trending sets of days still within the TTL, and per-title totals (O(titles) memory) for `views:*`.
+    """
+    client = ctx.redis() if with_redis else None
+    views: Counter[str] = Counter()
+    try:
+        with ctx.pg_connect(primary) as src, ctx.pg_connect(coordinator) as dst:
+            table = meter(coordinator, "trending_daily", None)
+            sets = meter(ctx.topology.redis.name, "trending:daily:*", None) if client else None
+            trending = TrendingWriter(client, ctx.topology.redis.trending_ttl_days,
+                                      sets.advance if sets else None) if client else None
+
+            def tee(copy_out: Any) -> Iterator[tuple[int, str]]:
+                for rows, text in _regroup(copy_out):
+                    if trending is not None:
+                        for line in text.splitlines():
+                            day, content_id, count, _minutes = line.split("\t")
+                            views[content_id] += int(count)
+                            trending.add(date.fromisoformat(day), content_id, int(count))
+                    yield rows, text
+
+            with table, sets or nullcontext(), src.cursor() as out_cur, \
+                    out_cur.copy(f"COPY ({_DAILY} GROUP BY 1, 2) TO STDOUT") as out:
+                postgres.copy_chunks(dst, table.table, TRENDING_COLUMNS, tee(out), table.advance)
+                if trending is not None:
+                    trending.close()
+        if client is None or sets is None:
+            return [table.result()]
+        counters = meter(ctx.topology.redis.name, "views:*", len(views))
+        with counters:
+            redis_loader.load_view_counters(client, views.items(), counters.advance)
+        return [table.result(), sets.result(), counters.result()]
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _regroup(copy_out: Any, target_bytes: int = 1 << 18) -> Iterator[tuple[int, str]]:
+    """COPY TO yields one row per message; regroup them into large chunks for the COPY FROM side."""
+    parts: list[bytes] = []
+    size = 0
+    for data in copy_out:
+        parts.append(bytes(data))
+        size += len(data)
+        if size >= target_bytes:
+            yield len(parts), b"".join(parts).decode()
+            parts, size = [], 0
+    if parts:
+        yield len(parts), b"".join(parts).decode()

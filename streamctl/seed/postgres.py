@@ -1,0 +1,83 @@
+"""PostgreSQL loader: COPY text chunks through psycopg 3 (never row by row), plus truncate and probes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from streamctl.errors import BackendError
+from streamctl.seed.prefetch import prefetch
+
+Progress = Callable[[int], None]  # called with the rows just written
+
+
+def copy_chunks(conn: psycopg.Connection[Any], table: str, columns: Sequence[str],
+                chunks: Iterable[tuple[int, str]], progress: Progress | None = None,
+                commit_rows: int | None = None) -> int:
+    """COPY pre-formatted text chunks into `table`; returns the rows written.
+
+    Chunks are generated on a background thread a few chunks ahead (see prefetch), so generating the
+    next chunk overlaps with sending this one while memory stays bounded. With `commit_rows`, a new
+    COPY (and transaction, on an autocommit connection) starts every that many rows, letting logical
+    replicas apply earlier rows while later ones load.
+    """
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    total = 0
+    iterator = prefetch(chunks)
+    try:
+        pending = next(iterator, None)
+        while pending is not None:
+            with conn.cursor() as cur, cur.copy(statement) as copy:
+                in_tx = 0
+                while pending is not None and (commit_rows is None or in_tx < commit_rows):
+                    rows, text = pending
+                    copy.write(text)
+                    in_tx += rows
+                    total += rows
+                    if progress is not None:
+                        progress(rows)
+                    pending = next(iterator, None)
+    except psycopg.Error as exc:
+        raise pg_error(f"loading {table} failed", exc) from exc
+    finally:
+        iterator.close()  # stops the producer thread when the load ends early
+    return total
+
+
+def has_rows(conn: psycopg.Connection[Any], table: str) -> bool:
+    try:
+        query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+        row = conn.execute(query).fetchone()
+    except psycopg.Error as exc:
+        raise pg_error(f"cannot read {table}", exc) from exc
+    return bool(row and row[0])
+
+
+def count_rows(conn: psycopg.Connection[Any], table: str) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
+
+
+def truncate(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
+    """Empty `tables` at once; RESTART IDENTITY so a re-seed assigns the same history ids again."""
+    statement = sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+        sql.SQL(", ").join(map(sql.Identifier, tables)))
+    try:
+        conn.execute(statement)
+    except psycopg.Error as exc:
+        raise pg_error(f"cannot empty {', '.join(tables)}", exc) from exc
+
+
+def pg_error(what: str, exc: psycopg.Error) -> BackendError:
+    """Translate a driver error where it enters; a missing table means the schema was never applied."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    hint = None
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        hint = "the schema is missing: run `streamctl up` (it applies the schema) and try again"
+    elif isinstance(exc, psycopg.errors.UniqueViolation):
+        hint = "the table already holds rows: run `streamctl seed --reset`"
+    return BackendError(f"{what}: {first}", hint=hint)
