@@ -36,11 +36,11 @@ async def content_json(stores: Stores, content_id: UUID) -> bytes:
     """
     key = names.content_cache_key(str(content_id))
     cache = stores.redis if stores.enabled(REDIS) else None
-    if cache is not None:
+    if cache is not None and stores.cache_reader is not None:
         try:
-            cached = await cache.get(key)
+            cached = await stores.cache_reader.get(key)
             if cached is not None:
-                return cached.encode() if isinstance(cached, str) else bytes(cached)
+                return cached
         except Exception as exc:  # noqa: BLE001 - a cache failure must not fail the read
             log.warning("cache read failed for %s: %s", key, exc)
             cache = None

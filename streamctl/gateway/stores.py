@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from streamctl.config.model import Role
 from streamctl.gateway.errors import StoreUnavailable
+from streamctl.gateway.fastcache import CacheReader
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -49,6 +50,7 @@ class Stores:
     analytics: AsyncConnectionPool[AsyncConnection[Any]] | None = None
     analytics_node: str | None = None  # the node serving analytics reads (replica or primary)
     redis: aioredis.Redis | None = None
+    cache_reader: CacheReader | None = None  # pipelined GETs for the cached-content hot path
     mongo_client: AsyncMongoClient[Any] | None = None
     disabled: dict[str, str] = field(default_factory=dict)
 
@@ -72,6 +74,8 @@ class Stores:
             stores.disabled[ANALYTICS] = "analytics is disabled in the topology (analytics.enabled)"
         if t.redis.enabled:
             stores.redis = _redis_client(ctx, sizes)
+            ep = ctx.endpoint(t.redis.name)
+            stores.cache_reader = CacheReader(ep.host, ep.port, ctx.secrets["redis_password"], sizes.wait_seconds)
         else:
             stores.disabled[REDIS] = "Redis is disabled in the topology (redis.enabled)"
         if t.mongo.enabled:
@@ -84,6 +88,8 @@ class Stores:
         for pool in (self.metadata, self.analytics):
             if pool is not None:
                 await pool.close()
+        if self.cache_reader is not None:
+            await self.cache_reader.close()
         if self.redis is not None:
             await self.redis.aclose()  # type: ignore[attr-defined]  # redis>=5; the stubs predate it
         if self.mongo_client is not None:
