@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from streamctl.config.model import Engine, Node
 from streamctl.errors import ReadinessTimeout
 
 Probe = Callable[[], bool]
@@ -100,3 +101,14 @@ def mongo_probe(uri: str) -> Probe:
             client.close()
 
     return probe
+
+
+def node_probe(node: Node, host: str, port: int, pg_user: str, secrets: Mapping[str, str]) -> Probe:
+    """The semantic probe of a node, whatever runs it: a real query, PING, or ping."""
+    if node.engine is Engine.POSTGRES:
+        return postgres_probe(f"host={host} port={port} user={pg_user} dbname=postgres "
+                              f"password={secrets['postgres_password']}")
+    if node.engine is Engine.REDIS:
+        return redis_probe(host, port, secrets["redis_password"])
+    # Before `up` creates its users a fresh mongod only admits unauthenticated pings from localhost.
+    return mongo_probe(f"mongodb://{host}:{port}/?directConnection=true")

@@ -138,6 +138,9 @@ def write_topology(directory: Path, **kwargs: Any) -> Path:
 class LocalCluster:
     """A real cluster of local processes in a temporary directory, for integration tests."""
 
+    backend_class: Any = LocalBackend
+    timeout = 60.0
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self.reload()
@@ -145,8 +148,8 @@ class LocalCluster:
     def reload(self) -> None:
         self.topology = load_topology(self.path)
         self.ctx = ClusterContext.build(self.topology, self.path)
-        self.backend = LocalBackend(self.ctx)
-        self.runner = Runner(self.ctx, self.backend, timeout=60)
+        self.backend = self.backend_class(self.ctx)
+        self.runner = Runner(self.ctx, self.backend, timeout=self.timeout)
 
     def up(self) -> Any:
         self.reload()

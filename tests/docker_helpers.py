@@ -14,9 +14,7 @@ import yaml
 
 from streamctl.backends.docker import DockerBackend
 from streamctl.backends.docker_spec import LABEL_CLUSTER
-from streamctl.config.load import load_topology
-from streamctl.context import ClusterContext
-from streamctl.runner import Runner
+from tests.conftest import LocalCluster
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_IMAGE = os.environ.get("STREAMCTL_TEST_IMAGE", "streamctl-test/pg-redis:bookworm")
@@ -87,18 +85,11 @@ def cluster_resources(cluster: str) -> dict[str, list[str]]:
         client.close()
 
 
-class DockerCluster:
-    """A real cluster of containers, its topology file in a temporary directory (mirrors LocalCluster)."""
+class DockerCluster(LocalCluster):
+    """A real cluster of containers, its topology file in a temporary directory."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.reload()
-
-    def reload(self) -> None:
-        self.topology = load_topology(self.path)
-        self.ctx = ClusterContext.build(self.topology, self.path)
-        self.backend = DockerBackend(self.ctx)
-        self.runner = Runner(self.ctx, self.backend, timeout=90)
+    backend_class = DockerBackend
+    timeout = 90.0
 
     @property
     def cluster(self) -> str:
@@ -110,13 +101,6 @@ class DockerCluster:
         change(data)
         self.path.write_text(yaml.safe_dump(data, sort_keys=False))
         self.reload()
-
-    def up(self) -> Any:
-        self.reload()
-        return self.runner.up()
-
-    def down(self, volumes: bool = False) -> None:
-        self.runner.down(volumes=volumes)
 
     def destroy(self) -> None:
         try:

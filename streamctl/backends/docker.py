@@ -20,10 +20,10 @@ from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action, NodeState, Observation, fingerprint
 from streamctl.backends.docker_errors import UNREACHABLE_HINT, docker_errors, short_error
 from streamctl.backends.docker_images import ImagePuller, Progress
-from streamctl.config.model import Engine, Node, Topology
+from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, NotFoundError, PreflightError
-from streamctl.readiness import Readiness, mongo_probe, postgres_probe, redis_probe
+from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 
 
@@ -220,14 +220,7 @@ class DockerBackend:
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         secrets = self._secrets()
         ep = self.endpoint(node)
-        if node.engine is Engine.POSTGRES:
-            conninfo = (f"host={ep.host} port={ep.port} user={self.topology.pg_user} dbname=postgres "
-                        f"password={secrets['postgres_password']}")
-            probe = postgres_probe(conninfo)
-        elif node.engine is Engine.REDIS:
-            probe = redis_probe(ep.host, ep.port, secrets["redis_password"])
-        else:
-            probe = mongo_probe(f"mongodb://{ep.host}:{ep.port}/?directConnection=true")
+        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets)
         return Readiness(f"{node.name} ({node.engine.value} in container "
                          f"{spec.container_name(self.topology.cluster, node.name)}, {ep.host}:{ep.port})",
                          probe, timeout, interval=0.2, logs=lambda: self.logs(node, 20),

@@ -17,7 +17,7 @@ from streamctl.backends.privileges import RunAs, check_traversable, resolve_run_
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, NotFoundError, PreflightError
-from streamctl.readiness import Readiness, mongo_probe, postgres_probe, redis_probe
+from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 
 
@@ -159,14 +159,7 @@ class LocalBackend:
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         secrets = self._secrets()
         ep = self.endpoint(node)
-        if node.engine is Engine.POSTGRES:
-            conninfo = (f"host={ep.host} port={ep.port} user={self.topology.pg_user} dbname=postgres "
-                        f"password={secrets['postgres_password']}")
-            probe = postgres_probe(conninfo)
-        elif node.engine is Engine.REDIS:
-            probe = redis_probe(ep.host, ep.port, secrets["redis_password"])
-        else:
-            probe = mongo_probe(f"mongodb://{ep.host}:{ep.port}/?directConnection=true")
+        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets)
         recipe = self._recipe(node)
         return Readiness(f"{node.name} ({node.engine.value} on {ep.host}:{ep.port})", probe, timeout,
                          logs=lambda: self.logs(node, 20), hint=f"see `streamctl logs {node.name}`",
