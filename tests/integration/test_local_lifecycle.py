@@ -156,3 +156,17 @@ def test_config_error_leaves_existing_cluster_alone(make_cluster) -> None:
     c.path.write_text(good)
     c.reload()
     assert all(c.backend.observe(n).state is NodeState.RUNNING for n in c.topology.nodes())
+
+
+def test_missing_citus_extension_is_a_preflight_error(make_cluster) -> None:
+    from streamctl.backends.recipes import find_pg_bindir, pg_sharedir
+
+    bindir = find_pg_bindir(None)
+    if (pg_sharedir(bindir) / "extension" / "citus.control").exists():
+        pytest.skip("the local PostgreSQL has Citus: nothing is missing")
+    c = make_cluster(citus=True, workers=1, local={"pg_bindir": str(bindir)})
+    proc = cli("up", "-f", str(c.path))
+    assert proc.returncode == 4, proc.stderr
+    assert "the citus extension is not installed" in proc.stderr
+    assert "metadata.citus.enabled: false" in proc.stderr  # how to get past it
+    assert not c.ctx.store.node_dir("coordinator").exists()  # nothing started
