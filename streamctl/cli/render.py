@@ -14,8 +14,14 @@ from rich.table import Table
 
 from streamctl.errors import StreamctlError
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def _width(stream: Any) -> int | None:
+    """Terminals keep their width; logs and pipes (CI) get wide tables rather than 80-column wrapping."""
+    return None if stream.isatty() else 160
+
+
+console = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
 
 _EVENT_STYLE = {"begin": ("…", "cyan"), "done": ("✓", "green"), "noop": ("=", "dim"),
                 "fail": ("✗", "red"), "info": ("·", "blue")}
