@@ -16,7 +16,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import free_port  # bench/common.py (benchmarks run as scripts)
 
 from streamctl.backends.local import LocalBackend
 from streamctl.config.load import load_topology
@@ -36,12 +36,6 @@ from streamctl.gateway.app import ENV_STATE_DIR, ENV_TOPOLOGY
 from streamctl.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_topology(directory: Path) -> Path:

@@ -21,7 +21,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import free_port  # bench/common.py (benchmarks run as scripts)
 
 from streamctl.backends.local import LocalBackend
 from streamctl.config.load import load_topology
@@ -44,12 +44,6 @@ from streamctl.seed.jobs import HISTORY_LINE
 from streamctl.seed.spec import SeedSpec
 
 BENCH_TABLE = "bench_watch_history"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_topology(work: Path) -> Path:

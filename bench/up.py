@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -22,18 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import free_port  # bench/common.py (benchmarks run as scripts)
 
 from streamctl.backends import select_backend
 from streamctl.backends.base import Action
 from streamctl.config.load import parse_topology
 from streamctl.context import ClusterContext
 from streamctl.runner import Event, Runner
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bench_topology(path: Path, backend: str, image: str | None) -> dict[str, Any]:

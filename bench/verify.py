@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from common import free_port  # bench/common.py (benchmarks run as scripts)
 
 from streamctl import names
 from streamctl.backends.local import LocalBackend
@@ -39,12 +39,6 @@ from streamctl.verify.runner import run_checks
 
 CHECKS = ["nodes", "replication", "fdw"]
 REPLICA = "analytics-replica-1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_topology(directory: Path) -> Path:

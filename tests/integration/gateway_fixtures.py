@@ -135,3 +135,17 @@ def serve(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def served_cluster(cluster: str, **kwargs: Any) -> Iterator[tuple[str, Dataset]]:
+    """Body of a module-scoped fixture: a cluster with its dataset, served by a real uvicorn; yields
+    (base URL, dataset)."""
+    from streamctl.gateway.app import create_app
+
+    platforms = module_cluster(cluster, **kwargs)
+    local, data = next(platforms)
+    try:
+        with serve(create_app(local.ctx)) as url:
+            yield url, data
+    finally:
+        platforms.close()

@@ -12,9 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from streamctl.gateway.app import create_app
-from tests.conftest import LocalCluster
-from tests.integration.gateway_fixtures import Dataset, module_cluster, serve
+from tests.integration.gateway_fixtures import Dataset, served_cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.chromium]
 
@@ -82,13 +80,7 @@ def dump_dom(url: str) -> str:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[str, Dataset]]:
-    platforms: Iterator[tuple[LocalCluster, Dataset]] = module_cluster("gwdash")
-    cluster, data = next(platforms)
-    try:
-        with serve(create_app(cluster.ctx)) as url:
-            yield url, data
-    finally:
-        platforms.close()
+    yield from served_cluster("gwdash")
 
 
 def test_dashboard_numbers_match_the_api(served: tuple[str, Dataset]) -> None:

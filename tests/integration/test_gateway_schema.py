@@ -17,9 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from streamctl.gateway.app import create_app
-from tests.conftest import LocalCluster
-from tests.integration.gateway_fixtures import Dataset, module_cluster, serve
+from tests.integration.gateway_fixtures import Dataset, served_cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 MONGO = shutil.which("mongod") is not None
@@ -28,13 +26,7 @@ EXAMPLES_PER_OPERATION = 40
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[str, Dataset]]:
-    platforms: Iterator[tuple[LocalCluster, Dataset]] = module_cluster("gwschema", mongo=MONGO)
-    cluster, data = next(platforms)
-    try:
-        with serve(create_app(cluster.ctx)) as url:
-            yield url, data
-    finally:
-        platforms.close()
+    yield from served_cluster("gwschema", mongo=MONGO)
 
 
 def _cases(op: Any, data: Dataset) -> Any:
