@@ -63,7 +63,9 @@ class LocalBackend:
                            else "install postgresql-contrib, or set fdw.enabled: false")
                     raise PreflightError(f"the {ext} extension is not installed in the PostgreSQL at {bindir} "
                                          f"(no {sharedir}/extension/{ext}.control)", hint=how)
-            check_traversable(self.run_as, self.ctx.store.root)
+            # No side effect here (a dry run preflights too): a user still to be created is only assumed.
+            run_as = self._run_as or resolve_run_as(self.topology.local.run_as, create=False)
+            check_traversable(run_as, self.ctx.store.root)
         for engine, binary, pkg in ((Engine.REDIS, "redis-server", "redis-server"),
                                     (Engine.MONGO, "mongod", "MongoDB's mongodb-org-server")):
             if engine in engines and shutil.which(binary) is None:

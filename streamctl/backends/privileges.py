@@ -47,8 +47,9 @@ class RunAs:
                 "env": {**os.environ, "HOME": pwd.getpwuid(self.uid).pw_dir, "USER": self.user or ""}}
 
 
-def resolve_run_as(configured: str | None) -> RunAs:
-    """Not root: ourselves. Root: the configured user, else `postgres`, else a `streamctl` system user."""
+def resolve_run_as(configured: str | None, create: bool = True) -> RunAs:
+    """Not root: ourselves. Root: the configured user, else `postgres`, else a `streamctl` system user
+    (created on first use; with create=False, as for a dry run, a placeholder with no uid stands in)."""
     if os.geteuid() != 0:
         return RunAs(None, os.getuid(), os.getgid())
     candidates = (configured,) if configured else DEFAULT_USERS
@@ -64,6 +65,8 @@ def resolve_run_as(configured: str | None) -> RunAs:
     if configured:
         raise PreflightError(f"local.run_as: user {configured!r} does not exist",
                              hint=f"create it (useradd --system {configured}) or leave local.run_as unset")
+    if not create:
+        return RunAs("streamctl", -1, -1)
     return _create_system_user("streamctl")
 
 

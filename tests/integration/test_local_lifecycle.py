@@ -170,3 +170,33 @@ def test_missing_citus_extension_is_a_preflight_error(make_cluster) -> None:
     assert "the citus extension is not installed" in proc.stderr
     assert "metadata.citus.enabled: false" in proc.stderr  # how to get past it
     assert not c.ctx.store.node_dir("coordinator").exists()  # nothing started
+
+
+def test_dry_run_plans_and_changes_nothing(make_cluster) -> None:
+    c = make_cluster(replicas=1)
+    fresh = cli("up", "-f", str(c.path), "--dry-run", "--json")
+    assert fresh.returncode == 0, fresh.stderr
+    plan = json.loads(fresh.stdout)
+    assert [(p["node"], p["action"]) for p in plan[:4]] == [
+        ("coordinator", "create"), ("analytics-primary", "create"), ("analytics-replica-1", "create"),
+        ("redis", "create")]
+    assert not c.ctx.store.root.exists()  # no state, no secrets, no data
+    c.up()
+    with c.ctx.pg_connect("analytics-replica-1") as conn:
+        conn.execute("ALTER SUBSCRIPTION streamctl_sub_analytics_replica_1 DISABLE")
+    c.backend.kill(c.topology.node("redis"))
+    plan = json.loads(cli("up", "-f", str(c.path), "--dry-run", "--json").stdout)
+    actions = {(p["node"], p["action"]) for p in plan}
+    assert ("redis", "start") in actions and ("coordinator", "noop") in actions
+    assert c.backend.observe(c.topology.node("redis")).state is NodeState.STOPPED  # still down
+    c.up()  # redis running again: the configuration can be inspected
+    plan = json.loads(cli("up", "-f", str(c.path), "--dry-run", "--json").stdout)
+    assert plan == [p for p in plan if p["action"] == "noop"]  # `up` re-enabled the subscription
+    with c.ctx.pg_connect("analytics-replica-1") as conn:
+        conn.execute("ALTER SUBSCRIPTION streamctl_sub_analytics_replica_1 DISABLE")
+    plan = json.loads(cli("up", "-f", str(c.path), "--dry-run", "--json").stdout)
+    pending = [p for p in plan if p["action"] != "noop"]
+    assert pending == [{"node": "analytics-replica-1", "action": "configure",
+                        "detail": "enable the subscription"}]
+    with c.ctx.pg_connect("analytics-replica-1") as conn:  # the dry run left it disabled
+        assert conn.execute("SELECT subenabled FROM pg_subscription").fetchone() == (False,)
