@@ -124,7 +124,11 @@ def test_missing_binary_is_a_preflight_error(make_cluster) -> None:
 def test_cli_status_json_logs_url_and_psql(make_cluster) -> None:
     c = make_cluster(replicas=1)
     f = str(c.path)
-    assert cli("up", "-f", f).returncode == 0
+    up = cli("up", "-f", f)
+    assert up.returncode == 0
+    secrets = json.loads(c.ctx.store.secrets_file.read_text())
+    assert not any(v in up.stdout + up.stderr for v in secrets.values())  # never printed
+    assert not any(v in c.ctx.store.state_file.read_text() for v in secrets.values())
     status = json.loads(cli("status", "-f", f, "--json").stdout)
     assert {s["name"] for s in status} == {"coordinator", "analytics-primary", "analytics-replica-1", "redis"}
     assert all(s["healthy"] and s["backend"] == "local" and s["host"] == "127.0.0.1" for s in status)
