@@ -105,13 +105,13 @@ class FdwService:
                 st = self._state(conn)
                 if st["server"] is None:
                     conn.execute(sql.SQL("CREATE SERVER {} FOREIGN DATA WRAPPER postgres_fdw OPTIONS ({})").format(
-                        srv, _render_options(self._server_options(), "")))
+                        srv, _render_options(self._server_options())))
                 elif st["server"] != self._server_options():
                     conn.execute(sql.SQL("ALTER SERVER {} OPTIONS ({})").format(
                         srv, _render_alter(st["server"], self._server_options())))
                 if st["mapping"] is None:
                     conn.execute(sql.SQL("CREATE USER MAPPING FOR {} SERVER {} OPTIONS ({})").format(
-                        user, srv, _render_options(self._mapping_options(), "")))
+                        user, srv, _render_options(self._mapping_options())))
                 elif st["mapping"] != self._mapping_options():
                     conn.execute(sql.SQL("ALTER USER MAPPING FOR {} SERVER {} OPTIONS ({})").format(
                         user, srv, _render_alter(st["mapping"], self._mapping_options())))
@@ -131,9 +131,8 @@ def _options(raw: list[str] | None) -> dict[str, str]:
     return dict(o.split("=", 1) for o in raw or [])
 
 
-def _render_options(opts: dict[str, str], verb: str) -> sql.Composed:
-    prefix = sql.SQL(verb + " ") if verb else sql.SQL("")
-    return sql.SQL(", ").join(sql.Composed([prefix, sql.Identifier(k), sql.SQL(" "), sql.Literal(v)])
+def _render_options(opts: dict[str, str]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Composed([sql.Identifier(k), sql.SQL(" "), sql.Literal(v)])
                               for k, v in opts.items())
 
 
