@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 REPLICATION_USER = "streamctl_replicator"
 FDW_USER = "streamctl_fdw_reader"
+GATEWAY_USER = "streamctl_gateway"  # the gateway's read-only PostgreSQL role (writes go to Redis/MongoDB)
 MONGO_ROOT_USER = "streamctl_root"
 MONGO_APP_USER = "streamctl_app"
 
@@ -56,6 +57,10 @@ class ClusterContext:
         return nodes[0] if nodes else None
 
     # -- PostgreSQL -------------------------------------------------------------------------------
+    def gateway_conninfo(self, name: str, dbname: str | None = None) -> str:
+        """As the gateway's least-privilege role, not the superuser."""
+        return self.pg_conninfo(name, dbname, GATEWAY_USER, self.secrets["gateway_password"])
+
     def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
                     password: str | None = None) -> str:
         ep = self.endpoint(name)

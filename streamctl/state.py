@@ -13,8 +13,8 @@ from typing import Any
 from streamctl.config.model import Topology
 from streamctl.errors import NotFoundError
 
-SECRET_KEYS = ("postgres_password", "replication_password", "fdw_password", "redis_password",
-               "mongo_password", "mongo_app_password")
+SECRET_KEYS = ("postgres_password", "replication_password", "fdw_password", "gateway_password",
+               "redis_password", "mongo_password", "mongo_app_password")
 
 
 @dataclass(frozen=True)

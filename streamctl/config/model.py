@@ -107,6 +107,7 @@ class SecretsSpec(Strict):
     postgres_password: str | None = None
     replication_password: str | None = None
     fdw_password: str | None = None
+    gateway_password: str | None = None
     redis_password: str | None = None
     mongo_password: str | None = None
 

@@ -147,7 +147,7 @@ def analytics_reader(ctx: ClusterContext) -> str:
 
 async def _pg_pool(ctx: ClusterContext, node: str, dbname: str, sizes: PoolSizes,
                    label: str) -> AsyncConnectionPool[AsyncConnection[Any]]:
-    conninfo = ctx.pg_conninfo(node, dbname).replace("application_name=streamctl",
+    conninfo = ctx.gateway_conninfo(node, dbname).replace("application_name=streamctl",
                                                       "application_name=streamctl-gateway")
     pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
         conninfo, min_size=sizes.pg_min, max_size=sizes.pg_max, timeout=sizes.wait_seconds,

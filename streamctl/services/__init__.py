@@ -17,6 +17,7 @@ def configuration_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigSte
     from streamctl.services import postgres
     from streamctl.services.citus import citus_layer
     from streamctl.services.fdw import FdwService
+    from streamctl.services.gateway_role import GatewayRoleService
     from streamctl.services.mongo import MongoService
     from streamctl.services.redis import redis_step
     from streamctl.services.replication import ReplicationService
@@ -54,6 +55,8 @@ def configuration_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigSte
             steps.append(repl.subscription_step(replica))
     if fdw is not None:
         steps += [fdw.reader_role_step(), fdw.coordinator_step()]
+    if t.gateway.enabled:
+        steps += GatewayRoleService(ctx).steps()
 
     mongo = t.node(t.mongo.name) if t.mongo.enabled else None
     if mongo is not None:

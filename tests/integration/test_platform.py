@@ -214,7 +214,32 @@ def test_failed_step_names_node_and_step_and_next_up_resumes(make_cluster, monke
         assert conn.execute("SELECT count(*) FROM pg_foreign_table").fetchone() == (0,)
     monkeypatch.undo()
     result = c.up()
-    assert [(n, s) for n, s, _ in result.config_changes] == [("coordinator", "fdw")]
+    changed = [(n, s) for n, s, _ in result.config_changes]
+    assert changed[0] == ("coordinator", "fdw")  # nothing before the failed step ran again
+    assert all(s == "gateway role" for _, s in changed[1:])  # the steps after it, never reached
     with c.ctx.pg_connect("coordinator") as conn:
         assert conn.execute("SELECT count(*) FROM analytics.users").fetchone() == (0,)
     assert not c.up().changed
+
+
+def test_gateway_role_reads_everything_it_serves_and_writes_nothing(make_cluster) -> None:
+    import psycopg
+
+    c = make_cluster(replicas=1)
+    c.up()
+    add_user(c)
+    with psycopg.connect(c.ctx.gateway_conninfo("coordinator"), autocommit=True) as conn:
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+        assert conn.execute("SELECT count(*) FROM content_metadata").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM analytics.users").fetchone() == (1,)  # its own mapping
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("INSERT INTO genres VALUES (1, 'x')")
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO genres VALUES (1, 'x')")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM streamctl_schema_version")
+    with psycopg.connect(c.ctx.gateway_conninfo("analytics-replica-1"), autocommit=True) as conn:
+        wait_for_row(c, "analytics-replica-1", "SELECT 1 FROM users", ())
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (1,)
+        assert conn.execute("SELECT pg_has_role('pg_monitor', 'member')").fetchone() == (True,)

@@ -1,0 +1,131 @@
+"""The gateway's PostgreSQL role: read-only, on every node it reads, instead of the superuser.
+
+It may SELECT the catalogue, the analytics tables and (through its own user mapping) the foreign tables,
+and read replication statistics (pg_monitor) for the dashboard. Roles are not replicated, so each
+analytics node gets it; with Citus, the role and the grants propagate to the workers, and
+pg_dist_authinfo gives the coordinator its password for node-to-node connections.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from streamctl.config.model import Node, Role
+from streamctl.context import FDW_USER, GATEWAY_USER, ClusterContext
+from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, REFERENCE_TABLES
+from streamctl.services.base import ConfigStep
+from streamctl.services.postgres import ensure_login_role, missing_select_grants, role_exists
+
+CATALOGUE_TABLES = (*DISTRIBUTED_TABLES, *REFERENCE_TABLES)
+
+
+def _is_monitor(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("SELECT pg_has_role(%s, 'pg_monitor', 'member')", (GATEWAY_USER,)).fetchone()
+    return bool(row and row[0])
+
+
+def _grant(conn: psycopg.Connection[Any], database: str, schema: str, tables: tuple[str, ...]) -> None:
+    role = sql.Identifier(GATEWAY_USER)
+    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role))
+    conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
+        sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables), role))
+
+
+class GatewayRoleService:
+    def __init__(self, ctx: ClusterContext) -> None:
+        self.ctx = ctx
+        t = ctx.topology
+        self.fdw = t.fdw.enabled and t.analytics.enabled
+        self.fdw_schema = t.fdw.schema_name
+        self.fdw_tables = t.fdw_tables
+
+    def _password(self) -> str:
+        return self.ctx.secrets["gateway_password"]
+
+    def steps(self) -> list[ConfigStep]:
+        t = self.ctx.topology
+        out = []
+        coordinator = self.ctx.first(Role.COORDINATOR)
+        if coordinator is not None:
+            out.append(self._coordinator_step(coordinator))
+        for node in (*t.nodes_by_role(Role.ANALYTICS_PRIMARY), *t.nodes_by_role(Role.ANALYTICS_REPLICA)):
+            out.append(self._analytics_step(node))
+        return out
+
+    def _analytics_step(self, node: Node) -> ConfigStep:
+        tables = self.ctx.topology.analytics.tables
+
+        def pending() -> list[str]:
+            with self.ctx.pg_connect(node.name) as conn:
+                if not role_exists(conn, GATEWAY_USER):
+                    return [f"create read-only role {GATEWAY_USER}"]
+                missing = missing_select_grants(conn, GATEWAY_USER, tables)
+                monitor = _is_monitor(conn)
+            return ([f"grant select on {', '.join(missing)}"] if missing else []) + \
+                ([] if monitor else ["grant pg_monitor"])
+
+        def apply() -> None:
+            with self.ctx.pg_connect(node.name) as conn:
+                self._role(conn)
+                _grant(conn, self.ctx.topology.analytics.database, "public", tables)
+
+        return ConfigStep(node.name, "gateway role", pending, apply)
+
+    def _role(self, conn: psycopg.Connection[Any]) -> None:
+        ensure_login_role(conn, GATEWAY_USER, self._password(), "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE",
+                          "NOREPLICATION")
+        conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
+            sql.Identifier(GATEWAY_USER)))
+        conn.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(GATEWAY_USER)))
+
+    def _coordinator_step(self, node: Node) -> ConfigStep:
+        citus = self.ctx.topology.citus
+
+        def pending() -> list[str]:
+            with self.ctx.pg_connect(node.name) as conn:
+                if not role_exists(conn, GATEWAY_USER):
+                    return [f"create read-only role {GATEWAY_USER}"]
+                out = []
+                missing = missing_select_grants(conn, GATEWAY_USER, CATALOGUE_TABLES)
+                if self.fdw:
+                    missing += missing_select_grants(
+                        conn, GATEWAY_USER, tuple(f"{self.fdw_schema}.{t}" for t in self.fdw_tables))
+                    if not conn.execute("SELECT 1 FROM pg_user_mappings WHERE srvname = %s AND usename = %s",
+                                        (FDW_SERVER, GATEWAY_USER)).fetchone():
+                        out.append("user mapping for the gateway")
+                if missing:
+                    out.append(f"grant select on {', '.join(missing)}")
+                if citus and not conn.execute("SELECT 1 FROM pg_dist_authinfo WHERE rolename = %s",
+                                              (GATEWAY_USER,)).fetchone():
+                    out.append("node-to-node credentials for the gateway")
+                if not _is_monitor(conn):
+                    out.append("grant pg_monitor")
+            return out
+
+        def apply() -> None:
+            with self.ctx.pg_connect(node.name) as conn:
+                if citus:  # grants on reference and distributed tables together: one connection per node
+                    conn.execute("SET citus.multi_shard_modify_mode TO 'sequential'")
+                self._role(conn)
+                _grant(conn, self.ctx.topology.metadata.database, "public", CATALOGUE_TABLES)
+                if self.fdw:
+                    _grant(conn, self.ctx.topology.metadata.database, self.fdw_schema, self.fdw_tables)
+                    conn.execute(sql.SQL("DROP USER MAPPING IF EXISTS FOR {} SERVER {}").format(
+                        sql.Identifier(GATEWAY_USER), sql.Identifier(FDW_SERVER)))
+                    conn.execute(sql.SQL("CREATE USER MAPPING FOR {} SERVER {} OPTIONS (user {}, password {})")
+                                 .format(sql.Identifier(GATEWAY_USER), sql.Identifier(FDW_SERVER),
+                                         sql.Literal(FDW_USER), sql.Literal(self.ctx.secrets["fdw_password"])))
+                if citus:
+                    self._authinfo(conn)
+
+        return ConfigStep(node.name, "gateway role", pending, apply)
+
+    def _authinfo(self, conn: psycopg.Connection[Any]) -> None:
+        """The coordinator connects to the workers as the gateway when it runs the gateway's queries."""
+        conn.execute("DELETE FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = %s", (GATEWAY_USER,))
+        conn.execute("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, %s, %s)",
+                     (GATEWAY_USER, f"password={self._password()}"))
