@@ -6,6 +6,7 @@ import json
 import os
 import secrets as _secrets
 import tempfile
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,13 @@ class StateStore:
         return eps[name]
 
     # -- secrets.json (mode 0600) -----------------------------------------------------------------
+    def known_secrets(self, topology: Topology) -> dict[str, str]:
+        """The secrets, or blanks before the first `up`: status and dry runs must not create them."""
+        try:
+            return self.secrets(topology)
+        except NotFoundError:
+            return defaultdict(str)
+
     def secrets(self, topology: Topology, create: bool = False) -> dict[str, str]:
         """Secrets fixed in the topology win; the rest are generated once and kept (mode 0600)."""
         stored: dict[str, str] = {}

@@ -12,7 +12,6 @@ import sys
 import tarfile
 import threading
 import time
-from collections import defaultdict
 from contextlib import suppress
 from typing import Any
 
@@ -22,7 +21,7 @@ from streamctl.backends.docker_errors import UNREACHABLE_HINT, docker_errors, sh
 from streamctl.backends.docker_images import ImagePuller, Progress
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
-from streamctl.errors import BackendError, NotFoundError, PreflightError
+from streamctl.errors import BackendError, PreflightError
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 
@@ -77,10 +76,7 @@ class DockerBackend:
 
     # -- definitions ------------------------------------------------------------------------------
     def _secrets(self) -> dict[str, str]:
-        try:
-            return self.ctx.store.secrets(self.topology)
-        except NotFoundError:  # nothing was created yet: status and dry runs must not create secrets
-            return defaultdict(str)
+        return self.ctx.store.known_secrets(self.topology)
 
     def spec(self, node: Node) -> spec.ContainerSpec:
         return spec.container_spec(self.topology, node, self._secrets())

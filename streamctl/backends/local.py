@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from streamctl.backends.base import Action, NodeState, Observation, fingerprint
 from streamctl.backends.privileges import RunAs, check_traversable, resolve_run_as
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
-from streamctl.errors import BackendError, NotFoundError, PreflightError
+from streamctl.errors import BackendError, PreflightError
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 
@@ -79,10 +78,7 @@ class LocalBackend:
         return self.ctx.store.node_dir(node.name)
 
     def _secrets(self) -> dict[str, str]:
-        try:
-            return self.ctx.store.secrets(self.topology)
-        except NotFoundError:  # nothing was created yet: status and dry runs must not create secrets
-            return defaultdict(str)
+        return self.ctx.store.known_secrets(self.topology)
 
     def _recipe(self, node: Node) -> recipes.Recipe:
         secrets = self._secrets()

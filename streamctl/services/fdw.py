@@ -16,7 +16,7 @@ from streamctl.config.model import Node, Role
 from streamctl.context import FDW_USER, ClusterContext
 from streamctl.names import FDW_SERVER
 from streamctl.services.base import ConfigStep
-from streamctl.services.postgres import ensure_login_role, missing_select_grants, role_exists
+from streamctl.services.postgres import ensure_read_only_role, grant_read, missing_select_grants, role_exists
 
 
 class FdwService:
@@ -47,15 +47,8 @@ class FdwService:
 
         def apply() -> None:
             with self.ctx.pg_connect(self.source.name) as conn:
-                ensure_login_role(conn, FDW_USER, self.ctx.secrets["fdw_password"], "NOSUPERUSER",
-                                  "NOCREATEDB", "NOCREATEROLE", "NOREPLICATION")
-                conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
-                    sql.Identifier(FDW_USER)))
-                conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                    sql.Identifier(self.database), sql.Identifier(FDW_USER)))
-                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(FDW_USER)))
-                conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
-                    sql.SQL(", ").join(sql.Identifier(t) for t in self.tables), sql.Identifier(FDW_USER)))
+                ensure_read_only_role(conn, FDW_USER, self.ctx.secrets["fdw_password"])
+                grant_read(conn, FDW_USER, self.database, "public", self.tables)
 
         return ConfigStep(self.source.name, "fdw reader role", pending, apply)
 

@@ -17,7 +17,7 @@ from streamctl.config.model import Node, Role
 from streamctl.context import FDW_USER, GATEWAY_USER, ClusterContext
 from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, REFERENCE_TABLES
 from streamctl.services.base import ConfigStep
-from streamctl.services.postgres import ensure_login_role, missing_select_grants, role_exists
+from streamctl.services.postgres import ensure_read_only_role, grant_read, missing_select_grants, role_exists
 
 CATALOGUE_TABLES = (*DISTRIBUTED_TABLES, *REFERENCE_TABLES)
 
@@ -25,14 +25,6 @@ CATALOGUE_TABLES = (*DISTRIBUTED_TABLES, *REFERENCE_TABLES)
 def _is_monitor(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("SELECT pg_has_role(%s, 'pg_monitor', 'member')", (GATEWAY_USER,)).fetchone()
     return bool(row and row[0])
-
-
-def _grant(conn: psycopg.Connection[Any], database: str, schema: str, tables: tuple[str, ...]) -> None:
-    role = sql.Identifier(GATEWAY_USER)
-    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), role))
-    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), role))
-    conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
-        sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables), role))
 
 
 class GatewayRoleService:
@@ -71,15 +63,12 @@ class GatewayRoleService:
         def apply() -> None:
             with self.ctx.pg_connect(node.name) as conn:
                 self._role(conn)
-                _grant(conn, self.ctx.topology.analytics.database, "public", tables)
+                grant_read(conn, GATEWAY_USER, self.ctx.topology.analytics.database, "public", tables)
 
         return ConfigStep(node.name, "gateway role", pending, apply)
 
     def _role(self, conn: psycopg.Connection[Any]) -> None:
-        ensure_login_role(conn, GATEWAY_USER, self._password(), "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE",
-                          "NOREPLICATION")
-        conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(
-            sql.Identifier(GATEWAY_USER)))
+        ensure_read_only_role(conn, GATEWAY_USER, self._password())
         conn.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(GATEWAY_USER)))
 
     def _coordinator_step(self, node: Node) -> ConfigStep:
@@ -111,9 +100,10 @@ class GatewayRoleService:
                 if citus:  # grants on reference and distributed tables together: one connection per node
                     conn.execute("SET citus.multi_shard_modify_mode TO 'sequential'")
                 self._role(conn)
-                _grant(conn, self.ctx.topology.metadata.database, "public", CATALOGUE_TABLES)
+                grant_read(conn, GATEWAY_USER, self.ctx.topology.metadata.database, "public", CATALOGUE_TABLES)
                 if self.fdw:
-                    _grant(conn, self.ctx.topology.metadata.database, self.fdw_schema, self.fdw_tables)
+                    grant_read(conn, GATEWAY_USER, self.ctx.topology.metadata.database, self.fdw_schema,
+                               self.fdw_tables)
                     conn.execute(sql.SQL("DROP USER MAPPING IF EXISTS FOR {} SERVER {}").format(
                         sql.Identifier(GATEWAY_USER), sql.Identifier(FDW_SERVER)))
                     conn.execute(sql.SQL("CREATE USER MAPPING FOR {} SERVER {} OPTIONS (user {}, password {})")

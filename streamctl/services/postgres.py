@@ -111,6 +111,22 @@ def ensure_login_role(conn: psycopg.Connection[Any], role: str, password: str, *
                                                         sql.Literal(password)))
 
 
+def ensure_read_only_role(conn: psycopg.Connection[Any], role: str, password: str) -> None:
+    """A login role that cannot write even where a grant would let it (default read-only transactions)."""
+    ensure_login_role(conn, role, password, "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE", "NOREPLICATION")
+    conn.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(sql.Identifier(role)))
+
+
+def grant_read(conn: psycopg.Connection[Any], role: str, database: str, schema: str,
+               tables: tuple[str, ...]) -> None:
+    """CONNECT on the database, USAGE on the schema, SELECT on the tables: all a reader needs."""
+    ident = sql.Identifier(role)
+    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), ident))
+    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), ident))
+    conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
+        sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables), ident))
+
+
 def role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
 

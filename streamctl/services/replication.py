@@ -13,7 +13,7 @@ from streamctl.context import REPLICATION_USER, ClusterContext
 from streamctl.names import PUBLICATION, subscription_name
 from streamctl.readiness import Readiness
 from streamctl.services.base import ConfigStep
-from streamctl.services.postgres import ensure_login_role, missing_select_grants, role_exists
+from streamctl.services.postgres import ensure_login_role, grant_read, missing_select_grants, role_exists
 
 
 class ReplicationService:
@@ -44,11 +44,7 @@ class ReplicationService:
             with self.ctx.pg_connect(self.primary.name) as conn:
                 ensure_login_role(conn, REPLICATION_USER, self.ctx.secrets["replication_password"],
                                   "REPLICATION", "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE")
-                conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
-                    sql.Identifier(self.database), sql.Identifier(REPLICATION_USER)))
-                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(REPLICATION_USER)))
-                conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
-                    sql.SQL(", ").join(sql.Identifier(t) for t in self.tables), sql.Identifier(REPLICATION_USER)))
+                grant_read(conn, REPLICATION_USER, self.database, "public", self.tables)
 
         return ConfigStep(self.primary.name, "replication role", pending, apply)
 
