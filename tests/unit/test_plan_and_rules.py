@@ -76,7 +76,7 @@ def test_readiness_times_out_with_logs_and_fails_fast_when_dead() -> None:
     assert "not ready after" in info.value.message
     assert "last probe error: connection refused" in info.value.details
     assert "  FATAL: boom" in info.value.details
-    assert len(calls) >= 2  # polled again after the first failure
+    assert len(calls) > 2
     with pytest.raises(ReadinessTimeout, match="stopped while starting"):
         Readiness("db", never, timeout=30, interval=0.01, alive=lambda: False, grace=0.05).wait()
 
