@@ -16,7 +16,7 @@ from streamctl.config.model import Node, Role
 from streamctl.context import FDW_USER, ClusterContext
 from streamctl.names import FDW_SERVER
 from streamctl.services.base import ConfigStep
-from streamctl.services.postgres import ensure_read_only_role, grant_read, missing_select_grants, role_exists
+from streamctl.services.postgres import ensure_read_only_role, grant_read, reader_pending
 
 
 class FdwService:
@@ -40,10 +40,7 @@ class FdwService:
 
         def pending() -> list[str]:
             with self.ctx.pg_connect(self.source.name) as conn:
-                if not role_exists(conn, FDW_USER):
-                    return [f"create read-only role {FDW_USER}"]
-                missing = missing_select_grants(conn, FDW_USER, self.tables)
-            return [f"grant select on {', '.join(missing)} to {FDW_USER}"] if missing else []
+                return reader_pending(conn, FDW_USER, self.tables, "read-only role")
 
         def apply() -> None:
             with self.ctx.pg_connect(self.source.name) as conn:

@@ -17,7 +17,13 @@ from streamctl.config.model import Node, Role
 from streamctl.context import FDW_USER, GATEWAY_USER, ClusterContext
 from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, REFERENCE_TABLES
 from streamctl.services.base import ConfigStep
-from streamctl.services.postgres import ensure_read_only_role, grant_read, missing_select_grants, role_exists
+from streamctl.services.postgres import (
+    ensure_read_only_role,
+    grant_read,
+    missing_select_grants,
+    reader_pending,
+    role_exists,
+)
 
 CATALOGUE_TABLES = (*DISTRIBUTED_TABLES, *REFERENCE_TABLES)
 
@@ -55,10 +61,7 @@ class GatewayRoleService:
             with self.ctx.pg_connect(node.name) as conn:
                 if not role_exists(conn, GATEWAY_USER):
                     return [f"create read-only role {GATEWAY_USER}"]
-                missing = missing_select_grants(conn, GATEWAY_USER, tables)
-                monitor = _is_monitor(conn)
-            return ([f"grant select on {', '.join(missing)}"] if missing else []) + \
-                ([] if monitor else ["grant pg_monitor"])
+                return reader_pending(conn, GATEWAY_USER, tables) + ([] if _is_monitor(conn) else ["grant pg_monitor"])
 
         def apply() -> None:
             with self.ctx.pg_connect(node.name) as conn:

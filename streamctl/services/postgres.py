@@ -127,6 +127,14 @@ def grant_read(conn: psycopg.Connection[Any], role: str, database: str, schema: 
         sql.SQL(", ").join(sql.Identifier(schema, t) for t in tables), ident))
 
 
+def reader_pending(conn: psycopg.Connection[Any], role: str, tables: tuple[str, ...], kind: str = "role") -> list[str]:
+    """What a reading role still lacks: the role itself, or SELECT on some of its tables."""
+    if not role_exists(conn, role):
+        return [f"create {kind} {role}"]
+    missing = missing_select_grants(conn, role, tables)
+    return [f"grant select on {', '.join(missing)} to {role}"] if missing else []
+
+
 def role_exists(conn: psycopg.Connection[Any], role: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
 

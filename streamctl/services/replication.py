@@ -13,7 +13,7 @@ from streamctl.context import REPLICATION_USER, ClusterContext
 from streamctl.names import PUBLICATION, subscription_name
 from streamctl.readiness import Readiness
 from streamctl.services.base import ConfigStep
-from streamctl.services.postgres import ensure_login_role, grant_read, missing_select_grants, role_exists
+from streamctl.services.postgres import ensure_login_role, grant_read, reader_pending
 
 
 class ReplicationService:
@@ -35,10 +35,7 @@ class ReplicationService:
 
         def pending() -> list[str]:
             with self.ctx.pg_connect(self.primary.name) as conn:
-                if not role_exists(conn, REPLICATION_USER):
-                    return [f"create role {REPLICATION_USER}"]
-                missing = missing_select_grants(conn, REPLICATION_USER, self.tables)
-            return [f"grant select on {', '.join(missing)} to {REPLICATION_USER}"] if missing else []
+                return reader_pending(conn, REPLICATION_USER, self.tables)
 
         def apply() -> None:
             with self.ctx.pg_connect(self.primary.name) as conn:
