@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from streamctl.config.checks import semantic_errors
 from streamctl.config.model import Topology
 from streamctl.errors import ConfigError
+from streamctl.tls.config import tls_errors
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
@@ -71,7 +72,8 @@ def _pydantic_messages(exc: ValidationError) -> list[str]:
     return out
 
 
-def parse_topology(data: Any, source: str = "<topology>", env: Mapping[str, str] | None = None) -> Topology:
+def parse_topology(data: Any, source: str = "<topology>", env: Mapping[str, str] | None = None,
+                   base: Path | None = None) -> Topology:
     """Validate already-parsed YAML; raise ConfigError listing every problem with its YAML path."""
     if data is None:
         data = {}
@@ -86,6 +88,7 @@ def parse_topology(data: Any, source: str = "<topology>", env: Mapping[str, str]
         topology = None
     if topology is not None:
         errors.extend(semantic_errors(topology))
+        errors.extend(tls_errors(topology, base or Path.cwd()))
     if errors:
         noun = "error" if len(errors) == 1 else "errors"
         raise ConfigError(f"{source}: {len(errors)} {noun} in the topology",
@@ -108,4 +111,4 @@ def load_topology(path: str | Path, env: Mapping[str, str] | None = None) -> Top
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    return parse_topology(data, str(path), env)
+    return parse_topology(data, str(path), env, base=path.parent.absolute())

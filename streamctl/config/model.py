@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")]
@@ -99,6 +99,23 @@ class GatewaySpec(Strict):
     host: str = "127.0.0.1"
     port: Port = 3000
     replica_reads: bool = True  # analytics-only reads go to a replica when one exists
+    tls: bool = False  # serve HTTPS with a certificate from the cluster CA (or tls.certificates.gateway)
+
+
+class TlsCertSpec(Strict):
+    """A certificate and its private key, as PEM files (paths relative to the topology file)."""
+
+    cert: str
+    key: str
+
+
+class TlsSpec(Strict):
+    """Verified TLS on every connection (default on); `tls: false` is the plain-text switch."""
+
+    enabled: bool = True
+    ca_cert: str | None = None  # bring your own CA (PEM); with ca_key streamctl signs node certificates with it
+    ca_key: str | None = None
+    certificates: dict[str, TlsCertSpec] = Field(default_factory=dict)  # node name (or `gateway`) -> own certificate
 
 
 class SecretsSpec(Strict):
@@ -140,6 +157,13 @@ class Topology(Strict):
     secrets: SecretsSpec = SecretsSpec()
     local: LocalSpec = LocalSpec()
     verify: VerifySpec = VerifySpec()
+    tls: TlsSpec = TlsSpec()
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_switch(cls, value: object) -> object:
+        """`tls: false` / `tls: true` are shorthands for `tls: {enabled: ...}`."""
+        return {"enabled": value} if isinstance(value, bool) else value
 
     @property
     def citus(self) -> bool:
