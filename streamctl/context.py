@@ -11,6 +11,8 @@ from urllib.parse import quote
 from streamctl.config.model import Node, Role, Topology
 from streamctl.errors import BackendError, NotFoundError
 from streamctl.state import Endpoint, StateStore, cluster_dir
+from streamctl.tls.material import ClusterTls
+from streamctl.tls.server import CA, libpq_verify
 
 if TYPE_CHECKING:
     import psycopg
@@ -42,6 +44,29 @@ class ClusterContext:
     def secrets(self) -> dict[str, str]:
         return self.store.secrets(self.topology)
 
+    @cached_property
+    def tls(self) -> ClusterTls:
+        base = self.topology_path.parent.absolute() if self.topology_path else Path.cwd()
+        return ClusterTls(self.topology, self.store.root, base)
+
+    @property
+    def tls_on(self) -> bool:
+        return self.topology.tls.enabled
+
+    def ca_path(self, client: str | None = None) -> str:
+        """The CA certificate a client verifies servers with: streamctl's own copy, or (client=NODE) the copy
+        inside that node's server, for the connections it makes itself (subscriptions, FDW, Citus)."""
+        if client is None:
+            return str(self.tls.ca_file)
+        tls_dir = self.endpoint(client).tls_dir
+        if not tls_dir:
+            raise NotFoundError(f"no TLS directory is recorded for {client}", hint="run `streamctl up` again")
+        return f"{tls_dir}/{CA}"
+
+    def pg_ssl(self, client: str | None = None) -> dict[str, str]:
+        """libpq parameters for a connection to any node: verify-full against the cluster CA when TLS is on."""
+        return libpq_verify(self.ca_path(client)) if self.tls_on else {}
+
     def node(self, name: str) -> Node:
         node = self.topology.node(name)
         if node is None:
@@ -68,8 +93,16 @@ class ClusterContext:
         if password is None:
             password = self.secrets["postgres_password"]
         db = dbname or ep.database or "postgres"
+        params = {"connect_timeout": "5", "application_name": "streamctl", **self.pg_ssl()}
         return (f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{ep.host}:{ep.port}/"
-                f"{quote(db, safe='')}?connect_timeout=5&application_name=streamctl")
+                f"{quote(db, safe='')}?" + "&".join(f"{k}={quote(v, safe='/')}" for k, v in params.items()))
+
+    def pg_url(self, name: str, dbname: str | None = None) -> str:
+        """The URI `streamctl url` prints: credentials and, with TLS on, sslmode=verify-full and the CA."""
+        full = self.pg_conninfo(name, dbname)
+        base, _, query = full.partition("?")
+        kept = [p for p in query.split("&") if p.split("=", 1)[0] in ("sslmode", "sslrootcert")]
+        return base + ("?" + "&".join(kept) if kept else "")
 
     def pg_connect(self, name: str, dbname: str | None = None, autocommit: bool = True,
                    **kwargs: Any) -> psycopg.Connection[Any]:
@@ -82,14 +115,27 @@ class ClusterContext:
                                hint="is the cluster up? try `streamctl status`") from exc
 
     # -- Redis ------------------------------------------------------------------------------------
-    def redis_url(self) -> str:
+    def redis_url(self, with_ca: bool = False) -> str:
+        """rediss:// (TLS) when TLS is on; redis_ssl() gives the client the CA to verify with (or, with_ca,
+        the URL carries it as redis-py's query parameters)."""
         ep = self.endpoint(self.topology.redis.name)
-        return f"redis://:{quote(self.secrets['redis_password'], safe='')}@{ep.host}:{ep.port}/0"
+        scheme = "rediss" if self.tls_on else "redis"
+        url = f"{scheme}://:{quote(self.secrets['redis_password'], safe='')}@{ep.host}:{ep.port}/0"
+        if with_ca and self.tls_on:
+            url += f"?ssl_ca_certs={quote(self.ca_path(), safe='/')}&ssl_cert_reqs=required"
+        return url
+
+    def redis_ssl(self) -> dict[str, Any]:
+        """redis-py keyword arguments: verify the server's certificate and host name against the cluster CA."""
+        if not self.tls_on:
+            return {}
+        return {"ssl_ca_certs": self.ca_path(), "ssl_cert_reqs": "required", "ssl_check_hostname": True}
 
     def redis(self) -> redis_lib.Redis:
         import redis as redis_lib
 
-        return redis_lib.Redis.from_url(self.redis_url(), decode_responses=True, socket_timeout=10)
+        return redis_lib.Redis.from_url(self.redis_url(), decode_responses=True, socket_timeout=10,
+                                        **self.redis_ssl())
 
     # -- MongoDB ----------------------------------------------------------------------------------
     def mongo_uri(self, admin: bool = False) -> str:
@@ -98,8 +144,9 @@ class ClusterContext:
             user, pw, auth_db = MONGO_ROOT_USER, self.secrets["mongo_password"], "admin"
         else:
             user, pw, auth_db = MONGO_APP_USER, self.secrets["mongo_app_password"], self.topology.mongo.database
+        tls = f"&tls=true&tlsCAFile={quote(self.ca_path(), safe='/')}" if self.tls_on else ""
         return (f"mongodb://{quote(user, safe='')}:{quote(pw, safe='')}@{ep.host}:{ep.port}/"
-                f"?authSource={auth_db}&directConnection=true&serverSelectionTimeoutMS=5000")
+                f"?authSource={auth_db}&directConnection=true&serverSelectionTimeoutMS=5000{tls}")
 
     def mongo(self, admin: bool = False) -> MongoClient[Any]:
         from pymongo import MongoClient

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from streamctl.config.model import Engine, Node
 from streamctl.errors import ReadinessTimeout
@@ -76,12 +77,13 @@ def postgres_probe(conninfo: str, query: str = "SELECT 1") -> Probe:
     return probe
 
 
-def redis_probe(host: str, port: int, password: str | None) -> Probe:
+def redis_probe(host: str, port: int, password: str | None, ca: str | None = None) -> Probe:
     def probe() -> bool:
         import redis
 
         client = redis.Redis(host=host, port=port, password=password, socket_timeout=3,
-                             socket_connect_timeout=3)
+                             socket_connect_timeout=3, ssl=ca is not None, ssl_ca_certs=ca,
+                             ssl_cert_reqs="required", ssl_check_hostname=ca is not None)
         try:
             return bool(client.ping())
         finally:
@@ -103,12 +105,20 @@ def mongo_probe(uri: str) -> Probe:
     return probe
 
 
-def node_probe(node: Node, host: str, port: int, pg_user: str, secrets: Mapping[str, str]) -> Probe:
-    """The semantic probe of a node, whatever runs it: a real query, PING, or ping."""
+def node_probe(node: Node, host: str, port: int, pg_user: str, secrets: Mapping[str, str],
+               ca: str | None = None) -> Probe:
+    """The semantic probe of a node, whatever runs it: a real query, PING, or ping; with `ca` (the cluster
+    CA's file) over TLS, verifying the server's certificate and name."""
     if node.engine is Engine.POSTGRES:
-        return postgres_probe(f"host={host} port={port} user={pg_user} dbname=postgres "
-                              f"password={secrets['postgres_password']}")
+        import psycopg
+
+        params = {"host": host, "port": str(port), "user": pg_user, "dbname": "postgres",
+                  "password": secrets["postgres_password"]}
+        if ca:
+            params.update(sslmode="verify-full", sslrootcert=ca)
+        return postgres_probe(psycopg.conninfo.make_conninfo(**params))
     if node.engine is Engine.REDIS:
-        return redis_probe(host, port, secrets["redis_password"])
+        return redis_probe(host, port, secrets["redis_password"], ca)
     # Before `up` creates its users a fresh mongod only admits unauthenticated pings from localhost.
-    return mongo_probe(f"mongodb://{host}:{port}/?directConnection=true")
+    tls = f"&tls=true&tlsCAFile={quote(ca, safe='/')}" if ca else ""
+    return mongo_probe(f"mongodb://{host}:{port}/?directConnection=true{tls}")

@@ -64,6 +64,8 @@ class Runner:
         self._check_ports(steps)
         self.ctx.store.secrets(self.ctx.topology, create=True)
         self.ctx.__dict__.pop("secrets", None)  # re-read: `up` may just have generated them
+        if self.ctx.tls_on:
+            self.ctx.tls.ensure_ca()  # once, before the nodes' threads each get their certificate
         result = UpResult(steps)
         # Endpoints follow from the topology: record them first so `logs`/`url` work even if `up` fails.
         self.ctx.store.record_endpoints(self.backend.name, [self.backend.endpoint(n) for n in self.nodes])

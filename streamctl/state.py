@@ -31,6 +31,7 @@ class Endpoint:
     internal_host: str
     internal_port: int
     database: str | None = None
+    tls_dir: str | None = None  # where the server keeps its certificates, as the server itself sees it
 
 
 def cluster_dir(topology: Topology, base: Path, override: str | Path | None = None) -> Path:

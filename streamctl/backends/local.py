@@ -18,6 +18,7 @@ from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
+from streamctl.tls import server as tls_server
 
 
 class LocalBackend:
@@ -82,8 +83,23 @@ class LocalBackend:
 
     def _recipe(self, node: Node) -> recipes.Recipe:
         secrets = self._secrets()
+        tls_fp = self.ctx.tls.node_fingerprint(node) if self.ctx.tls_on else None
         return recipes.recipe_for(node, self._dir(node), self.topology, secrets,
-                                  self.pg_bindir if node.is_postgres else None)
+                                  self.pg_bindir if node.is_postgres else None, tls_fp)
+
+    def _install_tls(self, node: Node, run_as: RunAs) -> None:
+        """The node's CA, certificate and key in <node>/tls, owned by the server's user, keys 0600."""
+        material = self.ctx.tls.for_node(node)
+        tls_dir = self._dir(node) / "tls"
+        tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        run_as.chown(tls_dir)
+        for name, (content, mode) in tls_server.server_files(node.engine.value, material).items():
+            target = tls_dir / name
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), mode)
+                fh.write(content)
+            run_as.chown(target)
 
     def desired_fingerprint(self, node: Node) -> str:
         return fingerprint(self._recipe(node).definition)
@@ -111,6 +127,9 @@ class LocalBackend:
             node_dir.mkdir(parents=True, exist_ok=True)
             run_as.chown(node_dir)
             recipe.initialize(lambda argv: self._run(argv, run_as, f"initialize {node.name}"), run_as)
+        if self.ctx.tls_on:
+            self._install_tls(node, run_as)
+            recipe = self._recipe(node)  # its fingerprint now names the certificates just installed
         recipe.write_config(run_as)
         (node_dir / ".fingerprint").write_text(fingerprint(recipe.definition) + "\n")
         if recipe.running_pid():
@@ -157,7 +176,8 @@ class LocalBackend:
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         secrets = self._secrets()
         ep = self.endpoint(node)
-        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets)
+        ca = self.ctx.ca_path() if self.ctx.tls_on else None
+        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets, ca)
         recipe = self._recipe(node)
         return Readiness(f"{node.name} ({node.engine.value} on {ep.host}:{ep.port})", probe, timeout,
                          logs=lambda: self.logs(node, 20), hint=f"see `streamctl logs {node.name}`",
@@ -175,8 +195,9 @@ class LocalBackend:
         return lines[-tail:] if tail else lines
 
     def endpoint(self, node: Node) -> Endpoint:
+        tls_dir = str(self._dir(node) / "tls") if self.ctx.tls_on else None
         return Endpoint(node.name, node.role.value, node.engine.value, self.name, node.host, node.port,
-                        node.host, node.port, node.database)
+                        node.host, node.port, node.database, tls_dir)
 
     def write_pg_file(self, node: Node, name: str, content: str) -> None:
         target = self._recipe(node).data_dir / name
@@ -191,8 +212,10 @@ class LocalBackend:
                   args: list[str]) -> tuple[list[str], dict[str, str]]:
         psql = self.pg_bindir / "psql"
         exe = str(psql) if psql.exists() else (shutil.which("psql") or "psql")
-        return ([exe, "-h", node.host, "-p", str(node.port), "-U", user, "-d", database, *args],
-                {"PGPASSWORD": password})
+        env = {"PGPASSWORD": password}
+        if self.ctx.tls_on:
+            env.update(PGSSLMODE="verify-full", PGSSLROOTCERT=self.ctx.ca_path())
+        return [exe, "-h", node.host, "-p", str(node.port), "-U", user, "-d", database, *args], env
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node's main process (tests use it to simulate a crash)."""

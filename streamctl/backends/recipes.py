@@ -15,6 +15,7 @@ from typing import Any
 from streamctl.backends.privileges import RunAs
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.errors import PreflightError
+from streamctl.tls import server as tls_server
 
 Runner = Callable[[list[str]], None]
 _TEMPLATE_LOCK = threading.Lock()  # nodes of one `up` start in parallel threads
@@ -94,8 +95,14 @@ class Recipe:
     expect = ""
 
     def __init__(self, node: Node, node_dir: Path, topology: Topology, secrets: dict[str, str],
-                 bindir: Path | None) -> None:
+                 bindir: Path | None, tls_fingerprint: str | None = None) -> None:
         self.node, self.dir, self.topology, self.secrets, self.bindir = node, node_dir, topology, secrets, bindir
+        self.tls_fingerprint = tls_fingerprint  # None: TLS off; else the certificates' fingerprint
+
+    @property
+    def tls_dir(self) -> Path | None:
+        """Where the server's CA, certificate and key live (None when TLS is off)."""
+        return self.dir / "tls" if self.tls_fingerprint is not None else None
 
     @property
     def data_dir(self) -> Path:
@@ -111,7 +118,7 @@ class Recipe:
 
     @property
     def definition(self) -> dict[str, Any]:
-        return {"engine": self.node.engine.value, "config": self.config_text()}
+        return {"engine": self.node.engine.value, "config": self.config_text(), "tls": self.tls_fingerprint}
 
     def config_text(self) -> str:
         raise NotImplementedError
@@ -150,7 +157,8 @@ class PostgresRecipe(Recipe):
 
     @property
     def definition(self) -> dict[str, Any]:
-        return {"engine": "postgres", "bindir": str(self.bindir), "config": self.config_text()}
+        return {"engine": "postgres", "bindir": str(self.bindir), "config": self.config_text(),
+                "tls": self.tls_fingerprint}
 
     def config_text(self) -> str:
         n = self.node
@@ -163,6 +171,7 @@ class PostgresRecipe(Recipe):
             f"listen_addresses = '{n.bind}'",
             f"unix_socket_directories = '{sockets}'",
             *(f"{k} = '{v}'" for k, v in n.settings),
+            *(f"{k} = '{v}'" for k, v in (tls_server.postgres_settings(n, str(self.tls_dir)) if self.tls_dir else [])),
         ]
         return "\n".join(lines) + "\n"
 
@@ -234,7 +243,7 @@ class RedisRecipe(Recipe):
         n = self.node
         return "\n".join([
             "# managed by streamctl",
-            f"port {n.port}",
+            *tls_server.redis_lines(n.port, str(self.tls_dir) if self.tls_dir else None),
             f"bind {n.bind}",
             "protected-mode yes",
             f"requirepass {self.secrets['redis_password']}",
@@ -272,6 +281,7 @@ class MongoRecipe(Recipe):
             "net:",
             f"  port: {n.port}",
             f"  bindIp: {n.bind}",
+            *(tls_server.mongo_yaml(str(self.tls_dir)) if self.tls_dir else []),
             "storage:",
             f"  dbPath: {self.data_dir}",
             "systemLog:",
@@ -300,6 +310,6 @@ class MongoRecipe(Recipe):
 
 
 def recipe_for(node: Node, node_dir: Path, topology: Topology, secrets: dict[str, str],
-               bindir: Path | None) -> Recipe:
+               bindir: Path | None, tls_fingerprint: str | None = None) -> Recipe:
     cls = {Engine.POSTGRES: PostgresRecipe, Engine.REDIS: RedisRecipe, Engine.MONGO: MongoRecipe}[node.engine]
-    return cls(node, node_dir, topology, secrets, bindir)
+    return cls(node, node_dir, topology, secrets, bindir, tls_fingerprint)

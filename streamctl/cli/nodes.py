@@ -69,15 +69,16 @@ def psql(node: NodeArg, args: Annotated[list[str] | None, typer.Argument(
 def url(node: NodeArg, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
         database: Annotated[str | None, typer.Option("--db", "-d", help="Database (default: the node's).")]
         = None) -> None:
-    """Print a node's connection URI, credentials included (for scripts).
+    """Print a node's connection URI, credentials included (for scripts); with TLS on it carries
+    sslmode=verify-full and the cluster CA's path (ssl_ca_certs for Redis, tlsCAFile for MongoDB).
 
     Example: psql "$(streamctl url analytics-primary)"
     """
     ctx = load_context(file, state_dir)
     n = ctx.node(node)
     if n.engine is Engine.POSTGRES:
-        render.console.print(ctx.pg_conninfo(node, database).split("?")[0], soft_wrap=True, markup=False)
+        render.console.print(ctx.pg_url(node, database), soft_wrap=True, markup=False)
     elif n.engine is Engine.REDIS:
-        render.console.print(ctx.redis_url(), soft_wrap=True, markup=False)
+        render.console.print(ctx.redis_url(with_ca=True), soft_wrap=True, markup=False)
     else:
         render.console.print(ctx.mongo_uri(), soft_wrap=True, markup=False)

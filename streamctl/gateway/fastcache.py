@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import deque
 
 
 class CacheReader:
     """GET-only Redis client multiplexing concurrent requests over one authenticated connection."""
 
-    def __init__(self, host: str, port: int, password: str | None, timeout: float = 2.0) -> None:
+    def __init__(self, host: str, port: int, password: str | None, timeout: float = 2.0,
+                 ca: str | None = None) -> None:
         self.host, self.port, self.password, self.timeout = host, port, password, timeout
+        # With a CA file: TLS, verifying the server's certificate and host name against it.
+        self.ssl: ssl.SSLContext | None = ssl.create_default_context(cafile=ca) if ca else None
         self._writer: asyncio.StreamWriter | None = None
         self._pending: deque[asyncio.Future[bytes | None]] = deque()
         self._reader_task: asyncio.Task[None] | None = None
@@ -37,7 +41,8 @@ class CacheReader:
         async with self._connecting:
             if self._writer is not None:
                 return self._writer
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.timeout)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, ssl=self.ssl), self.timeout)
             if self.password:
                 pw = self.password.encode()
                 writer.write(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(pw), pw))

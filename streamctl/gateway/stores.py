@@ -75,7 +75,8 @@ class Stores:
         if t.redis.enabled:
             stores.redis = _redis_client(ctx, sizes)
             ep = ctx.endpoint(t.redis.name)
-            stores.cache_reader = CacheReader(ep.host, ep.port, ctx.secrets["redis_password"], sizes.wait_seconds)
+            stores.cache_reader = CacheReader(ep.host, ep.port, ctx.secrets["redis_password"], sizes.wait_seconds,
+                                              ca=ctx.ca_path() if ctx.tls_on else None)
         else:
             stores.disabled[REDIS] = "Redis is disabled in the topology (redis.enabled)"
         if t.mongo.enabled:
@@ -160,7 +161,7 @@ def _redis_client(ctx: ClusterContext, sizes: PoolSizes) -> aioredis.Redis:
     import redis.asyncio as aioredis
 
     pool: aioredis.BlockingConnectionPool = aioredis.BlockingConnectionPool.from_url(
-        ctx.redis_url(), max_connections=sizes.redis_max, timeout=sizes.wait_seconds,
+        ctx.redis_url(), max_connections=sizes.redis_max, timeout=sizes.wait_seconds, **ctx.redis_ssl(),
         decode_responses=True, socket_timeout=sizes.wait_seconds, socket_connect_timeout=sizes.wait_seconds)
     return aioredis.Redis(connection_pool=pool)
 

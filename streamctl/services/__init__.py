@@ -28,6 +28,8 @@ def configuration_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigSte
     primary = ctx.first(Role.ANALYTICS_PRIMARY)
     replicas = t.nodes_by_role(Role.ANALYTICS_REPLICA)
     steps = [postgres.database_step(ctx, n) for n in nodes if n.engine is Engine.POSTGRES]
+    # Analytics nodes get theirs below, with the replication and FDW roles' rules.
+    steps += [postgres.hba_step(ctx, backend, n, []) for n in nodes if n.role in (Role.COORDINATOR, Role.WORKER)]
 
     citus = citus_layer(ctx)
     steps += citus.node_steps()

@@ -53,7 +53,7 @@ class FdwService:
     def _server_options(self) -> dict[str, str]:
         ep = self.ctx.endpoint(self.source.name)
         return {"host": ep.internal_host, "port": str(ep.internal_port), "dbname": self.database,
-                "fetch_size": "10000"}
+                "fetch_size": "10000", **self.ctx.pg_ssl(client=self.coordinator.name)}
 
     def _mapping_options(self) -> dict[str, str]:
         return {"user": FDW_USER, "password": self.ctx.secrets["fdw_password"]}

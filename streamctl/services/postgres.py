@@ -155,24 +155,26 @@ class HbaRule:
     addresses: tuple[str, ...]
 
 
-def render_hba(superuser: str, rules: list[HbaRule]) -> str:
+def render_hba(superuser: str, rules: list[HbaRule], tls: bool = True) -> str:
+    """With TLS on every network login line is `hostssl`: a plain-text connection matches none and is refused."""
+    host = "hostssl" if tls else "host"
     lines = ["# managed by streamctl: rewritten by every `streamctl up`",
              "# TYPE  DATABASE  USER  ADDRESS  METHOD",
              "local   all  all  scram-sha-256"]
     for rule in rules:
         for addr in sorted(set(rule.addresses)):
             cidr = addr if "/" in addr else (f"{addr}/128" if ":" in addr else f"{addr}/32")
-            lines.append(f"host    {rule.database}  {rule.user}  {cidr}  scram-sha-256")
+            lines.append(f"{host} {rule.database}  {rule.user}  {cidr}  scram-sha-256")
         lines.append(f"host    all  {rule.user}  all  reject")
-    lines.append(f"host    all  {superuser}  all  scram-sha-256")
-    lines.append("host    all  all  all  scram-sha-256")
+    lines.append(f"{host} all  {superuser}  all  scram-sha-256")
+    lines.append(f"{host} all  all  all  scram-sha-256")
     lines.append("host    replication  all  all  reject")
     return "\n".join(lines) + "\n"
 
 
 def hba_step(ctx: ClusterContext, backend: Backend, node: Node, rules: list[HbaRule]) -> ConfigStep:
     def desired() -> str:
-        return render_hba(ctx.topology.pg_user, rules)
+        return render_hba(ctx.topology.pg_user, rules, ctx.tls_on)
 
     def pending() -> list[str]:
         with ctx.pg_connect(node.name, "postgres") as conn:
@@ -181,7 +183,8 @@ def hba_step(ctx: ClusterContext, backend: Backend, node: Node, rules: list[HbaR
         if current == desired():
             return []
         scope = "; ".join(f"{r.user} only from {', '.join(r.addresses) or 'nowhere'}" for r in rules)
-        return [f"rewrite pg_hba.conf ({scope or 'password logins only'})"]
+        tls = "TLS only; " if ctx.tls_on else ""
+        return [f"rewrite pg_hba.conf ({tls}{scope or 'password logins only'})"]
 
     def apply() -> None:
         backend.write_pg_file(node, "pg_hba.conf", desired())

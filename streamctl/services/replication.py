@@ -58,11 +58,13 @@ class ReplicationService:
         return ConfigStep(self.primary.name, "publication", pending, apply)
 
     # -- replicas ---------------------------------------------------------------------------------
-    def conninfo(self) -> str:
+    def conninfo(self, replica: str) -> str:
+        """How `replica` reaches the primary: with TLS on, verifying it against the CA inside the replica."""
         ep = self.ctx.endpoint(self.primary.name)
+        ssl = "".join(f" {k}={v}" for k, v in self.ctx.pg_ssl(client=replica).items())
         return (f"host={ep.internal_host} port={ep.internal_port} dbname={self.database} "
                 f"user={REPLICATION_USER} password={self.ctx.secrets['replication_password']} "
-                f"application_name=streamctl")
+                f"application_name=streamctl{ssl}")
 
     def subscription_step(self, replica: Node) -> ConfigStep:
         name = subscription_name(replica.name)
@@ -74,7 +76,7 @@ class ReplicationService:
             if sub is None:
                 return [f"create subscription {name} to {self.primary.name}"]
             out = []
-            if sub.conninfo != self.conninfo():
+            if sub.conninfo != self.conninfo(replica.name):
                 out.append("update the subscription's connection")
             if not sub.enabled:
                 out.append("enable the subscription")
@@ -90,10 +92,10 @@ class ReplicationService:
                 sub = catalog.subscription(conn, name)
                 if sub is None:
                     self._drop_stale_slot(name)
-                    catalog.create_subscription(conn, name, self.conninfo())
+                    catalog.create_subscription(conn, name, self.conninfo(replica.name))
                 else:
-                    if sub.conninfo != self.conninfo():
-                        catalog.set_connection(conn, name, self.conninfo())
+                    if sub.conninfo != self.conninfo(replica.name):
+                        catalog.set_connection(conn, name, self.conninfo(replica.name))
                     if not sub.enabled:
                         catalog.enable(conn, name)
                     if sorted(catalog.table_states(conn, name)) != sorted(self.tables):

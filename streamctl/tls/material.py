@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,7 @@ class ClusterTls:
         self.topology = topology
         self.dir = state_root / "tls"
         self.base = base  # the topology file's directory: relative paths in `tls.*` start there
+        self._lock = threading.Lock()  # `up` launches nodes in parallel threads
 
     @property
     def enabled(self) -> bool:
@@ -140,6 +142,10 @@ class ClusterTls:
 
     def ensure(self, name: str, names: set[str]) -> NodeTls:
         """The server's certificate, issued or reissued as needed (the CA is created on first use)."""
+        with self._lock:
+            return self._ensure(name, names)
+
+    def _ensure(self, name: str, names: set[str]) -> NodeTls:
         ca = self.ensure_ca()
         have = self.current(name, names)
         byo = self.topology.tls.certificates.get(name)
