@@ -44,7 +44,7 @@ def test_fingerprint_changes_with_definition_only() -> None:
 
 def test_hba_admits_a_role_only_from_its_addresses() -> None:
     text = render_hba("streamctl", [HbaRule("analytics_db", "repl", ("10.0.0.5", "10.0.0.6")),
-                                    HbaRule("analytics_db", "fdw", ())])
+                                    HbaRule("analytics_db", "fdw", ())], tls=False)
     lines = [line.split() for line in text.splitlines() if line.startswith("host")]
     repl = [ln for ln in lines if ln[2] == "repl"]
     assert repl == [["host", "analytics_db", "repl", "10.0.0.5/32", "scram-sha-256"],
@@ -55,6 +55,14 @@ def test_hba_admits_a_role_only_from_its_addresses() -> None:
     assert fdw_reject < lines.index(["host", "all", "all", "all", "scram-sha-256"])
     assert not any(ln[2] == "fdw" and ln[-1] != "reject" for ln in lines)
     assert "trust" not in text
+
+
+def test_hba_with_tls_admits_network_logins_only_over_tls() -> None:
+    text = render_hba("streamctl", [HbaRule("analytics_db", "repl", ("10.0.0.5",))], tls=True)
+    lines = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
+    admitting = [ln for ln in lines if ln[0] != "local" and ln[-1] != "reject"]
+    assert admitting and all(ln[0] == "hostssl" for ln in admitting)
+    assert ["hostssl", "analytics_db", "repl", "10.0.0.5/32", "scram-sha-256"] in lines
 
 
 def test_schema_files_are_ordered_and_phased() -> None:
