@@ -22,9 +22,14 @@ cache="${STREAMCTL_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamctl/images
 
 log() { printf '[build.sh] %s\n' "$*" >&2; }
 
+# The image's comment carries its entrypoint's hash: a changed entrypoint rebuilds (from the cached rootfs).
+entry_hash="$(sha256sum "$here/docker-entrypoint.sh" | cut -c1-12)"
 if [[ "${FORCE:-0}" != 1 ]] && docker image inspect "$tag" >/dev/null 2>&1; then
-    log "$tag exists: nothing to do (FORCE=1 rebuilds)"
-    exit 0
+    if docker image inspect -f '{{.Comment}}' "$tag" | grep -q "entrypoint $entry_hash"; then
+        log "$tag exists: nothing to do (FORCE=1 rebuilds)"
+        exit 0
+    fi
+    log "$tag has another entrypoint: rebuilding"
 fi
 
 # The Debian archive apt already uses here: a one-line `deb URL suite ...` or a deb822 `URIs:` field.
@@ -86,6 +91,6 @@ docker import \
     --change 'EXPOSE 5432 6379' \
     --change 'ENTRYPOINT ["docker-entrypoint.sh"]' \
     --change 'CMD ["postgres"]' \
-    --message "streamctl test image: Debian $suite, PostgreSQL 15, Redis" \
+    --message "streamctl test image: Debian $suite, PostgreSQL 15, Redis; entrypoint $entry_hash" \
     "$stage/rootfs.tar" "$tag" >/dev/null
 log "built $tag"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Entrypoint of the streamctl test image. It honours the documented interface of the official images, so
 # the Docker backend configures this image exactly as it configures postgres / citusdata/citus / redis:
-#   postgres [-c key=value ...]   POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, PGDATA,
+#   postgres [-c key=value ...]   POSTGRES_USER, POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE), POSTGRES_DB, PGDATA,
 #                                 POSTGRES_INITDB_ARGS, POSTGRES_HOST_AUTH_METHOD, /docker-entrypoint-initdb.d
 #   redis-server [args ...]       arguments passed through; data in the working directory (/data)
 # Servers run unprivileged (postgres / redis), never as root. Anything else is executed as given.
@@ -15,12 +15,18 @@ fi
 drop_to() {  # re-run this script as an unprivileged user, keeping PID 1 (signals reach the server)
     local user=$1
     shift
+    # As gosu does: the user's own HOME (libpq looks for ~/.postgresql client certificates there).
+    HOME="$(getent passwd "$user" | cut -d: -f6)"
+    export HOME
     exec setpriv --reuid="$user" --regid="$user" --init-groups -- "${BASH_SOURCE[0]}" "$@"
 }
 
 pg_init() {  # first start on an empty PGDATA: initdb, the database, init scripts
     local user="${POSTGRES_USER:-postgres}" db="${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"
     local auth="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
+    if [[ -n "${POSTGRES_PASSWORD_FILE:-}" ]]; then  # the password from a file, never the environment
+        POSTGRES_PASSWORD="$(<"$POSTGRES_PASSWORD_FILE")"
+    fi
     if [[ -z "${POSTGRES_PASSWORD:-}" && "$auth" != trust ]]; then
         echo "error: database is uninitialized and POSTGRES_PASSWORD is not set" >&2
         echo "       (set POSTGRES_PASSWORD, or POSTGRES_HOST_AUTH_METHOD=trust)" >&2

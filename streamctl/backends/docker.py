@@ -13,17 +13,21 @@ import tarfile
 import threading
 import time
 from contextlib import suppress
+from pathlib import PurePosixPath
 from typing import Any
 
 from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action, NodeState, Observation, fingerprint
 from streamctl.backends.docker_errors import UNREACHABLE_HINT, docker_errors, short_error
 from streamctl.backends.docker_images import ImagePuller, Progress
+from streamctl.backends.docker_spec import ContainerSpec
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
+from streamctl.tls.material import NodeTls, node_names
+from streamctl.tls.server import CA
 
 
 class DockerBackend:
@@ -78,8 +82,18 @@ class DockerBackend:
     def _secrets(self) -> dict[str, str]:
         return self.ctx.store.known_secrets(self.topology)
 
-    def spec(self, node: Node) -> spec.ContainerSpec:
-        return spec.container_spec(self.topology, node, self._secrets())
+    def spec(self, node: Node, issue: bool = False) -> spec.ContainerSpec:
+        """The node's container; with issue=True its certificate is (re)issued first (only `apply` does)."""
+        return spec.secure_spec(self.topology, node, self._secrets(), self._tls(node, issue))
+
+    def _tls(self, node: Node, issue: bool) -> NodeTls | None:
+        if not self.ctx.tls_on:
+            return None
+        if issue:
+            return self.ctx.tls.for_node(node)
+        names = node_names(self.topology, node)
+        # Before issuing, a stand-in whose fingerprint differs from any real one: the plan says "recreate".
+        return self.ctx.tls.current(node.name, names) or NodeTls(b"", b"to be issued", b"")
 
     def desired_fingerprint(self, node: Node) -> str:
         return fingerprint(self.spec(node).definition())
@@ -127,7 +141,7 @@ class DockerBackend:
         self._create(node)
 
     def _create(self, node: Node) -> None:
-        s = self.spec(node)
+        s = self.spec(node, issue=True)
         self._ensure_network()
         with self._lock:
             if self._puller is None:
@@ -151,8 +165,42 @@ class DockerBackend:
                 s.image, command=s.command or None, name=s.name, hostname=node.name,
                 environment=s.environment, labels=labels, ports=[s.container_port], host_config=host_config,
                 networking_config=networking, stop_signal=s.stop_signal, healthcheck=health)
+        self._put_files(created["Id"], s)
         with docker_errors(f"start container {s.name}"):
             self.api.start(created["Id"])
+
+    def _put_files(self, container_id: str, s: ContainerSpec) -> None:
+        """Copy the spec's files in before the first start, owned by the image's server user (uid looked up
+        in the image's own /etc/passwd), so secrets never travel in the environment or a command line."""
+        if not s.files:
+            return
+        with docker_errors(f"read /etc/passwd of {s.name}"):
+            stream, _ = self.api.get_archive(container_id, "/etc/passwd")
+            raw = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            passwd = member.read().decode() if member else ""
+        ids = {f[0]: (int(f[2]), int(f[3])) for f in (line.split(":") for line in passwd.splitlines()) if len(f) > 3}
+        buf = io.BytesIO()
+        now = int(time.time())
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            dirs = sorted({str(PurePosixPath(f.path).parent) for f in s.files})
+            for d in dirs:
+                owner = next(f.owner for f in s.files if str(PurePosixPath(f.path).parent) == d)
+                info = tarfile.TarInfo(d.lstrip("/"))
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+                info.uid, info.gid = ids.get(owner, (0, 0)) if d != spec.FILES_DIR else (0, 0)
+                tar.addfile(info)
+            for f in s.files:
+                if f.owner not in ids:
+                    raise BackendError(f"the image {s.image} has no user {f.owner!r} to own {f.path}")
+                info = tarfile.TarInfo(f.path.lstrip("/"))
+                info.size, info.mode, info.mtime = len(f.content), f.mode, now
+                info.uid, info.gid = ids[f.owner]
+                tar.addfile(info, io.BytesIO(f.content))
+        with docker_errors(f"copy files into {s.name}"):
+            if not self.api.put_archive(container_id, "/", buf.getvalue()):
+                raise BackendError(f"could not copy files into {s.name}")
 
     def _report(self, node: str, message: str) -> None:
         if self.progress is not None:  # set late by the CLI, so looked up on every report
@@ -216,7 +264,8 @@ class DockerBackend:
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         secrets = self._secrets()
         ep = self.endpoint(node)
-        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets)
+        ca = self.ctx.ca_path() if self.ctx.tls_on else None
+        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets, ca)
         return Readiness(f"{node.name} ({node.engine.value} in container "
                          f"{spec.container_name(self.topology.cluster, node.name)}, {ep.host}:{ep.port})",
                          probe, timeout, interval=0.2, logs=lambda: self.logs(node, 20),
@@ -236,7 +285,8 @@ class DockerBackend:
 
     def endpoint(self, node: Node) -> Endpoint:
         return Endpoint(node.name, node.role.value, node.engine.value, self.name, node.host, node.port,
-                        node.name, spec.CONTAINER_PORT[node.engine], node.database)
+                        node.name, spec.CONTAINER_PORT[node.engine], node.database,
+                        spec.TLS_DIR if self.ctx.tls_on else None)
 
     def _running_container(self, node: Node) -> Any:
         container = self._find(node)
@@ -281,6 +331,9 @@ class DockerBackend:
         tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
         container = spec.container_name(self.topology.cluster, node.name)
         # `-e PGPASSWORD` without a value passes ours through, keeping the password out of the argv.
-        return ([exe, "exec", "-i", *tty, "-e", "PGPASSWORD", container, "psql", "-h", "127.0.0.1", "-p",
-                 str(spec.CONTAINER_PORT[node.engine]), "-U", user, "-d", database, *args],
-                {"PGPASSWORD": password})
+        env = {"PGPASSWORD": password}
+        if self.ctx.tls_on:  # inside the container, psql verifies the server with the container's CA copy
+            env.update(PGSSLMODE="verify-full", PGSSLROOTCERT=f"{spec.TLS_DIR}/{CA}")
+        passed = [a for k in env for a in ("-e", k)]
+        return ([exe, "exec", "-i", *tty, *passed, container, "psql", "-h", "127.0.0.1", "-p",
+                 str(spec.CONTAINER_PORT[node.engine]), "-U", user, "-d", database, *args], env)

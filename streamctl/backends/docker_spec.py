@@ -6,11 +6,14 @@ configured only through the official images' documented interface (environment a
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import MONGO_ROOT_USER
+from streamctl.tls import server as tls_server
+from streamctl.tls.material import NodeTls
 
 LABEL_PREFIX = "io.streamctl"
 LABEL_CLUSTER = f"{LABEL_PREFIX}.cluster"
@@ -25,6 +28,20 @@ DATA_MOUNT = {Engine.POSTGRES: "/var/lib/postgresql/data", Engine.REDIS: "/data"
 # A subdirectory of the mount, as the postgres image recommends: initdb wants an empty directory.
 PGDATA = "/var/lib/postgresql/data/pgdata"
 INITDB_ARGS = "--encoding=UTF8 --locale=C.UTF-8"  # the same as the local backend's initdb
+# Secrets and certificates are copied into the container before it starts (never env or argv).
+FILES_DIR = "/etc/streamctl"
+TLS_DIR = f"{FILES_DIR}/tls"
+SERVER_USER = {Engine.POSTGRES: "postgres", Engine.REDIS: "redis", Engine.MONGO: "mongodb"}
+
+
+@dataclass(frozen=True)
+class ContainerFile:
+    """A file put into the container before its first start, owned by `owner` (a user of the image)."""
+
+    path: str
+    content: bytes
+    mode: int
+    owner: str
 
 
 def network_name(cluster: str) -> str:
@@ -58,13 +75,72 @@ class ContainerSpec:
     stop_signal: str | None = None
     shm_size: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    files: tuple[ContainerFile, ...] = ()
 
     def definition(self) -> dict[str, Any]:
         """Everything that, when changed, requires a new container (the volume survives)."""
+        files = hashlib.sha256(b"".join(f"{f.path}|{f.mode}|{f.owner}|".encode() + f.content
+                                        for f in self.files)).hexdigest()[:16] if self.files else None
         return {"image": self.image, "command": self.command, "env": self.environment,
                 "port": [self.host_ip, self.host_port, self.container_port],
                 "mount": [self.volume, self.mount],
-                "healthcheck": self.healthcheck, "stop_signal": self.stop_signal, "shm_size": self.shm_size}
+                "healthcheck": self.healthcheck, "stop_signal": self.stop_signal, "shm_size": self.shm_size,
+                **({"files": files} if files else {})}
+
+
+def _redis_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tls_files(node: Node, tls: NodeTls | None) -> list[ContainerFile]:
+    if tls is None:
+        return []
+    owner = SERVER_USER[node.engine]
+    return [ContainerFile(f"{TLS_DIR}/{name}", content, mode, owner)
+            for name, (content, mode) in tls_server.server_files(node.engine.value, tls).items()]
+
+
+def secure_spec(topology: Topology, node: Node, secrets: dict[str, str], tls: NodeTls | None) -> ContainerSpec:
+    """The Docker backend's container: passwords and certificates as files (0600) put in before the first
+    start, so neither `docker inspect` nor `ps` inside shows a password; TLS when `tls` is given."""
+    spec = container_spec(topology, node, secrets)
+    owner = SERVER_USER[node.engine]
+    files = _tls_files(node, tls)
+    if node.engine is Engine.POSTGRES:
+        pw_file = f"{FILES_DIR}/postgres_password"
+        files.append(ContainerFile(pw_file, secrets["postgres_password"].encode(), 0o600, owner))
+        env = {k: v for k, v in spec.environment.items() if k != "POSTGRES_PASSWORD"}
+        env["POSTGRES_PASSWORD_FILE"] = pw_file  # the official image's documented *_FILE variant
+        command = list(spec.command)
+        for key, value in tls_server.postgres_settings(node, TLS_DIR) if tls else []:
+            command += ["-c", f"{key}={value}"]
+        return replace_spec(spec, command=command, environment=env, files=tuple(files))
+    if node.engine is Engine.REDIS:
+        conf = "\n".join(["# managed by streamctl", *tls_server.redis_lines(6379, TLS_DIR if tls else None),
+                          f"requirepass {_redis_quote(secrets['redis_password'])}", "appendonly yes"]) + "\n"
+        pw_file = f"{FILES_DIR}/redis_password"
+        files += [ContainerFile(f"{FILES_DIR}/redis.conf", conf.encode(), 0o600, owner),
+                  ContainerFile(pw_file, secrets["redis_password"].encode(), 0o600, "root")]
+        tls_args = f"--tls --cacert {TLS_DIR}/{tls_server.CA} " if tls else ""
+        # The healthcheck reads the password from a file inside the container: not in its command line.
+        health = ["sh", "-c", f'REDISCLI_AUTH="$(cat {pw_file})" redis-cli {tls_args}-h 127.0.0.1 -p 6379 ping '
+                              "| grep -q PONG"]
+        return replace_spec(spec, command=["redis-server", f"{FILES_DIR}/redis.conf"], healthcheck=health,
+                            files=tuple(files))
+    pw_file = f"{FILES_DIR}/mongo_password"
+    files.append(ContainerFile(pw_file, secrets["mongo_password"].encode(), 0o600, owner))
+    env = {k: v for k, v in spec.environment.items() if k != "MONGO_INITDB_ROOT_PASSWORD"}
+    env["MONGO_INITDB_ROOT_PASSWORD_FILE"] = pw_file  # documented by the official mongo image
+    command = ["mongod", *tls_server.mongo_args(TLS_DIR)] if tls else []
+    health = (["mongosh", "--quiet", "--tls", "--tlsCAFile", f"{TLS_DIR}/{tls_server.CA}", "--host", "127.0.0.1",
+               "--eval", "db.adminCommand('ping').ok"] if tls else spec.healthcheck)
+    return replace_spec(spec, command=command, environment=env, healthcheck=health, files=tuple(files))
+
+
+def replace_spec(spec: ContainerSpec, **changes: Any) -> ContainerSpec:
+    from dataclasses import replace
+
+    return replace(spec, **changes)
 
 
 def container_spec(topology: Topology, node: Node, secrets: dict[str, str]) -> ContainerSpec:
