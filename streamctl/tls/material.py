@@ -97,6 +97,11 @@ class ClusterTls:
     def key_file(self, name: str) -> Path:
         return self.dir / "nodes" / f"{name}.key"
 
+    def deployed_cert(self, name: str) -> Path:
+        """The certificate file a server was given: the user's own, or the one streamctl issued."""
+        byo = self.topology.tls.certificates.get(name)
+        return self._path(byo.cert) if byo is not None else self.cert_file(name)
+
     def _path(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base / p

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from streamctl.config.model import Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError
-from streamctl.verify import citus, fdw, nodes, replication, stores
+from streamctl.verify import citus, fdw, nodes, replication, stores, tls
 from streamctl.verify.result import CheckResult
 
 
@@ -28,6 +28,8 @@ class CheckSpec:
 
 CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(nodes.CHECK, "every node answers a real query or ping", nodes.check_nodes),
+    CheckSpec(tls.REQUIRED, "every node refuses plain text; clients verify it", tls.check_required, tls.skip_reason),
+    CheckSpec(tls.EXPIRY, "no certificate expires within 30 days", tls.check_expiry, tls.skip_reason),
     CheckSpec(citus.WORKERS, "every worker registered and active", citus.check_workers, citus.skip_reason),
     CheckSpec(citus.PLACEMENTS, "every shard placement on an active node", citus.check_placements,
               citus.skip_reason),

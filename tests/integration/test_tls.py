@@ -205,3 +205,27 @@ def test_docker_cluster_is_verified_tls_and_shows_no_password(docker_cluster) ->
     finally:
         client.close()
     assert not c.up().changed
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_verify_proves_tls_is_required_and_finds_a_node_that_is_not(make_cluster) -> None:
+    from streamctl.services.postgres import render_hba
+    from streamctl.verify.runner import run_checks
+
+    c = make_cluster(cluster="tlsverify", replicas=0, fdw=False)
+    c.up()
+    report = run_checks(c.ctx, ["tls"])
+    statuses = {(r.check, r.target): r.status.value for r in report.results}
+    assert set(statuses.values()) == {"passed"}, statuses
+    assert ("tls.required", "redis") in statuses and ("tls.expiry", "ca") in statuses
+    # A node whose pg_hba admits plain text again is caught.
+    node = c.topology.node("analytics-primary")
+    c.backend.write_pg_file(node, "pg_hba.conf", render_hba(c.topology.pg_user, [], tls=False))
+    with c.ctx.pg_connect(node.name) as conn:
+        conn.execute("SELECT pg_reload_conf()")
+    report = run_checks(c.ctx, ["tls.required"])
+    bad = {r.target: r.detail for r in report.results if r.status.value != "passed"}
+    assert list(bad) == ["analytics-primary"] and "plain-text" in bad["analytics-primary"]
+    c.up()  # converges back
+    assert all(r.status.value == "passed" for r in run_checks(c.ctx, ["tls.required"]).results)
