@@ -17,12 +17,14 @@ from fastapi import FastAPI
 from streamctl import __version__
 from streamctl.context import ClusterContext
 from streamctl.gateway.errors import install_error_handlers
+from streamctl.gateway.guard import OpsTokenGuard, ensure_token
 from streamctl.gateway.middleware import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from streamctl.gateway.routers import content, dashboard, health, reviews, trending, users
 from streamctl.gateway.stores import PoolSizes, Stores
 
 ENV_TOPOLOGY = "STREAMCTL_TOPOLOGY"
 ENV_STATE_DIR = "STREAMCTL_STATE_DIR"
+ENV_GUARD = "STREAMCTL_GATEWAY_GUARD"  # "1": the workers require the ops token (listening beyond loopback)
 
 DESCRIPTION = """The streaming platform's REST API over the stores `streamctl up` provisioned:
 the content catalogue (Citus or PostgreSQL), users and watch history (analytics PostgreSQL, read through
@@ -33,8 +35,9 @@ the topology, or unreachable, answers 503 naming the store; the other endpoints 
 
 
 def create_app(ctx: ClusterContext, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               pool_sizes: PoolSizes | None = None) -> FastAPI:
-    """The FastAPI app serving the cluster `ctx` describes; pools open when the app starts."""
+               pool_sizes: PoolSizes | None = None, ops_token: str | None = None) -> FastAPI:
+    """The FastAPI app serving the cluster `ctx` describes; pools open when the app starts. With
+    `ops_token`, /health, /api/v1/ops/* and the dashboard require it (see guard.py)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,6 +61,8 @@ def create_app(ctx: ClusterContext, *, max_body_bytes: int = DEFAULT_MAX_BODY_BY
         app.include_router(module.router)
     dashboard.mount_static(app)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    if ops_token:
+        app.add_middleware(OpsTokenGuard, token=ops_token)
     return app
 
 
@@ -67,4 +72,5 @@ def app_from_env() -> FastAPI:
 
     path = Path(os.environ.get(ENV_TOPOLOGY, "topology.yaml")).absolute()
     ctx = ClusterContext.build(load_topology(path), path, os.environ.get(ENV_STATE_DIR) or None)
-    return create_app(ctx)
+    token = ensure_token(ctx.store.root) if os.environ.get(ENV_GUARD) == "1" else None
+    return create_app(ctx, ops_token=token)

@@ -63,10 +63,10 @@ def node_names(topology: Topology, node: Node) -> set[str]:
     return reach_names(topology, node.host, node.bind, node.name, f"{topology.cluster}-{node.name}")
 
 
-def gateway_names(topology: Topology) -> set[str]:
-    g = topology.gateway
-    host = "127.0.0.1" if g.host in WILDCARDS else g.host
-    return reach_names(topology, host, g.host)
+def gateway_names(topology: Topology, bind: str | None = None) -> set[str]:
+    bind = topology.gateway.host if bind is None else bind
+    host = "127.0.0.1" if bind in WILDCARDS else bind
+    return reach_names(topology, host, bind)
 
 
 class ClusterTls:
@@ -101,6 +101,10 @@ class ClusterTls:
         """The certificate file a server was given: the user's own, or the one streamctl issued."""
         byo = self.topology.tls.certificates.get(name)
         return self._path(byo.cert) if byo is not None else self.cert_file(name)
+
+    def deployed_key(self, name: str) -> Path:
+        byo = self.topology.tls.certificates.get(name)
+        return self._path(byo.key) if byo is not None else self.key_file(name)
 
     def _path(self, value: str) -> Path:
         p = Path(value).expanduser()

@@ -229,3 +229,70 @@ def test_verify_proves_tls_is_required_and_finds_a_node_that_is_not(make_cluster
     assert list(bad) == ["analytics-primary"] and "plain-text" in bad["analytics-primary"]
     c.up()  # converges back
     assert all(r.status.value == "passed" for r in run_checks(c.ctx, ["tls.required"]).results)
+
+
+# -- the gateway ----------------------------------------------------------------------------------------
+def _serve(c: Any, host: str, *extra: str) -> Any:
+    """`streamctl gateway` as a user runs it, in its own process; returns (process, port)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "streamctl"), "gateway", "-f", str(c.path), "--host",
+                             host, "--port", str(port), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ})
+    return proc, port
+
+
+def _wait_http(url: str, verify: Any = True) -> None:
+    import httpx
+
+    def probe() -> bool:
+        return httpx.get(url, verify=verify, timeout=2).status_code > 0
+
+    Readiness(f"gateway at {url}", probe, timeout=60, interval=0.2).wait()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_gateway_beyond_loopback_needs_the_ops_token_and_serves_verified_tls(make_cluster) -> None:
+    import ssl
+
+    import httpx
+
+    c = make_cluster(cluster="tlsgw", replicas=1)
+    c.up()
+    ca = ssl.create_default_context(cafile=c.ctx.ca_path())
+    proc, port = _serve(c, "127.0.0.2", "--tls")
+    try:
+        base = f"https://127.0.0.2:{port}"
+        _wait_http(f"{base}/api/v1/content/ids", ca)
+        token_file = c.ctx.store.root / "gateway-token"
+        assert _mode(token_file) == 0o600
+        token = token_file.read_text().strip()
+        with httpx.Client(base_url=base, verify=ca, timeout=10) as client:
+            for path in ("/health", "/api/v1/ops/replication", "/"):
+                assert client.get(path).status_code == 401, path
+                assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401, path
+                assert client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200, path
+            assert client.get("/api/v1/content/ids").status_code == 200  # the public API stays open
+            login = client.get(f"/?token={token}")
+            assert login.status_code == 200 and "HttpOnly" in login.headers["set-cookie"]
+            assert client.get("/health").status_code == 200  # the dashboard's own requests carry the cookie
+        other = _other_ca(c.path.parent)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base}/api/v1/content/ids", verify=ssl.create_default_context(cafile=str(other)))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    proc, port = _serve(c, "127.0.0.1")  # loopback, plain HTTP: nothing changes for local use
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health")
+        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
