@@ -1,0 +1,32 @@
+"""Who may connect to each PostgreSQL node from where (pg_hba): the replicas' replication role on the
+primary, the FDW's reader from the coordinator on its source node; password logins otherwise (only over
+TLS when it is on, so the metadata nodes get a managed pg_hba too)."""
+
+from __future__ import annotations
+
+from streamctl.backends.base import Backend
+from streamctl.config.model import Role
+from streamctl.context import ClusterContext
+from streamctl.services.fdw import FdwService, fdw_enabled
+from streamctl.services.postgres import HbaRule, hba_step
+from streamctl.services.replication import ReplicationService
+from streamctl.steps import ConfigStep
+
+
+def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
+    t = ctx.topology
+    out = [hba_step(ctx, backend, n, []) for n in t.nodes() if n.role in (Role.COORDINATOR, Role.WORKER)]
+    primary = ctx.first(Role.ANALYTICS_PRIMARY)
+    if primary is None:
+        return out
+    replicas = t.nodes_by_role(Role.ANALYTICS_REPLICA)
+    fdw = FdwService(ctx) if fdw_enabled(ctx) else None
+    for node in (primary, *replicas):
+        rules = []
+        if node is primary:
+            rules.append(HbaRule(t.analytics.database, ReplicationService.user,
+                                 tuple(backend.source_address(r) for r in replicas)))
+        if fdw is not None and fdw.source.name == node.name:
+            rules.append(HbaRule(t.analytics.database, fdw.user, (backend.source_address(fdw.coordinator),)))
+        out.append(hba_step(ctx, backend, node, rules))
+    return out
