@@ -8,12 +8,18 @@
 3. A second `up` on the healthy cluster.
 Prints the ratios; goals: node phase / slowest node <= 1.3, second `up` <= 2 s. Tears everything down.
 Ports are taken fresh so it never touches a running cluster.
+
+    python bench/up.py --compare-tls [--rounds 3]
+
+instead measures the node phase of a fresh `up` with TLS (CA and certificates issued, servers started with
+them, probes verifying) against `tls: false`, alternating the two round by round; goal: <= 1.10.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -54,12 +60,53 @@ def context(data: dict[str, Any], state_dir: Path) -> ClusterContext:
     return ClusterContext.build(parse_topology(data), state_dir / "topology.yaml", state_dir / "state")
 
 
+def node_phase(args: argparse.Namespace, tls: bool) -> float:
+    """Seconds from `up` starting on a fresh cluster until every node is launched and ready."""
+    work = Path(tempfile.mkdtemp(prefix="streamctl-bench-"))
+    work.chmod(0o755)
+    data = {**bench_topology(args.topology, args.backend, args.image_override), "tls": tls}
+    ctx = context(data, work)
+    backend = select_backend(ctx, args.backend)
+    ready: dict[str, float] = {}
+
+    def on_event(ev: Event) -> None:
+        if ev.kind in ("done", "noop") and ev.step in ("create", "recreate", "start", "noop"):
+            ready[ev.node] = time.monotonic()
+
+    runner = Runner(ctx, backend, emit=on_event)
+    try:
+        t0 = time.monotonic()
+        runner.up()
+        return max(ready.values()) - t0
+    finally:
+        Runner(ctx, backend).down(volumes=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def compare_tls(args: argparse.Namespace) -> int:
+    samples: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.rounds):
+        for tls in (False, True):  # alternate: a drifting machine load affects both alike
+            samples[tls].append(node_phase(args, tls))
+    plain, tls = statistics.median(samples[False]), statistics.median(samples[True])
+    print(f"backend: {args.backend}   node phase of a fresh `up`, {args.rounds} alternating rounds (median)")
+    for label, key in (("tls: false", False), ("tls (default)", True)):
+        print(f"  {label:<14} {statistics.median(samples[key]):6.2f} s   (rounds: "
+              f"{', '.join(f'{v:.2f}' for v in samples[key])})")
+    print(f"  ratio tls/plain: {tls / plain:4.2f}  (goal <= 1.10: {'met' if tls / plain <= 1.10 else 'NOT met'})")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", default="local", choices=["local", "docker"])
     ap.add_argument("--topology", type=Path, default=Path(__file__).resolve().parents[1] / "examples/no-citus.yaml")
     ap.add_argument("--image-override", default=None, help="one image for every node (Docker, offline)")
+    ap.add_argument("--compare-tls", action="store_true", help="node phase with TLS against tls: false")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of --compare-tls")
     args = ap.parse_args()
+    if args.compare_tls:
+        return compare_tls(args)
 
     work = Path(tempfile.mkdtemp(prefix="streamctl-bench-"))
     work.chmod(0o755)
