@@ -75,13 +75,20 @@ def test_official_image_contract(make_docker_cluster, docker) -> None:
     assert env["POSTGRES_USER"] == c.topology.pg_user
     assert env["POSTGRES_DB"] == "metadata_db"
     assert env["PGDATA"] == PGDATA
-    assert env["POSTGRES_PASSWORD"] == c.ctx.secrets["postgres_password"]
+    # The password travels as a file (the documented *_FILE variant), never in the environment.
+    assert "POSTGRES_PASSWORD" not in env and env["POSTGRES_PASSWORD_FILE"].startswith("/etc/streamctl/")
+    code, out = pg.exec_run(["cat", env["POSTGRES_PASSWORD_FILE"]])
+    assert code == 0 and out.decode() == c.ctx.secrets["postgres_password"]
     cmd = pg.attrs["Config"]["Cmd"]
     assert cmd[0] == "postgres" and "listen_addresses=*" in cmd and "wal_level=logical" in cmd
+    assert "ssl=on" in cmd
     redis = docker.containers.get(f"{c.cluster}-redis")
     rcmd = redis.attrs["Config"]["Cmd"]
-    assert rcmd[:3] == ["redis-server", "--requirepass", c.ctx.secrets["redis_password"]]
-    assert rcmd[3:5] == ["--appendonly", "yes"]
+    assert rcmd == ["redis-server", "/etc/streamctl/redis.conf"]
+    code, out = redis.exec_run(["cat", "/etc/streamctl/redis.conf"])
+    conf = out.decode().splitlines()
+    assert code == 0 and "appendonly yes" in conf and "port 0" in conf and "tls-port 6379" in conf
+    assert f'requirepass "{c.ctx.secrets["redis_password"]}"' in conf
 
 
 def test_nodes_reach_each_other_by_name(make_docker_cluster) -> None:

@@ -78,3 +78,25 @@ def test_split_reference() -> None:
     assert split_reference("localhost:5000/team/pg") == ("localhost:5000/team/pg", "latest")
     assert split_reference("localhost:5000/pg:15") == ("localhost:5000/pg", "15")
     assert split_reference("pg@sha256:abc") == ("pg", "sha256:abc")
+
+
+def test_the_backend_puts_secrets_in_files_never_in_env_argv_or_healthcheck() -> None:
+    from streamctl.backends.docker_spec import secure_spec
+    from streamctl.tls import certs
+    from streamctl.tls.material import NodeTls
+
+    ca = certs.new_ca("c")
+    t = Topology()
+    for node in t.nodes():
+        pair = certs.issue_server(ca, node.name, {node.name})
+        s = secure_spec(t, node, SECRETS, NodeTls(ca.cert, pair.cert, pair.key))
+        visible = repr((s.environment, s.command, s.healthcheck, s.labels))
+        assert not [pw for pw in SECRETS.values() if pw in visible], node.name
+        files = {f.path: f for f in s.files}
+        assert files["/etc/streamctl/tls/server.key"].mode == 0o600
+        assert all(f.mode == 0o600 for f in s.files if "password" in f.path or f.path.endswith((".key", ".conf")))
+        assert any(SECRETS[k].encode() in f.content for f in s.files for k in SECRETS)
+    mongo = t.node("mongo")
+    assert mongo is not None
+    s = secure_spec(t, mongo, SECRETS, None)  # TLS off: still no password in sight
+    assert "mongo-pw" not in repr((s.environment, s.command)) and "MONGO_INITDB_ROOT_PASSWORD_FILE" in s.environment
