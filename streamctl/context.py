@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from streamctl.config.model import Node, Role, Topology
 from streamctl.errors import BackendError, NotFoundError
+from streamctl.names import GATEWAY_USER, MONGO_APP_USER, MONGO_ROOT_USER
 from streamctl.state import Endpoint, StateStore, cluster_dir
 from streamctl.tls.material import ClusterTls
 from streamctl.tls.server import CA, libpq_verify
@@ -19,11 +20,6 @@ if TYPE_CHECKING:
     import redis as redis_lib
     from pymongo import MongoClient
 
-REPLICATION_USER = "streamctl_replicator"
-FDW_USER = "streamctl_fdw_reader"
-GATEWAY_USER = "streamctl_gateway"  # the gateway's read-only PostgreSQL role (writes go to Redis/MongoDB)
-MONGO_ROOT_USER = "streamctl_root"
-MONGO_APP_USER = "streamctl_app"
 
 
 @dataclass
@@ -33,6 +29,7 @@ class ClusterContext:
     topology: Topology
     store: StateStore
     topology_path: Path | None = None
+    _secrets: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(cls, topology: Topology, topology_path: Path | None = None,
@@ -40,9 +37,16 @@ class ClusterContext:
         base = topology_path.parent if topology_path else Path.cwd()
         return cls(topology, StateStore(cluster_dir(topology, base, state_dir)), topology_path)
 
-    @cached_property
+    @property
     def secrets(self) -> dict[str, str]:
-        return self.store.secrets(self.topology)
+        """The cluster's secrets, read once (raises NotFoundError before the first `up`)."""
+        if self._secrets is None:
+            self._secrets = self.store.secrets(self.topology)
+        return self._secrets
+
+    def create_secrets(self) -> None:
+        """Generate (and store, 0600) what the first `up` needs; from now on this context uses them."""
+        self._secrets = self.store.secrets(self.topology, create=True)
 
     @cached_property
     def tls(self) -> ClusterTls:
@@ -82,27 +86,32 @@ class ClusterContext:
         return nodes[0] if nodes else None
 
     # -- PostgreSQL -------------------------------------------------------------------------------
-    def gateway_conninfo(self, name: str, dbname: str | None = None) -> str:
+    def gateway_conninfo(self, name: str, dbname: str | None = None, connect_timeout: int = 5,
+                         application_name: str = "streamctl") -> str:
         """As the gateway's least-privilege role, not the superuser."""
-        return self.pg_conninfo(name, dbname, GATEWAY_USER, self.secrets["gateway_password"])
+        return self.pg_conninfo(name, dbname, GATEWAY_USER, self.secrets["gateway_password"],
+                                connect_timeout=connect_timeout, application_name=application_name)
 
-    def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
-                    password: str | None = None) -> str:
+    def pg_uri(self, name: str, dbname: str | None = None, user: str | None = None,
+               password: str | None = None) -> str:
+        """The node's URI with credentials, database and TLS parameters (what `streamctl url` prints)."""
         ep = self.endpoint(name)
         user = user or self.topology.pg_user
         if password is None:
             password = self.secrets["postgres_password"]
         db = dbname or ep.database or "postgres"
-        params = {"connect_timeout": "5", "application_name": "streamctl", **self.pg_ssl()}
-        return (f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{ep.host}:{ep.port}/"
-                f"{quote(db, safe='')}?" + "&".join(f"{k}={quote(v, safe='/')}" for k, v in params.items()))
+        credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+        uri = f"postgresql://{credentials}@{ep.host}:{ep.port}/{quote(db, safe='')}"
+        ssl = self.pg_ssl()  # with TLS on: sslmode=verify-full and the cluster CA, so the URI works as printed
+        return uri + ("?" + "&".join(f"{k}={quote(v, safe='/')}" for k, v in ssl.items()) if ssl else "")
 
-    def pg_url(self, name: str, dbname: str | None = None) -> str:
-        """The URI `streamctl url` prints: credentials and, with TLS on, sslmode=verify-full and the CA."""
-        full = self.pg_conninfo(name, dbname)
-        base, _, query = full.partition("?")
-        kept = [p for p in query.split("&") if p.split("=", 1)[0] in ("sslmode", "sslrootcert")]
-        return base + ("?" + "&".join(kept) if kept else "")
+    def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
+                    password: str | None = None, connect_timeout: int = 5,
+                    application_name: str = "streamctl") -> str:
+        """The URI plus the options streamctl connects with."""
+        uri = self.pg_uri(name, dbname, user, password)
+        query = urlencode({"connect_timeout": connect_timeout, "application_name": application_name})
+        return f"{uri}{'&' if '?' in uri else '?'}{query}"
 
     def pg_connect(self, name: str, dbname: str | None = None, autocommit: bool = True,
                    **kwargs: Any) -> psycopg.Connection[Any]:

@@ -85,8 +85,7 @@ class Runner:
         plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
         steps = plan.nodes
         self._check_ports(steps)
-        self.ctx.store.secrets(self.ctx.topology, create=True)
-        self.ctx.__dict__.pop("secrets", None)  # re-read: `up` may just have generated them
+        self.ctx.create_secrets()
         if self.ctx.tls_on:
             self.ctx.tls.ensure_ca()  # once, before the nodes' threads each get their certificate
         result = UpResult(plan)

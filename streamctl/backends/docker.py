@@ -19,11 +19,12 @@ from typing import Any
 from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action, NodeState, Observation, fingerprint
 from streamctl.backends.docker_errors import UNREACHABLE_HINT, docker_errors, short_error
-from streamctl.backends.docker_images import ImagePuller, Progress
+from streamctl.backends.docker_images import ImagePuller
 from streamctl.backends.docker_spec import ContainerSpec
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
+from streamctl.events import Progress
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 from streamctl.tls.material import NodeTls, node_names
@@ -38,7 +39,7 @@ class DockerBackend:
     def __init__(self, ctx: ClusterContext, progress: Progress | None = None) -> None:
         self.ctx = ctx
         self.topology: Topology = ctx.topology
-        self.progress: Progress | None = progress  # image pull progress (the library never prints)
+        self._progress: Progress = progress or (lambda _node, _message: None)  # the library never prints
         self._client: Any = None
         self._puller: ImagePuller | None = None
         self._lock = threading.Lock()  # network creation must not race between the node threads
@@ -145,7 +146,7 @@ class DockerBackend:
         self._ensure_network()
         with self._lock:
             if self._puller is None:
-                self._puller = ImagePuller(self.client, self._report)
+                self._puller = ImagePuller(self.client, self._progress)
         self._puller.ensure(node.name, s.image)
         with docker_errors(f"create volume {s.volume}"):
             self.api.create_volume(s.volume, labels={**s.labels})
@@ -201,10 +202,6 @@ class DockerBackend:
         with docker_errors(f"copy files into {s.name}"):
             if not self.api.put_archive(container_id, "/", buf.getvalue()):
                 raise BackendError(f"could not copy files into {s.name}")
-
-    def _report(self, node: str, message: str) -> None:
-        if self.progress is not None:  # set late by the CLI, so looked up on every report
-            self.progress(node, message)
 
     def _ensure_network(self) -> None:
         with self._lock, docker_errors(f"create network {self.network}"):

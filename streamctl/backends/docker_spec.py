@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamctl.config.model import Engine, Node, Topology
-from streamctl.context import MONGO_ROOT_USER
+from streamctl.names import MONGO_ROOT_USER
 from streamctl.tls import server as tls_server
 from streamctl.tls.material import NodeTls
 

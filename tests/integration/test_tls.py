@@ -87,7 +87,7 @@ def test_local_cluster_is_verified_tls_everywhere(make_cluster) -> None:
             *(c.ctx.store.root / "nodes").glob("*/tls/server.key")]
     assert len(keys) == 1 + 2 * len(c.topology.nodes())
     assert all(_mode(k) == 0o600 for k in keys), {str(k): oct(_mode(k)) for k in keys}
-    url = c.ctx.pg_url("coordinator")
+    url = c.ctx.pg_uri("coordinator")
     assert "sslmode=verify-full" in url and f"sslrootcert={c.ctx.ca_path()}" in url
     with psycopg.connect(url) as conn:  # what `streamctl url` prints works as it is
         assert conn.execute("SELECT 1").fetchone() == (1,)
