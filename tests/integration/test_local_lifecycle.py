@@ -136,7 +136,8 @@ def test_cli_status_json_logs_url_and_psql(make_cluster) -> None:
     logs = cli("logs", "coordinator", "-f", f, "-n", "5")
     assert logs.returncode == 0 and logs.stdout.strip()
     url = cli("url", "analytics-primary", "-f", f).stdout.strip()
-    assert url.startswith("postgresql://streamctl:") and url.endswith("/analytics_db")
+    assert url.startswith("postgresql://streamctl:") and url.split("?")[0].endswith("/analytics_db")
+    assert "sslmode=verify-full" in url and "sslrootcert=" in url  # verified TLS, usable as printed
     out = subprocess.run(["psql", url, "-Atc", "select current_database()"], capture_output=True, text=True)
     assert out.stdout.strip() == "analytics_db"
     psql = cli("psql", "coordinator", "-f", f, "--", "-Atc", "select 40 + 2")

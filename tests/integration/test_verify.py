@@ -220,4 +220,6 @@ def test_disabled_roles_are_skipped_never_passed(make_cluster: Any) -> None:
                           ("mongo.reviews", "mongo.enabled is false"),
                           ("citus.skew", "metadata.citus.enabled is false")]:
         assert by_check[check].status is Status.SKIPPED and by_check[check].detail == reason
-    assert [r.target for r in report.results if r.status is Status.PASSED] == ["coordinator"]
+    passed = [(r.check, r.target) for r in report.results if r.status is Status.PASSED]
+    assert {target for _check, target in passed} == {"coordinator", "ca"}  # ca: tls.expiry of the cluster CA
+    assert ("nodes.reachable", "coordinator") in passed and ("tls.required", "coordinator") in passed
