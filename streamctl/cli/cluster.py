@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from streamctl.backends.docker import DockerBackend
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
 from streamctl.runner import Event, Runner
@@ -26,7 +25,7 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
     runner = Runner(ctx, be, emit=None if json_ else render.progress(verbose), timeout=timeout)
-    if isinstance(be, DockerBackend) and not json_:  # image pulls report progress as they go
+    if be.name == "docker" and not json_:  # image pulls report progress as they go
         be.progress = lambda node, message: render.event(Event("info", node, "image", message))
     if dry_run_:
         plan = dry_run(runner)

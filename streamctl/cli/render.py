@@ -20,8 +20,8 @@ def _width(stream: Any) -> int | None:
     return None if stream.isatty() else 160
 
 
-console = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+console = Console(highlight=False, emoji=False, soft_wrap=True, width=_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=_width(sys.stderr))
 
 _EVENT_STYLE = {"begin": ("…", "cyan"), "done": ("✓", "green"), "noop": ("=", "dim"),
                 "fail": ("✗", "red"), "info": ("·", "blue")}
