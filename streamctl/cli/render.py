@@ -36,6 +36,11 @@ def line(text: str, style: str | None = None) -> None:
     console.print(escape(text), style=style)
 
 
+def note(text: str) -> None:
+    """A remark for people (on stderr, so --json output stays clean)."""
+    err_console.print(escape(text), style="yellow")
+
+
 def event(ev: Any) -> None:
     """One progress line per runner event (kind, node, step, detail, seconds)."""
     mark, style = _EVENT_STYLE.get(ev.kind, ("·", ""))
@@ -48,10 +53,17 @@ def event(ev: Any) -> None:
 _NODE_ACTIONS = ("create", "recreate", "start", "noop")
 
 
-def progress(verbose: bool) -> Callable[[Any], None]:
-    """Event printer for `up`: configuration steps already in place are shown only when verbose."""
+def progress(verbose: bool, live: bool | None = None) -> Callable[[Any], None]:
+    """Event printer for `up`: configuration steps already in place are shown only when verbose.
+
+    On a terminal every step shows when it starts and when it ends; in logs and CI (not a terminal) only
+    finished steps, one line each with its time, failures in full, and no pull progress until it ends.
+    """
+    live = err_console.is_terminal if live is None else live
 
     def show(ev: Any) -> None:
+        if not live and (ev.kind == "begin" or (ev.kind == "info" and ev.detail.startswith("pulling "))):
+            return
         if verbose or ev.kind != "noop" or ev.step in _NODE_ACTIONS:
             event(ev)
 
