@@ -77,6 +77,8 @@ class Runner:
         self.backend.preflight(self.nodes)
         steps = self.plan()
         self._check_ports(steps)
+        self.backend.prepare([(s.node, s.action) for s in steps if s.action is not Action.NOOP],
+                             lambda node, message: self.emit(Event("info", node, "prepare", message)))
         self.ctx.store.secrets(self.ctx.topology, create=True)
         self.ctx.__dict__.pop("secrets", None)  # re-read: `up` may just have generated them
         result = UpResult(steps)

@@ -9,7 +9,7 @@ import typer
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
 from streamctl.cli.guard import StepLog, WaitLockOpt, mutating
-from streamctl.runner import Event, Runner
+from streamctl.runner import Runner
 from streamctl.status import cluster_status, dry_run
 
 
@@ -27,8 +27,6 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     be = load_backend(ctx, backend)
     steps = StepLog(None if json_ else render.progress(verbose))
     runner = Runner(ctx, be, emit=steps, timeout=timeout)
-    if be.name == "docker" and not json_:  # image pulls report progress as they go
-        be.progress = lambda node, message: render.event(Event("info", node, "image", message))
     if dry_run_:
         plan = dry_run(runner)
         if json_:
