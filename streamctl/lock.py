@@ -47,13 +47,12 @@ class ClusterLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except FileNotFoundError:  # the directory went away (a `down --volumes` finishing): again
                 continue
-            if not self._lock(fd, wait, started, told):
+            if not self._lock(fd, wait, started, told):  # (it closed fd)
+                if wait is not None and time.monotonic() - started >= wait:
+                    raise self._busy(wait)
                 if not told and on_wait is not None:
                     on_wait(self.holder())
                 told = True
-                if wait is not None and time.monotonic() - started >= wait:
-                    os.close(fd)
-                    raise self._busy(wait)
                 continue  # blocked or polled: try again (a bounded wait polls, the fd is reopened)
             try:
                 current = os.stat(self.path)
