@@ -6,14 +6,16 @@ import json
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from streamctl.errors import StreamctlError
-from streamctl.plan import Plan
+
+if TYPE_CHECKING:  # render is imported by every command, even --version: no models at import time
+    from streamctl.plan import Plan
 
 
 def _width(stream: Any) -> int | None:
