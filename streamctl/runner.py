@@ -85,6 +85,8 @@ class Runner:
         plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
         steps = plan.nodes
         self._check_ports(steps)
+        self.backend.prepare([(s.node, s.action) for s in steps if s.action is not Action.NOOP],
+                             lambda node, message: self.emit(Event("info", node, "prepare", message)))
         self.ctx.create_secrets()
         result = UpResult(plan)
         # Endpoints follow from the topology: record them first so `logs`/`url` work even if `up` fails.

@@ -28,8 +28,8 @@ def _width(stream: Any) -> int | None:
     return None if stream.isatty() else 160
 
 
-console = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+console = Console(highlight=False, emoji=False, soft_wrap=True, width=_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=_width(sys.stderr))
 
 _EVENT_STYLE = {"begin": ("…", "cyan"), "done": ("✓", "green"), "noop": ("=", "dim"),
                 "fail": ("✗", "red"), "info": ("·", "blue")}
@@ -50,6 +50,11 @@ def line(text: str, style: str | None = None) -> None:
     console.print(escape(text), style=style)
 
 
+def note(text: str) -> None:
+    """A remark for people (on stderr, so --json output stays clean)."""
+    err_console.print(escape(text), style="yellow")
+
+
 def event(ev: Event) -> None:
     """One progress line per runner event (kind, node, step, detail, seconds)."""
     mark, style = _EVENT_STYLE.get(ev.kind, ("·", ""))
@@ -67,10 +72,17 @@ def image_progress(node: str, message: str) -> None:
 _NODE_ACTIONS = ("create", "recreate", "start", "noop")
 
 
-def progress(verbose: bool) -> Callable[[Event], None]:
-    """Event printer for `up`: configuration steps already in place are shown only when verbose."""
+def progress(verbose: bool, live: bool | None = None) -> Callable[[Event], None]:
+    """Event printer for `up`: configuration steps already in place are shown only when verbose.
+
+    On a terminal every step shows when it starts and when it ends; in logs and CI (not a terminal) only
+    finished steps, one line each with its time, failures in full, and no pull progress until it ends.
+    """
+    live = err_console.is_terminal if live is None else live
 
     def show(ev: Event) -> None:
+        if not live and (ev.kind == "begin" or (ev.kind == "info" and ev.detail.startswith("pulling "))):
+            return
         if verbose or ev.kind != "noop" or ev.step in _NODE_ACTIONS:
             event(ev)
 

@@ -16,20 +16,22 @@ from streamctl.cli.common import (
     load_backend,
     load_context,
 )
+from streamctl.cli.guard import WaitLockOpt, mutating
 from streamctl.scale import scale_workers
 
 
 def scale(workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
                                                help="Number of Citus workers wanted.")],
           file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
-          json_: JsonOpt = False) -> None:
+          wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Grow (provision, register, rebalance) or shrink (drain, check, remove) the Citus workers.
 
     Example: streamctl scale --workers 4 && streamctl verify --only citus
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
-    res = scale_workers(ctx, be, workers, emit=None if json_ else render.event)
+    with mutating(ctx, "scale", wait_lock):
+        res = scale_workers(ctx, be, workers, emit=None if json_ else render.event)
     if json_:
         render.print_json(vars(res))
         return
