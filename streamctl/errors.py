@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     CHECK_FAILED = 8  # verify: at least one check failed
     CHECK_ERROR = 9  # verify: at least one check could not run
     REFUSED = 10  # the operation would lose data and was refused (e.g. seed without --reset)
+    INTERRUPTED = 130  # Ctrl-C: stopped waiting (what goes on, and how to follow or cancel it, is said)
 
 
 class StreamctlError(Exception):
@@ -65,3 +66,9 @@ class NotFoundError(StreamctlError):
 
 class RefusedError(StreamctlError):
     exit_code = ExitCode.REFUSED
+
+
+class Interrupted(StreamctlError):
+    """Ctrl-C while waiting; the message says what still runs and the hint how to follow or cancel it."""
+
+    exit_code = ExitCode.INTERRUPTED

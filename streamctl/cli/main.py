@@ -44,7 +44,7 @@ app.command()(nodes.url)
 app.command()(gateway.gateway)
 app.command()(seed.seed)
 app.command()(verify.verify)
-app.command()(shards.shards)
+app.add_typer(shards.app, name="shards")
 app.command()(scale.scale)
 app.add_typer(compose_cli.app, name="compose")
 

@@ -32,6 +32,16 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def size(n: int) -> str:
+    """Bytes for people: B, kB, MB, GB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 def line(text: str, style: str | None = None) -> None:
     console.print(escape(text), style=style)
 
