@@ -12,14 +12,16 @@ from psycopg import Connection
 
 from streamctl.backends import select_backend
 from streamctl.backends.base import Backend
-from streamctl.citus import nodes as citus_nodes
+from streamctl.citus import catalog
 from streamctl.citus import rebalance as citus_rebalance
+from streamctl.citus.nodes import coordinator_conn, register_workers, worker_address
 from streamctl.config.checks import semantic_errors
 from streamctl.config.edit import set_worker_count
-from streamctl.config.model import Node, Role, Topology
+from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
-from streamctl.errors import ConfigError, Interrupted, PreflightError, RefusedError
-from streamctl.runner import Emit, Event, Runner
+from streamctl.errors import ConfigError, Interrupted, PreflightError
+from streamctl.events import Emit, Event, ignore
+from streamctl.runner import Runner
 from streamctl.shardops.common import (
     MoveOptions,
     Nodes,
@@ -28,8 +30,7 @@ from streamctl.shardops.common import (
     integrity_after,
     integrity_before,
 )
-from streamctl.shardops.rebalance import RebalancePlan, describe, run_job
-from streamctl.verify.shards import coordinator_conn
+from streamctl.shardops.rebalance import RebalancePlan, describe
 
 
 @dataclass
@@ -67,16 +68,11 @@ def preflight(conn: Connection[Any], ctx: ClusterContext, transfer_mode: str = "
         if not row or row[0] != "logical":
             problems.append(f"{node.name}: wal_level is {row[0] if row else '?'}, needs logical")
     if transfer_mode == "auto":
-        problems += [f"{t}: no primary key or replica identity" for t in citus_nodes.no_replica_identity(conn)]
+        problems += [f"{t}: no primary key or replica identity" for t in catalog.tables_without_identity(conn)]
     if problems:
         raise PreflightError("cannot move shards safely", details=problems,
                              hint="run `streamctl up` (it sets wal_level=logical), and give each table a "
                                   "primary key or `ALTER TABLE ... REPLICA IDENTITY FULL`")
-
-
-def _address(ctx: ClusterContext, node: Node) -> tuple[str, int]:
-    ep = ctx.endpoint(node.name)
-    return ep.internal_host, ep.internal_port
 
 
 def plan_scale(ctx: ClusterContext, backend: Backend, count: int) -> RebalancePlan:
@@ -97,23 +93,15 @@ def plan_scale(ctx: ClusterContext, backend: Backend, count: int) -> RebalancePl
             moves = citus_rebalance.plan_with_new_nodes(conn, addresses)
             return RebalancePlan(describe(conn, nodes, moves), provision=[n.name for n in added])
         leaving = ctx.topology.nodes_by_role(Role.WORKER)[count:]
-        moves = citus_rebalance.plan_drain(conn, [_address(ctx, n) for n in leaving])
+        moves = citus_rebalance.plan_drain(conn, [worker_address(ctx, n) for n in leaving])
         return RebalancePlan(describe(conn, nodes, moves), remove=[n.name for n in leaving])
-
-
-def _register(conn: Connection[Any], ctx: ClusterContext, workers: list[Node]) -> None:
-    """Idempotent: `up` registers workers already; this only covers a worker it left unregistered."""
-    known = citus_nodes.registered(conn)
-    for node in workers:
-        if _address(ctx, node) not in known:
-            citus_nodes.add(conn, _address(ctx, node))
 
 
 def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit | None = None,
                   update_file: bool = True, options: MoveOptions | None = None) -> ScaleResult:
     """Bring the number of Citus workers to `count`; rows and checksums of every Citus table are compared
     before and after; the topology file is updated once the workers are registered (or removed)."""
-    say: Emit = emit or (lambda _e: None)
+    say: Emit = emit or ignore
     opts = options or MoveOptions()
     started = time.monotonic()
     with coordinator_conn(ctx) as conn:  # refuses clearly when Citus is off
@@ -148,40 +136,31 @@ def _grow(ctx: ClusterContext, backend: Backend, current: int, say: Emit, result
           opts: MoveOptions, update_file: bool) -> None:
     new_workers = ctx.topology.nodes_by_role(Role.WORKER)[current:]
     result.added = [n.name for n in new_workers]
+    count = len(ctx.topology.nodes_by_role(Role.WORKER))
     try:
         Runner(ctx, backend, emit=say).up()  # provisions the new workers; its Citus step registers them
         with coordinator_conn(ctx) as conn:
             with deferred_interrupt():
-                _register(conn, ctx, new_workers)
+                register_workers(conn, [worker_address(ctx, n) for n in new_workers])
             # Registered and active: they belong to the cluster now, whatever happens to the moves.
-            _update_file(ctx, len(ctx.topology.nodes_by_role(Role.WORKER)), update_file, result)
-            progress = run_job(conn, say, opts)
-            result.moves = progress.moves_total if progress else 0
+            _update_file(ctx, count, update_file, result)
+            job = citus_rebalance.run_job(conn, say, opts.transfer_mode, opts.parallel)
+            result.moves = job.moves_total if job else 0
     except KeyboardInterrupt:
         raise Interrupted("interrupted while provisioning or registering the new workers",
-                          hint=f"run `streamctl scale --workers {len(ctx.topology.nodes_by_role(Role.WORKER))}` "
-                               "again: it finishes what was started") from None
+                          hint=f"run `streamctl scale --workers {count}` again: it finishes what was started"
+                          ) from None
 
 
 def _shrink(old_ctx: ClusterContext, old_backend: Backend, ctx: ClusterContext, backend: Backend, count: int,
             say: Emit, result: ScaleResult, opts: MoveOptions) -> None:
     leaving = old_ctx.topology.nodes_by_role(Role.WORKER)[count:]
     result.removed = [n.name for n in leaving]
+    addresses = {worker_address(old_ctx, n): n.name for n in leaving}
     with coordinator_conn(old_ctx) as conn:
-        for node in leaving:
-            citus_nodes.stop_holding_shards(conn, _address(old_ctx, node))
-        progress = run_job(conn, say, opts, drain_only=True)
-        result.moves = progress.moves_total if progress else 0
-        for node in leaving:
-            left = citus_nodes.placements_on(conn, _address(old_ctx, node))
-            if left:
-                raise RefusedError(f"{node.name} still holds {left} shard placements after draining",
-                                   hint="see `streamctl shards rebalance --status`; nothing was removed")
+        result.moves = citus_rebalance.drain(conn, addresses, say, opts.transfer_mode, opts.parallel)
         with deferred_interrupt():  # unregister every leaving worker, or none
-            for node in leaving:
-                host, port = _address(old_ctx, node)
-                citus_nodes.remove(conn, (host, port))
-                say(Event("done", node.name, "unregister", f"removed from the coordinator ({host}:{port})"))
+            citus_rebalance.unregister(conn, addresses, say)
     for node in leaving:
         old_backend.remove(node, volumes=True)
         say(Event("done", node.name, "remove", "stopped, data removed"))

@@ -1,14 +1,21 @@
-"""Citus's rebalancer: its own plan (dry runs), the background job (start, progress, cancel) and the
-task-executor settings that let moves between different node pairs run at the same time."""
+"""Moving shards with Citus's rebalancer: its own plan (dry runs), the background job (start, progress as
+events, waiting, cancel), draining and unregistering nodes, and the task-executor settings that let moves
+between different node pairs run at the same time."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import Connection
+
+from streamctl.citus import catalog
+from streamctl.citus.catalog import Address
+from streamctl.errors import BackendError, Interrupted, RefusedError
+from streamctl.events import Emit, Event
 
 TRANSFER_MODES = ("auto", "force_logical", "block_writes")
 ACTIVE_JOB_STATES = ("scheduled", "running", "cancelling", "failing")
@@ -190,3 +197,81 @@ def job_settings(conn: Connection[Any], per_node: int, total: int, queue_interva
                 conn.execute(f"ALTER SYSTEM RESET {name}")
         if change:
             conn.execute("SELECT pg_reload_conf()")
+
+
+FOLLOW = "follow it: `streamctl shards rebalance --status`; cancel it: `streamctl shards rebalance --cancel`"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1048576:.1f} MB"
+
+
+def _progress_line(p: JobProgress) -> str:
+    running = f", {p.running} running" if p.running else ""
+    return f"{p.moves_done}/{p.moves_total} shard moves done{running}, {_mb(p.bytes_done)} of {_mb(p.bytes_total)}"
+
+
+def wait_job(conn: Connection[Any], job_id: int, emit: Emit, step: str, poll: float = 0.25) -> JobProgress:
+    """Report the job's progress until it ends; Ctrl-C stops waiting (the job goes on) and says so."""
+    t0, last = time.monotonic(), ""
+    try:
+        sizes = job_sizes(conn, job_id)
+        while True:
+            p = progress(conn, job_id, sizes)
+            line = _progress_line(p)
+            if line != last:
+                emit(Event("info", "coordinator", step, line, time.monotonic() - t0))
+                last = line
+            if p.final:
+                break
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped waiting: the {step} (Citus background job {job_id}) goes on in the "
+                          "background", hint=FOLLOW + f" (SELECT citus_job_cancel({job_id}))") from None
+    if p.state != "finished":
+        raise BackendError(f"the {step} job {job_id} ended {p.state}", details=p.errors,
+                           hint="see `streamctl shards rebalance --status`; fix the cause and run it again")
+    emit(Event("done", "coordinator", step, f"{p.moves_total} shard moves, {_mb(p.bytes_total)}",
+               time.monotonic() - t0))
+    return p
+
+
+def run_job(conn: Connection[Any], emit: Emit, transfer_mode: str = "auto", parallel: int = 1,
+            drain_only: bool = False) -> JobProgress | None:
+    """Start Citus's background rebalance (or attach to the one already running) and wait for it."""
+    step = "drain" if drain_only else "rebalance"
+    job = active_job(conn)
+    if job is not None:
+        emit(Event("info", "coordinator", step, f"a rebalance is already running (job {job}): waiting for it"))
+        return wait_job(conn, job, emit, step)
+    total = parallel * max(1, len(catalog.shard_holders(conn)))
+    with job_settings(conn, parallel, total):
+        job = start(conn, drain_only, transfer_mode, parallel > 1)
+        if job is None:
+            emit(Event("noop", "coordinator", step, "no shard moves needed"))
+            return None
+        emit(Event("begin", "coordinator", step, f"background job {job}, transfer mode {transfer_mode}"
+                   + (f", up to {parallel} moves per node" if parallel > 1 else "")))
+        return wait_job(conn, job, emit, step)
+
+
+def drain(conn: Connection[Any], leaving: dict[Address, str], emit: Emit, transfer_mode: str = "auto",
+          parallel: int = 1) -> int:
+    """Move every distributed shard off the leaving nodes (address -> name) and check none is left;
+    returns the moves made. Raises RefusedError, with nothing removed, when a node still holds shards."""
+    for address in leaving:
+        catalog.stop_placing_shards(conn, address)
+    job = run_job(conn, emit, transfer_mode, parallel, drain_only=True)
+    for address, name in leaving.items():
+        left = catalog.distributed_placements_on(conn, address)
+        if left:
+            raise RefusedError(f"{name} still holds {left} shard placements after draining",
+                               hint="see `streamctl shards rebalance --status`; nothing was removed")
+    return job.moves_total if job else 0
+
+
+def unregister(conn: Connection[Any], leaving: dict[Address, str], emit: Emit) -> None:
+    """Remove drained nodes from the coordinator (their reference-table copies go with them)."""
+    for (host, port), name in leaving.items():
+        catalog.remove_node(conn, (host, port))
+        emit(Event("done", name, "unregister", f"removed from the coordinator ({host}:{port})"))

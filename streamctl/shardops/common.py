@@ -13,11 +13,11 @@ from typing import Any
 from psycopg import Connection
 
 from streamctl.citus import placement
+from streamctl.citus.nodes import node_names
 from streamctl.citus.rebalance import TRANSFER_MODES
 from streamctl.config.model import Role
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError, RefusedError
-from streamctl.verify.shards import node_names
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Nodes:
 
     def __init__(self, ctx: ClusterContext) -> None:
         self.ctx = ctx
-        self.by_address = node_names(ctx)
+        self.by_address = node_names(ctx.store.endpoints())
 
     def name(self, address: tuple[str, int]) -> str:
         return self.by_address.get(address, f"{address[0]}:{address[1]}")

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamctl.citus import placement
+from streamctl.citus.nodes import coordinator_conn
 from streamctl.context import ClusterContext
 from streamctl.errors import Interrupted, NotFoundError
-from streamctl.runner import Emit, Event
+from streamctl.events import Emit, Event
 from streamctl.shardops.common import MoveOptions, Nodes, cluster_lock, integrity_after, integrity_before
-from streamctl.verify.shards import coordinator_conn
 
 
 @dataclass

@@ -12,14 +12,12 @@ from psycopg import Connection
 
 from streamctl.citus import placement
 from streamctl.citus import rebalance as citus_rebalance
+from streamctl.citus.nodes import coordinator_conn
 from streamctl.citus.rebalance import JobProgress, PlannedMove
 from streamctl.context import ClusterContext
-from streamctl.errors import BackendError, Interrupted, NotFoundError
-from streamctl.runner import Emit, Event
+from streamctl.errors import NotFoundError
+from streamctl.events import Emit
 from streamctl.shardops.common import MoveOptions, Nodes, cluster_lock, integrity_after, integrity_before
-from streamctl.verify.shards import coordinator_conn
-
-FOLLOW = "follow it: `streamctl shards rebalance --status`; cancel it: `streamctl shards rebalance --cancel`"
 
 
 @dataclass(frozen=True)
@@ -84,65 +82,13 @@ def plan_rebalance(ctx: ClusterContext) -> RebalancePlan:
         return RebalancePlan(describe(conn, nodes, citus_rebalance.plan(conn)))
 
 
-def _progress_line(p: JobProgress) -> str:
-    running = f", {p.running} running" if p.running else ""
-    return f"{p.moves_done}/{p.moves_total} shard moves done{running}, {_mb(p.bytes_done)} of {_mb(p.bytes_total)}"
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1048576:.1f} MB"
-
-
-def wait_job(conn: Connection[Any], job_id: int, emit: Emit, step: str, poll: float = 0.25) -> JobProgress:
-    """Report the job's progress until it ends; Ctrl-C stops waiting (the job goes on) and says so."""
-    t0, last = time.monotonic(), ""
-    try:
-        sizes = citus_rebalance.job_sizes(conn, job_id)
-        while True:
-            p = citus_rebalance.progress(conn, job_id, sizes)
-            line = _progress_line(p)
-            if line != last:
-                emit(Event("info", "coordinator", step, line, time.monotonic() - t0))
-                last = line
-            if p.final:
-                break
-            time.sleep(poll)
-    except KeyboardInterrupt:
-        raise Interrupted(f"stopped waiting: the {step} (Citus background job {job_id}) goes on in the "
-                          "background", hint=FOLLOW + f" (SELECT citus_job_cancel({job_id}))") from None
-    if p.state != "finished":
-        raise BackendError(f"the {step} job {job_id} ended {p.state}", details=p.errors,
-                           hint="see `streamctl shards rebalance --status`; fix the cause and run it again")
-    emit(Event("done", "coordinator", step, f"{p.moves_total} shard moves, {_mb(p.bytes_total)}",
-               time.monotonic() - t0))
-    return p
-
-
-def run_job(conn: Connection[Any], emit: Emit, options: MoveOptions, drain_only: bool = False) -> JobProgress | None:
-    """Start Citus's background rebalance (or attach to the one already running) and wait for it."""
-    step = "drain" if drain_only else "rebalance"
-    job = citus_rebalance.active_job(conn)
-    if job is not None:
-        emit(Event("info", "coordinator", step, f"a rebalance is already running (job {job}): waiting for it"))
-        return wait_job(conn, job, emit, step)
-    total = options.parallel * max(1, len(placement.shard_nodes(conn)))
-    with citus_rebalance.job_settings(conn, options.parallel, total):
-        job = citus_rebalance.start(conn, drain_only, options.transfer_mode, options.parallel > 1)
-        if job is None:
-            emit(Event("noop", "coordinator", step, "no shard moves needed"))
-            return None
-        emit(Event("begin", "coordinator", step, f"background job {job}, transfer mode {options.transfer_mode}"
-                   + (f", up to {options.parallel} moves per node" if options.parallel > 1 else "")))
-        return wait_job(conn, job, emit, step)
-
-
 def rebalance(ctx: ClusterContext, options: MoveOptions, emit: Emit | None = None) -> RebalanceResult:
     """Rebalance every colocation group in the background, with progress; rows and checksums are compared."""
     say: Emit = emit or (lambda _e: None)
     started = time.monotonic()
     with cluster_lock(ctx, "shards rebalance"), coordinator_conn(ctx) as conn:
         before = integrity_before(conn)
-        progress = run_job(conn, say, options)
+        progress = citus_rebalance.run_job(conn, say, options.transfer_mode, options.parallel)
         rows = integrity_after(conn, before)
     return RebalanceResult(progress.job_id if progress else None, progress, rows, time.monotonic() - started)
 

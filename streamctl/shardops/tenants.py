@@ -9,9 +9,10 @@ from typing import Any
 from streamctl import names
 from streamctl.citus import placement
 from streamctl.citus import tenants as citus_tenants
+from streamctl.citus.nodes import coordinator_conn
 from streamctl.context import ClusterContext
 from streamctl.errors import Interrupted, NotFoundError
-from streamctl.runner import Emit, Event
+from streamctl.events import Emit, Event
 from streamctl.shardops.common import (
     MoveOptions,
     Nodes,
@@ -20,7 +21,6 @@ from streamctl.shardops.common import (
     integrity_after,
     integrity_before,
 )
-from streamctl.verify.shards import coordinator_conn
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from streamctl.errors import ExitCode
 
 ROWS = 2000
@@ -173,7 +174,8 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(cluster: Any, args: tupl
 
 def test_reference_table_shard_cannot_be_moved(cluster: Any) -> None:
     with cluster.ctx.pg_connect("coordinator") as conn:
-        shard = conn.execute("SELECT min(shardid) FROM citus_shards WHERE table_name = 'genres'::regclass").fetchone()[0]  # type: ignore[index]
+        row = conn.execute("SELECT min(shardid) FROM citus_shards WHERE table_name = 'genres'::regclass").fetchone()
+    shard = row[0]  # type: ignore[index]
     snapshot = placements(cluster)
     out = cli(cluster, "shards", "move", str(shard), "--to", "worker-2")
     assert out.exit_code == ExitCode.REFUSED and "reference table" in out.output
