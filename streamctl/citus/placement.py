@@ -105,6 +105,13 @@ def shard_group(conn: Connection[Any], shard_id: int) -> list[Placement]:
     return [Placement(str(r[0]), int(r[1]), (str(r[2]), int(r[3])), r[4], r[5], int(r[6])) for r in rows]
 
 
+def isolated_shards(conn: Connection[Any]) -> dict[str, int]:
+    """Hash-distributed table -> shards holding a single hash value (titles given a shard of their own)."""
+    return {str(r[0]): int(r[1]) for r in conn.execute(
+        "SELECT s.logicalrelid::regclass::text, count(*) FROM pg_dist_shard s JOIN pg_dist_partition p "
+        "USING (logicalrelid) WHERE p.partmethod = 'h' AND s.shardminvalue = s.shardmaxvalue GROUP BY 1")}
+
+
 def shard_nodes(conn: Connection[Any]) -> list[tuple[str, int]]:
     """Active primary nodes that may hold shards (where a move can go)."""
     return [(str(r[0]), int(r[1])) for r in conn.execute(

@@ -40,6 +40,17 @@ JOIN citus_shards s ON s.shardid = g.shardid
 GROUP BY x.anchor
 """
 
+# The gateway's dashboard runs this one itself, on its async pool: the latest rebalance job and its moves.
+LATEST_JOB_SQL = """
+SELECT j.job_id, j.state::text, j.started_at, j.finished_at,
+       count(t.task_id) FILTER (WHERE t.command LIKE '%%citus_move_shard_placement%%'),
+       count(t.task_id) FILTER (WHERE t.command LIKE '%%citus_move_shard_placement%%' AND t.status = 'done'),
+       count(t.task_id) FILTER (WHERE t.status = 'running')
+FROM pg_dist_background_job j LEFT JOIN pg_dist_background_task t ON t.job_id = j.job_id
+WHERE j.job_id = (SELECT max(job_id) FROM pg_dist_background_job WHERE job_type = 'rebalance')
+GROUP BY j.job_id, j.state, j.started_at, j.finished_at
+"""
+
 EXECUTOR_SETTINGS = ("citus.max_background_task_executors", "citus.max_background_task_executors_per_node")
 
 

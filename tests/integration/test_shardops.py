@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from streamctl.errors import ExitCode
+from streamctl.verify.runner import run_checks
 
 ROWS = 2000
 HOT_ROWS = 600
@@ -152,6 +153,8 @@ def test_isolating_a_hot_title_leaves_it_alone_with_its_colocated_rows(cluster: 
     assert alone
     again = cli(cluster, "shards", "isolate", "-t", "content_metadata", "-k", cluster.hot, "--json")
     assert again.exit_code == 0 and json.loads(again.stdout)["isolated"] is False
+    report = run_checks(cluster.ctx, ["citus.distribution"])  # the split shards are accounted for
+    assert report.exit_code is ExitCode.OK, [r.detail for r in report.results]
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
