@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 from psycopg import Connection
 
 from streamctl.citus import catalog
@@ -283,6 +284,16 @@ def drain(conn: Connection[Any], leaving: dict[Address, str], emit: Emit, transf
 
 def unregister(conn: Connection[Any], leaving: dict[Address, str], emit: Emit) -> None:
     """Remove drained nodes from the coordinator (their reference-table copies go with them)."""
+    # Moves leave source shards for Citus's deferred cleanup; do it now, so the maintenance daemon does
+    # not delete the same catalog rows as citus_remove_node ("tuple concurrently deleted").
+    conn.execute("CALL citus_cleanup_orphaned_resources()")
     for (host, port), name in leaving.items():
-        catalog.remove_node(conn, (host, port))
+        for attempt in range(3):
+            try:
+                catalog.remove_node(conn, (host, port))
+                break
+            except psycopg.errors.InternalError:
+                if attempt == 2:
+                    raise
+                conn.execute("CALL citus_cleanup_orphaned_resources()")
         emit(Event("done", name, "unregister", f"removed from the coordinator ({host}:{port})"))

@@ -183,3 +183,17 @@ def test_reference_table_shard_cannot_be_moved(cluster: Any) -> None:
     out = cli(cluster, "shards", "move", str(shard), "--to", "worker-2")
     assert out.exit_code == ExitCode.REFUSED and "reference table" in out.output
     assert placements(cluster) == snapshot
+
+
+def test_hot_uses_citus_tenant_statistics_once_collected(cluster: Any) -> None:
+    """Last in this module: from here on the cluster has tenant statistics, so `hot` ranks by queries."""
+    with cluster.ctx.pg_connect("coordinator") as conn:
+        key = str(conn.execute("SELECT content_id FROM content_metadata ORDER BY title DESC LIMIT 1").fetchone()[0])  # type: ignore[index]
+        conn.execute("SET citus.stat_tenants_track = 'all'")
+        for _ in range(50):  # more than any other test queried a single title
+            conn.execute("SELECT title FROM content_metadata WHERE content_id = %s", (key,))
+    out = cli(cluster, "shards", "hot", "-n", "3", "--json")
+    assert out.exit_code == 0, out.output
+    res = json.loads(out.stdout)
+    assert res["source"] == "citus_stat_tenants"
+    assert res["titles"][0]["content_id"] == key and res["titles"][0]["queries"] >= 50
