@@ -75,7 +75,7 @@ class LockedError(StreamctlError):
     exit_code = ExitCode.BUSY
 
 
-class InterruptedByUser(StreamctlError):
-    """Ctrl-C: `details` says what was done; the hint says which command finishes the rest."""
+class Interrupted(StreamctlError):
+    """Ctrl-C: `details` say what was done or what still runs; the hint says how to finish, follow or cancel."""
 
     exit_code = ExitCode.INTERRUPTED

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from streamctl.cli import render
-from streamctl.errors import InterruptedByUser
+from streamctl.errors import Interrupted
 
 if TYPE_CHECKING:
     from streamctl.context import ClusterContext
@@ -38,7 +38,7 @@ class StepLog:
 @contextmanager
 def mutating(ctx: ClusterContext, command: str, wait_lock: float | None,
              steps: StepLog | None = None) -> Iterator[None]:
-    """Hold the cluster's lock while the block runs; Ctrl-C becomes InterruptedByUser (exit 130)."""
+    """Hold the cluster's lock while the block runs; Ctrl-C becomes Interrupted (exit 130)."""
     from streamctl.lock import ClusterLock
 
     cluster = ctx.topology.cluster
@@ -51,7 +51,7 @@ def mutating(ctx: ClusterContext, command: str, wait_lock: float | None,
     try:
         lock = ClusterLock(ctx.store.root, command, cluster).acquire(wait_lock, waiting)
     except KeyboardInterrupt:
-        raise InterruptedByUser(f"interrupted while waiting for the lock on cluster {cluster}",
+        raise Interrupted(f"interrupted while waiting for the lock on cluster {cluster}",
                                 details=["nothing was changed"]) from None
     with lock:
         if lock.waited:
@@ -60,7 +60,7 @@ def mutating(ctx: ClusterContext, command: str, wait_lock: float | None,
             yield
         except KeyboardInterrupt:
             done = steps.done if steps is not None else []
-            raise InterruptedByUser(
+            raise Interrupted(
                 f"interrupted: `{command}` stopped before it finished",
                 details=[f"done: {d}" for d in done] or ["no step had finished"],
                 hint=f"run `streamctl {command}` again: it finishes what was left") from None

@@ -40,6 +40,16 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def size(n: int) -> str:
+    """Bytes for people: B, kB, MB, GB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 def raw_line(text: str) -> None:
     """A line of someone else's output (a node's log), unstyled and flushed at once (for --follow)."""
     sys.stdout.write(text + "\n")
