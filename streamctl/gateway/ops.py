@@ -17,7 +17,7 @@ from psycopg.errors import InvalidSchemaName, UndefinedTable
 
 from streamctl import names
 from streamctl.config.model import Role
-from streamctl.gateway.errors import StoreUnavailable
+from streamctl.gateway.errors import StoreUnavailable, as_store_unavailable
 from streamctl.gateway.schemas import Health, ReplicaState, Replication, Shards, StoreHealth, WorkerShards
 from streamctl.gateway.stores import ANALYTICS, FDW, METADATA, MONGO, REDIS, Stores
 
@@ -60,7 +60,10 @@ async def _timed(check: Callable[[], Awaitable[Any]]) -> tuple[bool, str, float 
         return False, "not provisioned" if "provisioned" in exc.message else "unreachable", None
     except (UndefinedTable, InvalidSchemaName):
         return False, "not provisioned", None
-    except Exception:  # noqa: BLE001 - any failure of a probe is "unreachable", never its text
+    except Exception as exc:  # noqa: BLE001 - any failure of a probe is "unreachable", never its text
+        unavailable = as_store_unavailable(exc)
+        if unavailable is not None and unavailable.hint is not None:
+            return False, unavailable.message.rsplit(": ", 1)[-1], None  # "authentication failed", ...
         return False, "unreachable", None
     return True, "ok", round((time.perf_counter() - started) * 1000, 2)
 

@@ -14,9 +14,17 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
+class ErrorDetail(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
 class ErrorInfo(BaseModel):
     code: str
     message: str
+    hint: str | None = Field(None, description="What to do about it (503: how to bring the store back).")
+    details: list[ErrorDetail] | None = Field(None, description="422: the fields that are not valid.")
 
 
 class ErrorBody(BaseModel):
@@ -138,7 +146,7 @@ class StoreHealth(BaseModel):
     ok: bool
     node: str | None
     latency_ms: float | None
-    detail: str  # "ok", "disabled", "unreachable", "not provisioned"
+    detail: str  # "ok", "disabled", "unreachable", "not provisioned", "authentication failed", "not authorized"
 
 
 class Health(BaseModel):

@@ -17,6 +17,7 @@ from streamctl.gateway.errors import ApiError, NotFound
 from streamctl.gateway.pagination import Cursor, Limit
 from streamctl.gateway.schemas import Review, ReviewIn, ReviewPage, ReviewSummary
 from streamctl.gateway.stores import ANALYTICS, Stores
+from streamctl.services.mongo_schema import LIST_FILTER_KEY, list_query
 
 router = APIRouter(prefix="/api/v1/content", tags=["reviews"])
 
@@ -31,13 +32,13 @@ async def list_reviews(content_id: ContentId, stores: StoresDep, limit: Limit = 
     """A title's reviews, newest first (keyset on created_at, then id)."""
     collection = stores.reviews_db()[names.REVIEWS_COLLECTION]
     await catalogue.ensure_content(stores, content_id)
-    query: dict[str, Any] = {"content_id": str(content_id)}  # a typed UUID: never an operator
+    # The filter and sort come from the schema module, which derives the serving index from them.
+    query, sort = list_query(str(content_id))  # a typed UUID: never an operator
     if cursor is not None:
         created, oid = pagination.decode(cursor, datetime, str)
         query["$or"] = [{"created_at": {"$lt": created}},
                         {"created_at": created, "_id": {"$lt": _object_id(oid)}}]
-    docs = await collection.find(query, _PROJECTION).sort([("created_at", -1), ("_id", -1)]) \
-        .limit(limit + 1).to_list()
+    docs = await collection.find(query, _PROJECTION).sort(sort).limit(limit + 1).to_list()
     more = len(docs) > limit
     items = [_review(d) for d in docs[:limit]]
     last = docs[limit - 1] if more else None
@@ -63,7 +64,7 @@ async def post_review(content_id: ContentId, body: ReviewIn, stores: StoresDep) 
 async def review_summary(stores: Stores, content_id: UUID) -> ReviewSummary:
     collection = stores.reviews_db()[names.REVIEWS_COLLECTION]
     cursor = await collection.aggregate([
-        {"$match": {"content_id": str(content_id)}},
+        {"$match": {LIST_FILTER_KEY: str(content_id)}},
         {"$group": {"_id": None, "count": {"$sum": 1}, "avg": {"$avg": "$rating"}}},
     ])
     rows = await cursor.to_list()
