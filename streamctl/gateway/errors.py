@@ -8,6 +8,7 @@ handler, which logs them and answers a bare 500.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("streamctl.gateway")
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 class ApiError(Exception):
@@ -80,11 +82,14 @@ def install_error_handlers(app: FastAPI) -> None:
                                        details=_validation_details(exc)), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "http_error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return JSONResponse(error_body(code, message), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        allowed = allowed_methods(request) if exc.status_code == 405 else None
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -95,6 +100,26 @@ def install_error_handlers(app: FastAPI) -> None:
                                 status_code=503)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(error_body("internal", "internal error"), status_code=500)
+
+
+def allowed_methods(request: Request) -> list[str] | None:
+    """Every method the API document lists for this path (None: a path outside the document).
+
+    The router's own 405 names only the first route that matched the path (GET /{id}/reviews), not
+    its siblings on the same path (POST)."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(request.app.state, "allow_table", None)
+    if table is None:
+        table = []
+        for path, operations in request.app.openapi().get("paths", {}).items():
+            pattern = re.compile("^" + re.sub(r"\\{[^}/]+\\}", "[^/]+", re.escape(path)) + "$")
+            methods = {m.upper() for m in operations if m in _HTTP_METHODS}
+            if "GET" in methods:
+                methods.add("HEAD")
+            table.append((pattern, sorted(methods)))
+        request.app.state.allow_table = table
+    path = request.url.path
+    found = [methods for pattern, methods in table if pattern.match(path)]
+    return sorted({m for methods in found for m in methods}) if found else None
 
 
 def as_store_unavailable(exc: BaseException) -> StoreUnavailable | None:
