@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
 
 class ErrorDetail(BaseModel):
@@ -75,13 +75,20 @@ class ViewCount(BaseModel):
     trending_score: float
 
 
+def _integral_number(value: object) -> object:
+    """JSON Schema counts 7.0 as an integer, so the API takes it; `"7"`, `true` and 7.5 stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class ReviewIn(BaseModel):
     """A new review. Strict types: `"rating": "7"` or `{"$gt": 0}` are refused, not coerced."""
 
     model_config = ConfigDict(extra="forbid")
 
     user_id: UUID
-    rating: StrictInt = Field(ge=1, le=10)
+    rating: Annotated[StrictInt, BeforeValidator(_integral_number)] = Field(ge=1, le=10)
     comment: str = Field("", max_length=5000)
     is_spoiler: StrictBool = False
 
