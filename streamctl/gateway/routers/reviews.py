@@ -47,7 +47,7 @@ async def list_reviews(content_id: ContentId, stores: StoresDep, limit: Limit = 
 
 
 @router.post("/{id}/reviews", response_model=Review, status_code=201, operation_id="postReview",
-             responses={**errors(404, 413, 415, 422, 503), 201: {"links": links.REVIEW_LINKS}})
+             responses={**errors(400, 404, 413, 415, 422, 503), 201: {"links": links.REVIEW_LINKS}})
 async def post_review(content_id: ContentId, body: ReviewIn, stores: StoresDep) -> Review:
     """Store a review; the title and the user must exist (the user is looked up on the analytics side)."""
     collection = stores.reviews_db()[names.REVIEWS_COLLECTION]
