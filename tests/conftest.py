@@ -52,7 +52,12 @@ def _citus() -> str | None:
 
 
 def _mongo() -> str | None:
-    if os.environ.get("STREAMCTL_TEST_MONGO_URI") or shutil.which("mongod"):
+    """A server the Mongo tests can use: STREAMCTL_TEST_MONGO_URI when it answers, else mongod on PATH."""
+    if os.environ.get("STREAMCTL_TEST_MONGO_URI"):
+        from tests.mongo_server import uri_unreachable
+
+        return uri_unreachable(os.environ["STREAMCTL_TEST_MONGO_URI"])
+    if shutil.which("mongod"):
         return None
     return "no mongod on PATH and STREAMCTL_TEST_MONGO_URI is not set"
 

@@ -20,7 +20,7 @@ from streamctl.citus.catalog import PLACEMENTS_PER_NODE
 from streamctl.citus.nodes import label, node_names
 from streamctl.citus.rebalance import ACTIVE_JOB_STATES, LATEST_JOB_SQL
 from streamctl.config.model import Role
-from streamctl.gateway.errors import StoreUnavailable
+from streamctl.gateway.errors import StoreUnavailable, as_store_unavailable
 from streamctl.gateway.schemas import Health, Rebalance, ReplicaState, Replication, Shards, StoreHealth, WorkerShards
 from streamctl.gateway.stores import ANALYTICS, FDW, METADATA, MONGO, REDIS, Stores
 from streamctl.replication.catalog import PRIMARY_SLOTS, SUBSCRIPTION_WORKER
@@ -35,7 +35,10 @@ async def _timed(check: Callable[[], Awaitable[Any]]) -> tuple[bool, str, float 
         return False, "not provisioned" if "provisioned" in exc.message else "unreachable", None
     except (UndefinedTable, InvalidSchemaName):
         return False, "not provisioned", None
-    except Exception:  # noqa: BLE001 - any failure of a probe is "unreachable", never its text
+    except Exception as exc:  # noqa: BLE001 - any failure of a probe is "unreachable", never its text
+        unavailable = as_store_unavailable(exc)
+        if unavailable is not None and unavailable.hint is not None:
+            return False, unavailable.message.rsplit(": ", 1)[-1], None  # "authentication failed", ...
         return False, "unreachable", None
     return True, "ok", round((time.perf_counter() - started) * 1000, 2)
 

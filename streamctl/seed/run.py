@@ -202,7 +202,7 @@ def _reset(ctx: ClusterContext, plan: _Plan, say: Emit) -> None:
         say(SeedEvent("info", plan.primary, "reset", detail="users and watch history emptied"))
     try:
         if plan.mongo:
-            client = ctx.mongo()
+            client = ctx.mongo(admin=True)  # the app user's role has no remove action
             try:
                 n = mongo.delete_reviews(client[ctx.topology.mongo.database])
             finally:
