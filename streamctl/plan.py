@@ -17,6 +17,8 @@ class NodeStep:
     @property
     def reason(self) -> str:
         obs = self.observation
+        if self.node.is_external:
+            return f"external ({self.node.host}:{self.node.port}): checked, never started or changed"
         return {
             Action.CREATE: "does not exist",
             Action.RECREATE: "definition changed (data kept)",

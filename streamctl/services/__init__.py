@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from streamctl.config.model import Engine, Role
+from streamctl.config.model import Engine, Role, Topology
 from streamctl.services.base import ConfigStep
 
 if TYPE_CHECKING:
     from streamctl.backends.base import Backend
     from streamctl.context import ClusterContext
+
+
+def _external(t: Topology, name: str) -> bool:
+    node = t.node(name)
+    return node is not None and node.is_external
 
 
 def configuration_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
@@ -49,14 +54,15 @@ def configuration_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigSte
             if fdw is not None and fdw.source.name == node.name:
                 rules.append(postgres.HbaRule(t.analytics.database, fdw.user,
                                               (backend.source_address(fdw.coordinator),)))
-            steps.append(postgres.hba_step(ctx, backend, node, rules))
+            if not node.is_external:  # an external node's pg_hba.conf is its administrator's
+                steps.append(postgres.hba_step(ctx, backend, node, rules))
         for replica in replicas:
             steps.append(postgres.schema_step(ctx, replica, "analytics", after_distribution=False))
             steps.append(repl.subscription_step(replica))
     if fdw is not None:
         steps += [fdw.reader_role_step(), fdw.coordinator_step()]
-    if t.gateway.enabled:
-        steps += GatewayRoleService(ctx).steps()
+    if t.gateway.enabled:  # on external nodes the gateway uses the node's own (read-only) role
+        steps += [s for s in GatewayRoleService(ctx).steps() if not _external(t, s.node)]
 
     mongo = t.node(t.mongo.name) if t.mongo.enabled else None
     if mongo is not None:

@@ -46,30 +46,37 @@ class CitusLayer:
         return steps
 
     def _extension_step(self, node: Node) -> ConfigStep:
-        user = self.ctx.topology.pg_user
-
         def pending() -> list[str]:
+            user, authinfo = self._credentials(node)
             out = []
             with self.ctx.pg_connect(node.name) as conn:
                 if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone():
-                    return ["create extension citus", "store node-to-node credentials"]
-                if not conn.execute("SELECT 1 FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = %s "
-                                    "AND authinfo = %s", (user, self._authinfo())).fetchone():
+                    return ["create extension citus"] + (["store node-to-node credentials"] if authinfo else [])
+                if authinfo and not conn.execute("SELECT 1 FROM pg_dist_authinfo WHERE nodeid = 0 AND "
+                                                 "rolename = %s AND authinfo = %s", (user, authinfo)).fetchone():
                     out.append("store node-to-node credentials")
             return out
 
         def apply() -> None:
+            user, authinfo = self._credentials(node)
             with self.ctx.pg_connect(node.name) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
+                if authinfo is None:
+                    return
                 # Nodes authenticate to each other with scram; pg_dist_authinfo gives Citus the password.
                 conn.execute("DELETE FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = %s", (user,))
                 conn.execute("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, %s, %s)",
-                             (user, self._authinfo()))
+                             (user, authinfo))
 
         return ConfigStep(node.name, "citus extension", pending, apply)
 
-    def _authinfo(self) -> str:
-        return f"password={self.ctx.secrets['postgres_password']}"
+    def _credentials(self, node: Node) -> tuple[str, str | None]:
+        """The role Citus connects between nodes as, and its authinfo; an external node without a password
+        in the topology authenticates however its administrator set up (.pgpass, certificates...)."""
+        if node.external is not None:
+            user = node.external.user or self.ctx.topology.pg_user
+            return user, f"password={node.external.password}" if node.external.password else None
+        return self.ctx.topology.pg_user, f"password={self.ctx.secrets['postgres_password']}"
 
     def _address(self, node: Node) -> tuple[str, int]:
         ep = self.ctx.endpoint(node.name)
