@@ -3,6 +3,7 @@ external-backend tests. As root, the servers run as an unprivileged user, like t
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -94,8 +95,6 @@ class HandCluster:
 
     def stop(self) -> None:
         for s in self.servers:
-            try:
+            with contextlib.suppress(Exception):  # best-effort cleanup
                 s.stop()
-            except Exception:  # noqa: BLE001 - best-effort cleanup
-                pass
         shutil.rmtree(self.root, ignore_errors=True)

@@ -167,7 +167,7 @@ async def _query(stores: Stores, node: str, sql: Any, params: tuple[Any, ...] = 
 def _node_names(stores: Stores) -> dict[tuple[str, int], str]:
     """(host, port) as Citus knows a node -> the topology's node name."""
     out: dict[tuple[str, int], str] = {}
-    for name, ep in stores.ctx.store.endpoints().items():
+    for name, ep in stores.ctx.endpoints().items():
         out[(ep.internal_host, ep.internal_port)] = name
         out.setdefault((ep.host, ep.port), name)
     return out

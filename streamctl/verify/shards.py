@@ -16,6 +16,7 @@ from psycopg import Connection
 from streamctl.config.model import Role
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError, PreflightError
+from streamctl.pgconn import PrivilegeError
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def _round(v: float | None) -> float | None:
 def node_names(ctx: ClusterContext) -> dict[tuple[str, int], str]:
     """(host, port) as Citus registered them -> topology node name (internal and external addresses)."""
     out: dict[tuple[str, int], str] = {}
-    for ep in ctx.store.endpoints().values():
+    for ep in ctx.endpoints().values():
         out[(ep.internal_host, ep.internal_port)] = ep.name
         out[(ep.host, ep.port)] = ep.name
     return out
@@ -106,6 +107,9 @@ def _shard_rows(conn: Connection[Any], table: str) -> dict[int, int]:
     rows = conn.execute("SELECT shardid, success, result FROM run_command_on_shards(%s::regclass, "
                         "'SELECT count(*) FROM %%s')", (table,)).fetchall()
     bad = [f"shard {r[0]}: {r[2]}" for r in rows if not r[1]]
+    if any("permission denied" in b for b in bad):  # the workers ran the count as our role
+        raise PrivilegeError(getattr(conn, "node_name", "") or "coordinator",
+                             f"permission denied for table {table} (counting its shards on the workers)")
     if bad:
         raise PreflightError(f"cannot count the shards of {table}", details=bad[:5])
     return {int(r[0]): int(r[2]) for r in rows}
