@@ -80,7 +80,7 @@ def url(node: NodeArg, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = No
     if n.is_external and n.engine is Engine.POSTGRES:  # its password stays in the variable it came from
         info = conninfo_to_dict(ctx.pg_conninfo(node, database))
         info.pop("password", None)
-        render.console.print(make_conninfo(**info), soft_wrap=True, markup=False)
+        render.console.print(make_conninfo("", **info), soft_wrap=True, markup=False)
     elif n.engine is Engine.POSTGRES:
         render.console.print(ctx.pg_conninfo(node, database).split("?")[0], soft_wrap=True, markup=False)
     elif n.engine is Engine.REDIS:
