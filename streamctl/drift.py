@@ -3,10 +3,13 @@ present and its worker list. Reads only; the configuration steps' own checks rep
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psycopg
 
+from streamctl.citus import catalog
+from streamctl.citus.nodes import worker_address
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, ExitCode, PreflightError, StreamctlError
@@ -28,10 +31,8 @@ def _major(conn: psycopg.Connection[Any]) -> int:
 
 
 def _check_citus_capable(conn: psycopg.Connection[Any], node: Node) -> None:
-    row = conn.execute("SELECT current_setting('shared_preload_libraries'), "
-                       "EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'citus')").fetchone()
-    preload, available = (str(row[0]), bool(row[1])) if row else ("", False)
-    if not available or "citus" not in [p.strip() for p in preload.split(",")]:
+    available, preloaded = catalog.loadable(conn)
+    if not (available and preloaded):
         why = "the citus extension is not installed" if not available else \
             "citus is not in shared_preload_libraries"
         raise NotCitusError(f"{node.name} ({node.host}:{node.port}) is not a Citus node: {why}",
@@ -75,21 +76,12 @@ def external_differences(ctx: ClusterContext) -> list[str]:
 
 def _unknown_workers(ctx: ClusterContext, conn: psycopg.Connection[Any], node: Node) -> list[str]:
     """Workers Citus knows that the topology does not (missing ones are the worker step's to report)."""
-    if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone():
+    if not catalog.extension_created(conn):
         return []
     expected = set()
     for w in ctx.topology.nodes_by_role(Role.WORKER):
-        ep = ctx.endpoint(w.name) if w.is_external else None
-        if ep is not None:
-            expected.add((ep.internal_host, ep.internal_port))
-        else:
-            try:
-                ep = ctx.store.endpoint(w.name)
-                expected.add((ep.internal_host, ep.internal_port))
-            except StreamctlError:
-                pass
-    rows = conn.execute("SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0 "
-                        "AND noderole = 'primary' ORDER BY nodeid").fetchall()
+        with contextlib.suppress(StreamctlError):  # a provisioned worker not up yet: the worker step reports it
+            expected.add(worker_address(ctx, w))
     return [f"{node.name}: Citus has worker {h}:{p}, which is not in the topology (map it with "
             "metadata.workers.nodes[].citus_host/citus_port, or remove it from Citus)"
-            for h, p in rows if (h, int(p)) not in expected]
+            for (h, p) in catalog.primary_workers(conn) if (h, p) not in expected]

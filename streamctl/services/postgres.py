@@ -15,7 +15,7 @@ from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.errors import StepError
 from streamctl.names import SCHEMA_VERSION_TABLE
-from streamctl.services.base import ConfigStep
+from streamctl.steps import ConfigStep
 
 AFTER_DISTRIBUTION = "-- streamctl: after-distribution"
 
