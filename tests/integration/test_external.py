@@ -25,7 +25,7 @@ from streamctl.pgconn import PrivilegeError
 from streamctl.runner import Runner
 from streamctl.seed.run import SeedOptions, seed
 from streamctl.verify.runner import run_checks
-from streamctl.verify.shards import inspect_shards
+from streamctl.citus.shards import inspect_shards
 from tests.conftest import citus_bindir, traversable_tmpdir
 from tests.external_servers import USER, HandCluster, HandServer
 
