@@ -242,3 +242,33 @@ def test_read_only_role_reads_and_a_missing_privilege_is_named(hand: Any) -> Non
     finally:
         with servers[0].connect("metadata_db") as conn:
             conn.execute("GRANT SELECT ON content_metadata TO ops_reader")
+
+
+def test_scale_registers_and_drains_workers_that_already_run(hand: Any) -> None:
+    from streamctl.scale import scale_workers
+
+    cluster, servers, path = hand
+    extra = cluster.server(citus=True)  # a third worker the operator started; streamctl only registers it
+    with extra.connect() as conn:
+        conn.execute("CREATE DATABASE metadata_db")
+    data = yaml.safe_load(path.read_text())
+    data["metadata"]["workers"]["nodes"].append({"port": extra.port})
+    scaled = path.parent / "scaled.yaml"
+    scaled.write_text(yaml.safe_dump(data, sort_keys=False))
+    ctx = context(scaled, cluster.password)
+    Runner(ctx, select_backend(ctx), configure_external=True).up()
+    grown = scale_workers(ctx, select_backend(ctx), 3, update_file=False)
+    assert grown.added == ["worker-3"]
+    with servers[0].connect("metadata_db") as conn:
+        placed = conn.execute("SELECT count(*) FROM citus_shards WHERE nodeport = %s", (extra.port,)).fetchone()
+    assert placed is not None and placed[0] > 0
+    ctx3 = context(scaled, cluster.password)
+    ctx3.topology = ctx3.topology.model_copy(update={"metadata": ctx3.topology.metadata.model_copy(
+        update={"workers": ctx3.topology.metadata.workers.model_copy(update={"count": 3})})})
+    shrunk = scale_workers(ctx3, select_backend(ctx3), 2, update_file=False)
+    assert shrunk.removed == ["worker-3"]
+    with servers[0].connect("metadata_db") as conn:
+        left = conn.execute("SELECT count(*) FROM pg_dist_node WHERE nodeport = %s", (extra.port,)).fetchone()
+    assert left == (0,)
+    with extra.connect() as conn:  # drained and unregistered, but still running: never stopped
+        assert conn.execute("SELECT 1").fetchone() == (1,)
