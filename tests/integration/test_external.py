@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from streamctl.backends import select_backend
+from streamctl.citus.shards import inspect_shards
 from streamctl.config.load import load_topology
 from streamctl.context import ClusterContext
 from streamctl.drift import DriftError, NotCitusError
@@ -25,7 +26,6 @@ from streamctl.pgconn import PrivilegeError
 from streamctl.runner import Runner
 from streamctl.seed.run import SeedOptions, seed
 from streamctl.verify.runner import run_checks
-from streamctl.citus.shards import inspect_shards
 from tests.conftest import citus_bindir, traversable_tmpdir
 from tests.external_servers import USER, HandCluster, HandServer
 
