@@ -112,7 +112,9 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
         preflight(conn, ctx, opts.transfer_mode)
         before = integrity_before(conn)
     new_ctx = ClusterContext(new_topology, ctx.store, ctx.topology_path)
-    new_backend = select_backend(new_ctx, backend.name)
+    # Keep the backend already resolved; a cluster with external nodes resolves per node again.
+    mixed = backend.name == "external" or any(n.is_external for n in new_topology.nodes())
+    new_backend = select_backend(new_ctx, None if mixed else backend.name)
     if count > current:
         _grow(new_ctx, new_backend, current, say, result, opts, update_file)
     else:
@@ -136,7 +138,9 @@ def _grow(ctx: ClusterContext, backend: Backend, current: int, say: Emit, result
     result.added = [n.name for n in new_workers]
     count = len(ctx.topology.nodes_by_role(Role.WORKER))
     try:
-        Runner(ctx, backend, emit=say).up()  # provisions the new workers; its Citus step registers them
+        # Provisions the new workers (external ones already run) and its Citus step registers them; scaling
+        # is an explicit change, so external nodes are configured too.
+        Runner(ctx, backend, emit=say, configure_external=True).up()
         with coordinator_conn(ctx) as conn:
             with deferred_interrupt():
                 register_workers(conn, [worker_address(ctx, n) for n in new_workers])
@@ -160,6 +164,9 @@ def _shrink(old_ctx: ClusterContext, old_backend: Backend, ctx: ClusterContext, 
         with deferred_interrupt():  # unregister every leaving worker, or none
             citus_rebalance.unregister(conn, addresses, say)
     for node in leaving:
+        if node.is_external:  # drained and unregistered; the server itself is its administrator's
+            say(Event("done", node.name, "remove", "external: left running, no longer in the cluster"))
+            continue
         old_backend.remove(node, volumes=True)
         say(Event("done", node.name, "remove", "stopped, data removed"))
     ctx.store.record_endpoints(backend.name, [backend.endpoint(n) for n in ctx.topology.nodes()])

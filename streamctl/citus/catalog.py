@@ -41,6 +41,15 @@ def extension_created(conn: Conn) -> bool:
     return _one(conn, "SELECT 1 FROM pg_extension WHERE extname = 'citus'") is not None
 
 
+def loadable(conn: Conn) -> tuple[bool, bool]:
+    """(the extension is installed, citus is in shared_preload_libraries): can this server run Citus?"""
+    row = _one(conn, "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'citus'), "
+                     "current_setting('shared_preload_libraries')")
+    if row is None:
+        return False, False
+    return bool(row[0]), "citus" in [p.strip() for p in str(row[1]).split(",")]
+
+
 def create_extension(conn: Conn) -> None:
     conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
 

@@ -75,7 +75,7 @@ class Stores:
         if t.redis.enabled:
             stores.redis = _redis_client(ctx, sizes)
             ep = ctx.endpoint(t.redis.name)
-            stores.cache_reader = CacheReader(ep.host, ep.port, ctx.secrets["redis_password"], sizes.wait_seconds)
+            stores.cache_reader = CacheReader(ep.host, ep.port, ctx.redis_password(), sizes.wait_seconds)
         else:
             stores.disabled[REDIS] = "Redis is disabled in the topology (redis.enabled)"
         if t.mongo.enabled:

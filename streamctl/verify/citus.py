@@ -34,7 +34,7 @@ def skip_reason(t: Topology) -> str | None:
 def check_workers(ctx: ClusterContext) -> list[CheckResult]:
     """Every worker of the topology is registered, active and a primary; no stray active node."""
     workers = ctx.topology.nodes_by_role(Role.WORKER)
-    labels = node_names(ctx.store.endpoints())
+    labels = node_names(ctx.endpoints())
     try:
         with coordinator_conn(ctx) as conn:
             rows = catalog.worker_rows(conn)
