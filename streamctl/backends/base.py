@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -26,6 +27,9 @@ class Action(StrEnum):
     NOOP = "noop"
 
 
+Notify = Callable[[str, str], None]  # (node or "*", message): what a backend reports while preparing
+
+
 @dataclass(frozen=True)
 class Observation:
     node: str
@@ -40,17 +44,6 @@ def fingerprint(definition: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def decide(obs: Observation, desired: str) -> Action:
-    """The convergence rule, shared by every backend."""
-    if obs.state is NodeState.MISSING:
-        return Action.CREATE
-    if obs.fingerprint is not None and obs.fingerprint != desired:
-        return Action.RECREATE
-    if obs.state is NodeState.STOPPED:
-        return Action.START
-    return Action.NOOP
-
-
 @runtime_checkable
 class Backend(Protocol):
     """Where nodes run. Methods never print; failures raise StreamctlError subclasses."""
@@ -59,6 +52,10 @@ class Backend(Protocol):
 
     def preflight(self, nodes: list[Node]) -> None:
         """Raise PreflightError naming anything missing (binary, extension, engine), before any change."""
+
+    def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
+        """Before any node is created or changed: what all the changes need (images present, data
+        compatible, directories placed); raises without changing any node."""
 
     def observe(self, node: Node) -> Observation: ...
 

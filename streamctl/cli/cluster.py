@@ -6,12 +6,11 @@ from typing import Annotated
 
 import typer
 
-from streamctl.backends.docker import DockerBackend
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
-from streamctl.events import Event
+from streamctl.cli.guard import StepLog, WaitLockOpt, mutating
 from streamctl.runner import Runner
-from streamctl.status import cluster_status, dry_run
+from streamctl.status import cluster_status
 
 
 def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
@@ -19,31 +18,26 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
        timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to be ready.")] = 120.0,
        verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                              help="Also list configuration steps already in place.")] = False,
-       json_: JsonOpt = False) -> None:
+       wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Provision everything the topology describes; a second run changes nothing.
 
-    Example: streamctl up -f examples/no-citus.yaml --backend local
+    Example: streamctl up -f examples/no-citus.yaml --backend local --wait-lock 600
     """
     ctx = load_context(file, state_dir)
-    be = load_backend(ctx, backend)
-    runner = Runner(ctx, be, emit=None if json_ else render.progress(verbose), timeout=timeout)
-    if isinstance(be, DockerBackend) and not json_:  # image pulls report progress as they go
-        be.progress = lambda node, message: render.event(Event("info", node, "image", message))
+    be = load_backend(ctx, backend, progress=None if json_ else render.image_progress)
+    steps = StepLog(None if json_ else render.progress(verbose))
+    runner = Runner(ctx, be, emit=steps, timeout=timeout)
     if dry_run_:
-        plan = dry_run(runner)
+        plan = runner.preview()
         if json_:
-            render.print_json(plan)
+            render.print_json(plan.to_json())
         else:
-            render.table(f"plan for {ctx.topology.cluster} ({be.name})", ["node", "action", "why"],
-                         [(p["node"], p["action"], p["detail"]) for p in plan])
+            render.plan(plan)
         return
-    result = runner.up()
+    with mutating(ctx, "up", wait_lock, steps):
+        result = runner.up()
     if json_:
-        render.print_json({"cluster": ctx.topology.cluster, "backend": be.name, "changed": result.changed,
-                           "seconds": round(result.seconds, 3),
-                           "nodes": [{"name": s.node.name, "action": s.action.value} for s in result.node_steps],
-                           "configured": [{"node": n, "step": s, "changes": c}
-                                          for n, s, c in result.config_changes]})
+        render.print_json(result.to_json())
     elif result.changed:
         render.line(f"cluster {ctx.topology.cluster} is up ({be.name}, {result.seconds:.1f}s)", "bold green")
     else:
@@ -53,14 +47,16 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
 
 def down(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
          volumes: Annotated[bool, typer.Option("--volumes", "-v",
-                                               help="Also delete all data, secrets and state.")] = False) -> None:
+                                               help="Also delete all data, secrets and state.")] = False,
+         wait_lock: WaitLockOpt = None) -> None:
     """Stop the cluster (data kept), or destroy it with --volumes.
 
     Example: streamctl down --volumes
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
-    Runner(ctx, be, emit=render.event).down(volumes=volumes)
+    with mutating(ctx, "down", wait_lock):
+        Runner(ctx, be, emit=render.progress(verbose=True)).down(volumes=volumes)
     render.line(f"cluster {ctx.topology.cluster} " + ("destroyed (data removed)" if volumes else
                                                        "stopped (data kept)"), "bold green")
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from streamctl.backends import select_backend
-from streamctl.backends.base import Backend
-from streamctl.config.load import load_topology
-from streamctl.context import ClusterContext
+if TYPE_CHECKING:  # imported where used: `validate` needs none of the backend machinery
+    from streamctl.backends.base import Backend
+    from streamctl.context import ClusterContext
+    from streamctl.events import Progress
 
 FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Topology file.", show_default=True)]
 StateDirOpt = Annotated[str | None, typer.Option(
@@ -23,11 +23,16 @@ DEFAULT_FILE = Path("topology.yaml")
 
 
 def load_context(file: Path, state_dir: str | None = None) -> ClusterContext:
+    from streamctl.config.load import load_topology
+    from streamctl.context import ClusterContext
+
     topology = load_topology(file)
     return ClusterContext.build(topology, file.absolute(), state_dir)
 
 
-def load_backend(ctx: ClusterContext, backend: str | None = None) -> Backend:
+def load_backend(ctx: ClusterContext, backend: str | None = None, progress: Progress | None = None) -> Backend:
     if backend not in (None, "docker", "local", "auto"):
         raise typer.BadParameter("must be docker, local or auto", param_hint="--backend")
-    return select_backend(ctx, backend)
+    from streamctl.backends import select_backend
+
+    return select_backend(ctx, backend, progress)

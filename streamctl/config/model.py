@@ -212,6 +212,7 @@ def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], 
     if role in (Role.COORDINATOR, Role.WORKER) and topology.citus:
         settings["shared_preload_libraries"] = "citus"
         settings["citus.enable_statistics_collection"] = "off"  # never phone home
+        settings["citus.stat_tenants_track"] = "all"  # per-title query counts for `shards hot`
     return tuple(sorted(settings.items()))
 
 

@@ -160,6 +160,20 @@ class Shards(BaseModel):
     workers: list[WorkerShards]
 
 
+class Rebalance(BaseModel):
+    """The latest Citus rebalance job (none yet: job_id null); `active` while it is scheduled or running."""
+
+    citus: bool
+    job_id: int | None = None
+    state: str | None = None
+    active: bool = False
+    moves_total: int = 0
+    moves_done: int = 0
+    running: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
 class ReplicaState(BaseModel):
     replica: str
     subscription: str

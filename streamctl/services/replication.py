@@ -4,12 +4,33 @@ from __future__ import annotations
 
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node, Role
-from streamctl.context import REPLICATION_USER, ClusterContext
-from streamctl.names import PUBLICATION, subscription_name
+from streamctl.context import ClusterContext
+from streamctl.names import PUBLICATION, REPLICATION_USER, subscription_name
 from streamctl.replication import catalog
 from streamctl.replication.catchup import table_ready, wait_synced
-from streamctl.services.postgres import ensure_login_role, grant_read, reader_pending
+from streamctl.services.postgres import ensure_login_role, grant_read, reader_pending, schema_step
 from streamctl.steps import ConfigStep
+
+
+def primary_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
+    """Adapter: the analytics schema on the primary, then the replication role and the publication."""
+    primary = ctx.first(Role.ANALYTICS_PRIMARY)
+    if primary is None:
+        return []
+    repl = ReplicationService(ctx, backend)
+    return [schema_step(ctx, primary, "analytics", after_distribution=False), repl.role_step(),
+            repl.publication_step()]
+
+
+def replica_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
+    """Adapter: per replica, the schema (logical replication copies rows, not DDL), then the subscription."""
+    if ctx.first(Role.ANALYTICS_PRIMARY) is None:
+        return []
+    repl = ReplicationService(ctx, backend)
+    out = []
+    for replica in repl.replicas:
+        out += [schema_step(ctx, replica, "analytics", after_distribution=False), repl.subscription_step(replica)]
+    return out
 
 
 class ReplicationService:

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from streamctl.gateway import ops
 from streamctl.gateway.deps import StoresDep, errors
-from streamctl.gateway.schemas import Health, Replication, Shards
+from streamctl.gateway.schemas import Health, Rebalance, Replication, Shards
 
 router = APIRouter(tags=["operations"])
 
@@ -25,6 +25,13 @@ async def health(stores: StoresDep) -> JSONResponse:
 async def shards(stores: StoresDep) -> Shards:
     """Shard placements per Citus node (empty, citus false, when Citus is off)."""
     return await ops.shards(stores)
+
+
+@router.get("/api/v1/ops/rebalance", response_model=Rebalance, responses=errors(503))
+async def rebalance(stores: StoresDep) -> Rebalance:
+    """The latest Citus rebalance job: state, shard moves done / total, moves running (citus false when
+    Citus is off; job_id null when no rebalance ever ran)."""
+    return await ops.rebalance(stores)
 
 
 @router.get("/api/v1/ops/replication", response_model=Replication)
