@@ -9,7 +9,6 @@ with the row counts unchanged, the gateway's endpoints over it, and `down --volu
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port, traversable_tmpdir
+from tests.conftest import free_port, free_port_run, traversable_tmpdir
 from tests.docker_helpers import (
     REPO,
     cluster_resources,
@@ -34,27 +33,6 @@ from tests.e2e.test_docker_e2e import Cli
 pytestmark = [pytest.mark.docker, pytest.mark.citus]
 
 CITUS_TABLES = ("content_metadata", "content_genres", "content_cast_crew", "trending_daily", "genres", "cast_crew")
-
-
-def free_port_run(n: int) -> int:
-    """A port p with p .. p+n-1 all free on 127.0.0.1 (worker i listens on port + i - 1)."""
-    for _ in range(50):
-        base = free_port()
-        if base + n > 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError(f"no run of {n} free ports found")
 
 
 @pytest.fixture
