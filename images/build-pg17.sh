@@ -4,8 +4,10 @@
 # (images/build.sh). Tests use it beside the bookworm image (PostgreSQL 15) to change a node's image to
 # another PostgreSQL major version. Like the official images, it declares its major version in PG_MAJOR.
 #
-# Idempotent: does nothing when the tag exists (FORCE=1 rebuilds); the root filesystem is cached as a
-# tarball outside the repository. Environment: STREAMCTL_PG17_IMAGE (tag), STREAMCTL_DEBIAN_MIRROR,
+# Keyed by its inputs like images/build.sh (this script, the entrypoint, suite, packages, mirror): an image
+# with the same key (tag TAG-KEY) is reused and TAG moved to it, a changed input builds a new one (FORCE=1
+# rebuilds anyway); the keyed tag is printed on stdout. The root filesystem is cached as a tarball outside
+# the repository. Environment: STREAMCTL_PG17_IMAGE (tag), STREAMCTL_DEBIAN_MIRROR,
 # STREAMCTL_IMAGE_CACHE, FORCE (as for images/build.sh).
 set -euo pipefail
 
@@ -18,11 +20,6 @@ cache="${STREAMCTL_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamctl/images
 
 log() { printf '[build-pg17.sh] %s\n' "$*" >&2; }
 
-if [[ "${FORCE:-0}" != 1 ]] && docker image inspect "$tag" >/dev/null 2>&1; then
-    log "$tag exists: nothing to do (FORCE=1 rebuilds)"
-    exit 0
-fi
-
 apt_mirror() {  # the Debian archive apt uses here (one-line or deb822 sources)
     {
         grep -hE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
@@ -32,6 +29,15 @@ apt_mirror() {  # the Debian archive apt uses here (one-line or deb822 sources)
 }
 
 mirror="${STREAMCTL_DEBIAN_MIRROR:-$(apt_mirror || true)}"
+image_key="$(cat "$here/build-pg17.sh" "$here/docker-entrypoint.sh" <(printf '%s %s %s' "$suite" "$packages" "$mirror") |
+    sha256sum | cut -c1-12)"
+if [[ "$tag" == *:* ]]; then keyed="$tag-$image_key"; else keyed="$tag:$image_key"; fi
+if [[ "${FORCE:-0}" != 1 ]] && docker image inspect "$keyed" >/dev/null 2>&1; then
+    docker tag "$keyed" "$tag"
+    log "$keyed is up to date (FORCE=1 rebuilds); $tag points at it"
+    echo "$keyed"
+    exit 0
+fi
 key="$(printf '%s %s %s' "$suite" "$packages" "$mirror" | sha256sum | cut -c1-12)"
 rootfs_tar="$cache/rootfs-$suite-$key.tar"
 mkdir -p "$cache"
@@ -66,7 +72,7 @@ mkdir -p "$stage/add/var/lib/postgresql/data" "$stage/add/docker-entrypoint-init
 tar --numeric-owner --owner=0 --group=0 -C "$stage/add" -rf "$stage/rootfs.tar" \
     ./usr/local/bin/docker-entrypoint.sh ./var/lib/postgresql/data ./docker-entrypoint-initdb.d
 
-log "docker import -> $tag"
+log "docker import -> $keyed"
 docker import \
     --change "ENV PATH=/usr/lib/postgresql/$major/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     --change "ENV PG_MAJOR=$major" \
@@ -75,6 +81,9 @@ docker import \
     --change 'EXPOSE 5432' \
     --change 'ENTRYPOINT ["docker-entrypoint.sh"]' \
     --change 'CMD ["postgres"]' \
+    --change "LABEL io.streamctl.test-image.key=$image_key" \
     --message "streamctl test image: Debian $suite, PostgreSQL $major" \
-    "$stage/rootfs.tar" "$tag" >/dev/null
-log "built $tag"
+    "$stage/rootfs.tar" "$keyed" >/dev/null
+docker tag "$keyed" "$tag"
+log "built $keyed ($tag points at it)"
+echo "$keyed"
