@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 from streamctl.config.model import Node, Role, Topology
 from streamctl.errors import BackendError, NotFoundError
 from streamctl.names import GATEWAY_USER, MONGO_APP_USER, MONGO_ROOT_USER
+from streamctl.pgconn import NodeConnection, NodeCursor, PrivilegeError, external_conninfo, external_endpoint
 from streamctl.state import Endpoint, StateStore, cluster_dir
 from streamctl.tls.material import ClusterTls
 from streamctl.tls.server import CA, libpq_verify
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     import psycopg
     import redis as redis_lib
     from pymongo import MongoClient
-
 
 
 @dataclass
@@ -67,8 +67,17 @@ class ClusterContext:
             raise NotFoundError(f"no TLS directory is recorded for {client}", hint="run `streamctl up` again")
         return f"{tls_dir}/{CA}"
 
-    def pg_ssl(self, client: str | None = None) -> dict[str, str]:
-        """libpq parameters for a connection to any node: verify-full against the cluster CA when TLS is on."""
+    def managed_tls(self, name: str) -> bool:
+        """True when the cluster's own TLS covers the node (on, and not an external node: those bring theirs)."""
+        node = self.topology.node(name)
+        return self.tls_on and not (node is not None and node.is_external)
+
+    def pg_ssl(self, client: str | None = None, target: str | None = None) -> dict[str, str]:
+        """libpq parameters for a connection to `target` (from streamctl, or from node `client`): verify-full
+        against the cluster CA when the cluster's TLS covers both ends."""
+        ends = [e for e in (target, client) if e is not None]
+        if not all(self.managed_tls(e) for e in ends):
+            return {}
         return libpq_verify(self.ca_path(client)) if self.tls_on else {}
 
     def node(self, name: str) -> Node:
@@ -79,7 +88,17 @@ class ClusterContext:
         return node
 
     def endpoint(self, name: str) -> Endpoint:
+        """Where a node is: an external node's follows from the topology alone, no `up` needed."""
+        node = self.topology.node(name)
+        if node is not None and node.is_external:
+            return external_endpoint(node)
         return self.store.endpoint(name)
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        """Every known node's endpoint: recorded ones plus the external nodes of the topology."""
+        out = self.store.endpoints()
+        out.update({n.name: external_endpoint(n) for n in self.topology.nodes() if n.is_external})
+        return out
 
     def first(self, role: Role) -> Node | None:
         nodes = self.topology.nodes_by_role(role)
@@ -88,7 +107,12 @@ class ClusterContext:
     # -- PostgreSQL -------------------------------------------------------------------------------
     def gateway_conninfo(self, name: str, dbname: str | None = None, connect_timeout: int = 5,
                          application_name: str = "streamctl") -> str:
-        """As the gateway's least-privilege role, not the superuser."""
+        """As the gateway's least-privilege role, not the superuser; on an external node, as the role the
+        topology gives for it (the operator's choice: make it a read-only one)."""
+        node = self.topology.node(name)
+        if node is not None and node.is_external:
+            return self.pg_conninfo(name, dbname, connect_timeout=connect_timeout,
+                                    application_name=application_name)
         return self.pg_conninfo(name, dbname, GATEWAY_USER, self.secrets["gateway_password"],
                                 connect_timeout=connect_timeout, application_name=application_name)
 
@@ -102,13 +126,20 @@ class ClusterContext:
         db = dbname or ep.database or "postgres"
         credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
         uri = f"postgresql://{credentials}@{ep.host}:{ep.port}/{quote(db, safe='')}"
-        ssl = self.pg_ssl()  # with TLS on: sslmode=verify-full and the cluster CA, so the URI works as printed
+        ssl = self.pg_ssl(target=name)  # TLS on: sslmode=verify-full and the cluster CA, usable as printed
         return uri + ("?" + "&".join(f"{k}={quote(v, safe='/')}" for k, v in ssl.items()) if ssl else "")
 
     def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
                     password: str | None = None, connect_timeout: int = 5,
                     application_name: str = "streamctl") -> str:
-        """The URI plus the options streamctl connects with."""
+        """The URI plus the options streamctl connects with; an external node's libpq keywords (TLS settings
+        passed through, its password only in memory)."""
+        node = self.topology.node(name)
+        if node is not None and node.external is not None and user is None:
+            from psycopg.conninfo import make_conninfo
+
+            return make_conninfo(external_conninfo(node, self.topology.pg_user, dbname),
+                                 connect_timeout=connect_timeout, application_name=application_name)
         uri = self.pg_uri(name, dbname, user, password)
         query = urlencode({"connect_timeout": connect_timeout, "application_name": application_name})
         return f"{uri}{'&' if '?' in uri else '?'}{query}"
@@ -117,26 +148,45 @@ class ClusterContext:
                    **kwargs: Any) -> psycopg.Connection[Any]:
         import psycopg
 
+        node = self.topology.node(name)
+        external = node is not None and node.is_external
         try:
-            return psycopg.connect(self.pg_conninfo(name, dbname), autocommit=autocommit, **kwargs)
+            conn = NodeConnection.connect(self.pg_conninfo(name, dbname), autocommit=autocommit,
+                                          cursor_factory=NodeCursor, **kwargs)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise PrivilegeError(name, _first_line(exc)) from None
         except psycopg.OperationalError as exc:
-            raise BackendError(f"cannot connect to {name}: {_first_line(exc)}",
-                               hint="is the cluster up? try `streamctl status`") from exc
+            hint = (f"{name} is external: check its host, port, user, password and TLS settings in the "
+                    "topology" if external else "is the cluster up? try `streamctl status`")
+            raise BackendError(f"cannot connect to {name}: {_first_line(exc)}", hint=hint) from None
+        conn.node_name = name
+        return conn
 
     # -- Redis ------------------------------------------------------------------------------------
+    def redis_password(self) -> str:
+        node = self.topology.node(self.topology.redis.name)
+        if node is not None and node.external is not None:
+            return node.external.password or ""
+        return self.secrets["redis_password"]
+
     def redis_url(self, with_ca: bool = False) -> str:
-        """rediss:// (TLS) when TLS is on; redis_ssl() gives the client the CA to verify with (or, with_ca,
-        the URL carries it as redis-py's query parameters)."""
+        """rediss:// (TLS) when the cluster's TLS covers Redis; redis_ssl() gives the client the CA to verify
+        with (or, with_ca, the URL carries it as redis-py's query parameters)."""
         ep = self.endpoint(self.topology.redis.name)
-        scheme = "rediss" if self.tls_on else "redis"
-        url = f"{scheme}://:{quote(self.secrets['redis_password'], safe='')}@{ep.host}:{ep.port}/0"
-        if with_ca and self.tls_on:
+        tls = self.managed_tls(self.topology.redis.name)
+        scheme = "rediss" if tls else "redis"
+        url = f"{scheme}://:{quote(self.redis_password(), safe='')}@{ep.host}:{ep.port}/0"
+        if with_ca and tls:
             url += f"?ssl_ca_certs={quote(self.ca_path(), safe='/')}&ssl_cert_reqs=required"
         return url
 
+    def redis_ca(self) -> str | None:
+        """The CA file Redis clients verify with, or None when the cluster's TLS does not cover Redis."""
+        return self.ca_path() if self.managed_tls(self.topology.redis.name) else None
+
     def redis_ssl(self) -> dict[str, Any]:
         """redis-py keyword arguments: verify the server's certificate and host name against the cluster CA."""
-        if not self.tls_on:
+        if not self.managed_tls(self.topology.redis.name):
             return {}
         return {"ssl_ca_certs": self.ca_path(), "ssl_cert_reqs": "required", "ssl_check_hostname": True}
 
@@ -149,6 +199,13 @@ class ClusterContext:
     # -- MongoDB ----------------------------------------------------------------------------------
     def mongo_uri(self, admin: bool = False) -> str:
         ep = self.endpoint(self.topology.mongo.name)
+        node = self.topology.node(self.topology.mongo.name)
+        if node is not None and node.external is not None:
+            ext = node.external
+            cred = f"{quote(ext.user, safe='')}:{quote(ext.password or '', safe='')}@" if ext.user else ""
+            tls = "&tls=true" if ext.sslmode in ("require", "verify-ca", "verify-full") else ""
+            return (f"mongodb://{cred}{ep.host}:{ep.port}/?authSource={self.topology.mongo.database}"
+                    f"&directConnection=true&serverSelectionTimeoutMS=5000{tls}")
         if admin:
             user, pw, auth_db = MONGO_ROOT_USER, self.secrets["mongo_password"], "admin"
         else:

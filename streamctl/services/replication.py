@@ -82,7 +82,7 @@ class ReplicationService:
     def conninfo(self, replica: str) -> str:
         """How `replica` reaches the primary: with TLS on, verifying it against the CA inside the replica."""
         ep = self.ctx.endpoint(self.primary.name)
-        ssl = "".join(f" {k}={v}" for k, v in self.ctx.pg_ssl(client=replica).items())
+        ssl = "".join(f" {k}={v}" for k, v in self.ctx.pg_ssl(client=replica, target=self.primary.name).items())
         return (f"host={ep.internal_host} port={ep.internal_port} dbname={self.database} "
                 f"user={REPLICATION_USER} password={self.ctx.secrets['replication_password']} "
                 f"application_name=streamctl{ssl}")

@@ -70,7 +70,7 @@ def _required(ctx: ClusterContext, node: Node) -> Verdict:
 
 
 def check_required(ctx: ClusterContext) -> list[CheckResult]:
-    nodes = ctx.topology.nodes()
+    nodes = [n for n in ctx.topology.nodes() if ctx.managed_tls(n.name)]  # external nodes bring their own
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
         return list(pool.map(lambda n: guarded(REQUIRED, n.name, lambda: _required(ctx, n)), nodes))
 
@@ -88,7 +88,7 @@ def check_expiry(ctx: ClusterContext) -> list[CheckResult]:
     """The CA and each node's certificate as deployed (the files `up` gave the servers)."""
     tls = ctx.tls
     out = [guarded(EXPIRY, "ca", lambda: _expiry("cluster CA", tls.ca_file.read_bytes()))]
-    for node in ctx.topology.nodes():
+    for node in [n for n in ctx.topology.nodes() if ctx.managed_tls(n.name)]:
         def one(n: Node = node) -> Verdict:
             try:
                 return _expiry("certificate", tls.deployed_cert(n.name).read_bytes())
