@@ -15,7 +15,8 @@ from streamctl.steps import ConfigStep
 
 def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
     t = ctx.topology
-    out = [hba_step(ctx, backend, n, []) for n in t.nodes() if n.role in (Role.COORDINATOR, Role.WORKER)]
+    out = [hba_step(ctx, backend, n, []) for n in t.nodes()
+           if n.role in (Role.COORDINATOR, Role.WORKER) and not n.is_external]
     primary = ctx.first(Role.ANALYTICS_PRIMARY)
     if primary is None:
         return out

@@ -15,7 +15,11 @@ EXPIRY = "tls.expiry"
 
 
 def skip_reason(t: Topology) -> str | None:
-    return None if t.tls.enabled else "TLS is off in the topology (tls: false)"
+    if not t.tls.enabled:
+        return "TLS is off in the topology (tls: false)"
+    if all(n.is_external for n in t.nodes()):
+        return "every node is external: the cluster CA covers provisioned nodes only"
+    return None
 
 
 def _postgres(ctx: ClusterContext, node: Node) -> Verdict:

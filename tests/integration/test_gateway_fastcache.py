@@ -20,6 +20,11 @@ def redis_node(make_cluster):
     return c, ep.host, ep.port, c.ctx.secrets["redis_password"]
 
 
+def _reader(c, host: str, port: int, password: str) -> CacheReader:
+    """Over TLS (the cluster's default), verifying Redis against the cluster CA."""
+    return CacheReader(host, port, password, ca=c.ctx.redis_ca())
+
+
 def test_concurrent_gets_get_their_own_values(redis_node) -> None:
     c, host, port, password = redis_node
     client = c.ctx.redis()
@@ -28,7 +33,7 @@ def test_concurrent_gets_get_their_own_values(redis_node) -> None:
     client.close()
 
     async def scenario() -> None:
-        reader = CacheReader(host, port, password)
+        reader = _reader(c, host, port, password)
         try:
             keys = [f"k{i}" for i in range(500)] + ["missing", "binary"]
             values = await asyncio.gather(*(reader.get(k) for k in keys))
@@ -42,10 +47,10 @@ def test_concurrent_gets_get_their_own_values(redis_node) -> None:
 
 
 def test_wrong_password_is_refused(redis_node) -> None:
-    _c, host, port, _password = redis_node
+    c, host, port, _password = redis_node
 
     async def scenario() -> None:
-        reader = CacheReader(host, port, "not-the-password")
+        reader = _reader(c, host, port, "not-the-password")
         with pytest.raises(ConnectionError, match="refused"):
             await reader.get("k")
 
@@ -58,7 +63,7 @@ def test_reconnects_after_the_connection_is_killed(redis_node) -> None:
     admin.set("k", "v")
 
     async def scenario() -> None:
-        reader = CacheReader(host, port, password)
+        reader = _reader(c, host, port, password)
         try:
             assert await reader.get("k") == b"v"
             admin.client_kill_filter(_type="normal", skipme=True)
