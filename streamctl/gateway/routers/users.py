@@ -20,14 +20,16 @@ router = APIRouter(prefix="/api/v1/content/users", tags=["users"])
 
 # The history is selected on the analytics side (a materialised CTE over the foreign table, so the
 # filter, order and limit are pushed to the remote server), then joined with the catalogue for titles.
-# With Citus, the CTE is what lets a foreign table join a distributed one (recursive planning).
+# With Citus, the CTE is what lets a foreign table join a distributed one (recursive planning). The limit
+# is a literal (a validated int): postgres_fdw pushes LIMIT only when it is a constant, and a prepared
+# statement's generic plan would otherwise fetch whole fetch_size batches for a page.
 HISTORY_SQL = """
 WITH h AS MATERIALIZED (
     SELECT history_id, content_id, watched_at, duration_watched_seconds, last_position_seconds
     FROM {{history}}
     WHERE user_id = %(user)s {after}
     ORDER BY watched_at DESC, history_id DESC
-    LIMIT %(limit)s
+    LIMIT {{limit}}
 )
 SELECT h.history_id, h.content_id, c.title, h.watched_at, h.duration_watched_seconds,
        h.last_position_seconds
@@ -42,14 +44,9 @@ AFTER = "AND (watched_at < %(at)s OR (watched_at = %(at)s AND history_id < %(hid
 async def user_ids(stores: StoresDep, limit: Limit = 100, cursor: Cursor = None) -> IdPage:
     """User ids in id order, read through the FDW (analytics.users on the coordinator)."""
     after = pagination.uuid_cursor(cursor)
-    users = stores.fdw_table("users")
     async with stores.pg(FDW) as conn, conn.cursor() as cur:
-        if after is None:
-            await cur.execute(sql.SQL("SELECT user_id FROM {} ORDER BY user_id LIMIT %s").format(users),
-                              (limit + 1,))
-        else:
-            await cur.execute(sql.SQL("SELECT user_id FROM {} WHERE user_id > %s ORDER BY user_id LIMIT %s")
-                              .format(users), (after, limit + 1))
+        await cur.execute(user_ids_query(stores.fdw_table("users"), after is not None, limit + 1),
+                          () if after is None else (after,))
         ids = [r[0] for r in await cur.fetchall()]
     more = len(ids) > limit
     ids = ids[:limit]
@@ -60,21 +57,18 @@ async def user_ids(stores: StoresDep, limit: Limit = 100, cursor: Cursor = None)
 async def watch_history(user_id: UserId, stores: StoresDep, limit: Limit = 50,
                         cursor: Cursor = None) -> WatchHistoryPage:
     """A user's watch history with titles, newest first; 404 when the user does not exist."""
-    params: dict[str, object] = {"user": user_id, "limit": limit + 1}
+    params: dict[str, object] = {"user": user_id}
     after: LiteralString = ""
     if cursor is not None:
         params["at"], params["hid"] = pagination.decode(cursor, datetime, int)
         after = AFTER
     async with stores.pg(FDW) as conn:
         async with conn.cursor() as cur:
-            exists = sql.SQL("SELECT 1 FROM {} WHERE user_id = %s").format(stores.fdw_table("users"))
-            await cur.execute(exists, (user_id,))
+            await cur.execute(user_exists_query(stores.fdw_table("users")), (user_id,))
             if await cur.fetchone() is None:
                 raise NotFound(f"user {user_id}")
         async with conn.cursor(row_factory=dict_row) as cur:
-            query = sql.SQL(HISTORY_SQL.format(after=after)).format(
-                history=stores.fdw_table("user_watch_history"))
-            await cur.execute(query, params)
+            await cur.execute(history_query(stores.fdw_table("user_watch_history"), after, limit + 1), params)
             rows = await cur.fetchall()
     more = len(rows) > limit
     items = [WatchEntry(**r) for r in rows[:limit]]
@@ -82,3 +76,20 @@ async def watch_history(user_id: UserId, stores: StoresDep, limit: Limit = 50,
     next_cursor = pagination.encode(last.watched_at, last.history_id) if last else None
     return WatchHistoryPage(user_id=user_id, items=items, next_cursor=next_cursor)
 
+
+
+# -- the statements, also EXPLAINed by the tests (each must filter on the remote side) --------------------
+def user_ids_query(users: sql.Identifier, after: bool, limit: int) -> sql.Composed:
+    """A page of user ids; with `after`, one %s parameter: the last id of the previous page."""
+    where = sql.SQL("WHERE user_id > %s ") if after else sql.SQL("")
+    return sql.SQL("SELECT user_id FROM {} {}ORDER BY user_id LIMIT {}").format(users, where,
+                                                                                 sql.Literal(int(limit)))
+
+
+def user_exists_query(users: sql.Identifier) -> sql.Composed:
+    return sql.SQL("SELECT 1 FROM {} WHERE user_id = %s").format(users)
+
+
+def history_query(history: sql.Identifier, after: LiteralString, limit: int) -> sql.Composed:
+    """A page of one user's history with titles; parameters user (and at, hid with `after`)."""
+    return sql.SQL(HISTORY_SQL.format(after=after)).format(history=history, limit=sql.Literal(int(limit)))
