@@ -13,6 +13,7 @@ Ports are taken fresh so it never touches a running cluster.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 from common import free_port  # bench/common.py (benchmarks run as scripts)
 
-from streamctl.backends import select_backend
+from streamctl.backends import pg_template, select_backend
 from streamctl.backends.base import Action
 from streamctl.config.load import parse_topology
 from streamctl.context import ClusterContext
@@ -73,9 +74,13 @@ def main() -> int:
 
     alone: dict[str, float] = {}
 
+    # A bench-private template cache (local backend), emptied before each cold measurement.
+    cache = work / "pg-templates"
+    os.environ[pg_template.CACHE_ENV] = str(cache)
+
     def forget_templates() -> None:
-        # Every measurement starts cold: no initialised PostgreSQL template left by an earlier one.
-        shutil.rmtree(ctx.store.root / "templates", ignore_errors=True)
+        # Every cold measurement starts with no initialised PostgreSQL template left by an earlier one.
+        shutil.rmtree(cache, ignore_errors=True)
 
     try:
         for node in nodes:
