@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from common import free_port  # bench/common.py (benchmarks run as scripts)
 
-from streamctl.backends import pg_template, select_backend
+from streamctl.backends import docker_template, pg_template, select_backend
 from streamctl.backends.base import Action
 from streamctl.config.load import parse_topology
 from streamctl.context import ClusterContext
@@ -81,6 +81,12 @@ def main() -> int:
     def forget_templates() -> None:
         # Every cold measurement starts with no initialised PostgreSQL template left by an earlier one.
         shutil.rmtree(cache, ignore_errors=True)
+        if backend.name == "docker":  # and the cluster's initialised template volumes (Docker)
+            api = backend.api  # type: ignore[attr-defined]
+            found = api.volumes(filters={"label": f"{docker_template.LABEL_TEMPLATE}"}).get("Volumes") or []
+            for vol in found:
+                if vol["Name"].startswith(f"{ctx.topology.cluster}-pgtemplate-"):
+                    api.remove_volume(vol["Name"], force=True)
 
     try:
         for node in nodes:
