@@ -16,41 +16,15 @@ from psycopg import sql
 from psycopg.errors import InvalidSchemaName, UndefinedTable
 
 from streamctl import names
+from streamctl.citus.catalog import PLACEMENTS_PER_NODE
+from streamctl.citus.nodes import label, node_names
 from streamctl.config.model import Role
 from streamctl.gateway.errors import StoreUnavailable
 from streamctl.gateway.schemas import Health, ReplicaState, Replication, Shards, StoreHealth, WorkerShards
 from streamctl.gateway.stores import ANALYTICS, FDW, METADATA, MONGO, REDIS, Stores
+from streamctl.replication.catalog import PRIMARY_SLOTS, SUBSCRIPTION_WORKER
 
 PROBE_TIMEOUT = 2.0
-
-SHARDS_SQL = """
-SELECT n.nodename, n.nodeport,
-       count(pl.shardid) FILTER (WHERE p.partmethod = 'h') AS distributed,
-       count(pl.shardid) FILTER (WHERE p.partmethod = 'n' AND p.repmodel = 't') AS reference
-FROM pg_dist_node n
-LEFT JOIN pg_dist_placement pl ON pl.groupid = n.groupid
-LEFT JOIN pg_dist_shard s ON s.shardid = pl.shardid
-LEFT JOIN pg_dist_partition p ON p.logicalrelid = s.logicalrelid
-WHERE n.noderole = 'primary'
-GROUP BY n.nodename, n.nodeport
-ORDER BY n.nodename, n.nodeport
-"""
-
-PRIMARY_SQL = """
-SELECT s.slot_name, s.active, pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
-       r.state, extract(epoch FROM r.replay_lag)::float8
-FROM pg_replication_slots s
-LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
-WHERE s.slot_type = 'logical'
-"""
-
-REPLICA_SQL = """
-SELECT s.subenabled, bool_or(st.pid IS NOT NULL AND st.relid IS NULL)
-FROM pg_subscription s LEFT JOIN pg_stat_subscription st ON st.subid = s.oid
-WHERE s.subname = %s
-GROUP BY s.subenabled
-"""
-
 
 async def _timed(check: Callable[[], Awaitable[Any]]) -> tuple[bool, str, float | None]:
     started = time.perf_counter()
@@ -107,11 +81,11 @@ async def shards(stores: Stores) -> Shards:
     if not stores.ctx.topology.citus:
         return Shards(citus=False, workers=[])
     async with stores.pg(METADATA) as conn, conn.cursor() as cur:
-        await cur.execute(SHARDS_SQL)
+        await cur.execute(PLACEMENTS_PER_NODE)
         rows = await cur.fetchall()
-    node_names = _node_names(stores)
+    by_address = node_names(stores.ctx.store.endpoints())
     return Shards(citus=True, workers=[
-        WorkerShards(node=node_names.get((r[0], r[1]), f"{r[0]}:{r[1]}"), host=r[0], port=r[1],
+        WorkerShards(node=label(by_address, r[0], r[1]), host=r[0], port=r[1],
                      distributed=r[2], reference=r[3]) for r in rows])
 
 
@@ -122,8 +96,8 @@ async def replication(stores: Stores) -> Replication:
     if primary is None:
         return Replication(enabled=False, primary=None, primary_reachable=False, replicas=[])
     replicas = [n.name for n in t.nodes_by_role(Role.ANALYTICS_REPLICA)]
-    results = await asyncio.gather(_query(stores, primary, PRIMARY_SQL),
-                                   *(_query(stores, r, REPLICA_SQL, (names.subscription_name(r),))
+    results = await asyncio.gather(_query(stores, primary, PRIMARY_SLOTS),
+                                   *(_query(stores, r, SUBSCRIPTION_WORKER, (names.subscription_name(r),))
                                      for r in replicas), return_exceptions=True)
     slots: dict[str, tuple[Any, ...]] = {}
     primary_ok = not isinstance(results[0], BaseException)
@@ -162,12 +136,3 @@ async def _query(stores: Stores, node: str, sql: Any, params: tuple[Any, ...] = 
             return await cur.fetchall()
 
     return await asyncio.wait_for(run(), PROBE_TIMEOUT + 1)
-
-
-def _node_names(stores: Stores) -> dict[tuple[str, int], str]:
-    """(host, port) as Citus knows a node -> the topology's node name."""
-    out: dict[tuple[str, int], str] = {}
-    for name, ep in stores.ctx.store.endpoints().items():
-        out[(ep.internal_host, ep.internal_port)] = name
-        out.setdefault((ep.host, ep.port), name)
-    return out

@@ -1,36 +1,20 @@
-"""What a service adapter contributes to `up`: configuration steps that converge and can be checked."""
+"""The contract of a service adapter: given the cluster and its backend, the configuration steps of one
+concern, in the order they run (none when the topology turns the concern off)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from streamctl.steps import ConfigStep
+
+if TYPE_CHECKING:
+    from streamctl.backends.base import Backend
+    from streamctl.context import ClusterContext
+
+__all__ = ["Adapter", "ConfigStep"]
 
 
-@dataclass(frozen=True)
-class ConfigStep:
-    """One idempotent piece of configuration on one node.
+class Adapter(Protocol):
+    """One concern `up` configures inside the nodes (a database, replication, the FDW, a store...)."""
 
-    `pending()` inspects the live node and lists what `apply()` would change (empty: converged);
-    it is what makes `up --dry-run` informative and a second `up` a no-op.
-    """
-
-    node: str
-    name: str
-    pending: Callable[[], list[str]]
-    apply: Callable[[], None]
-
-
-def step_batches(steps: list[ConfigStep]) -> list[list[ConfigStep]]:
-    """Consecutive steps of one name on distinct nodes, as batches that may run at once; order kept.
-
-    Adapters list the same step for each node in a row (a database per node, the gateway role per
-    server), and such steps touch only their own node, so nothing orders them among themselves.
-    """
-    batches: list[list[ConfigStep]] = []
-    for step in steps:
-        last = batches[-1] if batches else None
-        if last and last[0].name == step.name and all(s.node != step.node for s in last):
-            last.append(step)
-        else:
-            batches.append([step])
-    return batches
+    def __call__(self, ctx: ClusterContext, backend: Backend) -> list[ConfigStep]: ...

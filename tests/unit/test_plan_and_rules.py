@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from streamctl.backends.base import Action, NodeState, Observation, decide, fingerprint
+from streamctl.backends.base import Action, NodeState, Observation, fingerprint
 from streamctl.config.load import parse_topology
 from streamctl.errors import ReadinessTimeout
-from streamctl.plan import plan_nodes
+from streamctl.plan import decide, plan_nodes
 from streamctl.readiness import Readiness
 from streamctl.services.postgres import HbaRule, render_hba, schema_files
 
@@ -87,7 +87,7 @@ def test_readiness_returns_when_probe_succeeds() -> None:
 
 
 def test_same_named_steps_on_distinct_nodes_batch_together_in_order() -> None:
-    from streamctl.services.base import ConfigStep, step_batches
+    from streamctl.steps import ConfigStep, step_batches
 
     def step(node: str, name: str) -> ConfigStep:
         return ConfigStep(node, name, lambda: [], lambda: None)
