@@ -28,10 +28,10 @@ from common import free_port  # bench/common.py (benchmarks run as scripts)
 from streamctl.backends.local import LocalBackend
 from streamctl.config.load import load_topology
 from streamctl.context import ClusterContext
+from streamctl.replication.catchup import wait_for_replicas
 from streamctl.runner import Runner
 from streamctl.seed import jobs, postgres
 from streamctl.seed.catalogue import content_index
-from streamctl.seed.replicas import wait_for_replicas
 from streamctl.seed.run import AUDIENCE_TABLES, CATALOGUE_TABLES
 from streamctl.seed.spec import SeedSpec
 
