@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from streamctl.gateway import pagination
+from streamctl.gateway import catalogue, pagination
 from streamctl.gateway.deps import StoresDep, UserId, errors
 from streamctl.gateway.errors import NotFound
 from streamctl.gateway.pagination import Cursor, Limit
@@ -18,23 +18,17 @@ from streamctl.gateway.stores import FDW
 
 router = APIRouter(prefix="/api/v1/content/users", tags=["users"])
 
-# The history is selected on the analytics side (a materialised CTE over the foreign table, so the
-# filter, order and limit are pushed to the remote server), then joined with the catalogue for titles.
-# With Citus, the CTE is what lets a foreign table join a distributed one (recursive planning). The limit
-# is a literal (a validated int): postgres_fdw pushes LIMIT only when it is a constant, and a prepared
-# statement's generic plan would otherwise fetch whole fetch_size batches for a page.
+# One user's history page, selected on the analytics side: filter, order and limit go to the remote
+# server. The limit is a literal (a validated int): postgres_fdw pushes LIMIT only when it is a constant,
+# and a prepared statement's generic plan would otherwise fetch whole fetch_size batches for a page.
+# Titles come afterwards by id (catalogue.titles): a join with the catalogue in the same statement makes
+# Citus pull the whole distributed content table to the coordinator for the outer join.
 HISTORY_SQL = """
-WITH h AS MATERIALIZED (
-    SELECT history_id, content_id, watched_at, duration_watched_seconds, last_position_seconds
-    FROM {{history}}
-    WHERE user_id = %(user)s {after}
-    ORDER BY watched_at DESC, history_id DESC
-    LIMIT {{limit}}
-)
-SELECT h.history_id, h.content_id, c.title, h.watched_at, h.duration_watched_seconds,
-       h.last_position_seconds
-FROM h LEFT JOIN content_metadata c ON c.content_id = h.content_id
-ORDER BY h.watched_at DESC, h.history_id DESC
+SELECT history_id, content_id, watched_at, duration_watched_seconds, last_position_seconds
+FROM {{history}}
+WHERE user_id = %(user)s {after}
+ORDER BY watched_at DESC, history_id DESC
+LIMIT {{limit}}
 """
 # Spelled out rather than as a row comparison so that postgres_fdw can push it to the remote server.
 AFTER = "AND (watched_at < %(at)s OR (watched_at = %(at)s AND history_id < %(hid)s))"
@@ -71,7 +65,9 @@ async def watch_history(user_id: UserId, stores: StoresDep, limit: Limit = 50,
             await cur.execute(history_query(stores.fdw_table("user_watch_history"), after, limit + 1), params)
             rows = await cur.fetchall()
     more = len(rows) > limit
-    items = [WatchEntry(**r) for r in rows[:limit]]
+    rows = rows[:limit]
+    named = await catalogue.titles(stores, list({r["content_id"] for r in rows}))
+    items = [WatchEntry(**r, title=named.get(r["content_id"])) for r in rows]
     last = items[-1] if more else None
     next_cursor = pagination.encode(last.watched_at, last.history_id) if last else None
     return WatchHistoryPage(user_id=user_id, items=items, next_cursor=next_cursor)
@@ -91,5 +87,5 @@ def user_exists_query(users: sql.Identifier) -> sql.Composed:
 
 
 def history_query(history: sql.Identifier, after: LiteralString, limit: int) -> sql.Composed:
-    """A page of one user's history with titles; parameters user (and at, hid with `after`)."""
+    """A page of one user's history; parameters user (and at, hid with `after`)."""
     return sql.SQL(HISTORY_SQL.format(after=after)).format(history=history, limit=sql.Literal(int(limit)))
