@@ -1,6 +1,7 @@
 """How parallel is `up`? Its wall time against the slowest single node's own ready time, in one run.
 
     python bench/up.py [--backend local|docker] [--topology examples/no-citus.yaml] [--image-override IMG]
+    python bench/up.py --compose [--rounds 3] [--image-override IMG]   # see bench/up_compose.py
 
 1. Each node alone: create it, wait until ready, time it, remove it (sequentially).
 2. The whole `up` on a fresh cluster: node phase (all nodes launched and ready) and full (with the
@@ -60,7 +61,15 @@ def main() -> int:
     ap.add_argument("--backend", default="local", choices=["local", "docker"])
     ap.add_argument("--topology", type=Path, default=Path(__file__).resolve().parents[1] / "examples/no-citus.yaml")
     ap.add_argument("--image-override", default=None, help="one image for every node (Docker, offline)")
+    ap.add_argument("--compose", action="store_true",
+                    help="Docker Compose v2 `up -d --wait` vs `streamctl up`, alternating (bench/up_compose.py)")
+    ap.add_argument("--compose-bin", default=None, help="the Docker Compose v2 binary (see bench/get-compose.sh)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of --compose")
     args = ap.parse_args()
+    if args.compose:
+        import up_compose  # bench/up_compose.py
+
+        return up_compose.run(args.topology, args.image_override, args.rounds, args.compose_bin)
 
     work = Path(tempfile.mkdtemp(prefix="streamctl-bench-"))
     work.chmod(0o755)

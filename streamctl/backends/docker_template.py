@@ -49,14 +49,22 @@ class VolumeTemplates:
         template = self.volume(s)
         with self._guard:
             lock = self._locks.setdefault(template, threading.Lock())
-        with lock:
-            if template not in self._ready:
-                if not self._has_ready(s, template):
-                    self.report(s.node, "initialising the PostgreSQL template volume")
-                    self._initialise(s, template)
-                self._ready.add(template)
-        self._run(s, f"clone {template} into {s.volume}", {template: "/from", s.volume: "/to"},
-                  ["sh", "-c", f"test -e /from/{_READY} && cp -a /from/. /to/ && rm -f /to/{_READY}"])
+        clone = ["sh", "-c", f"test -e /from/{_READY} && cp -a /from/. /to/ && rm -f /to/{_READY}"]
+        for attempt in (1, 2):
+            with lock:
+                if template not in self._ready:
+                    if not self._has_ready(s, template):
+                        self.report(s.node, "initialising the PostgreSQL template volume")
+                        self._initialise(s, template)
+                    self._ready.add(template)
+            try:
+                self._run(s, f"clone {template} into {s.volume}", {template: "/from", s.volume: "/to"}, clone)
+                return
+            except BackendError:
+                if attempt == 2:
+                    raise
+                with lock:  # the template went away meanwhile (removed by hand): make it again, once
+                    self._ready.discard(template)
 
     # -- internals ----------------------------------------------------------------------------------
     def _has_ready(self, s: spec.ContainerSpec, template: str) -> bool:
