@@ -49,16 +49,23 @@ class VolumeTemplates:
         template = self.volume(s)
         with self._guard:
             lock = self._locks.setdefault(template, threading.Lock())
-        clone = ["sh", "-c", f"test -e /from/{_READY} && cp -a /from/. /to/ && rm -f /to/{_READY}"]
+        copy = f"cp -a /from/. /to/ && rm -f /to/{_READY}"
+        binds = {template: "/from", s.volume: "/to"}
         for attempt in (1, 2):
             with lock:
                 if template not in self._ready:
                     if not self._has_ready(s, template):
                         self.report(s.node, "initialising the PostgreSQL template volume")
                         self._initialise(s, template)
+                        # the first copy also seals the template (one container fewer on the way)
+                        self._run(s, f"seal {template} and clone it into {s.volume}", binds,
+                                  ["sh", "-c", f"touch /from/{_READY} && {copy}"])
+                        self._ready.add(template)
+                        return
                     self._ready.add(template)
             try:
-                self._run(s, f"clone {template} into {s.volume}", {template: "/from", s.volume: "/to"}, clone)
+                self._run(s, f"clone {template} into {s.volume}", binds,
+                          ["sh", "-c", f"test -e /from/{_READY} && {copy}"])
                 return
             except BackendError:
                 if attempt == 2:
@@ -88,7 +95,6 @@ class VolumeTemplates:
         env = {**s.environment, "POSTGRES_DB": "postgres"}  # each node's database comes from `up`'s step
         self._run(s, f"initialise {template}", {template: s.mount}, ["postgres", "-C", "data_directory"],
                   environment=env, plain=False)
-        self._run(s, f"seal {template}", {template: "/from"}, ["touch", f"/from/{_READY}"])
 
     def _run(self, s: spec.ContainerSpec, what: str, binds: dict[str, str], command: list[str],
              environment: dict[str, str] | None = None, plain: bool = True) -> None:
