@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from streamctl.config.model import Node, Role, Topology
 from streamctl.errors import BackendError, NotFoundError
+from streamctl.names import GATEWAY_USER, MONGO_APP_USER, MONGO_ROOT_USER
 from streamctl.state import Endpoint, StateStore, cluster_dir
 
 if TYPE_CHECKING:
@@ -17,11 +17,6 @@ if TYPE_CHECKING:
     import redis as redis_lib
     from pymongo import MongoClient
 
-REPLICATION_USER = "streamctl_replicator"
-FDW_USER = "streamctl_fdw_reader"
-GATEWAY_USER = "streamctl_gateway"  # the gateway's read-only PostgreSQL role (writes go to Redis/MongoDB)
-MONGO_ROOT_USER = "streamctl_root"
-MONGO_APP_USER = "streamctl_app"
 
 
 @dataclass
@@ -31,6 +26,7 @@ class ClusterContext:
     topology: Topology
     store: StateStore
     topology_path: Path | None = None
+    _secrets: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(cls, topology: Topology, topology_path: Path | None = None,
@@ -38,9 +34,16 @@ class ClusterContext:
         base = topology_path.parent if topology_path else Path.cwd()
         return cls(topology, StateStore(cluster_dir(topology, base, state_dir)), topology_path)
 
-    @cached_property
+    @property
     def secrets(self) -> dict[str, str]:
-        return self.store.secrets(self.topology)
+        """The cluster's secrets, read once (raises NotFoundError before the first `up`)."""
+        if self._secrets is None:
+            self._secrets = self.store.secrets(self.topology)
+        return self._secrets
+
+    def create_secrets(self) -> None:
+        """Generate (and store, 0600) what the first `up` needs; from now on this context uses them."""
+        self._secrets = self.store.secrets(self.topology, create=True)
 
     def node(self, name: str) -> Node:
         node = self.topology.node(name)
@@ -57,19 +60,29 @@ class ClusterContext:
         return nodes[0] if nodes else None
 
     # -- PostgreSQL -------------------------------------------------------------------------------
-    def gateway_conninfo(self, name: str, dbname: str | None = None) -> str:
+    def gateway_conninfo(self, name: str, dbname: str | None = None, connect_timeout: int = 5,
+                         application_name: str = "streamctl") -> str:
         """As the gateway's least-privilege role, not the superuser."""
-        return self.pg_conninfo(name, dbname, GATEWAY_USER, self.secrets["gateway_password"])
+        return self.pg_conninfo(name, dbname, GATEWAY_USER, self.secrets["gateway_password"],
+                                connect_timeout=connect_timeout, application_name=application_name)
 
-    def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
-                    password: str | None = None) -> str:
+    def pg_uri(self, name: str, dbname: str | None = None, user: str | None = None,
+               password: str | None = None) -> str:
+        """The node's URI with credentials and database, no options (what `streamctl url` prints)."""
         ep = self.endpoint(name)
         user = user or self.topology.pg_user
         if password is None:
             password = self.secrets["postgres_password"]
         db = dbname or ep.database or "postgres"
-        return (f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{ep.host}:{ep.port}/"
-                f"{quote(db, safe='')}?connect_timeout=5&application_name=streamctl")
+        credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+        return f"postgresql://{credentials}@{ep.host}:{ep.port}/{quote(db, safe='')}"
+
+    def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
+                    password: str | None = None, connect_timeout: int = 5,
+                    application_name: str = "streamctl") -> str:
+        """The URI plus the options streamctl connects with."""
+        query = urlencode({"connect_timeout": connect_timeout, "application_name": application_name})
+        return f"{self.pg_uri(name, dbname, user, password)}?{query}"
 
     def pg_connect(self, name: str, dbname: str | None = None, autocommit: bool = True,
                    **kwargs: Any) -> psycopg.Connection[Any]:

@@ -86,8 +86,7 @@ class Runner:
         plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
         steps = plan.nodes
         self._check_ports(steps)
-        self.ctx.store.secrets(self.ctx.topology, create=True)
-        self.ctx.__dict__.pop("secrets", None)  # re-read: `up` may just have generated them
+        self.ctx.create_secrets()
         result = UpResult(plan)
         # Endpoints follow from the topology: record them first so `logs`/`url` work even if `up` fails.
         self.ctx.store.record_endpoints(self.backend.name, [self.backend.endpoint(n) for n in self.nodes])

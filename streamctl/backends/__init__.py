@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamctl.errors import PreflightError
+from streamctl.events import Progress
 
 if TYPE_CHECKING:
     from streamctl.backends.base import Backend
@@ -24,9 +25,9 @@ def docker_available() -> bool:
         return False
 
 
-def select_backend(ctx: ClusterContext, override: str | None = None) -> Backend:
+def select_backend(ctx: ClusterContext, override: str | None = None, progress: Progress | None = None) -> Backend:
     """The topology's backend unless overridden; `auto`: whatever ran this cluster before, else Docker
-    when an engine answers, else local processes."""
+    when an engine answers, else local processes. `progress` hears about long steps (image pulls)."""
     choice = override or ctx.topology.backend
     if choice == "auto":
         recorded = ctx.store.read().get("backend")
@@ -40,5 +41,5 @@ def select_backend(ctx: ClusterContext, override: str | None = None) -> Backend:
             from streamctl.backends.docker import DockerBackend
         except ImportError as exc:  # pragma: no cover - the docker SDK is a dependency
             raise PreflightError(f"the Docker backend is unavailable: {exc}") from exc
-        return DockerBackend(ctx)
+        return DockerBackend(ctx, progress)
     raise PreflightError(f"unknown backend {choice!r}", hint="use docker, local or auto")

@@ -18,11 +18,12 @@ from typing import Any
 from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action, NodeState, Observation, fingerprint
 from streamctl.backends.docker_errors import UNREACHABLE_HINT, docker_errors, short_error
-from streamctl.backends.docker_images import ImagePuller, Progress
+from streamctl.backends.docker_images import ImagePuller
 from streamctl.backends.docker_template import VolumeTemplates
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
+from streamctl.events import Progress
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 
@@ -35,7 +36,7 @@ class DockerBackend:
     def __init__(self, ctx: ClusterContext, progress: Progress | None = None) -> None:
         self.ctx = ctx
         self.topology: Topology = ctx.topology
-        self.progress: Progress | None = progress  # image pull progress (the library never prints)
+        self._progress: Progress = progress or (lambda _node, _message: None)  # the library never prints
         self._client: Any = None
         self._puller: ImagePuller | None = None
         self._volume_templates: VolumeTemplates | None = None
@@ -133,7 +134,7 @@ class DockerBackend:
         self._ensure_network()
         with self._lock:
             if self._puller is None:
-                self._puller = ImagePuller(self.client, self._report)
+                self._puller = ImagePuller(self.client, self._progress)
         self._puller.ensure(node.name, s.image)
         fresh = node.engine is Engine.POSTGRES and not self._volume_exists(s.volume)
         with docker_errors(f"create volume {s.volume}"):
@@ -167,12 +168,8 @@ class DockerBackend:
     def _templates(self) -> VolumeTemplates:
         with self._lock:
             if self._volume_templates is None:
-                self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self._report)
+                self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self._progress)
             return self._volume_templates
-
-    def _report(self, node: str, message: str) -> None:
-        if self.progress is not None:  # set late by the CLI, so looked up on every report
-            self.progress(node, message)
 
     def _ensure_network(self) -> None:
         with self._lock, docker_errors(f"create network {self.network}"):

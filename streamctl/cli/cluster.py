@@ -6,10 +6,8 @@ from typing import Annotated
 
 import typer
 
-from streamctl.backends.docker import DockerBackend
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
-from streamctl.events import Event
 from streamctl.runner import Runner
 from streamctl.status import cluster_status
 
@@ -25,10 +23,8 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     Example: streamctl up -f examples/no-citus.yaml --backend local
     """
     ctx = load_context(file, state_dir)
-    be = load_backend(ctx, backend)
+    be = load_backend(ctx, backend, progress=None if json_ else render.image_progress)
     runner = Runner(ctx, be, emit=None if json_ else render.progress(verbose), timeout=timeout)
-    if isinstance(be, DockerBackend) and not json_:  # image pulls report progress as they go
-        be.progress = lambda node, message: render.event(Event("info", node, "image", message))
     if dry_run_:
         plan = runner.preview()
         if json_:

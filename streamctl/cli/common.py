@@ -11,6 +11,7 @@ from streamctl.backends import select_backend
 from streamctl.backends.base import Backend
 from streamctl.config.load import load_topology
 from streamctl.context import ClusterContext
+from streamctl.events import Progress
 
 FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Topology file.", show_default=True)]
 StateDirOpt = Annotated[str | None, typer.Option(
@@ -27,7 +28,7 @@ def load_context(file: Path, state_dir: str | None = None) -> ClusterContext:
     return ClusterContext.build(topology, file.absolute(), state_dir)
 
 
-def load_backend(ctx: ClusterContext, backend: str | None = None) -> Backend:
+def load_backend(ctx: ClusterContext, backend: str | None = None, progress: Progress | None = None) -> Backend:
     if backend not in (None, "docker", "local", "auto"):
         raise typer.BadParameter("must be docker, local or auto", param_hint="--backend")
-    return select_backend(ctx, backend)
+    return select_backend(ctx, backend, progress)

@@ -126,8 +126,8 @@ async def replication(stores: Stores) -> Replication:
 
 async def _query(stores: Stores, node: str, sql: Any, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """One short-lived connection: ops pages are refreshed every few seconds, not per request."""
-    conninfo = stores.ctx.gateway_conninfo(node, stores.ctx.topology.analytics.database)
-    conninfo = conninfo.replace("connect_timeout=5", f"connect_timeout={int(PROBE_TIMEOUT)}")
+    conninfo = stores.ctx.gateway_conninfo(node, stores.ctx.topology.analytics.database,
+                                           connect_timeout=int(PROBE_TIMEOUT))
 
     async def run() -> list[tuple[Any, ...]]:
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn, \

@@ -147,8 +147,7 @@ def analytics_reader(ctx: ClusterContext) -> str:
 
 async def _pg_pool(ctx: ClusterContext, node: str, dbname: str, sizes: PoolSizes,
                    label: str) -> AsyncConnectionPool[AsyncConnection[Any]]:
-    conninfo = ctx.gateway_conninfo(node, dbname).replace("application_name=streamctl",
-                                                      "application_name=streamctl-gateway")
+    conninfo = ctx.gateway_conninfo(node, dbname, application_name="streamctl-gateway")
     pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
         conninfo, min_size=sizes.pg_min, max_size=sizes.pg_max, timeout=sizes.wait_seconds,
         kwargs={"autocommit": True}, name=f"gateway-{label}", open=False)

@@ -14,8 +14,8 @@ from psycopg import sql
 
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node, Role
-from streamctl.context import FDW_USER, ClusterContext
-from streamctl.names import FDW_SERVER
+from streamctl.context import ClusterContext
+from streamctl.names import FDW_SERVER, FDW_USER
 from streamctl.services.postgres import ensure_read_only_role, grant_read, reader_pending
 from streamctl.steps import ConfigStep
 

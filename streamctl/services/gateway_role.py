@@ -16,8 +16,8 @@ from psycopg import sql
 from streamctl.backends.base import Backend
 from streamctl.citus import catalog
 from streamctl.config.model import Node, Role
-from streamctl.context import FDW_USER, GATEWAY_USER, ClusterContext
-from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, REFERENCE_TABLES
+from streamctl.context import ClusterContext
+from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, FDW_USER, GATEWAY_USER, REFERENCE_TABLES
 from streamctl.services.postgres import (
     ensure_read_only_role,
     grant_read,

@@ -6,8 +6,8 @@ from typing import Any
 
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node
-from streamctl.context import MONGO_APP_USER, MONGO_ROOT_USER, ClusterContext
-from streamctl.names import REVIEWS_COLLECTION
+from streamctl.context import ClusterContext
+from streamctl.names import MONGO_APP_USER, MONGO_ROOT_USER, REVIEWS_COLLECTION
 from streamctl.steps import ConfigStep
 
 _REPLY = {
