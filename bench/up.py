@@ -124,6 +124,7 @@ def main() -> int:
         second_s = time.monotonic() - t1
     finally:
         Runner(ctx, backend).down(volumes=True)
+        shutil.rmtree(work, ignore_errors=True)
 
     slowest_name = max(alone, key=lambda k: alone[k])
     slowest = alone[slowest_name]
