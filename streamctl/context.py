@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 from streamctl.config.model import Node, Role, Topology
 from streamctl.errors import BackendError, NotFoundError
 from streamctl.names import GATEWAY_USER, MONGO_APP_USER, MONGO_ROOT_USER
+from streamctl.pgconn import NodeConnection, NodeCursor, PrivilegeError, external_conninfo, external_endpoint
 from streamctl.state import Endpoint, StateStore, cluster_dir
 
 if TYPE_CHECKING:
@@ -53,7 +54,17 @@ class ClusterContext:
         return node
 
     def endpoint(self, name: str) -> Endpoint:
+        """Where a node is: an external node's follows from the topology alone, no `up` needed."""
+        node = self.topology.node(name)
+        if node is not None and node.is_external:
+            return external_endpoint(node)
         return self.store.endpoint(name)
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        """Every known node's endpoint: recorded ones plus the external nodes of the topology."""
+        out = self.store.endpoints()
+        out.update({n.name: external_endpoint(n) for n in self.topology.nodes() if n.is_external})
+        return out
 
     def first(self, role: Role) -> Node | None:
         nodes = self.topology.nodes_by_role(role)
@@ -62,7 +73,12 @@ class ClusterContext:
     # -- PostgreSQL -------------------------------------------------------------------------------
     def gateway_conninfo(self, name: str, dbname: str | None = None, connect_timeout: int = 5,
                          application_name: str = "streamctl") -> str:
-        """As the gateway's least-privilege role, not the superuser."""
+        """As the gateway's least-privilege role, not the superuser; on an external node, as the role the
+        topology gives for it (the operator's choice: make it a read-only one)."""
+        node = self.topology.node(name)
+        if node is not None and node.is_external:
+            return self.pg_conninfo(name, dbname, connect_timeout=connect_timeout,
+                                    application_name=application_name)
         return self.pg_conninfo(name, dbname, GATEWAY_USER, self.secrets["gateway_password"],
                                 connect_timeout=connect_timeout, application_name=application_name)
 
@@ -80,7 +96,14 @@ class ClusterContext:
     def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
                     password: str | None = None, connect_timeout: int = 5,
                     application_name: str = "streamctl") -> str:
-        """The URI plus the options streamctl connects with."""
+        """The URI plus the options streamctl connects with; an external node's libpq keywords (TLS settings
+        passed through, its password only in memory)."""
+        node = self.topology.node(name)
+        if node is not None and node.external is not None and user is None:
+            from psycopg.conninfo import make_conninfo
+
+            return make_conninfo(external_conninfo(node, self.topology.pg_user, dbname),
+                                 connect_timeout=connect_timeout, application_name=application_name)
         query = urlencode({"connect_timeout": connect_timeout, "application_name": application_name})
         return f"{self.pg_uri(name, dbname, user, password)}?{query}"
 
@@ -88,16 +111,30 @@ class ClusterContext:
                    **kwargs: Any) -> psycopg.Connection[Any]:
         import psycopg
 
+        node = self.topology.node(name)
+        external = node is not None and node.is_external
         try:
-            return psycopg.connect(self.pg_conninfo(name, dbname), autocommit=autocommit, **kwargs)
+            conn = NodeConnection.connect(self.pg_conninfo(name, dbname), autocommit=autocommit,
+                                          cursor_factory=NodeCursor, **kwargs)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise PrivilegeError(name, _first_line(exc)) from None
         except psycopg.OperationalError as exc:
-            raise BackendError(f"cannot connect to {name}: {_first_line(exc)}",
-                               hint="is the cluster up? try `streamctl status`") from exc
+            hint = (f"{name} is external: check its host, port, user, password and TLS settings in the "
+                    "topology" if external else "is the cluster up? try `streamctl status`")
+            raise BackendError(f"cannot connect to {name}: {_first_line(exc)}", hint=hint) from None
+        conn.node_name = name
+        return conn
 
     # -- Redis ------------------------------------------------------------------------------------
+    def redis_password(self) -> str:
+        node = self.topology.node(self.topology.redis.name)
+        if node is not None and node.external is not None:
+            return node.external.password or ""
+        return self.secrets["redis_password"]
+
     def redis_url(self) -> str:
         ep = self.endpoint(self.topology.redis.name)
-        return f"redis://:{quote(self.secrets['redis_password'], safe='')}@{ep.host}:{ep.port}/0"
+        return f"redis://:{quote(self.redis_password(), safe='')}@{ep.host}:{ep.port}/0"
 
     def redis(self) -> redis_lib.Redis:
         import redis as redis_lib
@@ -107,6 +144,13 @@ class ClusterContext:
     # -- MongoDB ----------------------------------------------------------------------------------
     def mongo_uri(self, admin: bool = False) -> str:
         ep = self.endpoint(self.topology.mongo.name)
+        node = self.topology.node(self.topology.mongo.name)
+        if node is not None and node.external is not None:
+            ext = node.external
+            cred = f"{quote(ext.user, safe='')}:{quote(ext.password or '', safe='')}@" if ext.user else ""
+            tls = "&tls=true" if ext.sslmode in ("require", "verify-ca", "verify-full") else ""
+            return (f"mongodb://{cred}{ep.host}:{ep.port}/?authSource={self.topology.mongo.database}"
+                    f"&directConnection=true&serverSelectionTimeoutMS=5000{tls}")
         if admin:
             user, pw, auth_db = MONGO_ROOT_USER, self.secrets["mongo_password"], "admin"
         else:

@@ -8,11 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from streamctl.backends.base import Backend, NodeState
+from streamctl.backends.mixed import backend_of
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 
 
 def node_status(ctx: ClusterContext, backend: Backend, node: Node) -> dict[str, Any]:
+    backend = backend_of(backend, node)
     obs = backend.observe(node)
     ep = backend.endpoint(node)
     healthy = False

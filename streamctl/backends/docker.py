@@ -16,7 +16,7 @@ from contextlib import suppress
 from typing import Any
 
 from streamctl.backends import docker_spec as spec
-from streamctl.backends.base import Action, NodeState, Observation, fingerprint
+from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
 from streamctl.backends.docker_errors import UNREACHABLE_HINT, docker_errors, short_error
 from streamctl.backends.docker_images import ImagePuller
 from streamctl.backends.docker_template import VolumeTemplates
@@ -76,6 +76,16 @@ class DockerBackend:
         _ = self.client  # raises when no engine answers
         for node in nodes:
             self._find(node)  # raises when a foreign container holds the name
+
+    def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
+        """Images present and PostgreSQL major versions compatible, before any container changes."""
+        from streamctl.backends.docker_prepare import check_major_versions, ensure_images
+
+        if not changes:
+            return
+        # Pull progress goes out as runner events, so logs show it in order with the steps.
+        ensure_images(ImagePuller(self.client, notify), changes)
+        check_major_versions(self.client, self.topology, changes, self._find)
 
     # -- definitions ------------------------------------------------------------------------------
     def _secrets(self) -> dict[str, str]:

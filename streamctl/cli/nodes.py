@@ -7,6 +7,7 @@ import subprocess
 from typing import Annotated
 
 import typer
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, StateDirOpt, load_backend, load_context
@@ -47,7 +48,8 @@ def psql(node: NodeArg, args: Annotated[list[str] | None, typer.Argument(
     if n.engine is not Engine.POSTGRES:
         raise NotFoundError(f"{node} is a {n.engine.value} node, not PostgreSQL",
                             hint=f"use `streamctl url {node}` with the {n.engine.value} client")
-    argv, env = be.psql_argv(n, ctx.topology.pg_user, ctx.secrets["postgres_password"],
+    password = "" if n.is_external else ctx.secrets["postgres_password"]  # external: from its own settings
+    argv, env = be.psql_argv(n, ctx.topology.pg_user, password,
                              n.database or "postgres", list(args or []))
     try:
         proc = subprocess.run(argv, env={**os.environ, **env})
@@ -65,7 +67,11 @@ def url(node: NodeArg, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = No
     """
     ctx = load_context(file, state_dir)
     n = ctx.node(node)
-    if n.engine is Engine.POSTGRES:
+    if n.is_external and n.engine is Engine.POSTGRES:  # its password stays in the variable it came from
+        info = conninfo_to_dict(ctx.pg_conninfo(node, database))
+        info.pop("password", None)
+        render.console.print(make_conninfo("", **info), soft_wrap=True, markup=False)
+    elif n.engine is Engine.POSTGRES:
         render.console.print(ctx.pg_uri(node, database), soft_wrap=True, markup=False)
     elif n.engine is Engine.REDIS:
         render.console.print(ctx.redis_url(), soft_wrap=True, markup=False)

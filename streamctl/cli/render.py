@@ -28,8 +28,8 @@ def _width(stream: Any) -> int | None:
     return None if stream.isatty() else 160
 
 
-console = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+console = Console(highlight=False, emoji=False, soft_wrap=True, width=_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True, width=_width(sys.stderr))
 
 _EVENT_STYLE = {"begin": ("…", "cyan"), "done": ("✓", "green"), "noop": ("=", "dim"),
                 "fail": ("✗", "red"), "info": ("·", "blue")}
@@ -40,6 +40,16 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def size(n: int) -> str:
+    """Bytes for people: B, kB, MB, GB."""
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 def raw_line(text: str) -> None:
     """A line of someone else's output (a node's log), unstyled and flushed at once (for --follow)."""
     sys.stdout.write(text + "\n")
@@ -48,6 +58,11 @@ def raw_line(text: str) -> None:
 
 def line(text: str, style: str | None = None) -> None:
     console.print(escape(text), style=style)
+
+
+def note(text: str) -> None:
+    """A remark for people (on stderr, so --json output stays clean)."""
+    err_console.print(escape(text), style="yellow")
 
 
 def event(ev: Event) -> None:
@@ -67,10 +82,17 @@ def image_progress(node: str, message: str) -> None:
 _NODE_ACTIONS = ("create", "recreate", "start", "noop")
 
 
-def progress(verbose: bool) -> Callable[[Event], None]:
-    """Event printer for `up`: configuration steps already in place are shown only when verbose."""
+def progress(verbose: bool, live: bool | None = None) -> Callable[[Event], None]:
+    """Event printer for `up`: configuration steps already in place are shown only when verbose.
+
+    On a terminal every step shows when it starts and when it ends; in logs and CI (not a terminal) only
+    finished steps, one line each with its time, failures in full, and no pull progress until it ends.
+    """
+    live = err_console.is_terminal if live is None else live
 
     def show(ev: Event) -> None:
+        if not live and (ev.kind == "begin" or (ev.kind == "info" and ev.detail.startswith("pulling "))):
+            return
         if verbose or ev.kind != "noop" or ev.step in _NODE_ACTIONS:
             event(ev)
 

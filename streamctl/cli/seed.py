@@ -9,6 +9,7 @@ import typer
 
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context
+from streamctl.cli.guard import WaitLockOpt, mutating
 from streamctl.seed.run import SeedOptions
 from streamctl.seed.run import seed as run_seed
 
@@ -25,17 +26,22 @@ def seed(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
          = None,
          replica_timeout: Annotated[float, typer.Option(help="Seconds to wait for replicas to catch up.")]
          = 600.0,
-         json_: JsonOpt = False) -> None:
+         yes_write_external: Annotated[bool, typer.Option(
+             "--yes-write-external", help="Confirm writing to external nodes (refused without it, exit 10).")]
+         = False,
+         wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Fill every store with realistic, consistent data, loaded with COPY; waits for the replicas.
 
     Example: streamctl seed --scale 0.1 --seed 7 --reset
+    Example: streamctl seed -f examples/external.yaml --scale 0.01 --yes-write-external
     """
     ctx = load_context(file, state_dir)
     options = SeedOptions(scale=scale, seed=seed_, as_of=as_of.date() if as_of else None, reset=reset,
-                          replica_timeout=replica_timeout)
-    if json_:
-        render.print_json(run_seed(ctx, options).to_dict())
-        return
-    with render.SeedProgress() as progress:
-        report = run_seed(ctx, options, progress.event)
+                          replica_timeout=replica_timeout, allow_external=yes_write_external)
+    with mutating(ctx, "seed", wait_lock):
+        if json_:
+            render.print_json(run_seed(ctx, options).to_dict())
+            return
+        with render.SeedProgress() as progress:
+            report = run_seed(ctx, options, progress.event)
     render.seed_summary(report)

@@ -36,8 +36,12 @@ def _is_monitor(conn: psycopg.Connection[Any]) -> bool:
 
 
 def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
-    """Adapter: the gateway's role on the coordinator and every analytics node, when the gateway is on."""
-    return GatewayRoleService(ctx).steps() if ctx.topology.gateway.enabled else []
+    """Adapter: the gateway's role on the coordinator and every analytics node, when the gateway is on.
+    External nodes are left out: there the gateway uses the node's own role (the operator's, read-only)."""
+    if not ctx.topology.gateway.enabled:
+        return []
+    external = {n.name for n in ctx.topology.nodes() if n.is_external}
+    return [s for s in GatewayRoleService(ctx).steps() if s.node not in external]
 
 
 class GatewayRoleService:
