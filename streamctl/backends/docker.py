@@ -13,15 +13,15 @@ import tarfile
 import threading
 import time
 from contextlib import suppress
-from pathlib import PurePosixPath
 from typing import Any
 
 from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
 from streamctl.backends.docker_errors import UNREACHABLE_HINT, docker_errors, short_error
+from streamctl.backends.docker_files import put_files
 from streamctl.backends.docker_images import ImagePuller
-from streamctl.backends.docker_spec import ContainerSpec
-from streamctl.config.model import Node, Topology
+from streamctl.backends.docker_template import VolumeTemplates
+from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
@@ -42,6 +42,7 @@ class DockerBackend:
         self._progress: Progress = progress or (lambda _node, _message: None)  # the library never prints
         self._client: Any = None
         self._puller: ImagePuller | None = None
+        self._volume_templates: VolumeTemplates | None = None
         self._lock = threading.Lock()  # network creation must not race between the node threads
         self._client_lock = threading.Lock()  # status observes nodes from several threads at once
 
@@ -158,8 +159,11 @@ class DockerBackend:
             if self._puller is None:
                 self._puller = ImagePuller(self.client, self._progress)
         self._puller.ensure(node.name, s.image)
+        fresh = node.engine is Engine.POSTGRES and not self._volume_exists(s.volume)
         with docker_errors(f"create volume {s.volume}"):
             self.api.create_volume(s.volume, labels={**s.labels})
+        if fresh:  # a copy of the cluster's initialised template: the entrypoint then skips initdb
+            self._templates().populate(s)
         host_config = self.api.create_host_config(
             port_bindings={s.container_port: (s.host_ip, s.host_port)},
             binds={s.volume: {"bind": s.mount, "mode": "rw"}},
@@ -176,42 +180,20 @@ class DockerBackend:
                 s.image, command=s.command or None, name=s.name, hostname=node.name,
                 environment=s.environment, labels=labels, ports=[s.container_port], host_config=host_config,
                 networking_config=networking, stop_signal=s.stop_signal, healthcheck=health)
-        self._put_files(created["Id"], s)
+        put_files(self.api, created["Id"], s.image, s.name, s.files)
         with docker_errors(f"start container {s.name}"):
             self.api.start(created["Id"])
 
-    def _put_files(self, container_id: str, s: ContainerSpec) -> None:
-        """Copy the spec's files in before the first start, owned by the image's server user (uid looked up
-        in the image's own /etc/passwd), so secrets never travel in the environment or a command line."""
-        if not s.files:
-            return
-        with docker_errors(f"read /etc/passwd of {s.name}"):
-            stream, _ = self.api.get_archive(container_id, "/etc/passwd")
-            raw = b"".join(stream)
-        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-            member = tar.extractfile(tar.getmembers()[0])
-            passwd = member.read().decode() if member else ""
-        ids = {f[0]: (int(f[2]), int(f[3])) for f in (line.split(":") for line in passwd.splitlines()) if len(f) > 3}
-        buf = io.BytesIO()
-        now = int(time.time())
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            dirs = sorted({str(PurePosixPath(f.path).parent) for f in s.files})
-            for d in dirs:
-                owner = next(f.owner for f in s.files if str(PurePosixPath(f.path).parent) == d)
-                info = tarfile.TarInfo(d.lstrip("/"))
-                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
-                info.uid, info.gid = ids.get(owner, (0, 0)) if d != spec.FILES_DIR else (0, 0)
-                tar.addfile(info)
-            for f in s.files:
-                if f.owner not in ids:
-                    raise BackendError(f"the image {s.image} has no user {f.owner!r} to own {f.path}")
-                info = tarfile.TarInfo(f.path.lstrip("/"))
-                info.size, info.mode, info.mtime = len(f.content), f.mode, now
-                info.uid, info.gid = ids[f.owner]
-                tar.addfile(info, io.BytesIO(f.content))
-        with docker_errors(f"copy files into {s.name}"):
-            if not self.api.put_archive(container_id, "/", buf.getvalue()):
-                raise BackendError(f"could not copy files into {s.name}")
+    def _volume_exists(self, name: str) -> bool:
+        with docker_errors(f"inspect volume {name}"):
+            found = self.api.volumes(filters={"name": name}).get("Volumes") or []
+        return any(v["Name"] == name for v in found)
+
+    def _templates(self) -> VolumeTemplates:
+        with self._lock:
+            if self._volume_templates is None:
+                self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self._progress)
+            return self._volume_templates
 
     def _ensure_network(self) -> None:
         with self._lock, docker_errors(f"create network {self.network}"):

@@ -1,0 +1,52 @@
+"""Files (secrets, certificates) copied into a created container before it starts: never env or argv."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from collections.abc import Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+from streamctl.backends.docker_errors import docker_errors
+from streamctl.backends.docker_spec import FILES_DIR, ContainerFile
+from streamctl.errors import BackendError
+
+
+def _users(api: Any, container_id: str, name: str) -> dict[str, tuple[int, int]]:
+    """user name -> (uid, gid), from the image's own /etc/passwd (read from the created container)."""
+    with docker_errors(f"read /etc/passwd of {name}"):
+        stream, _ = api.get_archive(container_id, "/etc/passwd")
+        raw = b"".join(stream)
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        member = tar.extractfile(tar.getmembers()[0])
+        passwd = member.read().decode() if member else ""
+    fields = (line.split(":") for line in passwd.splitlines())
+    return {f[0]: (int(f[2]), int(f[3])) for f in fields if len(f) > 3}
+
+
+def put_files(api: Any, container_id: str, image: str, name: str, files: Sequence[ContainerFile]) -> None:
+    """Copy `files` into the (created, not yet started) container, each owned by its user with its mode."""
+    if not files:
+        return
+    ids = _users(api, container_id, name)
+    buf = io.BytesIO()
+    now = int(time.time())
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for d in sorted({str(PurePosixPath(f.path).parent) for f in files}):
+            owner = next(f.owner for f in files if str(PurePosixPath(f.path).parent) == d)
+            info = tarfile.TarInfo(d.lstrip("/"))
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+            info.uid, info.gid = ids.get(owner, (0, 0)) if d != FILES_DIR else (0, 0)
+            tar.addfile(info)
+        for f in files:
+            if f.owner not in ids:
+                raise BackendError(f"the image {image} has no user {f.owner!r} to own {f.path}")
+            info = tarfile.TarInfo(f.path.lstrip("/"))
+            info.size, info.mode, info.mtime = len(f.content), f.mode, now
+            info.uid, info.gid = ids[f.owner]
+            tar.addfile(info, io.BytesIO(f.content))
+    with docker_errors(f"copy files into {name}"):
+        if not api.put_archive(container_id, "/", buf.getvalue()):
+            raise BackendError(f"could not copy files into {name}")
