@@ -1,4 +1,4 @@
-"""Backends: where nodes run. `select_backend` resolves `backend: auto|docker|local`."""
+"""Backends: where nodes run. `select_backend` resolves `backend: auto|docker|swarm|local`."""
 
 from __future__ import annotations
 
@@ -41,4 +41,8 @@ def select_backend(ctx: ClusterContext, override: str | None = None) -> Backend:
         except ImportError as exc:  # pragma: no cover - the docker SDK is a dependency
             raise PreflightError(f"the Docker backend is unavailable: {exc}") from exc
         return DockerBackend(ctx)
-    raise PreflightError(f"unknown backend {choice!r}", hint="use docker, local or auto")
+    if choice == "swarm":
+        from streamctl.backends.swarm import SwarmBackend
+
+        return SwarmBackend(ctx)
+    raise PreflightError(f"unknown backend {choice!r}", hint="use docker, swarm, local or auto")

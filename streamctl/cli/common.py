@@ -16,7 +16,7 @@ FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Topology file.", sh
 StateDirOpt = Annotated[str | None, typer.Option(
     "--state-dir", help="State directory root (default: the topology's state_dir, relative to the file).")]
 BackendOpt = Annotated[str | None, typer.Option(
-    "--backend", help="Override the topology's backend: docker or local.")]
+    "--backend", help="Override the topology's backend: docker, swarm or local.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 DEFAULT_FILE = Path("topology.yaml")
@@ -28,6 +28,6 @@ def load_context(file: Path, state_dir: str | None = None) -> ClusterContext:
 
 
 def load_backend(ctx: ClusterContext, backend: str | None = None) -> Backend:
-    if backend not in (None, "docker", "local", "auto"):
-        raise typer.BadParameter("must be docker, local or auto", param_hint="--backend")
+    if backend not in (None, "docker", "swarm", "local", "auto"):
+        raise typer.BadParameter("must be docker, swarm, local or auto", param_hint="--backend")
     return select_backend(ctx, backend)

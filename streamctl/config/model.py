@@ -124,10 +124,21 @@ class VerifySpec(Strict):
     checksum_chunk_rows: int = Field(100_000, ge=100)
 
 
+Constraint = Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class PlacementSpec(Strict):
+    """Where nodes may run on a Swarm: Swarm constraint expressions per role and per node (both apply)."""
+
+    roles: dict[str, tuple[Constraint, ...]] = {}
+    nodes: dict[str, tuple[Constraint, ...]] = {}
+    spread: bool = True  # place each new service on the matching host holding fewest of its role
+
+
 class Topology(Strict):
     version: Literal[1] = 1
     cluster: Name = "streamplat"
-    backend: Literal["auto", "docker", "local"] = "auto"
+    backend: Literal["auto", "docker", "local", "swarm"] = "auto"
     bind: str = "127.0.0.1"
     state_dir: str = ".streamctl"
     pg_user: Ident = "streamctl"
@@ -140,6 +151,7 @@ class Topology(Strict):
     secrets: SecretsSpec = SecretsSpec()
     local: LocalSpec = LocalSpec()
     verify: VerifySpec = VerifySpec()
+    placement: PlacementSpec = PlacementSpec()
 
     @property
     def citus(self) -> bool:
