@@ -27,7 +27,8 @@ from streamctl.backends import select_backend
 from streamctl.backends.base import Action
 from streamctl.config.load import parse_topology
 from streamctl.context import ClusterContext
-from streamctl.runner import Event, Runner
+from streamctl.events import Event
+from streamctl.runner import Runner
 
 
 def bench_topology(path: Path, backend: str, image: str | None) -> dict[str, Any]:

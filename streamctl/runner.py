@@ -5,32 +5,17 @@ from __future__ import annotations
 import shutil
 import socket
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Literal
 
 from streamctl.backends.base import Action, Backend, NodeState
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError, StepError, StreamctlError
+from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, observe_and_plan
 from streamctl.services import configuration_steps
-from streamctl.services.base import ConfigStep
-
-EventKind = Literal["begin", "done", "noop", "fail", "info"]
-
-
-@dataclass(frozen=True)
-class Event:
-    kind: EventKind
-    node: str
-    step: str
-    detail: str = ""
-    seconds: float = 0.0
-
-
-Emit = Callable[[Event], None]
+from streamctl.steps import ConfigStep
 
 
 @dataclass
@@ -58,7 +43,7 @@ class Runner:
                  timeout: float = 120.0) -> None:
         self.ctx = ctx
         self.backend = backend
-        self.emit: Emit = emit or (lambda _e: None)
+        self.emit: Emit = emit or ignore
         self.timeout = timeout
 
     @property

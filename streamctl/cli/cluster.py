@@ -9,7 +9,8 @@ import typer
 from streamctl.backends.docker import DockerBackend
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
-from streamctl.runner import Event, Runner
+from streamctl.events import Event
+from streamctl.runner import Runner
 from streamctl.status import cluster_status, dry_run
 
 

@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
+from streamctl.citus.shards import TableSpread, inspect_shards, locate_key
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context
 from streamctl.errors import NotFoundError
-from streamctl.verify.shards import TableSpread, inspect_shards, locate_key
 
 BAR_WIDTH = 30
 

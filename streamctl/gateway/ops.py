@@ -16,25 +16,14 @@ from psycopg import sql
 from psycopg.errors import InvalidSchemaName, UndefinedTable
 
 from streamctl import names
+from streamctl.citus.catalog import PLACEMENTS_PER_NODE
+from streamctl.citus.nodes import label, node_names
 from streamctl.config.model import Role
 from streamctl.gateway.errors import StoreUnavailable
 from streamctl.gateway.schemas import Health, ReplicaState, Replication, Shards, StoreHealth, WorkerShards
 from streamctl.gateway.stores import ANALYTICS, FDW, METADATA, MONGO, REDIS, Stores
 
 PROBE_TIMEOUT = 2.0
-
-SHARDS_SQL = """
-SELECT n.nodename, n.nodeport,
-       count(pl.shardid) FILTER (WHERE p.partmethod = 'h') AS distributed,
-       count(pl.shardid) FILTER (WHERE p.partmethod = 'n' AND p.repmodel = 't') AS reference
-FROM pg_dist_node n
-LEFT JOIN pg_dist_placement pl ON pl.groupid = n.groupid
-LEFT JOIN pg_dist_shard s ON s.shardid = pl.shardid
-LEFT JOIN pg_dist_partition p ON p.logicalrelid = s.logicalrelid
-WHERE n.noderole = 'primary'
-GROUP BY n.nodename, n.nodeport
-ORDER BY n.nodename, n.nodeport
-"""
 
 PRIMARY_SQL = """
 SELECT s.slot_name, s.active, pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
@@ -107,11 +96,11 @@ async def shards(stores: Stores) -> Shards:
     if not stores.ctx.topology.citus:
         return Shards(citus=False, workers=[])
     async with stores.pg(METADATA) as conn, conn.cursor() as cur:
-        await cur.execute(SHARDS_SQL)
+        await cur.execute(PLACEMENTS_PER_NODE)
         rows = await cur.fetchall()
-    node_names = _node_names(stores)
+    by_address = node_names(stores.ctx.store.endpoints())
     return Shards(citus=True, workers=[
-        WorkerShards(node=node_names.get((r[0], r[1]), f"{r[0]}:{r[1]}"), host=r[0], port=r[1],
+        WorkerShards(node=label(by_address, r[0], r[1]), host=r[0], port=r[1],
                      distributed=r[2], reference=r[3]) for r in rows])
 
 
@@ -162,12 +151,3 @@ async def _query(stores: Stores, node: str, sql: Any, params: tuple[Any, ...] = 
             return await cur.fetchall()
 
     return await asyncio.wait_for(run(), PROBE_TIMEOUT + 1)
-
-
-def _node_names(stores: Stores) -> dict[tuple[str, int], str]:
-    """(host, port) as Citus knows a node -> the topology's node name."""
-    out: dict[tuple[str, int], str] = {}
-    for name, ep in stores.ctx.store.endpoints().items():
-        out[(ep.internal_host, ep.internal_port)] = name
-        out.setdefault((ep.host, ep.port), name)
-    return out

@@ -1,14 +1,15 @@
-"""Lookup data shipped in `streamctl/seeds/` (genres, name parts, title words, review phrases)."""
+"""Lookup data shipped in `seeds/` (genres, name parts, title words, review phrases)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from functools import cache
-from importlib import resources
+
+from streamctl.assets import asset_dir
 
 
 def _lines(name: str) -> list[str]:
-    text = resources.files("streamctl").joinpath("seeds", name).read_text(encoding="utf-8")
+    text = asset_dir("seeds").joinpath(name).read_text(encoding="utf-8")
     return [line.rstrip("\n") for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 

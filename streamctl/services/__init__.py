@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from streamctl.config.model import Engine, Role
-from streamctl.services.base import ConfigStep
+from streamctl.steps import ConfigStep
 
 if TYPE_CHECKING:
     from streamctl.backends.base import Backend
@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 def configuration_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
     """Every configuration step of the platform, in the order they must run."""
+    from streamctl.citus.layer import citus_layer
     from streamctl.services import postgres
-    from streamctl.services.citus import citus_layer
     from streamctl.services.fdw import FdwService
     from streamctl.services.gateway_role import GatewayRoleService
     from streamctl.services.mongo import MongoService

@@ -15,8 +15,8 @@ from psycopg import sql
 from streamctl.config.model import Node, Role
 from streamctl.context import FDW_USER, ClusterContext
 from streamctl.names import FDW_SERVER
-from streamctl.services.base import ConfigStep
 from streamctl.services.postgres import ensure_read_only_role, grant_read, reader_pending
+from streamctl.steps import ConfigStep
 
 
 class FdwService:

@@ -2,8 +2,8 @@
 
 It may SELECT the catalogue, the analytics tables and (through its own user mapping) the foreign tables,
 and read replication statistics (pg_monitor) for the dashboard. Roles are not replicated, so each
-analytics node gets it; with Citus, the role and the grants propagate to the workers, and
-pg_dist_authinfo gives the coordinator its password for node-to-node connections.
+analytics node gets it; with Citus, the role and the grants propagate to the workers, and Citus's
+authinfo gives the coordinator its password for node-to-node connections.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from streamctl.citus import catalog
 from streamctl.config.model import Node, Role
 from streamctl.context import FDW_USER, GATEWAY_USER, ClusterContext
 from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, REFERENCE_TABLES
-from streamctl.services.base import ConfigStep
 from streamctl.services.postgres import (
     ensure_read_only_role,
     grant_read,
@@ -24,6 +24,7 @@ from streamctl.services.postgres import (
     reader_pending,
     role_exists,
 )
+from streamctl.steps import ConfigStep
 
 CATALOGUE_TABLES = (*DISTRIBUTED_TABLES, *REFERENCE_TABLES)
 
@@ -91,8 +92,7 @@ class GatewayRoleService:
                         out.append("user mapping for the gateway")
                 if missing:
                     out.append(f"grant select on {', '.join(missing)}")
-                if citus and not conn.execute("SELECT 1 FROM pg_dist_authinfo WHERE rolename = %s",
-                                              (GATEWAY_USER,)).fetchone():
+                if citus and not catalog.authinfo_stored(conn, GATEWAY_USER):
                     out.append("node-to-node credentials for the gateway")
                 if not _is_monitor(conn):
                     out.append("grant pg_monitor")
@@ -119,6 +119,4 @@ class GatewayRoleService:
 
     def _authinfo(self, conn: psycopg.Connection[Any]) -> None:
         """The coordinator connects to the workers as the gateway when it runs the gateway's queries."""
-        conn.execute("DELETE FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = %s", (GATEWAY_USER,))
-        conn.execute("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, %s, %s)",
-                     (GATEWAY_USER, f"password={self._password()}"))
+        catalog.store_authinfo(conn, GATEWAY_USER, f"password={self._password()}")

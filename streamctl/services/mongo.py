@@ -7,7 +7,7 @@ from typing import Any
 from streamctl.config.model import Node
 from streamctl.context import MONGO_APP_USER, MONGO_ROOT_USER, ClusterContext
 from streamctl.names import REVIEWS_COLLECTION
-from streamctl.services.base import ConfigStep
+from streamctl.steps import ConfigStep
 
 _REPLY = {
     "bsonType": "object",

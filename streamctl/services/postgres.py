@@ -1,21 +1,21 @@
-"""PostgreSQL basics on any node: its database, versioned schema files from sql/, and managed pg_hba."""
+"""PostgreSQL basics on any node: its database, versioned schema files from sql/ (see assets.py), and managed pg_hba."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from streamctl.assets import asset_dir
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.errors import StepError
 from streamctl.names import SCHEMA_VERSION_TABLE
-from streamctl.services.base import ConfigStep
+from streamctl.steps import ConfigStep
 
 AFTER_DISTRIBUTION = "-- streamctl: after-distribution"
 
@@ -34,7 +34,7 @@ class SchemaFile:
 
 def schema_files(kind: str) -> list[SchemaFile]:
     """The ordered SQL files of one database kind (`metadata` or `analytics`), shipped in the package."""
-    folder = resources.files("streamctl").joinpath("sql", kind)
+    folder = asset_dir("sql").joinpath(kind)
     out = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if not entry.name.endswith(".sql"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
-from streamctl.services.base import ConfigStep
+from streamctl.steps import ConfigStep
 
 WANTED = {"appendonly": "yes", "protected-mode": "yes"}
 

@@ -12,8 +12,8 @@ from streamctl.config.model import Node, Role
 from streamctl.context import REPLICATION_USER, ClusterContext
 from streamctl.names import PUBLICATION, subscription_name
 from streamctl.readiness import Readiness
-from streamctl.services.base import ConfigStep
 from streamctl.services.postgres import ensure_login_role, grant_read, reader_pending
+from streamctl.steps import ConfigStep
 
 
 class ReplicationService:

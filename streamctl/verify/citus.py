@@ -6,13 +6,13 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from psycopg import sql
-
 from streamctl import names
+from streamctl.citus import catalog
+from streamctl.citus.nodes import coordinator_conn, label, node_names
+from streamctl.citus.shards import TableSpread, inspect_shards
 from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.verify.result import CheckResult, Verdict, failed, guarded, passed, raising, skipped
-from streamctl.verify.shards import TableSpread, coordinator_conn, inspect_shards, node_names
 
 WORKERS = "citus.workers"
 PLACEMENTS = "citus.placements"
@@ -33,20 +33,19 @@ def skip_reason(t: Topology) -> str | None:
 def check_workers(ctx: ClusterContext) -> list[CheckResult]:
     """Every worker of the topology is registered, active and a primary; no stray active node."""
     workers = ctx.topology.nodes_by_role(Role.WORKER)
-    labels = node_names(ctx)
+    labels = node_names(ctx.store.endpoints())
     try:
         with coordinator_conn(ctx) as conn:
-            rows = conn.execute("SELECT nodename, nodeport, isactive, noderole::text, shouldhaveshards "
-                                "FROM pg_dist_node WHERE groupid <> 0").fetchall()
+            rows = catalog.worker_rows(conn)
     except Exception as exc:  # noqa: BLE001 - every worker's result says the check could not run
         return [guarded(WORKERS, w.name, raising(exc)) for w in workers] or [
             guarded(WORKERS, "coordinator", raising(exc))]
-    registered = {labels.get((r[0], int(r[1])), f"{r[0]}:{r[1]}"): r for r in rows}
+    registered = {label(labels, r[0], r[1]): r for r in rows}
 
     def one(name: str) -> Verdict:
         r = registered.get(name)
         if r is None:
-            return failed(f"{name} is not registered with the coordinator (pg_dist_node)")
+            return failed(f"{name} is not registered with the coordinator ({catalog.NODES_TABLE})")
         if not r[2]:
             return failed(f"{name} ({r[0]}:{r[1]}) is registered but not active")
         if r[3] != "primary":
@@ -64,13 +63,8 @@ def check_workers(ctx: ClusterContext) -> list[CheckResult]:
 def check_placements(ctx: ClusterContext) -> list[CheckResult]:
     def body() -> Verdict:
         with coordinator_conn(ctx) as conn:
-            bad = conn.execute(
-                "SELECT p.shardid, s.logicalrelid::text, p.groupid, n.nodename, n.nodeport, n.isactive "
-                "FROM pg_dist_placement p JOIN pg_dist_shard s USING (shardid) "
-                "LEFT JOIN pg_dist_node n ON n.groupid = p.groupid AND n.noderole = 'primary' "
-                "WHERE n.nodeid IS NULL OR NOT n.isactive ORDER BY 1").fetchall()
-            total = conn.execute("SELECT count(*) FROM pg_dist_placement").fetchone()
-        n = int(total[0]) if total else 0
+            bad = catalog.placements_off_active_nodes(conn)
+            n = catalog.placement_count(conn)
         if bad:
             first = bad[0]
             where = f"{first[3]}:{first[4]} (inactive)" if first[3] else f"group {first[2]} (no node)"
@@ -88,9 +82,7 @@ def check_distribution(ctx: ClusterContext) -> list[CheckResult]:
     shard_count = ctx.topology.metadata.citus.shard_count
     try:
         with coordinator_conn(ctx) as conn:
-            rows = {r[0]: r for r in conn.execute(
-                "SELECT table_name::text, citus_table_type, distribution_column, colocation_id, shard_count "
-                "FROM citus_tables").fetchall()}
+            rows = catalog.table_layouts(conn)
     except Exception as exc:  # noqa: BLE001
         tables = [*names.DISTRIBUTED_TABLES, *names.REFERENCE_TABLES]
         return [guarded(DISTRIBUTION, t, raising(exc)) for t in tables]
@@ -127,9 +119,7 @@ def check_distribution(ctx: ClusterContext) -> list[CheckResult]:
 def distinct_keys(ctx: ClusterContext, table: str) -> int:
     """Distinct distribution values of a table (Citus pushes the count down to every shard)."""
     with coordinator_conn(ctx) as conn:
-        row = conn.execute(sql.SQL("SELECT count(DISTINCT {}) FROM {}").format(
-            sql.Identifier(names.DISTRIBUTION_COLUMN), sql.Identifier(table))).fetchone()
-    return int(row[0]) if row else 0
+        return catalog.distinct_keys(conn, table, names.DISTRIBUTION_COLUMN)
 
 
 def check_skew(ctx: ClusterContext) -> list[CheckResult]:

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from streamctl.citus.shards import inspect_shards, locate_key
 from streamctl.cli.main import app
 from streamctl.config.load import load_topology
 from streamctl.errors import ExitCode, PreflightError
 from streamctl.scale import scale_workers
 from streamctl.verify.result import Status
 from streamctl.verify.runner import run_checks
-from streamctl.verify.shards import inspect_shards, locate_key
 
 ROWS = 4000
 

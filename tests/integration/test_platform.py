@@ -193,7 +193,7 @@ def test_failed_step_names_node_and_step_and_next_up_resumes(make_cluster, monke
     and step named; everything before it stays done and the next `up` finishes the rest."""
     import streamctl.runner as runner_module
     from streamctl.services import configuration_steps
-    from streamctl.services.base import ConfigStep
+    from streamctl.steps import ConfigStep
 
     def failing_fdw(ctx: Any, backend: Any) -> list[ConfigStep]:
         def boom() -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from streamctl.citus.shards import NodeSpread, TableSpread
 from streamctl.errors import ExitCode, NotFoundError
 from streamctl.verify.checksum import Chunk
 from streamctl.verify.registry import CHECKS, select
 from streamctl.verify.result import CheckResult, Status, failed, guarded
 from streamctl.verify.runner import VerifyReport
 from streamctl.verify.schema import VERIFY_JSON_SCHEMA
-from streamctl.verify.shards import NodeSpread, TableSpread
 from tests.schema_check import problems
 
 

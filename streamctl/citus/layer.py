@@ -7,17 +7,25 @@ content_id (colocated) and makes genres/people reference tables.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
-import psycopg
-from psycopg import sql
-
+from streamctl.citus import catalog
+from streamctl.citus.catalog import Address
+from streamctl.citus.nodes import register_workers, registration_pending, worker_address
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.errors import StepError
 from streamctl.names import DISTRIBUTED_TABLES, DISTRIBUTION_COLUMN, REFERENCE_TABLES
 from streamctl.readiness import Readiness
-from streamctl.services.base import ConfigStep
+from streamctl.steps import ConfigStep
+
+
+class MetadataLayer(Protocol):
+    """What the metadata database gets on top of plain PostgreSQL: steps per node, then distribution."""
+
+    def node_steps(self) -> list[ConfigStep]: ...
+
+    def distribution_steps(self) -> list[ConfigStep]: ...
 
 
 class NullCitusLayer:
@@ -31,6 +39,8 @@ class NullCitusLayer:
 
 
 class CitusLayer:
+    """Citus on: extension and credentials on every node, workers registered, content tables distributed."""
+
     def __init__(self, ctx: ClusterContext) -> None:
         self.ctx = ctx
         coordinator = ctx.first(Role.COORDINATOR)
@@ -51,81 +61,56 @@ class CitusLayer:
         def pending() -> list[str]:
             out = []
             with self.ctx.pg_connect(node.name) as conn:
-                if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone():
+                if not catalog.extension_created(conn):
                     return ["create extension citus", "store node-to-node credentials"]
-                if not conn.execute("SELECT 1 FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = %s "
-                                    "AND authinfo = %s", (user, self._authinfo())).fetchone():
+                if not catalog.authinfo_stored(conn, user, self._authinfo()):
                     out.append("store node-to-node credentials")
             return out
 
         def apply() -> None:
             with self.ctx.pg_connect(node.name) as conn:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
-                # Nodes authenticate to each other with scram; pg_dist_authinfo gives Citus the password.
-                conn.execute("DELETE FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = %s", (user,))
-                conn.execute("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, %s, %s)",
-                             (user, self._authinfo()))
+                catalog.create_extension(conn)
+                catalog.store_authinfo(conn, user, self._authinfo())
 
         return ConfigStep(node.name, "citus extension", pending, apply)
 
     def _authinfo(self) -> str:
         return f"password={self.ctx.secrets['postgres_password']}"
 
-    def _address(self, node: Node) -> tuple[str, int]:
-        ep = self.ctx.endpoint(node.name)
-        return ep.internal_host, ep.internal_port
-
     def _coordinator_step(self) -> ConfigStep:
-        host, port = self._address(self.coordinator)
+        host, port = address = worker_address(self.ctx, self.coordinator)
 
         def pending() -> list[str]:
             with self.ctx.pg_connect(self.coordinator.name) as conn:
-                row = conn.execute("SELECT nodename, nodeport FROM pg_dist_node WHERE groupid = 0").fetchone()
-            return [] if row and (row[0], row[1]) == (host, port) else [f"coordinator host {host}:{port}"]
+                found = catalog.coordinator_address(conn)
+            return [] if found == address else [f"coordinator host {host}:{port}"]
 
         def apply() -> None:
             with self.ctx.pg_connect(self.coordinator.name) as conn:
-                conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (host, port))
+                catalog.set_coordinator_host(conn, address)
 
         return ConfigStep(self.coordinator.name, "citus coordinator", pending, apply)
 
-    def _registered(self, conn: psycopg.Connection[Any]) -> dict[tuple[str, int], bool]:
-        rows = conn.execute("SELECT nodename, nodeport, isactive FROM pg_dist_node "
-                            "WHERE groupid <> 0 AND noderole = 'primary'").fetchall()
-        return {(r[0], int(r[1])): bool(r[2]) for r in rows}
-
     def _workers_step(self) -> ConfigStep:
-        wanted = {self._address(w): w.name for w in self.workers}
+        wanted = {worker_address(self.ctx, w): w.name for w in self.workers}
 
         def pending() -> list[str]:
             with self.ctx.pg_connect(self.coordinator.name) as conn:
-                registered = self._registered(conn)
-            out = []
-            for addr, name in wanted.items():
-                if addr not in registered:
-                    out.append(f"register {name} ({addr[0]}:{addr[1]})")
-                elif not registered[addr]:
-                    out.append(f"activate {name}")
-            return out
+                return registration_pending(conn, wanted)
 
         def apply() -> None:
             with self.ctx.pg_connect(self.coordinator.name) as conn:
-                registered = self._registered(conn)
-                for (host, port), _name in wanted.items():
-                    if (host, port) not in registered:
-                        conn.execute("SELECT citus_add_node(%s, %s)", (host, port))
-                    elif not registered[(host, port)]:
-                        conn.execute("SELECT citus_activate_node(%s, %s)", (host, port))
+                register_workers(conn, list(wanted))
             self.wait_workers_active(list(wanted))
 
         return ConfigStep(self.coordinator.name, "citus workers", pending, apply)
 
-    def wait_workers_active(self, addresses: list[tuple[str, int]], timeout: float = 120.0) -> None:
+    def wait_workers_active(self, addresses: list[Address], timeout: float = 120.0) -> None:
         """Ready when the coordinator lists every wanted worker as active."""
 
         def probe() -> bool:
             with self.ctx.pg_connect(self.coordinator.name) as conn:
-                registered = self._registered(conn)
+                registered = catalog.primary_workers(conn)
             return all(registered.get(a) for a in addresses)
 
         Readiness("citus workers active", probe, timeout, interval=0.5,
@@ -136,13 +121,9 @@ class CitusLayer:
         shard_count = self.ctx.topology.metadata.citus.shard_count
         name = self.coordinator.name
 
-        def partitioning(conn: psycopg.Connection[Any]) -> dict[str, str]:
-            rows = conn.execute("SELECT logicalrelid::regclass::text, partmethod FROM pg_dist_partition")
-            return {str(r[0]): str(r[1]) for r in rows.fetchall()}
-
         def pending() -> list[str]:
             with self.ctx.pg_connect(name) as conn:
-                parts = partitioning(conn)
+                parts = catalog.partitioning(conn)
             out = [f"reference table {t}" for t in REFERENCE_TABLES if t not in parts]
             out += [f"distribute {t} by {DISTRIBUTION_COLUMN}" for t in DISTRIBUTED_TABLES if t not in parts]
             wrong = [t for t in DISTRIBUTED_TABLES if parts.get(t) not in (None, "h")]
@@ -153,21 +134,21 @@ class CitusLayer:
 
         def apply() -> None:
             with self.ctx.pg_connect(name) as conn:
-                parts = partitioning(conn)
+                parts = catalog.partitioning(conn)
                 for table in REFERENCE_TABLES:
                     if table not in parts:
-                        conn.execute("SELECT create_reference_table(%s)", (table,))
-                conn.execute(sql.SQL("SET citus.shard_count = {}").format(sql.Literal(shard_count)))
+                        catalog.create_reference_table(conn, table)
+                catalog.set_shard_count(conn, shard_count)
                 anchor = DISTRIBUTED_TABLES[0]
                 for table in DISTRIBUTED_TABLES:
                     if table in parts:
                         continue
                     colocate = "default" if table == anchor else anchor
-                    conn.execute("SELECT create_distributed_table(%s, %s, colocate_with => %s)",
-                                 (table, DISTRIBUTION_COLUMN, colocate))
+                    catalog.create_distributed_table(conn, table, DISTRIBUTION_COLUMN, colocate)
 
         return [ConfigStep(name, "citus distribution", pending, apply)]
 
 
-def citus_layer(ctx: ClusterContext) -> CitusLayer | NullCitusLayer:
+def citus_layer(ctx: ClusterContext) -> MetadataLayer:
+    """The layer the topology asks for: Citus, or its do-nothing twin for plain PostgreSQL."""
     return CitusLayer(ctx) if ctx.topology.citus else NullCitusLayer()

@@ -1,4 +1,4 @@
-"""What a service adapter contributes to `up`: configuration steps that converge and can be checked."""
+"""The unit of configuration `up` runs inside the nodes: an idempotent step that can say what it would change."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """How the Citus tables are spread: shards, rows and bytes per table and per node, skew, key lookup.
 
-Read from Citus's own catalog on the coordinator (citus_shards, pg_dist_node) plus one count per shard
-(run_command_on_shards), so rows are exact rather than estimated.
+Read from Citus's own catalog on the coordinator (see catalog.py) plus one count per shard, so rows are
+exact rather than estimated.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 import psycopg
 from psycopg import Connection
 
-from streamctl.config.model import Role
+from streamctl.citus import catalog
+from streamctl.citus.nodes import coordinator_conn, label, node_names
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError, PreflightError
 
@@ -77,34 +78,8 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
-def node_names(ctx: ClusterContext) -> dict[tuple[str, int], str]:
-    """(host, port) as Citus registered them -> topology node name (internal and external addresses)."""
-    out: dict[tuple[str, int], str] = {}
-    for ep in ctx.store.endpoints().values():
-        out[(ep.internal_host, ep.internal_port)] = ep.name
-        out[(ep.host, ep.port)] = ep.name
-    return out
-
-
-def coordinator_conn(ctx: ClusterContext) -> Connection[Any]:
-    """A connection to the coordinator's metadata database; refuses clearly when Citus is off."""
-    if not ctx.topology.citus:
-        raise PreflightError("Citus is disabled in this topology (metadata.citus.enabled: false)",
-                             hint="shards and scaling need Citus; enable it and run `streamctl up`")
-    coord = ctx.first(Role.COORDINATOR)
-    assert coord is not None
-    conn = ctx.pg_connect(coord.name, ctx.topology.metadata.database)
-    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone()
-    if row is None:
-        conn.close()
-        raise PreflightError("the citus extension is not created in the coordinator's database",
-                             hint="run `streamctl up` to configure the cluster")
-    return conn
-
-
 def _shard_rows(conn: Connection[Any], table: str) -> dict[int, int]:
-    rows = conn.execute("SELECT shardid, success, result FROM run_command_on_shards(%s::regclass, "
-                        "'SELECT count(*) FROM %%s')", (table,)).fetchall()
+    rows = catalog.shard_row_counts(conn, table)
     bad = [f"shard {r[0]}: {r[2]}" for r in rows if not r[1]]
     if bad:
         raise PreflightError(f"cannot count the shards of {table}", details=bad[:5])
@@ -113,20 +88,14 @@ def _shard_rows(conn: Connection[Any], table: str) -> dict[int, int]:
 
 def inspect_shards(ctx: ClusterContext, table: str | None = None) -> list[TableSpread]:
     """Every Citus table (or one), with per-node totals; nodes that should hold shards but hold none count."""
-    names = node_names(ctx)
+    names = node_names(ctx.store.endpoints())
     with coordinator_conn(ctx) as conn:
-        where, params = ("WHERE table_name = %s::regclass", (table,)) if table else ("", ())
-        placements = conn.execute(
-            "SELECT table_name::text, shardid, citus_table_type, colocation_id, nodename, nodeport, "
-            f"coalesce(shard_size, 0) FROM citus_shards {where} ORDER BY 1, 2", params).fetchall()
+        placements = catalog.shard_placements(conn, table)
         if table and not placements:
             raise NotFoundError(f"{table} is not a Citus table (no shards)",
                                 hint="list them with `streamctl shards`")
-        holders = [names.get((r[0], int(r[1])), f"{r[0]}:{r[1]}") for r in conn.execute(
-            "SELECT nodename, nodeport FROM pg_dist_node WHERE isactive AND noderole = 'primary' "
-            "AND shouldhaveshards ORDER BY nodeid").fetchall()]
-        columns = dict(conn.execute(
-            "SELECT table_name::text, distribution_column FROM citus_tables").fetchall())
+        holders = [label(names, *address) for address in catalog.shard_holders(conn)]
+        columns = catalog.distribution_columns(conn)
         by_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         for r in placements:
             by_table[r[0]].append(r)
@@ -141,7 +110,7 @@ def _spread(name: str, rows: list[tuple[Any, ...]], counts: dict[int, int], hold
             names: dict[tuple[str, int], str], column: str | None) -> TableSpread:
     per_node: dict[str, list[int]] = {h: [0, 0, 0] for h in holders} if rows[0][2] == "distributed" else {}
     for _t, shard, _k, _c, host, port, size in rows:
-        node = names.get((host, int(port)), f"{host}:{port}")
+        node = label(names, host, port)
         acc = per_node.setdefault(node, [0, 0, 0])
         acc[0] += 1
         acc[1] += counts.get(int(shard), 0)
@@ -157,21 +126,15 @@ def _spread(name: str, rows: list[tuple[Any, ...]], counts: dict[int, int], hold
 
 def locate_key(ctx: ClusterContext, table: str, key: str) -> KeyLocation:
     """Which shard of `table` holds distribution value `key`, and on which node(s)."""
-    names = node_names(ctx)
+    names = node_names(ctx.store.endpoints())
     with coordinator_conn(ctx) as conn:
-        kind = conn.execute("SELECT citus_table_type FROM citus_tables WHERE table_name = %s::regclass",
-                            (table,)).fetchone()
-        if kind is None:
+        if catalog.table_type(conn, table) is None:
             raise NotFoundError(f"{table} is not a Citus table", hint="list them with `streamctl shards`")
         try:
-            row = conn.execute("SELECT get_shard_id_for_distribution_column(%s::regclass, %s::text)",
-                               (table, key)).fetchone()
+            shard = catalog.shard_for_value(conn, table, key)
         except psycopg.Error as exc:
             raise NotFoundError(f"cannot place {key!r} in {table}: {str(exc).strip().splitlines()[0]}",
                                 hint=f"give a value of {table}'s distribution column") from None
-        assert row is not None
-        shard = int(row[0])
-        nodes = conn.execute("SELECT shard_name, nodename, nodeport FROM citus_shards WHERE shardid = %s "
-                             "ORDER BY nodename, nodeport", (shard,)).fetchall()
+        nodes = catalog.shard_nodes(conn, shard)
     return KeyLocation(table, key, shard, nodes[0][0] if nodes else f"{table}_{shard}",
-                       [names.get((h, int(p)), f"{h}:{p}") for _s, h, p in nodes])
+                       [label(names, h, p) for _s, h, p in nodes])

@@ -1,0 +1,73 @@
+"""Citus's nodes: the coordinator's connection, worker addresses, worker registration, and back to names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from psycopg import Connection
+
+from streamctl.citus import catalog
+from streamctl.citus.catalog import Address
+from streamctl.config.model import Node, Role
+from streamctl.context import ClusterContext
+from streamctl.errors import PreflightError
+from streamctl.state import Endpoint
+
+
+def worker_address(ctx: ClusterContext, node: Node) -> Address:
+    """Where the coordinator reaches a node: its address on the cluster network (as registered)."""
+    ep = ctx.endpoint(node.name)
+    return ep.internal_host, ep.internal_port
+
+
+def node_names(endpoints: Mapping[str, Endpoint]) -> dict[Address, str]:
+    """(host, port) as Citus registered a node -> its topology name (internal address first, then external)."""
+    out: dict[Address, str] = {}
+    for name, ep in endpoints.items():
+        out[(ep.internal_host, ep.internal_port)] = name
+    for name, ep in endpoints.items():
+        out.setdefault((ep.host, ep.port), name)
+    return out
+
+
+def label(names: Mapping[Address, str], host: str, port: int) -> str:
+    """A node's topology name, or host:port for a node the topology does not know."""
+    return names.get((host, int(port)), f"{host}:{port}")
+
+
+def coordinator_conn(ctx: ClusterContext) -> Connection[Any]:
+    """A connection to the coordinator's metadata database; refuses clearly when Citus is off."""
+    if not ctx.topology.citus:
+        raise PreflightError("Citus is disabled in this topology (metadata.citus.enabled: false)",
+                             hint="shards and scaling need Citus; enable it and run `streamctl up`")
+    coord = ctx.first(Role.COORDINATOR)
+    assert coord is not None
+    conn = ctx.pg_connect(coord.name, ctx.topology.metadata.database)
+    if not catalog.extension_created(conn):
+        conn.close()
+        raise PreflightError("the citus extension is not created in the coordinator's database",
+                             hint="run `streamctl up` to configure the cluster")
+    return conn
+
+
+def registration_pending(conn: Connection[Any], workers: dict[Address, str]) -> list[str]:
+    """What `register_workers` would do for these workers (address -> name)."""
+    registered = catalog.primary_workers(conn)
+    out = []
+    for (host, port), name in workers.items():
+        if (host, port) not in registered:
+            out.append(f"register {name} ({host}:{port})")
+        elif not registered[(host, port)]:
+            out.append(f"activate {name}")
+    return out
+
+
+def register_workers(conn: Connection[Any], addresses: list[Address]) -> None:
+    """Idempotent, the one way a worker joins: add it to the coordinator, or activate it if it is inactive."""
+    registered = catalog.primary_workers(conn)
+    for address in addresses:
+        if address not in registered:
+            catalog.add_node(conn, address)
+        elif not registered[address]:
+            catalog.activate_node(conn, address)
