@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from streamctl.backends.docker import DockerBackend
+from streamctl.backends.swarm import SwarmBackend
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
 from streamctl.events import Event
@@ -27,7 +28,7 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
     runner = Runner(ctx, be, emit=None if json_ else render.progress(verbose), timeout=timeout)
-    if isinstance(be, DockerBackend) and not json_:  # image pulls report progress as they go
+    if isinstance(be, (DockerBackend, SwarmBackend)) and not json_:  # image pulls report progress as they go
         be.progress = lambda node, message: render.event(Event("info", node, "image", message))
     if dry_run_:
         plan = dry_run(runner)

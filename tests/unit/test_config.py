@@ -77,7 +77,7 @@ MALFORMED: list[tuple[str, object, str]] = [
      "analytics.tables[1]: unknown table 'orders'"),
     ("unset variable", {"secrets": {"redis_password": "${STREAMCTL_TEST_UNSET_VAR}"}},
      "secrets.redis_password: environment variable STREAMCTL_TEST_UNSET_VAR is not set"),
-    ("bad backend", {"backend": "kubernetes"}, "backend: Input should be 'auto', 'docker' or 'local'"),
+    ("bad backend", {"backend": "kubernetes"}, "backend: Input should be 'auto', 'docker', 'local' or 'swarm'"),
     ("bad cluster name", {"cluster": "My Cluster"}, "cluster: 'My Cluster' is not a valid name"),
     ("wrong type for section", {"redis": "yes"}, "redis: Input should be a valid dictionary"),
     ("wrong type for flag", {"mongo": {"enabled": "perhaps"}}, "mongo.enabled: Input should be a valid boolean"),
