@@ -1,6 +1,6 @@
 """How parallel is `up`? Its wall time against the slowest single node's own ready time, in one run.
 
-    python bench/up.py [--backend local|docker] [--topology examples/no-citus.yaml] [--image-override IMG]
+    python bench/up.py [--backend local|docker|swarm] [--topology examples/no-citus.yaml] [--image-override IMG]
 
 1. Each node alone: create it, wait until ready, time it, remove it (sequentially).
 2. The whole `up` on a fresh cluster: node phase (all nodes launched and ready) and full (with the
@@ -8,6 +8,9 @@
 3. A second `up` on the healthy cluster.
 Prints the ratios; goals: node phase / slowest node <= 1.3, second `up` <= 2 s. Tears everything down.
 Ports are taken fresh so it never touches a running cluster.
+
+With `--backend swarm` (the engine must be a Swarm manager): a cold `up` of the same topology and images
+on plain Docker and on Swarm, alternately (`--rounds`), and their ratio; goal: swarm / docker <= 1.5.
 """
 
 from __future__ import annotations
@@ -56,10 +59,13 @@ def context(data: dict[str, Any], state_dir: Path) -> ClusterContext:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", default="local", choices=["local", "docker"])
+    ap.add_argument("--backend", default="local", choices=["local", "docker", "swarm"])
     ap.add_argument("--topology", type=Path, default=Path(__file__).resolve().parents[1] / "examples/no-citus.yaml")
     ap.add_argument("--image-override", default=None, help="one image for every node (Docker, offline)")
+    ap.add_argument("--rounds", type=int, default=2, help="swarm comparison: docker/swarm pairs to run")
     args = ap.parse_args()
+    if args.backend == "swarm":
+        return compare_swarm(args.topology, args.image_override, args.rounds)
 
     work = Path(tempfile.mkdtemp(prefix="streamctl-bench-"))
     work.chmod(0o755)
@@ -115,6 +121,34 @@ def main() -> int:
           f"  (goal <= 1.3)")
     print(f"`up`, with schema/replication/FDW/stores: {full:6.2f} s   ratio {full / slowest:4.2f}")
     print(f"second `up` (no changes: {not second.changed}):      {second_s:6.2f} s   (goal <= 2 s)")
+    return 0
+
+
+def cold_up(path: Path, backend: str, image: str | None) -> float:
+    """One `up` of a fresh cluster on `backend`, then `down --volumes`; the `up` seconds."""
+    work = Path(tempfile.mkdtemp(prefix="streamctl-bench-"))
+    work.chmod(0o755)
+    data = bench_topology(path, backend, image)
+    data["cluster"] = f"bench-{backend}-{time.monotonic_ns() % 10**8}"
+    data["bind"] = "0.0.0.0" if backend == "swarm" else "127.0.0.1"  # Swarm publishes on every interface
+    ctx = context(data, work)
+    runner = Runner(ctx, select_backend(ctx, backend))
+    try:
+        return runner.up().seconds
+    finally:
+        runner.down(volumes=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def compare_swarm(path: Path, image: str | None, rounds: int) -> int:
+    times: dict[str, list[float]] = {"docker": [], "swarm": []}
+    for _ in range(rounds):
+        for backend in ("docker", "swarm"):
+            times[backend].append(cold_up(path, backend, image))
+    for backend, secs in times.items():
+        print(f"`up` on {backend:<6}: " + "  ".join(f"{s:6.2f} s" for s in secs))
+    ratios = [s / d for s, d in zip(times["swarm"], times["docker"], strict=True)]
+    print(f"swarm / docker, per round: {'  '.join(f'{r:4.2f}' for r in ratios)}   (goal <= 1.5)")
     return 0
 
 
