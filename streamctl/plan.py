@@ -1,11 +1,25 @@
-"""The plan: a pure list of node actions (create / recreate / start / noop) from topology + observation."""
+"""The plan of `up`: what happens to each node (create / recreate / start / noop), then which configuration
+steps are still pending. Built once; `up` executes it, `up --dry-run` shows it, both as text and JSON.
+How a plan reads (each row's action and detail) is decided here, and only here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from streamctl.backends.base import Action, Backend, Observation, decide
+from streamctl.backends.base import Action, Backend, NodeState, Observation
 from streamctl.config.model import Node
+from streamctl.steps import ConfigStep
+
+
+def decide(obs: Observation, desired: str) -> Action:
+    """The convergence rule, shared by every backend."""
+    if obs.state is NodeState.MISSING:
+        return Action.CREATE
+    if obs.fingerprint is not None and obs.fingerprint != desired:
+        return Action.RECREATE
+    if obs.state is NodeState.STOPPED:
+        return Action.START
+    return Action.NOOP
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,51 @@ class NodeStep:
         }[self.action]
 
 
+@dataclass(frozen=True)
+class PendingConfig:
+    """A configuration step and what it would change on the live node (empty: in place)."""
+
+    node: str
+    step: str
+    changes: list[str]
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    node: str
+    action: str
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"node": self.node, "action": self.action, "detail": self.detail}
+
+
+@dataclass
+class Plan:
+    """Node steps, then configuration: `configuration` is None while some node is not running (the steps
+    look at live nodes, so they can only be listed once every node runs)."""
+
+    cluster: str
+    backend: str
+    nodes: list[NodeStep]
+    configuration: list[PendingConfig] | None = field(default=None)
+
+    @property
+    def all_running(self) -> bool:
+        return all(s.observation.state is NodeState.RUNNING for s in self.nodes)
+
+    def rows(self) -> list[PlanRow]:
+        out = [PlanRow(s.node.name, s.action.value, s.reason) for s in self.nodes]
+        if self.configuration is None:
+            return [*out, PlanRow("*", "configure", "schema, replication, FDW and stores are configured once "
+                                                    "the nodes run")]
+        return out + [PlanRow(c.node, "configure", "; ".join(c.changes)) if c.changes
+                      else PlanRow(c.node, "noop", f"{c.step}: up to date") for c in self.configuration]
+
+    def to_json(self) -> list[dict[str, str]]:
+        return [r.to_json() for r in self.rows()]
+
+
 def plan_nodes(nodes: list[Node], observations: dict[str, Observation],
                desired: dict[str, str]) -> list[NodeStep]:
     """Pure: the same inputs always give the same steps."""
@@ -35,3 +94,16 @@ def observe_and_plan(backend: Backend, nodes: list[Node]) -> list[NodeStep]:
     observations = {n.name: backend.observe(n) for n in nodes}
     desired = {n.name: backend.desired_fingerprint(n) for n in nodes}
     return plan_nodes(nodes, observations, desired)
+
+
+def pending_configuration(steps: list[ConfigStep]) -> list[PendingConfig]:
+    """What each configuration step would change, read from the live nodes; a dry run reports what it
+    cannot check instead of failing."""
+    out = []
+    for cs in steps:
+        try:
+            changes = cs.pending()
+        except Exception as exc:  # noqa: BLE001 - a dry run reports what it cannot check
+            changes = [f"cannot check: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"]
+        out.append(PendingConfig(cs.node, cs.name, changes))
+    return out

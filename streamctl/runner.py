@@ -7,27 +7,40 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from streamctl.backends.base import Action, Backend, NodeState
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind, ignore
-from streamctl.plan import NodeStep, observe_and_plan
+from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
 from streamctl.services import configuration_steps
 from streamctl.steps import ConfigStep
 
 
 @dataclass
 class UpResult:
-    node_steps: list[NodeStep]
+    """What `up` did: the plan it executed, and the configuration it changed."""
+
+    plan: Plan
     config_changes: list[tuple[str, str, list[str]]] = field(default_factory=list)
     seconds: float = 0.0
     ready_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
+    def node_steps(self) -> list[NodeStep]:
+        return self.plan.nodes
+
+    @property
     def changed(self) -> bool:
         return any(s.action is not Action.NOOP for s in self.node_steps) or bool(self.config_changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cluster": self.plan.cluster, "backend": self.plan.backend, "changed": self.changed,
+                "seconds": round(self.seconds, 3),
+                "nodes": [{"name": s.node.name, "action": s.action.value} for s in self.node_steps],
+                "configured": [{"node": n, "step": s, "changes": c} for n, s, c in self.config_changes]}
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -53,6 +66,15 @@ class Runner:
     def plan(self) -> list[NodeStep]:
         return observe_and_plan(self.backend, self.nodes)
 
+    def preview(self) -> Plan:
+        """What `up` would do, changing nothing: node actions, then each configuration step's pending
+        changes (read from the live nodes, so only once every node runs)."""
+        self.backend.preflight(self.nodes)
+        plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
+        if plan.all_running:
+            plan.configuration = pending_configuration(self.config_steps())
+        return plan
+
     def config_steps(self) -> list[ConfigStep]:
         return configuration_steps(self.ctx, self.backend)
 
@@ -60,11 +82,12 @@ class Runner:
     def up(self) -> UpResult:
         started = time.monotonic()
         self.backend.preflight(self.nodes)
-        steps = self.plan()
+        plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
+        steps = plan.nodes
         self._check_ports(steps)
         self.ctx.store.secrets(self.ctx.topology, create=True)
         self.ctx.__dict__.pop("secrets", None)  # re-read: `up` may just have generated them
-        result = UpResult(steps)
+        result = UpResult(plan)
         # Endpoints follow from the topology: record them first so `logs`/`url` work even if `up` fails.
         self.ctx.store.record_endpoints(self.backend.name, [self.backend.endpoint(n) for n in self.nodes])
         result.ready_seconds = self._converge_nodes(steps)

@@ -1,4 +1,4 @@
-"""Observations for `status` and `up --dry-run`, as plain data the CLI renders."""
+"""Observations for `status`, as plain data the CLI renders."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 from streamctl.backends.base import Backend, NodeState
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
-from streamctl.runner import Runner
 
 
 def node_status(ctx: ClusterContext, backend: Backend, node: Node) -> dict[str, Any]:
@@ -29,24 +28,3 @@ def cluster_status(ctx: ClusterContext, backend: Backend) -> list[dict[str, Any]
     nodes = ctx.topology.nodes()
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
         return list(pool.map(lambda n: node_status(ctx, backend, n), nodes))
-
-
-def dry_run(runner: Runner) -> list[dict[str, Any]]:
-    """What `up` would do, without changing anything: node actions, then pending configuration."""
-    runner.backend.preflight(runner.nodes)
-    steps = runner.plan()
-    out: list[dict[str, Any]] = [{"node": s.node.name, "action": s.action.value, "detail": s.reason}
-                                 for s in steps]
-    all_running = all(s.observation.state is NodeState.RUNNING for s in steps)
-    if not all_running:
-        out.append({"node": "*", "action": "configure", "detail": "schema, replication, FDW and stores are "
-                    "configured once the nodes run"})
-        return out
-    for cs in runner.config_steps():
-        try:
-            pending = cs.pending()
-        except Exception as exc:  # noqa: BLE001 - a dry run reports what it cannot check
-            pending = [f"cannot check: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"]
-        out.append({"node": cs.node, "action": "configure" if pending else "noop",
-                    "detail": "; ".join(pending) if pending else f"{cs.name}: up to date"})
-    return out

@@ -40,17 +40,6 @@ def fingerprint(definition: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def decide(obs: Observation, desired: str) -> Action:
-    """The convergence rule, shared by every backend."""
-    if obs.state is NodeState.MISSING:
-        return Action.CREATE
-    if obs.fingerprint is not None and obs.fingerprint != desired:
-        return Action.RECREATE
-    if obs.state is NodeState.STOPPED:
-        return Action.START
-    return Action.NOOP
-
-
 @runtime_checkable
 class Backend(Protocol):
     """Where nodes run. Methods never print; failures raise StreamctlError subclasses."""

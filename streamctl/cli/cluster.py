@@ -12,7 +12,7 @@ from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
 from streamctl.events import Event
 from streamctl.runner import Runner
-from streamctl.status import cluster_status, dry_run
+from streamctl.status import cluster_status
 
 
 def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
@@ -31,20 +31,15 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     if isinstance(be, (DockerBackend, SwarmBackend)) and not json_:  # image pulls report progress as they go
         be.progress = lambda node, message: render.event(Event("info", node, "image", message))
     if dry_run_:
-        plan = dry_run(runner)
+        plan = runner.preview()
         if json_:
-            render.print_json(plan)
+            render.print_json(plan.to_json())
         else:
-            render.table(f"plan for {ctx.topology.cluster} ({be.name})", ["node", "action", "why"],
-                         [(p["node"], p["action"], p["detail"]) for p in plan])
+            render.plan(plan)
         return
     result = runner.up()
     if json_:
-        render.print_json({"cluster": ctx.topology.cluster, "backend": be.name, "changed": result.changed,
-                           "seconds": round(result.seconds, 3),
-                           "nodes": [{"name": s.node.name, "action": s.action.value} for s in result.node_steps],
-                           "configured": [{"node": n, "step": s, "changes": c}
-                                          for n, s, c in result.config_changes]})
+        render.print_json(result.to_json())
     elif result.changed:
         render.line(f"cluster {ctx.topology.cluster} is up ({be.name}, {result.seconds:.1f}s)", "bold green")
     else:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from streamctl.errors import StreamctlError
+from streamctl.plan import Plan
 
 
 def _width(stream: Any) -> int | None:
@@ -66,6 +67,12 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for row in rows:
         t.add_row(*(escape(str(c)) if not hasattr(c, "__rich__") else c for c in row))
     console.print(t)
+
+
+def plan(p: Plan) -> None:
+    """`up --dry-run`: one row per node, then per configuration step (the rows are the plan's own)."""
+    table(f"plan for {p.cluster} ({p.backend})", ["node", "action", "why"],
+          [(r.node, r.action, r.detail) for r in p.rows()])
 
 
 def error(exc: StreamctlError, debug: bool = False) -> None:

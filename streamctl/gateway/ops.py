@@ -22,24 +22,9 @@ from streamctl.config.model import Role
 from streamctl.gateway.errors import StoreUnavailable
 from streamctl.gateway.schemas import Health, ReplicaState, Replication, Shards, StoreHealth, WorkerShards
 from streamctl.gateway.stores import ANALYTICS, FDW, METADATA, MONGO, REDIS, Stores
+from streamctl.replication.catalog import PRIMARY_SLOTS, SUBSCRIPTION_WORKER
 
 PROBE_TIMEOUT = 2.0
-
-PRIMARY_SQL = """
-SELECT s.slot_name, s.active, pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
-       r.state, extract(epoch FROM r.replay_lag)::float8
-FROM pg_replication_slots s
-LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
-WHERE s.slot_type = 'logical'
-"""
-
-REPLICA_SQL = """
-SELECT s.subenabled, bool_or(st.pid IS NOT NULL AND st.relid IS NULL)
-FROM pg_subscription s LEFT JOIN pg_stat_subscription st ON st.subid = s.oid
-WHERE s.subname = %s
-GROUP BY s.subenabled
-"""
-
 
 async def _timed(check: Callable[[], Awaitable[Any]]) -> tuple[bool, str, float | None]:
     started = time.perf_counter()
@@ -111,8 +96,8 @@ async def replication(stores: Stores) -> Replication:
     if primary is None:
         return Replication(enabled=False, primary=None, primary_reachable=False, replicas=[])
     replicas = [n.name for n in t.nodes_by_role(Role.ANALYTICS_REPLICA)]
-    results = await asyncio.gather(_query(stores, primary, PRIMARY_SQL),
-                                   *(_query(stores, r, REPLICA_SQL, (names.subscription_name(r),))
+    results = await asyncio.gather(_query(stores, primary, PRIMARY_SLOTS),
+                                   *(_query(stores, r, SUBSCRIPTION_WORKER, (names.subscription_name(r),))
                                      for r in replicas), return_exceptions=True)
     slots: dict[str, tuple[Any, ...]] = {}
     primary_ok = not isinstance(results[0], BaseException)

@@ -14,12 +14,12 @@ from typing import Any
 from streamctl import names
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, RefusedError, StreamctlError
+from streamctl.replication.catchup import wait_for_replicas
 from streamctl.seed import jobs, mongo, postgres
 from streamctl.seed import redis as redis_loader
 from streamctl.seed.audience import user_index
 from streamctl.seed.catalogue import content_index
 from streamctl.seed.events import Emit, SeedCancelled, SeedEvent, TableResult
-from streamctl.seed.replicas import wait_for_replicas
 from streamctl.seed.spec import SeedSpec
 
 CATALOGUE_TABLES = ("genres", "cast_crew", "content_metadata", "content_genres", "content_cast_crew",

@@ -12,11 +12,26 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from streamctl.backends.base import Backend
 from streamctl.config.model import Node, Role
 from streamctl.context import FDW_USER, ClusterContext
 from streamctl.names import FDW_SERVER
 from streamctl.services.postgres import ensure_read_only_role, grant_read, reader_pending
 from streamctl.steps import ConfigStep
+
+
+def fdw_enabled(ctx: ClusterContext) -> bool:
+    """The FDW needs both ends: a coordinator and an analytics primary."""
+    return (ctx.topology.fdw.enabled and ctx.first(Role.COORDINATOR) is not None
+            and ctx.first(Role.ANALYTICS_PRIMARY) is not None)
+
+
+def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
+    """Adapter: the reader role on the source node, then server, mapping and foreign tables."""
+    if not fdw_enabled(ctx):
+        return []
+    svc = FdwService(ctx)
+    return [svc.reader_role_step(), svc.coordinator_step()]
 
 
 class FdwService:

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from streamctl.backends.base import Backend
 from streamctl.citus import catalog
 from streamctl.config.model import Node, Role
 from streamctl.context import FDW_USER, GATEWAY_USER, ClusterContext
@@ -32,6 +33,11 @@ CATALOGUE_TABLES = (*DISTRIBUTED_TABLES, *REFERENCE_TABLES)
 def _is_monitor(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("SELECT pg_has_role(%s, 'pg_monitor', 'member')", (GATEWAY_USER,)).fetchone()
     return bool(row and row[0])
+
+
+def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
+    """Adapter: the gateway's role on the coordinator and every analytics node, when the gateway is on."""
+    return GatewayRoleService(ctx).steps() if ctx.topology.gateway.enabled else []
 
 
 class GatewayRoleService:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamctl.backends.base import Backend
 from streamctl.config.model import Node
 from streamctl.context import MONGO_APP_USER, MONGO_ROOT_USER, ClusterContext
 from streamctl.names import REVIEWS_COLLECTION
@@ -40,6 +41,16 @@ REVIEW_INDEXES = {
     "content_id_1": [("content_id", 1)],
     "user_id_1_created_at_-1": [("user_id", 1), ("created_at", -1)],
 }
+
+
+def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
+    """Adapter: users, then the reviews collection, when MongoDB is on."""
+    t = ctx.topology
+    node = t.node(t.mongo.name) if t.mongo.enabled else None
+    if node is None:
+        return []
+    svc = MongoService(ctx, node)
+    return [svc.users_step(), svc.reviews_step()]
 
 
 class MongoService:

@@ -11,7 +11,7 @@ from psycopg import sql
 
 from streamctl.assets import asset_dir
 from streamctl.backends.base import Backend
-from streamctl.config.model import Node
+from streamctl.config.model import Engine, Node
 from streamctl.context import ClusterContext
 from streamctl.errors import StepError
 from streamctl.names import SCHEMA_VERSION_TABLE
@@ -46,6 +46,11 @@ def schema_files(kind: str) -> list[SchemaFile]:
 
 
 # -- database -------------------------------------------------------------------------------------------
+def database_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
+    """Adapter: every PostgreSQL node's database."""
+    return [database_step(ctx, n) for n in ctx.topology.nodes() if n.engine is Engine.POSTGRES]
+
+
 def database_step(ctx: ClusterContext, node: Node) -> ConfigStep:
     db = node.database or "postgres"
 

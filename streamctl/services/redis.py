@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from streamctl.backends.base import Backend
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.steps import ConfigStep
 
 WANTED = {"appendonly": "yes", "protected-mode": "yes"}
+
+
+def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
+    """Adapter: Redis's settings, when Redis is on."""
+    t = ctx.topology
+    node = t.node(t.redis.name) if t.redis.enabled else None
+    return [] if node is None else [redis_step(ctx, node)]
 
 
 def redis_step(ctx: ClusterContext, node: Node) -> ConfigStep:

@@ -5,13 +5,15 @@ Object names come from streamctl.names (publication on the primary, one subscrip
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import Any
 
 from streamctl import names
 from streamctl.config.model import Node, Role, Topology
 from streamctl.context import ClusterContext
+from streamctl.replication import catalog
+from streamctl.replication.catalog import Subscription
+from streamctl.replication.catchup import table_ready, wait_confirmed
 from streamctl.verify.checksum import NoKeyError, compare_table
 from streamctl.verify.result import CheckResult, Verdict, failed, guarded, passed, raising
 
@@ -38,12 +40,6 @@ def _replicas(ctx: ClusterContext) -> list[Node]:
     return ctx.topology.nodes_by_role(Role.ANALYTICS_REPLICA)
 
 
-def _subscription(conn: Any, replica: str) -> tuple[bool, str] | None:
-    row = conn.execute("SELECT subenabled, coalesce(subslotname, subname) FROM pg_subscription "
-                       "WHERE subname = %s", (names.subscription_name(replica),)).fetchone()
-    return (bool(row[0]), str(row[1])) if row else None
-
-
 # -- subscription state -----------------------------------------------------------------------------
 def check_subscription(ctx: ClusterContext) -> list[CheckResult]:
     """Per replica and table: published, subscription present and enabled, table state `r` (ready)."""
@@ -51,19 +47,14 @@ def check_subscription(ctx: ClusterContext) -> list[CheckResult]:
     db = ctx.topology.analytics.database
     results: list[CheckResult] = []
     with ctx.pg_connect(_primary(ctx).name, db) as pconn:
-        published = {r[0] for r in pconn.execute(
-            "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (names.PUBLICATION,))}
+        published = set(catalog.published_tables(pconn) or ())
     for replica in _replicas(ctx):
         sub = names.subscription_name(replica.name)
 
-        def states(rep: Node = replica) -> tuple[tuple[bool, str] | None, dict[str, str]]:
+        def states(rep: Node = replica) -> tuple[Subscription | None, dict[str, str]]:
             with ctx.pg_connect(rep.name, db) as conn:
-                found = _subscription(conn, rep.name)
-                rows = conn.execute(
-                    "SELECT c.relname, sr.srsubstate FROM pg_subscription_rel sr "
-                    "JOIN pg_subscription s ON s.oid = sr.srsubid JOIN pg_class c ON c.oid = sr.srrelid "
-                    "WHERE s.subname = %s", (names.subscription_name(rep.name),)).fetchall()
-            return found, {r[0]: str(r[1]) for r in rows}
+                name = names.subscription_name(rep.name)
+                return catalog.subscription(conn, name), catalog.table_states(conn, name)
 
         try:
             found, table_states = states()
@@ -77,18 +68,18 @@ def check_subscription(ctx: ClusterContext) -> list[CheckResult]:
 
 
 
-def _table_state(table: str, found: tuple[bool, str] | None, states: dict[str, str], sub: str,
+def _table_state(table: str, found: Subscription | None, states: dict[str, str], sub: str,
                  published: set[str]) -> Verdict:
     if table not in published:
         return failed(f"{table} is not in publication {names.PUBLICATION} on the primary")
     if found is None:
         return failed(f"subscription {sub} does not exist on the replica")
-    if not found[0]:
+    if not found.enabled:
         return failed(f"subscription {sub} is disabled: {table} is not replicating", enabled=False)
     state = states.get(table)
     if state is None:
         return failed(f"{table} is not part of subscription {sub}", enabled=True)
-    if state != "r":
+    if not table_ready(state):
         return failed(f"{table} is in state {state!r}, not 'r' (ready)", enabled=True, state=state)
     return passed(f"subscription {sub} enabled, state r", enabled=True, state=state)
 
@@ -102,19 +93,15 @@ def check_lag(ctx: ClusterContext) -> list[CheckResult]:
 
     def one(replica: Node) -> Verdict:
         with ctx.pg_connect(replica.name, db) as rconn:
-            found = _subscription(rconn, replica.name)
+            found = catalog.subscription(rconn, names.subscription_name(replica.name))
         if found is None:
             return failed(f"no subscription {names.subscription_name(replica.name)} on the replica")
-        slot = found[1]
+        slot = found.slot
         with ctx.pg_connect(primary.name, db) as pconn:
-            row = pconn.execute(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint, s.active, "
-                "extract(epoch FROM r.replay_lag)::float8 FROM pg_replication_slots s "
-                "LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = %s",
-                (slot,)).fetchone()
-        if row is None:
+            lag = catalog.slot_lag(pconn, slot)
+        if lag is None:
             return failed(f"replication slot {slot} does not exist on the primary")
-        lag_bytes, active, lag_seconds = int(row[0] or 0), bool(row[1]), float(row[2] or 0.0)
+        lag_bytes, active, lag_seconds = lag
         data = {"lag_bytes": lag_bytes, "lag_seconds": lag_seconds, "slot_active": active}
         if not active:
             return failed(f"slot {slot} has no connected subscriber ({lag_bytes} bytes behind)", **data)
@@ -127,22 +114,6 @@ def check_lag(ctx: ClusterContext) -> list[CheckResult]:
 
 
 # -- data -------------------------------------------------------------------------------------------
-def _wait_caught_up(ctx: ClusterContext, replica: Node, timeout: float) -> bool:
-    """Give the replica a moment to apply what the primary had committed when the check began, so a
-    quiet platform compares equal; a replica that stays behind is compared anyway (and lag says why)."""
-    db = ctx.topology.analytics.database
-    with ctx.pg_connect(_primary(ctx).name, db) as pconn:
-        target = pconn.execute("SELECT pg_current_wal_lsn()").fetchone()
-        slot = f"{names.subscription_name(replica.name)}"
-        deadline = time.monotonic() + timeout
-        while True:
-            row = pconn.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots "
-                                "WHERE slot_name = %s", (target[0] if target else "0/0", slot)).fetchone()
-            if row is None or row[0] or time.monotonic() >= deadline:
-                return bool(row and row[0])
-            time.sleep(0.1)
-
-
 def check_data(ctx: ClusterContext) -> list[CheckResult]:
     """Per replica and table: row counts and chunked content checksums equal to the primary's."""
     t = ctx.topology
@@ -150,7 +121,8 @@ def check_data(ctx: ClusterContext) -> list[CheckResult]:
     results: list[CheckResult] = []
     for replica in _replicas(ctx):
         try:
-            caught_up = _wait_caught_up(ctx, replica, min(5.0, t.verify.max_lag_seconds))
+            # Let a quiet platform compare equal; a replica that stays behind is compared anyway.
+            caught_up = wait_confirmed(ctx, _primary(ctx).name, replica.name, min(5.0, t.verify.max_lag_seconds))
         except Exception:  # noqa: BLE001 - the comparison below reports what is wrong with the nodes
             caught_up = False
         for table in t.analytics.tables:

@@ -19,12 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
-from streamctl.backends.base import Action, Backend, NodeState, decide
+from streamctl.backends.base import Action, Backend, NodeState
 from streamctl.backends.docker import DockerBackend
 from streamctl.backends.local import LocalBackend
 from streamctl.config.load import load_topology
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
+from streamctl.plan import decide
 from tests.conftest import topology_dict, traversable_tmpdir
 from tests.docker_helpers import ensure_test_image, remove_cluster_resources, unique_cluster, use_image
 

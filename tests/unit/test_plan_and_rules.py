@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from streamctl.backends.base import Action, NodeState, Observation, decide, fingerprint
+from streamctl.backends.base import Action, NodeState, Observation, fingerprint
 from streamctl.config.load import parse_topology
 from streamctl.errors import ReadinessTimeout
-from streamctl.plan import plan_nodes
+from streamctl.plan import decide, plan_nodes
 from streamctl.readiness import Readiness
 from streamctl.services.postgres import HbaRule, render_hba, schema_files
 

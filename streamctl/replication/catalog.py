@@ -1,0 +1,127 @@
+"""Every query streamctl makes about logical replication: publication, subscriptions and their table states,
+replication slots, WAL positions and lag. The only file that writes this SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import Connection, sql
+
+from streamctl.names import PUBLICATION
+
+Conn = Connection[Any]
+
+# The gateway's dashboard runs these two itself, on short-lived async connections.
+PRIMARY_SLOTS = """
+SELECT s.slot_name, s.active, pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint,
+       r.state, extract(epoch FROM r.replay_lag)::float8
+FROM pg_replication_slots s
+LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+WHERE s.slot_type = 'logical'
+"""
+
+SUBSCRIPTION_WORKER = """
+SELECT s.subenabled, bool_or(st.pid IS NOT NULL AND st.relid IS NULL)
+FROM pg_subscription s LEFT JOIN pg_stat_subscription st ON st.subid = s.oid
+WHERE s.subname = %s
+GROUP BY s.subenabled
+"""
+
+
+def _one(conn: Conn, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+    return conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+
+
+# -- primary: publication ---------------------------------------------------------------------------------
+def published_tables(conn: Conn) -> list[str] | None:
+    """The tables of streamctl's publication, sorted; None when the publication does not exist."""
+    if _one(conn, "SELECT 1 FROM pg_publication WHERE pubname = %s", (PUBLICATION,)) is None:
+        return None
+    rows = conn.execute("SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (PUBLICATION,))
+    return sorted(r[0] for r in rows.fetchall())
+
+
+def publish(conn: Conn, tables: tuple[str, ...] | list[str], create: bool) -> None:
+    """Create the publication for these tables, or set its tables."""
+    verb = "CREATE PUBLICATION {} FOR TABLE {}" if create else "ALTER PUBLICATION {} SET TABLE {}"
+    conn.execute(sql.SQL(verb).format(sql.Identifier(PUBLICATION),
+                                      sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+
+
+# -- replica: subscription --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Subscription:
+    enabled: bool
+    conninfo: str
+    slot: str  # its replication slot on the primary
+
+
+def subscription(conn: Conn, name: str) -> Subscription | None:
+    row = _one(conn, "SELECT subenabled, subconninfo, coalesce(subslotname, subname) FROM pg_subscription "
+                     "WHERE subname = %s", (name,))
+    return Subscription(bool(row[0]), str(row[1]), str(row[2])) if row else None
+
+
+def table_states(conn: Conn, name: str) -> dict[str, str]:
+    """Table -> its state in the subscription (i init, d copying, f/s syncing, r ready)."""
+    rows = conn.execute("SELECT c.relname, r.srsubstate FROM pg_subscription_rel r "
+                        "JOIN pg_subscription s ON s.oid = r.srsubid JOIN pg_class c ON c.oid = r.srrelid "
+                        "WHERE s.subname = %s", (name,)).fetchall()
+    return {r[0]: str(r[1]) for r in rows}
+
+
+def create_subscription(conn: Conn, name: str, conninfo: str) -> None:
+    conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {}").format(
+        sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(PUBLICATION)))
+
+
+def set_connection(conn: Conn, name: str, conninfo: str) -> None:
+    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} CONNECTION {}").format(sql.Identifier(name), sql.Literal(conninfo)))
+
+
+def enable(conn: Conn, name: str) -> None:
+    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(name)))
+
+
+def refresh(conn: Conn, name: str) -> None:
+    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} REFRESH PUBLICATION").format(sql.Identifier(name)))
+
+
+# -- primary: slots and WAL positions ---------------------------------------------------------------------
+def slot_active(conn: Conn, slot: str) -> bool | None:
+    """Whether a subscriber is connected to the slot; None when there is no such slot."""
+    row = _one(conn, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    return None if row is None else bool(row[0])
+
+
+def drop_slot(conn: Conn, slot: str) -> None:
+    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def current_lsn(conn: Conn) -> str:
+    row = _one(conn, "SELECT pg_current_wal_lsn()")
+    return str(row[0]) if row else "0/0"
+
+
+def bytes_behind(conn: Conn, slot: str, target: str) -> int | None:
+    """Bytes the slot's confirmed position is behind WAL position `target` (0 or less: reached it); None
+    when there is no such slot or it has confirmed nothing yet."""
+    row = _one(conn, "SELECT %s::pg_lsn - confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s",
+               (target, slot))
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def slot_lag(conn: Conn, slot: str) -> tuple[int, bool, float] | None:
+    """(bytes the slot has not confirmed, subscriber connected, walsender replay lag in seconds; 0 when
+    caught up); None when there is no such slot."""
+    row = _one(conn, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint, s.active, "
+                     "extract(epoch FROM r.replay_lag)::float8 FROM pg_replication_slots s "
+                     "LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = %s", (slot,))
+    return None if row is None else (int(row[0] or 0), bool(row[1]), float(row[2] or 0.0))
+
+
+# -- either side ------------------------------------------------------------------------------------------
+def row_count(conn: Conn, table: str) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
