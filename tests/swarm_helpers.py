@@ -57,6 +57,8 @@ def swarm_resources(cluster: str) -> dict[str, list[str]]:
 
 def remove_swarm_cluster(cluster: str) -> None:
     """Whatever state a test left: services first, then (once their containers are gone) the rest."""
+    from docker.errors import NotFound
+
     client = docker_client()
     try:
         flt = {"label": f"{LABEL_CLUSTER}={cluster}"}
@@ -66,9 +68,11 @@ def remove_swarm_cluster(cluster: str) -> None:
         while time.monotonic() < deadline and client.containers.list(all=True, filters=flt):
             time.sleep(0.5)  # test clean-up only: the library waits with readiness objects
         for container in client.containers.list(all=True, filters=flt):
-            container.remove(force=True)
+            with contextlib.suppress(NotFound):  # Swarm may remove it between the list and here
+                container.remove(force=True)
         for secret in client.secrets.list(filters=flt):
-            secret.remove()
+            with contextlib.suppress(NotFound):
+                secret.remove()
         for network in client.networks.list(filters=flt):
             with contextlib.suppress(Exception):
                 network.remove()
