@@ -7,7 +7,6 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -19,26 +18,33 @@ from tests.docker_helpers import docker_client
 class SwarmSession:
     node_id: str
     joined_here: bool  # the session ran `swarm init`, so it leaves at the end
-    not_manager_error: str | None  # what preflight said before the init (None when already a member)
 
 
-def swarm_session(check_before: Any) -> Iterator[SwarmSession]:
-    """Make the engine a single-node Swarm manager for the session; `check_before()` runs while it is not."""
+def swarm_state() -> str:
+    """The engine's `docker info --format '{{.Swarm.LocalNodeState}}'`: inactive, active, pending, ..."""
     client = docker_client()
     try:
-        state = (client.info().get("Swarm") or {}).get("LocalNodeState")
-        if state == "active" and not (client.info()["Swarm"].get("ControlAvailable")):
+        return str((client.info().get("Swarm") or {}).get("LocalNodeState") or "inactive")
+    finally:
+        client.close()
+
+
+def swarm_session() -> Iterator[SwarmSession]:
+    """Make the engine a single-node Swarm manager (`docker swarm init --advertise-addr 127.0.0.1`) for the
+    tests that need one, and leave it afterwards unless the engine already was a member."""
+    client = docker_client()
+    try:
+        swarm = client.info().get("Swarm") or {}
+        if swarm.get("LocalNodeState") == "active" and not swarm.get("ControlAvailable"):
             pytest.skip("the test engine is a Swarm worker; the Swarm tests need a manager")
-        before = None
-        joined = False
-        if state != "active":
-            before = check_before()
-            client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
-            joined = True
-        node_id = str(client.info()["Swarm"]["NodeID"])
-        yield SwarmSession(node_id, joined, before)
+        joined = swarm.get("LocalNodeState") != "active"
         if joined:
-            client.swarm.leave(force=True)
+            client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+        try:
+            yield SwarmSession(str(client.info()["Swarm"]["NodeID"]), joined)
+        finally:
+            if joined:
+                client.swarm.leave(force=True)
     finally:
         client.close()
 

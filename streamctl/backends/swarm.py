@@ -46,15 +46,19 @@ class SwarmBackend:
     # -- connection -------------------------------------------------------------------------------
     @property
     def client(self) -> Any:
+        """The manager's client; every command learns first, in one clear error, when it is not a manager."""
         with self._client_lock:
             if self._client is None:
-                self._client = connect()
+                client = connect()
+                hosts = SwarmHosts(client, self.ctx)
+                hosts.require_manager()
+                self._client, self._hosts = client, hosts
         return self._client
 
     @property
     def hosts(self) -> SwarmHosts:
-        if self._hosts is None:
-            self._hosts = SwarmHosts(self.client, self.ctx)
+        self.client  # noqa: B018 - connects, checks the manager and sets the hosts
+        assert self._hosts is not None
         return self._hosts
 
     @property
@@ -68,7 +72,6 @@ class SwarmBackend:
         if bind:
             raise PreflightError("the topology binds ports to one address, which Swarm cannot do",
                                  details=bind, hint="set `bind: 0.0.0.0` in the topology")
-        self.hosts.require_manager()
         services = {n.name: self._find(n) for n in nodes}
         for name, service in services.items():
             if service is not None:

@@ -18,34 +18,25 @@ from typing import Any
 import pytest
 import yaml
 
-from streamctl.backends.swarm import SwarmBackend
-from streamctl.config.load import load_topology
-from streamctl.context import ClusterContext
-from streamctl.errors import PreflightError
 from tests.conftest import free_port, traversable_tmpdir
-from tests.docker_helpers import REPO, docker_client, ensure_test_image, unique_cluster, use_image
-from tests.swarm_helpers import SwarmSession, remove_swarm_cluster, swarm_resources, swarm_session
+from tests.docker_helpers import (
+    REPO,
+    cluster_resources,
+    docker_client,
+    ensure_test_image,
+    remove_cluster_resources,
+    unique_cluster,
+    use_image,
+)
+from tests.swarm_helpers import SwarmSession, remove_swarm_cluster, swarm_resources, swarm_session, swarm_state
 
 pytestmark = [pytest.mark.docker]
-
-
-def _not_manager_error() -> str | None:
-    """Preflight against the engine while it is not in a Swarm (run before the session's init)."""
-    directory = traversable_tmpdir()
-    path = directory / "topology.yaml"
-    path.write_text(yaml.safe_dump(_topology(), sort_keys=False))
-    ctx = ClusterContext.build(load_topology(path), path)
-    try:
-        SwarmBackend(ctx).preflight(ctx.topology.nodes())
-    except PreflightError as exc:
-        return f"{exc.message} | {exc.hint}"
-    return None
 
 
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[SwarmSession]:
     ensure_test_image()
-    yield from swarm_session(_not_manager_error)
+    yield from swarm_session()
 
 
 def _topology() -> dict[str, Any]:
@@ -111,6 +102,27 @@ def _task_container(cluster: str, node: str) -> Any:
     found = client.containers.list(filters={"label": f"com.docker.swarm.service.name={cluster}-{node}"})
     assert len(found) == 1, found
     return found[0]
+
+
+def test_engine_not_in_a_swarm() -> None:
+    """First in the file, so it runs before the module's Swarm exists: `up` on a plain engine is refused."""
+    ensure_test_image()
+    if swarm_state() != "inactive":
+        pytest.skip("the engine was already a Swarm member when the tests started (`docker swarm leave` to run this)")
+    directory = traversable_tmpdir()
+    path = directory / "topology.yaml"
+    path.write_text(yaml.safe_dump(_topology(), sort_keys=False))
+    c = Cli(path)
+    try:
+        for command in (("up",), ("up", "--dry-run"), ("status",)):
+            proc = c.run(*command)
+            assert proc.returncode != 0, proc.stdout
+            assert "is not part of a Swarm" in proc.stderr and "docker swarm init" in proc.stderr, proc.stderr
+        assert swarm_state() == "inactive"
+        assert cluster_resources(c.cluster) == {"containers": [], "volumes": [], "networks": []}
+    finally:
+        remove_cluster_resources(c.cluster)
+        subprocess.run(["rm", "-rf", str(directory)], check=False)
 
 
 def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None:
@@ -192,13 +204,6 @@ def test_unreachable_manager(cli: Cli) -> None:
     proc = cli.run("up", env={"DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"})
     assert proc.returncode != 0 and "cannot reach the Docker engine" in proc.stderr
     assert swarm_resources(cli.cluster)["services"] == []
-
-
-def test_engine_not_in_a_swarm(swarm: SwarmSession) -> None:
-    if not swarm.joined_here:
-        pytest.skip("the engine was already a Swarm member when the tests started")
-    assert swarm.not_manager_error is not None
-    assert "is not part of a Swarm" in swarm.not_manager_error and "docker swarm init" in swarm.not_manager_error
 
 
 def test_pinned_host_gone_changes_nothing(cli: Cli) -> None:
