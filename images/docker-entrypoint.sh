@@ -33,6 +33,10 @@ file_env() {  # VAR from $VAR_FILE when that is set (Docker secrets); both set i
 drop_to() {  # re-run this script as an unprivileged user, keeping PID 1 (signals reach the server)
     local user=$1
     shift
+    # HOME as the user's own (as gosu does): libpq in the server (Citus, postgres_fdw, subscriptions) looks
+    # for ~/.postgresql/ client certificates, and root's 0700 home would make every such connection fail.
+    HOME="$(getent passwd "$user" | cut -d: -f6)"
+    export HOME
     exec setpriv --reuid="$user" --regid="$user" --init-groups -- "${BASH_SOURCE[0]}" "$@"
 }
 

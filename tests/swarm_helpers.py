@@ -1,17 +1,31 @@
 """A real single-node Swarm on the test engine: joined for the session (and left again unless the engine
-already was a member), plus label-based clean-up of a test cluster's services, secrets, networks, volumes."""
+already was a member), the CLI driven against it, the Citus image it needs, and label-based clean-up of a
+test cluster's services, secrets, networks and volumes."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from streamctl.backends.docker_spec import LABEL_CLUSTER
-from tests.docker_helpers import docker_client
+from tests.docker_helpers import REPO, docker_client
+
+CITUS_IMAGE = os.environ.get("STREAMCTL_TEST_CITUS_IMAGE", "streamctl-test/pg-citus:bookworm")
+ENTRYPOINT = "/usr/local/bin/docker-entrypoint.sh"
 
 
 @dataclass
@@ -87,3 +101,100 @@ def remove_swarm_cluster(cluster: str) -> None:
                 volume.remove(force=True)
     finally:
         client.close()
+
+
+TAKES_BACKEND = {"up", "down", "status", "logs", "psql", "scale"}  # the others read the recorded state
+
+
+class Cli:
+    """`python -m streamctl CMD -f topology [--backend swarm] ...` in the topology's directory."""
+
+    def __init__(self, path: Path, env: dict[str, str] | None = None) -> None:
+        self.path = path
+        self.env = env or {}  # e.g. DOCKER_HOST of a Swarm manager
+        self.data: dict[str, Any] = yaml.safe_load(path.read_text())
+
+    @property
+    def cluster(self) -> str:
+        return str(self.data["cluster"])
+
+    def save(self) -> None:
+        self.path.write_text(yaml.safe_dump(self.data, sort_keys=False))
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        override = ["--backend", "swarm"] if args[0] in TAKES_BACKEND else []
+        argv = [sys.executable, "-m", "streamctl", args[0], "-f", str(self.path), *override, *args[1:]]
+        return subprocess.run(argv, capture_output=True, text=True, cwd=self.path.parent, timeout=900,
+                              env={**os.environ, **self.env, **(env or {})})
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = self.run(*args)
+        assert proc.returncode == 0, f"streamctl {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def up_json(self) -> dict[str, Any]:
+        return json.loads(self.ok("up", "--json").stdout)
+
+    def sql(self, node: str, query: str) -> str:
+        return self.ok("psql", node, "--", "-At", "-c", query).stdout.strip()
+
+
+def swarm_citus_image() -> str:
+    """The Citus test image with this checkout's entrypoint (Swarm needs its *_FILE support); when the built
+    image carries an older one, a one-layer image FROM it adds the current entrypoint (keyed, built once).
+    Skips when there is no Citus image (images/build-citus.sh builds it)."""
+    from docker.errors import ImageNotFound
+
+    client = docker_client()
+    try:
+        try:
+            base = client.images.get(CITUS_IMAGE)
+        except ImageNotFound:
+            pytest.skip(f"no Citus test image {CITUS_IMAGE} (set STREAMCTL_TEST_CITUS_IMAGE or build it)")
+        wanted = (REPO / "images" / "docker-entrypoint.sh").read_bytes()
+        inside = client.containers.run(base.id, [ENTRYPOINT], entrypoint="cat", remove=True)
+        if inside == wanted:
+            return CITUS_IMAGE
+        key = hashlib.sha256(base.id.encode() + b"\0" + wanted).hexdigest()[:12]
+        tag = f"{CITUS_IMAGE.split(':')[0]}:swarm-{key}"
+        with contextlib.suppress(ImageNotFound):
+            client.images.get(tag)
+            return tag
+        with tempfile.TemporaryDirectory() as context:
+            (Path(context) / "docker-entrypoint.sh").write_bytes(wanted)
+            (Path(context) / "docker-entrypoint.sh").chmod(0o755)
+            (Path(context) / "Dockerfile").write_text(f"FROM {base.id}\nCOPY docker-entrypoint.sh {ENTRYPOINT}\n")
+            client.images.build(path=context, tag=tag, rm=True)
+        return tag
+    finally:
+        client.close()
+
+
+def free_block(n: int) -> int:
+    """A port p with p .. p+n-1 all free on 127.0.0.1 (workers listen on consecutive ports)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + n >= 65535:
+            continue
+        socks = []
+        try:
+            for p in range(base, base + n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no block of {n} free ports")
+
+
+def distributed_counts(cli: Cli) -> dict[str, int]:
+    """Rows of every Citus distributed or reference table, counted through the coordinator."""
+    tables = cli.sql("coordinator", "SELECT logicalrelid::regclass::text FROM pg_dist_partition ORDER BY 1").split()
+    assert tables, "no distributed tables"
+    return {t: int(cli.sql("coordinator", f"SELECT count(*) FROM {t}")) for t in tables}

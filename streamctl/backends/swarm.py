@@ -165,8 +165,8 @@ class SwarmBackend:
             mounts.append(Mount("/dev/shm", None, type="tmpfs", tmpfs_size=_bytes(c.shm_size)))
         labels = {**c.labels, docker_spec.LABEL_FINGERPRINT: fingerprint(spec.definition()),
                   sspec.LABEL_HOST: pin.id}
-        health = Healthcheck(test=spec.healthcheck, retries=docker_spec.HEALTH_RETRIES,
-                             **{k: v * NS for k, v in docker_spec.HEALTH_SECONDS.items()})
+        health = Healthcheck(test=spec.healthcheck, retries=sspec.HEALTH_RETRIES,
+                             **{k: v * NS for k, v in sspec.HEALTH_SECONDS.items()})
         return {
             "image": c.image, "name": spec.name, "args": spec.command or None, "env": spec.environment,
             "hostname": node.name, "labels": labels, "container_labels": dict(c.labels),
@@ -238,14 +238,27 @@ class SwarmBackend:
     # -- information ------------------------------------------------------------------------------
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         ep = self.endpoint(node)
-        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user,
-                           self.ctx.store.known_secrets(self.topology))
+        answers = node_probe(node, ep.host, ep.port, self.topology.pg_user,
+                             self.ctx.store.known_secrets(self.topology))
+
+        def probe() -> bool:
+            return answers() and self._task_running(node)
+
         return Readiness(f"{node.name} ({node.engine.value} as Swarm service "
                          f"{docker_spec.container_name(self.topology.cluster, node.name)}, {ep.host}:{ep.port})",
                          probe, timeout, interval=0.3, logs=lambda: self.logs(node, 20),
                          hint=f"see `streamctl logs {node.name}` and `docker service ps "
                               f"{docker_spec.container_name(self.topology.cluster, node.name)}`",
                          alive=lambda: self._alive(node))
+
+    def _task_running(self, node: Node) -> bool:
+        """Swarm's own verdict: the task passed its health check, so its name resolves on the overlay."""
+        service = self._find(node)
+        tasks = [t for t in self._tasks(service) if t.get("DesiredState") == "running"] if service else []
+        if not any(t["Status"]["State"] == "running" for t in tasks):
+            state = tasks[0]["Status"]["State"] if tasks else "no task"
+            raise BackendError(f"task {state}: Swarm adds it to the overlay's DNS once its health check passes")
+        return True
 
     def _alive(self, node: Node) -> bool:
         """False only when Swarm refuses the task outright (no such image on the host, for instance)."""

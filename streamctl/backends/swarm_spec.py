@@ -21,6 +21,12 @@ REDIS_CONF = "streamctl-redis.conf"
 # Environment variables of the official images that take a password, and the secret that fills them.
 PASSWORD_ENV = {"POSTGRES_PASSWORD": "postgres_password", "MONGO_INITDB_ROOT_PASSWORD": "mongo_password"}
 
+# Swarm names a task in the overlay's DNS (and calls it running) only once its health check passes, and
+# engines before API 1.44 have no start_interval: the first check runs one `interval` after start. A short
+# interval is what lets peers (Citus, replication, FDW) resolve a new service seconds after it answers.
+HEALTH_SECONDS = {"interval": 2, "timeout": 5, "start_period": 60}
+HEALTH_RETRIES = 15  # 30 s of failures after the start period before Swarm replaces the task
+
 
 def network_name(cluster: str) -> str:
     return f"{cluster}-overlay"
@@ -53,7 +59,8 @@ class ServiceSpec:
         return {"image": c.image, "command": self.command, "env": self.environment,
                 "secrets": sorted((s.name, s.target) for s in self.secrets),
                 "port": [c.host_port, c.container_port], "mount": [c.volume, c.mount],
-                "healthcheck": self.healthcheck, "stop_signal": c.stop_signal, "shm_size": c.shm_size,
+                "healthcheck": self.healthcheck, "health": [HEALTH_SECONDS, HEALTH_RETRIES],
+                "stop_signal": c.stop_signal, "shm_size": c.shm_size,
                 "constraints": list(self.constraints)}
 
 

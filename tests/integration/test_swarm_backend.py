@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +26,14 @@ from tests.docker_helpers import (
     unique_cluster,
     use_image,
 )
-from tests.swarm_helpers import SwarmSession, remove_swarm_cluster, swarm_resources, swarm_session, swarm_state
+from tests.swarm_helpers import (
+    Cli,
+    SwarmSession,
+    remove_swarm_cluster,
+    swarm_resources,
+    swarm_session,
+    swarm_state,
+)
 
 pytestmark = [pytest.mark.docker]
 
@@ -47,41 +52,6 @@ def _topology() -> dict[str, Any]:
                     *data["analytics"]["replicas"], data["redis"], data["gateway"]):
         section["port"] = free_port()
     return data
-
-
-TAKES_BACKEND = {"up", "down", "status", "logs", "psql", "scale"}  # the others read the recorded state
-
-
-class Cli:
-    """`python -m streamctl CMD -f topology [--backend swarm] ...` in the topology's directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = yaml.safe_load(path.read_text())
-
-    @property
-    def cluster(self) -> str:
-        return str(self.data["cluster"])
-
-    def save(self) -> None:
-        self.path.write_text(yaml.safe_dump(self.data, sort_keys=False))
-
-    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        override = ["--backend", "swarm"] if args[0] in TAKES_BACKEND else []
-        argv = [sys.executable, "-m", "streamctl", args[0], "-f", str(self.path), *override, *args[1:]]
-        return subprocess.run(argv, capture_output=True, text=True, cwd=self.path.parent, timeout=900,
-                              env={**os.environ, **(env or {})})
-
-    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = self.run(*args)
-        assert proc.returncode == 0, f"streamctl {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-        return proc
-
-    def up_json(self) -> dict[str, Any]:
-        return json.loads(self.ok("up", "--json").stdout)
-
-    def sql(self, node: str, query: str) -> str:
-        return self.ok("psql", node, "--", "-At", "-c", query).stdout.strip()
 
 
 @pytest.fixture
