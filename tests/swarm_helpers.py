@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from streamctl.backends.docker_spec import LABEL_CLUSTER
-from tests.docker_helpers import REPO, docker_client
+from tests.conftest import free_port
+from tests.docker_helpers import REPO, docker_client, unique_cluster, use_image
 
 CITUS_IMAGE = os.environ.get("STREAMCTL_TEST_CITUS_IMAGE", "streamctl-test/pg-citus:bookworm")
 ENTRYPOINT = "/usr/local/bin/docker-entrypoint.sh"
@@ -198,3 +199,23 @@ def distributed_counts(cli: Cli) -> dict[str, int]:
     tables = cli.sql("coordinator", "SELECT logicalrelid::regclass::text FROM pg_dist_partition ORDER BY 1").split()
     assert tables, "no distributed tables"
     return {t: int(cli.sql("coordinator", f"SELECT count(*) FROM {t}")) for t in tables}
+
+
+def citus_topology(citus_image: str) -> dict[str, Any]:
+    """topology.yaml with MongoDB off, the test images, free ports (a block of three for the workers)."""
+    data = yaml.safe_load((REPO / "topology.yaml").read_text())
+    data.update(cluster=unique_cluster(), backend="local", bind="0.0.0.0", secrets={})
+    data["mongo"]["enabled"] = False
+    use_image(data, os.environ.get("STREAMCTL_TEST_IMAGE", "streamctl-test/pg-redis:bookworm"))
+    data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = citus_image
+    for section in (data["metadata"]["coordinator"], data["analytics"]["primary"], *data["analytics"]["replicas"],
+                    data["redis"], data["gateway"]):
+        section["port"] = free_port()
+    data["metadata"]["workers"]["port"] = free_block(3)
+    return data
+
+
+def registered(cli: Cli) -> list[str]:
+    rows = cli.sql("coordinator", "SELECT nodename FROM pg_dist_node WHERE noderole = 'primary' AND groupid > 0 "
+                                  "AND isactive ORDER BY 1")
+    return rows.split()

@@ -8,21 +8,20 @@ already was a member. Skips without a Citus image (STREAMCTL_TEST_CITUS_IMAGE, i
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import free_port, traversable_tmpdir
-from tests.docker_helpers import REPO, docker_client, ensure_test_image, unique_cluster, use_image
+from tests.conftest import traversable_tmpdir
+from tests.docker_helpers import docker_client, ensure_test_image
 from tests.swarm_helpers import (
     Cli,
     SwarmSession,
+    citus_topology,
     distributed_counts,
-    free_block,
+    registered,
     remove_swarm_cluster,
     swarm_citus_image,
     swarm_resources,
@@ -43,20 +42,6 @@ def swarm(citus_image: str) -> Iterator[SwarmSession]:
     yield from swarm_session()
 
 
-def citus_topology(citus_image: str) -> dict[str, Any]:
-    """topology.yaml with MongoDB off, the test images, free ports (a block of three for the workers)."""
-    data = yaml.safe_load((REPO / "topology.yaml").read_text())
-    data.update(cluster=unique_cluster(), backend="local", bind="0.0.0.0", secrets={})
-    data["mongo"]["enabled"] = False
-    use_image(data, os.environ.get("STREAMCTL_TEST_IMAGE", "streamctl-test/pg-redis:bookworm"))
-    data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = citus_image
-    for section in (data["metadata"]["coordinator"], data["analytics"]["primary"], *data["analytics"]["replicas"],
-                    data["redis"], data["gateway"]):
-        section["port"] = free_port()
-    data["metadata"]["workers"]["port"] = free_block(3)
-    return data
-
-
 @pytest.fixture
 def cli(swarm: SwarmSession, citus_image: str) -> Iterator[Cli]:
     directory = traversable_tmpdir()
@@ -68,12 +53,6 @@ def cli(swarm: SwarmSession, citus_image: str) -> Iterator[Cli]:
     finally:
         remove_swarm_cluster(c.cluster)
         subprocess.run(["rm", "-rf", str(directory)], check=False)
-
-
-def registered(cli: Cli) -> list[str]:
-    rows = cli.sql("coordinator", "SELECT nodename FROM pg_dist_node WHERE noderole = 'primary' AND groupid > 0 "
-                                  "AND isactive ORDER BY 1")
-    return rows.split()
 
 
 def test_citus_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None:

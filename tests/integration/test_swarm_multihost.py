@@ -21,8 +21,7 @@ from streamctl.readiness import Readiness
 from tests.conftest import free_port, traversable_tmpdir
 from tests.dind_swarm import DindSwarm, dind_swarm
 from tests.docker_helpers import ensure_test_image
-from tests.integration.test_swarm_citus import citus_topology, registered
-from tests.swarm_helpers import Cli, distributed_counts, swarm_citus_image
+from tests.swarm_helpers import Cli, citus_topology, distributed_counts, registered, swarm_citus_image
 
 pytestmark = [pytest.mark.docker]
 
