@@ -4,14 +4,18 @@
 # Debian's postgresql-15 package) and Redis, plus an entrypoint honouring the official images' contract,
 # imported with `docker import`.
 #
-# Idempotent: does nothing when the tag exists (FORCE=1 rebuilds). The debootstrapped root filesystem is
-# cached as a tarball outside the repository, so a rebuild after `docker rmi` takes seconds.
+# Keyed by its inputs: the image is also tagged TAG-KEY, KEY a hash of this script, the entrypoint, the
+# suite, the packages and the mirror, and labelled io.streamctl.test-image.key=KEY. An image with this key
+# is reused; a changed input builds a new one (never a stale image under the old name). TAG is then moved
+# to it, and the keyed tag is printed on stdout (tests use it, so checkouts side by side never share a
+# stale image). The debootstrapped root filesystem is cached as a tarball outside the repository, so a
+# rebuild after `docker rmi` or an entrypoint change takes seconds.
 #
 # Environment:
 #   STREAMCTL_TEST_IMAGE     tag to build (default streamctl-test/pg-redis:bookworm)
 #   STREAMCTL_DEBIAN_MIRROR  Debian archive URL (default: the one apt on this machine uses)
 #   STREAMCTL_IMAGE_CACHE    cache directory (default ${XDG_CACHE_HOME:-$HOME/.cache}/streamctl/images)
-#   FORCE=1                  rebuild even when the tag exists
+#   FORCE=1                  rebuild even when an image with this key exists
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,11 +25,6 @@ packages=postgresql-15,redis-server,ca-certificates
 cache="${STREAMCTL_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamctl/images}"
 
 log() { printf '[build.sh] %s\n' "$*" >&2; }
-
-if [[ "${FORCE:-0}" != 1 ]] && docker image inspect "$tag" >/dev/null 2>&1; then
-    log "$tag exists: nothing to do (FORCE=1 rebuilds)"
-    exit 0
-fi
 
 # The Debian archive apt already uses here: a one-line `deb URL suite ...` or a deb822 `URIs:` field.
 apt_mirror() {
@@ -37,6 +36,17 @@ apt_mirror() {
 }
 
 mirror="${STREAMCTL_DEBIAN_MIRROR:-$(apt_mirror || true)}"
+
+# What the image is made of; a change to any of it is a new key, hence a new image.
+image_key="$(cat "$here/build.sh" "$here/docker-entrypoint.sh" <(printf '%s %s %s' "$suite" "$packages" "$mirror") |
+    sha256sum | cut -c1-12)"
+if [[ "$tag" == *:* ]]; then keyed="$tag-$image_key"; else keyed="$tag:$image_key"; fi
+if [[ "${FORCE:-0}" != 1 ]] && docker image inspect "$keyed" >/dev/null 2>&1; then
+    docker tag "$keyed" "$tag"
+    log "$keyed is up to date (FORCE=1 rebuilds); $tag points at it"
+    echo "$keyed"
+    exit 0
+fi
 key="$(printf '%s %s %s' "$suite" "$packages" "$mirror" | sha256sum | cut -c1-12)"
 rootfs_tar="$cache/rootfs-$suite-$key.tar"
 mkdir -p "$cache"
@@ -77,7 +87,7 @@ mkdir -p "$stage/add/data" "$stage/add/var/lib/postgresql/data" "$stage/add/dock
 tar --numeric-owner --owner=0 --group=0 -C "$stage/add" -rf "$stage/rootfs.tar" \
     ./usr/local/bin/docker-entrypoint.sh ./data ./var/lib/postgresql/data ./docker-entrypoint-initdb.d
 
-log "docker import -> $tag"
+log "docker import -> $keyed"
 docker import \
     --change 'ENV PATH=/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
@@ -86,6 +96,9 @@ docker import \
     --change 'EXPOSE 5432 6379' \
     --change 'ENTRYPOINT ["docker-entrypoint.sh"]' \
     --change 'CMD ["postgres"]' \
+    --change "LABEL io.streamctl.test-image.key=$image_key" \
     --message "streamctl test image: Debian $suite, PostgreSQL 15, Redis" \
-    "$stage/rootfs.tar" "$tag" >/dev/null
-log "built $tag"
+    "$stage/rootfs.tar" "$keyed" >/dev/null
+docker tag "$keyed" "$tag"
+log "built $keyed ($tag points at it)"
+echo "$keyed"

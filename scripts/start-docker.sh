@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Make a Docker engine answer on this machine, then build the test image (images/build.sh, idempotent).
+# Make a Docker engine answer on this machine, then build the test image (images/build.sh, idempotent) and,
+# when a Citus build sits beside the checkout (../shared/citus), the Citus test image (images/build-citus.sh).
 # Starts dockerd only when `docker info` does not answer; its log goes to $DOCKERD_LOG.
 #
 # Environment:
 #   DOCKERD_LOG        dockerd's log file (default /tmp/streamctl-dockerd.log)
 #   DOCKER_WAIT        seconds to wait for the engine (default 60)
 #   SKIP_IMAGE_BUILD=1 only start the engine
+#   STREAMCTL_CITUS_DIR where the Citus build is (default ../shared/citus beside the checkout)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,5 +47,9 @@ else
 fi
 
 if [[ "${SKIP_IMAGE_BUILD:-0}" != 1 ]]; then
-    bash "$here/../images/build.sh"
+    bash "$here/../images/build.sh" >/dev/null
+    # The Citus test image, when a Citus build sits beside the checkout (build-citus.sh says where it looks).
+    if ls "${STREAMCTL_CITUS_DIR:-$here/../../shared/citus}"/citus-*-pg15-amd64.tar.gz >/dev/null 2>&1; then
+        bash "$here/../images/build-citus.sh" >/dev/null
+    fi
 fi

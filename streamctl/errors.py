@@ -19,6 +19,8 @@ class ExitCode(IntEnum):
     CHECK_FAILED = 8  # verify: at least one check failed
     CHECK_ERROR = 9  # verify: at least one check could not run
     REFUSED = 10  # the operation would lose data and was refused (e.g. seed without --reset)
+    BUSY = 11  # another streamctl command holds the cluster's lock (--wait-lock ran out)
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
 class StreamctlError(Exception):
@@ -65,3 +67,15 @@ class NotFoundError(StreamctlError):
 
 class RefusedError(StreamctlError):
     exit_code = ExitCode.REFUSED
+
+
+class LockedError(StreamctlError):
+    """Another mutating command holds the cluster's lock and the wait allowed for it ran out."""
+
+    exit_code = ExitCode.BUSY
+
+
+class Interrupted(StreamctlError):
+    """Ctrl-C: `details` say what was done or what still runs; the hint says how to finish, follow or cancel."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -20,6 +20,8 @@ class Event:
 
 Emit = Callable[[Event], None]
 
+Progress = Callable[[str, str], None]  # (node, message): how a long backend step (an image pull) reports
+
 
 def ignore(_event: Event) -> None:
     """The Emit of a caller that wants no progress."""

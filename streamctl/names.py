@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
+# Roles streamctl creates -------------------------------------------------------------------------------
+REPLICATION_USER = "streamctl_replicator"  # the replicas' subscription connections (analytics primary)
+FDW_USER = "streamctl_fdw_reader"  # postgres_fdw's remote user on the analytics node it reads
+GATEWAY_USER = "streamctl_gateway"  # the gateway's read-only PostgreSQL role (writes go to Redis/MongoDB)
+MONGO_ROOT_USER = "streamctl_root"
+MONGO_APP_USER = "streamctl_app"
+
 # PostgreSQL ------------------------------------------------------------------------------------------
 SCHEMA_VERSION_TABLE = "streamctl_schema_version"  # per database: which sql/ files were applied
 PUBLICATION = "streamctl_pub"  # on the analytics primary, for topology.analytics.tables

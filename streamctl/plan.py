@@ -4,6 +4,7 @@ How a plan reads (each row's action and detail) is decided here, and only here."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from streamctl.backends.base import Action, Backend, NodeState, Observation
@@ -31,6 +32,8 @@ class NodeStep:
     @property
     def reason(self) -> str:
         obs = self.observation
+        if self.node.is_external:
+            return f"external ({self.node.host}:{self.node.port}): checked, never started or changed"
         return {
             Action.CREATE: "does not exist",
             Action.RECREATE: "definition changed (data kept)",
@@ -46,6 +49,7 @@ class PendingConfig:
     node: str
     step: str
     changes: list[str]
+    check_only: bool = False  # an external node without `up --configure`: reported, never applied
 
 
 @dataclass(frozen=True)
@@ -67,18 +71,22 @@ class Plan:
     backend: str
     nodes: list[NodeStep]
     configuration: list[PendingConfig] | None = field(default=None)
+    differences: list[str] = field(default_factory=list)  # external nodes against the topology
 
     @property
     def all_running(self) -> bool:
         return all(s.observation.state is NodeState.RUNNING for s in self.nodes)
 
     def rows(self) -> list[PlanRow]:
-        out = [PlanRow(s.node.name, s.action.value, s.reason) for s in self.nodes]
+        out = [PlanRow(s.node.name, "check" if s.node.is_external else s.action.value, s.reason)
+               for s in self.nodes]
         if self.configuration is None:
             return [*out, PlanRow("*", "configure", "schema, replication, FDW and stores are configured once "
                                                     "the nodes run")]
-        return out + [PlanRow(c.node, "configure", "; ".join(c.changes)) if c.changes
-                      else PlanRow(c.node, "noop", f"{c.step}: up to date") for c in self.configuration]
+        out += [PlanRow(d.split(":", 1)[0], "differs", d.split(":", 1)[-1].strip()) for d in self.differences]
+        return out + [PlanRow(c.node, "differs" if c.check_only else "configure", "; ".join(c.changes))
+                      if c.changes else PlanRow(c.node, "noop", f"{c.step}: up to date")
+                      for c in self.configuration]
 
     def to_json(self) -> list[dict[str, str]]:
         return [r.to_json() for r in self.rows()]
@@ -96,14 +104,15 @@ def observe_and_plan(backend: Backend, nodes: list[Node]) -> list[NodeStep]:
     return plan_nodes(nodes, observations, desired)
 
 
-def pending_configuration(steps: list[ConfigStep]) -> list[PendingConfig]:
+def pending_configuration(steps: list[ConfigStep],
+                          check_only: Callable[[str], bool] = lambda _node: False) -> list[PendingConfig]:
     """What each configuration step would change, read from the live nodes; a dry run reports what it
-    cannot check instead of failing."""
+    cannot check instead of failing. `check_only(node)`: its changes are reported, not applied."""
     out = []
     for cs in steps:
         try:
             changes = cs.pending()
         except Exception as exc:  # noqa: BLE001 - a dry run reports what it cannot check
             changes = [f"cannot check: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"]
-        out.append(PendingConfig(cs.node, cs.name, changes))
+        out.append(PendingConfig(cs.node, cs.name, changes, check_only(cs.node)))
     return out

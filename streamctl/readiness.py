@@ -25,6 +25,7 @@ class Readiness:
     hint: str | None = None
     alive: Callable[[], bool] | None = None  # False when the process/container is gone: fail fast
     grace: float = 3.0  # how long `alive` may say False (start-up races) before we give up
+    give_up: tuple[type[BaseException], ...] = ()  # probe errors that waiting will not cure: raised at once
 
     def _fail(self, message: str, last_error: str) -> ReadinessTimeout:
         details = []
@@ -48,6 +49,8 @@ class Readiness:
             try:
                 if self.probe():
                     return time.monotonic() - start
+            except self.give_up:
+                raise
             except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
                 last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             now = time.monotonic()

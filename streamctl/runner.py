@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamctl.backends.base import Action, Backend, NodeState
+from streamctl.backends.external import refuse_down
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
+from streamctl.drift import DriftError, external_differences
 from streamctl.errors import PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
@@ -27,6 +29,7 @@ class UpResult:
     config_changes: list[tuple[str, str, list[str]]] = field(default_factory=list)
     seconds: float = 0.0
     ready_seconds: dict[str, float] = field(default_factory=dict)
+    differences: list[str] = field(default_factory=list)  # external nodes vs the topology (not changed)
 
     @property
     def node_steps(self) -> list[NodeStep]:
@@ -53,11 +56,16 @@ class Runner:
     """Brings a cluster to the state its topology describes, and takes it down again."""
 
     def __init__(self, ctx: ClusterContext, backend: Backend, emit: Emit | None = None,
-                 timeout: float = 120.0) -> None:
+                 timeout: float = 120.0, configure_external: bool = False) -> None:
         self.ctx = ctx
         self.backend = backend
         self.emit: Emit = emit or ignore
         self.timeout = timeout
+        self.configure_external = configure_external  # `up --configure`: change external nodes too
+
+    def is_external(self, node_name: str) -> bool:
+        node = self.ctx.topology.node(node_name)
+        return node is not None and node.is_external
 
     @property
     def nodes(self) -> list[Node]:
@@ -72,7 +80,10 @@ class Runner:
         self.backend.preflight(self.nodes)
         plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
         if plan.all_running:
-            plan.configuration = pending_configuration(self.config_steps())
+            if any(n.is_external for n in self.nodes):
+                plan.differences = external_differences(self.ctx)
+            plan.configuration = pending_configuration(
+                self.config_steps(), lambda node: self.is_external(node) and not self.configure_external)
         return plan
 
     def config_steps(self) -> list[ConfigStep]:
@@ -85,19 +96,27 @@ class Runner:
         plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
         steps = plan.nodes
         self._check_ports(steps)
-        self.ctx.store.secrets(self.ctx.topology, create=True)
-        self.ctx.__dict__.pop("secrets", None)  # re-read: `up` may just have generated them
+        self.backend.prepare([(s.node, s.action) for s in steps if s.action is not Action.NOOP],
+                             lambda node, message: self.emit(Event("info", node, "prepare", message)))
+        self.ctx.create_secrets()
         result = UpResult(plan)
         # Endpoints follow from the topology: record them first so `logs`/`url` work even if `up` fails.
         self.ctx.store.record_endpoints(self.backend.name, [self.backend.endpoint(n) for n in self.nodes])
         result.ready_seconds = self._converge_nodes(steps)
+        if any(n.is_external for n in self.nodes):
+            result.differences += external_differences(self.ctx)
         self._configure(result)
         result.seconds = time.monotonic() - started
+        if result.differences:
+            raise DriftError(f"{len(result.differences)} difference(s) between the external nodes and the "
+                             "topology; nothing was changed on them", details=result.differences,
+                             hint="`streamctl up --dry-run` lists the steps; `streamctl up --configure` "
+                                  "applies them to the external nodes")
         return result
 
     def _check_ports(self, steps: list[NodeStep]) -> None:
         busy = [f"{s.node.yaml_path}.port: {s.node.host}:{s.node.port} is already in use by another program"
-                for s in steps if s.observation.state is not NodeState.RUNNING
+                for s in steps if s.observation.state is not NodeState.RUNNING and not s.node.is_external
                 and _port_in_use(s.node.host, s.node.port)]
         if busy:
             raise PreflightError("ports needed by the topology are taken", details=busy,
@@ -142,6 +161,9 @@ class Runner:
     def _configure(self, result: UpResult) -> None:
         for step in self.config_steps():
             t0 = time.monotonic()
+            if self.is_external(step.node) and not self.configure_external:
+                self._check_only(step, result)
+                continue
             try:
                 pending = step.pending()
                 if not pending:
@@ -163,10 +185,30 @@ class Runner:
             result.config_changes.append((step.node, step.name, pending))
             self.emit(Event("done", step.node, step.name, "; ".join(pending), time.monotonic() - t0))
 
+    def _check_only(self, step: ConfigStep, result: UpResult) -> None:
+        """An external node without --configure: report what the step would change, change nothing."""
+        try:
+            pending = step.pending()
+        except StreamctlError as exc:
+            pending = [f"cannot check: {exc.message}"]
+        except Exception as exc:  # noqa: BLE001 - e.g. a table the step needs is missing: a difference
+            text = str(exc).strip().splitlines()
+            pending = [f"cannot check: {text[0] if text else type(exc).__name__}"]
+        if pending:
+            result.differences += [f"{step.node}: {step.name}: {p}" for p in pending]
+            self.emit(Event("info", step.node, step.name, "differs: " + "; ".join(pending)))
+        else:
+            self.emit(Event("noop", step.node, step.name, "matches the topology"))
+
     # -- down -------------------------------------------------------------------------------------
-    def down(self, volumes: bool = False) -> list[str]:
-        """Stop every node (keeping data), or with volumes=True remove nodes, data and state."""
+    def down(self, volumes: bool = False, skip_external: bool = False) -> list[str]:
+        """Stop every node (keeping data), or with volumes=True remove nodes, data and state. External
+        nodes are never touched: refused (exit 10) unless skip_external takes down only the others."""
         done: list[str] = []
+        external = [n.name for n in self.nodes if n.is_external]
+        if external and not skip_external:
+            raise refuse_down(external)
+        nodes = [n for n in self.nodes if not n.is_external]
 
         def one(node: Node) -> None:
             self.emit(Event("begin", node.name, "remove" if volumes else "stop"))
@@ -177,8 +219,8 @@ class Runner:
             self.emit(Event("done", node.name, "remove" if volumes else "stop"))
             done.append(node.name)
 
-        with ThreadPoolExecutor(max_workers=max(1, len(self.nodes))) as pool:
-            list(pool.map(one, self.nodes))
+        with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+            list(pool.map(one, nodes))
         self.backend.teardown(volumes)
         if volumes and self.ctx.store.root.exists():
             shutil.rmtree(self.ctx.store.root)

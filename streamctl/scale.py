@@ -1,5 +1,6 @@
 """`scale --workers N`: grow (provision, register, rebalance) or shrink (drain, check, remove) the Citus
-workers, with a preflight before anything moves and row counts compared before and after."""
+workers, with a preflight before anything moves and rows and checksums compared before and after; its
+dry run shows Citus's own plan for the new worker count."""
 
 from __future__ import annotations
 
@@ -12,15 +13,23 @@ from psycopg import Connection
 from streamctl.backends import select_backend
 from streamctl.backends.base import Backend
 from streamctl.citus import catalog
+from streamctl.citus import rebalance as citus_rebalance
 from streamctl.citus.nodes import coordinator_conn, register_workers, worker_address
-from streamctl.citus.rebalance import drain, rebalance, unregister
 from streamctl.config.checks import semantic_errors
 from streamctl.config.edit import set_worker_count
 from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
-from streamctl.errors import ConfigError, PreflightError, RefusedError
+from streamctl.errors import ConfigError, Interrupted, PreflightError
 from streamctl.events import Emit, Event, ignore
 from streamctl.runner import Runner
+from streamctl.shardops.common import (
+    MoveOptions,
+    Nodes,
+    deferred_interrupt,
+    integrity_after,
+    integrity_before,
+)
+from streamctl.shardops.rebalance import RebalancePlan, describe
 
 
 @dataclass
@@ -46,26 +55,53 @@ def with_workers(t: Topology, count: int) -> Topology:
     return new
 
 
-def preflight(conn: Connection[Any], ctx: ClusterContext) -> None:
-    """Shard moves use logical replication: wal_level logical on every metadata node, and a primary key
-    or replica identity on every distributed table (else moves would block writes or fail)."""
+def preflight(conn: Connection[Any], ctx: ClusterContext, transfer_mode: str = "auto") -> None:
+    """Logical shard moves need wal_level logical on every metadata node and, in `auto` mode, a primary
+    key or replica identity on every distributed table (else moves would fail); block_writes needs neither."""
+    if transfer_mode == "block_writes":
+        return
     problems = []
     for node in [*ctx.topology.nodes_by_role(Role.COORDINATOR), *ctx.topology.nodes_by_role(Role.WORKER)]:
         with ctx.pg_connect(node.name, ctx.topology.metadata.database) as nconn:
             row = nconn.execute("SHOW wal_level").fetchone()
         if not row or row[0] != "logical":
             problems.append(f"{node.name}: wal_level is {row[0] if row else '?'}, needs logical")
-    problems += [f"{t}: no primary key or replica identity" for t in catalog.tables_without_identity(conn)]
+    if transfer_mode == "auto":
+        problems += [f"{t}: no primary key or replica identity" for t in catalog.tables_without_identity(conn)]
     if problems:
         raise PreflightError("cannot move shards safely", details=problems,
                              hint="run `streamctl up` (it sets wal_level=logical), and give each table a "
                                   "primary key or `ALTER TABLE ... REPLICA IDENTITY FULL`")
 
 
+def plan_scale(ctx: ClusterContext, backend: Backend, count: int) -> RebalancePlan:
+    """What `scale --workers count` would do: workers to provision or remove, and the shard moves Citus's
+    planner would make for them (computed in a rolled-back transaction: nothing changes)."""
+    current = ctx.topology.metadata.workers.count
+    nodes = Nodes(ctx)
+    with coordinator_conn(ctx) as conn:
+        if count == current:
+            return RebalancePlan()
+        new_ctx = ClusterContext(with_workers(ctx.topology, count), ctx.store, ctx.topology_path)
+        if count > current:
+            added = new_ctx.topology.nodes_by_role(Role.WORKER)[current:]
+            new_backend = select_backend(new_ctx, backend.name)
+            addresses = [(ep.internal_host, ep.internal_port) for ep in map(new_backend.endpoint, added)]
+            for node, address in zip(added, addresses, strict=True):
+                nodes.by_address[address] = node.name
+            moves = citus_rebalance.plan_with_new_nodes(conn, addresses)
+            return RebalancePlan(describe(conn, nodes, moves), provision=[n.name for n in added])
+        leaving = ctx.topology.nodes_by_role(Role.WORKER)[count:]
+        moves = citus_rebalance.plan_drain(conn, [worker_address(ctx, n) for n in leaving])
+        return RebalancePlan(describe(conn, nodes, moves), remove=[n.name for n in leaving])
+
+
 def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit | None = None,
-                  update_file: bool = True) -> ScaleResult:
-    """Bring the number of Citus workers to `count`; the topology file is updated only on success."""
+                  update_file: bool = True, options: MoveOptions | None = None) -> ScaleResult:
+    """Bring the number of Citus workers to `count`; rows and checksums of every Citus table are compared
+    before and after; the topology file is updated once the workers are registered (or removed)."""
     say: Emit = emit or ignore
+    opts = options or MoveOptions()
     started = time.monotonic()
     with coordinator_conn(ctx) as conn:  # refuses clearly when Citus is off
         current = ctx.topology.metadata.workers.count
@@ -73,47 +109,64 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
         if count == current:
             return result
         new_topology = with_workers(ctx.topology, count)
-        preflight(conn, ctx)
-        before = catalog.row_counts(conn)
+        preflight(conn, ctx, opts.transfer_mode)
+        before = integrity_before(conn)
     new_ctx = ClusterContext(new_topology, ctx.store, ctx.topology_path)
-    new_backend = select_backend(new_ctx, backend.name)
+    # Keep the backend already resolved; a cluster with external nodes resolves per node again.
+    mixed = backend.name == "external" or any(n.is_external for n in new_topology.nodes())
+    new_backend = select_backend(new_ctx, None if mixed else backend.name)
     if count > current:
-        _grow(new_ctx, new_backend, current, say, result)
+        _grow(new_ctx, new_backend, current, say, result, opts, update_file)
     else:
-        _shrink(ctx, backend, new_ctx, new_backend, count, say, result)
+        _shrink(ctx, backend, new_ctx, new_backend, count, say, result, opts)
+        _update_file(ctx, count, update_file, result)
     with coordinator_conn(new_ctx) as conn:
-        after = catalog.row_counts(conn)
-    if after != before:
-        changed = [f"{t}: {before.get(t)} -> {after.get(t)}" for t in sorted(set(before) | set(after))
-                   if before.get(t) != after.get(t)]
-        raise RefusedError("row counts changed while scaling", details=changed,
-                           hint="run `streamctl verify` and inspect the listed tables")
-    result.rows = after
-    if update_file and ctx.topology_path is not None:
-        set_worker_count(ctx.topology_path, count)
-        result.topology_updated = True
+        result.rows = integrity_after(conn, before)
     result.seconds = time.monotonic() - started
     return result
 
 
-def _grow(ctx: ClusterContext, backend: Backend, current: int, say: Emit, result: ScaleResult) -> None:
+def _update_file(ctx: ClusterContext, count: int, update_file: bool, result: ScaleResult) -> None:
+    if update_file and ctx.topology_path is not None and not result.topology_updated:
+        set_worker_count(ctx.topology_path, count)
+        result.topology_updated = True
+
+
+def _grow(ctx: ClusterContext, backend: Backend, current: int, say: Emit, result: ScaleResult,
+          opts: MoveOptions, update_file: bool) -> None:
     new_workers = ctx.topology.nodes_by_role(Role.WORKER)[current:]
     result.added = [n.name for n in new_workers]
-    Runner(ctx, backend, emit=say).up()  # provisions the new workers; its Citus step registers them
-    with coordinator_conn(ctx) as conn:
-        register_workers(conn, [worker_address(ctx, n) for n in new_workers])
-        result.moves = rebalance(conn, say)
+    count = len(ctx.topology.nodes_by_role(Role.WORKER))
+    try:
+        # Provisions the new workers (external ones already run) and its Citus step registers them; scaling
+        # is an explicit change, so external nodes are configured too.
+        Runner(ctx, backend, emit=say, configure_external=True).up()
+        with coordinator_conn(ctx) as conn:
+            with deferred_interrupt():
+                register_workers(conn, [worker_address(ctx, n) for n in new_workers])
+            # Registered and active: they belong to the cluster now, whatever happens to the moves.
+            _update_file(ctx, count, update_file, result)
+            job = citus_rebalance.run_job(conn, say, opts.transfer_mode, opts.parallel)
+            result.moves = job.moves_total if job else 0
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted while provisioning or registering the new workers",
+                          hint=f"run `streamctl scale --workers {count}` again: it finishes what was started"
+                          ) from None
 
 
 def _shrink(old_ctx: ClusterContext, old_backend: Backend, ctx: ClusterContext, backend: Backend, count: int,
-            say: Emit, result: ScaleResult) -> None:
+            say: Emit, result: ScaleResult, opts: MoveOptions) -> None:
     leaving = old_ctx.topology.nodes_by_role(Role.WORKER)[count:]
     result.removed = [n.name for n in leaving]
     addresses = {worker_address(old_ctx, n): n.name for n in leaving}
     with coordinator_conn(old_ctx) as conn:
-        result.moves = drain(conn, addresses, say)
-        unregister(conn, addresses, say)
+        result.moves = citus_rebalance.drain(conn, addresses, say, opts.transfer_mode, opts.parallel)
+        with deferred_interrupt():  # unregister every leaving worker, or none
+            citus_rebalance.unregister(conn, addresses, say)
     for node in leaving:
+        if node.is_external:  # drained and unregistered; the server itself is its administrator's
+            say(Event("done", node.name, "remove", "external: left running, no longer in the cluster"))
+            continue
         old_backend.remove(node, volumes=True)
         say(Event("done", node.name, "remove", "stopped, data removed"))
     ctx.store.record_endpoints(backend.name, [backend.endpoint(n) for n in ctx.topology.nodes()])

@@ -1,16 +1,20 @@
-"""Observations for `status`, as plain data the CLI renders."""
+"""Observations of the nodes for `status` and `logs`, as plain data the CLI renders."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from streamctl.backends.base import Backend, NodeState
+from streamctl.backends.mixed import backend_of
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 
 
 def node_status(ctx: ClusterContext, backend: Backend, node: Node) -> dict[str, Any]:
+    backend = backend_of(backend, node)
     obs = backend.observe(node)
     ep = backend.endpoint(node)
     healthy = False
@@ -28,3 +32,15 @@ def cluster_status(ctx: ClusterContext, backend: Backend) -> list[dict[str, Any]
     nodes = ctx.topology.nodes()
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
         return list(pool.map(lambda n: node_status(ctx, backend, n), nodes))
+
+
+def node_logs(backend: Backend, node: Node, tail: int, follow: bool, poll: float = 1.0) -> Iterator[str]:
+    """A node's last `tail` log lines; with follow, then each new line as it appears (until interrupted)."""
+    seen = backend.logs(node, tail)
+    yield from seen
+    while follow:
+        time.sleep(poll)
+        latest = backend.logs(node, 200)
+        overlap = next((i for i in range(len(latest)) if latest[i:] == seen[-len(latest) + i:]), len(latest))
+        yield from latest[overlap:]
+        seen = latest

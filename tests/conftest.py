@@ -52,7 +52,12 @@ def _citus() -> str | None:
 
 
 def _mongo() -> str | None:
-    if os.environ.get("STREAMCTL_TEST_MONGO_URI") or shutil.which("mongod"):
+    """A server the Mongo tests can use: STREAMCTL_TEST_MONGO_URI when it answers, else mongod on PATH."""
+    if os.environ.get("STREAMCTL_TEST_MONGO_URI"):
+        from tests.mongo_server import uri_unreachable
+
+        return uri_unreachable(os.environ["STREAMCTL_TEST_MONGO_URI"])
+    if shutil.which("mongod"):
         return None
     return "no mongod on PATH and STREAMCTL_TEST_MONGO_URI is not set"
 
@@ -95,6 +100,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_run(n: int) -> int:
+    """A port p with p .. p+n-1 all free on 127.0.0.1 (worker i listens on port + i - 1, so a single free
+    port is not enough: worker-2's would collide with whatever took port + 1)."""
+    for _ in range(50):
+        base = free_port()
+        if base + n > 65535:
+            continue
+        socks: list[socket.socket] = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no run of {n} free ports on 127.0.0.1")
+
+
 def topology_dict(*, cluster: str = "t", citus: bool = False, workers: int = 0, mongo: bool = False,
                   redis: bool = True, analytics: bool = True, replicas: int = 1, fdw: bool | dict[str, Any] = True,
                   backend: str = "local", **extra: Any) -> dict[str, Any]:
@@ -107,7 +134,7 @@ def topology_dict(*, cluster: str = "t", citus: bool = False, workers: int = 0, 
         "metadata": {
             "citus": {"enabled": citus, "shard_count": 8},
             "coordinator": {"port": free_port()},
-            "workers": {"count": workers, "port": free_port()},
+            "workers": {"count": workers, "port": free_port_run(workers + 2)},  # + 2: room to scale
         },
         "analytics": {
             "enabled": analytics,

@@ -18,23 +18,54 @@ from tests.conftest import LocalCluster
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_IMAGE = os.environ.get("STREAMCTL_TEST_IMAGE", "streamctl-test/pg-redis:bookworm")
-_built: dict[str, str | None] = {}
+CITUS_IMAGE = os.environ.get("STREAMCTL_TEST_CITUS_IMAGE", "streamctl-test/pg-citus:bookworm")
+CITUS_DIR = Path(os.environ.get("STREAMCTL_CITUS_DIR") or REPO.parent / "shared" / "citus")
+_built: dict[str, tuple[str | None, str]] = {}  # script -> (keyed tag it printed, or None; its error output)
+
+
+def _required(engine: str) -> bool:
+    return engine in {e.strip() for e in os.environ.get("STREAMCTL_REQUIRE", "").split(",")}
+
+
+def _build(script: str) -> tuple[str | None, str]:
+    """Run an image build script once per session; its last stdout line is the tag keyed by its inputs."""
+    if script not in _built:
+        env = {**os.environ, "STREAMCTL_TEST_IMAGE": TEST_IMAGE, "STREAMCTL_TEST_CITUS_IMAGE": CITUS_IMAGE,
+               "STREAMCTL_CITUS_DIR": str(CITUS_DIR)}
+        proc = subprocess.run(["bash", str(REPO / "images" / script)], capture_output=True, text=True, env=env,
+                              timeout=1800)
+        lines = proc.stdout.split()
+        tag = lines[-1] if proc.returncode == 0 and lines else None
+        _built[script] = (tag, f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-2000:]}")
+    return _built[script]
 
 
 def ensure_test_image() -> str:
-    """Build the test image once per session (images/build.sh skips an existing tag); skip if impossible."""
-    if TEST_IMAGE not in _built:
-        proc = subprocess.run(["bash", str(REPO / "images" / "build.sh")], capture_output=True, text=True,
-                              env={**os.environ, "STREAMCTL_TEST_IMAGE": TEST_IMAGE}, timeout=1800)
-        _built[TEST_IMAGE] = None if proc.returncode == 0 else (proc.stderr or proc.stdout)[-2000:]
-    error = _built[TEST_IMAGE]
-    if error is not None:
-        required = {e.strip() for e in os.environ.get("STREAMCTL_REQUIRE", "").split(",")}
+    """The test image for this checkout's build inputs (images/build.sh reuses an up-to-date one)."""
+    tag, error = _build("build.sh")
+    if tag is None:
         message = f"cannot build the test image {TEST_IMAGE} with images/build.sh:\n{error}"
-        if "docker" in required:
+        if _required("docker"):
             pytest.fail(message)
         pytest.skip(message)
-    return TEST_IMAGE
+    return tag
+
+
+def ensure_citus_image() -> str:
+    """The Citus test image (images/build-citus.sh), built from the Citus build in ../shared/citus; without
+    that build the test skips with the reason (fails when STREAMCTL_REQUIRE lists citus)."""
+    ensure_test_image()
+    if not sorted(CITUS_DIR.glob("citus-*-pg15-amd64.tar.gz")):
+        message = (f"no Citus build (citus-*-pg15-amd64.tar.gz) in {CITUS_DIR}: the Citus test image cannot be "
+                   "built (set STREAMCTL_CITUS_DIR)")
+    else:
+        tag, error = _build("build-citus.sh")
+        if tag is not None:
+            return tag
+        message = f"cannot build the Citus test image {CITUS_IMAGE} with images/build-citus.sh:\n{error}"
+    if _required("citus"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def unique_cluster() -> str:

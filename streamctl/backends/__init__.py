@@ -1,14 +1,17 @@
-"""Backends: where nodes run. `select_backend` resolves `backend: auto|docker|swarm|local`."""
+"""Backends: where nodes run. `select_backend` resolves `backend: auto|docker|swarm|local|external`, per node."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from streamctl.errors import PreflightError
+from streamctl.events import Progress
 
 if TYPE_CHECKING:
     from streamctl.backends.base import Backend
     from streamctl.context import ClusterContext
+
+BACKENDS = ("auto", "docker", "swarm", "local", "external")
 
 
 def docker_available() -> bool:
@@ -24,13 +27,17 @@ def docker_available() -> bool:
         return False
 
 
-def select_backend(ctx: ClusterContext, override: str | None = None) -> Backend:
-    """The topology's backend unless overridden; `auto`: whatever ran this cluster before, else Docker
-    when an engine answers, else local processes."""
-    choice = override or ctx.topology.backend
-    if choice == "auto":
-        recorded = ctx.store.read().get("backend")
-        choice = recorded or ("docker" if docker_available() else "local")
+def _resolve(ctx: ClusterContext, choice: str) -> str:
+    """`auto`: whatever provisioned this cluster before, else Docker when an engine answers, else local."""
+    if choice != "auto":
+        return choice
+    recorded = ctx.store.read().get("backend")
+    if recorded in ("docker", "swarm", "local"):
+        return str(recorded)
+    return "docker" if docker_available() else "local"
+
+
+def _make(ctx: ClusterContext, choice: str, progress: Progress | None = None) -> Backend:
     if choice == "local":
         from streamctl.backends.local import LocalBackend
 
@@ -40,9 +47,36 @@ def select_backend(ctx: ClusterContext, override: str | None = None) -> Backend:
             from streamctl.backends.docker import DockerBackend
         except ImportError as exc:  # pragma: no cover - the docker SDK is a dependency
             raise PreflightError(f"the Docker backend is unavailable: {exc}") from exc
-        return DockerBackend(ctx)
+        return DockerBackend(ctx, progress)
     if choice == "swarm":
         from streamctl.backends.swarm import SwarmBackend
 
-        return SwarmBackend(ctx)
-    raise PreflightError(f"unknown backend {choice!r}", hint="use docker, swarm, local or auto")
+        return SwarmBackend(ctx, progress)
+    if choice == "external":
+        from streamctl.backends.external import ExternalBackend
+
+        return ExternalBackend(ctx)
+    raise PreflightError(f"unknown backend {choice!r}", hint=f"use {', '.join(BACKENDS)}")
+
+
+def select_backend(ctx: ClusterContext, override: str | None = None, progress: Progress | None = None) -> Backend:
+    """The topology's backend unless overridden (a node's own `backend:` still wins); a cluster whose
+    nodes name different backends gets one MixedBackend dispatching per node. `progress` hears about long
+    steps (image pulls)."""
+    if override and override != ctx.topology.backend:
+        ctx.topology = ctx.topology.model_copy(update={"backend": override})
+    nodes = ctx.topology.nodes()
+    resolved: dict[str, str] = {}
+    choice: dict[str, str] = {}
+    for node in nodes:
+        wanted = node.backend or ctx.topology.backend
+        if wanted not in resolved:
+            resolved[wanted] = _resolve(ctx, wanted)
+        choice[node.name] = resolved[wanted]
+    names = sorted(set(choice.values())) or [_resolve(ctx, ctx.topology.backend)]
+    if len(names) == 1:
+        return _make(ctx, names[0], progress)
+    from streamctl.backends.mixed import MixedBackend
+
+    provisioning = next((n for n in names if n != "external"), names[0])
+    return MixedBackend({n: _make(ctx, n, progress) for n in names}, choice, provisioning)

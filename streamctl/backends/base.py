@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -24,6 +25,9 @@ class Action(StrEnum):
     RECREATE = "recreate"  # definition changed: replace the process/container, keep the data
     START = "start"
     NOOP = "noop"
+
+
+Notify = Callable[[str, str], None]  # (node or "*", message): what a backend reports while preparing
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class Backend(Protocol):
 
     def preflight(self, nodes: list[Node]) -> None:
         """Raise PreflightError naming anything missing (binary, extension, engine), before any change."""
+
+    def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
+        """Before any node is created or changed: what all the changes need (images present, data
+        compatible, directories placed); raises without changing any node."""
 
     def observe(self, node: Node) -> Observation: ...
 

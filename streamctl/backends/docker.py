@@ -16,12 +16,13 @@ from contextlib import suppress
 from typing import Any
 
 from streamctl.backends import docker_spec as spec
-from streamctl.backends.base import Action, NodeState, Observation, fingerprint
+from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
 from streamctl.backends.docker_errors import connect, docker_errors
-from streamctl.backends.docker_images import ImagePuller, Progress
+from streamctl.backends.docker_images import ImagePuller
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
+from streamctl.events import Progress
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 
@@ -34,7 +35,7 @@ class DockerBackend:
     def __init__(self, ctx: ClusterContext, progress: Progress | None = None) -> None:
         self.ctx = ctx
         self.topology: Topology = ctx.topology
-        self.progress: Progress | None = progress  # image pull progress (the library never prints)
+        self._progress: Progress = progress or (lambda _node, _message: None)  # the library never prints
         self._client: Any = None
         self._puller: ImagePuller | None = None
         self._lock = threading.Lock()  # network creation must not race between the node threads
@@ -65,6 +66,16 @@ class DockerBackend:
         _ = self.client  # raises when no engine answers
         for node in nodes:
             self._find(node)  # raises when a foreign container holds the name
+
+    def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
+        """Images present and PostgreSQL major versions compatible, before any container changes."""
+        from streamctl.backends.docker_prepare import check_major_versions, ensure_images
+
+        if not changes:
+            return
+        # Pull progress goes out as runner events, so logs show it in order with the steps.
+        ensure_images(ImagePuller(self.client, notify), changes)
+        check_major_versions(self.client, self.topology, changes, self._find)
 
     # -- definitions ------------------------------------------------------------------------------
     def _secrets(self) -> dict[str, str]:
@@ -123,7 +134,7 @@ class DockerBackend:
         self._ensure_network()
         with self._lock:
             if self._puller is None:
-                self._puller = ImagePuller(self.client, self._report)
+                self._puller = ImagePuller(self.client, self._progress)
         self._puller.ensure(node.name, s.image)
         with docker_errors(f"create volume {s.volume}"):
             self.api.create_volume(s.volume, labels={**s.labels})
@@ -145,10 +156,6 @@ class DockerBackend:
                 networking_config=networking, stop_signal=s.stop_signal, healthcheck=health)
         with docker_errors(f"start container {s.name}"):
             self.api.start(created["Id"])
-
-    def _report(self, node: str, message: str) -> None:
-        if self.progress is not None:  # set late by the CLI, so looked up on every report
-            self.progress(node, message)
 
     def _ensure_network(self) -> None:
         with self._lock, docker_errors(f"create network {self.network}"):

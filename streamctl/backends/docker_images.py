@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from streamctl.backends.docker_errors import short_error
 from streamctl.errors import BackendError
-
-Progress = Callable[[str, str], None]  # (node, message): how a long backend step reports progress
+from streamctl.events import Progress
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamctl.config.model import Engine, Node, Topology
-from streamctl.context import MONGO_ROOT_USER
+from streamctl.names import MONGO_ROOT_USER
 
 LABEL_PREFIX = "io.streamctl"
 LABEL_CLUSTER = f"{LABEL_PREFIX}.cluster"

@@ -8,10 +8,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 from streamctl.backends import recipes
-from streamctl.backends.base import Action, NodeState, Observation, fingerprint
+from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
+from streamctl.backends.data_home import DataHome, data_home
 from streamctl.backends.privileges import RunAs, check_traversable, resolve_run_as
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
@@ -64,7 +66,7 @@ class LocalBackend:
                                          f"(no {sharedir}/extension/{ext}.control)", hint=how)
             # No side effect here (a dry run preflights too): a user still to be created is only assumed.
             run_as = self._run_as or resolve_run_as(self.topology.local.run_as, create=False)
-            check_traversable(run_as, self.ctx.store.root)
+            check_traversable(run_as, self.home.path)
         for engine, binary, pkg in ((Engine.REDIS, "redis-server", "redis-server"),
                                     (Engine.MONGO, "mongod", "MongoDB's mongodb-org-server")):
             if engine in engines and shutil.which(binary) is None:
@@ -73,9 +75,23 @@ class LocalBackend:
                                      hint=f"install {pkg}, use the Docker backend, or set "
                                           f"{role}.enabled: false")
 
+    @cached_property
+    def home(self) -> DataHome:
+        """Where node data lives (the state directory, or /var/lib/streamctl/... when root must move it)."""
+        run_as = self._run_as or resolve_run_as(self.topology.local.run_as, create=False)
+        return data_home(self.ctx.store.root, run_as)
+
+    def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
+        """Says once, when it first happens, that node data goes outside the state directory."""
+        if self.home.relocated and not self.home.path.exists() and any(a is Action.CREATE for _, a in changes):
+            self.home.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            self.home.path.mkdir(mode=0o755, exist_ok=True)
+            notify("*", f"node data goes to {self.home.path}: {self.home.reason}; state stays in "
+                        f"{self.ctx.store.root}; `down --volumes` removes both")
+
     # -- observation ------------------------------------------------------------------------------
     def _dir(self, node: Node) -> Path:
-        return self.ctx.store.node_dir(node.name)
+        return self.home.nodes / node.name
 
     def _secrets(self) -> dict[str, str]:
         return self.ctx.store.known_secrets(self.topology)
@@ -149,7 +165,10 @@ class LocalBackend:
             shutil.rmtree(self._dir(node), ignore_errors=True)
 
     def teardown(self, volumes: bool) -> None:
-        nodes_dir = self.ctx.store.root / "nodes"
+        if volumes and self.home.relocated:
+            shutil.rmtree(self.home.path, ignore_errors=True)
+            return
+        nodes_dir = self.home.nodes
         if volumes and nodes_dir.exists() and not any(nodes_dir.iterdir()):
             nodes_dir.rmdir()
 

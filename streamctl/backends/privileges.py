@@ -82,10 +82,10 @@ def _create_system_user(name: str) -> RunAs:
     return RunAs(name, entry.pw_uid, entry.pw_gid)
 
 
-def check_traversable(run_as: RunAs, path: Path) -> None:
-    """The server user must be able to reach its data directory through every parent directory."""
+def unreachable_parent(run_as: RunAs, path: Path) -> Path | None:
+    """The first directory on the way to `path` the server user cannot search, or None."""
     if not run_as.dropping:
-        return
+        return None
     probe = path
     while not probe.exists():
         probe = probe.parent
@@ -95,8 +95,16 @@ def check_traversable(run_as: RunAs, path: Path) -> None:
         ok = (mode & stat.S_IXOTH) or (st.st_uid == run_as.uid and mode & stat.S_IXUSR) or (
             st.st_gid == run_as.gid and mode & stat.S_IXGRP)
         if not ok:
-            raise PreflightError(
-                f"the state directory {path} is not reachable by the user {run_as.user!r} that runs "
-                f"PostgreSQL (no search permission on {parent})",
-                hint="use --state-dir (or state_dir in the topology) under a directory that user can "
-                     "reach, e.g. /var/lib/streamctl, or run streamctl as an ordinary user")
+            return parent
+    return None
+
+
+def check_traversable(run_as: RunAs, path: Path) -> None:
+    """The server user must be able to reach its data directory through every parent directory."""
+    parent = unreachable_parent(run_as, path)
+    if parent is not None:
+        raise PreflightError(
+            f"the data directory {path} is not reachable by the user {run_as.user!r} that runs "
+            f"PostgreSQL (no search permission on {parent})",
+            hint="use --state-dir (or state_dir in the topology) under a directory that user can "
+                 "reach, or run streamctl as an ordinary user")

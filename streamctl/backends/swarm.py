@@ -13,15 +13,16 @@ from typing import Any
 
 from streamctl.backends import docker_spec
 from streamctl.backends import swarm_spec as sspec
-from streamctl.backends.base import Action, NodeState, Observation, fingerprint
+from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
 from streamctl.backends.docker_errors import connect, docker_errors
-from streamctl.backends.docker_images import ImagePuller, Progress
+from streamctl.backends.docker_images import ImagePuller
 from streamctl.backends.swarm_hosts import SwarmHosts
 from streamctl.backends.swarm_placement import Pin
 from streamctl.config.checks import swarm_bind_errors
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
+from streamctl.events import Progress
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 
@@ -36,12 +37,11 @@ class SwarmBackend:
     def __init__(self, ctx: ClusterContext, progress: Progress | None = None) -> None:
         self.ctx = ctx
         self.topology: Topology = ctx.topology
-        self.progress: Progress | None = progress
+        self.progress: Progress = progress or (lambda _node, _message: None)  # the library never prints
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._lock = threading.Lock()  # network, secrets and state writes must not race between node threads
         self._hosts: SwarmHosts | None = None
-        self._puller: ImagePuller | None = None
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -78,6 +78,17 @@ class SwarmBackend:
                 self.hosts.adopt(name, service)
         self.hosts.check_pins([n for n in nodes if services[n.name] is not None or self.hosts.pin(n.name)])
         self.hosts.plan([n for n in nodes if services[n.name] is None and self.hosts.pin(n.name) is None])
+
+    def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
+        """Images present on the manager for the nodes it will run, before any service changes; the other
+        hosts pull (or hold) their own, and a task they cannot start shows as rejected in readiness."""
+        from streamctl.backends.docker_prepare import ensure_images
+
+        local = self.hosts.local_id
+        here = [(node, action) for node, action in changes
+                if (pin := self.hosts.pin(node.name) or self.hosts.planned(node.name)) and pin.id == local]
+        if here:
+            ensure_images(ImagePuller(self.client, notify), here)
 
     # -- definitions ------------------------------------------------------------------------------
     def spec(self, node: Node) -> sspec.ServiceSpec:
@@ -143,17 +154,8 @@ class SwarmBackend:
                 service.update(**kwargs)
             return
         self._ensure_network()
-        if pin.id == self.hosts.local_id:  # the manager runs it: pull here, with progress
-            with self._lock:
-                if self._puller is None:
-                    self._puller = ImagePuller(self.client, self._report)
-            self._puller.ensure(node.name, spec.container.image)
         with docker_errors(f"create service {spec.name}"):
             self.client.services.create(**kwargs)
-
-    def _report(self, node: str, message: str) -> None:
-        if self.progress is not None:
-            self.progress(node, message)
 
     def _service_kwargs(self, node: Node, spec: sspec.ServiceSpec, pin: Pin) -> dict[str, Any]:
         from docker.types import EndpointSpec, Healthcheck, Mount, RestartPolicy, SecretReference, ServiceMode

@@ -1,6 +1,8 @@
 """Every query streamctl makes of Citus's catalog (pg_dist_*, citus_*), as small functions over a connection.
 
-The only file that writes Citus SQL: the layer, `scale`, `verify`, `shards` and the gateway call these.
+With rebalance.py (the rebalancer's plan and background jobs), placement.py (moving and isolating shards,
+checksums) and tenants.py (hot titles), the only files that write Citus SQL: the layer, `scale`, `verify`,
+`shards` and the gateway call these.
 Addresses are (host, port) as Citus registered them, i.e. the nodes' internal (network) addresses.
 """
 
@@ -37,6 +39,15 @@ def _one(conn: Conn, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...
 # -- extension and node-to-node credentials -----------------------------------------------------------
 def extension_created(conn: Conn) -> bool:
     return _one(conn, "SELECT 1 FROM pg_extension WHERE extname = 'citus'") is not None
+
+
+def loadable(conn: Conn) -> tuple[bool, bool]:
+    """(the extension is installed, citus is in shared_preload_libraries): can this server run Citus?"""
+    row = _one(conn, "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'citus'), "
+                     "current_setting('shared_preload_libraries')")
+    if row is None:
+        return False, False
+    return bool(row[0]), "citus" in [p.strip() for p in str(row[1]).split(",")]
 
 
 def create_extension(conn: Conn) -> None:
@@ -224,16 +235,3 @@ def distributed_placements_on(conn: Conn, address: Address) -> int:
                "JOIN pg_dist_shard s USING (shardid) JOIN pg_dist_partition t USING (logicalrelid) "
                "WHERE n.nodename = %s AND n.nodeport = %s AND t.partkey IS NOT NULL", address)
     return int(row[0]) if row else 0
-
-
-# -- rebalance ------------------------------------------------------------------------------------------
-def start_rebalance(conn: Conn, drain_only: bool = False) -> int | None:
-    """Start Citus's background rebalance; the job id, or None when no move is needed."""
-    row = _one(conn, "SELECT citus_rebalance_start(drain_only => %s)", (drain_only,))
-    return row[0] if row else None
-
-
-def job_status(conn: Conn, job: int) -> tuple[str, dict[str, Any]]:
-    """(state, details) of a background job; a job that vanished reads as failed."""
-    row = _one(conn, "SELECT state::text, details FROM citus_job_status(%s)", (job,))
-    return (str(row[0]), dict(row[1] or {})) if row else ("failed", {})

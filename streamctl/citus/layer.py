@@ -56,26 +56,32 @@ class CitusLayer:
         return steps
 
     def _extension_step(self, node: Node) -> ConfigStep:
-        user = self.ctx.topology.pg_user
-
         def pending() -> list[str]:
+            user, authinfo = self._credentials(node)
             out = []
             with self.ctx.pg_connect(node.name) as conn:
                 if not catalog.extension_created(conn):
-                    return ["create extension citus", "store node-to-node credentials"]
-                if not catalog.authinfo_stored(conn, user, self._authinfo()):
+                    return ["create extension citus"] + (["store node-to-node credentials"] if authinfo else [])
+                if authinfo and not catalog.authinfo_stored(conn, user, authinfo):
                     out.append("store node-to-node credentials")
             return out
 
         def apply() -> None:
+            user, authinfo = self._credentials(node)
             with self.ctx.pg_connect(node.name) as conn:
                 catalog.create_extension(conn)
-                catalog.store_authinfo(conn, user, self._authinfo())
+                if authinfo is not None:
+                    catalog.store_authinfo(conn, user, authinfo)
 
         return ConfigStep(node.name, "citus extension", pending, apply)
 
-    def _authinfo(self) -> str:
-        return f"password={self.ctx.secrets['postgres_password']}"
+    def _credentials(self, node: Node) -> tuple[str, str | None]:
+        """The role Citus connects between nodes as, and its authinfo; an external node without a password
+        in the topology authenticates however its administrator set up (.pgpass, certificates...)."""
+        if node.external is not None:
+            user = node.external.user or self.ctx.topology.pg_user
+            return user, f"password={node.external.password}" if node.external.password else None
+        return self.ctx.topology.pg_user, f"password={self.ctx.secrets['postgres_password']}"
 
     def _coordinator_step(self) -> ConfigStep:
         host, port = address = worker_address(self.ctx, self.coordinator)

@@ -17,6 +17,7 @@ from streamctl.citus import catalog
 from streamctl.citus.nodes import coordinator_conn, label, node_names
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError, PreflightError
+from streamctl.pgconn import PrivilegeError
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,9 @@ def _round(v: float | None) -> float | None:
 def _shard_rows(conn: Connection[Any], table: str) -> dict[int, int]:
     rows = catalog.shard_row_counts(conn, table)
     bad = [f"shard {r[0]}: {r[2]}" for r in rows if not r[1]]
+    if any("permission denied" in b for b in bad):  # the workers ran the count as our role
+        raise PrivilegeError(getattr(conn, "node_name", "") or "coordinator",
+                             f"permission denied for table {table} (counting its shards on the workers)")
     if bad:
         raise PreflightError(f"cannot count the shards of {table}", details=bad[:5])
     return {int(r[0]): int(r[2]) for r in rows}
@@ -88,7 +92,7 @@ def _shard_rows(conn: Connection[Any], table: str) -> dict[int, int]:
 
 def inspect_shards(ctx: ClusterContext, table: str | None = None) -> list[TableSpread]:
     """Every Citus table (or one), with per-node totals; nodes that should hold shards but hold none count."""
-    names = node_names(ctx.store.endpoints())
+    names = node_names(ctx.endpoints())
     with coordinator_conn(ctx) as conn:
         placements = catalog.shard_placements(conn, table)
         if table and not placements:
@@ -126,7 +130,7 @@ def _spread(name: str, rows: list[tuple[Any, ...]], counts: dict[int, int], hold
 
 def locate_key(ctx: ClusterContext, table: str, key: str) -> KeyLocation:
     """Which shard of `table` holds distribution value `key`, and on which node(s)."""
-    names = node_names(ctx.store.endpoints())
+    names = node_names(ctx.endpoints())
     with coordinator_conn(ctx) as conn:
         if catalog.table_type(conn, table) is None:
             raise NotFoundError(f"{table} is not a Citus table", hint="list them with `streamctl shards`")

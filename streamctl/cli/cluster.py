@@ -6,11 +6,9 @@ from typing import Annotated
 
 import typer
 
-from streamctl.backends.docker import DockerBackend
-from streamctl.backends.swarm import SwarmBackend
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
-from streamctl.events import Event
+from streamctl.cli.guard import StepLog, WaitLockOpt, mutating
 from streamctl.runner import Runner
 from streamctl.status import cluster_status
 
@@ -20,16 +18,20 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
        timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to be ready.")] = 120.0,
        verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                              help="Also list configuration steps already in place.")] = False,
-       json_: JsonOpt = False) -> None:
-    """Provision everything the topology describes; a second run changes nothing.
+       configure: Annotated[bool, typer.Option(
+           "--configure", help="Also configure external nodes (schema, Citus, replication, FDW); without it "
+                               "they are only checked and every difference is reported (exit 8).")] = False,
+       wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
+    """Provision everything the topology describes; a second run changes nothing. External nodes are
+    only checked, unless --configure.
 
-    Example: streamctl up -f examples/no-citus.yaml --backend local
+    Example: streamctl up -f examples/no-citus.yaml --backend local --wait-lock 600
+    Example: streamctl up -f examples/external.yaml --dry-run && streamctl up -f examples/external.yaml --configure
     """
     ctx = load_context(file, state_dir)
-    be = load_backend(ctx, backend)
-    runner = Runner(ctx, be, emit=None if json_ else render.progress(verbose), timeout=timeout)
-    if isinstance(be, (DockerBackend, SwarmBackend)) and not json_:  # image pulls report progress as they go
-        be.progress = lambda node, message: render.event(Event("info", node, "image", message))
+    be = load_backend(ctx, backend, progress=None if json_ else render.image_progress)
+    steps = StepLog(None if json_ else render.progress(verbose))
+    runner = Runner(ctx, be, emit=steps, timeout=timeout, configure_external=configure)
     if dry_run_:
         plan = runner.preview()
         if json_:
@@ -37,7 +39,8 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
         else:
             render.plan(plan)
         return
-    result = runner.up()
+    with mutating(ctx, "up", wait_lock, steps):
+        result = runner.up()
     if json_:
         render.print_json(result.to_json())
     elif result.changed:
@@ -49,14 +52,19 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
 
 def down(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
          volumes: Annotated[bool, typer.Option("--volumes", "-v",
-                                               help="Also delete all data, secrets and state.")] = False) -> None:
-    """Stop the cluster (data kept), or destroy it with --volumes.
+                                               help="Also delete all data, secrets and state.")] = False,
+         skip_external: Annotated[bool, typer.Option(
+             "--skip-external", help="Take down only the nodes streamctl provisioned; without it a topology "
+                                     "with external nodes is refused (exit 10).")] = False,
+         wait_lock: WaitLockOpt = None) -> None:
+    """Stop the cluster (data kept), or destroy it with --volumes. External nodes are never touched.
 
     Example: streamctl down --volumes
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
-    Runner(ctx, be, emit=render.event).down(volumes=volumes)
+    with mutating(ctx, "down", wait_lock):
+        Runner(ctx, be, emit=render.progress(verbose=True)).down(volumes=volumes, skip_external=skip_external)
     render.line(f"cluster {ctx.topology.cluster} " + ("destroyed (data removed)" if volumes else
                                                        "stopped (data kept)"), "bold green")
 

@@ -32,7 +32,7 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
     if not spec.enabled:
         raise RefusedError("the gateway is disabled in the topology (gateway.enabled: false)",
                            hint="set gateway.enabled: true")
-    if not ctx.store.exists():
+    if not ctx.store.exists() and not all(n.is_external for n in ctx.topology.nodes()):
         raise NotFoundError(f"no state for cluster {ctx.topology.cluster}", hint="run `streamctl up` first")
     host, port = host or spec.host, port or spec.port
     render.line(f"gateway for {ctx.topology.cluster} on http://{host}:{port}/ (docs /api-docs, "

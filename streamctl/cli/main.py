@@ -8,11 +8,33 @@ from typing import Annotated
 import typer
 
 from streamctl import __version__
-from streamctl.cli import cluster, gateway, nodes, render, scale, seed, shards, validate, verify
-from streamctl.cli import compose as compose_cli
+from streamctl.cli import render
+from streamctl.cli.lazy import LazyCommand, LazyGroup
 from streamctl.errors import ExitCode, StreamctlError
 
+
+class _Commands(LazyGroup):
+    """Every command, in help order; each module is imported only when its command runs."""
+
+    lazy = {c.name: c for c in (
+        LazyCommand("validate", "streamctl.cli.validate:validate"),
+        LazyCommand("up", "streamctl.cli.cluster:up"),
+        LazyCommand("down", "streamctl.cli.cluster:down"),
+        LazyCommand("status", "streamctl.cli.cluster:status"),
+        LazyCommand("logs", "streamctl.cli.nodes:logs"),
+        LazyCommand("psql", "streamctl.cli.nodes:psql"),
+        LazyCommand("url", "streamctl.cli.nodes:url"),
+        LazyCommand("gateway", "streamctl.cli.gateway:gateway"),
+        LazyCommand("seed", "streamctl.cli.seed:seed"),
+        LazyCommand("verify", "streamctl.cli.verify:verify"),
+        LazyCommand("shards", "streamctl.cli.shards:app", is_group=True),
+        LazyCommand("scale", "streamctl.cli.scale:scale"),
+        LazyCommand("compose", "streamctl.cli.compose:app", is_group=True),
+    )}
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="streamctl",
     help="Provision, seed, verify and serve a streaming platform's data layer from one topology file.",
     no_args_is_help=True,
@@ -20,6 +42,7 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
 
 def _version(value: bool) -> None:
     if value:
@@ -33,20 +56,6 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on
                                                help="Print the version and exit.")] = False) -> None:
     """--debug is read by run(), which renders errors once for every command."""
 
-
-app.command()(validate.validate)
-app.command()(cluster.up)
-app.command()(cluster.down)
-app.command()(cluster.status)
-app.command()(nodes.logs)
-app.command()(nodes.psql)
-app.command()(nodes.url)
-app.command()(gateway.gateway)
-app.command()(seed.seed)
-app.command()(verify.verify)
-app.command()(shards.shards)
-app.command()(scale.scale)
-app.add_typer(compose_cli.app, name="compose")
 
 
 def run() -> None:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 from typing import Annotated
 
 import typer
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, StateDirOpt, load_backend, load_context
 from streamctl.config.model import Engine
 from streamctl.errors import NotFoundError, PreflightError
+from streamctl.status import node_logs
 
 NodeArg = Annotated[str, typer.Argument(help="Node name, e.g. coordinator, worker-1, analytics-primary.")]
 
@@ -29,17 +29,8 @@ def logs(node: NodeArg, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = N
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
     n = ctx.node(node)
-    seen = be.logs(n, tail)
-    for line in seen:
-        sys.stdout.write(line + "\n")
-    while follow:
-        sys.stdout.flush()
-        time.sleep(1)
-        latest = be.logs(n, 200)
-        overlap = next((i for i in range(len(latest)) if latest[i:] == seen[-len(latest) + i:]), len(latest))
-        for line in latest[overlap:]:
-            sys.stdout.write(line + "\n")
-        seen = latest
+    for line in node_logs(be, n, tail, follow):
+        render.raw_line(line)
 
 
 def psql(node: NodeArg, args: Annotated[list[str] | None, typer.Argument(
@@ -57,7 +48,8 @@ def psql(node: NodeArg, args: Annotated[list[str] | None, typer.Argument(
     if n.engine is not Engine.POSTGRES:
         raise NotFoundError(f"{node} is a {n.engine.value} node, not PostgreSQL",
                             hint=f"use `streamctl url {node}` with the {n.engine.value} client")
-    argv, env = be.psql_argv(n, ctx.topology.pg_user, ctx.secrets["postgres_password"],
+    password = "" if n.is_external else ctx.secrets["postgres_password"]  # external: from its own settings
+    argv, env = be.psql_argv(n, ctx.topology.pg_user, password,
                              n.database or "postgres", list(args or []))
     try:
         proc = subprocess.run(argv, env={**os.environ, **env})
@@ -75,8 +67,12 @@ def url(node: NodeArg, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = No
     """
     ctx = load_context(file, state_dir)
     n = ctx.node(node)
-    if n.engine is Engine.POSTGRES:
-        render.console.print(ctx.pg_conninfo(node, database).split("?")[0], soft_wrap=True, markup=False)
+    if n.is_external and n.engine is Engine.POSTGRES:  # its password stays in the variable it came from
+        info = conninfo_to_dict(ctx.pg_conninfo(node, database))
+        info.pop("password", None)
+        render.console.print(make_conninfo("", **info), soft_wrap=True, markup=False)
+    elif n.engine is Engine.POSTGRES:
+        render.console.print(ctx.pg_uri(node, database), soft_wrap=True, markup=False)
     elif n.engine is Engine.REDIS:
         render.console.print(ctx.redis_url(), soft_wrap=True, markup=False)
     else:

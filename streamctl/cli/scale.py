@@ -16,20 +16,31 @@ from streamctl.cli.common import (
     load_backend,
     load_context,
 )
-from streamctl.scale import scale_workers
+from streamctl.cli.guard import WaitLockOpt, mutating
+from streamctl.cli.shardops import DryRunOpt, ParallelOpt, TransferOpt, show_plan
+from streamctl.scale import plan_scale, scale_workers
+from streamctl.shardops.common import MoveOptions
 
 
 def scale(workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
                                                help="Number of Citus workers wanted.")],
           file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
-          json_: JsonOpt = False) -> None:
-    """Grow (provision, register, rebalance) or shrink (drain, check, remove) the Citus workers.
+          wait_lock: WaitLockOpt = None, json_: JsonOpt = False, dry_run: DryRunOpt = False,
+          transfer_mode: TransferOpt = "auto", parallel: ParallelOpt = 1) -> None:
+    """Grow (provision, register, rebalance) or shrink (drain, check, remove) the Citus workers; rows and
+    checksums of every Citus table are compared before and after. Ctrl-C stops waiting for the moves.
 
-    Example: streamctl scale --workers 4 && streamctl verify --only citus
+    Example: streamctl scale --workers 4 --dry-run && streamctl scale --workers 4 --parallel 2
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
-    res = scale_workers(ctx, be, workers, emit=None if json_ else render.event)
+    if dry_run:
+        plan = plan_scale(ctx, be, workers)
+        render.print_json(plan.to_json()) if json_ else show_plan(plan, f"moves Citus would make for {workers} workers")
+        return
+    options = MoveOptions(transfer_mode, parallel)
+    with mutating(ctx, "scale", wait_lock):
+        res = scale_workers(ctx, be, workers, emit=None if json_ else render.event, options=options)
     if json_:
         render.print_json(vars(res))
         return
@@ -37,7 +48,7 @@ def scale(workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
         render.line(f"already {res.after} workers: nothing to do", "bold green")
         return
     change = f"added {', '.join(res.added)}" if res.added else f"removed {', '.join(res.removed)}"
-    render.line(f"{res.before} -> {res.after} workers ({change}); {res.moves} shard moves; row counts "
-                f"unchanged ({sum(res.rows.values()):,} rows) in {res.seconds:.1f}s", "bold green")
+    render.line(f"{res.before} -> {res.after} workers ({change}); {res.moves} shard moves; rows and "
+                f"checksums unchanged ({sum(res.rows.values()):,} rows) in {res.seconds:.1f}s", "bold green")
     if res.topology_updated:
         render.line(f"{file}: metadata.workers.count is now {res.after}")

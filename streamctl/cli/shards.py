@@ -1,4 +1,5 @@
-"""`shards`: how the Citus tables are spread over the nodes (bars), or where one key lives."""
+"""`shards`: how the Citus tables are spread over the nodes (bars), or where one key lives; the shard
+operations (rebalance, move, hot, isolate) are its subcommands."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated
 import typer
 
 from streamctl.citus.shards import TableSpread, inspect_shards, locate_key
-from streamctl.cli import render
+from streamctl.cli import render, shardops
 from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context
 from streamctl.errors import NotFoundError
 
@@ -19,31 +20,30 @@ def _bar(value: int, top: int) -> str:
     return "█" * cells + "·" * (BAR_WIDTH - cells)
 
 
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
-
-
 def _rows(spread: TableSpread) -> list[tuple[str, ...]]:
     top = max((n.rows for n in spread.nodes), default=0)
     skew = "" if spread.node_skew is None else f"{spread.node_skew:.2f}"
-    return [(spread.table if i == 0 else "", n.node, str(n.shards), f"{n.rows:,}", _size(n.bytes),
+    return [(spread.table if i == 0 else "", n.node, str(n.shards), f"{n.rows:,}", render.size(n.bytes),
              _bar(n.rows, top), skew if i == 0 else "") for i, n in enumerate(spread.nodes)]
 
 
-def shards(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False,
+app = typer.Typer(help="Shard distribution, and the operations on it.", no_args_is_help=False)
+
+
+@app.callback(invoke_without_command=True)
+def shards(typer_ctx: typer.Context, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
+           json_: JsonOpt = False,
            table: Annotated[str | None, typer.Option("--table", "-t", help="Only this table.")] = None,
            key: Annotated[str | None, typer.Option(
                "--key", "-k", help="With --table: which shard and node hold this distribution value.")] = None
            ) -> None:
-    """Show shards, rows and bytes per table and node, with skew (busiest node / mean).
+    """Show shards, rows and bytes per table and node, with skew (busiest node / mean). Subcommands plan and
+    run shard operations: rebalance, move, hot, isolate.
 
     Example: streamctl shards --table content_metadata --key 6f1c1f3e-8a1b-4c55-9a43-0c6f2d0f6f7e
     """
+    if typer_ctx.invoked_subcommand is not None:
+        return
     ctx = load_context(file, state_dir)
     if key is not None:
         if table is None:
@@ -63,8 +63,14 @@ def shards(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: J
     rows = [r for s in spreads if s.kind == "distributed" for r in _rows(s)]
     render.table(f"{ctx.topology.cluster}: distributed tables (rows per node)",
                  ["table", "node", "shards", "rows", "bytes", "spread", "node skew"], rows)
-    refs = [(s.table, s.kind, f"{s.rows:,}", _size(s.bytes), ", ".join(n.node for n in s.nodes))
+    refs = [(s.table, s.kind, f"{s.rows:,}", render.size(s.bytes), ", ".join(n.node for n in s.nodes))
             for s in spreads if s.kind != "distributed"]
     if refs:
         render.table("reference tables (one copy per node)", ["table", "kind", "rows", "bytes", "nodes"],
                      refs)
+
+
+app.command()(shardops.rebalance)
+app.command()(shardops.move)
+app.command()(shardops.hot)
+app.command()(shardops.isolate)

@@ -21,14 +21,19 @@ def semantic_errors(t: Topology) -> list[str]:
     endpoints = [(f"{n.yaml_path}.port", n.bind, n.port, n.yaml_path) for n in nodes]
     if t.gateway.enabled:
         endpoints.append(("gateway.port", t.gateway.host, t.gateway.port, "gateway"))
-    for path, _bind, port, owner in endpoints:
+    external = {n.yaml_path for n in nodes if n.is_external}
+    for path, bind, port, owner in endpoints:
         # Ports are compared regardless of address: on the Docker backend they all publish on the host.
-        key = ("*", port)
+        # An external node runs elsewhere: only another node at the same host and port clashes with it.
+        key = (bind, port) if owner in external else ("*", port)
+        if owner in external and bind in LOOPBACK and ("*", port) in seen_ports:
+            key = ("*", port)
         if key in seen_ports:
             errors.append(f"{path}: port {port} is already used by {seen_ports[key]}")
         else:
             seen_ports[key] = owner
 
+    errors += _external_errors(t)
     if t.citus and t.metadata.workers.count > 0:
         last = t.metadata.workers.port + t.metadata.workers.count - 1
         if last > 65535:
@@ -78,4 +83,20 @@ def swarm_bind_errors(t: Topology) -> list[str]:
     return [f"{path}: {why.format(bind=bind)}" for path, bind in sorted(paths) if bind not in ("0.0.0.0", "::")]
 
 
+def _external_errors(t: Topology) -> list[str]:
+    """`port` belongs to workers.nodes[] only; an external node needs somewhere to connect to."""
+    errors = []
+    specs = {"external": t.external, "metadata.coordinator.external": t.metadata.coordinator.external,
+             "metadata.workers.external": t.metadata.workers.external,
+             "analytics.primary.external": t.analytics.primary.external if t.analytics.primary else None,
+             "mongo.external": t.mongo.external, "redis.external": t.redis.external}
+    specs.update({f"analytics.replicas[{i}].external": r.external for i, r in enumerate(t.analytics.replicas)})
+    for path, spec in specs.items():
+        if spec is not None and spec.port is not None:
+            errors.append(f"{path}.port: set the node's own port instead (external.port is only for "
+                          "metadata.workers.nodes[])")
+    return errors
+
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 KNOWN_ANALYTICS_TABLES = frozenset({"users", "user_watch_history"})

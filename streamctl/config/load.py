@@ -101,11 +101,16 @@ def load_topology(path: str | Path, env: Mapping[str, str] | None = None) -> Top
         raise ConfigError(f"topology file {path} does not exist",
                           hint="pass one with -f FILE, or run from a directory holding topology.yaml")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        data = None if not text.strip() else yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    if data is None:  # empty, blank or comments only: most likely a truncated or mistyped file
+        what = "is empty" if not text.strip() else "holds no settings (only comments)"
+        raise ConfigError(f"{path}: the topology file {what}",
+                          hint="to ask for every default, write a file holding the line `version: 1`")
     return parse_topology(data, str(path), env)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -19,6 +19,32 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+BackendName = Literal["auto", "docker", "local", "external", "swarm"]
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class ExternalSpec(Strict):
+    """How to reach a node streamctl did not create; per node fields override the topology-wide ones.
+
+    The password comes from the topology (write it as ${VAR}); it is never written to state files.
+    """
+
+    host: str | None = None  # default: the node's bind address (127.0.0.1)
+    port: Port | None = None  # only in metadata.workers.nodes[]: that worker's port
+    user: str | None = None  # default: pg_user
+    password: str | None = None  # default: libpq's own lookup (PGPASSWORD, ~/.pgpass)
+    sslmode: SslMode | None = None
+    sslrootcert: str | None = None
+    server_version: int | None = Field(None, ge=10, le=99)  # expected PostgreSQL major version
+    citus_host: str | None = None  # the node's address as Citus and the other nodes know it (default: host)
+    citus_port: Port | None = None  # likewise (default: port)
+
+    def over(self, base: ExternalSpec) -> ExternalSpec:
+        """These settings with `base` filling what they leave unset."""
+        mine = self.model_dump(exclude_none=True)
+        return base.model_copy(update=mine)
+
+
 class CitusSpec(Strict):
     enabled: bool = True
     shard_count: int = Field(32, ge=1, le=4096)
@@ -29,6 +55,8 @@ class CoordinatorSpec(Strict):
     image: str = "citusdata/citus:12.1"
     port: Port = 15432
     bind: str | None = None
+    backend: BackendName | None = None  # default: the topology's backend
+    external: ExternalSpec | None = None
 
 
 class WorkersSpec(Strict):
@@ -37,6 +65,9 @@ class WorkersSpec(Strict):
     image: str | None = None  # defaults to the coordinator's image
     port: Port = 15433  # worker i listens on port + i - 1
     bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
+    nodes: tuple[ExternalSpec, ...] = ()  # per worker (in order): host, port, citus_host... overrides
 
 
 class MetadataSpec(Strict):
@@ -51,6 +82,8 @@ class PrimarySpec(Strict):
     image: str = "postgres:16"
     port: Port = 15442
     bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
 
 
 class ReplicaSpec(Strict):
@@ -58,6 +91,8 @@ class ReplicaSpec(Strict):
     port: Port
     image: str | None = None  # defaults to the primary's image
     bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
 
 
 class AnalyticsSpec(Strict):
@@ -81,6 +116,8 @@ class MongoSpec(Strict):
     image: str = "mongo:7"
     port: Port = 27117
     bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
     database: Ident = "streaming"
 
 
@@ -90,6 +127,8 @@ class RedisSpec(Strict):
     image: str = "redis:7"
     port: Port = 16379
     bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
     trending_ttl_days: int = Field(30, ge=1, le=3650)
     cache_ttl_seconds: int = Field(300, ge=1)
 
@@ -138,7 +177,7 @@ class PlacementSpec(Strict):
 class Topology(Strict):
     version: Literal[1] = 1
     cluster: Name = "streamplat"
-    backend: Literal["auto", "docker", "local", "swarm"] = "auto"
+    backend: BackendName = "auto"
     bind: str = "127.0.0.1"
     state_dir: str = ".streamctl"
     pg_user: Ident = "streamctl"
@@ -149,6 +188,7 @@ class Topology(Strict):
     redis: RedisSpec = RedisSpec()
     gateway: GatewaySpec = GatewaySpec()
     secrets: SecretsSpec = SecretsSpec()
+    external: ExternalSpec = ExternalSpec()  # defaults for every external node
     local: LocalSpec = LocalSpec()
     verify: VerifySpec = VerifySpec()
     placement: PlacementSpec = PlacementSpec()
@@ -200,6 +240,20 @@ class Node:
     database: str | None = None
     settings: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # postgres -c key=value
 
+    backend: str | None = None  # per-node backend; None: the topology's
+    external: ExternalSpec | None = None  # effective connection settings when the node is external
+
+    @property
+    def is_external(self) -> bool:
+        return self.external is not None
+
+    @property
+    def citus_address(self) -> tuple[str, int] | None:
+        """An external node's address as Citus and the other nodes know it; None for provisioned nodes."""
+        if self.external is None:
+            return None
+        return self.external.citus_host or self.host, self.external.citus_port or self.port
+
     @property
     def is_postgres(self) -> bool:
         return self.engine is Engine.POSTGRES
@@ -224,10 +278,48 @@ def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], 
     if role in (Role.COORDINATOR, Role.WORKER) and topology.citus:
         settings["shared_preload_libraries"] = "citus"
         settings["citus.enable_statistics_collection"] = "off"  # never phone home
+        settings["citus.stat_tenants_track"] = "all"  # per-title query counts for `shards hot`
     return tuple(sorted(settings.items()))
 
 
+def _spec_of(t: Topology, node: Node) -> tuple[BackendName | None, ExternalSpec | None]:
+    """The per-node backend and external settings declared for `node` (a worker: its section's)."""
+    md, a = t.metadata, t.analytics
+    spec: CoordinatorSpec | WorkersSpec | PrimarySpec | ReplicaSpec | MongoSpec | RedisSpec | None = {
+        Role.COORDINATOR: md.coordinator, Role.WORKER: md.workers, Role.ANALYTICS_PRIMARY: a.primary,
+        Role.MONGO: t.mongo, Role.REDIS: t.redis}.get(node.role)
+    if node.role is Role.ANALYTICS_REPLICA:
+        spec = next(r for r in a.replicas if r.name == node.name)
+    assert spec is not None
+    return spec.backend, spec.external
+
+
+def node_backend(t: Topology, node: Node) -> str:
+    """The backend that runs `node`: its own `backend`, else the topology's."""
+    return node.backend or t.backend
+
+
+def _externalize(t: Topology, node: Node, index: int) -> Node:
+    """Attach the per-node backend and, for an external node, its effective connection settings."""
+    backend, own = _spec_of(t, node)
+    if (backend or t.backend) != "external":
+        return replace(node, backend=backend)
+    ext = (own or ExternalSpec()).over(t.external)
+    if node.role is Role.WORKER and index < len(t.metadata.workers.nodes):
+        ext = t.metadata.workers.nodes[index].over(ext)
+    host = ext.host or node.bind
+    port = ext.port or node.port
+    return replace(node, backend="external", external=ext, bind=host, port=port, image="")
+
+
 def resolve_nodes(t: Topology) -> list[Node]:
+    """Expand the topology into its enabled nodes, in a stable order, with per-node backends resolved."""
+    nodes = _provisioned_nodes(t)
+    workers = [n for n in nodes if n.role is Role.WORKER]
+    return [_externalize(t, n, workers.index(n) if n.role is Role.WORKER else 0) for n in nodes]
+
+
+def _provisioned_nodes(t: Topology) -> list[Node]:
     """Expand the topology into its enabled nodes, in a stable order (the documented node names)."""
     nodes: list[Node] = []
     md = t.metadata

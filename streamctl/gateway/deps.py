@@ -25,6 +25,9 @@ def errors(*statuses: int) -> dict[int | str, dict[str, object]]:
     """OpenAPI `responses` entries for the error statuses a route can answer."""
     from streamctl.gateway.schemas import ErrorBody
 
-    text = {400: "Bad request", 404: "Not found", 413: "Body too large", 422: "Malformed id or parameter",
-            503: "A store this endpoint needs is disabled or unreachable"}
+    text = {400: "The body is not well-formed JSON", 404: "Not found", 413: "Body too large",
+            415: "The body is not JSON",
+            422: "Malformed id, parameter or body (`details` names the fields)",
+            503: "A store this endpoint needs is disabled in the topology, unreachable, or refuses the "
+                 "gateway's credentials (`hint` says what to do)"}
     return {s: {"model": ErrorBody, "description": text.get(s, "Error")} for s in statuses}

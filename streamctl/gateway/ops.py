@@ -18,9 +18,10 @@ from psycopg.errors import InvalidSchemaName, UndefinedTable
 from streamctl import names
 from streamctl.citus.catalog import PLACEMENTS_PER_NODE
 from streamctl.citus.nodes import label, node_names
+from streamctl.citus.rebalance import ACTIVE_JOB_STATES, LATEST_JOB_SQL
 from streamctl.config.model import Role
-from streamctl.gateway.errors import StoreUnavailable
-from streamctl.gateway.schemas import Health, ReplicaState, Replication, Shards, StoreHealth, WorkerShards
+from streamctl.gateway.errors import StoreUnavailable, as_store_unavailable
+from streamctl.gateway.schemas import Health, Rebalance, ReplicaState, Replication, Shards, StoreHealth, WorkerShards
 from streamctl.gateway.stores import ANALYTICS, FDW, METADATA, MONGO, REDIS, Stores
 from streamctl.replication.catalog import PRIMARY_SLOTS, SUBSCRIPTION_WORKER
 
@@ -34,7 +35,10 @@ async def _timed(check: Callable[[], Awaitable[Any]]) -> tuple[bool, str, float 
         return False, "not provisioned" if "provisioned" in exc.message else "unreachable", None
     except (UndefinedTable, InvalidSchemaName):
         return False, "not provisioned", None
-    except Exception:  # noqa: BLE001 - any failure of a probe is "unreachable", never its text
+    except Exception as exc:  # noqa: BLE001 - any failure of a probe is "unreachable", never its text
+        unavailable = as_store_unavailable(exc)
+        if unavailable is not None and unavailable.hint is not None:
+            return False, unavailable.message.rsplit(": ", 1)[-1], None  # "authentication failed", ...
         return False, "unreachable", None
     return True, "ok", round((time.perf_counter() - started) * 1000, 2)
 
@@ -83,10 +87,23 @@ async def shards(stores: Stores) -> Shards:
     async with stores.pg(METADATA) as conn, conn.cursor() as cur:
         await cur.execute(PLACEMENTS_PER_NODE)
         rows = await cur.fetchall()
-    by_address = node_names(stores.ctx.store.endpoints())
+    by_address = node_names(stores.ctx.endpoints())
     return Shards(citus=True, workers=[
         WorkerShards(node=label(by_address, r[0], r[1]), host=r[0], port=r[1],
                      distributed=r[2], reference=r[3]) for r in rows])
+
+
+async def rebalance(stores: Stores) -> Rebalance:
+    """The latest rebalance job and how far its moves are (the dashboard shows one in progress)."""
+    if not stores.ctx.topology.citus:
+        return Rebalance(citus=False)
+    async with stores.pg(METADATA) as conn, conn.cursor() as cur:
+        await cur.execute(LATEST_JOB_SQL)
+        row = await cur.fetchone()
+    if row is None:
+        return Rebalance(citus=True)
+    return Rebalance(citus=True, job_id=row[0], state=row[1], active=row[1] in ACTIVE_JOB_STATES,
+                     started_at=row[2], finished_at=row[3], moves_total=row[4], moves_done=row[5], running=row[6])
 
 
 async def replication(stores: Stores) -> Replication:
@@ -126,8 +143,8 @@ async def replication(stores: Stores) -> Replication:
 
 async def _query(stores: Stores, node: str, sql: Any, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """One short-lived connection: ops pages are refreshed every few seconds, not per request."""
-    conninfo = stores.ctx.gateway_conninfo(node, stores.ctx.topology.analytics.database)
-    conninfo = conninfo.replace("connect_timeout=5", f"connect_timeout={int(PROBE_TIMEOUT)}")
+    conninfo = stores.ctx.gateway_conninfo(node, stores.ctx.topology.analytics.database,
+                                           connect_timeout=int(PROBE_TIMEOUT))
 
     async def run() -> list[tuple[Any, ...]]:
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn, \

@@ -1,55 +1,53 @@
-"""Opaque keyset cursors: the sort key of the last item of a page, so pages stay stable under inserts."""
+"""Keyset cursors: the sort key of the last item of a page, so pages stay stable under inserts.
+
+Each cursor's shape is declared in the OpenAPI document by a pattern, and every string the pattern
+allows is a valid position (a UUID, or `<epoch time>_<tie-break id>` with bounded digits), so a client
+or a fuzzer can never send a document-valid cursor that the API refuses.
+"""
 
 from __future__ import annotations
 
-import base64
-import json
-from datetime import datetime
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import Query
 
-from streamctl.gateway.errors import ApiError
-
 Limit = Annotated[int, Query(ge=1, le=500, description="Items per page (1-500).")]
-Cursor = Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_=-]+$",
-                                     description="`next_cursor` of the previous page.")]
+
+# Ids in id order: the last id of the previous page.
+IdCursor = Annotated[UUID | None, Query(description="`next_cursor` of the previous page (a content or user id).")]
+
+# Reviews: BSON dates hold milliseconds; 13 digits stay below year 2287, inside what datetime holds.
+REVIEW_CURSOR_PATTERN = r"^[0-9]{1,13}_[0-9a-f]{24}$"
+ReviewCursor = Annotated[str | None, Query(
+    pattern=REVIEW_CURSOR_PATTERN,
+    description="`next_cursor` of the previous page: `<created_at, epoch milliseconds>_<review_id>`.")]
+
+# Watch history: timestamptz holds microseconds (16 digits: below year 2287); history_id is a bigint.
+HISTORY_CURSOR_PATTERN = r"^[0-9]{1,16}_[0-9]{1,18}$"
+HistoryCursor = Annotated[str | None, Query(
+    pattern=HISTORY_CURSOR_PATTERN,
+    description="`next_cursor` of the previous page: `<watched_at, epoch microseconds>_<history_id>`.")]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def encode(*parts: Any) -> str:
-    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else p for p in parts],
-                     separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode()
+def review_cursor(created_at: datetime, review_id: str) -> str:
+    millis = (created_at - _EPOCH) // timedelta(milliseconds=1)
+    return f"{millis}_{review_id}"
 
 
-def decode(cursor: str, *kinds: type) -> list[Any]:
-    """The parts of a cursor, checked against `kinds` (datetime, int, str); 422 if it is not ours."""
-    try:
-        parts = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(parts, list) or len(parts) != len(kinds):
-            raise ValueError("wrong shape")
-        out: list[Any] = []
-        for part, kind in zip(parts, kinds, strict=True):
-            if kind is datetime:
-                out.append(datetime.fromisoformat(part))
-            elif (kind is int and isinstance(part, int) and not isinstance(part, bool)) or \
-                    (kind is str and isinstance(part, str)):
-                out.append(part)
-            else:
-                raise ValueError("wrong type")
-        return out
-    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(422, "invalid_cursor", "cursor is not valid; pass back a next_cursor unchanged") \
-            from None
+def parse_review_cursor(cursor: str) -> tuple[datetime, str]:
+    millis, review_id = cursor.split("_", 1)
+    return _EPOCH + timedelta(milliseconds=int(millis)), review_id
 
 
-def uuid_cursor(cursor: str | None) -> UUID | None:
-    """The last id of the previous page, for lists ordered by a UUID key."""
-    if cursor is None:
-        return None
-    try:
-        return UUID(cursor)
-    except ValueError:
-        raise ApiError(422, "invalid_cursor", "cursor is not valid; pass back a next_cursor unchanged") \
-            from None
+def history_cursor(watched_at: datetime, history_id: int) -> str:
+    micros = (watched_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}_{history_id}"
+
+
+def parse_history_cursor(cursor: str) -> tuple[datetime, int]:
+    micros, history_id = cursor.split("_", 1)
+    return _EPOCH + timedelta(microseconds=int(micros)), int(history_id)

@@ -8,15 +8,23 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
 
 
 class ErrorInfo(BaseModel):
     code: str
     message: str
+    hint: str | None = Field(None, description="What to do about it (503: how to bring the store back).")
+    details: list[ErrorDetail] | None = Field(None, description="422: the fields that are not valid.")
 
 
 class ErrorBody(BaseModel):
@@ -67,13 +75,20 @@ class ViewCount(BaseModel):
     trending_score: float
 
 
+def _integral_number(value: object) -> object:
+    """JSON Schema counts 7.0 as an integer, so the API takes it; `"7"`, `true` and 7.5 stay refused."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class ReviewIn(BaseModel):
     """A new review. Strict types: `"rating": "7"` or `{"$gt": 0}` are refused, not coerced."""
 
     model_config = ConfigDict(extra="forbid")
 
     user_id: UUID
-    rating: StrictInt = Field(ge=1, le=10)
+    rating: Annotated[StrictInt, BeforeValidator(_integral_number)] = Field(ge=1, le=10)
     comment: str = Field("", max_length=5000)
     is_spoiler: StrictBool = False
 
@@ -138,7 +153,7 @@ class StoreHealth(BaseModel):
     ok: bool
     node: str | None
     latency_ms: float | None
-    detail: str  # "ok", "disabled", "unreachable", "not provisioned"
+    detail: str  # "ok", "disabled", "unreachable", "not provisioned", "authentication failed", "not authorized"
 
 
 class Health(BaseModel):
@@ -158,6 +173,20 @@ class WorkerShards(BaseModel):
 class Shards(BaseModel):
     citus: bool
     workers: list[WorkerShards]
+
+
+class Rebalance(BaseModel):
+    """The latest Citus rebalance job (none yet: job_id null); `active` while it is scheduled or running."""
+
+    citus: bool
+    job_id: int | None = None
+    state: str | None = None
+    active: bool = False
+    moves_total: int = 0
+    moves_done: int = 0
+    running: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 class ReplicaState(BaseModel):

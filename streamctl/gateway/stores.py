@@ -75,11 +75,11 @@ class Stores:
         if t.redis.enabled:
             stores.redis = _redis_client(ctx, sizes)
             ep = ctx.endpoint(t.redis.name)
-            stores.cache_reader = CacheReader(ep.host, ep.port, ctx.secrets["redis_password"], sizes.wait_seconds)
+            stores.cache_reader = CacheReader(ep.host, ep.port, ctx.redis_password(), sizes.wait_seconds)
         else:
             stores.disabled[REDIS] = "Redis is disabled in the topology (redis.enabled)"
         if t.mongo.enabled:
-            stores.mongo_client = _mongo_client(ctx, sizes)
+            stores.mongo_client = mongo_client(ctx.mongo_uri(), sizes)
         else:
             stores.disabled[MONGO] = "MongoDB is disabled in the topology (mongo.enabled)"
         return stores
@@ -147,8 +147,7 @@ def analytics_reader(ctx: ClusterContext) -> str:
 
 async def _pg_pool(ctx: ClusterContext, node: str, dbname: str, sizes: PoolSizes,
                    label: str) -> AsyncConnectionPool[AsyncConnection[Any]]:
-    conninfo = ctx.gateway_conninfo(node, dbname).replace("application_name=streamctl",
-                                                      "application_name=streamctl-gateway")
+    conninfo = ctx.gateway_conninfo(node, dbname, application_name="streamctl-gateway")
     pool: AsyncConnectionPool[AsyncConnection[Any]] = AsyncConnectionPool(
         conninfo, min_size=sizes.pg_min, max_size=sizes.pg_max, timeout=sizes.wait_seconds,
         kwargs={"autocommit": True}, name=f"gateway-{label}", open=False)
@@ -165,9 +164,16 @@ def _redis_client(ctx: ClusterContext, sizes: PoolSizes) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
-def _mongo_client(ctx: ClusterContext, sizes: PoolSizes) -> AsyncMongoClient[Any]:
+def mongo_client(uri: str, sizes: PoolSizes) -> AsyncMongoClient[Any]:
+    """The gateway's Mongo client, bounded like the other pools: a request never waits longer than
+    `sizes.wait_seconds` for a connection (waitQueueTimeoutMS), to open one (connectTimeoutMS), to
+    select the server (serverSelectionTimeoutMS) or for an answer (socketTimeoutMS). pymongo reports
+    the first two as ConnectionFailure and a socket timeout as NetworkTimeout (a ConnectionFailure),
+    which the API answers with a 503."""
     from pymongo import AsyncMongoClient
 
-    # Does not connect yet: the first operation does, failing within serverSelectionTimeoutMS.
-    return AsyncMongoClient(ctx.mongo_uri(), maxPoolSize=sizes.mongo_max, tz_aware=True,
-                            uuidRepresentation="standard")
+    ms = int(sizes.wait_seconds * 1000)
+    # Does not connect yet: the first operation does.
+    return AsyncMongoClient(uri, maxPoolSize=sizes.mongo_max, tz_aware=True, uuidRepresentation="standard",
+                            socketTimeoutMS=ms, waitQueueTimeoutMS=ms, connectTimeoutMS=ms,
+                            serverSelectionTimeoutMS=ms)

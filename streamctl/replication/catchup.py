@@ -2,7 +2,7 @@
 
 The rule (`lagging`): every table of the subscription is in state `r` (ready) *and* has as many rows on
 the replica as on the primary. `up` waits on it after subscribing, `seed` after loading (behind the
-primary's WAL position first), `verify` judges subscription states by it.
+primary's WAL position first); `verify` judges each table's state with `table_ready`.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import Any
@@ -11,6 +12,7 @@ from streamctl.errors import BackendError
 
 Progress = Callable[[int], None]
 BATCH_DOCUMENTS = 5000
+MAX_RULE_CHARS = 600
 
 
 def insert_reviews(db: Any, documents: Iterable[dict[str, Any]], progress: Progress | None = None) -> int:
@@ -24,10 +26,7 @@ def insert_reviews(db: Any, documents: Iterable[dict[str, Any]], progress: Progr
         try:
             collection.insert_many(batch, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            first = errors[0].get("errmsg", "") if errors else str(exc)
-            raise BackendError(f"MongoDB rejected {len(errors)} review(s): {first}",
-                               hint="the reviews validator and the generator disagree") from exc
+            raise rejected(dict(exc.details)) from exc
         except PyMongoError as exc:
             raise BackendError(f"loading reviews failed: {exc}", hint="is mongo up? try `streamctl status`") \
                 from exc
@@ -35,6 +34,20 @@ def insert_reviews(db: Any, documents: Iterable[dict[str, Any]], progress: Progr
         if progress:
             progress(len(batch))
     return total
+
+
+def rejected(details: dict[str, Any]) -> BackendError:
+    """The error for a batch the server refused, naming the failing rule: a validation failure's
+    writeErrors[].errInfo.details says which schema rule each document broke (MongoDB 5.0+)."""
+    errors = details.get("writeErrors", [])
+    first = errors[0] if errors else {}
+    message = f"MongoDB rejected {len(errors)} review(s): {first.get('errmsg', 'write error')}"
+    info = first.get("errInfo")
+    if info:
+        text = json.dumps(info.get("details", info), default=str, separators=(",", ":"))
+        message += f"; failing rule: {text[:MAX_RULE_CHARS]}{'…' if len(text) > MAX_RULE_CHARS else ''}"
+    return BackendError(message, hint="the reviews validator and the generator disagree "
+                                      "(run `streamctl up` if the validator is stale)")
 
 
 def has_reviews(db: Any) -> bool:

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from bson import ObjectId
+
 from streamctl.seed import lookup
 from streamctl.seed.audience import UserIndex
 from streamctl.seed.catalogue import ContentIndex
@@ -17,6 +19,13 @@ REVIEWER_SKEW = 0.9  # and on a core of prolific reviewers
 
 def _tone(rating: int) -> str:
     return "good" if rating >= 7 else "mixed" if rating >= 5 else "bad"
+
+
+def review_id(created: datetime, n: int) -> ObjectId:
+    """A deterministic ObjectId: its 4-byte time part is the review's creation (so id order follows
+    time, as for ids the driver makes) and the other 8 bytes its sequence number, so the same seed
+    gives the same ids and two reviews of one seed never share an id."""
+    return ObjectId(int(created.timestamp()).to_bytes(4, "big") + n.to_bytes(8, "big"))
 
 
 def review_documents(spec: SeedSpec, content: ContentIndex, users: UserIndex) -> Iterator[dict[str, Any]]:
@@ -36,7 +45,7 @@ def review_documents(spec: SeedSpec, content: ContentIndex, users: UserIndex) ->
         span = max(0, int((end - after).total_seconds()))
         return after + timedelta(seconds=int(span * rng.random() ** 0.5))  # recent reviews dominate
 
-    for _ in range(spec.reviews):
+    for n in range(spec.reviews):
         c = rng.choices(titles, cum_weights=title_cum)[0]
         u = rng.choices(reviewers, cum_weights=reviewer_cum)[0]
         rating = min(10, max(1, round(rng.gauss(content.ratings[c], 1.6))))
@@ -55,6 +64,7 @@ def review_documents(spec: SeedSpec, content: ContentIndex, users: UserIndex) ->
                             "created_at": replied})
         replies.sort(key=lambda r: r["created_at"])
         yield {
+            "_id": review_id(created, n),
             "content_id": content.ids[c],
             "user_id": users.ids[u],
             "rating": rating,

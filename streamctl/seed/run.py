@@ -35,6 +35,7 @@ class SeedOptions:
     reset: bool = False
     replica_timeout: float = 600.0
     commit_rows: int | None = 250_000  # history commits in slices so replicas apply while it loads
+    allow_external: bool = False  # seed writes: external nodes only with explicit confirmation
 
 
 @dataclass
@@ -79,12 +80,24 @@ class _Plan:
             self.skipped.append(("views:*, trending:daily:*", "no watch history (analytics is disabled)"))
 
 
+def _refuse_external(ctx: ClusterContext, plan: _Plan, options: SeedOptions) -> None:
+    """Seeding writes: on nodes streamctl did not create, only when the caller says so explicitly."""
+    t = ctx.topology
+    targets = [plan.coordinator, plan.primary, t.mongo.name if plan.mongo else None,
+               t.redis.name if plan.redis else None]
+    external = [n for n in targets if n and (node := t.node(n)) is not None and node.is_external]
+    if external and not options.allow_external:
+        raise RefusedError(f"seed writes to external node(s) {', '.join(external)}, which streamctl did not "
+                           "create", hint="pass --yes-write-external to seed them anyway")
+
+
 def seed(ctx: ClusterContext, options: SeedOptions, emit: Emit | None = None) -> SeedReport:
     """Fill every enabled store; refuses an already seeded cluster unless options.reset."""
     started = time.monotonic()
     say: Emit = emit or (lambda _e: None)
     spec = SeedSpec(options.scale, options.seed, options.as_of or _today())
     plan = _Plan(ctx)
+    _refuse_external(ctx, plan, options)
     report = SeedReport(spec, skipped=list(plan.skipped), reset=options.reset)
     for what, why in plan.skipped:
         say(SeedEvent("skip", "-", what, detail=why))
@@ -202,7 +215,7 @@ def _reset(ctx: ClusterContext, plan: _Plan, say: Emit) -> None:
         say(SeedEvent("info", plan.primary, "reset", detail="users and watch history emptied"))
     try:
         if plan.mongo:
-            client = ctx.mongo()
+            client = ctx.mongo(admin=True)  # the app user's role has no remove action
             try:
                 n = mongo.delete_reviews(client[ctx.topology.mongo.database])
             finally:

@@ -27,5 +27,6 @@ def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
                                  tuple(backend.source_address(r) for r in replicas)))
         if fdw is not None and fdw.source.name == node.name:
             rules.append(HbaRule(t.analytics.database, fdw.user, (backend.source_address(fdw.coordinator),)))
-        out.append(hba_step(ctx, backend, node, rules))
+        if not node.is_external:  # an external node's pg_hba.conf is its administrator's
+            out.append(hba_step(ctx, backend, node, rules))
     return out

@@ -14,8 +14,8 @@ from psycopg import sql
 
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node, Role
-from streamctl.context import FDW_USER, ClusterContext
-from streamctl.names import FDW_SERVER
+from streamctl.context import ClusterContext
+from streamctl.names import FDW_SERVER, FDW_USER
 from streamctl.services.postgres import ensure_read_only_role, grant_read, reader_pending
 from streamctl.steps import ConfigStep
 
@@ -70,6 +70,11 @@ class FdwService:
         return {"host": ep.internal_host, "port": str(ep.internal_port), "dbname": self.database,
                 "fetch_size": "10000"}
 
+    def _local_user(self) -> str:
+        """The coordinator role the mapping is for: the one streamctl connects as there."""
+        ext = self.coordinator.external
+        return (ext.user if ext is not None and ext.user else None) or self.ctx.topology.pg_user
+
     def _mapping_options(self) -> dict[str, str]:
         return {"user": FDW_USER, "password": self.ctx.secrets["fdw_password"]}
 
@@ -77,7 +82,7 @@ class FdwService:
         ext = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'postgres_fdw'").fetchone() is not None
         srv = conn.execute("SELECT srvoptions FROM pg_foreign_server WHERE srvname = %s", (FDW_SERVER,)).fetchone()
         um = conn.execute("SELECT umoptions FROM pg_user_mappings WHERE srvname = %s AND usename = %s",
-                          (FDW_SERVER, self.ctx.topology.pg_user)).fetchone()
+                          (FDW_SERVER, self._local_user())).fetchone()
         tables = conn.execute("SELECT c.relname FROM pg_foreign_table f JOIN pg_class c ON c.oid = f.ftrelid "
                               "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
                               (self.schema,)).fetchall()
@@ -104,7 +109,7 @@ class FdwService:
 
         def apply() -> None:
             srv = sql.Identifier(FDW_SERVER)
-            user = sql.Identifier(self.ctx.topology.pg_user)
+            user = sql.Identifier(self._local_user())
             with self.ctx.pg_connect(self.coordinator.name) as conn:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
                 st = self._state(conn)

@@ -16,8 +16,8 @@ from psycopg import sql
 from streamctl.backends.base import Backend
 from streamctl.citus import catalog
 from streamctl.config.model import Node, Role
-from streamctl.context import FDW_USER, GATEWAY_USER, ClusterContext
-from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, REFERENCE_TABLES
+from streamctl.context import ClusterContext
+from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, FDW_USER, GATEWAY_USER, REFERENCE_TABLES
 from streamctl.services.postgres import (
     ensure_read_only_role,
     grant_read,
@@ -36,8 +36,12 @@ def _is_monitor(conn: psycopg.Connection[Any]) -> bool:
 
 
 def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
-    """Adapter: the gateway's role on the coordinator and every analytics node, when the gateway is on."""
-    return GatewayRoleService(ctx).steps() if ctx.topology.gateway.enabled else []
+    """Adapter: the gateway's role on the coordinator and every analytics node, when the gateway is on.
+    External nodes are left out: there the gateway uses the node's own role (the operator's, read-only)."""
+    if not ctx.topology.gateway.enabled:
+        return []
+    external = {n.name for n in ctx.topology.nodes() if n.is_external}
+    return [s for s in GatewayRoleService(ctx).steps() if s.node not in external]
 
 
 class GatewayRoleService:

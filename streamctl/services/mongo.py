@@ -1,46 +1,40 @@
-"""MongoDB: the reviews collection with a $jsonSchema validator, its indexes, and a least-privilege user."""
+"""MongoDB: the root and application users (with password rotation), the gateway's role, the reviews
+collection with its validator, and indexes converged by keys."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node
-from streamctl.context import MONGO_APP_USER, MONGO_ROOT_USER, ClusterContext
-from streamctl.names import REVIEWS_COLLECTION
+from streamctl.context import ClusterContext
+from streamctl.errors import BackendError
+from streamctl.names import MONGO_APP_USER, MONGO_ROOT_USER, REVIEWS_COLLECTION
+from streamctl.services.mongo_schema import (
+    GATEWAY_ROLE,
+    RETIRED_INDEXES,
+    REVIEW_INDEXES,
+    REVIEWS_VALIDATOR,
+    IndexAction,
+    index_plan,
+    role_privileges,
+)
 from streamctl.steps import ConfigStep
 
-_REPLY = {
-    "bsonType": "object",
-    "required": ["user_id", "comment", "created_at"],
-    "properties": {
-        "user_id": {"bsonType": "string"},
-        "comment": {"bsonType": "string", "maxLength": 5000},
-        "created_at": {"bsonType": "date"},
-    },
-}
+# Server error codes (MongoDB's error code list): 18 AuthenticationFailed (a wrong password and an
+# unknown user answer alike), 13 Unauthorized (e.g. createUser without credentials once the localhost
+# exception has closed because a user exists).
+AUTH_FAILED, UNAUTHORIZED = 18, 13
 
-REVIEWS_VALIDATOR: dict[str, Any] = {
-    "$jsonSchema": {
-        "bsonType": "object",
-        "required": ["content_id", "user_id", "rating", "created_at"],
-        "properties": {
-            "content_id": {"bsonType": "string", "description": "uuid of the content"},
-            "user_id": {"bsonType": "string", "description": "uuid of the user"},
-            "rating": {"bsonType": "int", "minimum": 1, "maximum": 10},
-            "comment": {"bsonType": "string", "maxLength": 5000},
-            "created_at": {"bsonType": "date"},
-            "is_spoiler": {"bsonType": "bool"},
-            "likes_count": {"bsonType": "int", "minimum": 0},
-            "replies": {"bsonType": "array", "items": _REPLY},
-        },
-    }
-}
-
-REVIEW_INDEXES = {
-    "content_id_1": [("content_id", 1)],
-    "user_id_1_created_at_-1": [("user_id", 1), ("created_at", -1)],
-}
+ROTATE_HINT = ("the root user exists with another password: the official image creates it only on an "
+               "empty volume, so a changed mongo_password is never applied by it. Put the previous "
+               "value back in secrets.mongo_password (or the state's secrets file) and run `streamctl up` "
+               "once: streamctl then remembers the applied password and rotates it (updateUser) on the "
+               "next change. Or `streamctl down --volumes` to start over (deletes the reviews)")
 
 
 def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
@@ -59,45 +53,128 @@ class MongoService:
         self.node = node
         self.database = ctx.topology.mongo.database
 
-    def _admin_uri_or_localhost(self) -> str:
-        """The root user once it exists; before that, the localhost exception of a fresh --auth mongod."""
+    # -- root password: auth probe, rotation memory ------------------------------------------------
+    def _uri(self, user: str, password: str, auth_db: str) -> str:
         ep = self.ctx.endpoint(self.node.name)
-        return f"mongodb://{ep.host}:{ep.port}/?directConnection=true&serverSelectionTimeoutMS=5000"
+        creds = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user else ""
+        auth = f"authSource={auth_db}&" if user else ""
+        return f"mongodb://{creds}{ep.host}:{ep.port}/?{auth}directConnection=true&serverSelectionTimeoutMS=5000"
 
-    def _root_exists(self) -> bool:
+    def _authenticates(self, user: str, password: str, auth_db: str) -> bool:
+        """True when the server accepts the credentials; False on AuthenticationFailed; else raises."""
         from pymongo import MongoClient
         from pymongo.errors import OperationFailure
 
-        client: MongoClient[Any] = MongoClient(self.ctx.mongo_uri(admin=True))
+        client: MongoClient[Any] = MongoClient(self._uri(user, password, auth_db))
         try:
-            client.admin.command("ping")
-            client.admin.command("usersInfo", MONGO_ROOT_USER)
+            client[auth_db].command("ping")  # the handshake authenticates before the command runs
             return True
-        except OperationFailure:
-            return False
+        except OperationFailure as exc:
+            if exc.code == AUTH_FAILED:
+                return False
+            raise
         finally:
             client.close()
 
+    @property
+    def _applied_file(self) -> Path:
+        return self.ctx.store.root / "mongo-applied.json"
+
+    def _applied_root_password(self) -> str | None:
+        try:
+            return str(json.loads(self._applied_file.read_text())["root"])
+        except (FileNotFoundError, KeyError, ValueError):
+            return None
+
+    def _remember_root_password(self, password: str) -> None:
+        """Kept (mode 0600) so that a later change of mongo_password can be applied with the old one."""
+        self._applied_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._applied_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"root": password}, f)
+        os.replace(tmp, self._applied_file)
+
+    def _root_state(self) -> str:
+        """'ok' (current password works), 'rotate' (the remembered one does), or 'unknown' (neither:
+        no root user yet, or one with a password streamctl never knew)."""
+        current = self.ctx.secrets["mongo_password"]
+        if self._authenticates(MONGO_ROOT_USER, current, "admin"):
+            return "ok"
+        old = self._applied_root_password()
+        if old and old != current and self._authenticates(MONGO_ROOT_USER, old, "admin"):
+            return "rotate"
+        return "unknown"
+
+    def _create_root_or_explain(self) -> None:
+        """Create the root user through the localhost exception; if users already exist, that is a
+        changed password, not a missing user: say so with the way out."""
+        from pymongo import MongoClient
+        from pymongo.errors import OperationFailure
+
+        local: MongoClient[Any]
+        with MongoClient(self._uri("", "", "admin")) as local:
+            try:
+                local.admin.command("createUser", MONGO_ROOT_USER, pwd=self.ctx.secrets["mongo_password"],
+                                    roles=["root"])
+            except OperationFailure as exc:
+                if exc.code in (UNAUTHORIZED, AUTH_FAILED):
+                    raise BackendError(f"MongoDB on {self.node.name} refused the root password of "
+                                       f"{MONGO_ROOT_USER}, and already has users", hint=ROTATE_HINT) from None
+                raise
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _app_pending(self) -> list[str]:
+        with self.ctx.mongo(admin=True) as client:
+            db = client[self.database]
+            out: list[str] = []
+            roles = db.command("rolesInfo", GATEWAY_ROLE, showPrivileges=True)["roles"]
+            if not roles or _privileges(roles[0]) != _privileges({"privileges": role_privileges(self.database)}):
+                out.append(f"create or update role {GATEWAY_ROLE} (find, insert on {REVIEWS_COLLECTION})")
+            users = db.command("usersInfo", MONGO_APP_USER)["users"]
+        if not users:
+            return [*out, f"create app user {MONGO_APP_USER} (role {GATEWAY_ROLE})"]
+        if [(r["role"], r["db"]) for r in users[0].get("roles", [])] != [(GATEWAY_ROLE, self.database)]:
+            out.append(f"set the roles of {MONGO_APP_USER} to {GATEWAY_ROLE} only")
+        if not self._authenticates(MONGO_APP_USER, self.ctx.secrets["mongo_app_password"], self.database):
+            out.append(f"set the password of {MONGO_APP_USER} (mongo_app_password changed)")
+        return out
+
     def users_step(self) -> ConfigStep:
         def pending() -> list[str]:
-            if not self._root_exists():
-                return [f"create root user {MONGO_ROOT_USER}", f"create app user {MONGO_APP_USER}"]
-            with self.ctx.mongo(admin=True) as client:
-                found = client[self.database].command("usersInfo", MONGO_APP_USER)["users"]
-            return [] if found else [f"create app user {MONGO_APP_USER} (readWrite on {self.database})"]
+            state = self._root_state()
+            if state == "unknown":
+                return [f"create root user {MONGO_ROOT_USER}", f"create role {GATEWAY_ROLE}",
+                        f"create app user {MONGO_APP_USER}"]
+            if state == "rotate":
+                return [f"rotate the password of {MONGO_ROOT_USER} (mongo_password changed)"]
+            out = self._app_pending()
+            if self._applied_root_password() != self.ctx.secrets["mongo_password"]:
+                out.append("remember the applied root password (for a later rotation)")
+            return out
 
         def apply() -> None:
             from pymongo import MongoClient
 
-            if not self._root_exists():
-                local: MongoClient[Any]
-                with MongoClient(self._admin_uri_or_localhost()) as local:
-                    local.admin.command("createUser", MONGO_ROOT_USER, pwd=self.ctx.secrets["mongo_password"],
-                                        roles=["root"])
-            with self.ctx.mongo(admin=True) as client:
-                db = client[self.database]
+            state = self._root_state()
+            new = self.ctx.secrets["mongo_password"]
+            if state == "rotate":
+                old = self._applied_root_password() or ""
+                client: MongoClient[Any]
+                with MongoClient(self._uri(MONGO_ROOT_USER, old, "admin")) as client:
+                    client.admin.command("updateUser", MONGO_ROOT_USER, pwd=new)
+            elif state == "unknown":
+                self._create_root_or_explain()
+            self._remember_root_password(new)
+            with self.ctx.mongo(admin=True) as admin:
+                db = admin[self.database]
+                privileges = role_privileges(self.database)
+                if db.command("rolesInfo", GATEWAY_ROLE)["roles"]:
+                    db.command("updateRole", GATEWAY_ROLE, privileges=privileges, roles=[])
+                else:
+                    db.command("createRole", GATEWAY_ROLE, privileges=privileges, roles=[])
                 pw = self.ctx.secrets["mongo_app_password"]
-                roles = [{"role": "readWrite", "db": self.database}]
+                roles = [{"role": GATEWAY_ROLE, "db": self.database}]
                 if db.command("usersInfo", MONGO_APP_USER)["users"]:
                     db.command("updateUser", MONGO_APP_USER, pwd=pw, roles=roles)
                 else:
@@ -115,9 +192,8 @@ class MongoService:
                 out = []
                 if info[0].get("options", {}).get("validator") != REVIEWS_VALIDATOR:
                     out.append("update the reviews validator")
-                have = set(db[REVIEWS_COLLECTION].index_information())
-                out += [f"create index {name}" for name in REVIEW_INDEXES if name not in have]
-                return out
+                plan = index_plan(db[REVIEWS_COLLECTION].index_information())
+                return out + [a.describe() for a in plan if a.kind != "adopt"]
 
         def apply() -> None:
             with self.ctx.mongo(admin=True) as client:
@@ -128,7 +204,25 @@ class MongoService:
                 else:
                     db.command("collMod", REVIEWS_COLLECTION, validator=REVIEWS_VALIDATOR,
                                validationLevel="strict", validationAction="error")
-                for name, keys in REVIEW_INDEXES.items():
-                    db[REVIEWS_COLLECTION].create_index(keys, name=name)
+                collection = db[REVIEWS_COLLECTION]
+                for action in index_plan(collection.index_information()):
+                    _apply_index(collection, action)
 
         return ConfigStep(self.node.name, "reviews collection", pending, apply)
+
+
+def _apply_index(collection: Any, action: IndexAction) -> None:
+    if action.kind == "drop":
+        collection.drop_index(action.name)
+    elif action.kind == "create":
+        collection.create_index(list(action.keys), name=action.name)
+    # "adopt": the server already holds these keys under another name; nothing to build.
+
+
+def _privileges(role: dict[str, Any]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """A role's privileges in a comparable form (resource db/collection, sorted actions)."""
+    return sorted((p["resource"].get("db", ""), p["resource"].get("collection", ""), tuple(sorted(p["actions"])))
+                  for p in role.get("privileges", []))
+
+
+__all__ = ["MongoService", "REVIEW_INDEXES", "REVIEWS_VALIDATOR", "RETIRED_INDEXES", "GATEWAY_ROLE"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node, Role
-from streamctl.context import REPLICATION_USER, ClusterContext
-from streamctl.names import PUBLICATION, subscription_name
+from streamctl.context import ClusterContext
+from streamctl.names import PUBLICATION, REPLICATION_USER, subscription_name
 from streamctl.replication import catalog
 from streamctl.replication.catchup import table_ready, wait_synced
 from streamctl.services.postgres import ensure_login_role, grant_read, reader_pending, schema_step

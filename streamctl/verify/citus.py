@@ -7,7 +7,8 @@ from functools import partial
 from typing import Any
 
 from streamctl import names
-from streamctl.citus import catalog
+from streamctl.citus import catalog, placement
+from streamctl.citus import tenants as citus_tenants
 from streamctl.citus.nodes import coordinator_conn, label, node_names
 from streamctl.citus.shards import TableSpread, inspect_shards
 from streamctl.config.model import Role, Topology
@@ -33,7 +34,7 @@ def skip_reason(t: Topology) -> str | None:
 def check_workers(ctx: ClusterContext) -> list[CheckResult]:
     """Every worker of the topology is registered, active and a primary; no stray active node."""
     workers = ctx.topology.nodes_by_role(Role.WORKER)
-    labels = node_names(ctx.store.endpoints())
+    labels = node_names(ctx.endpoints())
     try:
         with coordinator_conn(ctx) as conn:
             rows = catalog.worker_rows(conn)
@@ -83,6 +84,7 @@ def check_distribution(ctx: ClusterContext) -> list[CheckResult]:
     try:
         with coordinator_conn(ctx) as conn:
             rows = catalog.table_layouts(conn)
+            isolated = placement.isolated_shards(conn)
     except Exception as exc:  # noqa: BLE001
         tables = [*names.DISTRIBUTED_TABLES, *names.REFERENCE_TABLES]
         return [guarded(DISTRIBUTION, t, raising(exc)) for t in tables]
@@ -98,12 +100,17 @@ def check_distribution(ctx: ClusterContext) -> list[CheckResult]:
             return failed(f"{table} is a {r[1]} table, expected distributed", **data)
         if r[2] != names.DISTRIBUTION_COLUMN:
             return failed(f"{table} is distributed by {r[2]}, expected {names.DISTRIBUTION_COLUMN}", **data)
-        if int(r[4]) != shard_count:
-            return failed(f"{table} has {r[4]} shards, the topology says {shard_count}", **data)
+        # Isolating a title (`shards isolate`) splits one shard into up to three: allowed, and said.
+        tenants = isolated.get(table, 0)
+        data["isolated_titles"] = tenants
+        if not shard_count <= int(r[4]) <= shard_count + 2 * tenants:
+            return failed(f"{table} has {r[4]} shards, the topology says {shard_count}"
+                          + (f" (+ up to {2 * tenants} from {tenants} isolated titles)" if tenants else ""), **data)
         if len(colocations) > 1:
             return failed(f"{table} is in colocation group {r[3]}; the distributed tables span "
                           f"{sorted(colocations)}", **data)
-        return passed(f"distributed by {r[2]}, {r[4]} shards, colocation {r[3]}", **data)
+        extra = f" ({tenants} isolated titles)" if tenants else ""
+        return passed(f"distributed by {r[2]}, {r[4]} shards{extra}, colocation {r[3]}", **data)
 
     def reference(table: str) -> Verdict:
         r = rows.get(table)
@@ -120,6 +127,29 @@ def distinct_keys(ctx: ClusterContext, table: str) -> int:
     """Distinct distribution values of a table (Citus pushes the count down to every shard)."""
     with coordinator_conn(ctx) as conn:
         return catalog.distinct_keys(conn, table, names.DISTRIBUTION_COLUMN)
+
+
+def hot_title(ctx: ClusterContext, s: TableSpread, limit: float, by_node: bool) -> tuple[str | None, str]:
+    """The title with the most rows, when it alone causes the skew (without its rows the table would be
+    within the limit): its content_id and a sentence naming it; else (None, "")."""
+    with coordinator_conn(ctx) as conn:
+        top = citus_tenants.rows_per_key(conn, [s.table], names.DISTRIBUTION_COLUMN, 1)
+        if not top:
+            return None, ""
+        key, rows, _per = top[0]
+        shard = placement.shard_of(conn, s.table, key)
+        where = label(node_names(ctx.store.endpoints()), *placement.shard_group(conn, shard)[0].node)
+        title = citus_tenants.titles(conn, [key]).get(key)
+    if by_node:
+        values = [n.rows - (rows if n.node == where else 0) for n in s.nodes]
+    else:
+        values = [n - (rows if sid == shard else 0) for sid, n in s.shard_rows.items()]
+    mean = sum(values) / len(values) if values and sum(values) else 0
+    if mean and max(values) / mean > limit:
+        return None, ""
+    name = f"{key} ({title!r})" if title else key
+    return key, (f"; one title causes it: {name} holds {rows} of {s.rows} rows, in shard {shard} on {where} "
+                 f"(give it a shard of its own: streamctl shards isolate --table {s.table} --key {key})")
 
 
 def check_skew(ctx: ClusterContext) -> list[CheckResult]:
@@ -141,12 +171,15 @@ def check_skew(ctx: ClusterContext) -> list[CheckResult]:
                    if biggest is not None and s.shard_skew is not None else "")
         if keys >= MIN_KEYS_PER_SHARD * max(1, s.shard_count):
             if s.shard_skew is not None and s.shard_skew > limit:
-                return failed(f"{largest}; limit {limit:g}", **data)
+                hot, why = hot_title(ctx, s, limit, by_node=False)
+                return failed(f"{largest}; limit {limit:g}{why}", **data, hot_title=hot)
             return passed(f"shard skew {s.shard_skew:.2f} (limit {limit:g}), node skew "
                           f"{(s.node_skew or 0):.2f}", **data)
         if s.node_skew is not None and s.node_skew > limit:
+            hot, why = hot_title(ctx, s, limit, by_node=True)
             return failed(f"busiest node holds {s.node_skew:.2f}x the mean with only {keys} distinct "
-                          f"{names.DISTRIBUTION_COLUMN} values ({largest}); limit {limit:g}", **data)
+                          f"{names.DISTRIBUTION_COLUMN} values ({largest}); limit {limit:g}{why}", **data,
+                          hot_title=hot)
         return passed(f"node skew {(s.node_skew or 0):.2f} (limit {limit:g}); shards not judged one by one: "
                       f"{keys} distinct values over {s.shard_count} shards are too few", **data)
 

@@ -54,7 +54,7 @@ def _run_one(ctx: ClusterContext, spec: CheckSpec) -> list[CheckResult]:
 def run_checks(ctx: ClusterContext, only: Sequence[str] | None = None) -> VerifyReport:
     """Run the checks against a provisioned cluster; results keep the registry's order."""
     specs = select(only)
-    if not ctx.store.exists():
+    if not ctx.store.exists() and not all(n.is_external for n in ctx.topology.nodes()):
         raise NotFoundError(f"no state for cluster {ctx.topology.cluster} under {ctx.store.root}",
                             hint="run `streamctl up` first")
     t0 = time.monotonic()

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from streamctl import names
 from streamctl.config.model import Role, Topology
-from streamctl.context import ClusterContext
-from streamctl.services.mongo import REVIEW_INDEXES
+from streamctl.context import MONGO_APP_USER, ClusterContext
+from streamctl.services.mongo_schema import (
+    GATEWAY_ROLE,
+    REVIEW_INDEXES,
+    REVIEWS_VALIDATOR,
+    normalise_keys,
+    role_privileges,
+)
 from streamctl.verify.result import CheckResult, Verdict, failed, guarded, passed, skipped
 
 MONGO = "mongo.reviews"
@@ -31,19 +39,43 @@ def check_mongo(ctx: ClusterContext) -> list[CheckResult]:
             if info is None:
                 return failed(f"collection {names.REVIEWS_COLLECTION} does not exist in {t.mongo.database}")
             validator = info.get("options", {}).get("validator")
-            indexes = sorted(k for k in db[names.REVIEWS_COLLECTION].index_information() if k != "_id_")
+            keys = {normalise_keys(i["key"]) for n, i in db[names.REVIEWS_COLLECTION].index_information().items()
+                    if n != "_id_"}
             documents = db[names.REVIEWS_COLLECTION].estimated_document_count()
+            users = db.command("usersInfo", MONGO_APP_USER)["users"]
+            roles = db.command("rolesInfo", GATEWAY_ROLE, showPrivileges=True)["roles"]
         finally:
             client.close()
-        data = {"validator": bool(validator), "indexes": indexes, "documents": documents}
-        if not validator:
-            return failed(f"{names.REVIEWS_COLLECTION} has no validator", **data)
-        missing = sorted(set(REVIEW_INDEXES) - set(indexes))
-        if missing:
-            return failed(f"{names.REVIEWS_COLLECTION} lacks indexes {', '.join(missing)}", **data)
-        return passed(f"validator present; indexes {', '.join(indexes)}; {documents} documents", **data)
+        data = {"validator": validator == REVIEWS_VALIDATOR, "indexes": sorted(map(str, keys)),
+                "documents": documents, "app_user": bool(users)}
+        return _mongo_verdict(t.mongo.database, validator, keys, users, roles, data)
 
     return [guarded(MONGO, t.mongo.name, body)]
+
+
+def _mongo_verdict(database: str, validator: object, keys: set[tuple[tuple[str, int], ...]],
+                   users: list[dict[str, Any]], roles: list[dict[str, Any]], data: dict[str, Any]) -> Verdict:
+    """Compare what the server holds with what `up` applies: validator, index keys, user and role."""
+    coll = names.REVIEWS_COLLECTION
+    if not validator:
+        return failed(f"{coll} has no validator", **data)
+    if validator != REVIEWS_VALIDATOR:
+        return failed(f"{coll} has a stale validator (run `streamctl up` to update it)", **data)
+    missing = sorted(name for name, wanted in REVIEW_INDEXES.items() if wanted not in keys)
+    if missing:
+        return failed(f"{coll} lacks indexes with the keys of {', '.join(missing)}", **data)
+    if not users:
+        return failed(f"the application user {MONGO_APP_USER} does not exist in {database}", **data)
+    granted = [(r.get("role"), r.get("db")) for r in users[0].get("roles", [])]
+    if granted != [(GATEWAY_ROLE, database)]:
+        return failed(f"{MONGO_APP_USER} has roles {granted}, not only {GATEWAY_ROLE}", **data)
+    wanted = role_privileges(database)
+    have = roles[0].get("privileges") if roles else None
+    if not have or [(p["resource"], sorted(p["actions"])) for p in have] != \
+            [(p["resource"], p["actions"]) for p in wanted]:
+        return failed(f"role {GATEWAY_ROLE} is missing or grants other privileges than {wanted}", **data)
+    return passed(f"validator current; index keys present; {MONGO_APP_USER} has {GATEWAY_ROLE}; "
+                  f"{data['documents']} documents", **data)
 
 
 def _seeded(ctx: ClusterContext) -> bool | None:

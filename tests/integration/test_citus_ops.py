@@ -110,6 +110,8 @@ def test_skew_beyond_the_limit_fails_naming_the_table(citus_cluster: Any) -> Non
         # one hot title: too few distinct values to judge shards one by one, but its node stands out
         assert hot_table.status is Status.FAILED and "busiest node" in hot_table.detail
         assert "largest shard" in hot_table.detail
+        assert f"one title causes it: {hot}" in hot_table.detail and "shards isolate" in hot_table.detail
+        assert hot_table.data["hot_title"] == str(hot)
         assert skew["trending_daily"].data["shard_skew"] == pytest.approx(8.0)
         assert skew["content_metadata"].status is Status.PASSED
         assert report.exit_code is ExitCode.CHECK_FAILED

@@ -136,7 +136,8 @@ def test_unreachable_engine_is_a_preflight_error_with_a_hint(make_docker_cluster
 
 def test_failed_pull_names_the_image(make_docker_cluster) -> None:
     c = make_docker_cluster(replicas=0, fdw=False, redis=False)
-    missing = f"streamctl-test/never-built-{uuid.uuid4().hex[:8]}:none"
+    # A registry address on loopback that nothing serves: the pull fails here, no traffic leaves the machine.
+    missing = f"127.0.0.1:1/streamctl-test/never-built-{uuid.uuid4().hex[:8]}:none"
     node = replace(c.topology.node("coordinator"), image=missing)  # type: ignore[type-var]
     seen: list[str] = []
     c.ctx.store.secrets(c.topology, create=True)

@@ -105,7 +105,7 @@ def test_ids_paginate_in_order(client: TestClient, data: Dataset, path: str) -> 
     assert seen == expected
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"cursor": "not-a-uuid"},
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 501}, {"cursor": "not-a-uuid"}, {"cursor": "0"},
                                     {"cursor": "' OR 1=1 --"}, {"limit": "ten"}])
 def test_ids_reject_bad_parameters(client: TestClient, params: dict[str, Any]) -> None:
     resp = client.get(API + "/ids", params=params)
@@ -180,7 +180,10 @@ def test_watch_history_errors(client: TestClient, data: Dataset) -> None:
     _err(client.get(f"{API}/users/{uuid.uuid4()}/watch-history"), 404, "not_found")
     _err(client.get(f"{API}/users/nope/watch-history"), 422, "invalid_request")
     _err(client.get(f"{API}/users/{data.users[0]}/watch-history", params={"cursor": "e30"}), 422,
-         "invalid_cursor")
+         "invalid_request")  # outside the declared pattern
+    # Any string the pattern allows is a position: far in the future, it pages from the newest entry.
+    far = client.get(f"{API}/users/{data.users[0]}/watch-history", params={"cursor": "9999999999999999_1"})
+    assert far.status_code == 200 and len(far.json()["items"]) == len(data.history[data.users[0]])
     empty = client.get(f"{API}/users/{data.no_history_user}/watch-history")
     assert empty.status_code == 200 and empty.json()["items"] == [] and empty.json()["next_cursor"] is None
 
@@ -368,3 +371,19 @@ def test_ops_views(client: TestClient) -> None:
     assert replica["subscription"] == names.subscription_name("analytics-replica-1")
     assert replica["state"] == "streaming" and replica["slot_active"] is True
     assert isinstance(replica["lag_bytes"], int) and replica["lag_bytes"] >= 0
+
+
+def test_the_contract_faults_a_fuzzer_found_are_gone(client: TestClient, data: Dataset) -> None:
+    assert client.get(f"{API}/trending/daily", params={"date": "0"}).status_code == 422  # not the epoch
+    assert client.get(f"{API}/trending/daily", params={"date": "2024-02-30"}).status_code == 422
+    assert client.get(f"{API}/trending/daily", params={"date": "2024-02-29"}).status_code == 200
+    cid = list(data.content)[0]
+    allowed = client.options(f"{API}/{cid}/reviews")
+    assert allowed.status_code == 405 and {"GET", "POST"} <= set(allowed.headers["allow"].split(", "))
+    doc = client.get("/openapi.json").json()
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            if path.startswith("/api/v1/content") or path == "/api/v1/ops/shards":
+                assert "503" in op["responses"], (method, path)  # every store-backed operation documents it
+    links = doc["paths"]["/api/v1/content/ids"]["get"]["responses"]["200"]["links"]
+    assert {lk["operationId"] for lk in links.values()} >= {"getContent", "getContentDetails", "incrementViews"}

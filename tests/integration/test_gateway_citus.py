@@ -35,3 +35,23 @@ def test_ops_shards_lists_every_worker(client) -> None:  # type: ignore[no-untyp
     workers = {w["node"]: w for w in body["workers"]}
     assert workers["worker-1"]["distributed"] + workers["worker-2"]["distributed"] == 4 * 8  # 4 tables x 8 shards
     assert workers["coordinator"]["distributed"] == 0
+
+
+def test_ops_rebalance_reports_the_latest_job(client, platform) -> None:  # type: ignore[no-untyped-def]
+    from streamctl.shardops.common import MoveOptions
+    from streamctl.shardops.move import move_shard
+    from streamctl.shardops.rebalance import rebalance
+
+    cluster, _ = platform
+    before = client.get("/api/v1/ops/rebalance")
+    assert before.status_code == 200, before.text
+    assert before.json()["citus"] is True and before.json()["active"] is False
+    with cluster.ctx.pg_connect("coordinator") as conn:
+        port = cluster.ctx.endpoint("worker-1").internal_port
+        shard = conn.execute("SELECT min(shardid) FROM citus_shards WHERE table_name = 'content_metadata'::regclass "
+                             "AND nodeport = %s", (port,)).fetchone()[0]
+    move_shard(cluster.ctx, shard, "worker-2", MoveOptions("block_writes"))  # unbalance: 3 / 5 groups
+    done = rebalance(cluster.ctx, MoveOptions("block_writes"))
+    body = client.get("/api/v1/ops/rebalance").json()
+    assert body["job_id"] == done.job_id and body["state"] == "finished" and body["active"] is False
+    assert body["moves_total"] == body["moves_done"] == done.progress.moves_total >= 1

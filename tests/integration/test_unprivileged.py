@@ -92,12 +92,25 @@ def test_as_root_postgres_runs_unprivileged(make_cluster) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-def test_unreachable_state_dir_is_a_preflight_error(tmp_path: Path) -> None:
-    """pytest's own tmp dir is 0700 root: the PostgreSQL user cannot reach it, and we say so up front."""
+def test_unreachable_state_dir_keeps_state_but_not_node_data(tmp_path: Path) -> None:
+    """pytest's own tmp dir is 0700 root: the PostgreSQL user cannot reach it, so node data goes to
+    /var/lib/streamctl (tests/integration/test_root_private_home.py runs the README's command)."""
+    from streamctl.backends.data_home import relocated_path
+
     os.chmod(tmp_path.parent, 0o700)
     path = write_topology(tmp_path, replicas=0, fdw=False)
-    proc = subprocess.run([sys.executable, "-m", "streamctl", "up", "-f", str(path)], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 4, proc.stderr
-    assert "is not reachable by the user" in proc.stderr and "--state-dir" in proc.stderr
-    assert not (tmp_path / ".streamctl" / "t" / "nodes").exists()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "streamctl", *args, "-f", str(path)], capture_output=True,
+                              text=True, timeout=300)
+
+    moved = relocated_path(tmp_path / ".streamctl" / "t")
+    try:
+        proc = run("up")
+        assert proc.returncode == 0, proc.stderr
+        assert (moved / "nodes" / "coordinator").is_dir()
+        assert not (tmp_path / ".streamctl" / "t" / "nodes").exists()
+        assert (tmp_path / ".streamctl" / "t" / "state.json").exists()
+    finally:
+        run("down", "--volumes")
+    assert not moved.exists()

@@ -77,7 +77,10 @@ MALFORMED: list[tuple[str, object, str]] = [
      "analytics.tables[1]: unknown table 'orders'"),
     ("unset variable", {"secrets": {"redis_password": "${STREAMCTL_TEST_UNSET_VAR}"}},
      "secrets.redis_password: environment variable STREAMCTL_TEST_UNSET_VAR is not set"),
-    ("bad backend", {"backend": "kubernetes"}, "backend: Input should be 'auto', 'docker', 'local' or 'swarm'"),
+    ("bad backend", {"backend": "kubernetes"},
+     "backend: Input should be 'auto', 'docker', 'local', 'external' or 'swarm'"),
+    ("external port outside workers.nodes", {"external": {"port": 5432}},
+     "external.port: set the node's own port instead"),
     ("bad cluster name", {"cluster": "My Cluster"}, "cluster: 'My Cluster' is not a valid name"),
     ("wrong type for section", {"redis": "yes"}, "redis: Input should be a valid dictionary"),
     ("wrong type for flag", {"mongo": {"enabled": "perhaps"}}, "mongo.enabled: Input should be a valid boolean"),
@@ -107,6 +110,19 @@ def test_malformed_topology_is_rejected_with_its_path(case: str, data: object, m
         load_topology(path, env={})
     assert info.value.exit_code == ExitCode.CONFIG
     assert any(d.startswith(f"{path}: ") and message in d for d in info.value.details), info.value.details
+
+
+@pytest.mark.parametrize("text", ["", "   \n\n\t\n", "# just a comment\n"], ids=["empty", "whitespace", "comments"])
+def test_empty_topology_file_is_an_error_saying_how_to_ask_for_defaults(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env={})
+    assert info.value.exit_code == ExitCode.CONFIG
+    assert str(path) in info.value.message
+    assert info.value.hint is not None and "version: 1" in info.value.hint
+    path.write_text("version: 1\n")  # what the hint says gives the default platform
+    assert load_topology(path, env={}).cluster == "streamplat"
 
 
 def test_every_error_is_reported_at_once() -> None:

@@ -8,7 +8,7 @@ from streamctl.backends.base import fingerprint
 from streamctl.backends.docker_images import split_reference
 from streamctl.backends.docker_spec import PGDATA, container_spec
 from streamctl.config.model import Topology
-from streamctl.context import MONGO_ROOT_USER
+from streamctl.names import MONGO_ROOT_USER
 
 SECRETS = {"postgres_password": "pg-pw", "redis_password": "redis-pw", "mongo_password": "mongo-pw"}
 

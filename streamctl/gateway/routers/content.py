@@ -11,10 +11,10 @@ from fastapi import APIRouter, Request, Response
 from psycopg import sql
 
 from streamctl import names
-from streamctl.gateway import catalogue, pagination
+from streamctl.gateway import catalogue, links
 from streamctl.gateway.deps import ContentId, StoresDep, errors
 from streamctl.gateway.errors import ApiError, store_of
-from streamctl.gateway.pagination import Cursor, Limit
+from streamctl.gateway.pagination import IdCursor, Limit
 from streamctl.gateway.routers.reviews import review_summary
 from streamctl.gateway.schemas import Content, ContentDetails, IdPage, WatchStats
 from streamctl.gateway.stores import FDW, METADATA, MONGO, REDIS, Stores
@@ -29,10 +29,11 @@ FROM {history} WHERE content_id = %s
 """
 
 
-@router.get("/ids", response_model=IdPage, responses=errors(422, 503))
-async def content_ids(stores: StoresDep, limit: Limit = 100, cursor: Cursor = None) -> IdPage:
+@router.get("/ids", response_model=IdPage, operation_id="listContentIds",
+            responses={**errors(422, 503), 200: {"links": links.CONTENT_ID_LINKS}})
+async def content_ids(stores: StoresDep, limit: Limit = 100, cursor: IdCursor = None) -> IdPage:
     """Content ids in id order, a page at a time (keyset pagination: stable while titles are added)."""
-    after = pagination.uuid_cursor(cursor)
+    after = cursor
     async with stores.pg(METADATA) as conn, conn.cursor() as cur:
         if after is None:
             await cur.execute("SELECT content_id FROM content_metadata ORDER BY content_id LIMIT %s",
@@ -46,7 +47,7 @@ async def content_ids(stores: StoresDep, limit: Limit = 100, cursor: Cursor = No
     return IdPage(items=ids, next_cursor=str(ids[-1]) if more else None)
 
 
-@router.get("/{id}", response_model=Content, responses=errors(404, 422, 503))
+@router.get("/{id}", response_model=Content, operation_id="getContent", responses=errors(404, 422, 503))
 async def content(content_id: ContentId, request: Request) -> Response:
     """One title's metadata; served from the Redis cache when there (TTL redis.cache_ttl_seconds)."""
     # The hot path: the stores come from app.state directly rather than through a dependency, and the
@@ -55,7 +56,8 @@ async def content(content_id: ContentId, request: Request) -> Response:
     return Response(body, media_type="application/json")
 
 
-@router.get("/{id}/details", response_model=ContentDetails, responses=errors(404, 422, 503))
+@router.get("/{id}/details", response_model=ContentDetails, operation_id="getContentDetails",
+            responses=errors(404, 422, 503))
 async def details(content_id: ContentId, stores: StoresDep) -> ContentDetails:
     """Metadata + review summary + live view count + watch statistics (through the FDW), fetched
     concurrently; a section whose store is unavailable is null and named in `unavailable`."""

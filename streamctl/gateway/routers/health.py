@@ -7,12 +7,12 @@ from fastapi.responses import JSONResponse
 
 from streamctl.gateway import ops
 from streamctl.gateway.deps import StoresDep, errors
-from streamctl.gateway.schemas import Health, Replication, Shards
+from streamctl.gateway.schemas import Health, Rebalance, Replication, Shards
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/health", response_model=Health, responses={503: {"model": Health,
+@router.get("/health", response_model=Health, operation_id="getHealth", responses={503: {"model": Health,
                                                                "description": "An enabled store is down"}})
 async def health(stores: StoresDep) -> JSONResponse:
     """Each store's state; 200 when every enabled store answers, 503 (same body) when one does not,
@@ -21,13 +21,20 @@ async def health(stores: StoresDep) -> JSONResponse:
     return JSONResponse(result.model_dump(mode="json"), status_code=200 if result.status == "ok" else 503)
 
 
-@router.get("/api/v1/ops/shards", response_model=Shards, responses=errors(503))
+@router.get("/api/v1/ops/shards", response_model=Shards, operation_id="getShards", responses=errors(503))
 async def shards(stores: StoresDep) -> Shards:
     """Shard placements per Citus node (empty, citus false, when Citus is off)."""
     return await ops.shards(stores)
 
 
-@router.get("/api/v1/ops/replication", response_model=Replication)
+@router.get("/api/v1/ops/rebalance", response_model=Rebalance, responses=errors(503), operation_id="getRebalance")
+async def rebalance(stores: StoresDep) -> Rebalance:
+    """The latest Citus rebalance job: state, shard moves done / total, moves running (citus false when
+    Citus is off; job_id null when no rebalance ever ran)."""
+    return await ops.rebalance(stores)
+
+
+@router.get("/api/v1/ops/replication", response_model=Replication, operation_id="getReplication")
 async def replication(stores: StoresDep) -> Replication:
     """Each analytics replica's subscription state and lag (bytes behind, seconds of replay lag)."""
     return await ops.replication(stores)

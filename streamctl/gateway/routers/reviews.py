@@ -7,16 +7,16 @@ from typing import Any
 from uuid import UUID
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from fastapi import APIRouter
 
 from streamctl import names
-from streamctl.gateway import catalogue, pagination
+from streamctl.gateway import catalogue, links, pagination
 from streamctl.gateway.deps import ContentId, StoresDep, errors
-from streamctl.gateway.errors import ApiError, NotFound
-from streamctl.gateway.pagination import Cursor, Limit
+from streamctl.gateway.errors import NotFound
+from streamctl.gateway.pagination import Limit, ReviewCursor
 from streamctl.gateway.schemas import Review, ReviewIn, ReviewPage, ReviewSummary
 from streamctl.gateway.stores import ANALYTICS, Stores
+from streamctl.services.mongo_schema import LIST_FILTER_KEY, list_query
 
 router = APIRouter(prefix="/api/v1/content", tags=["reviews"])
 
@@ -25,27 +25,29 @@ _PROJECTION = {"content_id": 1, "user_id": 1, "rating": 1, "comment": 1, "is_spo
                "likes_count": 1}
 
 
-@router.get("/{id}/reviews", response_model=ReviewPage, responses=errors(404, 422, 503))
+@router.get("/{id}/reviews", response_model=ReviewPage, operation_id="listReviews",
+            responses=errors(404, 422, 503))
 async def list_reviews(content_id: ContentId, stores: StoresDep, limit: Limit = 20,
-                       cursor: Cursor = None) -> ReviewPage:
+                       cursor: ReviewCursor = None) -> ReviewPage:
     """A title's reviews, newest first (keyset on created_at, then id)."""
     collection = stores.reviews_db()[names.REVIEWS_COLLECTION]
     await catalogue.ensure_content(stores, content_id)
-    query: dict[str, Any] = {"content_id": str(content_id)}  # a typed UUID: never an operator
+    # The filter and sort come from the schema module, which derives the serving index from them.
+    query, sort = list_query(str(content_id))  # a typed UUID: never an operator
     if cursor is not None:
-        created, oid = pagination.decode(cursor, datetime, str)
+        created, oid = pagination.parse_review_cursor(cursor)
         query["$or"] = [{"created_at": {"$lt": created}},
-                        {"created_at": created, "_id": {"$lt": _object_id(oid)}}]
-    docs = await collection.find(query, _PROJECTION).sort([("created_at", -1), ("_id", -1)]) \
-        .limit(limit + 1).to_list()
+                        {"created_at": created, "_id": {"$lt": ObjectId(oid)}}]
+    docs = await collection.find(query, _PROJECTION).sort(sort).limit(limit + 1).to_list()
     more = len(docs) > limit
     items = [_review(d) for d in docs[:limit]]
     last = docs[limit - 1] if more else None
-    next_cursor = pagination.encode(last["created_at"], str(last["_id"])) if last else None
+    next_cursor = pagination.review_cursor(last["created_at"], str(last["_id"])) if last else None
     return ReviewPage(items=items, next_cursor=next_cursor)
 
 
-@router.post("/{id}/reviews", response_model=Review, status_code=201, responses=errors(404, 413, 422, 503))
+@router.post("/{id}/reviews", response_model=Review, status_code=201, operation_id="postReview",
+             responses={**errors(400, 404, 413, 415, 422, 503), 201: {"links": links.REVIEW_LINKS}})
 async def post_review(content_id: ContentId, body: ReviewIn, stores: StoresDep) -> Review:
     """Store a review; the title and the user must exist (the user is looked up on the analytics side)."""
     collection = stores.reviews_db()[names.REVIEWS_COLLECTION]
@@ -63,7 +65,7 @@ async def post_review(content_id: ContentId, body: ReviewIn, stores: StoresDep) 
 async def review_summary(stores: Stores, content_id: UUID) -> ReviewSummary:
     collection = stores.reviews_db()[names.REVIEWS_COLLECTION]
     cursor = await collection.aggregate([
-        {"$match": {"content_id": str(content_id)}},
+        {"$match": {LIST_FILTER_KEY: str(content_id)}},
         {"$group": {"_id": None, "count": {"$sum": 1}, "avg": {"$avg": "$rating"}}},
     ])
     rows = await cursor.to_list()
@@ -85,14 +87,6 @@ def _review(doc: dict[str, Any]) -> Review:
                   rating=doc["rating"], comment=doc.get("comment", ""),
                   is_spoiler=doc.get("is_spoiler", False), created_at=doc["created_at"],
                   likes_count=doc.get("likes_count", 0))
-
-
-def _object_id(value: str) -> ObjectId:
-    try:
-        return ObjectId(value)
-    except (InvalidId, TypeError):
-        raise ApiError(422, "invalid_cursor", "cursor is not valid; pass back a next_cursor unchanged") \
-            from None
 
 
 def _now_ms() -> datetime:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
 from streamctl import names
 from streamctl.gateway import catalogue
@@ -16,15 +18,24 @@ from streamctl.gateway.schemas import Trending, TrendingItem, ViewCount
 router = APIRouter(prefix="/api/v1/content", tags=["trending"])
 
 
+def iso_date_only(value: object) -> object:
+    """Only `YYYY-MM-DD` is a date here: the lax parsing would read `0` or `1700000000` as epoch time."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
 def today() -> date:
     """Trending days are UTC days, whatever the gateway's time zone."""
     return datetime.now(UTC).date()
 
 
-@router.get("/trending/daily", response_model=Trending, responses=errors(422, 503))
+@router.get("/trending/daily", response_model=Trending, operation_id="getTrendingDaily",
+            responses=errors(422, 503))
 async def trending_daily(stores: StoresDep,
-                         day: Annotated[date | None, Query(alias="date",
-                                                           description="UTC day (default: today).")] = None,
+                         day: Annotated[date | None, BeforeValidator(iso_date_only),
+                                        Query(alias="date", description="UTC day, YYYY-MM-DD (default: today).")]
+                         = None,
                          limit: Annotated[int, Query(ge=1, le=100)] = 10) -> Trending:
     """The day's most viewed titles (Redis sorted set), highest score first, with their titles."""
     cache = stores.cache()
@@ -44,7 +55,8 @@ async def trending_daily(stores: StoresDep,
     return Trending(date=day, items=items)
 
 
-@router.post("/{id}/views/increment", response_model=ViewCount, responses=errors(404, 422, 503))
+@router.post("/{id}/views/increment", response_model=ViewCount, operation_id="incrementViews",
+             responses=errors(404, 422, 503))
 async def increment_views(content_id: ContentId, stores: StoresDep) -> ViewCount:
     """Count one view: the title's counter and today's trending score move together (MULTI/EXEC), and
     the day's set gets its TTL (redis.trending_ttl_days)."""

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import LiteralString
 
 from fastapi import APIRouter
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from streamctl.gateway import pagination
+from streamctl.gateway import links, pagination
 from streamctl.gateway.deps import StoresDep, UserId, errors
 from streamctl.gateway.errors import NotFound
-from streamctl.gateway.pagination import Cursor, Limit
+from streamctl.gateway.pagination import HistoryCursor, IdCursor, Limit
 from streamctl.gateway.schemas import IdPage, WatchEntry, WatchHistoryPage
 from streamctl.gateway.stores import FDW
 
@@ -38,10 +37,11 @@ ORDER BY h.watched_at DESC, h.history_id DESC
 AFTER = "AND (watched_at < %(at)s OR (watched_at = %(at)s AND history_id < %(hid)s))"
 
 
-@router.get("/ids", response_model=IdPage, responses=errors(422, 503))
-async def user_ids(stores: StoresDep, limit: Limit = 100, cursor: Cursor = None) -> IdPage:
+@router.get("/ids", response_model=IdPage, operation_id="listUserIds",
+            responses={**errors(422, 503), 200: {"links": links.USER_ID_LINKS}})
+async def user_ids(stores: StoresDep, limit: Limit = 100, cursor: IdCursor = None) -> IdPage:
     """User ids in id order, read through the FDW (analytics.users on the coordinator)."""
-    after = pagination.uuid_cursor(cursor)
+    after = cursor
     users = stores.fdw_table("users")
     async with stores.pg(FDW) as conn, conn.cursor() as cur:
         if after is None:
@@ -56,14 +56,15 @@ async def user_ids(stores: StoresDep, limit: Limit = 100, cursor: Cursor = None)
     return IdPage(items=ids, next_cursor=str(ids[-1]) if more else None)
 
 
-@router.get("/{userId}/watch-history", response_model=WatchHistoryPage, responses=errors(404, 422, 503))
+@router.get("/{userId}/watch-history", response_model=WatchHistoryPage, operation_id="getWatchHistory",
+            responses=errors(404, 422, 503))
 async def watch_history(user_id: UserId, stores: StoresDep, limit: Limit = 50,
-                        cursor: Cursor = None) -> WatchHistoryPage:
+                        cursor: HistoryCursor = None) -> WatchHistoryPage:
     """A user's watch history with titles, newest first; 404 when the user does not exist."""
     params: dict[str, object] = {"user": user_id, "limit": limit + 1}
     after: LiteralString = ""
     if cursor is not None:
-        params["at"], params["hid"] = pagination.decode(cursor, datetime, int)
+        params["at"], params["hid"] = pagination.parse_history_cursor(cursor)
         after = AFTER
     async with stores.pg(FDW) as conn:
         async with conn.cursor() as cur:
@@ -79,6 +80,6 @@ async def watch_history(user_id: UserId, stores: StoresDep, limit: Limit = 50,
     more = len(rows) > limit
     items = [WatchEntry(**r) for r in rows[:limit]]
     last = items[-1] if more else None
-    next_cursor = pagination.encode(last.watched_at, last.history_id) if last else None
+    next_cursor = pagination.history_cursor(last.watched_at, last.history_id) if last else None
     return WatchHistoryPage(user_id=user_id, items=items, next_cursor=next_cursor)
 

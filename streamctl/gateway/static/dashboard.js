@@ -1,4 +1,5 @@
-// streamctl dashboard: polls the gateway's own JSON API and redraws four tables. No dependencies.
+// streamctl dashboard: polls the gateway's own JSON API and redraws four tables (shards as a bar chart,
+// with a running rebalance's progress). No dependencies.
 "use strict";
 
 const REFRESH_SECONDS = 5;
@@ -52,14 +53,37 @@ function renderHealth(h) {
   }));
 }
 
+function bar(value, top) {
+  // A bar chart cell: width set through the CSSOM (the page's CSP forbids inline style attributes).
+  const td = document.createElement("td");
+  td.className = "bar";
+  const span = document.createElement("span");
+  span.style.width = (top ? (100 * value / top) : 0) + "%";
+  td.appendChild(span);
+  return td;
+}
+
 function renderShards(s) {
   note("shards-note", s.citus ? "" : "Citus is off: the catalogue is one PostgreSQL database.");
+  const top = Math.max(0, ...s.workers.map((w) => w.distributed));
   fill($("shards"), s.workers.map((w) => {
     const tr = document.createElement("tr");
     tr.dataset.node = w.node;
-    tr.append(cell(w.node), cell(w.distributed, "distributed", "num"), cell(w.reference, "reference", "num"));
+    tr.append(cell(w.node), cell(w.distributed, "distributed", "num"), cell(w.reference, "reference", "num"),
+              bar(w.distributed, top));
     return tr;
   }));
+}
+
+function renderRebalance(r) {
+  const box = $("rebalance");
+  box.hidden = !(r.citus && r.job_id !== null && r.active);
+  if (box.hidden) return;
+  $("rebalance-text").textContent = "rebalance job " + r.job_id + " " + r.state + ": " + r.moves_done + "/" +
+    r.moves_total + " shard moves done" + (r.running ? ", " + r.running + " running" : "");
+  const bar = $("rebalance-progress");
+  bar.max = Math.max(1, r.moves_total);
+  bar.value = r.moves_done;
 }
 
 function renderReplication(r) {
@@ -96,12 +120,13 @@ function renderTrending(res) {
 
 async function refresh() {
   try {
-    const [health, shards, replication, trending] = await Promise.all([
+    const [health, shards, replication, trending, rebalance] = await Promise.all([
       getJson("/health"), getJson("/api/v1/ops/shards"), getJson("/api/v1/ops/replication"),
-      getJson("/api/v1/content/trending/daily?limit=10"),
+      getJson("/api/v1/content/trending/daily?limit=10"), getJson("/api/v1/ops/rebalance"),
     ]);
     if (health.body) renderHealth(health.body);
     if (shards.status === 200) renderShards(shards.body);
+    if (rebalance.status === 200) renderRebalance(rebalance.body);
     if (replication.status === 200) renderReplication(replication.body);
     renderTrending(trending);
     $("error").hidden = true;

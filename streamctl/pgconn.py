@@ -1,0 +1,80 @@
+"""Connections to PostgreSQL nodes: external nodes' connection strings, and a missing privilege translated
+into an error that names the node and the privilege (a read-only role must know what to ask for)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from streamctl.config.model import Node
+from streamctl.errors import ExitCode, StreamctlError
+from streamctl.state import Endpoint
+
+
+class PrivilegeError(StreamctlError):
+    """The role streamctl connects as lacks a privilege on a node; names the node and the privilege."""
+
+    exit_code = ExitCode.PREFLIGHT
+
+    def __init__(self, node: str, message: str) -> None:
+        self.node = node
+        self.privilege = message
+        super().__init__(f"{node}: missing privilege: {message}", hint=_grant_hint(message))
+
+
+def _grant_hint(message: str) -> str:
+    m = re.search(r"permission denied for (table|view|relation|schema|function|database|sequence) (\S+)",
+                  message)
+    if m:
+        kind, obj = m.group(1), m.group(2).strip('"')
+        what = {"table": "SELECT ON TABLE", "view": "SELECT ON TABLE", "relation": "SELECT ON TABLE",
+                "sequence": "SELECT ON SEQUENCE", "schema": "USAGE ON SCHEMA",
+                "function": "EXECUTE ON FUNCTION", "database": "CONNECT ON DATABASE"}[kind]
+        return (f"grant it to the role streamctl connects as (e.g. GRANT {what} {obj} TO <role>), or use a "
+                "role that has it")
+    return "use a role that has this privilege for this command (read-only commands need SELECT and pg_monitor)"
+
+
+class NodeCursor(psycopg.Cursor[Any]):
+    """A cursor whose `permission denied` becomes a PrivilegeError naming its node."""
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> NodeCursor:
+        try:
+            super().execute(query, params, **kwargs)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            node = getattr(self.connection, "node_name", None) or "a node"
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PrivilegeError(node, text) from None
+        return self
+
+
+class NodeConnection(psycopg.Connection[Any]):
+    """A connection that knows which topology node it reaches (for error messages)."""
+
+    node_name: str = ""
+
+
+def external_conninfo(node: Node, default_user: str, dbname: str | None = None) -> str:
+    """libpq keywords for an external node, TLS settings passed through; the password only in memory."""
+    ext = node.external
+    assert ext is not None
+    params: dict[str, Any] = {"host": node.host, "port": node.port, "user": ext.user or default_user,
+                              "dbname": dbname or node.database or "postgres", "connect_timeout": 5,
+                              "application_name": "streamctl"}
+    if ext.password:
+        params["password"] = ext.password
+    if ext.sslmode:
+        params["sslmode"] = ext.sslmode
+    if ext.sslrootcert:
+        params["sslrootcert"] = ext.sslrootcert
+    return make_conninfo(**params)
+
+
+def external_endpoint(node: Node) -> Endpoint:
+    """An external node's endpoint: reached at host:port, known to the other nodes at its Citus address."""
+    internal = node.citus_address or (node.host, node.port)
+    return Endpoint(node.name, node.role.value, node.engine.value, "external", node.host, node.port,
+                    internal[0], internal[1], node.database)
