@@ -1,17 +1,15 @@
 """A real single-node Swarm on the test engine: joined for the session (and left again unless the engine
-already was a member), the CLI driven against it, the Citus image it needs, and label-based clean-up of a
+already was a member), the CLI driven against it, Citus topologies for it, and label-based clean-up of a
 test cluster's services, secrets, networks and volumes."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +21,7 @@ import yaml
 
 from streamctl.backends.docker_spec import LABEL_CLUSTER
 from tests.conftest import free_port
-from tests.docker_helpers import REPO, docker_client, unique_cluster, use_image
-
-CITUS_IMAGE = os.environ.get("STREAMCTL_TEST_CITUS_IMAGE", "streamctl-test/pg-citus:bookworm")
-ENTRYPOINT = "/usr/local/bin/docker-entrypoint.sh"
+from tests.docker_helpers import REPO, docker_client, ensure_test_image, unique_cluster, use_image
 
 
 @dataclass
@@ -140,37 +135,6 @@ class Cli:
         return self.ok("psql", node, "--", "-At", "-c", query).stdout.strip()
 
 
-def swarm_citus_image() -> str:
-    """The Citus test image with this checkout's entrypoint (Swarm needs its *_FILE support); when the built
-    image carries an older one, a one-layer image FROM it adds the current entrypoint (keyed, built once).
-    Skips when there is no Citus image (images/build-citus.sh builds it)."""
-    from docker.errors import ImageNotFound
-
-    client = docker_client()
-    try:
-        try:
-            base = client.images.get(CITUS_IMAGE)
-        except ImageNotFound:
-            pytest.skip(f"no Citus test image {CITUS_IMAGE} (set STREAMCTL_TEST_CITUS_IMAGE or build it)")
-        wanted = (REPO / "images" / "docker-entrypoint.sh").read_bytes()
-        inside = client.containers.run(base.id, [ENTRYPOINT], entrypoint="cat", remove=True)
-        if inside == wanted:
-            return CITUS_IMAGE
-        key = hashlib.sha256(base.id.encode() + b"\0" + wanted).hexdigest()[:12]
-        tag = f"{CITUS_IMAGE.split(':')[0]}:swarm-{key}"
-        with contextlib.suppress(ImageNotFound):
-            client.images.get(tag)
-            return tag
-        with tempfile.TemporaryDirectory() as context:
-            (Path(context) / "docker-entrypoint.sh").write_bytes(wanted)
-            (Path(context) / "docker-entrypoint.sh").chmod(0o755)
-            (Path(context) / "Dockerfile").write_text(f"FROM {base.id}\nCOPY docker-entrypoint.sh {ENTRYPOINT}\n")
-            client.images.build(path=context, tag=tag, rm=True)
-        return tag
-    finally:
-        client.close()
-
-
 def free_block(n: int) -> int:
     """A port p with p .. p+n-1 all free on 127.0.0.1 (workers listen on consecutive ports)."""
     for _ in range(200):
@@ -206,7 +170,7 @@ def citus_topology(citus_image: str) -> dict[str, Any]:
     data = yaml.safe_load((REPO / "topology.yaml").read_text())
     data.update(cluster=unique_cluster(), backend="local", bind="0.0.0.0", secrets={})
     data["mongo"]["enabled"] = False
-    use_image(data, os.environ.get("STREAMCTL_TEST_IMAGE", "streamctl-test/pg-redis:bookworm"))
+    use_image(data, ensure_test_image())
     data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = citus_image
     for section in (data["metadata"]["coordinator"], data["analytics"]["primary"], *data["analytics"]["replicas"],
                     data["redis"], data["gateway"]):

@@ -8,7 +8,6 @@ examples/no-citus.yaml with the locally built test image, free ports, a unique c
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -47,7 +46,7 @@ def swarm() -> Iterator[SwarmSession]:
 def _topology() -> dict[str, Any]:
     data = yaml.safe_load((REPO / "examples" / "no-citus.yaml").read_text())
     data.update(cluster=unique_cluster(), backend="local", bind="0.0.0.0", secrets={})
-    use_image(data, os.environ.get("STREAMCTL_TEST_IMAGE", "streamctl-test/pg-redis:bookworm"))
+    use_image(data, ensure_test_image())
     for section in (data["metadata"]["coordinator"], data["metadata"]["workers"], data["analytics"]["primary"],
                     *data["analytics"]["replicas"], data["redis"], data["gateway"]):
         section["port"] = free_port()

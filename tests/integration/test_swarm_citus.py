@@ -2,7 +2,7 @@
 the Citus test image, analytics and Redis from the plain test image; up, seed, verify, scale out and in.
 
 The engine is made a Swarm for the module (`swarm init --advertise-addr 127.0.0.1`) and left again unless it
-already was a member. Skips without a Citus image (STREAMCTL_TEST_CITUS_IMAGE, images/build-citus.sh).
+already was a member. Skips without the Citus build the Citus test image is made from (images/build-citus.sh).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import traversable_tmpdir
-from tests.docker_helpers import docker_client, ensure_test_image
+from tests.docker_helpers import docker_client, ensure_citus_image, ensure_test_image
 from tests.swarm_helpers import (
     Cli,
     SwarmSession,
@@ -23,7 +23,6 @@ from tests.swarm_helpers import (
     distributed_counts,
     registered,
     remove_swarm_cluster,
-    swarm_citus_image,
     swarm_resources,
     swarm_session,
 )
@@ -34,7 +33,7 @@ pytestmark = [pytest.mark.docker]
 @pytest.fixture(scope="module")
 def citus_image() -> str:
     ensure_test_image()
-    return swarm_citus_image()
+    return ensure_citus_image()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@
 Workers land on different hosts as the placement says, Citus registers them by service name across the
 overlay, `verify` passes; draining a worker's host never moves the pinned worker (up refuses, status says
 where it is pinned), and once the host is back its data is still there. Every node, volume and the
-network are removed afterwards. Skips without a Citus image or when the node image cannot be built.
+network are removed afterwards. Skips without the Citus build or when the node image cannot be built.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import yaml
 from streamctl.readiness import Readiness
 from tests.conftest import free_port, traversable_tmpdir
 from tests.dind_swarm import DindSwarm, dind_swarm
-from tests.docker_helpers import ensure_test_image
-from tests.swarm_helpers import Cli, citus_topology, distributed_counts, registered, swarm_citus_image
+from tests.docker_helpers import ensure_citus_image, ensure_test_image
+from tests.swarm_helpers import Cli, citus_topology, distributed_counts, registered
 
 pytestmark = [pytest.mark.docker]
 
@@ -32,7 +32,7 @@ PLACEMENT = {"roles": {"coordinator": ["node.role == manager"], "redis": ["node.
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[DindSwarm]:
     ensure_test_image()
-    image = swarm_citus_image()
+    image = ensure_citus_image()
     for made in dind_swarm([image]):
         manager = made.manager.client()
         try:
@@ -46,7 +46,7 @@ def swarm() -> Iterator[DindSwarm]:
 
 @pytest.fixture
 def cli(swarm: DindSwarm) -> Iterator[Cli]:
-    image = swarm_citus_image()
+    image = ensure_citus_image()
     data = citus_topology(image)
     # The Citus part only (and so one image to load into every nested engine). Redis is off too: with
     # analytics off, seed writes no trending keys, yet verify's redis.trending expects them.
