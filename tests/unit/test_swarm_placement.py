@@ -84,3 +84,22 @@ def test_passwords_only_in_secrets() -> None:
     assert pg.environment["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
     changed = service_spec(t, t.node("coordinator"), {**secrets, "postgres_password": "other"})  # type: ignore[arg-type]
     assert changed.definition() != pg.definition()  # a new password is a new secret, so a service update
+
+
+def test_swarm_backend_is_selected_and_follows_the_protocol(tmp_path: object) -> None:
+    """`backend: swarm` resolves to the Swarm backend, which implements every method of the Protocol
+    (a merge that adds one, as `prepare` was, must not leave it behind); nothing connects yet."""
+    from pathlib import Path
+
+    from streamctl.backends import BACKENDS, select_backend
+    from streamctl.backends.base import Backend
+    from streamctl.backends.swarm import SwarmBackend
+    from streamctl.context import ClusterContext
+
+    assert "swarm" in BACKENDS
+    path = Path(str(tmp_path)) / "topology.yaml"
+    ctx = ClusterContext.build(parse_topology({"backend": "swarm", "bind": "0.0.0.0"}), path)
+    backend = select_backend(ctx)
+    assert isinstance(backend, SwarmBackend) and isinstance(backend, Backend)
+    protocol = {m for m in vars(Backend) if not m.startswith("_")} - {"name"}
+    assert protocol <= set(dir(SwarmBackend))
