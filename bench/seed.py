@@ -1,6 +1,7 @@
 """How close to `psql \\copy` does `seed` load, and does its memory stay flat? Measured side by side.
 
     python bench/seed.py [--scale 1] [--rounds 3] [--memory-scales 0.1,1]
+    python bench/seed.py --citus --scale 0.2 --rounds 2 --pg-bindir DIR   # see bench/seed_citus.py
 
 On a cluster it brings up itself (local backend, free ports, temporary directory; torn down at the end):
 1. `streamctl seed` at each memory scale, as a child process: wall time, its own watch-history rows/s
@@ -115,7 +116,17 @@ def main() -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="scale of the load comparison")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--memory-scales", default="0.1,1", help="two scales whose peak memory is compared")
+    ap.add_argument("--citus", action="store_true",
+                    help="Citus tables vs psql \\copy, and seed end to end vs bare loads (bench/seed_citus.py)")
+    ap.add_argument("--pg-bindir", default=os.environ.get("STREAMCTL_TEST_PG_BINDIR", ""),
+                    help="a Citus-enabled PostgreSQL bin directory (for --citus)")
     args = ap.parse_args()
+    if args.citus:
+        import seed_citus  # bench/seed_citus.py
+
+        if not args.pg_bindir:
+            raise SystemExit("--citus needs --pg-bindir (or STREAMCTL_TEST_PG_BINDIR): a PostgreSQL with Citus")
+        return seed_citus.run(args.scale, args.rounds, args.pg_bindir)
     mem_scales = [float(s) for s in args.memory_scales.split(",")]
     as_of = datetime.now(UTC).date()
 

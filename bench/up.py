@@ -1,6 +1,7 @@
 """How parallel is `up`? Its wall time against the slowest single node's own ready time, in one run.
 
     python bench/up.py [--backend local|docker|swarm] [--topology examples/no-citus.yaml] [--image-override IMG]
+    python bench/up.py --compose [--rounds 3] [--image-override IMG]   # see bench/up_compose.py
 
 1. Each node alone: create it, wait until ready, time it, remove it (sequentially).
 2. The whole `up` on a fresh cluster: node phase (all nodes launched and ready) and full (with the
@@ -16,6 +17,7 @@ on plain Docker and on Swarm, alternately (`--rounds`), and their ratio; goal: s
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -26,7 +28,7 @@ from typing import Any
 import yaml
 from common import free_port  # bench/common.py (benchmarks run as scripts)
 
-from streamctl.backends import select_backend
+from streamctl.backends import docker_template, pg_template, select_backend
 from streamctl.backends.base import Action
 from streamctl.config.load import parse_topology
 from streamctl.context import ClusterContext
@@ -62,8 +64,15 @@ def main() -> int:
     ap.add_argument("--backend", default="local", choices=["local", "docker", "swarm"])
     ap.add_argument("--topology", type=Path, default=Path(__file__).resolve().parents[1] / "examples/no-citus.yaml")
     ap.add_argument("--image-override", default=None, help="one image for every node (Docker, offline)")
-    ap.add_argument("--rounds", type=int, default=2, help="swarm comparison: docker/swarm pairs to run")
+    ap.add_argument("--compose", action="store_true",
+                    help="Docker Compose v2 `up -d --wait` vs `streamctl up`, alternating (bench/up_compose.py)")
+    ap.add_argument("--compose-bin", default=None, help="the Docker Compose v2 binary (see bench/get-compose.sh)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of --compose / --backend swarm")
     args = ap.parse_args()
+    if args.compose:
+        import up_compose  # bench/up_compose.py
+
+        return up_compose.run(args.topology, args.image_override, args.rounds, args.compose_bin)
     if args.backend == "swarm":
         return compare_swarm(args.topology, args.image_override, args.rounds)
 
@@ -80,9 +89,19 @@ def main() -> int:
 
     alone: dict[str, float] = {}
 
+    # A bench-private template cache (local backend), emptied before each cold measurement.
+    cache = work / "pg-templates"
+    os.environ[pg_template.CACHE_ENV] = str(cache)
+
     def forget_templates() -> None:
-        # Every measurement starts cold: no initialised PostgreSQL template left by an earlier one.
-        shutil.rmtree(ctx.store.root / "templates", ignore_errors=True)
+        # Every cold measurement starts with no initialised PostgreSQL template left by an earlier one.
+        shutil.rmtree(cache, ignore_errors=True)
+        if backend.name == "docker":  # and the cluster's initialised template volumes (Docker)
+            api = backend.api  # type: ignore[attr-defined]
+            found = api.volumes(filters={"label": f"{docker_template.LABEL_TEMPLATE}"}).get("Volumes") or []
+            for vol in found:
+                if vol["Name"].startswith(f"{ctx.topology.cluster}-pgtemplate-"):
+                    api.remove_volume(vol["Name"], force=True)
 
     try:
         for node in nodes:
@@ -110,6 +129,7 @@ def main() -> int:
         second_s = time.monotonic() - t1
     finally:
         Runner(ctx, backend).down(volumes=True)
+        shutil.rmtree(work, ignore_errors=True)
 
     slowest_name = max(alone, key=lambda k: alone[k])
     slowest = alone[slowest_name]

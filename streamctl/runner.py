@@ -1,4 +1,5 @@
-"""Executes a plan: nodes in parallel, then configuration steps in order; emits events, never prints."""
+"""Executes a plan: nodes in parallel, then configuration steps in order (independent ones at once);
+emits events, never prints."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from streamctl.errors import PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
 from streamctl.services import configuration_steps
-from streamctl.steps import ConfigStep
+from streamctl.steps import ConfigStep, step_batches
 
 
 @dataclass
@@ -159,31 +160,51 @@ class Runner:
         return ready
 
     def _configure(self, result: UpResult) -> None:
-        for step in self.config_steps():
-            t0 = time.monotonic()
-            if self.is_external(step.node) and not self.configure_external:
+        """Steps in order; a run of same-named steps on different nodes (a database on every node, the
+        gateway role on each) is independent work, so each such batch runs concurrently."""
+        for batch in step_batches(self.config_steps()):
+            checked = [s for s in batch if self.is_external(s.node) and not self.configure_external]
+            for step in checked:
                 self._check_only(step, result)
+            batch = [s for s in batch if s not in checked]
+            if not batch:
                 continue
-            try:
-                pending = step.pending()
-                if not pending:
-                    self.emit(Event("noop", step.node, step.name, "already configured"))
-                    continue
-                self.emit(Event("begin", step.node, step.name, "; ".join(pending)))
-                step.apply()
-            except StreamctlError as exc:
-                self.emit(Event("fail", step.node, step.name, exc.message))
-                raise StepError(f"{step.node}: step '{step.name}' failed: {exc.message}",
-                                hint=exc.hint or "fix the cause and run `streamctl up` again: it resumes "
-                                                 "where it stopped", details=exc.details) from exc
-            except Exception as exc:
-                lines = str(exc).strip().splitlines() or [type(exc).__name__]
-                self.emit(Event("fail", step.node, step.name, lines[0]))
-                raise StepError(f"{step.node}: step '{step.name}' failed: {lines[0]}", details=lines[1:],
-                                hint="fix the cause and run `streamctl up` again: it resumes where it "
-                                     "stopped") from exc
-            result.config_changes.append((step.node, step.name, pending))
-            self.emit(Event("done", step.node, step.name, "; ".join(pending), time.monotonic() - t0))
+            if len(batch) == 1:
+                outcomes = [self._one_step(batch[0])]
+            else:
+                with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+                    outcomes = list(pool.map(self._one_step, batch))
+            errors = [o for o in outcomes if isinstance(o, StepError)]
+            result.config_changes += [o for o in outcomes if isinstance(o, tuple)]
+            if errors:
+                raise errors[0]
+
+    def _one_step(self, step: ConfigStep) -> tuple[str, str, list[str]] | StepError | None:
+        """Run one step: its change, None when converged already, or the StepError it failed with."""
+        t0 = time.monotonic()
+        try:
+            pending = step.pending()
+            if not pending:
+                self.emit(Event("noop", step.node, step.name, "already configured"))
+                return None
+            self.emit(Event("begin", step.node, step.name, "; ".join(pending)))
+            step.apply()
+        except StreamctlError as exc:
+            self.emit(Event("fail", step.node, step.name, exc.message))
+            err = StepError(f"{step.node}: step '{step.name}' failed: {exc.message}",
+                            hint=exc.hint or "fix the cause and run `streamctl up` again: it resumes "
+                                             "where it stopped", details=exc.details)
+            err.__cause__ = exc
+            return err
+        except Exception as exc:
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            self.emit(Event("fail", step.node, step.name, lines[0]))
+            err = StepError(f"{step.node}: step '{step.name}' failed: {lines[0]}", details=lines[1:],
+                            hint="fix the cause and run `streamctl up` again: it resumes where it stopped")
+            err.__cause__ = exc
+            return err
+        self.emit(Event("done", step.node, step.name, "; ".join(pending), time.monotonic() - t0))
+        return (step.node, step.name, pending)
 
     def _check_only(self, step: ConfigStep, result: UpResult) -> None:
         """An external node without --configure: report what the step would change, change nothing."""

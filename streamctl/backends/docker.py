@@ -19,7 +19,8 @@ from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
 from streamctl.backends.docker_errors import connect, docker_errors
 from streamctl.backends.docker_images import ImagePuller
-from streamctl.config.model import Node, Topology
+from streamctl.backends.docker_template import VolumeTemplates
+from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
@@ -38,6 +39,7 @@ class DockerBackend:
         self._progress: Progress = progress or (lambda _node, _message: None)  # the library never prints
         self._client: Any = None
         self._puller: ImagePuller | None = None
+        self._volume_templates: VolumeTemplates | None = None
         self._lock = threading.Lock()  # network creation must not race between the node threads
         self._client_lock = threading.Lock()  # status observes nodes from several threads at once
 
@@ -136,8 +138,11 @@ class DockerBackend:
             if self._puller is None:
                 self._puller = ImagePuller(self.client, self._progress)
         self._puller.ensure(node.name, s.image)
+        fresh = node.engine is Engine.POSTGRES and not self._volume_exists(s.volume)
         with docker_errors(f"create volume {s.volume}"):
             self.api.create_volume(s.volume, labels={**s.labels})
+        if fresh:  # a copy of the cluster's initialised template: the entrypoint then skips initdb
+            self._templates().populate(s)
         host_config = self.api.create_host_config(
             port_bindings={s.container_port: (s.host_ip, s.host_port)},
             binds={s.volume: {"bind": s.mount, "mode": "rw"}},
@@ -156,6 +161,17 @@ class DockerBackend:
                 networking_config=networking, stop_signal=s.stop_signal, healthcheck=health)
         with docker_errors(f"start container {s.name}"):
             self.api.start(created["Id"])
+
+    def _volume_exists(self, name: str) -> bool:
+        with docker_errors(f"inspect volume {name}"):
+            found = self.api.volumes(filters={"name": name}).get("Volumes") or []
+        return any(v["Name"] == name for v in found)
+
+    def _templates(self) -> VolumeTemplates:
+        with self._lock:
+            if self._volume_templates is None:
+                self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self._progress)
+            return self._volume_templates
 
     def _ensure_network(self) -> None:
         with self._lock, docker_errors(f"create network {self.network}"):

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
 import subprocess
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamctl.backends import pg_template
 from streamctl.backends.privileges import RunAs
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.errors import PreflightError
 
 Runner = Callable[[list[str]], None]
-_TEMPLATE_LOCK = threading.Lock()  # nodes of one `up` start in parallel threads
 
 
 def find_pg_bindir(configured: str | None) -> Path:
@@ -170,41 +168,23 @@ class PostgresRecipe(Recipe):
         return (self.data_dir / "PG_VERSION").exists()
 
     def initialize(self, run: Runner, run_as: RunAs) -> None:
+        """A copy of the machine-wide template (pg_template: one initdb per binary), then this cluster's
+        password. (Copies share a system identifier, which logical replication, postgres_fdw and Citus
+        do not use.)"""
         super().initialize(run, run_as)
-        template = self._template(run, run_as)
-        run(["cp", "-a", f"{template}/.", str(self.data_dir)])
-        conf = self.data_dir / "postgresql.conf"
-        with conf.open("a") as fh:
-            fh.write("\ninclude_if_exists = 'streamctl.conf'\n")
-
-    def _template(self, run: Runner, run_as: RunAs) -> Path:
-        """One initdb per cluster, copied for every node: initdb is CPU-bound and several at once on a
-        small machine serialise, while a copy takes milliseconds. (The copies share a system identifier,
-        which logical replication, postgres_fdw and Citus do not use.)"""
         assert self.bindir is not None
-        key = hashlib.sha256(f"{self.bindir}|{self.topology.pg_user}|{self.secrets['postgres_password']}"
-                             .encode()).hexdigest()[:12]
-        templates = self.dir.parent.parent / "templates"
-        target = templates / f"pg-{key}"
-        with _TEMPLATE_LOCK:
-            if (target / "PG_VERSION").exists():
-                return target
-            templates.mkdir(parents=True, exist_ok=True, mode=0o700)
-            run_as.chown(templates)
-            building = templates / f".building-{key}"
-            shutil.rmtree(building, ignore_errors=True)
-            pwfile = templates / f".pwfile-{key}"
-            pwfile.write_text(self.secrets["postgres_password"] + "\n")
-            os.chmod(pwfile, 0o600)
-            run_as.chown(pwfile)
-            try:
-                run([str(self.bindir / "initdb"), "-D", str(building), "-U", self.topology.pg_user,
-                     f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
-                     "--no-instructions", "--no-sync"])
-            finally:
-                pwfile.unlink(missing_ok=True)
-            os.replace(building, target)
-            return target
+        template = pg_template.ensure_template(self.bindir, self.topology.pg_user, run, run_as)
+        # Built beside and renamed into place, so a copy interrupted before its password is set is
+        # never taken for an initialised node (initialized() looks for PG_VERSION).
+        staging = self.data_dir.with_name(self.data_dir.name + ".init")
+        shutil.rmtree(staging, ignore_errors=True)
+        run(["cp", "-a", str(template), str(staging)])
+        pg_template.set_superuser_password(self.bindir, staging, self.topology.pg_user,
+                                           self.secrets["postgres_password"], run_as)
+        with (staging / "postgresql.conf").open("a") as fh:
+            fh.write("\ninclude_if_exists = 'streamctl.conf'\n")
+        self.data_dir.rmdir()  # the empty directory super().initialize made
+        os.replace(staging, self.data_dir)
 
     def write_config(self, run_as: RunAs) -> None:
         target = self.data_dir / "streamctl.conf"

@@ -83,6 +83,7 @@ def load_catalogue(ctx: ClusterContext, node: str, spec: SeedSpec, content: Cont
                    meter: MeterFactory) -> list[TableResult]:
     """Reference tables first, then titles, then what points at titles (foreign keys allow no other order)."""
     with ctx.pg_connect(node) as conn:
+        postgres.bulk_session(conn, ctx.topology.metadata.citus.enabled)
         return [
             _copy(conn, meter(node, "genres", None), catalogue.GENRE_COLUMNS, catalogue.genre_rows()),
             _copy(conn, meter(node, "cast_crew", spec.people), catalogue.PEOPLE_COLUMNS,
@@ -133,6 +134,7 @@ def load_aggregates(ctx: ClusterContext, primary: str, coordinator: str, with_re
     views: Counter[str] = Counter()
     try:
         with ctx.pg_connect(primary) as src, ctx.pg_connect(coordinator) as dst:
+            postgres.bulk_session(dst, ctx.topology.metadata.citus.enabled)
             table = meter(coordinator, "trending_daily", None)
             sets = meter(ctx.topology.redis.name, "trending:daily:*", None) if client else None
             trending = TrendingWriter(client, ctx.topology.redis.trending_ttl_days,

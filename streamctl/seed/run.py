@@ -207,7 +207,7 @@ def _refuse_if_seeded(ctx: ClusterContext, plan: _Plan) -> None:
 def _reset(ctx: ClusterContext, plan: _Plan, say: Emit) -> None:
     """Empty what seed fills; replicas follow the primary's TRUNCATE through replication."""
     with ctx.pg_connect(plan.coordinator) as conn:
-        postgres.truncate(conn, CATALOGUE_TABLES)
+        postgres.truncate(postgres.bulk_session(conn, ctx.topology.metadata.citus.enabled), CATALOGUE_TABLES)
     say(SeedEvent("info", plan.coordinator, "reset", detail="catalogue tables emptied"))
     if plan.primary:
         with ctx.pg_connect(plan.primary) as conn:

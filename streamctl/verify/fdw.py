@@ -14,15 +14,23 @@ COUNTS = "fdw.counts"
 JOIN = "fdw.join"
 
 # "A user's watch history with content titles, newest first": history comes through the FDW, titles from
-# the (possibly distributed) catalogue. The CTE is materialised so Citus plans the foreign part locally.
+# the (possibly distributed) catalogue, in one statement. Neither side is read whole:
+# - the user is picked by a scalar subquery (an InitPlan) whose value reaches postgres_fdw as a
+#   parameter, so the remote SQL filters on user_id (joining a CTE instead pulled the whole history);
+# - the titles are narrowed to the history's content ids before the outer join (an outer join whose
+#   inner side is a distributed table makes Citus pull that whole table to the coordinator).
+# The CTEs are materialised so Citus plans the foreign part locally.
 HISTORY_JOIN = """
-WITH someone AS (SELECT user_id FROM {schema}.users ORDER BY user_id LIMIT 1),
-     history AS MATERIALIZED (
+WITH history AS MATERIALIZED (
          SELECT h.content_id, h.watched_at, h.duration_watched_seconds
-         FROM {schema}.user_watch_history h JOIN someone s ON s.user_id = h.user_id
-         ORDER BY h.watched_at DESC LIMIT 50)
-SELECT h.watched_at, c.title, h.duration_watched_seconds
-FROM history h LEFT JOIN content_metadata c ON c.content_id = h.content_id
+         FROM {schema}.user_watch_history h
+         WHERE h.user_id = (SELECT user_id FROM {schema}.users ORDER BY user_id LIMIT 1)
+         ORDER BY h.watched_at DESC LIMIT 50),
+     titled AS MATERIALIZED (
+         SELECT c.content_id, c.title FROM content_metadata c
+         WHERE c.content_id IN (SELECT content_id FROM history))
+SELECT h.watched_at, t.title, h.duration_watched_seconds
+FROM history h LEFT JOIN titled t ON t.content_id = h.content_id
 ORDER BY h.watched_at DESC
 """
 

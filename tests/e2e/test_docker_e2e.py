@@ -115,7 +115,10 @@ def test_lifecycle_through_the_cli(cli: Cli) -> None:
     cli.ok("down")
     left = cluster_resources(cli.cluster)
     assert left["containers"] == []
-    assert len(left["volumes"]) == len(nodes)
+    # one data volume per node, plus the cluster's initialised PostgreSQL template (kept for new nodes)
+    assert sorted(v for v in left["volumes"] if "-pgtemplate-" not in v) == \
+        sorted(f"{cli.cluster}-{n}-data" for n in nodes)
+    assert len(left["volumes"]) == len(nodes) + 1
     assert cli.up_json() == dict.fromkeys(nodes, "create")
     assert cli.sql("SELECT v FROM e2e_kept") == "kept"
 

@@ -169,3 +169,19 @@ def test_readiness_failure_shows_the_container_log(make_docker_cluster) -> None:
         c.backend.readiness(node, timeout=60).wait()
     assert "stopped while starting" in err.value.message
     assert any("no_such_setting_for_streamctl" in line for line in err.value.details)
+
+
+def test_postgres_nodes_start_from_one_initialised_template_volume(make_docker_cluster, docker) -> None:
+    c = make_docker_cluster(replicas=1, fdw=False, redis=False)
+    c.up()
+    templates = docker.volumes.list(filters={"label": [f"io.streamctl.cluster={c.cluster}",
+                                                       "io.streamctl.template"]})
+    assert len(templates) == 1  # one image in this topology: one template, made once
+    for node in ("coordinator", "analytics-primary", "analytics-replica-1"):
+        log = docker.containers.get(f"{c.cluster}-{node}").logs().decode()
+        assert "init process complete" not in log  # the entrypoint skipped initdb: the volume was populated
+    for node, db in (("coordinator", "metadata_db"), ("analytics-replica-1", "analytics_db")):
+        with c.ctx.pg_connect(node, db) as conn:  # the node's own database and password work
+            assert conn.execute("SELECT current_database()").fetchone() == (db,)
+    c.down(volumes=True)
+    assert not docker.volumes.list(filters={"label": f"io.streamctl.cluster={c.cluster}"})

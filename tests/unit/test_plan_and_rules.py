@@ -84,3 +84,16 @@ def test_readiness_times_out_with_logs_and_fails_fast_when_dead() -> None:
 def test_readiness_returns_when_probe_succeeds() -> None:
     answers = iter([False, False, True])
     assert Readiness("db", lambda: next(answers), timeout=5, interval=0.01).wait() < 5
+
+
+def test_same_named_steps_on_distinct_nodes_batch_together_in_order() -> None:
+    from streamctl.steps import ConfigStep, step_batches
+
+    def step(node: str, name: str) -> ConfigStep:
+        return ConfigStep(node, name, lambda: [], lambda: None)
+
+    steps = [step("a", "database"), step("b", "database"), step("a", "schema"), step("a", "grant"),
+             step("a", "grant"), step("b", "grant"), step("c", "database")]
+    batches = [[(s.node, s.name) for s in b] for b in step_batches(steps)]
+    assert batches == [[("a", "database"), ("b", "database")], [("a", "schema")], [("a", "grant")],
+                       [("a", "grant"), ("b", "grant")], [("c", "database")]]

@@ -1,0 +1,93 @@
+"""A machine-wide cache of initialised PostgreSQL data directories, so initdb runs once per binary.
+
+initdb is the expensive, CPU-bound part of creating a node and is the same work for every node of every
+cluster built from the same binaries by the same superuser name. The template is initialised with a
+throwaway password that is never stored; each node's copy gets the cluster's real password through a
+single-user backend fed on stdin (never a command line), so no secret is shared between clusters.
+The key covers the binary (path, size, mtime, `postgres --version`), the superuser and the owner.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import secrets
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from streamctl.backends.privileges import RunAs
+from streamctl.errors import BackendError
+
+CACHE_ENV = "STREAMCTL_PG_TEMPLATE_CACHE"  # overrides where templates live (benchmarks use a private one)
+FORMAT = "1"  # bump when the initdb options below change: old templates are then never reused
+INITDB_OPTIONS = ("--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
+                  "--no-sync")
+_LOCK = threading.Lock()  # nodes of one `up` start in parallel threads; a file lock covers other processes
+
+
+def cache_root() -> Path:
+    """$STREAMCTL_PG_TEMPLATE_CACHE, else /var/cache/streamctl/pg-templates as root, else the user's cache."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    if os.geteuid() == 0:
+        return Path("/var/cache/streamctl/pg-templates")
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "streamctl" / "pg-templates"
+
+
+def template_key(bindir: Path, superuser: str, run_as: RunAs) -> str:
+    postgres = Path(os.path.realpath(bindir / "postgres"))
+    st = postgres.stat()
+    version = subprocess.run([str(postgres), "--version"], capture_output=True, text=True).stdout.strip()
+    parts = [FORMAT, str(postgres), str(st.st_size), str(st.st_mtime_ns), version, superuser, str(run_as.uid),
+             *INITDB_OPTIONS]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def ensure_template(bindir: Path, superuser: str, run: Callable[[list[str]], None], run_as: RunAs) -> Path:
+    """The initialised template for these binaries and superuser, made now unless cached."""
+    root = cache_root()
+    key = template_key(bindir, superuser, run_as)
+    target = root / f"pg-{key}"
+    if (target / "PG_VERSION").exists():
+        return target
+    with _LOCK:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(root, 0o700)
+        run_as.chown(root)
+        with open(root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if (target / "PG_VERSION").exists():  # another process made it meanwhile
+                return target
+            building = root / f".building-{key}-{os.getpid()}"
+            shutil.rmtree(building, ignore_errors=True)
+            pwfile = root / f".pwfile-{key}-{os.getpid()}"
+            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32) + "\n")  # throwaway: never stored, never reused
+            run_as.chown(pwfile)
+            try:
+                run([str(bindir / "initdb"), "-D", str(building), "-U", superuser, f"--pwfile={pwfile}",
+                     *INITDB_OPTIONS])
+            finally:
+                pwfile.unlink(missing_ok=True)
+            os.replace(building, target)
+    return target
+
+
+def set_superuser_password(bindir: Path, data_dir: Path, superuser: str, password: str, run_as: RunAs) -> None:
+    """Give a fresh copy of the template the cluster's password (single-user backend, statement on stdin)."""
+    ident = '"' + superuser.replace('"', '""') + '"'
+    literal = "'" + password.replace("'", "''") + "'"
+    proc = subprocess.run([str(bindir / "postgres"), "--single", "-D", str(data_dir), "-c", "log_statement=none",
+                           "template1"], input=f"ALTER ROLE {ident} PASSWORD {literal}\n", capture_output=True,
+                          text=True, timeout=120, start_new_session=True, **run_as.subprocess_kwargs())
+    if proc.returncode != 0 or "ERROR" in proc.stdout + proc.stderr:
+        # the output may quote the statement: show only lines that cannot hold the password
+        out = [ln for ln in (proc.stderr + proc.stdout).splitlines() if password not in ln][-10:]
+        raise BackendError(f"setting the superuser password in {data_dir} failed (exit {proc.returncode})",
+                           details=out)

@@ -1,0 +1,66 @@
+"""The machine-wide PostgreSQL template: reused across clusters, never carrying a cluster's secret."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from streamctl.backends import pg_template
+from tests.conftest import traversable_tmpdir
+
+pytestmark = [pytest.mark.redis]
+
+
+def _files_contain(root: Path, needle: bytes) -> bool:
+    return any(needle in p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def test_two_clusters_share_one_template_but_not_their_passwords(make_cluster: Any,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    home = traversable_tmpdir()  # the unprivileged server user must reach the cache (pytest's tmp is 0700)
+    cache = home / "templates"
+    monkeypatch.setenv(pg_template.CACHE_ENV, str(cache))
+    a = make_cluster(analytics=False, fdw=False, replicas=0, redis=False)
+    b = make_cluster(analytics=False, fdw=False, replicas=0, redis=False)
+    a.up()
+    made = sorted(p.name for p in cache.iterdir() if p.name.startswith("pg-"))
+    assert len(made) == 1
+    stamp = (cache / made[0] / "PG_VERSION").stat().st_mtime_ns
+    b.up()
+    assert sorted(p.name for p in cache.iterdir() if p.name.startswith("pg-")) == made  # reused, not redone
+    assert (cache / made[0] / "PG_VERSION").stat().st_mtime_ns == stamp
+    pw_a, pw_b = a.ctx.secrets["postgres_password"], b.ctx.secrets["postgres_password"]
+    assert pw_a != pw_b
+    for secret in (pw_a, pw_b):
+        assert not _files_contain(cache, secret.encode())
+    ep_a, ep_b = a.ctx.endpoint("coordinator"), b.ctx.endpoint("coordinator")
+    user = a.topology.pg_user
+    with psycopg.connect(host=ep_a.host, port=ep_a.port, user=user, password=pw_a, dbname="postgres") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(host=ep_b.host, port=ep_b.port, user=user, password=pw_a, dbname="postgres")
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_key_changes_with_superuser_and_binary(tmp_path: Path) -> None:
+    from streamctl.backends.privileges import RunAs
+    from streamctl.backends.recipes import find_pg_bindir
+
+    bindir = find_pg_bindir(None)
+    me = RunAs(None, 0, 0)
+    base = pg_template.template_key(bindir, "streamctl", me)
+    assert base == pg_template.template_key(bindir, "streamctl", me)
+    assert base != pg_template.template_key(bindir, "someone_else", me)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "postgres").symlink_to(bindir / "postgres")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "postgres").write_bytes((bindir / "postgres").read_bytes())
+    (copy / "postgres").chmod(0o755)
+    assert pg_template.template_key(fake, "streamctl", me) == base  # same binary through a symlink
+    assert pg_template.template_key(copy, "streamctl", me) != base  # another binary file
