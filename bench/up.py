@@ -1,6 +1,6 @@
 """How parallel is `up`? Its wall time against the slowest single node's own ready time, in one run.
 
-    python bench/up.py [--backend local|docker] [--topology examples/no-citus.yaml] [--image-override IMG]
+    python bench/up.py [--backend local|docker|swarm] [--topology examples/no-citus.yaml] [--image-override IMG]
     python bench/up.py --compose [--rounds 3] [--image-override IMG]   # see bench/up_compose.py
 
 1. Each node alone: create it, wait until ready, time it, remove it (sequentially).
@@ -14,6 +14,9 @@ Ports are taken fresh so it never touches a running cluster.
 
 instead measures the node phase of a fresh `up` with TLS (CA and certificates issued, servers started with
 them, probes verifying) against `tls: false`, alternating the two round by round; goal: <= 1.10.
+
+With `--backend swarm` (the engine must be a Swarm manager): a cold `up` of the same topology and images
+on plain Docker and on Swarm, alternately (`--rounds`), and their ratio; goal: swarm / docker <= 1.5.
 """
 
 from __future__ import annotations
@@ -101,14 +104,14 @@ def compare_tls(args: argparse.Namespace) -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", default="local", choices=["local", "docker"])
+    ap.add_argument("--backend", default="local", choices=["local", "docker", "swarm"])
     ap.add_argument("--topology", type=Path, default=Path(__file__).resolve().parents[1] / "examples/no-citus.yaml")
     ap.add_argument("--image-override", default=None, help="one image for every node (Docker, offline)")
     ap.add_argument("--compare-tls", action="store_true", help="node phase with TLS against tls: false")
     ap.add_argument("--compose", action="store_true",
                     help="Docker Compose v2 `up -d --wait` vs `streamctl up`, alternating (bench/up_compose.py)")
     ap.add_argument("--compose-bin", default=None, help="the Docker Compose v2 binary (see bench/get-compose.sh)")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of --compose or --compare-tls")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of --compose, swarm, --compare-tls")
     args = ap.parse_args()
     if args.compare_tls:
         return compare_tls(args)
@@ -116,6 +119,8 @@ def main() -> int:
         import up_compose  # bench/up_compose.py
 
         return up_compose.run(args.topology, args.image_override, args.rounds, args.compose_bin)
+    if args.backend == "swarm":
+        return compare_swarm(args.topology, args.image_override, args.rounds)
 
     work = Path(tempfile.mkdtemp(prefix="streamctl-bench-"))
     work.chmod(0o755)
@@ -182,6 +187,34 @@ def main() -> int:
           f"  (goal <= 1.3)")
     print(f"`up`, with schema/replication/FDW/stores: {full:6.2f} s   ratio {full / slowest:4.2f}")
     print(f"second `up` (no changes: {not second.changed}):      {second_s:6.2f} s   (goal <= 2 s)")
+    return 0
+
+
+def cold_up(path: Path, backend: str, image: str | None) -> float:
+    """One `up` of a fresh cluster on `backend`, then `down --volumes`; the `up` seconds."""
+    work = Path(tempfile.mkdtemp(prefix="streamctl-bench-"))
+    work.chmod(0o755)
+    data = bench_topology(path, backend, image)
+    data["cluster"] = f"bench-{backend}-{time.monotonic_ns() % 10**8}"
+    data["bind"] = "0.0.0.0" if backend == "swarm" else "127.0.0.1"  # Swarm publishes on every interface
+    ctx = context(data, work)
+    runner = Runner(ctx, select_backend(ctx, backend))
+    try:
+        return runner.up().seconds
+    finally:
+        runner.down(volumes=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def compare_swarm(path: Path, image: str | None, rounds: int) -> int:
+    times: dict[str, list[float]] = {"docker": [], "swarm": []}
+    for _ in range(rounds):
+        for backend in ("docker", "swarm"):
+            times[backend].append(cold_up(path, backend, image))
+    for backend, secs in times.items():
+        print(f"`up` on {backend:<6}: " + "  ".join(f"{s:6.2f} s" for s in secs))
+    ratios = [s / d for s, d in zip(times["swarm"], times["docker"], strict=True)]
+    print(f"swarm / docker, per round: {'  '.join(f'{r:4.2f}' for r in ratios)}   (goal <= 1.5)")
     return 0
 
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Entrypoint of the streamctl test image. It honours the documented interface of the official images, so
 # the Docker backend configures this image exactly as it configures postgres / citusdata/citus / redis:
-#   postgres [-c key=value ...]   POSTGRES_USER, POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE), POSTGRES_DB, PGDATA,
-#                                 POSTGRES_INITDB_ARGS, POSTGRES_HOST_AUTH_METHOD, /docker-entrypoint-initdb.d
+#   postgres [-c key=value ...]   POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, PGDATA,
+#                                 POSTGRES_INITDB_ARGS, POSTGRES_HOST_AUTH_METHOD, /docker-entrypoint-initdb.d;
+#                                 each POSTGRES_* value may come from a file instead (POSTGRES_PASSWORD_FILE
+#                                 =/run/secrets/...), as with the official image: Docker/Swarm secrets
 #   redis-server [args ...]       arguments passed through; data in the working directory (/data)
 # Servers run unprivileged (postgres / redis), never as root. Anything else is executed as given.
 set -Eeuo pipefail
@@ -11,6 +13,22 @@ set -Eeuo pipefail
 if [[ $# -eq 0 || "${1:0:1}" == "-" ]]; then
     set -- postgres "$@"
 fi
+
+file_env() {  # VAR from $VAR_FILE when that is set (Docker secrets); both set is an error, as upstream
+    local var=$1 file_var="${1}_FILE"
+    if [[ -n "${!var:-}" && -n "${!file_var:-}" ]]; then
+        echo "error: both $var and $file_var are set (they are exclusive)" >&2
+        exit 1
+    fi
+    if [[ -n "${!file_var:-}" ]]; then
+        if [[ ! -r "${!file_var}" ]]; then
+            echo "error: $file_var names ${!file_var}, which cannot be read" >&2
+            exit 1
+        fi
+        export "$var"="$(<"${!file_var}")"
+        unset "$file_var"
+    fi
+}
 
 drop_to() {  # re-run this script as an unprivileged user, keeping PID 1 (signals reach the server)
     local user=$1
@@ -25,9 +43,6 @@ drop_to() {  # re-run this script as an unprivileged user, keeping PID 1 (signal
 pg_init() {  # first start on an empty PGDATA: initdb, the database, init scripts
     local user="${POSTGRES_USER:-postgres}" db="${POSTGRES_DB:-${POSTGRES_USER:-postgres}}"
     local auth="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
-    if [[ -n "${POSTGRES_PASSWORD_FILE:-}" ]]; then  # the password from a file, never the environment
-        POSTGRES_PASSWORD="$(<"$POSTGRES_PASSWORD_FILE")"
-    fi
     if [[ -z "${POSTGRES_PASSWORD:-}" && "$auth" != trust ]]; then
         echo "error: database is uninitialized and POSTGRES_PASSWORD is not set" >&2
         echo "       (set POSTGRES_PASSWORD, or POSTGRES_HOST_AUTH_METHOD=trust)" >&2
@@ -62,6 +77,9 @@ pg_init() {  # first start on an empty PGDATA: initdb, the database, init script
 
 case "$1" in
     postgres)
+        for v in POSTGRES_USER POSTGRES_PASSWORD POSTGRES_DB POSTGRES_INITDB_ARGS; do
+            file_env "$v"
+        done
         : "${PGDATA:=/var/lib/postgresql/data}"
         export PGDATA
         if [[ "$(id -u)" == 0 ]]; then
@@ -74,6 +92,7 @@ case "$1" in
         if [[ ! -s "$PGDATA/PG_VERSION" ]]; then
             pg_init
         fi
+        unset POSTGRES_PASSWORD  # initdb has it; the server's environment does not need it
         exec "$@"
         ;;
     redis-server)

@@ -16,6 +16,8 @@ from streamctl.state import Endpoint, StateStore, cluster_dir
 from streamctl.tls.material import ClusterTls
 from streamctl.tls.server import CA, libpq_verify
 
+TLS_BACKENDS = ("local", "docker", "auto")  # the Swarm backend does not set up TLS yet: its nodes stay plain
+
 if TYPE_CHECKING:
     import psycopg
     import redis as redis_lib
@@ -68,17 +70,22 @@ class ClusterContext:
         return f"{tls_dir}/{CA}"
 
     def managed_tls(self, name: str) -> bool:
-        """True when the cluster's own TLS covers the node (on, and not an external node: those bring theirs)."""
+        """True when the cluster's own TLS covers the node: on, a backend that sets it up (local, Docker), and
+        not an external node (those bring their own settings)."""
         node = self.topology.node(name)
-        return self.tls_on and not (node is not None and node.is_external)
+        if not self.tls_on or (node is not None and node.is_external):
+            return False
+        recorded = self.store.endpoints().get(name)
+        backend = recorded.backend if recorded is not None else self.topology.backend
+        return backend in TLS_BACKENDS
 
     def pg_ssl(self, client: str | None = None, target: str | None = None) -> dict[str, str]:
         """libpq parameters for a connection to `target` (from streamctl, or from node `client`): verify-full
         against the cluster CA when the cluster's TLS covers both ends."""
         ends = [e for e in (target, client) if e is not None]
-        if not all(self.managed_tls(e) for e in ends):
+        if not ends or not all(self.managed_tls(e) for e in ends):
             return {}
-        return libpq_verify(self.ca_path(client)) if self.tls_on else {}
+        return libpq_verify(self.ca_path(client))
 
     def node(self, name: str) -> Node:
         node = self.topology.node(name)
@@ -210,7 +217,8 @@ class ClusterContext:
             user, pw, auth_db = MONGO_ROOT_USER, self.secrets["mongo_password"], "admin"
         else:
             user, pw, auth_db = MONGO_APP_USER, self.secrets["mongo_app_password"], self.topology.mongo.database
-        tls = f"&tls=true&tlsCAFile={quote(self.ca_path(), safe='/')}" if self.tls_on else ""
+        managed = self.managed_tls(self.topology.mongo.name)
+        tls = f"&tls=true&tlsCAFile={quote(self.ca_path(), safe='/')}" if managed else ""
         return (f"mongodb://{quote(user, safe='')}:{quote(pw, safe='')}@{ep.host}:{ep.port}/"
                 f"?authSource={auth_db}&directConnection=true&serverSelectionTimeoutMS=5000{tls}")
 

@@ -1,4 +1,4 @@
-"""Backends: where nodes run. `select_backend` resolves `backend: auto|docker|local|external`, per node."""
+"""Backends: where nodes run. `select_backend` resolves `backend: auto|docker|swarm|local|external`, per node."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from streamctl.backends.base import Backend
     from streamctl.context import ClusterContext
 
-BACKENDS = ("auto", "docker", "local", "external")
+BACKENDS = ("auto", "docker", "swarm", "local", "external")
 
 
 def docker_available() -> bool:
@@ -32,7 +32,7 @@ def _resolve(ctx: ClusterContext, choice: str) -> str:
     if choice != "auto":
         return choice
     recorded = ctx.store.read().get("backend")
-    if recorded in ("docker", "local"):
+    if recorded in ("docker", "swarm", "local"):
         return str(recorded)
     return "docker" if docker_available() else "local"
 
@@ -48,6 +48,10 @@ def _make(ctx: ClusterContext, choice: str, progress: Progress | None = None) ->
         except ImportError as exc:  # pragma: no cover - the docker SDK is a dependency
             raise PreflightError(f"the Docker backend is unavailable: {exc}") from exc
         return DockerBackend(ctx, progress)
+    if choice == "swarm":
+        from streamctl.backends.swarm import SwarmBackend
+
+        return SwarmBackend(ctx, progress)
     if choice == "external":
         from streamctl.backends.external import ExternalBackend
 

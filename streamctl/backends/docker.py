@@ -17,7 +17,7 @@ from typing import Any
 
 from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
-from streamctl.backends.docker_errors import UNREACHABLE_HINT, docker_errors, short_error
+from streamctl.backends.docker_errors import connect, docker_errors
 from streamctl.backends.docker_files import put_files
 from streamctl.backends.docker_images import ImagePuller
 from streamctl.backends.docker_template import VolumeTemplates
@@ -57,15 +57,7 @@ class DockerBackend:
 
     @staticmethod
     def _connect() -> Any:
-        import docker
-
-        try:
-            # One pooled connection per node thread, so big topologies do not exhaust the pool.
-            client = docker.from_env(timeout=120, max_pool_size=64)
-            client.ping()
-        except Exception as exc:  # DockerException, or requests' errors when the socket is absent or refuses
-            raise PreflightError(f"cannot reach the Docker engine: {short_error(exc)}", hint=UNREACHABLE_HINT) from exc
-        return client
+        return connect()
 
     @property
     def api(self) -> Any:

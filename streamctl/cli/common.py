@@ -16,7 +16,7 @@ FileOpt = Annotated[Path, typer.Option("--file", "-f", help="Topology file.", sh
 StateDirOpt = Annotated[str | None, typer.Option(
     "--state-dir", help="State directory root (default: the topology's state_dir, relative to the file).")]
 BackendOpt = Annotated[str | None, typer.Option(
-    "--backend", help="Override the topology's backend: docker, local or external (a node's own "
+    "--backend", help="Override the topology's backend: docker, swarm, local or external (a node's own "
                       "`backend:` still wins).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 

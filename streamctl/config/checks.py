@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from streamctl.config import constraints
 from streamctl.config.model import Topology
 
 
@@ -67,7 +68,19 @@ def semantic_errors(t: Topology) -> list[str]:
             if table not in a.tables:
                 errors.append(f"fdw.tables[{i}]: {table!r} is not one of analytics.tables")
 
+    errors += constraints.syntax_errors(t)
+    if t.backend == "swarm":
+        errors += swarm_bind_errors(t)
     return errors
+
+
+def swarm_bind_errors(t: Topology) -> list[str]:
+    """Swarm publishes a port on every interface of the host running the task: it cannot bind 127.0.0.1,
+    so the topology must say 0.0.0.0 to accept that (checked again when `--backend swarm` overrides)."""
+    why = ("Swarm publishes ports on every interface of the host running the task, so it cannot bind {bind}; "
+           "set bind: 0.0.0.0 to accept that, and firewall the hosts (see README, Swarm backend)")
+    paths = {("bind" if n.bind == t.bind else f"{n.yaml_path}.bind", n.bind) for n in t.nodes()}
+    return [f"{path}: {why.format(bind=bind)}" for path, bind in sorted(paths) if bind not in ("0.0.0.0", "::")]
 
 
 def _external_errors(t: Topology) -> list[str]:

@@ -19,7 +19,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-BackendName = Literal["auto", "docker", "local", "external"]
+BackendName = Literal["auto", "docker", "local", "external", "swarm"]
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
@@ -180,6 +180,17 @@ class VerifySpec(Strict):
     checksum_chunk_rows: int = Field(100_000, ge=100)
 
 
+Constraint = Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class PlacementSpec(Strict):
+    """Where nodes may run on a Swarm: Swarm constraint expressions per role and per node (both apply)."""
+
+    roles: dict[str, tuple[Constraint, ...]] = {}
+    nodes: dict[str, tuple[Constraint, ...]] = {}
+    spread: bool = True  # place each new service on the matching host holding fewest of its role
+
+
 class Topology(Strict):
     version: Literal[1] = 1
     cluster: Name = "streamplat"
@@ -197,6 +208,7 @@ class Topology(Strict):
     external: ExternalSpec = ExternalSpec()  # defaults for every external node
     local: LocalSpec = LocalSpec()
     verify: VerifySpec = VerifySpec()
+    placement: PlacementSpec = PlacementSpec()
     tls: TlsSpec = TlsSpec()
 
     @field_validator("tls", mode="before")

@@ -179,7 +179,7 @@ def render_hba(superuser: str, rules: list[HbaRule], tls: bool = True) -> str:
 
 def hba_step(ctx: ClusterContext, backend: Backend, node: Node, rules: list[HbaRule]) -> ConfigStep:
     def desired() -> str:
-        return render_hba(ctx.topology.pg_user, rules, ctx.tls_on)
+        return render_hba(ctx.topology.pg_user, rules, ctx.managed_tls(node.name))
 
     def pending() -> list[str]:
         with ctx.pg_connect(node.name, "postgres") as conn:
@@ -188,7 +188,7 @@ def hba_step(ctx: ClusterContext, backend: Backend, node: Node, rules: list[HbaR
         if current == desired():
             return []
         scope = "; ".join(f"{r.user} only from {', '.join(r.addresses) or 'nowhere'}" for r in rules)
-        tls = "TLS only; " if ctx.tls_on else ""
+        tls = "TLS only; " if ctx.managed_tls(node.name) else ""
         return [f"rewrite pg_hba.conf ({tls}{scope or 'password logins only'})"]
 
     def apply() -> None:

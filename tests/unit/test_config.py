@@ -78,7 +78,7 @@ MALFORMED: list[tuple[str, object, str]] = [
     ("unset variable", {"secrets": {"redis_password": "${STREAMCTL_TEST_UNSET_VAR}"}},
      "secrets.redis_password: environment variable STREAMCTL_TEST_UNSET_VAR is not set"),
     ("bad backend", {"backend": "kubernetes"},
-     "backend: Input should be 'auto', 'docker', 'local' or 'external'"),
+     "backend: Input should be 'auto', 'docker', 'local', 'external' or 'swarm'"),
     ("external port outside workers.nodes", {"external": {"port": 5432}},
      "external.port: set the node's own port instead"),
     ("bad cluster name", {"cluster": "My Cluster"}, "cluster: 'My Cluster' is not a valid name"),

@@ -1,0 +1,341 @@
+"""Swarm backend: every node is a one-replica Swarm service, pinned to the host that holds its volume.
+
+Services share an attachable overlay network per cluster and reach each other by service name (DNS
+round-robin endpoints: no IPVS needed); streamctl reaches them on ports published in host mode on the
+host running the task. Passwords travel as Docker secrets. Driven through the manager at DOCKER_HOST.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from typing import Any
+
+from streamctl.backends import docker_spec
+from streamctl.backends import swarm_spec as sspec
+from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
+from streamctl.backends.docker_errors import connect, docker_errors
+from streamctl.backends.docker_images import ImagePuller
+from streamctl.backends.swarm_hosts import SwarmHosts
+from streamctl.backends.swarm_placement import Pin
+from streamctl.config.checks import swarm_bind_errors
+from streamctl.config.model import Node, Topology
+from streamctl.context import ClusterContext
+from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
+from streamctl.events import Progress
+from streamctl.readiness import Readiness, node_probe
+from streamctl.state import Endpoint
+
+NS = 1_000_000_000  # the Engine API takes durations in nanoseconds
+
+
+class SwarmBackend:
+    """Runs each node as a Swarm service; `down` scales it to zero (the service, pin and volume stay)."""
+
+    name = "swarm"
+
+    def __init__(self, ctx: ClusterContext, progress: Progress | None = None) -> None:
+        self.ctx = ctx
+        self.topology: Topology = ctx.topology
+        self.progress: Progress = progress or (lambda _node, _message: None)  # the library never prints
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._lock = threading.Lock()  # network, secrets and state writes must not race between node threads
+        self._hosts: SwarmHosts | None = None
+
+    # -- connection -------------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        """The manager's client; every command learns first, in one clear error, when it is not a manager."""
+        with self._client_lock:
+            if self._client is None:
+                client = connect()
+                hosts = SwarmHosts(client, self.ctx)
+                hosts.require_manager()
+                self._client, self._hosts = client, hosts
+        return self._client
+
+    @property
+    def hosts(self) -> SwarmHosts:
+        self.client  # noqa: B018 - connects, checks the manager and sets the hosts
+        assert self._hosts is not None
+        return self._hosts
+
+    @property
+    def network(self) -> str:
+        return sspec.network_name(self.topology.cluster)
+
+    def preflight(self, nodes: list[Node]) -> None:
+        """Before any change: a reachable manager, ports it can publish, no foreign services, pinned hosts
+        present and available, and a host satisfying the placement of every node still to be created."""
+        bind = swarm_bind_errors(self.topology)
+        if bind:
+            raise PreflightError("the topology binds ports to one address, which Swarm cannot do",
+                                 details=bind, hint="set `bind: 0.0.0.0` in the topology")
+        services = {n.name: self._find(n) for n in nodes}
+        for name, service in services.items():
+            if service is not None:
+                self.hosts.adopt(name, service)
+        self.hosts.check_pins([n for n in nodes if services[n.name] is not None or self.hosts.pin(n.name)])
+        self.hosts.plan([n for n in nodes if services[n.name] is None and self.hosts.pin(n.name) is None])
+
+    def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
+        """Images present on the manager for the nodes it will run, before any service changes; the other
+        hosts pull (or hold) their own, and a task they cannot start shows as rejected in readiness."""
+        from streamctl.backends.docker_prepare import ensure_images
+
+        local = self.hosts.local_id
+        here = [(node, action) for node, action in changes
+                if (pin := self.hosts.pin(node.name) or self.hosts.planned(node.name)) and pin.id == local]
+        if here:
+            ensure_images(ImagePuller(self.client, notify), here)
+
+    # -- definitions ------------------------------------------------------------------------------
+    def spec(self, node: Node) -> sspec.ServiceSpec:
+        return sspec.service_spec(self.topology, node, self.ctx.store.known_secrets(self.topology))
+
+    def desired_fingerprint(self, node: Node) -> str:
+        return fingerprint(self.spec(node).definition())
+
+    # -- observation ------------------------------------------------------------------------------
+    def _find(self, node: Node) -> Any | None:
+        from docker.errors import NotFound
+
+        name = docker_spec.container_name(self.topology.cluster, node.name)
+        with docker_errors(f"inspect service {name}"):
+            try:
+                service = self.client.services.get(name)
+            except NotFound:
+                return None
+        labels = service.attrs.get("Spec", {}).get("Labels") or {}
+        if (labels.get(docker_spec.LABEL_CLUSTER), labels.get(docker_spec.LABEL_NODE)) != (
+                self.topology.cluster, node.name):
+            raise PreflightError(f"a Swarm service named {name} exists but was not created by streamctl for "
+                                 f"cluster {self.topology.cluster}",
+                                 hint=f"remove it (docker service rm {name}) or rename the cluster")
+        return service
+
+    def _tasks(self, service: Any) -> list[dict[str, Any]]:
+        with docker_errors(f"list the tasks of {service.name}"):
+            tasks = service.tasks()
+        return sorted(tasks, key=lambda t: t.get("Version", {}).get("Index", 0), reverse=True)
+
+    def observe(self, node: Node) -> Observation:
+        service = self._find(node)
+        pin = self.hosts.pin(node.name)
+        gone = self.hosts.unavailable(pin) if pin else None
+        if service is None:
+            return Observation(node.name, NodeState.MISSING, None, f"pinned to {gone}" if gone else "")
+        fp = (service.attrs["Spec"].get("Labels") or {}).get(docker_spec.LABEL_FINGERPRINT)
+        where = pin.describe() if pin else "an unknown host"
+        if gone:
+            return Observation(node.name, NodeState.STOPPED, fp, f"pinned to {gone}; nothing was moved")
+        replicas = service.attrs["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas", 0)
+        if replicas == 0:
+            return Observation(node.name, NodeState.STOPPED, fp, f"scaled to 0 on {where}")
+        tasks = self._tasks(service)
+        state = tasks[0]["Status"]["State"] if tasks else "no task yet"
+        return Observation(node.name, NodeState.RUNNING, fp, f"task {state} on {where}")
+
+    # -- changes ----------------------------------------------------------------------------------
+    def apply(self, node: Node, action: Action) -> None:
+        if action is Action.NOOP:
+            return
+        service = self._find(node)
+        if action is Action.START and service is not None:
+            with docker_errors(f"scale {service.name} to 1"):
+                service.scale(1)
+            return
+        spec = self.spec(node)
+        pin = self.hosts.pin(node.name) or self.hosts.place(node)
+        kwargs = self._service_kwargs(node, spec, pin)
+        if service is not None:  # RECREATE: a rolling `service update` on the same host keeps the volume
+            with docker_errors(f"update service {spec.name}"):
+                service.update(**kwargs)
+            return
+        self._ensure_network()
+        with docker_errors(f"create service {spec.name}"):
+            self.client.services.create(**kwargs)
+
+    def _service_kwargs(self, node: Node, spec: sspec.ServiceSpec, pin: Pin) -> dict[str, Any]:
+        from docker.types import EndpointSpec, Healthcheck, Mount, RestartPolicy, SecretReference, ServiceMode
+
+        c = spec.container
+        refs = [SecretReference(self._ensure_secret(s), s.name, filename=s.target) for s in spec.secrets]
+        mounts = [Mount(c.mount, c.volume, type="volume", labels=dict(c.labels))]
+        if c.shm_size:
+            mounts.append(Mount("/dev/shm", None, type="tmpfs", tmpfs_size=_bytes(c.shm_size)))
+        labels = {**c.labels, docker_spec.LABEL_FINGERPRINT: fingerprint(spec.definition()),
+                  sspec.LABEL_HOST: pin.id}
+        health = Healthcheck(test=spec.healthcheck, retries=sspec.HEALTH_RETRIES,
+                             **{k: v * NS for k, v in sspec.HEALTH_SECONDS.items()})
+        return {
+            "image": c.image, "name": spec.name, "args": spec.command or None, "env": spec.environment,
+            "hostname": node.name, "labels": labels, "container_labels": dict(c.labels),
+            "mounts": mounts, "secrets": refs, "healthcheck": health, "networks": [self.network],
+            "stop_signal": c.stop_signal, "stop_grace_period": 60 * NS,
+            "mode": ServiceMode("replicated", replicas=1),
+            "restart_policy": RestartPolicy(condition="any", delay=2 * NS, max_attempts=0),
+            "constraints": [*spec.constraints, f"node.id == {pin.id}"],
+            "endpoint_spec": EndpointSpec(mode="dnsrr", ports={c.host_port: (c.container_port, "tcp", "host")}),
+        }
+
+    def _ensure_secret(self, secret: sspec.SecretFile) -> str:
+        with self._lock, docker_errors(f"create secret {secret.name}"):
+            found = self.client.secrets.list(filters={"name": secret.name})
+            exact = [s for s in found if s.name == secret.name]
+            if exact:
+                return str(exact[0].id)
+            made = self.client.secrets.create(name=secret.name, data=secret.data.encode(),
+                                              labels={docker_spec.LABEL_CLUSTER: self.topology.cluster})
+            return str(made.id)
+
+    def _ensure_network(self) -> None:
+        with self._lock, docker_errors(f"create network {self.network}"):
+            if not [n for n in self.client.networks.list(names=[self.network]) if n.name == self.network]:
+                self.client.networks.create(self.network, driver="overlay", attachable=True, scope="swarm",
+                                            labels={docker_spec.LABEL_CLUSTER: self.topology.cluster})
+
+    def stop(self, node: Node) -> None:
+        service = self._find(node)
+        if service is not None:
+            with docker_errors(f"scale {service.name} to 0"):
+                service.scale(0)
+            self.hosts.wait_no_task(service)
+
+    def remove(self, node: Node, volumes: bool) -> None:
+        service = self._find(node)
+        if service is not None:
+            with docker_errors(f"remove service {service.name}"):
+                service.remove()
+            self.hosts.wait_no_container(node)
+        if volumes:
+            self.hosts.remove_volume(node, docker_spec.volume_name(self.topology.cluster, node.name))
+            self.hosts.forget(node.name)
+
+    def teardown(self, volumes: bool) -> None:
+        """With volumes: the cluster's secrets, network and (on the hosts this engine reaches) volumes."""
+        if not volumes:
+            return
+        flt = {"label": f"{docker_spec.LABEL_CLUSTER}={self.topology.cluster}"}
+        with docker_errors("remove the cluster's services, secrets and network"):
+            for service in self.client.services.list(filters=flt):
+                service.remove()
+            for secret in self.client.secrets.list(filters=flt):
+                secret.remove()
+            for net in self.client.networks.list(names=[self.network]):
+                if (net.attrs.get("Labels") or {}).get(docker_spec.LABEL_CLUSTER) == self.topology.cluster:
+                    self.hosts.remove_network(net)
+        if self.hosts.leftover_volumes:
+            raise BackendError("the cluster is removed, but volumes on other Swarm hosts remain (this engine "
+                               "cannot delete another host's volumes)", details=self.hosts.leftover_volumes,
+                               hint="on each host named: `docker volume rm NAME`")
+
+    def kill(self, node: Node) -> None:
+        """SIGKILL the node's task container on this engine (tests simulate a crash with it)."""
+        for container in self.hosts.local_containers(node):
+            with docker_errors(f"kill {container.name}"):
+                container.kill()
+
+    # -- information ------------------------------------------------------------------------------
+    def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
+        ep = self.endpoint(node)
+        answers = node_probe(node, ep.host, ep.port, self.topology.pg_user,
+                             self.ctx.store.known_secrets(self.topology))
+
+        def probe() -> bool:
+            return answers() and self._task_running(node)
+
+        return Readiness(f"{node.name} ({node.engine.value} as Swarm service "
+                         f"{docker_spec.container_name(self.topology.cluster, node.name)}, {ep.host}:{ep.port})",
+                         probe, timeout, interval=0.3, logs=lambda: self.logs(node, 20),
+                         hint=f"see `streamctl logs {node.name}` and `docker service ps "
+                              f"{docker_spec.container_name(self.topology.cluster, node.name)}`",
+                         alive=lambda: self._alive(node))
+
+    def _task_running(self, node: Node) -> bool:
+        """Swarm's own verdict: the task passed its health check, so its name resolves on the overlay."""
+        service = self._find(node)
+        tasks = [t for t in self._tasks(service) if t.get("DesiredState") == "running"] if service else []
+        if not any(t["Status"]["State"] == "running" for t in tasks):
+            state = tasks[0]["Status"]["State"] if tasks else "no task"
+            raise BackendError(f"task {state}: Swarm adds it to the overlay's DNS once its health check passes")
+        return True
+
+    def _alive(self, node: Node) -> bool:
+        """False only when Swarm refuses the task outright (no such image on the host, for instance)."""
+        service = self._find(node)
+        if service is None:
+            return False
+        tasks = self._tasks(service)
+        return not tasks or tasks[0]["Status"]["State"] != "rejected"
+
+    def logs(self, node: Node, tail: int = 50) -> list[str]:
+        service = self._find(node)
+        if service is None:
+            return []
+        with docker_errors(f"read the logs of {service.name}"):
+            raw = b"".join(service.logs(stdout=True, stderr=True, tail=tail if tail else "all"))
+        lines = raw.decode(errors="replace").splitlines()
+        tasks = self._tasks(service)
+        if tasks and tasks[0]["Status"].get("Err"):
+            lines.append(f"[swarm] task {tasks[0]['Status']['State']}: {tasks[0]['Status']['Err']}")
+        return lines
+
+    def endpoint(self, node: Node) -> Endpoint:
+        pin = self.hosts.pin(node.name) or self.hosts.planned(node.name)
+        host = pin.addr if pin else node.host
+        return Endpoint(node.name, node.role.value, node.engine.value, self.name, host, node.port,
+                        docker_spec.container_name(self.topology.cluster, node.name),
+                        docker_spec.CONTAINER_PORT[node.engine], node.database)
+
+    def write_pg_file(self, node: Node, name: str, content: str) -> None:
+        """Through SQL (COPY ... TO a server file, as the server's user): the task may run on any host."""
+        from psycopg import sql
+
+        lines = content.rstrip("\n").split("\n")
+        if any(ch in line for line in lines for ch in "\t\\\r"):
+            raise BackendError(f"cannot write {name} on {node.name}: tabs and backslashes are not supported")
+        with self.ctx.pg_connect(node.name, "postgres") as conn:
+            path = conn.execute("SELECT current_setting('data_directory') || '/' || %s", (name,)).fetchone()
+            assert path is not None
+            conn.execute(sql.SQL("COPY (SELECT unnest({}::text[])) TO {}").format(
+                sql.Literal(lines), sql.Literal(path[0])))
+
+    def source_address(self, node: Node) -> str:
+        """The task's address on the cluster's overlay network (what pg_hba must admit); a task that has just
+        started may not list its attachment yet, so this waits briefly for it."""
+        found: list[str] = []
+
+        def attached() -> bool:
+            service = self._find(node)
+            tasks = [t for t in self._tasks(service) if t["Status"]["State"] == "running"] if service else []
+            for attachment in (tasks[0].get("NetworksAttachments") or []) if tasks else []:
+                if attachment.get("Network", {}).get("Spec", {}).get("Name") == self.network:
+                    found.append(str(attachment["Addresses"][0].split("/")[0]))
+                    return True
+            return False
+
+        try:
+            Readiness(f"{node.name}'s address on {self.network}", attached, 20.0, interval=0.3).wait()
+        except ReadinessTimeout:
+            raise BackendError(f"{node.name} has no running task on network {self.network}",
+                               hint="run `streamctl status` to see where it is, then `streamctl up`") from None
+        return found[0]
+
+    def psql_argv(self, node: Node, user: str, password: str, database: str,
+                  args: list[str]) -> tuple[list[str], dict[str, str]]:
+        exe = shutil.which("psql")
+        if exe is None:
+            raise PreflightError("psql is not installed here (on Swarm it connects to the published port)",
+                                 hint="install the PostgreSQL client, or use `streamctl url NODE`")
+        ep = self.endpoint(node)
+        return ([exe, "-h", ep.host, "-p", str(ep.port), "-U", user, "-d", database, *args],
+                {"PGPASSWORD": password})
+
+
+def _bytes(size: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    unit = size[-1].lower()
+    return int(size[:-1]) * units[unit] if unit in units else int(size)
+

@@ -1,0 +1,202 @@
+"""The Swarm backend on a real single-node Swarm (the test engine, `swarm init --advertise-addr 127.0.0.1`
+for the session and left again unless it already was a member), driven through the CLI.
+
+examples/no-citus.yaml with the locally built test image, free ports, a unique cluster name and
+`bind: 0.0.0.0` (Swarm publishes on every interface; the topology has to say so).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import free_port, traversable_tmpdir
+from tests.docker_helpers import (
+    REPO,
+    cluster_resources,
+    docker_client,
+    ensure_test_image,
+    remove_cluster_resources,
+    unique_cluster,
+    use_image,
+)
+from tests.swarm_helpers import (
+    Cli,
+    SwarmSession,
+    remove_swarm_cluster,
+    swarm_resources,
+    swarm_session,
+    swarm_state,
+)
+
+pytestmark = [pytest.mark.docker]
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[SwarmSession]:
+    ensure_test_image()
+    yield from swarm_session()
+
+
+def _topology() -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "examples" / "no-citus.yaml").read_text())
+    data.update(cluster=unique_cluster(), backend="local", bind="0.0.0.0", secrets={})
+    use_image(data, ensure_test_image())
+    for section in (data["metadata"]["coordinator"], data["metadata"]["workers"], data["analytics"]["primary"],
+                    *data["analytics"]["replicas"], data["redis"], data["gateway"]):
+        section["port"] = free_port()
+    return data
+
+
+@pytest.fixture
+def cli(swarm: SwarmSession) -> Iterator[Cli]:
+    directory = traversable_tmpdir()
+    path = directory / "topology.yaml"
+    path.write_text(yaml.safe_dump(_topology(), sort_keys=False))
+    c = Cli(path)
+    try:
+        yield c
+    finally:
+        remove_swarm_cluster(c.cluster)
+        subprocess.run(["rm", "-rf", str(directory)], check=False)
+
+
+def _task_container(cluster: str, node: str) -> Any:
+    client = docker_client()
+    found = client.containers.list(filters={"label": f"com.docker.swarm.service.name={cluster}-{node}"})
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_engine_not_in_a_swarm() -> None:
+    """First in the file, so it runs before the module's Swarm exists: `up` on a plain engine is refused."""
+    ensure_test_image()
+    if swarm_state() != "inactive":
+        pytest.skip("the engine was already a Swarm member when the tests started (`docker swarm leave` to run this)")
+    directory = traversable_tmpdir()
+    path = directory / "topology.yaml"
+    path.write_text(yaml.safe_dump(_topology(), sort_keys=False))
+    c = Cli(path)
+    try:
+        for command in (("up",), ("up", "--dry-run"), ("status",)):
+            proc = c.run(*command)
+            assert proc.returncode != 0, proc.stdout
+            assert "is not part of a Swarm" in proc.stderr and "docker swarm init" in proc.stderr, proc.stderr
+        assert swarm_state() == "inactive"
+        assert cluster_resources(c.cluster) == {"containers": [], "volumes": [], "networks": []}
+    finally:
+        remove_cluster_resources(c.cluster)
+        subprocess.run(["rm", "-rf", str(directory)], check=False)
+
+
+def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None:
+    first = cli.up_json()
+    assert first["changed"] and {n["action"] for n in first["nodes"]} == {"create"}
+    res = swarm_resources(cli.cluster)
+    assert res["services"] == sorted(f"{cli.cluster}-{n}" for n in
+                                     ("coordinator", "analytics-primary", "analytics-replica-1", "redis"))
+    assert res["networks"] == [f"{cli.cluster}-overlay"]
+
+    # Passwords are Docker secrets only: never in a service's environment or arguments.
+    secrets = json.loads((cli.path.parent / ".streamctl" / cli.cluster / "secrets.json").read_text())
+    client = docker_client()
+    for service in client.services.list(filters={"label": f"io.streamctl.cluster={cli.cluster}"}):
+        blob = json.dumps(service.attrs["Spec"])
+        assert not any(value in blob for value in secrets.values()), service.name
+        assert service.attrs["Spec"]["EndpointSpec"]["Mode"] == "dnsrr"
+        constraints = service.attrs["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
+        assert f"node.id == {swarm.node_id}" in constraints  # pinned where its volume is
+
+    cli.ok("seed", "--scale", "0.01")
+    verify = cli.run("verify", "--json")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    users = cli.sql("analytics-replica-1", "SELECT count(*) FROM users")
+    assert int(users) > 0
+
+    again = cli.up_json()
+    assert not again["changed"] and {n["action"] for n in again["nodes"]} == {"noop"}
+
+    rows = json.loads(cli.ok("status", "--json").stdout)
+    assert all(r["state"] == "running" and r["healthy"] for r in rows)
+    assert all(swarm.node_id[:12] in r["detail"] for r in rows)  # the Swarm host each service runs on
+
+    # A killed task is replaced by Swarm, on the same host, with its data.
+    old = _task_container(cli.cluster, "analytics-primary")
+    old.kill()
+    cli.ok("up")  # waits until the replacement answers, and re-admits its new overlay address in pg_hba
+    assert _task_container(cli.cluster, "analytics-primary").id != old.id
+    assert cli.sql("analytics-primary", "SELECT count(*) FROM users") == users
+
+    cli.ok("down")
+    assert all(r["state"] == "stopped" for r in json.loads(cli.run("status", "--json").stdout))
+    cli.ok("up")
+    assert cli.sql("analytics-replica-1", "SELECT count(*) FROM users") == users
+
+    cli.ok("down", "--volumes")
+    assert swarm_resources(cli.cluster) == {"services": [], "secrets": [], "networks": [], "volumes": []}
+
+
+def test_unsatisfiable_constraint_creates_nothing(cli: Cli) -> None:
+    cli.data["placement"] = {"roles": {"analytics_replica": ["node.labels.streamctl-test-absent == yes"]}}
+    cli.save()
+    for command in (("up",), ("up", "--dry-run")):
+        proc = cli.run(*command)
+        assert proc.returncode != 0
+        assert "placement cannot be satisfied" in proc.stderr
+        assert "analytics-replica-1" in proc.stderr and "node.labels.streamctl-test-absent == yes" in proc.stderr
+    assert swarm_resources(cli.cluster) == {"services": [], "secrets": [], "networks": [], "volumes": []}
+
+
+def test_bad_constraint_syntax_is_a_topology_error(cli: Cli) -> None:
+    cli.data["placement"] = {"nodes": {"coordinator": ["node.hostname = db-1"]}}
+    cli.save()
+    proc = cli.run("up")
+    assert proc.returncode != 0
+    assert "placement.nodes.coordinator[0]" in proc.stderr
+    assert swarm_resources(cli.cluster)["services"] == []
+
+
+def test_loopback_bind_is_refused_on_swarm(cli: Cli) -> None:
+    cli.data["bind"] = "127.0.0.1"
+    cli.save()
+    proc = cli.run("up")
+    assert proc.returncode != 0 and "bind: 0.0.0.0" in proc.stderr
+    assert swarm_resources(cli.cluster)["services"] == []
+
+
+def test_unreachable_manager(cli: Cli) -> None:
+    proc = cli.run("up", env={"DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"})
+    assert proc.returncode != 0 and "cannot reach the Docker engine" in proc.stderr
+    assert swarm_resources(cli.cluster)["services"] == []
+
+
+def test_pinned_host_gone_changes_nothing(cli: Cli) -> None:
+    cli.data["analytics"] = {**cli.data["analytics"], "replicas": []}
+    cli.data["fdw"]["enabled"] = False
+    cli.data["analytics"]["enabled"] = False
+    cli.save()
+    cli.ok("up")
+    state_file = cli.path.parent / ".streamctl" / cli.cluster / "state.json"
+    state = json.loads(state_file.read_text())
+    real = state["swarm_pins"]["coordinator"]
+    # The coordinator's host leaves: its pin names a Swarm node that no longer exists.
+    state["swarm_pins"]["coordinator"] = {"id": "x" * 25, "hostname": "db-gone", "addr": "10.9.9.9"}
+    state_file.write_text(json.dumps(state))
+    client = docker_client()
+    service = client.services.get(f"{cli.cluster}-coordinator")
+    before = service.attrs["Version"]["Index"]
+
+    proc = cli.run("up")
+    assert proc.returncode != 0
+    assert "coordinator is pinned to db-gone" in proc.stderr and "left the swarm" in proc.stderr
+    status = cli.run("status", "--json").stdout
+    assert "db-gone" in status and "left the swarm" in status
+    service.reload()
+    assert service.attrs["Version"]["Index"] == before  # nothing changed
+    state["swarm_pins"]["coordinator"] = real
+    state_file.write_text(json.dumps(state))
