@@ -29,9 +29,13 @@ FROM get_rebalance_table_shards_plan(drain_only => %s) p
 """
 
 TASKS_SQL = """
-SELECT t.status::text, substring(t.command FROM 'citus_move_shard_placement\\((\\d+)')::bigint, t.message
+SELECT t.status::text, substring(t.command FROM 'citus_move_shard_placement\\((\\d+)')::bigint, t.message,
+       coalesce(t.retry_count, 0)
 FROM pg_dist_background_task t WHERE t.job_id = %s ORDER BY t.task_id
 """
+# Citus retries a failed task up to 32 times, 60 s apart after the second retry: a move that keeps failing
+# would keep a wait going for half an hour. After this many failures of one task, stop waiting and say why.
+MAX_TASK_FAILURES = 3
 
 GROUP_BYTES_SQL = """
 SELECT x.anchor, coalesce(sum(s.shard_size), 0)::bigint
@@ -78,6 +82,8 @@ class JobProgress:
     bytes_total: int = 0
     bytes_done: int = 0
     errors: list[str] = field(default_factory=list)
+    retrying: list[str] = field(default_factory=list)  # moves that failed and wait for Citus's retry
+    failures: int = 0  # the most failures of any one task so far
 
     @property
     def final(self) -> bool:
@@ -157,7 +163,7 @@ def progress(conn: Connection[Any], job_id: int, sizes: dict[int, int] | None = 
     row = conn.execute("SELECT state::text FROM pg_dist_background_job WHERE job_id = %s", (job_id,)).fetchone()
     state = str(row[0]) if row else "missing"
     tasks = conn.execute(TASKS_SQL, (job_id,)).fetchall()
-    moves = [(str(s), int(shard), msg) for s, shard, msg in tasks if shard is not None]
+    moves = [(str(s), int(shard), msg) for s, shard, msg, _retries in tasks if shard is not None]
     if sizes is None:
         sizes = group_bytes(conn, [m[1] for m in moves])
     out = JobProgress(job_id, state, moves_total=len(moves))
@@ -168,7 +174,10 @@ def progress(conn: Connection[Any], job_id: int, sizes: dict[int, int] | None = 
             out.bytes_done += sizes.get(shard, 0)
         elif status == "running":
             out.running += 1
-    out.errors = [str(msg) for status, _s, msg in tasks if msg and status in ("error", "cancelled")][:5]
+    out.errors = [str(msg) for status, _s, msg, _r in tasks if msg and status in ("error", "cancelled")][:5]
+    out.retrying = [f"shard {shard}: {str(msg).strip()}" for status, shard, msg, retries in tasks
+                    if status == "runnable" and retries and msg][:5]
+    out.failures = max((int(r) for *_rest, r in tasks), default=0)
     return out
 
 
@@ -236,6 +245,11 @@ def wait_job(conn: Connection[Any], job_id: int, emit: Emit, step: str, poll: fl
                 last = line
             if p.final:
                 break
+            if p.failures >= MAX_TASK_FAILURES:
+                raise BackendError(f"a shard move of the {step} (Citus background job {job_id}) failed "
+                                   f"{p.failures} times; Citus keeps retrying it in the background",
+                                   details=p.retrying or p.errors,
+                                   hint=FOLLOW + f"; fix the cause, or cancel it (SELECT citus_job_cancel({job_id}))")
             time.sleep(poll)
     except KeyboardInterrupt:
         raise Interrupted(f"stopped waiting: the {step} (Citus background job {job_id}) goes on in the "
@@ -257,6 +271,9 @@ def run_job(conn: Connection[Any], emit: Emit, transfer_mode: str = "auto", para
         emit(Event("info", "coordinator", step, f"a rebalance is already running (job {job}): waiting for it"))
         return wait_job(conn, job, emit, step)
     total = parallel * max(1, len(catalog.shard_holders(conn)))
+    # Earlier moves leave their source shards for Citus's deferred cleanup; a move back onto such a node
+    # fails (and waits for a retry) until they are gone, so clean them up first.
+    conn.execute("CALL citus_cleanup_orphaned_resources()")
     with job_settings(conn, parallel, total):
         job = start(conn, drain_only, transfer_mode, parallel > 1)
         if job is None:
