@@ -16,7 +16,7 @@ from streamctl.state import Endpoint, StateStore, cluster_dir
 from streamctl.tls.material import ClusterTls
 from streamctl.tls.server import CA, libpq_verify
 
-TLS_BACKENDS = ("local", "docker", "auto")  # the Swarm backend does not set up TLS yet: its nodes stay plain
+TLS_BACKENDS = ("local", "docker", "swarm", "auto")
 
 if TYPE_CHECKING:
     import psycopg
@@ -70,8 +70,8 @@ class ClusterContext:
         return f"{tls_dir}/{CA}"
 
     def managed_tls(self, name: str) -> bool:
-        """True when the cluster's own TLS covers the node: on, a backend that sets it up (local, Docker), and
-        not an external node (those bring their own settings)."""
+        """True when the cluster's own TLS covers the node: on, and not an external node (those bring their own
+        settings); local, Docker and Swarm nodes all get the cluster's certificates."""
         node = self.topology.node(name)
         if not self.tls_on or (node is not None and node.is_external):
             return False

@@ -18,6 +18,7 @@ from streamctl.backends.docker_errors import connect, docker_errors
 from streamctl.backends.docker_images import ImagePuller
 from streamctl.backends.swarm_hosts import SwarmHosts
 from streamctl.backends.swarm_placement import Pin
+from streamctl.backends.swarm_users import ImageUsers
 from streamctl.config.checks import swarm_bind_errors
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
@@ -25,6 +26,7 @@ from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
 from streamctl.events import Progress
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
+from streamctl.tls.material import NodeTls, node_names
 
 NS = 1_000_000_000  # the Engine API takes durations in nanoseconds
 
@@ -42,6 +44,13 @@ class SwarmBackend:
         self._client_lock = threading.Lock()
         self._lock = threading.Lock()  # network, secrets and state writes must not race between node threads
         self._hosts: SwarmHosts | None = None
+        self._users: ImageUsers | None = None
+
+    @property
+    def users(self) -> ImageUsers:
+        if self._users is None:
+            self._users = ImageUsers(self.client)
+        return self._users
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -91,8 +100,25 @@ class SwarmBackend:
             ensure_images(ImagePuller(self.client, notify), here)
 
     # -- definitions ------------------------------------------------------------------------------
-    def spec(self, node: Node) -> sspec.ServiceSpec:
-        return sspec.service_spec(self.topology, node, self.ctx.store.known_secrets(self.topology))
+    def spec(self, node: Node, issue: bool = False) -> sspec.ServiceSpec:
+        """The node's service; with issue=True its certificate is (re)issued first (only `apply` does)."""
+        return sspec.service_spec(self.topology, node, self.ctx.store.known_secrets(self.topology),
+                                  self._tls(node, issue))
+
+    def tls_names(self, node: Node) -> set[str]:
+        """What the certificate covers: the node and service names, loopback, and the address of the host
+        its port is published on (the pinned or planned Swarm host)."""
+        pin = self.hosts.pin(node.name) or self.hosts.planned(node.name)
+        return node_names(self.topology, node) | ({pin.addr} if pin and pin.addr else set())
+
+    def _tls(self, node: Node, issue: bool) -> NodeTls | None:
+        if not self.ctx.managed_tls(node.name):
+            return None
+        if issue:
+            return self.ctx.tls.ensure(node.name, self.tls_names(node))
+        # Before issuing, a stand-in whose fingerprint differs from any real one: the plan says "update".
+        return (self.ctx.tls.current(node.name, self.tls_names(node))
+                or NodeTls(b"", b"to be issued", b""))
 
     def desired_fingerprint(self, node: Node) -> str:
         return fingerprint(self.spec(node).definition())
@@ -146,8 +172,8 @@ class SwarmBackend:
             with docker_errors(f"scale {service.name} to 1"):
                 service.scale(1)
             return
-        spec = self.spec(node)
         pin = self.hosts.pin(node.name) or self.hosts.place(node)
+        spec = self.spec(node, issue=True)
         kwargs = self._service_kwargs(node, spec, pin)
         if service is not None:  # RECREATE: a rolling `service update` on the same host keeps the volume
             with docker_errors(f"update service {spec.name}"):
@@ -161,7 +187,11 @@ class SwarmBackend:
         from docker.types import EndpointSpec, Healthcheck, Mount, RestartPolicy, SecretReference, ServiceMode
 
         c = spec.container
-        refs = [SecretReference(self._ensure_secret(s), s.name, filename=s.target) for s in spec.secrets]
+        refs = []
+        for s in spec.secrets:
+            uid, gid = self.users.ids(c.image, s.owner) if s.owner else (0, 0)
+            refs.append(SecretReference(self._ensure_secret(s), s.name, filename=s.target, uid=str(uid),
+                                        gid=str(gid), mode=s.mode))
         mounts = [Mount(c.mount, c.volume, type="volume", labels=dict(c.labels))]
         if c.shm_size:
             mounts.append(Mount("/dev/shm", None, type="tmpfs", tmpfs_size=_bytes(c.shm_size)))
@@ -240,8 +270,9 @@ class SwarmBackend:
     # -- information ------------------------------------------------------------------------------
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         ep = self.endpoint(node)
+        ca = self.ctx.ca_path() if self.ctx.managed_tls(node.name) else None
         answers = node_probe(node, ep.host, ep.port, self.topology.pg_user,
-                             self.ctx.store.known_secrets(self.topology))
+                             self.ctx.store.known_secrets(self.topology), ca)
 
         def probe() -> bool:
             return answers() and self._task_running(node)
@@ -287,7 +318,8 @@ class SwarmBackend:
         host = pin.addr if pin else node.host
         return Endpoint(node.name, node.role.value, node.engine.value, self.name, host, node.port,
                         docker_spec.container_name(self.topology.cluster, node.name),
-                        docker_spec.CONTAINER_PORT[node.engine], node.database)
+                        docker_spec.CONTAINER_PORT[node.engine], node.database,
+                        sspec.SECRETS_DIR if self.ctx.managed_tls(node.name) else None)
 
     def write_pg_file(self, node: Node, name: str, content: str) -> None:
         """Through SQL (COPY ... TO a server file, as the server's user): the task may run on any host."""
@@ -330,8 +362,10 @@ class SwarmBackend:
             raise PreflightError("psql is not installed here (on Swarm it connects to the published port)",
                                  hint="install the PostgreSQL client, or use `streamctl url NODE`")
         ep = self.endpoint(node)
-        return ([exe, "-h", ep.host, "-p", str(ep.port), "-U", user, "-d", database, *args],
-                {"PGPASSWORD": password})
+        env = {"PGPASSWORD": password}
+        if self.ctx.managed_tls(node.name):  # psql verifies the server against streamctl's copy of the CA
+            env.update(PGSSLMODE="verify-full", PGSSLROOTCERT=self.ctx.ca_path())
+        return ([exe, "-h", ep.host, "-p", str(ep.port), "-U", user, "-d", database, *args], env)
 
 
 def _bytes(size: str) -> int:

@@ -14,6 +14,8 @@ from typing import Any
 from streamctl.backends import docker_spec
 from streamctl.config import constraints as cons
 from streamctl.config.model import Engine, Node, Topology
+from streamctl.tls import server as tls_server
+from streamctl.tls.material import NodeTls
 
 LABEL_HOST = f"{docker_spec.LABEL_PREFIX}.swarm.host"  # the Swarm node id the service is pinned to
 SECRETS_DIR = "/run/secrets"
@@ -39,6 +41,8 @@ class SecretFile:
     name: str
     target: str
     data: str = field(repr=False)
+    owner: str | None = None  # a user of the image (uid/gid looked up by the backend); None: root
+    mode: int = 0o444
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class ServiceSpec:
         """Everything that, when changed, needs a `service update` (never the pin, never a secret's value)."""
         c = self.container
         return {"image": c.image, "command": self.command, "env": self.environment,
-                "secrets": sorted((s.name, s.target) for s in self.secrets),
+                "secrets": sorted((s.name, s.target, s.owner or "root", s.mode) for s in self.secrets),
                 "port": [c.host_port, c.container_port], "mount": [c.volume, c.mount],
                 "healthcheck": self.healthcheck, "health": [HEALTH_SECONDS, HEALTH_RETRIES],
                 "stop_signal": c.stop_signal, "shm_size": c.shm_size,
@@ -70,13 +74,28 @@ def secret_name(cluster: str, key: str, data: str) -> str:
     return f"{cluster[:30]}-{key}-{digest}"
 
 
-def _redis_conf(password: str) -> str:
+def _redis_conf(password: str, tls: bool) -> str:
     quoted = password.replace("\\", "\\\\").replace('"', '\\"')
-    return f'requirepass "{quoted}"\n'
+    listen = tls_server.redis_lines(6379, SECRETS_DIR if tls else None)
+    return "\n".join([*listen, f'requirepass "{quoted}"', "appendonly yes"]) + "\n"
 
 
-def service_spec(topology: Topology, node: Node, secrets: dict[str, str]) -> ServiceSpec:
-    """The service for one node; `secrets` are the real values, which end up only in Docker secrets."""
+def _tls_secrets(cluster: str, node: Node, tls: NodeTls) -> list[SecretFile]:
+    """The server's CA, certificate and key as secrets under SECRETS_DIR, where its settings look; keys 0600
+    and owned by the server's user (PostgreSQL and Redis refuse to read a key they cannot, or others can)."""
+    owner = docker_spec.SERVER_USER[node.engine]
+    out = []
+    for name, (content, mode) in tls_server.server_files(node.engine.value, tls).items():
+        data = content.decode()
+        key = "tls-" + name.replace(".", "-")
+        out.append(SecretFile(secret_name(cluster, key, data), name, data, owner, mode))
+    return out
+
+
+def service_spec(topology: Topology, node: Node, secrets: dict[str, str],
+                 tls: NodeTls | None = None) -> ServiceSpec:
+    """The service for one node; `secrets` are the real values, which end up only in Docker secrets, and
+    `tls` (when the cluster's TLS covers the node) its certificates, delivered the same way."""
     cluster = topology.cluster
     container = docker_spec.container_spec(topology, node, secrets)
     env = dict(container.environment)
@@ -88,13 +107,23 @@ def service_spec(topology: Topology, node: Node, secrets: dict[str, str]) -> Ser
             env[f"{var}_FILE"] = f"{SECRETS_DIR}/{key}"
     command = list(container.command)
     health = ["CMD", *container.healthcheck]
+    if tls is not None:
+        files += _tls_secrets(cluster, node, tls)
+        if node.engine is Engine.POSTGRES:
+            for key, value in tls_server.postgres_settings(node, SECRETS_DIR):
+                command += ["-c", f"{key}={value}"]
+        elif node.engine is Engine.MONGO:
+            command = ["mongod", *tls_server.mongo_args(SECRETS_DIR)]
+            health = ["CMD", "mongosh", "--quiet", "--tls", "--tlsCAFile", f"{SECRETS_DIR}/{tls_server.CA}",
+                      "--host", "127.0.0.1", "--eval", "db.adminCommand('ping').ok"]
     if node.engine is Engine.REDIS:
-        conf = _redis_conf(secrets["redis_password"])
+        conf = _redis_conf(secrets["redis_password"], tls is not None)
         files.append(SecretFile(secret_name(cluster, "redis_conf", conf), REDIS_CONF, conf))
-        # The config file (from the secret) holds requirepass; the command line keeps only the rest.
-        command = ["redis-server", f"{SECRETS_DIR}/{REDIS_CONF}", "--appendonly", "yes", "--port", "6379"]
+        # The config file (from the secret) holds requirepass and the listening ports; argv holds nothing.
+        command = ["redis-server", f"{SECRETS_DIR}/{REDIS_CONF}"]
         # Alive means answering at all: an unauthenticated PING gets NOAUTH, and needs no password.
-        health = ["CMD-SHELL", "redis-cli -p 6379 ping 2>&1 | grep -qE 'PONG|NOAUTH'"]
+        cli = f"redis-cli --tls --cacert {SECRETS_DIR}/{tls_server.CA}" if tls is not None else "redis-cli"
+        health = ["CMD-SHELL", f"{cli} -h 127.0.0.1 -p 6379 ping 2>&1 | grep -qE 'PONG|NOAUTH'"]
     return ServiceSpec(name=container.name, container=container, command=command, environment=env,
                        secrets=tuple(files), healthcheck=health,
                        constraints=tuple(str(c) for c in cons.for_node(topology, node)))

@@ -19,8 +19,6 @@ def skip_reason(t: Topology) -> str | None:
         return "TLS is off in the topology (tls: false)"
     if all(n.is_external for n in t.nodes()):
         return "every node is external: the cluster CA covers provisioned nodes only"
-    if t.backend == "swarm":
-        return "the swarm backend does not set up TLS yet (its nodes use plain connections)"
     return None
 
 

@@ -73,6 +73,52 @@ def _task_container(cluster: str, node: str) -> Any:
     return found[0]
 
 
+def _secret_refs(service: Any) -> list[dict[str, Any]]:
+    return list(service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets") or [])
+
+
+def assert_tls_on_swarm(cli: Cli, secrets: dict[str, str]) -> None:
+    """Certificates and keys arrive as Swarm secrets (key 0600, the server's own), never in a service's spec;
+    plain text is refused; clients verify the servers by the cluster CA and the names they reach them by."""
+    import psycopg
+    import redis
+
+    state = cli.path.parent / ".streamctl" / cli.cluster
+    ca = str(state / "tls" / "ca.crt")
+    keys = [p.read_text() for p in (state / "tls" / "nodes").glob("*.key")]
+    assert len(keys) == 4
+    client = docker_client()
+    for service in client.services.list(filters={"label": f"io.streamctl.cluster={cli.cluster}"}):
+        blob = json.dumps(service.attrs["Spec"])
+        assert "PRIVATE KEY" not in blob and not any(k in blob for k in keys), service.name
+        files = {r["File"]["Name"]: r for r in _secret_refs(service)}
+        assert {"ca.crt", "server.crt", "server.key"} <= set(files), service.name
+        assert files["server.key"]["File"]["Mode"] == 0o600
+    for node, user in (("coordinator", "postgres"), ("redis", "redis")):
+        code, out = _task_container(cli.cluster, node).exec_run(
+            ["stat", "-c", "%a %U", "/run/secrets/server.key"])
+        assert code == 0 and out.decode().split() == ["600", user], out
+    pw = secrets["postgres_password"]
+    for node in ("coordinator", "analytics-primary", "analytics-replica-1"):
+        port = cli.data["analytics"]["primary"]["port"] if node == "analytics-primary" else None
+        port = port or (cli.data["metadata"]["coordinator"]["port"] if node == "coordinator"
+                        else cli.data["analytics"]["replicas"][0]["port"])
+        params = {"host": "127.0.0.1", "port": port, "user": cli.data.get("pg_user", "streamctl"),
+                  "dbname": "postgres", "password": pw, "connect_timeout": 5}
+        with pytest.raises(psycopg.OperationalError, match="no encryption"):
+            psycopg.connect(**params, sslmode="disable")
+        with psycopg.connect(**params, sslmode="verify-full", sslrootcert=ca) as conn:
+            assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone() == (True,)
+    rport = cli.data["redis"]["port"]
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(host="127.0.0.1", port=rport, password=secrets["redis_password"], socket_timeout=3).ping()
+    assert redis.Redis(host="127.0.0.1", port=rport, password=secrets["redis_password"], socket_timeout=3,
+                       ssl=True, ssl_ca_certs=ca, ssl_cert_reqs="required").ping()
+    # Replication between services verifies the primary by its service name, over TLS.
+    assert cli.sql("analytics-primary", "SELECT bool_and(s.ssl) FROM pg_stat_replication r "
+                                        "JOIN pg_stat_ssl s USING (pid)") == "t"
+
+
 def test_engine_not_in_a_swarm() -> None:
     """First in the file, so it runs before the module's Swarm exists: `up` on a plain engine is refused."""
     ensure_test_image()
@@ -112,14 +158,34 @@ def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None
         constraints = service.attrs["Spec"]["TaskTemplate"]["Placement"]["Constraints"]
         assert f"node.id == {swarm.node_id}" in constraints  # pinned where its volume is
 
+    assert_tls_on_swarm(cli, secrets)
+
     cli.ok("seed", "--scale", "0.01")
     verify = cli.run("verify", "--json")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    checks = {(r["check"], r.get("target")): r["status"] for r in json.loads(verify.stdout)["checks"]}
+    required = {target for (check, target), status in checks.items() if check == "tls.required"}
+    assert required == {"coordinator", "analytics-primary", "analytics-replica-1", "redis"}, checks
+    assert all(status == "passed" for (check, _), status in checks.items() if check.startswith("tls.")), checks
     users = cli.sql("analytics-replica-1", "SELECT count(*) FROM users")
     assert int(users) > 0
 
     again = cli.up_json()
     assert not again["changed"] and {n["action"] for n in again["nodes"]} == {"noop"}
+
+    # A certificate that must be reissued (here: gone from the state) is a new secret and a service update.
+    tls_dir = cli.path.parent / ".streamctl" / cli.cluster / "tls" / "nodes"
+    service = client.services.get(f"{cli.cluster}-coordinator")
+    before = {r["File"]["Name"]: r["SecretName"] for r in _secret_refs(service)}
+    (tls_dir / "coordinator.crt").unlink()
+    renewed = cli.up_json()
+    assert {n["name"]: n["action"] for n in renewed["nodes"]}["coordinator"] == "recreate"
+    service.reload()
+    after = {r["File"]["Name"]: r["SecretName"] for r in _secret_refs(service)}
+    assert after["server.crt"] != before["server.crt"] and after["server.key"] != before["server.key"]
+    assert after["ca.crt"] == before["ca.crt"]
+    assert cli.sql("coordinator", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "t"
+    assert not cli.up_json()["changed"]
 
     rows = json.loads(cli.ok("status", "--json").stdout)
     assert all(r["state"] == "running" and r["healthy"] for r in rows)

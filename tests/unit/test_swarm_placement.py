@@ -79,11 +79,42 @@ def test_passwords_only_in_secrets() -> None:
         assert all(s.data in secrets.values() for s in spec.secrets if s.target != "streamctl-redis.conf")
     redis = service_spec(t, t.node("redis"), secrets)  # type: ignore[arg-type]
     assert redis.constraints == ("node.role == manager",)
-    assert redis.secrets[0].data == 'requirepass "pw-redis_password-x\\"y"\n'
+    assert 'requirepass "pw-redis_password-x\\"y"\n' in redis.secrets[0].data
+    assert redis.command == ["redis-server", "/run/secrets/streamctl-redis.conf"]  # nothing else in argv
     pg = service_spec(t, t.node("coordinator"), secrets)  # type: ignore[arg-type]
     assert pg.environment["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
     changed = service_spec(t, t.node("coordinator"), {**secrets, "postgres_password": "other"})  # type: ignore[arg-type]
     assert changed.definition() != pg.definition()  # a new password is a new secret, so a service update
+
+
+def test_tls_material_as_secrets() -> None:
+    """With TLS: CA, certificate and key are secrets where the server's settings look, the key 0600 and owned
+    by the server's user; no key in the service's definition; a new certificate is a new secret name."""
+    from streamctl.tls import certs
+    from streamctl.tls.material import NodeTls
+
+    t = parse_topology({"bind": "0.0.0.0"})
+    secrets = {k: f"pw-{k}" for k in ("postgres_password", "redis_password", "mongo_password")}
+    ca = certs.new_ca(t.cluster)
+    pair = certs.issue_server(ca, "coordinator", {"coordinator", "localhost"})
+    tls = NodeTls(ca.cert, pair.cert, pair.key)
+    pg = service_spec(t, t.node("coordinator"), secrets, tls)  # type: ignore[arg-type]
+    files = {s.target: s for s in pg.secrets}
+    assert files["server.key"].data == pair.key.decode() and files["server.key"].mode == 0o600
+    assert files["server.key"].owner == "postgres" and files["server.crt"].mode == 0o644
+    assert files["ca.crt"].data == ca.cert.decode()
+    assert "ssl=on" in pg.command and "ssl_key_file=/run/secrets/server.key" in pg.command
+    assert pair.key.decode() not in json.dumps(pg.definition())
+    other = certs.issue_server(ca, "coordinator", {"coordinator", "localhost", "10.0.0.9"})
+    renewed = service_spec(t, t.node("coordinator"), secrets,  # type: ignore[arg-type]
+                           NodeTls(ca.cert, other.cert, other.key))
+    assert {s.name for s in renewed.secrets} - {s.name for s in pg.secrets}  # secrets are immutable: new names
+    assert renewed.definition() != pg.definition()
+    assert all(len(s.name) <= 64 for s in renewed.secrets)  # Swarm's limit on a secret's name
+    redis = service_spec(t, t.node("redis"), secrets, tls)  # type: ignore[arg-type]
+    conf = next(s.data for s in redis.secrets if s.target == "streamctl-redis.conf")
+    assert "port 0\n" in conf and "tls-port 6379" in conf and "tls-key-file /run/secrets/server.key" in conf
+    assert "--tls --cacert /run/secrets/ca.crt" in redis.healthcheck[1]
 
 
 def test_swarm_backend_is_selected_and_follows_the_protocol(tmp_path: object) -> None:
