@@ -266,3 +266,26 @@ def test_pinned_host_gone_changes_nothing(cli: Cli) -> None:
     assert service.attrs["Version"]["Index"] == before  # nothing changed
     state["swarm_pins"]["coordinator"] = real
     state_file.write_text(json.dumps(state))
+
+
+def test_tls_false_keeps_swarm_nodes_plain(cli: Cli) -> None:
+    """`tls: false`: no certificate secrets, plain connections accepted, verify's TLS checks skipped."""
+    import psycopg
+    import redis
+
+    cli.data["analytics"] = {**cli.data["analytics"], "replicas": [], "enabled": False}
+    cli.data["fdw"]["enabled"] = False
+    cli.data["tls"] = False
+    cli.save()
+    cli.ok("up")
+    client = docker_client()
+    for service in client.services.list(filters={"label": f"io.streamctl.cluster={cli.cluster}"}):
+        assert not {"ca.crt", "server.crt", "server.key"} & {r["File"]["Name"] for r in _secret_refs(service)}
+    secrets = json.loads((cli.path.parent / ".streamctl" / cli.cluster / "secrets.json").read_text())
+    with psycopg.connect(host="127.0.0.1", port=cli.data["metadata"]["coordinator"]["port"], user="streamctl",
+                         dbname="postgres", password=secrets["postgres_password"], sslmode="disable") as conn:
+        assert conn.execute("SELECT current_setting('ssl')").fetchone() == ("off",)
+    assert redis.Redis(host="127.0.0.1", port=cli.data["redis"]["port"], password=secrets["redis_password"],
+                       socket_timeout=3).ping()
+    checks = json.loads(cli.run("verify", "--json", "--only", "tls").stdout)["checks"]
+    assert checks and all(c["status"] == "skipped" for c in checks), checks
