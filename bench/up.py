@@ -29,40 +29,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-import yaml
-from common import free_port  # bench/common.py (benchmarks run as scripts)
+from topology import bench_topology, context  # bench/topology.py
 
 from streamctl.backends import docker_template, pg_template, select_backend
 from streamctl.backends.base import Action
-from streamctl.config.load import parse_topology
-from streamctl.context import ClusterContext
 from streamctl.events import Event
 from streamctl.runner import Runner
-
-
-def bench_topology(path: Path, backend: str, image: str | None) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text())
-    data["cluster"] = f"bench-up-{int(time.time())}"
-    data["backend"] = backend
-    md, an = data["metadata"], data["analytics"]
-    md["coordinator"]["port"] = free_port()
-    md["workers"]["port"] = free_port()
-    an["primary"]["port"] = free_port()
-    for replica in an.get("replicas", []):
-        replica["port"] = free_port()
-    for role in ("mongo", "redis", "gateway"):
-        data.setdefault(role, {})["port"] = free_port()
-    if image:
-        md["coordinator"]["image"] = image
-        an["primary"]["image"] = image
-        data["redis"]["image"] = image
-    return data
-
-
-def context(data: dict[str, Any], state_dir: Path) -> ClusterContext:
-    return ClusterContext.build(parse_topology(data), state_dir / "topology.yaml", state_dir / "state")
 
 
 def node_phase(args: argparse.Namespace, tls: bool) -> float:

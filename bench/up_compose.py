@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from up import bench_topology, context  # bench/up.py
+from topology import bench_topology, context  # bench/topology.py
 
 from streamctl.backends import select_backend
 from streamctl.compose import compose_dict, secret_variable
