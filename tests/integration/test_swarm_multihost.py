@@ -48,8 +48,8 @@ def swarm() -> Iterator[DindSwarm]:
 def cli(swarm: DindSwarm) -> Iterator[Cli]:
     image = ensure_citus_image()
     data = citus_topology(image)
-    # The Citus part only (and so one image to load into every nested engine). Redis is off too: with
-    # analytics off, seed writes no trending keys, yet verify's redis.trending expects them.
+    # The Citus part only, and so one image to load into every nested engine (Redis would need the plain
+    # image there too).
     data["analytics"]["enabled"] = data["fdw"]["enabled"] = data["redis"]["enabled"] = False
     data["metadata"]["workers"]["port"] = free_port()
     data["placement"] = PLACEMENT

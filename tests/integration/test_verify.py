@@ -223,3 +223,18 @@ def test_disabled_roles_are_skipped_never_passed(make_cluster: Any) -> None:
     passed = [(r.check, r.target) for r in report.results if r.status is Status.PASSED]
     assert {target for _check, target in passed} == {"coordinator", "ca"}  # ca: tls.expiry of the cluster CA
     assert ("nodes.reachable", "coordinator") in passed and ("tls.required", "coordinator") in passed
+
+
+def test_trending_is_skipped_without_analytics_even_when_seeded(make_cluster: Any) -> None:
+    """Trending sets come from the watch history: without analytics, `seed` writes none, so their absence
+    is no defect (the seeded catalogue used to make the check fail)."""
+    from streamctl.seed.run import SeedOptions, seed
+
+    cluster = make_cluster(cluster="notrend", analytics=False, redis=True)
+    cluster.up()
+    seed(cluster.ctx, SeedOptions(scale=0.002, seed=3))
+    report = run_checks(cluster.ctx, ["redis.trending"])
+    [result] = report.results
+    assert result.status is Status.SKIPPED
+    assert result.detail == "no watch history to derive trending from (analytics.enabled is false)"
+    assert report.exit_code is ExitCode.OK
