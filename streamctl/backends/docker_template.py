@@ -81,6 +81,8 @@ class VolumeTemplates:
             if self._host_copy(template, s.volume, token):
                 return
             try:
+                if not self._volume_exists(template):  # else creating the helper would create it, empty
+                    raise BackendError(f"the template volume {template} is gone")
                 copy = f"test -e /from/{_READY} && cp -a /from/. /to/ && rm -f /to/{_READY}"
                 self._run(s, f"clone {template} into {s.volume}", {template: "/from", s.volume: "/to"},
                           ["sh", "-c", copy])
@@ -89,7 +91,8 @@ class VolumeTemplates:
                 if attempt == 2:
                     raise
                 with self._guard:  # the template went away meanwhile (removed by hand): make it again, once
-                    self._tokens.pop(template, None)
+                    if self._tokens.get(template) == token:  # unless another node's thread did already
+                        del self._tokens[template]
 
     # -- internals ----------------------------------------------------------------------------------
     def _ensure(self, s: spec.ContainerSpec, template: str) -> str:
