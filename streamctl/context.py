@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -11,7 +13,14 @@ from urllib.parse import quote, urlencode
 from streamctl.config.model import Node, Role, Topology
 from streamctl.errors import BackendError, NotFoundError
 from streamctl.names import GATEWAY_USER, MONGO_APP_USER, MONGO_ROOT_USER
-from streamctl.pgconn import NodeConnection, NodeCursor, PrivilegeError, external_conninfo, external_endpoint
+from streamctl.pgconn import (
+    KeptConnections,
+    NodeConnection,
+    NodeCursor,
+    PrivilegeError,
+    external_conninfo,
+    external_endpoint,
+)
 from streamctl.state import Endpoint, StateStore, cluster_dir
 from streamctl.tls.material import ClusterTls
 from streamctl.tls.server import CA, libpq_verify
@@ -32,6 +41,7 @@ class ClusterContext:
     store: StateStore
     topology_path: Path | None = None
     _secrets: dict[str, str] | None = field(default=None, init=False, repr=False)
+    _kept: KeptConnections | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def build(cls, topology: Topology, topology_path: Path | None = None,
@@ -151,15 +161,31 @@ class ClusterContext:
         query = urlencode({"connect_timeout": connect_timeout, "application_name": application_name})
         return f"{uri}{'&' if '?' in uri else '?'}{query}"
 
+    @contextmanager
+    def kept_connections(self) -> Iterator[None]:
+        """Inside: `with pg_connect(...)` hands plain autocommit connections back for the next user
+        (see pgconn.KeptConnections); all are closed on the way out."""
+        self._kept = KeptConnections()
+        try:
+            yield
+        finally:
+            kept, self._kept = self._kept, None
+            kept.close()
+
     def pg_connect(self, name: str, dbname: str | None = None, autocommit: bool = True,
                    **kwargs: Any) -> psycopg.Connection[Any]:
         import psycopg
 
         node = self.topology.node(name)
         external = node is not None and node.is_external
+        conninfo = self.pg_conninfo(name, dbname)
+        kept = self._kept if autocommit and not kwargs else None
+        if kept is not None:
+            again = kept.take(conninfo)
+            if again is not None:
+                return again
         try:
-            conn = NodeConnection.connect(self.pg_conninfo(name, dbname), autocommit=autocommit,
-                                          cursor_factory=NodeCursor, **kwargs)
+            conn = NodeConnection.connect(conninfo, autocommit=autocommit, cursor_factory=NodeCursor, **kwargs)
         except psycopg.errors.InsufficientPrivilege as exc:
             raise PrivilegeError(name, _first_line(exc)) from None
         except psycopg.OperationalError as exc:
@@ -167,6 +193,8 @@ class ClusterContext:
                     "topology" if external else "is the cluster up? try `streamctl status`")
             raise BackendError(f"cannot connect to {name}: {_first_line(exc)}", hint=hint) from None
         conn.node_name = name
+        if kept is not None:
+            conn.kept_by, conn.kept_key = kept, conninfo
         return conn
 
     # -- Redis ------------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ into an error that names the node and the privilege (a read-only role must know 
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+from psycopg.pq import TransactionStatus
 
 from streamctl.config.model import Node
 from streamctl.errors import ExitCode, StreamctlError
@@ -52,9 +54,51 @@ class NodeCursor(psycopg.Cursor[Any]):
 
 
 class NodeConnection(psycopg.Connection[Any]):
-    """A connection that knows which topology node it reaches (for error messages)."""
+    """A connection that knows which topology node it reaches (for error messages); one taken from
+    KeptConnections goes back there when its `with` block ends without an error."""
 
     node_name: str = ""
+    kept_by: KeptConnections | None = None
+    kept_key: str = ""
+
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        if exc_type is None and self.kept_by is not None and self.kept_by.give_back(self):
+            return
+        super().__exit__(exc_type, exc_val, exc_tb)
+
+
+class KeptConnections:
+    """Logins kept for a run of many short steps (`up`'s configuration): one verified TLS login per node
+    and database instead of one per step. A connection comes back only idle, outside a transaction, and
+    with its session settings reset; one that ended in an error is closed instead."""
+
+    def __init__(self) -> None:
+        self._idle: dict[str, list[NodeConnection]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> NodeConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give_back(self, conn: NodeConnection) -> bool:
+        if conn.closed or not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
+            return False
+        try:
+            conn.execute("RESET ALL")
+        except psycopg.Error:
+            return False
+        with self._lock:
+            self._idle.setdefault(conn.kept_key, []).append(conn)
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for conn in conns:
+            conn.kept_by = None
+            conn.close()
 
 
 def external_conninfo(node: Node, default_user: str, dbname: str | None = None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,13 @@ from streamctl.errors import PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
 from streamctl.services import configuration_steps
-from streamctl.steps import ConfigStep, step_batches
+from streamctl.steps import ConfigStep, dependencies
+
+MAX_CONFIG_THREADS = 8  # steps of distinct nodes at once (each holds a connection or two)
+
+# What one step ended in: its change, None (converged already), the differences an external node
+# only checked has, or the failure.
+StepOutcome = tuple[str, str, list[str]] | list[str] | StepError | None
 
 
 @dataclass
@@ -108,7 +114,8 @@ class Runner:
         result.ready_seconds = self._converge_nodes(steps)
         if any(n.is_external for n in self.nodes):
             result.differences += external_differences(self.ctx)
-        self._configure(result)
+        with self.ctx.kept_connections():
+            self._configure(result)
         result.seconds = time.monotonic() - started
         if result.differences:
             raise DriftError(f"{len(result.differences)} difference(s) between the external nodes and the "
@@ -162,26 +169,41 @@ class Runner:
         return ready
 
     def _configure(self, result: UpResult) -> None:
-        """Steps in order; a run of same-named steps on different nodes (a database on every node, the
-        gateway role on each) is independent work, so each such batch runs concurrently."""
-        for batch in step_batches(self.config_steps()):
-            checked = [s for s in batch if self.is_external(s.node) and not self.configure_external]
-            for step in checked:
-                self._check_only(step, result)
-            batch = [s for s in batch if s not in checked]
-            if not batch:
-                continue
-            if len(batch) == 1:
-                outcomes = [self._one_step(batch[0])]
-            else:
-                with ThreadPoolExecutor(max_workers=len(batch)) as pool:
-                    outcomes = list(pool.map(self._one_step, batch))
-            errors = [o for o in outcomes if isinstance(o, StepError)]
-            result.config_changes += [o for o in outcomes if isinstance(o, tuple)]
-            if errors:
-                raise errors[0]
+        """Every configuration step, each as soon as the steps it needs are done (steps.dependencies):
+        one node's steps in order, independent nodes at once. After a failure nothing new starts; the
+        steps already running finish, and the first failure in list order is raised."""
+        steps = self.config_steps()
+        needs = dependencies(steps)
+        outcomes: dict[int, StepOutcome] = {}
+        waiting = list(range(len(steps)))
+        with ThreadPoolExecutor(max_workers=max(1, min(len(steps), MAX_CONFIG_THREADS))) as pool:
+            running: dict[Future[StepOutcome], int] = {}
+            while True:
+                if not any(isinstance(o, StepError) for o in outcomes.values()):
+                    for i in [i for i in waiting if needs[i] <= outcomes.keys()]:
+                        waiting.remove(i)
+                        running[pool.submit(self._step_or_check, steps[i])] = i
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    outcomes[running.pop(fut)] = fut.result()
+        for i in sorted(outcomes):
+            outcome = outcomes[i]
+            if isinstance(outcome, list):
+                result.differences += outcome
+            elif isinstance(outcome, tuple):
+                result.config_changes.append(outcome)
+        errors = [o for _, o in sorted(outcomes.items()) if isinstance(o, StepError)]
+        if errors:
+            raise errors[0]
 
-    def _one_step(self, step: ConfigStep) -> tuple[str, str, list[str]] | StepError | None:
+    def _step_or_check(self, step: ConfigStep) -> StepOutcome:
+        if self.is_external(step.node) and not self.configure_external:
+            return self._check_only(step)
+        return self._one_step(step)
+
+    def _one_step(self, step: ConfigStep) -> StepOutcome:
         """Run one step: its change, None when converged already, or the StepError it failed with."""
         t0 = time.monotonic()
         try:
@@ -208,7 +230,7 @@ class Runner:
         self.emit(Event("done", step.node, step.name, "; ".join(pending), time.monotonic() - t0))
         return (step.node, step.name, pending)
 
-    def _check_only(self, step: ConfigStep, result: UpResult) -> None:
+    def _check_only(self, step: ConfigStep) -> list[str]:
         """An external node without --configure: report what the step would change, change nothing."""
         try:
             pending = step.pending()
@@ -218,10 +240,10 @@ class Runner:
             text = str(exc).strip().splitlines()
             pending = [f"cannot check: {text[0] if text else type(exc).__name__}"]
         if pending:
-            result.differences += [f"{step.node}: {step.name}: {p}" for p in pending]
             self.emit(Event("info", step.node, step.name, "differs: " + "; ".join(pending)))
         else:
             self.emit(Event("noop", step.node, step.name, "matches the topology"))
+        return [f"{step.node}: {step.name}: {p}" for p in pending]
 
     # -- down -------------------------------------------------------------------------------------
     def down(self, volumes: bool = False, skip_external: bool = False) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+After = tuple[tuple[str, str], ...]  # (node, step name) pairs a step waits for, besides its own node's
+
 
 @dataclass(frozen=True)
 class ConfigStep:
@@ -12,25 +14,39 @@ class ConfigStep:
 
     `pending()` inspects the live node and lists what `apply()` would change (empty: converged);
     it is what makes `up --dry-run` informative and a second `up` a no-op.
+
+    `after` says what the step needs: None (the default) waits for every step listed before it, as a
+    barrier; a tuple waits only for the earlier steps on its own node and for the (node, name) pairs it
+    names, so independent nodes' work runs at once (see `dependencies`).
     """
 
     node: str
     name: str
     pending: Callable[[], list[str]]
     apply: Callable[[], None]
+    after: After | None = None
 
 
-def step_batches(steps: list[ConfigStep]) -> list[list[ConfigStep]]:
-    """Consecutive steps of one name on distinct nodes, as batches that may run at once; order kept.
+def dependencies(steps: list[ConfigStep]) -> list[frozenset[int]]:
+    """For each step, the indices of the earlier steps that must finish first.
 
-    Adapters list the same step for each node in a row (a database per node, the gateway role per
-    server), and such steps touch only their own node, so nothing orders them among themselves.
+    A barrier step (after=None) waits for everything before it, except the run of same-named steps on
+    distinct nodes it belongs to (a database per node: such steps touch only their own node). Other
+    steps wait for their node's earlier steps and the named ones. Pairs that name no listed step (a
+    concern the topology turns off) are ignored, so order stays the list's and nothing can cycle.
     """
-    batches: list[list[ConfigStep]] = []
-    for step in steps:
-        last = batches[-1] if batches else None
-        if last and last[0].name == step.name and all(s.node != step.node for s in last):
-            last.append(step)
-        else:
-            batches.append([step])
-    return batches
+    out: list[frozenset[int]] = []
+    run_start = 0
+    for i, step in enumerate(steps):
+        prev = steps[i - 1] if i else None
+        same_run = prev is not None and prev.name == step.name and all(
+            s.node != step.node for s in steps[run_start:i])
+        if not same_run:
+            run_start = i
+        if step.after is None:
+            out.append(frozenset(range(run_start)))
+            continue
+        wanted = set(step.after)
+        out.append(frozenset(j for j in range(i) if steps[j].node == step.node
+                             or (steps[j].node, steps[j].name) in wanted))
+    return out

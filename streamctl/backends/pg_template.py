@@ -4,6 +4,8 @@ initdb is the expensive, CPU-bound part of creating a node and is the same work 
 cluster built from the same binaries by the same superuser name. The template is initialised with a
 throwaway password that is never stored; each node's copy gets the cluster's real password through a
 single-user backend fed on stdin (never a command line), so no secret is shared between clusters.
+The template also holds one empty spare database that each copy renames to its node's database (a
+catalogue update) instead of creating it later, which copies template1 and writes it all to the WAL.
 The key covers the binary (path, size, mtime, `postgres --version`), the superuser and the owner.
 """
 
@@ -23,7 +25,8 @@ from streamctl.backends.privileges import RunAs
 from streamctl.errors import BackendError
 
 CACHE_ENV = "STREAMCTL_PG_TEMPLATE_CACHE"  # overrides where templates live (benchmarks use a private one)
-FORMAT = "1"  # bump when the initdb options below change: old templates are then never reused
+FORMAT = "2"  # bump when what a template holds changes: old templates are then never reused
+SPARE_DATABASE = "streamctl_spare"  # renamed to the node's database in each copy
 INITDB_OPTIONS = ("--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
                   "--no-sync")
 _LOCK = threading.Lock()  # nodes of one `up` start in parallel threads; a file lock covers other processes
@@ -75,19 +78,31 @@ def ensure_template(bindir: Path, superuser: str, run: Callable[[list[str]], Non
                      *INITDB_OPTIONS])
             finally:
                 pwfile.unlink(missing_ok=True)
+            _single_user(bindir, building, f"CREATE DATABASE {SPARE_DATABASE}\n", run_as)
             os.replace(building, target)
     return target
 
 
-def set_superuser_password(bindir: Path, data_dir: Path, superuser: str, password: str, run_as: RunAs) -> None:
-    """Give a fresh copy of the template the cluster's password (single-user backend, statement on stdin)."""
+def personalise(bindir: Path, data_dir: Path, superuser: str, password: str, database: str | None,
+                run_as: RunAs) -> None:
+    """Make a fresh copy of the template this node's: the cluster's password, and the spare database
+    renamed to the node's (or dropped when it has none); one single-user backend, statements on stdin."""
     ident = '"' + superuser.replace('"', '""') + '"'
     literal = "'" + password.replace("'", "''") + "'"
+    if database and database not in ("postgres", "template0", "template1"):
+        spare = f'ALTER DATABASE {SPARE_DATABASE} RENAME TO "{database.replace(chr(34), chr(34) * 2)}"'
+    else:
+        spare = f"DROP DATABASE {SPARE_DATABASE}"
+    _single_user(bindir, data_dir, f"ALTER ROLE {ident} PASSWORD {literal}\n{spare}\n", run_as, secret=password)
+
+
+def _single_user(bindir: Path, data_dir: Path, statements: str, run_as: RunAs, secret: str = "") -> None:
+    """Run newline-separated statements in a single-user backend (no server, no port), fed on stdin."""
     proc = subprocess.run([str(bindir / "postgres"), "--single", "-D", str(data_dir), "-c", "log_statement=none",
-                           "template1"], input=f"ALTER ROLE {ident} PASSWORD {literal}\n", capture_output=True,
+                           "template1"], input=statements, capture_output=True,
                           text=True, timeout=120, start_new_session=True, **run_as.subprocess_kwargs())
     if proc.returncode != 0 or "ERROR" in proc.stdout + proc.stderr:
-        # the output may quote the statement: show only lines that cannot hold the password
-        out = [ln for ln in (proc.stderr + proc.stdout).splitlines() if password not in ln][-10:]
-        raise BackendError(f"setting the superuser password in {data_dir} failed (exit {proc.returncode})",
+        # the output may quote a statement: show only lines that cannot hold the secret
+        out = [ln for ln in (proc.stderr + proc.stdout).splitlines() if not secret or secret not in ln][-10:]
+        raise BackendError(f"preparing the PostgreSQL data directory {data_dir} failed (exit {proc.returncode})",
                            details=out)

@@ -188,8 +188,8 @@ class PostgresRecipe(Recipe):
         staging = self.data_dir.with_name(self.data_dir.name + ".init")
         shutil.rmtree(staging, ignore_errors=True)
         run(["cp", "-a", str(template), str(staging)])
-        pg_template.set_superuser_password(self.bindir, staging, self.topology.pg_user,
-                                           self.secrets["postgres_password"], run_as)
+        pg_template.personalise(self.bindir, staging, self.topology.pg_user, self.secrets["postgres_password"],
+                                self.node.database, run_as)
         with (staging / "postgresql.conf").open("a") as fh:
             fh.write("\ninclude_if_exists = 'streamctl.conf'\n")
         self.data_dir.rmdir()  # the empty directory super().initialize made

@@ -19,6 +19,9 @@ from streamctl.names import DISTRIBUTED_TABLES, DISTRIBUTION_COLUMN, REFERENCE_T
 from streamctl.readiness import Readiness
 from streamctl.steps import ConfigStep
 
+WORKERS_STEP = "citus workers"
+DISTRIBUTION_STEP = "citus distribution"
+
 
 class MetadataLayer(Protocol):
     """What the metadata database gets on top of plain PostgreSQL: steps per node, then distribution."""
@@ -73,7 +76,7 @@ class CitusLayer:
                 if authinfo is not None:
                     catalog.store_authinfo(conn, user, authinfo)
 
-        return ConfigStep(node.name, "citus extension", pending, apply)
+        return ConfigStep(node.name, "citus extension", pending, apply, after=())
 
     def _credentials(self, node: Node) -> tuple[str, str | None]:
         """The role Citus connects between nodes as, and its authinfo; an external node without a password
@@ -109,7 +112,7 @@ class CitusLayer:
                 register_workers(conn, list(wanted))
             self.wait_workers_active(list(wanted))
 
-        return ConfigStep(self.coordinator.name, "citus workers", pending, apply)
+        return ConfigStep(self.coordinator.name, WORKERS_STEP, pending, apply)
 
     def wait_workers_active(self, addresses: list[Address], timeout: float = 120.0) -> None:
         """Ready when the coordinator lists every wanted worker as active."""
@@ -152,7 +155,7 @@ class CitusLayer:
                     colocate = "default" if table == anchor else anchor
                     catalog.create_distributed_table(conn, table, DISTRIBUTION_COLUMN, colocate)
 
-        return [ConfigStep(name, "citus distribution", pending, apply)]
+        return [ConfigStep(name, DISTRIBUTION_STEP, pending, apply)]
 
 
 def citus_layer(ctx: ClusterContext) -> MetadataLayer:

@@ -34,18 +34,39 @@ def lagging(tables: Iterable[str], states: dict[str, str], primary_rows: Callabl
 
 
 def wait_synced(ctx: ClusterContext, replica: str, primary: str, tables: tuple[str, ...], timeout: float,
-                logs: Callable[[], list[str]], interval: float = 0.2) -> None:
-    """After `up` subscribes a replica: wait until the rule holds for every table."""
+                logs: Callable[[], list[str]], interval: float = 0.05) -> None:
+    """After `up` subscribes a replica: wait until the rule holds for every table.
+
+    The two connections live across probes (a verified TLS login costs more than the probe's queries),
+    and are opened again after an error."""
     sub = names.subscription_name(replica)
+    conns: dict[str, psycopg.Connection[Any]] = {}
+
+    def conn(name: str) -> psycopg.Connection[Any]:
+        if name not in conns or conns[name].closed:
+            conns[name] = ctx.pg_connect(name)
+        return conns[name]
 
     def probe() -> bool:
-        with ctx.pg_connect(replica) as rconn, ctx.pg_connect(primary) as pconn:
+        try:
+            rconn, pconn = conn(replica), conn(primary)
             states = catalog.table_states(rconn, sub)
             return not lagging(tables, states, lambda t: catalog.row_count(pconn, t),
                                lambda t: catalog.row_count(rconn, t))
+        except Exception:
+            close()
+            raise
 
-    Readiness(f"initial sync of {replica}", probe, timeout, interval=interval, logs=logs,
-              hint=f"see `streamctl logs {replica}` and `streamctl logs {primary}`").wait()
+    def close() -> None:
+        for c in conns.values():
+            c.close()
+        conns.clear()
+
+    try:
+        Readiness(f"initial sync of {replica}", probe, timeout, interval=interval, logs=logs,
+                  hint=f"see `streamctl logs {replica}` and `streamctl logs {primary}`").wait()
+    finally:
+        close()
 
 
 def wait_for_replicas(ctx: ClusterContext, tables: tuple[str, ...], timeout: float,

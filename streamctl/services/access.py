@@ -5,6 +5,7 @@ TLS when it is on, so the metadata nodes get a managed pg_hba too)."""
 from __future__ import annotations
 
 from streamctl.backends.base import Backend
+from streamctl.citus.layer import DISTRIBUTION_STEP, WORKERS_STEP
 from streamctl.config.model import Role
 from streamctl.context import ClusterContext
 from streamctl.services.fdw import FdwService, fdw_enabled
@@ -15,7 +16,10 @@ from streamctl.steps import ConfigStep
 
 def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
     t = ctx.topology
-    out = [hba_step(ctx, backend, n, []) for n in t.nodes()
+    coordinator = ctx.first(Role.COORDINATOR)
+    # A worker's rules change only once the coordinator has registered it and placed the shards.
+    citus_done = ((coordinator.name, WORKERS_STEP), (coordinator.name, DISTRIBUTION_STEP)) if coordinator else ()
+    out = [hba_step(ctx, backend, n, [], after=citus_done) for n in t.nodes()
            if n.role in (Role.COORDINATOR, Role.WORKER) and not n.is_external]
     primary = ctx.first(Role.ANALYTICS_PRIMARY)
     if primary is None:

@@ -16,8 +16,10 @@ from streamctl.backends.base import Backend
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.names import FDW_SERVER, FDW_USER
-from streamctl.services.postgres import ensure_read_only_role, grant_read, reader_pending
+from streamctl.services.postgres import HBA_STEP, ensure_read_only_role, grant_read, reader_pending
 from streamctl.steps import ConfigStep
+
+READER_STEP = "fdw reader role"
 
 
 def fdw_enabled(ctx: ClusterContext) -> bool:
@@ -62,7 +64,7 @@ class FdwService:
                 ensure_read_only_role(conn, FDW_USER, self.ctx.secrets["fdw_password"])
                 grant_read(conn, FDW_USER, self.database, "public", self.tables)
 
-        return ConfigStep(self.source.name, "fdw reader role", pending, apply)
+        return ConfigStep(self.source.name, READER_STEP, pending, apply, after=())
 
     # -- the coordinator side ---------------------------------------------------------------------
     def _server_options(self) -> dict[str, str]:
@@ -134,7 +136,10 @@ class FdwService:
                 conn.execute(sql.SQL("SELECT 1 FROM {}.{} LIMIT 1").format(
                     sql.Identifier(self.schema), sql.Identifier(self.tables[0])))
 
-        return ConfigStep(self.coordinator.name, "fdw", pending, apply)
+        # The coordinator's side needs of the source: its tables (to import), its reader role and pg_hba.
+        src = self.source.name
+        return ConfigStep(self.coordinator.name, "fdw", pending, apply,
+                          after=((src, READER_STEP), (src, HBA_STEP), (src, "schema analytics")))
 
 
 def _options(raw: list[str] | None) -> dict[str, str]:

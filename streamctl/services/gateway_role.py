@@ -79,7 +79,7 @@ class GatewayRoleService:
                 self._role(conn)
                 grant_read(conn, GATEWAY_USER, self.ctx.topology.analytics.database, "public", tables)
 
-        return ConfigStep(node.name, "gateway role", pending, apply)
+        return ConfigStep(node.name, "gateway role", pending, apply, after=())
 
     def _role(self, conn: psycopg.Connection[Any]) -> None:
         ensure_read_only_role(conn, GATEWAY_USER, self._password())
@@ -125,7 +125,7 @@ class GatewayRoleService:
                 if citus:
                     self._authinfo(conn)
 
-        return ConfigStep(node.name, "gateway role", pending, apply)
+        return ConfigStep(node.name, "gateway role", pending, apply, after=())
 
     def _authinfo(self, conn: psycopg.Connection[Any]) -> None:
         """The coordinator connects to the workers as the gateway when it runs the gateway's queries."""

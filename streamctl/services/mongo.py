@@ -180,7 +180,7 @@ class MongoService:
                 else:
                     db.command("createUser", MONGO_APP_USER, pwd=pw, roles=roles)
 
-        return ConfigStep(self.node.name, "mongo users", pending, apply)
+        return ConfigStep(self.node.name, "mongo users", pending, apply, after=())
 
     def reviews_step(self) -> ConfigStep:
         def pending() -> list[str]:
@@ -208,7 +208,7 @@ class MongoService:
                 for action in index_plan(collection.index_information()):
                     _apply_index(collection, action)
 
-        return ConfigStep(self.node.name, "reviews collection", pending, apply)
+        return ConfigStep(self.node.name, "reviews collection", pending, apply, after=())
 
 
 def _apply_index(collection: Any, action: IndexAction) -> None:

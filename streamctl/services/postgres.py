@@ -15,9 +15,10 @@ from streamctl.config.model import Engine, Node
 from streamctl.context import ClusterContext
 from streamctl.errors import StepError
 from streamctl.names import SCHEMA_VERSION_TABLE
-from streamctl.steps import ConfigStep
+from streamctl.steps import After, ConfigStep
 
 AFTER_DISTRIBUTION = "-- streamctl: after-distribution"
+HBA_STEP = "access rules (pg_hba)"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def database_step(ctx: ClusterContext, node: Node) -> ConfigStep:
         with ctx.pg_connect(node.name, "postgres") as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
 
-    return ConfigStep(node.name, "database", pending, apply)
+    return ConfigStep(node.name, "database", pending, apply, after=())
 
 
 # -- schema ---------------------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def schema_step(ctx: ClusterContext, node: Node, kind: str, after_distribution: 
                     conn.execute(f"INSERT INTO {SCHEMA_VERSION_TABLE} (version, name, checksum) "
                                  "VALUES (%s, %s, %s)", (f.version, f.name, f.checksum))
 
-    return ConfigStep(node.name, name, pending, apply)
+    return ConfigStep(node.name, name, pending, apply, after=())  # its node's earlier steps only
 
 
 # -- roles ----------------------------------------------------------------------------------------------
@@ -177,7 +178,8 @@ def render_hba(superuser: str, rules: list[HbaRule], tls: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
-def hba_step(ctx: ClusterContext, backend: Backend, node: Node, rules: list[HbaRule]) -> ConfigStep:
+def hba_step(ctx: ClusterContext, backend: Backend, node: Node, rules: list[HbaRule],
+             after: After = ()) -> ConfigStep:
     def desired() -> str:
         return render_hba(ctx.topology.pg_user, rules, ctx.managed_tls(node.name))
 
@@ -200,4 +202,4 @@ def hba_step(ctx: ClusterContext, backend: Backend, node: Node, rules: list[HbaR
         if errors:
             raise StepError(f"pg_hba.conf on {node.name} has errors: {errors}")
 
-    return ConfigStep(node.name, "access rules (pg_hba)", pending, apply)
+    return ConfigStep(node.name, HBA_STEP, pending, apply, after=after)

@@ -36,4 +36,4 @@ def redis_step(ctx: ClusterContext, node: Node) -> ConfigStep:
         finally:
             client.close()
 
-    return ConfigStep(node.name, "redis persistence", pending, apply)
+    return ConfigStep(node.name, "redis persistence", pending, apply, after=())

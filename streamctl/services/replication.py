@@ -8,8 +8,11 @@ from streamctl.context import ClusterContext
 from streamctl.names import PUBLICATION, REPLICATION_USER, subscription_name
 from streamctl.replication import catalog
 from streamctl.replication.catchup import table_ready, wait_synced
-from streamctl.services.postgres import ensure_login_role, grant_read, reader_pending, schema_step
+from streamctl.services.postgres import HBA_STEP, ensure_login_role, grant_read, reader_pending, schema_step
 from streamctl.steps import ConfigStep
+
+ROLE_STEP = "replication role"
+PUBLICATION_STEP = "publication"
 
 
 def primary_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
@@ -60,7 +63,7 @@ class ReplicationService:
                                   "REPLICATION", "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE")
                 grant_read(conn, REPLICATION_USER, self.database, "public", self.tables)
 
-        return ConfigStep(self.primary.name, "replication role", pending, apply)
+        return ConfigStep(self.primary.name, ROLE_STEP, pending, apply, after=())
 
     def publication_step(self) -> ConfigStep:
         def pending() -> list[str]:
@@ -76,7 +79,7 @@ class ReplicationService:
             with self.ctx.pg_connect(self.primary.name) as conn:
                 catalog.publish(conn, self.tables, create=catalog.published_tables(conn) is None)
 
-        return ConfigStep(self.primary.name, "publication", pending, apply)
+        return ConfigStep(self.primary.name, PUBLICATION_STEP, pending, apply, after=())
 
     # -- replicas ---------------------------------------------------------------------------------
     def conninfo(self, replica: str) -> str:
@@ -124,7 +127,11 @@ class ReplicationService:
             wait_synced(self.ctx, replica.name, self.primary.name, self.tables, 300.0,
                         logs=lambda: self.backend.logs(replica, 20))
 
-        return ConfigStep(replica.name, "subscription", pending, apply)
+        # What a subscriber needs of the primary: the role it logs in as, the publication, and pg_hba
+        # admitting it; nothing of the other replicas or of the metadata side.
+        primary = self.primary.name
+        return ConfigStep(replica.name, "subscription", pending, apply,
+                          after=((primary, ROLE_STEP), (primary, PUBLICATION_STEP), (primary, HBA_STEP)))
 
     def _drop_stale_slot(self, slot: str) -> None:
         """A replica rebuilt from scratch leaves its old slot on the primary; an inactive one can go."""

@@ -46,6 +46,30 @@ def test_two_clusters_share_one_template_but_not_their_passwords(make_cluster: A
     shutil.rmtree(home, ignore_errors=True)
 
 
+def test_a_new_node_has_its_database_already_and_no_spare(make_cluster: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template's spare database becomes the node's own database at creation, so `up` creates none."""
+    from streamctl.backends.base import Action
+
+    home = traversable_tmpdir()
+    monkeypatch.setenv(pg_template.CACHE_ENV, str(home / "templates"))
+    c = make_cluster(analytics=False, fdw=False, replicas=0, redis=False)
+    coordinator = c.ctx.topology.node("coordinator")
+    assert coordinator is not None and coordinator.database
+    c.backend.preflight([coordinator])
+    c.ctx.create_secrets()
+    c.ctx.store.record_endpoints(c.backend.name, [c.backend.endpoint(coordinator)])
+    c.backend.apply(coordinator, Action.CREATE)  # the node alone: no configuration step has run
+    c.backend.readiness(coordinator).wait()
+    with c.ctx.pg_connect("coordinator", "postgres") as conn:
+        names = {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")}
+    assert names == {"postgres", coordinator.database}
+    steps = [s for s in c.runner.config_steps() if s.name == "database"]
+    assert [s.pending() for s in steps] == [[]]
+    c.backend.remove(coordinator, volumes=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
 def test_key_changes_with_superuser_and_binary(tmp_path: Path) -> None:
     from streamctl.backends.privileges import RunAs
     from streamctl.backends.recipes import find_pg_bindir

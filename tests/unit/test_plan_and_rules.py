@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from streamctl.backends.base import Action, NodeState, Observation, fingerprint
 from streamctl.config.load import parse_topology
@@ -10,6 +13,8 @@ from streamctl.errors import ReadinessTimeout
 from streamctl.plan import decide, plan_nodes
 from streamctl.readiness import Readiness
 from streamctl.services.postgres import HbaRule, render_hba, schema_files
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(("state", "fp", "desired", "action"), [
@@ -94,14 +99,56 @@ def test_readiness_returns_when_probe_succeeds() -> None:
     assert Readiness("db", lambda: next(answers), timeout=5, interval=0.01).wait() < 5
 
 
-def test_same_named_steps_on_distinct_nodes_batch_together_in_order() -> None:
-    from streamctl.steps import ConfigStep, step_batches
+def test_barrier_steps_wait_for_all_before_them_except_their_own_run() -> None:
+    """Steps without `after` keep the old order: each waits for everything listed before it, except
+    same-named steps on distinct nodes in a row, which run at once."""
+    from streamctl.steps import ConfigStep, dependencies
 
     def step(node: str, name: str) -> ConfigStep:
         return ConfigStep(node, name, lambda: [], lambda: None)
 
     steps = [step("a", "database"), step("b", "database"), step("a", "schema"), step("a", "grant"),
              step("a", "grant"), step("b", "grant"), step("c", "database")]
-    batches = [[(s.node, s.name) for s in b] for b in step_batches(steps)]
-    assert batches == [[("a", "database"), ("b", "database")], [("a", "schema")], [("a", "grant")],
-                       [("a", "grant"), ("b", "grant")], [("c", "database")]]
+    assert dependencies(steps) == [frozenset(), frozenset(), {0, 1}, {0, 1, 2}, {0, 1, 2, 3}, {0, 1, 2, 3},
+                                   {0, 1, 2, 3, 4, 5}]
+
+
+def test_steps_with_after_wait_for_their_node_and_what_they_name_only() -> None:
+    from streamctl.steps import ConfigStep, dependencies
+
+    def step(node: str, name: str, after: tuple[tuple[str, str], ...] | None = ()) -> ConfigStep:
+        return ConfigStep(node, name, lambda: [], lambda: None, after=after)
+
+    steps = [step("p", "schema"), step("r", "schema"), step("p", "publication"), step("c", "schema"),
+             step("r", "subscription", after=(("p", "publication"), ("x", "not listed"))),
+             step("c", "fdw", after=(("p", "schema"),)), step("c", "barrier", after=None)]
+    assert dependencies(steps) == [frozenset(), frozenset(), {0}, frozenset(), {1, 2}, {0, 3},
+                                   {0, 1, 2, 3, 4, 5}]
+
+
+def test_up_runs_the_replica_lane_beside_the_metadata_lane() -> None:
+    """The platform's real steps: the subscription waits for the primary's role, publication and pg_hba,
+    never for the coordinator's schema; the FDW waits for the primary's reader role."""
+    from streamctl.context import ClusterContext
+    from streamctl.services import configuration_steps
+    from streamctl.steps import dependencies
+
+    topo = parse_topology(yaml.safe_load((ROOT / "examples/no-citus.yaml").read_text()))
+    ctx = ClusterContext.build(topo, None, "/nonexistent-state")
+
+    class NoBackend:
+        name = "local"
+
+        def source_address(self, node: object) -> str:
+            return "127.0.0.1"
+
+    steps = configuration_steps(ctx, NoBackend())  # type: ignore[arg-type]
+    needs = dependencies(steps)
+    key = [(s.node, s.name) for s in steps]
+    sub = key.index(("analytics-replica-1", "subscription"))
+    waited = {key[j] for j in needs[sub]}
+    assert {("analytics-primary", "publication"), ("analytics-primary", "replication role"),
+            ("analytics-primary", "access rules (pg_hba)")} <= waited
+    assert not any(node == "coordinator" for node, _ in waited)
+    fdw = key.index(("coordinator", "fdw"))
+    assert ("analytics-primary", "fdw reader role") in {key[j] for j in needs[fdw]}
