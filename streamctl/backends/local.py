@@ -199,7 +199,7 @@ class LocalBackend:
         probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets, ca)
         recipe = self._recipe(node)
         return Readiness(f"{node.name} ({node.engine.value} on {ep.host}:{ep.port})", probe, timeout,
-                         logs=lambda: self.logs(node, 20), hint=f"see `streamctl logs {node.name}`",
+                         interval=0.05, logs=lambda: self.logs(node, 20), hint=f"see `streamctl logs {node.name}`",
                          alive=lambda: recipe.running_pid() is not None)
 
     def logs(self, node: Node, tail: int = 50) -> list[str]:
