@@ -12,6 +12,7 @@ MONGO_ROOT_USER = "streamctl_root"
 MONGO_APP_USER = "streamctl_app"
 
 # PostgreSQL ------------------------------------------------------------------------------------------
+SPARE_DATABASE = "streamctl_spare"  # an empty database new nodes are made with, renamed to theirs
 SCHEMA_VERSION_TABLE = "streamctl_schema_version"  # per database: which sql/ files were applied
 PUBLICATION = "streamctl_pub"  # on the analytics primary, for topology.analytics.tables
 FDW_SERVER = "analytics_server"  # on the coordinator's metadata database

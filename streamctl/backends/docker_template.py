@@ -4,9 +4,10 @@ The images' entrypoints initialise an empty data directory (initdb, the superuse
 skip that when it is already populated, so a node whose volume starts as a copy of an initialised one
 starts at once, within the images' contract. The template is made by running the image's entrypoint
 with `postgres -C data_directory`: it initialises, then runs that one-shot command and exits (-C is not
-among the options for which the official entrypoint skips initialisation). Each node's database is then
-created by `up`'s database step. The template volume belongs to its cluster and carries the cluster's
-own secret, so nothing is shared between clusters; `down --volumes` removes it with the others.
+among the options for which the official entrypoint skips initialisation). The template holds an empty
+spare database (POSTGRES_DB), which `up`'s database step renames to each node's own. The template volume
+belongs to its cluster and carries the cluster's own secret, so nothing is shared between clusters;
+`down --volumes` removes it with the others.
 
 A marker file, written last, says the template is complete; it holds a random token so that a copy
 made straight on the host (docker_volume_copy) is sure to read the very volume the engine means.
@@ -29,6 +30,7 @@ from streamctl.backends import docker_volume_copy as host
 from streamctl.backends.docker_errors import docker_errors
 from streamctl.backends.docker_files import put_files
 from streamctl.errors import BackendError, StreamctlError
+from streamctl.names import SPARE_DATABASE
 
 LABEL_TEMPLATE = f"{spec.LABEL_PREFIX}.template"
 _READY = ".streamctl-template-ready"  # written last: a template without it is incomplete
@@ -141,7 +143,8 @@ class VolumeTemplates:
         labels = {spec.LABEL_CLUSTER: self.cluster, LABEL_TEMPLATE: s.image}
         with docker_errors(f"create volume {template}"):
             self.api.create_volume(template, labels=labels)
-        env = {**s.environment, "POSTGRES_DB": "postgres"}  # each node's database comes from `up`'s step
+        # An empty spare database, which `up`'s database step renames to the node's (services/postgres.py).
+        env = {**s.environment, "POSTGRES_DB": SPARE_DATABASE}
         # The password travels as the node's own file (POSTGRES_PASSWORD_FILE), never in the environment.
         files = [f for f in s.files if f.path == env.get("POSTGRES_PASSWORD_FILE")]
         token = secrets.token_hex(16)

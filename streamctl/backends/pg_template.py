@@ -23,10 +23,10 @@ from pathlib import Path
 
 from streamctl.backends.privileges import RunAs
 from streamctl.errors import BackendError
+from streamctl.names import SPARE_DATABASE
 
 CACHE_ENV = "STREAMCTL_PG_TEMPLATE_CACHE"  # overrides where templates live (benchmarks use a private one)
 FORMAT = "2"  # bump when what a template holds changes: old templates are then never reused
-SPARE_DATABASE = "streamctl_spare"  # renamed to the node's database in each copy
 INITDB_OPTIONS = ("--auth=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
                   "--no-sync")
 _LOCK = threading.Lock()  # nodes of one `up` start in parallel threads; a file lock covers other processes

@@ -14,7 +14,7 @@ from streamctl.backends.base import Backend
 from streamctl.config.model import Engine, Node
 from streamctl.context import ClusterContext
 from streamctl.errors import StepError
-from streamctl.names import SCHEMA_VERSION_TABLE
+from streamctl.names import SCHEMA_VERSION_TABLE, SPARE_DATABASE
 from streamctl.steps import After, ConfigStep
 
 AFTER_DISTRIBUTION = "-- streamctl: after-distribution"
@@ -55,14 +55,29 @@ def database_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
 def database_step(ctx: ClusterContext, node: Node) -> ConfigStep:
     db = node.database or "postgres"
 
+    def present(conn: psycopg.Connection[Any]) -> tuple[bool, bool]:
+        names = {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname IN (%s, %s)",
+                                            (db, SPARE_DATABASE))}
+        return db in names, SPARE_DATABASE in names
+
     def pending() -> list[str]:
         with ctx.pg_connect(node.name, "postgres") as conn:
-            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone()
-        return [] if found else [f"create database {db}"]
+            found, spare = present(conn)
+        if not found:
+            return [f"create database {db}"]
+        return [f"drop the unused database {SPARE_DATABASE}"] if spare and db != SPARE_DATABASE else []
 
     def apply() -> None:
+        # A node made from a template has an empty spare database: renaming it is a catalogue update,
+        # where CREATE DATABASE copies template1 through the WAL.
         with ctx.pg_connect(node.name, "postgres") as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
+            found, spare = present(conn)
+            spare_id, db_id = sql.Identifier(SPARE_DATABASE), sql.Identifier(db)
+            if not found:
+                verb = "ALTER DATABASE {} RENAME TO {}" if spare else "CREATE DATABASE {1}"
+                conn.execute(sql.SQL(verb).format(spare_id, db_id))
+            elif spare:  # a node without a database of its own (postgres) keeps no spare
+                conn.execute(sql.SQL("DROP DATABASE {}").format(spare_id))
 
     return ConfigStep(node.name, "database", pending, apply, after=())
 
