@@ -116,6 +116,7 @@ def main() -> int:
         # Every cold measurement starts with no initialised PostgreSQL template left by an earlier one.
         shutil.rmtree(cache, ignore_errors=True)
         if backend.name == "docker":  # and the cluster's initialised template volumes (Docker)
+            backend._volume_templates = None  # type: ignore[attr-defined]  # nor what the backend knew of them
             api = backend.api  # type: ignore[attr-defined]
             found = api.volumes(filters={"label": f"{docker_template.LABEL_TEMPLATE}"}).get("Volumes") or []
             for vol in found:

@@ -146,16 +146,16 @@ class DockerBackend:
 
     def _create(self, node: Node) -> None:
         s = self.spec(node, issue=True)
-        self._ensure_network()
         with self._lock:
             if self._puller is None:
                 self._puller = ImagePuller(self.client, self._progress)
         self._puller.ensure(node.name, s.image)
         fresh = node.engine is Engine.POSTGRES and not self._volume_exists(s.volume)
+        if fresh:  # the template (once per image) initialises while this node's container is made
+            self._templates().start(s)
+        self._ensure_network()
         with docker_errors(f"create volume {s.volume}"):
             self.api.create_volume(s.volume, labels={**s.labels})
-        if fresh:  # a copy of the cluster's initialised template: the entrypoint then skips initdb
-            self._templates().populate(s)
         host_config = self.api.create_host_config(
             port_bindings={s.container_port: (s.host_ip, s.host_port)},
             binds={s.volume: {"bind": s.mount, "mode": "rw"}},
@@ -173,6 +173,10 @@ class DockerBackend:
                 environment=s.environment, labels=labels, ports=[s.container_port], host_config=host_config,
                 networking_config=networking, stop_signal=s.stop_signal, healthcheck=health)
         put_files(self.api, created["Id"], s.image, s.name, s.files)
+        # The container and its files exist before the template is cloned into the volume: that work goes
+        # on while another node's thread initialises the template.
+        if fresh:  # a copy of the cluster's initialised template: the entrypoint then skips initdb
+            self._templates().populate(s)
         with docker_errors(f"start container {s.name}"):
             self.api.start(created["Id"])
 
@@ -249,7 +253,7 @@ class DockerBackend:
         probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets, ca)
         return Readiness(f"{node.name} ({node.engine.value} in container "
                          f"{spec.container_name(self.topology.cluster, node.name)}, {ep.host}:{ep.port})",
-                         probe, timeout, interval=0.2, logs=lambda: self.logs(node, 20),
+                         probe, timeout, interval=0.05, logs=lambda: self.logs(node, 20),
                          hint=f"see `streamctl logs {node.name}`", alive=lambda: self._running(node))
 
     def _running(self, node: Node) -> bool:

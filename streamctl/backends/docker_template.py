@@ -7,19 +7,28 @@ with `postgres -C data_directory`: it initialises, then runs that one-shot comma
 among the options for which the official entrypoint skips initialisation). Each node's database is then
 created by `up`'s database step. The template volume belongs to its cluster and carries the cluster's
 own secret, so nothing is shared between clusters; `down --volumes` removes it with the others.
+
+A marker file, written last, says the template is complete; it holds a random token so that a copy
+made straight on the host (docker_volume_copy) is sure to read the very volume the engine means.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import secrets
+import tarfile
 import threading
+import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from streamctl.backends import docker_spec as spec
+from streamctl.backends import docker_volume_copy as host
 from streamctl.backends.docker_errors import docker_errors
 from streamctl.backends.docker_files import put_files
-from streamctl.errors import BackendError
+from streamctl.errors import BackendError, StreamctlError
 
 LABEL_TEMPLATE = f"{spec.LABEL_PREFIX}.template"
 _READY = ".streamctl-template-ready"  # written last: a template without it is incomplete
@@ -34,7 +43,26 @@ class VolumeTemplates:
         self.report = report
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._ready: set[str] = set()
+        self._tokens: dict[str, str] = {}  # template volume -> the token of its marker
+        self._started: set[str] = set()
+        self._failed: dict[str, StreamctlError] = {}  # what a background initialisation ran into
+
+    def start(self, s: spec.ContainerSpec) -> None:
+        """Begin making s's template in a background thread (once), so that the node's own container is
+        created meanwhile; `populate` waits for it. Not a daemon: the interpreter waits for its helper."""
+        template = self.volume(s)
+        with self._guard:
+            if template in self._started or template in self._tokens:
+                return
+            self._started.add(template)
+        threading.Thread(target=self._background, args=(s, template), name=f"template {template}").start()
+
+    def _background(self, s: spec.ContainerSpec, template: str) -> None:
+        try:
+            self._ensure(s, template)
+        except StreamctlError as exc:  # populate raises it in the node's thread
+            with self._guard:
+                self._failed[template] = exc
 
     def key(self, s: spec.ContainerSpec) -> str:
         env = s.environment
@@ -48,47 +76,67 @@ class VolumeTemplates:
     def populate(self, s: spec.ContainerSpec) -> None:
         """Fill the node's (new, empty) volume with a copy of the initialised template for its image."""
         template = self.volume(s)
-        with self._guard:
-            lock = self._locks.setdefault(template, threading.Lock())
-        copy = f"cp -a /from/. /to/ && rm -f /to/{_READY}"
-        binds = {template: "/from", s.volume: "/to"}
         for attempt in (1, 2):
-            with lock:
-                if template not in self._ready:
-                    if not self._has_ready(s, template):
-                        self.report(s.node, "initialising the PostgreSQL template volume")
-                        self._initialise(s, template)
-                        # the first copy also seals the template (one container fewer on the way)
-                        self._run(s, f"seal {template} and clone it into {s.volume}", binds,
-                                  ["sh", "-c", f"touch /from/{_READY} && {copy}"])
-                        self._ready.add(template)
-                        return
-                    self._ready.add(template)
+            token = self._ensure(s, template)
+            if self._host_copy(template, s.volume, token):
+                return
             try:
-                self._run(s, f"clone {template} into {s.volume}", binds,
-                          ["sh", "-c", f"test -e /from/{_READY} && {copy}"])
+                if not self._volume_exists(template):  # else creating the helper would create it, empty
+                    raise BackendError(f"the template volume {template} is gone")
+                copy = f"test -e /from/{_READY} && cp -a /from/. /to/ && rm -f /to/{_READY}"
+                self._run(s, f"clone {template} into {s.volume}", {template: "/from", s.volume: "/to"},
+                          ["sh", "-c", copy])
                 return
             except BackendError:
                 if attempt == 2:
                     raise
-                with lock:  # the template went away meanwhile (removed by hand): make it again, once
-                    self._ready.discard(template)
+                with self._guard:  # the template went away meanwhile (removed by hand): make it again, once
+                    if self._tokens.get(template) == token:  # unless another node's thread did already
+                        del self._tokens[template]
 
     # -- internals ----------------------------------------------------------------------------------
-    def _has_ready(self, s: spec.ContainerSpec, template: str) -> bool:
-        with docker_errors(f"inspect volume {template}"):
-            found = self.api.volumes(filters={"name": template}).get("Volumes") or []
-        if not any(v["Name"] == template for v in found):
-            return False
-        try:
-            self._run(s, f"check {template}", {template: "/from"}, ["test", "-e", f"/from/{_READY}"])
-            return True
-        except BackendError:
-            return False
+    def _ensure(self, s: spec.ContainerSpec, template: str) -> str:
+        """The template's marker token, initialising the template first when it is missing or incomplete."""
+        with self._guard:
+            lock = self._locks.setdefault(template, threading.Lock())
+        with lock:
+            with self._guard:
+                failed = self._failed.pop(template, None)
+            if failed is not None:
+                raise failed
+            token = self._tokens.get(template) or self._marker(s, template)
+            if token is None:
+                self.report(s.node, "initialising the PostgreSQL template volume")
+                token = self._initialise(s, template)
+            self._tokens[template] = token
+            return token
 
-    def _initialise(self, s: spec.ContainerSpec, template: str) -> None:
+    def _volume_exists(self, name: str) -> bool:
+        with docker_errors(f"inspect volume {name}"):
+            found = self.api.volumes(filters={"name": name}).get("Volumes") or []
+        return any(v["Name"] == name for v in found)
+
+    def _marker(self, s: spec.ContainerSpec, template: str) -> str | None:
+        """The token of a complete template made earlier, read through a container that never starts."""
+        from docker.errors import NotFound
+
+        if not self._volume_exists(template):
+            return None
+        cid = self._helper(s, f"check {template}", {template: "/from"}, ["true"])
+        try:
+            stream, _ = self.api.get_archive(cid, f"/from/{_READY}")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                member = tar.next()
+                fh = tar.extractfile(member) if member else None
+                return (fh.read().decode().strip() if fh else "") or "-"
+        except NotFound:
+            return None
+        finally:
+            self._remove(cid, f"check {template}")
+
+    def _initialise(self, s: spec.ContainerSpec, template: str) -> str:
         with docker_errors(f"remove incomplete volume {template}"):
-            if any(v["Name"] == template for v in self.api.volumes(filters={"name": template}).get("Volumes") or []):
+            if self._volume_exists(template):
                 self.api.remove_volume(template, force=True)
         labels = {spec.LABEL_CLUSTER: self.cluster, LABEL_TEMPLATE: s.image}
         with docker_errors(f"create volume {template}"):
@@ -96,22 +144,60 @@ class VolumeTemplates:
         env = {**s.environment, "POSTGRES_DB": "postgres"}  # each node's database comes from `up`'s step
         # The password travels as the node's own file (POSTGRES_PASSWORD_FILE), never in the environment.
         files = [f for f in s.files if f.path == env.get("POSTGRES_PASSWORD_FILE")]
+        token = secrets.token_hex(16)
+        # The marker goes in once the entrypoint has exited 0, into the stopped container's volume.
         self._run(s, f"initialise {template}", {template: s.mount}, ["postgres", "-C", "data_directory"],
-                  environment=env, plain=False, files=files)
+                  environment=env, plain=False, files=files,
+                  then=lambda cid: self._put_marker(cid, s.mount, token, template))
+        return token
 
-    def _run(self, s: spec.ContainerSpec, what: str, binds: dict[str, str], command: list[str],
-             environment: dict[str, str] | None = None, plain: bool = True,
-             files: list[spec.ContainerFile] | None = None) -> None:
-        """A one-shot container of the node's image with `binds` (volume -> path); raises unless exit 0.
+    def _put_marker(self, cid: str, mount: str, token: str, template: str) -> None:
+        data = f"{token}\n".encode()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(_READY)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+        with docker_errors(f"mark {template} complete"):
+            if not self.api.put_archive(cid, mount, buf.getvalue()):
+                raise BackendError(f"could not mark {template} complete")
+
+    def _host_copy(self, template: str, volume: str, token: str) -> bool:
+        """Clone straight on the host when the engine's volumes are reachable here; False: use a helper."""
+        try:
+            src, dst = host.local_mountpoint(self.api, template), host.local_mountpoint(self.api, volume)
+            if src is None or dst is None or any(dst.iterdir()):
+                return False
+            if (src / _READY).read_text().strip() != token:  # not the volume the engine means
+                return False
+        except Exception:  # noqa: BLE001 - unreadable here or an engine error: take the helper container
+            return False
+        try:
+            host.copy_tree(src, dst, skip=_READY)
+            return True
+        except OSError:
+            with suppress(OSError):  # else the helper's `cp -a` overwrites what is left
+                host.empty(dst)
+            return False
+
+    def _helper(self, s: spec.ContainerSpec, what: str, binds: dict[str, str], command: list[str],
+                environment: dict[str, str] | None = None, plain: bool = True) -> str:
+        """Create (not start) a one-shot container of the node's image, with no network, mounting `binds`.
         plain: file work as root, bypassing the image's entrypoint; else through the entrypoint."""
-        host_config = self.api.create_host_config(binds={v: {"bind": p, "mode": "rw"} for v, p in binds.items()})
+        host_config = self.api.create_host_config(
+            binds={v: {"bind": p, "mode": "rw"} for v, p in binds.items()}, network_mode="none")
         kwargs: dict[str, Any] = {"command": command, "environment": environment or {}, "host_config": host_config,
                                   "labels": {LABEL_TEMPLATE: self.cluster}}
         if plain:
             kwargs.update(entrypoint=["/usr/bin/env"], user="0")
         with docker_errors(what):
-            created = self.api.create_container(s.image, **kwargs)
-        cid = created["Id"]
+            return str(self.api.create_container(s.image, **kwargs)["Id"])
+
+    def _run(self, s: spec.ContainerSpec, what: str, binds: dict[str, str], command: list[str],
+             environment: dict[str, str] | None = None, plain: bool = True,
+             files: list[spec.ContainerFile] | None = None, then: Callable[[str], None] | None = None) -> None:
+        """Run a helper container to its end; raises unless it exits 0; `then(id)` before it is removed."""
+        cid = self._helper(s, what, binds, command, environment, plain)
         try:
             put_files(self.api, cid, s.image, what, files or [])
             with docker_errors(what):
@@ -120,9 +206,14 @@ class VolumeTemplates:
                 if status != 0:
                     tail = self.api.logs(cid, tail=15).decode(errors="replace").splitlines()
                     raise BackendError(f"{what} failed (exit {status})", details=tail)
+            if then is not None:
+                then(cid)
         finally:
-            with docker_errors(f"remove helper container of {what}"):
-                self.api.remove_container(cid, force=True)
+            self._remove(cid, what)
+
+    def _remove(self, cid: str, what: str) -> None:
+        with docker_errors(f"remove helper container of {what}"):
+            self.api.remove_container(cid, force=True)
 
 
 def _password(s: spec.ContainerSpec) -> str:

@@ -34,7 +34,7 @@ class SeedOptions:
     as_of: date | None = None  # None: today (UTC)
     reset: bool = False
     replica_timeout: float = 600.0
-    commit_rows: int | None = 250_000  # history commits in slices so replicas apply while it loads
+    commit_rows: int | None = 20_000  # history commits in slices: replicas apply one while the next loads
     allow_external: bool = False  # seed writes: external nodes only with explicit confirmation
 
 

@@ -14,7 +14,7 @@ from streamctl.backends.docker import DockerBackend
 from streamctl.backends.docker_spec import LABEL_CLUSTER, LABEL_NODE, LABEL_ROLE, PGDATA
 from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
 from streamctl.readiness import Readiness
-from tests.conftest import topology_dict, traversable_tmpdir
+from tests.conftest import free_port, topology_dict, traversable_tmpdir
 from tests.docker_helpers import DockerCluster, docker_client, ensure_test_image, unique_cluster, use_image
 
 pytestmark = [pytest.mark.docker]
@@ -192,3 +192,34 @@ def test_postgres_nodes_start_from_one_initialised_template_volume(make_docker_c
             assert conn.execute("SELECT current_database()").fetchone() == (db,)
     c.down(volumes=True)
     assert not docker.volumes.list(filters={"label": f"io.streamctl.cluster={c.cluster}"})
+
+
+def test_template_clones_through_a_helper_container_when_the_host_cannot_reach_the_volumes(
+        make_docker_cluster, docker, monkeypatch) -> None:
+    from streamctl.backends import docker_volume_copy
+
+    # As for an engine on another host (or a user who may not read its volume directories).
+    monkeypatch.setattr(docker_volume_copy, "local_mountpoint", lambda _api, _volume: None)
+    c = make_docker_cluster(replicas=1, fdw=False, redis=False)
+    c.up()
+    for node in ("coordinator", "analytics-primary", "analytics-replica-1"):
+        assert "init process complete" not in docker.containers.get(f"{c.cluster}-{node}").logs().decode()
+    with c.ctx.pg_connect("analytics-replica-1", "analytics_db") as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("analytics_db",)
+    helpers = docker.containers.list(all=True, filters={"label": f"io.streamctl.template={c.cluster}"})
+    assert helpers == []  # every helper container removed
+
+
+def test_a_later_up_reuses_the_template_an_earlier_one_made(make_docker_cluster, docker) -> None:
+    c = make_docker_cluster(replicas=1, fdw=False, redis=False)
+    c.up()
+    label = {"label": [f"io.streamctl.cluster={c.cluster}", "io.streamctl.template"]}
+    (template,) = docker.volumes.list(filters=label)
+    created = template.attrs["CreatedAt"]
+    c.edit(lambda d: d["analytics"]["replicas"].append({"name": "analytics-replica-2", "port": free_port()}))
+    c.up()  # a new backend object: it knows the template only by its marker in the volume
+    (again,) = docker.volumes.list(filters=label)
+    assert (again.name, again.attrs["CreatedAt"]) == (template.name, created)
+    assert "init process complete" not in docker.containers.get(f"{c.cluster}-analytics-replica-2").logs().decode()
+    with c.ctx.pg_connect("analytics-replica-2", "analytics_db") as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("analytics_db",)
