@@ -1,6 +1,7 @@
 """`verify` on 1,000,000-row tables against the bare SQL the same checks need, side by side in one run.
 
     python bench/verify.py [--rows 1000000] [--repeat 3]
+    python bench/verify.py --citus --pg-bindir DIR [--scale 1] [--repeat 3]   # see bench/verify_citus.py
 
 Brings up a local platform on fresh ports (analytics primary + 1 replica, FDW on the coordinator),
 loads `users` and `user_watch_history` with generate_series, waits until the replica has every row,
@@ -16,6 +17,7 @@ Prints the medians and verify / bare (goal: <= 1.5). Tears the cluster down. Not
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -34,6 +36,7 @@ from streamctl.config.load import load_topology
 from streamctl.context import ClusterContext
 from streamctl.readiness import Readiness
 from streamctl.runner import Runner
+from streamctl.verify.checksum import primary_key
 from streamctl.verify.fdw import HISTORY_JOIN
 from streamctl.verify.runner import run_checks
 
@@ -78,13 +81,16 @@ def load(ctx: ClusterContext, rows: int) -> None:
         conn.execute("VACUUM ANALYZE users, user_watch_history")
 
 
-def bare_sql(ctx: ClusterContext) -> None:
-    """What the same checks need, by hand: no chunking, no framework."""
-    t = ctx.topology
-    tables = t.analytics.tables
-    for node in t.nodes():
+def bare_nodes(ctx: ClusterContext) -> None:
+    for node in ctx.topology.nodes():
         with ctx.pg_connect(node.name, node.database) as conn:
             conn.execute("SELECT current_setting('server_version'), (SELECT count(*) FROM pg_stat_activity)")
+
+
+def bare_replication(ctx: ClusterContext) -> None:
+    """Subscription, table states and slot lag, then one whole-table digest per table on both sides."""
+    t = ctx.topology
+    tables = t.analytics.tables
     sub = names.subscription_name(REPLICA)
     with ctx.pg_connect(REPLICA) as r, ctx.pg_connect("analytics-primary") as p:
         p.execute("SELECT tablename FROM pg_publication_tables WHERE pubname = %s",
@@ -95,21 +101,39 @@ def bare_sql(ctx: ClusterContext) -> None:
         p.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) "
                   "FROM pg_replication_slots WHERE slot_name = %s", (sub,)).fetchone()
 
-    keys = {"users": "user_id", "user_watch_history": "history_id"}
-
     def digest(node: str) -> list[Any]:
         with ctx.pg_connect(node) as conn:
-            return [conn.execute(f"SELECT count(*), md5(string_agg({tb}::text, E'\\n' "
-                                 f"ORDER BY {keys[tb]})) FROM {tb}").fetchone() for tb in tables]
+            out = []
+            for tb in tables:
+                key = ", ".join(primary_key(conn, tb))
+                out.append(conn.execute(f"SELECT count(*), md5(string_agg({tb}::text, E'\\n' "
+                                        f"ORDER BY {key})) FROM {tb}").fetchone())
+            return out
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         a, b = pool.map(digest, ["analytics-primary", REPLICA])
     assert a == b, "bare SQL sees a difference"
+
+
+def bare_fdw_counts(ctx: ClusterContext) -> None:
+    t = ctx.topology
     with ctx.pg_connect("coordinator") as c, ctx.pg_connect(t.fdw.source) as s:
         for tb in t.fdw_tables:
             c.execute(f"SELECT count(*) FROM {t.fdw.schema_name}.{tb}").fetchone()
             s.execute(f"SELECT count(*) FROM {tb}").fetchone()
-        c.execute(HISTORY_JOIN.format(schema=t.fdw.schema_name)).fetchall()  # type: ignore[arg-type]
+
+
+def bare_fdw_join(ctx: ClusterContext) -> list[Any]:
+    with ctx.pg_connect("coordinator") as c:
+        return c.execute(HISTORY_JOIN.format(schema=ctx.topology.fdw.schema_name)).fetchall()  # type: ignore[arg-type]
+
+
+def bare_sql(ctx: ClusterContext) -> None:
+    """What the same checks need, by hand: no chunking, no framework."""
+    bare_nodes(ctx)
+    bare_replication(ctx)
+    bare_fdw_counts(ctx)
+    bare_fdw_join(ctx)
 
 
 def timed(fn: Any) -> float:
@@ -122,7 +146,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--citus", action="store_true",
+                    help="Citus topology seeded by `streamctl seed`, every check (bench/verify_citus.py)")
+    ap.add_argument("--pg-bindir", default=os.environ.get("STREAMCTL_TEST_PG_BINDIR", ""),
+                    help="a Citus-enabled PostgreSQL bin directory (for --citus)")
+    ap.add_argument("--scale", type=float, default=1.0, help="seed scale (for --citus)")
     args = ap.parse_args()
+    if args.citus:
+        import verify_citus  # bench/verify_citus.py
+
+        if not args.pg_bindir:
+            raise SystemExit("--citus needs --pg-bindir (or STREAMCTL_TEST_PG_BINDIR): a PostgreSQL with Citus")
+        return verify_citus.run(args.scale, args.repeat, args.pg_bindir)
     directory = Path(tempfile.mkdtemp(prefix="streamctl-bench-verify-"))
     directory.chmod(0o755)
     path = make_topology(directory)
