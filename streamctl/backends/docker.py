@@ -280,21 +280,23 @@ class DockerBackend:
         return container
 
     def write_pg_file(self, node: Node, name: str, content: str) -> None:
+        """Write a file into the data directory, owned as the server's own files are (it must read it): the
+        owner goes in the archive's header, so no `chown` has to run inside the container."""
         container = self._running_container(node)
+        with docker_errors(f"read the owner of the data directory in {container.name}"):
+            stream, _ = container.get_archive(f"{spec.PGDATA}/PG_VERSION")
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as old:
+                current = old.getmembers()[0]
         data = content.encode()
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
+            info.uid, info.gid = current.uid, current.gid
             tar.addfile(info, io.BytesIO(data))
         with docker_errors(f"write {name} into {container.name}"):
             if not container.put_archive(spec.PGDATA, buf.getvalue()):
                 raise BackendError(f"could not write {name} into {container.name}")
-            # The archive lands owned by root; the server must own (and be able to read) its files.
-            code, out = container.exec_run(["chown", "postgres:postgres", f"{spec.PGDATA}/{name}"],
-                                           user="root")
-        if code != 0:
-            raise BackendError(f"could not chown {name} in {container.name}: {out.decode(errors='replace')}")
 
     def source_address(self, node: Node) -> str:
         container = self._running_container(node)

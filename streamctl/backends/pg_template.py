@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from streamctl.backends import disk
 from streamctl.backends.privileges import RunAs
 from streamctl.errors import BackendError
 from streamctl.names import SPARE_DATABASE
@@ -79,6 +80,7 @@ def ensure_template(bindir: Path, superuser: str, run: Callable[[list[str]], Non
             finally:
                 pwfile.unlink(missing_ok=True)
             _single_user(bindir, building, f"CREATE DATABASE {SPARE_DATABASE}\n", run_as)
+            disk.flush(building)  # initdb ran with --no-sync: durable before it counts as made
             os.replace(building, target)
     return target
 
