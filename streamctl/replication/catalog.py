@@ -71,9 +71,26 @@ def table_states(conn: Conn, name: str) -> dict[str, str]:
     return {r[0]: str(r[1]) for r in rows}
 
 
-def create_subscription(conn: Conn, name: str, conninfo: str) -> None:
-    conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {}").format(
-        sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(PUBLICATION)))
+def create_subscription(conn: Conn, name: str, conninfo: str, copy_data: bool = True) -> None:
+    """copy_data=False: the tables start in state `r` with no initial copy (only for tables known empty)."""
+    conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {})").format(
+        sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(PUBLICATION),
+        sql.SQL("true" if copy_data else "false")))
+
+
+def drop_subscription(conn: Conn, name: str) -> None:
+    """Drops its slot on the publisher too."""
+    conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))
+
+
+def any_rows(conn: Conn, tables: tuple[str, ...]) -> bool:
+    query = sql.SQL(" OR ").join(sql.SQL("EXISTS (SELECT FROM {})").format(sql.Identifier(t)) for t in tables)
+    row = conn.execute(sql.SQL("SELECT ") + query).fetchone()
+    return bool(row and row[0])
+
+
+def empty_tables(conn: Conn, tables: tuple[str, ...]) -> None:
+    conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
 
 
 def set_connection(conn: Conn, name: str, conninfo: str) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from psycopg import Connection
+
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
@@ -116,7 +120,7 @@ class ReplicationService:
                 sub = catalog.subscription(conn, name)
                 if sub is None:
                     self._drop_stale_slot(name)
-                    catalog.create_subscription(conn, name, self.conninfo(replica.name))
+                    self._subscribe(conn, name, replica.name)
                 else:
                     if sub.conninfo != self.conninfo(replica.name):
                         catalog.set_connection(conn, name, self.conninfo(replica.name))
@@ -132,6 +136,22 @@ class ReplicationService:
         primary = self.primary.name
         return ConfigStep(replica.name, "subscription", pending, apply,
                           after=((primary, ROLE_STEP), (primary, PUBLICATION_STEP), (primary, HBA_STEP)))
+
+    def _subscribe(self, conn: Connection[Any], name: str, replica: str) -> None:
+        """A new subscription. When the tables are empty on both sides there is nothing to copy: the
+        tables start ready, without initial-sync workers. That holds only if the primary is still empty
+        once the subscription's slot exists (anything committed later is streamed); otherwise a row
+        committed before the slot could be missing, so it starts over, emptying the replica's copies of
+        what streamed meanwhile, with the initial copy."""
+        conninfo = self.conninfo(replica)
+        with self.ctx.pg_connect(self.primary.name) as primary:
+            empty = not catalog.any_rows(conn, self.tables) and not catalog.any_rows(primary, self.tables)
+            catalog.create_subscription(conn, name, conninfo, copy_data=not empty)
+            if not empty or not catalog.any_rows(primary, self.tables):
+                return
+        catalog.drop_subscription(conn, name)
+        catalog.empty_tables(conn, self.tables)
+        catalog.create_subscription(conn, name, conninfo)
 
     def _drop_stale_slot(self, slot: str) -> None:
         """A replica rebuilt from scratch leaves its old slot on the primary; an inactive one can go."""

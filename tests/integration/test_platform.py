@@ -177,6 +177,36 @@ def test_replica_added_later_is_provisioned_and_subscribed(make_cluster) -> None
     assert not c.up().changed
 
 
+def test_subscription_skips_the_copy_only_while_the_primary_stays_empty(make_cluster, monkeypatch) -> None:
+    """Empty tables on both sides: the subscription starts without an initial copy. A row the primary
+    commits around the subscription's creation (a writer racing `up`) makes it start over with the copy,
+    and the replica ends with exactly the primary's rows."""
+    from streamctl.replication import catalog
+
+    calls: list[bool] = []
+    real = catalog.create_subscription
+    c = make_cluster(replicas=1, fdw=False, redis=False)
+    uid = str(uuid.uuid4())
+
+    def racing(conn: Any, name: str, conninfo: str, copy_data: bool = True) -> None:
+        calls.append(copy_data)
+        real(conn, name, conninfo, copy_data)
+        if len(calls) == 1:
+            with c.ctx.pg_connect("analytics-primary") as primary:
+                primary.execute("INSERT INTO users VALUES (%s, 'racer', 'racer@example.test', now())", (uid,))
+
+    monkeypatch.setattr(catalog, "create_subscription", racing)
+    c.up()
+    assert calls == [False, True]  # no copy at first; the row seen after the slot existed: again, copying
+    assert wait_for_row(c, "analytics-replica-1", "SELECT username FROM users WHERE user_id = %s", (uid,))
+    with c.ctx.pg_connect("analytics-replica-1") as conn:
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (1,)
+    monkeypatch.undo()
+    uid2 = add_user(c)  # and it streams what comes next
+    assert wait_for_row(c, "analytics-replica-1", "SELECT 1 FROM users WHERE user_id = %s", (uid2,))
+    assert not c.up().changed
+
+
 def test_fdw_can_read_from_a_replica(make_cluster) -> None:
     c = make_cluster(replicas=1, fdw={"enabled": True, "source": "analytics-replica-1"})
     c.up()
