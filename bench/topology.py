@@ -16,7 +16,7 @@ from streamctl.context import ClusterContext
 
 def bench_topology(path: Path, backend: str, image: str | None) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text())
-    data["cluster"] = f"bench-up-{int(time.time())}"
+    data["cluster"] = f"bench-up-{time.time_ns() % 10**10}"
     data["backend"] = backend
     md, an = data["metadata"], data["analytics"]
     md["coordinator"]["port"] = free_port()
