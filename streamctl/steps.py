@@ -17,7 +17,8 @@ class ConfigStep:
 
     `after` says what the step needs: None (the default) waits for every step listed before it, as a
     barrier; a tuple waits only for the earlier steps on its own node and for the (node, name) pairs it
-    names, so independent nodes' work runs at once (see `dependencies`).
+    names, so independent nodes' work runs at once (see `dependencies`). `in_node_order=False` drops
+    the wait for its own node's earlier steps too, for a step that touches nothing they touch.
     """
 
     node: str
@@ -25,6 +26,7 @@ class ConfigStep:
     pending: Callable[[], list[str]]
     apply: Callable[[], None]
     after: After | None = None
+    in_node_order: bool = True
 
 
 def dependencies(steps: list[ConfigStep]) -> list[frozenset[int]]:
@@ -47,6 +49,6 @@ def dependencies(steps: list[ConfigStep]) -> list[frozenset[int]]:
             out.append(frozenset(range(run_start)))
             continue
         wanted = set(step.after)
-        out.append(frozenset(j for j in range(i) if steps[j].node == step.node
+        out.append(frozenset(j for j in range(i) if (step.in_node_order and steps[j].node == step.node)
                              or (steps[j].node, steps[j].name) in wanted))
     return out

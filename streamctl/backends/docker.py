@@ -44,6 +44,7 @@ class DockerBackend:
         self._puller: ImagePuller | None = None
         self._volume_templates: VolumeTemplates | None = None
         self._lock = threading.Lock()  # network creation must not race between the node threads
+        self._data_owner: dict[str, tuple[int, int]] = {}  # image -> owner of PostgreSQL's data directory
         self._client_lock = threading.Lock()  # status observes nodes from several threads at once
 
     # -- connection -------------------------------------------------------------------------------
@@ -283,16 +284,20 @@ class DockerBackend:
         """Write a file into the data directory, owned as the server's own files are (it must read it): the
         owner goes in the archive's header, so no `chown` has to run inside the container."""
         container = self._running_container(node)
-        with docker_errors(f"read the owner of the data directory in {container.name}"):
-            stream, _ = container.get_archive(f"{spec.PGDATA}/PG_VERSION")
-            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as old:
-                current = old.getmembers()[0]
+        image = str(container.attrs.get("Config", {}).get("Image", ""))
+        if image not in self._data_owner:  # the same for every node of one image: read once
+            with docker_errors(f"read the owner of the data directory in {container.name}"):
+                stream, _ = container.get_archive(f"{spec.PGDATA}/PG_VERSION")
+                with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as old:
+                    member = old.getmembers()[0]
+            self._data_owner[image] = (member.uid, member.gid)
+        uid, gid = self._data_owner[image]
         data = content.encode()
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
-            info.uid, info.gid = current.uid, current.gid
+            info.uid, info.gid = uid, gid
             tar.addfile(info, io.BytesIO(data))
         with docker_errors(f"write {name} into {container.name}"):
             if not container.put_archive(spec.PGDATA, buf.getvalue()):

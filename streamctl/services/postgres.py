@@ -217,4 +217,5 @@ def hba_step(ctx: ClusterContext, backend: Backend, node: Node, rules: list[HbaR
         if errors:
             raise StepError(f"pg_hba.conf on {node.name} has errors: {errors}")
 
-    return ConfigStep(node.name, HBA_STEP, pending, apply, after=after)
+    # It rewrites a file and reloads: nothing the node's other steps touch, so it runs beside them.
+    return ConfigStep(node.name, HBA_STEP, pending, apply, after=after, in_node_order=False)

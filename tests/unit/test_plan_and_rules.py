@@ -124,6 +124,9 @@ def test_steps_with_after_wait_for_their_node_and_what_they_name_only() -> None:
              step("c", "fdw", after=(("p", "schema"),)), step("c", "barrier", after=None)]
     assert dependencies(steps) == [frozenset(), frozenset(), {0}, frozenset(), {1, 2}, {0, 3},
                                    {0, 1, 2, 3, 4, 5}]
+    beside = [step("p", "schema"), ConfigStep("p", "hba", lambda: [], lambda: None, after=(), in_node_order=False),
+              step("p", "publication")]
+    assert dependencies(beside) == [frozenset(), frozenset(), {0, 1}]  # beside its node's steps, not after
 
 
 def test_up_runs_the_replica_lane_beside_the_metadata_lane() -> None:
