@@ -140,13 +140,16 @@ def load_aggregates(ctx: ClusterContext, primary: str, coordinator: str, with_re
             trending = TrendingWriter(client, ctx.topology.redis.trending_ttl_days,
                                       sets.advance if sets else None) if client else None
 
+            days: dict[str, date] = {}
+
             def tee(copy_out: Any) -> Iterator[tuple[int, str]]:
                 for rows, text in _regroup(copy_out):
                     if trending is not None:
                         for line in text.splitlines():
                             day, content_id, count, _minutes = line.split("\t")
-                            views[content_id] += int(count)
-                            trending.add(date.fromisoformat(day), content_id, int(count))
+                            views[content_id] += (n := int(count))
+                            when = days.get(day) or days.setdefault(day, date.fromisoformat(day))
+                            trending.add(when, content_id, n)
                     yield rows, text
 
             with table, sets or nullcontext(), src.cursor() as out_cur, \

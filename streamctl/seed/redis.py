@@ -54,13 +54,16 @@ class TrendingWriter:
         self._now = time.time()
         self._pending: dict[str, dict[str, int]] = {}
         self._expires: dict[str, int] = {}
+        self._days: dict[date, tuple[str, int]] = {}
         self._queued = 0
 
     def add(self, day: date, content_id: str, views: int) -> None:
-        expires = _epoch(day + timedelta(days=1 + self.ttl_days))
+        known = self._days.get(day)  # a scan brings each day many times: its key and expiry once
+        if known is None:
+            known = self._days[day] = (names.trending_key(day), _epoch(day + timedelta(days=1 + self.ttl_days)))
+        key, expires = known
         if expires <= self._now:
             return
-        key = names.trending_key(day)
         self._pending.setdefault(key, {})[content_id] = views
         self._expires[key] = expires
         self._queued += 1
