@@ -29,7 +29,7 @@ import psycopg
 import yaml
 from common import free_port  # bench/common.py (benchmarks run as scripts)
 from cryptography import x509
-from verify import bare_fdw_counts, bare_fdw_join, bare_replication, timed
+from verify_bare import bare_fdw_counts, bare_fdw_join, bare_replication, timed  # bench/verify_bare.py
 
 from streamctl import names
 from streamctl.backends.local import LocalBackend
