@@ -4,10 +4,9 @@ The images' entrypoints initialise an empty data directory (initdb, the superuse
 skip that when it is already populated, so a node whose volume starts as a copy of an initialised one
 starts at once, within the images' contract. The template is made by running the image's entrypoint
 with `postgres -C data_directory`: it initialises, then runs that one-shot command and exits (-C is not
-among the options for which the official entrypoint skips initialisation). The template holds an empty
-spare database (POSTGRES_DB), which `up`'s database step renames to each node's own. The template volume
-belongs to its cluster and carries the cluster's own secret, so nothing is shared between clusters;
-`down --volumes` removes it with the others.
+among the options for which the official entrypoint skips initialisation). Each node's database is then
+created by `up`'s database step. The template volume belongs to its cluster and carries the cluster's
+own secret, so nothing is shared between clusters; `down --volumes` removes it with the others.
 
 A marker file, written last, says the template is complete; it holds a random token so that a copy
 made straight on the host (docker_volume_copy) is sure to read the very volume the engine means.
@@ -31,7 +30,6 @@ from streamctl.backends import docker_volume_copy as host
 from streamctl.backends.docker_errors import docker_errors
 from streamctl.backends.docker_files import put_files
 from streamctl.errors import BackendError, StreamctlError
-from streamctl.names import SPARE_DATABASE
 
 LABEL_TEMPLATE = f"{spec.LABEL_PREFIX}.template"
 _READY = ".streamctl-template-ready"  # written last: a template without it is incomplete
@@ -144,8 +142,10 @@ class VolumeTemplates:
         labels = {spec.LABEL_CLUSTER: self.cluster, LABEL_TEMPLATE: s.image}
         with docker_errors(f"create volume {template}"):
             self.api.create_volume(template, labels=labels)
-        # An empty spare database, which `up`'s database step renames to the node's (services/postgres.py).
-        env = {**s.environment, "POSTGRES_DB": SPARE_DATABASE}
+        # Each node's database comes from `up`'s database step: the image's init scripts run in POSTGRES_DB,
+        # and what they make there must not be cloned into it (Citus's extension carries a server id that
+        # must differ between nodes: a worker with the coordinator's is refused as "itself").
+        env = {**s.environment, "POSTGRES_DB": "postgres"}
         # When the volume's directory is reachable here, initdb skips its file-by-file fsync and the whole
         # volume is flushed at once before the marker says "complete" (a crash before that leaves no marker).
         where = host.local_mountpoint(self.api, template)
