@@ -4,9 +4,11 @@ The images' entrypoints initialise an empty data directory (initdb, the superuse
 skip that when it is already populated, so a node whose volume starts as a copy of an initialised one
 starts at once, within the images' contract. The template is made by running the image's entrypoint
 with `postgres -C data_directory`: it initialises, then runs that one-shot command and exits (-C is not
-among the options for which the official entrypoint skips initialisation). Each node's database is then
-created by `up`'s database step. The template volume belongs to its cluster and carries the cluster's
-own secret, so nothing is shared between clusters; `down --volumes` removes it with the others.
+among the options for which the official entrypoint skips initialisation). Its POSTGRES_DB is a spare
+database that `up`'s database step renames to each node's own when the image's init scripts left it
+empty, else creates the node's database beside it. The template volume belongs to its cluster and
+carries the cluster's own secret, so nothing is shared between clusters; `down --volumes` removes it with
+the others.
 
 A marker file, written last, says the template is complete; it holds a random token so that a copy
 made straight on the host (docker_volume_copy) is sure to read the very volume the engine means.
@@ -30,6 +32,7 @@ from streamctl.backends import docker_volume_copy as host
 from streamctl.backends.docker_errors import docker_errors
 from streamctl.backends.docker_files import put_files
 from streamctl.errors import BackendError, StreamctlError
+from streamctl.names import SPARE_DATABASE
 
 LABEL_TEMPLATE = f"{spec.LABEL_PREFIX}.template"
 _READY = ".streamctl-template-ready"  # written last: a template without it is incomplete
@@ -142,10 +145,9 @@ class VolumeTemplates:
         labels = {spec.LABEL_CLUSTER: self.cluster, LABEL_TEMPLATE: s.image}
         with docker_errors(f"create volume {template}"):
             self.api.create_volume(template, labels=labels)
-        # Each node's database comes from `up`'s database step: the image's init scripts run in POSTGRES_DB,
-        # and what they make there must not be cloned into it (Citus's extension carries a server id that
-        # must differ between nodes: a worker with the coordinator's is refused as "itself").
-        env = {**s.environment, "POSTGRES_DB": "postgres"}
+        # The entrypoint makes a spare database (POSTGRES_DB) that `up`'s database step renames to the node's
+        # own, unless the image's init scripts put something in it (services/postgres.py: spare_is_empty).
+        env = {**s.environment, "POSTGRES_DB": SPARE_DATABASE}
         # When the volume's directory is reachable here, initdb skips its file-by-file fsync and the whole
         # volume is flushed at once before the marker says "complete" (a crash before that leaves no marker).
         where = host.local_mountpoint(self.api, template)

@@ -53,6 +53,8 @@ def database_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
 
 
 def database_step(ctx: ClusterContext, node: Node) -> ConfigStep:
+    """The node's database: the template's spare database renamed when it is as CREATE DATABASE would
+    make it (a catalogue update, where CREATE DATABASE copies template1 through the WAL), else created."""
     db = node.database or "postgres"
 
     def present(conn: psycopg.Connection[Any]) -> tuple[bool, bool]:
@@ -62,24 +64,37 @@ def database_step(ctx: ClusterContext, node: Node) -> ConfigStep:
 
     def pending() -> list[str]:
         with ctx.pg_connect(node.name, "postgres") as conn:
-            found, spare = present(conn)
-        if not found:
-            return [f"create database {db}"]
-        return [f"drop the unused database {SPARE_DATABASE}"] if spare and db != SPARE_DATABASE else []
+            found, _ = present(conn)
+        return [] if found else [f"create database {db}"]
 
     def apply() -> None:
-        # A node made from a template has an empty spare database: renaming it is a catalogue update,
-        # where CREATE DATABASE copies template1 through the WAL.
         with ctx.pg_connect(node.name, "postgres") as conn:
             found, spare = present(conn)
-            spare_id, db_id = sql.Identifier(SPARE_DATABASE), sql.Identifier(db)
-            if not found:
-                verb = "ALTER DATABASE {} RENAME TO {}" if spare else "CREATE DATABASE {1}"
-                conn.execute(sql.SQL(verb).format(spare_id, db_id))
-            elif spare:  # a node without a database of its own (postgres) keeps no spare
-                conn.execute(sql.SQL("DROP DATABASE {}").format(spare_id))
+            if found:
+                return
+            if spare and spare_is_empty(ctx, node.name):
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(SPARE_DATABASE), sql.Identifier(db)))
+            else:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
 
     return ConfigStep(node.name, "database", pending, apply, after=())
+
+
+def spare_is_empty(ctx: ClusterContext, node: str) -> bool:
+    """Nothing in the spare beyond what CREATE DATABASE gives: an image's init scripts run in the database
+    it was made as (POSTGRES_DB), and what they made there (Citus's extension, with a server id that must
+    differ between nodes) must not become every node's. A spare that is not empty is left as it is."""
+    conn = ctx.pg_connect(node, SPARE_DATABASE)
+    try:
+        row = conn.execute(
+            "SELECT NOT EXISTS (SELECT FROM pg_extension WHERE extname <> 'plpgsql') "
+            "AND NOT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') "
+            "  AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast_temp%%')").fetchone()
+    finally:
+        conn.close()  # not kept for the next step: a database with a session cannot be renamed
+    return bool(row and row[0])
 
 
 # -- schema ---------------------------------------------------------------------------------------------

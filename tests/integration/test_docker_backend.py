@@ -190,7 +190,7 @@ def test_postgres_nodes_start_from_one_initialised_template_volume(make_docker_c
     for node, db in (("coordinator", "metadata_db"), ("analytics-replica-1", "analytics_db")):
         with c.ctx.pg_connect(node, db) as conn:  # the node's own database and password work
             assert conn.execute("SELECT current_database()").fetchone() == (db,)
-            # the node's own database, and nothing else made for it
+            # the template's empty spare, renamed: nothing else is left over
             datnames = {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE NOT datistemplate")}
             assert datnames == {"postgres", db}
     c.down(volumes=True)
