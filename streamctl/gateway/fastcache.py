@@ -26,14 +26,28 @@ class CacheReader:
         self._pending: deque[asyncio.Future[bytes | None]] = deque()
         self._reader_task: asyncio.Task[None] | None = None
         self._connecting: asyncio.Lock | None = None
+        self._out = bytearray()  # commands of this loop iteration, written together (one TLS record)
+        self._flush_soon = False
 
     async def get(self, key: str) -> bytes | None:
-        writer = self._writer if self._writer is not None else await self._connect()
+        if self._writer is None:
+            await self._connect()
         raw = key.encode()
-        future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes | None] = loop.create_future()
         self._pending.append(future)
-        writer.write(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(raw), raw))
-        return await asyncio.wait_for(future, self.timeout)
+        self._out += b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(raw), raw)
+        if not self._flush_soon:
+            self._flush_soon = True
+            loop.call_soon(self._flush)
+        async with asyncio.timeout(self.timeout):
+            return await future
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        if self._out and self._writer is not None:
+            self._writer.write(bytes(self._out))
+        self._out.clear()
 
     async def _connect(self) -> asyncio.StreamWriter:
         if self._connecting is None:
@@ -80,6 +94,7 @@ class CacheReader:
     def _fail_all(self, exc: BaseException) -> None:
         """Drop the connection; every waiting GET fails (the caller falls back), the next one reconnects."""
         writer, self._writer = self._writer, None
+        self._out.clear()  # commands for the lost connection: their futures fail below
         if writer is not None:
             writer.close()
         while self._pending:
