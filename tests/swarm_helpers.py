@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 import yaml
 
 from streamctl.backends.docker_spec import LABEL_CLUSTER
-from tests.conftest import free_port
+from tests.conftest import free_port, free_port_run
 from tests.docker_helpers import REPO, docker_client, ensure_test_image, unique_cluster, use_image
 
 
@@ -135,29 +134,6 @@ class Cli:
         return self.ok("psql", node, "--", "-At", "-c", query).stdout.strip()
 
 
-def free_block(n: int) -> int:
-    """A port p with p .. p+n-1 all free on 127.0.0.1 (workers listen on consecutive ports)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n >= 65535:
-            continue
-        socks = []
-        try:
-            for p in range(base, base + n):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError(f"no block of {n} free ports")
-
-
 def distributed_counts(cli: Cli) -> dict[str, int]:
     """Rows of every Citus distributed or reference table, counted through the coordinator."""
     tables = cli.sql("coordinator", "SELECT logicalrelid::regclass::text FROM pg_dist_partition ORDER BY 1").split()
@@ -175,7 +151,7 @@ def citus_topology(citus_image: str) -> dict[str, Any]:
     for section in (data["metadata"]["coordinator"], data["analytics"]["primary"], *data["analytics"]["replicas"],
                     data["redis"], data["gateway"]):
         section["port"] = free_port()
-    data["metadata"]["workers"]["port"] = free_block(3)
+    data["metadata"]["workers"]["port"] = free_port_run(3)
     return data
 
 
