@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def find_compose(given: str | None) -> str:
     raise SystemExit("no Docker Compose v2 binary: run bench/get-compose.sh or pass --compose-bin")
 
 
-def compose_round(binary: str, data: dict[str, Any], work: Path) -> float:
+def compose_round(binary: str, data: dict[str, Any], work: Path, later: list[Callable[[], None]]) -> float:
     ctx = context(data, work)
     project = compose_dict(ctx.topology)
     for service in project["services"].values():
@@ -46,39 +47,49 @@ def compose_round(binary: str, data: dict[str, Any], work: Path) -> float:
     secrets = ctx.store.secrets(ctx.topology, create=True)
     env = {**os.environ, **{secret_variable(k): v for k, v in secrets.items()}}
     argv = [binary, "-f", str(path), "-p", ctx.topology.cluster]
+    later.append(lambda: subprocess.run([*argv, "down", "-v"], env=env, capture_output=True))
     t0 = time.monotonic()
     try:
         subprocess.run([*argv, "up", "-d", "--wait"], env=env, check=True, capture_output=True)
         return time.monotonic() - t0
     finally:
-        subprocess.run([*argv, "down", "-v"], env=env, capture_output=True)
+        subprocess.run([*argv, "stop"], env=env, capture_output=True)
 
 
-def streamctl_round(data: dict[str, Any], work: Path) -> float:
+def streamctl_round(data: dict[str, Any], work: Path, later: list[Callable[[], None]]) -> float:
     ctx = context(data, work)
     backend = select_backend(ctx, "docker")
+    later.append(lambda: Runner(ctx, backend).down(volumes=True))
     t0 = time.monotonic()
     try:
         Runner(ctx, backend).up()
         return time.monotonic() - t0
     finally:
-        Runner(ctx, backend).down(volumes=True)
+        Runner(ctx, backend).down(volumes=False)
 
 
 def run(topology: Path, image: str | None, rounds: int, compose_bin: str | None) -> int:
     binary = find_compose(compose_bin)
     times: dict[str, list[float]] = {"compose": [], "streamctl": []}
-    for i in range(rounds):
-        order = ("compose", "streamctl") if i % 2 == 0 else ("streamctl", "compose")
-        for who in order:
-            work = Path(tempfile.mkdtemp(prefix="streamctl-bench-compose-"))
-            work.chmod(0o755)
-            try:
+    # Everything is stopped after its round and removed only at the end: deleting a cluster's thousands of
+    # files right before the next round would slow that round's file creation (bench/up.py: fresh_cluster).
+    later: list[Callable[[], None]] = []
+    works: list[Path] = []
+    try:
+        for i in range(rounds):
+            order = ("compose", "streamctl") if i % 2 == 0 else ("streamctl", "compose")
+            for who in order:
+                work = Path(tempfile.mkdtemp(prefix="streamctl-bench-compose-"))
+                work.chmod(0o755)
+                works.append(work)
                 data = bench_topology(topology, "docker", image)
-                seconds = compose_round(binary, data, work) if who == "compose" else streamctl_round(data, work)
-                times[who].append(seconds)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
+                times[who].append(compose_round(binary, data, work, later) if who == "compose" else
+                                  streamctl_round(data, work, later))
+    finally:
+        for undo in later:
+            undo()
+        for work in works:
+            shutil.rmtree(work, ignore_errors=True)
     version = subprocess.run([binary, "version"], capture_output=True, text=True).stdout.strip()
     print(f"{version}; {rounds} alternating rounds, same images (busy machine: runs listed)")
     for who, label in (("compose", "compose up -d --wait (healthy, 1 s healthchecks)"),

@@ -8,11 +8,12 @@ import threading
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
 from streamctl.config.model import Node
-from streamctl.errors import ExitCode, StreamctlError
+from streamctl.errors import BackendError, ExitCode, StreamctlError
 from streamctl.state import Endpoint
 
 
@@ -122,3 +123,15 @@ def external_endpoint(node: Node) -> Endpoint:
     internal = node.citus_address or (node.host, node.port)
     return Endpoint(node.name, node.role.value, node.engine.value, "external", node.host, node.port,
                     internal[0], internal[1], node.database)
+
+
+def write_data_file(conn: psycopg.Connection[Any], node: str, name: str, content: str) -> None:
+    """Write `name` in the server's data directory through SQL (COPY ... TO a server file, superuser): the
+    server writes it as its own user, with its own mode, wherever it runs (a container, another host).
+    COPY's text format would escape tabs and backslashes, so content with them is refused."""
+    lines = content.rstrip("\n").split("\n")
+    if any(ch in line for line in lines for ch in "\t\\\r"):
+        raise BackendError(f"cannot write {name} on {node}: tabs and backslashes are not supported")
+    row = conn.execute("SELECT current_setting('data_directory') || '/' || %s", (name,)).fetchone()
+    assert row is not None
+    conn.execute(sql.SQL("COPY (SELECT unnest({}::text[])) TO {}").format(sql.Literal(lines), sql.Literal(row[0])))

@@ -6,25 +6,23 @@ cluster's resources can always be found and removed by label, whatever happened 
 
 from __future__ import annotations
 
-import io
 import shutil
 import sys
-import tarfile
 import threading
-import time
 from contextlib import suppress
 from typing import Any
 
 from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
 from streamctl.backends.docker_errors import connect, docker_errors
-from streamctl.backends.docker_files import put_files
+from streamctl.backends.docker_files import UserIds, put_files
 from streamctl.backends.docker_images import ImagePuller
 from streamctl.backends.docker_template import VolumeTemplates
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
+from streamctl.pgconn import write_data_file
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 from streamctl.tls.material import NodeTls, node_names
@@ -44,7 +42,7 @@ class DockerBackend:
         self._puller: ImagePuller | None = None
         self._volume_templates: VolumeTemplates | None = None
         self._lock = threading.Lock()  # network creation must not race between the node threads
-        self._data_owner: dict[str, tuple[int, int]] = {}  # image -> owner of PostgreSQL's data directory
+        self._user_ids = UserIds()  # image -> its users' ids, for the files copied into containers
         self._client_lock = threading.Lock()  # status observes nodes from several threads at once
 
     # -- connection -------------------------------------------------------------------------------
@@ -154,6 +152,7 @@ class DockerBackend:
         fresh = node.engine is Engine.POSTGRES and not self._volume_exists(s.volume)
         if fresh:  # the template (once per image) initialises while this node's container is made
             self._templates().start(s)
+        self._templates().wait_launched()  # the template's container first: it is the longest path
         self._ensure_network()
         with docker_errors(f"create volume {s.volume}"):
             self.api.create_volume(s.volume, labels={**s.labels})
@@ -173,7 +172,7 @@ class DockerBackend:
                 s.image, command=s.command or None, name=s.name, hostname=node.name,
                 environment=s.environment, labels=labels, ports=[s.container_port], host_config=host_config,
                 networking_config=networking, stop_signal=s.stop_signal, healthcheck=health)
-        put_files(self.api, created["Id"], s.image, s.name, s.files)
+        put_files(self.api, created["Id"], s.image, s.name, s.files, self._user_ids)
         # The container and its files exist before the template is cloned into the volume: that work goes
         # on while another node's thread initialises the template.
         if fresh:  # a copy of the cluster's initialised template: the entrypoint then skips initdb
@@ -189,7 +188,8 @@ class DockerBackend:
     def _templates(self) -> VolumeTemplates:
         with self._lock:
             if self._volume_templates is None:
-                self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self._progress)
+                self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self._progress,
+                                                         self._user_ids)
             return self._volume_templates
 
     def _ensure_network(self) -> None:
@@ -281,27 +281,10 @@ class DockerBackend:
         return container
 
     def write_pg_file(self, node: Node, name: str, content: str) -> None:
-        """Write a file into the data directory, owned as the server's own files are (it must read it): the
-        owner goes in the archive's header, so no `chown` has to run inside the container."""
-        container = self._running_container(node)
-        image = str(container.attrs.get("Config", {}).get("Image", ""))
-        if image not in self._data_owner:  # the same for every node of one image: read once
-            with docker_errors(f"read the owner of the data directory in {container.name}"):
-                stream, _ = container.get_archive(f"{spec.PGDATA}/PG_VERSION")
-                with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as old:
-                    member = old.getmembers()[0]
-            self._data_owner[image] = (member.uid, member.gid)
-        uid, gid = self._data_owner[image]
-        data = content.encode()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o600, int(time.time())
-            info.uid, info.gid = uid, gid
-            tar.addfile(info, io.BytesIO(data))
-        with docker_errors(f"write {name} into {container.name}"):
-            if not container.put_archive(spec.PGDATA, buf.getvalue()):
-                raise BackendError(f"could not write {name} into {container.name}")
+        """Through SQL (COPY ... TO a server file), as on Swarm: the server writes it as its own user, in
+        milliseconds, where a copy through the engine mounts the container's filesystem for each file."""
+        with self.ctx.pg_connect(node.name, "postgres") as conn:
+            write_data_file(conn, node.name, name, content)
 
     def source_address(self, node: Node) -> str:
         container = self._running_container(node)

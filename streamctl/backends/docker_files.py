@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import PurePosixPath
@@ -26,11 +27,31 @@ def _users(api: Any, container_id: str, name: str) -> dict[str, tuple[int, int]]
     return {f[0]: (int(f[2]), int(f[3])) for f in fields if len(f) > 3}
 
 
-def put_files(api: Any, container_id: str, image: str, name: str, files: Sequence[ContainerFile]) -> None:
-    """Copy `files` into the (created, not yet started) container, each owned by its user with its mode."""
+class UserIds:
+    """user name -> (uid, gid) of each image, read from the first created container of that image and kept:
+    every read mounts the container's filesystem in the engine, which costs as much as the copy itself."""
+
+    def __init__(self) -> None:
+        self._found: dict[str, dict[str, tuple[int, int]]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def of(self, api: Any, container_id: str, image: str, name: str) -> dict[str, tuple[int, int]]:
+        with self._guard:
+            lock = self._locks.setdefault(image, threading.Lock())
+        with lock:  # one read per image; the other nodes' threads wait for it
+            if image not in self._found:
+                self._found[image] = _users(api, container_id, name)
+            return self._found[image]
+
+
+def put_files(api: Any, container_id: str, image: str, name: str, files: Sequence[ContainerFile],
+              users: UserIds | None = None) -> None:
+    """Copy `files` into the (created, not yet started) container, each owned by its user with its mode.
+    users: the ids already read for this image (else read from this container)."""
     if not files:
         return
-    ids = _users(api, container_id, name)
+    ids = (users or UserIds()).of(api, container_id, image, name)
     buf = io.BytesIO()
     now = int(time.time())
     with tarfile.open(fileobj=buf, mode="w") as tar:

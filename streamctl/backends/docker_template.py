@@ -30,7 +30,7 @@ from streamctl.backends import disk
 from streamctl.backends import docker_spec as spec
 from streamctl.backends import docker_volume_copy as host
 from streamctl.backends.docker_errors import docker_errors
-from streamctl.backends.docker_files import put_files
+from streamctl.backends.docker_files import UserIds, put_files
 from streamctl.errors import BackendError, StreamctlError
 from streamctl.names import SPARE_DATABASE
 
@@ -41,15 +41,21 @@ _READY = ".streamctl-template-ready"  # written last: a template without it is i
 class VolumeTemplates:
     """Per cluster: the initialised template volume of each PostgreSQL image, made once, cloned per node."""
 
-    def __init__(self, api: Any, cluster: str, report: Callable[[str, str], None]) -> None:
+    def __init__(self, api: Any, cluster: str, report: Callable[[str, str], None],
+                 users: UserIds | None = None) -> None:
         self.api = api
         self.cluster = cluster
         self.report = report
+        self.users = users or UserIds()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self._tokens: dict[str, str] = {}  # template volume -> the token of its marker
         self._started: set[str] = set()
         self._failed: dict[str, StreamctlError] = {}  # what a background initialisation ran into
+        self._launched: dict[str, threading.Event] = {}  # set once its container runs (or it needs none)
+        # One copy at a time: a copy is bound by file creation in the kernel, so copies side by side only
+        # share it, while one after another lets the first node start as the next one is copied.
+        self._copying = threading.Lock()
 
     def start(self, s: spec.ContainerSpec) -> None:
         """Begin making s's template in a background thread (once), so that the node's own container is
@@ -59,7 +65,17 @@ class VolumeTemplates:
             if template in self._started or template in self._tokens:
                 return
             self._started.add(template)
+            self._launched[template] = threading.Event()
         threading.Thread(target=self._background, args=(s, template), name=f"template {template}").start()
+
+    def wait_launched(self, timeout: float = 10.0) -> None:
+        """Wait (a bounded while) until every template being made has its container running. The engine
+        then mounts and starts it ahead of the nodes' own containers and files, which would otherwise
+        take turns with it: the template is the longest path of a fresh cluster, the rest can wait."""
+        with self._guard:
+            pending = list(self._launched.values())
+        for event in pending:
+            event.wait(timeout)
 
     def _background(self, s: spec.ContainerSpec, template: str) -> None:
         try:
@@ -67,6 +83,8 @@ class VolumeTemplates:
         except StreamctlError as exc:  # populate raises it in the node's thread
             with self._guard:
                 self._failed[template] = exc
+        finally:
+            self._launched[template].set()
 
     def key(self, s: spec.ContainerSpec) -> str:
         env = s.environment
@@ -163,8 +181,13 @@ class VolumeTemplates:
             self._put_marker(cid, s.mount, token, template)
 
         self._run(s, f"initialise {template}", {template: s.mount}, ["postgres", "-C", "data_directory"],
-                  environment=env, plain=False, files=files, then=seal)
+                  environment=env, plain=False, files=files, then=seal, started=self._launched_now(template))
         return token
+
+    def _launched_now(self, template: str) -> Callable[[], None]:
+        with self._guard:
+            event = self._launched.get(template)
+        return event.set if event is not None else (lambda: None)
 
     def _put_marker(self, cid: str, mount: str, token: str, template: str) -> None:
         data = f"{token}\n".encode()
@@ -188,7 +211,8 @@ class VolumeTemplates:
         except Exception:  # noqa: BLE001 - unreadable here or an engine error: take the helper container
             return False
         try:
-            host.copy_tree(src, dst, skip=_READY)
+            with self._copying:
+                host.copy_tree(src, dst, skip=_READY)
             return True
         except OSError:
             with suppress(OSError):  # else the helper's `cp -a` overwrites what is left
@@ -210,13 +234,17 @@ class VolumeTemplates:
 
     def _run(self, s: spec.ContainerSpec, what: str, binds: dict[str, str], command: list[str],
              environment: dict[str, str] | None = None, plain: bool = True,
-             files: list[spec.ContainerFile] | None = None, then: Callable[[str], None] | None = None) -> None:
-        """Run a helper container to its end; raises unless it exits 0; `then(id)` before it is removed."""
+             files: list[spec.ContainerFile] | None = None, then: Callable[[str], None] | None = None,
+             started: Callable[[], None] | None = None) -> None:
+        """Run a helper container to its end; raises unless it exits 0; `then(id)` before it is removed;
+        `started()` once it runs."""
         cid = self._helper(s, what, binds, command, environment, plain)
         try:
-            put_files(self.api, cid, s.image, what, files or [])
+            put_files(self.api, cid, s.image, what, files or [], self.users)
             with docker_errors(what):
                 self.api.start(cid)
+                if started is not None:
+                    started()
                 status = self.api.wait(cid, timeout=300).get("StatusCode", 1)
                 if status != 0:
                     tail = self.api.logs(cid, tail=15).decode(errors="replace").splitlines()

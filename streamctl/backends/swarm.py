@@ -24,6 +24,7 @@ from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
 from streamctl.events import Progress
+from streamctl.pgconn import write_data_file
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 from streamctl.tls.material import NodeTls, node_names
@@ -323,16 +324,8 @@ class SwarmBackend:
 
     def write_pg_file(self, node: Node, name: str, content: str) -> None:
         """Through SQL (COPY ... TO a server file, as the server's user): the task may run on any host."""
-        from psycopg import sql
-
-        lines = content.rstrip("\n").split("\n")
-        if any(ch in line for line in lines for ch in "\t\\\r"):
-            raise BackendError(f"cannot write {name} on {node.name}: tabs and backslashes are not supported")
         with self.ctx.pg_connect(node.name, "postgres") as conn:
-            path = conn.execute("SELECT current_setting('data_directory') || '/' || %s", (name,)).fetchone()
-            assert path is not None
-            conn.execute(sql.SQL("COPY (SELECT unnest({}::text[])) TO {}").format(
-                sql.Literal(lines), sql.Literal(path[0])))
+            write_data_file(conn, node.name, name, content)
 
     def source_address(self, node: Node) -> str:
         """The task's address on the cluster's overlay network (what pg_hba must admit); a task that has just

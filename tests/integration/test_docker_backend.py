@@ -125,10 +125,29 @@ def test_source_address_is_the_container_ip_on_the_cluster_network(make_docker_c
 def test_write_pg_file_is_owned_by_postgres(make_docker_cluster, docker) -> None:
     c = make_docker_cluster(replicas=0, fdw=False, redis=False)
     c.up()
-    c.backend.write_pg_file(c.topology.node("coordinator"), "probe.conf", "x = 1\n")
+    node = c.topology.node("coordinator")
     container = docker.containers.get(f"{c.cluster}-coordinator")
-    code, out = container.exec_run(["stat", "-c", "%U %a", f"{PGDATA}/probe.conf"])
-    assert (code, out.decode().strip()) == (0, "postgres 600")
+
+    def stat(path: str) -> str:
+        code, out = container.exec_run(["stat", "-c", "%U %a", path])
+        assert code == 0, out
+        return out.decode().strip()
+
+    # pg_hba.conf, the file `up` rewrites: replaced in place, so it keeps its owner and its 0600.
+    with c.ctx.pg_connect(node.name) as conn:
+        current = conn.execute("SELECT pg_read_file(current_setting('hba_file'))").fetchone()[0]
+    c.backend.write_pg_file(node, "pg_hba.conf", current + "# probe\n")
+    assert stat(f"{PGDATA}/pg_hba.conf") == "postgres 600"
+    code, out = container.exec_run(["tail", "-n", "1", f"{PGDATA}/pg_hba.conf"])
+    assert out.decode() == "# probe\n"
+    # A new file is the server's own too, inside the data directory only its owner may enter.
+    c.backend.write_pg_file(node, "probe.conf", "x = 1\n")
+    assert stat(f"{PGDATA}/probe.conf").split()[0] == "postgres"
+    assert stat(PGDATA) == "postgres 700"
+    # COPY's text format would turn a tab or a backslash into an escape: refused, the file left as it was.
+    with pytest.raises(BackendError, match="tabs and backslashes"):
+        c.backend.write_pg_file(node, "probe.conf", "x =\t2\n")
+    assert container.exec_run(["cat", f"{PGDATA}/probe.conf"])[1].decode() == "x = 1\n"
 
 
 def test_unreachable_engine_is_a_preflight_error_with_a_hint(make_docker_cluster, monkeypatch) -> None:
