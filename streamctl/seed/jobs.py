@@ -25,8 +25,31 @@ from streamctl.seed.spec import SeedSpec
 
 HISTORY_LINE = copyfmt.trusted_line("%s\t%s\t%s\t%d\t%d\n")
 TRENDING_COLUMNS = ("date", "content_id", "views", "watch_time_minutes")
-_DAILY = ("SELECT (watched_at AT TIME ZONE 'UTC')::date, content_id, count(*), "
-          "sum(duration_watched_seconds) / 60 FROM user_watch_history")
+_DAILY = ("SELECT (watched_at AT TIME ZONE 'UTC')::date AS day, content_id, count(*) AS views, "
+          "sum(duration_watched_seconds) / 60 AS minutes FROM user_watch_history")
+# The aggregate in pieces by content_id range. A uuid compares byte by byte, so ranges of its first 32 bits
+# split it evenly, and a group (one title, one day) lies in one piece whole. A single hash aggregate returns
+# nothing until it has read the whole history; a piece returns after its share of that, so the COPY into
+# the coordinator starts at once and runs while the rest aggregates (a piece reads its rows through the
+# content_id index). Each piece comes back as one value, its rows already in COPY's text format (dates,
+# uuids and integers need no escaping): one message instead of one per row, which took this process more
+# CPU than the server's whole aggregate. The first piece, 1/256 of the ids, sizes the rest: as many equal
+# pieces as keep each near _PIECE_ROWS groups (memory stays flat at any scale), and at least 15.
+_PIECE = ("SELECT count(*), string_agg(concat_ws(E'\\t', day, content_id, views, minutes), E'\\n') || E'\\n' "
+          f"FROM ({_DAILY} WHERE {{}} GROUP BY 1, 2) AS piece")
+_PIECE_ROWS = 20_000
+_FIRST_PIECE = 1 << 24  # of the 2**32 values of a uuid's first 32 bits
+
+
+def _uuid_at(first32: int) -> str:
+    return f"{first32:08x}-0000-0000-0000-000000000000"
+
+
+def _piece_query(lo: int, hi: int) -> str:
+    """The piece of ids whose first 32 bits are in [lo, hi); hi = 2**32 is the end of the range."""
+    bounds = ([f"content_id >= '{_uuid_at(lo)}'"] if lo else []) + \
+        ([f"content_id < '{_uuid_at(hi)}'"] if hi < 1 << 32 else [])
+    return _PIECE.format(" AND ".join(bounds))
 
 
 @dataclass
@@ -70,20 +93,27 @@ class Meter:
 MeterFactory = Callable[[str, str, "int | None"], Meter]
 
 
-def _copy(conn: psycopg.Connection[Any], meter: Meter, columns: tuple[str, ...],
-          rows: Iterator[tuple[object, ...]], commit_rows: int | None = None) -> TableResult:
+def _copy(conn: psycopg.Connection[Any] | tuple[psycopg.Connection[Any], ...], meter: Meter,
+          columns: tuple[str, ...], rows: Iterator[tuple[object, ...]], commit_rows: int | None = None
+          ) -> TableResult:
+    """Generate and COPY one table's rows; over several connections at once when given a tuple of them
+    (postgres.copy_streams)."""
+    chunks = copyfmt.chunks(copyfmt.batched(rows), copyfmt.escaped_line)
     with meter:
-        postgres.copy_chunks(conn, meter.table, columns, copyfmt.chunks(copyfmt.batched(rows),
-                                                                        copyfmt.escaped_line),
-                             meter.advance, commit_rows)
+        if isinstance(conn, tuple):
+            postgres.copy_streams(conn, meter.table, columns, chunks, meter.advance)
+        else:
+            postgres.copy_chunks(conn, meter.table, columns, chunks, meter.advance, commit_rows)
     return meter.result()
 
 
 def load_catalogue(ctx: ClusterContext, node: str, spec: SeedSpec, content: ContentIndex,
                    meter: MeterFactory) -> list[TableResult]:
-    """Reference tables first, then titles, then what points at titles (foreign keys allow no other order)."""
-    with ctx.pg_connect(node) as conn:
-        postgres.bulk_session(conn, ctx.topology.metadata.citus.enabled)
+    """Reference tables first, then titles, then what points at titles (foreign keys allow no other order).
+    The largest, the cast of every title, goes over two COPY streams (postgres.copy_streams)."""
+    with ctx.pg_connect(node) as conn, ctx.pg_connect(node) as conn2:
+        for c in (conn, conn2):
+            postgres.bulk_session(c, ctx.topology.metadata.citus.enabled)
         return [
             _copy(conn, meter(node, "genres", None), catalogue.GENRE_COLUMNS, catalogue.genre_rows()),
             _copy(conn, meter(node, "cast_crew", spec.people), catalogue.PEOPLE_COLUMNS,
@@ -92,7 +122,7 @@ def load_catalogue(ctx: ClusterContext, node: str, spec: SeedSpec, content: Cont
                   catalogue.content_rows(spec, content)),
             _copy(conn, meter(node, "content_genres", None), catalogue.CONTENT_GENRE_COLUMNS,
                   catalogue.content_genre_rows(spec, content)),
-            _copy(conn, meter(node, "content_cast_crew", None), catalogue.CAST_COLUMNS,
+            _copy((conn, conn2), meter(node, "content_cast_crew", None), catalogue.CAST_COLUMNS,
                   catalogue.cast_rows(spec, content)),
         ]
 
@@ -133,8 +163,12 @@ def load_aggregates(ctx: ClusterContext, primary: str, coordinator: str, with_re
     client = ctx.redis() if with_redis else None
     views: Counter[str] = Counter()
     try:
-        with ctx.pg_connect(primary) as src, ctx.pg_connect(coordinator) as dst:
-            postgres.bulk_session(dst, ctx.topology.metadata.citus.enabled)
+        # Two COPY streams into the coordinator (postgres.copy_streams): one is bound by the one server
+        # process that parses and routes its rows.
+        with ctx.pg_connect(primary) as src, ctx.pg_connect(coordinator) as dst, \
+                ctx.pg_connect(coordinator) as dst2:
+            for conn in (dst, dst2):
+                postgres.bulk_session(conn, ctx.topology.metadata.citus.enabled)
             table = meter(coordinator, "trending_daily", None)
             sets = meter(ctx.topology.redis.name, "trending:daily:*", None) if client else None
             trending = TrendingWriter(client, ctx.topology.redis.trending_ttl_days,
@@ -142,8 +176,8 @@ def load_aggregates(ctx: ClusterContext, primary: str, coordinator: str, with_re
 
             days: dict[str, date] = {}
 
-            def tee(copy_out: Any) -> Iterator[tuple[int, str]]:
-                for rows, text in _regroup(copy_out):
+            def tee(pieces: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+                for rows, text in pieces:
                     if trending is not None:
                         for line in text.splitlines():
                             day, content_id, count, _minutes = line.split("\t")
@@ -152,9 +186,9 @@ def load_aggregates(ctx: ClusterContext, primary: str, coordinator: str, with_re
                             trending.add(when, content_id, n)
                     yield rows, text
 
-            with table, sets or nullcontext(), src.cursor() as out_cur, \
-                    out_cur.copy(f"COPY ({_DAILY} GROUP BY 1, 2) TO STDOUT") as out:
-                postgres.copy_chunks(dst, table.table, TRENDING_COLUMNS, tee(out), table.advance)
+            with table, sets or nullcontext():
+                postgres.copy_streams((dst, dst2), table.table, TRENDING_COLUMNS, tee(_daily_rows(src)),
+                                      table.advance)
                 if trending is not None:
                     trending.close()
         if client is None or sets is None:
@@ -168,15 +202,22 @@ def load_aggregates(ctx: ClusterContext, primary: str, coordinator: str, with_re
             client.close()
 
 
-def _regroup(copy_out: Any, target_bytes: int = 1 << 18) -> Iterator[tuple[int, str]]:
-    """COPY TO yields one row per message; regroup them into large chunks for the COPY FROM side."""
-    parts: list[bytes] = []
-    size = 0
-    for data in copy_out:
-        parts.append(bytes(data))
-        size += len(data)
-        if size >= target_bytes:
-            yield len(parts), b"".join(parts).decode()
-            parts, size = [], 0
-    if parts:
-        yield len(parts), b"".join(parts).decode()
+def _daily_rows(src: psycopg.Connection[Any]) -> Iterator[tuple[int, str]]:
+    """The history's aggregate per day and title as (rows, COPY text), piece after piece (see _PIECE)."""
+    src.execute("SET work_mem = '32MB'")  # a piece's groups fit in memory: no spilling to disk
+    src.execute("SET DateStyle = ISO")  # days as YYYY-MM-DD, whatever the server's default
+
+    def piece(lo: int, hi: int) -> tuple[int, str] | None:
+        row = src.execute(_piece_query(lo, hi)).fetchone()
+        return (int(row[0]), str(row[1])) if row and row[0] else None
+
+    first = piece(0, _FIRST_PIECE)
+    if first is not None:
+        yield first
+    rest = (1 << 32) - _FIRST_PIECE
+    expected = (first[0] if first else 0) * rest // _FIRST_PIECE
+    parts = max(15, -(-expected // _PIECE_ROWS))
+    for i in range(parts):
+        found = piece(_FIRST_PIECE + rest * i // parts, _FIRST_PIECE + rest * (i + 1) // parts)
+        if found is not None:
+            yield found

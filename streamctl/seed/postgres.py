@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -24,8 +25,7 @@ def copy_chunks(conn: psycopg.Connection[Any], table: str, columns: Sequence[str
     COPY (and transaction, on an autocommit connection) starts every that many rows, letting logical
     replicas apply earlier rows while later ones load.
     """
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    statement = _copy_statement(table, columns)
     total = 0
     iterator = prefetch(chunks)
     try:
@@ -46,6 +46,60 @@ def copy_chunks(conn: psycopg.Connection[Any], table: str, columns: Sequence[str
     finally:
         iterator.close()  # stops the producer thread when the load ends early
     return total
+
+
+def copy_streams(conns: Sequence[psycopg.Connection[Any]], table: str, columns: Sequence[str],
+                 chunks: Iterable[tuple[int, str]], progress: Progress | None = None) -> int:
+    """COPY `chunks` into `table` over all of `conns` at once: each connection runs its own COPY (its own
+    transaction on an autocommit connection) and takes the next chunk when it is free. One server process
+    parses and routes every row of a COPY, and into a Citus coordinator that process is the bound: two
+    streams load trending_daily in about 0.6x the time of one (2 cores, 2 workers).
+
+    Returns the rows written. After an error no stream takes another chunk, and the first error is raised
+    once all have ended. A COPY the server refused commits nothing (the server reports it at the end of
+    that COPY); the other streams' rows stay, as a failed load's earlier commits do: `seed` then refuses
+    the half-seeded cluster until --reset.
+    """
+    statement = _copy_statement(table, columns)
+    source = prefetch(chunks)
+    lock = threading.Lock()
+    failed: list[BaseException] = []
+    totals = [0] * len(conns)
+
+    def take() -> tuple[int, str] | None:
+        with lock:
+            return None if failed else next(source, None)
+
+    def stream(i: int) -> None:
+        try:
+            with conns[i].cursor() as cur, cur.copy(statement) as copy:
+                while (item := take()) is not None:
+                    rows, text = item
+                    copy.write(text)
+                    totals[i] += rows
+                    if progress is not None:
+                        with lock:
+                            progress(rows)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, once every stream has stopped
+            with lock:
+                failed.append(exc)
+
+    threads = [threading.Thread(target=stream, args=(i,), name=f"streamctl-copy-{i}") for i in range(len(conns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    source.close()  # stops the producer when a stream failed early
+    if failed:
+        if isinstance(failed[0], psycopg.Error):
+            raise pg_error(f"loading {table} failed", failed[0]) from failed[0]
+        raise failed[0]
+    return sum(totals)
+
+
+def _copy_statement(table: str, columns: Sequence[str]) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
 
 
 def bulk_session(conn: psycopg.Connection[Any], citus: bool) -> psycopg.Connection[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from streamctl import names
 from streamctl.cli.main import app
 from streamctl.errors import BackendError, ExitCode, RefusedError
+from streamctl.seed.postgres import copy_streams
 from streamctl.seed.run import SeedOptions, seed
 from streamctl.seed.spec import SeedSpec
 
@@ -164,6 +166,41 @@ def test_a_missing_table_fails_with_a_hint_and_stops_the_load(make_cluster: Any)
         seed(c.ctx, SeedOptions(scale=0.001, seed=1, as_of=TODAY))
     assert failure.value.hint is not None and "streamctl up" in failure.value.hint
     assert failure.value.exit_code == ExitCode.RUNTIME
+
+
+def test_copy_streams_load_every_chunk_once_and_stop_on_the_first_error(make_cluster: Any) -> None:
+    c = make_cluster(analytics=False, redis=False, fdw=False)
+    c.up()
+    with c.ctx.pg_connect("coordinator") as one, c.ctx.pg_connect("coordinator") as two:
+        one.execute("CREATE TABLE streams_probe (n integer PRIMARY KEY)")
+        def chunks() -> Any:  # produced a little slower than they are sent, so both streams take some
+            for k in range(60):
+                time.sleep(0.002)
+                yield 10, "".join(f"{n}\n" for n in range(k * 10, k * 10 + 10))
+
+        reported: list[int] = []
+        assert copy_streams((one, two), "streams_probe", ("n",), chunks(), reported.append) == 600
+        assert sum(reported) == 600
+        assert one.execute("SELECT count(*), count(DISTINCT n), min(n), max(n) FROM streams_probe"
+                           ).fetchone() == (600, 600, 0, 599)
+        # Both streams took chunks (each its own COPY): the server saw two loading sessions' rows.
+        assert one.execute("SELECT count(DISTINCT xmin::text) FROM streams_probe").fetchone()[0] == 2  # type: ignore[index]
+
+        # A row the table refuses fails the load: the error names the table, with the hint; the refused
+        # stream's COPY commits nothing (so the load is visibly incomplete).
+        dup = [(1, f"{1000 + k}\n") for k in range(20)] + [(1, "5\n")] + [(1, f"{2000 + k}\n") for k in range(200)]
+        with pytest.raises(BackendError, match="loading streams_probe failed") as err:
+            copy_streams((one, two), "streams_probe", ("n",), iter(dup))
+        assert err.value.hint and "--reset" in err.value.hint
+        assert one.execute("SELECT count(*) FROM streams_probe WHERE n >= 1000").fetchone()[0] < 220  # type: ignore[index]
+
+        # The producer's own error comes through as itself.
+        def broken() -> Any:
+            yield 1, "3000\n"
+            raise RuntimeError("the generator broke")
+
+        with pytest.raises(RuntimeError, match="the generator broke"):
+            copy_streams((one, two), "streams_probe", ("n",), broken())
 
 
 @pytest.mark.mongo
