@@ -32,8 +32,8 @@ _DAILY = ("SELECT (watched_at AT TIME ZONE 'UTC')::date AS day, content_id, coun
 # nothing until it has read the whole history; a piece returns after its share of that, so the COPY into
 # the coordinator starts at once and runs while the rest aggregates (a piece reads its rows through the
 # content_id index). Each piece comes back as one value, its rows already in COPY's text format (dates,
-# uuids and integers need no escaping): one message instead of one per row, which took this process more
-# CPU than the server's whole aggregate. The first piece, 1/256 of the ids, sizes the rest: as many equal
+# uuids and integers need no escaping): one message instead of one per row, whose reading cost this process
+# about as much CPU as the server's whole aggregate. The first piece, 1/256 of the ids, sizes the rest: as many equal
 # pieces as keep each near _PIECE_ROWS groups (memory stays flat at any scale), and at least 15.
 _PIECE = ("SELECT count(*), string_agg(concat_ws(E'\\t', day, content_id, views, minutes), E'\\n') || E'\\n' "
           f"FROM ({_DAILY} WHERE {{}} GROUP BY 1, 2) AS piece")
