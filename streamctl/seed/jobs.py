@@ -93,17 +93,12 @@ class Meter:
 MeterFactory = Callable[[str, str, "int | None"], Meter]
 
 
-def _copy(conn: psycopg.Connection[Any] | tuple[psycopg.Connection[Any], ...], meter: Meter,
-          columns: tuple[str, ...], rows: Iterator[tuple[object, ...]], commit_rows: int | None = None
-          ) -> TableResult:
-    """Generate and COPY one table's rows; over several connections at once when given a tuple of them
-    (postgres.copy_streams)."""
-    chunks = copyfmt.chunks(copyfmt.batched(rows), copyfmt.escaped_line)
+def _copy(conns: tuple[psycopg.Connection[Any], ...], meter: Meter, columns: tuple[str, ...],
+          rows: Iterator[tuple[object, ...]]) -> TableResult:
+    """Generate and COPY one table's rows, one COPY stream per connection (postgres.copy_streams)."""
     with meter:
-        if isinstance(conn, tuple):
-            postgres.copy_streams(conn, meter.table, columns, chunks, meter.advance)
-        else:
-            postgres.copy_chunks(conn, meter.table, columns, chunks, meter.advance, commit_rows)
+        postgres.copy_streams(conns, meter.table, columns,
+                              copyfmt.chunks(copyfmt.batched(rows), copyfmt.escaped_line), meter.advance)
     return meter.result()
 
 
@@ -115,12 +110,12 @@ def load_catalogue(ctx: ClusterContext, node: str, spec: SeedSpec, content: Cont
         for c in (conn, conn2):
             postgres.bulk_session(c, ctx.topology.metadata.citus.enabled)
         return [
-            _copy(conn, meter(node, "genres", None), catalogue.GENRE_COLUMNS, catalogue.genre_rows()),
-            _copy(conn, meter(node, "cast_crew", spec.people), catalogue.PEOPLE_COLUMNS,
+            _copy((conn,), meter(node, "genres", None), catalogue.GENRE_COLUMNS, catalogue.genre_rows()),
+            _copy((conn,), meter(node, "cast_crew", spec.people), catalogue.PEOPLE_COLUMNS,
                   catalogue.people_rows(spec)),
-            _copy(conn, meter(node, "content_metadata", spec.titles), catalogue.CONTENT_COLUMNS,
+            _copy((conn,), meter(node, "content_metadata", spec.titles), catalogue.CONTENT_COLUMNS,
                   catalogue.content_rows(spec, content)),
-            _copy(conn, meter(node, "content_genres", None), catalogue.CONTENT_GENRE_COLUMNS,
+            _copy((conn,), meter(node, "content_genres", None), catalogue.CONTENT_GENRE_COLUMNS,
                   catalogue.content_genre_rows(spec, content)),
             _copy((conn, conn2), meter(node, "content_cast_crew", None), catalogue.CAST_COLUMNS,
                   catalogue.cast_rows(spec, content)),
@@ -131,7 +126,7 @@ def load_audience(ctx: ClusterContext, node: str, spec: SeedSpec, content: Conte
                   meter: MeterFactory, commit_rows: int | None) -> list[TableResult]:
     """Users, then their history (formatted with the trusted fast path: it is most of the data)."""
     with ctx.pg_connect(node) as conn:
-        done = [_copy(conn, meter(node, "users", spec.users), USER_COLUMNS, user_rows(spec, users))]
+        done = [_copy((conn,), meter(node, "users", spec.users), USER_COLUMNS, user_rows(spec, users))]
         m = meter(node, "user_watch_history", spec.events)
         with m:
             postgres.copy_chunks(conn, m.table, HISTORY_COLUMNS,
