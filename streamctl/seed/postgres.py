@@ -129,9 +129,27 @@ def count_rows(conn: psycopg.Connection[Any], table: str) -> int:
     return int(row[0]) if row else 0
 
 
+def referencing_tables(conn: psycopg.Connection[Any], tables: Sequence[str]) -> list[str]:
+    """Tables outside `tables` with a foreign key into one of them: what a TRUNCATE ... CASCADE would empty
+    too, so `seed --reset` refuses instead ("orders (orders_user_fk) references users")."""
+    rows = conn.execute(
+        "SELECT c.conrelid::regclass::text, c.conname, c.confrelid::regclass::text FROM pg_constraint c "
+        "WHERE c.contype = 'f' AND c.confrelid = ANY(%(ours)s::regclass[]) "
+        "AND c.conrelid <> ALL(%(ours)s::regclass[]) ORDER BY 1, 2",
+        {"ours": [t for t in tables if _exists(conn, t)]}).fetchall()
+    return [f"{table} ({name}) references {target}" for table, name, target in rows]
+
+
+def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    return bool(row and row[0])
+
+
 def truncate(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
-    """Empty `tables` at once; RESTART IDENTITY so a re-seed assigns the same history ids again."""
-    statement = sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+    """Empty `tables` at once; RESTART IDENTITY so a re-seed assigns the same history ids again. Never
+    CASCADE: a table that references them and is not among them makes PostgreSQL refuse (see
+    `referencing_tables`, checked first) rather than be emptied too."""
+    statement = sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
         sql.SQL(", ").join(map(sql.Identifier, tables)))
     try:
         conn.execute(statement)
