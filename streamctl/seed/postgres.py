@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from streamctl.errors import BackendError
+from streamctl.errors import BackendError, StreamctlError
+from streamctl.pgconn import translate_db_error
 from streamctl.seed.prefetch import prefetch
 
 Progress = Callable[[int], None]  # called with the rows just written
@@ -157,8 +158,11 @@ def truncate(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
         raise pg_error(f"cannot empty {', '.join(tables)}", exc) from exc
 
 
-def pg_error(what: str, exc: psycopg.Error) -> BackendError:
-    """Translate a driver error where it enters; a missing table means the schema was never applied."""
+def pg_error(what: str, exc: psycopg.Error) -> StreamctlError:
+    """Translate a driver error where it enters; a missing table means the schema was never applied, a lock
+    wait that ran out names the setting that bounds it."""
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return translate_db_error(what, exc)
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     hint = None
     if isinstance(exc, psycopg.errors.UndefinedTable):

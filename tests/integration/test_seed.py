@@ -264,3 +264,29 @@ def test_reset_refuses_when_a_user_table_references_a_seeded_one(make_cluster: A
         conn.execute("DROP TABLE subscriptions_paid")
     seed(c.ctx, SeedOptions(scale=0.001, seed=4, as_of=TODAY, reset=True))
     assert all_checksums(c) == before  # same seed: the same data again, ids included
+
+
+def test_a_lock_held_elsewhere_ends_the_reset_with_a_clear_error(
+        make_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another session holds a lock on a seeded table: the reset's TRUNCATE waits lock_timeout (set low
+    here through STREAMCTL_PG_LOCK_TIMEOUT), then fails naming the wait and the variable, not a hang."""
+    import psycopg
+
+    from streamctl.pgconn import LOCK_TIMEOUT_VAR, LockWaitTimeout
+
+    c = make_cluster(redis=False, fdw=False, replicas=0)
+    c.up()
+    seed(c.ctx, SeedOptions(scale=0.001, seed=2, as_of=TODAY))
+    before = count(c, "coordinator", "content_metadata")
+    monkeypatch.setenv(LOCK_TIMEOUT_VAR, "1s")
+    holder = psycopg.connect(c.ctx.pg_conninfo("coordinator"))  # a transaction left open, as a client might
+    try:
+        holder.execute("LOCK TABLE content_metadata IN ACCESS SHARE MODE")
+        with pytest.raises(LockWaitTimeout) as info:
+            seed(c.ctx, SeedOptions(scale=0.001, seed=2, as_of=TODAY, reset=True))
+    finally:
+        holder.close()
+    assert info.value.exit_code == ExitCode.TIMEOUT == 6
+    assert "lock timeout" in info.value.message and "cannot empty" in info.value.message
+    assert info.value.hint is not None and LOCK_TIMEOUT_VAR in info.value.hint
+    assert count(c, "coordinator", "content_metadata") == before  # the TRUNCATE rolled back
