@@ -20,12 +20,16 @@ from streamctl.pgconn import (
     PrivilegeError,
     external_conninfo,
     external_endpoint,
+    session_params,
 )
 from streamctl.state import Endpoint, StateStore, cluster_dir
 from streamctl.tls.material import ClusterTls
 from streamctl.tls.server import CA, libpq_verify
 
 TLS_BACKENDS = ("local", "docker", "swarm", "auto")
+# MongoDB clients give up instead of hanging: to connect, to find the server, and for an answer (bulk
+# inserts of a seed included, hence the generous socket timeout).
+MONGO_TIMEOUTS = "connectTimeoutMS=5000&serverSelectionTimeoutMS=5000&socketTimeoutMS=120000"
 
 if TYPE_CHECKING:
     import psycopg
@@ -158,7 +162,9 @@ class ClusterContext:
             return make_conninfo(external_conninfo(node, self.topology.pg_user, dbname),
                                  connect_timeout=connect_timeout, application_name=application_name)
         uri = self.pg_uri(name, dbname, user, password)
-        query = urlencode({"connect_timeout": connect_timeout, "application_name": application_name})
+        # quote, not quote_plus: libpq decodes %XX in a URI but not `+` (options holds a space)
+        query = urlencode({"connect_timeout": connect_timeout, "application_name": application_name,
+                           **session_params()}, quote_via=quote)
         return f"{uri}{'&' if '?' in uri else '?'}{query}"
 
     @contextmanager
@@ -229,7 +235,7 @@ class ClusterContext:
         import redis as redis_lib
 
         return redis_lib.Redis.from_url(self.redis_url(), decode_responses=True, socket_timeout=10,
-                                        **self.redis_ssl())
+                                        socket_connect_timeout=5, socket_keepalive=True, **self.redis_ssl())
 
     # -- MongoDB ----------------------------------------------------------------------------------
     def mongo_uri(self, admin: bool = False) -> str:
@@ -240,7 +246,7 @@ class ClusterContext:
             cred = f"{quote(ext.user, safe='')}:{quote(ext.password or '', safe='')}@" if ext.user else ""
             tls = "&tls=true" if ext.sslmode in ("require", "verify-ca", "verify-full") else ""
             return (f"mongodb://{cred}{ep.host}:{ep.port}/?authSource={self.topology.mongo.database}"
-                    f"&directConnection=true&serverSelectionTimeoutMS=5000{tls}")
+                    f"&directConnection=true&{MONGO_TIMEOUTS}{tls}")
         if admin:
             user, pw, auth_db = MONGO_ROOT_USER, self.secrets["mongo_password"], "admin"
         else:
@@ -248,7 +254,7 @@ class ClusterContext:
         managed = self.managed_tls(self.topology.mongo.name)
         tls = f"&tls=true&tlsCAFile={quote(self.ca_path(), safe='/')}" if managed else ""
         return (f"mongodb://{quote(user, safe='')}:{quote(pw, safe='')}@{ep.host}:{ep.port}/"
-                f"?authSource={auth_db}&directConnection=true&serverSelectionTimeoutMS=5000{tls}")
+                f"?authSource={auth_db}&directConnection=true&{MONGO_TIMEOUTS}{tls}")
 
     def mongo(self, admin: bool = False) -> MongoClient[Any]:
         from pymongo import MongoClient

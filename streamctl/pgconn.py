@@ -3,6 +3,7 @@ into an error that names the node and the privilege (a read-only role must know 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from typing import Any
@@ -13,8 +14,53 @@ from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
 from streamctl.config.model import Node
-from streamctl.errors import BackendError, ExitCode, StreamctlError
+from streamctl.errors import BackendError, ConfigError, ExitCode, StreamctlError
 from streamctl.state import Endpoint
+
+# Every connection streamctl opens: TCP keepalives, so a peer that vanished (host down, network cut) ends
+# the connection in about a minute instead of leaving a statement waiting forever on a dead socket.
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
+LOCK_TIMEOUT_VAR = "STREAMCTL_PG_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = "60s"
+_DURATION = re.compile(r"^[0-9]+ ?(ms|s|min|h)?$")
+
+
+def lock_timeout() -> str:
+    """How long one of streamctl's statements waits for a lock another session holds before it fails
+    (PostgreSQL's lock_timeout; STREAMCTL_PG_LOCK_TIMEOUT, e.g. `5min`; 0 waits for ever). Statements
+    themselves are not bounded (seeding and shard moves run long), their waits on locks are."""
+    value = os.environ.get(LOCK_TIMEOUT_VAR, "").strip() or DEFAULT_LOCK_TIMEOUT
+    if not _DURATION.match(value):
+        raise ConfigError(f"{LOCK_TIMEOUT_VAR}={value!r} is not a duration",
+                          hint="write it as PostgreSQL does: 500ms, 30s, 5min, 1h (0: no limit)")
+    return value.replace(" ", "")
+
+
+def session_params() -> dict[str, str]:
+    """libpq parameters every streamctl connection carries: keepalives, and lock_timeout as a session
+    default (set at login through `options`, so `RESET ALL` keeps it)."""
+    return {**KEEPALIVES, "options": f"-c lock_timeout={lock_timeout()}"}
+
+
+class LockWaitTimeout(StreamctlError):
+    """A statement waited longer than lock_timeout for a lock another session holds."""
+
+    exit_code = ExitCode.TIMEOUT
+
+
+def translate_db_error(what: str, exc: BaseException) -> StreamctlError:
+    """A driver error as the user should read it: a lock wait that ran out names the setting that bounds
+    it; a lost connection says so; anything else keeps PostgreSQL's first line (exit code 5)."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return LockWaitTimeout(f"{what}: {first}", hint=(
+            "another session holds a lock streamctl needs (see pg_locks and pg_stat_activity on that node); "
+            f"end it, or allow a longer wait with {LOCK_TIMEOUT_VAR} (now {lock_timeout()})"))
+    if isinstance(exc, psycopg.OperationalError):
+        return BackendError(f"{what}: {first}", hint="the connection to the node was lost or refused: "
+                                                     "check it with `streamctl status`")
+    return BackendError(f"{what}: {first}")
 
 
 class PrivilegeError(StreamctlError):
@@ -115,7 +161,7 @@ def external_conninfo(node: Node, default_user: str, dbname: str | None = None) 
         params["sslmode"] = ext.sslmode
     if ext.sslrootcert:
         params["sslrootcert"] = ext.sslrootcert
-    return make_conninfo(**params)
+    return make_conninfo(**params, **session_params())
 
 
 def external_endpoint(node: Node) -> Endpoint:

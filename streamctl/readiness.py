@@ -99,7 +99,8 @@ def mongo_probe(uri: str) -> Probe:
     def probe() -> bool:
         from pymongo import MongoClient
 
-        client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=3000)
+        client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000,
+                                              socketTimeoutMS=3000)
         try:
             return bool(client.admin.command("ping").get("ok"))
         finally:

@@ -63,12 +63,18 @@ class Runner:
     """Brings a cluster to the state its topology describes, and takes it down again."""
 
     def __init__(self, ctx: ClusterContext, backend: Backend, emit: Emit | None = None,
-                 timeout: float = 120.0, configure_external: bool = False) -> None:
+                 timeout: float = 120.0, configure_external: bool = False,
+                 scope: frozenset[str] | None = None) -> None:
         self.ctx = ctx
         self.backend = backend
         self.emit: Emit = emit or ignore
         self.timeout = timeout
         self.configure_external = configure_external  # `up --configure`: change external nodes too
+        # Only these nodes are started and configured (`scale`: the workers it adds); None: every node.
+        self.scope = scope
+
+    def in_scope(self, node_name: str) -> bool:
+        return self.scope is None or node_name in self.scope
 
     def is_external(self, node_name: str) -> bool:
         node = self.ctx.topology.node(node_name)
@@ -94,14 +100,14 @@ class Runner:
         return plan
 
     def config_steps(self) -> list[ConfigStep]:
-        return configuration_steps(self.ctx, self.backend)
+        return [s for s in configuration_steps(self.ctx, self.backend) if self.in_scope(s.node)]
 
     # -- up ---------------------------------------------------------------------------------------
     def up(self) -> UpResult:
         started = time.monotonic()
         self.backend.preflight(self.nodes)
         plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
-        steps = plan.nodes
+        plan.nodes = steps = [s for s in plan.nodes if self.in_scope(s.node.name)]
         self._check_ports(steps)
         self.backend.prepare([(s.node, s.action) for s in steps if s.action is not Action.NOOP],
                              lambda node, message: self.emit(Event("info", node, "prepare", message)))
@@ -112,8 +118,8 @@ class Runner:
         # Endpoints follow from the topology: record them first so `logs`/`url` work even if `up` fails.
         self.ctx.store.record_endpoints(self.backend.name, [self.backend.endpoint(n) for n in self.nodes])
         result.ready_seconds = self._converge_nodes(steps)
-        if any(n.is_external for n in self.nodes):
-            result.differences += external_differences(self.ctx)
+        if any(n.is_external and self.in_scope(n.name) for n in self.nodes):
+            result.differences += self._scoped(external_differences(self.ctx))
         with self.ctx.kept_connections():
             self._configure(result)
         result.seconds = time.monotonic() - started
@@ -123,6 +129,13 @@ class Runner:
                              hint="`streamctl up --dry-run` lists the steps; `streamctl up --configure` "
                                   "applies them to the external nodes")
         return result
+
+    def _scoped(self, differences: list[str]) -> list[str]:
+        """The differences of the nodes in scope: those that name another node are left out."""
+        if self.scope is None:
+            return differences
+        others = {n.name for n in self.nodes} - self.scope
+        return [d for d in differences if d.split(":", 1)[0] not in others]
 
     def _check_ports(self, steps: list[NodeStep]) -> None:
         busy = [f"{s.node.yaml_path}.port: {s.node.host}:{s.node.port} is already in use by another program"

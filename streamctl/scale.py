@@ -19,6 +19,7 @@ from streamctl.config.checks import semantic_errors
 from streamctl.config.edit import set_worker_count
 from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
+from streamctl.drift import DriftError
 from streamctl.errors import ConfigError, Interrupted, PreflightError
 from streamctl.events import Emit, Event, ignore
 from streamctl.runner import Runner
@@ -97,9 +98,12 @@ def plan_scale(ctx: ClusterContext, backend: Backend, count: int) -> RebalancePl
 
 
 def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit | None = None,
-                  update_file: bool = True, options: MoveOptions | None = None) -> ScaleResult:
+                  update_file: bool = True, options: MoveOptions | None = None,
+                  configure: bool = False) -> ScaleResult:
     """Bring the number of Citus workers to `count`; rows and checksums of every Citus table are compared
-    before and after; the topology file is updated once the workers are registered (or removed)."""
+    before and after; the topology file is updated once the workers are registered (or removed).
+    Only the workers added are provisioned and configured, no other node; an external new worker only
+    with `configure` (`scale --configure`, as `up --configure`), else it is only checked."""
     say: Emit = emit or ignore
     opts = options or MoveOptions()
     started = time.monotonic()
@@ -116,7 +120,7 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
     mixed = backend.name == "external" or any(n.is_external for n in new_topology.nodes())
     new_backend = select_backend(new_ctx, None if mixed else backend.name)
     if count > current:
-        _grow(new_ctx, new_backend, current, say, result, opts, update_file)
+        _grow(new_ctx, new_backend, current, say, result, opts, update_file, configure)
     else:
         _shrink(ctx, backend, new_ctx, new_backend, count, say, result, opts)
         _update_file(ctx, count, update_file, result)
@@ -133,14 +137,20 @@ def _update_file(ctx: ClusterContext, count: int, update_file: bool, result: Sca
 
 
 def _grow(ctx: ClusterContext, backend: Backend, current: int, say: Emit, result: ScaleResult,
-          opts: MoveOptions, update_file: bool) -> None:
+          opts: MoveOptions, update_file: bool, configure: bool) -> None:
     new_workers = ctx.topology.nodes_by_role(Role.WORKER)[current:]
     result.added = [n.name for n in new_workers]
     count = len(ctx.topology.nodes_by_role(Role.WORKER))
+    # Provisions and configures the new workers only (external ones already run): the other nodes are
+    # left as they are, and an external new worker is changed only when asked (--configure, as for `up`).
+    scope = frozenset(n.name for n in new_workers)
     try:
-        # Provisions the new workers (external ones already run) and its Citus step registers them; scaling
-        # is an explicit change, so external nodes are configured too.
-        Runner(ctx, backend, emit=say, configure_external=True).up()
+        try:
+            Runner(ctx, backend, emit=say, configure_external=configure, scope=scope).up()
+        except DriftError as exc:
+            raise DriftError(f"{exc.message} (the new workers are not registered)", details=exc.details,
+                             hint=f"`streamctl scale --workers {count} --configure` applies those steps to "
+                                  "the new workers; or configure them yourself and run scale again") from exc
         with coordinator_conn(ctx) as conn:
             with deferred_interrupt():
                 register_workers(conn, [worker_address(ctx, n) for n in new_workers])

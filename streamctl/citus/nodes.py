@@ -9,6 +9,7 @@ from psycopg import Connection
 
 from streamctl.citus import catalog
 from streamctl.citus.catalog import Address
+from streamctl.citus.placement import citus_errors
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError
@@ -67,7 +68,10 @@ def register_workers(conn: Connection[Any], addresses: list[Address]) -> None:
     """Idempotent, the one way a worker joins: add it to the coordinator, or activate it if it is inactive."""
     registered = catalog.primary_workers(conn)
     for address in addresses:
-        if address not in registered:
-            catalog.add_node(conn, address)
-        elif not registered[address]:
-            catalog.activate_node(conn, address)
+        with citus_errors(f"Citus did not register the worker at {address[0]}:{address[1]}",
+                          hint="is it running, with the citus extension and the node-to-node credentials? "
+                               "see the coordinator's log"):
+            if address not in registered:
+                catalog.add_node(conn, address)
+            elif not registered[address]:
+                catalog.activate_node(conn, address)

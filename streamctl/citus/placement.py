@@ -3,17 +3,36 @@ isolation, per-shard row counts and the row counts and checksums that prove noth
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import Connection, sql
 
-from streamctl.errors import NotFoundError, RefusedError, StreamctlError
+from streamctl.errors import ExitCode, NotFoundError, RefusedError, StreamctlError
+from streamctl.pgconn import LockWaitTimeout, translate_db_error
 
 
 class ShardOperationError(StreamctlError):
     """Citus refused or failed a shard operation; its own message is kept."""
+
+    exit_code = ExitCode.RUNTIME
+
+
+@contextmanager
+def citus_errors(what: str, hint: str | None = None) -> Iterator[None]:
+    """A database error inside a shard operation (placement, rebalance, node removal) as a clear error:
+    a lock wait that ran out as LockWaitTimeout (exit 6), anything else as ShardOperationError (exit 5)
+    with Citus's own first line; errors of ours pass through."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        err = translate_db_error(what, exc)
+        if isinstance(err, LockWaitTimeout):
+            raise err from None
+        raise ShardOperationError(err.message, hint=hint or err.hint or "see the coordinator's log") from None
 
 
 @dataclass(frozen=True)
@@ -122,24 +141,19 @@ def shard_nodes(conn: Connection[Any]) -> list[tuple[str, int]]:
 def move(conn: Connection[Any], shard_id: int, source: tuple[str, int], target: tuple[str, int],
          transfer_mode: str) -> None:
     """Move one shard group (Citus moves the colocated shards with it), in the foreground."""
-    try:
+    with citus_errors(f"Citus did not move shard {shard_id}", hint="nothing was moved; see the coordinator's log"):
         conn.execute("SELECT citus_move_shard_placement(%s, %s, %s, %s, %s, %s::citus.shard_transfer_mode)",
                      (shard_id, *source, *target, transfer_mode))
-    except psycopg.Error as exc:
-        raise ShardOperationError(f"Citus did not move shard {shard_id}: {_first_line(exc)}",
-                                  hint="nothing was moved; see the coordinator's log") from None
 
 
 def isolate(conn: Connection[Any], table: DistributedTable, key: str, transfer_mode: str) -> int:
     """Split the key's hash value into a shard of its own, with its colocated tables (CASCADE)."""
-    try:
+    with citus_errors(f"Citus did not isolate {key} in {table.table}",
+                      hint="nothing was changed; see the coordinator's log"):
         row = conn.execute(sql.SQL(
             "SELECT isolate_tenant_to_new_shard(%s::regclass, CAST(%s AS {}), 'CASCADE', "
             "shard_transfer_mode => %s::citus.shard_transfer_mode)").format(sql.SQL(table.column_type)),
             (table.table, key, transfer_mode)).fetchone()
-    except psycopg.Error as exc:
-        raise ShardOperationError(f"Citus did not isolate {key} in {table.table}: {_first_line(exc)}",
-                                  hint="nothing was changed; see the coordinator's log") from None
     assert row is not None
     return int(row[0])
 

@@ -15,6 +15,7 @@ from psycopg import Connection
 
 from streamctl.citus import catalog
 from streamctl.citus.catalog import Address
+from streamctl.citus.placement import citus_errors
 from streamctl.errors import BackendError, Interrupted, RefusedError
 from streamctl.events import Emit, Event
 
@@ -266,6 +267,13 @@ def run_job(conn: Connection[Any], emit: Emit, transfer_mode: str = "auto", para
             drain_only: bool = False) -> JobProgress | None:
     """Start Citus's background rebalance (or attach to the one already running) and wait for it."""
     step = "drain" if drain_only else "rebalance"
+    with citus_errors(f"the {step} failed", hint="Citus's background job may still run: see `streamctl shards "
+                                                 "rebalance --status`, and run the command again to finish"):
+        return _run_job(conn, emit, step, transfer_mode, parallel, drain_only)
+
+
+def _run_job(conn: Connection[Any], emit: Emit, step: str, transfer_mode: str, parallel: int,
+             drain_only: bool) -> JobProgress | None:
     job = active_job(conn)
     if job is not None:
         emit(Event("info", "coordinator", step, f"a rebalance is already running (job {job}): waiting for it"))
@@ -288,8 +296,9 @@ def drain(conn: Connection[Any], leaving: dict[Address, str], emit: Emit, transf
           parallel: int = 1) -> int:
     """Move every distributed shard off the leaving nodes (address -> name) and check none is left;
     returns the moves made. Raises RefusedError, with nothing removed, when a node still holds shards."""
-    for address in leaving:
-        catalog.stop_placing_shards(conn, address)
+    with citus_errors("Citus did not mark the leaving workers for draining"):
+        for address in leaving:
+            catalog.stop_placing_shards(conn, address)
     job = run_job(conn, emit, transfer_mode, parallel, drain_only=True)
     for address, name in leaving.items():
         left = catalog.distributed_placements_on(conn, address)
@@ -305,12 +314,15 @@ def unregister(conn: Connection[Any], leaving: dict[Address, str], emit: Emit) -
     # not delete the same catalog rows as citus_remove_node ("tuple concurrently deleted").
     conn.execute("CALL citus_cleanup_orphaned_resources()")
     for (host, port), name in leaving.items():
-        for attempt in range(3):
-            try:
-                catalog.remove_node(conn, (host, port))
-                break
-            except psycopg.errors.InternalError:
-                if attempt == 2:
-                    raise
-                conn.execute("CALL citus_cleanup_orphaned_resources()")
+        with citus_errors(f"Citus did not remove {name} ({host}:{port})",
+                          hint="a worker must hold no shards before it is removed: `streamctl scale` drains "
+                               "it first (run it again to finish); see `streamctl shards`"):
+            for attempt in range(3):
+                try:
+                    catalog.remove_node(conn, (host, port))
+                    break
+                except psycopg.errors.InternalError:
+                    if attempt == 2:
+                        raise
+                    conn.execute("CALL citus_cleanup_orphaned_resources()")
         emit(Event("done", name, "unregister", f"removed from the coordinator ({host}:{port})"))

@@ -26,9 +26,14 @@ def scale(workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
                                                help="Number of Citus workers wanted.")],
           file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
           wait_lock: WaitLockOpt = None, json_: JsonOpt = False, dry_run: DryRunOpt = False,
-          transfer_mode: TransferOpt = "auto", parallel: ParallelOpt = 1) -> None:
+          transfer_mode: TransferOpt = "auto", parallel: ParallelOpt = 1,
+          configure: Annotated[bool, typer.Option(
+              "--configure", help="Also configure external new workers (as `up --configure`); without "
+                                  "it they are only checked. Other nodes are never touched.")
+          ] = False) -> None:
     """Grow (provision, register, rebalance) or shrink (drain, check, remove) the Citus workers; rows and
-    checksums of every Citus table are compared before and after. Ctrl-C stops waiting for the moves.
+    checksums of every Citus table are compared before and after. Only the workers added (or removed)
+    are touched; external new workers are configured only with --configure. Ctrl-C stops waiting for the moves.
 
     Example: streamctl scale --workers 4 --dry-run && streamctl scale --workers 4 --parallel 2
     """
@@ -40,7 +45,8 @@ def scale(workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
         return
     options = MoveOptions(transfer_mode, parallel)
     with mutating(ctx, "scale", wait_lock):
-        res = scale_workers(ctx, be, workers, emit=None if json_ else render.event, options=options)
+        res = scale_workers(ctx, be, workers, emit=None if json_ else render.event, options=options,
+                            configure=configure)
     if json_:
         render.print_json(vars(res))
         return

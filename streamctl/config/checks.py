@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from streamctl.config import constraints
-from streamctl.config.model import Topology
+from streamctl.config.model import ExternalSpec, Node, Role, Topology, node_backend
 
 
 def semantic_errors(t: Topology) -> list[str]:
@@ -68,6 +70,7 @@ def semantic_errors(t: Topology) -> list[str]:
             if table not in a.tables:
                 errors.append(f"fdw.tables[{i}]: {table!r} is not one of analytics.tables")
 
+    errors += hba_address_errors(t)
     errors += constraints.syntax_errors(t)
     if t.backend == "swarm":
         errors += swarm_bind_errors(t)
@@ -81,6 +84,55 @@ def swarm_bind_errors(t: Topology) -> list[str]:
            "set bind: 0.0.0.0 to accept that, and firewall the hosts (see README, Swarm backend)")
     paths = {("bind" if n.bind == t.bind else f"{n.yaml_path}.bind", n.bind) for n in t.nodes()}
     return [f"{path}: {why.format(bind=bind)}" for path, bind in sorted(paths) if bind not in ("0.0.0.0", "::")]
+
+
+def is_ip(text: str) -> bool:
+    """An IP address or network (CIDR): what a pg_hba address field takes without a DNS lookup."""
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def hba_address_errors(t: Topology) -> list[str]:
+    """Addresses streamctl writes into a managed node's pg_hba.conf (a replica's on the primary, the FDW
+    coordinator's on its source) must be IP addresses: a host name there makes the file invalid, and the
+    server would not start again. Docker and Swarm give their containers' IPs; the others come from here."""
+    a, nodes = t.analytics, t.nodes()
+    by_name = {n.name: n for n in nodes}
+    primary = by_name.get(a.primary.name) if a.enabled and a.primary else None
+    admitted: list[Node] = []
+    if primary is not None and not primary.is_external:
+        admitted += [n for n in nodes if n.role is Role.ANALYTICS_REPLICA]
+    source = by_name.get(t.fdw.source) if t.fdw.enabled else None
+    if source is not None and not source.is_external:
+        admitted += [n for n in nodes if n.role is Role.COORDINATOR]
+    errors = []
+    for n in admitted:
+        if n.external is not None:
+            field = "citus_host" if n.external.citus_host else "host"
+            address = n.external.citus_host or n.host
+            own = _external_specs(t).get(n.yaml_path)  # the node's own `external`, else the topology's
+            path = f"{n.yaml_path}.external.{field}" if own is not None and getattr(own, field) else \
+                f"external.{field}"
+        elif node_backend(t, n) in ("local", "auto"):
+            address = "127.0.0.1" if n.host == "localhost" else n.host
+            path = "bind" if n.bind == t.bind else f"{n.yaml_path}.bind"
+        else:
+            continue
+        if not is_ip(address):
+            errors.append(f"{path}: {address!r} is not an IP address; {n.name}'s connections are admitted by "
+                          "address in pg_hba.conf, which needs an IP (a host name there would stop the server "
+                          "from starting)")
+    return errors
+
+
+def _external_specs(t: Topology) -> dict[str, ExternalSpec]:
+    specs: dict[str, ExternalSpec | None] = {"metadata.coordinator": t.metadata.coordinator.external,
+                                "analytics.primary": t.analytics.primary.external if t.analytics.primary else None}
+    specs.update({f"analytics.replicas[{i}]": r.external for i, r in enumerate(t.analytics.replicas)})
+    return {p: s for p, s in specs.items() if s is not None}
 
 
 def _external_errors(t: Topology) -> list[str]:

@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from streamctl.errors import BackendError
+from streamctl.errors import BackendError, StreamctlError
+from streamctl.pgconn import translate_db_error
 from streamctl.seed.prefetch import prefetch
 
 Progress = Callable[[int], None]  # called with the rows just written
@@ -129,9 +130,27 @@ def count_rows(conn: psycopg.Connection[Any], table: str) -> int:
     return int(row[0]) if row else 0
 
 
+def referencing_tables(conn: psycopg.Connection[Any], tables: Sequence[str]) -> list[str]:
+    """Tables outside `tables` with a foreign key into one of them: what a TRUNCATE ... CASCADE would empty
+    too, so `seed --reset` refuses instead ("orders (orders_user_fk) references users")."""
+    rows = conn.execute(
+        "SELECT c.conrelid::regclass::text, c.conname, c.confrelid::regclass::text FROM pg_constraint c "
+        "WHERE c.contype = 'f' AND c.confrelid = ANY(%(ours)s::regclass[]) "
+        "AND c.conrelid <> ALL(%(ours)s::regclass[]) ORDER BY 1, 2",
+        {"ours": [t for t in tables if _exists(conn, t)]}).fetchall()
+    return [f"{table} ({name}) references {target}" for table, name, target in rows]
+
+
+def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    return bool(row and row[0])
+
+
 def truncate(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
-    """Empty `tables` at once; RESTART IDENTITY so a re-seed assigns the same history ids again."""
-    statement = sql.SQL("TRUNCATE {} RESTART IDENTITY CASCADE").format(
+    """Empty `tables` at once; RESTART IDENTITY so a re-seed assigns the same history ids again. Never
+    CASCADE: a table that references them and is not among them makes PostgreSQL refuse (see
+    `referencing_tables`, checked first) rather than be emptied too."""
+    statement = sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
         sql.SQL(", ").join(map(sql.Identifier, tables)))
     try:
         conn.execute(statement)
@@ -139,8 +158,11 @@ def truncate(conn: psycopg.Connection[Any], tables: Sequence[str]) -> None:
         raise pg_error(f"cannot empty {', '.join(tables)}", exc) from exc
 
 
-def pg_error(what: str, exc: psycopg.Error) -> BackendError:
-    """Translate a driver error where it enters; a missing table means the schema was never applied."""
+def pg_error(what: str, exc: psycopg.Error) -> StreamctlError:
+    """Translate a driver error where it enters; a missing table means the schema was never applied, a lock
+    wait that ran out names the setting that bounds it."""
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return translate_db_error(what, exc)
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     hint = None
     if isinstance(exc, psycopg.errors.UndefinedTable):

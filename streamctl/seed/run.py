@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from streamctl import names
+from streamctl.config.model import Role
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, RefusedError, StreamctlError
 from streamctl.replication.catchup import wait_for_replicas
@@ -204,8 +205,28 @@ def _refuse_if_seeded(ctx: ClusterContext, plan: _Plan) -> None:
                                 "keys first")
 
 
+def _refuse_referenced(ctx: ClusterContext, plan: _Plan) -> None:
+    """Before anything is emptied: a table of the user's that references a seeded one would lose its rows
+    to a cascade (or stop the TRUNCATE half-way), so the reset is refused and that table named."""
+    where = [(plan.coordinator, CATALOGUE_TABLES)]
+    if plan.primary:
+        replicas = [n.name for n in ctx.topology.nodes_by_role(Role.ANALYTICS_REPLICA)]
+        where += [(n, AUDIENCE_TABLES) for n in (plan.primary, *replicas)]  # a replica's apply would stop
+    found = []
+    for node, tables in where:
+        with ctx.pg_connect(node) as conn:
+            found += [f"{node}: {line}" for line in postgres.referencing_tables(conn, tables)]
+    if found:
+        raise RefusedError("seed --reset would empty tables it does not own: "
+                           + ", ".join(line.split(" (", 1)[0] for line in found),
+                           details=found,
+                           hint="drop or empty the listed foreign keys' tables yourself (or drop the foreign "
+                                "keys), then run `streamctl seed --reset` again; nothing was emptied")
+
+
 def _reset(ctx: ClusterContext, plan: _Plan, say: Emit) -> None:
     """Empty what seed fills; replicas follow the primary's TRUNCATE through replication."""
+    _refuse_referenced(ctx, plan)
     with ctx.pg_connect(plan.coordinator) as conn:
         postgres.truncate(postgres.bulk_session(conn, ctx.topology.metadata.citus.enabled), CATALOGUE_TABLES)
     say(SeedEvent("info", plan.coordinator, "reset", detail="catalogue tables emptied"))

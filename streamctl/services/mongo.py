@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node
-from streamctl.context import ClusterContext
+from streamctl.context import MONGO_TIMEOUTS, ClusterContext
 from streamctl.errors import BackendError
 from streamctl.names import MONGO_APP_USER, MONGO_ROOT_USER, REVIEWS_COLLECTION
 from streamctl.services.mongo_schema import (
@@ -58,7 +58,7 @@ class MongoService:
         ep = self.ctx.endpoint(self.node.name)
         creds = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user else ""
         auth = f"authSource={auth_db}&" if user else ""
-        return f"mongodb://{creds}{ep.host}:{ep.port}/?{auth}directConnection=true&serverSelectionTimeoutMS=5000"
+        return f"mongodb://{creds}{ep.host}:{ep.port}/?{auth}directConnection=true&{MONGO_TIMEOUTS}"
 
     def _authenticates(self, user: str, password: str, auth_db: str) -> bool:
         """True when the server accepts the credentials; False on AuthenticationFailed; else raises."""

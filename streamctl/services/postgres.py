@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,6 +192,16 @@ class HbaRule:
     addresses: tuple[str, ...]
 
 
+def hba_address(address: str) -> str:
+    """An address as pg_hba takes it (a CIDR), or a StepError before anything is written: a host name there
+    would leave an invalid file behind, and the server would not start again."""
+    try:
+        return str(ipaddress.ip_network(address, strict=False))
+    except ValueError:
+        raise StepError(f"{address!r} is not an IP address: pg_hba.conf admits connections by IP address",
+                        hint="give the node an IP address in the topology (bind, or external.citus_host)") from None
+
+
 def render_hba(superuser: str, rules: list[HbaRule], tls: bool = True) -> str:
     """With TLS on every network login line is `hostssl`: a plain-text connection matches none and is refused."""
     host = "hostssl" if tls else "host"
@@ -198,8 +209,7 @@ def render_hba(superuser: str, rules: list[HbaRule], tls: bool = True) -> str:
              "# TYPE  DATABASE  USER  ADDRESS  METHOD",
              "local   all  all  scram-sha-256"]
     for rule in rules:
-        for addr in sorted(set(rule.addresses)):
-            cidr = addr if "/" in addr else (f"{addr}/128" if ":" in addr else f"{addr}/32")
+        for cidr in sorted({hba_address(a) for a in rule.addresses}):
             lines.append(f"{host} {rule.database}  {rule.user}  {cidr}  scram-sha-256")
         lines.append(f"host    all  {rule.user}  all  reject")
     lines.append(f"{host} all  {superuser}  all  scram-sha-256")
@@ -208,29 +218,45 @@ def render_hba(superuser: str, rules: list[HbaRule], tls: bool = True) -> str:
     return "\n".join(lines) + "\n"
 
 
+def install_hba(ctx: ClusterContext, backend: Backend, node: Node, content: str) -> None:
+    """Write pg_hba.conf and reload, but only a file PostgreSQL accepts: pg_hba_file_rules parses the file
+    on disk, so errors are seen before the reload, and the previous file is put back (a server whose
+    pg_hba.conf has errors keeps running on the old rules, but would not start again)."""
+    with ctx.pg_connect(node.name, "postgres") as conn:
+        row = conn.execute("SELECT pg_read_file(current_setting('hba_file'))").fetchone()
+    previous = row[0] if row else ""
+    backend.write_pg_file(node, "pg_hba.conf", content)
+    with ctx.pg_connect(node.name, "postgres") as conn:
+        errors = conn.execute("SELECT line_number, error FROM pg_hba_file_rules "
+                              "WHERE error IS NOT NULL ORDER BY line_number").fetchall()
+        if not errors:
+            conn.execute("SELECT pg_reload_conf()")
+            return
+    # Whitespace is whitespace to pg_hba; tabs cannot go through the SQL file writer (Docker, Swarm).
+    backend.write_pg_file(node, "pg_hba.conf", previous.replace("\t", " ").replace("\r", ""))
+    raise StepError(f"PostgreSQL rejected the pg_hba.conf streamctl wrote on {node.name}; the previous file "
+                    "is back", details=[f"line {n}: {e}" for n, e in errors],
+                    hint="report this: the rules come from the topology and should have been refused earlier")
+
+
 def hba_step(ctx: ClusterContext, backend: Backend, node: Node, rules: list[HbaRule],
              after: After = ()) -> ConfigStep:
     def desired() -> str:
         return render_hba(ctx.topology.pg_user, rules, ctx.managed_tls(node.name))
 
     def pending() -> list[str]:
+        wanted = desired()  # refuses an address that is not an IP before anything is read or written
         with ctx.pg_connect(node.name, "postgres") as conn:
             row = conn.execute("SELECT pg_read_file(current_setting('hba_file'))").fetchone()
         current = row[0] if row else ""
-        if current == desired():
+        if current == wanted:
             return []
         scope = "; ".join(f"{r.user} only from {', '.join(r.addresses) or 'nowhere'}" for r in rules)
         tls = "TLS only; " if ctx.managed_tls(node.name) else ""
         return [f"rewrite pg_hba.conf ({tls}{scope or 'password logins only'})"]
 
     def apply() -> None:
-        backend.write_pg_file(node, "pg_hba.conf", desired())
-        with ctx.pg_connect(node.name, "postgres") as conn:
-            conn.execute("SELECT pg_reload_conf()")
-            errors = conn.execute("SELECT line_number, error FROM pg_hba_file_rules "
-                                  "WHERE error IS NOT NULL").fetchall()
-        if errors:
-            raise StepError(f"pg_hba.conf on {node.name} has errors: {errors}")
+        install_hba(ctx, backend, node, desired())
 
     # It rewrites a file and reloads: nothing the node's other steps touch, so it runs beside them.
     return ConfigStep(node.name, HBA_STEP, pending, apply, after=after, in_node_order=False)

@@ -22,20 +22,39 @@ def skip_reason(t: Topology) -> str | None:
     return None
 
 
-def _postgres(ctx: ClusterContext, node: Node) -> Verdict:
-    """A plain-text login is attempted for real: it must be refused by pg_hba, and `ssl` must be on."""
+def plain_text_probe(host: str, port: int, user: str) -> str | None:
+    """Try a plain-text connection carrying no password: pg_hba's refusal ("no encryption") comes before
+    authentication, so no secret is needed to see it, and none can leak to whoever answers. Returns None
+    when refused, else what happened (the server asked for a password, or let the client in)."""
+    import os
+
     import psycopg
 
-    ep = ctx.endpoint(node.name)
     try:
-        plain = psycopg.connect(host=ep.host, port=ep.port, user=ctx.topology.pg_user, dbname="postgres",
-                                password=ctx.secrets["postgres_password"], sslmode="disable", connect_timeout=5)
+        # An empty password and a password file that cannot exist (libpq skips it silently): libpq sends
+        # nothing, whatever PGPASSWORD or ~/.pgpass say.
+        plain = psycopg.connect(host=host, port=port, user=user, dbname="postgres", password="",
+                                passfile=os.path.join(os.devnull, "none"), sslmode="disable",
+                                gssencmode="disable", connect_timeout=5)
     except psycopg.OperationalError as exc:
-        if "no encryption" not in str(exc):
-            raise
-    else:
-        plain.close()
-        return failed("accepts plain-text logins (pg_hba admits `host`, not only `hostssl`)")
+        text = str(exc)
+        if "no encryption" in text:
+            return None
+        if "password" in text or "authentication" in text:  # pg_hba admitted it: authentication was next
+            return "accepts plain-text connections up to password authentication (pg_hba admits `host`, " \
+                   "not only `hostssl`)"
+        raise
+    plain.close()
+    return "accepts plain-text logins (pg_hba admits `host`, not only `hostssl`)"
+
+
+def _postgres(ctx: ClusterContext, node: Node) -> Verdict:
+    """A plain-text connection is attempted for real (without a password): pg_hba must refuse it, and
+    `ssl` must be on."""
+    ep = ctx.endpoint(node.name)
+    problem = plain_text_probe(ep.host, ep.port, ctx.topology.pg_user)
+    if problem is not None:
+        return failed(problem)
     with ctx.pg_connect(node.name, "postgres") as conn:
         row = conn.execute("SELECT current_setting('ssl'), (SELECT version FROM pg_stat_ssl "
                            "WHERE pid = pg_backend_pid())").fetchone()

@@ -181,3 +181,35 @@ def test_scale_refuses_without_citus(make_cluster: Any) -> None:
         scale_workers(cluster.ctx, cluster.backend, 3)
     out = CliRunner().invoke(app, ["shards", "-f", str(cluster.path)])
     assert out.exit_code != 0
+
+
+@pytest.mark.citus
+def test_database_errors_in_shard_operations_are_clear_errors(citus_cluster: Any) -> None:
+    """Citus refusing a move or a node removal surfaces as ShardOperationError (exit 5), nothing changed."""
+    from streamctl.citus import placement
+    from streamctl.citus.nodes import worker_address
+    from streamctl.citus.placement import ShardOperationError
+    from streamctl.citus.rebalance import unregister
+    from streamctl.events import ignore
+
+    ctx = citus_cluster.ctx
+    before = counts(citus_cluster)
+    worker = ctx.topology.node("worker-2")
+    assert worker is not None
+    with ctx.pg_connect("coordinator") as conn:
+        shard = conn.execute("SELECT shardid, nodename, nodeport FROM citus_shards "
+                             "WHERE table_name = 'content_metadata'::regclass LIMIT 1").fetchone()
+        assert shard is not None
+        with pytest.raises(ShardOperationError) as moved:  # to a node Citus does not know
+            placement.move(conn, shard[0], (shard[1], shard[2]), ("127.0.0.1", 1), "block_writes")
+        assert moved.value.exit_code == ExitCode.RUNTIME == 5
+        assert f"Citus did not move shard {shard[0]}" in moved.value.message
+        with pytest.raises(ShardOperationError) as removed:  # still holds placements: not drained
+            unregister(conn, {worker_address(ctx, worker): "worker-2"}, ignore)
+        assert removed.value.exit_code == ExitCode.RUNTIME
+        assert "Citus did not remove worker-2" in removed.value.message
+        assert removed.value.hint is not None and "drain" in removed.value.hint
+        active = conn.execute("SELECT count(*) FROM pg_dist_node WHERE nodeport = %s AND isactive",
+                              (worker_address(ctx, worker)[1],)).fetchone()
+    assert active == (1,)
+    assert counts(citus_cluster) == before

@@ -259,7 +259,7 @@ def test_scale_registers_and_drains_workers_that_already_run(hand: Any) -> None:
     scaled.write_text(yaml.safe_dump(data, sort_keys=False))
     ctx = context(scaled, cluster.password)
     Runner(ctx, select_backend(ctx), configure_external=True).up()
-    grown = scale_workers(ctx, select_backend(ctx), 3, update_file=False)
+    grown = scale_workers(ctx, select_backend(ctx), 3, update_file=False, configure=True)
     assert grown.added == ["worker-3"]
     with servers[0].connect("metadata_db") as conn:
         placed = conn.execute("SELECT count(*) FROM citus_shards WHERE nodeport = %s", (extra.port,)).fetchone()
@@ -274,3 +274,63 @@ def test_scale_registers_and_drains_workers_that_already_run(hand: Any) -> None:
     assert left == (0,)
     with extra.connect() as conn:  # drained and unregistered, but still running: never stopped
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def catalog_snapshot(server: HandServer) -> dict[str, Any]:
+    """What a configuration step could change on a node: relations, roles, extensions, Citus's nodes and
+    node-to-node credentials (the rows themselves)."""
+    with server.connect("metadata_db") as conn:
+        def rows(query: str) -> list[tuple[Any, ...]]:
+            return [tuple(r) for r in conn.execute(query).fetchall()]
+        return {"relations": rows("SELECT oid::regclass::text FROM pg_class WHERE relnamespace = "
+                                  "'public'::regnamespace ORDER BY 1"),
+                "roles": rows("SELECT rolname FROM pg_roles ORDER BY 1"),
+                "extensions": rows("SELECT extname FROM pg_extension ORDER BY 1"),
+                "nodes": rows("SELECT nodename, nodeport, isactive FROM pg_dist_node ORDER BY 1, 2"),
+                "authinfo": rows("SELECT nodeid, rolename, authinfo FROM pg_dist_authinfo ORDER BY 1, 2")}
+
+
+def test_scale_touches_no_external_node_unless_configure() -> None:
+    """`scale` adds a worker: without --configure no external node changes (not the coordinator's missing
+    schema, not the new worker's missing credentials) and the scale is refused with the differences;
+    with --configure the new worker gets its credentials and joins, and the coordinator is still only
+    told about it (its schema is `up --configure`'s business, not scale's)."""
+    from streamctl.scale import scale_workers
+
+    cluster = HandCluster(secrets.token_urlsafe(16), citus_bindir())
+    try:
+        servers = _bare_citus(cluster, workers=1)
+        extra = cluster.server(citus=True)  # the operator started it; extension there, credentials not
+        with extra.connect() as conn:
+            conn.execute("CREATE DATABASE metadata_db")
+        with extra.connect("metadata_db") as conn:
+            conn.execute("CREATE EXTENSION citus")
+        path = external_topology(traversable_tmpdir(), servers)
+        data = yaml.safe_load(path.read_text())
+        data["metadata"]["workers"]["nodes"].append({"port": extra.port})
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        every = [*servers, extra]
+        before = [catalog_snapshot(s) for s in every]
+
+        ctx = context(path, cluster.password)
+        with pytest.raises(DriftError) as info:
+            scale_workers(ctx, select_backend(ctx), 2, update_file=False)
+        assert info.value.exit_code == ExitCode.CHECK_FAILED
+        assert any(d.startswith("worker-2: citus extension: store node-to-node credentials")
+                   for d in info.value.details), info.value.details
+        assert not any(d.startswith("coordinator:") for d in info.value.details), info.value.details
+        assert "--configure" in (info.value.hint or "")
+        assert [catalog_snapshot(s) for s in every] == before, "scale changed an external node unasked"
+
+        ctx = context(path, cluster.password)
+        grown = scale_workers(ctx, select_backend(ctx), 2, update_file=False, configure=True)
+        assert grown.added == ["worker-2"]
+        after = catalog_snapshot(extra)
+        assert (0, USER, f"password={cluster.password}") in after["authinfo"]
+        coordinator = catalog_snapshot(servers[0])
+        assert ("127.0.0.1", extra.port, True) in coordinator["nodes"]
+        assert coordinator == {**before[0], "nodes": coordinator["nodes"]}
+        worker = catalog_snapshot(servers[1])  # Citus syncs its node list to the workers itself
+        assert worker == {**before[1], "nodes": worker["nodes"]}
+    finally:
+        cluster.stop()

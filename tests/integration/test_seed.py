@@ -238,3 +238,55 @@ def test_seed_loads_distributed_and_reference_tables_through_the_coordinator(mak
     assert placed is not None and placed[0] == 2  # titles live on both workers
     seed(c.ctx, SeedOptions(scale=0.002, seed=9, as_of=TODAY, reset=True))  # TRUNCATE across the cluster
     assert checksums(c, "coordinator", ORDERED["coordinator"]) == first
+
+
+def test_reset_refuses_when_a_user_table_references_a_seeded_one(make_cluster: Any) -> None:
+    """No TRUNCATE ... CASCADE: a table of the user's that references `users` makes --reset refuse (exit 10),
+    naming it, before anything is emptied; once it is gone the reset works."""
+    c = make_cluster(redis=False, fdw=False)
+    c.up()
+    seed(c.ctx, SeedOptions(scale=0.001, seed=4, as_of=TODAY))
+    with c.ctx.pg_connect("analytics-primary") as conn:
+        conn.execute("CREATE TABLE subscriptions_paid (id int PRIMARY KEY, "
+                     "user_id uuid NOT NULL REFERENCES users (user_id))")
+        conn.execute("INSERT INTO subscriptions_paid SELECT 1, user_id FROM users LIMIT 1")
+    before = all_checksums(c)
+    with pytest.raises(RefusedError) as info:
+        seed(c.ctx, SeedOptions(scale=0.001, seed=4, as_of=TODAY, reset=True))
+    assert info.value.exit_code == ExitCode.REFUSED == 10
+    assert "subscriptions_paid" in info.value.message
+    assert any(d.startswith("analytics-primary: subscriptions_paid (subscriptions_paid_user_id_fkey) "
+                            "references users") for d in info.value.details), info.value.details
+    assert all_checksums(c) == before, "the refused reset emptied something"
+    assert count(c, "analytics-primary", "subscriptions_paid") == 1
+
+    with c.ctx.pg_connect("analytics-primary") as conn:
+        conn.execute("DROP TABLE subscriptions_paid")
+    seed(c.ctx, SeedOptions(scale=0.001, seed=4, as_of=TODAY, reset=True))
+    assert all_checksums(c) == before  # same seed: the same data again, ids included
+
+
+def test_a_lock_held_elsewhere_ends_the_reset_with_a_clear_error(
+        make_cluster: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another session holds a lock on a seeded table: the reset's TRUNCATE waits lock_timeout (set low
+    here through STREAMCTL_PG_LOCK_TIMEOUT), then fails naming the wait and the variable, not a hang."""
+    import psycopg
+
+    from streamctl.pgconn import LOCK_TIMEOUT_VAR, LockWaitTimeout
+
+    c = make_cluster(redis=False, fdw=False, replicas=0)
+    c.up()
+    seed(c.ctx, SeedOptions(scale=0.001, seed=2, as_of=TODAY))
+    before = count(c, "coordinator", "content_metadata")
+    monkeypatch.setenv(LOCK_TIMEOUT_VAR, "1s")
+    holder = psycopg.connect(c.ctx.pg_conninfo("coordinator"))  # a transaction left open, as a client might
+    try:
+        holder.execute("LOCK TABLE content_metadata IN ACCESS SHARE MODE")
+        with pytest.raises(LockWaitTimeout) as info:
+            seed(c.ctx, SeedOptions(scale=0.001, seed=2, as_of=TODAY, reset=True))
+    finally:
+        holder.close()
+    assert info.value.exit_code == ExitCode.TIMEOUT == 6
+    assert "lock timeout" in info.value.message and "cannot empty" in info.value.message
+    assert info.value.hint is not None and LOCK_TIMEOUT_VAR in info.value.hint
+    assert count(c, "coordinator", "content_metadata") == before  # the TRUNCATE rolled back

@@ -152,3 +152,47 @@ def test_models_are_frozen() -> None:
     t = parse_topology({}, env={})
     with pytest.raises(Exception):  # noqa: B017 - pydantic's ValidationError for frozen instances
         t.redis.port = 1  # type: ignore[misc]
+
+
+def _hba_errors(data: dict) -> list[str]:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError) as info:
+        parse_topology(data, env={})
+    assert info.value.exit_code == ExitCode.CONFIG
+    return [d.removeprefix("<topology>: ") for d in info.value.details]  # the file's name comes first
+
+
+def test_a_host_name_that_would_go_into_pg_hba_is_refused_with_its_path() -> None:
+    """A replica's address is admitted by IP on its managed primary: a host name there is refused at load."""
+    base = {"backend": "local", "analytics": {"replicas": [{"name": "r1", "port": 16001, "bind": "replica.lan"}]}}
+    errors = _hba_errors(base)
+    assert any(e.startswith("analytics.replicas[0].bind: 'replica.lan' is not an IP address") for e in errors)
+    # The FDW reads from the primary: the coordinator's address is admitted there too.
+    errors = _hba_errors({"backend": "local", "metadata": {"coordinator": {"bind": "coord.lan"}}})
+    assert any(e.startswith("metadata.coordinator.bind:") for e in errors), errors
+    # An external replica's address comes from its external settings.
+    ext = {"backend": "local", "external": {"host": "db.lan"},
+           "analytics": {"replicas": [{"name": "r1", "port": 16001, "backend": "external"}]}}
+    assert any(e.startswith("external.host: 'db.lan'") for e in _hba_errors(ext))
+    ext["analytics"]["replicas"][0]["external"] = {"citus_host": "r1.lan"}  # type: ignore[index]
+    assert any(e.startswith("analytics.replicas[0].external.citus_host: 'r1.lan'") for e in _hba_errors(ext))
+
+
+def test_ip_addresses_and_external_primaries_pass_the_pg_hba_check() -> None:
+    ok = parse_topology({"backend": "local", "analytics": {"replicas": [
+        {"name": "r1", "port": 16001, "bind": "127.0.0.2"}, {"name": "r2", "port": 16002, "bind": "::1"}]}}, env={})
+    assert [n.bind for n in ok.nodes() if n.role is Role.ANALYTICS_REPLICA] == ["127.0.0.2", "::1"]
+    # The primary is external: its pg_hba is its administrator's, so a replica's host name is fine.
+    parse_topology({"backend": "local", "external": {"host": "db.lan"},
+                    "analytics": {"primary": {"backend": "external"},
+                                  "replicas": [{"name": "r1", "port": 16001, "backend": "external"}]},
+                    "fdw": {"enabled": False}}, env={})
+
+
+def test_render_hba_refuses_a_host_name_before_writing() -> None:
+    from streamctl.errors import StepError
+    from streamctl.services.postgres import HbaRule, render_hba
+
+    with pytest.raises(StepError, match="'db.lan' is not an IP address"):
+        render_hba("streamctl", [HbaRule("analytics_db", "repl", ("10.0.0.5", "db.lan"))])
+    text = render_hba("streamctl", [HbaRule("analytics_db", "repl", ("::1", "10.1.0.0/16"))])
+    assert "::1/128" in text and "10.1.0.0/16" in text
