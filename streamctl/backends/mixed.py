@@ -18,7 +18,8 @@ class MixedBackend:
         self.name = default
 
     def for_node(self, node: Node) -> Backend:
-        return self.backends[self.choice[node.name]]
+        # A node the topology no longer has (an orphan) names its backend itself.
+        return self.backends[self.choice.get(node.name) or node.backend or self.name]
 
     def preflight(self, nodes: list[Node]) -> None:
         for name, backend in self.backends.items():
