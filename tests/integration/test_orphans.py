@@ -1,0 +1,146 @@
+"""Nodes removed from the topology (orphans) on real local clusters: `up` and `status` name them, `down`
+never leaves one running, `--remove-orphans` removes them with their replication slot (or, for a Citus
+worker, after draining its shards), and the primary's slots are bounded and cleaned up."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from streamctl import names
+from streamctl.backends.base import NodeState
+from streamctl.config.model import Node
+from streamctl.replication import catalog
+from tests.cli_helpers import streamctl
+from tests.conftest import LocalCluster
+
+GONE = "analytics-replica-2"
+SLOT = names.subscription_name(GONE)
+
+
+def drop_replica(c: LocalCluster, name: str) -> None:
+    data = yaml.safe_load(c.path.read_text())
+    data["analytics"]["replicas"] = [r for r in data["analytics"]["replicas"] if r["name"] != name]
+    c.path.write_text(yaml.safe_dump(data, sort_keys=False))
+    c.reload()
+
+
+def orphan(c: LocalCluster, name: str) -> Node:
+    return next(o for o in c.ctx.orphans() if o.name == name)
+
+
+def slot(c: LocalCluster, name: str) -> bool | None:
+    """Whether the slot is active on the primary; None when it does not exist."""
+    with c.ctx.pg_connect("analytics-primary") as conn:
+        return catalog.slot_active(conn, name)
+
+
+@pytest.mark.postgres
+def test_removed_replica_is_named_then_removed_with_its_slot(make_cluster: Any) -> None:
+    c = make_cluster(cluster="orph-rm", replicas=2, fdw=False, redis=False)
+    c.up()
+    with c.ctx.pg_connect("analytics-primary") as conn:
+        assert conn.execute("SHOW max_slot_wal_keep_size").fetchone() == ("4GB",)  # WAL kept for a slot is bounded
+    assert slot(c, SLOT) is True
+    drop_replica(c, GONE)
+
+    # `up` names the orphan and leaves it as it is: still running, still streaming from its slot.
+    out = streamctl("up", "-f", str(c.path), "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["orphans"] == [GONE] and result["removed_orphans"] == []
+    assert c.backend.observe(orphan(c, GONE)).state is NodeState.RUNNING
+    assert slot(c, SLOT) is True
+    text = streamctl("up", "-f", str(c.path))
+    assert text.returncode == 0 and f"orphans (no longer in the topology, left as they are): {GONE}" in text.stdout
+    plan = json.loads(streamctl("up", "-f", str(c.path), "--dry-run", "--json").stdout)
+    assert {"node": GONE, "action": "orphan"}.items() <= next(r for r in plan if r["node"] == GONE).items()
+
+    status = streamctl("status", "-f", str(c.path), "--json")
+    assert status.returncode == 0, status.stdout
+    rows = {r["name"]: r for r in json.loads(status.stdout)}
+    assert rows[GONE]["orphan"] is True and rows[GONE]["state"] == "running"
+    assert "--remove-orphans" in rows[GONE]["detail"] and rows["analytics-replica-1"]["orphan"] is False
+
+    # --remove-orphans: subscription and slot dropped, server stopped, data and state entry gone.
+    removed = streamctl("up", "-f", str(c.path), "--remove-orphans")
+    assert removed.returncode == 0, removed.stderr
+    assert f"removed orphans: {GONE}" in removed.stdout
+    assert slot(c, SLOT) is None
+    assert GONE not in c.ctx.store.endpoints() and c.ctx.orphans() == []
+    assert not (c.backend.home.nodes / GONE).exists()
+    rows = {r["name"] for r in json.loads(streamctl("status", "-f", str(c.path), "--json").stdout)}
+    assert GONE not in rows
+    assert slot(c, names.subscription_name("analytics-replica-1")) is True  # the kept replica is untouched
+
+
+@pytest.mark.postgres
+def test_down_stops_orphans_and_up_drops_their_inactive_slot(make_cluster: Any) -> None:
+    c = make_cluster(cluster="orph-down", replicas=2, fdw=False, redis=False)
+    c.up()
+    drop_replica(c, GONE)
+    gone = orphan(c, GONE)
+
+    c.down()  # no server of the cluster is left running, the orphan included
+    assert c.backend.observe(gone).state is NodeState.STOPPED
+    assert all(c.backend.observe(n).state is NodeState.STOPPED for n in c.topology.nodes())
+    assert GONE in c.ctx.store.endpoints()  # still known: `status` and `down --volumes` find it
+
+    result = c.up()  # the orphan stays stopped; its slot, now inactive, is dropped and that is said
+    assert result.orphans == [GONE]
+    assert c.backend.observe(gone).state is NodeState.STOPPED
+    assert slot(c, SLOT) is None
+    dropped = [ch for _, step, ch in result.config_changes if step == "stray slots"]
+    assert dropped and SLOT in dropped[0][0] and "bytes of WAL" in dropped[0][0]
+    rows = {r["name"]: r for r in json.loads(streamctl("status", "-f", str(c.path), "--json").stdout)}
+    assert rows[GONE]["state"] == "stopped" and rows[GONE]["orphan"] is True
+
+    c.down(volumes=True)  # the orphan's data goes with the rest
+    assert not (c.backend.home.nodes / GONE).exists()
+    assert c.backend.observe(gone).state is NodeState.MISSING
+
+
+@pytest.mark.postgres
+def test_down_remove_orphans_removes_only_them(make_cluster: Any) -> None:
+    c = make_cluster(cluster="orph-downrm", replicas=2, fdw=False, redis=False)
+    c.up()
+    drop_replica(c, GONE)
+    gone = orphan(c, GONE)
+    out = streamctl("down", "-f", str(c.path), "--remove-orphans")
+    assert out.returncode == 0, out.stderr
+    assert c.backend.observe(gone).state is NodeState.MISSING
+    assert GONE not in c.ctx.store.endpoints()
+    assert all(c.backend.observe(n).state is NodeState.STOPPED for n in c.topology.nodes())
+    c.up()
+    assert slot(c, SLOT) is None and slot(c, names.subscription_name("analytics-replica-1")) is True
+
+
+@pytest.mark.postgres
+@pytest.mark.citus
+def test_orphan_worker_is_drained_before_it_is_removed(make_cluster: Any) -> None:
+    c = make_cluster(cluster="orph-citus", citus=True, workers=2, analytics=False, redis=False)
+    c.up()
+    with c.ctx.pg_connect("coordinator") as conn:
+        conn.execute("INSERT INTO content_metadata (content_id, title, content_type) SELECT "
+                     "gen_random_uuid(), 'title ' || i, 'movie' FROM generate_series(1, 500) i")
+        before = conn.execute("SELECT count(*), sum(hashtext(title)) FROM content_metadata").fetchone()
+    data = yaml.safe_load(c.path.read_text())
+    data["metadata"]["workers"]["count"] = 1
+    c.path.write_text(yaml.safe_dump(data, sort_keys=False))
+    c.reload()
+
+    result = c.up()
+    assert result.orphans == ["worker-2"]
+    worker2 = orphan(c, "worker-2")
+    assert c.backend.observe(worker2).state is NodeState.RUNNING  # still holds shards: left as it is
+
+    removed = c.runner.up(remove_orphans=True)
+    assert removed.removed_orphans == ["worker-2"] and removed.orphans == []
+    assert c.backend.observe(worker2).state is NodeState.MISSING
+    with c.ctx.pg_connect("coordinator") as conn:
+        nodes = conn.execute("SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0").fetchall()
+        assert nodes == [("127.0.0.1", c.topology.node("worker-1").port)]  # type: ignore[union-attr]
+        assert conn.execute("SELECT count(*), sum(hashtext(title)) FROM content_metadata").fetchone() == before
