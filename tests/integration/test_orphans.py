@@ -144,3 +144,36 @@ def test_orphan_worker_is_drained_before_it_is_removed(make_cluster: Any) -> Non
         nodes = conn.execute("SELECT nodename, nodeport FROM pg_dist_node WHERE groupid <> 0").fetchall()
         assert nodes == [("127.0.0.1", c.topology.node("worker-1").port)]  # type: ignore[union-attr]
         assert conn.execute("SELECT count(*), sum(hashtext(title)) FROM content_metadata").fetchone() == before
+
+
+@pytest.mark.postgres
+def test_down_volumes_with_an_external_primary_leaves_no_slot_on_it() -> None:
+    """The primary outlives the cluster's replicas: `down --skip-external --volumes` drops their slots."""
+    import secrets
+    import shutil
+
+    from tests.conftest import topology_dict, traversable_tmpdir
+    from tests.external_servers import USER, HandCluster
+
+    hand = HandCluster(secrets.token_urlsafe(16))
+    directory = traversable_tmpdir()
+    try:
+        primary = hand.server()
+        with primary.connect() as conn:
+            conn.execute("CREATE DATABASE analytics_db")
+        data = topology_dict(cluster="orph-ext", replicas=1, fdw=False, redis=False, tls=False,
+                             external={"host": "127.0.0.1", "user": USER, "password": hand.password})
+        data["analytics"]["primary"] = {"backend": "external", "port": primary.port}
+        (directory / "topology.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        c = LocalCluster(directory / "topology.yaml")
+        up = streamctl("up", "-f", str(c.path), "--configure")
+        assert up.returncode == 0, up.stderr
+        with primary.connect() as conn:
+            assert catalog.slot_active(conn, names.subscription_name("analytics-replica-1")) is True
+        down = streamctl("down", "-f", str(c.path), "--skip-external", "--volumes")
+        assert down.returncode == 0, down.stderr
+        with primary.connect() as conn:
+            assert catalog.slot_active(conn, names.subscription_name("analytics-replica-1")) is None
+    finally:
+        hand.stop()
+        shutil.rmtree(directory, ignore_errors=True)
