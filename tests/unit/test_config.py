@@ -152,3 +152,20 @@ def test_models_are_frozen() -> None:
     t = parse_topology({}, env={})
     with pytest.raises(Exception):  # noqa: B017 - pydantic's ValidationError for frozen instances
         t.redis.port = 1  # type: ignore[misc]
+
+
+def test_slot_wal_bound_is_set_on_the_primary_only_and_checked() -> None:
+    t = parse_topology({"analytics": {"max_slot_wal_keep_size": "512MB"}}, env={})
+    settings = {n.name: dict(n.settings) for n in t.nodes() if n.is_postgres}
+    assert settings["analytics-primary"]["max_slot_wal_keep_size"] == "512MB"
+    assert "max_slot_wal_keep_size" not in settings["analytics-replica-1"]
+    assert "max_slot_wal_keep_size" not in settings["coordinator"]
+    assert dict(parse_topology({}, env={}).node("analytics-primary").settings)[  # type: ignore[union-attr]
+        "max_slot_wal_keep_size"] == "4GB"
+    assert parse_topology({"analytics": {"max_slot_wal_keep_size": 1024}}, env={}).analytics \
+        .max_slot_wal_keep_size == "1024"  # a bare number is megabytes, as PostgreSQL reads it
+    assert parse_topology({"analytics": {"max_slot_wal_keep_size": -1}}, env={}).analytics \
+        .max_slot_wal_keep_size == "-1"
+    with pytest.raises(ConfigError) as info:
+        parse_topology({"analytics": {"max_slot_wal_keep_size": "lots; fsync=off"}}, env={})
+    assert "analytics.max_slot_wal_keep_size: 'lots; fsync=off' is not a size" in info.value.details[0]
