@@ -135,17 +135,22 @@ def check_slots(ctx: ClusterContext) -> list[CheckResult]:
     except Exception as exc:  # noqa: BLE001 - reported as "could not run"
         return [guarded(SLOTS, primary.name, raising(exc))]
     wanted = t.analytics.max_slot_wal_keep_size
-    results = [guarded(SLOTS, primary.name, partial(_wal_limit, limit, wanted))]
+    results = [guarded(SLOTS, primary.name, partial(_wal_limit, limit, wanted, primary.is_external))]
     results += [guarded(SLOTS, s.name, partial(_slot, s, s.name in owned, t.verify.max_lag_bytes, limit))
                 for s in slots]
     return results
 
 
-def _wal_limit(limit: str, wanted: str) -> Verdict:
+def _wal_limit(limit: str, wanted: str, external: bool) -> Verdict:
+    """Unbounded on a primary streamctl runs is a defect (`up` sets it); on an external primary it is its
+    administrator's choice, passed with the advice."""
     if limit == "-1" and wanted != "-1":
-        return failed("max_slot_wal_keep_size is -1: a slot whose replica is gone keeps WAL until the disk is "
-                      "full; set it on the server (streamctl sets analytics.max_slot_wal_keep_size on the "
-                      "primaries it runs)", max_slot_wal_keep_size=limit)
+        advice = ("max_slot_wal_keep_size is -1: a slot whose replica is gone keeps WAL until the disk is full")
+        if external:
+            return passed(f"{advice} (the server's own setting: set it there to bound it)",
+                          max_slot_wal_keep_size=limit)
+        return failed(f"{advice}; `streamctl up` sets analytics.max_slot_wal_keep_size ({wanted})",
+                      max_slot_wal_keep_size=limit)
     bound = "unbounded (analytics.max_slot_wal_keep_size: -1)" if limit == "-1" else limit
     return passed(f"max_slot_wal_keep_size {bound}", max_slot_wal_keep_size=limit)
 
