@@ -177,3 +177,34 @@ def test_down_volumes_with_an_external_primary_leaves_no_slot_on_it() -> None:
     finally:
         hand.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.docker
+def test_docker_orphan_replica_is_named_then_removed_with_its_slot() -> None:
+    from tests.conftest import topology_dict, traversable_tmpdir
+    from tests.docker_helpers import DockerCluster, docker_client, ensure_test_image, unique_cluster, use_image
+
+    data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", replicas=2, fdw=False,
+                                   redis=False), ensure_test_image())
+    path = traversable_tmpdir() / "topology.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    c = DockerCluster(path)
+    client = docker_client()
+    try:
+        c.up()
+        with c.ctx.pg_connect("analytics-primary") as conn:
+            assert conn.execute("SHOW max_slot_wal_keep_size").fetchone() == ("4GB",)
+        drop_replica(c, GONE)
+        result = c.up()
+        assert result.orphans == [GONE] and slot(c, SLOT) is True
+        assert client.containers.get(f"{c.cluster}-{GONE}").status == "running"
+        rows = {r["name"]: r for r in json.loads(streamctl("status", "-f", str(c.path), "--json").stdout)}
+        assert rows[GONE]["orphan"] is True and rows[GONE]["state"] == "running"
+
+        removed = c.runner.up(remove_orphans=True)
+        assert removed.removed_orphans == [GONE] and slot(c, SLOT) is None
+        assert not client.containers.list(all=True, filters={"name": f"{c.cluster}-{GONE}"})
+        assert not client.volumes.list(filters={"name": f"{c.cluster}-{GONE}-data"})
+    finally:
+        client.close()
+        c.destroy()
