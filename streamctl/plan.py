@@ -53,6 +53,8 @@ class PendingConfig:
 
 
 ORPHAN_DETAIL = "no longer in the topology, left as it is: `up --remove-orphans` removes it"
+ORPHAN_REMOVE = ("no longer in the topology: removed first (a worker drained and unregistered, a replica's "
+                 "subscription and slot dropped), then its data")
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Plan:
     configuration: list[PendingConfig] | None = field(default=None)
     differences: list[str] = field(default_factory=list)  # external nodes against the topology
     orphans: list[str] = field(default_factory=list)  # nodes the state knows, the topology no longer has
+    remove_orphans: bool = False  # `up --remove-orphans`: they are removed first
 
     @property
     def all_running(self) -> bool:
@@ -84,7 +87,8 @@ class Plan:
     def rows(self) -> list[PlanRow]:
         out = [PlanRow(s.node.name, "check" if s.node.is_external else s.action.value, s.reason)
                for s in self.nodes]
-        out += [PlanRow(name, "orphan", ORPHAN_DETAIL) for name in self.orphans]
+        out += [PlanRow(name, "remove", ORPHAN_REMOVE) if self.remove_orphans
+                else PlanRow(name, "orphan", ORPHAN_DETAIL) for name in self.orphans]
         if self.configuration is None:
             return [*out, PlanRow("*", "configure", "schema, replication, FDW and stores are configured once "
                                                     "the nodes run")]

@@ -87,11 +87,11 @@ class Runner:
     def plan(self) -> list[NodeStep]:
         return observe_and_plan(self.backend, self.nodes)
 
-    def preview(self) -> Plan:
+    def preview(self, remove_orphans: bool = False) -> Plan:
         """What `up` would do, changing nothing: node actions, then each configuration step's pending
         changes (read from the live nodes, so only once every node runs)."""
         self.backend.preflight(self.nodes)
-        plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
+        plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan(), remove_orphans=remove_orphans)
         plan.orphans = [o.name for o in self.ctx.orphans()]
         if plan.all_running:
             if any(n.is_external for n in self.nodes):
@@ -139,12 +139,21 @@ class Runner:
         return result
 
     def _check_ports(self, steps: list[NodeStep]) -> None:
-        busy = [f"{s.node.yaml_path}.port: {s.node.host}:{s.node.port} is already in use by another program"
+        orphans = {(o.host, o.port): o.name for o in self.ctx.orphans()}
+
+        def holder(host: str, port: int) -> str:
+            name = orphans.get((host, port))
+            return f"orphan {name} (no longer in the topology)" if name else "another program"
+
+        busy = [f"{s.node.yaml_path}.port: {s.node.host}:{s.node.port} is already in use by "
+                f"{holder(s.node.host, s.node.port)}"
                 for s in steps if s.observation.state is not NodeState.RUNNING and not s.node.is_external
                 and _port_in_use(s.node.host, s.node.port)]
         if busy:
-            raise PreflightError("ports needed by the topology are taken", details=busy,
-                                 hint="stop what holds them, or change the ports in the topology")
+            hint = "stop what holds them, or change the ports in the topology"
+            if any("orphan" in b for b in busy):
+                hint = "`streamctl up --remove-orphans` removes the orphans first; or " + hint
+            raise PreflightError("ports needed by the topology are taken", details=busy, hint=hint)
 
     def _converge_nodes(self, steps: list[NodeStep]) -> dict[str, float]:
         """Launch every node that needs it and wait for all of them, in parallel."""

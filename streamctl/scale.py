@@ -96,7 +96,7 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
     if count > current:
         _grow(new_ctx, new_backend, current, say, result, opts, update_file)
     else:
-        _shrink(ctx, backend, new_ctx, new_backend, count, say, result, opts)
+        _shrink(ctx, backend, new_ctx, count, say, result, opts)
         _update_file(ctx, count, update_file, result)
     with coordinator_conn(new_ctx) as conn:
         result.rows = integrity_after(conn, before)
@@ -132,9 +132,9 @@ def _grow(ctx: ClusterContext, backend: Backend, current: int, say: Emit, result
                           ) from None
 
 
-def _shrink(old_ctx: ClusterContext, old_backend: Backend, ctx: ClusterContext, backend: Backend, count: int,
-            say: Emit, result: ScaleResult, opts: MoveOptions) -> None:
+def _shrink(old_ctx: ClusterContext, old_backend: Backend, ctx: ClusterContext, count: int, say: Emit,
+            result: ScaleResult, opts: MoveOptions) -> None:
     leaving = old_ctx.topology.nodes_by_role(Role.WORKER)[count:]
     result.removed = [n.name for n in leaving]
     result.moves = retire_workers(old_ctx, old_backend, leaving, say, opts)
-    ctx.store.record_endpoints(backend.name, [backend.endpoint(n) for n in ctx.topology.nodes()])
+    ctx.store.forget(result.removed)  # other nodes the state knows (orphans included) stay known

@@ -41,7 +41,7 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     steps = StepLog(None if json_ else render.progress(verbose))
     runner = Runner(ctx, be, emit=steps, timeout=timeout, configure_external=configure)
     if dry_run_:
-        plan = runner.preview()
+        plan = runner.preview(remove_orphans=remove_orphans)
         if json_:
             render.print_json(plan.to_json())
         else:

@@ -208,3 +208,26 @@ def test_docker_orphan_replica_is_named_then_removed_with_its_slot() -> None:
     finally:
         client.close()
         c.destroy()
+
+
+@pytest.mark.postgres
+def test_renamed_replica_on_the_same_port_needs_its_orphan_removed_first(make_cluster: Any) -> None:
+    c = make_cluster(cluster="orph-rename", replicas=2, fdw=False, redis=False)
+    c.up()
+    data = yaml.safe_load(c.path.read_text())
+    data["analytics"]["replicas"][1]["name"] = "analytics-replica-b"  # same port as before
+    c.path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    blocked = streamctl("up", "-f", str(c.path))
+    assert blocked.returncode == 4, blocked.stderr
+    assert f"is already in use by orphan {GONE} (no longer in the topology)" in blocked.stderr
+    assert "--remove-orphans" in blocked.stderr
+    plan = json.loads(streamctl("up", "-f", str(c.path), "--dry-run", "--remove-orphans", "--json").stdout)
+    assert next(r for r in plan if r["node"] == GONE)["action"] == "remove"
+
+    done = streamctl("up", "-f", str(c.path), "--remove-orphans", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["removed_orphans"] == [GONE]
+    c.reload()
+    assert slot(c, SLOT) is None
+    assert slot(c, names.subscription_name("analytics-replica-b")) is True
