@@ -11,7 +11,7 @@ import psycopg
 from psycopg import Connection
 
 from streamctl.backends.base import Backend
-from streamctl.backends.mixed import MixedBackend
+from streamctl.backends.mixed import backend_for
 from streamctl.citus import catalog as citus_catalog
 from streamctl.citus import rebalance as citus_rebalance
 from streamctl.citus.nodes import coordinator_conn, worker_address
@@ -71,11 +71,7 @@ def remove_node(backend: Backend, node: Node, say: Emit) -> None:
 def backend_running(backend: Backend, node: Node) -> Backend | None:
     """The backend that may stop or remove `node`; None for an external node, or an orphan recorded by a
     backend this command does not use."""
-    if node.is_external:
-        return None
-    if isinstance(backend, MixedBackend):
-        return backend if (node.backend or backend.name) in backend.backends else None
-    return backend if node.backend in (None, backend.name) else None
+    return None if node.is_external else backend_for(backend, node)
 
 
 # -- replicas -----------------------------------------------------------------------------------------------

@@ -278,7 +278,7 @@ class Runner:
         external = [n.name for n in self.nodes if n.is_external]
         if external and not skip_external:
             raise refuse_down(external)
-        if remove_orphans:
+        if remove_orphans and not volumes:  # with volumes everything goes: no shard needs to move first
             done += remove_orphans_of(self.ctx, self.backend, self.emit)
         orphans = [o for o in self.ctx.orphans() if backend_running(self.backend, o) is not None]
         nodes = [n for n in self.nodes if not n.is_external] + orphans

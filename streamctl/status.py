@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from streamctl.backends.base import Backend, NodeState
-from streamctl.backends.mixed import backend_of
+from streamctl.backends.mixed import backend_for
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 
@@ -16,11 +16,12 @@ ORPHAN = "no longer in the topology: `streamctl up --remove-orphans` removes it"
 
 
 def node_status(ctx: ClusterContext, backend: Backend, node: Node, orphan: bool = False) -> dict[str, Any]:
-    backend = backend_of(backend, node)
     row = {"name": node.name, "role": node.role.value, "engine": node.engine.value, "orphan": orphan}
-    if orphan and node.backend not in (None, backend.name):  # recorded by a backend this command does not use
+    runs = backend_for(backend, node)
+    if runs is None:  # an orphan recorded by a backend this command does not use
         return {**row, "backend": node.backend, "host": node.host, "port": node.port, "state": "unknown",
                 "healthy": False, "detail": f"{ORPHAN}; run by the {node.backend} backend"}
+    backend = runs
     obs = backend.observe(node)
     ep = backend.endpoint(node)
     healthy = False

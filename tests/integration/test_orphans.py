@@ -14,6 +14,8 @@ from streamctl import names
 from streamctl.backends.base import NodeState
 from streamctl.config.model import Node
 from streamctl.replication import catalog
+from streamctl.verify.result import Status
+from streamctl.verify.runner import run_checks
 from tests.cli_helpers import streamctl
 from tests.conftest import LocalCluster
 
@@ -64,6 +66,9 @@ def test_removed_replica_is_named_then_removed_with_its_slot(make_cluster: Any) 
     rows = {r["name"]: r for r in json.loads(status.stdout)}
     assert rows[GONE]["orphan"] is True and rows[GONE]["state"] == "running"
     assert "--remove-orphans" in rows[GONE]["detail"] and rows["analytics-replica-1"]["orphan"] is False
+    stray = next(r for r in run_checks(c.ctx, ["replication.slots"]).results if r.target == SLOT)
+    assert stray.status is Status.FAILED and stray.data["active"] is True and stray.data["owned"] is False
+    assert "--remove-orphans" in stray.detail and stray.data["retained_bytes"] >= 0
 
     # --remove-orphans: subscription and slot dropped, server stopped, data and state entry gone.
     removed = streamctl("up", "-f", str(c.path), "--remove-orphans")
