@@ -148,8 +148,9 @@ def _retire_orphan_workers(ctx: ClusterContext, backend: Backend, workers: list[
     except StreamctlError as exc:
         raise RefusedError(f"cannot remove orphan workers {', '.join(w.name for w in workers)}: their shards "
                            f"must move first, and {exc.message}",
-                           hint="start the cluster (`streamctl up`), then `streamctl up --remove-orphans`; "
-                                "or put them back in the topology") from exc
+                           hint=(f"{exc.hint}; then " if exc.hint else "")
+                           + "`streamctl up --remove-orphans` once the coordinator answers (a stopped cluster: "
+                             "`streamctl up` first); or put them back in the topology") from exc
     opts = MoveOptions()
     with conn:
         registered = citus_catalog.primary_workers(conn)

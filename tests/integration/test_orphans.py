@@ -236,3 +236,32 @@ def test_renamed_replica_on_the_same_port_needs_its_orphan_removed_first(make_cl
     c.reload()
     assert slot(c, SLOT) is None
     assert slot(c, names.subscription_name("analytics-replica-b")) is True
+
+
+@pytest.mark.postgres
+def test_wal_a_forgotten_slot_holds_is_bounded(make_cluster: Any) -> None:
+    """With analytics.max_slot_wal_keep_size, a slot nobody reads stops holding WAL past the bound: PostgreSQL
+    invalidates it at a checkpoint, and verify says its replica must be rebuilt."""
+    c = make_cluster(cluster="orph-bound", replicas=0, fdw=False, redis=False)
+    data = yaml.safe_load(c.path.read_text())
+    data["analytics"]["max_slot_wal_keep_size"] = "1MB"
+    c.path.write_text(yaml.safe_dump(data, sort_keys=False))
+    c.up()
+    ghost = names.subscription_name("analytics-replica-old")
+    with c.ctx.pg_connect("analytics-primary") as conn:
+        assert conn.execute("SHOW max_slot_wal_keep_size").fetchone() == ("1MB",)
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (ghost,))
+        for n in range(4):  # a few WAL segments past the slot
+            conn.execute("INSERT INTO users SELECT gen_random_uuid(), %s || i, %s || i || '@example.org', now() "
+                         "FROM generate_series(1, 2000) i", (f"u{n}-", f"u{n}-"))
+            conn.execute("SELECT pg_switch_wal()")
+        conn.execute("CHECKPOINT")
+        status = conn.execute("SELECT wal_status, restart_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                              (ghost,)).fetchone()
+    assert status == ("lost", None)  # it keeps no WAL any more
+    found = next(r for r in run_checks(c.ctx, ["replication.slots"]).results if r.target == ghost)
+    assert found.status is Status.FAILED and "invalidated" in found.detail
+    assert found.data["wal_status"] == "lost" and found.data["retained_bytes"] == 0
+    c.up()  # inactive and no replica owns it: dropped
+    with c.ctx.pg_connect("analytics-primary") as conn:
+        assert catalog.slot_active(conn, ghost) is None
