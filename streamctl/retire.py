@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from psycopg import Connection
 
-from streamctl.backends.base import Backend
+from streamctl.backends.base import Action, Backend, NodeState
 from streamctl.backends.mixed import backend_for
 from streamctl.citus import catalog as citus_catalog
 from streamctl.citus import rebalance as citus_rebalance
@@ -72,6 +72,23 @@ def backend_running(backend: Backend, node: Node) -> Backend | None:
     """The backend that may stop or remove `node`; None for an external node, or an orphan recorded by a
     backend this command does not use."""
     return None if node.is_external else backend_for(backend, node)
+
+
+def _running_to_drain(backend: Backend, worker: Node, say: Emit, timeout: float = 120.0) -> None:
+    """A registered worker's shards move off it only while it runs: start a stopped one (data kept)."""
+    runner = backend_running(backend, worker)
+    if runner is None:
+        return  # external: its administrator runs it; the drain says if it cannot be reached
+    state = runner.observe(worker).state
+    if state is NodeState.MISSING:
+        raise RefusedError(f"{worker.name} is still registered with Citus but its server and data are gone: "
+                           "its shard placements cannot be moved", hint="restore it, or remove it from Citus "
+                           "by hand (citus_remove_node) once you accept losing those placements")
+    if state is NodeState.STOPPED:
+        say(Event("begin", worker.name, "start", "stopped: started to move its shards off"))
+        runner.apply(worker, Action.START)
+        runner.readiness(worker, timeout).wait()
+        say(Event("done", worker.name, "start", "ready"))
 
 
 # -- replicas -----------------------------------------------------------------------------------------------
@@ -154,9 +171,11 @@ def _retire_orphan_workers(ctx: ClusterContext, backend: Backend, workers: list[
     opts = MoveOptions()
     with conn:
         registered = citus_catalog.primary_workers(conn)
+        leaving = [w for w in workers if worker_address(ctx, w) in registered]
+        for w in leaving:
+            _running_to_drain(backend, w, say)
         preflight(conn, ctx, opts.transfer_mode)
         before = integrity_before(conn)
-    leaving = [w for w in workers if worker_address(ctx, w) in registered]
     if leaving:
         retire_workers(ctx, backend, leaving, say, opts)
     for w in workers:

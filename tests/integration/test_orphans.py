@@ -142,7 +142,14 @@ def test_orphan_worker_is_drained_before_it_is_removed(make_cluster: Any) -> Non
     worker2 = orphan(c, "worker-2")
     assert c.backend.observe(worker2).state is NodeState.RUNNING  # still holds shards: left as it is
 
-    removed = c.runner.up(remove_orphans=True)
+    c.down()  # stopped with the rest; its shards cannot be moved while the coordinator is down: refused
+    refused = streamctl("up", "-f", str(c.path), "--remove-orphans")
+    assert refused.returncode == 10, refused.stderr
+    assert "cannot remove orphan workers worker-2" in refused.stderr
+    assert c.backend.observe(worker2).state is NodeState.STOPPED and "worker-2" in c.ctx.store.endpoints()
+    c.up()
+    assert c.backend.observe(worker2).state is NodeState.STOPPED  # `up` never starts an orphan again...
+    removed = c.runner.up(remove_orphans=True)  # ...but --remove-orphans does, to move its shards off
     assert removed.removed_orphans == ["worker-2"] and removed.orphans == []
     assert c.backend.observe(worker2).state is NodeState.MISSING
     with c.ctx.pg_connect("coordinator") as conn:
@@ -206,7 +213,7 @@ def test_docker_orphan_replica_is_named_then_removed_with_its_slot() -> None:
         rows = {r["name"]: r for r in json.loads(streamctl("status", "-f", str(c.path), "--json").stdout)}
         assert rows[GONE]["orphan"] is True and rows[GONE]["state"] == "running"
 
-        removed = c.runner.up(remove_orphans=True)
+        removed = c.runner.up(remove_orphans=True)  # ...but --remove-orphans does, to move its shards off
         assert removed.removed_orphans == [GONE] and slot(c, SLOT) is None
         assert not client.containers.list(all=True, filters={"name": f"{c.cluster}-{GONE}"})
         assert not client.volumes.list(filters={"name": f"{c.cluster}-{GONE}-data"})
