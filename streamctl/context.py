@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from streamctl.config.model import Node, Role, Topology
+from streamctl.config.model import Engine, ExternalSpec, Node, Role, Topology, postgres_settings
 from streamctl.errors import BackendError, NotFoundError
 from streamctl.names import GATEWAY_USER, MONGO_APP_USER, MONGO_ROOT_USER
 from streamctl.pgconn import (
@@ -120,6 +120,13 @@ class ClusterContext:
         out = self.store.endpoints()
         out.update({n.name: external_endpoint(n) for n in self.topology.nodes() if n.is_external})
         return out
+
+    def orphans(self) -> list[Node]:
+        """Nodes an earlier `up` made (the state knows them) that the topology no longer has, rebuilt from
+        their recorded endpoints so a backend can stop or remove them: like compose's orphan containers."""
+        known = {n.name for n in self.topology.nodes()}
+        return [orphan_node(self.topology, ep) for name, ep in sorted(self.store.endpoints().items())
+                if name not in known]
 
     def first(self, role: Role) -> Node | None:
         nodes = self.topology.nodes_by_role(role)
@@ -265,3 +272,13 @@ class ClusterContext:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def orphan_node(topology: Topology, ep: Endpoint) -> Node:
+    """A node the topology no longer declares, as its recorded endpoint describes it (enough to find, stop
+    and remove it; an external one is only ever connected to)."""
+    role, engine = Role(ep.role), Engine(ep.engine)
+    settings = postgres_settings(topology, role) if engine is Engine.POSTGRES else ()
+    external = ExternalSpec(host=ep.host, port=ep.port) if ep.backend == "external" else None
+    return Node(ep.name, role, engine, "", ep.host, ep.port, f"{ep.name} (no longer in the topology)", ep.database,
+                settings, backend=ep.backend, external=external)

@@ -21,9 +21,12 @@ REFERENCE_TABLES = ("genres", "cast_crew")
 DISTRIBUTION_COLUMN = "content_id"
 
 
+SUBSCRIPTION_PREFIX = "streamctl_sub_"
+
+
 def subscription_name(replica: str) -> str:
     """One subscription (and so one replication slot on the primary) per replica."""
-    return "streamctl_sub_" + replica.replace("-", "_")
+    return SUBSCRIPTION_PREFIX + replica.replace("-", "_")
 
 
 # MongoDB ---------------------------------------------------------------------------------------------

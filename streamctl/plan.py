@@ -52,6 +52,11 @@ class PendingConfig:
     check_only: bool = False  # an external node without `up --configure`: reported, never applied
 
 
+ORPHAN_DETAIL = "no longer in the topology, left as it is: `up --remove-orphans` removes it"
+ORPHAN_REMOVE = ("no longer in the topology: removed first (a worker drained and unregistered, a replica's "
+                 "subscription and slot dropped), then its data")
+
+
 @dataclass(frozen=True)
 class PlanRow:
     node: str
@@ -72,6 +77,8 @@ class Plan:
     nodes: list[NodeStep]
     configuration: list[PendingConfig] | None = field(default=None)
     differences: list[str] = field(default_factory=list)  # external nodes against the topology
+    orphans: list[str] = field(default_factory=list)  # nodes the state knows, the topology no longer has
+    remove_orphans: bool = False  # `up --remove-orphans`: they are removed first
 
     @property
     def all_running(self) -> bool:
@@ -80,6 +87,8 @@ class Plan:
     def rows(self) -> list[PlanRow]:
         out = [PlanRow(s.node.name, "check" if s.node.is_external else s.action.value, s.reason)
                for s in self.nodes]
+        out += [PlanRow(name, "remove", ORPHAN_REMOVE) if self.remove_orphans
+                else PlanRow(name, "orphan", ORPHAN_DETAIL) for name in self.orphans]
         if self.configuration is None:
             return [*out, PlanRow("*", "configure", "schema, replication, FDW and stores are configured once "
                                                     "the nodes run")]

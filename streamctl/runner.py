@@ -12,12 +12,14 @@ from typing import Any
 
 from streamctl.backends.base import Action, Backend, NodeState
 from streamctl.backends.external import refuse_down
-from streamctl.config.model import Node
+from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.drift import DriftError, external_differences
 from streamctl.errors import PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
+from streamctl.retire import backend_running, drop_replica_slot, release_replica
+from streamctl.retire import remove_orphans as remove_orphans_of
 from streamctl.services import configuration_steps
 from streamctl.steps import ConfigStep, dependencies
 
@@ -37,6 +39,8 @@ class UpResult:
     seconds: float = 0.0
     ready_seconds: dict[str, float] = field(default_factory=dict)
     differences: list[str] = field(default_factory=list)  # external nodes vs the topology (not changed)
+    orphans: list[str] = field(default_factory=list)  # nodes the state knows, the topology no longer has
+    removed_orphans: list[str] = field(default_factory=list)  # removed by `up --remove-orphans`
 
     @property
     def node_steps(self) -> list[NodeStep]:
@@ -44,13 +48,15 @@ class UpResult:
 
     @property
     def changed(self) -> bool:
-        return any(s.action is not Action.NOOP for s in self.node_steps) or bool(self.config_changes)
+        return (any(s.action is not Action.NOOP for s in self.node_steps) or bool(self.config_changes)
+                or bool(self.removed_orphans))
 
     def to_json(self) -> dict[str, Any]:
         return {"cluster": self.plan.cluster, "backend": self.plan.backend, "changed": self.changed,
                 "seconds": round(self.seconds, 3),
                 "nodes": [{"name": s.node.name, "action": s.action.value} for s in self.node_steps],
-                "configured": [{"node": n, "step": s, "changes": c} for n, s, c in self.config_changes]}
+                "configured": [{"node": n, "step": s, "changes": c} for n, s, c in self.config_changes],
+                "orphans": self.orphans, "removed_orphans": self.removed_orphans}
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -87,11 +93,12 @@ class Runner:
     def plan(self) -> list[NodeStep]:
         return observe_and_plan(self.backend, self.nodes)
 
-    def preview(self) -> Plan:
+    def preview(self, remove_orphans: bool = False) -> Plan:
         """What `up` would do, changing nothing: node actions, then each configuration step's pending
         changes (read from the live nodes, so only once every node runs)."""
         self.backend.preflight(self.nodes)
-        plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
+        plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan(), remove_orphans=remove_orphans)
+        plan.orphans = [o.name for o in self.ctx.orphans()]
         if plan.all_running:
             if any(n.is_external for n in self.nodes):
                 plan.differences = external_differences(self.ctx)
@@ -103,20 +110,27 @@ class Runner:
         return [s for s in configuration_steps(self.ctx, self.backend) if self.in_scope(s.node)]
 
     # -- up ---------------------------------------------------------------------------------------
-    def up(self) -> UpResult:
+    def up(self, remove_orphans: bool = False) -> UpResult:
+        """remove_orphans: first remove the nodes the state knows and the topology no longer has (see
+        retire.remove_orphans); without it they are left as they are, and named in the result."""
         started = time.monotonic()
         self.backend.preflight(self.nodes)
+        removed = remove_orphans_of(self.ctx, self.backend, self.emit) if remove_orphans else []
         plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
         plan.nodes = steps = [s for s in plan.nodes if self.in_scope(s.node.name)]
+        plan.orphans = [o.name for o in self.ctx.orphans()]
         self._check_ports(steps)
         self.backend.prepare([(s.node, s.action) for s in steps if s.action is not Action.NOOP],
                              lambda node, message: self.emit(Event("info", node, "prepare", message)))
         self.ctx.create_secrets()
         if self.ctx.tls_on:
             self.ctx.tls.ensure_ca()  # once, before the nodes' threads each get their certificate
-        result = UpResult(plan)
+        result = UpResult(plan, orphans=plan.orphans, removed_orphans=removed)
         # Endpoints follow from the topology: record them first so `logs`/`url` work even if `up` fails.
-        self.ctx.store.record_endpoints(self.backend.name, [self.backend.endpoint(n) for n in self.nodes])
+        # Orphans stay recorded: `status` and `down` must still find them.
+        known = self.ctx.store.endpoints()
+        self.ctx.store.record_endpoints(self.backend.name, [self.backend.endpoint(n) for n in self.nodes]
+                                        + [known[name] for name in plan.orphans])
         result.ready_seconds = self._converge_nodes(steps)
         if any(n.is_external and self.in_scope(n.name) for n in self.nodes):
             result.differences += self._scoped(external_differences(self.ctx))
@@ -138,12 +152,21 @@ class Runner:
         return [d for d in differences if d.split(":", 1)[0] not in others]
 
     def _check_ports(self, steps: list[NodeStep]) -> None:
-        busy = [f"{s.node.yaml_path}.port: {s.node.host}:{s.node.port} is already in use by another program"
+        orphans = {(o.host, o.port): o.name for o in self.ctx.orphans()}
+
+        def holder(host: str, port: int) -> str:
+            name = orphans.get((host, port))
+            return f"orphan {name} (no longer in the topology)" if name else "another program"
+
+        busy = [f"{s.node.yaml_path}.port: {s.node.host}:{s.node.port} is already in use by "
+                f"{holder(s.node.host, s.node.port)}"
                 for s in steps if s.observation.state is not NodeState.RUNNING and not s.node.is_external
                 and _port_in_use(s.node.host, s.node.port)]
         if busy:
-            raise PreflightError("ports needed by the topology are taken", details=busy,
-                                 hint="stop what holds them, or change the ports in the topology")
+            hint = "stop what holds them, or change the ports in the topology"
+            if any("orphan" in b for b in busy):
+                hint = "`streamctl up --remove-orphans` removes the orphans first; or " + hint
+            raise PreflightError("ports needed by the topology are taken", details=busy, hint=hint)
 
     def _converge_nodes(self, steps: list[NodeStep]) -> dict[str, float]:
         """Launch every node that needs it and wait for all of them, in parallel."""
@@ -258,15 +281,25 @@ class Runner:
             self.emit(Event("noop", step.node, step.name, "matches the topology"))
         return [f"{step.node}: {step.name}: {p}" for p in pending]
 
-    # -- down -------------------------------------------------------------------------------------
-    def down(self, volumes: bool = False, skip_external: bool = False) -> list[str]:
+    # -- down ---------------------------------------------------------------------------------------
+    def down(self, volumes: bool = False, skip_external: bool = False, remove_orphans: bool = False) -> list[str]:
         """Stop every node (keeping data), or with volumes=True remove nodes, data and state. External
-        nodes are never touched: refused (exit 10) unless skip_external takes down only the others."""
+        nodes are never touched: refused (exit 10) unless skip_external takes down only the others. Nodes
+        the state knows and the topology no longer has (orphans) are stopped too, so no server of the
+        cluster is left running; remove_orphans removes them first, with care (retire.remove_orphans)."""
         done: list[str] = []
         external = [n.name for n in self.nodes if n.is_external]
         if external and not skip_external:
             raise refuse_down(external)
-        nodes = [n for n in self.nodes if not n.is_external]
+        if remove_orphans and not volumes:  # with volumes everything goes: no shard needs to move first
+            done += remove_orphans_of(self.ctx, self.backend, self.emit)
+        orphans = [o for o in self.ctx.orphans() if backend_running(self.backend, o) is not None]
+        nodes = [n for n in self.nodes if not n.is_external] + orphans
+        primary = self.ctx.first(Role.ANALYTICS_PRIMARY)
+        if volumes and primary is not None and primary.is_external:
+            # The primary outlives this cluster's replicas: their slots must not stay behind on it.
+            for replica in [n for n in nodes if n.role is Role.ANALYTICS_REPLICA]:
+                release_replica(self.ctx, replica, self.emit)
 
         def one(node: Node) -> None:
             self.emit(Event("begin", node.name, "remove" if volumes else "stop"))
@@ -279,6 +312,9 @@ class Runner:
 
         with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
             list(pool.map(one, nodes))
+        if volumes and primary is not None and primary.is_external:
+            for replica in [n for n in nodes if n.role is Role.ANALYTICS_REPLICA]:
+                drop_replica_slot(self.ctx, replica, self.emit)
         self.backend.teardown(volumes)
         if volumes and self.ctx.store.root.exists():
             shutil.rmtree(self.ctx.store.root)

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
-
-from psycopg import Connection
 
 from streamctl.backends import select_backend
 from streamctl.backends.base import Backend
-from streamctl.citus import catalog
 from streamctl.citus import rebalance as citus_rebalance
 from streamctl.citus.nodes import coordinator_conn, register_workers, worker_address
 from streamctl.config.checks import semantic_errors
@@ -20,8 +16,9 @@ from streamctl.config.edit import set_worker_count
 from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.drift import DriftError
-from streamctl.errors import ConfigError, Interrupted, PreflightError
-from streamctl.events import Emit, Event, ignore
+from streamctl.errors import ConfigError, Interrupted
+from streamctl.events import Emit, ignore
+from streamctl.retire import preflight, retire_workers
 from streamctl.runner import Runner
 from streamctl.shardops.common import (
     MoveOptions,
@@ -54,25 +51,6 @@ def with_workers(t: Topology, count: int) -> Topology:
         raise ConfigError(f"{count} workers do not fit this topology", details=errors,
                           hint="change metadata.workers.port so the new workers' ports are free")
     return new
-
-
-def preflight(conn: Connection[Any], ctx: ClusterContext, transfer_mode: str = "auto") -> None:
-    """Logical shard moves need wal_level logical on every metadata node and, in `auto` mode, a primary
-    key or replica identity on every distributed table (else moves would fail); block_writes needs neither."""
-    if transfer_mode == "block_writes":
-        return
-    problems = []
-    for node in [*ctx.topology.nodes_by_role(Role.COORDINATOR), *ctx.topology.nodes_by_role(Role.WORKER)]:
-        with ctx.pg_connect(node.name, ctx.topology.metadata.database) as nconn:
-            row = nconn.execute("SHOW wal_level").fetchone()
-        if not row or row[0] != "logical":
-            problems.append(f"{node.name}: wal_level is {row[0] if row else '?'}, needs logical")
-    if transfer_mode == "auto":
-        problems += [f"{t}: no primary key or replica identity" for t in catalog.tables_without_identity(conn)]
-    if problems:
-        raise PreflightError("cannot move shards safely", details=problems,
-                             hint="run `streamctl up` (it sets wal_level=logical), and give each table a "
-                                  "primary key or `ALTER TABLE ... REPLICA IDENTITY FULL`")
 
 
 def plan_scale(ctx: ClusterContext, backend: Backend, count: int) -> RebalancePlan:
@@ -122,7 +100,7 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
     if count > current:
         _grow(new_ctx, new_backend, current, say, result, opts, update_file, configure)
     else:
-        _shrink(ctx, backend, new_ctx, new_backend, count, say, result, opts)
+        _shrink(ctx, backend, new_ctx, count, say, result, opts)
         _update_file(ctx, count, update_file, result)
     with coordinator_conn(new_ctx) as conn:
         result.rows = integrity_after(conn, before)
@@ -164,19 +142,9 @@ def _grow(ctx: ClusterContext, backend: Backend, current: int, say: Emit, result
                           ) from None
 
 
-def _shrink(old_ctx: ClusterContext, old_backend: Backend, ctx: ClusterContext, backend: Backend, count: int,
-            say: Emit, result: ScaleResult, opts: MoveOptions) -> None:
+def _shrink(old_ctx: ClusterContext, old_backend: Backend, ctx: ClusterContext, count: int, say: Emit,
+            result: ScaleResult, opts: MoveOptions) -> None:
     leaving = old_ctx.topology.nodes_by_role(Role.WORKER)[count:]
     result.removed = [n.name for n in leaving]
-    addresses = {worker_address(old_ctx, n): n.name for n in leaving}
-    with coordinator_conn(old_ctx) as conn:
-        result.moves = citus_rebalance.drain(conn, addresses, say, opts.transfer_mode, opts.parallel)
-        with deferred_interrupt():  # unregister every leaving worker, or none
-            citus_rebalance.unregister(conn, addresses, say)
-    for node in leaving:
-        if node.is_external:  # drained and unregistered; the server itself is its administrator's
-            say(Event("done", node.name, "remove", "external: left running, no longer in the cluster"))
-            continue
-        old_backend.remove(node, volumes=True)
-        say(Event("done", node.name, "remove", "stopped, data removed"))
-    ctx.store.record_endpoints(backend.name, [backend.endpoint(n) for n in ctx.topology.nodes()])
+    result.moves = retire_workers(old_ctx, old_backend, leaving, say, opts)
+    ctx.store.forget(result.removed)  # other nodes the state knows (orphans included) stay known

@@ -93,6 +93,14 @@ class StateStore:
     def record_endpoints(self, backend: str, endpoints: list[Endpoint]) -> None:
         self.update(backend=backend, nodes={e.name: asdict(e) for e in endpoints})
 
+    def forget(self, names: list[str]) -> None:
+        """Drop nodes from the state once they are removed (orphans removed, workers scaled away)."""
+        data = self.read()
+        nodes = data.get("nodes", {})
+        if any(n in nodes for n in names):
+            data["nodes"] = {k: v for k, v in nodes.items() if k not in names}
+            self.write(data)
+
     def endpoints(self) -> dict[str, Endpoint]:
         return {name: Endpoint(**e) for name, e in self.read().get("nodes", {}).items()}
 

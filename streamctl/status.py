@@ -8,13 +8,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from streamctl.backends.base import Backend, NodeState
-from streamctl.backends.mixed import backend_of
+from streamctl.backends.mixed import backend_for
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 
+ORPHAN = "no longer in the topology: `streamctl up --remove-orphans` removes it"
 
-def node_status(ctx: ClusterContext, backend: Backend, node: Node) -> dict[str, Any]:
-    backend = backend_of(backend, node)
+
+def node_status(ctx: ClusterContext, backend: Backend, node: Node, orphan: bool = False) -> dict[str, Any]:
+    row = {"name": node.name, "role": node.role.value, "engine": node.engine.value, "orphan": orphan}
+    runs = backend_for(backend, node)
+    if runs is None:  # an orphan recorded by a backend this command does not use
+        return {**row, "backend": node.backend, "host": node.host, "port": node.port, "state": "unknown",
+                "healthy": False, "detail": f"{ORPHAN}; run by the {node.backend} backend"}
+    backend = runs
     obs = backend.observe(node)
     ep = backend.endpoint(node)
     healthy = False
@@ -24,14 +31,18 @@ def node_status(ctx: ClusterContext, backend: Backend, node: Node) -> dict[str, 
             healthy = bool(backend.readiness(node, timeout=3).probe())
         except Exception as exc:  # noqa: BLE001 - an unhealthy node is data here, not an error
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return {"name": node.name, "role": node.role.value, "engine": node.engine.value, "backend": backend.name,
-            "host": ep.host, "port": ep.port, "state": obs.state.value, "healthy": healthy, "detail": detail}
+    if orphan:
+        detail = f"{ORPHAN}; {detail}" if detail else ORPHAN
+    return {**row, "backend": backend.name, "host": ep.host, "port": ep.port, "state": obs.state.value,
+            "healthy": healthy, "detail": detail}
 
 
 def cluster_status(ctx: ClusterContext, backend: Backend) -> list[dict[str, Any]]:
-    nodes = ctx.topology.nodes()
+    """Every node of the topology, then every orphan (a node the state knows and the topology no longer
+    has: it may still run, and hold a slot or shards)."""
+    nodes = [(n, False) for n in ctx.topology.nodes()] + [(n, True) for n in ctx.orphans()]
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        return list(pool.map(lambda n: node_status(ctx, backend, n), nodes))
+        return list(pool.map(lambda pair: node_status(ctx, backend, *pair), nodes))
 
 
 def node_logs(backend: Backend, node: Node, tail: int, follow: bool, poll: float = 1.0) -> Iterator[str]:

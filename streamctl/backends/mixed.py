@@ -18,7 +18,8 @@ class MixedBackend:
         self.name = default
 
     def for_node(self, node: Node) -> Backend:
-        return self.backends[self.choice[node.name]]
+        # A node the topology no longer has (an orphan) names its backend itself.
+        return self.backends[self.choice.get(node.name) or node.backend or self.name]
 
     def preflight(self, nodes: list[Node]) -> None:
         for name, backend in self.backends.items():
@@ -72,3 +73,11 @@ class MixedBackend:
 def backend_of(backend: Backend, node: Node) -> Backend:
     """The backend that really runs `node` (itself unless `backend` mixes several)."""
     return backend.for_node(node) if isinstance(backend, MixedBackend) else backend
+
+
+def backend_for(backend: Backend, node: Node) -> Backend | None:
+    """The backend that runs `node` among those `backend` holds; None for a node recorded by a backend this
+    command does not use (an orphan an earlier `up` made elsewhere)."""
+    if isinstance(backend, MixedBackend):
+        return backend.backends.get(backend.choice.get(node.name) or node.backend or backend.name)
+    return backend if node.backend in (None, backend.name) else None

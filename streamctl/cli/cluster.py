@@ -12,6 +12,11 @@ from streamctl.cli.guard import StepLog, WaitLockOpt, mutating
 from streamctl.runner import Runner
 from streamctl.status import cluster_status
 
+RemoveOrphansOpt = typer.Option(
+    "--remove-orphans", help="Remove the nodes the state knows that the topology no longer has: workers drained "
+                             "and unregistered, replicas' subscriptions and slots dropped, then stopped and "
+                             "their data removed.")
+
 
 def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
        dry_run_: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
@@ -21,29 +26,38 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
        configure: Annotated[bool, typer.Option(
            "--configure", help="Also configure external nodes (schema, Citus, replication, FDW); without it "
                                "they are only checked and every difference is reported (exit 8).")] = False,
+       remove_orphans: Annotated[bool, RemoveOrphansOpt] = False,
        wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Provision everything the topology describes; a second run changes nothing. External nodes are
-    only checked, unless --configure.
+    only checked, unless --configure. Nodes an earlier `up` made that the topology no longer has
+    (orphans) are named, and removed with --remove-orphans.
 
     Example: streamctl up -f examples/no-citus.yaml --backend local --wait-lock 600
     Example: streamctl up -f examples/external.yaml --dry-run && streamctl up -f examples/external.yaml --configure
+    Example: streamctl up --remove-orphans
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend, progress=None if json_ else render.image_progress)
     steps = StepLog(None if json_ else render.progress(verbose))
     runner = Runner(ctx, be, emit=steps, timeout=timeout, configure_external=configure)
     if dry_run_:
-        plan = runner.preview()
+        plan = runner.preview(remove_orphans=remove_orphans)
         if json_:
             render.print_json(plan.to_json())
         else:
             render.plan(plan)
         return
     with mutating(ctx, "up", wait_lock, steps):
-        result = runner.up()
+        result = runner.up(remove_orphans=remove_orphans)
     if json_:
         render.print_json(result.to_json())
-    elif result.changed:
+        return
+    if result.removed_orphans:
+        render.line(f"removed orphans: {', '.join(result.removed_orphans)}", "yellow")
+    if result.orphans:
+        render.line(f"orphans (no longer in the topology, left as they are): {', '.join(result.orphans)}; "
+                    "`streamctl up --remove-orphans` removes them", "yellow")
+    if result.changed:
         render.line(f"cluster {ctx.topology.cluster} is up ({be.name}, {result.seconds:.1f}s)", "bold green")
     else:
         render.line(f"cluster {ctx.topology.cluster} is up to date: nothing to do ({result.seconds:.1f}s)",
@@ -56,22 +70,28 @@ def down(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: B
          skip_external: Annotated[bool, typer.Option(
              "--skip-external", help="Take down only the nodes streamctl provisioned; without it a topology "
                                      "with external nodes is refused (exit 10).")] = False,
+         remove_orphans: Annotated[bool, RemoveOrphansOpt] = False,
          wait_lock: WaitLockOpt = None) -> None:
     """Stop the cluster (data kept), or destroy it with --volumes. External nodes are never touched.
+    Orphans (nodes the state knows, the topology no longer has) are stopped too, or removed with
+    --volumes or --remove-orphans.
 
     Example: streamctl down --volumes
+    Example: streamctl down --remove-orphans
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
     with mutating(ctx, "down", wait_lock):
-        Runner(ctx, be, emit=render.progress(verbose=True)).down(volumes=volumes, skip_external=skip_external)
+        Runner(ctx, be, emit=render.progress(verbose=True)).down(volumes=volumes, skip_external=skip_external,
+                                                                 remove_orphans=remove_orphans)
     render.line(f"cluster {ctx.topology.cluster} " + ("destroyed (data removed)" if volumes else
                                                        "stopped (data kept)"), "bold green")
 
 
 def status(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
            json_: JsonOpt = False) -> None:
-    """Show every node: where it runs, its address and whether it answers.
+    """Show every node: where it runs, its address and whether it answers; then the orphans (nodes the
+    state knows that the topology no longer has), which do not count towards the exit code.
 
     Example: streamctl status --json | jq '.[] | select(.healthy | not)'
     """
@@ -83,7 +103,7 @@ def status(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend:
     else:
         render.table(f"{ctx.topology.cluster} ({be.name})",
                      ["node", "role", "state", "healthy", "address", "detail"],
-                     [(r["name"], r["role"], r["state"], "yes" if r["healthy"] else "no",
-                       f"{r['host']}:{r['port']}", r["detail"]) for r in rows])
-    if not all(r["healthy"] for r in rows):
+                     [(r["name"], r["role"] + (" (orphan)" if r["orphan"] else ""), r["state"],
+                       "yes" if r["healthy"] else "no", f"{r['host']}:{r['port']}", r["detail"]) for r in rows])
+    if not all(r["healthy"] for r in rows if not r["orphan"]):
         raise typer.Exit(1)

@@ -64,6 +64,8 @@ def _pydantic_messages(exc: ValidationError) -> list[str]:
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "max_slot_wal_keep_size":
+            msg = f"{err['input']!r} is not a size: use a number with kB, MB, GB or TB (e.g. 4GB), or -1 for unbounded"
         elif err["type"] == "string_pattern_mismatch":
             msg = f"{err['input']!r} is not a valid name (lowercase letters, digits and '-' or '_')"
         elif err["type"] in ("greater_than_equal", "less_than_equal") and loc and loc[-1] == "port":

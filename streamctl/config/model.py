@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Port = Annotated[int, Field(ge=1, le=65535)]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")]
 Ident = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+WalSize = Annotated[str, Field(pattern=r"^(-1|[0-9]{1,9}(kB|MB|GB|TB)?)$")]  # a PostgreSQL size setting
 
 
 class Strict(BaseModel):
@@ -101,6 +102,15 @@ class AnalyticsSpec(Strict):
     tables: tuple[Ident, ...] = ("users", "user_watch_history")
     primary: PrimarySpec | None = PrimarySpec()
     replicas: tuple[ReplicaSpec, ...] = (ReplicaSpec(name="analytics-replica-1", port=15443),)
+    # WAL the primary keeps at most for a replica's slot: a replica gone or far behind cannot fill the disk
+    # (past it, the slot is invalidated and that replica must be rebuilt); -1: unbounded.
+    max_slot_wal_keep_size: WalSize = "4GB"
+
+    @field_validator("max_slot_wal_keep_size", mode="before")
+    @classmethod
+    def _plain_number(cls, value: object) -> object:
+        """A bare number (YAML reads it as an int) is megabytes, as PostgreSQL takes it."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class FdwSpec(Strict):
@@ -299,6 +309,8 @@ def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], 
         "max_connections": "200",
         "password_encryption": "scram-sha-256",
     }
+    if role is Role.ANALYTICS_PRIMARY:
+        settings["max_slot_wal_keep_size"] = topology.analytics.max_slot_wal_keep_size
     if role in (Role.COORDINATOR, Role.WORKER) and topology.citus:
         settings["shared_preload_libraries"] = "citus"
         settings["citus.enable_statistics_collection"] = "off"  # never phone home

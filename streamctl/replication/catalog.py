@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
-from streamctl.names import PUBLICATION
+from streamctl.names import PUBLICATION, SUBSCRIPTION_PREFIX
 
 Conn = Connection[Any]
 
@@ -83,6 +83,15 @@ def drop_subscription(conn: Conn, name: str) -> None:
     conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(sql.Identifier(name)))
 
 
+def drop_subscription_only(conn: Conn, name: str) -> None:
+    """Drop the subscription without touching the publisher (unreachable): its slot stays there, inactive,
+    for `up`'s stray-slot step to drop."""
+    ident = sql.Identifier(name)
+    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
+    conn.execute(sql.SQL("ALTER SUBSCRIPTION {} SET (slot_name = NONE)").format(ident))
+    conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
+
+
 def any_rows(conn: Conn, tables: tuple[str, ...]) -> bool:
     query = sql.SQL(" OR ").join(sql.SQL("EXISTS (SELECT FROM {})").format(sql.Identifier(t)) for t in tables)
     row = conn.execute(sql.SQL("SELECT ") + query).fetchone()
@@ -114,6 +123,34 @@ def slot_active(conn: Conn, slot: str) -> bool | None:
 
 def drop_slot(conn: Conn, slot: str) -> None:
     conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    """One of streamctl's subscription slots (`streamctl_sub_*`) on the primary, and the WAL it holds."""
+
+    name: str
+    active: bool
+    retained_bytes: int  # WAL kept for it: from its restart position to the current one
+    lag_bytes: int  # WAL its subscriber has not confirmed
+    wal_status: str  # reserved / extended / unreserved / lost (PostgreSQL's words)
+
+
+def streamctl_slots(conn: Conn) -> list[SlotInfo]:
+    """Every logical slot named like streamctl's subscriptions, by name."""
+    rows = conn.execute(
+        "SELECT slot_name, active, coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, "
+        "coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint, "
+        "coalesce(wal_status, '') FROM pg_replication_slots "
+        "WHERE slot_type = 'logical' AND slot_name LIKE %s ORDER BY slot_name",
+        (SUBSCRIPTION_PREFIX.replace("_", r"\_") + "%",)).fetchall()
+    return [SlotInfo(str(r[0]), bool(r[1]), int(r[2]), int(r[3]), str(r[4])) for r in rows]
+
+
+def wal_keep_limit(conn: Conn) -> str:
+    """The primary's max_slot_wal_keep_size as it reports it (-1: slots may keep WAL without bound)."""
+    row = _one(conn, "SHOW max_slot_wal_keep_size")
+    return str(row[0]) if row else "-1"
 
 
 def current_lsn(conn: Conn) -> str:

@@ -17,6 +17,7 @@ from streamctl.steps import ConfigStep
 
 ROLE_STEP = "replication role"
 PUBLICATION_STEP = "publication"
+STRAY_SLOTS_STEP = "stray slots"
 
 
 def primary_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
@@ -26,7 +27,7 @@ def primary_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
         return []
     repl = ReplicationService(ctx, backend)
     return [schema_step(ctx, primary, "analytics", after_distribution=False), repl.role_step(),
-            repl.publication_step()]
+            repl.publication_step(), repl.stray_slots_step()]
 
 
 def replica_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
@@ -84,6 +85,33 @@ class ReplicationService:
                 catalog.publish(conn, self.tables, create=catalog.published_tables(conn) is None)
 
         return ConfigStep(self.primary.name, PUBLICATION_STEP, pending, apply, after=())
+
+    def owned_slots(self) -> set[str]:
+        """The slots the topology's replicas subscribe through (one each, named like the subscription)."""
+        return {subscription_name(r.name) for r in self.replicas}
+
+    def stray_slots_step(self) -> ConfigStep:
+        """Slots of replicas no longer in the topology keep WAL on the primary until its disk is full: drop
+        the inactive `streamctl_sub_*` slots no replica owns. An active one (a replica the topology forgot,
+        still running) is left to `up --remove-orphans`; `verify` reports it."""
+
+        def strays() -> list[catalog.SlotInfo]:
+            with self.ctx.pg_connect(self.primary.name) as conn:
+                found = catalog.streamctl_slots(conn)
+            owned = self.owned_slots()
+            return [s for s in found if s.name not in owned and not s.active]
+
+        def pending() -> list[str]:
+            return [f"drop slot {s.name} (inactive, no replica in the topology owns it; holds "
+                    f"{s.retained_bytes} bytes of WAL)" for s in strays()]
+
+        def apply() -> None:
+            with self.ctx.pg_connect(self.primary.name) as conn:
+                for slot in strays():
+                    if catalog.slot_active(conn, slot.name) is False:  # still unused: no replica came back
+                        catalog.drop_slot(conn, slot.name)
+
+        return ConfigStep(self.primary.name, STRAY_SLOTS_STEP, pending, apply, after=())
 
     # -- replicas ---------------------------------------------------------------------------------
     def conninfo(self, replica: str) -> str:

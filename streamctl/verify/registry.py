@@ -41,6 +41,8 @@ CHECKS: tuple[CheckSpec, ...] = (
               replication.check_subscription, replication.skip_reason),
     CheckSpec(replication.LAG, "replication lag under verify.max_lag_bytes / max_lag_seconds",
               replication.check_lag, replication.skip_reason),
+    CheckSpec(replication.SLOTS, "no stray or lagging subscription slot; WAL each holds; WAL bound set",
+              replication.check_slots, replication.slots_skip_reason),
     CheckSpec(replication.DATA, "row counts and chunked checksums equal to the primary's",
               replication.check_data, replication.skip_reason),
     CheckSpec(fdw.COUNTS, "foreign tables count what their source counts", fdw.check_counts, fdw.skip_reason),

@@ -20,6 +20,7 @@ from streamctl.verify.result import CheckResult, Verdict, failed, guarded, passe
 SUBSCRIPTION = "replication.subscription"
 LAG = "replication.lag"
 DATA = "replication.data"
+SLOTS = "replication.slots"
 
 
 def skip_reason(t: Topology) -> str | None:
@@ -27,6 +28,13 @@ def skip_reason(t: Topology) -> str | None:
         return "analytics.enabled is false"
     if not t.analytics.replicas:
         return "the topology declares no analytics replicas"
+    return None
+
+
+def slots_skip_reason(t: Topology) -> str | None:
+    """Slots matter even with no replica declared: those of removed replicas are what it looks for."""
+    if not t.analytics.enabled or t.analytics.primary is None:
+        return "analytics.enabled is false"
     return None
 
 
@@ -111,6 +119,59 @@ def check_lag(ctx: ClusterContext) -> list[CheckResult]:
         return passed(f"{lag_bytes} bytes / {lag_seconds:.1f}s behind", **data)
 
     return [guarded(LAG, r.name, partial(one, r)) for r in _replicas(ctx)]
+
+
+# -- slots ------------------------------------------------------------------------------------------
+def check_slots(ctx: ClusterContext) -> list[CheckResult]:
+    """The primary's WAL bound (max_slot_wal_keep_size), then every `streamctl_sub_*` slot: owned by a replica
+    of the topology, subscriber connected, not behind; each with the WAL it holds on the primary."""
+    t = ctx.topology
+    primary = _primary(ctx)
+    owned = {names.subscription_name(r.name) for r in _replicas(ctx)}
+    try:
+        with ctx.pg_connect(primary.name, t.analytics.database) as conn:
+            limit = catalog.wal_keep_limit(conn)
+            slots = catalog.streamctl_slots(conn)
+    except Exception as exc:  # noqa: BLE001 - reported as "could not run"
+        return [guarded(SLOTS, primary.name, raising(exc))]
+    wanted = t.analytics.max_slot_wal_keep_size
+    results = [guarded(SLOTS, primary.name, partial(_wal_limit, limit, wanted, primary.is_external))]
+    results += [guarded(SLOTS, s.name, partial(_slot, s, s.name in owned, t.verify.max_lag_bytes, limit))
+                for s in slots]
+    return results
+
+
+def _wal_limit(limit: str, wanted: str, external: bool) -> Verdict:
+    """Unbounded on a primary streamctl runs is a defect (`up` sets it); on an external primary it is its
+    administrator's choice, passed with the advice."""
+    if limit == "-1" and wanted != "-1":
+        advice = ("max_slot_wal_keep_size is -1: a slot whose replica is gone keeps WAL until the disk is full")
+        if external:
+            return passed(f"{advice} (the server's own setting: set it there to bound it)",
+                          max_slot_wal_keep_size=limit)
+        return failed(f"{advice}; `streamctl up` sets analytics.max_slot_wal_keep_size ({wanted})",
+                      max_slot_wal_keep_size=limit)
+    bound = "unbounded (analytics.max_slot_wal_keep_size: -1)" if limit == "-1" else limit
+    return passed(f"max_slot_wal_keep_size {bound}", max_slot_wal_keep_size=limit)
+
+
+def _slot(slot: catalog.SlotInfo, owned: bool, max_lag: int, limit: str) -> Verdict:
+    data = {"slot": slot.name, "owned": owned, "active": slot.active, "retained_bytes": slot.retained_bytes,
+            "lag_bytes": slot.lag_bytes, "wal_status": slot.wal_status, "max_slot_wal_keep_size": limit}
+    holds = f"holds {slot.retained_bytes} bytes of WAL"
+    if slot.wal_status == "lost":
+        return failed(f"invalidated: it needed more WAL than max_slot_wal_keep_size ({limit}) keeps; its replica "
+                      "must be rebuilt (remove it from the topology, `up`, then add it back)", **data)
+    if not owned:
+        fix = ("`streamctl up --remove-orphans` removes the replica streaming from it" if slot.active
+               else "`streamctl up` drops it")
+        return failed(f"stray: no replica in the topology owns it ({'active' if slot.active else 'inactive'}); "
+                      f"{holds}; {fix}", **data)
+    if not slot.active:
+        return failed(f"no subscriber connected; {holds}", **data)
+    if slot.lag_bytes > max_lag:
+        return failed(f"lagging: {slot.lag_bytes} bytes not confirmed (limit {max_lag}); {holds}", **data)
+    return passed(holds, **data)
 
 
 # -- data -------------------------------------------------------------------------------------------

@@ -158,6 +158,38 @@ def test_disabled_subscription_is_found(platform: LocalCluster) -> None:
     assert run_checks(platform.ctx, ["replication"]).exit_code is ExitCode.OK
 
 
+def test_stray_slot_is_reported_with_the_wal_it_holds_and_up_drops_it(platform: LocalCluster) -> None:
+    """An inactive streamctl_sub_* slot no replica owns (a replica removed while streamctl was not looking):
+    verify names it with the WAL it keeps on the primary; `up` drops it and says so."""
+    ghost = names.subscription_name("analytics-replica-gone")
+    with platform.ctx.pg_connect("analytics-primary") as conn:
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (ghost,))
+        conn.execute("UPDATE users SET email = email")  # WAL the slot now holds
+    try:
+        report = run_checks(platform.ctx, ["replication.slots"])
+        slots = by_target(report, "replication.slots")
+        assert report.exit_code is ExitCode.CHECK_FAILED
+        stray = slots[ghost]
+        assert stray.status is Status.FAILED and "stray" in stray.detail and "up` drops it" in stray.detail
+        assert stray.data["owned"] is False and stray.data["active"] is False
+        assert stray.data["retained_bytes"] > 0 and f"holds {stray.data['retained_bytes']} bytes" in stray.detail
+        assert slots[SUB].status is Status.PASSED and slots[SUB].data["owned"] is True
+        bound = slots["analytics-primary"]
+        assert bound.status is Status.PASSED and bound.data["max_slot_wal_keep_size"] == "4GB"
+
+        plan = platform.runner.preview()
+        assert any(c.step == "stray slots" and c.changes and ghost in c.changes[0]
+                   for c in plan.configuration or [])
+        result = platform.up()
+        assert any(step == "stray slots" and ghost in changes[0] for _, step, changes in result.config_changes)
+        after = by_target(run_checks(platform.ctx, ["replication.slots"]), "replication.slots")
+        assert ghost not in after and after[SUB].status is Status.PASSED
+    finally:
+        with platform.ctx.pg_connect("analytics-primary") as conn:
+            if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (ghost,)).fetchone():
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (ghost,))
+
+
 def test_cli_json_follows_schema_and_exit_codes(platform: LocalCluster) -> None:
     cli = CliRunner()
     ok = cli.invoke(app, ["verify", "-f", str(platform.path), "--json"])

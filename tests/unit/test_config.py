@@ -196,3 +196,20 @@ def test_render_hba_refuses_a_host_name_before_writing() -> None:
         render_hba("streamctl", [HbaRule("analytics_db", "repl", ("10.0.0.5", "db.lan"))])
     text = render_hba("streamctl", [HbaRule("analytics_db", "repl", ("::1", "10.1.0.0/16"))])
     assert "::1/128" in text and "10.1.0.0/16" in text
+
+
+def test_slot_wal_bound_is_set_on_the_primary_only_and_checked() -> None:
+    t = parse_topology({"analytics": {"max_slot_wal_keep_size": "512MB"}}, env={})
+    settings = {n.name: dict(n.settings) for n in t.nodes() if n.is_postgres}
+    assert settings["analytics-primary"]["max_slot_wal_keep_size"] == "512MB"
+    assert "max_slot_wal_keep_size" not in settings["analytics-replica-1"]
+    assert "max_slot_wal_keep_size" not in settings["coordinator"]
+    assert dict(parse_topology({}, env={}).node("analytics-primary").settings)[  # type: ignore[union-attr]
+        "max_slot_wal_keep_size"] == "4GB"
+    assert parse_topology({"analytics": {"max_slot_wal_keep_size": 1024}}, env={}).analytics \
+        .max_slot_wal_keep_size == "1024"  # a bare number is megabytes, as PostgreSQL reads it
+    assert parse_topology({"analytics": {"max_slot_wal_keep_size": -1}}, env={}).analytics \
+        .max_slot_wal_keep_size == "-1"
+    with pytest.raises(ConfigError) as info:
+        parse_topology({"analytics": {"max_slot_wal_keep_size": "lots; fsync=off"}}, env={})
+    assert "analytics.max_slot_wal_keep_size: 'lots; fsync=off' is not a size" in info.value.details[0]

@@ -155,3 +155,31 @@ def test_up_runs_the_replica_lane_beside_the_metadata_lane() -> None:
     assert not any(node == "coordinator" for node, _ in waited)
     fdw = key.index(("coordinator", "fdw"))
     assert ("analytics-primary", "fdw reader role") in {key[j] for j in needs[fdw]}
+
+
+def test_orphans_are_rebuilt_from_the_state_and_shown_in_the_plan(tmp_path: Path) -> None:
+    """A node the state recorded and the topology no longer has: a node a backend can stop, and a plan row."""
+    from streamctl.context import ClusterContext
+    from streamctl.plan import ORPHAN_DETAIL, Plan
+    from streamctl.state import Endpoint
+
+    t = parse_topology({"backend": "local"}, env={})
+    ctx = ClusterContext.build(t, tmp_path / "topology.yaml")
+    ctx.store.record_endpoints("local", [
+        Endpoint("analytics-replica-1", "analytics_replica", "postgres", "local", "127.0.0.1", 15443,
+                 "127.0.0.1", 15443, "analytics_db"),
+        Endpoint("analytics-replica-9", "analytics_replica", "postgres", "local", "127.0.0.1", 15499,
+                 "127.0.0.1", 15499, "analytics_db"),
+        Endpoint("old-cache", "redis", "redis", "docker", "127.0.0.1", 16400, "old-cache", 6379)])
+    orphans = {o.name: o for o in ctx.orphans()}
+    assert sorted(orphans) == ["analytics-replica-9", "old-cache"]
+    replica = orphans["analytics-replica-9"]
+    assert (replica.port, replica.database, replica.backend, replica.is_external) == (15499, "analytics_db",
+                                                                                      "local", False)
+    assert dict(replica.settings)["wal_level"] == "logical"
+    assert orphans["old-cache"].backend == "docker" and orphans["old-cache"].settings == ()
+    rows = Plan("c", "local", [], orphans=sorted(orphans)).rows()
+    assert [(r.node, r.action, r.detail) for r in rows[:2]] == [("analytics-replica-9", "orphan", ORPHAN_DETAIL),
+                                                                ("old-cache", "orphan", ORPHAN_DETAIL)]
+    ctx.store.forget(["old-cache"])
+    assert [o.name for o in ctx.orphans()] == ["analytics-replica-9"]

@@ -78,3 +78,12 @@ def test_skew_counts_nodes_without_shards() -> None:
     assert spread.shard_skew == pytest.approx(1.5)
     ref = TableSpread("g", "reference", None, 2, 1, 10, 0, [], {9: 10})
     assert ref.shard_skew is None and ref.node_skew is None
+
+
+def test_unbounded_slot_wal_fails_only_where_streamctl_sets_the_bound() -> None:
+    from streamctl.verify.replication import _wal_limit
+
+    assert _wal_limit("-1", "4GB", external=False).status is Status.FAILED  # `up` should have set it
+    assert _wal_limit("-1", "4GB", external=True).status is Status.PASSED  # its administrator's choice
+    assert _wal_limit("-1", "-1", external=False).status is Status.PASSED  # asked for in the topology
+    assert _wal_limit("4GB", "4GB", external=False).detail == "max_slot_wal_keep_size 4GB"
