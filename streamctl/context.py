@@ -185,7 +185,13 @@ class ClusterContext:
             if again is not None:
                 return again
         try:
-            conn = NodeConnection.connect(conninfo, autocommit=autocommit, cursor_factory=NodeCursor, **kwargs)
+            try:
+                conn = NodeConnection.connect(conninfo, autocommit=autocommit, cursor_factory=NodeCursor, **kwargs)
+            except psycopg.OperationalError as exc:
+                # Mid-rotation of postgres_password a node may still have the applied (old) password.
+                others = [] if external or not auth_failed(exc) else self.login_passwords("postgres_password")[1:]
+                conn = _first_login([self.pg_conninfo(name, dbname, password=p) for p in others], exc,
+                                    autocommit=autocommit, cursor_factory=NodeCursor, **kwargs)
         except psycopg.errors.InsufficientPrivilege as exc:
             raise PrivilegeError(name, _first_line(exc)) from None
         except psycopg.OperationalError as exc:
@@ -196,6 +202,11 @@ class ClusterContext:
         if kept is not None:
             conn.kept_by, conn.kept_key = kept, conninfo
         return conn
+
+    def login_passwords(self, key: str) -> list[str]:
+        """The passwords a login for secret `key` may need: the wanted one first, then (mid-rotation) the
+        applied one and any a half-done rotation may have given a node."""
+        return self.store.login_candidates(key, self.secrets[key])
 
     # -- Redis ------------------------------------------------------------------------------------
     def redis_password(self) -> str:
@@ -259,3 +270,21 @@ class ClusterContext:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def auth_failed(exc: BaseException) -> bool:
+    """A server that answered and refused the password (not an unreachable one)."""
+    return "password authentication failed" in str(exc)
+
+
+def _first_login(conninfos: list[str], first_error: Exception, **kwargs: Any) -> NodeConnection:
+    """The first of `conninfos` that logs in; else the first error again (it names the wanted password's refusal)."""
+    import psycopg
+
+    for conninfo in conninfos:
+        try:
+            return NodeConnection.connect(conninfo, **kwargs)
+        except psycopg.OperationalError as exc:
+            if not auth_failed(exc):
+                raise
+    raise first_error
