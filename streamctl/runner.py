@@ -18,6 +18,7 @@ from streamctl.drift import DriftError, external_differences
 from streamctl.errors import PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
+from streamctl.secrets_rotation import finish_pending
 from streamctl.services import configuration_steps
 from streamctl.steps import ConfigStep, dependencies
 
@@ -114,6 +115,9 @@ class Runner:
         result.ready_seconds = self._converge_nodes(steps)
         if any(n.is_external for n in self.nodes):
             result.differences += external_differences(self.ctx)
+        # A changed secret (topology edit, or a rotation that stopped) reaches every node before the steps
+        # log in with it; until then logins fall back to the applied value.
+        result.config_changes += finish_pending(self.ctx, self.backend, self.emit)
         with self.ctx.kept_connections():
             self._configure(result)
         result.seconds = time.monotonic() - started

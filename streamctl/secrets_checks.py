@@ -102,7 +102,7 @@ def _describe(found: Any) -> str:
 
 
 def _gateway(ctx: ClusterContext, node: Any) -> Verdict:
-    citus = node.role is Role.COORDINATOR and ctx.topology.citus.enabled
+    citus = node.role is Role.COORDINATOR and ctx.topology.citus
     query: str | sql.Composable = "SELECT 1"
     if citus:  # through the coordinator to the workers: Citus logs in there with the gateway's authinfo
         query = sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(DISTRIBUTED_TABLES[0]))

@@ -124,6 +124,8 @@ def rotate(ctx: ClusterContext, backend: Backend, names: list[str] | None = None
             ctx.store.begin_rotation(name, value)  # before it is stored: a later run knows to try it
             ctx.store.set_secret(name, value)
             ctx._secrets = None  # noqa: SLF001 - read the new wanted values
+        else:
+            ctx.store.begin_rotation(name, ctx.secrets[name])
         report.secrets.append(SecretOutcome(name, status, _apply(ctx, backend, name, emit)))
     started_checks = time.monotonic()
     report.checks = run_checks(ctx, since)

@@ -119,8 +119,6 @@ class StateStore:
         stored: dict[str, str] = {}
         if self.secrets_file.exists():
             stored = json.loads(self.secrets_file.read_text())
-        if create and stored:
-            self._keep_applied(stored)  # before a topology edit replaces a value: the old one still logs in
         fixed = {k: v for k, v in topology.secrets.model_dump().items() if v}
         merged = dict(stored)
         changed = False
@@ -133,6 +131,10 @@ class StateStore:
                     raise NotFoundError(f"no secrets for this cluster under {self.root}",
                                         hint="run `streamctl up` first")
                 merged[key], changed = _secrets.token_urlsafe(24), True
+        if create:
+            # What the engines have (or are about to be created with), recorded once per key: the stored value
+            # where a topology edit replaces one (the old password still logs in), else the new one.
+            self._keep_applied({**merged, **stored})
         if changed and create:
             _atomic_write(self.secrets_file, json.dumps(merged, indent=2) + "\n", 0o600)
         return merged

@@ -145,9 +145,10 @@ def redis_password(ctx: ClusterContext, backend: Backend) -> Changed:
         return []
     ep = ctx.endpoint(node.name)
     client = None
+    ssl = ctx.redis_ssl()
     for password in ctx.login_passwords("redis_password"):
         candidate = redis_lib.Redis(host=ep.host, port=ep.port, password=password, socket_timeout=10,
-                                    **ctx.redis_ssl())
+                                    ssl=bool(ssl), **ssl)
         try:
             candidate.ping()
             client = candidate
