@@ -31,7 +31,7 @@ def primary_now(ctx: ClusterContext) -> datetime | None:
     return row[0] if row else None
 
 
-def _login(conninfo: str, query: str | sql.Composable = "SELECT 1", what: str = "logs in") -> Verdict:
+def _login(conninfo: str, query: str | sql.Composed = "SELECT 1", what: str = "logs in") -> Verdict:
     """A new session with exactly these credentials runs `query`."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(query).fetchall()
@@ -103,7 +103,7 @@ def _describe(found: Any) -> str:
 
 def _gateway(ctx: ClusterContext, node: Any) -> Verdict:
     citus = node.role is Role.COORDINATOR and ctx.topology.citus
-    query: str | sql.Composable = "SELECT 1"
+    query: str | sql.Composed = "SELECT 1"
     if citus:  # through the coordinator to the workers: Citus logs in there with the gateway's authinfo
         query = sql.SQL("SELECT 1 FROM {} LIMIT 1").format(sql.Identifier(DISTRIBUTED_TABLES[0]))
     what = "logs in" + (" and reads a distributed table" if citus else "")

@@ -205,3 +205,16 @@ def test_topology_file_edit_is_picked_up_by_rotate_secrets_too(make_cluster, mon
         assert conn.execute("SELECT count(*) FROM analytics.users").fetchone() == (0,)
     data = yaml.safe_load(c.path.read_text())
     assert data["secrets"]["gateway_password"] == "${T_GW}"  # the file is not rewritten
+
+
+def test_the_gateway_ops_token_is_rotated_on_request(make_cluster) -> None:
+    from streamctl.gateway.guard import ensure_token
+
+    c = make_cluster(replicas=0, analytics=False)
+    c.up()
+    assert [s.status for s in rotate(c.ctx, c.backend, ["gateway_token"]).secrets] == ["unused"]  # none made yet
+    first = ensure_token(c.ctx.store.root)
+    report = rotate(c.ctx, c.backend, ["gateway_token"])
+    assert [s.status for s in report.secrets] == ["rotated"]
+    path = c.ctx.store.root / "gateway-token"
+    assert ensure_token(c.ctx.store.root) != first and stat.S_IMODE(path.stat().st_mode) == 0o600
