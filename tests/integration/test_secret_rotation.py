@@ -218,3 +218,45 @@ def test_the_gateway_ops_token_is_rotated_on_request(make_cluster) -> None:
     assert [s.status for s in report.secrets] == ["rotated"]
     path = c.ctx.store.root / "gateway-token"
     assert ensure_token(c.ctx.store.root) != first and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.citus
+def test_citus_nodes_and_their_authinfo_take_the_rotated_passwords(make_cluster) -> None:
+    c = make_cluster(citus=True, workers=1, replicas=0)
+    c.up()
+    with c.ctx.pg_connect("coordinator") as conn:
+        conn.execute("INSERT INTO content_metadata (content_id, title, content_type) "
+                     "VALUES (gen_random_uuid(), 'T', 'movie')")
+    old_worker = c.ctx.pg_conninfo("worker-1")
+    report = rotate(c.ctx, c.backend, ["postgres_password", "gateway_password"])
+    assert report.exit_code == 0, [x.to_json() for x in report.checks]
+    changed = [p for s in report.secrets for p in s.changed]
+    assert "worker-1: role streamctl_gateway" in changed and "worker-1: role streamctl" in changed
+    assert any("Citus authinfo" in p for p in changed)
+    assert refused(old_worker)
+    c.reload()
+    # Distributed queries: the coordinator logs in to the worker with the stored (new) credentials.
+    with psycopg.connect(c.ctx.pg_conninfo("coordinator"), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM content_metadata").fetchone() == (1,)
+    with psycopg.connect(c.ctx.gateway_conninfo("coordinator"), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM content_metadata").fetchone() == (1,)
+    assert c.up().changed is False
+
+
+@pytest.mark.mongo
+def test_mongo_root_and_application_passwords_rotate_with_update_user(make_cluster) -> None:
+    from pymongo import MongoClient
+    from pymongo.errors import OperationFailure
+
+    c = make_cluster(mongo=True, analytics=False, replicas=0, redis=False)
+    c.up()
+    old_root = c.ctx.mongo_uri(admin=True)
+    report = rotate(c.ctx, c.backend, ["mongo_password", "mongo_app_password"])
+    assert [s.status for s in report.secrets] == ["rotated", "rotated"]
+    assert report.exit_code == 0, [x.to_json() for x in report.checks]
+    with MongoClient(old_root) as client, pytest.raises(OperationFailure):
+        client.admin.command("ping")
+    c.reload()
+    with c.ctx.mongo(admin=True) as client:
+        assert client.admin.command("ping")["ok"]
+    assert c.up().changed is False
