@@ -18,7 +18,7 @@ from streamctl.drift import DriftError, external_differences
 from streamctl.errors import PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
-from streamctl.secrets_rotation import finish_pending
+from streamctl.secrets_rotation import finish_pending, pending_rotations
 from streamctl.services import configuration_steps
 from streamctl.steps import ConfigStep, dependencies
 
@@ -90,8 +90,8 @@ class Runner:
         if plan.all_running:
             if any(n.is_external for n in self.nodes):
                 plan.differences = external_differences(self.ctx)
-            plan.configuration = pending_configuration(
-                self.config_steps(), lambda node: self.is_external(node) and not self.configure_external)
+            plan.configuration = [*pending_rotations(self.ctx), *pending_configuration(
+                self.config_steps(), lambda node: self.is_external(node) and not self.configure_external)]
         return plan
 
     def config_steps(self) -> list[ConfigStep]:

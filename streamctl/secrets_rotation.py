@@ -16,6 +16,7 @@ from streamctl.config.model import Role
 from streamctl.context import ClusterContext
 from streamctl.errors import ExitCode, StepError, StreamctlError
 from streamctl.events import Emit, Event, ignore
+from streamctl.plan import PendingConfig
 from streamctl.secrets_checks import primary_now, run_checks
 from streamctl.services import passwords
 from streamctl.state import SECRET_KEYS
@@ -141,6 +142,14 @@ def finish_pending(ctx: ClusterContext, backend: Backend, emit: Emit = ignore) -
         ctx.store.begin_rotation(name, ctx.secrets[name])
         out.append(("*", f"rotate {name}", _apply(ctx, backend, name, emit)))
     return out
+
+
+def pending_rotations(ctx: ClusterContext) -> list[PendingConfig]:
+    """For `up --dry-run`: the secrets `up` would apply first (none before the first `up`)."""
+    if not ctx.store.secrets_file.exists():
+        return []
+    return [PendingConfig("*", f"rotate {name}", [f"rotate {name}: give every node the changed value (logging "
+                                                  "in with the applied one)"]) for name in pending(ctx)]
 
 
 def _check_names(names: list[str]) -> list[str]:

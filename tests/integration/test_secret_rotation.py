@@ -140,6 +140,10 @@ def test_editing_the_topology_rotates_every_secret_it_carries(make_cluster, monk
     old_conninfo = c.ctx.pg_conninfo("coordinator")
     for k, var in variables.items():
         monkeypatch.setenv(var, f"second-{k}")
+    c.reload()
+    preview = [r.to_json() for r in c.runner.preview().rows()]  # the dry run logs in with the applied value
+    shown = {r["detail"].split(":")[0] for r in preview if r["node"] == "*" and r["action"] == "configure"}
+    assert shown == {f"rotate {k}" for k in ROTATED}, preview
     result = c.up()
     assert [s.action for s in result.node_steps] == [Action.NOOP] * len(result.node_steps)  # nothing restarted
     rotated = {step for _, step, _ in result.config_changes if step.startswith("rotate ")}
