@@ -12,7 +12,8 @@ import base64
 import hashlib
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -46,14 +47,23 @@ def scram_verifier(password: str, salt: bytes | None = None, iterations: int = S
             f"{b64(stored_key).decode()}:{b64(server_key).decode()}")
 
 
+@contextmanager
+def unlogged(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A transaction whose statements the server does not log, not even when one fails (they carry a secret);
+    streamctl logs in as a superuser, who may change these settings for its own transaction."""
+    with conn.transaction():
+        for setting, value in (("log_statement", "none"), ("log_min_duration_statement", "-1"),
+                               ("log_min_error_statement", "panic")):
+            conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
+        yield
+
+
 def set_role_password(conn: psycopg.Connection[Any], role: str, password: str) -> None:
     """ALTER ROLE ... PASSWORD on this node only (Citus's propagation off: each node is done by us, so a
-    half-done run is visible node by node), with statement logging off for the transaction."""
+    half-done run is visible node by node), unlogged."""
     value = scram_verifier(password) if password.isascii() and password.isprintable() else password
-    with conn.transaction():
-        conn.execute("SET LOCAL log_statement = 'none'")
-        conn.execute("SET LOCAL log_min_duration_statement = -1")
-        conn.execute("SET LOCAL citus.enable_alter_role_propagation = off")
+    with unlogged(conn):
+        conn.execute("SELECT set_config('citus.enable_alter_role_propagation', 'off', true)")
         conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(value)))
 
 
@@ -72,7 +82,8 @@ def _role_everywhere(ctx: ClusterContext, role: str, password: str, authinfo: bo
             set_role_password(conn, role, password)
             out.append(f"{node.name}: role {role}")
             if authinfo and citus_catalog.extension_created(conn) and citus_catalog.authinfo_stored(conn, role):
-                citus_catalog.store_authinfo(conn, role, f"password={password}")
+                with unlogged(conn):
+                    citus_catalog.store_authinfo(conn, role, f"password={password}")
                 out.append(f"{node.name}: Citus authinfo for {role}")
     return out
 
@@ -102,7 +113,8 @@ def replication(ctx: ClusterContext, backend: Backend) -> Changed:
             sub = repl_catalog.subscription(conn, name)
             wanted = repl.conninfo(replica.name)
             if sub is not None and sub.conninfo != wanted:
-                repl_catalog.set_connection(conn, name, wanted)
+                with unlogged(conn):
+                    repl_catalog.set_connection(conn, name, wanted)
                 changed.append(f"{replica.name}: subscription {name}")
     return changed
 
@@ -123,8 +135,9 @@ def fdw(ctx: ClusterContext, backend: Backend) -> Changed:
                 continue
             who = sql.SQL("PUBLIC") if usename == "public" else sql.Identifier(usename)
             verb = sql.SQL("SET" if "password" in opts else "ADD")
-            conn.execute(sql.SQL("ALTER USER MAPPING FOR {} SERVER {} OPTIONS ({} password {})").format(
-                who, sql.Identifier(FDW_SERVER), verb, sql.Literal(password)))
+            with unlogged(conn):
+                conn.execute(sql.SQL("ALTER USER MAPPING FOR {} SERVER {} OPTIONS ({} password {})").format(
+                    who, sql.Identifier(FDW_SERVER), verb, sql.Literal(password)))
             changed.append(f"{coordinator.name}: user mapping for {usename}")
     return changed
 

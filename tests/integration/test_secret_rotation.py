@@ -264,3 +264,23 @@ def test_mongo_root_and_application_passwords_rotate_with_update_user(make_clust
     with c.ctx.mongo(admin=True) as client:
         assert client.admin.command("ping")["ok"]
     assert c.up().changed is False
+
+
+def test_no_secret_reaches_a_server_log_even_when_every_statement_is_logged(make_cluster) -> None:
+    c = make_cluster(replicas=1)
+    c.up()
+    for name in PG_NODES:
+        with c.ctx.pg_connect(name) as conn:
+            conn.execute("ALTER SYSTEM SET log_statement = 'all'")
+            conn.execute("SELECT pg_reload_conf()")
+    report = rotate(c.ctx, c.backend)
+    assert report.exit_code == 0, [x.to_json() for x in report.checks]
+    c.reload()
+    values = [c.ctx.secrets[k] for k in ROTATED]
+    for name in PG_NODES:
+        node = c.topology.node(name)
+        assert node is not None
+        log = "\n".join(c.backend.logs(node, 100_000))
+        assert "statement:" in log  # the setting took: the checks' statements are logged
+        assert "ALTER ROLE" not in log and "ALTER SUBSCRIPTION" not in log and "USER MAPPING" not in log
+        assert not [v for v in values if v in log], name
