@@ -96,7 +96,7 @@ def rotate(ctx: ClusterContext, backend: Backend, names: list[str] | None = None
     A name with a pending rotation gets that one finished instead of a new value."""
     started = time.monotonic()
     explicit = bool(names)
-    chosen = _check_names(names or [])
+    chosen = check_names(names or [])
     ctx.secrets  # noqa: B018 - raises NotFoundError (exit 7) before any change when there is no cluster
     report = RotationReport(ctx.topology.cluster)
     waiting = set(pending(ctx))
@@ -152,7 +152,8 @@ def pending_rotations(ctx: ClusterContext) -> list[PendingConfig]:
                                                   "in with the applied one)"]) for name in pending(ctx)]
 
 
-def _check_names(names: list[str]) -> list[str]:
+def check_names(names: list[str]) -> list[str]:
+    """The names, each once; an unknown one is a usage error (exit 2), raised before anything happens."""
     unknown = [n for n in names if n not in NAMES]
     if unknown:
         raise UsageError(f"unknown secret name(s): {', '.join(unknown)}", hint=f"known: {', '.join(NAMES)}")

@@ -9,7 +9,7 @@ import typer
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
 from streamctl.cli.guard import StepLog, WaitLockOpt, mutating
-from streamctl.secrets_rotation import NAMES, rotate
+from streamctl.secrets_rotation import NAMES, check_names, rotate
 
 NamesArg = Annotated[list[str] | None, typer.Argument(
     metavar="[NAME]...", help=f"Secrets to rotate (default: every one in use): {', '.join(NAMES)}.",
@@ -30,6 +30,7 @@ def rotate_secrets(names: NamesArg = None, file: FileOpt = DEFAULT_FILE, state_d
     Example: streamctl rotate-secrets replication_password gateway_password --json | jq .ok
     Example: streamctl rotate-secrets            # every secret in use, then the checks
     """
+    check_names(names or [])
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
     steps = StepLog(None if json_ else render.event)
