@@ -24,8 +24,7 @@ from streamctl.verify.result import CheckResult, Status
 
 GATEWAY_TOKEN = "gateway_token"  # the gateway's ops token (state file gateway-token), not an engine secret
 NAMES = (*SECRET_KEYS, GATEWAY_TOKEN)  # what `rotate-secrets NAME` accepts
-ORDER = ("postgres_password", "replication_password", "fdw_password", "gateway_password", "redis_password",
-         "mongo_password", "mongo_app_password")  # the superuser first: every other change logs in as it
+ORDER = SECRET_KEYS  # the superuser first: every other change logs in as it
 
 
 class UsageError(StreamctlError):
@@ -114,6 +113,7 @@ def rotate(ctx: ClusterContext, backend: Backend, names: list[str] | None = None
             report.secrets.append(SecretOutcome(name, "fixed", detail=f"set in the topology (secrets.{name})"))
         else:
             plan.append((name, "rotated"))
+    plan.sort(key=lambda item: NAMES.index(item[0]))  # the superuser first: the other changes log in as it
     # A walsender started after this logged in with the new replication password.
     since = primary_now(ctx) if any(n == "replication_password" for n, _ in plan) else None
     for name, status in plan:
