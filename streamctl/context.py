@@ -198,7 +198,13 @@ class ClusterContext:
             if again is not None:
                 return again
         try:
-            conn = NodeConnection.connect(conninfo, autocommit=autocommit, cursor_factory=NodeCursor, **kwargs)
+            try:
+                conn = NodeConnection.connect(conninfo, autocommit=autocommit, cursor_factory=NodeCursor, **kwargs)
+            except psycopg.OperationalError as exc:
+                # Mid-rotation of postgres_password a node may still have the applied (old) password.
+                others = [] if external or not auth_failed(exc) else self.login_passwords("postgres_password")[1:]
+                conn = _first_login([self.pg_conninfo(name, dbname, password=p) for p in others], exc,
+                                    autocommit=autocommit, cursor_factory=NodeCursor, **kwargs)
         except psycopg.errors.InsufficientPrivilege as exc:
             raise PrivilegeError(name, _first_line(exc)) from None
         except psycopg.OperationalError as exc:
@@ -209,6 +215,11 @@ class ClusterContext:
         if kept is not None:
             conn.kept_by, conn.kept_key = kept, conninfo
         return conn
+
+    def login_passwords(self, key: str) -> list[str]:
+        """The passwords a login for secret `key` may need: the wanted one first, then (mid-rotation) the
+        applied one and any a half-done rotation may have given a node."""
+        return self.store.login_candidates(key, self.secrets[key])
 
     # -- Redis ------------------------------------------------------------------------------------
     def redis_password(self) -> str:
@@ -282,3 +293,21 @@ def orphan_node(topology: Topology, ep: Endpoint) -> Node:
     external = ExternalSpec(host=ep.host, port=ep.port) if ep.backend == "external" else None
     return Node(ep.name, role, engine, "", ep.host, ep.port, f"{ep.name} (no longer in the topology)", ep.database,
                 settings, backend=ep.backend, external=external)
+
+
+def auth_failed(exc: BaseException) -> bool:
+    """A server that answered and refused the password (not an unreachable one)."""
+    return "password authentication failed" in str(exc)
+
+
+def _first_login(conninfos: list[str], first_error: Exception, **kwargs: Any) -> NodeConnection:
+    """The first of `conninfos` that logs in; else the first error again (it names the wanted password's refusal)."""
+    import psycopg
+
+    for conninfo in conninfos:
+        try:
+            return NodeConnection.connect(conninfo, **kwargs)
+        except psycopg.OperationalError as exc:
+            if not auth_failed(exc):
+                raise
+    raise first_error

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -110,19 +110,44 @@ def mongo_probe(uri: str) -> Probe:
 
 
 def node_probe(node: Node, host: str, port: int, pg_user: str, secrets: Mapping[str, str],
-               ca: str | None = None) -> Probe:
+               ca: str | None = None, fallback: Mapping[str, Sequence[str]] | None = None) -> Probe:
     """The semantic probe of a node, whatever runs it: a real query, PING, or ping; with `ca` (the cluster
-    CA's file) over TLS, verifying the server's certificate and name."""
+    CA's file) over TLS, verifying the server's certificate and name. `fallback`: per secret, the other
+    passwords a node may still have while a rotation is pending (tried only when the wanted one is refused)."""
+    others = fallback or {}
     if node.engine is Engine.POSTGRES:
         import psycopg
 
-        params = {"host": host, "port": str(port), "user": pg_user, "dbname": "postgres",
-                  "password": secrets["postgres_password"]}
-        if ca:
-            params.update(sslmode="verify-full", sslrootcert=ca)
-        return postgres_probe(psycopg.conninfo.make_conninfo(**params))
+        def conninfo(password: str) -> str:
+            params = {"host": host, "port": str(port), "user": pg_user, "dbname": "postgres", "password": password}
+            if ca:
+                params.update(sslmode="verify-full", sslrootcert=ca)
+            return psycopg.conninfo.make_conninfo(**params)
+
+        wanted = secrets["postgres_password"]
+        return _any_password([postgres_probe(conninfo(p)) for p in (wanted, *others.get("postgres_password", ()))],
+                             lambda exc: "password authentication failed" in str(exc))
     if node.engine is Engine.REDIS:
-        return redis_probe(host, port, secrets["redis_password"], ca)
+        import redis
+
+        passwords = (secrets["redis_password"], *others.get("redis_password", ()))
+        return _any_password([redis_probe(host, port, p, ca) for p in passwords],
+                             lambda exc: isinstance(exc, redis.AuthenticationError))
     # Before `up` creates its users a fresh mongod only admits unauthenticated pings from localhost.
     tls = f"&tls=true&tlsCAFile={quote(ca, safe='/')}" if ca else ""
     return mongo_probe(f"mongodb://{host}:{port}/?directConnection=true{tls}")
+
+
+def _any_password(probes: list[Probe], refused: Callable[[BaseException], bool]) -> Probe:
+    """The first probe whose login is accepted decides; a refused password moves on to the next one."""
+
+    def probe() -> bool:
+        for i, one in enumerate(probes):
+            try:
+                return one()
+            except Exception as exc:
+                if i == len(probes) - 1 or not refused(exc):
+                    raise
+        return False
+
+    return probe if len(probes) > 1 else probes[0]

@@ -20,6 +20,7 @@ from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
 from streamctl.retire import backend_running, drop_replica_slot, release_replica
 from streamctl.retire import remove_orphans as remove_orphans_of
+from streamctl.secrets_rotation import finish_pending, pending_rotations
 from streamctl.services import configuration_steps
 from streamctl.steps import ConfigStep, dependencies
 
@@ -102,8 +103,8 @@ class Runner:
         if plan.all_running:
             if any(n.is_external for n in self.nodes):
                 plan.differences = external_differences(self.ctx)
-            plan.configuration = pending_configuration(
-                self.config_steps(), lambda node: self.is_external(node) and not self.configure_external)
+            plan.configuration = [*pending_rotations(self.ctx), *pending_configuration(
+                self.config_steps(), lambda node: self.is_external(node) and not self.configure_external)]
         return plan
 
     def config_steps(self) -> list[ConfigStep]:
@@ -134,6 +135,9 @@ class Runner:
         result.ready_seconds = self._converge_nodes(steps)
         if any(n.is_external and self.in_scope(n.name) for n in self.nodes):
             result.differences += self._scoped(external_differences(self.ctx))
+        # A changed secret (topology edit, or a rotation that stopped) reaches every node before the steps
+        # log in with it; until then logins fall back to the applied value.
+        result.config_changes += finish_pending(self.ctx, self.backend, self.emit)
         with self.ctx.kept_connections():
             self._configure(result)
         result.seconds = time.monotonic() - started

@@ -122,7 +122,8 @@ class StateStore:
             return defaultdict(str)
 
     def secrets(self, topology: Topology, create: bool = False) -> dict[str, str]:
-        """Secrets fixed in the topology win; the rest are generated once and kept (mode 0600)."""
+        """Secrets fixed in the topology win; the rest are generated once and kept (mode 0600). These are the
+        wanted values: where one differs from the applied record (rotations.json), a rotation is pending."""
         stored: dict[str, str] = {}
         if self.secrets_file.exists():
             stored = json.loads(self.secrets_file.read_text())
@@ -138,6 +139,74 @@ class StateStore:
                     raise NotFoundError(f"no secrets for this cluster under {self.root}",
                                         hint="run `streamctl up` first")
                 merged[key], changed = _secrets.token_urlsafe(24), True
+        if create:
+            # What the engines have (or are about to be created with), recorded once per key: the stored value
+            # where a topology edit replaces one (the old password still logs in), else the new one.
+            self._keep_applied({**merged, **stored})
         if changed and create:
             _atomic_write(self.secrets_file, json.dumps(merged, indent=2) + "\n", 0o600)
         return merged
+
+    def set_secret(self, key: str, value: str) -> None:
+        """Store a new wanted value (rotate-secrets); the applied record keeps the old one until it is applied."""
+        stored = json.loads(self.secrets_file.read_text()) if self.secrets_file.exists() else {}
+        self._keep_applied(stored)
+        stored[key] = value
+        _atomic_write(self.secrets_file, json.dumps(stored, indent=2) + "\n", 0o600)
+
+    # -- rotations.json (mode 0600): what the engines were last given, and values being rotated to ------
+    @property
+    def rotations_file(self) -> Path:
+        return self.root / "rotations.json"
+
+    def rotations(self) -> dict[str, dict[str, Any]]:
+        """{"applied": {key: value every node has}, "pending": {key: [values some node may have]}}."""
+        if not self.rotations_file.exists():
+            return {"applied": {}, "pending": {}}
+        data = json.loads(self.rotations_file.read_text())
+        return {"applied": dict(data.get("applied", {})), "pending": dict(data.get("pending", {}))}
+
+    def _write_rotations(self, data: dict[str, dict[str, Any]]) -> None:
+        _atomic_write(self.rotations_file, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o600)
+
+    def _keep_applied(self, stored: dict[str, str]) -> None:
+        """The first time a key is seen, its stored value is what the engines have: record it as applied."""
+        data = self.rotations()
+        missing = {k: v for k, v in stored.items() if k in SECRET_KEYS and k not in data["applied"]}
+        if missing:
+            data["applied"].update(missing)
+            self._write_rotations(data)
+
+    def applied_secrets(self) -> dict[str, str]:
+        return self.rotations()["applied"]
+
+    def begin_rotation(self, key: str, value: str) -> None:
+        """Remember `value` as one some node may be given from now on, until it is applied everywhere."""
+        data = self.rotations()
+        tried = data["pending"].setdefault(key, [])
+        if value not in tried and value != data["applied"].get(key):
+            tried.append(value)
+            self._write_rotations(data)
+
+    def record_applied(self, key: str, value: str) -> None:
+        """Every place holding `key` now has `value`: the old one and the pending ones can be forgotten."""
+        data = self.rotations()
+        data["applied"][key] = value
+        data["pending"].pop(key, None)
+        self._write_rotations(data)
+
+    def login_candidates(self, key: str, wanted: str) -> list[str]:
+        """The values a login for `key` may need mid-rotation: the wanted one first, then the applied one,
+        then any value a half-done rotation may have left on a node."""
+        data = self.rotations()
+        out = [wanted]
+        for value in (data["applied"].get(key), *data["pending"].get(key, [])):
+            if value and value not in out:
+                out.append(value)
+        return out
+
+    def login_fallbacks(self, topology: Topology) -> dict[str, list[str]]:
+        """For readiness probes: per login secret, the passwords to try when the wanted one is refused."""
+        known = self.known_secrets(topology)
+        return {k: self.login_candidates(k, known[k])[1:] for k in ("postgres_password", "redis_password")
+                if known[k]}

@@ -251,7 +251,8 @@ class DockerBackend:
         secrets = self._secrets()
         ep = self.endpoint(node)
         ca = self.ctx.ca_path() if self.ctx.tls_on else None
-        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets, ca)
+        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets, ca,
+                           self.ctx.store.login_fallbacks(self.topology))
         return Readiness(f"{node.name} ({node.engine.value} in container "
                          f"{spec.container_name(self.topology.cluster, node.name)}, {ep.host}:{ep.port})",
                          probe, timeout, interval=0.05, logs=lambda: self.logs(node, 20),
@@ -285,6 +286,13 @@ class DockerBackend:
         milliseconds, where a copy through the engine mounts the container's filesystem for each file."""
         with self.ctx.pg_connect(node.name, "postgres") as conn:
             write_data_file(conn, node.name, name, content)
+
+    def persist_secrets(self, node: Node) -> None:
+        """After a rotation: the container's secret files (Redis's configuration, the password files) get the
+        current values in place, so a restart keeps them; the container itself stays (no recreate)."""
+        container = self._running_container(node)
+        s = self.spec(node)
+        put_files(self.api, container.id, s.image, s.name, [f for f in s.files if f.secret], self._user_ids)
 
     def source_address(self, node: Node) -> str:
         container = self._running_container(node)

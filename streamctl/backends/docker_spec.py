@@ -42,6 +42,11 @@ class ContainerFile:
     content: bytes
     mode: int
     owner: str
+    stand_in: bytes | None = None  # what the definition hashes instead of a secret content (see definition)
+
+    @property
+    def secret(self) -> bool:
+        return self.stand_in is not None
 
 
 def network_name(cluster: str) -> str:
@@ -78,8 +83,11 @@ class ContainerSpec:
     files: tuple[ContainerFile, ...] = ()
 
     def definition(self) -> dict[str, Any]:
-        """Everything that, when changed, requires a new container (the volume survives)."""
-        files = hashlib.sha256(b"".join(f"{f.path}|{f.mode}|{f.owner}|".encode() + f.content
+        """Everything that, when changed, requires a new container (the volume survives). A secret file counts
+        by its stand-in: a new password is applied to the running node (rotate-secrets), never by a new container
+        (PostgreSQL and MongoDB read theirs only when the volume is empty: a new container would lock us out)."""
+        files = hashlib.sha256(b"".join(f"{f.path}|{f.mode}|{f.owner}|".encode()
+                                        + (f.content if f.stand_in is None else f.stand_in)
                                         for f in self.files)).hexdigest()[:16] if self.files else None
         return {"image": self.image, "command": self.command, "env": self.environment,
                 "port": [self.host_ip, self.host_port, self.container_port],
@@ -108,7 +116,7 @@ def secure_spec(topology: Topology, node: Node, secrets: dict[str, str], tls: No
     files = _tls_files(node, tls)
     if node.engine is Engine.POSTGRES:
         pw_file = f"{FILES_DIR}/postgres_password"
-        files.append(ContainerFile(pw_file, secrets["postgres_password"].encode(), 0o600, owner))
+        files.append(_secret_file(pw_file, secrets, "postgres_password", owner))
         env = {k: v for k, v in spec.environment.items() if k != "POSTGRES_PASSWORD"}
         env["POSTGRES_PASSWORD_FILE"] = pw_file  # the official image's documented *_FILE variant
         command = list(spec.command)
@@ -116,11 +124,10 @@ def secure_spec(topology: Topology, node: Node, secrets: dict[str, str], tls: No
             command += ["-c", f"{key}={value}"]
         return replace_spec(spec, command=command, environment=env, files=tuple(files))
     if node.engine is Engine.REDIS:
-        conf = "\n".join(["# managed by streamctl", *tls_server.redis_lines(6379, TLS_DIR if tls else None),
-                          f"requirepass {_redis_quote(secrets['redis_password'])}", "appendonly yes"]) + "\n"
         pw_file = f"{FILES_DIR}/redis_password"
-        files += [ContainerFile(f"{FILES_DIR}/redis.conf", conf.encode(), 0o600, owner),
-                  ContainerFile(pw_file, secrets["redis_password"].encode(), 0o600, "root")]
+        files += [ContainerFile(f"{FILES_DIR}/redis.conf", redis_conf(secrets["redis_password"], tls is not None),
+                                0o600, owner, stand_in=redis_conf("<redis_password>", tls is not None)),
+                  _secret_file(pw_file, secrets, "redis_password", "root")]
         tls_args = f"--tls --cacert {TLS_DIR}/{tls_server.CA} " if tls else ""
         # The healthcheck reads the password from a file inside the container: not in its command line.
         health = ["sh", "-c", f'REDISCLI_AUTH="$(cat {pw_file})" redis-cli {tls_args}-h 127.0.0.1 -p 6379 ping '
@@ -128,13 +135,23 @@ def secure_spec(topology: Topology, node: Node, secrets: dict[str, str], tls: No
         return replace_spec(spec, command=["redis-server", f"{FILES_DIR}/redis.conf"], healthcheck=health,
                             files=tuple(files))
     pw_file = f"{FILES_DIR}/mongo_password"
-    files.append(ContainerFile(pw_file, secrets["mongo_password"].encode(), 0o600, owner))
+    files.append(_secret_file(pw_file, secrets, "mongo_password", owner))
     env = {k: v for k, v in spec.environment.items() if k != "MONGO_INITDB_ROOT_PASSWORD"}
     env["MONGO_INITDB_ROOT_PASSWORD_FILE"] = pw_file  # documented by the official mongo image
     command = ["mongod", *tls_server.mongo_args(TLS_DIR)] if tls else []
     health = (["mongosh", "--quiet", "--tls", "--tlsCAFile", f"{TLS_DIR}/{tls_server.CA}", "--host", "127.0.0.1",
                "--eval", "db.adminCommand('ping').ok"] if tls else spec.healthcheck)
     return replace_spec(spec, command=command, environment=env, healthcheck=health, files=tuple(files))
+
+
+def _secret_file(path: str, secrets: dict[str, str], key: str, owner: str) -> ContainerFile:
+    return ContainerFile(path, secrets[key].encode(), 0o600, owner, stand_in=f"<{key}>".encode())
+
+
+def redis_conf(password: str, tls: bool) -> bytes:
+    """Redis's configuration file: rewritten in place when redis_password is rotated, so a restart keeps it."""
+    return ("\n".join(["# managed by streamctl", *tls_server.redis_lines(6379, TLS_DIR if tls else None),
+                       f"requirepass {_redis_quote(password)}", "appendonly yes"]) + "\n").encode()
 
 
 def replace_spec(spec: ContainerSpec, **changes: Any) -> ContainerSpec:

@@ -117,6 +117,12 @@ class LocalBackend:
                 fh.write(content)
             run_as.chown(target)
 
+    def persist_secrets(self, node: Node) -> None:
+        """After a rotation: the node's files that hold a secret (Redis's configuration) get the current value,
+        so a restart keeps it. PostgreSQL keeps its password in its catalogue: nothing to write."""
+        if node.engine is Engine.REDIS:
+            self._recipe(node).write_config(RunAs(None, os.getuid(), os.getgid()))
+
     def desired_fingerprint(self, node: Node) -> str:
         return fingerprint(self._recipe(node).definition)
 
@@ -196,7 +202,8 @@ class LocalBackend:
         secrets = self._secrets()
         ep = self.endpoint(node)
         ca = self.ctx.ca_path() if self.ctx.tls_on else None
-        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets, ca)
+        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets, ca,
+                           self.ctx.store.login_fallbacks(self.topology))
         recipe = self._recipe(node)
         return Readiness(f"{node.name} ({node.engine.value} on {ep.host}:{ep.port})", probe, timeout,
                          interval=0.05, logs=lambda: self.logs(node, 20), hint=f"see `streamctl logs {node.name}`",

@@ -219,14 +219,19 @@ class PostgresRecipe(Recipe):
 class RedisRecipe(Recipe):
     expect = "redis-server"
 
-    def config_text(self) -> str:
+    @property
+    def definition(self) -> dict[str, Any]:
+        """Without the password: a rotated one is set live (CONFIG SET) and written here, no restart."""
+        return {"engine": "redis", "config": self.config_text("<redis_password>"), "tls": self.tls_fingerprint}
+
+    def config_text(self, password: str | None = None) -> str:
         n = self.node
         return "\n".join([
             "# managed by streamctl",
             *tls_server.redis_lines(n.port, str(self.tls_dir) if self.tls_dir else None),
             f"bind {n.bind}",
             "protected-mode yes",
-            f"requirepass {self.secrets['redis_password']}",
+            f"requirepass {self.secrets['redis_password'] if password is None else password}",
             "appendonly yes",
             "appendfsync everysec",
             'save "3600 1 300 100 60 10000"',

@@ -273,7 +273,8 @@ class SwarmBackend:
         ep = self.endpoint(node)
         ca = self.ctx.ca_path() if self.ctx.managed_tls(node.name) else None
         answers = node_probe(node, ep.host, ep.port, self.topology.pg_user,
-                             self.ctx.store.known_secrets(self.topology), ca)
+                             self.ctx.store.known_secrets(self.topology), ca,
+                             self.ctx.store.login_fallbacks(self.topology))
 
         def probe() -> bool:
             return answers() and self._task_running(node)

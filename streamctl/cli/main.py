@@ -29,6 +29,7 @@ class _Commands(LazyGroup):
         LazyCommand("verify", "streamctl.cli.verify:verify"),
         LazyCommand("shards", "streamctl.cli.shards:app", is_group=True),
         LazyCommand("scale", "streamctl.cli.scale:scale"),
+        LazyCommand("rotate-secrets", "streamctl.cli.secrets:rotate_secrets"),
         LazyCommand("compose", "streamctl.cli.compose:app", is_group=True),
     )}
 

@@ -179,3 +179,11 @@ def slot_lag(conn: Conn, slot: str) -> tuple[int, bool, float] | None:
 def row_count(conn: Conn, table: str) -> int:
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
     return int(row[0]) if row else 0
+
+
+def slot_sender(conn: Conn, slot: str) -> tuple[bool, Any, str | None] | None:
+    """The slot's subscriber connection: (active, when its walsender started, its state), None when no slot."""
+    row = _one(conn, "SELECT s.active, a.backend_start, r.state FROM pg_replication_slots s "
+                     "LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid "
+                     "LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = %s", (slot,))
+    return (bool(row[0]), row[1], row[2]) if row else None
