@@ -10,6 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamctl import ownership
 from streamctl.backends.base import Action, Backend, NodeState
 from streamctl.backends.external import refuse_down
 from streamctl.config.model import Node
@@ -20,6 +21,7 @@ from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
 from streamctl.services import configuration_steps
 from streamctl.steps import ConfigStep, dependencies
+from streamctl.takeover import check_adopt
 
 MAX_CONFIG_THREADS = 8  # steps of distinct nodes at once (each holds a connection or two)
 
@@ -103,6 +105,10 @@ class Runner:
         plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
         steps = plan.nodes
         self._check_ports(steps)
+        if self.ctx.adopt:
+            check_adopt(self.ctx, self.backend, steps)
+        # The instance id goes into the state before anything carries it (and what is taken over, until done).
+        ownership.record(self.ctx.store, self.ctx.ownership)
         self.backend.prepare([(s.node, s.action) for s in steps if s.action is not Action.NOOP],
                              lambda node, message: self.emit(Event("info", node, "prepare", message)))
         self.ctx.create_secrets()
@@ -112,6 +118,7 @@ class Runner:
         # Endpoints follow from the topology: record them first so `logs`/`url` work even if `up` fails.
         self.ctx.store.record_endpoints(self.backend.name, [self.backend.endpoint(n) for n in self.nodes])
         result.ready_seconds = self._converge_nodes(steps)
+        ownership.finish(self.ctx.store)  # every node now carries our instance id
         if any(n.is_external for n in self.nodes):
             result.differences += external_differences(self.ctx)
         with self.ctx.kept_connections():
@@ -254,6 +261,8 @@ class Runner:
         if external and not skip_external:
             raise refuse_down(external)
         nodes = [n for n in self.nodes if not n.is_external]
+        for node in nodes:  # before anything is stopped: raises when another state directory owns a node
+            self.backend.observe(node)
 
         def one(node: Node) -> None:
             self.emit(Event("begin", node.name, "remove" if volumes else "stop"))
