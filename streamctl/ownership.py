@@ -54,6 +54,8 @@ class Ownership:
             with self._lock:
                 self.found.add(found)
             return False
+        if found in self.adopted:  # a leftover of a takeover finished earlier (e.g. a volume's label)
+            return True
         raise self.refusal(what, found, owner_dir)
 
     def mine(self, found: str | None) -> bool:
