@@ -15,6 +15,7 @@ import json
 import secrets as _secrets
 import threading
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from streamctl.errors import ForeignError
@@ -71,9 +72,10 @@ class Ownership:
                      "state directory (this one has no secrets for it)")
         else:
             owner = f"it belongs to instance {found} of the state directory {owner_dir or '(unknown)'}"
+        use = f"--state-dir {PurePath(owner_dir).parent}" if owner_dir else "--state-dir"
         return ForeignError(
             f"refused: {what} is not this state directory's: {owner}; {mine}. Nothing was changed",
-            hint=f"run streamctl with the owner's state directory (--state-dir), or give this cluster another "
+            hint=f"run streamctl with the owner's state directory ({use}), or give this cluster another "
                  f"name; to take it over deliberately (data kept), copy the owner's secrets.json into "
                  f"{self.state_dir} and run `streamctl up --adopt`")
 
