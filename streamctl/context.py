@@ -13,6 +13,8 @@ from urllib.parse import quote, urlencode
 from streamctl.config.model import Engine, ExternalSpec, Node, Role, Topology, postgres_settings
 from streamctl.errors import BackendError, NotFoundError
 from streamctl.names import GATEWAY_USER, MONGO_APP_USER, MONGO_ROOT_USER
+from streamctl.ownership import Ownership
+from streamctl.ownership import load as load_ownership
 from streamctl.pgconn import (
     KeptConnections,
     NodeConnection,
@@ -44,6 +46,7 @@ class ClusterContext:
     topology: Topology
     store: StateStore
     topology_path: Path | None = None
+    adopt: bool = False  # `up --adopt`: take over nodes another state directory's instance id is on
     _secrets: dict[str, str] | None = field(default=None, init=False, repr=False)
     _kept: KeptConnections | None = field(default=None, init=False, repr=False)
 
@@ -63,6 +66,11 @@ class ClusterContext:
     def create_secrets(self) -> None:
         """Generate (and store, 0600) what the first `up` needs; from now on this context uses them."""
         self._secrets = self.store.secrets(self.topology, create=True)
+
+    @cached_property
+    def ownership(self) -> Ownership:
+        """This state directory's instance id and what it may take over (read once; see ownership.py)."""
+        return load_ownership(self.store, self.adopt)
 
     @cached_property
     def tls(self) -> ClusterTls:

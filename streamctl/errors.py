@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     CHECK_ERROR = 9  # verify: at least one check could not run
     REFUSED = 10  # the operation would lose data and was refused (e.g. seed without --reset)
     BUSY = 11  # another streamctl command holds the cluster's lock (--wait-lock ran out)
+    FOREIGN = 13  # the nodes belong to another state directory (instance id differs); `up --adopt` takes over
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
@@ -73,6 +74,13 @@ class LockedError(StreamctlError):
     """Another mutating command holds the cluster's lock and the wait allowed for it ran out."""
 
     exit_code = ExitCode.BUSY
+
+
+class ForeignError(StreamctlError):
+    """A container, service, volume, network or data directory carries another state directory's instance
+    id: streamctl refuses to adopt, recreate or delete it (`up --adopt` takes it over deliberately)."""
+
+    exit_code = ExitCode.FOREIGN
 
 
 class Interrupted(StreamctlError):

@@ -16,6 +16,8 @@ def decide(obs: Observation, desired: str) -> Action:
     """The convergence rule, shared by every backend."""
     if obs.state is NodeState.MISSING:
         return Action.CREATE
+    if obs.takeover:  # another instance's (or an unlabelled) node: recreated under our id, data kept
+        return Action.RECREATE
     if obs.fingerprint is not None and obs.fingerprint != desired:
         return Action.RECREATE
     if obs.state is NodeState.STOPPED:
@@ -36,7 +38,8 @@ class NodeStep:
             return f"external ({self.node.host}:{self.node.port}): checked, never started or changed"
         return {
             Action.CREATE: "does not exist",
-            Action.RECREATE: "definition changed (data kept)",
+            Action.RECREATE: f"taken over from {obs.takeover} (data kept)" if obs.takeover
+            else "definition changed (data kept)",
             Action.START: f"exists but is {obs.state.value}",
             Action.NOOP: "running, up to date",
         }[self.action]

@@ -10,6 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamctl import ownership
 from streamctl.backends.base import Action, Backend, NodeState
 from streamctl.backends.external import refuse_down
 from streamctl.config.model import Node, Role
@@ -23,6 +24,7 @@ from streamctl.retire import remove_orphans as remove_orphans_of
 from streamctl.secrets_rotation import finish_pending, pending_rotations
 from streamctl.services import configuration_steps
 from streamctl.steps import ConfigStep, dependencies
+from streamctl.takeover import check_adopt
 
 MAX_CONFIG_THREADS = 8  # steps of distinct nodes at once (each holds a connection or two)
 
@@ -121,6 +123,10 @@ class Runner:
         plan.nodes = steps = [s for s in plan.nodes if self.in_scope(s.node.name)]
         plan.orphans = [o.name for o in self.ctx.orphans()]
         self._check_ports(steps)
+        if self.ctx.adopt:
+            check_adopt(self.ctx, self.backend, steps)
+        # The instance id goes into the state before anything carries it (and what is taken over, until done).
+        ownership.record(self.ctx.store, self.ctx.ownership)
         self.backend.prepare([(s.node, s.action) for s in steps if s.action is not Action.NOOP],
                              lambda node, message: self.emit(Event("info", node, "prepare", message)))
         self.ctx.create_secrets()
@@ -133,6 +139,7 @@ class Runner:
         self.ctx.store.record_endpoints(self.backend.name, [self.backend.endpoint(n) for n in self.nodes]
                                         + [known[name] for name in plan.orphans])
         result.ready_seconds = self._converge_nodes(steps)
+        ownership.finish(self.ctx.store)  # every node now carries our instance id
         if any(n.is_external and self.in_scope(n.name) for n in self.nodes):
             result.differences += self._scoped(external_differences(self.ctx))
         # A changed secret (topology edit, or a rotation that stopped) reaches every node before the steps
@@ -295,10 +302,12 @@ class Runner:
         external = [n.name for n in self.nodes if n.is_external]
         if external and not skip_external:
             raise refuse_down(external)
+        nodes = [n for n in self.nodes if not n.is_external]
+        for node in nodes:  # before anything is stopped: raises when another state directory owns a node
+            self.backend.observe(node)
         if remove_orphans and not volumes:  # with volumes everything goes: no shard needs to move first
             done += remove_orphans_of(self.ctx, self.backend, self.emit)
-        orphans = [o for o in self.ctx.orphans() if backend_running(self.backend, o) is not None]
-        nodes = [n for n in self.nodes if not n.is_external] + orphans
+        nodes += [o for o in self.ctx.orphans() if backend_running(self.backend, o) is not None]
         primary = self.ctx.first(Role.ANALYTICS_PRIMARY)
         if volumes and primary is not None and primary.is_external:
             # The primary outlives this cluster's replicas: their slots must not stay behind on it.

@@ -36,6 +36,7 @@ class Observation:
     state: NodeState
     fingerprint: str | None = None  # of the definition it was created from
     detail: str = ""
+    takeover: str = ""  # whose node `up` takes over (legacy or `--adopt`): it is recreated with our labels
 
 
 def fingerprint(definition: Any) -> str:

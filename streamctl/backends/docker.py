@@ -12,16 +12,18 @@ import threading
 from contextlib import suppress
 from typing import Any
 
+from streamctl.backends import docker_owner as owner
 from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
 from streamctl.backends.docker_errors import connect, docker_errors
 from streamctl.backends.docker_files import UserIds, put_files
 from streamctl.backends.docker_images import ImagePuller
-from streamctl.backends.docker_template import VolumeTemplates
+from streamctl.backends.docker_template import LABEL_TEMPLATE, VolumeTemplates
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
+from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR
 from streamctl.pgconn import write_data_file
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
@@ -70,6 +72,8 @@ class DockerBackend:
         _ = self.client  # raises when no engine answers
         for node in nodes:
             self._find(node)  # raises when a foreign container holds the name
+        owner.claim_network(self.client, self.network, spec.LABEL_CLUSTER, self.topology.cluster,
+                            self.ctx.ownership, relabel=False)
 
     def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
         """Images present and PostgreSQL major versions compatible, before any container changes."""
@@ -77,6 +81,9 @@ class DockerBackend:
 
         if not changes:
             return
+        # Nodes being taken over are recreated on the network relabelled with our instance id.
+        owner.claim_network(self.client, self.network, spec.LABEL_CLUSTER, self.topology.cluster,
+                            self.ctx.ownership, relabel=True)
         # Pull progress goes out as runner events, so logs show it in order with the steps.
         ensure_images(ImagePuller(self.client, notify), changes)
         check_major_versions(self.client, self.topology, changes, self._find)
@@ -87,7 +94,8 @@ class DockerBackend:
 
     def spec(self, node: Node, issue: bool = False) -> spec.ContainerSpec:
         """The node's container; with issue=True its certificate is (re)issued first (only `apply` does)."""
-        return spec.secure_spec(self.topology, node, self._secrets(), self._tls(node, issue))
+        s = spec.secure_spec(self.topology, node, self._secrets(), self._tls(node, issue))
+        return spec.replace_spec(s, labels={**s.labels, **self.ctx.ownership.labels()})
 
     def _tls(self, node: Node, issue: bool) -> NodeTls | None:
         if not self.ctx.tls_on:
@@ -119,16 +127,27 @@ class DockerBackend:
                                  f"cluster {self.topology.cluster}",
                                  hint=f"remove it (docker rm -f {name}) or rename the cluster in the "
                                       "topology")
+        # Raises when another state directory's instance owns it (never adopted, recreated or deleted).
+        self.ctx.ownership.check(f"container {name}", labels.get(LABEL_INSTANCE), labels.get(LABEL_STATE_DIR))
         return container
 
     def observe(self, node: Node) -> Observation:
         container = self._find(node)
+        own = self.ctx.ownership
         if container is None:
+            volume = spec.volume_name(self.topology.cluster, node.name)
+            found = owner.volume_owner(self.api, volume, node.image)
+            if found is not None:  # data left by `down` (or a crash): whose is it?
+                own.check(f"volume {volume}", *found)
             return Observation(node.name, NodeState.MISSING)
         status = container.status
         state = NodeState.RUNNING if status == "running" else NodeState.STOPPED
-        fp = (container.labels or {}).get(spec.LABEL_FINGERPRINT)
-        return Observation(node.name, state, fp, f"container {container.short_id} {status}")
+        labels = container.labels or {}
+        fp = labels.get(spec.LABEL_FINGERPRINT)
+        found_id = labels.get(LABEL_INSTANCE)
+        takeover = "" if own.check(container.name, found_id, labels.get(LABEL_STATE_DIR)) else (
+            f"instance {found_id}" if found_id else "a container without an instance id")
+        return Observation(node.name, state, fp, f"container {container.short_id} {status}", takeover)
 
     # -- changes ----------------------------------------------------------------------------------
     def apply(self, node: Node, action: Action) -> None:
@@ -177,6 +196,7 @@ class DockerBackend:
         # on while another node's thread initialises the template.
         if fresh:  # a copy of the cluster's initialised template: the entrypoint then skips initdb
             self._templates().populate(s)
+        owner.write_marker(self.api, created["Id"], s.mount, self.ctx.ownership.marker(), s.name)
         with docker_errors(f"start container {s.name}"):
             self.api.start(created["Id"])
 
@@ -189,14 +209,15 @@ class DockerBackend:
         with self._lock:
             if self._volume_templates is None:
                 self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self._progress,
-                                                         self._user_ids)
+                                                         self._user_ids, self.ctx.ownership.labels())
             return self._volume_templates
 
     def _ensure_network(self) -> None:
         with self._lock, docker_errors(f"create network {self.network}"):
             if not self.client.networks.list(names=[self.network]):
                 self.client.networks.create(self.network, driver="bridge",
-                                            labels={spec.LABEL_CLUSTER: self.topology.cluster})
+                                            labels={spec.LABEL_CLUSTER: self.topology.cluster,
+                                                    **self.ctx.ownership.labels()})
 
     def _remove_container(self, container: Any) -> None:
         with docker_errors(f"remove container {container.name}"):
@@ -224,19 +245,26 @@ class DockerBackend:
             self.client.volumes.get(name).remove(force=True)
 
     def teardown(self, volumes: bool) -> None:
-        """After `down`: remove the cluster's stopped containers; with volumes, its volumes and network."""
+        """After `down`: remove the cluster's stopped containers; with volumes, its volumes and network.
+        Only this instance's: another state directory's leftovers of the same cluster name stay."""
+        own = self.ctx.ownership
         cluster_filter = {"label": f"{spec.LABEL_CLUSTER}={self.topology.cluster}"}
         with docker_errors("list the cluster's containers"):
             containers = self.client.containers.list(all=True, filters=cluster_filter)
         for container in containers:
-            self._remove_container(container)
+            if own.mine((container.labels or {}).get(LABEL_INSTANCE)):
+                self._remove_container(container)
         if not volumes:
             return
         with docker_errors("list the cluster's volumes and network"):
             for vol in self.client.volumes.list(filters=cluster_filter):
-                self._remove_volume(vol.name)
+                image = (vol.attrs.get("Labels") or {}).get(LABEL_TEMPLATE)
+                found = owner.volume_owner(self.api, vol.name, image)
+                if found is not None and own.mine(found[0]):
+                    self._remove_volume(vol.name)
             for net in self.client.networks.list(names=[self.network]):
-                if (net.attrs.get("Labels") or {}).get(spec.LABEL_CLUSTER) == self.topology.cluster:
+                labels = net.attrs.get("Labels") or {}
+                if labels.get(spec.LABEL_CLUSTER) == self.topology.cluster and own.mine(labels.get(LABEL_INSTANCE)):
                     net.remove()
 
     def kill(self, node: Node) -> None:

@@ -42,9 +42,10 @@ class VolumeTemplates:
     """Per cluster: the initialised template volume of each PostgreSQL image, made once, cloned per node."""
 
     def __init__(self, api: Any, cluster: str, report: Callable[[str, str], None],
-                 users: UserIds | None = None) -> None:
+                 users: UserIds | None = None, labels: dict[str, str] | None = None) -> None:
         self.api = api
         self.cluster = cluster
+        self.labels = labels or {}  # this state directory's instance (ownership.py)
         self.report = report
         self.users = users or UserIds()
         self._locks: dict[str, threading.Lock] = {}
@@ -160,7 +161,7 @@ class VolumeTemplates:
         with docker_errors(f"remove incomplete volume {template}"):
             if self._volume_exists(template):
                 self.api.remove_volume(template, force=True)
-        labels = {spec.LABEL_CLUSTER: self.cluster, LABEL_TEMPLATE: s.image}
+        labels = {spec.LABEL_CLUSTER: self.cluster, LABEL_TEMPLATE: s.image, **self.labels}
         with docker_errors(f"create volume {template}"):
             self.api.create_volume(template, labels=labels)
         # The entrypoint makes a spare database (POSTGRES_DB) that `up`'s database step renames to the node's

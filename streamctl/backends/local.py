@@ -18,6 +18,7 @@ from streamctl.backends.privileges import RunAs, check_traversable, resolve_run_
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
+from streamctl.ownership import MARKER, parse_marker
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 from streamctl.tls import server as tls_server
@@ -126,15 +127,31 @@ class LocalBackend:
     def desired_fingerprint(self, node: Node) -> str:
         return fingerprint(self._recipe(node).definition)
 
+    def _owner(self, node: Node, initialized: bool) -> str:
+        """Whose the node's directory is, from its marker: "" when ours (or empty: no data to protect), else
+        what `up` takes over; raises ForeignError when another state directory's instance owns it."""
+        marker = self._dir(node) / MARKER
+        if marker.exists():
+            found, owner_dir = parse_marker(marker.read_text())
+        elif initialized:
+            found, owner_dir = None, None  # data made before instance ids
+        else:
+            return ""
+        if self.ctx.ownership.check(f"the data of {node.name} ({self._dir(node)})", found, owner_dir):
+            return ""
+        return f"instance {found}" if found else "a node directory without an instance id"
+
     def observe(self, node: Node) -> Observation:
         recipe = self._recipe(node)
-        if not recipe.initialized():
+        initialized = recipe.initialized()
+        takeover = self._owner(node, initialized)
+        if not initialized:
             return Observation(node.name, NodeState.MISSING)
         fp_file = self._dir(node) / ".fingerprint"
         fp = fp_file.read_text().strip() if fp_file.exists() else None
         pid = recipe.running_pid()
         state = NodeState.RUNNING if pid else NodeState.STOPPED
-        return Observation(node.name, state, fp, f"pid {pid}" if pid else "")
+        return Observation(node.name, state, fp, f"pid {pid}" if pid else "", takeover)
 
     # -- changes ----------------------------------------------------------------------------------
     def apply(self, node: Node, action: Action) -> None:
@@ -149,6 +166,7 @@ class LocalBackend:
             node_dir.mkdir(parents=True, exist_ok=True)
             run_as.chown(node_dir)
             recipe.initialize(lambda argv: self._run(argv, run_as, f"initialize {node.name}"), run_as)
+        (node_dir / MARKER).write_text(self.ctx.ownership.marker())  # this state directory's, from now on
         if self.ctx.tls_on:
             self._install_tls(node, run_as)
             recipe = self._recipe(node)  # its fingerprint now names the certificates just installed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from dataclasses import replace
 from typing import Any
 
 from streamctl.backends import docker_spec
@@ -24,6 +25,7 @@ from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
 from streamctl.events import Progress
+from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR
 from streamctl.pgconn import write_data_file
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
@@ -103,8 +105,10 @@ class SwarmBackend:
     # -- definitions ------------------------------------------------------------------------------
     def spec(self, node: Node, issue: bool = False) -> sspec.ServiceSpec:
         """The node's service; with issue=True its certificate is (re)issued first (only `apply` does)."""
-        return sspec.service_spec(self.topology, node, self.ctx.store.known_secrets(self.topology),
-                                  self._tls(node, issue))
+        s = sspec.service_spec(self.topology, node, self.ctx.store.known_secrets(self.topology),
+                               self._tls(node, issue))
+        labels = {**s.container.labels, **self.ctx.ownership.labels()}  # service, containers and volume
+        return replace(s, container=docker_spec.replace_spec(s.container, labels=labels))
 
     def tls_names(self, node: Node) -> set[str]:
         """What the certificate covers: the node and service names, loopback, and the address of the host
@@ -140,6 +144,8 @@ class SwarmBackend:
             raise PreflightError(f"a Swarm service named {name} exists but was not created by streamctl for "
                                  f"cluster {self.topology.cluster}",
                                  hint=f"remove it (docker service rm {name}) or rename the cluster")
+        # Raises when another state directory's instance owns it: never adopted, updated or removed.
+        self.ctx.ownership.check(f"service {name}", labels.get(LABEL_INSTANCE), labels.get(LABEL_STATE_DIR))
         return service
 
     def _tasks(self, service: Any) -> list[dict[str, Any]]:
@@ -152,17 +158,35 @@ class SwarmBackend:
         pin = self.hosts.pin(node.name)
         gone = self.hosts.unavailable(pin) if pin else None
         if service is None:
+            self._check_volume(node)
             return Observation(node.name, NodeState.MISSING, None, f"pinned to {gone}" if gone else "")
-        fp = (service.attrs["Spec"].get("Labels") or {}).get(docker_spec.LABEL_FINGERPRINT)
+        labels = service.attrs["Spec"].get("Labels") or {}
+        fp = labels.get(docker_spec.LABEL_FINGERPRINT)
+        found = labels.get(LABEL_INSTANCE)
+        # Taken over (legacy or --adopt): a rolling update relabels it on the same host, volume kept.
+        takeover = "" if self.ctx.ownership.check(service.name, found, labels.get(LABEL_STATE_DIR)) else (
+            f"instance {found}" if found else "a service without an instance id")
         where = pin.describe() if pin else "an unknown host"
         if gone:
-            return Observation(node.name, NodeState.STOPPED, fp, f"pinned to {gone}; nothing was moved")
+            return Observation(node.name, NodeState.STOPPED, fp, f"pinned to {gone}; nothing was moved", takeover)
         replicas = service.attrs["Spec"].get("Mode", {}).get("Replicated", {}).get("Replicas", 0)
         if replicas == 0:
-            return Observation(node.name, NodeState.STOPPED, fp, f"scaled to 0 on {where}")
+            return Observation(node.name, NodeState.STOPPED, fp, f"scaled to 0 on {where}", takeover)
         tasks = self._tasks(service)
         state = tasks[0]["Status"]["State"] if tasks else "no task yet"
-        return Observation(node.name, NodeState.RUNNING, fp, f"task {state} on {where}")
+        return Observation(node.name, NodeState.RUNNING, fp, f"task {state} on {where}", takeover)
+
+    def _check_volume(self, node: Node) -> None:
+        """A volume left without its service (on this engine's host): refused when another instance made it."""
+        from docker.errors import NotFound
+
+        name = docker_spec.volume_name(self.topology.cluster, node.name)
+        with docker_errors(f"inspect volume {name}"):
+            try:
+                labels = self.client.api.inspect_volume(name).get("Labels") or {}
+            except NotFound:
+                return
+        self.ctx.ownership.check(f"volume {name}", labels.get(LABEL_INSTANCE), labels.get(LABEL_STATE_DIR))
 
     # -- changes ----------------------------------------------------------------------------------
     def apply(self, node: Node, action: Action) -> None:
@@ -218,14 +242,16 @@ class SwarmBackend:
             if exact:
                 return str(exact[0].id)
             made = self.client.secrets.create(name=secret.name, data=secret.data.encode(),
-                                              labels={docker_spec.LABEL_CLUSTER: self.topology.cluster})
+                                              labels={docker_spec.LABEL_CLUSTER: self.topology.cluster,
+                                                      **self.ctx.ownership.labels()})
             return str(made.id)
 
     def _ensure_network(self) -> None:
         with self._lock, docker_errors(f"create network {self.network}"):
             if not [n for n in self.client.networks.list(names=[self.network]) if n.name == self.network]:
                 self.client.networks.create(self.network, driver="overlay", attachable=True, scope="swarm",
-                                            labels={docker_spec.LABEL_CLUSTER: self.topology.cluster})
+                                            labels={docker_spec.LABEL_CLUSTER: self.topology.cluster,
+                                                    **self.ctx.ownership.labels()})
 
     def stop(self, node: Node) -> None:
         service = self._find(node)
@@ -245,17 +271,23 @@ class SwarmBackend:
             self.hosts.forget(node.name)
 
     def teardown(self, volumes: bool) -> None:
-        """With volumes: the cluster's secrets, network and (on the hosts this engine reaches) volumes."""
+        """With volumes: the cluster's secrets, network and (on the hosts this engine reaches) volumes; only
+        this instance's (another state directory's of the same cluster name stay)."""
         if not volumes:
             return
+        mine = self.ctx.ownership.mine
         flt = {"label": f"{docker_spec.LABEL_CLUSTER}={self.topology.cluster}"}
         with docker_errors("remove the cluster's services, secrets and network"):
             for service in self.client.services.list(filters=flt):
-                service.remove()
+                if mine((service.attrs.get("Spec", {}).get("Labels") or {}).get(LABEL_INSTANCE)):
+                    service.remove()
             for secret in self.client.secrets.list(filters=flt):
-                secret.remove()
+                if mine((secret.attrs.get("Spec", {}).get("Labels") or {}).get(LABEL_INSTANCE)):
+                    secret.remove()
             for net in self.client.networks.list(names=[self.network]):
-                if (net.attrs.get("Labels") or {}).get(docker_spec.LABEL_CLUSTER) == self.topology.cluster:
+                labels = net.attrs.get("Labels") or {}
+                if labels.get(docker_spec.LABEL_CLUSTER) == self.topology.cluster and mine(
+                        labels.get(LABEL_INSTANCE)):
                     self.hosts.remove_network(net)
         if self.hosts.leftover_volumes:
             raise BackendError("the cluster is removed, but volumes on other Swarm hosts remain (this engine "

@@ -27,6 +27,10 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
            "--configure", help="Also configure external nodes (schema, Citus, replication, FDW); without it "
                                "they are only checked and every difference is reported (exit 8).")] = False,
        remove_orphans: Annotated[bool, RemoveOrphansOpt] = False,
+       adopt: Annotated[bool, typer.Option(
+           "--adopt", help="Take over nodes another state directory made (their instance id differs; without it "
+                           "they are refused, exit 13): data kept, relabelled with this state's id. Needs the "
+                           "owner's secrets.json in this state directory.")] = False,
        wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Provision everything the topology describes; a second run changes nothing. External nodes are
     only checked, unless --configure. Nodes an earlier `up` made that the topology no longer has
@@ -35,8 +39,10 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     Example: streamctl up -f examples/no-citus.yaml --backend local --wait-lock 600
     Example: streamctl up -f examples/external.yaml --dry-run && streamctl up -f examples/external.yaml --configure
     Example: streamctl up --remove-orphans
+    Example: cp OWNER_STATE/streamplat/secrets.json .streamctl/streamplat/ && streamctl up --adopt
     """
     ctx = load_context(file, state_dir)
+    ctx.adopt = adopt
     be = load_backend(ctx, backend, progress=None if json_ else render.image_progress)
     steps = StepLog(None if json_ else render.progress(verbose))
     runner = Runner(ctx, be, emit=steps, timeout=timeout, configure_external=configure)

@@ -8,6 +8,7 @@ examples/no-citus.yaml with the locally built test image, free ports, a unique c
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -289,3 +290,50 @@ def test_tls_false_keeps_swarm_nodes_plain(cli: Cli) -> None:
                        socket_timeout=3).ping()
     checks = json.loads(cli.run("verify", "--json", "--only", "tls").stdout)["checks"]
     assert checks and all(c["status"] == "skipped" for c in checks), checks
+
+
+def test_a_second_state_dir_cannot_touch_the_swarm_cluster_until_it_adopts(cli: Cli) -> None:
+    """Services, volumes, secrets and the network carry the instance id; another state directory's `up` and
+    `down --volumes` are refused (exit 13) and change nothing; `up --adopt` with the owner's secrets updates
+    the services in place (data kept), after which the first state directory is the one refused."""
+    cli.data["analytics"].update(enabled=False)
+    cli.data["fdw"]["enabled"] = False
+    cli.save()
+    cli.ok("up")
+    cli.ok("psql", "coordinator", "--", "-c", "CREATE TABLE owned AS SELECT generate_series(1, 300) AS id")
+    mine = cli.path.parent / ".streamctl" / cli.cluster
+    owner = json.loads((mine / "state.json").read_text())["instance_id"]
+    client = docker_client()
+    flt = {"label": f"io.streamctl.cluster={cli.cluster}"}
+    labelled = [*(s.attrs["Spec"]["Labels"] for s in client.services.list(filters=flt)),
+                *(v.attrs["Labels"] for v in client.volumes.list(filters=flt)),
+                *(n.attrs["Labels"] for n in client.networks.list(filters=flt)),
+                *(s.attrs["Spec"]["Labels"] for s in client.secrets.list(filters=flt))]
+    assert len(labelled) >= 6 and {lab.get("io.streamctl.instance") for lab in labelled} == {owner}
+
+    other = traversable_tmpdir()
+    try:
+        for args in (("up",), ("down", "--volumes"), ("up", "--adopt")):
+            proc = cli.run(*args, "--state-dir", str(other))
+            text = " ".join((proc.stdout + proc.stderr).split())
+            assert proc.returncode == 13, text
+            assert ("needs the owner's secrets" in text if "--adopt" in args else
+                    owner in text and str(mine) in text), text
+        assert cli.sql("coordinator", "SELECT count(*) FROM owned") == "300"
+
+        (other / cli.cluster).mkdir(parents=True, exist_ok=True)
+        shutil.copy(mine / "secrets.json", other / cli.cluster / "secrets.json")
+        cli.ok("up", "--adopt", "--state-dir", str(other))
+        adopter = json.loads((other / cli.cluster / "state.json").read_text())["instance_id"]
+        assert {s.attrs["Spec"]["Labels"].get("io.streamctl.instance")
+                for s in client.services.list(filters=flt)} == {adopter}
+        count = cli.ok("psql", "coordinator", "--state-dir", str(other), "--", "-At", "-c",
+                       "SELECT count(*) FROM owned").stdout.strip()
+        assert count == "300"
+        proc = cli.run("down", "--volumes")
+        assert proc.returncode == 13 and adopter in " ".join(proc.stderr.split()), proc.stdout + proc.stderr
+        cli.ok("down", "--volumes", "--state-dir", str(other))
+        assert swarm_resources(cli.cluster) == {"services": [], "secrets": [], "networks": [], "volumes": []}
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+        client.close()

@@ -1,0 +1,106 @@
+"""Docker: whose a volume or network is (ownership.py). Labels cannot change on a Docker volume, so the
+volume's label names the instance that created it and a marker file at the volume's root names the one
+that owns it now (written on every container creation, so `up --adopt` moves it); the marker wins."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from contextlib import suppress
+from typing import Any
+
+from streamctl.backends import docker_volume_copy as host
+from streamctl.backends.docker_errors import docker_errors
+from streamctl.errors import BackendError
+from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR, MARKER, Ownership, parse_marker
+
+Owner = tuple[str | None, str | None]  # (instance id, the owner's state directory)
+
+
+def write_marker(api: Any, container_id: str, mount: str, text: str, name: str) -> None:
+    """The marker at the root of the (created, not yet started) container's volume; only the file, so the
+    mount point's own owner and mode stay as the image made them."""
+    data = text.encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(MARKER)
+        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    with docker_errors(f"write the instance marker into {name}"):
+        if not api.put_archive(container_id, mount, buf.getvalue()):
+            raise BackendError(f"could not write the instance marker into {name}")
+
+
+def _read_archive(api: Any, container_id: str, path: str) -> str | None:
+    from docker.errors import NotFound
+
+    try:
+        stream, _ = api.get_archive(container_id, path)
+    except NotFound:
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.next()
+        fh = tar.extractfile(member) if member else None
+        return fh.read().decode(errors="replace") if fh else None
+
+
+def _marker_text(api: Any, volume: str, image: str | None) -> str | None:
+    """The marker's text: read on the host when the volume's directory is reachable, else through a helper
+    container that is created, never started (None: no marker, or nothing to read it with)."""
+    with suppress(Exception):  # unreachable here: try the helper
+        where = host.local_mountpoint(api, volume)
+        if where is not None:
+            path = where / MARKER
+            return path.read_text() if path.exists() else None
+    if image is None:
+        return None
+    host_config = api.create_host_config(binds={volume: {"bind": "/volume", "mode": "ro"}}, network_mode="none")
+    try:
+        cid = api.create_container(image, command=["true"], entrypoint=["/usr/bin/env"], user="0",
+                                   host_config=host_config)["Id"]
+    except Exception:  # noqa: BLE001 - no such image here: the label alone says whose it is
+        return None
+    try:
+        return _read_archive(api, cid, f"/volume/{MARKER}")
+    finally:
+        with suppress(Exception):
+            api.remove_container(cid, force=True)
+
+
+def volume_owner(api: Any, name: str, image: str | None = None) -> Owner | None:
+    """Whose the volume is (marker, else label), or None when there is no such volume."""
+    from docker.errors import NotFound
+
+    with docker_errors(f"inspect volume {name}"):
+        try:
+            info = api.inspect_volume(name)
+        except NotFound:
+            return None
+    text = _marker_text(api, name, image)
+    if text is not None:
+        found, owner_dir = parse_marker(text)
+        if found:
+            return found, owner_dir
+    labels = info.get("Labels") or {}
+    return labels.get(LABEL_INSTANCE), labels.get(LABEL_STATE_DIR)
+
+
+def claim_network(client: Any, name: str, cluster_label: str, cluster: str, own: Ownership,
+                  relabel: bool) -> None:
+    """Refuse the cluster's network when another instance owns it; relabel=True (before `up` takes nodes
+    over): recreate it under our id, disconnecting the containers about to be recreated."""
+    with docker_errors(f"inspect network {name}"):
+        nets = [n for n in client.networks.list(names=[name]) if n.name == name]
+    if not nets or (nets[0].attrs.get("Labels") or {}).get(cluster_label) != cluster:
+        return
+    net = nets[0]
+    labels = net.attrs.get("Labels") or {}
+    if own.check(f"network {name}", labels.get(LABEL_INSTANCE), labels.get(LABEL_STATE_DIR)) or not relabel:
+        return
+    with docker_errors(f"relabel network {name}"):
+        attached = client.api.inspect_network(net.id).get("Containers") or {}
+        for cid in attached:
+            client.api.disconnect_container_from_network(cid, net.id, force=True)
+        net.remove()
+        client.networks.create(name, driver="bridge", labels={cluster_label: cluster, **own.labels()})
