@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -37,3 +37,23 @@ def load_backend(ctx: ClusterContext, backend: str | None = None, progress: Prog
     if backend not in (None, *BACKENDS):
         raise typer.BadParameter(f"must be one of {', '.join(BACKENDS)}", param_hint="--backend")
     return select_backend(ctx, backend, progress)
+
+
+def share_with_subcommands(typer_ctx: typer.Context, *names: str) -> None:
+    """Hand the group's options that were given (`shards -f prod.yaml --json hot`) to its subcommands as
+    their defaults: a subcommand's own option still wins, and an option not given anywhere keeps its default.
+
+    Click looks a subcommand's defaults up in its parent's `default_map[subcommand]`; the group's callback
+    runs before the subcommand's context is made, so filling it here reaches every subcommand (and, through
+    a nested group's own call, theirs)."""
+    from click.core import ParameterSource
+
+    given = {n: typer_ctx.params[n] for n in names
+             if typer_ctx.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)}
+    if not given:
+        return
+    command: Any = typer_ctx.command
+    current = dict(typer_ctx.default_map or {})
+    for sub in command.list_commands(typer_ctx):
+        current[sub] = {**(current.get(sub) or {}), **given}
+    typer_ctx.default_map = current

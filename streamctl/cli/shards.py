@@ -9,7 +9,7 @@ import typer
 
 from streamctl.citus.shards import TableSpread, inspect_shards, locate_key
 from streamctl.cli import render, shardops
-from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context
+from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context, share_with_subcommands
 from streamctl.errors import NotFoundError
 
 BAR_WIDTH = 30
@@ -43,6 +43,7 @@ def shards(typer_ctx: typer.Context, file: FileOpt = DEFAULT_FILE, state_dir: St
     Example: streamctl shards --table content_metadata --key 6f1c1f3e-8a1b-4c55-9a43-0c6f2d0f6f7e
     """
     if typer_ctx.invoked_subcommand is not None:
+        share_with_subcommands(typer_ctx, "file", "state_dir", "json_")
         return
     ctx = load_context(file, state_dir)
     if key is not None:

@@ -175,6 +175,26 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(cluster: Any, args: tupl
     assert placements(cluster) == snapshot
 
 
+def test_group_options_before_a_subcommand_reach_it(cluster: Any, tmp_path: Any) -> None:
+    """`shards -f FILE --json hot` acts on FILE's cluster, not on the topology.yaml of the current directory
+    (here a decoy naming a cluster that does not exist)."""
+    from tests.conftest import write_topology
+
+    write_topology(tmp_path, cluster="decoy-not-up")
+    run = [sys.executable, "-m", "streamctl", "shards", "-f", str(cluster.path), "--json"]
+    hot = subprocess.run([*run, "hot", "-n", "1"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         stdin=subprocess.DEVNULL)
+    assert hot.returncode == 0, hot.stdout + hot.stderr
+    assert json.loads(hot.stdout)["titles"][0]["content_id"] == cluster.hot  # the JSON of FILE's cluster
+    plan = subprocess.run([*run, "rebalance", "--dry-run"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "moves" in json.loads(plan.stdout)
+    own = subprocess.run([*run, "hot", "-n", "1", "-f", str(tmp_path / "topology.yaml")], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert own.returncode == 4 and "Citus is disabled" in own.stderr, own.stderr  # its own -f wins
+
+
 def test_reference_table_shard_cannot_be_moved(cluster: Any) -> None:
     with cluster.ctx.pg_connect("coordinator") as conn:
         row = conn.execute("SELECT min(shardid) FROM citus_shards WHERE table_name = 'genres'::regclass").fetchone()
