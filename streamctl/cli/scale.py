@@ -27,10 +27,12 @@ def scale(workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
           file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
           wait_lock: WaitLockOpt = None, json_: JsonOpt = False, dry_run: DryRunOpt = False,
           transfer_mode: TransferOpt = "auto", parallel: ParallelOpt = 1) -> None:
-    """Grow (provision, register, rebalance) or shrink (drain, check, remove) the Citus workers; rows and
-    checksums of every Citus table are compared before and after. Ctrl-C stops waiting for the moves.
+    """Grow or shrink the Citus workers, the data moved and checked. Growing provisions, registers and
+    rebalances; shrinking drains, checks and removes. Rows and checksums of every Citus table are compared
+    before and after. Ctrl-C stops waiting for the moves.
 
-    Example: streamctl scale --workers 4 --dry-run && streamctl scale --workers 4 --parallel 2
+    Example: streamctl scale --workers 4 --dry-run
+    Example: streamctl scale --workers 4 --parallel 2
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
@@ -42,7 +44,7 @@ def scale(workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
     with mutating(ctx, "scale", wait_lock):
         res = scale_workers(ctx, be, workers, emit=None if json_ else render.event, options=options)
     if json_:
-        render.print_json(vars(res))
+        render.print_json(render.envelope(ctx.topology.cluster, 0, **vars(res)))
         return
     if res.before == res.after:
         render.line(f"already {res.after} workers: nothing to do", "bold green")

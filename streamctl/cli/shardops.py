@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -15,7 +15,8 @@ from streamctl.shardops import tenants
 from streamctl.shardops.common import MoveOptions
 from streamctl.shardops.rebalance import RebalancePlan
 
-TRANSFER_HELP = ("How shards travel. auto (default, safe): logical replication, reads and writes go on "
+TRANSFER_HELP = ("How shards travel: auto, force_logical or block_writes. auto (default, safe): logical "
+                 "replication, reads and writes go on "
                  "during the move; needs a primary key or replica identity on every table. force_logical: "
                  "logical replication even without one (UPDATE/DELETE on such a table fail while it moves). "
                  "block_writes: a plain copy, usually fastest for small shards, but writes to each moving "
@@ -24,7 +25,8 @@ PARALLEL_HELP = ("Moves that may involve one node at a time (Citus's background 
                  "1 = Citus's default, one move at a time). Above 1, shard groups of the same colocation "
                  "group move in parallel: faster, at the cost of more load and WAL on the nodes involved.")
 
-TransferOpt = Annotated[str, typer.Option("--transfer-mode", help=TRANSFER_HELP)]
+TransferMode = Literal["auto", "force_logical", "block_writes"]
+TransferOpt = Annotated[TransferMode, typer.Option("--transfer-mode", help=TRANSFER_HELP)]
 ParallelOpt = Annotated[int, typer.Option("--parallel", min=1, max=16, help=PARALLEL_HELP)]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the moves Citus would make; change nothing.")]
 
@@ -55,7 +57,8 @@ def rebalance(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_
     """Rebalance the shards over the workers in the background, with progress; rows and checksums of
     every Citus table are compared before and after. Ctrl-C stops waiting, not the rebalance.
 
-    Example: streamctl shards rebalance --dry-run && streamctl shards rebalance --parallel 2
+    Example: streamctl shards rebalance --dry-run
+    Example: streamctl shards rebalance --parallel 2
     """
     ctx = load_context(file, state_dir)
     if dry_run:
@@ -113,8 +116,8 @@ def move(shard: Annotated[int, typer.Argument(help="Shard id (any shard of the g
 def hot(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False,
         limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many titles.")] = 10
         ) -> None:
-    """The hottest titles: most queried (Citus's tenant statistics, when collected), else most rows over the
-    colocated content tables, with the shard and worker holding each.
+    """The hottest titles, with the shard and worker holding each. Most queried (Citus's tenant statistics,
+    when collected), else most rows over the colocated content tables.
 
     Example: streamctl shards hot -n 5 --json | jq '.titles[0].content_id'
     """
@@ -133,9 +136,10 @@ def isolate(table: Annotated[str, typer.Option("--table", "-t", help="A distribu
             key: Annotated[str, typer.Option("--key", "-k", help="The title's content_id.")],
             file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False,
             transfer_mode: TransferOpt = "auto", wait_lock: WaitLockOpt = None) -> None:
-    """Give one title a shard of its own (with its rows in every colocated table), then show where it is.
+    """Give one title a shard of its own; its rows in every colocated table go with it. Then show where it
+    is.
 
-    Example: streamctl shards isolate --table content_metadata --key 6f1c1f3e-8a1b-4c55-9a43-0c6f2d0f6f7e
+    Example: streamctl shards isolate -t content_metadata -k "$CONTENT_ID"
     """
     ctx = load_context(file, state_dir)
     with mutating(ctx, "shards isolate", wait_lock):

@@ -32,7 +32,7 @@ def topology_file() -> Iterator[Callable[..., Path]]:
 
     yield factory
     for path in made:
-        streamctl("down", "--volumes", "-f", str(path))
+        streamctl("down", "--volumes", "--yes", "-f", str(path))
 
 
 def lock_of(path: Path, cluster: str) -> ClusterLock:

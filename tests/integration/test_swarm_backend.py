@@ -187,7 +187,7 @@ def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None
     assert cli.sql("coordinator", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "t"
     assert not cli.up_json()["changed"]
 
-    rows = json.loads(cli.ok("status", "--json").stdout)
+    rows = json.loads(cli.ok("status", "--json").stdout)["nodes"]
     assert all(r["state"] == "running" and r["healthy"] for r in rows)
     assert all(swarm.node_id[:12] in r["detail"] for r in rows)  # the Swarm host each service runs on
 
@@ -199,11 +199,11 @@ def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None
     assert cli.sql("analytics-primary", "SELECT count(*) FROM users") == users
 
     cli.ok("down")
-    assert all(r["state"] == "stopped" for r in json.loads(cli.run("status", "--json").stdout))
+    assert all(r["state"] == "stopped" for r in json.loads(cli.run("status", "--json").stdout)["nodes"])
     cli.ok("up")
     assert cli.sql("analytics-replica-1", "SELECT count(*) FROM users") == users
 
-    cli.ok("down", "--volumes")
+    cli.ok("down", "--volumes", "--yes")
     assert swarm_resources(cli.cluster) == {"services": [], "secrets": [], "networks": [], "volumes": []}
 
 
