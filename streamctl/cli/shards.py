@@ -72,7 +72,7 @@ def shards(typer_ctx: typer.Context, file: FileOpt = DEFAULT_FILE, state_dir: St
                      refs)
 
 
-app.command()(shardops.rebalance)
+app.add_typer(shardops.rebalance_app, name="rebalance")
 app.command()(shardops.move)
 app.command()(shardops.hot)
 app.command()(shardops.isolate)
