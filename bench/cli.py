@@ -77,7 +77,7 @@ def main() -> int:
             for name, argv, ok in cases:
                 times[name].append(timed(argv, ok))
     finally:
-        subprocess.run([exe, "down", "--volumes", *f], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([exe, "down", "--volumes", "--yes", *f], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
     bare = statistics.median(times["python -c pass"])
     goals = {"streamctl --version": ("over python", 0.3), "streamctl validate": ("over python", 0.3),

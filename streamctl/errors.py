@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     CHECK_ERROR = 9  # verify: at least one check could not run
     REFUSED = 10  # the operation would lose data and was refused (e.g. seed without --reset)
     BUSY = 11  # another streamctl command holds the cluster's lock (--wait-lock ran out)
+    UNHEALTHY = 12  # status: a node is not running or does not answer
     FOREIGN = 13  # the nodes belong to another state directory (instance id differs); `up --adopt` takes over
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 

@@ -221,7 +221,7 @@ def job_settings(conn: Connection[Any], per_node: int, total: int, queue_interva
             conn.execute("SELECT pg_reload_conf()")
 
 
-FOLLOW = "follow it: `streamctl shards rebalance --status`; cancel it: `streamctl shards rebalance --cancel`"
+FOLLOW = "follow it: `streamctl shards rebalance status`; cancel it: `streamctl shards rebalance cancel`"
 
 
 def _mb(n: int) -> str:
@@ -257,7 +257,7 @@ def wait_job(conn: Connection[Any], job_id: int, emit: Emit, step: str, poll: fl
                           "background", hint=FOLLOW + f" (SELECT citus_job_cancel({job_id}))") from None
     if p.state != "finished":
         raise BackendError(f"the {step} job {job_id} ended {p.state}", details=p.errors,
-                           hint="see `streamctl shards rebalance --status`; fix the cause and run it again")
+                           hint="see `streamctl shards rebalance status`; fix the cause and run it again")
     emit(Event("done", "coordinator", step, f"{p.moves_total} shard moves, {_mb(p.bytes_total)}",
                time.monotonic() - t0))
     return p
@@ -304,7 +304,7 @@ def drain(conn: Connection[Any], leaving: dict[Address, str], emit: Emit, transf
         left = catalog.distributed_placements_on(conn, address)
         if left:
             raise RefusedError(f"{name} still holds {left} shard placements after draining",
-                               hint="see `streamctl shards rebalance --status`; nothing was removed")
+                               hint="see `streamctl shards rebalance status`; nothing was removed")
     return job.moves_total if job else 0
 
 

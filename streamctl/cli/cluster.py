@@ -7,8 +7,19 @@ from typing import Annotated
 import typer
 
 from streamctl.cli import render
-from streamctl.cli.common import DEFAULT_FILE, BackendOpt, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
+from streamctl.cli.common import (
+    DEFAULT_FILE,
+    BackendOpt,
+    FileOpt,
+    JsonOpt,
+    StateDirOpt,
+    VerboseOpt,
+    YesOpt,
+    load_backend,
+    load_context,
+)
 from streamctl.cli.guard import StepLog, WaitLockOpt, mutating
+from streamctl.errors import ExitCode
 from streamctl.runner import Runner
 from streamctl.status import cluster_status
 
@@ -21,8 +32,7 @@ RemoveOrphansOpt = typer.Option(
 def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
        dry_run_: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
        timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to be ready.")] = 120.0,
-       verbose: Annotated[bool, typer.Option("--verbose", "-v",
-                                             help="Also list configuration steps already in place.")] = False,
+       verbose: VerboseOpt = False,
        configure: Annotated[bool, typer.Option(
            "--configure", help="Also configure external nodes (schema, Citus, replication, FDW); without it "
                                "they are only checked and every difference is reported (exit 8).")] = False,
@@ -36,10 +46,10 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     only checked, unless --configure. Nodes an earlier `up` made that the topology no longer has
     (orphans) are named, and removed with --remove-orphans.
 
-    Example: streamctl up -f examples/no-citus.yaml --backend local --wait-lock 600
-    Example: streamctl up -f examples/external.yaml --dry-run && streamctl up -f examples/external.yaml --configure
+    Example: streamctl up -f examples/no-citus.yaml --backend local
+    Example: streamctl up -f examples/external.yaml --configure
     Example: streamctl up --remove-orphans
-    Example: cp OWNER_STATE/streamplat/secrets.json .streamctl/streamplat/ && streamctl up --adopt
+    Example: streamctl up --adopt   (with the owner's secrets.json in this state directory)
     """
     ctx = load_context(file, state_dir)
     ctx.adopt = adopt
@@ -71,45 +81,57 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
 
 
 def down(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
-         volumes: Annotated[bool, typer.Option("--volumes", "-v",
-                                               help="Also delete all data, secrets and state.")] = False,
+         volumes: Annotated[bool, typer.Option(
+             "--volumes", help="Also delete all data, secrets and state (asks first on a terminal; without one "
+                               "it needs --yes).")] = False,
+         yes: YesOpt = False,
          skip_external: Annotated[bool, typer.Option(
              "--skip-external", help="Take down only the nodes streamctl provisioned; without it a topology "
                                      "with external nodes is refused (exit 10).")] = False,
          remove_orphans: Annotated[bool, RemoveOrphansOpt] = False,
-         wait_lock: WaitLockOpt = None) -> None:
+         wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Stop the cluster (data kept), or destroy it with --volumes. External nodes are never touched.
     Orphans (nodes the state knows, the topology no longer has) are stopped too, or removed with
     --volumes or --remove-orphans.
 
-    Example: streamctl down --volumes
+    Example: streamctl down --volumes --yes
     Example: streamctl down --remove-orphans
     """
     ctx = load_context(file, state_dir)
+    cluster = ctx.topology.cluster
+    if volumes and not yes:
+        render.confirm_or_refuse(f"Delete every node's data, the secrets and the state of cluster {cluster}?",
+                                 what=f"`down --volumes` deletes every node's data, the secrets and the state "
+                                      f"of cluster {cluster}", flag="--yes")
     be = load_backend(ctx, backend)
     with mutating(ctx, "down", wait_lock):
-        Runner(ctx, be, emit=render.progress(verbose=True)).down(volumes=volumes, skip_external=skip_external,
-                                                                 remove_orphans=remove_orphans)
-    render.line(f"cluster {ctx.topology.cluster} " + ("destroyed (data removed)" if volumes else
-                                                       "stopped (data kept)"), "bold green")
+        nodes = Runner(ctx, be, emit=None if json_ else render.progress(verbose=True)).down(
+            volumes=volumes, skip_external=skip_external, remove_orphans=remove_orphans)
+    if json_:
+        render.print_json(render.envelope(cluster, 0, backend=be.name, volumes=volumes,
+                                          outcome="destroyed" if volumes else "stopped", nodes=nodes))
+        return
+    render.line(f"cluster {cluster} " + ("destroyed (data removed)" if volumes else "stopped (data kept)"),
+                "bold green")
 
 
 def status(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
            json_: JsonOpt = False) -> None:
     """Show every node: where it runs, its address and whether it answers; then the orphans (nodes the
-    state knows that the topology no longer has), which do not count towards the exit code.
+    state knows that the topology no longer has), which do not count towards the exit code. Exit 12 when
+    a node is not healthy (1 is kept for internal errors).
 
-    Example: streamctl status --json | jq '.[] | select(.healthy | not)'
+    Example: streamctl status --json | jq '.nodes[] | select(.healthy | not)'
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
     rows = cluster_status(ctx, be)
+    code = ExitCode.OK if all(r["healthy"] for r in rows if not r["orphan"]) else ExitCode.UNHEALTHY
     if json_:
-        render.print_json(rows)
+        render.print_json(render.envelope(ctx.topology.cluster, code, backend=be.name, nodes=rows))
     else:
         render.table(f"{ctx.topology.cluster} ({be.name})",
                      ["node", "role", "state", "healthy", "address", "detail"],
                      [(r["name"], r["role"] + (" (orphan)" if r["orphan"] else ""), r["state"],
                        "yes" if r["healthy"] else "no", f"{r['host']}:{r['port']}", r["detail"]) for r in rows])
-    if not all(r["healthy"] for r in rows if not r["orphan"]):
-        raise typer.Exit(1)
+    raise typer.Exit(int(code))

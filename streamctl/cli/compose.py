@@ -12,7 +12,8 @@ from streamctl.cli.common import DEFAULT_FILE, FileOpt
 from streamctl.compose import compose_yaml
 from streamctl.config.load import load_topology
 
-app = typer.Typer(help="Export the cluster as a docker-compose file.", no_args_is_help=True)
+app = typer.Typer(help="Export the cluster as a docker-compose file.\n\n"
+                       "Example: streamctl compose export -o compose/docker-compose.yml", no_args_is_help=True)
 
 
 @app.command()
@@ -21,7 +22,7 @@ def export(file: FileOpt = DEFAULT_FILE,
                                                        help="Write here instead of stdout.")] = None) -> None:
     """Print (or write with -o) a compose file with the same containers, volumes, ports and network.
 
-    Example: streamctl compose export -f topology.yaml -o compose/docker-compose.yml
+    Example: streamctl compose export -o compose/docker-compose.yml
     """
     text = compose_yaml(load_topology(file), source=file.name)
     if output is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -11,6 +11,8 @@ from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, FileOpt, StateDirOpt, load_context
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError, RefusedError
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
 def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
@@ -21,8 +23,10 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
             workers: Annotated[int, typer.Option(help="Worker processes.", min=1, max=64)] = 1,
             tls: Annotated[bool | None, typer.Option("--tls/--no-tls", help="Serve HTTPS with a certificate "
                                                      "from the cluster CA (default: gateway.tls).")] = None,
-            log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning") -> None:
-    """Serve the REST API (/api/v1/content), /health, API docs (/api-docs) and the dashboard (/).
+            log_level: Annotated[LogLevel, typer.Option(
+                help="uvicorn log level: critical, error, warning, info, debug or trace.")] = "warning") -> None:
+    """Serve the REST API and the ops dashboard over the cluster's stores. Routes:
+    /api/v1/content, /health, API docs (/api-docs) and the dashboard (/).
 
     Listening beyond loopback (anything but 127.0.0.1, ::1, localhost), /health, /api/v1/ops/* and the
     dashboard require the token kept in the state directory's gateway-token file (Authorization: Bearer).

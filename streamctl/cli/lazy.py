@@ -11,6 +11,8 @@ import typer
 import typer.main
 from typer.core import TyperGroup
 
+from streamctl.cli.helpstyle import tidy
+
 
 @dataclass(frozen=True)
 class LazyCommand:
@@ -31,7 +33,7 @@ class LazyCommand:
             single.command(name=self.name)(obj)
             cmd = typer.main.get_command(single)
         cmd.name = self.name
-        return cmd
+        return tidy(cmd)
 
 
 class LazyGroup(TyperGroup):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated
 
@@ -60,6 +61,10 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on
 
 
 def run() -> None:
+    # Ctrl-C raises KeyboardInterrupt however streamctl was started. A non-interactive shell starts its
+    # background jobs with SIGINT ignored (POSIX), CI runners inherit that, and Python keeps an inherited
+    # ignore instead of installing its handler: `up` then ran to the end after SIGINT and exited 0.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     debug = "--debug" in sys.argv
     try:
         app()
@@ -72,3 +77,5 @@ def run() -> None:
     except Exception as exc:  # noqa: BLE001 - the single top-level place where anything unexpected lands
         render.unexpected(exc, debug)
         sys.exit(int(ExitCode.FAILURE))
+    finally:  # the outcome is decided: a late Ctrl-C must not turn it into a traceback at exit
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -40,7 +40,7 @@ def psql(node: NodeArg, args: Annotated[list[str] | None, typer.Argument(
          = None) -> None:
     """Open psql on a PostgreSQL node (interactive, or with -c).
 
-    Example: streamctl psql coordinator -- -c 'select count(*) from content_metadata'
+    Example: streamctl psql coordinator -- -c 'select count(*) from genres'
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)

@@ -60,6 +60,24 @@ def line(text: str, style: str | None = None) -> None:
     console.print(escape(text), style=style)
 
 
+def envelope(cluster: str, exit_code: int, **payload: Any) -> dict[str, Any]:
+    """The one shape of every --json answer about a cluster (as `verify` has it): cluster, ok, exit_code,
+    then the command's own keys."""
+    return {"cluster": cluster, "ok": int(exit_code) == 0, "exit_code": int(exit_code), **payload}
+
+
+def confirm_or_refuse(question: str, what: str, flag: str) -> None:
+    """Ask `question` on a terminal; without one (CI, a pipe) refuse, naming `flag`, rather than assume yes."""
+    from streamctl.errors import RefusedError
+
+    if not sys.stdin.isatty():
+        raise RefusedError(f"{what}; there is no terminal to ask for confirmation on", hint=f"add {flag} "
+                           "to confirm")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise RefusedError("not confirmed: nothing was changed")
+
+
 def note(text: str) -> None:
     """A remark for people (on stderr, so --json output stays clean)."""
     err_console.print(escape(text), style="yellow")

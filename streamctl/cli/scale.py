@@ -31,11 +31,13 @@ def scale(workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
               "--configure", help="Also configure external new workers (as `up --configure`); without "
                                   "it they are only checked. Other nodes are never touched.")
           ] = False) -> None:
-    """Grow (provision, register, rebalance) or shrink (drain, check, remove) the Citus workers; rows and
-    checksums of every Citus table are compared before and after. Only the workers added (or removed)
-    are touched; external new workers are configured only with --configure. Ctrl-C stops waiting for the moves.
+    """Grow or shrink the Citus workers, the data moved and checked. Growing provisions, registers and
+    rebalances; shrinking drains, checks and removes. Rows and checksums of every Citus table are compared
+    before and after. Only the workers added (or removed) are touched; external new workers are configured
+    only with --configure. Ctrl-C stops waiting for the moves.
 
-    Example: streamctl scale --workers 4 --dry-run && streamctl scale --workers 4 --parallel 2
+    Example: streamctl scale --workers 4 --dry-run
+    Example: streamctl scale --workers 4 --parallel 2
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
@@ -48,7 +50,7 @@ def scale(workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
         res = scale_workers(ctx, be, workers, emit=None if json_ else render.event, options=options,
                             configure=configure)
     if json_:
-        render.print_json(vars(res))
+        render.print_json(render.envelope(ctx.topology.cluster, 0, **vars(res)))
         return
     if res.before == res.after:
         render.line(f"already {res.after} workers: nothing to do", "bold green")

@@ -33,7 +33,7 @@ def seed(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
     """Fill every store with realistic, consistent data, loaded with COPY; waits for the replicas.
 
     Example: streamctl seed --scale 0.1 --seed 7 --reset
-    Example: streamctl seed -f examples/external.yaml --scale 0.01 --yes-write-external
+    Example: streamctl seed -f examples/external.yaml --yes-write-external
     """
     ctx = load_context(file, state_dir)
     options = SeedOptions(scale=scale, seed=seed_, as_of=as_of.date() if as_of else None, reset=reset,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
+from streamctl.citus.rebalance import JobProgress
 from streamctl.cli import render
-from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context
+from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context, share_with_subcommands
 from streamctl.cli.guard import WaitLockOpt, mutating
 from streamctl.shardops import move as shard_move
 from streamctl.shardops import rebalance as shard_rebalance
@@ -15,7 +16,8 @@ from streamctl.shardops import tenants
 from streamctl.shardops.common import MoveOptions
 from streamctl.shardops.rebalance import RebalancePlan
 
-TRANSFER_HELP = ("How shards travel. auto (default, safe): logical replication, reads and writes go on "
+TRANSFER_HELP = ("How shards travel: auto, force_logical or block_writes. auto (default, safe): logical "
+                 "replication, reads and writes go on "
                  "during the move; needs a primary key or replica identity on every table. force_logical: "
                  "logical replication even without one (UPDATE/DELETE on such a table fail while it moves). "
                  "block_writes: a plain copy, usually fastest for small shards, but writes to each moving "
@@ -24,7 +26,8 @@ PARALLEL_HELP = ("Moves that may involve one node at a time (Citus's background 
                  "1 = Citus's default, one move at a time). Above 1, shard groups of the same colocation "
                  "group move in parallel: faster, at the cost of more load and WAL on the nodes involved.")
 
-TransferOpt = Annotated[str, typer.Option("--transfer-mode", help=TRANSFER_HELP)]
+TransferMode = Literal["auto", "force_logical", "block_writes"]
+TransferOpt = Annotated[TransferMode, typer.Option("--transfer-mode", help=TRANSFER_HELP)]
 ParallelOpt = Annotated[int, typer.Option("--parallel", min=1, max=16, help=PARALLEL_HELP)]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the moves Citus would make; change nothing.")]
 
@@ -46,35 +49,33 @@ def show_plan(plan: RebalancePlan, title: str) -> None:
                 f"{render.size(data['bytes'])}; nothing was changed", "bold")
 
 
-def rebalance(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False,
-              dry_run: DryRunOpt = False, transfer_mode: TransferOpt = "auto", parallel: ParallelOpt = 1,
-              status: Annotated[bool, typer.Option("--status", help="Show the latest rebalance job.")] = False,
-              cancel: Annotated[bool, typer.Option("--cancel", help="Cancel the running rebalance "
-                                                   "(moves done stay done).")] = False,
-              wait_lock: WaitLockOpt = None) -> None:
-    """Rebalance the shards over the workers in the background, with progress; rows and checksums of
-    every Citus table are compared before and after. Ctrl-C stops waiting, not the rebalance.
+rebalance_app = typer.Typer(no_args_is_help=False)
 
-    Example: streamctl shards rebalance --dry-run && streamctl shards rebalance --parallel 2
+
+@rebalance_app.callback(invoke_without_command=True)
+def rebalance(typer_ctx: typer.Context, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
+              json_: JsonOpt = False, dry_run: DryRunOpt = False, transfer_mode: TransferOpt = "auto",
+              parallel: ParallelOpt = 1, wait_lock: WaitLockOpt = None,
+              status_: Annotated[bool, typer.Option("--status", hidden=True)] = False,
+              cancel_: Annotated[bool, typer.Option("--cancel", hidden=True)] = False) -> None:
+    """Rebalance the shards over the workers, in the background. Progress is shown; rows and checksums of
+    every Citus table are compared before and after. Ctrl-C stops waiting, not the rebalance. Its
+    subcommands show the latest job (status) or cancel the running one (cancel).
+
+    Example: streamctl shards rebalance --dry-run
+    Example: streamctl shards rebalance --parallel 2
+    Example: streamctl shards rebalance status --json
     """
+    if typer_ctx.invoked_subcommand is not None:
+        share_with_subcommands(typer_ctx, "file", "state_dir", "json_", "wait_lock")
+        return
+    if status_ or cancel_:  # the former spelling, `rebalance --status|--cancel`, kept for scripts
+        (cancel if cancel_ else status)(file, state_dir, json_, *((wait_lock,) if cancel_ else ()))
+        return
     ctx = load_context(file, state_dir)
     if dry_run:
         plan = shard_rebalance.plan_rebalance(ctx)
         render.print_json(plan.to_json()) if json_ else show_plan(plan, "moves Citus would make")
-        return
-    if status or cancel:
-        if cancel:
-            with mutating(ctx, "shards rebalance --cancel", wait_lock):
-                job = shard_rebalance.cancel(ctx)
-        else:
-            job = shard_rebalance.status(ctx)
-        if json_:
-            render.print_json(job.to_json())
-            return
-        render.line(f"rebalance job {job.job_id}: {job.state}; {job.moves_done}/{job.moves_total} shard moves "
-                    f"done, {render.size(job.bytes_done)} of {render.size(job.bytes_total)}")
-        for err in job.errors:
-            render.line(f"  {err}", "red")
         return
     options = MoveOptions(transfer_mode, parallel)
     with mutating(ctx, "shards rebalance", wait_lock):
@@ -85,6 +86,38 @@ def rebalance(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_
     moved = f"{res.progress.moves_total} shard moves" if res.progress else "nothing to move"
     render.line(f"{moved}; rows and checksums unchanged ({sum(res.rows.values()):,} rows) in "
                 f"{res.seconds:.1f}s", "bold green")
+
+
+def _show_job(job: JobProgress, json_: bool) -> None:
+    if json_:
+        render.print_json(job.to_json())
+        return
+    render.line(f"rebalance job {job.job_id}: {job.state}; {job.moves_done}/{job.moves_total} shard moves "
+                f"done, {render.size(job.bytes_done)} of {render.size(job.bytes_total)}")
+    for err in job.errors:
+        render.line(f"  {err}", "red")
+
+
+@rebalance_app.command()
+def status(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False) -> None:
+    """Show the latest rebalance job: its state, shard moves and bytes done, and its errors.
+
+    Example: streamctl shards rebalance status --json
+    """
+    _show_job(shard_rebalance.status(load_context(file, state_dir)), json_)
+
+
+@rebalance_app.command()
+def cancel(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False,
+           wait_lock: WaitLockOpt = None) -> None:
+    """Cancel the running rebalance; the moves done stay done.
+
+    Example: streamctl shards rebalance cancel
+    """
+    ctx = load_context(file, state_dir)
+    with mutating(ctx, "shards rebalance cancel", wait_lock):
+        job = shard_rebalance.cancel(ctx)
+    _show_job(job, json_)
 
 
 def move(shard: Annotated[int, typer.Argument(help="Shard id (any shard of the group: colocated shards "
@@ -113,8 +146,8 @@ def move(shard: Annotated[int, typer.Argument(help="Shard id (any shard of the g
 def hot(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False,
         limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many titles.")] = 10
         ) -> None:
-    """The hottest titles: most queried (Citus's tenant statistics, when collected), else most rows over the
-    colocated content tables, with the shard and worker holding each.
+    """The hottest titles, with the shard and worker holding each. Most queried (Citus's tenant statistics,
+    when collected), else most rows over the colocated content tables.
 
     Example: streamctl shards hot -n 5 --json | jq '.titles[0].content_id'
     """
@@ -133,9 +166,10 @@ def isolate(table: Annotated[str, typer.Option("--table", "-t", help="A distribu
             key: Annotated[str, typer.Option("--key", "-k", help="The title's content_id.")],
             file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False,
             transfer_mode: TransferOpt = "auto", wait_lock: WaitLockOpt = None) -> None:
-    """Give one title a shard of its own (with its rows in every colocated table), then show where it is.
+    """Give one title a shard of its own; its rows in every colocated table go with it. Then show where it
+    is.
 
-    Example: streamctl shards isolate --table content_metadata --key 6f1c1f3e-8a1b-4c55-9a43-0c6f2d0f6f7e
+    Example: streamctl shards isolate -t content_metadata -k "$CONTENT_ID"
     """
     ctx = load_context(file, state_dir)
     with mutating(ctx, "shards isolate", wait_lock):

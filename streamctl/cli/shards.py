@@ -9,7 +9,7 @@ import typer
 
 from streamctl.citus.shards import TableSpread, inspect_shards, locate_key
 from streamctl.cli import render, shardops
-from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context
+from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context, share_with_subcommands
 from streamctl.errors import NotFoundError
 
 BAR_WIDTH = 30
@@ -27,7 +27,7 @@ def _rows(spread: TableSpread) -> list[tuple[str, ...]]:
              _bar(n.rows, top), skew if i == 0 else "") for i, n in enumerate(spread.nodes)]
 
 
-app = typer.Typer(help="Shard distribution, and the operations on it.", no_args_is_help=False)
+app = typer.Typer(no_args_is_help=False)
 
 
 @app.callback(invoke_without_command=True)
@@ -37,12 +37,14 @@ def shards(typer_ctx: typer.Context, file: FileOpt = DEFAULT_FILE, state_dir: St
            key: Annotated[str | None, typer.Option(
                "--key", "-k", help="With --table: which shard and node hold this distribution value.")] = None
            ) -> None:
-    """Show shards, rows and bytes per table and node, with skew (busiest node / mean). Subcommands plan and
-    run shard operations: rebalance, move, hot, isolate.
+    """Shard distribution, and the operations on it. Without a subcommand: shards, rows and bytes per table
+    and node, with skew (busiest node / mean). Subcommands plan and run shard operations: rebalance, move,
+    hot, isolate. Options given before a subcommand (-f, --state-dir, --json) apply to it.
 
-    Example: streamctl shards --table content_metadata --key 6f1c1f3e-8a1b-4c55-9a43-0c6f2d0f6f7e
+    Example: streamctl shards --table content_metadata --key "$CONTENT_ID"
     """
     if typer_ctx.invoked_subcommand is not None:
+        share_with_subcommands(typer_ctx, "file", "state_dir", "json_")
         return
     ctx = load_context(file, state_dir)
     if key is not None:
@@ -70,7 +72,7 @@ def shards(typer_ctx: typer.Context, file: FileOpt = DEFAULT_FILE, state_dir: St
                      refs)
 
 
-app.command()(shardops.rebalance)
+app.add_typer(shardops.rebalance_app, name="rebalance")
 app.command()(shardops.move)
 app.command()(shardops.hot)
 app.command()(shardops.isolate)

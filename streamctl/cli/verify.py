@@ -37,11 +37,12 @@ def verify(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: J
            only: OnlyOpt = None,
            schema: Annotated[bool, typer.Option("--schema", help="Print the --json schema and exit.")] = False
            ) -> None:
-    """Prove the platform is correct: nodes, Citus, replicas (data checksums), FDW, MongoDB, Redis.
+    """Prove the platform is correct, check by check. Nodes, Citus, replicas (data checksums), FDW,
+    MongoDB, Redis.
 
     Exit codes: 0 all passed or skipped; 8 a check failed; 9 a check could not run.
 
-    Example: streamctl verify --only replication --json | jq '.checks[] | select(.status != "passed")'
+    Example: streamctl verify --only replication --json | jq '.summary'
     """
     if schema:
         render.print_json(VERIFY_JSON_SCHEMA)

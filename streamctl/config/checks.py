@@ -15,25 +15,26 @@ def semantic_errors(t: Topology) -> list[str]:
     seen_names: dict[str, str] = {}
     for n in nodes:
         if n.name in seen_names:
-            errors.append(f"{n.yaml_path}.name: name {n.name!r} is already used by {seen_names[n.name]}")
+            errors.append(f"{declared(t, n, 'name')}: name {n.name!r} is already used by {seen_names[n.name]}")
         else:
-            seen_names[n.name] = n.yaml_path
+            seen_names[n.name] = owner(t, n, "name")
 
     seen_ports: dict[tuple[str, int], str] = {}
-    endpoints = [(f"{n.yaml_path}.port", n.bind, n.port, n.yaml_path) for n in nodes]
+    endpoints = [(declared(t, n, "port"), n.bind, n.port, owner(t, n, "port"),
+                  f" ({n.name}'s)" if _worker_index(n) is not None else "") for n in nodes]
     if t.gateway.enabled:
-        endpoints.append(("gateway.port", t.gateway.host, t.gateway.port, "gateway"))
-    external = {n.yaml_path for n in nodes if n.is_external}
-    for path, bind, port, owner in endpoints:
+        endpoints.append(("gateway.port", t.gateway.host, t.gateway.port, "gateway", ""))
+    external = {owner(t, n, "port") for n in nodes if n.is_external}
+    for path, bind, port, holder, whose in endpoints:
         # Ports are compared regardless of address: on the Docker backend they all publish on the host.
         # An external node runs elsewhere: only another node at the same host and port clashes with it.
-        key = (bind, port) if owner in external else ("*", port)
-        if owner in external and bind in LOOPBACK and ("*", port) in seen_ports:
+        key = (bind, port) if holder in external else ("*", port)
+        if holder in external and bind in LOOPBACK and ("*", port) in seen_ports:
             key = ("*", port)
         if key in seen_ports:
-            errors.append(f"{path}: port {port} is already used by {seen_ports[key]}")
+            errors.append(f"{path}: port {port}{whose} is already used by {seen_ports[key]}")
         else:
-            seen_ports[key] = owner
+            seen_ports[key] = holder
 
     errors += _external_errors(t)
     if t.citus and t.metadata.workers.count > 0:
@@ -75,6 +76,34 @@ def semantic_errors(t: Topology) -> list[str]:
     if t.backend == "swarm":
         errors += swarm_bind_errors(t)
     return errors
+
+
+def _worker_index(node: Node) -> int | None:
+    """A Citus worker's index: workers are not written one by one, but derived from metadata.workers."""
+    prefix = "metadata.workers["
+    return int(node.yaml_path[len(prefix):-1]) if node.yaml_path.startswith(prefix) else None
+
+
+def declared(t: Topology, node: Node, key: str) -> str:
+    """The key of the file that sets this node's `key` (a worker's port: metadata.workers.port, unless
+    metadata.workers.nodes[i].port sets it)."""
+    i = _worker_index(node)
+    if i is None:
+        return f"{node.yaml_path}.{key}"
+    w = t.metadata.workers
+    if key == "port" and i < len(w.nodes) and w.nodes[i].port is not None:
+        return f"metadata.workers.nodes[{i}].port"
+    return {"name": "metadata.workers.name_prefix"}.get(key, f"metadata.workers.{key}")
+
+
+def owner(t: Topology, node: Node, key: str) -> str:
+    """Who holds a name or port, for messages: `redis`, or `worker-2 (metadata.workers.port + 1)`."""
+    i = _worker_index(node)
+    if i is None:
+        return node.yaml_path
+    where = declared(t, node, key)
+    offset = f" + {i}" if key == "port" and where == "metadata.workers.port" and i else ""
+    return f"{node.name} ({where}{offset})"
 
 
 def swarm_bind_errors(t: Topology) -> list[str]:

@@ -107,6 +107,6 @@ def cancel(ctx: ClusterContext) -> JobProgress:
     with coordinator_conn(ctx) as conn:
         job = citus_rebalance.active_job(conn)
         if job is None:
-            raise NotFoundError("no rebalance is running", hint="see `streamctl shards rebalance --status`")
+            raise NotFoundError("no rebalance is running", hint="see `streamctl shards rebalance status`")
         citus_rebalance.cancel(conn, job)
         return citus_rebalance.progress(conn, job)

@@ -149,7 +149,7 @@ def check_gateway(cli: Cli) -> None:
 def test_default_topology_with_citus_on_docker(cli: Cli) -> None:
     nodes = ["coordinator", "worker-1", "worker-2", "analytics-primary", "analytics-replica-1", "redis"]
     cli.ok("up")
-    status = json.loads(cli.ok("status", "--json").stdout)
+    status = json.loads(cli.ok("status", "--json").stdout)["nodes"]
     assert [(s["name"], s["backend"], s["healthy"]) for s in status] == [(n, "docker", True) for n in nodes]
     # workers registered by their network names, and the image's Citus is the one loaded
     assert workers_registered(cli) == ["worker-1", "worker-2"]
@@ -181,6 +181,6 @@ def test_default_topology_with_citus_on_docker(cli: Cli) -> None:
 
     check_gateway(cli)
 
-    cli.ok("down", "--volumes")
+    cli.ok("down", "--volumes", "--yes")
     assert cluster_resources(cli.cluster) == {"containers": [], "volumes": [], "networks": []}
     assert not (cli.path.parent / ".streamctl" / cli.cluster).exists()

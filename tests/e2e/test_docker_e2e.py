@@ -105,7 +105,7 @@ def test_lifecycle_through_the_cli(cli: Cli) -> None:
     nodes = ["coordinator", "analytics-primary", "analytics-replica-1", "redis"]
     # up, then status: every node healthy, on the Docker backend
     cli.ok("up")
-    status = json.loads(cli.ok("status", "--json").stdout)
+    status = json.loads(cli.ok("status", "--json").stdout)["nodes"]
     assert [(s["name"], s["backend"], s["state"], s["healthy"]) for s in status] == \
         [(n, "docker", "running", True) for n in nodes]
     assert cli.ok("logs", "coordinator", "-n", "5").stdout.strip()
@@ -164,7 +164,7 @@ def test_lifecycle_through_the_cli(cli: Cli) -> None:
 
 def test_down_volumes_removes_everything(cli: Cli) -> None:
     cli.ok("up")
-    cli.ok("down", "--volumes")
+    cli.ok("down", "--volumes", "--yes")
     assert cluster_resources(cli.cluster) == {"containers": [], "volumes": [], "networks": []}
     assert not (cli.path.parent / ".streamctl" / cli.cluster).exists()
 

@@ -36,7 +36,7 @@ def test_up_prints_one_line_per_finished_step_when_not_a_terminal() -> None:
         again = streamctl("up", "-f", str(path))  # nothing to do: one line per node, nothing else
         assert again.returncode == 0 and len(again.stderr.splitlines()) == len(expected), again.stderr
     finally:
-        streamctl("down", "--volumes", "-f", str(path))
+        streamctl("down", "--volumes", "--yes", "-f", str(path))
         shutil.rmtree(directory, ignore_errors=True)
 
 

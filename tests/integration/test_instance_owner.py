@@ -103,7 +103,7 @@ def test_second_state_dir_is_refused_and_adopt_takes_over_with_the_secrets(make_
 
     # A second state directory, same topology, same engine: up and down --volumes are refused.
     refused(streamctl("up", "-f", topo, "--state-dir", str(other)), owner_id, owner_dir, "--adopt")
-    refused(streamctl("down", "--volumes", "-f", topo, "--state-dir", str(other)), owner_id, owner_dir)
+    refused(streamctl("down", "--volumes", "--yes", "-f", topo, "--state-dir", str(other)), owner_id, owner_dir)
     assert container_ids(c.cluster) == before
     assert counts(c.ctx) == (ROWS, "kept")
 
@@ -111,7 +111,7 @@ def test_second_state_dir_is_refused_and_adopt_takes_over_with_the_secrets(make_
     c.down()
     assert container_ids(c.cluster) == {}
     refused(streamctl("up", "-f", topo, "--state-dir", str(other)), owner_id, owner_dir)
-    refused(streamctl("down", "--volumes", "-f", topo, "--state-dir", str(other)), owner_id, owner_dir)
+    refused(streamctl("down", "--volumes", "--yes", "-f", topo, "--state-dir", str(other)), owner_id, owner_dir)
     assert len(cluster_resources(c.cluster)["volumes"]) >= 2
     c.up()
     assert counts(c.ctx) == (ROWS, "kept")
@@ -139,10 +139,10 @@ def test_second_state_dir_is_refused_and_adopt_takes_over_with_the_secrets(make_
 
     # Now the first state directory is the stranger: refused, naming the adopter.
     refused(streamctl("up", "-f", topo), new_id, str(mine))
-    refused(streamctl("down", "--volumes", "-f", topo), new_id, str(mine))
+    refused(streamctl("down", "--volumes", "--yes", "-f", topo), new_id, str(mine))
     assert counts(adopter) == (ROWS, "kept")
 
-    proc = streamctl("down", "--volumes", "-f", topo, "--state-dir", str(other))
+    proc = streamctl("down", "--volumes", "--yes", "-f", topo, "--state-dir", str(other))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert cluster_resources(c.cluster) == {"containers": [], "volumes": [], "networks": []}
 

@@ -48,7 +48,7 @@ def test_another_state_on_the_same_node_data_is_refused(make_cluster, tmp_path: 
     (other / c.topology.cluster / "nodes").symlink_to(nodes)
     topo = str(c.path)
     refused(streamctl("up", "-f", topo, "--state-dir", str(other)), owner_id, owner_dir)
-    refused(streamctl("down", "--volumes", "-f", topo, "--state-dir", str(other)), owner_id, owner_dir)
+    refused(streamctl("down", "--volumes", "--yes", "-f", topo, "--state-dir", str(other)), owner_id, owner_dir)
     assert all(c.backend.observe(n).state is NodeState.RUNNING for n in c.topology.nodes())
     assert rows(c) == ROWS
     shutil.rmtree(other)

@@ -129,7 +129,7 @@ def test_cli_status_json_logs_url_and_psql(make_cluster) -> None:
     secrets = json.loads(c.ctx.store.secrets_file.read_text())
     assert not any(v in up.stdout + up.stderr for v in secrets.values())  # never printed
     assert not any(v in c.ctx.store.state_file.read_text() for v in secrets.values())
-    status = json.loads(cli("status", "-f", f, "--json").stdout)
+    status = json.loads(cli("status", "-f", f, "--json").stdout)["nodes"]
     assert {s["name"] for s in status} == {"coordinator", "analytics-primary", "analytics-replica-1", "redis"}
     assert all(s["healthy"] and s["backend"] == "local" and s["host"] == "127.0.0.1" for s in status)
     assert all({"name", "role", "backend", "host", "port", "healthy"} <= set(s) for s in status)
@@ -147,7 +147,7 @@ def test_cli_status_json_logs_url_and_psql(make_cluster) -> None:
     second = cli("up", "-f", f)
     assert second.returncode == 0 and "nothing to do" in second.stdout
     cli("down", "-f", f)
-    stopped = json.loads(cli("status", "-f", f, "--json").stdout)
+    stopped = json.loads(cli("status", "-f", f, "--json").stdout)["nodes"]
     assert not any(s["healthy"] for s in stopped)
 
 

@@ -63,7 +63,7 @@ def test_removed_replica_is_named_then_removed_with_its_slot(make_cluster: Any) 
 
     status = streamctl("status", "-f", str(c.path), "--json")
     assert status.returncode == 0, status.stdout
-    rows = {r["name"]: r for r in json.loads(status.stdout)}
+    rows = {r["name"]: r for r in json.loads(status.stdout)["nodes"]}
     assert rows[GONE]["orphan"] is True and rows[GONE]["state"] == "running"
     assert "--remove-orphans" in rows[GONE]["detail"] and rows["analytics-replica-1"]["orphan"] is False
     stray = next(r for r in run_checks(c.ctx, ["replication.slots"]).results if r.target == SLOT)
@@ -77,7 +77,7 @@ def test_removed_replica_is_named_then_removed_with_its_slot(make_cluster: Any) 
     assert slot(c, SLOT) is None
     assert GONE not in c.ctx.store.endpoints() and c.ctx.orphans() == []
     assert not (c.backend.home.nodes / GONE).exists()
-    rows = {r["name"] for r in json.loads(streamctl("status", "-f", str(c.path), "--json").stdout)}
+    rows = {r["name"] for r in json.loads(streamctl("status", "-f", str(c.path), "--json").stdout)["nodes"]}
     assert GONE not in rows
     assert slot(c, names.subscription_name("analytics-replica-1")) is True  # the kept replica is untouched
 
@@ -100,7 +100,7 @@ def test_down_stops_orphans_and_up_drops_their_inactive_slot(make_cluster: Any) 
     assert slot(c, SLOT) is None
     dropped = [ch for _, step, ch in result.config_changes if step == "stray slots"]
     assert dropped and SLOT in dropped[0][0] and "bytes of WAL" in dropped[0][0]
-    rows = {r["name"]: r for r in json.loads(streamctl("status", "-f", str(c.path), "--json").stdout)}
+    rows = {r["name"]: r for r in json.loads(streamctl("status", "-f", str(c.path), "--json").stdout)["nodes"]}
     assert rows[GONE]["state"] == "stopped" and rows[GONE]["orphan"] is True
 
     c.down(volumes=True)  # the orphan's data goes with the rest
@@ -182,7 +182,7 @@ def test_down_volumes_with_an_external_primary_leaves_no_slot_on_it() -> None:
         assert up.returncode == 0, up.stderr
         with primary.connect() as conn:
             assert catalog.slot_active(conn, names.subscription_name("analytics-replica-1")) is True
-        down = streamctl("down", "-f", str(c.path), "--skip-external", "--volumes")
+        down = streamctl("down", "-f", str(c.path), "--skip-external", "--volumes", "--yes")
         assert down.returncode == 0, down.stderr
         with primary.connect() as conn:
             assert catalog.slot_active(conn, names.subscription_name("analytics-replica-1")) is None
@@ -210,7 +210,7 @@ def test_docker_orphan_replica_is_named_then_removed_with_its_slot() -> None:
         result = c.up()
         assert result.orphans == [GONE] and slot(c, SLOT) is True
         assert client.containers.get(f"{c.cluster}-{GONE}").status == "running"
-        rows = {r["name"]: r for r in json.loads(streamctl("status", "-f", str(c.path), "--json").stdout)}
+        rows = {r["name"]: r for r in json.loads(streamctl("status", "-f", str(c.path), "--json").stdout)["nodes"]}
         assert rows[GONE]["orphan"] is True and rows[GONE]["state"] == "running"
 
         removed = c.runner.up(remove_orphans=True)  # ...but --remove-orphans does, to move its shards off

@@ -58,11 +58,11 @@ def test_up_as_root_in_a_private_home_then_down_volumes_leaves_nothing() -> None
         again = streamctl("up", *args, cwd=clone)
         assert again.returncode == 0 and str(moved) not in again.stderr
         assert {p: stat.S_IMODE(p.stat().st_mode) for p in modes} == modes  # nothing of the user's changed
-        down = streamctl("down", "--volumes", *args, cwd=clone)
+        down = streamctl("down", "--volumes", "--yes", *args, cwd=clone)
         assert down.returncode == 0, down.stderr
         assert not moved.exists() and not state.exists()
         assert {p: stat.S_IMODE(p.stat().st_mode) for p in modes} == modes
     finally:
-        streamctl("down", "--volumes", *args, cwd=clone)
+        streamctl("down", "--volumes", "--yes", *args, cwd=clone)
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(moved, ignore_errors=True)

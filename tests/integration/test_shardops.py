@@ -125,11 +125,11 @@ def test_move_then_rebalance_keep_every_row_and_dry_run_changes_nothing(cluster:
     assert sums(cluster) == before
     again = cli(cluster, "shards", "rebalance", "--dry-run", "--json")
     assert json.loads(again.stdout)["moves"] == []
-    status = cli(cluster, "shards", "rebalance", "--status", "--json")
+    status = cli(cluster, "shards", "rebalance", "status", "--json")
     assert json.loads(status.stdout)["state"] == "finished"
     with cluster.ctx.pg_connect("coordinator") as conn:  # executors were raised for the job only
         assert conn.execute("SHOW citus.max_background_task_executors_per_node").fetchone()[0] == "1"  # type: ignore[index]
-    cancel = cli(cluster, "shards", "rebalance", "--cancel")
+    cancel = cli(cluster, "shards", "rebalance", "cancel")
     assert cancel.exit_code == ExitCode.NOT_FOUND and "no rebalance is running" in cancel.output
 
 
@@ -163,7 +163,7 @@ def test_isolating_a_hot_title_leaves_it_alone_with_its_colocated_rows(cluster: 
     (("shards", "isolate", "-t", "content_metadata", "-k", "not-a-uuid"), ExitCode.REFUSED, "not a valid uuid"),
     (("shards", "isolate", "-t", "genres", "-k", "1"), ExitCode.REFUSED, "not a distributed one"),
     (("shards", "isolate", "-t", "no_such_table", "-k", "1"), ExitCode.NOT_FOUND, "not a Citus table"),
-    (("shards", "rebalance", "--transfer-mode", "fast"), ExitCode.REFUSED, "unknown transfer mode"),
+    (("shards", "rebalance", "--transfer-mode", "fast"), ExitCode.USAGE, "'fast' is not one of"),
 ])
 def test_bad_input_is_a_clear_error_and_changes_nothing(cluster: Any, args: tuple[str, ...], code: int,
                                                         message: str) -> None:
@@ -173,6 +173,26 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(cluster: Any, args: tupl
     assert out.exit_code == code, out.output
     assert message in out.output
     assert placements(cluster) == snapshot
+
+
+def test_group_options_before_a_subcommand_reach_it(cluster: Any, tmp_path: Any) -> None:
+    """`shards -f FILE --json hot` acts on FILE's cluster, not on the topology.yaml of the current directory
+    (here a decoy naming a cluster that does not exist)."""
+    from tests.conftest import write_topology
+
+    write_topology(tmp_path, cluster="decoy-not-up")
+    run = [sys.executable, "-m", "streamctl", "shards", "-f", str(cluster.path), "--json"]
+    hot = subprocess.run([*run, "hot", "-n", "1"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         stdin=subprocess.DEVNULL)
+    assert hot.returncode == 0, hot.stdout + hot.stderr
+    assert json.loads(hot.stdout)["titles"][0]["content_id"] == cluster.hot  # the JSON of FILE's cluster
+    plan = subprocess.run([*run, "rebalance", "--dry-run"], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "moves" in json.loads(plan.stdout)
+    own = subprocess.run([*run, "hot", "-n", "1", "-f", str(tmp_path / "topology.yaml")], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert own.returncode == 4 and "Citus is disabled" in own.stderr, own.stderr  # its own -f wins
 
 
 def test_reference_table_shard_cannot_be_moved(cluster: Any) -> None:

@@ -188,7 +188,7 @@ def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None
     assert cli.sql("coordinator", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "t"
     assert not cli.up_json()["changed"]
 
-    rows = json.loads(cli.ok("status", "--json").stdout)
+    rows = json.loads(cli.ok("status", "--json").stdout)["nodes"]
     assert all(r["state"] == "running" and r["healthy"] for r in rows)
     assert all(swarm.node_id[:12] in r["detail"] for r in rows)  # the Swarm host each service runs on
 
@@ -200,11 +200,11 @@ def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None
     assert cli.sql("analytics-primary", "SELECT count(*) FROM users") == users
 
     cli.ok("down")
-    assert all(r["state"] == "stopped" for r in json.loads(cli.run("status", "--json").stdout))
+    assert all(r["state"] == "stopped" for r in json.loads(cli.run("status", "--json").stdout)["nodes"])
     cli.ok("up")
     assert cli.sql("analytics-replica-1", "SELECT count(*) FROM users") == users
 
-    cli.ok("down", "--volumes")
+    cli.ok("down", "--volumes", "--yes")
     assert swarm_resources(cli.cluster) == {"services": [], "secrets": [], "networks": [], "volumes": []}
 
 
@@ -313,7 +313,7 @@ def test_a_second_state_dir_cannot_touch_the_swarm_cluster_until_it_adopts(cli: 
 
     other = traversable_tmpdir()
     try:
-        for args in (("up",), ("down", "--volumes"), ("up", "--adopt")):
+        for args in (("up",), ("down", "--volumes", "--yes"), ("up", "--adopt")):
             proc = cli.run(*args, "--state-dir", str(other))
             text = " ".join((proc.stdout + proc.stderr).split())
             assert proc.returncode == 13, text
@@ -330,9 +330,9 @@ def test_a_second_state_dir_cannot_touch_the_swarm_cluster_until_it_adopts(cli: 
         count = cli.ok("psql", "coordinator", "--state-dir", str(other), "--", "-At", "-c",
                        "SELECT count(*) FROM owned").stdout.strip()
         assert count == "300"
-        proc = cli.run("down", "--volumes")
+        proc = cli.run("down", "--volumes", "--yes")
         assert proc.returncode == 13 and adopter in " ".join(proc.stderr.split()), proc.stdout + proc.stderr
-        cli.ok("down", "--volumes", "--state-dir", str(other))
+        cli.ok("down", "--volumes", "--yes", "--state-dir", str(other))
         assert swarm_resources(cli.cluster) == {"services": [], "secrets": [], "networks": [], "volumes": []}
     finally:
         shutil.rmtree(other, ignore_errors=True)

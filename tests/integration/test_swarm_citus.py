@@ -90,5 +90,5 @@ def test_citus_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None:
     assert f"{cli.cluster}-worker-3" not in swarm_resources(cli.cluster)["services"]
     assert distributed_counts(cli) == before
     assert cli.run("verify", "--json").returncode == 0
-    rows = json.loads(cli.ok("status", "--json").stdout)
+    rows = json.loads(cli.ok("status", "--json").stdout)["nodes"]
     assert all(r["state"] == "running" and r["healthy"] for r in rows), rows

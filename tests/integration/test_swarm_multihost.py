@@ -108,7 +108,7 @@ def test_workers_spread_over_hosts_and_a_drained_host_keeps_its_worker(cli: Cli,
     proc = cli.run("up")
     assert proc.returncode != 0
     assert f"worker-2 is pinned to {pinned_name}" in proc.stderr and "drain" in proc.stderr, proc.stderr
-    rows = {r["name"]: r for r in json.loads(cli.run("status", "--json").stdout)}
+    rows = {r["name"]: r for r in json.loads(cli.run("status", "--json").stdout)["nodes"]}
     assert pinned_name in rows["worker-2"]["detail"] and "drain" in rows["worker-2"]["detail"], rows["worker-2"]
     assert rows["worker-1"]["state"] == "running"
     assert {t["NodeID"] for t in _tasks(swarm, f"{cli.cluster}-worker-2") if t.get("NodeID")} == {pinned}

@@ -67,17 +67,17 @@ def test_up_and_down_as_an_ordinary_user() -> None:
     try:
         up = run("up")
         assert up.returncode == 0, up.stderr
-        status = json.loads(run("status", "--json").stdout)
+        status = json.loads(run("status", "--json").stdout)["nodes"]
         assert all(s["healthy"] for s in status)
         ps = subprocess.run(["ps", "-o", "user=", "-C", "postgres"], capture_output=True, text=True).stdout
         secrets = directory / ".streamctl" / "plain" / "secrets.json"
         assert secrets.stat().st_uid == user.pw_uid and (secrets.stat().st_mode & 0o777) == 0o600
         assert TEST_USER[:8] in ps or str(user.pw_uid) in ps
-        down = run("down", "--volumes")
+        down = run("down", "--volumes", "--yes")
         assert down.returncode == 0, down.stderr
         assert not (directory / ".streamctl" / "plain").exists()
     finally:
-        run("down", "--volumes")
+        run("down", "--volumes", "--yes")
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -112,5 +112,5 @@ def test_unreachable_state_dir_keeps_state_but_not_node_data(tmp_path: Path) -> 
         assert not (tmp_path / ".streamctl" / "t" / "nodes").exists()
         assert (tmp_path / ".streamctl" / "t" / "state.json").exists()
     finally:
-        run("down", "--volumes")
+        run("down", "--volumes", "--yes")
     assert not moved.exists()

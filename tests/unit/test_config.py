@@ -51,14 +51,14 @@ def test_bind_override_and_worker_ports() -> None:
 MALFORMED: list[tuple[str, object, str]] = [
     ("unknown top-level key", {"clusters": "x"}, "clusters: unknown key"),
     ("unknown nested key", {"metadata": {"citus": {"shards": 4}}}, "metadata.citus.shards: unknown key"),
-    ("port not a number", {"redis": {"port": "abc"}}, "redis.port: Input should be a valid integer"),
+    ("port not a number", {"redis": {"port": "abc"}}, "redis.port: expected a whole number, got 'abc'"),
     ("port out of range", {"mongo": {"port": 70000}}, "mongo.port: port 70000 is out of range"),
     ("port zero", {"redis": {"port": 0}}, "redis.port: port 0 is out of range"),
     ("negative worker count", {"metadata": {"workers": {"count": -1}}},
-     "metadata.workers.count: Input should be greater than or equal to 0"),
+     "metadata.workers.count: must be at least 0, got -1"),
     ("duplicate port", {"redis": {"port": 15432}}, "redis.port: port 15432 is already used by metadata.coordinator"),
     ("duplicate port with a worker", {"analytics": {"primary": {"port": 15434}}},
-     "analytics.primary.port: port 15434 is already used by metadata.workers[1]"),
+     "analytics.primary.port: port 15434 is already used by worker-2 (metadata.workers.port + 1)"),
     ("duplicate name", {"redis": {"name": "coordinator"}}, "redis.name: name 'coordinator' is already used"),
     ("duplicate replica names", {"analytics": {"replicas": [{"name": "r", "port": 20001},
                                                             {"name": "r", "port": 20002}]}},
@@ -78,25 +78,25 @@ MALFORMED: list[tuple[str, object, str]] = [
     ("unset variable", {"secrets": {"redis_password": "${STREAMCTL_TEST_UNSET_VAR}"}},
      "secrets.redis_password: environment variable STREAMCTL_TEST_UNSET_VAR is not set"),
     ("bad backend", {"backend": "kubernetes"},
-     "backend: Input should be 'auto', 'docker', 'local', 'external' or 'swarm'"),
+     "backend: expected 'auto', 'docker', 'local', 'external' or 'swarm', got 'kubernetes'"),
     ("external port outside workers.nodes", {"external": {"port": 5432}},
      "external.port: set the node's own port instead"),
     ("bad cluster name", {"cluster": "My Cluster"}, "cluster: 'My Cluster' is not a valid name"),
-    ("wrong type for section", {"redis": "yes"}, "redis: Input should be a valid dictionary"),
-    ("wrong type for flag", {"mongo": {"enabled": "perhaps"}}, "mongo.enabled: Input should be a valid boolean"),
+    ("wrong type for section", {"redis": "yes"}, "redis: expected a mapping, got 'yes'"),
+    ("wrong type for flag", {"mongo": {"enabled": "perhaps"}}, "mongo.enabled: expected true or false, got 'perhaps'"),
     ("replicas not a list", {"analytics": {"replicas": {"name": "r"}}},
-     "analytics.replicas: Input should be a valid"),
+     "analytics.replicas: expected a list, got a mapping"),
     ("replica missing port", {"analytics": {"replicas": [{"name": "r"}]}},
-     "analytics.replicas[0].port: Field required"),
+     "analytics.replicas[0].port: this key is required"),
     ("shard count zero", {"metadata": {"citus": {"shard_count": 0}}},
-     "metadata.citus.shard_count: Input should be greater than or equal to 1"),
-    ("unsupported version", {"version": 2}, "version: Input should be 1"),
+     "metadata.citus.shard_count: must be at least 1, got 0"),
+    ("unsupported version", {"version": 2}, "version: expected 1, got the number 2"),
     ("workers past the last port", {"metadata": {"workers": {"count": 3, "port": 65534}}},
      "metadata.workers.port: 3 workers from port 65534 would need port 65536"),
     ("bad database identifier", {"analytics": {"database": "analytics-db"}},
      "analytics.database: 'analytics-db' is not a valid name"),
     ("skew threshold below one", {"verify": {"max_skew": 0.5}},
-     "verify.max_skew: Input should be greater than or equal to 1"),
+     "verify.max_skew: must be at least 1, got 0.5"),
     ("gateway port clash", {"gateway": {"port": 16379}}, "gateway.port: port 16379 is already used by redis"),
 ]
 
@@ -213,3 +213,74 @@ def test_slot_wal_bound_is_set_on_the_primary_only_and_checked() -> None:
     with pytest.raises(ConfigError) as info:
         parse_topology({"analytics": {"max_slot_wal_keep_size": "lots; fsync=off"}}, env={})
     assert "analytics.max_slot_wal_keep_size: 'lots; fsync=off' is not a size" in info.value.details[0]
+
+
+def _errors(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:
+    path = tmp_path / "topology.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env=env or {})
+    prefix = f"{path}: "
+    assert all(d.startswith(prefix) for d in info.value.details)
+    return [d[len(prefix):] for d in info.value.details]
+
+
+def test_three_independent_errors_are_three_errors_in_one_pass(tmp_path: Path) -> None:
+    """A bad cluster name (a type error) no longer hides a port clash (a cross-field check)."""
+    errors = _errors(tmp_path, "version: 1\ncluster: My Cluster\nredis:\n  port: 15432\nmongo:\n  enabled: perhaps\n")
+    assert errors == [
+        "cluster: 'My Cluster' is not a valid name (lowercase letters, digits and '-' or '_') (line 2)",
+        "mongo.enabled: expected true or false, got 'perhaps' (line 6)",
+        "redis.port: port 15432 is already used by metadata.coordinator (line 4)",
+    ]
+
+
+def test_a_value_set_aside_adds_no_error_of_its_own_default(tmp_path: Path) -> None:
+    """redis.port is invalid: its default must not then be reported as clashing with anything."""
+    errors = _errors(tmp_path, "redis:\n  port: abc\nmongo:\n  port: 16379\n")
+    assert errors == ["redis.port: expected a whole number, got 'abc' (line 2)"]
+
+
+def test_a_duplicate_key_is_an_error_naming_both_lines(tmp_path: Path) -> None:
+    errors = _errors(tmp_path, "version: 1\nredis:\n  port: 7000\nmongo: {enabled: false}\nredis:\n  port: 7001\n")
+    assert errors == ["redis: key 'redis' is written twice (lines 2 and 5); YAML would keep only the last"]
+    nested = _errors(tmp_path, "redis:\n  port: 7000\n  port: 7001\n")
+    assert nested == ["redis.port: key 'port' is written twice (lines 2 and 3); YAML would keep only the last"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("metdata:\n  citus: {enabled: false}\n", "metdata: unknown key (did you mean 'metadata'?) (line 1)"),
+    ("redis:\n  prot: 7000\n", "redis.prot: unknown key (did you mean 'port'?) (line 2)"),
+    ("analytics:\n  replicas:\n    - name: r\n      port: 20001\n      imgae: x\n",
+     "analytics.replicas[0].imgae: unknown key (did you mean 'image'?) (line 5)"),
+    ("flavour: blue\n", "flavour: unknown key (line 1)"),  # nothing close: no guess
+])
+def test_an_unknown_key_suggests_the_key_meant(tmp_path: Path, text: str, expected: str) -> None:
+    assert _errors(tmp_path, text) == [expected]
+
+
+def test_messages_say_what_was_expected_and_what_was_found_with_its_line(tmp_path: Path) -> None:
+    text = "version: 1\n" + "# padding\n" * 38 + "redis:\n  - port: 1\n"
+    assert _errors(tmp_path, text) == ["redis: expected a mapping, got a list (line 40)"]
+
+
+def test_an_unset_variable_is_one_error_that_says_to_set_it(tmp_path: Path) -> None:
+    errors = _errors(tmp_path, "redis:\n  port: ${STREAMCTL_TEST_UNSET_PORT}\n")
+    assert errors == ["redis.port: environment variable STREAMCTL_TEST_UNSET_PORT is not set (set it, or write "
+                      "${STREAMCTL_TEST_UNSET_PORT:-default}) (line 2)"]
+    path = tmp_path / "topology.yaml"
+    assert load_topology(path, env={"STREAMCTL_TEST_UNSET_PORT": "7000"}).redis.port == 7000
+
+
+def test_a_worker_port_clash_names_the_key_that_was_set(tmp_path: Path) -> None:
+    """Workers are derived from metadata.workers: `metadata.workers[1]` is nowhere in the file."""
+    errors = _errors(tmp_path, "metadata:\n  workers:\n    count: 2\n    port: 16378\n")
+    assert errors == ["redis.port: port 16379 is already used by worker-2 (metadata.workers.port + 1)"]
+    errors = _errors(tmp_path, "redis:\n  port: 7001\nmetadata:\n  workers:\n    count: 2\n    port: 7000\n")
+    assert errors == ["redis.port: port 7001 is already used by worker-2 (metadata.workers.port + 1) (line 2)"]
+    errors = _errors(tmp_path, "mongo:\n  enabled: true\n  port: 7001\nredis:\n  enabled: false\nmetadata:\n"
+                               "  workers:\n    count: 2\n    port: 7000\n")
+    assert errors == ["mongo.port: port 7001 is already used by worker-2 (metadata.workers.port + 1) (line 3)"]
+    errors = _errors(tmp_path, "metadata:\n  coordinator: {port: 7001}\n  workers:\n    count: 2\n    port: 7000\n")
+    assert errors == ["metadata.workers.port: port 7001 (worker-2's) is already used by metadata.coordinator "
+                      "(line 5)"]
