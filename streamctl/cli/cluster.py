@@ -49,7 +49,7 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     Example: streamctl up -f examples/no-citus.yaml --backend local
     Example: streamctl up -f examples/external.yaml --configure
     Example: streamctl up --remove-orphans
-    Example: streamctl up --adopt   (with the owner's secrets.json in this state directory)
+    Example: streamctl up --adopt
     """
     ctx = load_context(file, state_dir)
     ctx.adopt = adopt
@@ -117,9 +117,9 @@ def down(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: B
 
 def status(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
            json_: JsonOpt = False) -> None:
-    """Show every node: where it runs, its address and whether it answers; then the orphans (nodes the
-    state knows that the topology no longer has), which do not count towards the exit code. Exit 12 when
-    a node is not healthy (1 is kept for internal errors).
+    """Show every node: where it runs and whether it answers. Orphans (nodes the state knows
+    that the topology no longer has) follow; they do not count towards the exit code. Exit 12 when a node
+    is not healthy (1 is kept for internal errors).
 
     Example: streamctl status --json | jq '.nodes[] | select(.healthy | not)'
     """

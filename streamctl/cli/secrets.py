@@ -27,8 +27,8 @@ def rotate_secrets(names: NamesArg = None, file: FileOpt = DEFAULT_FILE, state_d
     Exit codes: 0 rotated and every check passed; 2 unknown NAME, or NAME is set in the topology unchanged;
     5 a change failed (run again to finish); 7 no cluster state; 8 a check failed; 9 a check could not run.
 
-    Example: streamctl rotate-secrets replication_password gateway_password --json | jq .ok
-    Example: streamctl rotate-secrets            # every secret in use, then the checks
+    Example: streamctl rotate-secrets replication_password gateway_password --json
+    Example: streamctl rotate-secrets
     """
     check_names(names or [])
     ctx = load_context(file, state_dir)
