@@ -149,11 +149,31 @@ def test_few_titles_with_many_rows_each_is_not_called_skew(citus_cluster: Any) -
 
 
 @pytest.mark.citus
+def gateway_may_read(cluster: Any, table: str) -> bool:
+    from streamctl.names import GATEWAY_USER
+
+    with cluster.ctx.pg_connect("coordinator") as conn:
+        row = conn.execute("SELECT has_table_privilege(%s, %s, 'SELECT')", (GATEWAY_USER, table)).fetchone()
+    return bool(row and row[0])
+
+
+@pytest.mark.citus
 def test_scale_up_then_down_keeps_the_data(citus_cluster: Any) -> None:
+    from streamctl.names import GATEWAY_USER
+
     before = counts(citus_cluster)
     events: list[Any] = []
+    # A difference on the coordinator that `up` would converge: scale only touches the workers it adds.
+    with citus_cluster.ctx.pg_connect("coordinator") as conn:
+        conn.execute(f"REVOKE SELECT ON genres FROM {GATEWAY_USER}")
+    assert not gateway_may_read(citus_cluster, "genres")
     grown = scale_workers(citus_cluster.ctx, citus_cluster.backend, 3, emit=events.append)
     assert grown.added == ["worker-3"] and grown.moves > 0 and grown.topology_updated
+    assert not gateway_may_read(citus_cluster, "genres"), "scale configured the coordinator"
+    assert not any(e.node == "coordinator" and e.step not in ("rebalance", "drain") for e in events
+                   if e.kind in ("begin", "done")), [e for e in events if e.node == "coordinator"]
+    with citus_cluster.ctx.pg_connect("coordinator") as conn:
+        conn.execute(f"GRANT SELECT ON genres TO {GATEWAY_USER}")
     assert any(e.step == "rebalance" and "shard moves done" in e.detail for e in events)
     assert load_topology(citus_cluster.path).metadata.workers.count == 3
     citus_cluster.reload()
