@@ -65,8 +65,8 @@ def url(node: Annotated[str | None, typer.Argument(
         file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False,
         database: Annotated[str | None, typer.Option("--db", "-d", help="Database (default: the node's).")]
         = None) -> None:
-    """Print a node's connection URI (or every node's), credentials included, for scripts. With TLS on it
-    carries sslmode=verify-full and the cluster CA's path (ssl_ca_certs for Redis, tlsCAFile for MongoDB).
+    """Print the connection URI of a node, or of every node. Credentials are included, for scripts; with TLS
+    on it carries sslmode=verify-full and the cluster CA's path (ssl_ca_certs for Redis, tlsCAFile for MongoDB).
 
     Example: psql "$(streamctl url analytics-primary)"
     Example: streamctl url --json | jq -r '.nodes.redis'
