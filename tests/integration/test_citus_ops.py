@@ -200,7 +200,8 @@ def test_scale_refuses_without_citus(make_cluster: Any) -> None:
     with pytest.raises(PreflightError, match="Citus is disabled"):
         scale_workers(cluster.ctx, cluster.backend, 3)
     out = CliRunner().invoke(app, ["shards", "-f", str(cluster.path)])
-    assert out.exit_code != 0
+    assert out.exit_code != 0 and isinstance(out.exception, PreflightError), out.exception  # not a crash
+    assert "Citus is disabled" in out.exception.message
 
 
 @pytest.mark.citus

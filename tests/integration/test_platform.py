@@ -149,6 +149,9 @@ def test_replication_and_fdw_roles_are_confined(make_cluster) -> None:
         assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("INSERT INTO users (user_id, username, email) VALUES (gen_random_uuid(), 'x', 'y')")
+        conn.execute("SET default_transaction_read_only = off")  # the role itself must not be able to write
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO users (user_id, username, email) VALUES (gen_random_uuid(), 'x', 'y')")
 
 
 def test_second_up_leaves_catalogs_unchanged(make_cluster) -> None:

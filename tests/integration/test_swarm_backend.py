@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from streamctl.errors import ExitCode
 from tests.conftest import free_port, traversable_tmpdir
 from tests.docker_helpers import (
     REPO,
@@ -132,7 +133,7 @@ def test_engine_not_in_a_swarm() -> None:
     try:
         for command in (("up",), ("up", "--dry-run"), ("status",)):
             proc = c.run(*command)
-            assert proc.returncode != 0, proc.stdout
+            assert proc.returncode == ExitCode.PREFLIGHT, proc.stdout + proc.stderr
             assert "is not part of a Swarm" in proc.stderr and "docker swarm init" in proc.stderr, proc.stderr
         assert swarm_state() == "inactive"
         assert cluster_resources(c.cluster) == {"containers": [], "volumes": [], "networks": []}
@@ -213,7 +214,7 @@ def test_unsatisfiable_constraint_creates_nothing(cli: Cli) -> None:
     cli.save()
     for command in (("up",), ("up", "--dry-run")):
         proc = cli.run(*command)
-        assert proc.returncode != 0
+        assert proc.returncode == ExitCode.PREFLIGHT, proc.stderr
         assert "placement cannot be satisfied" in proc.stderr
         assert "analytics-replica-1" in proc.stderr and "node.labels.streamctl-test-absent == yes" in proc.stderr
     assert swarm_resources(cli.cluster) == {"services": [], "secrets": [], "networks": [], "volumes": []}
@@ -223,7 +224,7 @@ def test_bad_constraint_syntax_is_a_topology_error(cli: Cli) -> None:
     cli.data["placement"] = {"nodes": {"coordinator": ["node.hostname = db-1"]}}
     cli.save()
     proc = cli.run("up")
-    assert proc.returncode != 0
+    assert proc.returncode == ExitCode.CONFIG, proc.stderr
     assert "placement.nodes.coordinator[0]" in proc.stderr
     assert swarm_resources(cli.cluster)["services"] == []
 
@@ -232,13 +233,13 @@ def test_loopback_bind_is_refused_on_swarm(cli: Cli) -> None:
     cli.data["bind"] = "127.0.0.1"
     cli.save()
     proc = cli.run("up")
-    assert proc.returncode != 0 and "bind: 0.0.0.0" in proc.stderr
+    assert proc.returncode == ExitCode.CONFIG and "bind: 0.0.0.0" in proc.stderr
     assert swarm_resources(cli.cluster)["services"] == []
 
 
 def test_unreachable_manager(cli: Cli) -> None:
     proc = cli.run("up", env={"DOCKER_HOST": f"tcp://127.0.0.1:{free_port()}"})
-    assert proc.returncode != 0 and "cannot reach the Docker engine" in proc.stderr
+    assert proc.returncode == ExitCode.PREFLIGHT and "cannot reach the Docker engine" in proc.stderr
     assert swarm_resources(cli.cluster)["services"] == []
 
 
@@ -259,7 +260,7 @@ def test_pinned_host_gone_changes_nothing(cli: Cli) -> None:
     before = service.attrs["Version"]["Index"]
 
     proc = cli.run("up")
-    assert proc.returncode != 0
+    assert proc.returncode == ExitCode.PREFLIGHT, proc.stderr
     assert "coordinator is pinned to db-gone" in proc.stderr and "left the swarm" in proc.stderr
     status = cli.run("status", "--json").stdout
     assert "db-gone" in status and "left the swarm" in status

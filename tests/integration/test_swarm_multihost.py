@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from streamctl.errors import ExitCode
 from streamctl.readiness import Readiness
 from tests.conftest import free_port, traversable_tmpdir
 from tests.dind_swarm import DindSwarm, dind_swarm
@@ -106,7 +107,7 @@ def test_workers_spread_over_hosts_and_a_drained_host_keeps_its_worker(cli: Cli,
 
     Readiness("worker-2's task to stop on the drained host", stopped, 60.0, interval=0.5).wait()
     proc = cli.run("up")
-    assert proc.returncode != 0
+    assert proc.returncode == ExitCode.PREFLIGHT, proc.stderr
     assert f"worker-2 is pinned to {pinned_name}" in proc.stderr and "drain" in proc.stderr, proc.stderr
     rows = {r["name"]: r for r in json.loads(cli.run("status", "--json").stdout)["nodes"]}
     assert pinned_name in rows["worker-2"]["detail"] and "drain" in rows["worker-2"]["detail"], rows["worker-2"]
