@@ -24,8 +24,9 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
             log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning") -> None:
     """Serve the REST API (/api/v1/content), /health, API docs (/api-docs) and the dashboard (/).
 
-    Listening beyond loopback (anything but 127.0.0.1, ::1, localhost), /health, /api/v1/ops/* and the
-    dashboard require the token kept in the state directory's gateway-token file (Authorization: Bearer).
+    Listening beyond loopback (anything but 127.0.0.1, ::1, localhost), every route except those in
+    gateway.public_routes requires the token kept in the state directory's gateway-token file
+    (Authorization: Bearer); an empty or unreadable token file is an error.
 
     Example: streamctl gateway -f topology.yaml --port 3000 --workers 2 --tls
     """
@@ -49,7 +50,8 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
     render.line(f"gateway for {ctx.topology.cluster} on {scheme}://{host}:{port}/ (docs /api-docs, "
                 f"{workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it", "bold green")
     if token:
-        render.line(f"ops endpoints and the dashboard need the token in {ctx.store.root / TOKEN_FILE}")
+        public = ", ".join(spec.public_routes) or "none"
+        render.line(f"every route needs the token in {ctx.store.root / TOKEN_FILE} (public routes: {public})")
     if workers == 1:
         uvicorn.run(create_app(ctx, ops_token=token), host=host, port=port, log_level=log_level,
                     ssl_certfile=certfile, ssl_keyfile=keyfile)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -139,6 +140,19 @@ class GatewaySpec(Strict):
     port: Port = 3000
     replica_reads: bool = True  # analytics-only reads go to a replica when one exists
     tls: bool = False  # serve HTTPS with a certificate from the cluster CA (or tls.certificates.gateway)
+    # Beyond loopback every route needs the ops token except these: exact paths, `{name}` for one path
+    # segment, a trailing `*` for any rest (e.g. /api/v1/content/ids, /api/v1/content/{id}, /static/*).
+    public_routes: tuple[str, ...] = ()
+    metrics_interval: float = Field(5.0, ge=0.5, le=300)  # seconds between two background collections
+
+    @field_validator("public_routes")
+    @classmethod
+    def _routes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for route in value:
+            if not re.fullmatch(r"(/([A-Za-z0-9._~-]+|\{[a-zA-Z_]+\}))*(/\*|/)?", route) or not route:
+                raise ValueError(f"{route!r} is not a route pattern: /literal/{{name}}/... with an optional "
+                                 "trailing /* (e.g. /api/v1/content/{id})")
+        return value
 
 
 class TlsCertSpec(Strict):

@@ -24,7 +24,7 @@ from streamctl.gateway.stores import PoolSizes, Stores
 
 ENV_TOPOLOGY = "STREAMCTL_TOPOLOGY"
 ENV_STATE_DIR = "STREAMCTL_STATE_DIR"
-ENV_GUARD = "STREAMCTL_GATEWAY_GUARD"  # "1": the workers require the ops token (listening beyond loopback)
+ENV_GUARD = "STREAMCTL_GATEWAY_GUARD"  # "1": the workers require the token (listening beyond loopback)
 
 DESCRIPTION = """The streaming platform's REST API over the stores `streamctl up` provisioned:
 the content catalogue (Citus or PostgreSQL), users and watch history (analytics PostgreSQL, read through
@@ -37,7 +37,7 @@ the topology, or unreachable, answers 503 naming the store; the other endpoints 
 def create_app(ctx: ClusterContext, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                pool_sizes: PoolSizes | None = None, ops_token: str | None = None) -> FastAPI:
     """The FastAPI app serving the cluster `ctx` describes; pools open when the app starts. With
-    `ops_token`, /health, /api/v1/ops/* and the dashboard require it (see guard.py)."""
+    `ops_token`, every route but gateway.public_routes requires it (see guard.py)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,8 +61,8 @@ def create_app(ctx: ClusterContext, *, max_body_bytes: int = DEFAULT_MAX_BODY_BY
         app.include_router(module.router)
     dashboard.mount_static(app)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    if ops_token:
-        app.add_middleware(OpsTokenGuard, token=ops_token)
+    if ops_token is not None:  # an empty token is refused by the guard itself, never taken as "no guard"
+        app.add_middleware(OpsTokenGuard, token=ops_token, public_routes=ctx.topology.gateway.public_routes)
     return app
 
 
