@@ -135,3 +135,10 @@ def write_data_file(conn: psycopg.Connection[Any], node: str, name: str, content
     row = conn.execute("SELECT current_setting('data_directory') || '/' || %s", (name,)).fetchone()
     assert row is not None
     conn.execute(sql.SQL("COPY (SELECT unnest({}::text[])) TO {}").format(sql.Literal(lines), sql.Literal(row[0])))
+
+
+def row_estimates(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> dict[str, int]:
+    """The planner's row estimate (pg_class.reltuples) of each table that exists; 0 before its first ANALYZE."""
+    rows = conn.execute("SELECT relname, greatest(reltuples, 0)::bigint FROM pg_class WHERE relkind IN ('r', 'p') "
+                        "AND relname = ANY(%s) AND relnamespace = 'public'::regnamespace", (list(tables),))
+    return {str(r[0]): int(r[1]) for r in rows.fetchall()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Annotated
 
 import typer
@@ -34,6 +35,7 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
 
     from streamctl.gateway.app import ENV_GUARD, ENV_STATE_DIR, ENV_TOPOLOGY, app_from_env, create_app
     from streamctl.gateway.guard import TOKEN_FILE, ensure_token, needs_token
+    from streamctl.gateway.metrics import MULTIPROC_ENV
 
     ctx = load_context(file, state_dir)
     spec = ctx.topology.gateway
@@ -57,6 +59,11 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
                     ssl_certfile=certfile, ssl_keyfile=keyfile)
         return
     os.environ[ENV_GUARD] = "1" if token else "0"
+    # The HTTP metrics of every worker add up in files here (prometheus_client's multiprocess mode).
+    metrics_dir = ctx.store.root / "gateway-metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, mode=0o700)
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
     # Several processes: each worker imports the factory and rebuilds the context from the environment.
     os.environ[ENV_TOPOLOGY] = str(file.absolute())
     if state_dir:
