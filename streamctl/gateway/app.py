@@ -46,7 +46,7 @@ def create_app(ctx: ClusterContext, *, max_body_bytes: int = DEFAULT_MAX_BODY_BY
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.instruments = instruments
+        app.state.instruments, app.state.background = instruments, background
         background.start()
         app.state.stores = await Stores.open(ctx, pool_sizes)
         # Everything built so far lives as long as the app: move it out of the collector's sight, so
