@@ -173,7 +173,7 @@ function chart(id, series, data, fmt, extra) {
       width, height: 160, legend: { show: true },
       scales: { x: { time: true }, ...(extra && extra.scales) },
       series: [{}, ...series],
-      axes: [{}, { values: (u, vals) => vals.map(fmt), size: 64 }, ...((extra && extra.axes) || [])],
+      axes: [{}, { values: (u, vals) => vals.map(fmt), size: 76 }, ...((extra && extra.axes) || [])],
     };
     charts[id] = { key, plot: new uPlot(opts, data, el) };
   } else {
@@ -200,7 +200,7 @@ function renderHistory(h) {
     { label: "requests", stroke: COLOURS[0], value: (u, v) => fmtRate(v) },
     { label: "p99", stroke: COLOURS[1], scale: "s", value: (u, v) => fmtDuration(v) },
   ], [xs, pts.map((p) => p.requests_per_second), pts.map((p) => p.p99_seconds)], fmtRate,
-  { scales: { s: {} }, axes: [{ scale: "s", side: 1, values: (u, vals) => vals.map(fmtDuration), size: 64 }] });
+  { scales: { s: {} }, axes: [{ scale: "s", side: 1, values: (u, vals) => vals.map(fmtDuration), size: 76 }] });
   $("chart-shards-box").hidden = !h.citus;
   if (h.citus) {
     const nodes = keys("shard_bytes");
