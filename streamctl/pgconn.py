@@ -142,3 +142,10 @@ def row_estimates(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> dic
     rows = conn.execute("SELECT relname, greatest(reltuples, 0)::bigint FROM pg_class WHERE relkind IN ('r', 'p') "
                         "AND relname = ANY(%s) AND relnamespace = 'public'::regnamespace", (list(tables),))
     return {str(r[0]): int(r[1]) for r in rows.fetchall()}
+
+
+def archiver_counts(conn: psycopg.Connection[Any]) -> tuple[int, int, bool]:
+    """(WAL files archived, archiving attempts failed, archive_mode on) from pg_stat_archiver."""
+    row = conn.execute("SELECT archived_count, failed_count, current_setting('archive_mode') <> 'off' "
+                       "FROM pg_stat_archiver").fetchone()
+    return (int(row[0]), int(row[1]), bool(row[2])) if row else (0, 0, False)

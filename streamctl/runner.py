@@ -18,7 +18,7 @@ from streamctl.drift import DriftError, external_differences
 from streamctl.errors import PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
-from streamctl.services import configuration_steps
+from streamctl.services import configuration_steps, monitoring
 from streamctl.steps import ConfigStep, dependencies
 
 MAX_CONFIG_THREADS = 8  # steps of distinct nodes at once (each holds a connection or two)
@@ -266,6 +266,8 @@ class Runner:
 
         with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
             list(pool.map(one, nodes))
+        if self.ctx.topology.monitoring.prometheus:
+            monitoring.stop(self.ctx)
         self.backend.teardown(volumes)
         if volumes and self.ctx.store.root.exists():
             shutil.rmtree(self.ctx.store.root)

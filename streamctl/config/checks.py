@@ -21,6 +21,8 @@ def semantic_errors(t: Topology) -> list[str]:
     endpoints = [(f"{n.yaml_path}.port", n.bind, n.port, n.yaml_path) for n in nodes]
     if t.gateway.enabled:
         endpoints.append(("gateway.port", t.gateway.host, t.gateway.port, "gateway"))
+    if t.monitoring.prometheus:
+        endpoints.append(("monitoring.port", t.monitoring.bind or t.bind, t.monitoring.port, "monitoring"))
     external = {n.yaml_path for n in nodes if n.is_external}
     for path, bind, port, owner in endpoints:
         # Ports are compared regardless of address: on the Docker backend they all publish on the host.
@@ -67,6 +69,13 @@ def semantic_errors(t: Topology) -> list[str]:
         for i, table in enumerate(t.fdw.tables or ()):
             if table not in a.tables:
                 errors.append(f"fdw.tables[{i}]: {table!r} is not one of analytics.tables")
+
+    if t.monitoring.prometheus and t.backend in ("docker", "swarm"):
+        errors.append(f"monitoring.prometheus: the monitoring node runs on the local backend only for now "
+                      f"(backend: {t.backend}); set monitoring.prometheus: false")
+    if t.monitoring.prometheus and not t.gateway.enabled:
+        errors.append("monitoring.prometheus: Prometheus scrapes the gateway, which is disabled "
+                      "(gateway.enabled: false)")
 
     errors += constraints.syntax_errors(t)
     if t.backend == "swarm":

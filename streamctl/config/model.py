@@ -155,6 +155,19 @@ class GatewaySpec(Strict):
         return value
 
 
+class MonitoringSpec(Strict):
+    """A Prometheus server scraping the gateway's /metrics, with alert rules (local backend)."""
+
+    prometheus: bool = False
+    port: Port = 19090
+    bind: str | None = None  # default: the topology's bind address (127.0.0.1)
+    scrape_interval: float = Field(15.0, ge=1, le=3600)  # seconds; also the rules' evaluation interval
+    alert_for: float = Field(60.0, ge=0, le=86400)  # seconds a condition must last before its alert fires
+    lag_bound_bytes: int = Field(64 * 1024 * 1024, ge=0)  # alert: a replica further behind than this
+    lag_bound_seconds: float = Field(60.0, ge=0)
+    skew_bound: float = Field(1.5, ge=1.0)  # alert: a distributed table's busiest node / mean node above this
+
+
 class TlsCertSpec(Strict):
     """A certificate and its private key, as PEM files (paths relative to the topology file)."""
 
@@ -218,6 +231,7 @@ class Topology(Strict):
     mongo: MongoSpec = MongoSpec()
     redis: RedisSpec = RedisSpec()
     gateway: GatewaySpec = GatewaySpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
     secrets: SecretsSpec = SecretsSpec()
     external: ExternalSpec = ExternalSpec()  # defaults for every external node
     local: LocalSpec = LocalSpec()

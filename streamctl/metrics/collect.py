@@ -25,7 +25,7 @@ from streamctl.citus.nodes import label, node_names
 from streamctl.citus.shards import inspect_sizes
 from streamctl.config.model import Engine, Node, Role
 from streamctl.context import ClusterContext
-from streamctl.pgconn import row_estimates
+from streamctl.pgconn import archiver_counts, row_estimates
 from streamctl.readiness import mongo_probe, postgres_probe, redis_probe
 from streamctl.replication import catalog as repl_catalog
 from streamctl.replication.catalog import SUBSCRIPTION_WORKER
@@ -86,6 +86,7 @@ class Snapshot:
     trending_day: str = ""
     trending_size: int | None = None
     citus: bool = False
+    archiver: dict[str, tuple[int, int]] = field(default_factory=dict)  # node -> (archived, failed), archiving on
     errors: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -95,7 +96,9 @@ class Snapshot:
                 "shards": [vars(s) for s in self.shards], "skew": self.skew,
                 "rows": [{"node": n, "table": t, "estimate": v} for (n, t), v in sorted(self.rows.items())],
                 "views_total": self.views_total,
-                "trending": {"day": self.trending_day, "size": self.trending_size}, "errors": self.errors}
+                "trending": {"day": self.trending_day, "size": self.trending_size},
+                "wal_archiving": {n: {"archived": a, "failed": f} for n, (a, f) in sorted(self.archiver.items())},
+                "errors": self.errors}
 
 
 def _connect(ctx: ClusterContext, login: Login, node: str, dbname: str | None) -> psycopg.Connection[Any]:
@@ -154,6 +157,20 @@ def _nodes(ctx: ClusterContext, login: Login, pool: ThreadPoolExecutor, snap: Sn
         return True
 
     snap.nodes = [NodeSample(n.name, n.role.value, n.engine.value, up[n.name], healthy(n)) for n in nodes]
+    pg_up = [n for n in nodes if n.engine is Engine.POSTGRES and up[n.name]]
+    done, _ = wait([pool.submit(_archiver, ctx, login, n, snap) for n in pg_up], timeout=SECTION_DEADLINE)
+
+
+def _archiver(ctx: ClusterContext, login: Login, node: Node, snap: Snapshot) -> None:
+    """WAL archiving figures of a node whose archive_mode is on (nothing for the others)."""
+    try:
+        with _connect(ctx, login, node.name, node.database) as conn:
+            archived, failed, on = archiver_counts(conn)
+    except Exception as exc:  # noqa: BLE001
+        snap.errors[f"archiver.{node.name}"] = _why(exc)
+        return
+    if on:
+        snap.archiver[node.name] = (archived, failed)
 
 
 def _replication(ctx: ClusterContext, login: Login, snap: Snapshot) -> None:

@@ -65,6 +65,14 @@ def families(snap: Snapshot, cluster: str, verify: LastVerify | None = None) -> 
     if snap.trending_size is not None:
         trending.add_metric([snap.trending_day], float(snap.trending_size))
     out += [views, trending]
+    archived = CounterMetricFamily("streamctl_wal_archived", "WAL files archived (pg_stat_archiver), nodes "
+                                   "with archive_mode on", labels=["node"])
+    archive_failed = CounterMetricFamily("streamctl_wal_archive_failed", "failed WAL archiving attempts "
+                                         "(pg_stat_archiver), nodes with archive_mode on", labels=["node"])
+    for node, (ok_count, failed_count) in sorted(snap.archiver.items()):
+        archived.add_metric([node], float(ok_count))
+        archive_failed.add_metric([node], float(failed_count))
+    out += [archived, archive_failed]
     if snap.collected_at:
         ok = GaugeMetricFamily("streamctl_collect_ok", "1 when the last collection's section succeeded",
                                labels=["section"])
