@@ -191,5 +191,13 @@ def test_a_stopped_node_reads_0_and_the_scrape_still_answers(served: Served) -> 
         assert value(found["streamctl_collect_ok"], section="nodes") == 1
         ok = served.client.get("/health")
         assert ok.status_code == 503  # the dashboard's health data marks the store behind the node
+        nodes: dict[str, Any] = {}
+
+        def marked() -> bool:  # each uvicorn worker has its own collector: wait for the one that answers
+            nodes.update({n["node"]: n for n in served.client.get("/api/v1/ops/history").json()["nodes"]})
+            return not nodes[worker.name]["up"] and not nodes[replica.name]["up"]
+
+        Readiness("the dashboard's nodes table marks both down", marked, timeout=60, interval=0.2).wait()
+        assert nodes[c.topology.metadata.coordinator.name]["up"]
     finally:
         c.up()
