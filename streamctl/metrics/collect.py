@@ -158,7 +158,7 @@ def _nodes(ctx: ClusterContext, login: Login, pool: ThreadPoolExecutor, snap: Sn
 
     snap.nodes = [NodeSample(n.name, n.role.value, n.engine.value, up[n.name], healthy(n)) for n in nodes]
     pg_up = [n for n in nodes if n.engine is Engine.POSTGRES and up[n.name]]
-    done, _ = wait([pool.submit(_archiver, ctx, login, n, snap) for n in pg_up], timeout=SECTION_DEADLINE)
+    wait([pool.submit(_archiver, ctx, login, n, snap) for n in pg_up], timeout=SECTION_DEADLINE)
 
 
 def _archiver(ctx: ClusterContext, login: Login, node: Node, snap: Snapshot) -> None:
@@ -246,7 +246,8 @@ def collect(ctx: ClusterContext, login: Login = admin_login) -> Snapshot:
     snap = Snapshot(collected_at=time.time(), citus=ctx.topology.citus)
     t = ctx.topology
     sections: dict[str, Callable[[], None]] = {}
-    pool = ThreadPoolExecutor(max_workers=max(4, len(t.nodes()) + 3), thread_name_prefix="streamctl-metrics")
+    # Room for every section, every node's probe and its archiver query at once: nothing waits for a thread.
+    pool = ThreadPoolExecutor(max_workers=2 * len(t.nodes()) + 4, thread_name_prefix="streamctl-metrics")
     try:
         sections["nodes"] = lambda: _nodes(ctx, login, pool, snap)
         if t.analytics.enabled:

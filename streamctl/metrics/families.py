@@ -76,7 +76,7 @@ def families(snap: Snapshot, cluster: str, verify: LastVerify | None = None) -> 
     if snap.collected_at:
         ok = GaugeMetricFamily("streamctl_collect_ok", "1 when the last collection's section succeeded",
                                labels=["section"])
-        for section in ("nodes", "replication", "citus", "metadata", "redis"):
+        for section in ("nodes", "replication", "citus" if snap.citus else "metadata", "redis"):
             ok.add_metric([section], 0.0 if section in snap.errors else 1.0)
         out.append(ok)
         out.append(GaugeMetricFamily("streamctl_collect_timestamp_seconds", "unix time of the last collection",

@@ -84,14 +84,3 @@ def test_prometheus_scrapes_the_gateway_and_alerts_when_a_replica_stops() -> Non
         if proc is not None:
             stop(proc)
         destroy(c)
-
-
-def test_the_monitoring_node_is_refused_on_docker(tmp_path: Any) -> None:
-    from streamctl.config.load import load_topology
-    from streamctl.errors import ConfigError
-    from tests.conftest import write_topology
-
-    path = write_topology(tmp_path, cluster="mondocker", backend="docker", monitoring={"prometheus": True})
-    with pytest.raises(ConfigError) as err:
-        load_topology(path)
-    assert "monitoring.prometheus" in str(err.value) + " ".join(getattr(err.value, "details", []) or [])
