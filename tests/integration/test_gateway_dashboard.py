@@ -137,7 +137,15 @@ def test_charts_hold_the_last_minutes_after_a_write_load(served: tuple[str, Data
     url, data, c = served
     t = c.topology
     ids = list(data.content)
+    twins = [uuid.uuid4(), uuid.uuid4()]  # two titles with one name: the trending rows must tell them apart
+    with c.ctx.pg_connect(t.metadata.coordinator.name, t.metadata.database) as conn:
+        for cid in twins:
+            conn.execute("INSERT INTO content_metadata (content_id, title, content_type, release_date, "
+                         "duration_minutes, rating, summary) VALUES (%s, 'Twins', 'movie', '2001-01-01', 90, 7, "
+                         "'twice')", (cid,))
     with httpx.Client(base_url=url) as api:
+        for cid in twins:
+            assert api.post(f"/api/v1/content/{cid}/views/increment").status_code == 200
 
         def points() -> list[dict[str, Any]]:
             answer = api.get("/api/v1/ops/history")
@@ -174,3 +182,5 @@ def test_charts_hold_the_last_minutes_after_a_write_load(served: tuple[str, Data
     assert all(cells["state"] == "up" for cells in nodes.values())
     for _key, cells in page.tables["replication"]:
         assert re.fullmatch(DURATION, cells["lag-seconds"]), cells  # e.g. "0 s", "1.5 s", never 1.486936
+    shown = {key: cells["title"] for key, cells in page.tables["trending"]}
+    assert {shown[str(cid)] for cid in twins} == {f"Twins ({str(cid)[:8]})" for cid in twins}
