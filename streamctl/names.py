@@ -45,6 +45,9 @@ def views_key(content_id: str) -> str:
     return f"views:{content_id}"
 
 
+VIEWS_TOTAL_KEY = "views:total"  # every view the gateway counted, all titles (integer, no TTL): metrics
+
+
 def trending_key(day: date | str) -> str:
     """One sorted set per day: member content_id, score views that day (TTL redis.trending_ttl_days)."""
     return f"trending:daily:{day if isinstance(day, str) else day.isoformat()}"

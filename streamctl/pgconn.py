@@ -181,3 +181,17 @@ def write_data_file(conn: psycopg.Connection[Any], node: str, name: str, content
     row = conn.execute("SELECT current_setting('data_directory') || '/' || %s", (name,)).fetchone()
     assert row is not None
     conn.execute(sql.SQL("COPY (SELECT unnest({}::text[])) TO {}").format(sql.Literal(lines), sql.Literal(row[0])))
+
+
+def row_estimates(conn: psycopg.Connection[Any], tables: tuple[str, ...]) -> dict[str, int]:
+    """The planner's row estimate (pg_class.reltuples) of each table that exists; 0 before its first ANALYZE."""
+    rows = conn.execute("SELECT relname, greatest(reltuples, 0)::bigint FROM pg_class WHERE relkind IN ('r', 'p') "
+                        "AND relname = ANY(%s) AND relnamespace = 'public'::regnamespace", (list(tables),))
+    return {str(r[0]): int(r[1]) for r in rows.fetchall()}
+
+
+def archiver_counts(conn: psycopg.Connection[Any]) -> tuple[int, int, bool]:
+    """(WAL files archived, archiving attempts failed, archive_mode on) from pg_stat_archiver."""
+    row = conn.execute("SELECT archived_count, failed_count, current_setting('archive_mode') <> 'off' "
+                       "FROM pg_stat_archiver").fetchone()
+    return (int(row[0]), int(row[1]), bool(row[2])) if row else (0, 0, False)

@@ -22,7 +22,7 @@ from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configurati
 from streamctl.retire import backend_running, drop_replica_slot, release_replica
 from streamctl.retire import remove_orphans as remove_orphans_of
 from streamctl.secrets_rotation import finish_pending, pending_rotations
-from streamctl.services import configuration_steps
+from streamctl.services import configuration_steps, monitoring
 from streamctl.steps import ConfigStep, dependencies
 from streamctl.takeover import check_adopt
 
@@ -328,6 +328,8 @@ class Runner:
         if volumes and primary is not None and primary.is_external:
             for replica in [n for n in nodes if n.role is Role.ANALYTICS_REPLICA]:
                 drop_replica_slot(self.ctx, replica, self.emit)
+        if self.ctx.topology.monitoring.prometheus:
+            monitoring.stop(self.ctx)
         self.backend.teardown(volumes)
         if volumes and self.ctx.store.root.exists():
             shutil.rmtree(self.ctx.store.root)

@@ -74,8 +74,12 @@ def _chromium() -> str | None:
     return None if (shutil.which("chromium") or shutil.which("chromium-browser")) else "chromium is not installed"
 
 
+def _prometheus() -> str | None:
+    return None if shutil.which("prometheus") else "prometheus is not installed (apt-get install prometheus)"
+
+
 ENGINE_CHECKS = {"postgres": _postgres, "redis": _redis, "docker": _docker, "citus": _citus,
-                 "mongo": _mongo, "chromium": _chromium}
+                 "mongo": _mongo, "chromium": _chromium, "prometheus": _prometheus}
 _cache: dict[str, str | None] = {}
 
 

@@ -195,6 +195,20 @@ def shard_placements(conn: Conn, table: str | None = None) -> list[tuple[Any, ..
         f"coalesce(shard_size, 0) FROM citus_shards {where} ORDER BY 1, 2", params).fetchall()
 
 
+def row_estimates(conn: Conn) -> dict[str, int]:
+    """Planner row estimates of every Citus table: the sum of its shards' reltuples (one copy of a reference
+    table), one statement per table run on the shards in parallel; cheap, unlike exact counts."""
+    out = {}
+    for table, kind in conn.execute("SELECT table_name::text, citus_table_type FROM citus_tables").fetchall():
+        row = _one(conn, "SELECT coalesce(sum(greatest(result::float8, 0)), 0)::bigint, count(*) "
+                         "FROM run_command_on_shards(%s::regclass, "
+                         "$$SELECT reltuples FROM pg_class WHERE oid = '%%s'::regclass$$) WHERE success",
+                   (table,))
+        total = int(row[0]) if row else 0
+        out[table] = total if kind != "reference" else total // max(1, int(row[1]) if row else 1)
+    return out
+
+
 def shard_row_counts(conn: Conn, table: str) -> list[tuple[Any, ...]]:
     """(shardid, success, result) of one count(*) per shard: exact rows, not estimates."""
     return conn.execute("SELECT shardid, success, result FROM run_command_on_shards(%s::regclass, "

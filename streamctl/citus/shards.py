@@ -46,6 +46,11 @@ class TableSpread:
         return _skew(list(self.shard_rows.values())) if self.kind == "distributed" else None
 
     @property
+    def byte_skew(self) -> float | None:
+        """Largest node / mean node, by bytes: what a scrape can afford every few seconds (no counts)."""
+        return _skew([n.bytes for n in self.nodes]) if self.kind == "distributed" else None
+
+    @property
     def node_skew(self) -> float | None:
         """Busiest node / mean node, by rows, over every node that should hold shards."""
         return _skew([n.rows for n in self.nodes]) if self.kind == "distributed" else None
@@ -124,8 +129,20 @@ def _spread(name: str, rows: list[tuple[Any, ...]], counts: dict[int, int], hold
     total_rows = sum(counts.values())
     total_bytes = sum(int(r[6]) for r in rows) // (len(per_node) if kind == "reference" and per_node else 1)
     return TableSpread(name, kind, None if column in (None, "<none>") else column, int(rows[0][3]),
-                       len(counts), total_rows, total_bytes,
+                       len(counts) or len({r[1] for r in rows}), total_rows, total_bytes,
                        [NodeSpread(n, *v) for n, v in per_node.items()], counts)
+
+
+def inspect_sizes(conn: Connection[Any], names: dict[tuple[str, int], str]) -> list[TableSpread]:
+    """Every Citus table's shards and bytes per node, from the catalog alone (no row counts: rows are 0);
+    for metrics, collected every few seconds over `conn` (the caller's role and timeouts)."""
+    placements = catalog.shard_placements(conn)
+    holders = [label(names, *address) for address in catalog.shard_holders(conn)]
+    columns = catalog.distribution_columns(conn)
+    by_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for r in placements:
+        by_table[r[0]].append(r)
+    return [_spread(name, rows, {}, holders, names, columns.get(name)) for name, rows in by_table.items()]
 
 
 def locate_key(ctx: ClusterContext, table: str, key: str) -> KeyLocation:

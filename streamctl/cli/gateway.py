@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Annotated, Literal
 
 import typer
@@ -28,8 +29,9 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
     """Serve the REST API and the ops dashboard over the cluster's stores. Routes:
     /api/v1/content, /health, API docs (/api-docs) and the dashboard (/).
 
-    Listening beyond loopback (anything but 127.0.0.1, ::1, localhost), /health, /api/v1/ops/* and the
-    dashboard require the token kept in the state directory's gateway-token file (Authorization: Bearer).
+    Listening beyond loopback (anything but 127.0.0.1, ::1, localhost), every route except those in
+    gateway.public_routes requires the token kept in the state directory's gateway-token file
+    (Authorization: Bearer); an empty or unreadable token file is an error.
 
     Example: streamctl gateway -f topology.yaml --port 3000 --workers 2 --tls
     """
@@ -37,6 +39,7 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
 
     from streamctl.gateway.app import ENV_GUARD, ENV_STATE_DIR, ENV_TOPOLOGY, app_from_env, create_app
     from streamctl.gateway.guard import TOKEN_FILE, ensure_token, needs_token
+    from streamctl.gateway.metrics import MULTIPROC_ENV
 
     ctx = load_context(file, state_dir)
     spec = ctx.topology.gateway
@@ -53,12 +56,18 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
     render.line(f"gateway for {ctx.topology.cluster} on {scheme}://{host}:{port}/ (docs /api-docs, "
                 f"{workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it", "bold green")
     if token:
-        render.line(f"ops endpoints and the dashboard need the token in {ctx.store.root / TOKEN_FILE}")
+        public = ", ".join(spec.public_routes) or "none"
+        render.line(f"every route needs the token in {ctx.store.root / TOKEN_FILE} (public routes: {public})")
     if workers == 1:
         uvicorn.run(create_app(ctx, ops_token=token), host=host, port=port, log_level=log_level,
                     ssl_certfile=certfile, ssl_keyfile=keyfile)
         return
     os.environ[ENV_GUARD] = "1" if token else "0"
+    # The HTTP metrics of every worker add up in files here (prometheus_client's multiprocess mode).
+    metrics_dir = ctx.store.root / "gateway-metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True, mode=0o700)
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
     # Several processes: each worker imports the factory and rebuilds the context from the environment.
     os.environ[ENV_TOPOLOGY] = str(file.absolute())
     if state_dir:

@@ -28,6 +28,7 @@ class _Commands(LazyGroup):
         LazyCommand("gateway", "streamctl.cli.gateway:gateway"),
         LazyCommand("seed", "streamctl.cli.seed:seed"),
         LazyCommand("verify", "streamctl.cli.verify:verify"),
+        LazyCommand("metrics", "streamctl.cli.metrics:metrics"),
         LazyCommand("shards", "streamctl.cli.shards:app", is_group=True),
         LazyCommand("scale", "streamctl.cli.scale:scale"),
         LazyCommand("rotate-secrets", "streamctl.cli.secrets:rotate_secrets"),

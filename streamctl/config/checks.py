@@ -24,6 +24,8 @@ def semantic_errors(t: Topology) -> list[str]:
                   f" ({n.name}'s)" if _worker_index(n) is not None else "") for n in nodes]
     if t.gateway.enabled:
         endpoints.append(("gateway.port", t.gateway.host, t.gateway.port, "gateway", ""))
+    if t.monitoring.prometheus:
+        endpoints.append(("monitoring.port", t.monitoring.bind or t.bind, t.monitoring.port, "monitoring", ""))
     external = {owner(t, n, "port") for n in nodes if n.is_external}
     for path, bind, port, holder, whose in endpoints:
         # Ports are compared regardless of address: on the Docker backend they all publish on the host.
@@ -72,6 +74,13 @@ def semantic_errors(t: Topology) -> list[str]:
                 errors.append(f"fdw.tables[{i}]: {table!r} is not one of analytics.tables")
 
     errors += hba_address_errors(t)
+    if t.monitoring.prometheus and t.backend in ("docker", "swarm"):
+        errors.append(f"monitoring.prometheus: the monitoring node runs on the local backend only for now "
+                      f"(backend: {t.backend}); set monitoring.prometheus: false")
+    if t.monitoring.prometheus and not t.gateway.enabled:
+        errors.append("monitoring.prometheus: Prometheus scrapes the gateway, which is disabled "
+                      "(gateway.enabled: false)")
+
     errors += constraints.syntax_errors(t)
     if t.backend == "swarm":
         errors += swarm_bind_errors(t)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -149,6 +150,32 @@ class GatewaySpec(Strict):
     port: Port = 3000
     replica_reads: bool = True  # analytics-only reads go to a replica when one exists
     tls: bool = False  # serve HTTPS with a certificate from the cluster CA (or tls.certificates.gateway)
+    # Beyond loopback every route needs the ops token except these: exact paths, `{name}` for one path
+    # segment, a trailing `*` for any rest (e.g. /api/v1/content/ids, /api/v1/content/{id}, /static/*).
+    public_routes: tuple[str, ...] = ()
+    metrics_interval: float = Field(5.0, ge=0.5, le=300)  # seconds between two background collections
+
+    @field_validator("public_routes")
+    @classmethod
+    def _routes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for route in value:
+            if not re.fullmatch(r"(/([A-Za-z0-9._~-]+|\{[a-zA-Z_]+\}))*(/\*|/)?", route) or not route:
+                raise ValueError(f"{route!r} is not a route pattern: /literal/{{name}}/... with an optional "
+                                 "trailing /* (e.g. /api/v1/content/{id})")
+        return value
+
+
+class MonitoringSpec(Strict):
+    """A Prometheus server scraping the gateway's /metrics, with alert rules (local backend)."""
+
+    prometheus: bool = False
+    port: Port = 19090
+    bind: str | None = None  # default: the topology's bind address (127.0.0.1)
+    scrape_interval: float = Field(15.0, ge=1, le=3600)  # seconds; also the rules' evaluation interval
+    alert_for: float = Field(60.0, ge=0, le=86400)  # seconds a condition must last before its alert fires
+    lag_bound_bytes: int = Field(64 * 1024 * 1024, ge=0)  # alert: a replica further behind than this
+    lag_bound_seconds: float = Field(60.0, ge=0)
+    skew_bound: float = Field(1.5, ge=1.0)  # alert: a distributed table's busiest node / mean node above this
 
 
 class TlsCertSpec(Strict):
@@ -214,6 +241,7 @@ class Topology(Strict):
     mongo: MongoSpec = MongoSpec()
     redis: RedisSpec = RedisSpec()
     gateway: GatewaySpec = GatewaySpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
     secrets: SecretsSpec = SecretsSpec()
     external: ExternalSpec = ExternalSpec()  # defaults for every external node
     local: LocalSpec = LocalSpec()

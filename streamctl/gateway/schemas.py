@@ -203,3 +203,29 @@ class Replication(BaseModel):
     primary: str | None
     primary_reachable: bool
     replicas: list[ReplicaState]
+
+
+class NodeUp(BaseModel):
+    node: str
+    role: str
+    engine: str
+    up: bool
+    healthy: bool
+
+
+class HistoryPoint(BaseModel):
+    t: float = Field(description="unix time of the collection")
+    lag_seconds: dict[str, float | None] = Field(description="replica -> replay lag in seconds")
+    lag_bytes: dict[str, int | None] = Field(description="replica -> bytes its slot has not confirmed")
+    shard_bytes: dict[str, int] = Field(description="Citus node -> bytes of its shards (empty when Citus is off)")
+    nodes_down: list[str]
+    views_per_second: float | None
+    requests_per_second: float | None
+    p99_seconds: float | None = Field(description="p99 latency of the gateway's requests since the last point")
+
+
+class MetricsHistory(BaseModel):
+    interval: float = Field(description="seconds between two points (gateway.metrics_interval)")
+    citus: bool
+    nodes: list[NodeUp] = Field(description="each node in the latest collection (empty before the first)")
+    points: list[HistoryPoint]

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from streamctl.services import access, fdw, gateway_role, metadata, mongo, postgres, redis, replication
+from streamctl.services import (
+    access,
+    fdw,
+    gateway_role,
+    metadata,
+    mongo,
+    monitoring,
+    postgres,
+    redis,
+    replication,
+)
 from streamctl.services.base import Adapter, ConfigStep
 
 if TYPE_CHECKING:
@@ -25,6 +35,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     gateway_role.steps,  # the gateway's read-only role on every node it reads
     mongo.steps,  # users, the reviews collection and its indexes
     redis.steps,  # password and persistence
+    monitoring.steps,  # Prometheus scraping the gateway, with alert rules (monitoring.prometheus)
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from streamctl.context import ClusterContext
 from streamctl.errors import ExitCode, NotFoundError
+from streamctl.verify import last
 from streamctl.verify.registry import CheckSpec, select
 from streamctl.verify.result import CheckResult, Status, guarded, raising, skipped
 
@@ -60,4 +61,6 @@ def run_checks(ctx: ClusterContext, only: Sequence[str] | None = None) -> Verify
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, min(len(specs), 6))) as pool:
         batches = list(pool.map(lambda s: _run_one(ctx, s), specs))
-    return VerifyReport(ctx.topology.cluster, [r for batch in batches for r in batch], time.monotonic() - t0)
+    report = VerifyReport(ctx.topology.cluster, [r for batch in batches for r in batch], time.monotonic() - t0)
+    last.store(ctx.store.root, report.results)  # what the metrics export (streamctl_verify_passed)
+    return report

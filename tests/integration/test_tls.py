@@ -269,7 +269,7 @@ def test_gateway_beyond_loopback_needs_the_ops_token_and_serves_verified_tls(mak
     proc, port = _serve(c, "127.0.0.2", "--tls")
     try:
         base = f"https://127.0.0.2:{port}"
-        _wait_http(f"{base}/api/v1/content/ids", ca)
+        _wait_http(f"{base}/openapi.json", ca)
         token_file = c.ctx.store.root / "gateway-token"
         assert _mode(token_file) == 0o600
         token = token_file.read_text().strip()
@@ -278,7 +278,7 @@ def test_gateway_beyond_loopback_needs_the_ops_token_and_serves_verified_tls(mak
                 assert client.get(path).status_code == 401, path
                 assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401, path
                 assert client.get(path, headers={"Authorization": f"Bearer {token}"}).status_code == 200, path
-            assert client.get("/api/v1/content/ids").status_code == 200  # the public API stays open
+            assert client.get("/api/v1/content/ids").status_code == 401  # no gateway.public_routes: all guarded
             login = client.get(f"/?token={token}")
             assert login.status_code == 200 and "HttpOnly" in login.headers["set-cookie"]
             assert client.get("/health").status_code == 200  # the dashboard's own requests carry the cookie

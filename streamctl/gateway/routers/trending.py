@@ -67,8 +67,9 @@ async def increment_views(content_id: ContentId, stores: StoresDep) -> ViewCount
     member = str(content_id)
     async with cache.pipeline(transaction=True) as pipe:
         pipe.incr(names.views_key(member))
+        pipe.incr(names.VIEWS_TOTAL_KEY)
         pipe.zincrby(key, 1, member)
         pipe.expire(key, stores.ctx.topology.redis.trending_ttl_days * 86400)
-        views, score, _ = await pipe.execute()
+        views, _total, score, _ = await pipe.execute()
     return ViewCount(content_id=content_id, views=int(views), trending_date=day, trending_score=float(score))
 

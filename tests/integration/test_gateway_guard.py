@@ -1,0 +1,146 @@
+"""The gateway's token beyond loopback: `streamctl gateway --host 0.0.0.0` as a user runs it, against a real
+local cluster (PostgreSQL, Redis). Every route needs the token except gateway.public_routes; an empty or
+unreadable token file stops the gateway instead of serving without a guard."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from streamctl.readiness import Readiness
+from tests.conftest import LocalCluster, free_port
+from tests.integration.gateway_fixtures import Dataset, destroy, insert_dataset, start_cluster
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+PUBLIC = ["/api/v1/content/ids", "/api/v1/content/{id}", "/openapi.json"]
+
+
+@pytest.fixture(scope="module")
+def platform() -> Iterator[tuple[LocalCluster, Dataset]]:
+    c = start_cluster("gwguard", gateway={"port": free_port(), "public_routes": PUBLIC})
+    try:
+        yield c, insert_dataset(c)
+    finally:
+        destroy(c)
+
+
+def gateway(c: LocalCluster, host: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "streamctl"), "gateway", "-f", str(c.path),
+                             "--host", host, "--port", str(port), *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    return proc, port
+
+
+def wait_listening(proc: subprocess.Popen[bytes], url: str) -> None:
+    def probe() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        return httpx.get(url, timeout=2).status_code > 0
+
+    Readiness(f"gateway at {url}", probe, timeout=60, interval=0.2, give_up=(AssertionError,)).wait()
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_beyond_loopback_every_route_but_the_public_ones_needs_the_token(
+        platform: tuple[LocalCluster, Dataset], workers: int) -> None:
+    c, data = platform
+    proc, port = gateway(c, "0.0.0.0", "--workers", str(workers))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_listening(proc, f"{base}/openapi.json")
+        token = (c.ctx.store.root / "gateway-token").read_text().strip()
+        user = data.users[0]
+        bearer = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, timeout=10) as client:
+            guarded = ["/api/v1/content/users/ids", f"/api/v1/content/users/{user}/watch-history", "/health",
+                       "/api/v1/ops/replication", "/", "/api-docs", "/static/dashboard.js",
+                       "/api/v1/content/trending/daily", f"/api/v1/content/{next(iter(data.content))}/details"]
+            for path in guarded:
+                refused = client.get(path)
+                assert refused.status_code == 401, path
+                assert refused.json()["error"]["code"] == "unauthorized"
+                assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401, path
+                assert client.get(path, headers=bearer).status_code == 200, path
+            history = client.get(f"/api/v1/content/users/{user}/watch-history", headers=bearer).json()
+            assert len(history["items"]) == len(data.history[user])
+            ids = client.get("/api/v1/content/users/ids", headers=bearer).json()["items"]
+            assert sorted(ids) == sorted(str(u) for u in data.users)
+            assert client.post(f"/api/v1/content/{next(iter(data.content))}/views/increment").status_code == 401
+            # gateway.public_routes: exact paths and {name} segments, nothing beyond them
+            assert client.get("/api/v1/content/ids").status_code == 200
+            assert client.get(f"/api/v1/content/{next(iter(data.content))}").status_code == 200
+            assert client.get("/openapi.json").status_code == 200
+            assert client.get(f"/api/v1/content/{next(iter(data.content))}/reviews").status_code == 401
+    finally:
+        stop(proc)
+
+
+def test_loopback_needs_no_token(platform: tuple[LocalCluster, Dataset]) -> None:
+    c, data = platform
+    proc, port = gateway(c, "127.0.0.1")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_listening(proc, f"{base}/openapi.json")
+        assert httpx.get(f"{base}/api/v1/content/users/ids", timeout=10).status_code == 200
+    finally:
+        stop(proc)
+
+
+@pytest.mark.parametrize("content", ["", "\n", "short\n"])
+def test_an_empty_or_unusable_token_file_stops_the_gateway(platform: tuple[LocalCluster, Dataset],
+                                                           content: str) -> None:
+    c, _ = platform
+    path = c.ctx.store.root / "gateway-token"
+    kept = path.read_text() if path.exists() else None
+    path.write_text(content)
+    try:
+        proc, port = gateway(c, "0.0.0.0")
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        assert b"gateway-token" in err and b"remove the file" in err
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/api/v1/content/users/ids", timeout=2)
+    finally:
+        if kept is None:
+            path.unlink()
+        else:
+            path.write_text(kept)
+
+
+def test_an_unreadable_token_file_stops_the_gateway(platform: tuple[LocalCluster, Dataset]) -> None:
+    c, _ = platform
+    path = c.ctx.store.root / "gateway-token"
+    kept = path.read_text() if path.exists() else None
+    path.unlink(missing_ok=True)
+    path.mkdir()  # a directory where the file should be: unreadable as a token, even for root
+    try:
+        proc, _port = gateway(c, "0.0.0.0")
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0 and b"cannot be read" in err
+    finally:
+        path.rmdir()
+        if kept is not None:
+            path.write_text(kept)
+
+
+def test_a_public_route_that_is_not_a_pattern_is_a_topology_error(tmp_path: Path) -> None:
+    from tests.conftest import write_topology
+
+    topo = write_topology(tmp_path, cluster="gwbad", gateway={"public_routes": ["api/v1/*/x"]})
+    done = subprocess.run([str(Path(sys.executable).parent / "streamctl"), "gateway", "-f", str(topo)],
+                          capture_output=True, timeout=60)
+    assert done.returncode != 0
+    assert b"gateway.public_routes" in done.stdout + done.stderr
