@@ -68,6 +68,8 @@ def _pydantic_messages(exc: ValidationError) -> list[str]:
             msg = f"{err['input']!r} is not a valid name (lowercase letters, digits and '-' or '_')"
         elif err["type"] in ("greater_than_equal", "less_than_equal") and loc and loc[-1] == "port":
             msg = f"port {err['input']} is out of range (1-65535)"
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
         out.append(f"{yaml_path(loc)}: {msg}")
     return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from streamctl.services import access, fdw, gateway_role, metadata, mongo, postgres, redis, replication
+from streamctl.services import access, backup, fdw, gateway_role, metadata, mongo, postgres, redis, replication
 from streamctl.services.base import Adapter, ConfigStep
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     gateway_role.steps,  # the gateway's read-only role on every node it reads
     mongo.steps,  # users, the reviews collection and its indexes
     redis.steps,  # password and persistence
+    backup.steps,  # WAL archiving: each PostgreSQL group's stanza, then archive_command (backup: only)
 )
 
 
