@@ -88,7 +88,11 @@ class PgBackRest:
         return self.ctx.topology.cluster
 
     def stanzas(self) -> list[Stanza]:
-        return [Stanza(stanza_name(self.cluster, n.name), n) for n in backed_up_nodes(self.ctx)]
+        """A cluster restored from a repository (`up --from-backup`) archives under a generation of its
+        own: its nodes share the system id of the ones it came from, whose stanzas it must not extend."""
+        gen = self.ctx.store.read().get("backup_generation")
+        prefix = f"{self.cluster}-{gen}" if gen else self.cluster
+        return [Stanza(stanza_name(prefix, n.name), n) for n in backed_up_nodes(self.ctx)]
 
     # -- configuration ------------------------------------------------------------------------------
     def render(self) -> str:
