@@ -21,17 +21,31 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
        configure: Annotated[bool, typer.Option(
            "--configure", help="Also configure external nodes (schema, Citus, replication, FDW); without it "
                                "they are only checked and every difference is reported (exit 8).")] = False,
+       from_backup: Annotated[str | None, typer.Option(
+           "--from-backup", metavar="NAME", help="Make a new cluster from this backup set (or restore point) "
+                                                 "of the topology's backup repository instead of empty "
+                                                 "databases; verifies it (exit 8/9 when a check fails).")]
+       = None,
        wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Provision everything the topology describes; a second run changes nothing. External nodes are
     only checked, unless --configure.
 
     Example: streamctl up -f examples/no-citus.yaml --backend local --wait-lock 600
     Example: streamctl up -f examples/external.yaml --dry-run && streamctl up -f examples/external.yaml --configure
+    Example: streamctl up --from-backup nightly-1
     """
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend, progress=None if json_ else render.image_progress)
     steps = StepLog(None if json_ else render.progress(verbose))
     runner = Runner(ctx, be, emit=steps, timeout=timeout, configure_external=configure)
+    if from_backup is not None and not dry_run_:
+        from streamctl.backup.restore import up_from_backup
+        from streamctl.cli.backup import _report
+
+        with mutating(ctx, "up", wait_lock, steps):
+            restored = up_from_backup(ctx, be, from_backup, emit=steps, timeout=timeout)
+        _report(restored, json_)
+        return
     if dry_run_:
         plan = runner.preview()
         if json_:

@@ -29,6 +29,8 @@ class _Commands(LazyGroup):
         LazyCommand("verify", "streamctl.cli.verify:verify"),
         LazyCommand("shards", "streamctl.cli.shards:app", is_group=True),
         LazyCommand("scale", "streamctl.cli.scale:scale"),
+        LazyCommand("backup", "streamctl.cli.backup:app", is_group=True),
+        LazyCommand("restore", "streamctl.cli.backup:restore"),
         LazyCommand("compose", "streamctl.cli.compose:app", is_group=True),
     )}
 
