@@ -178,7 +178,9 @@ class PgBackRest:
                 command]
         kwargs = self.run_as.subprocess_kwargs()
         env = dict(kwargs.pop("env", os.environ))
-        env["PGPASSWORD"] = self.ctx.secrets["postgres_password"]  # libpq reads it; never on argv
+        password = self.ctx.store.known_secrets(self.ctx.topology).get("postgres_password")
+        if password:  # commands that connect (backup, check, stanza-create); libpq reads it, never argv
+            env["PGPASSWORD"] = password
         env.pop("PGBACKREST_CONFIG", None)
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,

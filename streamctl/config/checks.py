@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streamctl.config import constraints
-from streamctl.config.model import Topology
+from streamctl.config.model import BACKED_UP_ROLES, Topology, node_backend
 
 
 def semantic_errors(t: Topology) -> list[str]:
@@ -68,6 +68,11 @@ def semantic_errors(t: Topology) -> list[str]:
             if table not in a.tables:
                 errors.append(f"fdw.tables[{i}]: {table!r} is not one of analytics.tables")
 
+    if t.backup_on:
+        others = sorted({node_backend(t, n) for n in nodes if n.role in BACKED_UP_ROLES} - {"local", "auto"})
+        if others:
+            errors.append(f"backup: backups are implemented for the local backend only, and this topology "
+                          f"runs nodes on {', '.join(others)} (remove the section, or use backend: local)")
     errors += constraints.syntax_errors(t)
     if t.backend == "swarm":
         errors += swarm_bind_errors(t)
