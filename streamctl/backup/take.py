@@ -60,13 +60,18 @@ def list_sets(tool: PgBackRest) -> list[catalog.BackupSet]:
 
 
 def _check_nodes_up(ctx: ClusterContext, stanzas: list[Stanza]) -> None:
-    down = []
+    down, unset = [], []
     for st in stanzas:
         try:
             with ctx.pg_connect(st.node.name, connect_timeout=5) as conn:
-                conn.execute("SELECT 1")
+                row = conn.execute("SELECT current_setting('archive_command')").fetchone()
+            if row is None or f"--stanza={st.name} " not in str(row[0]):
+                unset.append(st.node.name)
         except StreamctlError as exc:
             down.append(f"{st.node.name}: {exc.message}")
+    if unset and not down:
+        raise BackupError(f"WAL archiving is not set up on {', '.join(unset)}", hint="run `streamctl up` "
+                          "(it creates the stanzas and sets archive_command), then the backup again")
     if down:
         raise BackupError(f"cannot back up: {', '.join(d.split(':')[0] for d in down)} "
                           f"{'is' if len(down) == 1 else 'are'} not reachable", details=down,

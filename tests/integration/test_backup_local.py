@@ -9,6 +9,7 @@ missing WAL segment. S3 repositories are validated and rendered, not exercised (
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -220,3 +221,16 @@ def test_missing_wal_segment_fails_clearly_and_leaves_nothing(story) -> None:
     assert not (c.path.parent / f"{into}.yaml").exists()
     assert not (c.ctx.store.root.parent / into).exists()
     assert platform_sums(c.ctx) == story["sums_later"]
+
+
+def test_cli_backup_list_json_and_unknown_names(story) -> None:
+    c = story["cluster"]
+    proc = _cli("backup", "list", "-f", str(c.path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    listed = {s["label"]: s for s in json.loads(proc.stdout)}
+    assert listed["s1"]["restore_points"][0]["name"] == "s1" and listed["s2"]["type"] == "incr"
+    proc = _cli("restore", "-f", str(c.path), "--label", "nope")
+    assert proc.returncode == 7 and "no backup set 'nope'" in proc.stderr, proc.stderr
+    proc = _cli("restore", "-f", str(c.path), "--to", "2001-01-01T00:00:00Z")
+    assert proc.returncode == 10 and "before the WAL range" in proc.stderr, proc.stderr
+    assert not list(c.path.parent.glob("*-restored*.yaml"))

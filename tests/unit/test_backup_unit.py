@@ -115,3 +115,20 @@ def test_a_timestamp_resolves_to_the_latest_restore_point_at_or_before_it() -> N
         set_for_time(sets, NOW - timedelta(minutes=1))
     with pytest.raises(NotFoundError):
         set_for_time([s("broken", None)], NOW)
+
+
+@pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed")
+def test_no_repository_and_a_missing_one_are_clear_errors(tmp_path: Path) -> None:
+    from streamctl.backends.local import LocalBackend
+    from streamctl.backup.pgbackrest import PgBackRest
+    from streamctl.backup.take import list_sets
+    from streamctl.context import ClusterContext
+    from streamctl.errors import PreflightError
+
+    plain = ClusterContext.build(parse_topology({"state_dir": str(tmp_path)}), tmp_path / "topology.yaml")
+    with pytest.raises(PreflightError, match="has no backup repository"):
+        PgBackRest(plain, LocalBackend(plain))
+    t = parse_topology({"state_dir": str(tmp_path), "backup": {"repository": {"path": "nowhere"}}})
+    ctx = ClusterContext.build(t, tmp_path / "topology.yaml")
+    with pytest.raises(PreflightError, match=r"backup.repository.path: .*nowhere does not exist"):
+        list_sets(PgBackRest(ctx, LocalBackend(ctx)))
