@@ -103,15 +103,17 @@ def start_isolated(rn: RestoredNode) -> None:
                           details=[*(proc.stderr or proc.stdout).strip().splitlines()[-5:], *rn.log_lines()])
 
 
-def wait_for_target(rn: RestoredNode, point: str, timeout: float = 600.0) -> None:
-    """Until the server promoted after stopping at `point`; a FATAL, an exit or a timeout is a failure."""
+def wait_for_target(rn: RestoredNode, point: str, archive_log: Path | None = None, timeout: float = 600.0) -> None:
+    """Until the server promoted after stopping at `point`; a FATAL, an exit or a timeout is a failure.
+    `archive_log` is pgBackRest's archive-get log for the stanza, which names a segment it could not find."""
     deadline = time.monotonic() + timeout
     reached = f'recovery stopping at restore point "{point}"'
     while True:
         text = rn.log.read_text(errors="replace") if rn.log.exists() else ""
         gone = not (rn.data / "postmaster.pid").exists()
         if "before configured recovery target was reached" in text or (gone and "FATAL:" in text):
-            missing = re.findall(r"unable to find (\w{24}) in the archive", text)
+            got = archive_log.read_text(errors="replace") if archive_log and archive_log.exists() else ""
+            missing = re.findall(r"unable to find (\w{24}) in the archive", text + got)
             what = f" (WAL segment {missing[-1]} is missing from the repository)" if missing else ""
             rn.pg_ctl("-m", "immediate", "stop")
             raise BackupError(f"{rn.node.name}: recovery did not reach the restore point {point!r}{what}",
