@@ -103,7 +103,9 @@ def new_topology_text(source: Path, ctx: ClusterContext, name: str) -> str:
     def section(*path: str) -> dict[str, Any]:
         node = raw
         for key in path:
-            node = node.setdefault(key, {}) if isinstance(node.get(key), dict) or key not in node else node[key]
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
         return node
 
     section("metadata", "coordinator")["port"] = _free_run(1, taken)
