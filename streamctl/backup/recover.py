@@ -103,18 +103,30 @@ def start_isolated(rn: RestoredNode) -> None:
                           details=[*(proc.stderr or proc.stdout).strip().splitlines()[-5:], *rn.log_lines()])
 
 
-def wait_for_target(rn: RestoredNode, point: str, archive_log: Path | None = None, timeout: float = 600.0) -> None:
-    """Until the server promoted after stopping at `point`; a FATAL, an exit or a timeout is a failure.
-    `archive_log` is pgBackRest's archive-get log for the stanza, which names a segment it could not find."""
+def _next_segment(log: str) -> str | None:
+    """The WAL segment recovery asked for and did not get: the one after the last it restored (16 MB
+    segments: 256 per log file), when the server says recovery ended before its target."""
+    if "before configured recovery target was reached" not in log:
+        return None
+    restored = re.findall(r'restored log file "([0-9A-F]{24})" from archive', log)
+    if not restored:
+        return None
+    tli, log_no, seg = int(restored[-1][:8], 16), int(restored[-1][8:16], 16), int(restored[-1][16:], 16) + 1
+    if seg > 0xFF:
+        log_no, seg = log_no + 1, 0
+    return f"{tli:08X}{log_no:08X}{seg:08X}"
+
+
+def wait_for_target(rn: RestoredNode, point: str, timeout: float = 600.0) -> None:
+    """Until the server promoted after stopping at `point`; a FATAL, an exit or a timeout is a failure."""
     deadline = time.monotonic() + timeout
     reached = f'recovery stopping at restore point "{point}"'
     while True:
         text = rn.log.read_text(errors="replace") if rn.log.exists() else ""
         gone = not (rn.data / "postmaster.pid").exists()
         if "before configured recovery target was reached" in text or (gone and "FATAL:" in text):
-            got = archive_log.read_text(errors="replace") if archive_log and archive_log.exists() else ""
-            missing = re.findall(r"unable to find (\w{24}) in the archive", text + got)
-            what = f" (WAL segment {missing[-1]} is missing from the repository)" if missing else ""
+            missing = _next_segment(text)
+            what = f" (WAL segment {missing} is missing from the repository)" if missing else ""
             rn.pg_ctl("-m", "immediate", "stop")
             raise BackupError(f"{rn.node.name}: recovery did not reach the restore point {point!r}{what}",
                               details=[x for x in text.splitlines() if "FATAL" in x or "ERROR" in x][-6:],

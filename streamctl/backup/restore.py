@@ -209,7 +209,7 @@ def _restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: C
             emit(Event("begin", b.node, "restore"))
             recover.fetch(ttool, rn, b.stanza, b.label, point)
             recover.start_isolated(rn)
-            recover.wait_for_target(rn, point, ttool.home / "log" / f"{b.stanza}-archive-get.log")
+            recover.wait_for_target(rn, point)
             emit(Event("done", b.node, "restore", f"recovered to {point!r} from {b.stanza} {b.label}",
                        time.monotonic() - t0))
 

@@ -132,3 +132,14 @@ def test_no_repository_and_a_missing_one_are_clear_errors(tmp_path: Path) -> Non
     ctx = ClusterContext.build(t, tmp_path / "topology.yaml")
     with pytest.raises(PreflightError, match=r"backup.repository.path: .*nowhere does not exist"):
         list_sets(PgBackRest(ctx, LocalBackend(ctx)))
+
+
+def test_the_missing_segment_is_the_one_after_the_last_restored() -> None:
+    from streamctl.backup.recover import _next_segment
+
+    fatal = "FATAL:  recovery ended before configured recovery target was reached"
+    log = 'LOG:  restored log file "000000010000000000000003" from archive\nLOG:  redo done\n' + fatal
+    assert _next_segment(log) == "000000010000000000000004"
+    assert _next_segment('restored log file "0000000200000003000000FF" from archive\n' + fatal) == \
+        "000000020000000400000000"
+    assert _next_segment('restored log file "000000010000000000000003" from archive\n') is None
