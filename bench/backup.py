@@ -92,13 +92,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="streamctl-bench-backup-"))
+    work = Path(tempfile.mkdtemp(prefix="sbk-"))  # short: Unix socket paths are limited
     work.chmod(0o755)
     (work / "a").mkdir(mode=0o755)
     (work / "b").mkdir(mode=0o755)
     base = work / "base"
     base.mkdir(mode=0o777)
-    cluster = f"bench-bk-{time.time_ns() % 10**8}"
+    cluster = f"bbk{time.time_ns() % 10**6}"
     repo = work / "repo"
     ctx, be = open_cluster(topology(work / "a", cluster, repo))
     opened: list[tuple[ClusterContext, LocalBackend]] = [(ctx, be)]

@@ -119,8 +119,11 @@ class PgBackRest:
             sock = self.backend.socket_dir(st.node)
             lines += ["", f"[{st.name}]", f"pg1-path={self.backend.data_dir(st.node)}", f"pg1-port={st.node.port}",
                       f"pg1-user={self.ctx.topology.pg_user}", f"pg1-database={st.node.database}"]
-            if sock is not None:
-                lines.append(f"pg1-socket-path={sock}")
+            if sock is None:
+                raise PreflightError(f"{st.node.name}: the state directory's path is too long for the node's Unix "
+                                     "socket, through which pgBackRest connects",
+                                     hint="use a shorter --state-dir (or state_dir in the topology)")
+            lines.append(f"pg1-socket-path={sock}")
         return "\n".join(lines) + "\n"
 
     def write_config(self) -> None:
