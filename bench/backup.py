@@ -81,9 +81,11 @@ def basebackups(ctx: ClusterContext, be: LocalBackend, target: Path) -> float:
                 conn.execute("SELECT pg_reload_conf()")
         out = target / node.name
         t0 = time.monotonic()
-        subprocess.run([str(be.pg_bindir / "pg_basebackup"), "-h", str(be.socket_dir(node)), "-p", str(node.port),
-                        "-U", ctx.topology.pg_user, "-D", str(out), "-X", "stream", "-c", "fast"],
-                       check=True, capture_output=True, **be.run_as.subprocess_kwargs())
+        proc = subprocess.run([str(be.pg_bindir / "pg_basebackup"), "-h", str(be.socket_dir(node)), "-p",
+                               str(node.port), "-U", ctx.topology.pg_user, "-D", str(out), "-X", "stream", "-c",
+                               "fast"], capture_output=True, text=True, **be.run_as.subprocess_kwargs())
+        if proc.returncode != 0:
+            raise RuntimeError(f"pg_basebackup of {node.name} failed: {proc.stderr.strip()}")
         total += time.monotonic() - t0
     return total
 
@@ -97,7 +99,8 @@ def main() -> int:
     (work / "a").mkdir(mode=0o755)
     (work / "b").mkdir(mode=0o755)
     base = work / "base"
-    base.mkdir(mode=0o777)
+    base.mkdir()
+    base.chmod(0o777)  # pg_basebackup runs as the server's user
     cluster = f"bbk{time.time_ns() % 10**6}"
     repo = work / "repo"
     ctx, be = open_cluster(topology(work / "a", cluster, repo))

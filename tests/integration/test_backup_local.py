@@ -28,6 +28,7 @@ from streamctl.citus import recovery as citus_recovery
 from streamctl.errors import NotFoundError, RefusedError
 from streamctl.seed.run import SeedOptions, seed
 from streamctl.verify.checksum import Chunk, NoKeyError, chunk_query, columns, primary_key
+from streamctl.verify.runner import run_checks
 from tests.conftest import LocalCluster, topology_dict, traversable_tmpdir
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis,
@@ -117,6 +118,8 @@ def test_backup_list_names_both_sets_with_points_and_sizes(story) -> None:
     # the incremental after a small change copies only the files it touched
     assert 0 < s2["repo_size"] < s1["repo_size"] / 3, (s1["repo_size"], s2["repo_size"])
     assert story["sums_s1"] != story["sums_later"]  # the later changes are real
+    archiving = run_checks(story["cluster"].ctx, ["backup"])
+    assert [r.status.value for r in archiving.results] == ["passed"] * 4, [r.detail for r in archiving.results]
 
 
 def test_restore_point_into_new_cluster_holds_exactly_the_points_rows(story) -> None:
