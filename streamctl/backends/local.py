@@ -124,6 +124,20 @@ class LocalBackend:
         if node.engine is Engine.REDIS:
             self._recipe(node).write_config(RunAs(None, os.getuid(), os.getgid()))
 
+    def data_dir(self, node: Node) -> Path:
+        """A PostgreSQL node's data directory (pgBackRest's pg1-path)."""
+        return self._recipe(node).data_dir
+
+    def socket_dir(self, node: Node) -> Path | None:
+        """Where a PostgreSQL node's Unix socket is (None when the path is too long for one)."""
+        line = next(x for x in self._recipe(node).config_text().splitlines() if x.startswith("unix_socket"))
+        value = line.split("=", 1)[1].strip().strip("'")
+        return Path(value) if value else None
+
+    def config_text(self, node: Node) -> str:
+        """The node's managed settings file (streamctl.conf) as `apply` writes it."""
+        return self._recipe(node).config_text()
+
     def desired_fingerprint(self, node: Node) -> str:
         return fingerprint(self._recipe(node).definition)
 

@@ -41,6 +41,11 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
            "--adopt", help="Take over nodes another state directory made (their instance id differs; without it "
                            "they are refused, exit 13): data kept, relabelled with this state's id. Needs the "
                            "owner's secrets.json in this state directory.")] = False,
+       from_backup: Annotated[str | None, typer.Option(
+           "--from-backup", metavar="NAME", help="Make a new cluster from this backup set (or restore point) "
+                                                 "of the topology's backup repository instead of empty "
+                                                 "databases; verifies it (exit 8/9 when a check fails).")]
+       = None,
        wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Provision everything the topology describes; a second run changes nothing. External nodes are
     only checked, unless --configure. Nodes an earlier `up` made that the topology no longer has
@@ -50,12 +55,21 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     Example: streamctl up -f examples/external.yaml --configure
     Example: streamctl up --remove-orphans
     Example: streamctl up --adopt
+    Example: streamctl up --from-backup nightly-1
     """
     ctx = load_context(file, state_dir)
     ctx.adopt = adopt
     be = load_backend(ctx, backend, progress=None if json_ else render.image_progress)
     steps = StepLog(None if json_ else render.progress(verbose))
     runner = Runner(ctx, be, emit=steps, timeout=timeout, configure_external=configure)
+    if from_backup is not None and not dry_run_:
+        from streamctl.backup.restore import up_from_backup
+        from streamctl.cli.backup import _report
+
+        with mutating(ctx, "up", wait_lock, steps):
+            restored = up_from_backup(ctx, be, from_backup, emit=steps, timeout=timeout)
+        _report(restored, json_)
+        return
     if dry_run_:
         plan = runner.preview(remove_orphans=remove_orphans)
         if json_:

@@ -32,6 +32,8 @@ class _Commands(LazyGroup):
         LazyCommand("shards", "streamctl.cli.shards:app", is_group=True),
         LazyCommand("scale", "streamctl.cli.scale:scale"),
         LazyCommand("rotate-secrets", "streamctl.cli.secrets:rotate_secrets"),
+        LazyCommand("backup", "streamctl.cli.backup:app", is_group=True),
+        LazyCommand("restore", "streamctl.cli.backup:restore"),
         LazyCommand("compose", "streamctl.cli.compose:app", is_group=True),
     )}
 

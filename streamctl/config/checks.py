@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from streamctl.config import constraints
-from streamctl.config.model import ExternalSpec, Node, Role, Topology, node_backend
+from streamctl.config.model import BACKED_UP_ROLES, ExternalSpec, Node, Role, Topology, node_backend
 
 
 def semantic_errors(t: Topology) -> list[str]:
@@ -81,6 +81,11 @@ def semantic_errors(t: Topology) -> list[str]:
         errors.append("monitoring.prometheus: Prometheus scrapes the gateway, which is disabled "
                       "(gateway.enabled: false)")
 
+    if t.backup_on:
+        others = sorted({node_backend(t, n) for n in nodes if n.role in BACKED_UP_ROLES} - {"local", "auto"})
+        if others:
+            errors.append(f"backup: backups are implemented for the local backend only, and this topology "
+                          f"runs nodes on {', '.join(others)} (remove the section, or use backend: local)")
     errors += constraints.syntax_errors(t)
     if t.backend == "swarm":
         errors += swarm_bind_errors(t)

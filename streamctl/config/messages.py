@@ -68,6 +68,8 @@ def message(err: ErrorDetails, model: type[BaseModel]) -> str:
         msg = f"must be at least {_num(ctx.get('ge'))}, got {value}"
     elif typ == "less_than_equal":
         msg = f"must be at most {_num(ctx.get('le'))}, got {value}"
+    elif typ == "value_error":
+        msg = err["msg"].removeprefix("Value error, ")
     else:
         msg = err["msg"]
     return f"{yaml_path(loc)}: {msg}"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")]
@@ -228,6 +228,44 @@ class PlacementSpec(Strict):
     spread: bool = True  # place each new service on the matching host holding fewest of its role
 
 
+class S3RepositorySpec(Strict):
+    """An S3-compatible object store as the backup repository (keys as ${VAR}; never logged)."""
+
+    endpoint: str = Field(min_length=1)  # host[:port], e.g. s3.eu-west-1.amazonaws.com or minio:9000
+    bucket: str = Field(min_length=1)
+    region: str = "us-east-1"
+    key: str = Field(min_length=1)
+    key_secret: str = Field(min_length=1)
+    prefix: str = Field("/streamctl", pattern=r"^/")  # path inside the bucket
+    uri_style: Literal["host", "path"] = "host"
+    verify_tls: bool = True
+
+
+class RepositorySpec(Strict):
+    """Where backups go: a directory on the machine streamctl manages, or an S3-compatible store."""
+
+    path: str | None = Field(None, min_length=1)  # relative to the topology file
+    s3: S3RepositorySpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RepositorySpec:
+        if (self.path is None) == (self.s3 is None):
+            raise ValueError("give exactly one of `path` (a directory) or `s3` (an S3-compatible store)")
+        return self
+
+
+class BackupSpec(Strict):
+    """Continuous WAL archiving and base backups with pgBackRest (on when the section is present)."""
+
+    enabled: bool = True
+    repository: RepositorySpec
+    retention_full: int = Field(2, ge=1, le=999)  # full backups kept (their WAL too)
+    retention_diff: int | None = Field(None, ge=1, le=999)  # differential backups kept (default: all)
+    compression: Literal["none", "lz4", "zst", "gz", "bz2"] = "lz4"
+    parallelism: int = Field(2, ge=1, le=64)  # processes per node's backup and restore
+    archive_timeout: int = Field(60, ge=1, le=86400)  # seconds: WAL is switched and archived at least this often
+
+
 class Topology(Strict):
     version: Literal[1] = 1
     cluster: Name = "streamplat"
@@ -248,6 +286,7 @@ class Topology(Strict):
     verify: VerifySpec = VerifySpec()
     placement: PlacementSpec = PlacementSpec()
     tls: TlsSpec = TlsSpec()
+    backup: BackupSpec | None = None  # off unless the section is present
 
     @field_validator("tls", mode="before")
     @classmethod
@@ -258,6 +297,10 @@ class Topology(Strict):
     @property
     def citus(self) -> bool:
         return self.metadata.citus.enabled
+
+    @property
+    def backup_on(self) -> bool:
+        return self.backup is not None and self.backup.enabled
 
     @property
     def fdw_tables(self) -> tuple[str, ...]:
@@ -326,6 +369,9 @@ class Node:
         return "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
 
 
+BACKED_UP_ROLES = (Role.COORDINATOR, Role.WORKER, Role.ANALYTICS_PRIMARY)  # replicas are rebuilt from these
+
+
 def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], ...]:
     """Server settings per role: logical WAL everywhere (replication, and Citus shard moves)."""
     settings: dict[str, str] = {
@@ -339,6 +385,11 @@ def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], 
     }
     if role is Role.ANALYTICS_PRIMARY:
         settings["max_slot_wal_keep_size"] = topology.analytics.max_slot_wal_keep_size
+    if topology.backup_on and role in BACKED_UP_ROLES:
+        # archive_command is set by `up` once the node's stanza exists (streamctl.backup): until then
+        # WAL is kept, not pushed into a repository that does not know the node yet.
+        settings["archive_mode"] = "on"
+        settings["archive_timeout"] = str(topology.backup.archive_timeout)  # type: ignore[union-attr]
     if role in (Role.COORDINATOR, Role.WORKER) and topology.citus:
         settings["shared_preload_libraries"] = "citus"
         settings["citus.enable_statistics_collection"] = "off"  # never phone home

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from streamctl.services import (
     access,
+    backup,
     fdw,
     gateway_role,
     metadata,
@@ -36,6 +37,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     mongo.steps,  # users, the reviews collection and its indexes
     redis.steps,  # password and persistence
     monitoring.steps,  # Prometheus scraping the gateway, with alert rules (monitoring.prometheus)
+    backup.steps,  # WAL archiving: each PostgreSQL group's stanza, then archive_command (backup: only)
 )
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from streamctl.config.model import Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError
-from streamctl.verify import citus, fdw, nodes, replication, stores, tls
+from streamctl.verify import backup, citus, fdw, nodes, replication, stores, tls
 from streamctl.verify.result import CheckResult
 
 
@@ -50,6 +50,8 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(stores.MONGO, "reviews collection with validator and indexes", stores.check_mongo,
               stores.mongo_skip),
     CheckSpec(stores.REDIS, "trending keys present once seeded", stores.check_redis, stores.redis_skip),
+    CheckSpec(backup.ARCHIVING, "WAL archiving works: no failure, no segment left waiting",
+              backup.check_archiving, backup.skip_reason),
 )
 
 

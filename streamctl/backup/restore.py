@@ -1,0 +1,286 @@
+"""`streamctl restore` and `up --from-backup`: every PostgreSQL group recovered to the same restore point
+(each in isolation: recover.py), Citus's node catalog rewritten while Citus is not loaded, Redis from
+the set's snapshot, then `up` finishes the cluster (its own stanzas, archiving, replicas, roles) and
+`verify` judges it. The cluster backed up is only read: the new cluster has its own name, ports,
+secrets and stanzas."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from streamctl.backup import catalog, recover
+from streamctl.backup.pgbackrest import BackupError, PgBackRest
+from streamctl.backup.take import list_sets, redis_dir
+from streamctl.citus import recovery as citus_recovery
+from streamctl.config.model import Role
+from streamctl.errors import RefusedError, StreamctlError
+from streamctl.events import Emit, Event, ignore
+
+if TYPE_CHECKING:
+    from streamctl.backends.local import LocalBackend
+    from streamctl.context import ClusterContext
+    from streamctl.verify.runner import VerifyReport
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Exactly one of: a set's label, a restore point's name, a timestamp."""
+
+    label: str | None = None
+    point: str | None = None
+    to: datetime | None = None
+
+    def choose(self, sets: list[catalog.BackupSet]) -> tuple[catalog.BackupSet, str]:
+        """The set to restore, and how it was chosen (said to the user)."""
+        if self.to is not None:
+            chosen = catalog.set_for_time(sets, self.to)
+            return chosen, (f"{self.to.isoformat()} resolves to restore point {chosen.point!r} taken at "
+                            f"{chosen.point_time} (the latest at or before it: only a restore point is "
+                            "consistent across Citus nodes)")
+        chosen = catalog.find_set(sets, label=self.label, point=self.point)
+        if chosen.point is None:
+            raise RefusedError(f"backup set {chosen.label!r} has no restore point (it was not completed), so "
+                               "its nodes cannot be recovered to one consistent moment",
+                               hint="restore another set (`streamctl backup list`)")
+        return chosen, f"backup set {chosen.label!r}, restore point {chosen.point!r} taken at {chosen.point_time}"
+
+
+@dataclass
+class RestoreResult:
+    cluster: str
+    topology_file: Path | None
+    set: catalog.BackupSet
+    chosen: str
+    seconds: float = 0.0
+    nodes: list[str] = field(default_factory=list)
+    redis: bool = False
+    verify: VerifyReport | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "topology": str(self.topology_file) if self.topology_file else None,
+                "set": self.set.label, "restore_point": self.set.point, "point_time": self.set.point_time,
+                "chosen": self.chosen, "nodes": self.nodes, "redis": self.redis, "seconds": round(self.seconds, 3),
+                "verify": self.verify.to_json() if self.verify else None}
+
+
+# -- the new cluster's topology ----------------------------------------------------------------------
+def _free_run(n: int, taken: set[int]) -> int:
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        ports = range(base, base + max(n, 1))
+        if base + n > 65535 or taken & set(ports):
+            continue
+        try:
+            for p in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        taken.update(ports)
+        return base
+    raise BackupError("no free ports on 127.0.0.1 for the restored cluster")
+
+
+def new_topology_text(source: Path, ctx: ClusterContext, name: str) -> str:
+    """The source file's settings (its ${VAR}s kept, not expanded) with another cluster name and free
+    ports for every node, so the copy runs beside the original."""
+    raw = yaml.safe_load(source.read_text()) or {}
+    t = ctx.topology
+    taken: set[int] = {n.port for n in t.nodes()} | {t.gateway.port}
+    raw["cluster"] = name
+
+    def section(*path: str) -> dict[str, Any]:
+        node = raw
+        for key in path:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        return node
+
+    section("metadata", "coordinator")["port"] = _free_run(1, taken)
+    if t.citus:
+        section("metadata", "workers")["port"] = _free_run(t.metadata.workers.count + 2, taken)
+    if t.analytics.enabled and t.analytics.primary is not None:
+        section("analytics", "primary")["port"] = _free_run(1, taken)
+        raw["analytics"]["replicas"] = [{**r.model_dump(exclude_none=True), "port": _free_run(1, taken)}
+                                        for r in t.analytics.replicas]
+    for key in ("mongo", "redis", "gateway"):
+        section(key)["port"] = _free_run(1, taken)
+    return "# restored by streamctl from cluster " + t.cluster + "\n" + yaml.safe_dump(raw, sort_keys=False)
+
+
+def default_name(ctx: ClusterContext) -> str:
+    base = f"{ctx.topology.cluster}-restored"[:38]
+    parent = ctx.topology_path.parent if ctx.topology_path else Path.cwd()
+    for i in range(1, 100):
+        name = base if i == 1 else f"{base}-{i}"
+        if not (parent / f"{name}.yaml").exists():
+            return name
+    raise RefusedError("name the restored cluster with --into")
+
+
+# -- restoring --------------------------------------------------------------------------------------
+def restore_into(ctx: ClusterContext, backend: Any, selection: Selection, into: str | None = None,
+                 emit: Emit = ignore, timeout: float = 120.0) -> RestoreResult:
+    """Restore a set of the running cluster `ctx` into a new cluster beside it (`<into>.yaml`)."""
+    from streamctl.backends.local import LocalBackend
+    from streamctl.config.load import load_topology
+    from streamctl.context import ClusterContext as Ctx
+
+    tool = PgBackRest(ctx, backend)
+    chosen, how = selection.choose(list_sets(tool))
+    name = into or default_name(ctx)
+    if ctx.topology_path is None:
+        raise RefusedError("the topology file is needed to write the restored cluster's beside it")
+    target_file = ctx.topology_path.parent / f"{name}.yaml"
+    if name == ctx.topology.cluster:
+        raise RefusedError(f"--into {name}: that is the running cluster; restoring in place needs --in-place")
+    if target_file.exists():
+        raise RefusedError(f"{target_file} already exists", hint="choose another name with --into, or remove it")
+    text = new_topology_text(ctx.topology_path, ctx, name)
+    target_file.write_text(text)
+    try:
+        tctx = Ctx.build(load_topology(target_file), target_file.absolute())
+        if tctx.store.root.exists():
+            raise RefusedError(f"cluster {name} already has state in {tctx.store.root}",
+                               hint="choose another name with --into")
+        tbe = LocalBackend(tctx)
+        data = _restore_data(tool, chosen, how, tctx, tbe, emit)
+    except BaseException:
+        target_file.unlink(missing_ok=True)
+        raise
+    data.topology_file = target_file
+    return _finish(data, tctx, tbe, emit, timeout)
+
+
+def up_from_backup(ctx: ClusterContext, backend: Any, name: str, emit: Emit = ignore,
+                   timeout: float = 120.0) -> RestoreResult:
+    """A fresh cluster from the repository's set (or restore point) `name` instead of empty databases."""
+    from streamctl.backends.base import NodeState
+
+    tool = PgBackRest(ctx, backend)
+    existing = [n.name for n in ctx.topology.nodes() if backend.observe(n).state is not NodeState.MISSING]
+    if existing:
+        raise RefusedError(f"up --from-backup makes a new cluster, but {', '.join(existing)} already exist",
+                           hint="`streamctl down --volumes` first, or restore into a new cluster with "
+                                "`streamctl restore --into NAME`")
+    sets = list_sets(tool)
+    chosen, how = (Selection(label=name) if any(s.label == name for s in sets) else Selection(point=name)).choose(sets)
+    # Its own stanzas: a generation apart from the ones it was restored from (same system id).
+    ctx.store.update(backup_generation=datetime.now(UTC).strftime("g%Y%m%d%H%M%S"))
+    data = _restore_data(PgBackRest(ctx, backend), chosen, how, ctx, backend, emit)
+    return _finish(data, ctx, backend, emit, timeout)
+
+
+def _restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: ClusterContext,
+                  tbe: LocalBackend, emit: Emit) -> RestoreResult:
+    """Every node's data recovered to the set's point, isolated; on failure nothing of it is left."""
+    from streamctl.backends.base import Action
+
+    started = time.monotonic()
+    emit(Event("info", "*", "restore", how))
+    nodes = [tctx.topology.node(b.node) for b in chosen.nodes]
+    if None in nodes:
+        missing = [b.node for b in chosen.nodes if tctx.topology.node(b.node) is None]
+        raise BackupError(f"the set holds {', '.join(missing)}, which the topology does not have")
+    tbe.preflight(tctx.topology.nodes())
+    tbe.prepare([(n, Action.CREATE) for n in tctx.topology.nodes()],
+                lambda node, msg: emit(Event("info", node, "prepare", msg)))
+    tctx.create_secrets()
+    ttool = PgBackRest(tctx, tbe)
+    ttool.write_config()
+    restored = {b.node: recover.RestoredNode(tctx.topology.node(b.node), tbe) for b in chosen.nodes}  # type: ignore[arg-type]
+    point = chosen.point or ""
+    try:
+        def one(b: catalog.NodeBackup) -> None:
+            rn = restored[b.node]
+            t0 = time.monotonic()
+            emit(Event("begin", b.node, "restore"))
+            recover.fetch(ttool, rn, b.stanza, b.label, point)
+            recover.start_isolated(rn)
+            recover.wait_for_target(rn, point)
+            emit(Event("done", b.node, "restore", f"recovered to {point!r} from {b.stanza} {b.label}",
+                       time.monotonic() - t0))
+
+        with ThreadPoolExecutor(max_workers=len(restored)) as pool:
+            futures = [pool.submit(one, b) for b in chosen.nodes]
+            errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+        _rewrite_citus(tctx, restored, emit)
+        for rn in restored.values():
+            recover.make_own(rn, tctx.secrets)
+            recover.stop(rn)
+    except BaseException:
+        for rn in restored.values():
+            if (rn.data / "postmaster.pid").exists():
+                rn.pg_ctl("-m", "immediate", "stop")
+        _discard(tctx, tbe)
+        raise
+    redis = _restore_redis(tool, chosen, tctx, tbe)
+    return RestoreResult(tctx.topology.cluster, tctx.topology_path, chosen, how, nodes=sorted(restored),
+                         redis=redis, seconds=time.monotonic() - started)
+
+
+def _finish(result: RestoreResult, tctx: ClusterContext, tbe: LocalBackend, emit: Emit,
+            timeout: float) -> RestoreResult:
+    """`up` makes the restored data a whole cluster; verify judges it. A failure here keeps the data:
+    `streamctl up -f FILE` finishes it."""
+    from streamctl.runner import Runner
+
+    started = time.monotonic() - result.seconds
+    Runner(tctx, tbe, emit=emit, timeout=timeout).up()
+    if tctx.topology.citus:
+        with tctx.pg_connect(tctx.topology.metadata.coordinator.name) as conn:
+            citus_recovery.recover_prepared_transactions(conn)
+    from streamctl.verify.runner import run_checks
+
+    result.verify = run_checks(tctx)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _rewrite_citus(tctx: ClusterContext, restored: dict[str, recover.RestoredNode], emit: Emit) -> None:
+    citus_nodes = [rn for rn in restored.values() if rn.node.role in (Role.COORDINATOR, Role.WORKER)]
+    if not tctx.topology.citus or not citus_nodes:
+        return
+    moves = {rn.source_port: (rn.node.host, rn.node.port) for rn in citus_nodes if rn.source_port}
+    for rn in citus_nodes:
+        with rn.connect() as conn:
+            changed = citus_recovery.rewrite_node_addresses(conn, moves)
+        emit(Event("done", rn.node.name, "citus nodes", f"{changed} pg_dist_node row(s) pointed at the restored nodes"))
+
+
+def _restore_redis(tool: PgBackRest, chosen: catalog.BackupSet, tctx: ClusterContext, tbe: LocalBackend) -> bool:
+    """The set's RDB as the base of the new Redis's append-only file (Redis 7 loads the base at start)."""
+    source = redis_dir(tool.ctx, chosen.label)
+    node = tctx.topology.node(tctx.topology.redis.name) if tctx.topology.redis.enabled else None
+    if source is None or node is None or not (source / "redis.rdb").exists():
+        return False
+    aof = tbe.data_dir(node) / "appendonlydir"
+    aof.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / "redis.rdb", aof / "appendonly.aof.1.base.rdb")
+    (aof / "appendonly.aof.manifest").write_text("file appendonly.aof.1.base.rdb seq 1 type b\n")
+    return True
+
+
+def _discard(tctx: ClusterContext, tbe: LocalBackend) -> None:
+    """A failed restore leaves nothing: the new cluster's data, state and repository stanzas were never used."""
+    try:
+        for node in tctx.topology.nodes():
+            shutil.rmtree(tbe.data_dir(node).parent, ignore_errors=True)
+        tbe.teardown(volumes=True)
+    except StreamctlError:
+        pass
+    shutil.rmtree(tctx.store.root, ignore_errors=True)

@@ -1,0 +1,143 @@
+"""`backup` (take a set), `backup list`, and `restore`: pgBackRest backups and point-in-time restore."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from streamctl.cli import render
+from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
+from streamctl.cli.guard import WaitLockOpt, mutating
+from streamctl.errors import RefusedError
+
+app = typer.Typer(help="Base backups of every PostgreSQL group with a Citus restore point, and Redis's snapshot.",
+                  no_args_is_help=False)
+
+
+@app.callback(invoke_without_command=True)
+def backup(typer_ctx: typer.Context, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
+           kind: Annotated[str, typer.Option("--type", help="full, diff (changes since the last full) or incr "
+                                                            "(changes since the last backup).")] = "full",
+           label: Annotated[str | None, typer.Option(
+               "--label", help="The set's name, also its restore point's (default: TYPE-UTCTIME).")] = None,
+           wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
+    """Back up every PostgreSQL group in parallel, then take one restore point named after the set (Citus's,
+    across every node) and Redis's snapshot. A node that is down fails the backup, naming it.
+
+    Example: streamctl backup --type full --label nightly-1 && streamctl backup list
+    """
+    if typer_ctx.invoked_subcommand is not None:
+        return
+    from streamctl.backup.pgbackrest import PgBackRest
+    from streamctl.backup.take import take_backup
+
+    ctx = load_context(file, state_dir)
+    tool = PgBackRest(ctx, load_backend(ctx))
+    with mutating(ctx, "backup", wait_lock):
+        result = take_backup(tool, kind, label, emit=render.progress(verbose=True))
+    if json_:
+        render.print_json(result.to_json())
+        return
+    s = result.set
+    render.line(f"backup set {s.label} ({s.type}) taken in {result.seconds:.1f}s: "
+                f"{render.size(sum(n.size for n in s.nodes))} of data, "
+                f"{render.size(sum(n.repo_size for n in s.nodes))} added to the repository; "
+                f"restore point {s.point!r} at {s.point_time}", "bold green")
+
+
+@app.command("list")
+def list_(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False) -> None:
+    """List the backup sets in the repository: time, type, size, restore points, the WAL each can reach.
+
+    Example: streamctl backup list --json | jq '.[] | select(.restorable) | .label'
+    """
+    from streamctl.backup.pgbackrest import PgBackRest
+    from streamctl.backup.take import list_sets
+
+    ctx = load_context(file, state_dir)
+    sets = list_sets(PgBackRest(ctx, load_backend(ctx)))
+    if json_:
+        render.print_json([s.to_json() for s in sets])
+        return
+    rows = []
+    for s in sets:
+        j = s.to_json()
+        wal = ", ".join(f"{n['node']} {n['wal']['from'][-8:]}..{n['wal']['to'][-8:]}" for n in j["nodes"])
+        rows.append((s.label, s.type, j["finished"], render.size(j["size"]), render.size(j["repo_size"]),
+                     f"{s.point} ({s.point_time})" if s.point else "none: not restorable",
+                     "yes" if s.redis else "no", wal))
+    render.table(f"backups of {ctx.topology.cluster}", ["set", "type", "finished", "size", "in repository",
+                                                        "restore point", "redis", "WAL (segments)"], rows)
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2026-12-04T17:30:00Z)",
+                                 param_hint="--to") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def restore(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
+            label: Annotated[str | None, typer.Option("--label", help="Restore this backup set.")] = None,
+            point: Annotated[str | None, typer.Option("--point", help="Restore to this restore point.")] = None,
+            to: Annotated[str | None, typer.Option(
+                "--to", metavar="TIMESTAMP", help="Restore to the latest restore point at or before this ISO "
+                                                  "time (UTC unless it says otherwise); the point is named.")]
+            = None,
+            into: Annotated[str | None, typer.Option(
+                "--into", metavar="CLUSTER", help="The new cluster's name (default: <cluster>-restored); its "
+                                                  "topology is written as CLUSTER.yaml beside this file.")]
+            = None,
+            in_place: Annotated[bool, typer.Option("--in-place", help="Replace the running cluster's data "
+                                                                      "(needs --yes).")] = False,
+            yes: Annotated[bool, typer.Option("--yes", help="Confirm --in-place.")] = False,
+            timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to be ready.")] = 120.0,
+            wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
+    """Recover every PostgreSQL group to one restore point, then Redis, into a NEW cluster beside the
+    running one (own name, ports, secrets and stanzas; the original is only read), then verify it.
+
+    Example: streamctl restore --point nightly-1 --into stage && streamctl status -f stage.yaml
+    Example: streamctl restore --to 2026-12-04T17:30:00Z --json
+    """
+    from streamctl.backup.restore import Selection, restore_into
+
+    chosen = [x for x in (label, point, to) if x is not None]
+    if len(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --label, --point or --to")
+    ctx = load_context(file, state_dir)
+    if in_place:
+        if not yes:
+            raise RefusedError(f"--in-place would replace the data of the running cluster "
+                               f"{ctx.topology.cluster}; nothing was changed",
+                               hint="add --yes to confirm, or restore into a new cluster with --into NAME")
+        raise RefusedError("in-place restore is not implemented yet; nothing was changed",
+                           hint="restore into a new cluster (--into NAME), check it, then switch to it")
+    be = load_backend(ctx)
+    with mutating(ctx, "restore", wait_lock):
+        result = restore_into(ctx, be, Selection(label, point, _timestamp(to)), into,
+                              emit=render.progress(verbose=False), timeout=timeout)
+    _report(result, json_)
+
+
+def _report(result: object, json_: bool) -> None:
+    from streamctl.backup.restore import RestoreResult
+
+    assert isinstance(result, RestoreResult)
+    if json_:
+        render.print_json(result.to_json())
+    else:
+        render.note(result.chosen)
+        where = f" (topology {result.topology_file}: pass it with -f)" if result.topology_file else ""
+        render.line(f"cluster {result.cluster} restored in {result.seconds:.1f}s{where}", "bold green")
+    if result.verify is not None and int(result.verify.exit_code) != 0:
+        if not json_:
+            bad = [r for r in result.verify.results if r.status.value not in ("passed", "skipped")]
+            for r in bad:
+                render.note(f"verify {r.check} {r.target}: {r.status.value}: {r.detail}")
+        raise typer.Exit(int(result.verify.exit_code))

@@ -1,0 +1,145 @@
+"""The backup section's validation, pgBackRest's configuration for an S3 repository (rendered, not run:
+no object store here), verify's archiving verdict, and how a timestamp resolves to a restore point."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from streamctl.backup.catalog import BackupSet, set_for_time
+from streamctl.config.load import parse_topology
+from streamctl.errors import ConfigError, NotFoundError, RefusedError
+from streamctl.verify.backup import judge
+from streamctl.verify.result import Status
+
+S3 = {"endpoint": "minio.internal:9000", "bucket": "backups", "key": "${S3_KEY}", "key_secret": "${S3_SECRET}"}
+
+
+def errors(data: dict, env: dict | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_topology(data, env=env or {})
+    return info.value.details
+
+
+def test_backup_is_off_by_default_and_turns_archiving_on_for_primaries_only() -> None:
+    t = parse_topology({})
+    assert t.backup is None and not t.backup_on
+    assert all(dict(n.settings).get("archive_mode") is None for n in t.nodes() if n.is_postgres)
+    t = parse_topology({"backup": {"repository": {"path": "repo"}}})
+    modes = {n.name: dict(n.settings).get("archive_mode") for n in t.nodes() if n.is_postgres}
+    assert modes == {"coordinator": "on", "worker-1": "on", "worker-2": "on", "analytics-primary": "on",
+                     "analytics-replica-1": None}
+    assert not parse_topology({"backup": {"enabled": False, "repository": {"path": "r"}}}).backup_on
+
+
+@pytest.mark.parametrize(("section", "expected"), [
+    ({}, "backup.repository: Field required"),
+    ({"repository": {}}, "backup.repository: give exactly one of `path`"),
+    ({"repository": {"path": "r", "s3": S3}}, "backup.repository: give exactly one of `path`"),
+    ({"repository": {"path": "r"}, "compression": "xz"}, "backup.compression: Input should be"),
+    ({"repository": {"path": "r"}, "retention_full": 0}, "backup.retention_full:"),
+    ({"repository": {"path": "r"}, "parallelism": 0}, "backup.parallelism:"),
+    ({"repository": {"s3": {"bucket": "b"}}}, "backup.repository.s3.endpoint: Field required"),
+    ({"repository": {"path": "r"}, "colour": "red"}, "backup.colour: unknown key"),
+])
+def test_bad_backup_sections_are_refused_with_their_yaml_path(section: dict, expected: str) -> None:
+    found = errors({"backup": section}, {"S3_KEY": "k", "S3_SECRET": "s"})
+    assert any(expected in e for e in found), found
+
+
+def test_backup_on_a_docker_node_is_refused() -> None:
+    found = errors({"backend": "docker", "backup": {"repository": {"path": "r"}}})
+    assert any("backups are implemented for the local backend only" in e and "docker" in e for e in found)
+
+
+def test_s3_keys_come_from_the_environment() -> None:
+    found = errors({"backup": {"repository": {"s3": S3}}})
+    assert any("backup.repository.s3.key: environment variable S3_KEY is not set" in e for e in found), found
+
+
+@pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed")
+def test_s3_repository_is_rendered_into_pgbackrest_config(tmp_path: Path) -> None:
+    from streamctl.backends.local import LocalBackend
+    from streamctl.backup.pgbackrest import PgBackRest
+    from streamctl.context import ClusterContext
+
+    t = parse_topology({"cluster": "s3c", "state_dir": str(tmp_path), "analytics": {"enabled": False},
+                        "fdw": {"enabled": False}, "backup": {"repository": {"s3": S3}, "retention_diff": 3,
+                                                             "compression": "zst", "parallelism": 4}},
+                       env={"S3_KEY": "AKIA1", "S3_SECRET": "sekrit"})
+    ctx = ClusterContext.build(t, tmp_path / "topology.yaml")
+    text = PgBackRest(ctx, LocalBackend(ctx)).render()
+    for line in ("repo1-type=s3", "repo1-s3-endpoint=minio.internal:9000", "repo1-s3-bucket=backups",
+                 "repo1-s3-key=AKIA1", "repo1-s3-key-secret=sekrit", "repo1-path=/streamctl",
+                 "repo1-retention-diff=3", "compress-type=zst", "process-max=4", "[s3c-coordinator]",
+                 "[s3c-worker-2]"):
+        assert line in text.splitlines(), line
+
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+CMD = "pgbackrest --config=/x/pgbackrest.conf --stanza=c-coordinator archive-push %p"
+
+
+def row(**kw: object) -> tuple:
+    base = {"mode": "on", "command": CMD, "last_wal": "000000010000000000000010",
+            "last_time": NOW - timedelta(seconds=10), "failed_wal": None, "failed_time": None, "archived": 16,
+            "failures": 0, "current": "000000010000000000000011"}
+    base.update(kw)
+    return tuple(base.values())
+
+
+def test_archiving_verdicts() -> None:
+    assert judge(row(), 60, NOW).status is Status.PASSED
+    assert judge(row(command=""), 60, NOW).status is Status.FAILED
+    late = judge(row(failed_wal="000000010000000000000011", failed_time=NOW - timedelta(seconds=1)), 60, NOW)
+    assert late.status is Status.FAILED and "failed" in late.detail
+    # an idle server archives nothing new: an old last segment with nothing waiting is fine
+    assert judge(row(last_time=NOW - timedelta(hours=3)), 60, NOW).status is Status.PASSED
+    stuck = judge(row(last_time=NOW - timedelta(hours=3), current="000000010000000000000015"), 60, NOW)
+    assert stuck.status is Status.FAILED and "4 finished WAL segment(s) not archived" in stuck.detail
+    assert judge(row(last_wal=None, last_time=None), 60, NOW).status is Status.FAILED
+
+
+def test_a_timestamp_resolves_to_the_latest_restore_point_at_or_before_it() -> None:
+    def s(label: str, minutes: int | None) -> BackupSet:
+        at = None if minutes is None else (NOW + timedelta(minutes=minutes)).isoformat()
+        return BackupSet(label, "c", "full", label if at else None, at)
+
+    sets = [s("a", 0), s("b", 10), s("broken", 15), s("c", 20)]
+    assert set_for_time(sets, NOW + timedelta(minutes=12)).label == "b"
+    assert set_for_time(sets, NOW + timedelta(minutes=20)).label == "c"
+    with pytest.raises(RefusedError, match="before the WAL range"):
+        set_for_time(sets, NOW - timedelta(minutes=1))
+    with pytest.raises(NotFoundError):
+        set_for_time([s("broken", None)], NOW)
+
+
+@pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed")
+def test_no_repository_and_a_missing_one_are_clear_errors(tmp_path: Path) -> None:
+    from streamctl.backends.local import LocalBackend
+    from streamctl.backup.pgbackrest import PgBackRest
+    from streamctl.backup.take import list_sets
+    from streamctl.context import ClusterContext
+    from streamctl.errors import PreflightError
+
+    plain = ClusterContext.build(parse_topology({"state_dir": str(tmp_path)}), tmp_path / "topology.yaml")
+    with pytest.raises(PreflightError, match="has no backup repository"):
+        PgBackRest(plain, LocalBackend(plain))
+    t = parse_topology({"state_dir": str(tmp_path), "backup": {"repository": {"path": "nowhere"}}})
+    ctx = ClusterContext.build(t, tmp_path / "topology.yaml")
+    with pytest.raises(PreflightError, match=r"backup.repository.path: .*nowhere does not exist"):
+        list_sets(PgBackRest(ctx, LocalBackend(ctx)))
+
+
+def test_the_missing_segment_is_the_one_after_the_last_restored() -> None:
+    from streamctl.backup.recover import _next_segment
+
+    fatal = "FATAL:  recovery ended before configured recovery target was reached"
+    log = 'LOG:  restored log file "000000010000000000000003" from archive\nLOG:  redo done\n' + fatal
+    assert _next_segment(log) == "000000010000000000000004"
+    assert _next_segment('restored log file "0000000200000003000000FF" from archive\n' + fatal) == \
+        "000000020000000400000000"
+    assert _next_segment('restored log file "000000010000000000000003" from archive\n') is None
