@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -12,21 +12,22 @@ from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, lo
 from streamctl.cli.guard import WaitLockOpt, mutating
 from streamctl.errors import RefusedError
 
-app = typer.Typer(help="Base backups of every PostgreSQL group with a Citus restore point, and Redis's snapshot.",
-                  no_args_is_help=False)
+app = typer.Typer(no_args_is_help=False)  # its help is the callback's docstring (with its example)
 
 
 @app.callback(invoke_without_command=True)
 def backup(typer_ctx: typer.Context, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
-           kind: Annotated[str, typer.Option("--type", help="full, diff (changes since the last full) or incr "
-                                                            "(changes since the last backup).")] = "full",
+           kind: Annotated[Literal["full", "diff", "incr"], typer.Option(
+               "--type", help="full, diff (changes since the last full) or incr (changes since the last "
+                              "backup).")] = "full",
            label: Annotated[str | None, typer.Option(
                "--label", help="The set's name, also its restore point's (default: TYPE-UTCTIME).")] = None,
            wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
-    """Back up every PostgreSQL group in parallel, then take one restore point named after the set (Citus's,
-    across every node) and Redis's snapshot. A node that is down fails the backup, naming it.
+    """Back up the whole platform to one restore point. Every PostgreSQL group in parallel, then one
+    restore point named after the set (Citus's, across every node) and Redis's snapshot. A node that is
+    down fails the backup, naming it.
 
-    Example: streamctl backup --type full --label nightly-1 && streamctl backup list
+    Example: streamctl backup --type full --label nightly-1
     """
     if typer_ctx.invoked_subcommand is not None:
         return
@@ -49,9 +50,10 @@ def backup(typer_ctx: typer.Context, file: FileOpt = DEFAULT_FILE, state_dir: St
 
 @app.command("list")
 def list_(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False) -> None:
-    """List the backup sets in the repository: time, type, size, restore points, the WAL each can reach.
+    """List the backup sets in the repository. Each with its time, type, size, restore points and the WAL it
+    can reach.
 
-    Example: streamctl backup list --json | jq '.[] | select(.restorable) | .label'
+    Example: streamctl backup list --json
     """
     from streamctl.backup.pgbackrest import PgBackRest
     from streamctl.backup.take import list_sets
@@ -91,7 +93,7 @@ def restore(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
                                                   "time (UTC unless it says otherwise); the point is named.")]
             = None,
             into: Annotated[str | None, typer.Option(
-                "--into", metavar="CLUSTER", help="The new cluster's name (default: <cluster>-restored); its "
+                "--into", metavar="CLUSTER", help="The new cluster's name (default: CLUSTER-restored); its "
                                                   "topology is written as CLUSTER.yaml beside this file.")]
             = None,
             in_place: Annotated[bool, typer.Option("--in-place", help="Replace the running cluster's data "
@@ -99,10 +101,11 @@ def restore(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
             yes: Annotated[bool, typer.Option("--yes", help="Confirm --in-place.")] = False,
             timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to be ready.")] = 120.0,
             wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
-    """Recover every PostgreSQL group to one restore point, then Redis, into a NEW cluster beside the
-    running one (own name, ports, secrets and stanzas; the original is only read), then verify it.
+    """Recover every group to one restore point, in a new cluster. Every PostgreSQL group, then Redis,
+    into a NEW cluster beside the running one (own name, ports, secrets and stanzas; the original is only
+    read), then verify it.
 
-    Example: streamctl restore --point nightly-1 --into stage && streamctl status -f stage.yaml
+    Example: streamctl restore --point nightly-1 --into stage
     Example: streamctl restore --to 2026-12-04T17:30:00Z --json
     """
     from streamctl.backup.restore import Selection, restore_into

@@ -26,7 +26,7 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
                                                      "from the cluster CA (default: gateway.tls).")] = None,
             log_level: Annotated[LogLevel, typer.Option(
                 help="uvicorn log level: critical, error, warning, info, debug or trace.")] = "warning") -> None:
-    """Serve the REST API and the ops dashboard over the cluster's stores. Routes:
+    """Serve the REST API and the ops dashboard. It reads the cluster's stores; routes:
     /api/v1/content, /health, API docs (/api-docs) and the dashboard (/).
 
     Listening beyond loopback (anything but 127.0.0.1, ::1, localhost), every route except those in

@@ -14,7 +14,7 @@ def metrics(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: 
             prometheus: Annotated[bool, typer.Option("--prometheus", help="Print the Prometheus text format "
                                                      "(e.g. for node_exporter's textfile collector).")] = False
             ) -> None:
-    """Collect the platform's metrics once: nodes up, replication lag, Citus shards and skew, row estimates,
+    """Collect the platform's metrics once. Nodes up, replication lag, Citus shards and skew, row estimates,
     Redis views and trending, the last stored verify. Every probe is bounded: a stopped node reads 0.
 
     Example: streamctl metrics --json | jq '.nodes[] | select(.up | not)'

@@ -18,7 +18,7 @@ NamesArg = Annotated[list[str] | None, typer.Argument(
 
 def rotate_secrets(names: NamesArg = None, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
                    backend: BackendOpt = None, wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
-    """Rotate the cluster's secrets: a new value for each NAME (none: all in use) is given to every role,
+    """Rotate the cluster's secrets. A new value for each NAME (none: all in use) is given to every role,
     subscription, user mapping and store that holds it, logging in with the old value, and recorded as
     applied only then; a run that stops halfway is finished by the next one (or by `up`). A secret set in
     the topology (secrets.NAME, e.g. ${VAR}) is not chosen here: change it there, then run this. Values are

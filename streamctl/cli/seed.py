@@ -30,7 +30,7 @@ def seed(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
              "--yes-write-external", help="Confirm writing to external nodes (refused without it, exit 10).")]
          = False,
          wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
-    """Fill every store with realistic, consistent data, loaded with COPY; waits for the replicas.
+    """Fill every store with realistic, consistent data. Loaded with COPY; waits for the replicas.
 
     Example: streamctl seed --scale 0.1 --seed 7 --reset
     Example: streamctl seed -f examples/external.yaml --yes-write-external

@@ -36,13 +36,13 @@ def test_backup_is_off_by_default_and_turns_archiving_on_for_primaries_only() ->
 
 
 @pytest.mark.parametrize(("section", "expected"), [
-    ({}, "backup.repository: Field required"),
+    ({}, "backup.repository: this key is required"),
     ({"repository": {}}, "backup.repository: give exactly one of `path`"),
     ({"repository": {"path": "r", "s3": S3}}, "backup.repository: give exactly one of `path`"),
-    ({"repository": {"path": "r"}, "compression": "xz"}, "backup.compression: Input should be"),
+    ({"repository": {"path": "r"}, "compression": "xz"}, "backup.compression: expected 'none', 'lz4'"),
     ({"repository": {"path": "r"}, "retention_full": 0}, "backup.retention_full:"),
     ({"repository": {"path": "r"}, "parallelism": 0}, "backup.parallelism:"),
-    ({"repository": {"s3": {"bucket": "b"}}}, "backup.repository.s3.endpoint: Field required"),
+    ({"repository": {"s3": {"bucket": "b"}}}, "backup.repository.s3.endpoint: this key is required"),
     ({"repository": {"path": "r"}, "colour": "red"}, "backup.colour: unknown key"),
 ])
 def test_bad_backup_sections_are_refused_with_their_yaml_path(section: dict, expected: str) -> None:
