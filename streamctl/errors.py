@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     CHECK_ERROR = 9  # verify: at least one check could not run
     REFUSED = 10  # the operation would lose data and was refused (e.g. seed without --reset)
     BUSY = 11  # another streamctl command holds the cluster's lock (--wait-lock ran out)
+    UNREACHABLE = 12  # up: every node on a healthy host converged, but some hosts cannot run their nodes
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
@@ -73,6 +74,12 @@ class LockedError(StreamctlError):
     """Another mutating command holds the cluster's lock and the wait allowed for it ran out."""
 
     exit_code = ExitCode.BUSY
+
+
+class HostsUnreachable(StreamctlError):
+    """`up` converged the nodes it could reach; the details name the hosts and the nodes pinned to them."""
+
+    exit_code = ExitCode.UNREACHABLE
 
 
 class Interrupted(StreamctlError):

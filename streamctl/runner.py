@@ -15,7 +15,7 @@ from streamctl.backends.external import refuse_down
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.drift import DriftError, external_differences
-from streamctl.errors import PreflightError, StepError, StreamctlError
+from streamctl.errors import HostsUnreachable, PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
 from streamctl.services import configuration_steps
@@ -97,10 +97,17 @@ class Runner:
         return configuration_steps(self.ctx, self.backend)
 
     # -- up ---------------------------------------------------------------------------------------
+    def unreachable(self) -> dict[str, str]:
+        """Nodes pinned to a host that cannot run them now (Swarm): node -> why. Other backends: none."""
+        probe = getattr(self.backend, "unreachable", None)
+        return probe(self.nodes) if probe is not None else {}
+
     def up(self) -> UpResult:
         started = time.monotonic()
-        self.backend.preflight(self.nodes)
-        plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
+        lost = self.unreachable()
+        reachable = [n for n in self.nodes if n.name not in lost]
+        self.backend.preflight(reachable)
+        plan = Plan(self.ctx.topology.cluster, self.backend.name, observe_and_plan(self.backend, reachable))
         steps = plan.nodes
         self._check_ports(steps)
         self.backend.prepare([(s.node, s.action) for s in steps if s.action is not Action.NOOP],
@@ -115,8 +122,19 @@ class Runner:
         if any(n.is_external for n in self.nodes):
             result.differences += external_differences(self.ctx)
         with self.ctx.kept_connections():
-            self._configure(result)
+            try:
+                self._configure(result, skip=set(lost))
+            except StepError as exc:
+                if not lost:
+                    raise
+                lost = {**lost, "": f"also: {exc.message}"}
         result.seconds = time.monotonic() - started
+        if lost:
+            raise HostsUnreachable(f"{len(reachable)} node(s) converged; {len([k for k in lost if k])} node(s) "
+                                   "are pinned to hosts that cannot run them now and were left as they are",
+                                   details=list(lost.values()),
+                                   hint="bring the hosts back (or `docker node update --availability active`) "
+                                        "and run `streamctl up` again; nothing is moved to another host")
         if result.differences:
             raise DriftError(f"{len(result.differences)} difference(s) between the external nodes and the "
                              "topology; nothing was changed on them", details=result.differences,
@@ -168,12 +186,23 @@ class Runner:
             raise first
         return ready
 
-    def _configure(self, result: UpResult) -> None:
+    def _configure(self, result: UpResult, skip: set[str] | None = None) -> None:
         """Every configuration step, each as soon as the steps it needs are done (steps.dependencies):
         one node's steps in order, independent nodes at once. After a failure nothing new starts; the
-        steps already running finish, and the first failure in list order is raised."""
+        steps already running finish, and the first failure in list order is raised. The steps of the
+        nodes in `skip` (unreachable) are left out, and so is every step that needs one of them."""
         steps = self.config_steps()
         needs = dependencies(steps)
+        if skip:
+            dropped = {i for i, st in enumerate(steps) if st.node in skip}
+            # A barrier (after=None) waits for what runs; it does not need the unreachable nodes' steps.
+            while more := {i for i in range(len(steps)) if i not in dropped and steps[i].after is not None
+                           and needs[i] & dropped}:
+                dropped |= more
+            keep = [i for i in range(len(steps)) if i not in dropped]
+            steps = [steps[i] for i in keep]
+            index = {old: new for new, old in enumerate(keep)}
+            needs = [frozenset(index[j] for j in needs[i] if j in index) for i in keep]
         outcomes: dict[int, StepOutcome] = {}
         waiting = list(range(len(steps)))
         with ThreadPoolExecutor(max_workers=max(1, min(len(steps), MAX_CONFIG_THREADS))) as pool:
