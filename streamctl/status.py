@@ -31,7 +31,16 @@ def node_status(ctx: ClusterContext, backend: Backend, node: Node) -> dict[str, 
 def cluster_status(ctx: ClusterContext, backend: Backend) -> list[dict[str, Any]]:
     nodes = ctx.topology.nodes()
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        return list(pool.map(lambda n: node_status(ctx, backend, n), nodes))
+        rows = list(pool.map(lambda n: node_status(ctx, backend, n), nodes))
+    # Volumes of nodes no longer in the topology that could not be removed yet (Swarm, after `scale`):
+    # listed, not judged (the next `up`, `scale` or `down --volumes` removes them).
+    leftovers = getattr(backend, "leftover_volumes", None)
+    names = {n.name for n in nodes}
+    for node, text in (leftovers() if leftovers is not None else []):
+        if node not in names:
+            rows.append({"name": node, "role": "removed", "engine": "", "backend": backend.name, "host": "",
+                         "port": 0, "state": "volume left", "healthy": True, "detail": f"{text} still to be removed"})
+    return rows
 
 
 def node_logs(backend: Backend, node: Node, tail: int, follow: bool, poll: float = 1.0) -> Iterator[str]:

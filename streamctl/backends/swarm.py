@@ -23,7 +23,7 @@ from streamctl.backends.swarm_volumes import Leftover, SwarmVolumes
 from streamctl.config.checks import swarm_bind_errors
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
-from streamctl.errors import BackendError, PreflightError
+from streamctl.errors import BackendError, PreflightError, RefusedError
 from streamctl.events import Progress
 from streamctl.pgconn import write_data_file
 from streamctl.readiness import Readiness, node_probe
@@ -147,7 +147,7 @@ class SwarmBackend:
                 refused.append(f"{node.yaml_path}.image: {node.name} on {pin.describe() if pin else 'its host'} "
                                f"holds PostgreSQL {have} data; {node.image} is PostgreSQL {want}")
         if refused:
-            raise PreflightError("refused to change nodes to another PostgreSQL major version: a server does not "
+            raise RefusedError("refused to change nodes to another PostgreSQL major version: a server does not "
                                  "start on another major version's data; nothing was changed", details=refused,
                                  hint="keep the image's major version, or dump and restore into a new cluster")
 
@@ -225,9 +225,9 @@ class SwarmBackend:
         note = "; ".join(f"{x.describe()} still to be removed" for x in left)
         return Observation(obs.name, obs.state, obs.fingerprint, f"{obs.detail}; {note}" if obs.detail else note)
 
-    def leftover_volumes(self) -> list[str]:
-        """Every volume recorded as not removed yet (`status` lists them)."""
-        return [x.describe() for x in self.volumes.leftovers()]
+    def leftover_volumes(self) -> list[tuple[str, str]]:
+        """(node, description) of every volume recorded as not removed yet (`status` lists them)."""
+        return [(x.node, x.describe()) for x in self.volumes.leftovers()]
 
     def _observe(self, node: Node) -> Observation:
         service = self._find(node)
