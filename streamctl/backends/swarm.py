@@ -95,9 +95,8 @@ class SwarmBackend:
         placed = [n for n in nodes if services[n.name] is not None or self.hosts.pin(n.name)]
         self.hosts.check_pins(placed)
         self.hosts.check_pinned_placement(placed)
-        self._retry_leftovers()
         new = [n for n in nodes if services[n.name] is None and self.hosts.pin(n.name) is None]
-        self._refuse_stale_volumes(new)
+        self._refuse_stale_volumes(new, retry=False)
         self.hosts.plan(new)
         self.hosts.check_ports(nodes, services)
         self._check_majors(nodes, services)
@@ -113,19 +112,24 @@ class SwarmBackend:
                 out[node.name] = f"{node.name} is pinned to {why}; its data volume lives there"
         return out
 
-    def _retry_leftovers(self) -> None:
-        """Volumes a former `down --volumes` or `scale` could not remove: removed now where their host is back."""
-        for left in self.volumes.leftovers():
-            if not self.hosts.unavailable(left.host):
-                self.volumes.remove(left)
-
-    def _refuse_stale_volumes(self, new: list[Node]) -> None:
-        stale = [f"{n.name}: {left.describe()} was not removed yet"
-                 for n in new for left in self.volumes.of_node(n.name)]
+    def _refuse_stale_volumes(self, new: list[Node], retry: bool) -> None:
+        """A new node never starts on a volume streamctl could not remove earlier (recorded): with retry
+        (`up`, past its dry run), every recorded volume whose host answers is removed first."""
+        if retry:
+            for left in self.volumes.leftovers():
+                if not self.hosts.unavailable(left.host):
+                    self.volumes.remove(left)
+        stale = [f"{n.name}: {left.describe()} was not removed yet" for n in new
+                 for left in self.volumes.of_node(n.name) if self._lands_on(n, left.host.id)]
         if stale:
             raise PreflightError("a new node would start on a volume left from an earlier one; nothing was created",
                                  details=stale, hint="bring the host back and run `streamctl up` again (it removes "
                                                      "the volume first), or remove the volume on that host")
+
+    def _lands_on(self, node: Node, host: str) -> bool:
+        """Whether a new node would run on `host` (pinned or planned there; not planned yet: it may)."""
+        pin = self.hosts.pin(node.name) or self.hosts.planned(node.name)
+        return pin is None or pin.id == host
 
     def _check_majors(self, nodes: list[Node], services: dict[str, Any]) -> None:
         """A populated PostgreSQL node whose image changes to another major version is refused, as on Docker:
@@ -164,6 +168,7 @@ class SwarmBackend:
         hosts pull (or hold) their own, and a task they cannot start shows as rejected in readiness."""
         from streamctl.backends.docker_prepare import ensure_images
 
+        self._refuse_stale_volumes([node for node, action in changes if action is Action.CREATE], retry=True)
         local = self.hosts.local_id
         here = [(node, action) for node, action in changes
                 if (pin := self.hosts.pin(node.name) or self.hosts.planned(node.name)) and pin.id == local]
@@ -358,8 +363,8 @@ class SwarmBackend:
         if self.volumes.leftovers():
             raise BackendError("the cluster is removed, but some volumes could not be removed; they stay recorded",
                                details=self._unremoved, hint="`streamctl status` lists them; the next `streamctl "
-                                                             "up`, `scale` or `down --volumes` removes them once "
-                                                             "their host answers")
+                                                             "up` or `down --volumes` removes them once their "
+                                                             "host answers")
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node's task container on this engine (tests simulate a crash with it)."""

@@ -4,7 +4,7 @@ The manager's engine reaches only its own volumes. For another host, a one-shot 
 (the node's own image, so nothing new is pulled) asks that host's engine, over its socket, to delete the
 volume: nothing beyond what a Swarm node has. A volume that could not be removed (host down, engine
 refusing) is recorded in the state (`swarm_leftover_volumes`), shown by `status`, retried by the next
-`up`, `scale` or `down --volumes`, and a new node is never started on it.
+`up` or `down --volumes`, and a new node is never started on it.
 """
 
 from __future__ import annotations
