@@ -19,7 +19,7 @@ from streamctl.errors import HostsUnreachable, PreflightError, StepError, Stream
 from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
 from streamctl.services import configuration_steps
-from streamctl.steps import ConfigStep, dependencies
+from streamctl.steps import ConfigStep, dependencies, without_nodes
 
 MAX_CONFIG_THREADS = 8  # steps of distinct nodes at once (each holds a connection or two)
 
@@ -192,17 +192,7 @@ class Runner:
         steps already running finish, and the first failure in list order is raised. The steps of the
         nodes in `skip` (unreachable) are left out, and so is every step that needs one of them."""
         steps = self.config_steps()
-        needs = dependencies(steps)
-        if skip:
-            dropped = {i for i, st in enumerate(steps) if st.node in skip}
-            # A barrier (after=None) waits for what runs; it does not need the unreachable nodes' steps.
-            while more := {i for i in range(len(steps)) if i not in dropped and steps[i].after is not None
-                           and needs[i] & dropped}:
-                dropped |= more
-            keep = [i for i in range(len(steps)) if i not in dropped]
-            steps = [steps[i] for i in keep]
-            index = {old: new for new, old in enumerate(keep)}
-            needs = [frozenset(index[j] for j in needs[i] if j in index) for i in keep]
+        steps, needs = without_nodes(steps, skip) if skip else (steps, dependencies(steps))
         outcomes: dict[int, StepOutcome] = {}
         waiting = list(range(len(steps)))
         with ThreadPoolExecutor(max_workers=max(1, min(len(steps), MAX_CONFIG_THREADS))) as pool:
