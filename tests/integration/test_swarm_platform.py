@@ -145,7 +145,7 @@ def _heals(cli: Cli, tag: str) -> None:
         "psql", "coordinator", "--", "-At", "-c", f"SELECT count(*) FROM analytics.users WHERE username = "
                                                   f"'heal-{tag}'").stdout.strip() == "1")
     _until("the coordinator's Citus query", lambda: cli.run(
-        "psql", "coordinator", "--", "-At", "-c", "SELECT count(*) FROM content").returncode == 0)
+        "psql", "coordinator", "--", "-At", "-c", "SELECT count(*) FROM content_metadata").returncode == 0)
     _verify_passes(cli, tag)
 
 
