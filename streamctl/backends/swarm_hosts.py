@@ -21,7 +21,7 @@ from streamctl.errors import BackendError, PreflightError
 from streamctl.readiness import Readiness
 
 PINS = "swarm_pins"
-_state_lock = threading.Lock()
+STATE_LOCK = threading.Lock()  # every read-modify-write of state.json by the Swarm backend's threads
 
 
 def _engine() -> str:
@@ -91,7 +91,7 @@ class SwarmHosts:
         return Pin(**raw) if raw else None
 
     def _record(self, node: str, pin: Pin | None) -> None:
-        with _state_lock:
+        with STATE_LOCK:
             data = self.ctx.store.read()
             pins = dict(data.get(PINS, {}))
             if pin is None:

@@ -9,7 +9,6 @@ refusing) is recorded in the state (`swarm_leftover_volumes`), shown by `status`
 
 from __future__ import annotations
 
-import threading
 import uuid
 from contextlib import suppress
 from dataclasses import dataclass
@@ -17,13 +16,13 @@ from typing import Any
 
 from streamctl.backends import docker_spec
 from streamctl.backends.docker_errors import docker_errors
+from streamctl.backends.swarm_hosts import STATE_LOCK
 from streamctl.backends.swarm_placement import Pin
 from streamctl.context import ClusterContext
 from streamctl.readiness import Readiness
 
 LEFTOVERS = "swarm_leftover_volumes"
 NS = 1_000_000_000
-_lock = threading.Lock()
 
 # DELETE /volumes/NAME on the host's engine socket, retried while a just-removed task still holds it.
 # Perl is in the base of the Debian images the nodes run (PostgreSQL, Citus, Redis); 204 or 404: gone.
@@ -65,7 +64,7 @@ class SwarmVolumes:
         return [Leftover(name, v["node"], Pin(**v["host"]), v["image"]) for name, v in sorted(raw.items())]
 
     def _record(self, left: Leftover, keep: bool) -> None:
-        with _lock:
+        with STATE_LOCK:
             data = dict(self.ctx.store.read().get(LEFTOVERS, {}))
             if keep:
                 data[left.volume] = {"node": left.node, "image": left.image, "host": {
