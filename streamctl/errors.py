@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     BUSY = 11  # another streamctl command holds the cluster's lock (--wait-lock ran out)
     UNHEALTHY = 12  # status: a node is not running or does not answer
     FOREIGN = 13  # the nodes belong to another state directory (instance id differs); `up --adopt` takes over
+    UNREACHABLE = 14  # up: every node on a healthy host converged, but some hosts cannot run their nodes
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it)
 
 
@@ -82,6 +83,10 @@ class ForeignError(StreamctlError):
     id: streamctl refuses to adopt, recreate or delete it (`up --adopt` takes it over deliberately)."""
 
     exit_code = ExitCode.FOREIGN
+class HostsUnreachable(StreamctlError):
+    """`up` converged the nodes it could reach; the details name the hosts and the nodes pinned to them."""
+
+    exit_code = ExitCode.UNREACHABLE
 
 
 class Interrupted(StreamctlError):

@@ -16,14 +16,14 @@ from streamctl.backends.external import refuse_down
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.drift import DriftError, external_differences
-from streamctl.errors import PreflightError, StepError, StreamctlError
+from streamctl.errors import HostsUnreachable, PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind, ignore
 from streamctl.plan import NodeStep, Plan, observe_and_plan, pending_configuration
 from streamctl.retire import backend_running, drop_replica_slot, release_replica
 from streamctl.retire import remove_orphans as remove_orphans_of
 from streamctl.secrets_rotation import finish_pending, pending_rotations
 from streamctl.services import configuration_steps, monitoring
-from streamctl.steps import ConfigStep, dependencies
+from streamctl.steps import ConfigStep, dependencies, without_nodes
 from streamctl.takeover import check_adopt
 
 MAX_CONFIG_THREADS = 8  # steps of distinct nodes at once (each holds a connection or two)
@@ -113,13 +113,21 @@ class Runner:
         return [s for s in configuration_steps(self.ctx, self.backend) if self.in_scope(s.node)]
 
     # -- up ---------------------------------------------------------------------------------------
+    def unreachable(self) -> dict[str, str]:
+        """Nodes pinned to a host that cannot run them now (Swarm): node -> why. Other backends: none."""
+        probe = getattr(self.backend, "unreachable", None)
+        return probe(self.nodes) if probe is not None else {}
+
     def up(self, remove_orphans: bool = False) -> UpResult:
         """remove_orphans: first remove the nodes the state knows and the topology no longer has (see
-        retire.remove_orphans); without it they are left as they are, and named in the result."""
+        retire.remove_orphans); without it they are left as they are, and named in the result. Nodes pinned
+        to a host that cannot run them now are left as they are; the others converge (HostsUnreachable)."""
         started = time.monotonic()
-        self.backend.preflight(self.nodes)
+        lost = self.unreachable()
+        reachable = [n for n in self.nodes if n.name not in lost]
+        self.backend.preflight(reachable)
         removed = remove_orphans_of(self.ctx, self.backend, self.emit) if remove_orphans else []
-        plan = Plan(self.ctx.topology.cluster, self.backend.name, self.plan())
+        plan = Plan(self.ctx.topology.cluster, self.backend.name, observe_and_plan(self.backend, reachable))
         plan.nodes = steps = [s for s in plan.nodes if self.in_scope(s.node.name)]
         plan.orphans = [o.name for o in self.ctx.orphans()]
         self._check_ports(steps)
@@ -146,8 +154,19 @@ class Runner:
         # log in with it; until then logins fall back to the applied value.
         result.config_changes += finish_pending(self.ctx, self.backend, self.emit)
         with self.ctx.kept_connections():
-            self._configure(result)
+            try:
+                self._configure(result, skip=set(lost))
+            except StepError as exc:
+                if not lost:
+                    raise
+                lost = {**lost, "": f"also: {exc.message}"}
         result.seconds = time.monotonic() - started
+        if lost:
+            raise HostsUnreachable(f"{len(reachable)} node(s) converged; {len([k for k in lost if k])} node(s) "
+                                   "are pinned to hosts that cannot run them now and were left as they are",
+                                   details=list(lost.values()),
+                                   hint="bring the hosts back (or `docker node update --availability active`) "
+                                        "and run `streamctl up` again; nothing is moved to another host")
         if result.differences:
             raise DriftError(f"{len(result.differences)} difference(s) between the external nodes and the "
                              "topology; nothing was changed on them", details=result.differences,
@@ -215,12 +234,13 @@ class Runner:
             raise first
         return ready
 
-    def _configure(self, result: UpResult) -> None:
+    def _configure(self, result: UpResult, skip: set[str] | None = None) -> None:
         """Every configuration step, each as soon as the steps it needs are done (steps.dependencies):
         one node's steps in order, independent nodes at once. After a failure nothing new starts; the
-        steps already running finish, and the first failure in list order is raised."""
+        steps already running finish, and the first failure in list order is raised. The steps of the
+        nodes in `skip` (unreachable) are left out, and so is every step that needs one of them."""
         steps = self.config_steps()
-        needs = dependencies(steps)
+        steps, needs = without_nodes(steps, skip) if skip else (steps, dependencies(steps))
         outcomes: dict[int, StepOutcome] = {}
         waiting = list(range(len(steps)))
         with ThreadPoolExecutor(max_workers=max(1, min(len(steps), MAX_CONFIG_THREADS))) as pool:

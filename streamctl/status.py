@@ -42,7 +42,17 @@ def cluster_status(ctx: ClusterContext, backend: Backend) -> list[dict[str, Any]
     has: it may still run, and hold a slot or shards)."""
     nodes = [(n, False) for n in ctx.topology.nodes()] + [(n, True) for n in ctx.orphans()]
     with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        return list(pool.map(lambda pair: node_status(ctx, backend, *pair), nodes))
+        rows = list(pool.map(lambda pair: node_status(ctx, backend, *pair), nodes))
+    # Volumes of nodes no longer in the topology that could not be removed yet (Swarm, after `scale`):
+    # listed, not judged (the next `up`, `scale` or `down --volumes` removes them).
+    leftovers = getattr(backend, "leftover_volumes", None)
+    names = {n.name for n, _ in nodes}
+    for node, text in (leftovers() if leftovers is not None else []):
+        if node not in names:
+            rows.append({"name": node, "role": "removed", "engine": "", "backend": backend.name, "host": "",
+                         "port": 0, "state": "volume left", "healthy": True, "orphan": False,
+                         "detail": f"{text} still to be removed"})
+    return rows
 
 
 def node_logs(backend: Backend, node: Node, tail: int, follow: bool, poll: float = 1.0) -> Iterator[str]:

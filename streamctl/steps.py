@@ -52,3 +52,18 @@ def dependencies(steps: list[ConfigStep]) -> list[frozenset[int]]:
         out.append(frozenset(j for j in range(i) if (step.in_node_order and steps[j].node == step.node)
                              or (steps[j].node, steps[j].name) in wanted))
     return out
+
+
+def without_nodes(steps: list[ConfigStep], skip: set[str]) -> tuple[list[ConfigStep], list[frozenset[int]]]:
+    """The steps left when the nodes in `skip` cannot be reached (a lost Swarm host), with their
+    dependencies renumbered: the skipped nodes' steps go, and so does every step that names one of them in
+    `after` (transitively); a barrier (after=None) only waited for what ran before it, so it stays."""
+    needs = dependencies(steps)
+    dropped = {i for i, st in enumerate(steps) if st.node in skip}
+    # Only what a step names counts: its own node's earlier steps are an order, not a need.
+    while more := {i for i, st in enumerate(steps) if i not in dropped and st.after
+                   and set(st.after) & {(steps[j].node, steps[j].name) for j in dropped}}:
+        dropped |= more
+    keep = [i for i in range(len(steps)) if i not in dropped]
+    index = {old: new for new, old in enumerate(keep)}
+    return [steps[i] for i in keep], [frozenset(index[j] for j in needs[i] if j in index) for i in keep]

@@ -1,6 +1,6 @@
 """Swarm backend: every node is a one-replica Swarm service, pinned to the host that holds its volume.
 
-Services share an attachable overlay network per cluster and reach each other by service name (DNS
+Services share a private (not attachable) overlay network per cluster and reach each other by service name (DNS
 round-robin endpoints: no IPVS needed); streamctl reaches them on ports published in host mode on the
 host running the task. Passwords travel as Docker secrets. Driven through the manager at DOCKER_HOST.
 """
@@ -20,10 +20,11 @@ from streamctl.backends.docker_images import ImagePuller
 from streamctl.backends.swarm_hosts import SwarmHosts
 from streamctl.backends.swarm_placement import Pin
 from streamctl.backends.swarm_users import ImageUsers
+from streamctl.backends.swarm_volumes import Leftover, SwarmVolumes
 from streamctl.config.checks import swarm_bind_errors
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
-from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
+from streamctl.errors import BackendError, PreflightError, RefusedError
 from streamctl.events import Progress
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR
 from streamctl.pgconn import write_data_file
@@ -48,6 +49,7 @@ class SwarmBackend:
         self._lock = threading.Lock()  # network, secrets and state writes must not race between node threads
         self._hosts: SwarmHosts | None = None
         self._users: ImageUsers | None = None
+        self._unremoved: list[str] = []  # volumes `remove` could not delete (recorded; teardown reports them)
 
     @property
     def users(self) -> ImageUsers:
@@ -74,6 +76,10 @@ class SwarmBackend:
         return self._hosts
 
     @property
+    def volumes(self) -> SwarmVolumes:
+        return SwarmVolumes(self.client, self.ctx, self.hosts.local_id)
+
+    @property
     def network(self) -> str:
         return sspec.network_name(self.topology.cluster)
 
@@ -88,14 +94,83 @@ class SwarmBackend:
         for name, service in services.items():
             if service is not None:
                 self.hosts.adopt(name, service)
-        self.hosts.check_pins([n for n in nodes if services[n.name] is not None or self.hosts.pin(n.name)])
-        self.hosts.plan([n for n in nodes if services[n.name] is None and self.hosts.pin(n.name) is None])
+        placed = [n for n in nodes if services[n.name] is not None or self.hosts.pin(n.name)]
+        self.hosts.check_pins(placed)
+        self.hosts.check_pinned_placement(placed)
+        new = [n for n in nodes if services[n.name] is None and self.hosts.pin(n.name) is None]
+        self._refuse_stale_volumes(new, retry=False)
+        self.hosts.plan(new)
+        self.hosts.check_ports(nodes, services)
+        self._check_majors(nodes, services)
+
+    def unreachable(self, nodes: list[Node]) -> dict[str, str]:
+        """Nodes pinned to a host that cannot run them now (left, down, drained, paused): `up` converges
+        the others and reports these; nothing is ever moved to another host."""
+        out = {}
+        for node in nodes:
+            pin = self.hosts.pin(node.name)
+            why = self.hosts.unavailable(pin) if pin else None
+            if why:
+                out[node.name] = f"{node.name} is pinned to {why}; its data volume lives there"
+        return out
+
+    def _refuse_stale_volumes(self, new: list[Node], retry: bool) -> None:
+        """A new node never starts on a volume streamctl could not remove earlier (recorded): with retry
+        (`up`, past its dry run), every recorded volume whose host answers is removed first."""
+        if retry:
+            for left in self.volumes.leftovers():
+                if not self.hosts.unavailable(left.host):
+                    self.volumes.remove(left)
+        stale = [f"{n.name}: {left.describe()} was not removed yet" for n in new
+                 for left in self.volumes.of_node(n.name) if self._lands_on(n, left.host.id)]
+        if stale:
+            raise PreflightError("a new node would start on a volume left from an earlier one; nothing was created",
+                                 details=stale, hint="bring the host back and run `streamctl up` again (it removes "
+                                                     "the volume first), or remove the volume on that host")
+
+    def _lands_on(self, node: Node, host: str) -> bool:
+        """Whether a new node would run on `host` (pinned or planned there; not planned yet: it may)."""
+        pin = self.hosts.pin(node.name) or self.hosts.planned(node.name)
+        return pin is None or pin.id == host
+
+    def _check_majors(self, nodes: list[Node], services: dict[str, Any]) -> None:
+        """A populated PostgreSQL node whose image changes to another major version is refused, as on Docker:
+        the running server says which major its data is (the volume may be on another host)."""
+        from streamctl.backends.docker_prepare import image_major
+
+        refused = []
+        for node in nodes:
+            service = services.get(node.name)
+            if service is None or node.engine.value != "postgres":
+                continue
+            image = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Image", "").split("@")[0]
+            if image == node.image:
+                continue
+            want = image_major(self.client, node.image)
+            have = self._data_major(node)
+            if want and have and want != have:
+                pin = self.hosts.pin(node.name)
+                refused.append(f"{node.yaml_path}.image: {node.name} on {pin.describe() if pin else 'its host'} "
+                               f"holds PostgreSQL {have} data; {node.image} is PostgreSQL {want}")
+        if refused:
+            raise RefusedError("refused to change nodes to another PostgreSQL major version: a server does not "
+                                 "start on another major version's data; nothing was changed", details=refused,
+                                 hint="keep the image's major version, or dump and restore into a new cluster")
+
+    def _data_major(self, node: Node) -> str | None:
+        try:
+            with self.ctx.pg_connect(node.name, "postgres") as conn:
+                row = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()
+        except Exception:  # noqa: BLE001 - a node that does not answer is judged by its image elsewhere
+            return None
+        return str(row[0]) if row else None
 
     def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
         """Images present on the manager for the nodes it will run, before any service changes; the other
         hosts pull (or hold) their own, and a task they cannot start shows as rejected in readiness."""
         from streamctl.backends.docker_prepare import ensure_images
 
+        self._refuse_stale_volumes([node for node, action in changes if action is Action.CREATE], retry=True)
         local = self.hosts.local_id
         here = [(node, action) for node, action in changes
                 if (pin := self.hosts.pin(node.name) or self.hosts.planned(node.name)) and pin.id == local]
@@ -154,6 +229,18 @@ class SwarmBackend:
         return sorted(tasks, key=lambda t: t.get("Version", {}).get("Index", 0), reverse=True)
 
     def observe(self, node: Node) -> Observation:
+        obs = self._observe(node)
+        left = self.volumes.of_node(node.name)
+        if not left:
+            return obs
+        note = "; ".join(f"{x.describe()} still to be removed" for x in left)
+        return Observation(obs.name, obs.state, obs.fingerprint, f"{obs.detail}; {note}" if obs.detail else note)
+
+    def leftover_volumes(self) -> list[tuple[str, str]]:
+        """(node, description) of every volume recorded as not removed yet (`status` lists them)."""
+        return [(x.node, x.describe()) for x in self.volumes.leftovers()]
+
+    def _observe(self, node: Node) -> Observation:
         service = self._find(node)
         pin = self.hosts.pin(node.name)
         gone = self.hosts.unavailable(pin) if pin else None
@@ -249,7 +336,8 @@ class SwarmBackend:
     def _ensure_network(self) -> None:
         with self._lock, docker_errors(f"create network {self.network}"):
             if not [n for n in self.client.networks.list(names=[self.network]) if n.name == self.network]:
-                self.client.networks.create(self.network, driver="overlay", attachable=True, scope="swarm",
+                # Not attachable: no standalone container joins it, so its subnet admits only the cluster.
+                self.client.networks.create(self.network, driver="overlay", attachable=False, scope="swarm",
                                             labels={docker_spec.LABEL_CLUSTER: self.topology.cluster,
                                                     **self.ctx.ownership.labels()})
 
@@ -267,7 +355,16 @@ class SwarmBackend:
                 service.remove()
             self.hosts.wait_no_container(node)
         if volumes:
-            self.hosts.remove_volume(node, docker_spec.volume_name(self.topology.cluster, node.name))
+            pin = self.hosts.pin(node.name) or Pin(self.hosts.local_id, "this engine", "")
+            left = Leftover(docker_spec.volume_name(self.topology.cluster, node.name), node.name, pin, node.image)
+            why = self.hosts.unavailable(pin) if pin.id != self.hosts.local_id else None
+            if why:
+                self.volumes.remove_later(left)
+            else:
+                why = self.volumes.remove(left)
+            if why:
+                with self._lock:
+                    self._unremoved.append(f"{left.describe()}: {why}")
             self.hosts.forget(node.name)
 
     def teardown(self, volumes: bool) -> None:
@@ -289,10 +386,17 @@ class SwarmBackend:
                 if labels.get(docker_spec.LABEL_CLUSTER) == self.topology.cluster and mine(
                         labels.get(LABEL_INSTANCE)):
                     self.hosts.remove_network(net)
-        if self.hosts.leftover_volumes:
-            raise BackendError("the cluster is removed, but volumes on other Swarm hosts remain (this engine "
-                               "cannot delete another host's volumes)", details=self.hosts.leftover_volumes,
-                               hint="on each host named: `docker volume rm NAME`")
+        tried = {u.split(" ", 2)[1] for u in self._unremoved}
+        for left in self.volumes.leftovers():  # recorded by an earlier run: once more
+            if left.volume not in tried:
+                why = self.hosts.unavailable(left.host) or self.volumes.remove(left)
+                if why:
+                    self._unremoved.append(f"{left.describe()}: {why}")
+        if self.volumes.leftovers():
+            raise BackendError("the cluster is removed, but some volumes could not be removed; they stay recorded",
+                               details=self._unremoved, hint="`streamctl status` lists them; the next `streamctl "
+                                                             "up` or `down --volumes` removes them once their "
+                                                             "host answers")
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node's task container on this engine (tests simulate a crash with it)."""
@@ -361,25 +465,21 @@ class SwarmBackend:
             write_data_file(conn, node.name, name, content)
 
     def source_address(self, node: Node) -> str:
-        """The task's address on the cluster's overlay network (what pg_hba must admit); a task that has just
-        started may not list its attachment yet, so this waits briefly for it."""
-        found: list[str] = []
+        """The cluster's own overlay subnet, not one task's address: Swarm gives a replaced task (a crash, a
+        failed health check) a new address, and pg_hba must admit it at once, without `up`. The network is
+        not attachable, so only this cluster's services are on it; TLS and passwords still apply."""
+        return self.overlay_subnet()
 
-        def attached() -> bool:
-            service = self._find(node)
-            tasks = [t for t in self._tasks(service) if t["Status"]["State"] == "running"] if service else []
-            for attachment in (tasks[0].get("NetworksAttachments") or []) if tasks else []:
-                if attachment.get("Network", {}).get("Spec", {}).get("Name") == self.network:
-                    found.append(str(attachment["Addresses"][0].split("/")[0]))
-                    return True
-            return False
-
-        try:
-            Readiness(f"{node.name}'s address on {self.network}", attached, 20.0, interval=0.3).wait()
-        except ReadinessTimeout:
-            raise BackendError(f"{node.name} has no running task on network {self.network}",
-                               hint="run `streamctl status` to see where it is, then `streamctl up`") from None
-        return found[0]
+    def overlay_subnet(self) -> str:
+        self._ensure_network()
+        with docker_errors(f"inspect network {self.network}"):
+            nets = [n for n in self.client.networks.list(names=[self.network]) if n.name == self.network]
+            attrs = self.client.api.inspect_network(nets[0].id) if nets else {}
+        subnets = [c["Subnet"] for c in (attrs.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
+        if not subnets:
+            raise BackendError(f"network {self.network} has no subnet yet",
+                               hint="run `streamctl status`, then `streamctl up` again")
+        return str(subnets[0])
 
     def psql_argv(self, node: Node, user: str, password: str, database: str,
                   args: list[str]) -> tuple[list[str], dict[str, str]]:

@@ -7,8 +7,8 @@ from the services. A pinned host that left, is down or is drained stops `up` bef
 from __future__ import annotations
 
 import os
+import socket
 import threading
-from contextlib import suppress
 from typing import Any
 
 from streamctl.backends import docker_spec
@@ -21,7 +21,7 @@ from streamctl.errors import BackendError, PreflightError
 from streamctl.readiness import Readiness
 
 PINS = "swarm_pins"
-_state_lock = threading.Lock()
+STATE_LOCK = threading.Lock()  # every read-modify-write of state.json by the Swarm backend's threads
 
 
 def _engine() -> str:
@@ -35,7 +35,6 @@ class SwarmHosts:
         self._planned: dict[str, Pin] = {}
         self._nodes: dict[str, dict[str, Any]] | None = None
         self._local_id: str | None = None
-        self.leftover_volumes: list[str] = []
 
     # -- the swarm --------------------------------------------------------------------------------
     def require_manager(self) -> None:
@@ -92,7 +91,7 @@ class SwarmHosts:
         return Pin(**raw) if raw else None
 
     def _record(self, node: str, pin: Pin | None) -> None:
-        with _state_lock:
+        with STATE_LOCK:
             data = self.ctx.store.read()
             pins = dict(data.get(PINS, {}))
             if pin is None:
@@ -137,6 +136,40 @@ class SwarmHosts:
                                  details=problems,
                                  hint="bring the host back (or `docker node update --availability active`); "
                                       "data never moves to another host on its own")
+
+    def check_pinned_placement(self, nodes: list[Node]) -> None:
+        """A `placement` change that excludes a node's pinned host is refused: the node would have to move,
+        and its data cannot (nothing is moved without an explicit command)."""
+        t = self.ctx.topology
+        problems = []
+        for node in nodes:
+            pin = self.pin(node.name)
+            attrs = self.nodes().get(pin.id) if pin else None
+            if pin and attrs and not cons.matches(self.facts(attrs), cons.for_node(t, node)):
+                rules = " and ".join(str(c) for c in cons.for_node(t, node))
+                problems.append(f"placement: {node.name} is pinned to {pin.describe()}, which does not satisfy "
+                                f"{rules}; its data volume lives there")
+        if problems:
+            raise PreflightError("the placement excludes hosts that nodes are pinned to; nothing was changed",
+                                 details=problems, hint="keep the pinned hosts in the node's placement (data "
+                                                        "never moves on its own)")
+
+    def check_ports(self, nodes: list[Node], services: dict[str, Any]) -> None:
+        """Before any change: a port a node is about to publish (a new node, or a new port) is free on the
+        host it lands on; whatever answers there (a container, a process, another service) is named."""
+        busy = []
+        for node in nodes:
+            service = services.get(node.name)
+            if service is not None and node.port in _published(service):
+                continue
+            pin = self.pin(node.name) or self.planned(node.name)
+            if pin and pin.addr and _answers(pin.addr, node.port):
+                busy.append(f"{node.yaml_path}.port: {node.port} is already taken on {pin.describe()}, "
+                            f"where {node.name} is pinned")
+        if busy:
+            raise PreflightError("ports needed by the topology are taken on their Swarm hosts; nothing was "
+                                 "changed", details=busy, hint="free the port on that host, or change the port "
+                                                               "in the topology")
 
     # -- placement --------------------------------------------------------------------------------
     def plan(self, nodes: list[Node]) -> None:
@@ -190,16 +223,6 @@ class SwarmHosts:
             Readiness(f"the containers of {node.name} to go", lambda: not self.local_containers(node), timeout,
                       interval=0.3).wait()
 
-    def remove_volume(self, node: Node, name: str) -> None:
-        from docker.errors import NotFound
-
-        pin = self.pin(node.name)
-        if pin is not None and pin.id != self.local_id:
-            self.leftover_volumes.append(f"{name} on {pin.describe()}")
-            return
-        with docker_errors(f"remove volume {name}"), suppress(NotFound):
-            self.client.volumes.get(name).remove(force=True)
-
     def remove_network(self, net: Any) -> None:
         """An overlay network refuses removal while a removed task's endpoint is still detaching."""
         from docker.errors import APIError, NotFound
@@ -215,3 +238,14 @@ class SwarmHosts:
                 raise BackendError(f"docker: remove network {net.name} failed: {exc}") from exc
             return True
         Readiness(f"network {net.name} to be released", gone, 60.0, interval=0.5).wait()
+
+
+def _published(service: Any) -> set[int]:
+    ports = (service.attrs.get("Spec", {}).get("EndpointSpec") or {}).get("Ports") or []
+    return {int(p["PublishedPort"]) for p in ports if p.get("PublishedPort")}
+
+
+def _answers(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, port)) == 0

@@ -30,6 +30,12 @@ HEALTH_SECONDS = {"interval": 2, "timeout": 5, "start_period": 60}
 HEALTH_RETRIES = 15  # 30 s of failures after the start period before Swarm replaces the task
 
 
+# Swarm replaces a crashed task with a new one at a new address; the old one's connections vanish without a
+# reset. A walsender (or walreceiver) waits this long before it gives the peer up, and with it the slot the
+# replacement needs (PostgreSQL's default: 60 s of nothing replicated).
+REPLACED_PEER_SETTINGS = (("wal_sender_timeout", "15s"), ("wal_receiver_timeout", "15s"))
+
+
 def network_name(cluster: str) -> str:
     return f"{cluster}-overlay"
 
@@ -106,6 +112,8 @@ def service_spec(topology: Topology, node: Node, secrets: dict[str, str],
             files.append(SecretFile(secret_name(cluster, key, secrets[key]), key, secrets[key]))
             env[f"{var}_FILE"] = f"{SECRETS_DIR}/{key}"
     command = list(container.command)
+    if node.engine is Engine.POSTGRES:
+        command += [arg for key, value in REPLACED_PEER_SETTINGS for arg in ("-c", f"{key}={value}")]
     health = ["CMD", *container.healthcheck]
     if tls is not None:
         files += _tls_secrets(cluster, node, tls)

@@ -136,3 +136,28 @@ def wait_confirmed(ctx: ClusterContext, primary: str, replica: str, timeout: flo
             if reached or time.monotonic() >= deadline:
                 return reached
             time.sleep(0.1)
+
+
+def streaming(ctx: ClusterContext, primary: str, replica: str) -> bool | None:
+    """Whether the replica's subscription is connected to its slot on the primary (None: no slot)."""
+    with ctx.pg_connect(primary, ctx.topology.analytics.database) as conn:
+        return catalog.slot_active(conn, names.subscription_name(replica))
+
+
+def wait_caught_up(ctx: ClusterContext, replica: str, primary: str, timeout: float,
+                   logs: Callable[[], list[str]]) -> None:
+    """After `up` repairs a subscription that had stopped streaming (its peer's task was replaced, pg_hba
+    refused it, ...): wait until it streams again and has confirmed the primary's WAL position of now, so
+    a `verify` right after `up` sees no lag."""
+    slot = names.subscription_name(replica)
+    with ctx.pg_connect(primary, ctx.topology.analytics.database) as conn:
+        target = catalog.current_lsn(conn)
+        state: dict[str, Any] = {"lag": None}
+
+        def caught_up() -> bool:
+            state["lag"] = catalog.bytes_behind(conn, slot, target)
+            return bool(catalog.slot_active(conn, slot)) and state["lag"] is not None and state["lag"] <= 0
+
+        Readiness(f"{replica} catching up with {primary}", caught_up, timeout, interval=0.1,
+                  logs=lambda: [f"slot {slot}: {state['lag']} bytes behind {target}", *logs()],
+                  hint=f"see `streamctl logs {replica}` and `streamctl logs {primary}`").wait()

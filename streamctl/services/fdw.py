@@ -69,8 +69,10 @@ class FdwService:
     # -- the coordinator side ---------------------------------------------------------------------
     def _server_options(self) -> dict[str, str]:
         ep = self.ctx.endpoint(self.source.name)
+        # connect_timeout: a query through the FDW to a source whose host froze fails in seconds, not hours.
         return {"host": ep.internal_host, "port": str(ep.internal_port), "dbname": self.database,
-                "fetch_size": "10000", **self.ctx.pg_ssl(client=self.coordinator.name, target=self.source.name)}
+                "fetch_size": "10000", "connect_timeout": "10",
+                **self.ctx.pg_ssl(client=self.coordinator.name, target=self.source.name)}
 
     def _local_user(self) -> str:
         """The coordinator role the mapping is for: the one streamctl connects as there."""

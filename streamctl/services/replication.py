@@ -11,7 +11,7 @@ from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.names import PUBLICATION, REPLICATION_USER, subscription_name
 from streamctl.replication import catalog
-from streamctl.replication.catchup import table_ready, wait_synced
+from streamctl.replication.catchup import streaming, table_ready, wait_caught_up, wait_synced
 from streamctl.services.postgres import HBA_STEP, ensure_login_role, grant_read, reader_pending, schema_step
 from streamctl.steps import ConfigStep
 
@@ -141,6 +141,8 @@ class ReplicationService:
             syncing = [t for t, s in states.items() if not table_ready(s)]
             if syncing:
                 out.append(f"wait for initial sync of {', '.join(sorted(syncing))}")
+            elif sub.enabled and streaming(self.ctx, self.primary.name, replica.name) is not True:
+                out.append(f"wait for it to stream from {self.primary.name} again and catch up")
             return out
 
         def apply() -> None:
@@ -156,8 +158,11 @@ class ReplicationService:
                         catalog.enable(conn, name)
                     if sorted(catalog.table_states(conn, name)) != sorted(self.tables):
                         catalog.refresh(conn, name)
-            wait_synced(self.ctx, replica.name, self.primary.name, self.tables, 300.0,
-                        logs=lambda: self.backend.logs(replica, 20))
+            logs = lambda: self.backend.logs(replica, 20)  # noqa: E731
+            wait_synced(self.ctx, replica.name, self.primary.name, self.tables, 300.0, logs=logs)
+            # A repaired subscription (or one that had stopped streaming) counts as done only once it has
+            # caught up with the primary, as on the first sync: `verify` right after `up` sees no lag.
+            wait_caught_up(self.ctx, replica.name, self.primary.name, 300.0, logs=logs)
 
         # What a subscriber needs of the primary: the role it logs in as, the publication, and pg_hba
         # admitting it; nothing of the other replicas or of the metadata side.

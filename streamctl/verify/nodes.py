@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from streamctl.backends.swarm_hosts import PINS
 from streamctl.config.model import Engine, Node
 from streamctl.context import ClusterContext
 from streamctl.verify.result import CheckResult, Status, Verdict, describe, failed, guarded, passed
@@ -36,7 +37,17 @@ def _probe(ctx: ClusterContext, node: Node) -> Verdict:
             mongo.close()
         return passed(f"MongoDB {version} answers ping", version=version)
     except Exception as exc:  # noqa: BLE001 - unreachable is the finding
-        return failed(f"does not answer: {describe(exc)}")
+        return failed(f"does not answer{_where(ctx, node)}: {describe(exc)}")
+
+
+def _where(ctx: ClusterContext, node: Node) -> str:
+    """On Swarm, the host the node is pinned to and every node pinned there (one lost host, many nodes)."""
+    pins = ctx.store.read().get(PINS, {}) if ctx.store.exists() else {}
+    host = (pins.get(node.name) or {}).get("id")
+    if not host:
+        return ""
+    together = sorted(name for name, pin in pins.items() if pin.get("id") == host)
+    return f" (Swarm host {pins[node.name].get('hostname')}, where {', '.join(together)} are pinned)"
 
 
 def check_nodes(ctx: ClusterContext) -> list[CheckResult]:

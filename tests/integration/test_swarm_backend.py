@@ -196,7 +196,7 @@ def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None
     # A killed task is replaced by Swarm, on the same host, with its data.
     old = _task_container(cli.cluster, "analytics-primary")
     old.kill()
-    cli.ok("up")  # waits until the replacement answers, and re-admits its new overlay address in pg_hba
+    cli.ok("up")  # waits until the replacement answers (pg_hba admits the overlay subnet: no rewrite needed)
     assert _task_container(cli.cluster, "analytics-primary").id != old.id
     assert cli.sql("analytics-primary", "SELECT count(*) FROM users") == users
 

@@ -24,7 +24,7 @@ from tests.dind_swarm import DindSwarm, dind_swarm
 from tests.docker_helpers import ensure_citus_image, ensure_test_image
 from tests.swarm_helpers import Cli, citus_topology, distributed_counts, registered
 
-pytestmark = [pytest.mark.docker]
+pytestmark = [pytest.mark.docker, pytest.mark.multihost]
 
 PLACEMENT = {"roles": {"coordinator": ["node.role == manager"], "redis": ["node.role == manager"],
                        "worker": ["node.labels.streamctl.role == worker"]}}

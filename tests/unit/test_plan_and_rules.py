@@ -129,6 +129,24 @@ def test_steps_with_after_wait_for_their_node_and_what_they_name_only() -> None:
     assert dependencies(beside) == [frozenset(), frozenset(), {0, 1}]  # beside its node's steps, not after
 
 
+def test_steps_of_unreachable_nodes_and_what_needs_them_are_left_out() -> None:
+    """A lost Swarm host: its nodes' steps go, and so does every step naming one of them (transitively);
+    a barrier stays, waiting only for what still runs."""
+    from streamctl.steps import ConfigStep, without_nodes
+
+    def step(node: str, name: str, after: tuple[tuple[str, str], ...] | None = ()) -> ConfigStep:
+        return ConfigStep(node, name, lambda: [], lambda: None, after=after)
+
+    steps = [step("p", "schema"), step("r", "schema"), step("p", "publication"),
+             step("r", "subscription", after=(("p", "publication"),)),
+             step("c", "fdw", after=(("r", "subscription"),)), step("c", "stats"),
+             step("c", "barrier", after=None)]
+    kept, needs = without_nodes(steps, {"r"})
+    assert [(s.node, s.name) for s in kept] == [("p", "schema"), ("p", "publication"), ("c", "stats"),
+                                                ("c", "barrier")]
+    assert needs == [frozenset(), {0}, frozenset(), {0, 1, 2}]
+
+
 def test_up_runs_the_replica_lane_beside_the_metadata_lane() -> None:
     """The platform's real steps: the subscription waits for the primary's role, publication and pg_hba,
     never for the coordinator's schema; the FDW waits for the primary's reader role."""

@@ -1,0 +1,141 @@
+"""Removing a node's volume on whichever Swarm host holds it, and remembering the ones that could not go.
+
+The manager's engine reaches only its own volumes. For another host, a one-shot service pinned there
+(the node's own image, so nothing new is pulled) asks that host's engine, over its socket, to delete the
+volume: nothing beyond what a Swarm node has. A volume that could not be removed (host down, engine
+refusing) is recorded in the state (`swarm_leftover_volumes`), shown by `status`, retried by the next
+`up` or `down --volumes`, and a new node is never started on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Any
+
+from streamctl.backends import docker_spec
+from streamctl.backends.docker_errors import docker_errors
+from streamctl.backends.swarm_hosts import STATE_LOCK
+from streamctl.backends.swarm_placement import Pin
+from streamctl.context import ClusterContext
+from streamctl.readiness import Readiness
+
+LEFTOVERS = "swarm_leftover_volumes"
+NS = 1_000_000_000
+
+# DELETE /volumes/NAME on the host's engine socket, retried while a just-removed task still holds it.
+# Perl is in the base of the Debian images the nodes run (PostgreSQL, Citus, Redis); 204 or 404: gone.
+_SCRIPT = r"""
+use IO::Socket::UNIX;
+my $name = $ARGV[0];
+for my $try (1 .. 30) {
+  my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => "/var/run/docker.sock") or die "socket: $!";
+  print $s "DELETE /volumes/$name HTTP/1.0\r\nHost: docker\r\n\r\n";
+  my $reply = join("", <$s>);
+  my ($code) = $reply =~ m{^HTTP/\S+ (\d+)};
+  exit 0 if $code == 204 || $code == 404;
+  if ($code != 409 || $try == 30) { print STDERR $reply; exit 1; }
+  sleep 1;
+}
+"""
+
+
+@dataclass(frozen=True)
+class Leftover:
+    volume: str
+    node: str
+    host: Pin
+    image: str
+
+    def describe(self) -> str:
+        return f"volume {self.volume} of {self.node} on {self.host.describe()}"
+
+
+class SwarmVolumes:
+    def __init__(self, client: Any, ctx: ClusterContext, local_id: str) -> None:
+        self.client = client
+        self.ctx = ctx
+        self.local_id = local_id
+
+    # -- the record -------------------------------------------------------------------------------
+    def leftovers(self) -> list[Leftover]:
+        raw = self.ctx.store.read().get(LEFTOVERS, {}) if self.ctx.store.exists() else {}
+        return [Leftover(name, v["node"], Pin(**v["host"]), v["image"]) for name, v in sorted(raw.items())]
+
+    def _record(self, left: Leftover, keep: bool) -> None:
+        with STATE_LOCK:
+            data = dict(self.ctx.store.read().get(LEFTOVERS, {}))
+            if keep:
+                data[left.volume] = {"node": left.node, "image": left.image, "host": {
+                    "id": left.host.id, "hostname": left.host.hostname, "addr": left.host.addr}}
+            else:
+                data.pop(left.volume, None)
+            self.ctx.store.update(**{LEFTOVERS: data})
+
+    def of_node(self, node: str) -> list[Leftover]:
+        return [left for left in self.leftovers() if left.node == node]
+
+    # -- removal ----------------------------------------------------------------------------------
+    def remove(self, left: Leftover, timeout: float = 60.0) -> str | None:
+        """Remove one volume where it lives; None when it is gone, else why not (and it stays recorded)."""
+        self._record(left, keep=True)  # recorded first: an interrupted removal is retried later
+        try:
+            if left.host.id == self.local_id:
+                self._remove_here(left.volume)
+            else:
+                self._remove_there(left, timeout)
+        except Exception as exc:  # noqa: BLE001 - a volume that cannot go now is reported and kept
+            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self._record(left, keep=False)
+        return None
+
+    def remove_later(self, left: Leftover) -> None:
+        """Its host cannot run anything now: recorded, to be removed at the next chance."""
+        self._record(left, keep=True)
+
+    def _remove_here(self, name: str) -> None:
+        from docker.errors import NotFound
+
+        def gone() -> bool:
+            try:
+                self.client.volumes.get(name).remove(force=True)
+            except NotFound:
+                return True
+            except Exception as exc:  # noqa: BLE001 - "in use" while the task's container goes away
+                if "in use" in str(exc):
+                    return False
+                raise
+            return True
+
+        with docker_errors(f"remove volume {name}"):
+            Readiness(f"volume {name} to be released", gone, 60.0, interval=0.5).wait()
+
+    def _remove_there(self, left: Leftover, timeout: float) -> None:
+        from docker.types import Mount, RestartPolicy, ServiceMode
+
+        cluster = self.ctx.topology.cluster
+        name = f"{cluster[:30]}-rmvol-{uuid.uuid4().hex[:8]}"
+        with docker_errors(f"start a one-shot task on {left.host.hostname} to remove {left.volume}"):
+            service = self.client.services.create(
+                image=left.image, name=name, command=["perl", "-e", _SCRIPT, left.volume], user="root",
+                labels={docker_spec.LABEL_CLUSTER: cluster},
+                mounts=[Mount("/var/run/docker.sock", "/var/run/docker.sock", type="bind")],
+                constraints=[f"node.id == {left.host.id}"], mode=ServiceMode("replicated", replicas=1),
+                restart_policy=RestartPolicy(condition="none"))
+        try:
+            state: dict[str, Any] = {"task": None}
+
+            def finished() -> bool:
+                tasks = service.tasks()
+                state["task"] = tasks[0] if tasks else None
+                return bool(tasks) and tasks[0]["Status"]["State"] in ("complete", "failed", "rejected")
+
+            Readiness(f"the one-shot removal of {left.volume} on {left.host.hostname}", finished, timeout,
+                      interval=0.5).wait()
+            status = state["task"]["Status"]
+            if status["State"] != "complete":
+                raise RuntimeError(f"the removal task {status['State']}: {status.get('Err') or 'see its logs'}")
+        finally:
+            with suppress(Exception):
+                service.remove()

@@ -1,0 +1,319 @@
+"""The whole platform on a three-host Swarm (Docker-in-Docker, tests/dind_swarm.py), through what Swarm does
+on its own. One Swarm and one cluster are shared by the scenarios, which run in this order:
+
+1. Citus coordinator + 2 workers, the analytics primary and its replica on different hosts, FDW reading
+   from the replica, Redis, TLS on: `up`, `seed`, `verify`.
+2. The replica's, the coordinator's and a worker's task containers are killed one after another; each
+   time, without `up`, new rows reach the replica, the coordinator answers Citus and FDW queries and
+   `verify` passes (pg_hba admits the cluster's overlay subnet, not one task's address).
+3. Guards: an image of another PostgreSQL major, a placement away from a node's pin, a port taken on the
+   target host: each refused naming the node and host, nothing changed.
+4. A frozen host (its engine paused): `status` and `verify` name it and its nodes, `up` converges the rest
+   and exits 12 naming it; once it is back, `up` and `verify` pass with every Citus row still there.
+5. `down --volumes` leaves no streamctl volume on any host.
+
+Marked `multihost`: scripts/test runs these in their own pytest phase, after the other tests.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from streamctl.readiness import Readiness
+from tests.conftest import free_port, traversable_tmpdir
+from tests.dind_swarm import DindNode, DindSwarm, dind_swarm
+from tests.docker_helpers import ensure_citus_image, ensure_test_image
+from tests.swarm_helpers import Cli, citus_topology, distributed_counts, registered
+
+pytestmark = [pytest.mark.docker, pytest.mark.multihost]
+
+# db-1 (manager): coordinator, primary, Redis; db-2: worker-1; db-3: worker-2 and the replica.
+PLACEMENT = {
+    "roles": {"coordinator": ["node.role == manager"], "redis": ["node.role == manager"],
+              "analytics_primary": ["node.role == manager"],
+              "worker": ["node.labels.streamctl.role == worker"]},
+    "nodes": {"worker-1": ["node.hostname == db-2"], "worker-2": ["node.hostname == db-3"],
+              "analytics-replica-1": ["node.hostname == db-3"]},
+}
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[DindSwarm]:
+    base = ensure_test_image()
+    citus = ensure_citus_image()
+    for made in dind_swarm([base, citus]):
+        manager = made.manager.client()
+        try:
+            for node in made.nodes[1:]:
+                host = manager.nodes.get(node.swarm_id)
+                host.update({**host.attrs["Spec"], "Labels": {"streamctl.role": "worker"}})
+        finally:
+            manager.close()
+        yield made
+
+
+@pytest.fixture(scope="module")
+def cli(swarm: DindSwarm) -> Iterator[Cli]:
+    data = citus_topology(ensure_citus_image())
+    data["fdw"]["source"] = "analytics-replica-1"
+    data["gateway"]["enabled"] = False
+    data["placement"] = PLACEMENT
+    directory = traversable_tmpdir()
+    path = directory / "topology.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    c = Cli(path, env={"DOCKER_HOST": swarm.manager.docker_host})
+    try:
+        yield c
+    finally:
+        c.run("down", "--volumes", "--yes")
+        subprocess.run(["rm", "-rf", str(directory)], check=False)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _running_host(swarm: DindSwarm, service: str) -> DindNode:
+    manager = swarm.manager.client()
+    try:
+        tasks = [t for t in manager.services.get(service).tasks() if t["Status"]["State"] == "running"]
+    finally:
+        manager.close()
+    assert len(tasks) == 1, tasks
+    return next(n for n in swarm.nodes if n.swarm_id == tasks[0]["NodeID"])
+
+
+def _task_ids(swarm: DindSwarm, service: str) -> set[str]:
+    manager = swarm.manager.client()
+    try:
+        return {t["ID"] for t in manager.services.get(service).tasks() if t["Status"]["State"] == "running"}
+    finally:
+        manager.close()
+
+
+def _kill_task(swarm: DindSwarm, cli: Cli, node: str) -> None:
+    """SIGKILL the node's task container on its host, then wait for Swarm's replacement task to run."""
+    service = f"{cli.cluster}-{node}"
+    before = _task_ids(swarm, service)
+    host = _running_host(swarm, service)
+    nested = host.client()
+    try:
+        (container,) = nested.containers.list(filters={"label": f"com.docker.swarm.service.name={service}"})
+        container.kill()
+    finally:
+        nested.close()
+
+    def replaced() -> bool:
+        now = _task_ids(swarm, service)
+        return bool(now) and not now & before
+
+    Readiness(f"Swarm to replace {service}'s task", replaced, 120.0, interval=0.5).wait()
+
+
+def _rows(cli: Cli, node: str, table: str) -> int:
+    return int(cli.sql(node, f"SELECT count(*) FROM {table}"))
+
+
+def _add_user(cli: Cli, tag: str) -> None:
+    cli.sql("analytics-primary", "INSERT INTO users (user_id, username, email) VALUES "
+                                 f"(gen_random_uuid(), 'heal-{tag}', 'heal-{tag}@example.test')")
+
+
+def _until(what: str, check: Any, timeout: float = 120.0) -> None:
+    def ok() -> bool:
+        return bool(check())
+
+    Readiness(what, ok, timeout, interval=1.0).wait()
+
+
+def _verify(cli: Cli) -> subprocess.CompletedProcess[str]:
+    return cli.run("verify", "--json")
+
+
+def _heals(cli: Cli, tag: str) -> None:
+    """Without `up`: a new row reaches the replica, Citus and FDW answer through the coordinator, verify
+    passes (each awaited: the replaced task needs a few seconds to pass its health check)."""
+    _add_user(cli, tag)
+    _until(f"the row of {tag} on the replica",
+           lambda: cli.run("psql", "analytics-replica-1", "--", "-At", "-c",
+                           f"SELECT count(*) FROM users WHERE username = 'heal-{tag}'").stdout.strip() == "1")
+    _until("the coordinator's FDW query", lambda: cli.run(
+        "psql", "coordinator", "--", "-At", "-c", f"SELECT count(*) FROM analytics.users WHERE username = "
+                                                  f"'heal-{tag}'").stdout.strip() == "1")
+    _until("the coordinator's Citus query", lambda: cli.run(
+        "psql", "coordinator", "--", "-At", "-c", "SELECT count(*) FROM content_metadata").returncode == 0)
+    _verify_passes(cli, tag)
+
+
+def _verify_passes(cli: Cli, after: str) -> None:
+    """verify, again until it passes (no `up` in between): a replaced task needs a few seconds before every
+    check can reach it, and on a loaded machine a login through three nested engines can miss its 5 s
+    connect timeout. The last report is shown when it never passes."""
+    last: dict[str, str] = {}
+
+    def verified() -> bool:
+        proc = _verify(cli)
+        last["out"] = proc.stdout[-4000:] + proc.stderr[-1000:]
+        return proc.returncode == 0
+
+    try:
+        _until("verify to pass", verified, 240.0)
+    except Exception as exc:  # the wait's own error: show verify's last report
+        pytest.fail(f"verify did not pass after {after}: {exc}\n{last.get('out')}")
+
+
+def _volumes(swarm: DindSwarm, cluster: str) -> dict[str, list[str]]:
+    out = {}
+    for node in swarm.nodes:
+        nested = node.client()
+        try:
+            out[node.hostname] = sorted(v.name for v in nested.volumes.list() if v.name.startswith(cluster))
+        finally:
+            nested.close()
+    return out
+
+
+def _fingerprints(swarm: DindSwarm, cluster: str) -> dict[str, str]:
+    manager = swarm.manager.client()
+    try:
+        return {s.name: (s.attrs["Spec"].get("Labels") or {}).get("io.streamctl.fingerprint", "")
+                for s in manager.services.list(filters={"label": f"io.streamctl.cluster={cluster}"})}
+    finally:
+        manager.close()
+
+
+# -- the scenarios, in order ----------------------------------------------------------------------
+def test_platform_comes_up_over_three_hosts(cli: Cli, swarm: DindSwarm) -> None:
+    cli.ok("up")
+    where = {n: _running_host(swarm, f"{cli.cluster}-{n}").hostname
+             for n in ("coordinator", "worker-1", "worker-2", "analytics-primary", "analytics-replica-1", "redis")}
+    assert where == {"coordinator": "db-1", "worker-1": "db-2", "worker-2": "db-3", "analytics-primary": "db-1",
+                     "analytics-replica-1": "db-3", "redis": "db-1"}
+    assert registered(cli) == [f"{cli.cluster}-worker-1", f"{cli.cluster}-worker-2"]
+    # pg_hba admits the cluster's private overlay, which no standalone container can join
+    manager = swarm.manager.client()
+    try:
+        net = manager.api.inspect_network(f"{cli.cluster}-overlay")
+    finally:
+        manager.close()
+    assert net["Attachable"] is False
+    subnet = net["IPAM"]["Config"][0]["Subnet"]
+    assert subnet in cli.sql("analytics-primary", "SELECT pg_read_file(current_setting('hba_file'))")
+    cli.ok("seed", "--scale", "0.01")
+    _verify_passes(cli, "the first seed")
+
+
+@pytest.mark.parametrize("node", ["analytics-replica-1", "coordinator", "worker-1"])
+def test_a_replaced_task_is_admitted_without_up(cli: Cli, swarm: DindSwarm, node: str) -> None:
+    _kill_task(swarm, cli, node)
+    _heals(cli, node)
+
+
+def test_guards_refuse_before_any_change(cli: Cli, swarm: DindSwarm) -> None:
+    before = _fingerprints(swarm, cli.cluster)
+    original = json.loads(json.dumps(cli.data))
+    # another PostgreSQL major (an image declaring PG_MAJOR=14) for the populated coordinator
+    manager = swarm.manager.client()
+    try:
+        dockerfile = f"FROM {cli.data['metadata']['coordinator']['image']}\nENV PG_MAJOR=14\n"
+        manager.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag="streamctl-test/pg-other:14", rm=True)
+    finally:
+        manager.close()
+    try:
+        cli.data["metadata"]["coordinator"]["image"] = "streamctl-test/pg-other:14"
+        cli.save()
+        proc = cli.run("up")
+        assert proc.returncode == 10, proc.stderr
+        assert "coordinator" in proc.stderr and "db-1" in proc.stderr and "PostgreSQL 15" in proc.stderr, proc.stderr
+
+        # placement away from worker-1's pinned host
+        cli.data = json.loads(json.dumps(original))
+        cli.data["placement"]["nodes"]["worker-1"] = ["node.hostname == db-3"]
+        cli.save()
+        proc = cli.run("up")
+        assert proc.returncode == 4, proc.stderr
+        assert "worker-1 is pinned to db-2" in proc.stderr, proc.stderr
+
+        # a port taken on Redis's host (db-1) by a container there
+        taken = free_port()
+        nested = swarm.manager.client()
+        try:
+            blocker = nested.containers.run(cli.data["redis"]["image"], ["redis-server", "--port", "6379"],
+                                            detach=True, ports={"6379/tcp": taken}, labels={"io.streamctl.test": "1"})
+        finally:
+            nested.close()
+        try:
+            _until("the blocking container to listen", lambda: _listens(swarm.manager.ip, taken), 30.0)
+            cli.data = json.loads(json.dumps(original))
+            cli.data["redis"]["port"] = taken
+            cli.save()
+            proc = cli.run("up")
+            assert proc.returncode == 4, proc.stderr
+            assert f"redis.port: {taken} is already taken on db-1" in proc.stderr, proc.stderr
+        finally:
+            blocker.remove(force=True)
+    finally:
+        cli.data = original
+        cli.save()
+    assert _fingerprints(swarm, cli.cluster) == before  # no service was changed
+    cli.ok("up")
+
+
+def _listens(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, port)) == 0
+
+
+def test_a_frozen_host_is_named_and_the_rest_converges(cli: Cli, swarm: DindSwarm) -> None:
+    before = distributed_counts(cli)
+    frozen = swarm.node("db-3")  # worker-2 and the replica
+    subprocess.run(["docker", "pause", frozen.container], check=True, capture_output=True)
+    try:
+        manager = swarm.manager.client()
+        try:
+            _until("the manager to see db-3 down",
+                   lambda: manager.nodes.get(frozen.swarm_id).attrs["Status"]["State"] == "down", 120.0)
+        finally:
+            manager.close()
+        proc = cli.run("status", "--json")
+        assert proc.returncode == 12, proc.stderr  # some nodes unhealthy
+        rows = {r["name"]: r for r in json.loads(proc.stdout)["nodes"]}
+        for name in ("worker-2", "analytics-replica-1"):
+            assert "db-3" in rows[name]["detail"] and not rows[name]["healthy"], rows[name]
+        assert rows["worker-1"]["healthy"] and rows["coordinator"]["healthy"], rows
+        proc = cli.run("verify", "--json")  # every check, each bounded by its connect timeouts
+        assert proc.returncode == 8, proc.stdout + proc.stderr
+        reach = {c["target"]: c for c in json.loads(proc.stdout)["checks"] if c["check"] == "nodes.reachable"}
+        for name in ("worker-2", "analytics-replica-1"):
+            assert reach[name]["status"] == "failed", reach
+            assert "Swarm host db-3, where analytics-replica-1, worker-2 are pinned" in reach[name]["detail"], reach
+        assert reach["worker-1"]["status"] == "passed", reach
+        proc = cli.run("up")
+        assert proc.returncode == 14, proc.stdout + proc.stderr
+        assert "worker-2 is pinned to db-3" in proc.stderr, proc.stderr
+        assert "analytics-replica-1 is pinned to db-3" in proc.stderr, proc.stderr
+    finally:
+        subprocess.run(["docker", "unpause", frozen.container], check=False, capture_output=True)
+    manager = swarm.manager.client()
+    try:
+        _until("db-3 to be ready again",
+               lambda: manager.nodes.get(frozen.swarm_id).attrs["Status"]["State"] == "ready", 120.0)
+    finally:
+        manager.close()
+    _until("up to converge with db-3 back", lambda: cli.run("up").returncode == 0, 300.0)
+    assert _running_host(swarm, f"{cli.cluster}-worker-2").hostname == "db-3"  # nothing was moved
+    assert distributed_counts(cli) == before
+    _heals(cli, "after-freeze")
+
+
+def test_down_volumes_leaves_no_volume_on_any_host(cli: Cli, swarm: DindSwarm) -> None:
+    assert any(_volumes(swarm, cli.cluster).values())
+    cli.ok("down", "--volumes", "--yes")
+    assert _volumes(swarm, cli.cluster) == {"db-1": [], "db-2": [], "db-3": []}
