@@ -128,7 +128,7 @@ def rotate(ctx: ClusterContext, backend: Backend, names: list[str] | None = None
             value = _secrets.token_urlsafe(24)
             ctx.store.begin_rotation(name, value)  # before it is stored: a later run knows to try it
             ctx.store.set_secret(name, value)
-            ctx._secrets = None  # noqa: SLF001 - read the new wanted values
+            ctx.reread_secrets()
         else:
             ctx.store.begin_rotation(name, ctx.secrets[name])
         report.secrets.append(SecretOutcome(name, status, _apply(ctx, backend, name, emit)))
