@@ -63,6 +63,10 @@ class ClusterContext:
             self._secrets = self.store.secrets(self.topology)
         return self._secrets
 
+    def reread_secrets(self) -> None:
+        """After a secret was stored anew (rotate-secrets): the next use reads the new values."""
+        self._secrets = None
+
     def create_secrets(self) -> None:
         """Generate (and store, 0600) what the first `up` needs; from now on this context uses them."""
         self._secrets = self.store.secrets(self.topology, create=True)

@@ -59,9 +59,13 @@ class RotationReport:
             return ExitCode.CHECK_FAILED
         return ExitCode.CHECK_ERROR if Status.ERROR in statuses else ExitCode.OK
 
+    def count(self, status: Status) -> int:
+        return sum(1 for c in self.checks if c.status is status)
+
     def to_json(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "ok": self.exit_code is ExitCode.OK, "exit_code": int(self.exit_code),
-                "seconds": round(self.seconds, 3), "secrets": [s.to_json() for s in self.secrets],
+                "seconds": round(self.seconds, 3), "summary": {s.value: self.count(s) for s in Status},
+                "secrets": [s.to_json() for s in self.secrets],
                 "checks": [c.to_json() for c in self.checks]}
 
 
@@ -124,7 +128,7 @@ def rotate(ctx: ClusterContext, backend: Backend, names: list[str] | None = None
             value = _secrets.token_urlsafe(24)
             ctx.store.begin_rotation(name, value)  # before it is stored: a later run knows to try it
             ctx.store.set_secret(name, value)
-            ctx._secrets = None  # noqa: SLF001 - read the new wanted values
+            ctx.reread_secrets()
         else:
             ctx.store.begin_rotation(name, ctx.secrets[name])
         report.secrets.append(SecretOutcome(name, status, _apply(ctx, backend, name, emit)))

@@ -28,7 +28,7 @@ def rotate_secrets(names: NamesArg = None, file: FileOpt = DEFAULT_FILE, state_d
     5 a change failed (run again to finish); 7 no cluster state; 8 a check failed; 9 a check could not run.
 
     Example: streamctl rotate-secrets replication_password gateway_password --json
-    Example: streamctl rotate-secrets
+    Example: streamctl rotate-secrets -f topology.yaml --wait-lock 600
     """
     check_names(names or [])
     ctx = load_context(file, state_dir)
