@@ -15,6 +15,7 @@ from streamctl.backends.mixed import backend_for
 from streamctl.citus import catalog as citus_catalog
 from streamctl.citus import rebalance as citus_rebalance
 from streamctl.citus.nodes import coordinator_conn, worker_address
+from streamctl.citus.placement import citus_errors
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError, RefusedError, StreamctlError
@@ -48,7 +49,7 @@ def retire_workers(ctx: ClusterContext, backend: Backend, leaving: list[Node], s
     """Drain the leaving workers (RefusedError, nothing removed, if a shard cannot move), unregister them
     all or none, then remove them (an external one is left running); returns the shard moves made."""
     addresses = {worker_address(ctx, n): n.name for n in leaving}
-    with coordinator_conn(ctx) as conn:
+    with coordinator_conn(ctx) as conn, citus_errors("draining or removing the leaving workers failed"):
         moves = citus_rebalance.drain(conn, addresses, say, opts.transfer_mode, opts.parallel)
         with deferred_interrupt():  # unregister every leaving worker, or none
             citus_rebalance.unregister(conn, addresses, say)

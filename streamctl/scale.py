@@ -11,6 +11,7 @@ from streamctl.backends import select_backend
 from streamctl.backends.base import Backend
 from streamctl.citus import rebalance as citus_rebalance
 from streamctl.citus.nodes import coordinator_conn, register_workers, worker_address
+from streamctl.citus.placement import citus_errors
 from streamctl.config.checks import semantic_errors
 from streamctl.config.edit import set_worker_count
 from streamctl.config.model import Role, Topology
@@ -58,7 +59,7 @@ def plan_scale(ctx: ClusterContext, backend: Backend, count: int) -> RebalancePl
     planner would make for them (computed in a rolled-back transaction: nothing changes)."""
     current = ctx.topology.metadata.workers.count
     nodes = Nodes(ctx)
-    with coordinator_conn(ctx) as conn:
+    with coordinator_conn(ctx) as conn, citus_errors("reading Citus's plan failed"):
         if count == current:
             return RebalancePlan()
         new_ctx = ClusterContext(with_workers(ctx.topology, count), ctx.store, ctx.topology_path)
@@ -85,7 +86,7 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
     say: Emit = emit or ignore
     opts = options or MoveOptions()
     started = time.monotonic()
-    with coordinator_conn(ctx) as conn:  # refuses clearly when Citus is off
+    with coordinator_conn(ctx) as conn, citus_errors("the scale preflight failed"):  # refuses clearly when Citus is off
         current = ctx.topology.metadata.workers.count
         result = ScaleResult(current, count)
         if count == current:
@@ -102,7 +103,7 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
     else:
         _shrink(ctx, backend, new_ctx, count, say, result, opts)
         _update_file(ctx, count, update_file, result)
-    with coordinator_conn(new_ctx) as conn:
+    with coordinator_conn(new_ctx) as conn, citus_errors("checking rows and checksums after scaling failed"):
         result.rows = integrity_after(conn, before)
     result.seconds = time.monotonic() - started
     return result
@@ -129,7 +130,7 @@ def _grow(ctx: ClusterContext, backend: Backend, current: int, say: Emit, result
             raise DriftError(f"{exc.message} (the new workers are not registered)", details=exc.details,
                              hint=f"`streamctl scale --workers {count} --configure` applies those steps to "
                                   "the new workers; or configure them yourself and run scale again") from exc
-        with coordinator_conn(ctx) as conn:
+        with coordinator_conn(ctx) as conn, citus_errors("registering the new workers failed"):
             with deferred_interrupt():
                 register_workers(conn, [worker_address(ctx, n) for n in new_workers])
             # Registered and active: they belong to the cluster now, whatever happens to the moves.

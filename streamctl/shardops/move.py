@@ -8,6 +8,7 @@ from typing import Any
 
 from streamctl.citus import placement
 from streamctl.citus.nodes import coordinator_conn
+from streamctl.citus.placement import citus_errors
 from streamctl.context import ClusterContext
 from streamctl.errors import Interrupted, NotFoundError
 from streamctl.events import Emit, Event
@@ -36,7 +37,7 @@ def move_shard(ctx: ClusterContext, shard_id: int, to: str, options: MoveOptions
     started = time.monotonic()
     nodes = Nodes(ctx)
     target = nodes.address(to)  # unknown node: an error before anything is looked at
-    with coordinator_conn(ctx) as conn:
+    with coordinator_conn(ctx) as conn, citus_errors(f"moving shard {shard_id} to {to} failed"):
         group = placement.shard_group(conn, shard_id)
         if target not in placement.shard_nodes(conn):
             raise NotFoundError(f"{to} is not an active worker that may hold shards",

@@ -13,6 +13,7 @@ from psycopg import Connection
 from streamctl.citus import placement
 from streamctl.citus import rebalance as citus_rebalance
 from streamctl.citus.nodes import coordinator_conn
+from streamctl.citus.placement import citus_errors
 from streamctl.citus.rebalance import JobProgress, PlannedMove
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError
@@ -78,7 +79,7 @@ def describe(conn: Connection[Any], nodes: Nodes, moves: list[PlannedMove]) -> l
 def plan_rebalance(ctx: ClusterContext) -> RebalancePlan:
     """What `shards rebalance` would move now, from Citus's own planner; changes nothing."""
     nodes = Nodes(ctx)
-    with coordinator_conn(ctx) as conn:
+    with coordinator_conn(ctx) as conn, citus_errors("reading Citus's rebalance plan failed"):
         return RebalancePlan(describe(conn, nodes, citus_rebalance.plan(conn)))
 
 
@@ -86,7 +87,7 @@ def rebalance(ctx: ClusterContext, options: MoveOptions, emit: Emit | None = Non
     """Rebalance every colocation group in the background, with progress; rows and checksums are compared."""
     say: Emit = emit or (lambda _e: None)
     started = time.monotonic()
-    with coordinator_conn(ctx) as conn:
+    with coordinator_conn(ctx) as conn, citus_errors("the rebalance failed"):
         before = integrity_before(conn)
         progress = citus_rebalance.run_job(conn, say, options.transfer_mode, options.parallel)
         rows = integrity_after(conn, before)
@@ -95,7 +96,7 @@ def rebalance(ctx: ClusterContext, options: MoveOptions, emit: Emit | None = Non
 
 def status(ctx: ClusterContext) -> JobProgress:
     """The latest rebalance job's state and progress."""
-    with coordinator_conn(ctx) as conn:
+    with coordinator_conn(ctx) as conn, citus_errors("reading the rebalance job failed"):
         job = citus_rebalance.latest_job(conn)
         if job is None:
             raise NotFoundError("this cluster has never run a rebalance")
@@ -104,7 +105,7 @@ def status(ctx: ClusterContext) -> JobProgress:
 
 def cancel(ctx: ClusterContext) -> JobProgress:
     """Cancel the running rebalance: moves done stay done, the rest are not started (citus_job_cancel)."""
-    with coordinator_conn(ctx) as conn:
+    with coordinator_conn(ctx) as conn, citus_errors("cancelling the rebalance failed"):
         job = citus_rebalance.active_job(conn)
         if job is None:
             raise NotFoundError("no rebalance is running", hint="see `streamctl shards rebalance status`")

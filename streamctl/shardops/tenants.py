@@ -10,6 +10,7 @@ from streamctl import names
 from streamctl.citus import placement
 from streamctl.citus import tenants as citus_tenants
 from streamctl.citus.nodes import coordinator_conn
+from streamctl.citus.placement import citus_errors
 from streamctl.context import ClusterContext
 from streamctl.errors import Interrupted, NotFoundError
 from streamctl.events import Emit, Event
@@ -48,7 +49,7 @@ def hot_titles(ctx: ClusterContext, limit: int = 10) -> HotTitles:
     """The most queried titles (citus_stat_tenants) when Citus collected any, else those with most rows."""
     nodes = Nodes(ctx)
     anchor = names.DISTRIBUTED_TABLES[0]
-    with coordinator_conn(ctx) as conn:
+    with coordinator_conn(ctx) as conn, citus_errors("reading the hot titles failed"):
         table = placement.distributed_table(conn, anchor)
         tables = [t for t in names.DISTRIBUTED_TABLES if t in placement.citus_tables(conn)]
         queries = citus_tenants.tenant_queries(conn, table.colocation_id, limit)
@@ -91,7 +92,7 @@ def isolate_title(ctx: ClusterContext, table_name: str, key: str, options: MoveO
     say: Emit = emit or (lambda _e: None)
     started = time.monotonic()
     nodes = Nodes(ctx)
-    with coordinator_conn(ctx) as conn:
+    with coordinator_conn(ctx) as conn, citus_errors(f"isolating {key} failed"):
         table = placement.distributed_table(conn, table_name)
         placement.check_key(conn, table, key)
         if placement.key_rows(conn, table.table, table.column, key) == 0:
