@@ -148,6 +148,8 @@ def test_down_refuses_on_external_nodes(hand: Any) -> None:
     assert "external node(s) coordinator" in res.stderr
     with servers[1].connect() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+    logs = cli("logs", "coordinator", "--follow", "-f", str(path), password=cluster.password)
+    assert logs.returncode == ExitCode.NOT_FOUND and "its log is where it runs" in logs.stderr, logs.stderr
 
 
 def test_wrong_password_names_the_node(hand: Any) -> None:
