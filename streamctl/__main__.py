@@ -1,3 +1,3 @@
-from streamctl.cli.main import run
+from streamctl.cli.entry import run
 
 run()

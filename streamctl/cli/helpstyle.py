@@ -1,7 +1,8 @@
 """One style for every command's --help: flags show no value placeholder (Typer's rich help writes `<bool>`
-after each), values show one upper-case metavar (FILE, TEXT, INTEGER, NUMBER, SECONDS, or the option's name for a
-choice, whose values its help lists),
-and a command's summary in the list of commands is its first sentence on one line."""
+after each), values one upper-case metavar (FILE, TEXT, INTEGER, NUMBER, SECONDS, or for a choice the
+option's name, its help listing the values), and a command's summary in the list of commands is its first
+sentence on one line. Typer has no setting for the placeholders, so its two display methods are replaced
+here, once, when the CLI is imported (tests/unit/test_cli_front_door.py checks every command's help)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def metavar(param: Any) -> str:
         return str(declared)
     if param.name in NAMED:
         return NAMED[param.name]
-    desc = param.type_descriptor
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:  # a Typer built on Click's own types
+        return str(getattr(param.type, "name", "text")).upper()
     if desc.is_choice:
         return str(param.name).upper()  # the choices themselves are listed in the option's help
     if desc.is_datetime:

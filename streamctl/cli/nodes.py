@@ -22,8 +22,8 @@ NodeArg = Annotated[str, typer.Argument(help="Node name, e.g. coordinator, worke
 def logs(node: NodeArg, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
          backend: BackendOpt = None,
          tail: Annotated[int, typer.Option("--tail", "-n", help="Lines to show (0: all).")] = 100,
-         follow: Annotated[bool, typer.Option("--follow", help="Keep printing new lines until Ctrl-C (every "
-                                                               "backend).")] = False) -> None:
+         follow: Annotated[bool, typer.Option("--follow", help="Keep printing new lines until Ctrl-C (docker, "
+                                                               "swarm, local).")] = False) -> None:
     """Print a node's log, or follow it.
 
     Example: streamctl logs analytics-primary -n 50 --follow
@@ -31,6 +31,9 @@ def logs(node: NodeArg, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = N
     ctx = load_context(file, state_dir)
     be = load_backend(ctx, backend)
     n = ctx.node(node)
+    if n.is_external:
+        raise NotFoundError(f"{node} is an external node: streamctl does not run it, so its log is where it runs",
+                            hint="read it on its server")
     for line in node_logs(be, n, tail, follow):
         render.raw_line(line)
 

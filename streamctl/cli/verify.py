@@ -9,7 +9,8 @@ from rich.text import Text
 
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context
-from streamctl.verify.registry import CHECKS
+from streamctl.errors import NotFoundError
+from streamctl.verify.registry import CHECKS, select
 from streamctl.verify.result import Status
 from streamctl.verify.runner import run_checks
 from streamctl.verify.schema import VERIFY_JSON_SCHEMA
@@ -28,9 +29,19 @@ class _Styled:
         return Text(self.text, style=self.style)
 
 
+def _known_checks(value: list[str] | None) -> list[str] | None:
+    """An unknown check name is a bad command-line value: exit 2, with the known names."""
+    try:
+        select(value)
+    except NotFoundError as exc:
+        raise typer.BadParameter(f"{exc.message} ({exc.hint})") from None
+    return value
+
+
 OnlyOpt = Annotated[list[str] | None, typer.Option(
-    "--only", help="Run only these checks or families (repeat, or comma-separate): "
-                   + ", ".join(sorted({c.family for c in CHECKS})) + ".")]
+    "--only", callback=_known_checks,
+    help="Run only these checks or families (repeat, or comma-separate): "
+         + ", ".join(sorted({c.family for c in CHECKS})) + ".")]
 
 
 def verify(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, json_: JsonOpt = False,

@@ -5,12 +5,13 @@ and Redis): 0, 2 (a bad choice), 3 (validate), 5 (a failed step), 6 (a readiness
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
 from streamctl.errors import ExitCode
 from streamctl.names import SCHEMA_VERSION_TABLE
-from tests.cli_helpers import streamctl
+from tests.cli_helpers import start, streamctl
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -34,6 +35,17 @@ def test_documented_exit_codes_from_a_real_streamctl(make_cluster) -> None:
     assert up.returncode == 0, up.stderr
     status = streamctl("status", "--json", *f)
     assert status.returncode == 0 and json.loads(status.stdout)["ok"] is True, status.stdout
+    names = {n.name for n in c.topology.nodes()}
+    urls = json.loads(streamctl("url", "--json", *f).stdout)
+    assert set(urls["nodes"]) == names and urls["ok"] is True  # a URI for every node
+    assert all(u.startswith(("postgresql://", "redis://", "rediss://")) for u in urls["nodes"].values())
+    assert len(streamctl("url", *f).stdout.splitlines()) == len(names)
+
+    follow = start("logs", "redis", "--follow", "-n", "1", *f)  # follows until Ctrl-C
+    assert follow.stdout is not None and follow.stdout.readline()
+    follow.send_signal(signal.SIGINT)
+    follow.communicate(timeout=60)
+    assert follow.returncode == ExitCode.INTERRUPTED
 
     c.reload()
     sub = c.ctx.pg_connect("analytics-replica-1")
@@ -53,7 +65,12 @@ def test_documented_exit_codes_from_a_real_streamctl(make_cluster) -> None:
     assert failed.returncode == ExitCode.RUNTIME, failed.stderr
     assert "analytics-primary: step 'schema analytics" in failed.stderr and "failed" in failed.stderr
 
-    assert streamctl("down", *f).returncode == 0
+    down_json = streamctl("down", "--json", *f)
+    assert down_json.returncode == 0, down_json.stderr
+    assert json.loads(down_json.stdout) == {"cluster": "exit-codes", "ok": True, "exit_code": 0, "backend": "local",
+                                            "volumes": False, "outcome": "stopped",
+                                            "nodes": json.loads(down_json.stdout)["nodes"]}
+    assert set(json.loads(down_json.stdout)["nodes"]) == names
     down = streamctl("status", *f)
     assert down.returncode == ExitCode.UNHEALTHY, down.stdout + down.stderr
     checks = streamctl("verify", "--only", "nodes", *f)

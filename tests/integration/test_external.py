@@ -120,8 +120,14 @@ def test_up_checks_and_changes_nothing_then_configure_applies(hand: Any) -> None
     assert catalog_counts(servers) == before, "up without --configure changed an external node"
     state = (ctx.store.root / "state.json").read_text()
     assert cluster.password not in state
+    checked = cli("up", "-f", str(path), password=cluster.password)  # the command, as an operator runs it
+    assert checked.returncode == ExitCode.CHECK_FAILED, checked.stderr
+    assert "coordinator: schema metadata: apply 001_catalogue.sql" in checked.stderr and "--configure" in checked.stderr
+    assert catalog_counts(servers) == before
 
-    Runner(ctx, be, configure_external=True).up()
+    configured = cli("up", "--configure", "-f", str(path), password=cluster.password)
+    assert configured.returncode == 0, configured.stdout + configured.stderr
+    assert cluster.password not in configured.stdout + configured.stderr
     with servers[0].connect("metadata_db") as conn:
         kinds = dict(conn.execute("SELECT table_name::text, citus_table_type FROM citus_tables").fetchall())
     assert kinds["content_metadata"] == "distributed" and kinds["genres"] == "reference"
@@ -142,6 +148,8 @@ def test_down_refuses_on_external_nodes(hand: Any) -> None:
     assert "external node(s) coordinator" in res.stderr
     with servers[1].connect() as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+    logs = cli("logs", "coordinator", "--follow", "-f", str(path), password=cluster.password)
+    assert logs.returncode == ExitCode.NOT_FOUND and "its log is where it runs" in logs.stderr, logs.stderr
 
 
 def test_wrong_password_names_the_node(hand: Any) -> None:
@@ -190,7 +198,12 @@ def test_seed_needs_confirmation_then_verify_and_shards_match_a_provisioned_clus
     Runner(ctx, select_backend(ctx), configure_external=True).up()
     with pytest.raises(RefusedError, match="external"):
         seed(ctx, _seed_opts())
-    seed(ctx, SeedOptions(**{**vars(_seed_opts()), "allow_external": True}))
+    opts = _seed_opts()
+    argv = ("seed", "-f", str(path), "--scale", str(opts.scale), "--seed", str(opts.seed), "--as-of", str(AS_OF))
+    refused = cli(*argv, password=cluster.password)
+    assert refused.returncode == ExitCode.REFUSED and "--yes-write-external" in refused.stderr, refused.stderr
+    seeded = cli(*argv, "--yes-write-external", password=cluster.password)
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
 
     provisioned = make_cluster(citus=True, workers=2, analytics=False, redis=False, fdw=False,
                                gateway={"enabled": False})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
+import threading
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -168,15 +168,32 @@ def test_a_missing_table_fails_with_a_hint_and_stops_the_load(make_cluster: Any)
     assert failure.value.exit_code == ExitCode.RUNTIME
 
 
+class BothStreams(int):
+    """A chunk's row count that holds the first stream to count one until another stream has counted one
+    too: copy_streams adds it up in the stream that sent the chunk, outside its lock, so the other stream
+    is free to take the next chunk meanwhile. Both streams then take chunks, whatever the scheduler does."""
+
+    seen: set[str] = set()
+    both = threading.Event()
+
+    def __radd__(self, other: int) -> int:
+        if not BothStreams.both.is_set():
+            BothStreams.seen.add(threading.current_thread().name)
+            if len(BothStreams.seen) >= 2:
+                BothStreams.both.set()
+            elif not BothStreams.both.wait(120):  # a guard against a hang, not a timing: this is a defect
+                raise AssertionError("only one stream ever took a chunk")
+        return int(other) + int(self)
+
+
 def test_copy_streams_load_every_chunk_once_and_stop_on_the_first_error(make_cluster: Any) -> None:
     c = make_cluster(analytics=False, redis=False, fdw=False)
     c.up()
     with c.ctx.pg_connect("coordinator") as one, c.ctx.pg_connect("coordinator") as two:
         one.execute("CREATE TABLE streams_probe (n integer PRIMARY KEY)")
-        def chunks() -> Any:  # produced a little slower than they are sent, so both streams take some
+        def chunks() -> Any:
             for k in range(60):
-                time.sleep(0.002)
-                yield 10, "".join(f"{n}\n" for n in range(k * 10, k * 10 + 10))
+                yield BothStreams(10), "".join(f"{n}\n" for n in range(k * 10, k * 10 + 10))
 
         reported: list[int] = []
         assert copy_streams((one, two), "streams_probe", ("n",), chunks(), reported.append) == 600
