@@ -83,7 +83,7 @@ def test_command_summaries_fit_on_one_line() -> None:
     (("shards", "rebalance", "--transfer-mode", "fast"), "'auto', 'force_logical', 'block_writes'"),
     (("shards", "move", "1", "--to", "w", "--transfer-mode", "fast"), "'auto', 'force_logical'"),
     (("gateway", "--log-level", "loud"), "'critical', 'error', 'warning'"),
-    (("verify", "--only", "replicaton"), "unknown check replicaton (known: citus,"),
+    (("verify", "--only", "replicaton"), "unknown check replicaton (known: backup, backup.archiving, citus,"),
 ])
 def test_a_bad_choice_exits_2_naming_the_choices(argv: tuple[str, ...], choices: str, tmp_path: Path) -> None:
     res = streamctl(*argv, cwd=tmp_path)  # no topology here: the value is refused before anything is read
