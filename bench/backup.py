@@ -134,6 +134,8 @@ def main() -> int:
           f"  {t_restore:7.2f} s")
     print(f"   seed --scale {args.scale}                                       {t_seed:7.2f} s   "
           f"seed/restore {t_seed / t_restore:4.2f}  (goal >= 5: {'met' if t_seed / t_restore >= 5 else 'NOT met'})")
+    print("   restore phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in restored.phases.items())
+          + " (up: replicas copy their tables, roles, archiving; verify: checksums of every replica table)")
     print(f"3. up --from-backup, verified ({'ok' if ok_from else 'verify FAILED'})            {t_from:7.2f} s")
     print(f"   up + seed                                                  {t_up + t_seed:7.2f} s   "
           f"ratio {(t_up + t_seed) / t_from:4.2f}")

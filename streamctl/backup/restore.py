@@ -61,6 +61,7 @@ class RestoreResult:
     set: catalog.BackupSet
     chosen: str
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # recovery (files + replay), up, verify
     nodes: list[str] = field(default_factory=list)
     redis: bool = False
     verify: VerifyReport | None = None
@@ -69,6 +70,7 @@ class RestoreResult:
         return {"cluster": self.cluster, "topology": str(self.topology_file) if self.topology_file else None,
                 "set": self.set.label, "restore_point": self.set.point, "point_time": self.set.point_time,
                 "chosen": self.chosen, "nodes": self.nodes, "redis": self.redis, "seconds": round(self.seconds, 3),
+                "phases": {k: round(v, 3) for k, v in self.phases.items()},
                 "verify": self.verify.to_json() if self.verify else None}
 
 
@@ -239,15 +241,19 @@ def _finish(result: RestoreResult, tctx: ClusterContext, tbe: LocalBackend, emit
     `streamctl up -f FILE` finishes it."""
     from streamctl.runner import Runner
 
-    started = time.monotonic() - result.seconds
+    result.phases["recovery"] = result.seconds
+    t0 = time.monotonic()
     Runner(tctx, tbe, emit=emit, timeout=timeout).up()
     if tctx.topology.citus:
         with tctx.pg_connect(tctx.topology.metadata.coordinator.name) as conn:
             citus_recovery.recover_prepared_transactions(conn)
+    result.phases["up"] = time.monotonic() - t0
     from streamctl.verify.runner import run_checks
 
+    t0 = time.monotonic()
     result.verify = run_checks(tctx)
-    result.seconds = time.monotonic() - started
+    result.phases["verify"] = time.monotonic() - t0
+    result.seconds = sum(result.phases.values())
     return result
 
 

@@ -238,3 +238,16 @@ def test_cli_backup_list_json_and_unknown_names(story) -> None:
     proc = _cli("restore", "-f", str(c.path), "--to", "2001-01-01T00:00:00Z")
     assert proc.returncode == 10 and "before the WAL range" in proc.stderr, proc.stderr
     assert not list(c.path.parent.glob("*-restored*.yaml"))
+
+
+def test_cli_backup_diff_with_json_and_up_from_backup_refused_on_existing_nodes(story) -> None:
+    c = story["cluster"]
+    proc = _cli("backup", "-f", str(c.path), "--type", "diff", "--label", "s3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    taken = json.loads(proc.stdout)
+    assert taken["label"] == "s3" and taken["type"] == "diff" and taken["restorable"]
+    assert "restore point s3" in proc.stderr  # progress on stderr, JSON alone on stdout
+    proc = _cli("backup", "-f", str(c.path), "--label", "s3")
+    assert proc.returncode == 10 and "already exists" in proc.stderr, proc.stderr
+    proc = _cli("up", "-f", str(c.path), "--from-backup", "s1")
+    assert proc.returncode == 10 and "already exist" in proc.stderr, proc.stderr
