@@ -125,10 +125,10 @@ def restore(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
     with mutating(ctx, "restore", wait_lock):
         result = restore_into(ctx, be, Selection(label, point, _timestamp(to)), into,
                               emit=render.progress(verbose=False), timeout=timeout)
-    _report(result, json_)
+    report_restore(result, json_)
 
 
-def _report(result: object, json_: bool) -> None:
+def report_restore(result: object, json_: bool) -> None:
     from streamctl.backup.restore import RestoreResult
 
     assert isinstance(result, RestoreResult)

@@ -64,11 +64,11 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     runner = Runner(ctx, be, emit=steps, timeout=timeout, configure_external=configure)
     if from_backup is not None and not dry_run_:
         from streamctl.backup.restore import up_from_backup
-        from streamctl.cli.backup import _report
+        from streamctl.cli.backup import report_restore
 
         with mutating(ctx, "up", wait_lock, steps):
             restored = up_from_backup(ctx, be, from_backup, emit=steps, timeout=timeout)
-        _report(restored, json_)
+        report_restore(restored, json_)
         return
     if dry_run_:
         plan = runner.preview(remove_orphans=remove_orphans)
