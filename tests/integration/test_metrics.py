@@ -5,6 +5,7 @@ reads 0 and the scrape still answers; `streamctl metrics` prints the same figure
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -167,6 +168,10 @@ def test_streamctl_metrics_prints_the_same_figures(served: Served) -> None:
     scraped = served.fresh(time.time())
     for s in report["shards"]:
         assert value(scraped["streamctl_citus_shards"], node=s["node"], table=s["table"]) == s["shards"]
+    table = subprocess.run([cli, "metrics", "-f", str(served.c.path)], capture_output=True, timeout=120, text=True,
+                           env={**os.environ, "COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    assert "streamctl_node_up" in table.stdout and "node=coordinator" in table.stdout
     text = subprocess.run([cli, "metrics", "-f", str(served.c.path), "--prometheus"], capture_output=True,
                           timeout=120, text=True)
     assert text.returncode == 0
