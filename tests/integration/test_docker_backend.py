@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -14,32 +14,12 @@ from streamctl.backends.docker import DockerBackend
 from streamctl.backends.docker_spec import LABEL_CLUSTER, LABEL_NODE, LABEL_ROLE, PGDATA
 from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
 from streamctl.readiness import Readiness
-from tests.conftest import free_port, topology_dict, traversable_tmpdir
-from tests.docker_helpers import DockerCluster, docker_client, ensure_test_image, unique_cluster, use_image
+from tests.conftest import free_port
+from tests.docker_helpers import docker_client, ensure_test_image
 
 pytestmark = [pytest.mark.docker]
 
 
-@pytest.fixture
-def make_docker_cluster() -> Iterator[Callable[..., DockerCluster]]:
-    """Factory: make_docker_cluster(**topology kwargs) -> DockerCluster on the test image; removed after."""
-    made: list[DockerCluster] = []
-
-    def factory(**kwargs: Any) -> DockerCluster:
-        image = ensure_test_image()
-        data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", **kwargs), image)
-        directory = traversable_tmpdir()
-        path = directory / "topology.yaml"
-        import yaml
-
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        cluster = DockerCluster(path)
-        made.append(cluster)
-        return cluster
-
-    yield factory
-    for cluster in made:
-        cluster.destroy()
 
 
 @pytest.fixture

@@ -5,48 +5,25 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from streamctl.backends import docker_owner
 from streamctl.context import ClusterContext
 from streamctl.errors import ExitCode
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR, Ownership
 from tests.cli_helpers import streamctl
-from tests.conftest import topology_dict, traversable_tmpdir
 from tests.docker_helpers import (
-    DockerCluster,
     cluster_resources,
     docker_client,
-    ensure_test_image,
-    unique_cluster,
-    use_image,
 )
 
 pytestmark = [pytest.mark.docker]
 ROWS = 250
 
 
-@pytest.fixture
-def make_docker_cluster() -> Iterator[Callable[..., DockerCluster]]:
-    made: list[DockerCluster] = []
-
-    def factory(**kwargs: Any) -> DockerCluster:
-        data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", replicas=0, fdw=False,
-                                       analytics=False, **kwargs), ensure_test_image())
-        path = traversable_tmpdir() / "topology.yaml"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        cluster = DockerCluster(path)
-        made.append(cluster)
-        return cluster
-
-    yield factory
-    for cluster in made:
-        cluster.destroy()
 
 
 def seed_rows(ctx: ClusterContext) -> None:
@@ -91,7 +68,7 @@ def refused(proc: Any, *needles: str) -> None:
 
 def test_second_state_dir_is_refused_and_adopt_takes_over_with_the_secrets(make_docker_cluster,
                                                                          tmp_path: Path) -> None:
-    c = make_docker_cluster()
+    c = make_docker_cluster(replicas=0, fdw=False, analytics=False)
     c.up()
     seed_rows(c.ctx)
     owner_id = json.loads(c.ctx.store.state_file.read_text())["instance_id"]
@@ -149,7 +126,7 @@ def test_second_state_dir_is_refused_and_adopt_takes_over_with_the_secrets(make_
 
 def test_nodes_from_before_instance_ids_are_taken_over_once_by_their_own_state(make_docker_cluster,
                                                                               monkeypatch, tmp_path) -> None:
-    c = make_docker_cluster(redis=False)
+    c = make_docker_cluster(replicas=0, fdw=False, analytics=False, redis=False)
     with monkeypatch.context() as m:  # as an older streamctl made them: no instance label, no marker
         m.setattr(Ownership, "labels", lambda self: {})
         m.setattr(Ownership, "check", lambda self, *a: True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,7 @@ import yaml
 
 from streamctl.readiness import Readiness
 from streamctl.tls import certs
-from tests.conftest import topology_dict, traversable_tmpdir
-from tests.docker_helpers import DockerCluster, docker_client, ensure_test_image, unique_cluster, use_image
+from tests.docker_helpers import docker_client
 from tests.integration.test_platform import add_user, wait_for_row
 
 
@@ -157,27 +155,11 @@ def assert_plain_and_foreign_ca_refused_pg_only(c: Any) -> None:
 
 
 # -- Docker backend -----------------------------------------------------------------------------------
-@pytest.fixture
-def docker_cluster() -> Iterator[Callable[..., DockerCluster]]:
-    made: list[DockerCluster] = []
-
-    def factory(**kwargs: Any) -> DockerCluster:
-        image = ensure_test_image()
-        data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", **kwargs), image)
-        path = traversable_tmpdir() / "topology.yaml"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        cluster = DockerCluster(path)
-        made.append(cluster)
-        return cluster
-
-    yield factory
-    for cluster in made:
-        cluster.destroy()
 
 
 @pytest.mark.docker
-def test_docker_cluster_is_verified_tls_and_shows_no_password(docker_cluster) -> None:
-    c = docker_cluster()
+def test_docker_cluster_is_verified_tls_and_shows_no_password(make_docker_cluster) -> None:
+    c = make_docker_cluster()
     c.up()
     assert_plain_and_foreign_ca_refused(c)
     assert_platform_traffic_is_tls(c)
