@@ -1,7 +1,8 @@
 """The monitoring node on the Docker backend: `up` with monitoring.prometheus runs Prometheus in a container
 of monitoring.image (here the locally built image with the official image's layout), on the host's network
 bound to loopback, scraping `streamctl gateway` running on the host; StreamctlNodeDown fires when a replica's
-container stops; an edit of alerts.yml reaches the container; `down --volumes` leaves nothing behind."""
+container stops; an edit of alerts.yml reaches the container; `down` keeps its data volume and
+`down --volumes` leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -84,6 +85,10 @@ def test_prometheus_container_scrapes_the_host_gateway_and_alerts_when_a_replica
     finally:
         stop(proc)
 
+    # `down` stops it with the nodes and keeps its data; `down --volumes` removes the container and the volume
+    c.down()
+    assert server.find() is None or server.find().status != "running"
+    assert f"{c.cluster}-prometheus-data" in cluster_resources(c.cluster)["volumes"]
     state = c.ctx.store.root
     result = streamctl("down", "-f", str(c.path), "--volumes", "--yes")
     assert result.returncode == 0, result.stdout + result.stderr
