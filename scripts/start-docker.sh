@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Make a Docker engine answer on this machine, then build the test image (images/build.sh, idempotent) and,
-# when a Citus build sits beside the checkout (../shared/citus), the Citus test image (images/build-citus.sh).
+# Make a Docker engine answer on this machine, then build the test image (images/build.sh, idempotent), the
+# Prometheus test image (images/build-prometheus.sh, idempotent) and, when a Citus build sits beside the
+# checkout (../shared/citus), the Citus test image (images/build-citus.sh).
 # Starts dockerd only when `docker info` does not answer; its log goes to $DOCKERD_LOG.
 #
 # Environment:
@@ -48,6 +49,8 @@ fi
 
 if [[ "${SKIP_IMAGE_BUILD:-0}" != 1 ]]; then
     bash "$here/../images/build.sh" >/dev/null
+    # The monitoring node's test image, with the official prom/prometheus image's layout.
+    bash "$here/../images/build-prometheus.sh" >/dev/null
     # The Citus test image, when a Citus build sits beside the checkout (build-citus.sh says where it looks).
     if ls "${STREAMCTL_CITUS_DIR:-$here/../../shared/citus}"/citus-*-pg15-amd64.tar.gz >/dev/null 2>&1; then
         bash "$here/../images/build-citus.sh" >/dev/null

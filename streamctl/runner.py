@@ -349,7 +349,7 @@ class Runner:
             for replica in [n for n in nodes if n.role is Role.ANALYTICS_REPLICA]:
                 drop_replica_slot(self.ctx, replica, self.emit)
         if self.ctx.topology.monitoring.prometheus:
-            monitoring.stop(self.ctx)
+            monitoring.stop(self.ctx, self.backend, volumes)
         self.backend.teardown(volumes)
         if volumes and self.ctx.store.root.exists():
             shutil.rmtree(self.ctx.store.root)

@@ -19,6 +19,7 @@ from tests.conftest import LocalCluster
 REPO = Path(__file__).resolve().parent.parent
 TEST_IMAGE = os.environ.get("STREAMCTL_TEST_IMAGE", "streamctl-test/pg-redis:bookworm")
 CITUS_IMAGE = os.environ.get("STREAMCTL_TEST_CITUS_IMAGE", "streamctl-test/pg-citus:bookworm")
+PROMETHEUS_IMAGE = os.environ.get("STREAMCTL_TEST_PROMETHEUS_IMAGE", "streamctl-test/prometheus:bookworm")
 CITUS_DIR = Path(os.environ.get("STREAMCTL_CITUS_DIR") or REPO.parent / "shared" / "citus")
 _built: dict[str, tuple[str | None, str]] = {}  # script -> (keyed tag it printed, or None; its error output)
 
@@ -31,7 +32,7 @@ def _build(script: str) -> tuple[str | None, str]:
     """Run an image build script once per session; its last stdout line is the tag keyed by its inputs."""
     if script not in _built:
         env = {**os.environ, "STREAMCTL_TEST_IMAGE": TEST_IMAGE, "STREAMCTL_TEST_CITUS_IMAGE": CITUS_IMAGE,
-               "STREAMCTL_CITUS_DIR": str(CITUS_DIR)}
+               "STREAMCTL_TEST_PROMETHEUS_IMAGE": PROMETHEUS_IMAGE, "STREAMCTL_CITUS_DIR": str(CITUS_DIR)}
         proc = subprocess.run(["bash", str(REPO / "images" / script)], capture_output=True, text=True, env=env,
                               timeout=1800)
         lines = proc.stdout.split()
@@ -45,6 +46,18 @@ def ensure_test_image() -> str:
     tag, error = _build("build.sh")
     if tag is None:
         message = f"cannot build the test image {TEST_IMAGE} with images/build.sh:\n{error}"
+        if _required("docker"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return tag
+
+
+def ensure_prometheus_image() -> str:
+    """The Prometheus test image (images/build-prometheus.sh: Debian's package in the official image's
+    layout), for monitoring.image: the official image cannot be pulled here."""
+    tag, error = _build("build-prometheus.sh")
+    if tag is None:
+        message = f"cannot build the Prometheus test image {PROMETHEUS_IMAGE} with images/build-prometheus.sh:\n{error}"
         if _required("docker"):
             pytest.fail(message)
         pytest.skip(message)

@@ -166,9 +166,10 @@ class GatewaySpec(Strict):
 
 
 class MonitoringSpec(Strict):
-    """A Prometheus server scraping the gateway's /metrics, with alert rules (local backend)."""
+    """A Prometheus server scraping the gateway's /metrics, with alert rules (local and Docker backends)."""
 
     prometheus: bool = False
+    image: str = "prom/prometheus:v2.53.0"  # Docker backend: the official image (or one with its layout)
     port: Port = 19090
     bind: str | None = None  # default: the topology's bind address (127.0.0.1)
     scrape_interval: float = Field(15.0, ge=1, le=3600)  # seconds; also the rules' evaluation interval

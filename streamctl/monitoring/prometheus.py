@@ -98,6 +98,19 @@ class PrometheusServer:
     def log_file(self) -> Path:
         return self.dir / "prometheus.log"
 
+    # Where the server reads the rules, the gateway's token and the CA (the container's copies on Docker).
+    @property
+    def rules_ref(self) -> str:
+        return str(self.rules_file)
+
+    @property
+    def token_ref(self) -> str:
+        return str(self.ctx.store.root / "gateway-token")
+
+    @property
+    def ca_ref(self) -> str:
+        return str(self.ctx.ca_path())
+
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.bind in ("0.0.0.0", "::") else self.bind
@@ -116,7 +129,7 @@ class PrometheusServer:
             f"  evaluation_interval: {interval}",
             f"  external_labels: {{cluster: {self.ctx.topology.cluster}}}",
             "rule_files:",
-            f"  - {self.rules_file}",
+            f"  - {self.rules_ref}",
             "scrape_configs:",
             "  - job_name: streamctl-gateway",
             f"    scrape_timeout: {min(self.spec.scrape_interval, 10):g}s",
@@ -126,9 +139,9 @@ class PrometheusServer:
         ]
         if g.host not in LOOPBACK:
             lines += ["    authorization:", "      type: Bearer",
-                      f"      credentials_file: {self.ctx.store.root / 'gateway-token'}"]
+                      f"      credentials_file: {self.token_ref}"]
         if g.tls:
-            lines += ["    tls_config:", f"      ca_file: {self.ctx.ca_path()}"]
+            lines += ["    tls_config:", f"      ca_file: {self.ca_ref}"]
         # HA hook: a `patroni` job scraping each member's REST API /metrics goes here once HA exists.
         return "\n".join(lines) + "\n"
 
@@ -156,9 +169,8 @@ class PrometheusServer:
             out.append(f"start prometheus on {self.bind}:{self.spec.port}")
         return out
 
-    def ensure(self) -> None:
-        """Write what changed, start the server or make it reload, and wait until it is ready."""
-        self.binary()
+    def write_files(self) -> bool:
+        """Write prometheus.yml when it changed and alerts.yml when missing; True when the former changed."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         changed = not self.config_file.exists() or self.config_file.read_text() != self.config_text()
         if changed:
@@ -167,6 +179,12 @@ class PrometheusServer:
             tmp.replace(self.config_file)
         if not self.rules_file.exists():
             self.rules_file.write_text(rules_text(self.ctx.topology))
+        return changed
+
+    def ensure(self) -> None:
+        """Write what changed, start the server or make it reload, and wait until it is ready."""
+        self.binary()
+        changed = self.write_files()
         pid = self.pid()
         if pid is None:
             self._start()

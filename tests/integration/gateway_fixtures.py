@@ -7,15 +7,22 @@ exactly what it expects.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
+
+from streamctl.readiness import Readiness
 from tests.conftest import LocalCluster, free_port, traversable_tmpdir, write_topology
 
 GENRES = [(1, "Drama"), (2, "Comedy"), (3, "Documentary")]
@@ -149,3 +156,26 @@ def served_cluster(cluster: str, **kwargs: Any) -> Iterator[tuple[str, Dataset]]
             yield url, data
     finally:
         platforms.close()
+
+
+# -- `streamctl gateway` as a user runs it (a host process) ----------------------------------------------
+def gateway(c: LocalCluster, host: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "streamctl"), "gateway", "-f", str(c.path),
+                             "--host", host, "--port", str(port), *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    return proc, port
+
+
+def wait_listening(proc: subprocess.Popen[bytes], url: str) -> None:
+    def probe() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        return httpx.get(url, timeout=2).status_code > 0
+
+    Readiness(f"gateway at {url}", probe, timeout=60, interval=0.2, give_up=(AssertionError,)).wait()
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -4,7 +4,6 @@ unreadable token file stops the gateway instead of serving without a guard."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,9 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streamctl.readiness import Readiness
 from tests.conftest import LocalCluster, free_port
-from tests.integration.gateway_fixtures import Dataset, destroy, insert_dataset, start_cluster
+from tests.integration.gateway_fixtures import (
+    Dataset,
+    destroy,
+    gateway,
+    insert_dataset,
+    start_cluster,
+    stop,
+    wait_listening,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -29,28 +35,6 @@ def platform() -> Iterator[tuple[LocalCluster, Dataset]]:
         yield c, insert_dataset(c)
     finally:
         destroy(c)
-
-
-def gateway(c: LocalCluster, host: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "streamctl"), "gateway", "-f", str(c.path),
-                             "--host", host, "--port", str(port), *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
-    return proc, port
-
-
-def wait_listening(proc: subprocess.Popen[bytes], url: str) -> None:
-    def probe() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"the gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        return httpx.get(url, timeout=2).status_code > 0
-
-    Readiness(f"gateway at {url}", probe, timeout=60, interval=0.2, give_up=(AssertionError,)).wait()
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

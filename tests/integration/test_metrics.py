@@ -20,8 +20,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from streamctl import names
 from streamctl.readiness import Readiness
 from tests.conftest import LocalCluster, free_port
-from tests.integration.gateway_fixtures import Dataset, destroy, insert_dataset, start_cluster
-from tests.integration.test_gateway_guard import gateway, stop, wait_listening
+from tests.integration.gateway_fixtures import (
+    Dataset,
+    destroy,
+    gateway,
+    insert_dataset,
+    start_cluster,
+    stop,
+    wait_listening,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.citus]
 

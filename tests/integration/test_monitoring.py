@@ -4,26 +4,14 @@ the alert rules are the user's file; `down` stops the server."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
-from typing import Any
-
 import pytest
 
 from streamctl.monitoring.prometheus import PrometheusServer
-from streamctl.readiness import Readiness
 from tests.conftest import free_port
-from tests.integration.gateway_fixtures import destroy, start_cluster
-from tests.integration.test_gateway_guard import gateway, stop, wait_listening
+from tests.integration.gateway_fixtures import destroy, gateway, start_cluster, stop, wait_listening
+from tests.monitoring_support import node_down_alerts, wait_gateway_target_up, wait_node_down_fires, wait_node_up
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.prometheus]
-
-
-def api(server: PrometheusServer, path: str) -> Any:
-    with urllib.request.urlopen(f"{server.url}{path}", timeout=10) as resp:
-        body = json.loads(resp.read())
-    assert body["status"] == "success"
-    return body["data"]
 
 
 def test_prometheus_scrapes_the_gateway_and_alerts_when_a_replica_stops() -> None:
@@ -50,31 +38,13 @@ def test_prometheus_scrapes_the_gateway_and_alerts_when_a_replica_stops() -> Non
         proc, _ = gateway(c, "0.0.0.0", "--port", str(port))  # the last --port wins: the topology's port
         wait_listening(proc, f"http://127.0.0.1:{port}/openapi.json")
 
-        def gateway_up() -> bool:
-            targets = api(server, "/api/v1/targets")["activeTargets"]
-            return any(t["labels"]["job"] == "streamctl-gateway" and t["health"] == "up" for t in targets)
-
-        Readiness("Prometheus sees the gateway up", gateway_up, timeout=90, interval=0.5).wait()
-
-        def replica_up() -> bool:  # a scrape after the gateway's first collection
-            found = api(server, "/api/v1/query?query=streamctl_node_up%7Bnode%3D%22analytics-replica-1%22%7D")
-            return bool(found["result"]) and found["result"][0]["value"][1] == "1"
-
-        Readiness("Prometheus has the replica's streamctl_node_up 1", replica_up, timeout=90, interval=0.5).wait()
-
+        wait_gateway_target_up(server)
+        wait_node_up(server, "analytics-replica-1")
         replica = c.topology.node("analytics-replica-1")
         assert replica is not None
         c.backend.stop(replica)
-
-        def firing() -> bool:
-            alerts = api(server, "/api/v1/alerts")["alerts"]
-            return any(a["labels"]["alertname"] == "StreamctlNodeDown" and a["state"] == "firing"
-                       and a["labels"].get("node") == "analytics-replica-1" for a in alerts)
-
-        Readiness("StreamctlNodeDown fires for the stopped replica", firing, timeout=90, interval=0.5).wait()
-        alerts = api(server, "/api/v1/alerts")["alerts"]
-        down = {a["labels"].get("node") for a in alerts if a["labels"]["alertname"] == "StreamctlNodeDown"}
-        assert down == {"analytics-replica-1"}
+        wait_node_down_fires(server, "analytics-replica-1")
+        assert node_down_alerts(server) == {"analytics-replica-1"}
         pid = server.pid()
         stop(proc)
         proc = None

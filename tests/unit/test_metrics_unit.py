@@ -93,7 +93,9 @@ def test_the_alert_rules_are_valid_yaml_with_the_topology_bounds() -> None:
     assert set(by_name) >= {"StreamctlNodeDown", "StreamctlWalArchivingFailing"}
 
 
-def test_the_monitoring_node_is_refused_on_docker_and_without_the_gateway() -> None:
-    assert "monitoring.prometheus" in config_errors(topology_dict(backend="docker", monitoring={"prometheus": True}))
+def test_the_monitoring_node_is_refused_on_swarm_and_without_the_gateway() -> None:
+    assert "not on Swarm" in config_errors(topology_dict(backend="swarm", monitoring={"prometheus": True}))
+    on_docker = parse_topology(topology_dict(backend="docker", monitoring={"prometheus": True}))
+    assert on_docker.monitoring.image == "prom/prometheus:v2.53.0"
     assert "the gateway, which is disabled" in config_errors(topology_dict(monitoring={"prometheus": True},
                                                                 gateway={"enabled": False}))
