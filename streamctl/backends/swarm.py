@@ -329,8 +329,11 @@ class SwarmBackend:
                 service.remove()
             self.hosts.wait_no_container(node)
         if volumes:
-            pin = self.hosts.pin(node.name) or Pin(self.hosts.local_id, "this engine", "")
-            left = Leftover(docker_spec.volume_name(self.topology.cluster, node.name), node.name, pin, node.image)
+            name = docker_spec.volume_name(self.topology.cluster, node.name)
+            recorded = {x.volume: x for x in self.volumes.leftovers()}
+            pin = self.hosts.pin(node.name) or (recorded[name].host if name in recorded else
+                                                 Pin(self.hosts.local_id, "this engine", ""))
+            left = Leftover(name, node.name, pin, node.image)
             why = self.hosts.unavailable(pin) if pin.id != self.hosts.local_id else None
             if why:
                 self.volumes.remove_later(left)
