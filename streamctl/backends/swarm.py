@@ -23,7 +23,7 @@ from streamctl.backends.swarm_volumes import Leftover, SwarmVolumes
 from streamctl.config.checks import swarm_bind_errors
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
-from streamctl.errors import BackendError, PreflightError, RefusedError
+from streamctl.errors import BackendError, PreflightError, RefusedError, StreamctlError
 from streamctl.events import Progress
 from streamctl.pgconn import write_data_file
 from streamctl.readiness import Readiness, node_probe
@@ -345,29 +345,36 @@ class SwarmBackend:
             self.hosts.forget(node.name)
 
     def teardown(self, volumes: bool) -> None:
-        """With volumes: the cluster's secrets, network and (on the hosts this engine reaches) volumes."""
+        """With volumes: the cluster's secrets, network and volumes (on every host; the ones that cannot go
+        now stay recorded and make this fail, so the state that records them is kept)."""
         if not volumes:
             return
         flt = {"label": f"{docker_spec.LABEL_CLUSTER}={self.topology.cluster}"}
-        with docker_errors("remove the cluster's services, secrets and network"):
+        with docker_errors("remove the cluster's services and secrets"):
             for service in self.client.services.list(filters=flt):
                 service.remove()
             for secret in self.client.secrets.list(filters=flt):
                 secret.remove()
-            for net in self.client.networks.list(names=[self.network]):
-                if (net.attrs.get("Labels") or {}).get(docker_spec.LABEL_CLUSTER) == self.topology.cluster:
-                    self.hosts.remove_network(net)
         tried = {u.split(" ", 2)[1] for u in self._unremoved}
         for left in self.volumes.leftovers():  # recorded by an earlier run: once more
             if left.volume not in tried:
                 why = self.hosts.unavailable(left.host) or self.volumes.remove(left)
                 if why:
                     self._unremoved.append(f"{left.describe()}: {why}")
-        if self.volumes.leftovers():
+        problems = list(self._unremoved) if self.volumes.leftovers() else []
+        try:
+            with docker_errors(f"remove network {self.network}"):
+                for net in self.client.networks.list(names=[self.network]):
+                    if (net.attrs.get("Labels") or {}).get(docker_spec.LABEL_CLUSTER) == self.topology.cluster:
+                        self.hosts.remove_network(net)
+        except StreamctlError as exc:
+            if not problems:
+                raise
+            problems.append(f"network {self.network}: {exc.message}")  # a lost host's tasks may hold it
+        if problems:
             raise BackendError("the cluster is removed, but some volumes could not be removed; they stay recorded",
-                               details=self._unremoved, hint="`streamctl status` lists them; the next `streamctl "
-                                                             "up` or `down --volumes` removes them once their "
-                                                             "host answers")
+                               details=problems, hint="`streamctl status` lists them; the next `streamctl up` "
+                                                      "or `down --volumes` removes them once their host answers")
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node's task container on this engine (tests simulate a crash with it)."""
