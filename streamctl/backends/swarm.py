@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from dataclasses import replace
 from typing import Any
 
 from streamctl.backends import docker_spec
@@ -228,7 +229,7 @@ class SwarmBackend:
         if not left:
             return obs
         note = "; ".join(f"{x.describe()} still to be removed" for x in left)
-        return Observation(obs.name, obs.state, obs.fingerprint, f"{obs.detail}; {note}" if obs.detail else note)
+        return replace(obs, detail=f"{obs.detail}; {note}" if obs.detail else note)
 
     def leftover_volumes(self) -> list[tuple[str, str]]:
         """(node, description) of every volume recorded as not removed yet (`status` lists them)."""
