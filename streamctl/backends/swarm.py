@@ -24,7 +24,7 @@ from streamctl.backends.swarm_volumes import Leftover, SwarmVolumes
 from streamctl.config.checks import swarm_bind_errors
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
-from streamctl.errors import BackendError, PreflightError, RefusedError
+from streamctl.errors import BackendError, PreflightError, RefusedError, StreamctlError
 from streamctl.events import Progress
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR
 from streamctl.pgconn import write_data_file
@@ -234,7 +234,7 @@ class SwarmBackend:
         if not left:
             return obs
         note = "; ".join(f"{x.describe()} still to be removed" for x in left)
-        return Observation(obs.name, obs.state, obs.fingerprint, f"{obs.detail}; {note}" if obs.detail else note)
+        return replace(obs, detail=f"{obs.detail}; {note}" if obs.detail else note)
 
     def leftover_volumes(self) -> list[tuple[str, str]]:
         """(node, description) of every volume recorded as not removed yet (`status` lists them)."""
@@ -355,8 +355,11 @@ class SwarmBackend:
                 service.remove()
             self.hosts.wait_no_container(node)
         if volumes:
-            pin = self.hosts.pin(node.name) or Pin(self.hosts.local_id, "this engine", "")
-            left = Leftover(docker_spec.volume_name(self.topology.cluster, node.name), node.name, pin, node.image)
+            name = docker_spec.volume_name(self.topology.cluster, node.name)
+            recorded = {x.volume: x for x in self.volumes.leftovers()}
+            pin = self.hosts.pin(node.name) or (recorded[name].host if name in recorded else
+                                                 Pin(self.hosts.local_id, "this engine", ""))
+            left = Leftover(name, node.name, pin, node.image)
             why = self.hosts.unavailable(pin) if pin.id != self.hosts.local_id else None
             if why:
                 self.volumes.remove_later(left)
@@ -368,35 +371,42 @@ class SwarmBackend:
             self.hosts.forget(node.name)
 
     def teardown(self, volumes: bool) -> None:
-        """With volumes: the cluster's secrets, network and (on the hosts this engine reaches) volumes; only
-        this instance's (another state directory's of the same cluster name stay)."""
+        """With volumes: the cluster's secrets, network and volumes (on every host; the ones that cannot go
+        now stay recorded and make this fail, so the state that records them is kept); only this instance's
+        (another state directory's of the same cluster name stay)."""
         if not volumes:
             return
         mine = self.ctx.ownership.mine
         flt = {"label": f"{docker_spec.LABEL_CLUSTER}={self.topology.cluster}"}
-        with docker_errors("remove the cluster's services, secrets and network"):
+        with docker_errors("remove the cluster's services and secrets"):
             for service in self.client.services.list(filters=flt):
                 if mine((service.attrs.get("Spec", {}).get("Labels") or {}).get(LABEL_INSTANCE)):
                     service.remove()
             for secret in self.client.secrets.list(filters=flt):
                 if mine((secret.attrs.get("Spec", {}).get("Labels") or {}).get(LABEL_INSTANCE)):
                     secret.remove()
-            for net in self.client.networks.list(names=[self.network]):
-                labels = net.attrs.get("Labels") or {}
-                if labels.get(docker_spec.LABEL_CLUSTER) == self.topology.cluster and mine(
-                        labels.get(LABEL_INSTANCE)):
-                    self.hosts.remove_network(net)
         tried = {u.split(" ", 2)[1] for u in self._unremoved}
         for left in self.volumes.leftovers():  # recorded by an earlier run: once more
             if left.volume not in tried:
                 why = self.hosts.unavailable(left.host) or self.volumes.remove(left)
                 if why:
                     self._unremoved.append(f"{left.describe()}: {why}")
-        if self.volumes.leftovers():
+        problems = list(self._unremoved) if self.volumes.leftovers() else []
+        try:
+            with docker_errors(f"remove network {self.network}"):
+                for net in self.client.networks.list(names=[self.network]):
+                    labels = net.attrs.get("Labels") or {}
+                    if labels.get(docker_spec.LABEL_CLUSTER) == self.topology.cluster and mine(
+                            labels.get(LABEL_INSTANCE)):
+                        self.hosts.remove_network(net)
+        except StreamctlError as exc:
+            if not problems:
+                raise
+            problems.append(f"network {self.network}: {exc.message}")  # a lost host's tasks may hold it
+        if problems:
             raise BackendError("the cluster is removed, but some volumes could not be removed; they stay recorded",
-                               details=self._unremoved, hint="`streamctl status` lists them; the next `streamctl "
-                                                             "up` or `down --volumes` removes them once their "
-                                                             "host answers")
+                               details=problems, hint="`streamctl status` lists them; the next `streamctl up` "
+                                                      "or `down --volumes` removes them once their host answers")
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node's task container on this engine (tests simulate a crash with it)."""

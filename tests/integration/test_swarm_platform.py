@@ -8,9 +8,10 @@ on its own. One Swarm and one cluster are shared by the scenarios, which run in 
    `verify` passes (pg_hba admits the cluster's overlay subnet, not one task's address).
 3. Guards: an image of another PostgreSQL major, a placement away from a node's pin, a port taken on the
    target host: each refused naming the node and host, nothing changed.
-4. A frozen host (its engine paused): `status` and `verify` name it and its nodes, `up` converges the rest
-   and exits 12 naming it; once it is back, `up` and `verify` pass with every Citus row still there.
-5. `down --volumes` leaves no streamctl volume on any host.
+4. A drained host: its pinned worker stays there, `up` converges the rest and exits 14 naming it.
+5. A frozen host (its engine paused): `status` and `verify` name it and its nodes, `up` converges the rest
+   and exits 14 naming it; once it is back, `up` and `verify` pass with every Citus row still there.
+6. `down --volumes` leaves no streamctl volume on any host.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase, after the other tests.
 """
@@ -271,6 +272,40 @@ def _listens(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _set_availability(swarm: DindSwarm, node_id: str, availability: str) -> None:
+    manager = swarm.manager.client()
+    try:
+        host = manager.nodes.get(node_id)
+        host.update({**host.attrs["Spec"], "Availability": availability})
+    finally:
+        manager.close()
+
+
+def test_a_drained_host_keeps_its_node_and_the_rest_converges(cli: Cli, swarm: DindSwarm) -> None:
+    """Draining worker-1's host stops its task there and, pinned, it may start nowhere else: `up` converges
+    the rest and exits 14 naming it, `status` says where it is pinned, no volume is made elsewhere."""
+    before = distributed_counts(cli)
+    drained = swarm.node("db-2")
+    service = f"{cli.cluster}-worker-1"
+    _set_availability(swarm, drained.swarm_id, "drain")
+    try:
+        _until("worker-1's task to stop on the drained host", lambda: not _task_ids(swarm, service), 120.0)
+        proc = cli.run("up")
+        assert proc.returncode == 14, proc.stdout + proc.stderr
+        assert "worker-1 is pinned to db-2" in proc.stderr and "drain" in proc.stderr, proc.stderr
+        rows = {r["name"]: r for r in json.loads(cli.run("status", "--json").stdout)["nodes"]}
+        assert "db-2" in rows["worker-1"]["detail"] and "drain" in rows["worker-1"]["detail"], rows["worker-1"]
+        assert rows["worker-2"]["healthy"], rows["worker-2"]
+        for node in swarm.nodes:
+            if node.hostname != "db-2":  # no empty volume was made for it anywhere else
+                assert f"{cli.cluster}-worker-1-data" not in _volumes(swarm, cli.cluster)[node.hostname]
+    finally:
+        _set_availability(swarm, drained.swarm_id, "active")
+    _until("up to converge with db-2 active", lambda: cli.run("up").returncode == 0, 300.0)
+    assert _running_host(swarm, service).hostname == "db-2"
+    assert distributed_counts(cli) == before
+
+
 def test_a_frozen_host_is_named_and_the_rest_converges(cli: Cli, swarm: DindSwarm) -> None:
     before = distributed_counts(cli)
     frozen = swarm.node("db-3")  # worker-2 and the replica
@@ -314,6 +349,6 @@ def test_a_frozen_host_is_named_and_the_rest_converges(cli: Cli, swarm: DindSwar
 
 
 def test_down_volumes_leaves_no_volume_on_any_host(cli: Cli, swarm: DindSwarm) -> None:
-    assert any(_volumes(swarm, cli.cluster).values())
+    assert all(_volumes(swarm, cli.cluster)[h] for h in ("db-1", "db-2", "db-3"))
     cli.ok("down", "--volumes", "--yes")
     assert _volumes(swarm, cli.cluster) == {"db-1": [], "db-2": [], "db-3": []}
