@@ -5,6 +5,7 @@ WAL segment reaches the repository."""
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
@@ -46,3 +47,17 @@ def apply(tool: PgBackRest, st: Stanza) -> None:
         conn.execute("SELECT pg_reload_conf()")
     # `check` switches WAL and waits for the segment in the repository: archiving is proven to work.
     tool.run(st.name, "check", "--archive-timeout=60", what=f"{st.node.name}: check WAL archiving", timeout=300)
+    _await_archiver(tool.ctx, st.node.name)
+
+
+def _await_archiver(ctx: ClusterContext, node: str, timeout: float = 10.0) -> None:
+    """`check` sees the segment in the repository a moment before the archiver records it
+    (pg_stat_archiver is updated once archive_command has returned): wait for that record, so a `verify`
+    right after `up` judges what `check` proved."""
+    deadline = time.monotonic() + timeout
+    with ctx.pg_connect(node) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT last_archived_wal IS NOT NULL FROM pg_stat_archiver").fetchone()
+            if row and row[0]:
+                return
+            time.sleep(0.05)

@@ -14,7 +14,9 @@ ARCHIVING = "backup.archiving"
 
 QUERY = """SELECT current_setting('archive_mode'), current_setting('archive_command'),
        last_archived_wal, last_archived_time, last_failed_wal, last_failed_time, archived_count, failed_count,
-       pg_walfile_name(pg_current_wal_lsn())
+       pg_walfile_name(pg_current_wal_lsn()),
+       (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'),
+       (SELECT min(modification) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready')
 FROM pg_stat_archiver"""
 
 
@@ -28,7 +30,7 @@ def _segment_no(name: str) -> int:
 
 
 def judge(row: tuple, timeout_s: int, now: datetime) -> Verdict:  # type: ignore[type-arg]
-    mode, command, last_wal, last_time, failed_wal, failed_time, archived, failures, current = row
+    mode, command, last_wal, last_time, failed_wal, failed_time, archived, failures, current, ready, oldest = row
     data = {"last_archived_wal": last_wal, "last_archived_time": last_time.isoformat() if last_time else None,
             "archived_count": archived, "failed_count": failures}
     if mode != "on" or "archive-push" not in command:
@@ -38,7 +40,17 @@ def judge(row: tuple, timeout_s: int, now: datetime) -> Verdict:  # type: ignore
         return failed(f"the last archiving attempt failed ({failed_wal} at {failed_time:%Y-%m-%d %H:%M:%S}); "
                       f"{failures} failures so far", **data)
     if last_wal is None:
-        return failed("no WAL segment has been archived yet", **data)
+        # nothing archived since the statistics began (a new or restored server): judged by the segments
+        # PostgreSQL marked ready and the archiver has not taken yet
+        if not ready:
+            return passed("no finished WAL segment since the server's archive statistics began; none waiting",
+                          waiting=0, **data)
+        age = (now - oldest).total_seconds() if oldest else 0.0
+        if age > 2 * timeout_s:
+            return failed(f"no WAL segment has been archived yet: {ready} finished segment(s) waiting, the "
+                          f"oldest for {age:.0f}s", waiting=ready, **data)
+        return passed(f"{ready} finished segment(s) on the way to the repository (the oldest {age:.0f}s)",
+                      waiting=ready, **data)
     waiting = _segment_no(current) - _segment_no(last_wal[:24]) - 1 if current[:8] == last_wal[:8] else 0
     age = (now - last_time).total_seconds()
     if waiting > 0 and age > 2 * timeout_s:

@@ -86,7 +86,7 @@ CMD = "pgbackrest --config=/x/pgbackrest.conf --stanza=c-coordinator archive-pus
 def row(**kw: object) -> tuple:
     base = {"mode": "on", "command": CMD, "last_wal": "000000010000000000000010",
             "last_time": NOW - timedelta(seconds=10), "failed_wal": None, "failed_time": None, "archived": 16,
-            "failures": 0, "current": "000000010000000000000011"}
+            "failures": 0, "current": "000000010000000000000011", "ready": 0, "oldest": None}
     base.update(kw)
     return tuple(base.values())
 
@@ -100,7 +100,12 @@ def test_archiving_verdicts() -> None:
     assert judge(row(last_time=NOW - timedelta(hours=3)), 60, NOW).status is Status.PASSED
     stuck = judge(row(last_time=NOW - timedelta(hours=3), current="000000010000000000000015"), 60, NOW)
     assert stuck.status is Status.FAILED and "4 finished WAL segment(s) not archived" in stuck.detail
-    assert judge(row(last_wal=None, last_time=None), 60, NOW).status is Status.FAILED
+    # nothing archived since the statistics began (a restored server): judged by the segments waiting
+    assert judge(row(last_wal=None, last_time=None), 60, NOW).status is Status.PASSED
+    fresh = judge(row(last_wal=None, last_time=None, ready=1, oldest=NOW - timedelta(seconds=5)), 60, NOW)
+    assert fresh.status is Status.PASSED and fresh.data["waiting"] == 1
+    never = judge(row(last_wal=None, last_time=None, ready=3, oldest=NOW - timedelta(minutes=5)), 60, NOW)
+    assert never.status is Status.FAILED and "3 finished segment(s) waiting" in never.detail
 
 
 def test_a_timestamp_resolves_to_the_latest_restore_point_at_or_before_it() -> None:
