@@ -6,11 +6,10 @@ from __future__ import annotations
 import shutil
 import socket
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamctl import ownership
+from streamctl import ownership, parallel
 from streamctl.backends.base import Action, Backend, NodeState
 from streamctl.backends.external import refuse_down
 from streamctl.config.model import Node, Role
@@ -219,14 +218,13 @@ class Runner:
 
         errors: list[StreamctlError] = []
         ready: dict[str, float] = {}
-        with ThreadPoolExecutor(max_workers=max(1, len(steps))) as pool:
-            futures = {pool.submit(one, s): s for s in steps}
-            for fut, step in futures.items():
-                try:
-                    ready[step.node.name] = fut.result()
-                except StreamctlError as exc:
-                    self.emit(Event("fail", step.node.name, step.action.value, exc.message))
-                    errors.append(exc)
+        for outcome in parallel.each(steps, one):
+            step = outcome.item
+            if isinstance(outcome.error, StreamctlError):
+                self.emit(Event("fail", step.node.name, step.action.value, outcome.error.message))
+                errors.append(outcome.error)
+            else:
+                ready[step.node.name] = outcome.get()
         if errors:
             first = errors[0]
             if len(errors) > 1:
@@ -241,20 +239,8 @@ class Runner:
         nodes in `skip` (unreachable) are left out, and so is every step that needs one of them."""
         steps = self.config_steps()
         steps, needs = without_nodes(steps, skip) if skip else (steps, dependencies(steps))
-        outcomes: dict[int, StepOutcome] = {}
-        waiting = list(range(len(steps)))
-        with ThreadPoolExecutor(max_workers=max(1, min(len(steps), MAX_CONFIG_THREADS))) as pool:
-            running: dict[Future[StepOutcome], int] = {}
-            while True:
-                if not any(isinstance(o, StepError) for o in outcomes.values()):
-                    for i in [i for i in waiting if needs[i] <= outcomes.keys()]:
-                        waiting.remove(i)
-                        running[pool.submit(self._step_or_check, steps[i])] = i
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    outcomes[running.pop(fut)] = fut.result()
+        outcomes = parallel.by_needs(len(steps), needs, lambda i: self._step_or_check(steps[i]),
+                                     MAX_CONFIG_THREADS, halt=lambda o: isinstance(o, StepError))
         for i in sorted(outcomes):
             outcome = outcomes[i]
             if isinstance(outcome, list):
@@ -343,8 +329,8 @@ class Runner:
             self.emit(Event("done", node.name, "remove" if volumes else "stop"))
             done.append(node.name)
 
-        with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-            list(pool.map(one, nodes))
+        for outcome in parallel.each(nodes, one):
+            outcome.get()  # the first failure, once every node has had its turn
         if volumes and primary is not None and primary.is_external:
             for replica in [n for n in nodes if n.role is Role.ANALYTICS_REPLICA]:
                 drop_replica_slot(self.ctx, replica, self.emit)
