@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from streamctl.backup.pgbackrest import PgBackRest, Stanza
+from streamctl.backup.pgbackrest import BackupError, PgBackRest, Stanza
 
 if TYPE_CHECKING:
     from streamctl.context import ClusterContext
@@ -46,18 +46,27 @@ def apply(tool: PgBackRest, st: Stanza) -> None:
             sql.Literal(tool.archive_command(st.name))))
         conn.execute("SELECT pg_reload_conf()")
     # `check` switches WAL and waits for the segment in the repository: archiving is proven to work.
+    # It sees the segment there a moment before the archiver records it (pg_stat_archiver is updated once
+    # archive_command has returned): wait for that record too, so a `verify` right after `up` agrees.
+    with tool.ctx.pg_connect(st.node.name) as conn:
+        row = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()
+    before = str(row[0]) if row else ""
     tool.run(st.name, "check", "--archive-timeout=60", what=f"{st.node.name}: check WAL archiving", timeout=300)
-    _await_archiver(tool.ctx, st.node.name)
+    wait_archived(tool.ctx, st.node.name, before)
 
 
-def _await_archiver(ctx: ClusterContext, node: str, timeout: float = 10.0) -> None:
-    """`check` sees the segment in the repository a moment before the archiver records it
-    (pg_stat_archiver is updated once archive_command has returned): wait for that record, so a `verify`
-    right after `up` judges what `check` proved."""
+def wait_archived(ctx: ClusterContext, node: str, segment: str, timeout: float = 120.0) -> None:
+    """Until pg_stat_archiver says `segment` (or a later one) reached the repository."""
     deadline = time.monotonic() + timeout
     with ctx.pg_connect(node) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute("SELECT last_archived_wal IS NOT NULL FROM pg_stat_archiver").fetchone()
-            if row and row[0]:
+        while True:
+            row = conn.execute("SELECT coalesce(last_archived_wal, ''), coalesce(last_failed_wal, ''), "
+                               "failed_count FROM pg_stat_archiver").fetchone()
+            assert row is not None
+            if row[0] and row[0][:24] >= segment:
                 return
-            time.sleep(0.05)
+            if time.monotonic() > deadline:
+                raise BackupError(f"{node}: WAL segment {segment} was not archived within {timeout:.0f}s "
+                                  f"(last archived {row[0] or 'none'}, last failed {row[1] or 'none'}, "
+                                  f"{row[2]} failures)", hint="see the node's log: `streamctl logs " + node + "`")
+            time.sleep(0.1)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamctl.backup import catalog
+from streamctl.backup import archiving, catalog
 from streamctl.backup.pgbackrest import BackupError, PgBackRest, Stanza, repository_path
 from streamctl.citus import recovery as citus_recovery
 from streamctl.config.model import Role
@@ -83,23 +83,6 @@ def _segment(conn: Any) -> str:
     return str(row[0])
 
 
-def wait_archived(ctx: ClusterContext, node: str, segment: str, timeout: float = 120.0) -> None:
-    """Until pg_stat_archiver says `segment` (or a later one) reached the repository."""
-    deadline = time.monotonic() + timeout
-    with ctx.pg_connect(node) as conn:
-        while True:
-            row = conn.execute("SELECT coalesce(last_archived_wal, ''), coalesce(last_failed_wal, ''), "
-                               "failed_count FROM pg_stat_archiver").fetchone()
-            assert row is not None
-            if row[0] and row[0][:24] >= segment:
-                return
-            if time.monotonic() > deadline:
-                raise BackupError(f"{node}: WAL segment {segment} was not archived within {timeout:.0f}s "
-                                  f"(last archived {row[0] or 'none'}, last failed {row[1] or 'none'}, "
-                                  f"{row[2]} failures)", hint="see the node's log: `streamctl logs " + node + "`")
-            time.sleep(0.1)
-
-
 def create_point(ctx: ClusterContext, stanzas: list[Stanza], name: str) -> str:
     """The set's restore point on every node, WAL switched and archived; returns its time (ISO, UTC)."""
     nodes = {st.node.name: st.node for st in stanzas}
@@ -120,11 +103,11 @@ def create_point(ctx: ClusterContext, stanzas: list[Stanza], name: str) -> str:
                                "restorable (`backup list` shows it without a restore point)") from None
     stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
     segments = {}
-    for node in nodes:
-        with ctx.pg_connect(node) as conn:
-            segments[node] = _segment(conn)
-    for node, segment in segments.items():
-        wait_archived(ctx, node, segment)
+    for name_ in nodes:
+        with ctx.pg_connect(name_) as conn:
+            segments[name_] = _segment(conn)
+    for name_, segment in segments.items():
+        archiving.wait_archived(ctx, name_, segment)
     return stamp
 
 

@@ -49,7 +49,7 @@ def _argument_type(self: TyperArgument, ctx: Any) -> str | None:
 
 
 TyperOption.display_type_rich = _option_type  # type: ignore[method-assign]
-TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign]
+TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign,assignment]
 
 _SENTENCE_END = re.compile(r"(?<=\S)[.;](\s|$)")
 

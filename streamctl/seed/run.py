@@ -208,7 +208,7 @@ def _refuse_if_seeded(ctx: ClusterContext, plan: _Plan) -> None:
 def _refuse_referenced(ctx: ClusterContext, plan: _Plan) -> None:
     """Before anything is emptied: a table of the user's that references a seeded one would lose its rows
     to a cascade (or stop the TRUNCATE half-way), so the reset is refused and that table named."""
-    where = [(plan.coordinator, CATALOGUE_TABLES)]
+    where: list[tuple[str, tuple[str, ...]]] = [(plan.coordinator, CATALOGUE_TABLES)]
     if plan.primary:
         replicas = [n.name for n in ctx.topology.nodes_by_role(Role.ANALYTICS_REPLICA)]
         where += [(n, AUDIENCE_TABLES) for n in (plan.primary, *replicas)]  # a replica's apply would stop

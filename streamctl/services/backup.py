@@ -3,6 +3,8 @@ node, its pgBackRest stanza, then archive_command (engine knowledge: streamctl.b
 
 from __future__ import annotations
 
+from functools import partial
+
 from streamctl.backends.base import Backend
 from streamctl.backup import archiving
 from streamctl.backup.pgbackrest import PgBackRest
@@ -15,6 +17,6 @@ def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
     if not ctx.topology.backup_on:
         return []
     tool = PgBackRest(ctx, backend)
-    return [ConfigStep(st.node.name, "wal archiving", lambda st=st: archiving.pending(tool, st),
-                       lambda st=st: archiving.apply(tool, st), after=())
+    return [ConfigStep(st.node.name, "wal archiving", partial(archiving.pending, tool, st),
+                       partial(archiving.apply, tool, st), after=())
             for st in tool.stanzas()]
