@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 from streamctl.config import constraints
 from streamctl.config.model import BACKED_UP_ROLES, ExternalSpec, Node, Role, Topology, node_backend
 
 
 def semantic_errors(t: Topology) -> list[str]:
+    """Every cross-field error, concern by concern, in the order a reader meets them in the file."""
     errors: list[str] = []
-    nodes = t.nodes()
+    for concern in CONCERNS:
+        errors += concern(t)
+    return errors
 
+
+def _name_errors(t: Topology) -> list[str]:
+    errors: list[str] = []
     seen_names: dict[str, str] = {}
-    for n in nodes:
+    for n in t.nodes():
         if n.name in seen_names:
             errors.append(f"{declared(t, n, 'name')}: name {n.name!r} is already used by {seen_names[n.name]}")
         else:
             seen_names[n.name] = owner(t, n, "name")
+    return errors
 
+
+def _port_errors(t: Topology) -> list[str]:
+    errors: list[str] = []
+    nodes = t.nodes()
     seen_ports: dict[tuple[str, int], str] = {}
     endpoints = [(declared(t, n, "port"), n.bind, n.port, owner(t, n, "port"),
                   f" ({n.name}'s)" if _worker_index(n) is not None else "") for n in nodes]
@@ -37,14 +49,20 @@ def semantic_errors(t: Topology) -> list[str]:
             errors.append(f"{path}: port {port}{whose} is already used by {seen_ports[key]}")
         else:
             seen_ports[key] = holder
+    return errors
 
-    errors += _external_errors(t)
+
+def _citus_errors(t: Topology) -> list[str]:
     if t.citus and t.metadata.workers.count > 0:
         last = t.metadata.workers.port + t.metadata.workers.count - 1
         if last > 65535:
-            errors.append(f"metadata.workers.port: {t.metadata.workers.count} workers from port "
-                          f"{t.metadata.workers.port} would need port {last} (above 65535)")
+            return [f"metadata.workers.port: {t.metadata.workers.count} workers from port "
+                    f"{t.metadata.workers.port} would need port {last} (above 65535)"]
+    return []
 
+
+def _analytics_errors(t: Topology) -> list[str]:
+    errors: list[str] = []
     a = t.analytics
     if a.enabled:
         if a.primary is None and a.replicas:
@@ -60,9 +78,14 @@ def semantic_errors(t: Topology) -> list[str]:
                               f"(known: {', '.join(sorted(KNOWN_ANALYTICS_TABLES))})")
         if len(set(a.tables)) != len(a.tables):
             errors.append("analytics.tables: a table is listed twice")
+    return errors
 
+
+def _fdw_errors(t: Topology) -> list[str]:
+    errors: list[str] = []
+    a = t.analytics
     if t.fdw.enabled:
-        analytics_nodes = {n.name for n in nodes if n.role.value.startswith("analytics")}
+        analytics_nodes = {n.name for n in t.nodes() if n.role.value.startswith("analytics")}
         if not a.enabled:
             errors.append("fdw.enabled: the FDW needs the analytics role, which is disabled "
                           "(set fdw.enabled: false)")
@@ -72,8 +95,11 @@ def semantic_errors(t: Topology) -> list[str]:
         for i, table in enumerate(t.fdw.tables or ()):
             if table not in a.tables:
                 errors.append(f"fdw.tables[{i}]: {table!r} is not one of analytics.tables")
+    return errors
 
-    errors += hba_address_errors(t)
+
+def _monitoring_errors(t: Topology) -> list[str]:
+    errors: list[str] = []
     if t.monitoring.prometheus and t.backend == "swarm":
         errors.append("monitoring.prometheus: the monitoring node runs on the local and Docker backends, not on "
                       "Swarm yet (a Swarm service cannot reach the gateway on the manager's loopback); "
@@ -81,16 +107,20 @@ def semantic_errors(t: Topology) -> list[str]:
     if t.monitoring.prometheus and not t.gateway.enabled:
         errors.append("monitoring.prometheus: Prometheus scrapes the gateway, which is disabled "
                       "(gateway.enabled: false)")
-
-    if t.backup_on:
-        others = sorted({node_backend(t, n) for n in nodes if n.role in BACKED_UP_ROLES} - {"local", "auto"})
-        if others:
-            errors.append(f"backup: backups are implemented for the local backend only, and this topology "
-                          f"runs nodes on {', '.join(others)} (remove the section, or use backend: local)")
-    errors += constraints.syntax_errors(t)
-    if t.backend == "swarm":
-        errors += swarm_bind_errors(t)
     return errors
+
+
+def _backup_errors(t: Topology) -> list[str]:
+    if t.backup_on:
+        others = sorted({node_backend(t, n) for n in t.nodes() if n.role in BACKED_UP_ROLES} - {"local", "auto"})
+        if others:
+            return [f"backup: backups are implemented for the local backend only, and this topology "
+                    f"runs nodes on {', '.join(others)} (remove the section, or use backend: local)"]
+    return []
+
+
+def _swarm_errors(t: Topology) -> list[str]:
+    return constraints.syntax_errors(t) + (swarm_bind_errors(t) if t.backend == "swarm" else [])
 
 
 def _worker_index(node: Node) -> int | None:
@@ -196,3 +226,9 @@ def _external_errors(t: Topology) -> list[str]:
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 KNOWN_ANALYTICS_TABLES = frozenset({"users", "user_watch_history"})
+
+
+# the order a reader meets these in the file
+CONCERNS: tuple[Callable[[Topology], list[str]], ...] = (
+    _name_errors, _port_errors, _external_errors, _citus_errors, _analytics_errors, _fdw_errors,
+    hba_address_errors, _monitoring_errors, _backup_errors, _swarm_errors)

@@ -146,7 +146,9 @@ def path_loc(path: str) -> tuple[Any, ...]:
     return tuple(loc)
 
 
-def load_topology(path: str | Path, env: Mapping[str, str] | None = None) -> Topology:
+def load_topology(path: str | Path, env: Mapping[str, str] | None = None, backend: str | None = None) -> Topology:
+    """The topology file, validated; `backend` (`--backend`) replaces the file's `backend:` before the
+    checks run, so the topology is judged as it will be run."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"topology file {path} does not exist",
@@ -165,4 +167,6 @@ def load_topology(path: str | Path, env: Mapping[str, str] | None = None) -> Top
         what = "is empty" if not text.strip() else "holds no settings (only comments)"
         raise ConfigError(f"{path}: the topology file {what}",
                           hint="to ask for every default, write a file holding the line `version: 1`")
+    if backend is not None and isinstance(data, dict):
+        data = {**data, "backend": backend}
     return parse_topology(data, str(path), env, base=path.parent.absolute(), yaml_source=src)

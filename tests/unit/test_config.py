@@ -284,3 +284,17 @@ def test_a_worker_port_clash_names_the_key_that_was_set(tmp_path: Path) -> None:
     errors = _errors(tmp_path, "metadata:\n  coordinator: {port: 7001}\n  workers:\n    count: 2\n    port: 7000\n")
     assert errors == ["metadata.workers.port: port 7001 (worker-2's) is already used by metadata.coordinator "
                       "(line 5)"]
+
+
+def test_a_backend_override_is_validated_like_the_file(tmp_path: Path) -> None:
+    """`--backend swarm` replaces `backend:` before the checks: a loopback bind, fine on Docker, is refused
+    with its YAML path, and the topology read says the backend it will run on."""
+    path = tmp_path / "topology.yaml"
+    path.write_text("version: 1\ncluster: c1\nbackend: docker\nbind: 127.0.0.1\n")
+    assert load_topology(path).backend == "docker"
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, backend="swarm")
+    assert any(": bind: " in d and "0.0.0.0" in d for d in info.value.details), info.value.details
+    path.write_text("version: 1\ncluster: c1\nbackend: docker\nbind: 0.0.0.0\n")
+    assert load_topology(path, backend="swarm").backend == "swarm"
+    assert load_topology(path, backend="local").backend == "local"

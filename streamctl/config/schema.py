@@ -1,0 +1,321 @@
+"""The topology file's schema: every section as a typed, frozen pydantic model. What nodes it describes
+is worked out apart, in `nodes.py`."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from streamctl.config.nodes import Node, Role
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")]
+Ident = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
+WalSize = Annotated[str, Field(pattern=r"^(-1|[0-9]{1,9}(kB|MB|GB|TB)?)$")]  # a PostgreSQL size setting
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors and values never change after loading."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+BackendName = Literal["auto", "docker", "local", "external", "swarm"]
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class ExternalSpec(Strict):
+    """How to reach a node streamctl did not create; per node fields override the topology-wide ones.
+
+    The password comes from the topology (write it as ${VAR}); it is never written to state files.
+    """
+
+    host: str | None = None  # default: the node's bind address (127.0.0.1)
+    port: Port | None = None  # only in metadata.workers.nodes[]: that worker's port
+    user: str | None = None  # default: pg_user
+    password: str | None = None  # default: libpq's own lookup (PGPASSWORD, ~/.pgpass)
+    sslmode: SslMode | None = None
+    sslrootcert: str | None = None
+    server_version: int | None = Field(None, ge=10, le=99)  # expected PostgreSQL major version
+    citus_host: str | None = None  # the node's address as Citus and the other nodes know it (default: host)
+    citus_port: Port | None = None  # likewise (default: port)
+
+    def over(self, base: ExternalSpec) -> ExternalSpec:
+        """These settings with `base` filling what they leave unset."""
+        mine = self.model_dump(exclude_none=True)
+        return base.model_copy(update=mine)
+
+
+class CitusSpec(Strict):
+    enabled: bool = True
+    shard_count: int = Field(32, ge=1, le=4096)
+
+
+class CoordinatorSpec(Strict):
+    name: Name = "coordinator"
+    image: str = "citusdata/citus:12.1"
+    port: Port = 15432
+    bind: str | None = None
+    backend: BackendName | None = None  # default: the topology's backend
+    external: ExternalSpec | None = None
+
+
+class WorkersSpec(Strict):
+    count: int = Field(2, ge=0, le=64)
+    name_prefix: Name = "worker"
+    image: str | None = None  # defaults to the coordinator's image
+    port: Port = 15433  # worker i listens on port + i - 1
+    bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
+    nodes: tuple[ExternalSpec, ...] = ()  # per worker (in order): host, port, citus_host... overrides
+
+
+class MetadataSpec(Strict):
+    database: Ident = "metadata_db"
+    citus: CitusSpec = CitusSpec()
+    coordinator: CoordinatorSpec = CoordinatorSpec()
+    workers: WorkersSpec = WorkersSpec()
+
+
+class PrimarySpec(Strict):
+    name: Name = "analytics-primary"
+    image: str = "postgres:16"
+    port: Port = 15442
+    bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
+
+
+class ReplicaSpec(Strict):
+    name: Name
+    port: Port
+    image: str | None = None  # defaults to the primary's image
+    bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
+
+
+class AnalyticsSpec(Strict):
+    enabled: bool = True
+    database: Ident = "analytics_db"
+    tables: tuple[Ident, ...] = ("users", "user_watch_history")
+    primary: PrimarySpec | None = PrimarySpec()
+    replicas: tuple[ReplicaSpec, ...] = (ReplicaSpec(name="analytics-replica-1", port=15443),)
+    # WAL the primary keeps at most for a replica's slot: a replica gone or far behind cannot fill the disk
+    # (past it, the slot is invalidated and that replica must be rebuilt); -1: unbounded.
+    max_slot_wal_keep_size: WalSize = "4GB"
+
+    @field_validator("max_slot_wal_keep_size", mode="before")
+    @classmethod
+    def _plain_number(cls, value: object) -> object:
+        """A bare number (YAML reads it as an int) is megabytes, as PostgreSQL takes it."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class FdwSpec(Strict):
+    enabled: bool = True
+    source: Name = "analytics-primary"  # the analytics primary or one of its replicas
+    schema_name: Ident = Field("analytics", alias="schema")
+    tables: tuple[Ident, ...] | None = None  # defaults to analytics.tables
+
+
+class MongoSpec(Strict):
+    enabled: bool = True
+    name: Name = "mongo"
+    image: str = "mongo:7"
+    port: Port = 27117
+    bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
+    database: Ident = "streaming"
+
+
+class RedisSpec(Strict):
+    enabled: bool = True
+    name: Name = "redis"
+    image: str = "redis:7"
+    port: Port = 16379
+    bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
+    trending_ttl_days: int = Field(30, ge=1, le=3650)
+    cache_ttl_seconds: int = Field(300, ge=1)
+
+
+class GatewaySpec(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 3000
+    replica_reads: bool = True  # analytics-only reads go to a replica when one exists
+    tls: bool = False  # serve HTTPS with a certificate from the cluster CA (or tls.certificates.gateway)
+    # Beyond loopback every route needs the ops token except these: exact paths, `{name}` for one path
+    # segment, a trailing `*` for any rest (e.g. /api/v1/content/ids, /api/v1/content/{id}, /static/*).
+    public_routes: tuple[str, ...] = ()
+    metrics_interval: float = Field(5.0, ge=0.5, le=300)  # seconds between two background collections
+
+    @field_validator("public_routes")
+    @classmethod
+    def _routes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for route in value:
+            if not re.fullmatch(r"(/([A-Za-z0-9._~-]+|\{[a-zA-Z_]+\}))*(/\*|/)?", route) or not route:
+                raise ValueError(f"{route!r} is not a route pattern: /literal/{{name}}/... with an optional "
+                                 "trailing /* (e.g. /api/v1/content/{id})")
+        return value
+
+
+class MonitoringSpec(Strict):
+    """A Prometheus server scraping the gateway's /metrics, with alert rules (local and Docker backends)."""
+
+    prometheus: bool = False
+    image: str = "prom/prometheus:v2.53.0"  # Docker backend: the official image (or one with its layout)
+    port: Port = 19090
+    bind: str | None = None  # default: the topology's bind address (127.0.0.1)
+    scrape_interval: float = Field(15.0, ge=1, le=3600)  # seconds; also the rules' evaluation interval
+    alert_for: float = Field(60.0, ge=0, le=86400)  # seconds a condition must last before its alert fires
+    lag_bound_bytes: int = Field(64 * 1024 * 1024, ge=0)  # alert: a replica further behind than this
+    lag_bound_seconds: float = Field(60.0, ge=0)
+    skew_bound: float = Field(1.5, ge=1.0)  # alert: a distributed table's busiest node / mean node above this
+
+
+class TlsCertSpec(Strict):
+    """A certificate and its private key, as PEM files (paths relative to the topology file)."""
+
+    cert: str
+    key: str
+
+
+class TlsSpec(Strict):
+    """Verified TLS on every connection (default on); `tls: false` is the plain-text switch."""
+
+    enabled: bool = True
+    ca_cert: str | None = None  # bring your own CA (PEM); with ca_key streamctl signs node certificates with it
+    ca_key: str | None = None
+    certificates: dict[str, TlsCertSpec] = Field(default_factory=dict)  # node name (or `gateway`) -> own certificate
+
+
+class SecretsSpec(Strict):
+    """Optional fixed secrets (use ${VAR}); anything left empty is generated on first `up`."""
+
+    postgres_password: str | None = None
+    replication_password: str | None = None
+    fdw_password: str | None = None
+    gateway_password: str | None = None
+    redis_password: str | None = None
+    mongo_password: str | None = None
+
+
+class LocalSpec(Strict):
+    pg_bindir: str | None = None  # default: `pg_config --bindir`, else the directory of `initdb` on PATH
+    run_as: str | None = None  # when root: the unprivileged user for PostgreSQL (default postgres/streamctl)
+
+
+class VerifySpec(Strict):
+    max_skew: float = Field(1.5, ge=1.0)  # largest shard / mean shard, per table
+    max_lag_bytes: int = Field(16 * 1024 * 1024, ge=0)
+    max_lag_seconds: float = Field(30.0, ge=0)
+    checksum_chunk_rows: int = Field(100_000, ge=100)
+
+
+Constraint = Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class PlacementSpec(Strict):
+    """Where nodes may run on a Swarm: Swarm constraint expressions per role and per node (both apply)."""
+
+    roles: dict[str, tuple[Constraint, ...]] = {}
+    nodes: dict[str, tuple[Constraint, ...]] = {}
+    spread: bool = True  # place each new service on the matching host holding fewest of its role
+
+
+class S3RepositorySpec(Strict):
+    """An S3-compatible object store as the backup repository (keys as ${VAR}; never logged)."""
+
+    endpoint: str = Field(min_length=1)  # host[:port], e.g. s3.eu-west-1.amazonaws.com or minio:9000
+    bucket: str = Field(min_length=1)
+    region: str = "us-east-1"
+    key: str = Field(min_length=1)
+    key_secret: str = Field(min_length=1)
+    prefix: str = Field("/streamctl", pattern=r"^/")  # path inside the bucket
+    uri_style: Literal["host", "path"] = "host"
+    verify_tls: bool = True
+
+
+class RepositorySpec(Strict):
+    """Where backups go: a directory on the machine streamctl manages, or an S3-compatible store."""
+
+    path: str | None = Field(None, min_length=1)  # relative to the topology file
+    s3: S3RepositorySpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RepositorySpec:
+        if (self.path is None) == (self.s3 is None):
+            raise ValueError("give exactly one of `path` (a directory) or `s3` (an S3-compatible store)")
+        return self
+
+
+class BackupSpec(Strict):
+    """Continuous WAL archiving and base backups with pgBackRest (on when the section is present)."""
+
+    enabled: bool = True
+    repository: RepositorySpec
+    retention_full: int = Field(2, ge=1, le=999)  # full backups kept (their WAL too)
+    retention_diff: int | None = Field(None, ge=1, le=999)  # differential backups kept (default: all)
+    compression: Literal["none", "lz4", "zst", "gz", "bz2"] = "lz4"
+    parallelism: int = Field(2, ge=1, le=64)  # processes per node's backup and restore
+    archive_timeout: int = Field(60, ge=1, le=86400)  # seconds: WAL is switched and archived at least this often
+
+
+class Topology(Strict):
+    version: Literal[1] = 1
+    cluster: Name = "streamplat"
+    backend: BackendName = "auto"
+    bind: str = "127.0.0.1"
+    state_dir: str = ".streamctl"
+    pg_user: Ident = "streamctl"
+    metadata: MetadataSpec = MetadataSpec()
+    analytics: AnalyticsSpec = AnalyticsSpec()
+    fdw: FdwSpec = FdwSpec()
+    mongo: MongoSpec = MongoSpec()
+    redis: RedisSpec = RedisSpec()
+    gateway: GatewaySpec = GatewaySpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
+    secrets: SecretsSpec = SecretsSpec()
+    external: ExternalSpec = ExternalSpec()  # defaults for every external node
+    local: LocalSpec = LocalSpec()
+    verify: VerifySpec = VerifySpec()
+    placement: PlacementSpec = PlacementSpec()
+    tls: TlsSpec = TlsSpec()
+    backup: BackupSpec | None = None  # off unless the section is present
+
+    @field_validator("tls", mode="before")
+    @classmethod
+    def _tls_switch(cls, value: object) -> object:
+        """`tls: false` / `tls: true` are shorthands for `tls: {enabled: ...}`."""
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @property
+    def citus(self) -> bool:
+        return self.metadata.citus.enabled
+
+    @property
+    def backup_on(self) -> bool:
+        return self.backup is not None and self.backup.enabled
+
+    @property
+    def fdw_tables(self) -> tuple[str, ...]:
+        return self.fdw.tables if self.fdw.tables is not None else self.analytics.tables
+
+    def nodes(self) -> list[Node]:
+        from streamctl.config.nodes import resolve_nodes
+
+        return resolve_nodes(self)
+
+    def node(self, name: str) -> Node | None:
+        return next((n for n in self.nodes() if n.name == name), None)
+
+    def nodes_by_role(self, role: Role) -> list[Node]:
+        return [n for n in self.nodes() if n.role == role]
