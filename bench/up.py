@@ -48,7 +48,7 @@ def node_phase(args: argparse.Namespace, tls: bool) -> float:
     work.chmod(0o755)
     data = {**bench_topology(args.topology, args.backend, args.image_override), "tls": tls}
     ctx = context(data, work)
-    backend = select_backend(ctx, args.backend)
+    backend = select_backend(ctx)
     ready: dict[str, float] = {}
 
     def on_event(ev: Event) -> None:
@@ -147,7 +147,7 @@ def fresh_cluster(args: argparse.Namespace, made: list[tuple[ClusterContext, Bac
     work.chmod(0o755)
     os.environ[pg_template.CACHE_ENV] = str(work / "pg-templates")
     ctx = context(bench_topology(args.topology, args.backend, args.image_override), work)
-    backend = select_backend(ctx, args.backend)
+    backend = select_backend(ctx)
     made.append((ctx, backend, work))
     nodes = ctx.topology.nodes()
     backend.preflight(nodes)
@@ -195,7 +195,7 @@ def cold_up(path: Path, backend: str, image: str | None) -> float:
     data["cluster"] = f"bench-{backend}-{time.monotonic_ns() % 10**8}"
     data["bind"] = "0.0.0.0" if backend == "swarm" else "127.0.0.1"  # Swarm publishes on every interface
     ctx = context(data, work)
-    runner = Runner(ctx, select_backend(ctx, backend))
+    runner = Runner(ctx, select_backend(ctx))
     try:
         return runner.up().seconds
     finally:

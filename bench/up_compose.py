@@ -57,8 +57,8 @@ def compose_round(binary: str, data: dict[str, Any], work: Path, later: list[Cal
 
 
 def streamctl_round(data: dict[str, Any], work: Path, later: list[Callable[[], None]]) -> float:
-    ctx = context(data, work)
-    backend = select_backend(ctx, "docker")
+    ctx = context({**data, "backend": "docker"}, work)
+    backend = select_backend(ctx)
     later.append(lambda: Runner(ctx, backend).down(volumes=True))
     t0 = time.monotonic()
     try:

@@ -54,6 +54,14 @@ def with_workers(t: Topology, count: int) -> Topology:
     return new
 
 
+def resolved(topology: Topology, backend: Backend) -> Topology:
+    """The grown or shrunk topology keeps the backend already resolved (`auto` is not resolved again); a
+    cluster whose nodes name their own backends (external ones, a mix) resolves per node again."""
+    if backend.name not in ("docker", "swarm", "local") or any(n.backend for n in topology.nodes()):
+        return topology
+    return topology.model_copy(update={"backend": backend.name})
+
+
 def plan_scale(ctx: ClusterContext, backend: Backend, count: int) -> RebalancePlan:
     """What `scale --workers count` would do: workers to provision or remove, and the shard moves Citus's
     planner would make for them (computed in a rolled-back transaction: nothing changes)."""
@@ -62,10 +70,11 @@ def plan_scale(ctx: ClusterContext, backend: Backend, count: int) -> RebalancePl
     with coordinator_conn(ctx) as conn, citus_errors("reading Citus's plan failed"):
         if count == current:
             return RebalancePlan()
-        new_ctx = ClusterContext(with_workers(ctx.topology, count), ctx.store, ctx.topology_path)
+        new_ctx = ClusterContext(resolved(with_workers(ctx.topology, count), backend), ctx.store,
+                                 ctx.topology_path)
         if count > current:
             added = new_ctx.topology.nodes_by_role(Role.WORKER)[current:]
-            new_backend = select_backend(new_ctx, backend.name)
+            new_backend = select_backend(new_ctx)
             addresses = [(ep.internal_host, ep.internal_port) for ep in map(new_backend.endpoint, added)]
             for node, address in zip(added, addresses, strict=True):
                 nodes.by_address[address] = node.name
@@ -94,10 +103,8 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
         new_topology = with_workers(ctx.topology, count)
         preflight(conn, ctx, opts.transfer_mode)
         before = integrity_before(conn)
-    new_ctx = ClusterContext(new_topology, ctx.store, ctx.topology_path)
-    # Keep the backend already resolved; a cluster with external nodes resolves per node again.
-    mixed = backend.name == "external" or any(n.is_external for n in new_topology.nodes())
-    new_backend = select_backend(new_ctx, None if mixed else backend.name)
+    new_ctx = ClusterContext(resolved(new_topology, backend), ctx.store, ctx.topology_path)
+    new_backend = select_backend(new_ctx)
     if count > current:
         _grow(new_ctx, new_backend, current, say, result, opts, update_file, configure)
     else:

@@ -59,12 +59,10 @@ def _make(ctx: ClusterContext, choice: str, progress: Progress | None = None) ->
     raise PreflightError(f"unknown backend {choice!r}", hint=f"use {', '.join(BACKENDS)}")
 
 
-def select_backend(ctx: ClusterContext, override: str | None = None, progress: Progress | None = None) -> Backend:
-    """The topology's backend unless overridden (a node's own `backend:` still wins); a cluster whose
-    nodes name different backends gets one MixedBackend dispatching per node. `progress` hears about long
-    steps (image pulls)."""
-    if override and override != ctx.topology.backend:
-        ctx.topology = ctx.topology.model_copy(update={"backend": override})
+def select_backend(ctx: ClusterContext, progress: Progress | None = None) -> Backend:
+    """The topology's backend (a node's own `backend:` wins); a cluster whose nodes name different backends
+    gets one MixedBackend dispatching per node. `progress` hears about long steps (image pulls). The
+    topology is only read: `--backend` is applied when the file is loaded (`load_topology(backend=)`)."""
     nodes = ctx.topology.nodes()
     resolved: dict[str, str] = {}
     choice: dict[str, str] = {}

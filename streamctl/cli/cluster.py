@@ -57,9 +57,9 @@ def up(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: Bac
     Example: streamctl up --adopt
     Example: streamctl up --from-backup nightly-1
     """
-    ctx = load_context(file, state_dir)
+    ctx = load_context(file, state_dir, backend)
     ctx.adopt = adopt
-    be = load_backend(ctx, backend, progress=None if json_ else render.image_progress)
+    be = load_backend(ctx, progress=None if json_ else render.image_progress)
     steps = StepLog(None if json_ else render.progress(verbose))
     runner = Runner(ctx, be, emit=steps, timeout=timeout, configure_external=configure)
     if from_backup is not None and not dry_run_:
@@ -111,13 +111,13 @@ def down(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: B
     Example: streamctl down --volumes --yes
     Example: streamctl down --remove-orphans
     """
-    ctx = load_context(file, state_dir)
+    ctx = load_context(file, state_dir, backend)
     cluster = ctx.topology.cluster
     if volumes and not yes:
         render.confirm_or_refuse(f"Delete every node's data, the secrets and the state of cluster {cluster}?",
                                  what=f"`down --volumes` deletes every node's data, the secrets and the state "
                                       f"of cluster {cluster}", flag="--yes")
-    be = load_backend(ctx, backend)
+    be = load_backend(ctx)
     with mutating(ctx, "down", wait_lock):
         nodes = Runner(ctx, be, emit=None if json_ else render.progress(verbose=True)).down(
             volumes=volumes, skip_external=skip_external, remove_orphans=remove_orphans)
@@ -137,8 +137,8 @@ def status(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend:
 
     Example: streamctl status --json | jq '.nodes[] | select(.healthy | not)'
     """
-    ctx = load_context(file, state_dir)
-    be = load_backend(ctx, backend)
+    ctx = load_context(file, state_dir, backend)
+    be = load_backend(ctx)
     rows = cluster_status(ctx, be)
     code = ExitCode.OK if all(r["healthy"] for r in rows if not r["orphan"]) else ExitCode.UNHEALTHY
     if json_:

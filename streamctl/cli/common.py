@@ -27,20 +27,22 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 DEFAULT_FILE = Path("topology.yaml")
 
 
-def load_context(file: Path, state_dir: str | None = None) -> ClusterContext:
+def load_context(file: Path, state_dir: str | None = None, backend: str | None = None) -> ClusterContext:
+    """The cluster of `file`; `--backend` (when given) replaces the file's `backend:` before validation."""
+    from streamctl.backends import BACKENDS
     from streamctl.config.load import load_topology
     from streamctl.context import ClusterContext
 
-    topology = load_topology(file)
+    if backend not in (None, *BACKENDS):
+        raise typer.BadParameter(f"must be one of {', '.join(BACKENDS)}", param_hint="--backend")
+    topology = load_topology(file, backend=backend)
     return ClusterContext.build(topology, file.absolute(), state_dir)
 
 
-def load_backend(ctx: ClusterContext, backend: str | None = None, progress: Progress | None = None) -> Backend:
-    from streamctl.backends import BACKENDS, select_backend
+def load_backend(ctx: ClusterContext, progress: Progress | None = None) -> Backend:
+    from streamctl.backends import select_backend
 
-    if backend not in (None, *BACKENDS):
-        raise typer.BadParameter(f"must be one of {', '.join(BACKENDS)}", param_hint="--backend")
-    return select_backend(ctx, backend, progress)
+    return select_backend(ctx, progress)
 
 
 def share_with_subcommands(typer_ctx: typer.Context, *names: str) -> None:

@@ -28,8 +28,8 @@ def logs(node: NodeArg, file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = N
 
     Example: streamctl logs analytics-primary -n 50 --follow
     """
-    ctx = load_context(file, state_dir)
-    be = load_backend(ctx, backend)
+    ctx = load_context(file, state_dir, backend)
+    be = load_backend(ctx)
     n = ctx.node(node)
     if n.is_external:
         raise NotFoundError(f"{node} is an external node: streamctl does not run it, so its log is where it runs",
@@ -47,8 +47,8 @@ def psql(node: NodeArg, args: Annotated[list[str] | None, typer.Argument(
 
     Example: streamctl psql coordinator -- -c 'select count(*) from genres'
     """
-    ctx = load_context(file, state_dir)
-    be = load_backend(ctx, backend)
+    ctx = load_context(file, state_dir, backend)
+    be = load_backend(ctx)
     n = ctx.node(node)
     if n.engine is not Engine.POSTGRES:
         raise NotFoundError(f"{node} is a {n.engine.value} node, not PostgreSQL",

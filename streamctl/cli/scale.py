@@ -39,8 +39,8 @@ def scale(workers: Annotated[int, typer.Option("--workers", "-w", min=1, max=64,
     Example: streamctl scale --workers 4 --dry-run
     Example: streamctl scale --workers 4 --parallel 2
     """
-    ctx = load_context(file, state_dir)
-    be = load_backend(ctx, backend)
+    ctx = load_context(file, state_dir, backend)
+    be = load_backend(ctx)
     if dry_run:
         plan = plan_scale(ctx, be, workers)
         render.print_json(plan.to_json()) if json_ else show_plan(plan, f"moves Citus would make for {workers} workers")

@@ -31,8 +31,8 @@ def rotate_secrets(names: NamesArg = None, file: FileOpt = DEFAULT_FILE, state_d
     Example: streamctl rotate-secrets -f topology.yaml --wait-lock 600
     """
     check_names(names or [])
-    ctx = load_context(file, state_dir)
-    be = load_backend(ctx, backend)
+    ctx = load_context(file, state_dir, backend)
+    be = load_backend(ctx)
     steps = StepLog(None if json_ else render.event)
     with mutating(ctx, "rotate-secrets", wait_lock, steps):
         report = rotate(ctx, be, names, emit=steps)

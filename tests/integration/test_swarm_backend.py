@@ -233,7 +233,8 @@ def test_loopback_bind_is_refused_on_swarm(cli: Cli) -> None:
     cli.data["bind"] = "127.0.0.1"
     cli.save()
     proc = cli.run("up")
-    assert proc.returncode == ExitCode.PREFLIGHT and "bind: 0.0.0.0" in proc.stderr
+    # `--backend swarm` is applied before validation: the topology is judged as it will run (exit 3)
+    assert proc.returncode == ExitCode.CONFIG and "bind: 0.0.0.0" in proc.stderr, proc.stderr
     assert swarm_resources(cli.cluster)["services"] == []
 
 
