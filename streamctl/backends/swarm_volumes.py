@@ -24,21 +24,58 @@ from streamctl.readiness import Readiness
 LEFTOVERS = "swarm_leftover_volumes"
 NS = 1_000_000_000
 
-# DELETE /volumes/NAME on the host's engine socket, retried while a just-removed task still holds it.
+# DELETE /volumes/NAME on the host's engine socket, retried while a task still holds it. A container that
+# holds it after its task ended (the task history Swarm keeps, e.g. on a host drained earlier) is removed
+# when it is stopped and is this cluster's (the node's service, or the cluster's label), never a running
+# one or another cluster's. On failure it says what holds the volume.
 # Perl is in the base of the Debian images the nodes run (PostgreSQL, Citus, Redis); 204 or 404: gone.
 _SCRIPT = r"""
 use IO::Socket::UNIX;
-my $name = $ARGV[0];
-for my $try (1 .. 30) {
+my ($name, $service, $cluster) = @ARGV;
+sub call {
+  my ($method, $path) = @_;
   my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => "/var/run/docker.sock") or die "socket: $!";
-  print $s "DELETE /volumes/$name HTTP/1.0\r\nHost: docker\r\n\r\n";
+  print $s "$method $path HTTP/1.0\r\nHost: docker\r\n\r\n";
   my $reply = join("", <$s>);
   my ($code) = $reply =~ m{^HTTP/\S+ (\d+)};
+  my ($body) = $reply =~ m{\r\n\r\n(.*)}s;
+  return ($code, $body);
+}
+sub holders {
+  my ($extra) = @_;
+  my $f = '{"volume":["' . $name . '"]' . $extra . '}';
+  $f =~ s/([^A-Za-z0-9_.~-])/sprintf("%%%02X", ord($1))/ge;
+  my ($code, $body) = call("GET", "/containers/json?all=1&filters=$f");
+  return $code == 200 ? $body : "";
+}
+my $stopped = ',"status":["exited","created","dead"]';
+for my $try (1 .. 30) {
+  my ($code, $body) = call("DELETE", "/volumes/$name");
   exit 0 if $code == 204 || $code == 404;
-  if ($code != 409 || $try == 30) { print STDERR $reply; exit 1; }
+  if ($code != 409 || $try == 30) {
+    my @held = holders("") =~ m{"Names":\["/([^"]+)"\].*?"State":"(\w+)"}g;
+    my @named = map { $held[2 * $_] . " (" . $held[2 * $_ + 1] . ")" } 0 .. $#held / 2;
+    print STDERR "HTTP $code: $body" . (@named ? " held by: " . join(", ", @named) : "") . "\n";
+    exit 1;
+  }
+  my %ids;
+  $ids{$_} = 1 for (holders(',"label":["com.docker.swarm.service.name=' . $service . '"]' . $stopped)
+                    =~ m{"Id":"([0-9a-f]{64})"}g);
+  $ids{$_} = 1 for (holders(',"label":["io.streamctl.cluster=' . $cluster . '"]' . $stopped)
+                    =~ m{"Id":"([0-9a-f]{64})"}g);
+  call("DELETE", "/containers/$_") for keys %ids;
   sleep 1;
 }
 """
+
+
+def _last_words(service: Any) -> str:
+    """The first line of what the one-shot task wrote (the engine's reply when it refused), if readable."""
+    with suppress(Exception):
+        text = b"".join(service.logs(stdout=True, stderr=True)).decode(errors="replace").strip()
+        if text:
+            return "(" + text.splitlines()[0][:400] + ")"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -118,7 +155,9 @@ class SwarmVolumes:
         name = f"{cluster[:30]}-rmvol-{uuid.uuid4().hex[:8]}"
         with docker_errors(f"start a one-shot task on {left.host.hostname} to remove {left.volume}"):
             service = self.client.services.create(
-                image=left.image, name=name, command=["perl", "-e", _SCRIPT, left.volume], user="root",
+                image=left.image, name=name, user="root",
+                command=["perl", "-e", _SCRIPT, left.volume, docker_spec.container_name(cluster, left.node),
+                         cluster],
                 labels={docker_spec.LABEL_CLUSTER: cluster},
                 mounts=[Mount("/var/run/docker.sock", "/var/run/docker.sock", type="bind")],
                 constraints=[f"node.id == {left.host.id}"], mode=ServiceMode("replicated", replicas=1),
@@ -135,7 +174,8 @@ class SwarmVolumes:
                       interval=0.5).wait()
             status = state["task"]["Status"]
             if status["State"] != "complete":
-                raise RuntimeError(f"the removal task {status['State']}: {status.get('Err') or 'see its logs'}")
+                raise RuntimeError(f"the removal task {status['State']}: {status.get('Err') or ''} "
+                                   f"{_last_words(service)}".strip())
         finally:
             with suppress(Exception):
                 service.remove()
