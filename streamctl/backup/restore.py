@@ -65,13 +65,14 @@ class RestoreResult:
     nodes: list[str] = field(default_factory=list)
     redis: bool = False
     verify: VerifyReport | None = None
+    kept_aside: list[str] = field(default_factory=list)  # in place: the data the restore replaced
 
     def to_json(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "topology": str(self.topology_file) if self.topology_file else None,
                 "set": self.set.label, "restore_point": self.set.point, "point_time": self.set.point_time,
                 "chosen": self.chosen, "nodes": self.nodes, "redis": self.redis, "seconds": round(self.seconds, 3),
                 "phases": {k: round(v, 3) for k, v in self.phases.items()},
-                "verify": self.verify.to_json() if self.verify else None}
+                "kept_aside": self.kept_aside, "verify": self.verify.to_json() if self.verify else None}
 
 
 # -- the new cluster's topology ----------------------------------------------------------------------
@@ -158,12 +159,12 @@ def restore_into(ctx: ClusterContext, backend: Any, selection: Selection, into: 
             raise RefusedError(f"cluster {name} already has state in {tctx.store.root}",
                                hint="choose another name with --into")
         tbe = LocalBackend(tctx)
-        data = _restore_data(tool, chosen, how, tctx, tbe, emit)
+        data = restore_data(tool, chosen, how, tctx, tbe, emit)
     except BaseException:
         target_file.unlink(missing_ok=True)
         raise
     data.topology_file = target_file
-    return _finish(data, tctx, tbe, emit, timeout)
+    return finish(data, tctx, tbe, emit, timeout)
 
 
 def up_from_backup(ctx: ClusterContext, backend: Any, name: str, emit: Emit = ignore,
@@ -181,13 +182,15 @@ def up_from_backup(ctx: ClusterContext, backend: Any, name: str, emit: Emit = ig
     chosen, how = (Selection(label=name) if any(s.label == name for s in sets) else Selection(point=name)).choose(sets)
     # Its own stanzas: a generation apart from the ones it was restored from (same system id).
     ctx.store.update(backup_generation=datetime.now(UTC).strftime("g%Y%m%d%H%M%S"))
-    data = _restore_data(PgBackRest(ctx, backend), chosen, how, ctx, backend, emit)
-    return _finish(data, ctx, backend, emit, timeout)
+    data = restore_data(PgBackRest(ctx, backend), chosen, how, ctx, backend, emit)
+    return finish(data, ctx, backend, emit, timeout)
 
 
-def _restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: ClusterContext,
-                  tbe: LocalBackend, emit: Emit) -> RestoreResult:
-    """Every node's data recovered to the set's point, isolated; on failure nothing of it is left."""
+def restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: ClusterContext,
+                 tbe: LocalBackend, emit: Emit, discard: bool = True) -> RestoreResult:
+    """Every node's data recovered to the set's point, isolated. On failure nothing of it is left: a new
+    cluster is discarded whole (`discard`), else only the restored data directories are removed (the
+    caller puts back what was there)."""
     from streamctl.backends.base import Action
 
     started = time.monotonic()
@@ -228,14 +231,18 @@ def _restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: C
         for rn in restored.values():
             if (rn.data / "postmaster.pid").exists():
                 rn.pg_ctl("-m", "immediate", "stop")
-        _discard(tctx, tbe)
+        if discard:
+            _discard(tctx, tbe)
+        else:
+            for rn in restored.values():
+                shutil.rmtree(rn.data, ignore_errors=True)
         raise
     redis = _restore_redis(tool, chosen, tctx, tbe)
     return RestoreResult(tctx.topology.cluster, tctx.topology_path, chosen, how, nodes=sorted(restored),
                          redis=redis, seconds=time.monotonic() - started)
 
 
-def _finish(result: RestoreResult, tctx: ClusterContext, tbe: LocalBackend, emit: Emit,
+def finish(result: RestoreResult, tctx: ClusterContext, tbe: LocalBackend, emit: Emit,
             timeout: float) -> RestoreResult:
     """`up` makes the restored data a whole cluster; verify judges it. A failure here keeps the data:
     `streamctl up -f FILE` finishes it."""

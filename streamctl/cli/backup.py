@@ -10,7 +10,6 @@ import typer
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_backend, load_context
 from streamctl.cli.guard import WaitLockOpt, mutating
-from streamctl.errors import RefusedError
 
 app = typer.Typer(no_args_is_help=False)  # its help is the callback's docstring (with its example)
 
@@ -98,14 +97,16 @@ def restore(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
             = None,
             in_place: Annotated[bool, typer.Option("--in-place", help="Replace the running cluster's data "
                                                                       "(needs --yes).")] = False,
-            yes: Annotated[bool, typer.Option("--yes", help="Confirm --in-place.")] = False,
+            yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm --in-place without asking.")] = False,
             timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to be ready.")] = 120.0,
             wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Recover every group to one restore point, in a new cluster. Every PostgreSQL group, then Redis,
     into a NEW cluster beside the running one (own name, ports, secrets and stanzas; the original is only
-    read), then verify it.
+    read), then verify it. With --in-place (local backend, asks or needs --yes): the cluster itself is
+    stopped, its data kept aside (`*.before-restore-TIME`), recovered to the point, started and verified.
 
     Example: streamctl restore --point nightly-1 --into stage
+    Example: streamctl restore --label s1 --in-place --yes
     Example: streamctl restore --to 2026-12-04T17:30:00Z --json
     """
     from streamctl.backup.restore import Selection, restore_into
@@ -114,17 +115,25 @@ def restore(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
     if len(chosen) != 1:
         raise typer.BadParameter("give exactly one of --label, --point or --to")
     ctx = load_context(file, state_dir)
+    selection = Selection(label, point, _timestamp(to))
     if in_place:
+        if into is not None:
+            raise typer.BadParameter("--in-place restores this cluster; --into names a new one: give one of them")
         if not yes:
-            raise RefusedError(f"--in-place would replace the data of the running cluster "
-                               f"{ctx.topology.cluster}; nothing was changed",
-                               hint="add --yes to confirm, or restore into a new cluster with --into NAME")
-        raise RefusedError("in-place restore is not implemented yet; nothing was changed",
-                           hint="restore into a new cluster (--into NAME), check it, then switch to it")
+            render.confirm_or_refuse(f"Replace the data of cluster {ctx.topology.cluster} with the restore "
+                                     "point's? (the current data is kept aside)",
+                                     what=f"`restore --in-place` stops cluster {ctx.topology.cluster} and "
+                                          "replaces its data", flag="--yes")
     be = load_backend(ctx)
     with mutating(ctx, "restore", wait_lock):
-        result = restore_into(ctx, be, Selection(label, point, _timestamp(to)), into,
-                              emit=render.progress(verbose=False), timeout=timeout)
+        if in_place:
+            from streamctl.backup.in_place import refuse_unsupported, restore_in_place
+
+            refuse_unsupported(ctx, be.name)
+            result = restore_in_place(ctx, be, selection, emit=render.progress(verbose=False),  # type: ignore[arg-type]
+                                      timeout=timeout)
+        else:
+            result = restore_into(ctx, be, selection, into, emit=render.progress(verbose=False), timeout=timeout)
     report_restore(result, json_)
 
 
@@ -138,6 +147,8 @@ def report_restore(result: object, json_: bool) -> None:
         render.note(result.chosen)
         where = f" (topology {result.topology_file}: pass it with -f)" if result.topology_file else ""
         render.line(f"cluster {result.cluster} restored in {result.seconds:.1f}s{where}", "bold green")
+        for aside in result.kept_aside:
+            render.note(f"the data it replaced is kept at {aside} (remove it once you are satisfied)")
     if result.verify is not None and int(result.verify.exit_code) != 0:
         if not json_:
             bad = [r for r in result.verify.results if r.status.value not in ("passed", "skipped")]

@@ -193,7 +193,9 @@ def test_in_place_restore_is_refused_without_confirmation(story) -> None:
     c = story["cluster"]
     proc = _cli("restore", "-f", str(c.path), "--point", "s1", "--in-place")
     assert proc.returncode == 10, proc.stderr
-    assert "--in-place would replace the data" in proc.stderr and "nothing was changed" in proc.stderr
+    assert "`restore --in-place` stops cluster" in proc.stderr and "add --yes" in proc.stderr
+    proc = _cli("restore", "-f", str(c.path), "--point", "s1", "--in-place", "--into", "other", "--yes")
+    assert proc.returncode == 2, proc.stderr  # two destinations: a usage error
     assert platform_sums(c.ctx) == story["sums_later"]
 
 
@@ -251,3 +253,40 @@ def test_cli_backup_diff_with_json_and_up_from_backup_refused_on_existing_nodes(
     assert proc.returncode == 10 and "already exists" in proc.stderr, proc.stderr
     proc = _cli("up", "-f", str(c.path), "--from-backup", "s1")
     assert proc.returncode == 10 and "already exist" in proc.stderr, proc.stderr
+
+
+def _aside(c: LocalCluster) -> list[Path]:
+    return sorted(c.ctx.store.root.rglob("data.before-restore-*"))
+
+
+def test_in_place_restore_that_fails_puts_every_nodes_data_back(story) -> None:
+    """s2 cannot be reached (worker-1's WAL after it was removed by the test above): the restore fails
+    naming it, and every node's data is back as it was: `up` starts the same rows."""
+    c = story["cluster"]
+    before = platform_sums(c.ctx)
+    proc = _cli("restore", "-f", str(c.path), "--label", "s2", "--in-place", "--yes")
+    assert proc.returncode == 5 and "worker-1" in proc.stderr and "is missing" in proc.stderr, proc.stderr
+    assert "back as it was" in proc.stderr, proc.stderr
+    assert _aside(c) == []
+    c.up()
+    assert platform_sums(c.ctx) == before
+
+
+def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(story) -> None:
+    c = story["cluster"]
+    proc = _cli("restore", "-f", str(c.path), "--point", "s1", "--in-place", "--yes", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["cluster"] == c.topology.cluster and result["verify"]["ok"], result["verify"]
+    c.reload()
+    assert platform_sums(c.ctx) == story["sums_s1"]  # every node, the replica's subscribed tables included
+    with c.ctx.pg_connect("coordinator") as conn:  # same ports: Citus's catalog names the same nodes
+        assert citus_recovery.node_addresses(conn) == story["nodes_before"]
+    kept = [Path(p) for p in result["kept_aside"]]
+    assert kept and sorted(kept) == _aside(c) and all((p / "PG_VERSION").exists() or "redis" in str(p)
+                                                         for p in kept)
+    # archiving goes on, on the new timeline, into the same stanzas
+    archiving = run_checks(c.ctx, ["backup"])
+    assert [r.status.value for r in archiving.results] == ["passed"] * 4, [r.detail for r in archiving.results]
+    for p in kept:
+        shutil.rmtree(p)

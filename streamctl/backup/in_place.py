@@ -1,0 +1,92 @@
+"""`streamctl restore --in-place`: the running cluster itself recovered to a restore point.
+
+Every node is stopped, and the data of every PostgreSQL node and of Redis is moved aside (never deleted:
+`<data>.before-restore-<time>` beside it, listed in the result for the user to remove once satisfied).
+The groups of the set are then recovered into their own places, exactly as into a new cluster (same
+ports, so Citus's catalog already names the right nodes); the analytics replicas start empty and `up`
+subscribes them again; Redis starts from the set's snapshot. `up` finishes, `verify` judges. If anything
+fails before `up`, the restored files are removed and the data moved aside is put back: the cluster is
+as it was, stopped, and `streamctl up` starts it. Archiving goes on in the same stanzas, on the new
+timeline the recovery opened.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from streamctl.backup.pgbackrest import BackupError, PgBackRest
+from streamctl.backup.restore import RestoreResult, Selection, finish, restore_data
+from streamctl.backup.take import list_sets
+from streamctl.config.model import Engine, Role
+from streamctl.errors import RefusedError
+from streamctl.events import Emit, Event, ignore
+
+if TYPE_CHECKING:
+    from streamctl.backends.local import LocalBackend
+    from streamctl.context import ClusterContext
+
+ASIDE = ".before-restore-"
+
+
+def restore_in_place(ctx: ClusterContext, backend: LocalBackend, selection: Selection, emit: Emit = ignore,
+                     timeout: float = 120.0) -> RestoreResult:
+    """Recover the cluster `ctx` itself to the chosen set's restore point (the caller holds its lock)."""
+    from streamctl.runner import Runner
+
+    tool = PgBackRest(ctx, backend)
+    chosen, how = selection.choose(list_sets(tool))
+    missing = [b.node for b in chosen.nodes if ctx.topology.node(b.node) is None]
+    if missing:
+        raise RefusedError(f"the set holds {', '.join(missing)}, which the topology no longer has; nothing "
+                           "was changed", hint="restore it into a new cluster with --into NAME")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    emit(Event("info", "*", "restore", f"in place: every node stops; its data is kept aside as *{ASIDE}{stamp}"))
+    Runner(ctx, backend, emit=emit, timeout=timeout).down()
+    moved = _move_aside(ctx, backend, stamp, emit)
+    try:
+        result = restore_data(tool, chosen, how, ctx, backend, emit, discard=False)
+    except BaseException:
+        _put_back(moved, emit)
+        raise
+    result.topology_file = ctx.topology_path
+    result.kept_aside = [str(aside) for _, aside in moved]
+    return finish(result, ctx, backend, emit, timeout)
+
+
+def _move_aside(ctx: ClusterContext, backend: LocalBackend, stamp: str, emit: Emit) -> list[tuple[Path, Path]]:
+    """Every PostgreSQL node's and Redis's data directory renamed beside itself (same filesystem: instant)."""
+    moved: list[tuple[Path, Path]] = []
+    for node in ctx.topology.nodes():
+        if node.is_external or not (node.is_postgres or node.engine is Engine.REDIS):
+            continue
+        data = backend.data_dir(node)
+        if not data.exists():
+            continue
+        aside = data.with_name(data.name + ASIDE + stamp)
+        data.rename(aside)
+        moved.append((data, aside))
+        emit(Event("info", node.name, "restore", f"its data kept at {aside}"))
+    return moved
+
+
+def _put_back(moved: list[tuple[Path, Path]], emit: Emit) -> None:
+    """After a failed restore: the restored files removed, each data directory back where it was."""
+    for data, aside in moved:
+        if data.exists():
+            shutil.rmtree(data, ignore_errors=True)
+        aside.rename(data)
+    if moved:
+        emit(Event("info", "*", "restore", "the restore failed: every node's data is back as it was (stopped; "
+                                           "`streamctl up` starts it)"))
+
+
+def refuse_unsupported(ctx: ClusterContext, backend_name: str) -> None:
+    """In place needs the nodes' data on this machine (the local backend) and a set to restore."""
+    if backend_name != "local":
+        raise RefusedError(f"--in-place restores clusters on the local backend; this one runs on {backend_name}; "
+                           "nothing was changed", hint="restore into a new cluster with --into NAME")
+    if any(n.role is Role.ANALYTICS_PRIMARY and n.is_external for n in ctx.topology.nodes()):
+        raise BackupError("--in-place cannot restore an external analytics primary")
