@@ -11,7 +11,8 @@ on its own. One Swarm and one cluster are shared by the scenarios, which run in 
 4. A drained host: its pinned worker stays there, `up` converges the rest and exits 14 naming it.
 5. A frozen host (its engine paused): `status` and `verify` name it and its nodes, `up` converges the rest
    and exits 14 naming it; once it is back, `up` and `verify` pass with every Citus row still there.
-6. `down --volumes` leaves no streamctl volume on any host.
+6. A shrinking `scale` removes the leaving worker's volume on the host that held it.
+7. `down --volumes` leaves no streamctl volume on any host.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase, after the other tests.
 """
@@ -348,9 +349,25 @@ def test_a_frozen_host_is_named_and_the_rest_converges(cli: Cli, swarm: DindSwar
     _heals(cli, "after-freeze")
 
 
-@pytest.mark.xfail(reason="known defect, issue #25 open: in the last full CI run the one-shot task that removes "
-                   "worker-1's volume on db-2 (the host drained earlier in this module) exited 1, so `down "
-                   "--volumes` kept it recorded and failed; passes when run after a fresh platform", strict=False)
+def test_a_shrinking_scale_removes_the_volume_on_its_host(cli: Cli, swarm: DindSwarm) -> None:
+    """A worker added on another host and removed again: its shards move back, its volume goes from the host
+    that held it (removed there by a one-shot task), nothing is left recorded."""
+    before = distributed_counts(cli)
+    grown = cli.run("scale", "--workers", "3", "--json")
+    assert grown.returncode == 0, grown.stdout + grown.stderr
+    host = _running_host(swarm, f"{cli.cluster}-worker-3").hostname
+    assert host in ("db-2", "db-3")  # placed by the workers' role constraint, away from the manager
+    volume = f"{cli.cluster}-worker-3-data"
+    assert volume in _volumes(swarm, cli.cluster)[host]
+    shrunk = cli.run("scale", "--workers", "2", "--json")
+    assert shrunk.returncode == 0, shrunk.stdout + shrunk.stderr
+    assert all(volume not in names for names in _volumes(swarm, cli.cluster).values())
+    rows = json.loads(cli.run("status", "--json").stdout)["nodes"]
+    assert not [r for r in rows if r["state"] == "volume left"], rows  # nothing left recorded
+    assert registered(cli) == [f"{cli.cluster}-worker-1", f"{cli.cluster}-worker-2"]
+    assert distributed_counts(cli) == before
+
+
 def test_down_volumes_leaves_no_volume_on_any_host(cli: Cli, swarm: DindSwarm) -> None:
     assert all(_volumes(swarm, cli.cluster)[h] for h in ("db-1", "db-2", "db-3"))
     cli.ok("down", "--volumes", "--yes")
