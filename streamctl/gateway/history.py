@@ -76,6 +76,11 @@ class History:
         with self._lock:
             return list(self._points)
 
+    def continue_from(self, points: list[dict[str, object]]) -> None:
+        """Take over another worker's points (it collected until now): the charts go on without a gap."""
+        with self._lock:
+            self._points.extend(points[-(self._points.maxlen or len(points)):])
+
 
 def _per_node(snap: Snapshot) -> dict[str, int]:
     out: dict[str, int] = {}

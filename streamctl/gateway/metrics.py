@@ -10,10 +10,13 @@ the HTTP families add up over the workers (prometheus_client's multiprocess mode
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -30,21 +33,50 @@ from streamctl.verify.last import LastVerifyFile
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DURATION = "streamctl_http_request_duration_seconds"
+SHARED = "collector.pickle"  # the collecting worker's snapshot and history, for the other workers
 UNMATCHED = "<unmatched>"  # every path no route knows shares one label, so scanners cannot grow the series
 
 router = APIRouter(include_in_schema=False)
 
 
 class Background:
-    """The collector thread, the last snapshot it made, and the history of the last minutes."""
+    """The collector thread, the last snapshot it made, and the history of the last minutes.
+
+    With several uvicorn workers (multiprocess mode) one worker collects for all: the first to take an
+    flock in the metrics directory; it writes each snapshot and the history there (a private directory,
+    replaced atomically), and the others read that file. When the collecting worker exits its lock goes
+    with it and another worker takes over within an interval. So the nodes see one collector, and every
+    worker answers with the same history."""
 
     def __init__(self, ctx: ClusterContext, interval: float) -> None:
         self.ctx, self.interval = ctx, interval
-        self.snapshot = Snapshot()
+        self._snapshot = Snapshot()
         self.history = History(interval)
         self.http_totals: Callable[[], HttpTotals] = lambda: HttpTotals(0.0, ())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="streamctl-metrics", daemon=True)
+        shared = os.environ.get(MULTIPROC_ENV)
+        self._dir = Path(shared) if shared else None
+        self._lock_fd: int | None = None
+        self._read_at = 0.0  # mtime of the shared file last read
+        self._points: list[dict[str, object]] | None = None  # the collecting worker's history (a reader)
+
+    @property
+    def leader(self) -> bool:
+        return self._dir is None or self._lock_fd is not None
+
+    @property
+    def snapshot(self) -> Snapshot:
+        self._read_shared()
+        return self._snapshot
+
+    @snapshot.setter
+    def snapshot(self, value: Snapshot) -> None:
+        self._snapshot = value
+
+    def points(self) -> list[dict[str, object]]:
+        self._read_shared()
+        return self.history.points() if self._points is None else list(self._points)
 
     def start(self) -> None:
         self._thread.start()
@@ -52,17 +84,61 @@ class Background:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
-            try:
-                self.snapshot = collect(self.ctx, gateway_login)
-            except Exception as exc:  # noqa: BLE001 - the collector must outlive any one failure
-                self.snapshot = Snapshot(collected_at=time.time(), errors={"collect": str(exc)[:200]})
-            with contextlib.suppress(Exception):  # a chart point lost is no reason to stop collecting
-                self.history.add(self.snapshot, self.http_totals())
+            if self._take_turn():
+                try:
+                    self._snapshot = collect(self.ctx, gateway_login)
+                except Exception as exc:  # noqa: BLE001 - the collector must outlive any one failure
+                    self._snapshot = Snapshot(collected_at=time.time(), errors={"collect": str(exc)[:200]})
+                with contextlib.suppress(Exception):  # a chart point lost is no reason to stop collecting
+                    self.history.add(self._snapshot, self.http_totals())
+                with contextlib.suppress(OSError):
+                    self._write_shared()
             self._stop.wait(max(0.1, self.interval - (time.monotonic() - started)))
+
+    # -- one collector for every worker ------------------------------------------------------------
+    def _take_turn(self) -> bool:
+        """Whether this process collects: always alone; with workers, the one holding the lock."""
+        if self.leader:
+            return True
+        assert self._dir is not None
+        fd = os.open(self._dir / "collector.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        if self._points:
+            self.history.continue_from(self._points)
+        self._lock_fd, self._points = fd, None
+        return True
+
+    def _write_shared(self) -> None:
+        if self._dir is None:
+            return
+        tmp = self._dir / f"collector.{os.getpid()}.tmp"
+        tmp.write_bytes(pickle.dumps((self._snapshot, self.history.points())))
+        os.replace(tmp, self._dir / SHARED)
+
+    def _read_shared(self) -> None:
+        """A reader's view: the collecting worker's latest file, read again only when it changed."""
+        if self.leader or self._dir is None:
+            return
+        try:
+            mtime = (self._dir / SHARED).stat().st_mtime
+            if mtime == self._read_at:
+                return
+            # the directory is this gateway's own (0700), written only by its workers
+            self._snapshot, self._points = pickle.loads((self._dir / SHARED).read_bytes())  # noqa: S301
+            self._read_at = mtime
+        except (OSError, EOFError, pickle.UnpicklingError):
+            return
 
 
 class Instruments:
@@ -153,7 +229,7 @@ async def history(request: Request) -> MetricsHistory:
     snap = background.snapshot
     return MetricsHistory(interval=background.interval, citus=snap.citus,
                           nodes=[NodeUp(**vars(n)) for n in snap.nodes],
-                          points=[HistoryPoint.model_validate(p) for p in background.history.points()])
+                          points=[HistoryPoint.model_validate(p) for p in background.points()])
 
 
 @router.get("/metrics")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,26 @@ def test_a_stopped_node_reads_0_and_the_scrape_still_answers(served: Served) -> 
         assert nodes[c.topology.metadata.coordinator.name]["up"]
     finally:
         c.up()
+
+
+def test_one_collector_serves_every_worker(served: Served) -> None:
+    """Two uvicorn workers, one background collector: the histories every worker answers with come from
+    one series (one point per interval), not one series per worker (two points per interval)."""
+    headers = {"Authorization": f"Bearer {served.token}"}
+    time.sleep(5)  # a few seconds of history, whichever worker collected before
+
+    def history(_: int) -> list[float]:
+        with httpx.Client(timeout=10) as client:  # a new connection each time
+            reply = client.get(f"{served.base}/api/v1/ops/history", headers=headers)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["points"], reply.json()
+        return [p["t"] for p in reply.json()["points"]]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # at once, so that both workers answer some
+        answers = list(pool.map(history, range(64)))
+    # One series: every answer is a stretch of it with nothing of it missing in between. Two series (one
+    # collector per worker, stamps interleaved): a worker's answer lacks the other's points in its span.
+    series = sorted({t for answer in answers for t in answer})
+    for answer in answers:
+        stretch = [t for t in series if answer[0] <= t <= answer[-1]]
+        assert answer == stretch, (answer, stretch)
