@@ -217,3 +217,15 @@ def test_mongo_uris_keep_their_earlier_shape() -> None:
     assert mongo.uri("h", 1, "u", "p", "admin", timeouts=True) == (
         f"mongodb://u:p@h:1/?authSource=admin&directConnection=true&{mongo.TIMEOUTS}")
     assert mongo.uri("h", 1, ca_file="/x/ca.crt") == "mongodb://h:1/?directConnection=true&tls=true&tlsCAFile=/x/ca.crt"
+
+
+def test_docker_and_swarm_redis_conf_keep_their_text() -> None:
+    """Their definitions hash this text (a Swarm secret is named by it): unchanged for a generated password, so
+    no running container or service is replaced by the move to engines/."""
+    from streamctl.backends import docker_spec, swarm_spec
+
+    docker = b'# managed by streamctl\nport 6379\nrequirepass "aB-_9"\nappendonly yes\n'
+    assert docker_spec.redis_conf("aB-_9", False) == docker
+    assert swarm_spec._redis_conf("aB-_9", True) == (
+        "port 0\ntls-port 6379\ntls-cert-file /run/secrets/server.crt\ntls-key-file /run/secrets/server.key\n"
+        'tls-ca-cert-file /run/secrets/ca.crt\ntls-auth-clients no\nrequirepass "aB-_9"\nappendonly yes\n')
