@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
 
 from streamctl.config.model import Engine, ExternalSpec, Node, Role, Topology, postgres_settings
+from streamctl.engines import mongo as mongo_engine
+from streamctl.engines import postgres as pg_engine
+from streamctl.engines import redis as redis_engine
+from streamctl.engines.tls import CA
 from streamctl.errors import BackendError, NotFoundError
 from streamctl.names import GATEWAY_USER, MONGO_APP_USER, MONGO_ROOT_USER
 from streamctl.ownership import Ownership
@@ -26,12 +29,8 @@ from streamctl.pgconn import (
 )
 from streamctl.state import Endpoint, StateStore, cluster_dir
 from streamctl.tls.material import ClusterTls
-from streamctl.tls.server import CA, libpq_verify
 
 TLS_BACKENDS = ("local", "docker", "swarm", "auto")
-# MongoDB clients give up instead of hanging: to connect, to find the server, and for an answer (bulk
-# inserts of a seed included, hence the generous socket timeout).
-MONGO_TIMEOUTS = "connectTimeoutMS=5000&serverSelectionTimeoutMS=5000&socketTimeoutMS=120000"
 
 if TYPE_CHECKING:
     import psycopg
@@ -111,7 +110,7 @@ class ClusterContext:
         ends = [e for e in (target, client) if e is not None]
         if not ends or not all(self.managed_tls(e) for e in ends):
             return {}
-        return libpq_verify(self.ca_path(client))
+        return pg_engine.verify_full(self.ca_path(client))
 
     def node(self, name: str) -> Node:
         node = self.topology.node(name)
@@ -163,11 +162,8 @@ class ClusterContext:
         user = user or self.topology.pg_user
         if password is None:
             password = self.secrets["postgres_password"]
-        db = dbname or ep.database or "postgres"
-        credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
-        uri = f"postgresql://{credentials}@{ep.host}:{ep.port}/{quote(db, safe='')}"
         ssl = self.pg_ssl(target=name)  # TLS on: sslmode=verify-full and the cluster CA, usable as printed
-        return uri + ("?" + "&".join(f"{k}={quote(v, safe='/')}" for k, v in ssl.items()) if ssl else "")
+        return pg_engine.uri(ep.host, ep.port, dbname or ep.database or "postgres", user, password, ssl)
 
     def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
                     password: str | None = None, connect_timeout: int = 5,
@@ -176,15 +172,15 @@ class ClusterContext:
         passed through, its password only in memory)."""
         node = self.topology.node(name)
         if node is not None and node.external is not None and user is None:
-            from psycopg.conninfo import make_conninfo
-
-            return make_conninfo(external_conninfo(node, self.topology.pg_user, dbname),
-                                 connect_timeout=connect_timeout, application_name=application_name)
-        uri = self.pg_uri(name, dbname, user, password)
-        # quote, not quote_plus: libpq decodes %XX in a URI but not `+` (options holds a space)
-        query = urlencode({"connect_timeout": connect_timeout, "application_name": application_name,
-                           **session_params()}, quote_via=quote)
-        return f"{uri}{'&' if '?' in uri else '?'}{query}"
+            return external_conninfo(node, self.topology.pg_user, dbname, connect_timeout=connect_timeout,
+                                     application_name=application_name)
+        ep = self.endpoint(name)
+        if password is None:
+            password = self.secrets["postgres_password"]
+        params = {**self.pg_ssl(target=name), "connect_timeout": connect_timeout,
+                  "application_name": application_name, **session_params()}
+        return pg_engine.uri(ep.host, ep.port, dbname or ep.database or "postgres", user or self.topology.pg_user,
+                            password, params)
 
     @contextmanager
     def kept_connections(self) -> Iterator[None]:
@@ -245,11 +241,8 @@ class ClusterContext:
         with (or, with_ca, the URL carries it as redis-py's query parameters)."""
         ep = self.endpoint(self.topology.redis.name)
         tls = self.managed_tls(self.topology.redis.name)
-        scheme = "rediss" if tls else "redis"
-        url = f"{scheme}://:{quote(self.redis_password(), safe='')}@{ep.host}:{ep.port}/0"
-        if with_ca and tls:
-            url += f"?ssl_ca_certs={quote(self.ca_path(), safe='/')}&ssl_cert_reqs=required"
-        return url
+        ca = self.ca_path() if with_ca and tls else None
+        return redis_engine.url(ep.host, ep.port, self.redis_password(), tls, ca)
 
     def redis_ca(self) -> str | None:
         """The CA file Redis clients verify with, or None when the cluster's TLS does not cover Redis."""
@@ -273,18 +266,14 @@ class ClusterContext:
         node = self.topology.node(self.topology.mongo.name)
         if node is not None and node.external is not None:
             ext = node.external
-            cred = f"{quote(ext.user, safe='')}:{quote(ext.password or '', safe='')}@" if ext.user else ""
-            tls = "&tls=true" if ext.sslmode in ("require", "verify-ca", "verify-full") else ""
-            return (f"mongodb://{cred}{ep.host}:{ep.port}/?authSource={self.topology.mongo.database}"
-                    f"&directConnection=true&{MONGO_TIMEOUTS}{tls}")
+            return mongo_engine.uri(ep.host, ep.port, ext.user, ext.password, self.topology.mongo.database,
+                                    timeouts=True, tls=ext.sslmode in ("require", "verify-ca", "verify-full"))
         if admin:
             user, pw, auth_db = MONGO_ROOT_USER, self.secrets["mongo_password"], "admin"
         else:
             user, pw, auth_db = MONGO_APP_USER, self.secrets["mongo_app_password"], self.topology.mongo.database
-        managed = self.managed_tls(self.topology.mongo.name)
-        tls = f"&tls=true&tlsCAFile={quote(self.ca_path(), safe='/')}" if managed else ""
-        return (f"mongodb://{quote(user, safe='')}:{quote(pw, safe='')}@{ep.host}:{ep.port}/"
-                f"?authSource={auth_db}&directConnection=true&{MONGO_TIMEOUTS}{tls}")
+        ca = self.ca_path() if self.managed_tls(self.topology.mongo.name) else None
+        return mongo_engine.uri(ep.host, ep.port, user, pw, auth_db, timeouts=True, ca_file=ca)
 
     def mongo(self, admin: bool = False) -> MongoClient[Any]:
         from pymongo import MongoClient

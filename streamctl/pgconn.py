@@ -10,10 +10,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
 from streamctl.config.model import Node
+from streamctl.engines import postgres as pg_engine
 from streamctl.errors import BackendError, ConfigError, ExitCode, StreamctlError
 from streamctl.state import Endpoint
 
@@ -148,20 +148,15 @@ class KeptConnections:
             conn.close()
 
 
-def external_conninfo(node: Node, default_user: str, dbname: str | None = None) -> str:
+def external_conninfo(node: Node, default_user: str, dbname: str | None = None, connect_timeout: int = 5,
+                      application_name: str = "streamctl") -> str:
     """libpq keywords for an external node, TLS settings passed through; the password only in memory."""
     ext = node.external
     assert ext is not None
-    params: dict[str, Any] = {"host": node.host, "port": node.port, "user": ext.user or default_user,
-                              "dbname": dbname or node.database or "postgres", "connect_timeout": 5,
-                              "application_name": "streamctl"}
-    if ext.password:
-        params["password"] = ext.password
-    if ext.sslmode:
-        params["sslmode"] = ext.sslmode
-    if ext.sslrootcert:
-        params["sslrootcert"] = ext.sslrootcert
-    return make_conninfo(**params, **session_params())
+    return pg_engine.conninfo(host=node.host, port=node.port, user=ext.user or default_user,
+                              dbname=dbname or node.database or "postgres", connect_timeout=connect_timeout,
+                              application_name=application_name, password=ext.password or None,
+                              sslmode=ext.sslmode or None, sslrootcert=ext.sslrootcert or None, **session_params())
 
 
 def external_endpoint(node: Node) -> Endpoint:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
 
 from streamctl.config.model import Engine, Node
+from streamctl.engines import mongo, postgres, redis
 from streamctl.errors import ReadinessTimeout
 
 Probe = Callable[[], bool]
@@ -67,48 +66,6 @@ class Readiness:
             time.sleep(min(self.interval, max(0.0, self.timeout - elapsed)))
 
 
-def postgres_probe(conninfo: str, query: str = "SELECT 1") -> Probe:
-    """Ready when a real query answers, not merely when the port is open."""
-
-    def probe() -> bool:
-        import psycopg
-
-        with psycopg.connect(conninfo, connect_timeout=3, autocommit=True) as conn:
-            row = conn.execute(query).fetchone()  # type: ignore[arg-type]
-            return row is not None and bool(row[0])
-
-    return probe
-
-
-def redis_probe(host: str, port: int, password: str | None, ca: str | None = None) -> Probe:
-    def probe() -> bool:
-        import redis
-
-        client = redis.Redis(host=host, port=port, password=password, socket_timeout=3,
-                             socket_connect_timeout=3, ssl=ca is not None, ssl_ca_certs=ca,
-                             ssl_cert_reqs="required", ssl_check_hostname=ca is not None)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-
-    return probe
-
-
-def mongo_probe(uri: str) -> Probe:
-    def probe() -> bool:
-        from pymongo import MongoClient
-
-        client: MongoClient[Any] = MongoClient(uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000,
-                                              socketTimeoutMS=3000)
-        try:
-            return bool(client.admin.command("ping").get("ok"))
-        finally:
-            client.close()
-
-    return probe
-
-
 def node_probe(node: Node, host: str, port: int, pg_user: str, secrets: Mapping[str, str],
                ca: str | None = None, fallback: Mapping[str, Sequence[str]] | None = None) -> Probe:
     """The semantic probe of a node, whatever runs it: a real query, PING, or ping; with `ca` (the cluster
@@ -116,26 +73,22 @@ def node_probe(node: Node, host: str, port: int, pg_user: str, secrets: Mapping[
     passwords a node may still have while a rotation is pending (tried only when the wanted one is refused)."""
     others = fallback or {}
     if node.engine is Engine.POSTGRES:
-        import psycopg
+        tls = postgres.verify_full(ca) if ca else {}
 
-        def conninfo(password: str) -> str:
-            params = {"host": host, "port": str(port), "user": pg_user, "dbname": "postgres", "password": password}
-            if ca:
-                params.update(sslmode="verify-full", sslrootcert=ca)
-            return psycopg.conninfo.make_conninfo(**params)
+        def dsn(password: str) -> str:
+            return postgres.conninfo(host=host, port=port, user=pg_user, dbname="postgres", password=password, **tls)
 
         wanted = secrets["postgres_password"]
-        return _any_password([postgres_probe(conninfo(p)) for p in (wanted, *others.get("postgres_password", ()))],
+        return _any_password([postgres.probe(dsn(p)) for p in (wanted, *others.get("postgres_password", ()))],
                              lambda exc: "password authentication failed" in str(exc))
     if node.engine is Engine.REDIS:
-        import redis
+        import redis as redis_lib
 
         passwords = (secrets["redis_password"], *others.get("redis_password", ()))
-        return _any_password([redis_probe(host, port, p, ca) for p in passwords],
-                             lambda exc: isinstance(exc, redis.AuthenticationError))
+        return _any_password([redis.probe(host, port, p, ca) for p in passwords],
+                             lambda exc: isinstance(exc, redis_lib.AuthenticationError))
     # Before `up` creates its users a fresh mongod only admits unauthenticated pings from localhost.
-    tls = f"&tls=true&tlsCAFile={quote(ca, safe='/')}" if ca else ""
-    return mongo_probe(f"mongodb://{host}:{port}/?directConnection=true{tls}")
+    return mongo.probe(mongo.uri(host, port, ca_file=ca))
 
 
 def _any_password(probes: list[Probe], refused: Callable[[BaseException], bool]) -> Probe:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from streamctl.backends.base import Backend, NodeState
 from streamctl.context import ClusterContext
+from streamctl.engines import postgres as pg_engine
 from streamctl.errors import ForeignError, NotFoundError
 from streamctl.plan import NodeStep
 
@@ -30,8 +31,9 @@ def check_adopt(ctx: ClusterContext, backend: Backend, steps: list[NodeStep]) ->
             continue
         ep = backend.endpoint(step.node)
         try:  # the owner's certificates are not signed by our CA: TLS without verification, for this check
-            psycopg.connect(host=ep.host, port=ep.port, user=ctx.topology.pg_user, dbname="postgres",
-                            password=secrets["postgres_password"], connect_timeout=5, sslmode="prefer").close()
+            dsn = pg_engine.conninfo(host=ep.host, port=ep.port, user=ctx.topology.pg_user, dbname="postgres",
+                                     password=secrets["postgres_password"], connect_timeout=5, sslmode="prefer")
+            psycopg.connect(dsn).close()
         except psycopg.OperationalError as exc:
             if "password authentication failed" in str(exc):
                 raise ForeignError(f"`up --adopt`: the secrets in {root} do not open {step.node.name} (password "

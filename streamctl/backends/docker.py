@@ -21,6 +21,7 @@ from streamctl.backends.docker_images import ImagePuller
 from streamctl.backends.docker_template import LABEL_TEMPLATE, VolumeTemplates
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
+from streamctl.engines.tls import CA
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR
@@ -28,7 +29,6 @@ from streamctl.pgconn import write_data_file
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
 from streamctl.tls.material import NodeTls, node_names
-from streamctl.tls.server import CA
 
 
 class DockerBackend:

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamctl.config.model import Engine, Node, Topology
+from streamctl.engines import mongo as mongo_engine
+from streamctl.engines import postgres as pg_engine
+from streamctl.engines import redis as redis_engine
+from streamctl.engines.tls import CA, server_files
 from streamctl.names import MONGO_ROOT_USER
-from streamctl.tls import server as tls_server
 from streamctl.tls.material import NodeTls
 
 LABEL_PREFIX = "io.streamctl"
@@ -96,16 +99,12 @@ class ContainerSpec:
                 **({"files": files} if files else {})}
 
 
-def _redis_quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _tls_files(node: Node, tls: NodeTls | None) -> list[ContainerFile]:
     if tls is None:
         return []
     owner = SERVER_USER[node.engine]
     return [ContainerFile(f"{TLS_DIR}/{name}", content, mode, owner)
-            for name, (content, mode) in tls_server.server_files(node.engine.value, tls).items()]
+            for name, (content, mode) in server_files(node.engine.value, tls).items()]
 
 
 def secure_spec(topology: Topology, node: Node, secrets: dict[str, str], tls: NodeTls | None) -> ContainerSpec:
@@ -120,7 +119,7 @@ def secure_spec(topology: Topology, node: Node, secrets: dict[str, str], tls: No
         env = {k: v for k, v in spec.environment.items() if k != "POSTGRES_PASSWORD"}
         env["POSTGRES_PASSWORD_FILE"] = pw_file  # the official image's documented *_FILE variant
         command = list(spec.command)
-        for key, value in tls_server.postgres_settings(node, TLS_DIR) if tls else []:
+        for key, value in pg_engine.tls_settings(TLS_DIR, topology.runs_citus(node.role)) if tls else []:
             command += ["-c", f"{key}={value}"]
         return replace_spec(spec, command=command, environment=env, files=tuple(files))
     if node.engine is Engine.REDIS:
@@ -128,7 +127,7 @@ def secure_spec(topology: Topology, node: Node, secrets: dict[str, str], tls: No
         files += [ContainerFile(f"{FILES_DIR}/redis.conf", redis_conf(secrets["redis_password"], tls is not None),
                                 0o600, owner, stand_in=redis_conf("<redis_password>", tls is not None)),
                   _secret_file(pw_file, secrets, "redis_password", "root")]
-        tls_args = f"--tls --cacert {TLS_DIR}/{tls_server.CA} " if tls else ""
+        tls_args = f"--tls --cacert {TLS_DIR}/{CA} " if tls else ""
         # The healthcheck reads the password from a file inside the container: not in its command line.
         health = ["sh", "-c", f'REDISCLI_AUTH="$(cat {pw_file})" redis-cli {tls_args}-h 127.0.0.1 -p 6379 ping '
                               "| grep -q PONG"]
@@ -138,8 +137,8 @@ def secure_spec(topology: Topology, node: Node, secrets: dict[str, str], tls: No
     files.append(_secret_file(pw_file, secrets, "mongo_password", owner))
     env = {k: v for k, v in spec.environment.items() if k != "MONGO_INITDB_ROOT_PASSWORD"}
     env["MONGO_INITDB_ROOT_PASSWORD_FILE"] = pw_file  # documented by the official mongo image
-    command = ["mongod", *tls_server.mongo_args(TLS_DIR)] if tls else []
-    health = (["mongosh", "--quiet", "--tls", "--tlsCAFile", f"{TLS_DIR}/{tls_server.CA}", "--host", "127.0.0.1",
+    command = ["mongod", *mongo_engine.tls_args(TLS_DIR)] if tls else []
+    health = (["mongosh", "--quiet", "--tls", "--tlsCAFile", f"{TLS_DIR}/{CA}", "--host", "127.0.0.1",
                "--eval", "db.adminCommand('ping').ok"] if tls else spec.healthcheck)
     return replace_spec(spec, command=command, environment=env, healthcheck=health, files=tuple(files))
 
@@ -150,8 +149,7 @@ def _secret_file(path: str, secrets: dict[str, str], key: str, owner: str) -> Co
 
 def redis_conf(password: str, tls: bool) -> bytes:
     """Redis's configuration file: rewritten in place when redis_password is rotated, so a restart keeps it."""
-    return ("\n".join(["# managed by streamctl", *tls_server.redis_lines(6379, TLS_DIR if tls else None),
-                       f"requirepass {_redis_quote(password)}", "appendonly yes"]) + "\n").encode()
+    return redis_engine.conf(password, 6379, TLS_DIR if tls else None).encode()
 
 
 def replace_spec(spec: ContainerSpec, **changes: Any) -> ContainerSpec:

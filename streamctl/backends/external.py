@@ -8,9 +8,10 @@ import shutil
 from streamctl.backends.base import Action, NodeState, Notify, Observation
 from streamctl.config.model import Engine, Node
 from streamctl.context import ClusterContext
+from streamctl.engines import mongo, postgres, redis
 from streamctl.errors import PreflightError, RefusedError
 from streamctl.pgconn import external_conninfo, external_endpoint
-from streamctl.readiness import Readiness, mongo_probe, postgres_probe, redis_probe
+from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
 
 # Connection failures that waiting will not cure: report at once, naming the node.
@@ -53,8 +54,8 @@ class ExternalBackend:
         """Answers a real query; a refusal (password, missing database or role, TLS) fails at once."""
         ep = self.endpoint(node)
         if node.engine is Engine.POSTGRES:
-            in_db = postgres_probe(external_conninfo(node, self.ctx.topology.pg_user))
-            in_postgres = postgres_probe(external_conninfo(node, self.ctx.topology.pg_user, "postgres"))
+            in_db = postgres.probe(external_conninfo(node, self.ctx.topology.pg_user))
+            in_postgres = postgres.probe(external_conninfo(node, self.ctx.topology.pg_user, "postgres"))
 
             def inner() -> bool:  # a missing database is a difference `up --configure` fixes, not a refusal
                 try:
@@ -64,9 +65,9 @@ class ExternalBackend:
                         return in_postgres()
                     raise
         elif node.engine is Engine.REDIS:
-            inner = redis_probe(ep.host, ep.port, self.ctx.redis_password() or None)
+            inner = redis.probe(ep.host, ep.port, self.ctx.redis_password() or None)
         else:
-            inner = mongo_probe(self.ctx.mongo_uri())
+            inner = mongo.probe(self.ctx.mongo_uri())
 
         def probe() -> bool:
             try:

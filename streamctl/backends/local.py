@@ -17,11 +17,11 @@ from streamctl.backends.data_home import DataHome, data_home
 from streamctl.backends.privileges import RunAs, check_traversable, resolve_run_as
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
+from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, PreflightError
 from streamctl.ownership import MARKER, parse_marker
 from streamctl.readiness import Readiness, node_probe
 from streamctl.state import Endpoint
-from streamctl.tls import server as tls_server
 
 
 class LocalBackend:
@@ -110,7 +110,7 @@ class LocalBackend:
         tls_dir = self._dir(node) / "tls"
         tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         run_as.chown(tls_dir)
-        for name, (content, mode) in tls_server.server_files(node.engine.value, material).items():
+        for name, (content, mode) in server_files(node.engine.value, material).items():
             target = tls_dir / name
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
             with os.fdopen(fd, "wb") as fh:

@@ -13,8 +13,10 @@ from typing import Any
 from streamctl.backends import pg_template
 from streamctl.backends.privileges import RunAs
 from streamctl.config.model import Engine, Node, Topology
+from streamctl.engines import mongo as mongo_engine
+from streamctl.engines import postgres as pg_engine
+from streamctl.engines import redis as redis_engine
 from streamctl.errors import PreflightError
-from streamctl.tls import server as tls_server
 
 Runner = Callable[[list[str]], None]
 
@@ -163,13 +165,13 @@ class PostgresRecipe(Recipe):
         socket_dir = self.dir / "run"
         # Unix socket paths are limited to ~107 bytes; fall back to TCP only for deep state dirs.
         sockets = str(socket_dir) if len(str(socket_dir)) < 90 else ""
+        tls = pg_engine.tls_settings(str(self.tls_dir), self.topology.runs_citus(n.role)) if self.tls_dir else []
         lines = [
             "# managed by streamctl: edits are overwritten by the next `up`",
             f"port = {n.port}",
-            f"listen_addresses = '{n.bind}'",
-            f"unix_socket_directories = '{sockets}'",
-            *(f"{k} = '{v}'" for k, v in n.settings),
-            *(f"{k} = '{v}'" for k, v in (tls_server.postgres_settings(n, str(self.tls_dir)) if self.tls_dir else [])),
+            pg_engine.conf_line("listen_addresses", n.bind),
+            pg_engine.conf_line("unix_socket_directories", sockets),
+            *(pg_engine.conf_line(k, v) for k, v in [*n.settings, *tls]),
         ]
         return "\n".join(lines) + "\n"
 
@@ -226,20 +228,12 @@ class RedisRecipe(Recipe):
 
     def config_text(self, password: str | None = None) -> str:
         n = self.node
-        return "\n".join([
-            "# managed by streamctl",
-            *tls_server.redis_lines(n.port, str(self.tls_dir) if self.tls_dir else None),
-            f"bind {n.bind}",
-            "protected-mode yes",
-            f"requirepass {self.secrets['redis_password'] if password is None else password}",
-            "appendonly yes",
-            "appendfsync everysec",
-            'save "3600 1 300 100 60 10000"',
-            f"dir {self.data_dir}",
-            "daemonize yes",
-            f"pidfile {self.pid_file}",
-            f"logfile {self.log_file}",
-        ]) + "\n"
+        word = redis_engine.config_word
+        process = [f"bind {word(n.bind)}", "protected-mode yes", "appendfsync everysec",
+                   'save "3600 1 300 100 60 10000"', f"dir {word(str(self.data_dir))}", "daemonize yes",
+                   f"pidfile {word(str(self.pid_file))}", f"logfile {word(str(self.log_file))}"]
+        return redis_engine.conf(self.secrets["redis_password"] if password is None else password, n.port,
+                                 str(self.tls_dir) if self.tls_dir else None, process)
 
     @property
     def conf_file(self) -> Path:
@@ -266,7 +260,7 @@ class MongoRecipe(Recipe):
             "net:",
             f"  port: {n.port}",
             f"  bindIp: {n.bind}",
-            *(tls_server.mongo_yaml(str(self.tls_dir)) if self.tls_dir else []),
+            *(mongo_engine.tls_yaml(str(self.tls_dir)) if self.tls_dir else []),
             "storage:",
             f"  dbPath: {self.data_dir}",
             "systemLog:",

@@ -14,7 +14,10 @@ from typing import Any
 from streamctl.backends import docker_spec
 from streamctl.config import constraints as cons
 from streamctl.config.model import Engine, Node, Topology
-from streamctl.tls import server as tls_server
+from streamctl.engines import mongo as mongo_engine
+from streamctl.engines import postgres as pg_engine
+from streamctl.engines import redis as redis_engine
+from streamctl.engines.tls import CA, server_files
 from streamctl.tls.material import NodeTls
 
 LABEL_HOST = f"{docker_spec.LABEL_PREFIX}.swarm.host"  # the Swarm node id the service is pinned to
@@ -81,9 +84,9 @@ def secret_name(cluster: str, key: str, data: str) -> str:
 
 
 def _redis_conf(password: str, tls: bool) -> str:
-    quoted = password.replace("\\", "\\\\").replace('"', '\\"')
-    listen = tls_server.redis_lines(6379, SECRETS_DIR if tls else None)
-    return "\n".join([*listen, f'requirepass "{quoted}"', "appendonly yes"]) + "\n"
+    """The secret's content names it: without the header, as it always was, so a running service is not
+    updated for a comment."""
+    return redis_engine.conf(password, 6379, SECRETS_DIR if tls else None, header=False)
 
 
 def _tls_secrets(cluster: str, node: Node, tls: NodeTls) -> list[SecretFile]:
@@ -91,7 +94,7 @@ def _tls_secrets(cluster: str, node: Node, tls: NodeTls) -> list[SecretFile]:
     and owned by the server's user (PostgreSQL and Redis refuse to read a key they cannot, or others can)."""
     owner = docker_spec.SERVER_USER[node.engine]
     out = []
-    for name, (content, mode) in tls_server.server_files(node.engine.value, tls).items():
+    for name, (content, mode) in server_files(node.engine.value, tls).items():
         data = content.decode()
         key = "tls-" + name.replace(".", "-")
         out.append(SecretFile(secret_name(cluster, key, data), name, data, owner, mode))
@@ -118,11 +121,11 @@ def service_spec(topology: Topology, node: Node, secrets: dict[str, str],
     if tls is not None:
         files += _tls_secrets(cluster, node, tls)
         if node.engine is Engine.POSTGRES:
-            for key, value in tls_server.postgres_settings(node, SECRETS_DIR):
+            for key, value in pg_engine.tls_settings(SECRETS_DIR, topology.runs_citus(node.role)):
                 command += ["-c", f"{key}={value}"]
         elif node.engine is Engine.MONGO:
-            command = ["mongod", *tls_server.mongo_args(SECRETS_DIR)]
-            health = ["CMD", "mongosh", "--quiet", "--tls", "--tlsCAFile", f"{SECRETS_DIR}/{tls_server.CA}",
+            command = ["mongod", *mongo_engine.tls_args(SECRETS_DIR)]
+            health = ["CMD", "mongosh", "--quiet", "--tls", "--tlsCAFile", f"{SECRETS_DIR}/{CA}",
                       "--host", "127.0.0.1", "--eval", "db.adminCommand('ping').ok"]
     if node.engine is Engine.REDIS:
         conf = _redis_conf(secrets["redis_password"], tls is not None)
@@ -130,7 +133,7 @@ def service_spec(topology: Topology, node: Node, secrets: dict[str, str],
         # The config file (from the secret) holds requirepass and the listening ports; argv holds nothing.
         command = ["redis-server", f"{SECRETS_DIR}/{REDIS_CONF}"]
         # Alive means answering at all: an unauthenticated PING gets NOAUTH, and needs no password.
-        cli = f"redis-cli --tls --cacert {SECRETS_DIR}/{tls_server.CA}" if tls is not None else "redis-cli"
+        cli = f"redis-cli --tls --cacert {SECRETS_DIR}/{CA}" if tls is not None else "redis-cli"
         health = ["CMD-SHELL", f"{cli} -h 127.0.0.1 -p 6379 ping 2>&1 | grep -qE 'PONG|NOAUTH'"]
     return ServiceSpec(name=container.name, container=container, command=command, environment=env,
                        secrets=tuple(files), healthcheck=health,

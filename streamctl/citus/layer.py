@@ -14,6 +14,7 @@ from streamctl.citus.catalog import Address
 from streamctl.citus.nodes import register_workers, registration_pending, worker_address
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
+from streamctl.engines import postgres as pg_engine
 from streamctl.errors import StepError
 from streamctl.names import DISTRIBUTED_TABLES, DISTRIBUTION_COLUMN, REFERENCE_TABLES
 from streamctl.readiness import Readiness
@@ -83,8 +84,8 @@ class CitusLayer:
         in the topology authenticates however its administrator set up (.pgpass, certificates...)."""
         if node.external is not None:
             user = node.external.user or self.ctx.topology.pg_user
-            return user, f"password={node.external.password}" if node.external.password else None
-        return self.ctx.topology.pg_user, f"password={self.ctx.secrets['postgres_password']}"
+            return user, pg_engine.authinfo(node.external.password) if node.external.password else None
+        return self.ctx.topology.pg_user, pg_engine.authinfo(self.ctx.secrets["postgres_password"])
 
     def _coordinator_step(self) -> ConfigStep:
         host, port = address = worker_address(self.ctx, self.coordinator)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from streamctl.config.nodes import (
     BACKED_UP_ROLES,
+    CITUS_ROLES,
     Engine,
     Node,
     Role,
@@ -47,7 +48,8 @@ from streamctl.config.schema import (
 )
 
 __all__ = [
-    "BACKED_UP_ROLES", "AnalyticsSpec", "BackendName", "BackupSpec", "CitusSpec", "Constraint", "CoordinatorSpec",
+    "BACKED_UP_ROLES", "CITUS_ROLES", "AnalyticsSpec", "BackendName", "BackupSpec", "CitusSpec", "Constraint",
+    "CoordinatorSpec",
     "Engine", "ExternalSpec", "FdwSpec", "GatewaySpec", "Ident", "LocalSpec", "MetadataSpec", "MongoSpec",
     "MonitoringSpec", "Name", "Node", "PlacementSpec", "Port", "PrimarySpec", "RedisSpec", "ReplicaSpec",
     "RepositorySpec", "Role", "S3RepositorySpec", "SecretsSpec", "SslMode", "Strict", "TlsCertSpec", "TlsSpec",

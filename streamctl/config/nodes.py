@@ -73,6 +73,7 @@ class Node:
         return "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
 
 
+CITUS_ROLES = (Role.COORDINATOR, Role.WORKER)
 BACKED_UP_ROLES = (Role.COORDINATOR, Role.WORKER, Role.ANALYTICS_PRIMARY)  # replicas are rebuilt from these
 
 
@@ -94,7 +95,7 @@ def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], 
         # WAL is kept, not pushed into a repository that does not know the node yet.
         settings["archive_mode"] = "on"
         settings["archive_timeout"] = str(topology.backup.archive_timeout)  # type: ignore[union-attr]
-    if role in (Role.COORDINATOR, Role.WORKER) and topology.citus:
+    if topology.runs_citus(role):
         settings["shared_preload_libraries"] = "citus"
         settings["citus.enable_statistics_collection"] = "off"  # never phone home
         settings["citus.stat_tenants_track"] = "all"  # per-title query counts for `shards hot`

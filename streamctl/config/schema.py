@@ -301,6 +301,12 @@ class Topology(Strict):
     def citus(self) -> bool:
         return self.metadata.citus.enabled
 
+    def runs_citus(self, role: Role) -> bool:
+        """Whether a node of this role runs Citus: the coordinator and the workers, when Citus is on."""
+        from streamctl.config.nodes import CITUS_ROLES
+
+        return self.citus and role in CITUS_ROLES
+
     @property
     def backup_on(self) -> bool:
         return self.backup is not None and self.backup.enabled

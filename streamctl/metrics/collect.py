@@ -26,8 +26,8 @@ from streamctl.citus.nodes import label, node_names
 from streamctl.citus.shards import inspect_sizes
 from streamctl.config.model import Engine, Node, Role
 from streamctl.context import ClusterContext
+from streamctl.engines import mongo, postgres, redis
 from streamctl.pgconn import archiver_counts, row_estimates
-from streamctl.readiness import mongo_probe, postgres_probe, redis_probe
 from streamctl.replication import catalog as repl_catalog
 from streamctl.replication.catalog import SUBSCRIPTION_WORKER
 
@@ -110,13 +110,12 @@ def _connect(ctx: ClusterContext, login: Login, node: str, dbname: str | None) -
 def _probe(ctx: ClusterContext, login: Login, node: Node) -> bool:
     try:
         if node.engine is Engine.POSTGRES:
-            return postgres_probe(login(ctx, node.name, node.database))()
+            return postgres.probe(login(ctx, node.name, node.database))()
         ep = ctx.endpoint(node.name)
         ca = ctx.ca_path() if ctx.tls_on else None
         if node.engine is Engine.REDIS:
-            return redis_probe(ep.host, ep.port, ctx.secrets["redis_password"], ca)()
-        tls = f"&tls=true&tlsCAFile={ca}" if ca else ""
-        return mongo_probe(f"mongodb://{ep.host}:{ep.port}/?directConnection=true{tls}")()
+            return redis.probe(ep.host, ep.port, ctx.secrets["redis_password"], ca)()
+        return mongo.probe(mongo.uri(ep.host, ep.port, ca_file=ca))()
     except Exception:  # noqa: BLE001 - a node that does not answer is a 0, not an error
         return False
 

@@ -17,6 +17,7 @@ from streamctl.backends.base import Backend
 from streamctl.citus import catalog
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
+from streamctl.engines import postgres as pg_engine
 from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, FDW_USER, GATEWAY_USER, REFERENCE_TABLES
 from streamctl.services.postgres import (
     ensure_read_only_role,
@@ -129,4 +130,4 @@ class GatewayRoleService:
 
     def _authinfo(self, conn: psycopg.Connection[Any]) -> None:
         """The coordinator connects to the workers as the gateway when it runs the gateway's queries."""
-        catalog.store_authinfo(conn, GATEWAY_USER, f"password={self._password()}")
+        catalog.store_authinfo(conn, GATEWAY_USER, pg_engine.authinfo(self._password()))

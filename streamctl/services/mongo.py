@@ -7,11 +7,11 @@ import json
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node
-from streamctl.context import MONGO_TIMEOUTS, ClusterContext
+from streamctl.context import ClusterContext
+from streamctl.engines import mongo as mongo_engine
 from streamctl.errors import BackendError
 from streamctl.names import MONGO_APP_USER, MONGO_ROOT_USER, REVIEWS_COLLECTION
 from streamctl.services.mongo_schema import (
@@ -56,9 +56,8 @@ class MongoService:
     # -- root password: auth probe, rotation memory ------------------------------------------------
     def _uri(self, user: str, password: str, auth_db: str) -> str:
         ep = self.ctx.endpoint(self.node.name)
-        creds = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user else ""
-        auth = f"authSource={auth_db}&" if user else ""
-        return f"mongodb://{creds}{ep.host}:{ep.port}/?{auth}directConnection=true&{MONGO_TIMEOUTS}"
+        return mongo_engine.uri(ep.host, ep.port, user or None, password, auth_db if user else None,
+                                timeouts=True)
 
     def _authenticates(self, user: str, password: str, auth_db: str) -> bool:
         """True when the server accepts the credentials; False on AuthenticationFailed; else raises."""

@@ -24,6 +24,7 @@ from streamctl.backends.mixed import backend_of
 from streamctl.citus import catalog as citus_catalog
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
+from streamctl.engines import postgres as pg_engine
 from streamctl.errors import BackendError
 from streamctl.names import FDW_SERVER, FDW_USER, GATEWAY_USER, REPLICATION_USER, subscription_name
 from streamctl.replication import catalog as repl_catalog
@@ -83,7 +84,7 @@ def _role_everywhere(ctx: ClusterContext, role: str, password: str, authinfo: bo
             out.append(f"{node.name}: role {role}")
             if authinfo and citus_catalog.extension_created(conn) and citus_catalog.authinfo_stored(conn, role):
                 with unlogged(conn):
-                    citus_catalog.store_authinfo(conn, role, f"password={password}")
+                    citus_catalog.store_authinfo(conn, role, pg_engine.authinfo(password))
                 out.append(f"{node.name}: Citus authinfo for {role}")
     return out
 

@@ -9,6 +9,7 @@ from psycopg import Connection
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
+from streamctl.engines import postgres as pg_engine
 from streamctl.names import PUBLICATION, REPLICATION_USER, subscription_name
 from streamctl.replication import catalog
 from streamctl.replication.catchup import streaming, table_ready, wait_caught_up, wait_synced
@@ -117,10 +118,10 @@ class ReplicationService:
     def conninfo(self, replica: str) -> str:
         """How `replica` reaches the primary: with TLS on, verifying it against the CA inside the replica."""
         ep = self.ctx.endpoint(self.primary.name)
-        ssl = "".join(f" {k}={v}" for k, v in self.ctx.pg_ssl(client=replica, target=self.primary.name).items())
-        return (f"host={ep.internal_host} port={ep.internal_port} dbname={self.database} "
-                f"user={REPLICATION_USER} password={self.ctx.secrets['replication_password']} "
-                f"application_name=streamctl{ssl}")
+        return pg_engine.conninfo(host=ep.internal_host, port=ep.internal_port, dbname=self.database,
+                                  user=REPLICATION_USER, password=self.ctx.secrets["replication_password"],
+                                  application_name="streamctl",
+                                  **self.ctx.pg_ssl(client=replica, target=self.primary.name))
 
     def subscription_step(self, replica: Node) -> ConfigStep:
         name = subscription_name(replica.name)
