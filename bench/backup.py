@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from common import free_port  # bench/common.py (benchmarks run as scripts)
 
-from streamctl.backends.local import LocalBackend
+from streamctl.backends.local.backend import LocalBackend
 from streamctl.backup.pgbackrest import PgBackRest, backed_up_nodes, repository_path
 from streamctl.backup.restore import Selection, restore_into, up_from_backup
 from streamctl.backup.take import take_backup

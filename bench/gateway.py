@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 from common import free_port  # bench/common.py (benchmarks run as scripts)
 
-from streamctl.backends.local import LocalBackend
+from streamctl.backends.local.backend import LocalBackend
 from streamctl.config.load import load_topology
 from streamctl.context import ClusterContext
 from streamctl.gateway.app import ENV_STATE_DIR, ENV_TOPOLOGY

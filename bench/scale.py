@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from common import free_port  # bench/common.py (benchmarks run as scripts)
 
-from streamctl.backends.local import LocalBackend
+from streamctl.backends.local.backend import LocalBackend
 from streamctl.citus.nodes import coordinator_conn
 from streamctl.config.load import load_topology
 from streamctl.context import ClusterContext

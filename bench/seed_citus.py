@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from common import free_port  # bench/common.py (benchmarks run as scripts)
 
-from streamctl.backends.local import LocalBackend
+from streamctl.backends.local.backend import LocalBackend
 from streamctl.config.load import load_topology
 from streamctl.context import ClusterContext
 from streamctl.replication.catchup import wait_for_replicas

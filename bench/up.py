@@ -34,8 +34,9 @@ from typing import NamedTuple
 
 from topology import bench_topology, context  # bench/topology.py
 
-from streamctl.backends import pg_template, select_backend
+from streamctl.backends import select_backend
 from streamctl.backends.base import Action, Backend
+from streamctl.backends.local import pg_template
 from streamctl.config.load import parse_topology
 from streamctl.context import ClusterContext
 from streamctl.events import Event

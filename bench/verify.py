@@ -29,7 +29,7 @@ import yaml
 from common import free_port  # bench/common.py (benchmarks run as scripts)
 from verify_bare import REPLICA, bare_sql, timed  # bench/verify_bare.py
 
-from streamctl.backends.local import LocalBackend
+from streamctl.backends.local.backend import LocalBackend
 from streamctl.config.load import load_topology
 from streamctl.context import ClusterContext
 from streamctl.readiness import Readiness

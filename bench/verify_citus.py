@@ -32,7 +32,7 @@ from cryptography import x509
 from verify_bare import bare_fdw_counts, bare_fdw_join, bare_replication, timed  # bench/verify_bare.py
 
 from streamctl import names
-from streamctl.backends.local import LocalBackend
+from streamctl.backends.local.backend import LocalBackend
 from streamctl.config.load import load_topology
 from streamctl.config.model import Engine
 from streamctl.context import ClusterContext

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from streamctl.backends.docker_spec import LABEL_CLUSTER, container_spec, healthcheck_config, network_name
+from streamctl.backends.docker.spec import LABEL_CLUSTER, container_spec, healthcheck_config, network_name
 from streamctl.config.model import Topology
 from streamctl.state import SECRET_KEYS
 

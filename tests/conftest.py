@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from streamctl.backends import docker_available
-from streamctl.backends.local import LocalBackend
-from streamctl.backends.recipes import find_pg_bindir, pg_sharedir
+from streamctl.backends.local.backend import LocalBackend
+from streamctl.backends.local.recipes import find_pg_bindir, pg_sharedir
 from streamctl.config.load import load_topology
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from streamctl.backends.docker import DockerBackend
-from streamctl.backends.docker_spec import LABEL_CLUSTER
+from streamctl.backends.docker.backend import DockerBackend
+from streamctl.backends.docker.spec import LABEL_CLUSTER
 from tests.conftest import LocalCluster
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 
-from streamctl.backends.privileges import RunAs, resolve_run_as
-from streamctl.backends.recipes import find_pg_bindir
+from streamctl.backends.local.privileges import RunAs, resolve_run_as
+from streamctl.backends.local.recipes import find_pg_bindir
 from tests.conftest import free_port, traversable_tmpdir
 
 USER = "opsadmin"  # the operator's superuser on these servers (not streamctl's default name)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streamctl.backends.docker_spec import LABEL_CLUSTER
+from streamctl.backends.docker.spec import LABEL_CLUSTER
 from tests.conftest import free_port, free_port_run
 from tests.docker_helpers import REPO, docker_client, ensure_test_image, unique_cluster, use_image
 

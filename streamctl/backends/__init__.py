@@ -39,17 +39,17 @@ def _resolve(ctx: ClusterContext, choice: str) -> str:
 
 def _make(ctx: ClusterContext, choice: str, progress: Progress | None = None) -> Backend:
     if choice == "local":
-        from streamctl.backends.local import LocalBackend
+        from streamctl.backends.local.backend import LocalBackend
 
         return LocalBackend(ctx)
     if choice == "docker":
         try:
-            from streamctl.backends.docker import DockerBackend
+            from streamctl.backends.docker.backend import DockerBackend
         except ImportError as exc:  # pragma: no cover - the docker SDK is a dependency
             raise PreflightError(f"the Docker backend is unavailable: {exc}") from exc
         return DockerBackend(ctx, progress)
     if choice == "swarm":
-        from streamctl.backends.swarm import SwarmBackend
+        from streamctl.backends.swarm.backend import SwarmBackend
 
         return SwarmBackend(ctx, progress)
     if choice == "external":

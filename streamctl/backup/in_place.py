@@ -25,7 +25,7 @@ from streamctl.errors import RefusedError
 from streamctl.events import Emit, Event, ignore
 
 if TYPE_CHECKING:
-    from streamctl.backends.local import LocalBackend
+    from streamctl.backends.local.backend import LocalBackend
     from streamctl.context import ClusterContext
 
 ASIDE = ".before-restore-"

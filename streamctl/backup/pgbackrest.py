@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamctl.backends.privileges import RunAs, check_traversable
+from streamctl.backends.local.privileges import RunAs, check_traversable
 from streamctl.config.model import BACKED_UP_ROLES, BackupSpec, Node
 from streamctl.errors import ExitCode, PreflightError, StreamctlError
 
 if TYPE_CHECKING:
-    from streamctl.backends.local import LocalBackend
+    from streamctl.backends.local.backend import LocalBackend
     from streamctl.context import ClusterContext
 
 
@@ -53,7 +53,7 @@ def repository_path(ctx: ClusterContext) -> Path | None:
 
 
 def _local_backend(backend: Any) -> LocalBackend:
-    from streamctl.backends.local import LocalBackend
+    from streamctl.backends.local.backend import LocalBackend
 
     if not isinstance(backend, LocalBackend):
         raise PreflightError(f"backups are implemented for the local backend only (this cluster runs on "

@@ -21,7 +21,7 @@ from streamctl.config.model import Node
 from streamctl.names import FDW_USER, GATEWAY_USER, REPLICATION_USER
 
 if TYPE_CHECKING:
-    from streamctl.backends.local import LocalBackend
+    from streamctl.backends.local.backend import LocalBackend
 
 HBA = "restore_hba.conf"
 RECOVERY_SETTINGS = ("restore_command", "recovery_target_name", "recovery_target_action", "recovery_target_time",

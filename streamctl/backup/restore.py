@@ -26,7 +26,7 @@ from streamctl.errors import RefusedError, StreamctlError
 from streamctl.events import Emit, Event, ignore
 
 if TYPE_CHECKING:
-    from streamctl.backends.local import LocalBackend
+    from streamctl.backends.local.backend import LocalBackend
     from streamctl.context import ClusterContext
     from streamctl.verify.runner import VerifyReport
 
@@ -137,7 +137,7 @@ def default_name(ctx: ClusterContext) -> str:
 def restore_into(ctx: ClusterContext, backend: Any, selection: Selection, into: str | None = None,
                  emit: Emit = ignore, timeout: float = 120.0) -> RestoreResult:
     """Restore a set of the running cluster `ctx` into a new cluster beside it (`<into>.yaml`)."""
-    from streamctl.backends.local import LocalBackend
+    from streamctl.backends.local.backend import LocalBackend
     from streamctl.config.load import load_topology
     from streamctl.context import ClusterContext as Ctx
 

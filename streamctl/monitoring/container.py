@@ -17,10 +17,10 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import fingerprint
-from streamctl.backends.docker_errors import docker_errors
-from streamctl.backends.docker_files import put_files
+from streamctl.backends.docker import spec
+from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.docker.files import put_files
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.monitoring.prometheus import NODE, PrometheusServer

@@ -154,7 +154,7 @@ class PrometheusServer:
         return found
 
     def pid(self) -> int | None:
-        from streamctl.backends.recipes import pid_alive, read_pid
+        from streamctl.backends.local.recipes import pid_alive, read_pid
 
         pid = read_pid(self.pid_file)
         return pid if pid is not None and pid_alive(pid, "prometheus") else None

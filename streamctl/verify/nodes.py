@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from streamctl.backends.swarm_hosts import PINS
+from streamctl.backends.swarm.hosts import PINS
 from streamctl.config.model import Engine, Node
 from streamctl.context import ClusterContext
 from streamctl.verify.result import CheckResult, Status, Verdict, describe, failed, guarded, passed

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from streamctl.backends.base import Action, Backend, NodeState
-from streamctl.backends.docker import DockerBackend
-from streamctl.backends.local import LocalBackend
+from streamctl.backends.docker.backend import DockerBackend
+from streamctl.backends.local.backend import LocalBackend
 from streamctl.config.load import load_topology
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from streamctl.backends.base import Action
-from streamctl.backends.docker import DockerBackend
-from streamctl.backends.docker_spec import LABEL_CLUSTER, LABEL_NODE, LABEL_ROLE, PGDATA
+from streamctl.backends.docker.backend import DockerBackend
+from streamctl.backends.docker.spec import LABEL_CLUSTER, LABEL_NODE, LABEL_ROLE, PGDATA
 from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
 from streamctl.readiness import Readiness
 from tests.conftest import free_port
@@ -198,7 +198,7 @@ def test_postgres_nodes_start_from_one_initialised_template_volume(make_docker_c
 
 def test_template_clones_through_a_helper_container_when_the_host_cannot_reach_the_volumes(
         make_docker_cluster, docker, monkeypatch) -> None:
-    from streamctl.backends import docker_volume_copy
+    from streamctl.backends.docker import volume_copy as docker_volume_copy
 
     # As for an engine on another host (or a user who may not read its volume directories).
     monkeypatch.setattr(docker_volume_copy, "local_mountpoint", lambda _api, _volume: None)

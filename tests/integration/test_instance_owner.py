@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from streamctl.backends import docker_owner
+from streamctl.backends.docker import owner as docker_owner
 from streamctl.context import ClusterContext
 from streamctl.errors import ExitCode
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR, Ownership

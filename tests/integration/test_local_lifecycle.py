@@ -164,7 +164,7 @@ def test_config_error_leaves_existing_cluster_alone(make_cluster) -> None:
 
 
 def test_missing_citus_extension_is_a_preflight_error(make_cluster) -> None:
-    from streamctl.backends.recipes import find_pg_bindir, pg_sharedir
+    from streamctl.backends.local.recipes import find_pg_bindir, pg_sharedir
 
     bindir = find_pg_bindir(None)
     if (pg_sharedir(bindir) / "extension" / "citus.control").exists():

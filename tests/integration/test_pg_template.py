@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from streamctl.backends import pg_template
+from streamctl.backends.local import pg_template
 from tests.conftest import traversable_tmpdir
 
 pytestmark = [pytest.mark.redis]
@@ -71,8 +71,8 @@ def test_a_new_node_has_its_database_already_and_no_spare(make_cluster: Any,
 
 
 def test_key_changes_with_superuser_and_binary(tmp_path: Path) -> None:
-    from streamctl.backends.privileges import RunAs
-    from streamctl.backends.recipes import find_pg_bindir
+    from streamctl.backends.local.privileges import RunAs
+    from streamctl.backends.local.recipes import find_pg_bindir
 
     bindir = find_pg_bindir(None)
     me = RunAs(None, 0, 0)

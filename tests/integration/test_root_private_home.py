@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamctl.backends.data_home import DATA_ROOT, relocated_path
+from streamctl.backends.local.data_home import DATA_ROOT, relocated_path
 from tests.cli_helpers import streamctl
 from tests.conftest import free_port
 

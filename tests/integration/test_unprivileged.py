@@ -98,7 +98,7 @@ def test_as_root_postgres_runs_unprivileged(make_cluster) -> None:
 def test_unreachable_state_dir_keeps_state_but_not_node_data(tmp_path: Path) -> None:
     """pytest's own tmp dir is 0700 root: the PostgreSQL user cannot reach it, so node data goes to
     /var/lib/streamctl (tests/integration/test_root_private_home.py runs the README's command)."""
-    from streamctl.backends.data_home import relocated_path
+    from streamctl.backends.local.data_home import relocated_path
 
     os.chmod(tmp_path.parent, 0o700)
     path = write_topology(tmp_path, replicas=0, fdw=False)

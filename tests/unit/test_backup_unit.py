@@ -62,7 +62,7 @@ def test_s3_keys_come_from_the_environment() -> None:
 
 @pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed")
 def test_s3_repository_is_rendered_into_pgbackrest_config(tmp_path: Path) -> None:
-    from streamctl.backends.local import LocalBackend
+    from streamctl.backends.local.backend import LocalBackend
     from streamctl.backup.pgbackrest import PgBackRest
     from streamctl.context import ClusterContext
 
@@ -124,7 +124,7 @@ def test_a_timestamp_resolves_to_the_latest_restore_point_at_or_before_it() -> N
 
 @pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed")
 def test_no_repository_and_a_missing_one_are_clear_errors(tmp_path: Path) -> None:
-    from streamctl.backends.local import LocalBackend
+    from streamctl.backends.local.backend import LocalBackend
     from streamctl.backup.pgbackrest import PgBackRest
     from streamctl.backup.take import list_sets
     from streamctl.context import ClusterContext

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-HEAVY = ("docker", "psycopg", "pydantic", "fastapi", "uvicorn", "pymongo", "redis", "streamctl.backends.docker")
+HEAVY = ("docker", "psycopg", "pydantic", "fastapi", "uvicorn", "pymongo", "redis", "streamctl.backends.docker.backend")
 
 
 def imported_by(*argv: str) -> set[str]:

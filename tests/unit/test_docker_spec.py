@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from streamctl.backends.base import fingerprint
-from streamctl.backends.docker_images import split_reference
-from streamctl.backends.docker_spec import PGDATA, container_spec
+from streamctl.backends.docker.images import split_reference
+from streamctl.backends.docker.spec import PGDATA, container_spec
 from streamctl.config.model import Topology
 from streamctl.names import MONGO_ROOT_USER
 
@@ -81,7 +81,7 @@ def test_split_reference() -> None:
 
 
 def test_the_backend_puts_secrets_in_files_never_in_env_argv_or_healthcheck() -> None:
-    from streamctl.backends.docker_spec import secure_spec
+    from streamctl.backends.docker.spec import secure_spec
     from streamctl.tls import certs
     from streamctl.tls.material import NodeTls
 

@@ -10,9 +10,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from streamctl.backends.docker_spec import secure_spec
-from streamctl.backends.recipes import recipe_for
-from streamctl.backends.swarm_spec import REDIS_CONF, service_spec
+from streamctl.backends.docker.spec import secure_spec
+from streamctl.backends.local.recipes import recipe_for
+from streamctl.backends.swarm.spec import REDIS_CONF, service_spec
 from streamctl.config.load import parse_topology
 from streamctl.config.model import Topology
 from streamctl.engines import mongo, postgres, redis
@@ -222,7 +222,8 @@ def test_mongo_uris_keep_their_earlier_shape() -> None:
 def test_docker_and_swarm_redis_conf_keep_their_text() -> None:
     """Their definitions hash this text (a Swarm secret is named by it): unchanged for a generated password, so
     no running container or service is replaced by the move to engines/."""
-    from streamctl.backends import docker_spec, swarm_spec
+    from streamctl.backends.docker import spec as docker_spec
+    from streamctl.backends.swarm import spec as swarm_spec
 
     docker = b'# managed by streamctl\nport 6379\nrequirepass "aB-_9"\nappendonly yes\n'
     assert docker_spec.redis_conf("aB-_9", False) == docker

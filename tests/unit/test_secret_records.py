@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from streamctl.backends.base import fingerprint
-from streamctl.backends.docker_spec import secure_spec
-from streamctl.backends.recipes import recipe_for
+from streamctl.backends.docker.spec import secure_spec
+from streamctl.backends.local.recipes import recipe_for
 from streamctl.config.model import Topology
 from streamctl.errors import ExitCode
 from streamctl.services.passwords import scram_verifier

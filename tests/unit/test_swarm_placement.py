@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from streamctl.backends.swarm_placement import Unsatisfiable, Want, assign
-from streamctl.backends.swarm_spec import service_spec
+from streamctl.backends.swarm.placement import Unsatisfiable, Want, assign
+from streamctl.backends.swarm.spec import service_spec
 from streamctl.config import constraints as cons
 from streamctl.config.load import parse_topology
 from streamctl.errors import ConfigError
@@ -124,7 +124,7 @@ def test_swarm_backend_is_selected_and_follows_the_protocol(tmp_path: object) ->
 
     from streamctl.backends import BACKENDS, select_backend
     from streamctl.backends.base import Backend
-    from streamctl.backends.swarm import SwarmBackend
+    from streamctl.backends.swarm.backend import SwarmBackend
     from streamctl.context import ClusterContext
 
     assert "swarm" in BACKENDS

@@ -12,13 +12,12 @@ import threading
 from contextlib import suppress
 from typing import Any
 
-from streamctl.backends import docker_owner as owner
-from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
-from streamctl.backends.docker_errors import connect, docker_errors
-from streamctl.backends.docker_files import UserIds, put_files
-from streamctl.backends.docker_images import ImagePuller
-from streamctl.backends.docker_template import LABEL_TEMPLATE, VolumeTemplates
+from streamctl.backends.docker import owner, spec
+from streamctl.backends.docker.errors import connect, docker_errors
+from streamctl.backends.docker.files import UserIds, put_files
+from streamctl.backends.docker.images import ImagePuller
+from streamctl.backends.docker.template import LABEL_TEMPLATE, VolumeTemplates
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.engines.tls import CA
@@ -77,7 +76,7 @@ class DockerBackend:
 
     def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
         """Images present and PostgreSQL major versions compatible, before any container changes."""
-        from streamctl.backends.docker_prepare import check_major_versions, ensure_images
+        from streamctl.backends.docker.prepare import check_major_versions, ensure_images
 
         if not changes:
             return

@@ -11,9 +11,9 @@ import socket
 import threading
 from typing import Any
 
-from streamctl.backends import docker_spec
-from streamctl.backends.docker_errors import docker_errors
-from streamctl.backends.swarm_placement import Pin, Unsatisfiable, Want, assign
+from streamctl.backends.docker import spec as docker_spec
+from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.swarm.placement import Pin, Unsatisfiable, Want, assign
 from streamctl.config import constraints as cons
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext

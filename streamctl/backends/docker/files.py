@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from streamctl.backends.docker_errors import docker_errors
-from streamctl.backends.docker_spec import FILES_DIR, ContainerFile
+from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.docker.spec import FILES_DIR, ContainerFile
 from streamctl.errors import BackendError
 
 
-def _users(api: Any, container_id: str, name: str) -> dict[str, tuple[int, int]]:
+def image_users(api: Any, container_id: str, name: str) -> dict[str, tuple[int, int]]:
     """user name -> (uid, gid), from the image's own /etc/passwd (read from the created container)."""
     with docker_errors(f"read /etc/passwd of {name}"):
         stream, _ = api.get_archive(container_id, "/etc/passwd")
@@ -41,7 +41,7 @@ class UserIds:
             lock = self._locks.setdefault(image, threading.Lock())
         with lock:  # one read per image; the other nodes' threads wait for it
             if image not in self._found:
-                self._found[image] = _users(api, container_id, name)
+                self._found[image] = image_users(api, container_id, name)
             return self._found[image]
 
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from streamctl.backends import recipes
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
-from streamctl.backends.data_home import DataHome, data_home
-from streamctl.backends.privileges import RunAs, check_traversable, resolve_run_as
+from streamctl.backends.local import recipes
+from streamctl.backends.local.data_home import DataHome, data_home
+from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.engines.tls import server_files

@@ -8,10 +8,10 @@ import re
 import tarfile
 from typing import Any
 
-from streamctl.backends import docker_spec as spec
 from streamctl.backends.base import Action
-from streamctl.backends.docker_errors import docker_errors
-from streamctl.backends.docker_images import ImagePuller
+from streamctl.backends.docker import spec
+from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.docker.images import ImagePuller
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.errors import BackendError, RefusedError
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamctl.backends import pg_template
-from streamctl.backends.privileges import RunAs
+from streamctl.backends.local import pg_template
+from streamctl.backends.local.privileges import RunAs
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.engines import mongo as mongo_engine
 from streamctl.engines import postgres as pg_engine

@@ -27,10 +27,10 @@ from contextlib import suppress
 from typing import Any
 
 from streamctl.backends import disk
-from streamctl.backends import docker_spec as spec
-from streamctl.backends import docker_volume_copy as host
-from streamctl.backends.docker_errors import docker_errors
-from streamctl.backends.docker_files import UserIds, put_files
+from streamctl.backends.docker import spec
+from streamctl.backends.docker import volume_copy as host
+from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.docker.files import UserIds, put_files
 from streamctl.errors import BackendError, StreamctlError
 from streamctl.names import SPARE_DATABASE
 

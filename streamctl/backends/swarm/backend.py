@@ -12,15 +12,15 @@ import threading
 from dataclasses import replace
 from typing import Any
 
-from streamctl.backends import docker_spec
-from streamctl.backends import swarm_spec as sspec
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
-from streamctl.backends.docker_errors import connect, docker_errors
-from streamctl.backends.docker_images import ImagePuller
-from streamctl.backends.swarm_hosts import SwarmHosts
-from streamctl.backends.swarm_placement import Pin
-from streamctl.backends.swarm_users import ImageUsers
-from streamctl.backends.swarm_volumes import Leftover, SwarmVolumes
+from streamctl.backends.docker import spec as docker_spec
+from streamctl.backends.docker.errors import connect, docker_errors
+from streamctl.backends.docker.images import ImagePuller
+from streamctl.backends.swarm import spec as sspec
+from streamctl.backends.swarm.hosts import SwarmHosts
+from streamctl.backends.swarm.placement import Pin
+from streamctl.backends.swarm.users import ImageUsers
+from streamctl.backends.swarm.volumes import Leftover, SwarmVolumes
 from streamctl.config.checks import swarm_bind_errors
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
@@ -136,7 +136,7 @@ class SwarmBackend:
     def _check_majors(self, nodes: list[Node], services: dict[str, Any]) -> None:
         """A populated PostgreSQL node whose image changes to another major version is refused, as on Docker:
         the running server says which major its data is (the volume may be on another host)."""
-        from streamctl.backends.docker_prepare import image_major
+        from streamctl.backends.docker.prepare import image_major
 
         refused = []
         for node in nodes:
@@ -168,7 +168,7 @@ class SwarmBackend:
     def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
         """Images present on the manager for the nodes it will run, before any service changes; the other
         hosts pull (or hold) their own, and a task they cannot start shows as rejected in readiness."""
-        from streamctl.backends.docker_prepare import ensure_images
+        from streamctl.backends.docker.prepare import ensure_images
 
         self._refuse_stale_volumes([node for node, action in changes if action is Action.CREATE], retry=True)
         local = self.hosts.local_id

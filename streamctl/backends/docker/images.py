@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Any
 
-from streamctl.backends.docker_errors import short_error
+from streamctl.backends.docker.errors import short_error
 from streamctl.errors import BackendError
 from streamctl.events import Progress
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from streamctl.backends import disk
-from streamctl.backends.privileges import RunAs
+from streamctl.backends.local.privileges import RunAs
 from streamctl.errors import BackendError
 from streamctl.names import SPARE_DATABASE
 

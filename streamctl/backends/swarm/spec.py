@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamctl.backends import docker_spec
+from streamctl.backends.docker import spec as docker_spec
 from streamctl.config import constraints as cons
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.engines import mongo as mongo_engine

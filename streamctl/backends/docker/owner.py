@@ -10,8 +10,8 @@ import time
 from contextlib import suppress
 from typing import Any
 
-from streamctl.backends import docker_volume_copy as host
-from streamctl.backends.docker_errors import docker_errors
+from streamctl.backends.docker import volume_copy as host
+from streamctl.backends.docker.errors import docker_errors
 from streamctl.errors import BackendError
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR, MARKER, Ownership, parse_marker
 

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamctl.backends.privileges import RunAs, unreachable_parent
+from streamctl.backends.local.privileges import RunAs, unreachable_parent
 
 DATA_ROOT = Path("/var/lib/streamctl")  # documented in the README
 

@@ -14,10 +14,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from streamctl.backends import docker_spec
-from streamctl.backends.docker_errors import docker_errors
-from streamctl.backends.swarm_hosts import STATE_LOCK
-from streamctl.backends.swarm_placement import Pin
+from streamctl.backends.docker import spec as docker_spec
+from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.swarm.hosts import STATE_LOCK
+from streamctl.backends.swarm.placement import Pin
 from streamctl.context import ClusterContext
 from streamctl.readiness import Readiness
 

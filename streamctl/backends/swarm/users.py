@@ -10,8 +10,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from streamctl.backends.docker_errors import docker_errors
-from streamctl.backends.docker_files import _users
+from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.docker.files import image_users
 from streamctl.errors import BackendError
 
 # The official images' server users (postgres, redis, mongo all create theirs as 999:999): used only when
@@ -49,7 +49,7 @@ class ImageUsers:
         with docker_errors(f"read the users of {image}"):
             container = self.client.containers.create(image, command=["true"], entrypoint=[])
         try:
-            return _users(self.client.api, container.id, image)
+            return image_users(self.client.api, container.id, image)
         finally:
             with docker_errors(f"remove the temporary container of {image}"):
                 container.remove(force=True)

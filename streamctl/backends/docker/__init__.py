@@ -1,0 +1,1 @@
+"""The Docker backend: containers, volumes and a network per cluster, through the Docker SDK."""
