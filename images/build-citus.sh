@@ -3,10 +3,10 @@
 # as citusdata/citus is built on postgres (see images/citus/Dockerfile). Needs no registry: the base is
 # local, the Citus build comes from a directory beside the checkout (never from the repository).
 #
-# Keyed by its inputs like images/build.sh: tagged TAG-KEY, KEY a hash of this script, the Dockerfile, the
-# init script, the base image's id (so an entrypoint change rebuilds this one too) and the tarball's name;
-# an image with this key is reused, TAG is moved to it, and the keyed tag is printed on stdout.
-# Exit 3 (nothing built) when no Citus build is there.
+# Keyed by its inputs like images/build.sh (images/lib.sh): tagged TAG-KEY, KEY a hash of this script, the
+# Dockerfile, the init script, the library, the base image's id (so an entrypoint change rebuilds this one
+# too) and the tarball's name; an image with this key is reused, TAG is moved to it, and the keyed tag is
+# printed on stdout. Exit 3 (nothing built) when no Citus build is there.
 #
 # Environment:
 #   STREAMCTL_TEST_CITUS_IMAGE  tag to build (default streamctl-test/pg-citus:bookworm)
@@ -16,10 +16,10 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$here/lib.sh"
 tag="${STREAMCTL_TEST_CITUS_IMAGE:-streamctl-test/pg-citus:bookworm}"
 citus_dir="${STREAMCTL_CITUS_DIR:-$here/../../shared/citus}"
-
-log() { printf '[build-citus.sh] %s\n' "$*" >&2; }
 
 tarball="$(ls "$citus_dir"/citus-*-pg15-amd64.tar.gz 2>/dev/null | sort -V | tail -n 1 || true)"
 if [[ -z "$tarball" ]]; then
@@ -29,16 +29,7 @@ fi
 
 base="$(FORCE=0 bash "$here/build.sh" | tail -n 1)"
 base_id="$(docker image inspect -f '{{.Id}}' "$base")"
-image_key="$(cat "$here/build-citus.sh" "$here/citus/Dockerfile" "$here/citus/001-create-citus-extension.sql" \
-    <(printf '%s %s' "$base_id" "$(basename "$tarball")") | sha256sum | cut -c1-12)"
-if [[ "$tag" == *:* ]]; then keyed="$tag-$image_key"; else keyed="$tag:$image_key"; fi
-
-if [[ "${FORCE:-0}" != 1 ]] && docker image inspect "$keyed" >/dev/null 2>&1; then
-    docker tag "$keyed" "$tag"
-    log "$keyed is up to date (FORCE=1 rebuilds); $tag points at it"
-    echo "$keyed"
-    exit 0
-fi
+reuse_keyed "$base_id $(basename "$tarball")" "$here/citus/Dockerfile" "$here/citus/001-create-citus-extension.sql"
 
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
@@ -51,6 +42,4 @@ if ! DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$base" --build-arg CITU
     tail -n 30 "$context/build.log" >&2
     exit 1
 fi
-docker tag "$keyed" "$tag"
-log "built $keyed ($tag points at it)"
-echo "$keyed"
+built
