@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from streamctl.atomic import write_file
 from streamctl.config.model import Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError
@@ -174,11 +175,9 @@ class PrometheusServer:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         changed = not self.config_file.exists() or self.config_file.read_text() != self.config_text()
         if changed:
-            tmp = self.config_file.with_suffix(".tmp")
-            tmp.write_text(self.config_text())
-            tmp.replace(self.config_file)
+            write_file(self.config_file, self.config_text())
         if not self.rules_file.exists():
-            self.rules_file.write_text(rules_text(self.ctx.topology))
+            write_file(self.rules_file, rules_text(self.ctx.topology))
         return changed
 
     def ensure(self) -> None:

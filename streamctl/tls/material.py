@@ -8,12 +8,12 @@ Certificates brought by the user (topology `tls.*`) are used as they are.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamctl.atomic import write_file
 from streamctl.config.model import Node, Topology
 from streamctl.errors import ConfigError
 from streamctl.tls import certs
@@ -33,18 +33,6 @@ class NodeTls:
     @property
     def fingerprint(self) -> str:
         return certs.digest(self.ca, self.cert, self.key)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def reach_names(topology: Topology, host: str, bind: str, *names: str) -> set[str]:
@@ -126,9 +114,9 @@ class ClusterTls:
         ca = self._own_ca()
         if ca is None:
             ca = certs.new_ca(self.topology.cluster)
-            _write(self.ca_key_file, ca.key, 0o600)
+            write_file(self.ca_key_file, ca.key, 0o600, dir_mode=0o700)
         if not self.ca_file.exists() or self.ca_file.read_bytes() != ca.cert:
-            _write(self.ca_file, ca.cert, 0o644)
+            write_file(self.ca_file, ca.cert, 0o644, dir_mode=0o700)
         return ca
 
     # -- server certificates ----------------------------------------------------------------------
@@ -170,8 +158,8 @@ class ClusterTls:
             raise ConfigError(f"tls.certificates.{name}: no certificate for {name} and no tls.ca_key to sign one",
                               hint="give the CA's key (tls.ca_key) or a certificate for every node")
         pair = certs.issue_server(ca, name, names)
-        _write(self.key_file(name), pair.key, 0o600)
-        _write(self.cert_file(name), pair.cert, 0o644)
+        write_file(self.key_file(name), pair.key, 0o600, dir_mode=0o700)
+        write_file(self.cert_file(name), pair.cert, 0o644, dir_mode=0o700)
         return NodeTls(ca.cert, pair.cert, pair.key)
 
     def desired_fingerprint(self, name: str, names: set[str]) -> str:
