@@ -35,6 +35,15 @@ class MoveOptions:
             raise RefusedError(f"--parallel must be between 1 and 16, not {self.parallel}")
 
 
+class Reported:
+    """What a shard operation returns: as JSON, its fields with the seconds it took rounded."""
+
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {**vars(self), "seconds": round(self.seconds, 2)}
+
+
 class Nodes:
     """Topology node names <-> the (host, port) Citus registered them under."""
 

@@ -17,7 +17,7 @@ from streamctl.citus.placement import citus_errors
 from streamctl.citus.rebalance import JobProgress, PlannedMove
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError
-from streamctl.events import Emit
+from streamctl.events import Emit, ignore
 from streamctl.shardops.common import MoveOptions, Nodes, integrity_after, integrity_before
 
 
@@ -85,7 +85,7 @@ def plan_rebalance(ctx: ClusterContext) -> RebalancePlan:
 
 def rebalance(ctx: ClusterContext, options: MoveOptions, emit: Emit | None = None) -> RebalanceResult:
     """Rebalance every colocation group in the background, with progress; rows and checksums are compared."""
-    say: Emit = emit or (lambda _e: None)
+    say: Emit = emit or ignore
     started = time.monotonic()
     with coordinator_conn(ctx) as conn, citus_errors("the rebalance failed"):
         before = integrity_before(conn)

@@ -13,10 +13,11 @@ from streamctl.citus.nodes import coordinator_conn
 from streamctl.citus.placement import citus_errors
 from streamctl.context import ClusterContext
 from streamctl.errors import Interrupted, NotFoundError
-from streamctl.events import Emit, Event
+from streamctl.events import Emit, Event, ignore
 from streamctl.shardops.common import (
     MoveOptions,
     Nodes,
+    Reported,
     deferred_interrupt,
     integrity_after,
     integrity_before,
@@ -72,7 +73,7 @@ def hot_titles(ctx: ClusterContext, limit: int = 10) -> HotTitles:
 
 
 @dataclass
-class IsolateResult:
+class IsolateResult(Reported):
     table: str
     key: str
     shard_id: int
@@ -82,14 +83,11 @@ class IsolateResult:
     rows: dict[str, int]
     seconds: float
 
-    def to_json(self) -> dict[str, Any]:
-        return {**vars(self), "seconds": round(self.seconds, 2)}
-
 
 def isolate_title(ctx: ClusterContext, table_name: str, key: str, options: MoveOptions,
                   emit: Emit | None = None) -> IsolateResult:
     """Give `key` a shard of its own in `table_name` and every colocated table, then show where it is."""
-    say: Emit = emit or (lambda _e: None)
+    say: Emit = emit or ignore
     started = time.monotonic()
     nodes = Nodes(ctx)
     with coordinator_conn(ctx) as conn, citus_errors(f"isolating {key} failed"):
