@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
 
 import typer
 
-from streamctl.citus.rebalance import JobProgress
+from streamctl.citus.jobs import JobProgress
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context, share_with_subcommands
 from streamctl.cli.guard import WaitLockOpt, mutating

@@ -10,11 +10,13 @@ from typing import Any
 
 from psycopg import Connection
 
+from streamctl.citus import jobs as citus_jobs
 from streamctl.citus import placement
 from streamctl.citus import rebalance as citus_rebalance
+from streamctl.citus.jobs import JobProgress
 from streamctl.citus.nodes import coordinator_conn
 from streamctl.citus.placement import citus_errors
-from streamctl.citus.rebalance import JobProgress, PlannedMove
+from streamctl.citus.rebalance import PlannedMove
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError
 from streamctl.events import Emit, ignore
@@ -89,7 +91,7 @@ def rebalance(ctx: ClusterContext, options: MoveOptions, emit: Emit | None = Non
     started = time.monotonic()
     with coordinator_conn(ctx) as conn, citus_errors("the rebalance failed"):
         before = integrity_before(conn)
-        progress = citus_rebalance.run_job(conn, say, options.transfer_mode, options.parallel)
+        progress = citus_jobs.run_job(conn, say, options.transfer_mode, options.parallel)
         rows = integrity_after(conn, before)
     return RebalanceResult(progress.job_id if progress else None, progress, rows, time.monotonic() - started)
 
@@ -97,17 +99,17 @@ def rebalance(ctx: ClusterContext, options: MoveOptions, emit: Emit | None = Non
 def status(ctx: ClusterContext) -> JobProgress:
     """The latest rebalance job's state and progress."""
     with coordinator_conn(ctx) as conn, citus_errors("reading the rebalance job failed"):
-        job = citus_rebalance.latest_job(conn)
+        job = citus_jobs.latest_job(conn)
         if job is None:
             raise NotFoundError("this cluster has never run a rebalance")
-        return citus_rebalance.progress(conn, job)
+        return citus_jobs.progress(conn, job)
 
 
 def cancel(ctx: ClusterContext) -> JobProgress:
     """Cancel the running rebalance: moves done stay done, the rest are not started (citus_job_cancel)."""
     with coordinator_conn(ctx) as conn, citus_errors("cancelling the rebalance failed"):
-        job = citus_rebalance.active_job(conn)
+        job = citus_jobs.active_job(conn)
         if job is None:
             raise NotFoundError("no rebalance is running", hint="see `streamctl shards rebalance status`")
-        citus_rebalance.cancel(conn, job)
-        return citus_rebalance.progress(conn, job)
+        citus_jobs.cancel(conn, job)
+        return citus_jobs.progress(conn, job)
