@@ -46,14 +46,9 @@ class StateStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-
-    @property
-    def state_file(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def secrets_file(self) -> Path:
-        return self.root / "secrets.json"
+        self.state_file = root / "state.json"
+        self.secrets_file = root / "secrets.json"
+        self.rotations_file = root / "rotations.json"
 
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node
@@ -141,10 +136,6 @@ class StateStore:
         write_file(self.secrets_file, json.dumps(stored, indent=2) + "\n", 0o600)
 
     # -- rotations.json (mode 0600): what the engines were last given, and values being rotated to ------
-    @property
-    def rotations_file(self) -> Path:
-        return self.root / "rotations.json"
-
     def rotations(self) -> dict[str, dict[str, Any]]:
         """{"applied": {key: value every node has}, "pending": {key: [values some node may have]}}."""
         if not self.rotations_file.exists():

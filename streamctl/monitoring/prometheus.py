@@ -14,7 +14,6 @@ import signal
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
 from streamctl.atomic import write_file
 from streamctl.config.model import Topology
@@ -82,22 +81,10 @@ class PrometheusServer:
         self.spec = ctx.topology.monitoring
         self.dir = ctx.store.root / "monitoring"
         self.bind = self.spec.bind or ctx.topology.bind
-
-    @property
-    def config_file(self) -> Path:
-        return self.dir / "prometheus.yml"
-
-    @property
-    def rules_file(self) -> Path:
-        return self.dir / "alerts.yml"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.dir / "prometheus.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.dir / "prometheus.log"
+        self.config_file = self.dir / "prometheus.yml"
+        self.rules_file = self.dir / "alerts.yml"
+        self.pid_file = self.dir / "prometheus.pid"
+        self.log_file = self.dir / "prometheus.log"
 
     # Where the server reads the rules, the gateway's token and the CA (the container's copies on Docker).
     @property

@@ -63,21 +63,14 @@ class ClusterTls:
     def __init__(self, topology: Topology, state_root: Path, base: Path) -> None:
         self.topology = topology
         self.dir = state_root / "tls"
+        self.ca_file = self.dir / "ca.crt"  # the CA certificate every client streamctl configures verifies with
+        self.ca_key_file = self.dir / "ca.key"
         self.base = base  # the topology file's directory: relative paths in `tls.*` start there
         self._lock = threading.Lock()  # `up` launches nodes in parallel threads
 
     @property
     def enabled(self) -> bool:
         return self.topology.tls.enabled
-
-    @property
-    def ca_file(self) -> Path:
-        """The CA certificate every client streamctl configures verifies servers against."""
-        return self.dir / "ca.crt"
-
-    @property
-    def ca_key_file(self) -> Path:
-        return self.dir / "ca.key"
 
     def cert_file(self, name: str) -> Path:
         return self.dir / "nodes" / f"{name}.crt"
