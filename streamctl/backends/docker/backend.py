@@ -8,58 +8,39 @@ from __future__ import annotations
 
 import shutil
 import sys
-import threading
 from contextlib import suppress
 from typing import Any
 
-from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
+from streamctl.backends.base import Action, NodeState, Notify, Observation, node_readiness
 from streamctl.backends.docker import owner, spec
 from streamctl.backends.docker.container import create_container
-from streamctl.backends.docker.errors import connect, docker_errors
+from streamctl.backends.docker.engine import EngineBackend
+from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import UserIds, put_files
 from streamctl.backends.docker.images import ImagePuller
 from streamctl.backends.docker.template import LABEL_TEMPLATE, VolumeTemplates
-from streamctl.config.model import Node, Topology
+from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.engines.tls import CA
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
 from streamctl.ownership import LABEL_INSTANCE
-from streamctl.pgconn import write_data_file
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
-from streamctl.tls.material import NodeTls, node_names
 
 
-class DockerBackend:
+class DockerBackend(EngineBackend):
     """Runs each node as a container; the CLI reaches it on its published port, nodes by name."""
 
     name = "docker"
 
     def __init__(self, ctx: ClusterContext, progress: Progress | None = None) -> None:
-        self.ctx = ctx
-        self.topology: Topology = ctx.topology
-        self._progress: Progress = progress or (lambda _node, _message: None)  # the library never prints
-        self._client: Any = None
+        super().__init__(ctx, progress)
         self._puller: ImagePuller | None = None
         self._volume_templates: VolumeTemplates | None = None
-        self._lock = threading.Lock()  # network creation must not race between the node threads
         self._user_ids = UserIds()  # image -> its users' ids, for the files copied into containers
-        self._client_lock = threading.Lock()  # status observes nodes from several threads at once
 
     # -- connection -------------------------------------------------------------------------------
-    @property
-    def client(self) -> Any:
-        """The Docker SDK client, connected on first use: an unreachable engine is a PreflightError."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = self._connect()
-        return self._client
-
-    @staticmethod
-    def _connect() -> Any:
-        return connect()
-
     @property
     def api(self) -> Any:
         return self.client.api
@@ -94,18 +75,6 @@ class DockerBackend:
         """The node's container; with issue=True its certificate is (re)issued first (only `apply` does)."""
         s = spec.secure_spec(self.topology, node, self._secrets(), self._tls(node, issue))
         return spec.replace_spec(s, labels={**s.labels, **self.ctx.ownership.labels()})
-
-    def _tls(self, node: Node, issue: bool) -> NodeTls | None:
-        if not self.ctx.tls_on:
-            return None
-        if issue:
-            return self.ctx.tls.for_node(node)
-        names = node_names(self.topology, node)
-        # Before issuing, a stand-in whose fingerprint differs from any real one: the plan says "recreate".
-        return self.ctx.tls.current(node.name, names) or NodeTls(b"", b"to be issued", b"")
-
-    def desired_fingerprint(self, node: Node) -> str:
-        return fingerprint(self.spec(node).definition())
 
     # -- observation ------------------------------------------------------------------------------
     def _find(self, node: Node) -> Any | None:
@@ -147,7 +116,7 @@ class DockerBackend:
         s = self.spec(node, issue=True)
         with self._lock:
             if self._puller is None:
-                self._puller = ImagePuller(self.client, self._progress)
+                self._puller = ImagePuller(self.client, self.progress)
         self._puller.ensure(node.name, s.image)
         self._ensure_network()
         create_container(self.api, node, s, self.network, self._templates(), self._user_ids,
@@ -156,7 +125,7 @@ class DockerBackend:
     def _templates(self) -> VolumeTemplates:
         with self._lock:
             if self._volume_templates is None:
-                self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self._progress,
+                self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self.progress,
                                                          self._user_ids, self.ctx.ownership.labels())
             return self._volume_templates
 
@@ -221,7 +190,7 @@ class DockerBackend:
     # -- information ------------------------------------------------------------------------------
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         where = f"in container {spec.container_name(self.topology.cluster, node.name)}, "
-        return node_readiness(self, self.ctx, node, timeout, where, tls=self.ctx.tls_on,
+        return node_readiness(self, self.ctx, node, timeout, where, tls=self.tls_covers(node),
                               alive=lambda: self._running(node))
 
     def _running(self, node: Node) -> bool:
@@ -239,19 +208,13 @@ class DockerBackend:
     def endpoint(self, node: Node) -> Endpoint:
         return Endpoint(node.name, node.role.value, node.engine.value, self.name, node.host, node.port,
                         node.name, spec.CONTAINER_PORT[node.engine], node.database,
-                        spec.TLS_DIR if self.ctx.tls_on else None)
+                        spec.TLS_DIR if self.tls_covers(node) else None)
 
     def _running_container(self, node: Node) -> Any:
         container = self._find(node)
         if container is None or container.status != "running":
             raise BackendError(f"{node.name} is not running", hint="run `streamctl up` first")
         return container
-
-    def write_pg_file(self, node: Node, name: str, content: str) -> None:
-        """Through SQL (COPY ... TO a server file), as on Swarm: the server writes it as its own user, in
-        milliseconds, where a copy through the engine mounts the container's filesystem for each file."""
-        with self.ctx.pg_connect(node.name, "postgres") as conn:
-            write_data_file(conn, node.name, name, content)
 
     def persist_secrets(self, node: Node) -> None:
         """After a rotation: the container's secret files (Redis's configuration, the password files) get the
@@ -281,7 +244,7 @@ class DockerBackend:
         container = spec.container_name(self.topology.cluster, node.name)
         # `-e PGPASSWORD` without a value passes ours through, keeping the password out of the argv.
         env = {"PGPASSWORD": password}
-        if self.ctx.tls_on:  # inside the container, psql verifies the server with the container's CA copy
+        if self.tls_covers(node):  # inside the container, psql verifies the server with the container's CA copy
             env.update(PGSSLMODE="verify-full", PGSSLROOTCERT=f"{spec.TLS_DIR}/{CA}")
         passed = [a for k in env for a in ("-e", k)]
         return ([exe, "exec", "-i", *tty, *passed, container, "psql", "-h", "127.0.0.1", "-p",

@@ -8,13 +8,13 @@ host running the task. Passwords travel as Docker secrets. Driven through the ma
 from __future__ import annotations
 
 import shutil
-import threading
 from dataclasses import replace
 from typing import Any
 
-from streamctl.backends.base import Action, Notify, Observation, fingerprint, node_readiness
+from streamctl.backends.base import Action, Notify, Observation, node_readiness
 from streamctl.backends.docker import owner
 from streamctl.backends.docker import spec as docker_spec
+from streamctl.backends.docker.engine import EngineBackend
 from streamctl.backends.docker.errors import connect, docker_errors
 from streamctl.backends.swarm import spec as sspec
 from streamctl.backends.swarm.hosts import SwarmHosts
@@ -24,28 +24,22 @@ from streamctl.backends.swarm.service import ensure_secret, service_kwargs
 from streamctl.backends.swarm.teardown import remove_cluster, remove_volume
 from streamctl.backends.swarm.users import ImageUsers
 from streamctl.backends.swarm.volumes import SwarmVolumes
-from streamctl.config.model import Node, Topology
+from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
-from streamctl.pgconn import write_data_file
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
-from streamctl.tls.material import NodeTls, node_names
+from streamctl.tls.material import node_names
 
 
-class SwarmBackend:
+class SwarmBackend(EngineBackend):
     """Runs each node as a Swarm service; `down` scales it to zero (the service, pin and volume stay)."""
 
     name = "swarm"
 
     def __init__(self, ctx: ClusterContext, progress: Progress | None = None) -> None:
-        self.ctx = ctx
-        self.topology: Topology = ctx.topology
-        self.progress: Progress = progress or (lambda _node, _message: None)  # the library never prints
-        self._client: Any = None
-        self._client_lock = threading.Lock()
-        self._lock = threading.Lock()  # network, secrets and state writes must not race between node threads
+        super().__init__(ctx, progress)
         self._hosts: SwarmHosts | None = None
         self._users: ImageUsers | None = None
         self._unremoved: list[str] = []  # volumes `remove` could not delete (recorded; teardown reports them)
@@ -57,16 +51,13 @@ class SwarmBackend:
         return self._users
 
     # -- connection -------------------------------------------------------------------------------
-    @property
-    def client(self) -> Any:
+    def _connect(self) -> Any:
         """The manager's client; every command learns first, in one clear error, when it is not a manager."""
-        with self._client_lock:
-            if self._client is None:
-                client = connect()
-                hosts = SwarmHosts(client, self.ctx)
-                hosts.require_manager()
-                self._client, self._hosts = client, hosts
-        return self._client
+        client = connect()
+        hosts = SwarmHosts(client, self.ctx)
+        hosts.require_manager()
+        self._hosts = hosts
+        return client
 
     @property
     def hosts(self) -> SwarmHosts:
@@ -110,23 +101,14 @@ class SwarmBackend:
         labels = {**s.container.labels, **self.ctx.ownership.labels()}  # service, containers and volume
         return replace(s, container=docker_spec.replace_spec(s.container, labels=labels))
 
+    def tls_covers(self, node: Node) -> bool:
+        return self.ctx.managed_tls(node.name)
+
     def tls_names(self, node: Node) -> set[str]:
         """What the certificate covers: the node and service names, loopback, and the address of the host
         its port is published on (the pinned or planned Swarm host)."""
         pin = self.hosts.pin(node.name) or self.hosts.planned(node.name)
         return node_names(self.topology, node) | ({pin.addr} if pin and pin.addr else set())
-
-    def _tls(self, node: Node, issue: bool) -> NodeTls | None:
-        if not self.ctx.managed_tls(node.name):
-            return None
-        if issue:
-            return self.ctx.tls.ensure(node.name, self.tls_names(node))
-        # Before issuing, a stand-in whose fingerprint differs from any real one: the plan says "update".
-        return (self.ctx.tls.current(node.name, self.tls_names(node))
-                or NodeTls(b"", b"to be issued", b""))
-
-    def desired_fingerprint(self, node: Node) -> str:
-        return fingerprint(self.spec(node).definition())
 
     # -- observation ------------------------------------------------------------------------------
     def _find(self, node: Node) -> Any | None:
@@ -204,7 +186,7 @@ class SwarmBackend:
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         service = docker_spec.container_name(self.topology.cluster, node.name)
         return node_readiness(self, self.ctx, node, timeout, f"as Swarm service {service}, ",
-                              tls=self.ctx.managed_tls(node.name), alive=lambda: self.services.alive(node),
+                              tls=self.tls_covers(node), alive=lambda: self.services.alive(node),
                               interval=0.3, hint=f" and `docker service ps {service}`",
                               also=lambda: self.services.task_running(node))
 
@@ -226,12 +208,7 @@ class SwarmBackend:
         return Endpoint(node.name, node.role.value, node.engine.value, self.name, host, node.port,
                         docker_spec.container_name(self.topology.cluster, node.name),
                         docker_spec.CONTAINER_PORT[node.engine], node.database,
-                        sspec.SECRETS_DIR if self.ctx.managed_tls(node.name) else None)
-
-    def write_pg_file(self, node: Node, name: str, content: str) -> None:
-        """Through SQL (COPY ... TO a server file, as the server's user): the task may run on any host."""
-        with self.ctx.pg_connect(node.name, "postgres") as conn:
-            write_data_file(conn, node.name, name, content)
+                        sspec.SECRETS_DIR if self.tls_covers(node) else None)
 
     def source_address(self, node: Node) -> str:
         """The cluster's own overlay subnet, not one task's address: Swarm gives a replaced task (a crash, a
@@ -258,7 +235,7 @@ class SwarmBackend:
                                  hint="install the PostgreSQL client, or use `streamctl url NODE`")
         ep = self.endpoint(node)
         env = {"PGPASSWORD": password}
-        if self.ctx.managed_tls(node.name):  # psql verifies the server against streamctl's copy of the CA
+        if self.tls_covers(node):  # psql verifies the server against streamctl's copy of the CA
             env.update(PGSSLMODE="verify-full", PGSSLROOTCERT=self.ctx.ca_path())
         return ([exe, "-h", ep.host, "-p", str(ep.port), "-U", user, "-d", database, *args], env)
 
