@@ -28,8 +28,8 @@ NAMES = (*SECRET_KEYS, GATEWAY_TOKEN)  # what `rotate-secrets NAME` accepts
 ORDER = SECRET_KEYS  # the superuser first: every other change logs in as it
 
 
-class UsageError(StreamctlError):
-    exit_code = ExitCode.USAGE
+class UsageError(StreamctlError, exit_code=ExitCode.USAGE):
+    """`rotate-secrets` was asked for what it cannot do (an unknown name, a secret the topology fixes)."""
 
 
 @dataclass

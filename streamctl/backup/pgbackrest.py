@@ -22,10 +22,8 @@ if TYPE_CHECKING:
     from streamctl.context import ClusterContext
 
 
-class BackupError(StreamctlError):
+class BackupError(StreamctlError, exit_code=ExitCode.RUNTIME):
     """A backup, restore point or restore failed; the message names the node."""
-
-    exit_code = ExitCode.RUNTIME
 
 
 @dataclass(frozen=True)
