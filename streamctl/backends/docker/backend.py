@@ -100,19 +100,13 @@ class DockerBackend(EngineBackend):
                            f"container {container.short_id} {status}", takeover)
 
     # -- changes ----------------------------------------------------------------------------------
-    def apply(self, node: Node, action: Action) -> None:
-        if action is Action.NOOP:
-            return
-        container = self._find(node)
-        if action is Action.START and container is not None:
-            with docker_errors(f"start {container.name}"):
-                container.start()
-            return
-        if container is not None:  # RECREATE (or CREATE over a leftover): replace it, keep the volume
-            self._remove_container(container)
-        self._create(node)
+    def _start(self, found: Any) -> None:
+        with docker_errors(f"start {found.name}"):
+            found.start()
 
-    def _create(self, node: Node) -> None:
+    def _launch(self, node: Node, found: Any | None) -> None:
+        if found is not None:  # RECREATE (or CREATE over a leftover): replace it, keep the volume
+            self._remove_container(found)
         s = self.spec(node, issue=True)
         with self._lock:
             if self._puller is None:

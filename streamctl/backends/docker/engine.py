@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from streamctl.backends.base import fingerprint
+from streamctl.backends.base import Action, fingerprint
 from streamctl.backends.docker.errors import connect
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
@@ -42,6 +42,27 @@ class EngineBackend:
 
     def desired_fingerprint(self, node: Node) -> str:
         return fingerprint(self.spec(node).definition())
+
+    # -- changes ----------------------------------------------------------------------------------
+    def apply(self, node: Node, action: Action) -> None:
+        """START: the node's container or service, found, is started; CREATE and RECREATE: it is launched
+        from its spec (`_launch`, replacing what is found but keeping its volume)."""
+        if action is Action.NOOP:
+            return
+        found = self._find(node)
+        if action is Action.START and found is not None:
+            self._start(found)
+        else:
+            self._launch(node, found)
+
+    def _find(self, node: Node) -> Any | None:
+        raise NotImplementedError
+
+    def _start(self, found: Any) -> None:
+        raise NotImplementedError
+
+    def _launch(self, node: Node, found: Any | None) -> None:
+        raise NotImplementedError
 
     # -- TLS --------------------------------------------------------------------------------------
     def tls_covers(self, node: Node) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from functools import cached_property
 from typing import Any
 
 from streamctl.backends.base import Action, Notify, Observation, node_readiness
@@ -41,14 +42,11 @@ class SwarmBackend(EngineBackend):
     def __init__(self, ctx: ClusterContext, progress: Progress | None = None) -> None:
         super().__init__(ctx, progress)
         self._hosts: SwarmHosts | None = None
-        self._users: ImageUsers | None = None
         self._unremoved: list[str] = []  # volumes `remove` could not delete (recorded; teardown reports them)
 
-    @property
+    @cached_property
     def users(self) -> ImageUsers:
-        if self._users is None:
-            self._users = ImageUsers(self.client)
-        return self._users
+        return ImageUsers(self.client)
 
     # -- connection -------------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -122,20 +120,17 @@ class SwarmBackend(EngineBackend):
         return [(x.node, x.describe()) for x in self.volumes.leftovers()]
 
     # -- changes ----------------------------------------------------------------------------------
-    def apply(self, node: Node, action: Action) -> None:
-        if action is Action.NOOP:
-            return
-        service = self._find(node)
-        if action is Action.START and service is not None:
-            with docker_errors(f"scale {service.name} to 1"):
-                service.scale(1)
-            return
+    def _start(self, found: Any) -> None:
+        with docker_errors(f"scale {found.name} to 1"):
+            found.scale(1)
+
+    def _launch(self, node: Node, found: Any | None) -> None:
         pin = self.hosts.pin(node.name) or self.hosts.place(node)
         spec = self.spec(node, issue=True)
         kwargs = service_kwargs(node, spec, pin, self.network, self._ensure_secret, self.users)
-        if service is not None:  # RECREATE: a rolling `service update` on the same host keeps the volume
+        if found is not None:  # RECREATE: a rolling `service update` on the same host keeps the volume
             with docker_errors(f"update service {spec.name}"):
-                service.update(**kwargs)
+                found.update(**kwargs)
             return
         self._ensure_network()
         with docker_errors(f"create service {spec.name}"):
