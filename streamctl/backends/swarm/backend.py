@@ -20,7 +20,7 @@ from streamctl.backends.docker.errors import connect, docker_errors
 from streamctl.backends.swarm import spec as sspec
 from streamctl.backends.swarm.hosts import SwarmHosts
 from streamctl.backends.swarm.observe import ClusterServices
-from streamctl.backends.swarm.preflight import SwarmPreflight
+from streamctl.backends.swarm.preflight import SwarmPreflight, refuse_one_address
 from streamctl.backends.swarm.service import ensure_secret, service_kwargs
 from streamctl.backends.swarm.teardown import remove_cluster, remove_volume
 from streamctl.backends.swarm.users import ImageUsers
@@ -80,7 +80,8 @@ class SwarmBackend(EngineBackend):
         return SwarmPreflight(self.client, self.ctx, self.hosts, self.volumes, self.services)
 
     def preflight(self, nodes: list[Node]) -> None:
-        """Before any change: a reachable manager and the checks of preflight.py."""
+        """Before any change: ports Swarm can publish, a reachable manager, and the checks of preflight.py."""
+        refuse_one_address(self.topology)
         self.checks.check(nodes)
 
     def unreachable(self, nodes: list[Node]) -> dict[str, str]:

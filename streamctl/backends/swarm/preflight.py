@@ -13,9 +13,18 @@ from streamctl.backends.swarm.hosts import SwarmHosts
 from streamctl.backends.swarm.observe import ClusterServices
 from streamctl.backends.swarm.volumes import SwarmVolumes
 from streamctl.config.checks import swarm_bind_errors
-from streamctl.config.model import Node
+from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError, RefusedError
+
+
+def refuse_one_address(topology: Topology) -> None:
+    """Swarm publishes a port on every address of its host: a topology that binds one address is refused
+    (checked before the manager is even asked)."""
+    bind = swarm_bind_errors(topology)
+    if bind:
+        raise PreflightError("the topology binds ports to one address, which Swarm cannot do",
+                             details=bind, hint="set `bind: 0.0.0.0` in the topology")
 
 
 class SwarmPreflight:
@@ -26,12 +35,8 @@ class SwarmPreflight:
         self.client, self.ctx, self.hosts, self.volumes, self.services = client, ctx, hosts, volumes, services
 
     def check(self, nodes: list[Node]) -> None:
-        """Before any change: ports Swarm can publish, no foreign services, pinned hosts present and
-        available, and a host satisfying the placement of every node still to be created."""
-        bind = swarm_bind_errors(self.ctx.topology)
-        if bind:
-            raise PreflightError("the topology binds ports to one address, which Swarm cannot do",
-                                 details=bind, hint="set `bind: 0.0.0.0` in the topology")
+        """Before any change: no foreign services, pinned hosts present and available, a host satisfying the
+        placement of every node still to be created, its ports free there, no major version change."""
         services = {n.name: self.services.find(n) for n in nodes}
         for name, service in services.items():
             if service is not None:
