@@ -7,7 +7,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import Connection
@@ -35,13 +35,17 @@ class MoveOptions:
             raise RefusedError(f"--parallel must be between 1 and 16, not {self.parallel}")
 
 
-class Reported:
-    """What a shard operation returns: as JSON, its fields with the seconds it took rounded."""
+@dataclass(kw_only=True)
+class Checked:
+    """What every shard operation reports beside its own fields: the rows of each Citus table after it
+    (compared with before, `integrity_after`) and the seconds it took. As JSON: its own fields, then these."""
 
-    seconds: float
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {**vars(self), "seconds": round(self.seconds, 2)}
+        own = {k: v for k, v in vars(self).items() if k not in ("rows", "seconds")}
+        return {**own, "rows": self.rows, "seconds": round(self.seconds, 2)}
 
 
 class Nodes:

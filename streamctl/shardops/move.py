@@ -11,19 +11,17 @@ from streamctl.citus.placement import citus_errors
 from streamctl.context import ClusterContext
 from streamctl.errors import Interrupted, NotFoundError
 from streamctl.events import Emit, Event, ignore
-from streamctl.shardops.common import MoveOptions, Nodes, Reported, integrity_after, integrity_before
+from streamctl.shardops.common import Checked, MoveOptions, Nodes, integrity_after, integrity_before
 
 
 @dataclass
-class MoveResult(Reported):
+class MoveResult(Checked):
     shard_id: int
     source: str
     target: str
     shards: list[str]  # table:shard of the group that moved
     bytes: int
     moved: bool
-    rows: dict[str, int]
-    seconds: float
 
 
 def move_shard(ctx: ClusterContext, shard_id: int, to: str, options: MoveOptions,
@@ -41,7 +39,7 @@ def move_shard(ctx: ClusterContext, shard_id: int, to: str, options: MoveOptions
         source = group[0].node
         members = [f"{p.table}:{p.shard_id}" for p in group]
         size = sum(p.bytes for p in group)
-        result = MoveResult(shard_id, nodes.name(source), to, members, size, False, {}, 0.0)
+        result = MoveResult(shard_id, nodes.name(source), to, members, size, False)
         if source == target:
             say(Event("noop", "coordinator", "move", f"shard {shard_id} is already on {to}"))
             result.seconds = time.monotonic() - started

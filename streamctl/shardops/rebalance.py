@@ -20,7 +20,7 @@ from streamctl.citus.rebalance import PlannedMove
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError
 from streamctl.events import Emit, ignore
-from streamctl.shardops.common import MoveOptions, Nodes, integrity_after, integrity_before
+from streamctl.shardops.common import Checked, MoveOptions, Nodes, integrity_after, integrity_before
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,9 @@ class RebalancePlan:
 
 
 @dataclass
-class RebalanceResult:
+class RebalanceResult(Checked):
     job_id: int | None
     progress: JobProgress | None
-    rows: dict[str, int]
-    seconds: float
 
     def to_json(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "moves": self.progress.moves_total if self.progress else 0,
@@ -93,7 +91,8 @@ def rebalance(ctx: ClusterContext, options: MoveOptions, emit: Emit | None = Non
         before = integrity_before(conn)
         progress = citus_jobs.run_job(conn, say, options.transfer_mode, options.parallel)
         rows = integrity_after(conn, before)
-    return RebalanceResult(progress.job_id if progress else None, progress, rows, time.monotonic() - started)
+    return RebalanceResult(progress.job_id if progress else None, progress, rows=rows,
+                           seconds=time.monotonic() - started)
 
 
 def status(ctx: ClusterContext) -> JobProgress:

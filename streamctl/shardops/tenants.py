@@ -15,9 +15,9 @@ from streamctl.context import ClusterContext
 from streamctl.errors import Interrupted, NotFoundError
 from streamctl.events import Emit, Event, ignore
 from streamctl.shardops.common import (
+    Checked,
     MoveOptions,
     Nodes,
-    Reported,
     deferred_interrupt,
     integrity_after,
     integrity_before,
@@ -73,15 +73,13 @@ def hot_titles(ctx: ClusterContext, limit: int = 10) -> HotTitles:
 
 
 @dataclass
-class IsolateResult(Reported):
+class IsolateResult(Checked):
     table: str
     key: str
     shard_id: int
     node: str
     isolated: bool  # False: the key already had a shard of its own
     shards: dict[str, dict[str, int]]  # colocated table -> {"shard": id, "rows": n, "key_rows": n}
-    rows: dict[str, int]
-    seconds: float
 
 
 def isolate_title(ctx: ClusterContext, table_name: str, key: str, options: MoveOptions,
@@ -119,8 +117,8 @@ def isolate_title(ctx: ClusterContext, table_name: str, key: str, options: MoveO
             counts = placement.shard_rows(conn, p.table)
             shards[p.table] = {"shard": p.shard_id, "rows": counts.get(p.shard_id, 0),
                                "key_rows": placement.key_rows(conn, p.table, table.column, key)}
-    result = IsolateResult(table.table, key, shard, nodes.name(group[0].node), not already, shards, rows,
-                           time.monotonic() - started)
+    result = IsolateResult(table.table, key, shard, nodes.name(group[0].node), not already, shards, rows=rows,
+                           seconds=time.monotonic() - started)
     say(Event("done", "coordinator", "isolate", f"{key} is alone in shard {shard} on {result.node}",
               result.seconds))
     return result
