@@ -15,10 +15,8 @@ from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, ExitCode, PreflightError, StreamctlError
 
 
-class DriftError(StreamctlError):
+class DriftError(StreamctlError, exit_code=ExitCode.CHECK_FAILED):
     """`up` found external nodes that differ from the topology and was not asked to change them."""
-
-    exit_code = ExitCode.CHECK_FAILED
 
 
 class NotCitusError(PreflightError):

@@ -27,9 +27,15 @@ class ExitCode(IntEnum):
 
 
 class StreamctlError(Exception):
-    """Base class: a message for the user, an optional hint, and an exit code."""
+    """Base class: a message for the user, an optional hint, and an exit code (each subclass names its
+    own on its class line: `class NotFoundError(StreamctlError, exit_code=ExitCode.NOT_FOUND)`)."""
 
     exit_code: ExitCode = ExitCode.FAILURE
+
+    def __init_subclass__(cls, exit_code: ExitCode | None = None, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if exit_code is not None:
+            cls.exit_code = exit_code
 
     def __init__(self, message: str, hint: str | None = None, details: list[str] | None = None) -> None:
         super().__init__(message)
@@ -38,58 +44,46 @@ class StreamctlError(Exception):
         self.details = details or []
 
 
-class ConfigError(StreamctlError):
+class ConfigError(StreamctlError, exit_code=ExitCode.CONFIG):
     """The topology file is malformed; `details` holds one line per problem found."""
 
-    exit_code = ExitCode.CONFIG
+
+class PreflightError(StreamctlError, exit_code=ExitCode.PREFLIGHT):
+    """Before any change: a binary, extension, engine or permission the command needs is missing."""
 
 
-class PreflightError(StreamctlError):
-    exit_code = ExitCode.PREFLIGHT
+class BackendError(StreamctlError, exit_code=ExitCode.RUNTIME):
+    """A node, or what runs it, failed while running."""
 
 
-class BackendError(StreamctlError):
-    exit_code = ExitCode.RUNTIME
-
-
-class StepError(StreamctlError):
+class StepError(StreamctlError, exit_code=ExitCode.RUNTIME):
     """A plan step failed; names the node and the step."""
 
-    exit_code = ExitCode.RUNTIME
 
-
-class ReadinessTimeout(StreamctlError):
+class ReadinessTimeout(StreamctlError, exit_code=ExitCode.TIMEOUT):
     """A node did not become ready in time; `details` carries its last log lines."""
 
-    exit_code = ExitCode.TIMEOUT
+
+class NotFoundError(StreamctlError, exit_code=ExitCode.NOT_FOUND):
+    """An unknown node, no state for this cluster, or nothing of what was asked for."""
 
 
-class NotFoundError(StreamctlError):
-    exit_code = ExitCode.NOT_FOUND
+class RefusedError(StreamctlError, exit_code=ExitCode.REFUSED):
+    """The operation would lose data (or cannot be done safely) and was refused."""
 
 
-class RefusedError(StreamctlError):
-    exit_code = ExitCode.REFUSED
-
-
-class LockedError(StreamctlError):
+class LockedError(StreamctlError, exit_code=ExitCode.BUSY):
     """Another mutating command holds the cluster's lock and the wait allowed for it ran out."""
 
-    exit_code = ExitCode.BUSY
 
-
-class ForeignError(StreamctlError):
+class ForeignError(StreamctlError, exit_code=ExitCode.FOREIGN):
     """A container, service, volume, network or data directory carries another state directory's instance
     id: streamctl refuses to adopt, recreate or delete it (`up --adopt` takes it over deliberately)."""
 
-    exit_code = ExitCode.FOREIGN
-class HostsUnreachable(StreamctlError):
+
+class HostsUnreachable(StreamctlError, exit_code=ExitCode.UNREACHABLE):
     """`up` converged the nodes it could reach; the details name the hosts and the nodes pinned to them."""
 
-    exit_code = ExitCode.UNREACHABLE
 
-
-class Interrupted(StreamctlError):
+class Interrupted(StreamctlError, exit_code=ExitCode.INTERRUPTED):
     """Ctrl-C: `details` say what was done or what still runs; the hint says how to finish, follow or cancel."""
-
-    exit_code = ExitCode.INTERRUPTED

@@ -42,10 +42,8 @@ def session_params() -> dict[str, str]:
     return {**KEEPALIVES, "options": f"-c lock_timeout={lock_timeout()}"}
 
 
-class LockWaitTimeout(StreamctlError):
+class LockWaitTimeout(StreamctlError, exit_code=ExitCode.TIMEOUT):
     """A statement waited longer than lock_timeout for a lock another session holds."""
-
-    exit_code = ExitCode.TIMEOUT
 
 
 def translate_db_error(what: str, exc: BaseException) -> StreamctlError:
@@ -63,10 +61,8 @@ def translate_db_error(what: str, exc: BaseException) -> StreamctlError:
     return BackendError(f"{what}: {first}")
 
 
-class PrivilegeError(StreamctlError):
+class PrivilegeError(StreamctlError, exit_code=ExitCode.PREFLIGHT):
     """The role streamctl connects as lacks a privilege on a node; names the node and the privilege."""
-
-    exit_code = ExitCode.PREFLIGHT
 
     def __init__(self, node: str, message: str) -> None:
         self.node = node

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from streamctl.backends import select_backend
 from streamctl.backends.base import Backend
+from streamctl.citus import jobs as citus_jobs
 from streamctl.citus import rebalance as citus_rebalance
 from streamctl.citus.nodes import coordinator_conn, register_workers, worker_address
 from streamctl.citus.placement import citus_errors
@@ -142,7 +143,7 @@ def _grow(ctx: ClusterContext, backend: Backend, current: int, say: Emit, result
                 register_workers(conn, [worker_address(ctx, n) for n in new_workers])
             # Registered and active: they belong to the cluster now, whatever happens to the moves.
             _update_file(ctx, count, update_file, result)
-            job = citus_rebalance.run_job(conn, say, opts.transfer_mode, opts.parallel)
+            job = citus_jobs.run_job(conn, say, opts.transfer_mode, opts.parallel)
             result.moves = job.moves_total if job else 0
     except KeyboardInterrupt:
         raise Interrupted("interrupted while provisioning or registering the new workers",

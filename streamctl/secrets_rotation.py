@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamctl.atomic import write_file
 from streamctl.backends.base import Backend
 from streamctl.config.model import Role
 from streamctl.context import ClusterContext
@@ -27,8 +28,8 @@ NAMES = (*SECRET_KEYS, GATEWAY_TOKEN)  # what `rotate-secrets NAME` accepts
 ORDER = SECRET_KEYS  # the superuser first: every other change logs in as it
 
 
-class UsageError(StreamctlError):
-    exit_code = ExitCode.USAGE
+class UsageError(StreamctlError, exit_code=ExitCode.USAGE):
+    """`rotate-secrets` was asked for what it cannot do (an unknown name, a secret the topology fixes)."""
 
 
 @dataclass
@@ -183,11 +184,5 @@ def _apply(ctx: ClusterContext, backend: Backend, name: str, emit: Emit) -> list
 
 
 def _new_gateway_token(ctx: ClusterContext) -> str:
-    import os
-
-    path = ctx.store.root / "gateway-token"
-    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(_secrets.token_urlsafe(32) + "\n")
-    os.replace(path.with_suffix(".tmp"), path)
+    write_file(ctx.store.root / "gateway-token", _secrets.token_urlsafe(32) + "\n", 0o600)
     return "gateway-token file (restart `streamctl gateway` to serve with it)"

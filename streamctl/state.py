@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets as _secrets
-import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from streamctl.atomic import write_file
 from streamctl.config.model import Topology
 from streamctl.errors import NotFoundError
 
@@ -42,32 +41,14 @@ def cluster_dir(topology: Topology, base: Path, override: str | Path | None = No
     return (root / topology.cluster).absolute()
 
 
-def _atomic_write(path: Path, text: str, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class StateStore:
     """Reads and writes the cluster's state files; the only place that knows their layout."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-
-    @property
-    def state_file(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def secrets_file(self) -> Path:
-        return self.root / "secrets.json"
+        self.state_file = root / "state.json"
+        self.secrets_file = root / "secrets.json"
+        self.rotations_file = root / "rotations.json"
 
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node
@@ -82,7 +63,7 @@ class StateStore:
         return json.loads(self.state_file.read_text())
 
     def write(self, data: dict[str, Any]) -> None:
-        _atomic_write(self.state_file, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o644)
+        write_file(self.state_file, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o644)
 
     def update(self, **fields: Any) -> dict[str, Any]:
         data = self.read()
@@ -144,7 +125,7 @@ class StateStore:
             # where a topology edit replaces one (the old password still logs in), else the new one.
             self._keep_applied({**merged, **stored})
         if changed and create:
-            _atomic_write(self.secrets_file, json.dumps(merged, indent=2) + "\n", 0o600)
+            write_file(self.secrets_file, json.dumps(merged, indent=2) + "\n", 0o600)
         return merged
 
     def set_secret(self, key: str, value: str) -> None:
@@ -152,13 +133,9 @@ class StateStore:
         stored = json.loads(self.secrets_file.read_text()) if self.secrets_file.exists() else {}
         self._keep_applied(stored)
         stored[key] = value
-        _atomic_write(self.secrets_file, json.dumps(stored, indent=2) + "\n", 0o600)
+        write_file(self.secrets_file, json.dumps(stored, indent=2) + "\n", 0o600)
 
     # -- rotations.json (mode 0600): what the engines were last given, and values being rotated to ------
-    @property
-    def rotations_file(self) -> Path:
-        return self.root / "rotations.json"
-
     def rotations(self) -> dict[str, dict[str, Any]]:
         """{"applied": {key: value every node has}, "pending": {key: [values some node may have]}}."""
         if not self.rotations_file.exists():
@@ -167,7 +144,7 @@ class StateStore:
         return {"applied": dict(data.get("applied", {})), "pending": dict(data.get("pending", {}))}
 
     def _write_rotations(self, data: dict[str, dict[str, Any]]) -> None:
-        _atomic_write(self.rotations_file, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o600)
+        write_file(self.rotations_file, json.dumps(data, indent=2, sort_keys=True) + "\n", 0o600)
 
     def _keep_applied(self, stored: dict[str, str]) -> None:
         """The first time a key is seen, its stored value is what the engines have: record it as applied."""

@@ -7,11 +7,14 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from streamctl.config.model import Node
-from streamctl.readiness import Readiness
+from streamctl.readiness import Probe, Readiness, node_probe
 from streamctl.state import Endpoint
+
+if TYPE_CHECKING:
+    from streamctl.context import ClusterContext
 
 
 class NodeState(StrEnum):
@@ -91,3 +94,23 @@ class Backend(Protocol):
             list[str], dict[str, str]]:
         """argv and extra environment to run psql against the node."""
         ...
+
+
+def node_readiness(backend: Backend, ctx: ClusterContext, node: Node, timeout: float, where: str, *, tls: bool,
+                   alive: Callable[[], bool], interval: float = 0.05, hint: str = "",
+                   also: Probe | None = None) -> Readiness:
+    """A node's readiness as every backend judges it: the engine's own probe at the node's endpoint, with the
+    cluster's secrets (and the values a pending rotation may still leave), verifying the server against the
+    cluster's CA when `tls`; its last log lines on timeout, and `alive` to fail fast. `where`: how it runs,
+    before its address ("on ", "in container NAME, "); `hint` follows the one to read its logs; `also`:
+    the backend's own verdict besides the engine's (Swarm's task state)."""
+    ep = backend.endpoint(node)
+    answers = node_probe(node, ep.host, ep.port, ctx.topology.pg_user, ctx.store.known_secrets(ctx.topology),
+                         ctx.ca_path() if tls else None, ctx.store.login_fallbacks(ctx.topology))
+
+    def probe() -> bool:
+        return answers() and (also is None or also())
+
+    return Readiness(f"{node.name} ({node.engine.value} {where}{ep.host}:{ep.port})", probe, timeout,
+                     interval=interval, logs=lambda: backend.logs(node, 20),
+                     hint=f"see `streamctl logs {node.name}`{hint}", alive=alive)

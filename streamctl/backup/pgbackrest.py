@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamctl.atomic import write_file
 from streamctl.backends.local.privileges import RunAs, check_traversable
 from streamctl.config.model import BACKED_UP_ROLES, BackupSpec, Node
 from streamctl.errors import ExitCode, PreflightError, StreamctlError
@@ -21,10 +22,8 @@ if TYPE_CHECKING:
     from streamctl.context import ClusterContext
 
 
-class BackupError(StreamctlError):
+class BackupError(StreamctlError, exit_code=ExitCode.RUNTIME):
     """A backup, restore point or restore failed; the message names the node."""
-
-    exit_code = ExitCode.RUNTIME
 
 
 @dataclass(frozen=True)
@@ -138,12 +137,7 @@ class PgBackRest:
         text = self.render()
         if self.config.exists() and self.config.read_text() == text:
             return
-        tmp = self.config.with_suffix(f".tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        self.run_as.chown(tmp)
-        os.replace(tmp, self.config)
+        write_file(self.config, text, 0o600, chown=self.run_as.chown)
 
     def check_repository(self, create: bool = False) -> None:
         """A directory repository must exist (or be creatable) and be writable by the server's user."""

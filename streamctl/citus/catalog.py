@@ -1,6 +1,6 @@
 """Every query streamctl makes of Citus's catalog (pg_dist_*, citus_*), as small functions over a connection.
 
-With rebalance.py (the rebalancer's plan and background jobs), placement.py (moving and isolating shards,
+With rebalance.py (the rebalancer's plan), jobs.py (its background jobs), placement.py (moving and isolating shards,
 checksums) and tenants.py (hot titles), the only files that write Citus SQL: the layer, `scale`, `verify`,
 `shards` and the gateway call these.
 Addresses are (host, port) as Citus registered them, i.e. the nodes' internal (network) addresses.

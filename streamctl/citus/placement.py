@@ -15,10 +15,8 @@ from streamctl.errors import ExitCode, NotFoundError, RefusedError, StreamctlErr
 from streamctl.pgconn import LockWaitTimeout, translate_db_error
 
 
-class ShardOperationError(StreamctlError):
+class ShardOperationError(StreamctlError, exit_code=ExitCode.RUNTIME):
     """Citus refused or failed a shard operation; its own message is kept."""
-
-    exit_code = ExitCode.RUNTIME
 
 
 @contextmanager

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
 
 import typer
 
-from streamctl.citus.rebalance import JobProgress
+from streamctl.citus.jobs import JobProgress
 from streamctl.cli import render
 from streamctl.cli.common import DEFAULT_FILE, FileOpt, JsonOpt, StateDirOpt, load_context, share_with_subcommands
 from streamctl.cli.guard import WaitLockOpt, mutating
@@ -15,6 +17,10 @@ from streamctl.shardops import rebalance as shard_rebalance
 from streamctl.shardops import tenants
 from streamctl.shardops.common import MoveOptions
 from streamctl.shardops.rebalance import RebalancePlan
+
+if TYPE_CHECKING:
+    from streamctl.context import ClusterContext
+    from streamctl.events import Emit
 
 TRANSFER_HELP = ("How shards travel: auto, force_logical or block_writes. auto (default, safe): logical "
                  "replication, reads and writes go on "
@@ -30,6 +36,26 @@ TransferMode = Literal["auto", "force_logical", "block_writes"]
 TransferOpt = Annotated[TransferMode, typer.Option("--transfer-mode", help=TRANSFER_HELP)]
 ParallelOpt = Annotated[int, typer.Option("--parallel", min=1, max=16, help=PARALLEL_HELP)]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the moves Citus would make; change nothing.")]
+
+
+class JsonResult(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=JsonResult)
+
+
+def operate(file: Path, state_dir: str | None, command: str, wait_lock: float | None, json_: bool,
+            run: Callable[[ClusterContext, Emit | None], R]) -> R | None:
+    """One shard operation under the cluster's lock, its progress rendered as it goes; with --json its
+    result is printed instead and None returned (the command has nothing left to say)."""
+    ctx = load_context(file, state_dir)
+    with mutating(ctx, command, wait_lock):
+        res = run(ctx, None if json_ else render.event)
+    if json_:
+        render.print_json(res.to_json())
+        return None
+    return res
 
 
 def show_plan(plan: RebalancePlan, title: str) -> None:
@@ -72,16 +98,14 @@ def rebalance(typer_ctx: typer.Context, file: FileOpt = DEFAULT_FILE, state_dir:
     if status_ or cancel_:  # the former spelling, `rebalance --status|--cancel`, kept for scripts
         (cancel if cancel_ else status)(file, state_dir, json_, *((wait_lock,) if cancel_ else ()))
         return
-    ctx = load_context(file, state_dir)
     if dry_run:
-        plan = shard_rebalance.plan_rebalance(ctx)
+        plan = shard_rebalance.plan_rebalance(load_context(file, state_dir))
         render.print_json(plan.to_json()) if json_ else show_plan(plan, "moves Citus would make")
         return
     options = MoveOptions(transfer_mode, parallel)
-    with mutating(ctx, "shards rebalance", wait_lock):
-        res = shard_rebalance.rebalance(ctx, options, emit=None if json_ else render.event)
-    if json_:
-        render.print_json(res.to_json())
+    res = operate(file, state_dir, "shards rebalance", wait_lock, json_,
+                  lambda ctx, emit: shard_rebalance.rebalance(ctx, options, emit=emit))
+    if res is None:
         return
     moved = f"{res.progress.moves_total} shard moves" if res.progress else "nothing to move"
     render.line(f"{moved}; rows and checksums unchanged ({sum(res.rows.values()):,} rows) in "
@@ -129,12 +153,9 @@ def move(shard: Annotated[int, typer.Argument(help="Shard id (any shard of the g
 
     Example: streamctl shards move 102008 --to worker-3
     """
-    ctx = load_context(file, state_dir)
-    with mutating(ctx, "shards move", wait_lock):
-        res = shard_move.move_shard(ctx, shard, to, MoveOptions(transfer_mode),
-                                    emit=None if json_ else render.event)
-    if json_:
-        render.print_json(res.to_json())
+    res = operate(file, state_dir, "shards move", wait_lock, json_,
+                  lambda ctx, emit: shard_move.move_shard(ctx, shard, to, MoveOptions(transfer_mode), emit=emit))
+    if res is None:
         return
     if not res.moved:
         render.line(f"shard {shard} is already on {to}: nothing to do", "bold green")
@@ -171,12 +192,9 @@ def isolate(table: Annotated[str, typer.Option("--table", "-t", help="A distribu
 
     Example: streamctl shards isolate -t content_metadata -k "$CONTENT_ID"
     """
-    ctx = load_context(file, state_dir)
-    with mutating(ctx, "shards isolate", wait_lock):
-        res = tenants.isolate_title(ctx, table, key, MoveOptions(transfer_mode),
-                                    emit=None if json_ else render.event)
-    if json_:
-        render.print_json(res.to_json())
+    res = operate(file, state_dir, "shards isolate", wait_lock, json_,
+                  lambda ctx, emit: tenants.isolate_title(ctx, table, key, MoveOptions(transfer_mode), emit=emit))
+    if res is None:
         return
     render.table(f"{key}: {'isolated' if res.isolated else 'already isolated'} on {res.node}",
                  ["table", "shard", "rows in shard", "rows of this title"],

@@ -7,17 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from streamctl.config.schema import (
-    BackendName,
-    CoordinatorSpec,
-    ExternalSpec,
-    MongoSpec,
-    PrimarySpec,
-    RedisSpec,
-    ReplicaSpec,
-    Topology,
-    WorkersSpec,
-)
+from streamctl.config.fields import BackendName
+from streamctl.config.schema import ExternalSpec, Server, Topology
 
 
 class Role(StrEnum):
@@ -105,7 +96,7 @@ def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], 
 def _spec_of(t: Topology, node: Node) -> tuple[BackendName | None, ExternalSpec | None]:
     """The per-node backend and external settings declared for `node` (a worker: its section's)."""
     md, a = t.metadata, t.analytics
-    spec: CoordinatorSpec | WorkersSpec | PrimarySpec | ReplicaSpec | MongoSpec | RedisSpec | None = {
+    spec: Server | None = {
         Role.COORDINATOR: md.coordinator, Role.WORKER: md.workers, Role.ANALYTICS_PRIMARY: a.primary,
         Role.MONGO: t.mongo, Role.REDIS: t.redis}.get(node.role)
     if node.role is Role.ANALYTICS_REPLICA:

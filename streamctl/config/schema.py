@@ -1,30 +1,19 @@
-"""The topology file's schema: every section as a typed, frozen pydantic model. What nodes it describes
-is worked out apart, in `nodes.py`."""
+"""The topology file's schema: the servers' sections and the topology itself, as typed, frozen pydantic
+models (the values they are made of: `fields.py`; the cluster-wide settings: `settings.py`). What nodes
+it describes is worked out apart, in `nodes.py`."""
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator
+
+from streamctl.config.fields import BackendName, Ident, Name, Port, SslMode, Strict, WalSize
+from streamctl.config.settings import BackupSpec, LocalSpec, PlacementSpec, SecretsSpec, TlsSpec, VerifySpec
 
 if TYPE_CHECKING:
     from streamctl.config.nodes import Node, Role
-
-Port = Annotated[int, Field(ge=1, le=65535)]
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")]
-Ident = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
-WalSize = Annotated[str, Field(pattern=r"^(-1|[0-9]{1,9}(kB|MB|GB|TB)?)$")]  # a PostgreSQL size setting
-
-
-class Strict(BaseModel):
-    """Base for every section: unknown keys are errors and values never change after loading."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-BackendName = Literal["auto", "docker", "local", "external", "swarm"]
-SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
 class ExternalSpec(Strict):
@@ -49,28 +38,31 @@ class ExternalSpec(Strict):
         return base.model_copy(update=mine)
 
 
+class Server(Strict):
+    """Where a server runs: the address its port binds (default: the topology's), its backend (default:
+    the topology's), or how to reach it when it is external."""
+
+    bind: str | None = None
+    backend: BackendName | None = None
+    external: ExternalSpec | None = None
+
+
 class CitusSpec(Strict):
     enabled: bool = True
     shard_count: int = Field(32, ge=1, le=4096)
 
 
-class CoordinatorSpec(Strict):
+class CoordinatorSpec(Server):
     name: Name = "coordinator"
     image: str = "citusdata/citus:12.1"
     port: Port = 15432
-    bind: str | None = None
-    backend: BackendName | None = None  # default: the topology's backend
-    external: ExternalSpec | None = None
 
 
-class WorkersSpec(Strict):
+class WorkersSpec(Server):
     count: int = Field(2, ge=0, le=64)
     name_prefix: Name = "worker"
     image: str | None = None  # defaults to the coordinator's image
     port: Port = 15433  # worker i listens on port + i - 1
-    bind: str | None = None
-    backend: BackendName | None = None
-    external: ExternalSpec | None = None
     nodes: tuple[ExternalSpec, ...] = ()  # per worker (in order): host, port, citus_host... overrides
 
 
@@ -81,22 +73,16 @@ class MetadataSpec(Strict):
     workers: WorkersSpec = WorkersSpec()
 
 
-class PrimarySpec(Strict):
+class PrimarySpec(Server):
     name: Name = "analytics-primary"
     image: str = "postgres:16"
     port: Port = 15442
-    bind: str | None = None
-    backend: BackendName | None = None
-    external: ExternalSpec | None = None
 
 
-class ReplicaSpec(Strict):
+class ReplicaSpec(Server):
     name: Name
     port: Port
     image: str | None = None  # defaults to the primary's image
-    bind: str | None = None
-    backend: BackendName | None = None
-    external: ExternalSpec | None = None
 
 
 class AnalyticsSpec(Strict):
@@ -123,25 +109,19 @@ class FdwSpec(Strict):
     tables: tuple[Ident, ...] | None = None  # defaults to analytics.tables
 
 
-class MongoSpec(Strict):
+class MongoSpec(Server):
     enabled: bool = True
     name: Name = "mongo"
     image: str = "mongo:7"
     port: Port = 27117
-    bind: str | None = None
-    backend: BackendName | None = None
-    external: ExternalSpec | None = None
     database: Ident = "streaming"
 
 
-class RedisSpec(Strict):
+class RedisSpec(Server):
     enabled: bool = True
     name: Name = "redis"
     image: str = "redis:7"
     port: Port = 16379
-    bind: str | None = None
-    backend: BackendName | None = None
-    external: ExternalSpec | None = None
     trending_ttl_days: int = Field(30, ge=1, le=3650)
     cache_ttl_seconds: int = Field(300, ge=1)
 
@@ -179,94 +159,6 @@ class MonitoringSpec(Strict):
     lag_bound_bytes: int = Field(64 * 1024 * 1024, ge=0)  # alert: a replica further behind than this
     lag_bound_seconds: float = Field(60.0, ge=0)
     skew_bound: float = Field(1.5, ge=1.0)  # alert: a distributed table's busiest node / mean node above this
-
-
-class TlsCertSpec(Strict):
-    """A certificate and its private key, as PEM files (paths relative to the topology file)."""
-
-    cert: str
-    key: str
-
-
-class TlsSpec(Strict):
-    """Verified TLS on every connection (default on); `tls: false` is the plain-text switch."""
-
-    enabled: bool = True
-    ca_cert: str | None = None  # bring your own CA (PEM); with ca_key streamctl signs node certificates with it
-    ca_key: str | None = None
-    certificates: dict[str, TlsCertSpec] = Field(default_factory=dict)  # node name (or `gateway`) -> own certificate
-
-
-class SecretsSpec(Strict):
-    """Optional fixed secrets (use ${VAR}); anything left empty is generated on first `up`."""
-
-    postgres_password: str | None = None
-    replication_password: str | None = None
-    fdw_password: str | None = None
-    gateway_password: str | None = None
-    redis_password: str | None = None
-    mongo_password: str | None = None
-
-
-class LocalSpec(Strict):
-    pg_bindir: str | None = None  # default: `pg_config --bindir`, else the directory of `initdb` on PATH
-    run_as: str | None = None  # when root: the unprivileged user for PostgreSQL (default postgres/streamctl)
-
-
-class VerifySpec(Strict):
-    max_skew: float = Field(1.5, ge=1.0)  # largest shard / mean shard, per table
-    max_lag_bytes: int = Field(16 * 1024 * 1024, ge=0)
-    max_lag_seconds: float = Field(30.0, ge=0)
-    checksum_chunk_rows: int = Field(100_000, ge=100)
-
-
-Constraint = Annotated[str, Field(min_length=1, max_length=300)]
-
-
-class PlacementSpec(Strict):
-    """Where nodes may run on a Swarm: Swarm constraint expressions per role and per node (both apply)."""
-
-    roles: dict[str, tuple[Constraint, ...]] = {}
-    nodes: dict[str, tuple[Constraint, ...]] = {}
-    spread: bool = True  # place each new service on the matching host holding fewest of its role
-
-
-class S3RepositorySpec(Strict):
-    """An S3-compatible object store as the backup repository (keys as ${VAR}; never logged)."""
-
-    endpoint: str = Field(min_length=1)  # host[:port], e.g. s3.eu-west-1.amazonaws.com or minio:9000
-    bucket: str = Field(min_length=1)
-    region: str = "us-east-1"
-    key: str = Field(min_length=1)
-    key_secret: str = Field(min_length=1)
-    prefix: str = Field("/streamctl", pattern=r"^/")  # path inside the bucket
-    uri_style: Literal["host", "path"] = "host"
-    verify_tls: bool = True
-
-
-class RepositorySpec(Strict):
-    """Where backups go: a directory on the machine streamctl manages, or an S3-compatible store."""
-
-    path: str | None = Field(None, min_length=1)  # relative to the topology file
-    s3: S3RepositorySpec | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> RepositorySpec:
-        if (self.path is None) == (self.s3 is None):
-            raise ValueError("give exactly one of `path` (a directory) or `s3` (an S3-compatible store)")
-        return self
-
-
-class BackupSpec(Strict):
-    """Continuous WAL archiving and base backups with pgBackRest (on when the section is present)."""
-
-    enabled: bool = True
-    repository: RepositorySpec
-    retention_full: int = Field(2, ge=1, le=999)  # full backups kept (their WAL too)
-    retention_diff: int | None = Field(None, ge=1, le=999)  # differential backups kept (default: all)
-    compression: Literal["none", "lz4", "zst", "gz", "bz2"] = "lz4"
-    parallelism: int = Field(2, ge=1, le=64)  # processes per node's backup and restore
-    archive_timeout: int = Field(60, ge=1, le=86400)  # seconds: WAL is switched and archived at least this often
 
 
 class Topology(Strict):

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+from streamctl.atomic import write_file
 from streamctl.context import ClusterContext
 from streamctl.gateway.history import History, HttpTotals
 from streamctl.gateway.schemas import HistoryPoint, MetricsHistory, NodeUp
@@ -122,9 +123,7 @@ class Background:
     def _write_shared(self) -> None:
         if self._dir is None:
             return
-        tmp = self._dir / f"collector.{os.getpid()}.tmp"
-        tmp.write_bytes(pickle.dumps((self._snapshot, self.history.points())))
-        os.replace(tmp, self._dir / SHARED)
+        write_file(self._dir / SHARED, pickle.dumps((self._snapshot, self.history.points())))
 
     def _read_shared(self) -> None:
         """A reader's view: the collecting worker's latest file, read again only when it changed."""

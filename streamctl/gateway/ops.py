@@ -17,8 +17,8 @@ from psycopg.errors import InvalidSchemaName, UndefinedTable
 
 from streamctl import names
 from streamctl.citus.catalog import PLACEMENTS_PER_NODE
+from streamctl.citus.jobs import ACTIVE_JOB_STATES, LATEST_JOB_SQL
 from streamctl.citus.nodes import label, node_names
-from streamctl.citus.rebalance import ACTIVE_JOB_STATES, LATEST_JOB_SQL
 from streamctl.config.model import Role
 from streamctl.gateway.errors import StoreUnavailable, as_store_unavailable
 from streamctl.gateway.schemas import Health, Rebalance, ReplicaState, Replication, Shards, StoreHealth, WorkerShards

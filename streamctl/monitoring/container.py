@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from streamctl.backends.base import fingerprint
-from streamctl.backends.docker import spec
+from streamctl.backends.docker import owner, spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
 from streamctl.context import ClusterContext
-from streamctl.errors import BackendError, PreflightError
+from streamctl.errors import BackendError
 from streamctl.monitoring.prometheus import NODE, PrometheusServer
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR
 from streamctl.readiness import Readiness
@@ -87,20 +87,8 @@ class PrometheusContainer(PrometheusServer):
     def find(self) -> Any | None:
         """The container, or None; one of that name not made for this cluster, or another instance's, is
         refused (ForeignError from the ownership guard)."""
-        from docker.errors import NotFound
-
-        with docker_errors(f"inspect container {self.name}"):
-            try:
-                container = self.client.containers.get(self.name)
-            except NotFound:
-                return None
-        labels = container.labels or {}
-        if (labels.get(spec.LABEL_CLUSTER), labels.get(spec.LABEL_NODE)) != (self.ctx.topology.cluster, NODE):
-            raise PreflightError(f"a container named {self.name} exists but was not created by streamctl for "
-                                 f"cluster {self.ctx.topology.cluster}",
-                                 hint=f"remove it (docker rm -f {self.name}) or rename the cluster")
-        self.ctx.ownership.check(f"container {self.name}", labels.get(LABEL_INSTANCE), labels.get(LABEL_STATE_DIR))
-        return container
+        return owner.find_named(self.client.containers.get, lambda c: c.labels, "container", self.name,
+                                self.ctx.topology.cluster, NODE, self.ctx.ownership, "docker rm -f")
 
     def _current(self, container: Any) -> bool:
         """The container is this definition and ours (not one to take over)."""

@@ -14,8 +14,8 @@ import signal
 import subprocess
 import time
 import urllib.request
-from pathlib import Path
 
+from streamctl.atomic import write_file
 from streamctl.config.model import Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError
@@ -81,22 +81,10 @@ class PrometheusServer:
         self.spec = ctx.topology.monitoring
         self.dir = ctx.store.root / "monitoring"
         self.bind = self.spec.bind or ctx.topology.bind
-
-    @property
-    def config_file(self) -> Path:
-        return self.dir / "prometheus.yml"
-
-    @property
-    def rules_file(self) -> Path:
-        return self.dir / "alerts.yml"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.dir / "prometheus.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.dir / "prometheus.log"
+        self.config_file = self.dir / "prometheus.yml"
+        self.rules_file = self.dir / "alerts.yml"
+        self.pid_file = self.dir / "prometheus.pid"
+        self.log_file = self.dir / "prometheus.log"
 
     # Where the server reads the rules, the gateway's token and the CA (the container's copies on Docker).
     @property
@@ -174,11 +162,9 @@ class PrometheusServer:
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         changed = not self.config_file.exists() or self.config_file.read_text() != self.config_text()
         if changed:
-            tmp = self.config_file.with_suffix(".tmp")
-            tmp.write_text(self.config_text())
-            tmp.replace(self.config_file)
+            write_file(self.config_file, self.config_text())
         if not self.rules_file.exists():
-            self.rules_file.write_text(rules_text(self.ctx.topology))
+            write_file(self.rules_file, rules_text(self.ctx.topology))
         return changed
 
     def ensure(self) -> None:

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from streamctl.seed import lookup
 from streamctl.seed.catalogue import ContentIndex
-from streamctl.seed.spec import SeedSpec, random_uuid, timestamp_text, zipf_cum_weights
+from streamctl.seed.spec import Index, SeedSpec, random_uuid, timestamp_text, zipf_cum_weights
 
 Row = tuple[object, ...]
 
@@ -27,14 +27,10 @@ _DOMAINS = ("example.com", "example.net", "example.org", "mail.example")
 
 
 @dataclass(frozen=True)
-class UserIndex:
+class UserIndex(Index):
     """Per user: id and registration day offset (days after the platform started)."""
 
-    ids: list[str]
     registered: list[int]
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 def user_index(spec: SeedSpec) -> UserIndex:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from streamctl.seed import lookup
-from streamctl.seed.spec import SeedSpec, random_uuid, timestamp_text, zipf_cum_weights
+from streamctl.seed.spec import Index, SeedSpec, random_uuid, timestamp_text, zipf_cum_weights
 
 Row = tuple[object, ...]
 
@@ -31,18 +31,14 @@ CAST_COLUMNS = ("content_id", "person_id", "role", "character_name", "billing_or
 
 
 @dataclass(frozen=True)
-class ContentIndex:
+class ContentIndex(Index):
     """Per title, what other generators need: id, type, duration, release and catalogue dates, rating."""
 
-    ids: list[str]
     types: list[str]
     minutes: list[int]
     released: list[date]
     added: list[date]
     ratings: list[float]
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 def content_index(spec: SeedSpec) -> ContentIndex:

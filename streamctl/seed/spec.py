@@ -18,8 +18,14 @@ HISTORY_DAYS = 90  # watch events fall in the last 90 days up to and including `
 PLATFORM_YEARS = 5  # users registered (and titles were added) during the platform's last 5 years
 
 
-def _count(per_scale: int, scale: float, minimum: int) -> int:
-    return max(minimum, round(per_scale * scale))
+class _Count:
+    """A row count that grows linearly with the spec's scale, never below `minimum`."""
+
+    def __init__(self, per_scale: int, minimum: int) -> None:
+        self.per_scale, self.minimum = per_scale, minimum
+
+    def __get__(self, spec: SeedSpec, owner: type | None = None) -> int:
+        return max(self.minimum, round(self.per_scale * spec.scale))
 
 
 @dataclass(frozen=True)
@@ -34,27 +40,12 @@ class SeedSpec:
         if not self.scale > 0:
             raise ValueError("scale must be positive")
 
-    # -- sizes ------------------------------------------------------------------------------------
-    @property
-    def titles(self) -> int:
-        return _count(TITLES_PER_SCALE, self.scale, 1)
-
-    @property
-    def users(self) -> int:
-        return _count(USERS_PER_SCALE, self.scale, 1)
-
-    @property
-    def events(self) -> int:
-        return _count(EVENTS_PER_SCALE, self.scale, 0)
-
-    @property
-    def people(self) -> int:
-        # a title needs up to a dozen distinct people, so never fewer than that
-        return _count(PEOPLE_PER_SCALE, self.scale, 20)
-
-    @property
-    def reviews(self) -> int:
-        return _count(REVIEWS_PER_SCALE, self.scale, 0)
+    # -- sizes (not fields: derived from the scale) -------------------------------------------------
+    titles = _Count(TITLES_PER_SCALE, 1)
+    users = _Count(USERS_PER_SCALE, 1)
+    events = _Count(EVENTS_PER_SCALE, 0)
+    people = _Count(PEOPLE_PER_SCALE, 20)  # a title needs up to a dozen distinct people
+    reviews = _Count(REVIEWS_PER_SCALE, 0)
 
     # -- calendar ---------------------------------------------------------------------------------
     @property
@@ -69,6 +60,17 @@ class SeedSpec:
     def rng(self, stream: str) -> random.Random:
         """An independent generator per stream, so changing one table never shifts another's rows."""
         return random.Random(f"streamctl/{self.seed}/{stream}")
+
+
+@dataclass(frozen=True)
+class Index:
+    """What one generator hands the others about its rows: a list per attribute, one item per row, the
+    ids first."""
+
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 def random_uuid(rng: random.Random) -> str:

@@ -4,10 +4,10 @@ collection with its validator, and indexes converged by keys."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from streamctl.atomic import write_file
 from streamctl.backends.base import Backend
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
@@ -87,12 +87,7 @@ class MongoService:
 
     def _remember_root_password(self, password: str) -> None:
         """Kept (mode 0600) so that a later change of mongo_password can be applied with the old one."""
-        self._applied_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._applied_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump({"root": password}, f)
-        os.replace(tmp, self._applied_file)
+        write_file(self._applied_file, json.dumps({"root": password}), 0o600)
 
     def _root_state(self) -> str:
         """'ok' (current password works), 'rotate' (the remembered one does), or 'unknown' (neither:

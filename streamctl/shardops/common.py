@@ -7,7 +7,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import Connection
@@ -33,6 +33,19 @@ class MoveOptions:
                                hint=f"use one of {', '.join(TRANSFER_MODES)}")
         if not 1 <= self.parallel <= 16:
             raise RefusedError(f"--parallel must be between 1 and 16, not {self.parallel}")
+
+
+@dataclass(kw_only=True)
+class Checked:
+    """What every shard operation reports beside its own fields: the rows of each Citus table after it
+    (compared with before, `integrity_after`) and the seconds it took. As JSON: its own fields, then these."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        own = {k: v for k, v in vars(self).items() if k not in ("rows", "seconds")}
+        return {**own, "rows": self.rows, "seconds": round(self.seconds, 2)}
 
 
 class Nodes:

@@ -4,36 +4,30 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from streamctl.citus import placement
 from streamctl.citus.nodes import coordinator_conn
 from streamctl.citus.placement import citus_errors
 from streamctl.context import ClusterContext
 from streamctl.errors import Interrupted, NotFoundError
-from streamctl.events import Emit, Event
-from streamctl.shardops.common import MoveOptions, Nodes, integrity_after, integrity_before
+from streamctl.events import Emit, Event, ignore
+from streamctl.shardops.common import Checked, MoveOptions, Nodes, integrity_after, integrity_before
 
 
 @dataclass
-class MoveResult:
+class MoveResult(Checked):
     shard_id: int
     source: str
     target: str
     shards: list[str]  # table:shard of the group that moved
     bytes: int
     moved: bool
-    rows: dict[str, int]
-    seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {**vars(self), "seconds": round(self.seconds, 2)}
 
 
 def move_shard(ctx: ClusterContext, shard_id: int, to: str, options: MoveOptions,
                emit: Emit | None = None) -> MoveResult:
     """Move shard `shard_id` and its colocated shards to worker `to`; already there: nothing to do."""
-    say: Emit = emit or (lambda _e: None)
+    say: Emit = emit or ignore
     started = time.monotonic()
     nodes = Nodes(ctx)
     target = nodes.address(to)  # unknown node: an error before anything is looked at
@@ -45,7 +39,7 @@ def move_shard(ctx: ClusterContext, shard_id: int, to: str, options: MoveOptions
         source = group[0].node
         members = [f"{p.table}:{p.shard_id}" for p in group]
         size = sum(p.bytes for p in group)
-        result = MoveResult(shard_id, nodes.name(source), to, members, size, False, {}, 0.0)
+        result = MoveResult(shard_id, nodes.name(source), to, members, size, False)
         if source == target:
             say(Event("noop", "coordinator", "move", f"shard {shard_id} is already on {to}"))
             result.seconds = time.monotonic() - started

@@ -10,15 +10,17 @@ from typing import Any
 
 from psycopg import Connection
 
+from streamctl.citus import jobs as citus_jobs
 from streamctl.citus import placement
 from streamctl.citus import rebalance as citus_rebalance
+from streamctl.citus.jobs import JobProgress
 from streamctl.citus.nodes import coordinator_conn
 from streamctl.citus.placement import citus_errors
-from streamctl.citus.rebalance import JobProgress, PlannedMove
+from streamctl.citus.rebalance import PlannedMove
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError
-from streamctl.events import Emit
-from streamctl.shardops.common import MoveOptions, Nodes, integrity_after, integrity_before
+from streamctl.events import Emit, ignore
+from streamctl.shardops.common import Checked, MoveOptions, Nodes, integrity_after, integrity_before
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,9 @@ class RebalancePlan:
 
 
 @dataclass
-class RebalanceResult:
+class RebalanceResult(Checked):
     job_id: int | None
     progress: JobProgress | None
-    rows: dict[str, int]
-    seconds: float
 
     def to_json(self) -> dict[str, Any]:
         return {"job_id": self.job_id, "moves": self.progress.moves_total if self.progress else 0,
@@ -85,29 +85,30 @@ def plan_rebalance(ctx: ClusterContext) -> RebalancePlan:
 
 def rebalance(ctx: ClusterContext, options: MoveOptions, emit: Emit | None = None) -> RebalanceResult:
     """Rebalance every colocation group in the background, with progress; rows and checksums are compared."""
-    say: Emit = emit or (lambda _e: None)
+    say: Emit = emit or ignore
     started = time.monotonic()
     with coordinator_conn(ctx) as conn, citus_errors("the rebalance failed"):
         before = integrity_before(conn)
-        progress = citus_rebalance.run_job(conn, say, options.transfer_mode, options.parallel)
+        progress = citus_jobs.run_job(conn, say, options.transfer_mode, options.parallel)
         rows = integrity_after(conn, before)
-    return RebalanceResult(progress.job_id if progress else None, progress, rows, time.monotonic() - started)
+    return RebalanceResult(progress.job_id if progress else None, progress, rows=rows,
+                           seconds=time.monotonic() - started)
 
 
 def status(ctx: ClusterContext) -> JobProgress:
     """The latest rebalance job's state and progress."""
     with coordinator_conn(ctx) as conn, citus_errors("reading the rebalance job failed"):
-        job = citus_rebalance.latest_job(conn)
+        job = citus_jobs.latest_job(conn)
         if job is None:
             raise NotFoundError("this cluster has never run a rebalance")
-        return citus_rebalance.progress(conn, job)
+        return citus_jobs.progress(conn, job)
 
 
 def cancel(ctx: ClusterContext) -> JobProgress:
     """Cancel the running rebalance: moves done stay done, the rest are not started (citus_job_cancel)."""
     with coordinator_conn(ctx) as conn, citus_errors("cancelling the rebalance failed"):
-        job = citus_rebalance.active_job(conn)
+        job = citus_jobs.active_job(conn)
         if job is None:
             raise NotFoundError("no rebalance is running", hint="see `streamctl shards rebalance status`")
-        citus_rebalance.cancel(conn, job)
-        return citus_rebalance.progress(conn, job)
+        citus_jobs.cancel(conn, job)
+        return citus_jobs.progress(conn, job)

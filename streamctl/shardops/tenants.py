@@ -13,8 +13,9 @@ from streamctl.citus.nodes import coordinator_conn
 from streamctl.citus.placement import citus_errors
 from streamctl.context import ClusterContext
 from streamctl.errors import Interrupted, NotFoundError
-from streamctl.events import Emit, Event
+from streamctl.events import Emit, Event, ignore
 from streamctl.shardops.common import (
+    Checked,
     MoveOptions,
     Nodes,
     deferred_interrupt,
@@ -72,24 +73,19 @@ def hot_titles(ctx: ClusterContext, limit: int = 10) -> HotTitles:
 
 
 @dataclass
-class IsolateResult:
+class IsolateResult(Checked):
     table: str
     key: str
     shard_id: int
     node: str
     isolated: bool  # False: the key already had a shard of its own
     shards: dict[str, dict[str, int]]  # colocated table -> {"shard": id, "rows": n, "key_rows": n}
-    rows: dict[str, int]
-    seconds: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {**vars(self), "seconds": round(self.seconds, 2)}
 
 
 def isolate_title(ctx: ClusterContext, table_name: str, key: str, options: MoveOptions,
                   emit: Emit | None = None) -> IsolateResult:
     """Give `key` a shard of its own in `table_name` and every colocated table, then show where it is."""
-    say: Emit = emit or (lambda _e: None)
+    say: Emit = emit or ignore
     started = time.monotonic()
     nodes = Nodes(ctx)
     with coordinator_conn(ctx) as conn, citus_errors(f"isolating {key} failed"):
@@ -121,8 +117,8 @@ def isolate_title(ctx: ClusterContext, table_name: str, key: str, options: MoveO
             counts = placement.shard_rows(conn, p.table)
             shards[p.table] = {"shard": p.shard_id, "rows": counts.get(p.shard_id, 0),
                                "key_rows": placement.key_rows(conn, p.table, table.column, key)}
-    result = IsolateResult(table.table, key, shard, nodes.name(group[0].node), not already, shards, rows,
-                           time.monotonic() - started)
+    result = IsolateResult(table.table, key, shard, nodes.name(group[0].node), not already, shards, rows=rows,
+                           seconds=time.monotonic() - started)
     say(Event("done", "coordinator", "isolate", f"{key} is alone in shard {shard} on {result.node}",
               result.seconds))
     return result

@@ -8,12 +8,12 @@ Certificates brought by the user (topology `tls.*`) are used as they are.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamctl.atomic import write_file
 from streamctl.config.model import Node, Topology
 from streamctl.errors import ConfigError
 from streamctl.tls import certs
@@ -33,18 +33,6 @@ class NodeTls:
     @property
     def fingerprint(self) -> str:
         return certs.digest(self.ca, self.cert, self.key)
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def reach_names(topology: Topology, host: str, bind: str, *names: str) -> set[str]:
@@ -75,21 +63,14 @@ class ClusterTls:
     def __init__(self, topology: Topology, state_root: Path, base: Path) -> None:
         self.topology = topology
         self.dir = state_root / "tls"
+        self.ca_file = self.dir / "ca.crt"  # the CA certificate every client streamctl configures verifies with
+        self.ca_key_file = self.dir / "ca.key"
         self.base = base  # the topology file's directory: relative paths in `tls.*` start there
         self._lock = threading.Lock()  # `up` launches nodes in parallel threads
 
     @property
     def enabled(self) -> bool:
         return self.topology.tls.enabled
-
-    @property
-    def ca_file(self) -> Path:
-        """The CA certificate every client streamctl configures verifies servers against."""
-        return self.dir / "ca.crt"
-
-    @property
-    def ca_key_file(self) -> Path:
-        return self.dir / "ca.key"
 
     def cert_file(self, name: str) -> Path:
         return self.dir / "nodes" / f"{name}.crt"
@@ -126,9 +107,9 @@ class ClusterTls:
         ca = self._own_ca()
         if ca is None:
             ca = certs.new_ca(self.topology.cluster)
-            _write(self.ca_key_file, ca.key, 0o600)
+            write_file(self.ca_key_file, ca.key, 0o600, dir_mode=0o700)
         if not self.ca_file.exists() or self.ca_file.read_bytes() != ca.cert:
-            _write(self.ca_file, ca.cert, 0o644)
+            write_file(self.ca_file, ca.cert, 0o644, dir_mode=0o700)
         return ca
 
     # -- server certificates ----------------------------------------------------------------------
@@ -170,8 +151,8 @@ class ClusterTls:
             raise ConfigError(f"tls.certificates.{name}: no certificate for {name} and no tls.ca_key to sign one",
                               hint="give the CA's key (tls.ca_key) or a certificate for every node")
         pair = certs.issue_server(ca, name, names)
-        _write(self.key_file(name), pair.key, 0o600)
-        _write(self.cert_file(name), pair.cert, 0o644)
+        write_file(self.key_file(name), pair.key, 0o600, dir_mode=0o700)
+        write_file(self.cert_file(name), pair.cert, 0o644, dir_mode=0o700)
         return NodeTls(ca.cert, pair.cert, pair.key)
 
     def desired_fingerprint(self, name: str, names: set[str]) -> str:

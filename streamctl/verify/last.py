@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamctl.atomic import write_file
 from streamctl.verify.result import CheckResult, Status
 
 FILE = "verify-last.json"
@@ -31,9 +32,7 @@ def store(state_root: Path, results: list[CheckResult]) -> None:
     path = state_root / FILE
     try:
         if state_root.is_dir():
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"finished_at": time.time(), "checks": checks}))
-            tmp.replace(path)
+            write_file(path, json.dumps({"finished_at": time.time(), "checks": checks}))
     except OSError:
         pass
 

@@ -8,57 +8,39 @@ from __future__ import annotations
 
 import shutil
 import sys
-import threading
 from contextlib import suppress
 from typing import Any
 
-from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
+from streamctl.backends.base import Action, NodeState, Notify, Observation, node_readiness
 from streamctl.backends.docker import owner, spec
-from streamctl.backends.docker.errors import connect, docker_errors
+from streamctl.backends.docker.container import create_container
+from streamctl.backends.docker.engine import EngineBackend
+from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import UserIds, put_files
 from streamctl.backends.docker.images import ImagePuller
 from streamctl.backends.docker.template import LABEL_TEMPLATE, VolumeTemplates
-from streamctl.config.model import Engine, Node, Topology
+from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.engines.tls import CA
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
-from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR
-from streamctl.pgconn import write_data_file
-from streamctl.readiness import Readiness, node_probe
+from streamctl.ownership import LABEL_INSTANCE
+from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
-from streamctl.tls.material import NodeTls, node_names
 
 
-class DockerBackend:
+class DockerBackend(EngineBackend):
     """Runs each node as a container; the CLI reaches it on its published port, nodes by name."""
 
     name = "docker"
 
     def __init__(self, ctx: ClusterContext, progress: Progress | None = None) -> None:
-        self.ctx = ctx
-        self.topology: Topology = ctx.topology
-        self._progress: Progress = progress or (lambda _node, _message: None)  # the library never prints
-        self._client: Any = None
+        super().__init__(ctx, progress)
         self._puller: ImagePuller | None = None
         self._volume_templates: VolumeTemplates | None = None
-        self._lock = threading.Lock()  # network creation must not race between the node threads
         self._user_ids = UserIds()  # image -> its users' ids, for the files copied into containers
-        self._client_lock = threading.Lock()  # status observes nodes from several threads at once
 
     # -- connection -------------------------------------------------------------------------------
-    @property
-    def client(self) -> Any:
-        """The Docker SDK client, connected on first use: an unreachable engine is a PreflightError."""
-        with self._client_lock:
-            if self._client is None:
-                self._client = self._connect()
-        return self._client
-
-    @staticmethod
-    def _connect() -> Any:
-        return connect()
-
     @property
     def api(self) -> Any:
         return self.client.api
@@ -71,8 +53,7 @@ class DockerBackend:
         _ = self.client  # raises when no engine answers
         for node in nodes:
             self._find(node)  # raises when a foreign container holds the name
-        owner.claim_network(self.client, self.network, spec.LABEL_CLUSTER, self.topology.cluster,
-                            self.ctx.ownership, relabel=False)
+        owner.claim_network(self.client, self.network, self.topology.cluster, self.ctx.ownership, relabel=False)
 
     def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
         """Images present and PostgreSQL major versions compatible, before any container changes."""
@@ -81,8 +62,7 @@ class DockerBackend:
         if not changes:
             return
         # Nodes being taken over are recreated on the network relabelled with our instance id.
-        owner.claim_network(self.client, self.network, spec.LABEL_CLUSTER, self.topology.cluster,
-                            self.ctx.ownership, relabel=True)
+        owner.claim_network(self.client, self.network, self.topology.cluster, self.ctx.ownership, relabel=True)
         # Pull progress goes out as runner events, so logs show it in order with the steps.
         ensure_images(ImagePuller(self.client, notify), changes)
         check_major_versions(self.client, self.topology, changes, self._find)
@@ -96,39 +76,12 @@ class DockerBackend:
         s = spec.secure_spec(self.topology, node, self._secrets(), self._tls(node, issue))
         return spec.replace_spec(s, labels={**s.labels, **self.ctx.ownership.labels()})
 
-    def _tls(self, node: Node, issue: bool) -> NodeTls | None:
-        if not self.ctx.tls_on:
-            return None
-        if issue:
-            return self.ctx.tls.for_node(node)
-        names = node_names(self.topology, node)
-        # Before issuing, a stand-in whose fingerprint differs from any real one: the plan says "recreate".
-        return self.ctx.tls.current(node.name, names) or NodeTls(b"", b"to be issued", b"")
-
-    def desired_fingerprint(self, node: Node) -> str:
-        return fingerprint(self.spec(node).definition())
-
     # -- observation ------------------------------------------------------------------------------
     def _find(self, node: Node) -> Any | None:
         """This node's container, or None; a container of that name not made for this cluster is refused."""
-        from docker.errors import NotFound
-
-        name = spec.container_name(self.topology.cluster, node.name)
-        with docker_errors(f"inspect container {name}"):
-            try:
-                container = self.client.containers.get(name)
-            except NotFound:
-                return None
-        labels = container.labels or {}
-        owner = (labels.get(spec.LABEL_CLUSTER), labels.get(spec.LABEL_NODE))
-        if owner != (self.topology.cluster, node.name):
-            raise PreflightError(f"a container named {name} exists but was not created by streamctl for "
-                                 f"cluster {self.topology.cluster}",
-                                 hint=f"remove it (docker rm -f {name}) or rename the cluster in the "
-                                      "topology")
-        # Raises when another state directory's instance owns it (never adopted, recreated or deleted).
-        self.ctx.ownership.check(f"container {name}", labels.get(LABEL_INSTANCE), labels.get(LABEL_STATE_DIR))
-        return container
+        return owner.find_named(self.client.containers.get, lambda c: c.labels, "container",
+                                spec.container_name(self.topology.cluster, node.name), self.topology.cluster,
+                                node.name, self.ctx.ownership, "docker rm -f")
 
     def observe(self, node: Node) -> Observation:
         container = self._find(node)
@@ -142,81 +95,38 @@ class DockerBackend:
         status = container.status
         state = NodeState.RUNNING if status == "running" else NodeState.STOPPED
         labels = container.labels or {}
-        fp = labels.get(spec.LABEL_FINGERPRINT)
-        found_id = labels.get(LABEL_INSTANCE)
-        takeover = "" if own.check(container.name, found_id, labels.get(LABEL_STATE_DIR)) else (
-            f"instance {found_id}" if found_id else "a container without an instance id")
-        return Observation(node.name, state, fp, f"container {container.short_id} {status}", takeover)
+        takeover = owner.taken_over_from(own, "container", container.name, labels)
+        return Observation(node.name, state, labels.get(spec.LABEL_FINGERPRINT),
+                           f"container {container.short_id} {status}", takeover)
 
     # -- changes ----------------------------------------------------------------------------------
-    def apply(self, node: Node, action: Action) -> None:
-        if action is Action.NOOP:
-            return
-        container = self._find(node)
-        if action is Action.START and container is not None:
-            with docker_errors(f"start {container.name}"):
-                container.start()
-            return
-        if container is not None:  # RECREATE (or CREATE over a leftover): replace it, keep the volume
-            self._remove_container(container)
-        self._create(node)
+    def _start(self, found: Any) -> None:
+        with docker_errors(f"start {found.name}"):
+            found.start()
 
-    def _create(self, node: Node) -> None:
+    def _launch(self, node: Node, found: Any | None) -> None:
+        if found is not None:  # RECREATE (or CREATE over a leftover): replace it, keep the volume
+            self._remove_container(found)
         s = self.spec(node, issue=True)
         with self._lock:
             if self._puller is None:
-                self._puller = ImagePuller(self.client, self._progress)
+                self._puller = ImagePuller(self.client, self.progress)
         self._puller.ensure(node.name, s.image)
-        fresh = node.engine is Engine.POSTGRES and not self._volume_exists(s.volume)
-        if fresh:  # the template (once per image) initialises while this node's container is made
-            self._templates().start(s)
-        self._templates().wait_launched()  # the template's container first: it is the longest path
         self._ensure_network()
-        with docker_errors(f"create volume {s.volume}"):
-            self.api.create_volume(s.volume, labels={**s.labels})
-        host_config = self.api.create_host_config(
-            port_bindings={s.container_port: (s.host_ip, s.host_port)},
-            binds={s.volume: {"bind": s.mount, "mode": "rw"}},
-            shm_size=s.shm_size,
-        )
-        networking = self.api.create_networking_config(
-            {self.network: self.api.create_endpoint_config(aliases=[node.name])})
-        # The Engine API takes the healthcheck's durations in nanoseconds.
-        health = {"test": ["CMD", *s.healthcheck], "retries": spec.HEALTH_RETRIES,
-                  **{k: v * 1_000_000_000 for k, v in spec.HEALTH_SECONDS.items()}}
-        labels = {**s.labels, spec.LABEL_FINGERPRINT: fingerprint(s.definition())}
-        with docker_errors(f"create container {s.name}"):
-            created = self.api.create_container(
-                s.image, command=s.command or None, name=s.name, hostname=node.name,
-                environment=s.environment, labels=labels, ports=[s.container_port], host_config=host_config,
-                networking_config=networking, stop_signal=s.stop_signal, healthcheck=health)
-        put_files(self.api, created["Id"], s.image, s.name, s.files, self._user_ids)
-        # The container and its files exist before the template is cloned into the volume: that work goes
-        # on while another node's thread initialises the template.
-        if fresh:  # a copy of the cluster's initialised template: the entrypoint then skips initdb
-            self._templates().populate(s)
-        owner.write_marker(self.api, created["Id"], s.mount, self.ctx.ownership.marker(), s.name)
-        with docker_errors(f"start container {s.name}"):
-            self.api.start(created["Id"])
-
-    def _volume_exists(self, name: str) -> bool:
-        with docker_errors(f"inspect volume {name}"):
-            found = self.api.volumes(filters={"name": name}).get("Volumes") or []
-        return any(v["Name"] == name for v in found)
+        create_container(self.api, node, s, self.network, self._templates(), self._user_ids,
+                         self.ctx.ownership.marker())
 
     def _templates(self) -> VolumeTemplates:
         with self._lock:
             if self._volume_templates is None:
-                self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self._progress,
+                self._volume_templates = VolumeTemplates(self.api, self.topology.cluster, self.progress,
                                                          self._user_ids, self.ctx.ownership.labels())
             return self._volume_templates
 
     def _ensure_network(self) -> None:
-        with self._lock, docker_errors(f"create network {self.network}"):
-            if not self.client.networks.list(names=[self.network]):
-                self.client.networks.create(self.network, driver="bridge",
-                                            labels={spec.LABEL_CLUSTER: self.topology.cluster,
-                                                    **self.ctx.ownership.labels()})
+        with self._lock:  # not twice at once from the nodes' threads
+            owner.ensure_network(self.client, self.network, self.topology.cluster, self.ctx.ownership,
+                                 driver="bridge")
 
     def _remove_container(self, container: Any) -> None:
         with docker_errors(f"remove container {container.name}"):
@@ -261,10 +171,8 @@ class DockerBackend:
                 found = owner.volume_owner(self.api, vol.name, image)
                 if found is not None and own.mine(found[0]):
                     self._remove_volume(vol.name)
-            for net in self.client.networks.list(names=[self.network]):
-                labels = net.attrs.get("Labels") or {}
-                if labels.get(spec.LABEL_CLUSTER) == self.topology.cluster and own.mine(labels.get(LABEL_INSTANCE)):
-                    net.remove()
+            for net in owner.own_networks(self.client, self.network, self.topology.cluster, own):
+                net.remove()
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node's container (tests use it to simulate a crash)."""
@@ -275,15 +183,9 @@ class DockerBackend:
 
     # -- information ------------------------------------------------------------------------------
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
-        secrets = self._secrets()
-        ep = self.endpoint(node)
-        ca = self.ctx.ca_path() if self.ctx.tls_on else None
-        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets, ca,
-                           self.ctx.store.login_fallbacks(self.topology))
-        return Readiness(f"{node.name} ({node.engine.value} in container "
-                         f"{spec.container_name(self.topology.cluster, node.name)}, {ep.host}:{ep.port})",
-                         probe, timeout, interval=0.05, logs=lambda: self.logs(node, 20),
-                         hint=f"see `streamctl logs {node.name}`", alive=lambda: self._running(node))
+        where = f"in container {spec.container_name(self.topology.cluster, node.name)}, "
+        return node_readiness(self, self.ctx, node, timeout, where, tls=self.tls_covers(node),
+                              alive=lambda: self._running(node))
 
     def _running(self, node: Node) -> bool:
         container = self._find(node)
@@ -300,19 +202,13 @@ class DockerBackend:
     def endpoint(self, node: Node) -> Endpoint:
         return Endpoint(node.name, node.role.value, node.engine.value, self.name, node.host, node.port,
                         node.name, spec.CONTAINER_PORT[node.engine], node.database,
-                        spec.TLS_DIR if self.ctx.tls_on else None)
+                        spec.TLS_DIR if self.tls_covers(node) else None)
 
     def _running_container(self, node: Node) -> Any:
         container = self._find(node)
         if container is None or container.status != "running":
             raise BackendError(f"{node.name} is not running", hint="run `streamctl up` first")
         return container
-
-    def write_pg_file(self, node: Node, name: str, content: str) -> None:
-        """Through SQL (COPY ... TO a server file), as on Swarm: the server writes it as its own user, in
-        milliseconds, where a copy through the engine mounts the container's filesystem for each file."""
-        with self.ctx.pg_connect(node.name, "postgres") as conn:
-            write_data_file(conn, node.name, name, content)
 
     def persist_secrets(self, node: Node) -> None:
         """After a rotation: the container's secret files (Redis's configuration, the password files) get the
@@ -342,7 +238,7 @@ class DockerBackend:
         container = spec.container_name(self.topology.cluster, node.name)
         # `-e PGPASSWORD` without a value passes ours through, keeping the password out of the argv.
         env = {"PGPASSWORD": password}
-        if self.ctx.tls_on:  # inside the container, psql verifies the server with the container's CA copy
+        if self.tls_covers(node):  # inside the container, psql verifies the server with the container's CA copy
             env.update(PGSSLMODE="verify-full", PGSSLROOTCERT=f"{spec.TLS_DIR}/{CA}")
         passed = [a for k in env for a in ("-e", k)]
         return ([exe, "exec", "-i", *tty, *passed, container, "psql", "-h", "127.0.0.1", "-p",

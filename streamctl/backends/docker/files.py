@@ -27,6 +27,20 @@ def image_users(api: Any, container_id: str, name: str) -> dict[str, tuple[int, 
     return {f[0]: (int(f[2]), int(f[3])) for f in fields if len(f) > 3}
 
 
+def put_file(api: Any, container_id: str, directory: str, name: str, text: str, what: str) -> None:
+    """One file (root's, mode 0644) into `directory` of a created container; only the file, so the
+    directory's own owner and mode stay as the image made them. `what` names the write in errors."""
+    data = text.encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    with docker_errors(what):
+        if not api.put_archive(container_id, directory, buf.getvalue()):
+            raise BackendError(f"could not {what}")
+
+
 class UserIds:
     """user name -> (uid, gid) of each image, read from the first created container of that image and kept:
     every read mounts the container's filesystem in the engine, which costs as much as the copy itself."""

@@ -1,35 +1,72 @@
-"""Docker: whose a volume or network is (ownership.py). Labels cannot change on a Docker volume, so the
-volume's label names the instance that created it and a marker file at the volume's root names the one
-that owns it now (written on every container creation, so `up --adopt` moves it); the marker wins."""
+"""Docker: whose a container, service, volume or network is (ownership.py), and the cluster's network.
+
+Labels cannot change on a Docker volume, so the volume's label names the instance that created it and a
+marker file at the volume's root names the one that owns it now (written on every container creation, so
+`up --adopt` moves it); the marker wins."""
 
 from __future__ import annotations
 
 import io
 import tarfile
-import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 from streamctl.backends.docker import volume_copy as host
 from streamctl.backends.docker.errors import docker_errors
-from streamctl.errors import BackendError
+from streamctl.backends.docker.files import put_file
+from streamctl.backends.docker.spec import LABEL_CLUSTER, LABEL_NODE
+from streamctl.errors import PreflightError
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR, MARKER, Ownership, parse_marker
 
 Owner = tuple[str | None, str | None]  # (instance id, the owner's state directory)
 
 
 def write_marker(api: Any, container_id: str, mount: str, text: str, name: str) -> None:
-    """The marker at the root of the (created, not yet started) container's volume; only the file, so the
-    mount point's own owner and mode stay as the image made them."""
-    data = text.encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(MARKER)
-        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    with docker_errors(f"write the instance marker into {name}"):
-        if not api.put_archive(container_id, mount, buf.getvalue()):
-            raise BackendError(f"could not write the instance marker into {name}")
+    """The marker at the root of the (created, not yet started) container's volume."""
+    put_file(api, container_id, mount, MARKER, text, f"write the instance marker into {name}")
+
+
+def find_named(get: Callable[[str], Any], labels_of: Callable[[Any], dict[str, str] | None], kind: str,
+               name: str, cluster: str, node: str, own: Ownership, remove: str) -> Any | None:
+    """The container or service `name` (`get` looks it up), or None. Refused when it was not made for this
+    cluster's `node` (PreflightError; `remove` is the command that would remove it) or when another state
+    directory's instance owns it (ForeignError): never adopted, recreated or removed."""
+    from docker.errors import NotFound
+
+    with docker_errors(f"inspect {kind} {name}"):
+        try:
+            found = get(name)
+        except NotFound:
+            return None
+    labels = labels_of(found) or {}
+    if (labels.get(LABEL_CLUSTER), labels.get(LABEL_NODE)) != (cluster, node):
+        raise PreflightError(f"a {kind} named {name} exists but was not created by streamctl for cluster "
+                             f"{cluster}", hint=f"remove it ({remove} {name}) or rename the cluster in the topology")
+    own.check(f"{kind} {name}", labels.get(LABEL_INSTANCE), labels.get(LABEL_STATE_DIR))
+    return found
+
+
+def taken_over_from(own: Ownership, kind: str, name: str, labels: dict[str, str]) -> str:
+    """Whose node `up` takes over (legacy or `--adopt`), as an Observation says it: "" when it is ours."""
+    found = labels.get(LABEL_INSTANCE)
+    if own.check(name, found, labels.get(LABEL_STATE_DIR)):
+        return ""
+    return f"instance {found}" if found else f"a {kind} without an instance id"
+
+
+def ensure_network(client: Any, name: str, cluster: str, own: Ownership, **options: Any) -> None:
+    """The cluster's network, created with its labels (and the driver `options`) when missing."""
+    with docker_errors(f"create network {name}"):
+        if not [n for n in client.networks.list(names=[name]) if n.name == name]:
+            client.networks.create(name, labels={LABEL_CLUSTER: cluster, **own.labels()}, **options)
+
+
+def own_networks(client: Any, name: str, cluster: str, own: Ownership) -> list[Any]:
+    """The cluster's network(s) of that name this instance may remove (another state directory's stay)."""
+    return [net for net in client.networks.list(names=[name])
+            if (labels := net.attrs.get("Labels") or {}).get(LABEL_CLUSTER) == cluster
+            and own.mine(labels.get(LABEL_INSTANCE))]
 
 
 def _read_archive(api: Any, container_id: str, path: str) -> str | None:
@@ -86,13 +123,12 @@ def volume_owner(api: Any, name: str, image: str | None = None) -> Owner | None:
     return labels.get(LABEL_INSTANCE), labels.get(LABEL_STATE_DIR)
 
 
-def claim_network(client: Any, name: str, cluster_label: str, cluster: str, own: Ownership,
-                  relabel: bool) -> None:
+def claim_network(client: Any, name: str, cluster: str, own: Ownership, relabel: bool) -> None:
     """Refuse the cluster's network when another instance owns it; relabel=True (before `up` takes nodes
     over): recreate it under our id, disconnecting the containers about to be recreated."""
     with docker_errors(f"inspect network {name}"):
         nets = [n for n in client.networks.list(names=[name]) if n.name == name]
-    if not nets or (nets[0].attrs.get("Labels") or {}).get(cluster_label) != cluster:
+    if not nets or (nets[0].attrs.get("Labels") or {}).get(LABEL_CLUSTER) != cluster:
         return
     net = nets[0]
     labels = net.attrs.get("Labels") or {}
@@ -103,4 +139,4 @@ def claim_network(client: Any, name: str, cluster_label: str, cluster: str, own:
         for cid in attached:
             client.api.disconnect_container_from_network(cid, net.id, force=True)
         net.remove()
-        client.networks.create(name, driver="bridge", labels={cluster_label: cluster, **own.labels()})
+        client.networks.create(name, driver="bridge", labels={LABEL_CLUSTER: cluster, **own.labels()})

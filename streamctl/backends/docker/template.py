@@ -21,7 +21,6 @@ import io
 import secrets
 import tarfile
 import threading
-import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -30,7 +29,7 @@ from streamctl.backends import disk
 from streamctl.backends.docker import spec
 from streamctl.backends.docker import volume_copy as host
 from streamctl.backends.docker.errors import docker_errors
-from streamctl.backends.docker.files import UserIds, put_files
+from streamctl.backends.docker.files import UserIds, put_file, put_files
 from streamctl.errors import BackendError, StreamctlError
 from streamctl.names import SPARE_DATABASE
 
@@ -191,15 +190,7 @@ class VolumeTemplates:
         return event.set if event is not None else (lambda: None)
 
     def _put_marker(self, cid: str, mount: str, token: str, template: str) -> None:
-        data = f"{token}\n".encode()
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(_READY)
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-        with docker_errors(f"mark {template} complete"):
-            if not self.api.put_archive(cid, mount, buf.getvalue()):
-                raise BackendError(f"could not mark {template} complete")
+        put_file(self.api, cid, mount, _READY, f"{token}\n", f"mark {template} complete")
 
     def _host_copy(self, template: str, volume: str, token: str) -> bool:
         """Clone straight on the host when the engine's volumes are reachable here; False: use a helper."""

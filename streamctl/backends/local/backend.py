@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
-from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint
+from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
 from streamctl.backends.local import recipes
 from streamctl.backends.local.data_home import DataHome, data_home
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
@@ -20,7 +20,7 @@ from streamctl.context import ClusterContext
 from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, PreflightError
 from streamctl.ownership import MARKER, parse_marker
-from streamctl.readiness import Readiness, node_probe
+from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
 
 
@@ -231,15 +231,9 @@ class LocalBackend:
 
     # -- information ------------------------------------------------------------------------------
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
-        secrets = self._secrets()
-        ep = self.endpoint(node)
-        ca = self.ctx.ca_path() if self.ctx.tls_on else None
-        probe = node_probe(node, ep.host, ep.port, self.topology.pg_user, secrets, ca,
-                           self.ctx.store.login_fallbacks(self.topology))
         recipe = self._recipe(node)
-        return Readiness(f"{node.name} ({node.engine.value} on {ep.host}:{ep.port})", probe, timeout,
-                         interval=0.05, logs=lambda: self.logs(node, 20), hint=f"see `streamctl logs {node.name}`",
-                         alive=lambda: recipe.running_pid() is not None)
+        return node_readiness(self, self.ctx, node, timeout, "on ", tls=self.ctx.tls_on,
+                              alive=lambda: recipe.running_pid() is not None)
 
     def logs(self, node: Node, tail: int = 50) -> list[str]:
         log = self._recipe(node).log_file

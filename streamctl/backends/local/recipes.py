@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamctl.atomic import write_file
 from streamctl.backends.local import pg_template
 from streamctl.backends.local.privileges import RunAs
 from streamctl.config.model import Engine, Node, Topology
@@ -218,8 +219,27 @@ class PostgresRecipe(Recipe):
                 Path(str(lock)[: -len(".lock")]).unlink(missing_ok=True)
 
 
-class RedisRecipe(Recipe):
+class ConfFileRecipe(Recipe):
+    """An engine started with one configuration file of its own in the node's directory."""
+
+    conf_name = ""
+    conf_mode = 0o644
+
+    @property
+    def conf_file(self) -> Path:
+        return self.dir / self.conf_name
+
+    def initialized(self) -> bool:
+        return self.conf_file.exists() and self.data_dir.exists()
+
+    def write_config(self, run_as: RunAs) -> None:
+        write_file(self.conf_file, self.config_text(), self.conf_mode)
+
+
+class RedisRecipe(ConfFileRecipe):
     expect = "redis-server"
+    conf_name = "redis.conf"
+    conf_mode = 0o600  # it holds the password
 
     @property
     def definition(self) -> dict[str, Any]:
@@ -235,23 +255,13 @@ class RedisRecipe(Recipe):
         return redis_engine.conf(self.secrets["redis_password"] if password is None else password, n.port,
                                  str(self.tls_dir) if self.tls_dir else None, process)
 
-    @property
-    def conf_file(self) -> Path:
-        return self.dir / "redis.conf"
-
-    def initialized(self) -> bool:
-        return self.conf_file.exists() and self.data_dir.exists()
-
-    def write_config(self, run_as: RunAs) -> None:
-        self.conf_file.write_text(self.config_text())
-        os.chmod(self.conf_file, 0o600)  # it holds the password
-
     def start_argv(self) -> list[str]:
         return [shutil.which("redis-server") or "redis-server", str(self.conf_file)]
 
 
-class MongoRecipe(Recipe):
+class MongoRecipe(ConfFileRecipe):
     expect = "mongod"
+    conf_name = "mongod.conf"
 
     def config_text(self) -> str:
         n = self.node
@@ -273,16 +283,6 @@ class MongoRecipe(Recipe):
             "security:",
             "  authorization: enabled",
         ]) + "\n"
-
-    @property
-    def conf_file(self) -> Path:
-        return self.dir / "mongod.conf"
-
-    def initialized(self) -> bool:
-        return self.conf_file.exists() and self.data_dir.exists()
-
-    def write_config(self, run_as: RunAs) -> None:
-        self.conf_file.write_text(self.config_text())
 
     def start_argv(self) -> list[str]:
         return [shutil.which("mongod") or "mongod", "--config", str(self.conf_file)]

@@ -1,0 +1,95 @@
+"""The topology's cluster-wide settings beside its servers: TLS, fixed secrets, the local backend's
+binaries, verify's bounds, Swarm placement and backups."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from streamctl.config.fields import Constraint, Strict
+
+
+class TlsCertSpec(Strict):
+    """A certificate and its private key, as PEM files (paths relative to the topology file)."""
+
+    cert: str
+    key: str
+
+
+class TlsSpec(Strict):
+    """Verified TLS on every connection (default on); `tls: false` is the plain-text switch."""
+
+    enabled: bool = True
+    ca_cert: str | None = None  # bring your own CA (PEM); with ca_key streamctl signs node certificates with it
+    ca_key: str | None = None
+    certificates: dict[str, TlsCertSpec] = Field(default_factory=dict)  # node name (or `gateway`) -> own certificate
+
+
+class SecretsSpec(Strict):
+    """Optional fixed secrets (use ${VAR}); anything left empty is generated on first `up`."""
+
+    postgres_password: str | None = None
+    replication_password: str | None = None
+    fdw_password: str | None = None
+    gateway_password: str | None = None
+    redis_password: str | None = None
+    mongo_password: str | None = None
+
+
+class LocalSpec(Strict):
+    pg_bindir: str | None = None  # default: `pg_config --bindir`, else the directory of `initdb` on PATH
+    run_as: str | None = None  # when root: the unprivileged user for PostgreSQL (default postgres/streamctl)
+
+
+class VerifySpec(Strict):
+    max_skew: float = Field(1.5, ge=1.0)  # largest shard / mean shard, per table
+    max_lag_bytes: int = Field(16 * 1024 * 1024, ge=0)
+    max_lag_seconds: float = Field(30.0, ge=0)
+    checksum_chunk_rows: int = Field(100_000, ge=100)
+
+
+class PlacementSpec(Strict):
+    """Where nodes may run on a Swarm: Swarm constraint expressions per role and per node (both apply)."""
+
+    roles: dict[str, tuple[Constraint, ...]] = {}
+    nodes: dict[str, tuple[Constraint, ...]] = {}
+    spread: bool = True  # place each new service on the matching host holding fewest of its role
+
+
+class S3RepositorySpec(Strict):
+    """An S3-compatible object store as the backup repository (keys as ${VAR}; never logged)."""
+
+    endpoint: str = Field(min_length=1)  # host[:port], e.g. s3.eu-west-1.amazonaws.com or minio:9000
+    bucket: str = Field(min_length=1)
+    region: str = "us-east-1"
+    key: str = Field(min_length=1)
+    key_secret: str = Field(min_length=1)
+    prefix: str = Field("/streamctl", pattern=r"^/")  # path inside the bucket
+    uri_style: Literal["host", "path"] = "host"
+    verify_tls: bool = True
+
+
+class RepositorySpec(Strict):
+    """Where backups go: a directory on the machine streamctl manages, or an S3-compatible store."""
+
+    path: str | None = Field(None, min_length=1)  # relative to the topology file
+    s3: S3RepositorySpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> RepositorySpec:
+        if (self.path is None) == (self.s3 is None):
+            raise ValueError("give exactly one of `path` (a directory) or `s3` (an S3-compatible store)")
+        return self
+
+
+class BackupSpec(Strict):
+    """Continuous WAL archiving and base backups with pgBackRest (on when the section is present)."""
+
+    enabled: bool = True
+    repository: RepositorySpec
+    retention_full: int = Field(2, ge=1, le=999)  # full backups kept (their WAL too)
+    retention_diff: int | None = Field(None, ge=1, le=999)  # differential backups kept (default: all)
+    compression: Literal["none", "lz4", "zst", "gz", "bz2"] = "lz4"
+    parallelism: int = Field(2, ge=1, le=64)  # processes per node's backup and restore
+    archive_timeout: int = Field(60, ge=1, le=86400)  # seconds: WAL is switched and archived at least this often
