@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import free_port  # bench/common.py (benchmarks run as scripts)
+from common import free_port, free_port_run  # bench/common.py (benchmarks run as scripts)
 
 from streamctl.backends.local.backend import LocalBackend
 from streamctl.backup.pgbackrest import PgBackRest, backed_up_nodes, repository_path
@@ -41,7 +41,7 @@ def topology(directory: Path, cluster: str, repo: Path) -> Path:
     data: dict[str, Any] = {
         "version": 1, "cluster": cluster, "backend": "local", "tls": False,
         "metadata": {"citus": {"shard_count": 8}, "coordinator": {"port": free_port()},
-                     "workers": {"count": 2, "port": free_port()}},
+                     "workers": {"count": 2, "port": free_port_run(2)}},
         "analytics": {"primary": {"port": free_port()},
                       "replicas": [{"name": "analytics-replica-1", "port": free_port()}]},
         "mongo": {"enabled": False}, "redis": {"port": free_port()}, "gateway": {"enabled": False},

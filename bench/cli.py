@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import free_port  # bench/common.py (benchmarks run as scripts)
+from common import command, free_port  # bench/common.py (benchmarks run as scripts)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,24 +60,24 @@ def main() -> int:
     ap.add_argument("--backend", default="local", choices=["local", "docker"])
     ap.add_argument("--image", default=None, help="one image for every node (Docker, offline)")
     args = ap.parse_args()
-    exe = shutil.which("streamctl", path=str(Path(sys.executable).parent)) or "streamctl"
+    exe = command()  # this environment's executable, as a user runs it
     work = Path(tempfile.mkdtemp(prefix="streamctl-bench-cli-"))
     work.chmod(0o755)
     topo = topology(work, args.backend, args.image)
     f = ["-f", str(topo)]
-    subprocess.run([exe, "up", *f], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([*exe, "up", *f], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cases = [("python -c pass", [sys.executable, "-c", "pass"], {0}),
-             ("streamctl --version", [exe, "--version"], {0}),
-             ("streamctl validate", [exe, "validate", *f], {0}),
-             ("streamctl status", [exe, "status", *f], {0, 12}),  # 12: a node is unhealthy
-             ("streamctl up (second)", [exe, "up", *f], {0})]
+             ("streamctl --version", [*exe, "--version"], {0}),
+             ("streamctl validate", [*exe, "validate", *f], {0}),
+             ("streamctl status", [*exe, "status", *f], {0, 12}),  # 12: a node is unhealthy
+             ("streamctl up (second)", [*exe, "up", *f], {0})]
     times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
     try:
         for _ in range(args.runs):  # interleaved, so background load hits every command alike
             for name, argv, ok in cases:
                 times[name].append(timed(argv, ok))
     finally:
-        subprocess.run([exe, "down", "--volumes", "--yes", *f], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([*exe, "down", "--volumes", "--yes", *f], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(work, ignore_errors=True)
     bare = statistics.median(times["python -c pass"])
     goals = {"streamctl --version": ("over python", 0.3), "streamctl validate": ("over python", 0.3),

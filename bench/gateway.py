@@ -122,13 +122,20 @@ def uvicorn_argv(target: str, port: int, workers: int, factory: bool, app_dir: P
     return argv
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers, for both apps")
+def wrk_parser(doc: str, workers: int) -> argparse.ArgumentParser:
+    """The options of a benchmark driven by wrk: uvicorn workers, wrk's connections and threads, the seconds of
+    a measured run and how many alternating rounds."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=workers, help="uvicorn workers (every app alike)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per app")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per setting")
+    return parser
+
+
+def main() -> None:
+    parser = wrk_parser(__doc__ or "", workers=1)
     parser.add_argument("--modes", default="tls,plain", help="tls (verified TLS everywhere, HTTPS) and/or plain")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -16,7 +16,6 @@ and the scrape's own latency, with 3 uvicorn workers.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -25,13 +24,12 @@ import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
-from common import free_port  # bench/common.py (benchmarks run as scripts)
-from gateway import start_server, stop, uvicorn_argv, wrk
+from common import free_port, free_port_run  # bench/common.py (benchmarks run as scripts)
+from gateway import insert_title, start_server, stop, uvicorn_argv, wrk, wrk_parser  # bench/gateway.py
 
 from streamctl.backends.local.backend import LocalBackend
 from streamctl.config.load import load_topology
@@ -46,7 +44,7 @@ def write_topology(work: Path, citus: bool) -> Path:
         "version": 1, "cluster": f"bench-metrics-{time.time_ns() % 10**8}", "backend": "local",
         "state_dir": str(work / "state"), "tls": False,
         "metadata": {"citus": {"enabled": citus, "shard_count": 8}, "coordinator": {"port": free_port()},
-                     "workers": {"count": 2 if citus else 0, "port": free_port()}},
+                     "workers": {"count": 2 if citus else 0, "port": free_port_run(2)}},
         "analytics": {"primary": {"port": free_port()},
                       "replicas": [{"name": "analytics-replica-1", "port": free_port()}]},
         "mongo": {"enabled": False}, "redis": {"port": free_port()}, "gateway": {"port": free_port()},
@@ -56,15 +54,6 @@ def write_topology(work: Path, citus: bool) -> Path:
     path = work / "topology.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def insert_title(ctx: ClusterContext) -> uuid.UUID:
-    cid = uuid.uuid4()
-    with ctx.pg_connect(ctx.topology.metadata.coordinator.name, ctx.topology.metadata.database) as conn:
-        conn.execute("INSERT INTO content_metadata (content_id, title, content_type, release_date, "
-                     "duration_minutes, rating, summary) VALUES (%s, 'Benchmark', 'movie', '2020-01-01', 100, "
-                     "7.1, 'A title')", (cid,))
-    return cid
 
 
 def scrape(url: str) -> float:
@@ -95,12 +84,7 @@ def p(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=3, help="uvicorn workers")
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per setting")
+    parser = wrk_parser(__doc__ or "", workers=3)
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between two scrapes")
     args = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import free_port  # bench/common.py (benchmarks run as scripts)
+from common import free_port, free_port_run, streamctl  # bench/common.py (benchmarks run as scripts)
 
 from streamctl.backends.local.backend import LocalBackend
 from streamctl.citus.nodes import coordinator_conn
@@ -45,7 +44,7 @@ def make_cluster(work: Path, name: str, scale: float) -> Path:
     os.chmod(work, 0o755)
     data: dict[str, Any] = {
         "version": 1, "cluster": name, "backend": "local", "state_dir": str(work / "state"),
-        "metadata": {"coordinator": {"port": free_port()}, "workers": {"count": 2, "port": free_port()}},
+        "metadata": {"coordinator": {"port": free_port()}, "workers": {"count": 2, "port": free_port_run(3)}},
         "analytics": {"primary": {"port": free_port()}, "replicas": []},
         "mongo": {"enabled": False}, "redis": {"enabled": False}, "gateway": {"port": free_port()},
     }
@@ -54,8 +53,8 @@ def make_cluster(work: Path, name: str, scale: float) -> Path:
     path = work / "topology.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     Runner(*_ctx_backend(path)).up()
-    subprocess.run([sys.executable, "-m", "streamctl", "seed", "--scale", str(scale), "--seed", "7",
-                    "--as-of", "2026-01-31", "-f", str(path)], check=True, capture_output=True)
+    streamctl("seed", "--scale", str(scale), "--seed", "7", "--as-of", "2026-01-31", "-f", str(path), check=True,
+              timeout=None)
     return path
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import free_port  # bench/common.py (benchmarks run as scripts)
+from common import command, free_port  # bench/common.py (benchmarks run as scripts)
 
 from streamctl.backends.local.backend import LocalBackend
 from streamctl.config.load import load_topology
@@ -64,8 +64,8 @@ def write_topology(work: Path) -> Path:
 
 def run_seed(topology: Path, scale: float, as_of: str) -> tuple[dict[str, Any], float, float]:
     """`streamctl seed --reset --json` as a child: (summary, wall seconds, peak RSS in MiB)."""
-    argv = [sys.executable, "-m", "streamctl", "seed", "-f", str(topology), "--scale", str(scale), "--seed",
-            "42", "--as-of", as_of, "--reset", "--json"]
+    argv = command("seed", "-f", str(topology), "--scale", str(scale), "--seed", "42", "--as-of", as_of, "--reset",
+                   "--json")
     t0 = time.monotonic()
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(argv, stdout=out)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
-from common import free_port  # bench/common.py (benchmarks run as scripts)
+from common import free_port, free_port_run, streamctl  # bench/common.py (benchmarks run as scripts)
 
 from streamctl.backends.local.backend import LocalBackend
 from streamctl.config.load import load_topology
@@ -42,7 +42,7 @@ def write_topology(work: Path, bindir: str) -> Path:
     data = {
         "version": 1, "cluster": "bench-seed-citus", "backend": "local", "state_dir": str(work / "state"),
         "metadata": {"citus": {"enabled": True, "shard_count": 32}, "coordinator": {"port": free_port()},
-                     "workers": {"count": 2, "port": free_port()}},
+                     "workers": {"count": 2, "port": free_port_run(2)}},
         "analytics": {"primary": {"port": free_port()},
                       "replicas": [{"name": "analytics-replica-1", "port": free_port()}]},
         "mongo": {"enabled": False}, "redis": {"port": free_port()}, "gateway": {"port": free_port()},
@@ -91,10 +91,9 @@ class Bench:
                 postgres.truncate(conn, AUDIENCE_TABLES)
 
     def seed(self) -> float:
-        argv = [os.environ.get("PYTHON", "python3"), "-m", "streamctl", "seed", "-f", str(self.topology),
-                "--scale", str(self.scale), "--seed", "42", "--as-of", self.as_of, "--reset", "--json"]
         t0 = time.monotonic()
-        subprocess.run(argv, check=True, capture_output=True)
+        streamctl("seed", "-f", str(self.topology), "--scale", str(self.scale), "--seed", "42", "--as-of", self.as_of,
+                  "--reset", "--json", python=os.environ.get("PYTHON"), check=True, timeout=None)
         return time.monotonic() - t0
 
     # -- 1. per table -----------------------------------------------------------------------------

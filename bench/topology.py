@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import free_port  # bench/common.py (benchmarks run as scripts)
+from common import free_port, free_port_run  # bench/common.py (benchmarks run as scripts)
 
 from streamctl.config.load import parse_topology
 from streamctl.context import ClusterContext
@@ -20,7 +20,7 @@ def bench_topology(path: Path, backend: str, image: str | None) -> dict[str, Any
     data["backend"] = backend
     md, an = data["metadata"], data["analytics"]
     md["coordinator"]["port"] = free_port()
-    md["workers"]["port"] = free_port()
+    md["workers"]["port"] = free_port_run(int(md["workers"].get("count", 0)) + 1)  # worker i: port + i - 1
     an["primary"]["port"] = free_port()
     for replica in an.get("replicas", []):
         replica["port"] = free_port()

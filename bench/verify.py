@@ -18,22 +18,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from common import free_port  # bench/common.py (benchmarks run as scripts)
+from common import free_port, local_cluster  # bench/common.py (benchmarks run as scripts)
 from verify_bare import REPLICA, bare_sql, timed  # bench/verify_bare.py
 
-from streamctl.backends.local.backend import LocalBackend
-from streamctl.config.load import load_topology
 from streamctl.context import ClusterContext
 from streamctl.readiness import Readiness
-from streamctl.runner import Runner
 from streamctl.verify.runner import run_checks
 
 CHECKS = ["nodes", "replication", "fdw"]
@@ -92,12 +87,7 @@ def main() -> int:
         if not args.pg_bindir:
             raise SystemExit("--citus needs --pg-bindir (or STREAMCTL_TEST_PG_BINDIR): a PostgreSQL with Citus")
         return verify_citus.run(args.scale, args.repeat, args.pg_bindir)
-    directory = Path(tempfile.mkdtemp(prefix="streamctl-bench-verify-"))
-    directory.chmod(0o755)
-    path = make_topology(directory)
-    ctx = ClusterContext.build(load_topology(path), path)
-    runner = Runner(ctx, LocalBackend(ctx), timeout=120)
-    try:
+    with local_cluster("streamctl-bench-verify-", make_topology) as (_, ctx, runner):
         t0 = time.perf_counter()
         runner.up()
         print(f"up: {time.perf_counter() - t0:.1f}s")
@@ -124,9 +114,6 @@ def main() -> int:
         print(f"bare SQL, median of {args.repeat}: {b:.2f}s")
         print(f"ratio verify / bare SQL: {v / b:.2f} (goal <= 1.5)")
         return 0
-    finally:
-        runner.down(volumes=True)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

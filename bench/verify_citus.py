@@ -15,11 +15,7 @@ Prints the medians, verify / bare (goal <= 1.5), and the `fdw.join` check's own 
 
 from __future__ import annotations
 
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -27,17 +23,14 @@ from pathlib import Path
 
 import psycopg
 import yaml
-from common import free_port  # bench/common.py (benchmarks run as scripts)
+from common import free_port, free_port_run, local_cluster, streamctl  # bench/common.py (benchmarks run as scripts)
 from cryptography import x509
 from verify_bare import bare_fdw_counts, bare_fdw_join, bare_replication, timed  # bench/verify_bare.py
 
 from streamctl import names
-from streamctl.backends.local.backend import LocalBackend
-from streamctl.config.load import load_topology
 from streamctl.config.model import Engine
 from streamctl.context import ClusterContext
 from streamctl.replication.catchup import wait_for_replicas
-from streamctl.runner import Runner
 from streamctl.seed.run import AUDIENCE_TABLES
 from streamctl.verify.fdw import JOIN
 from streamctl.verify.runner import run_checks
@@ -50,7 +43,7 @@ def write_topology(work: Path, bindir: str) -> Path:
     data = {
         "version": 1, "cluster": "bench-verify-citus", "backend": "local", "state_dir": str(work / "state"),
         "metadata": {"citus": {"enabled": True, "shard_count": 32}, "coordinator": {"port": free_port()},
-                     "workers": {"count": 2, "port": free_port()}},
+                     "workers": {"count": 2, "port": free_port_run(2)}},
         "analytics": {"primary": {"port": free_port()}, "replicas": [{"name": REPLICA, "port": free_port()}]},
         "mongo": {"enabled": False}, "redis": {"port": free_port()}, "gateway": {"port": free_port()},
         "local": {"pg_bindir": bindir},
@@ -61,10 +54,9 @@ def write_topology(work: Path, bindir: str) -> Path:
 
 
 def seed(topology: Path, scale: float) -> float:
-    argv = [sys.executable, "-m", "streamctl", "seed", "-f", str(topology), "--scale", str(scale),
-            "--seed", "42", "--as-of", datetime.now(UTC).date().isoformat(), "--json"]
     t0 = time.monotonic()
-    subprocess.run(argv, check=True, capture_output=True)
+    streamctl("seed", "-f", str(topology), "--scale", str(scale), "--seed", "42", "--as-of",
+              datetime.now(UTC).date().isoformat(), "--json", check=True, timeout=None)
     return time.monotonic() - t0
 
 
@@ -150,12 +142,8 @@ def bare_sql(ctx: ClusterContext) -> float:
 
 # -- the run ----------------------------------------------------------------------------------------------
 def run(scale: float, repeat: int, bindir: str) -> int:
-    work = Path(tempfile.mkdtemp(prefix="streamctl-bench-verify-citus-"))
-    work.chmod(0o755)
-    topology = write_topology(work, bindir)
-    ctx = ClusterContext.build(load_topology(topology), topology)
-    runner = Runner(ctx, LocalBackend(ctx), timeout=120)
-    try:
+    with local_cluster("streamctl-bench-verify-citus-", lambda work: write_topology(work, bindir)) as (
+            topology, ctx, runner):
         t0 = time.monotonic()
         runner.up()
         print(f"up: {time.monotonic() - t0:.1f}s")
@@ -167,9 +155,6 @@ def run(scale: float, repeat: int, bindir: str) -> int:
                 conn.execute("VACUUM ANALYZE users, user_watch_history")
         print(f"replica caught up, analysed: {time.monotonic() - t0:.1f}s")
         return _measure(ctx, repeat)
-    finally:
-        runner.down(volumes=True)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _measure(ctx: ClusterContext, repeat: int) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,16 +18,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import free_port, free_port_run, traversable_tmpdir
-from tests.docker_helpers import (
-    REPO,
-    cluster_resources,
-    ensure_citus_image,
-    ensure_test_image,
-    remove_cluster_resources,
-    unique_cluster,
-)
-from tests.e2e.test_docker_e2e import Cli
+from tests.support.cli import Cli
+from tests.support.docker import cli_for, cluster_resources, example_topology
+from tests.support.images import ensure_citus_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.citus]
 
@@ -37,49 +29,23 @@ CITUS_TABLES = ("content_metadata", "content_genres", "content_cast_crew", "tren
 
 @pytest.fixture
 def cli() -> Iterator[Cli]:
-    plain, citus = ensure_test_image(), ensure_citus_image()
-    data: dict[str, Any] = yaml.safe_load((REPO / "topology.yaml").read_text())
-    data["cluster"] = unique_cluster()
-    data["mongo"]["enabled"] = False
-    data["metadata"]["coordinator"].update(image=citus, port=free_port())
-    data["metadata"]["workers"].update(image=citus, port=free_port_run(3))
-    data["analytics"]["primary"].update(image=plain, port=free_port())
-    for replica in data["analytics"]["replicas"]:
-        replica["port"] = free_port()
-    data["redis"].update(image=plain, port=free_port())
-    data["gateway"]["port"] = free_port()
-    data["secrets"] = {}  # generated, not taken from this machine's environment
-    directory = traversable_tmpdir()
-    path = directory / "topology.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    c = Cli(path)
-    try:
+    with cli_for(example_topology("topology.yaml", citus_image=ensure_citus_image()), backend="docker") as c:
         yield c
-    finally:
-        remove_cluster_resources(c.cluster)
-        subprocess.run(["rm", "-rf", str(directory)], check=False)
-
-
-def state_ok(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
-    """A command that works from the recorded state (it takes no --backend)."""
-    proc = cli.run(*args, backend=False)
-    assert proc.returncode == 0, f"streamctl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def row_counts(cli: Cli) -> dict[str, int]:
     union = " UNION ALL ".join(f"SELECT '{t}', count(*) FROM {t}" for t in CITUS_TABLES)
-    rows = [line.split("|") for line in cli.sql(union).splitlines()]
+    rows = [line.split("|") for line in cli.sql("coordinator", union).splitlines()]
     return {name: int(n) for name, n in rows}
 
 
 def workers_registered(cli: Cli) -> list[str]:
-    out = cli.sql("SELECT nodename FROM pg_dist_node WHERE groupid <> 0 AND isactive ORDER BY nodename")
+    out = cli.sql("coordinator", "SELECT nodename FROM pg_dist_node WHERE groupid <> 0 AND isactive ORDER BY nodename")
     return out.splitlines()
 
 
 def verify_passes(cli: Cli) -> dict[str, Any]:
-    proc = cli.run("verify", "--json", backend=False)
+    proc = cli.run("verify", "--json")
     report: dict[str, Any] = json.loads(proc.stdout)
     assert proc.returncode == 0, f"verify exit {proc.returncode}:\n{json.dumps(report, indent=1)[-6000:]}"
     return report
@@ -90,9 +56,7 @@ class Gateway:
 
     def __init__(self, cli: Cli) -> None:
         self.port = int(cli.data["gateway"]["port"])
-        argv = [sys.executable, "-m", "streamctl", "gateway", "-f", str(cli.path), "--port", str(self.port)]
-        self.proc = subprocess.Popen(argv, cwd=cli.path.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
+        self.proc = cli.start("gateway", "--port", str(self.port), stderr=subprocess.STDOUT)
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
         deadline = time.monotonic() + 60
         while True:  # readiness: the first answer from /health, or the process's death
@@ -119,7 +83,7 @@ def check_gateway(cli: Cli) -> None:
         ids = gw.http.get("/api/v1/content/ids", params={"limit": 5})
         assert ids.status_code == 200, ids.text
         content_id = ids.json()["items"][0]
-        title = cli.sql(f"SELECT title FROM content_metadata WHERE content_id = '{content_id}'")
+        title = cli.sql("coordinator", f"SELECT title FROM content_metadata WHERE content_id = '{content_id}'")
         one = gw.http.get(f"/api/v1/content/{content_id}")
         assert one.status_code == 200 and one.json()["title"] == title, one.text
         details = gw.http.get(f"/api/v1/content/{content_id}/details")
@@ -130,8 +94,9 @@ def check_gateway(cli: Cli) -> None:
         users = gw.http.get("/api/v1/content/users/ids", params={"limit": 3})
         assert users.status_code == 200, users.text
         # the user with the most history, found on the coordinator through the FDW (a join with Citus)
-        user, watched = cli.sql("SELECT user_id, count(*) FROM analytics.user_watch_history h JOIN content_metadata "
-                                "c USING (content_id) GROUP BY user_id ORDER BY 2 DESC, 1 LIMIT 1").split("|")
+        user, watched = cli.sql("coordinator", "SELECT user_id, count(*) FROM analytics.user_watch_history h JOIN "
+                                "content_metadata c USING (content_id) GROUP BY user_id ORDER BY 2 DESC, 1 "
+                                "LIMIT 1").split("|")
         history = gw.http.get(f"/api/v1/content/users/{user}/watch-history", params={"limit": 100})
         assert history.status_code == 200, history.text
         items = history.json()["items"]
@@ -153,14 +118,14 @@ def test_default_topology_with_citus_on_docker(cli: Cli) -> None:
     assert [(s["name"], s["backend"], s["healthy"]) for s in status] == [(n, "docker", True) for n in nodes]
     # workers registered by their network names, and the image's Citus is the one loaded
     assert workers_registered(cli) == ["worker-1", "worker-2"]
-    assert cli.sql("SELECT citus_version()").startswith("Citus ")
+    assert cli.sql("coordinator", "SELECT citus_version()").startswith("Citus ")
 
-    state_ok(cli, "seed", "--scale", "0.05")
+    cli.ok("seed", "--scale", "0.05")
     report = verify_passes(cli)
     checks = {r["check"] for r in report["checks"]}
     assert {"citus.workers", "citus.distribution", "citus.skew"} <= checks
 
-    shards = json.loads(state_ok(cli, "shards", "--json").stdout)
+    shards = json.loads(cli.ok("shards", "--json").stdout)
     assert "content_metadata" in json.dumps(shards) and "worker-2" in json.dumps(shards)
 
     before = row_counts(cli)
@@ -168,7 +133,7 @@ def test_default_topology_with_citus_on_docker(cli: Cli) -> None:
 
     cli.ok("scale", "--workers", "3")
     assert workers_registered(cli) == ["worker-1", "worker-2", "worker-3"]
-    on_new = cli.sql("SELECT count(*) FROM citus_shards WHERE nodename = 'worker-3'")
+    on_new = cli.sql("coordinator", "SELECT count(*) FROM citus_shards WHERE nodename = 'worker-3'")
     assert int(on_new) > 0, "the rebalance moved no shard to the new worker"
     assert row_counts(cli) == before
     assert yaml.safe_load(cli.path.read_text())["metadata"]["workers"]["count"] == 3

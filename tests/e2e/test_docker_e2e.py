@@ -8,88 +8,21 @@ The topology says `backend: local`, so every command also proves that `--backend
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from tests.conftest import free_port, traversable_tmpdir
-from tests.docker_helpers import (
-    REPO,
-    cluster_resources,
-    docker_client,
-    ensure_test_image,
-    remove_cluster_resources,
-    unique_cluster,
-    use_image,
-)
+from tests.support.cli import Cli
+from tests.support.docker import cli_for, cluster_resources, docker_client, example_topology, remove_cluster_resources
+from tests.support.images import ensure_test_image
 
 pytestmark = [pytest.mark.docker]
 
 
-class Cli:
-    """Runs `python -m streamctl ... -f topology --backend docker` in the topology's directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = yaml.safe_load(path.read_text())
-
-    @property
-    def cluster(self) -> str:
-        return str(self.data["cluster"])
-
-    def save(self) -> None:
-        self.path.write_text(yaml.safe_dump(self.data, sort_keys=False))
-
-    def run(self, *args: str, env: dict[str, str] | None = None,
-            backend: bool = True) -> subprocess.CompletedProcess[str]:
-        extra = ["-f", str(self.path), *(["--backend", "docker"] if backend else [])]
-        argv = [sys.executable, "-m", "streamctl", *args[:1], *extra, *args[1:]]
-        return subprocess.run(argv, capture_output=True, text=True, cwd=self.path.parent, timeout=600,
-                              env={**os.environ, **(env or {})})
-
-    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = self.run(*args)
-        assert proc.returncode == 0, f"streamctl {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-        return proc
-
-    def up_json(self) -> dict[str, str]:
-        out = json.loads(self.ok("up", "--json").stdout)
-        return {n["name"]: n["action"] for n in out["nodes"]}
-
-    def sql(self, query: str) -> str:
-        return self.ok("psql", "coordinator", "--", "-At", "-c", query).stdout.strip()
-
-
 @pytest.fixture
 def cli() -> Iterator[Cli]:
-    image = ensure_test_image()
-    data = yaml.safe_load((REPO / "examples" / "no-citus.yaml").read_text())
-    data["cluster"] = unique_cluster()
-    data["backend"] = "local"
-    use_image(data, image)
-    data["metadata"]["coordinator"]["port"] = free_port()
-    data["metadata"]["workers"]["port"] = free_port()
-    data["analytics"]["primary"]["port"] = free_port()
-    for replica in data["analytics"]["replicas"]:
-        replica["port"] = free_port()
-    data["redis"]["port"] = free_port()
-    data["gateway"]["port"] = free_port()
-    data["secrets"] = {}  # generated, not taken from this machine's environment
-    directory = traversable_tmpdir()
-    path = directory / "topology.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    c = Cli(path)
-    try:
+    with cli_for(example_topology(backend="local"), backend="docker") as c:
         yield c
-    finally:
-        remove_cluster_resources(c.cluster)
-        subprocess.run(["rm", "-rf", str(directory)], check=False)
 
 
 def container_ids(cluster: str) -> dict[str, str]:
@@ -111,7 +44,7 @@ def test_lifecycle_through_the_cli(cli: Cli) -> None:
     assert cli.ok("logs", "coordinator", "-n", "5").stdout.strip()
 
     # data survives down / up; down removes the containers but keeps volumes (and the network)
-    cli.sql("CREATE TABLE e2e_kept AS SELECT 'kept' AS v")
+    cli.sql("coordinator", "CREATE TABLE e2e_kept AS SELECT 'kept' AS v")
     cli.ok("down")
     left = cluster_resources(cli.cluster)
     assert left["containers"] == []
@@ -119,8 +52,8 @@ def test_lifecycle_through_the_cli(cli: Cli) -> None:
     assert sorted(v for v in left["volumes"] if "-pgtemplate-" not in v) == \
         sorted(f"{cli.cluster}-{n}-data" for n in nodes)
     assert len(left["volumes"]) == len(nodes) + 1
-    assert cli.up_json() == dict.fromkeys(nodes, "create")
-    assert cli.sql("SELECT v FROM e2e_kept") == "kept"
+    assert cli.actions() == dict.fromkeys(nodes, "create")
+    assert cli.sql("coordinator", "SELECT v FROM e2e_kept") == "kept"
 
     # a second up is a no-op
     out = json.loads(cli.ok("up", "--json").stdout)
@@ -133,7 +66,7 @@ def test_lifecycle_through_the_cli(cli: Cli) -> None:
         client.containers.get(f"{cli.cluster}-analytics-replica-1").kill()
     finally:
         client.close()
-    assert cli.up_json() == {**dict.fromkeys(nodes, "noop"), "analytics-replica-1": "start"}
+    assert cli.actions() == {**dict.fromkeys(nodes, "noop"), "analytics-replica-1": "start"}
 
     # a changed image: --dry-run shows the recreate and changes nothing; up recreates only that node
     alt = f"{ensure_test_image()}-alt"
@@ -150,7 +83,7 @@ def test_lifecycle_through_the_cli(cli: Cli) -> None:
         assert {p["node"]: p["action"] for p in plan[:len(nodes)]} == \
             {**dict.fromkeys(nodes, "noop"), "redis": "recreate"}
         assert container_ids(cli.cluster) == before
-        assert cli.up_json() == {**dict.fromkeys(nodes, "noop"), "redis": "recreate"}
+        assert cli.actions() == {**dict.fromkeys(nodes, "noop"), "redis": "recreate"}
         after = container_ids(cli.cluster)
         assert [n for n in nodes if after[n] != before[n]] == ["redis"]
     finally:
@@ -174,7 +107,7 @@ def test_redis_data_survives_recreate(cli: Cli) -> None:
     cli.data["fdw"]["enabled"] = False
     cli.save()
     cli.ok("up")
-    url = cli.run("url", "redis", backend=False).stdout.strip()
+    url = cli.run("url", "redis").stdout.strip()
     import redis
 
     client = redis.Redis.from_url(url)
@@ -182,7 +115,7 @@ def test_redis_data_survives_recreate(cli: Cli) -> None:
     client.close()
     cli.data["redis"]["cache_ttl_seconds"] = 301  # not part of the container: nothing to recreate
     cli.save()
-    assert cli.up_json() == {"coordinator": "noop", "redis": "noop"}
+    assert cli.actions() == {"coordinator": "noop", "redis": "noop"}
     cli.ok("down")
     cli.ok("up")
     client = redis.Redis.from_url(url)

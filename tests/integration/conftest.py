@@ -6,25 +6,22 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.conftest import topology_dict, traversable_tmpdir
-from tests.docker_helpers import DockerCluster, ensure_test_image, unique_cluster, use_image
+from tests.support.cluster import topology_dict
+from tests.support.docker import DockerCluster, unique_cluster, use_image
+from tests.support.images import ensure_test_image
 
 
 @pytest.fixture
 def make_docker_cluster() -> Iterator[Callable[..., DockerCluster]]:
-    """Factory: make_docker_cluster(**topology kwargs) -> DockerCluster on the test image, under a unique
-    name, its topology in a directory the unprivileged server user can traverse; removed after."""
+    """Factory: make_docker_cluster(**topology kwargs) -> DockerCluster (not started) on the test image, under a
+    unique name, its topology in a directory the unprivileged server user can traverse; removed after."""
     made: list[DockerCluster] = []
 
     def factory(**kwargs: Any) -> DockerCluster:
         data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", **kwargs), ensure_test_image())
-        path = traversable_tmpdir() / "topology.yaml"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        cluster = DockerCluster(path)
-        made.append(cluster)
-        return cluster
+        made.append(DockerCluster.new(data))
+        return made[-1]
 
     yield factory
     for cluster in made:

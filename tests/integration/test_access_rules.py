@@ -4,9 +4,6 @@ servers start again afterwards."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -40,8 +37,7 @@ def test_a_host_name_for_a_replica_is_refused_before_any_change(make_cluster: An
     data = yaml.safe_load(good)
     data["analytics"]["replicas"][0]["bind"] = "replica.invalid"
     c.path.write_text(yaml.safe_dump(data, sort_keys=False))
-    res = subprocess.run([sys.executable, "-m", "streamctl", "up", "-f", str(c.path)], capture_output=True,
-                         text=True, timeout=300, env=os.environ.copy())
+    res = c.cli.run("up")
     assert res.returncode == ExitCode.CONFIG, res.stdout + res.stderr
     assert "analytics.replicas[0].bind: 'replica.invalid' is not an IP address" in res.stdout + res.stderr
     assert hba(c, "analytics-primary") == before  # nothing was written

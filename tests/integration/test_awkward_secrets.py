@@ -11,17 +11,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from streamctl.names import DISTRIBUTED_TABLES, GATEWAY_USER, subscription_name
-from tests.integration.test_secret_rotation import assert_platform_works, up_and_seed
+from tests.support.platform import SECRETS, assert_platform_works, awkward, up_and_seed
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis]
-
-SECRETS = ("postgres_password", "replication_password", "fdw_password", "gateway_password", "redis_password")
-
-
-def awkward(key: str, round_: int) -> str:
-    """Every character libpq, redis.conf and URIs quote: a space, ', ", a backslash (one last, too)."""
-    return f"it's a \"{key}\" \\ {round_} = x\\"
-
 
 def assert_secrets_reach_every_place(c: Any) -> None:
     """The catalogues hold the secrets as libpq reads them back, and the logins they are for succeed."""

@@ -3,33 +3,22 @@ redis.conf (read again by a restarted Redis), the subscription's connection stri
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import psycopg
 import pytest
-import yaml
 
-from tests.conftest import topology_dict, traversable_tmpdir
-from tests.docker_helpers import DockerCluster, docker_client, ensure_test_image, unique_cluster, use_image
-from tests.integration.test_awkward_secrets import SECRETS, awkward
-from tests.integration.test_platform import add_user, wait_for_row
+from tests.support.docker import DockerCluster
+from tests.support.platform import SECRETS, add_user, awkward, wait_for_row
 
 pytestmark = [pytest.mark.docker]
 
 
 @pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[DockerCluster]:
+def cluster(make_docker_cluster: Callable[..., DockerCluster], monkeypatch: pytest.MonkeyPatch) -> DockerCluster:
     for key in SECRETS:
         monkeypatch.setenv(f"T_{key.upper()}", awkward(key, 1))
-    data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", replicas=1,
-                                   secrets={k: f"${{T_{k.upper()}}}" for k in SECRETS}), ensure_test_image())
-    path = traversable_tmpdir() / "topology.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    c = DockerCluster(path)
-    try:
-        yield c
-    finally:
-        c.destroy()
+    return make_docker_cluster(replicas=1, secrets={k: f"${{T_{k.upper()}}}" for k in SECRETS})
 
 
 def test_awkward_secrets_on_docker(cluster: DockerCluster) -> None:
@@ -40,14 +29,7 @@ def test_awkward_secrets_on_docker(cluster: DockerCluster) -> None:
     assert wait_for_row(c, "analytics-replica-1", "SELECT 1 FROM users WHERE user_id = %s", (uid,))
     with psycopg.connect(c.ctx.gateway_conninfo("coordinator", c.topology.metadata.database)) as conn:
         assert conn.execute("SELECT 1 FROM analytics.users WHERE user_id = %s", (uid,)).fetchone()  # FDW too
-    client = docker_client()
-    try:  # a restarted Redis reads the password from its redis.conf again
-        client.containers.get(f"{c.cluster}-redis").restart(timeout=30)
-    finally:
-        client.close()
-    node = c.topology.node("redis")
-    assert node is not None
-    c.backend.readiness(node, 60).wait()
+    c.restart("redis")  # a restarted Redis reads the password from its redis.conf again
     redis = c.ctx.redis()
     assert redis.ping()
     redis.close()

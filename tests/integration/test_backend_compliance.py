@@ -26,8 +26,9 @@ from streamctl.config.load import load_topology
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.plan import decide
-from tests.conftest import topology_dict, traversable_tmpdir
-from tests.docker_helpers import ensure_test_image, remove_cluster_resources, unique_cluster, use_image
+from tests.support.cluster import topology_dict, traversable_tmpdir
+from tests.support.docker import remove_cluster_resources, unique_cluster, use_image
+from tests.support.images import ensure_test_image
 
 
 class Harness:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,8 @@ from streamctl.errors import NotFoundError, RefusedError
 from streamctl.seed.run import SeedOptions, seed
 from streamctl.verify.checksum import Chunk, NoKeyError, chunk_query, columns, primary_key
 from streamctl.verify.runner import run_checks
-from tests.conftest import LocalCluster, topology_dict, traversable_tmpdir
+from tests.support.cli import streamctl
+from tests.support.cluster import LocalCluster, topology_dict, traversable_tmpdir
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis,
               pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed "
@@ -184,17 +183,12 @@ def test_up_from_backup_makes_a_fresh_cluster_from_the_repository(story) -> None
         shutil.rmtree(other, ignore_errors=True)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streamctl", *args], capture_output=True, text=True,
-                          timeout=300)
-
-
 def test_in_place_restore_is_refused_without_confirmation(story) -> None:
     c = story["cluster"]
-    proc = _cli("restore", "-f", str(c.path), "--point", "s1", "--in-place")
+    proc = streamctl("restore", "-f", str(c.path), "--point", "s1", "--in-place")
     assert proc.returncode == 10, proc.stderr
     assert "`restore --in-place` stops cluster" in proc.stderr and "add --yes" in proc.stderr
-    proc = _cli("restore", "-f", str(c.path), "--point", "s1", "--in-place", "--into", "other", "--yes")
+    proc = streamctl("restore", "-f", str(c.path), "--point", "s1", "--in-place", "--into", "other", "--yes")
     assert proc.returncode == 2, proc.stderr  # two destinations: a usage error
     assert platform_sums(c.ctx) == story["sums_later"]
 
@@ -231,27 +225,27 @@ def test_missing_wal_segment_fails_clearly_and_leaves_nothing(story) -> None:
 
 def test_cli_backup_list_json_and_unknown_names(story) -> None:
     c = story["cluster"]
-    proc = _cli("backup", "list", "-f", str(c.path), "--json")
+    proc = streamctl("backup", "list", "-f", str(c.path), "--json")
     assert proc.returncode == 0, proc.stderr
     listed = {s["label"]: s for s in json.loads(proc.stdout)}
     assert listed["s1"]["restore_points"][0]["name"] == "s1" and listed["s2"]["type"] == "incr"
-    proc = _cli("restore", "-f", str(c.path), "--label", "nope")
+    proc = streamctl("restore", "-f", str(c.path), "--label", "nope")
     assert proc.returncode == 7 and "no backup set 'nope'" in proc.stderr, proc.stderr
-    proc = _cli("restore", "-f", str(c.path), "--to", "2001-01-01T00:00:00Z")
+    proc = streamctl("restore", "-f", str(c.path), "--to", "2001-01-01T00:00:00Z")
     assert proc.returncode == 10 and "before the WAL range" in proc.stderr, proc.stderr
     assert not list(c.path.parent.glob("*-restored*.yaml"))
 
 
 def test_cli_backup_diff_with_json_and_up_from_backup_refused_on_existing_nodes(story) -> None:
     c = story["cluster"]
-    proc = _cli("backup", "-f", str(c.path), "--type", "diff", "--label", "s3", "--json")
+    proc = streamctl("backup", "-f", str(c.path), "--type", "diff", "--label", "s3", "--json")
     assert proc.returncode == 0, proc.stderr
     taken = json.loads(proc.stdout)
     assert taken["label"] == "s3" and taken["type"] == "diff" and taken["restorable"]
     assert "restore point s3" in proc.stderr  # progress on stderr, JSON alone on stdout
-    proc = _cli("backup", "-f", str(c.path), "--label", "s3")
+    proc = streamctl("backup", "-f", str(c.path), "--label", "s3")
     assert proc.returncode == 10 and "already exists" in proc.stderr, proc.stderr
-    proc = _cli("up", "-f", str(c.path), "--from-backup", "s1")
+    proc = streamctl("up", "-f", str(c.path), "--from-backup", "s1")
     assert proc.returncode == 10 and "already exist" in proc.stderr, proc.stderr
 
 
@@ -264,7 +258,7 @@ def test_in_place_restore_that_fails_puts_every_nodes_data_back(story) -> None:
     naming it, and every node's data is back as it was: `up` starts the same rows."""
     c = story["cluster"]
     before = platform_sums(c.ctx)
-    proc = _cli("restore", "-f", str(c.path), "--label", "s2", "--in-place", "--yes")
+    proc = streamctl("restore", "-f", str(c.path), "--label", "s2", "--in-place", "--yes")
     assert proc.returncode == 5 and "worker-1" in proc.stderr and "is missing" in proc.stderr, proc.stderr
     assert "back as it was" in proc.stderr, proc.stderr
     assert _aside(c) == []
@@ -274,7 +268,7 @@ def test_in_place_restore_that_fails_puts_every_nodes_data_back(story) -> None:
 
 def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(story) -> None:
     c = story["cluster"]
-    proc = _cli("restore", "-f", str(c.path), "--point", "s1", "--in-place", "--yes", "--json")
+    proc = streamctl("restore", "-f", str(c.path), "--point", "s1", "--in-place", "--yes", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["cluster"] == c.topology.cluster and result["verify"]["ok"], result["verify"]

@@ -8,15 +8,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from streamctl.citus.shards import inspect_shards, locate_key
-from streamctl.cli.main import app
 from streamctl.config.load import load_topology
 from streamctl.errors import ExitCode, PreflightError
 from streamctl.scale import scale_workers
 from streamctl.verify.result import Status
 from streamctl.verify.runner import run_checks
+from tests.support.cluster import running
+from tests.support.engines import require
+from tests.support.platform import insert_titles
 
 ROWS = 4000
 
@@ -24,30 +25,10 @@ ROWS = 4000
 @pytest.fixture(scope="module")
 def citus_cluster(request: pytest.FixtureRequest) -> Iterator[Any]:
     """Coordinator + 2 workers, 8 shards, 4,000 titles each with a genre (module-scoped: slow to make)."""
-    import shutil
-
-    from tests.conftest import ENGINE_CHECKS, LocalCluster, traversable_tmpdir, write_topology
-
-    for engine in ("postgres", "citus"):
-        reason = ENGINE_CHECKS[engine]()
-        if reason:
-            pytest.skip(reason)
-    directory = traversable_tmpdir()
-    cluster = LocalCluster(write_topology(directory, cluster="citusops", citus=True, workers=2,
-                                          analytics=False, redis=False))
-    try:
-        cluster.up()
-        with cluster.ctx.pg_connect("coordinator") as conn:
-            conn.execute("INSERT INTO content_metadata (content_id, title, content_type) SELECT "
-                         f"gen_random_uuid(), 'title ' || i, 'movie' FROM generate_series(1, {ROWS}) i")
-            conn.execute("INSERT INTO genres VALUES (1, 'drama'), (2, 'comedy')")
-            conn.execute("INSERT INTO content_genres SELECT content_id, 1 + (random() < 0.5)::int "
-                         "FROM content_metadata")
+    require("postgres", "citus")
+    with running(cluster="citusops", citus=True, workers=2, analytics=False, redis=False) as cluster:
+        insert_titles(cluster, ROWS)
         yield cluster
-    finally:
-        cluster.reload()
-        cluster.down(volumes=True)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def counts(cluster: Any) -> dict[str, int]:
@@ -76,11 +57,11 @@ def test_shards_totals_and_placement(citus_cluster: Any) -> None:
     assert sorted(n.node for n in meta.nodes) == ["worker-1", "worker-2"]
     assert sum(n.shards for n in meta.nodes) == 8 and sum(n.rows for n in meta.nodes) == ROWS
     assert spreads["genres"].kind == "reference" and spreads["genres"].rows == 2
-    out = CliRunner().invoke(app, ["shards", "-f", str(citus_cluster.path), "--json"])
-    assert out.exit_code == 0, out.output
+    out = citus_cluster.cli.run("shards", "--json")
+    assert out.returncode == 0, out.output
     assert {t["table"] for t in json.loads(out.stdout)["tables"]} >= {"content_metadata", "genres"}
-    bars = CliRunner().invoke(app, ["shards", "-f", str(citus_cluster.path), "--table", "content_metadata"])
-    assert bars.exit_code == 0 and "█" in bars.stdout and "worker-2" in bars.stdout
+    bars = citus_cluster.cli.run("shards", "--table", "content_metadata")
+    assert bars.returncode == 0 and "█" in bars.stdout and "worker-2" in bars.stdout
 
 
 @pytest.mark.citus
@@ -92,9 +73,8 @@ def test_key_lookup_names_the_shard_that_holds_the_row(citus_cluster: Any) -> No
     holding = [int(s) for s, n in holders if n == "1"]
     loc = locate_key(citus_cluster.ctx, "content_metadata", key)
     assert holding == [loc.shard_id] and len(loc.nodes) == 1 and loc.nodes[0].startswith("worker-")
-    argv = ["shards", "-f", str(citus_cluster.path), "-t", "content_metadata", "-k", key]
-    out = CliRunner().invoke(app, argv)
-    assert out.exit_code == 0 and f"shard {loc.shard_id}" in out.stdout
+    out = citus_cluster.cli.run("shards", "-t", "content_metadata", "-k", key)
+    assert out.returncode == 0 and f"shard {loc.shard_id}" in out.stdout
 
 
 @pytest.mark.citus
@@ -199,9 +179,9 @@ def test_scale_refuses_without_citus(make_cluster: Any) -> None:
     cluster.up()
     with pytest.raises(PreflightError, match="Citus is disabled"):
         scale_workers(cluster.ctx, cluster.backend, 3)
-    out = CliRunner().invoke(app, ["shards", "-f", str(cluster.path)])
-    assert out.exit_code != 0 and isinstance(out.exception, PreflightError), out.exception  # not a crash
-    assert "Citus is disabled" in out.exception.message
+    out = cluster.cli.run("shards")
+    assert out.returncode == PreflightError.exit_code != 0, out.stderr  # not a crash
+    assert "Citus is disabled" in out.stderr
 
 
 @pytest.mark.citus

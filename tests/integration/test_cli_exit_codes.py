@@ -11,7 +11,7 @@ import pytest
 
 from streamctl.errors import ExitCode
 from streamctl.names import SCHEMA_VERSION_TABLE
-from tests.cli_helpers import start, streamctl
+from tests.support.cli import start, streamctl
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

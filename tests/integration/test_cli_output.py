@@ -8,8 +8,8 @@ import shutil
 import pytest
 
 from streamctl.config.load import load_topology
-from tests.cli_helpers import streamctl
-from tests.conftest import traversable_tmpdir, write_topology
+from tests.support.cli import streamctl
+from tests.support.cluster import traversable_tmpdir, write_topology
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

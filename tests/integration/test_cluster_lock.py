@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from streamctl.errors import ExitCode
 from streamctl.lock import ClusterLock
-from tests.cli_helpers import start, streamctl
-from tests.conftest import topology_dict, traversable_tmpdir
+from tests.support.cli import start, streamctl
+from tests.support.cluster import save_topology, topology_dict, traversable_tmpdir
+from tests.support.docker import remove_cluster_resources, unique_cluster, use_image
+from tests.support.images import ensure_test_image
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -24,11 +25,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 def topology_file() -> Iterator[Callable[..., Path]]:
     made: list[Path] = []
 
-    def factory(**kwargs: Any) -> Path:
-        path = traversable_tmpdir() / "topology.yaml"
-        path.write_text(yaml.safe_dump(topology_dict(**kwargs), sort_keys=False))
-        made.append(path)
-        return path
+    def factory(image: str | None = None, **kwargs: Any) -> Path:
+        data = topology_dict(**kwargs)
+        made.append(save_topology(traversable_tmpdir(), use_image(data, image) if image else data))
+        return made[-1]
 
     yield factory
     for path in made:
@@ -108,12 +108,8 @@ def test_ctrl_c_during_up_says_what_was_done_and_that_up_finishes_it(topology_fi
 
 @pytest.mark.docker
 def test_two_ups_at_once_on_a_fresh_docker_cluster(topology_file) -> None:
-    from tests.docker_helpers import ensure_test_image, remove_cluster_resources, unique_cluster, use_image
-
-    image = ensure_test_image()
     name = unique_cluster()
-    path = topology_file(cluster=name, backend="docker")
-    path.write_text(yaml.safe_dump(use_image(yaml.safe_load(path.read_text()), image), sort_keys=False))
+    path = topology_file(cluster=name, backend="docker", image=ensure_test_image())
     try:
         two_ups_at_once(path)
     finally:

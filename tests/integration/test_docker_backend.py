@@ -14,8 +14,9 @@ from streamctl.backends.docker.backend import DockerBackend
 from streamctl.backends.docker.spec import LABEL_CLUSTER, LABEL_NODE, LABEL_ROLE, PGDATA
 from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
 from streamctl.readiness import Readiness
-from tests.conftest import free_port
-from tests.docker_helpers import docker_client, ensure_test_image
+from tests.support.docker import docker_client
+from tests.support.images import ensure_test_image
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.docker]
 

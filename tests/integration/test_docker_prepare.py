@@ -3,59 +3,16 @@ nothing), and a PostgreSQL node's image moved to another major version over its 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from streamctl.errors import BackendError, ExitCode, RefusedError
-from tests.conftest import topology_dict, traversable_tmpdir
-from tests.docker_helpers import (
-    REPO,
-    DockerCluster,
-    cluster_resources,
-    docker_client,
-    ensure_test_image,
-    unique_cluster,
-    use_image,
-)
+from tests.support.docker import cluster_resources, docker_client
+from tests.support.images import ensure_pg17_image
 
 pytestmark = [pytest.mark.docker]
-
-PG17_IMAGE = os.environ.get("STREAMCTL_PG17_IMAGE", "streamctl-test/pg:trixie-17")
-
-
-def ensure_pg17_image() -> str:
-    """images/build-pg17.sh once (it skips an existing tag); skip when it cannot be built here, unless
-    STREAMCTL_REQUIRE lists docker (CI): there a Debian mirror is reachable, so a failed build is a failure."""
-    proc = subprocess.run(["bash", str(REPO / "images" / "build-pg17.sh")], capture_output=True, text=True,
-                          env={**os.environ, "STREAMCTL_PG17_IMAGE": PG17_IMAGE}, timeout=1800)
-    if proc.returncode != 0:
-        if "docker" in os.environ.get("STREAMCTL_REQUIRE", "").split(","):
-            pytest.fail(f"STREAMCTL_REQUIRE lists docker, but images/build-pg17.sh failed:\n{proc.stderr[-2000:]}")
-        pytest.skip(f"cannot build {PG17_IMAGE} with images/build-pg17.sh:\n{proc.stderr[-2000:]}")
-    return PG17_IMAGE
-
-
-@pytest.fixture
-def make_docker_cluster() -> Iterator[Callable[..., DockerCluster]]:
-    made: list[DockerCluster] = []
-
-    def factory(**kwargs: Any) -> DockerCluster:
-        import yaml
-
-        data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", **kwargs), ensure_test_image())
-        path = traversable_tmpdir() / "topology.yaml"
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        made.append(DockerCluster(path))
-        return made[-1]
-
-    yield factory
-    for cluster in made:
-        cluster.destroy()
 
 
 def test_an_unpullable_image_fails_up_before_any_container_exists(make_docker_cluster) -> None:

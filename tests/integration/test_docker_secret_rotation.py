@@ -5,37 +5,26 @@ container keeps the new password (the secret files inside it are rewritten)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
-import yaml
 
 from streamctl.backends.base import Action
 from streamctl.secrets_rotation import pending
-from tests.cli_helpers import streamctl
-from tests.conftest import topology_dict, traversable_tmpdir
-from tests.docker_helpers import DockerCluster, docker_client, ensure_test_image, unique_cluster, use_image
-from tests.integration.test_platform import add_user, wait_for_row
+from tests.support.cli import streamctl
+from tests.support.docker import DockerCluster, docker_client
+from tests.support.platform import add_user, refused, wait_for_row
 
 pytestmark = [pytest.mark.docker]
 
 
 @pytest.fixture
-def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[DockerCluster]:
+def cluster(make_docker_cluster: Callable[..., DockerCluster], monkeypatch: pytest.MonkeyPatch) -> DockerCluster:
     monkeypatch.setenv("T_DOCKER_PGPW", "docker-first-superuser")
     monkeypatch.setenv("T_DOCKER_REDISPW", "docker-first-redis")
-    data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", replicas=1,
-                                   secrets={"postgres_password": "${T_DOCKER_PGPW}",
-                                            "redis_password": "${T_DOCKER_REDISPW}"}), ensure_test_image())
-    path = traversable_tmpdir() / "topology.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    c = DockerCluster(path)
-    try:
-        yield c
-    finally:
-        c.destroy()
+    return make_docker_cluster(replicas=1, secrets={"postgres_password": "${T_DOCKER_PGPW}",
+                                                    "redis_password": "${T_DOCKER_REDISPW}"})
 
 
 def container_ids(c: DockerCluster) -> dict[str, str]:
@@ -44,15 +33,6 @@ def container_ids(c: DockerCluster) -> dict[str, str]:
         return {n.name: client.containers.get(f"{c.cluster}-{n.name}").id for n in c.topology.nodes()}
     finally:
         client.close()
-
-
-def refused(conninfo: str) -> bool:
-    try:
-        psycopg.connect(conninfo, connect_timeout=5).close()
-    except psycopg.OperationalError as exc:
-        assert "password authentication failed" in str(exc)
-        return True
-    return False
 
 
 def test_a_topology_password_change_rotates_in_place_and_survives_a_restart(cluster: Any,
@@ -71,14 +51,7 @@ def test_a_topology_password_change_rotates_in_place_and_survives_a_restart(clus
     assert {step for _, step, _ in result.config_changes} >= {"rotate postgres_password", "rotate redis_password"}
     assert refused(old_conninfo) and not refused(c.ctx.pg_conninfo("analytics-primary"))
     assert pending(c.ctx) == []
-    client = docker_client()
-    try:  # a restarted container reads its rewritten files: Redis comes back with the new password
-        client.containers.get(f"{c.cluster}-redis").restart(timeout=30)
-    finally:
-        client.close()
-    redis_node = c.topology.node("redis")
-    assert redis_node is not None
-    c.backend.readiness(redis_node, 60).wait()
+    c.restart("redis")  # a restarted container reads its rewritten files: Redis comes back with the new password
     assert c.ctx.redis().ping()
     uid = add_user(c)
     assert wait_for_row(c, "analytics-replica-1", "SELECT 1 FROM users WHERE user_id = %s", (uid,))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -26,8 +25,10 @@ from streamctl.pgconn import PrivilegeError
 from streamctl.runner import Runner
 from streamctl.seed.run import SeedOptions, seed
 from streamctl.verify.runner import run_checks
-from tests.conftest import citus_bindir, traversable_tmpdir
-from tests.external_servers import USER, HandCluster, HandServer
+from tests.support.cli import streamctl
+from tests.support.cluster import traversable_tmpdir
+from tests.support.engines import citus_bindir
+from tests.support.external import USER, HandCluster, HandServer
 
 pytestmark = [pytest.mark.postgres, pytest.mark.citus]
 
@@ -72,8 +73,7 @@ def external_topology(directory: Path, servers: list[HandServer], user: str = US
 
 def cli(*args: str, password: str) -> subprocess.CompletedProcess[str]:
     """The real command line, with its real exit codes; the password only in the environment."""
-    return subprocess.run([sys.executable, "-m", "streamctl", *args], capture_output=True, text=True,
-                          env={**os.environ, PASSWORD_VAR: password}, timeout=300)
+    return streamctl(*args, env={PASSWORD_VAR: password}, timeout=300)
 
 
 def context(path: Path, password: str) -> ClusterContext:

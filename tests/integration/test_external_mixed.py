@@ -26,9 +26,10 @@ from streamctl.runner import Runner
 from streamctl.seed.run import SeedOptions, seed
 from streamctl.services.postgres import schema_files
 from streamctl.verify.runner import run_checks
-from tests.conftest import free_port, traversable_tmpdir
-from tests.external_servers import USER, HandCluster, HandServer
-from tests.integration.gateway_fixtures import serve
+from tests.support.cluster import traversable_tmpdir
+from tests.support.external import USER, HandCluster, HandServer
+from tests.support.gateway import serve
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

@@ -1,5 +1,7 @@
 """The gateway against a real local cluster (PostgreSQL coordinator, analytics primary + replica, FDW,
-Redis): every endpoint's success and error paths, disabled and unreachable stores, security limits."""
+Redis): every endpoint's success and error paths, disabled and unreachable stores, security limits. Every
+test runs twice: over plain PostgreSQL and over Citus (distributed catalogue, FDW joins with distributed
+tables, shard ops; where a Citus-enabled PostgreSQL is available), but for the shard views, which differ."""
 
 from __future__ import annotations
 
@@ -23,16 +25,22 @@ from streamctl.gateway import catalogue
 from streamctl.gateway.app import create_app
 from streamctl.gateway.routers.dashboard import STATIC
 from streamctl.state import StateStore
-from tests.conftest import LocalCluster, free_port
-from tests.integration.gateway_fixtures import Dataset, module_cluster
+from tests.support.cluster import LocalCluster
+from tests.support.gateway import Dataset, module_cluster
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 API = "/api/v1/content"
+PLAIN = pytest.param("plain")
+CITUS = pytest.param("citus", marks=pytest.mark.citus)
 
 
-@pytest.fixture(scope="module")
-def platform() -> Iterator[tuple[LocalCluster, Dataset]]:
-    yield from module_cluster("gw")
+@pytest.fixture(scope="module", params=[PLAIN, CITUS])
+def platform(request: pytest.FixtureRequest) -> Iterator[tuple[LocalCluster, Dataset]]:
+    if request.param == "citus":
+        yield from module_cluster("gwcitus", citus=True, workers=2)
+    else:
+        yield from module_cluster("gw")
 
 
 @pytest.fixture(scope="module")
@@ -362,6 +370,7 @@ def test_unknown_route_and_method_use_the_error_body(client: TestClient) -> None
 
 
 # -- ops views --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("platform", [PLAIN], indirect=True)
 def test_ops_views(client: TestClient) -> None:
     assert client.get("/api/v1/ops/shards").json() == {"citus": False, "workers": []}
     repl = client.get("/api/v1/ops/replication").json()
@@ -387,3 +396,35 @@ def test_the_contract_faults_a_fuzzer_found_are_gone(client: TestClient, data: D
                 assert "503" in op["responses"], (method, path)  # every store-backed operation documents it
     links = doc["paths"]["/api/v1/content/ids"]["get"]["responses"]["200"]["links"]
     assert {lk["operationId"] for lk in links.values()} >= {"getContent", "getContentDetails", "incrementViews"}
+
+
+@pytest.mark.parametrize("platform", [CITUS], indirect=True)
+def test_ops_shards_lists_every_worker(client) -> None:  # type: ignore[no-untyped-def]
+    resp = client.get("/api/v1/ops/shards")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["citus"] is True
+    workers = {w["node"]: w for w in body["workers"]}
+    assert workers["worker-1"]["distributed"] + workers["worker-2"]["distributed"] == 4 * 8  # 4 tables x 8 shards
+    assert workers["coordinator"]["distributed"] == 0
+
+
+@pytest.mark.parametrize("platform", [CITUS], indirect=True)
+def test_ops_rebalance_reports_the_latest_job(client, platform) -> None:  # type: ignore[no-untyped-def]
+    from streamctl.shardops.common import MoveOptions
+    from streamctl.shardops.move import move_shard
+    from streamctl.shardops.rebalance import rebalance
+
+    cluster, _ = platform
+    before = client.get("/api/v1/ops/rebalance")
+    assert before.status_code == 200, before.text
+    assert before.json()["citus"] is True and before.json()["active"] is False
+    with cluster.ctx.pg_connect("coordinator") as conn:
+        port = cluster.ctx.endpoint("worker-1").internal_port
+        shard = conn.execute("SELECT min(shardid) FROM citus_shards WHERE table_name = 'content_metadata'::regclass "
+                             "AND nodeport = %s", (port,)).fetchone()[0]
+    move_shard(cluster.ctx, shard, "worker-2", MoveOptions("block_writes"))  # unbalance: 3 / 5 groups
+    done = rebalance(cluster.ctx, MoveOptions("block_writes"))
+    body = client.get("/api/v1/ops/rebalance").json()
+    assert body["job_id"] == done.job_id and body["state"] == "finished" and body["active"] is False
+    assert body["moves_total"] == body["moves_done"] == done.progress.moves_total >= 1

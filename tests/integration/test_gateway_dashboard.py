@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LocalCluster
-from tests.integration.gateway_fixtures import Dataset, module_cluster, serve, wait_for_replicas
+from tests.support.cluster import LocalCluster
+from tests.support.gateway import Dataset, module_cluster, serve, wait_for_replicas
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.chromium]
 

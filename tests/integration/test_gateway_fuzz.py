@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.gateway_fixtures import Dataset, served_cluster
+from tests.support.gateway import Dataset, served_cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 ST = Path(sys.executable).with_name("st")

@@ -4,24 +4,16 @@ unreadable token file stops the gateway instead of serving without a guard."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import LocalCluster, free_port
-from tests.integration.gateway_fixtures import (
-    Dataset,
-    destroy,
-    gateway,
-    insert_dataset,
-    start_cluster,
-    stop,
-    wait_listening,
-)
+from tests.support.cli import streamctl
+from tests.support.cluster import LocalCluster, write_topology
+from tests.support.gateway import Dataset, gateway, gateway_serving, module_cluster
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -30,21 +22,14 @@ PUBLIC = ["/api/v1/content/ids", "/api/v1/content/{id}", "/openapi.json"]
 
 @pytest.fixture(scope="module")
 def platform() -> Iterator[tuple[LocalCluster, Dataset]]:
-    c = start_cluster("gwguard", gateway={"port": free_port(), "public_routes": PUBLIC})
-    try:
-        yield c, insert_dataset(c)
-    finally:
-        destroy(c)
+    yield from module_cluster("gwguard", gateway={"port": free_port(), "public_routes": PUBLIC})
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_beyond_loopback_every_route_but_the_public_ones_needs_the_token(
         platform: tuple[LocalCluster, Dataset], workers: int) -> None:
     c, data = platform
-    proc, port = gateway(c, "0.0.0.0", "--workers", str(workers))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_listening(proc, f"{base}/openapi.json")
+    with gateway_serving(c, "0.0.0.0", "--workers", str(workers)) as base:
         token = (c.ctx.store.root / "gateway-token").read_text().strip()
         user = data.users[0]
         bearer = {"Authorization": f"Bearer {token}"}
@@ -68,19 +53,12 @@ def test_beyond_loopback_every_route_but_the_public_ones_needs_the_token(
             assert client.get(f"/api/v1/content/{next(iter(data.content))}").status_code == 200
             assert client.get("/openapi.json").status_code == 200
             assert client.get(f"/api/v1/content/{next(iter(data.content))}/reviews").status_code == 401
-    finally:
-        stop(proc)
 
 
 def test_loopback_needs_no_token(platform: tuple[LocalCluster, Dataset]) -> None:
     c, data = platform
-    proc, port = gateway(c, "127.0.0.1")
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_listening(proc, f"{base}/openapi.json")
+    with gateway_serving(c, "127.0.0.1") as base:
         assert httpx.get(f"{base}/api/v1/content/users/ids", timeout=10).status_code == 200
-    finally:
-        stop(proc)
 
 
 @pytest.mark.parametrize("content", ["", "\n", "short\n"])
@@ -94,7 +72,7 @@ def test_an_empty_or_unusable_token_file_stops_the_gateway(platform: tuple[Local
         proc, port = gateway(c, "0.0.0.0")
         _, err = proc.communicate(timeout=60)
         assert proc.returncode != 0
-        assert b"gateway-token" in err and b"remove the file" in err
+        assert "gateway-token" in err and "remove the file" in err
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/api/v1/content/users/ids", timeout=2)
     finally:
@@ -113,7 +91,7 @@ def test_an_unreadable_token_file_stops_the_gateway(platform: tuple[LocalCluster
     try:
         proc, _port = gateway(c, "0.0.0.0")
         _, err = proc.communicate(timeout=60)
-        assert proc.returncode != 0 and b"cannot be read" in err
+        assert proc.returncode != 0 and "cannot be read" in err
     finally:
         path.rmdir()
         if kept is not None:
@@ -121,10 +99,7 @@ def test_an_unreadable_token_file_stops_the_gateway(platform: tuple[LocalCluster
 
 
 def test_a_public_route_that_is_not_a_pattern_is_a_topology_error(tmp_path: Path) -> None:
-    from tests.conftest import write_topology
-
     topo = write_topology(tmp_path, cluster="gwbad", gateway={"public_routes": ["api/v1/*/x"]})
-    done = subprocess.run([str(Path(sys.executable).parent / "streamctl"), "gateway", "-f", str(topo)],
-                          capture_output=True, timeout=60)
+    done = streamctl("gateway", "-f", str(topo), timeout=60)
     assert done.returncode != 0
-    assert b"gateway.public_routes" in done.stdout + done.stderr
+    assert "gateway.public_routes" in done.stdout + done.stderr

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from streamctl.gateway.app import create_app
-from tests.conftest import LocalCluster
-from tests.integration.gateway_fixtures import Dataset, module_cluster
+from tests.support.cluster import LocalCluster
+from tests.support.gateway import Dataset, module_cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.mongo]
 API = "/api/v1/content"

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from tests.integration.gateway_fixtures import Dataset, served_cluster
+from tests.support.gateway import Dataset, served_cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 MONGO = shutil.which("mongod") is not None

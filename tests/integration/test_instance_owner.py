@@ -14,11 +14,8 @@ from streamctl.backends.docker import owner as docker_owner
 from streamctl.context import ClusterContext
 from streamctl.errors import ExitCode
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR, Ownership
-from tests.cli_helpers import streamctl
-from tests.docker_helpers import (
-    cluster_resources,
-    docker_client,
-)
+from tests.support.cli import streamctl
+from tests.support.docker import cluster_resources, docker_client
 
 pytestmark = [pytest.mark.docker]
 ROWS = 250

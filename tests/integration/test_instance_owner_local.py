@@ -10,8 +10,8 @@ from pathlib import Path
 from streamctl.backends.base import NodeState
 from streamctl.errors import ExitCode
 from streamctl.ownership import MARKER
-from tests.cli_helpers import streamctl
-from tests.conftest import traversable_tmpdir
+from tests.support.cli import streamctl
+from tests.support.cluster import traversable_tmpdir
 
 ROWS = 120
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,13 +12,9 @@ import yaml
 
 from streamctl.backends.base import Action, NodeState
 from streamctl.errors import ConfigError
+from tests.support.cli import streamctl
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streamctl", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
 
 
 def test_up_records_state_and_secrets_privately(make_cluster) -> None:
@@ -106,7 +100,7 @@ def test_changed_definition_recreates_only_that_node(make_cluster) -> None:
 
 def test_malformed_topology_starts_nothing(tmp_path: Path) -> None:
     (tmp_path / "topology.yaml").write_text("cluster: broken\nredis: {port: 99999}\nbackend: local\n")
-    proc = cli("up", "-f", str(tmp_path / "topology.yaml"))
+    proc = streamctl("up", "-f", str(tmp_path / "topology.yaml"))
     assert proc.returncode == 3
     assert "redis.port: port 99999 is out of range" in proc.stderr
     assert not (tmp_path / ".streamctl").exists()
@@ -114,8 +108,7 @@ def test_malformed_topology_starts_nothing(tmp_path: Path) -> None:
 
 def test_missing_binary_is_a_preflight_error(make_cluster) -> None:
     c = make_cluster(replicas=0, fdw=False)
-    proc = subprocess.run([sys.executable, "-m", "streamctl", "up", "-f", str(c.path)], capture_output=True,
-                          text=True, env={**os.environ, "PATH": "/nonexistent"})
+    proc = streamctl("up", "-f", str(c.path), env={"PATH": "/nonexistent"})
     assert proc.returncode == 4, proc.stderr
     assert "redis-server is not on PATH" in proc.stderr or "initdb" in proc.stderr
     assert not c.ctx.store.node_dir("coordinator").exists()
@@ -124,30 +117,30 @@ def test_missing_binary_is_a_preflight_error(make_cluster) -> None:
 def test_cli_status_json_logs_url_and_psql(make_cluster) -> None:
     c = make_cluster(replicas=1)
     f = str(c.path)
-    up = cli("up", "-f", f)
+    up = streamctl("up", "-f", f)
     assert up.returncode == 0
     secrets = json.loads(c.ctx.store.secrets_file.read_text())
     assert not any(v in up.stdout + up.stderr for v in secrets.values())  # never printed
     assert not any(v in c.ctx.store.state_file.read_text() for v in secrets.values())
-    status = json.loads(cli("status", "-f", f, "--json").stdout)["nodes"]
+    status = json.loads(streamctl("status", "-f", f, "--json").stdout)["nodes"]
     assert {s["name"] for s in status} == {"coordinator", "analytics-primary", "analytics-replica-1", "redis"}
     assert all(s["healthy"] and s["backend"] == "local" and s["host"] == "127.0.0.1" for s in status)
     assert all({"name", "role", "backend", "host", "port", "healthy"} <= set(s) for s in status)
-    logs = cli("logs", "coordinator", "-f", f, "-n", "5")
+    logs = streamctl("logs", "coordinator", "-f", f, "-n", "5")
     assert logs.returncode == 0 and logs.stdout.strip()
-    url = cli("url", "analytics-primary", "-f", f).stdout.strip()
+    url = streamctl("url", "analytics-primary", "-f", f).stdout.strip()
     assert url.startswith("postgresql://streamctl:") and url.split("?")[0].endswith("/analytics_db")
     assert "sslmode=verify-full" in url and "sslrootcert=" in url  # verified TLS, usable as printed
     out = subprocess.run(["psql", url, "-Atc", "select current_database()"], capture_output=True, text=True)
     assert out.stdout.strip() == "analytics_db"
-    psql = cli("psql", "coordinator", "-f", f, "--", "-Atc", "select 40 + 2")
+    psql = streamctl("psql", "coordinator", "-f", f, "--", "-Atc", "select 40 + 2")
     assert psql.returncode == 0 and psql.stdout.strip() == "42"
-    unknown = cli("logs", "nope", "-f", f)
+    unknown = streamctl("logs", "nope", "-f", f)
     assert unknown.returncode == 7 and "unknown node 'nope'" in unknown.stderr
-    second = cli("up", "-f", f)
+    second = streamctl("up", "-f", f)
     assert second.returncode == 0 and "nothing to do" in second.stdout
-    cli("down", "-f", f)
-    stopped = json.loads(cli("status", "-f", f, "--json").stdout)["nodes"]
+    streamctl("down", "-f", f)
+    stopped = json.loads(streamctl("status", "-f", f, "--json").stdout)["nodes"]
     assert not any(s["healthy"] for s in stopped)
 
 
@@ -170,7 +163,7 @@ def test_missing_citus_extension_is_a_preflight_error(make_cluster) -> None:
     if (pg_sharedir(bindir) / "extension" / "citus.control").exists():
         pytest.skip("the local PostgreSQL has Citus: nothing is missing")
     c = make_cluster(citus=True, workers=1, local={"pg_bindir": str(bindir)})
-    proc = cli("up", "-f", str(c.path))
+    proc = streamctl("up", "-f", str(c.path))
     assert proc.returncode == 4, proc.stderr
     assert "the citus extension is not installed" in proc.stderr
     assert "metadata.citus.enabled: false" in proc.stderr  # how to get past it
@@ -179,7 +172,7 @@ def test_missing_citus_extension_is_a_preflight_error(make_cluster) -> None:
 
 def test_dry_run_plans_and_changes_nothing(make_cluster) -> None:
     c = make_cluster(replicas=1)
-    fresh = cli("up", "-f", str(c.path), "--dry-run", "--json")
+    fresh = streamctl("up", "-f", str(c.path), "--dry-run", "--json")
     assert fresh.returncode == 0, fresh.stderr
     plan = json.loads(fresh.stdout)
     assert [(p["node"], p["action"]) for p in plan[:4]] == [
@@ -190,16 +183,16 @@ def test_dry_run_plans_and_changes_nothing(make_cluster) -> None:
     with c.ctx.pg_connect("analytics-replica-1") as conn:
         conn.execute("ALTER SUBSCRIPTION streamctl_sub_analytics_replica_1 DISABLE")
     c.backend.kill(c.topology.node("redis"))
-    plan = json.loads(cli("up", "-f", str(c.path), "--dry-run", "--json").stdout)
+    plan = json.loads(streamctl("up", "-f", str(c.path), "--dry-run", "--json").stdout)
     actions = {(p["node"], p["action"]) for p in plan}
     assert ("redis", "start") in actions and ("coordinator", "noop") in actions
     assert c.backend.observe(c.topology.node("redis")).state is NodeState.STOPPED  # still down
     c.up()  # redis running again: the configuration can be inspected
-    plan = json.loads(cli("up", "-f", str(c.path), "--dry-run", "--json").stdout)
+    plan = json.loads(streamctl("up", "-f", str(c.path), "--dry-run", "--json").stdout)
     assert plan == [p for p in plan if p["action"] == "noop"]  # `up` re-enabled the subscription
     with c.ctx.pg_connect("analytics-replica-1") as conn:
         conn.execute("ALTER SUBSCRIPTION streamctl_sub_analytics_replica_1 DISABLE")
-    plan = json.loads(cli("up", "-f", str(c.path), "--dry-run", "--json").stdout)
+    plan = json.loads(streamctl("up", "-f", str(c.path), "--dry-run", "--json").stdout)
     pending = [p for p in plan if p["action"] != "noop"]
     assert pending == [{"node": "analytics-replica-1", "action": "configure",
                         "detail": "enable the subscription"}]

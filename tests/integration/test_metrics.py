@@ -5,13 +5,9 @@ reads 0 and the scrape still answers; `streamctl metrics` prints the same figure
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,16 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamctl import names
 from streamctl.readiness import Readiness
-from tests.conftest import LocalCluster, free_port
-from tests.integration.gateway_fixtures import (
-    Dataset,
-    destroy,
-    gateway,
-    insert_dataset,
-    start_cluster,
-    stop,
-    wait_listening,
-)
+from tests.support.cluster import LocalCluster, running
+from tests.support.gateway import Dataset, gateway_serving, insert_dataset
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.citus]
 
@@ -68,20 +57,12 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    c = start_cluster("metrics", citus=True, workers=2, replicas=1,
-                      gateway={"port": free_port(), "metrics_interval": 0.5})
-    try:
+    with running(cluster="metrics", citus=True, workers=2, replicas=1,
+                 gateway={"port": free_port(), "metrics_interval": 0.5}) as c:
         data = insert_dataset(c)
-        proc, port = gateway(c, "0.0.0.0", "--workers", "2")
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_listening(proc, f"{base}/openapi.json")
+        with gateway_serving(c, "0.0.0.0", "--workers", "2") as base:
             token = (c.ctx.store.root / "gateway-token").read_text().strip()
             yield Served(c, data, base, token)
-        finally:
-            stop(proc)
-    finally:
-        destroy(c)
 
 
 def value(samples: list[tuple[str, dict[str, str], float]], name: str | None = None, **labels: str) -> float:
@@ -167,8 +148,8 @@ def test_views_counter_after_n_increments(served: Served) -> None:
 
 
 def test_streamctl_metrics_prints_the_same_figures(served: Served) -> None:
-    cli = str(Path(sys.executable).parent / "streamctl")
-    done = subprocess.run([cli, "metrics", "-f", str(served.c.path), "--json"], capture_output=True, timeout=120)
+    cli = served.c.cli
+    done = cli.run("metrics", "--json")
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["errors"] == {}
@@ -176,12 +157,10 @@ def test_streamctl_metrics_prints_the_same_figures(served: Served) -> None:
     scraped = served.fresh(time.time())
     for s in report["shards"]:
         assert value(scraped["streamctl_citus_shards"], node=s["node"], table=s["table"]) == s["shards"]
-    table = subprocess.run([cli, "metrics", "-f", str(served.c.path)], capture_output=True, timeout=120, text=True,
-                           env={**os.environ, "COLUMNS": "200"})
+    table = cli.run("metrics", env={"COLUMNS": "200"})
     assert table.returncode == 0, table.stderr
     assert "streamctl_node_up" in table.stdout and "node=coordinator" in table.stdout
-    text = subprocess.run([cli, "metrics", "-f", str(served.c.path), "--prometheus"], capture_output=True,
-                          timeout=120, text=True)
+    text = cli.run("metrics", "--prometheus")
     assert text.returncode == 0
     assert {f.name for f in text_string_to_metric_families(text.stdout)} >= {
         "streamctl_node_up", "streamctl_citus_skew_ratio", "streamctl_replication_lag_bytes"}

@@ -23,8 +23,8 @@ from streamctl.seed import mongo as seed_mongo
 from streamctl.services.mongo import MongoService
 from streamctl.services.mongo_schema import REVIEW_INDEXES
 from streamctl.verify.stores import check_mongo
-from tests.conftest import free_port
-from tests.mongo_server import cleanup, mongo_context, mongo_server
+from tests.support.mongo import cleanup, mongo_context, mongo_server
+from tests.support.ports import free_port
 
 NAME, KEYS = next(iter(REVIEW_INDEXES.items()))
 

@@ -7,20 +7,19 @@ from __future__ import annotations
 import pytest
 
 from streamctl.monitoring.prometheus import PrometheusServer
-from tests.conftest import free_port
-from tests.integration.gateway_fixtures import destroy, gateway, start_cluster, stop, wait_listening
-from tests.monitoring_support import node_down_alerts, wait_gateway_target_up, wait_node_down_fires, wait_node_up
+from tests.support.cluster import running
+from tests.support.gateway import gateway_serving
+from tests.support.monitoring import assert_alerts_when_a_node_stops
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.prometheus]
 
 
 def test_prometheus_scrapes_the_gateway_and_alerts_when_a_replica_stops() -> None:
     port = free_port()
-    c = start_cluster("monitor", replicas=1,
-                      gateway={"port": port, "host": "0.0.0.0", "metrics_interval": 0.5},
-                      monitoring={"prometheus": True, "port": free_port(), "scrape_interval": 1, "alert_for": 0})
-    proc = None
-    try:
+    with running(cluster="monitor", replicas=1,
+                 gateway={"port": port, "host": "0.0.0.0", "metrics_interval": 0.5},
+                 monitoring={"prometheus": True, "port": free_port(), "scrape_interval": 1, "alert_for": 0}) as c:
         server = PrometheusServer(c.ctx)
         assert server.pid() is not None and server.ready()
         config = server.config_file.read_text()
@@ -35,22 +34,8 @@ def test_prometheus_scrapes_the_gateway_and_alerts_when_a_replica_stops() -> Non
         assert "# edited" in server.rules_file.read_text()
         assert server.pending() == []
 
-        proc, _ = gateway(c, "0.0.0.0", "--port", str(port))  # the last --port wins: the topology's port
-        wait_listening(proc, f"http://127.0.0.1:{port}/openapi.json")
-
-        wait_gateway_target_up(server)
-        wait_node_up(server, "analytics-replica-1")
-        replica = c.topology.node("analytics-replica-1")
-        assert replica is not None
-        c.backend.stop(replica)
-        wait_node_down_fires(server, "analytics-replica-1")
-        assert node_down_alerts(server) == {"analytics-replica-1"}
-        pid = server.pid()
-        stop(proc)
-        proc = None
+        with gateway_serving(c, "0.0.0.0", port=port):  # the topology's port: what Prometheus scrapes
+            assert_alerts_when_a_node_stops(server, c, "analytics-replica-1")
+            pid = server.pid()
         c.down()
         assert pid is not None and server.pid() is None
-    finally:
-        if proc is not None:
-            stop(proc)
-        destroy(c)

@@ -6,45 +6,27 @@ container stops; an edit of alerts.yml reaches the container; `down` keeps its d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
-import yaml
 
 from streamctl.monitoring.container import PrometheusContainer
 from streamctl.ownership import LABEL_INSTANCE
-from tests.cli_helpers import streamctl
-from tests.conftest import free_port, topology_dict, traversable_tmpdir
-from tests.docker_helpers import (
-    DockerCluster,
-    cluster_resources,
-    docker_client,
-    ensure_prometheus_image,
-    ensure_test_image,
-    unique_cluster,
-    use_image,
-)
-from tests.integration.gateway_fixtures import gateway, stop, wait_listening
-from tests.monitoring_support import node_down_alerts, wait_gateway_target_up, wait_node_down_fires, wait_node_up
+from tests.support.cli import streamctl
+from tests.support.docker import DockerCluster, cluster_resources, docker_client
+from tests.support.gateway import gateway_serving
+from tests.support.images import ensure_prometheus_image
+from tests.support.monitoring import assert_alerts_when_a_node_stops
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.docker]
 
 
 @pytest.fixture
-def cluster() -> Iterator[DockerCluster]:
-    image, prometheus = ensure_test_image(), ensure_prometheus_image()
-    gateway_port = free_port()
-    data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", replicas=1, fdw=False,
-                                   gateway={"port": gateway_port, "metrics_interval": 0.5},
-                                   monitoring={"prometheus": True, "image": prometheus, "port": free_port(),
-                                               "scrape_interval": 1, "alert_for": 0}), image)
-    path = traversable_tmpdir() / "topology.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    c = DockerCluster(path)
-    try:
-        yield c
-    finally:
-        c.destroy()
+def cluster(make_docker_cluster: Callable[..., DockerCluster]) -> DockerCluster:
+    return make_docker_cluster(replicas=1, fdw=False, gateway={"port": free_port(), "metrics_interval": 0.5},
+                               monitoring={"prometheus": True, "image": ensure_prometheus_image(), "port": free_port(),
+                                           "scrape_interval": 1, "alert_for": 0})
 
 
 def test_prometheus_container_scrapes_the_host_gateway_and_alerts_when_a_replica_stops(
@@ -72,18 +54,8 @@ def test_prometheus_container_scrapes_the_host_gateway_and_alerts_when_a_replica
     assert server.pending() == []
     assert "# edited" in server._copied(server.find())["alerts.yml"].decode()
 
-    proc, _ = gateway(c, "127.0.0.1", "--port", str(c.topology.gateway.port))
-    try:
-        wait_listening(proc, f"http://127.0.0.1:{c.topology.gateway.port}/openapi.json")
-        wait_gateway_target_up(server)
-        wait_node_up(server, "analytics-replica-1")
-        replica = c.topology.node("analytics-replica-1")
-        assert replica is not None
-        c.backend.stop(replica)
-        wait_node_down_fires(server, "analytics-replica-1")
-        assert node_down_alerts(server) == {"analytics-replica-1"}
-    finally:
-        stop(proc)
+    with gateway_serving(c, "127.0.0.1", port=c.topology.gateway.port):
+        assert_alerts_when_a_node_stops(server, c, "analytics-replica-1")
 
     # `down` stops it with the nodes and keeps its data; `down --volumes` removes the container and the volume
     c.down()

@@ -16,8 +16,9 @@ from streamctl.config.model import Node
 from streamctl.replication import catalog
 from streamctl.verify.result import Status
 from streamctl.verify.runner import run_checks
-from tests.cli_helpers import streamctl
-from tests.conftest import LocalCluster
+from tests.support.cli import streamctl
+from tests.support.cluster import LocalCluster, save_topology, topology_dict, traversable_tmpdir
+from tests.support.external import USER, HandCluster
 
 GONE = "analytics-replica-2"
 SLOT = names.subscription_name(GONE)
@@ -32,6 +33,14 @@ def drop_replica(c: LocalCluster, name: str) -> None:
 
 def orphan(c: LocalCluster, name: str) -> Node:
     return next(o for o in c.ctx.orphans() if o.name == name)
+
+
+def with_an_orphan(make_cluster: Any, cluster: str) -> tuple[LocalCluster, Node]:
+    """A local cluster with two replicas, up; then the second one taken out of the topology: an orphan."""
+    c = make_cluster(cluster=cluster, replicas=2, fdw=False, redis=False)
+    c.up()
+    drop_replica(c, GONE)
+    return c, orphan(c, GONE)
 
 
 def slot(c: LocalCluster, name: str) -> bool | None:
@@ -84,10 +93,7 @@ def test_removed_replica_is_named_then_removed_with_its_slot(make_cluster: Any) 
 
 @pytest.mark.postgres
 def test_down_stops_orphans_and_up_drops_their_inactive_slot(make_cluster: Any) -> None:
-    c = make_cluster(cluster="orph-down", replicas=2, fdw=False, redis=False)
-    c.up()
-    drop_replica(c, GONE)
-    gone = orphan(c, GONE)
+    c, gone = with_an_orphan(make_cluster, "orph-down")
 
     c.down()  # no server of the cluster is left running, the orphan included
     assert c.backend.observe(gone).state is NodeState.STOPPED
@@ -110,10 +116,7 @@ def test_down_stops_orphans_and_up_drops_their_inactive_slot(make_cluster: Any) 
 
 @pytest.mark.postgres
 def test_down_remove_orphans_removes_only_them(make_cluster: Any) -> None:
-    c = make_cluster(cluster="orph-downrm", replicas=2, fdw=False, redis=False)
-    c.up()
-    drop_replica(c, GONE)
-    gone = orphan(c, GONE)
+    c, gone = with_an_orphan(make_cluster, "orph-downrm")
     out = streamctl("down", "-f", str(c.path), "--remove-orphans")
     assert out.returncode == 0, out.stderr
     assert c.backend.observe(gone).state is NodeState.MISSING
@@ -164,9 +167,6 @@ def test_down_volumes_with_an_external_primary_leaves_no_slot_on_it() -> None:
     import secrets
     import shutil
 
-    from tests.conftest import topology_dict, traversable_tmpdir
-    from tests.external_servers import USER, HandCluster
-
     hand = HandCluster(secrets.token_urlsafe(16))
     directory = traversable_tmpdir()
     try:
@@ -176,8 +176,7 @@ def test_down_volumes_with_an_external_primary_leaves_no_slot_on_it() -> None:
         data = topology_dict(cluster="orph-ext", replicas=1, fdw=False, redis=False, tls=False,
                              external={"host": "127.0.0.1", "user": USER, "password": hand.password})
         data["analytics"]["primary"] = {"backend": "external", "port": primary.port}
-        (directory / "topology.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-        c = LocalCluster(directory / "topology.yaml")
+        c = LocalCluster(save_topology(directory, data))
         up = streamctl("up", "-f", str(c.path), "--configure")
         assert up.returncode == 0, up.stderr
         with primary.connect() as conn:
@@ -192,15 +191,10 @@ def test_down_volumes_with_an_external_primary_leaves_no_slot_on_it() -> None:
 
 
 @pytest.mark.docker
-def test_docker_orphan_replica_is_named_then_removed_with_its_slot() -> None:
-    from tests.conftest import topology_dict, traversable_tmpdir
-    from tests.docker_helpers import DockerCluster, docker_client, ensure_test_image, unique_cluster, use_image
+def test_docker_orphan_replica_is_named_then_removed_with_its_slot(make_docker_cluster: Any) -> None:
+    from tests.support.docker import docker_client
 
-    data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", replicas=2, fdw=False,
-                                   redis=False), ensure_test_image())
-    path = traversable_tmpdir() / "topology.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    c = DockerCluster(path)
+    c = make_docker_cluster(replicas=2, fdw=False, redis=False)
     client = docker_client()
     try:
         c.up()
@@ -219,7 +213,6 @@ def test_docker_orphan_replica_is_named_then_removed_with_its_slot() -> None:
         assert not client.volumes.list(filters={"name": f"{c.cluster}-{GONE}-data"})
     finally:
         client.close()
-        c.destroy()
 
 
 @pytest.mark.postgres

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from streamctl.backends.local import pg_template
-from tests.conftest import traversable_tmpdir
+from tests.support.cluster import traversable_tmpdir
 
 pytestmark = [pytest.mark.redis]
 

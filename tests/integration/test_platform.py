@@ -11,6 +11,7 @@ import yaml
 from streamctl.errors import StepError
 from streamctl.names import PUBLICATION, SCHEMA_VERSION_TABLE, subscription_name
 from streamctl.services.postgres import schema_files
+from tests.support.platform import add_user, wait_for_row
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -45,30 +46,6 @@ def catalog_snapshot(c: Any) -> dict[str, Any]:
         with c.ctx.pg_connect(node.name) as conn:
             snap[node.name] = {k: conn.execute(q).fetchone()[0] for k, q in queries.items()}  # type: ignore[index]
     return snap
-
-
-def add_user(c: Any, node: str = "analytics-primary") -> str:
-    uid = str(uuid.uuid4())
-    with c.ctx.pg_connect(node) as conn:
-        conn.execute("INSERT INTO users (user_id, username, email) VALUES (%s, %s, %s)",
-                     (uid, f"u{uid[:8]}", f"{uid[:8]}@example.test"))
-    return uid
-
-
-def wait_for_row(c: Any, node: str, query: str, params: tuple[Any, ...]) -> Any:
-    from streamctl.readiness import Readiness
-
-    found: list[Any] = []
-
-    def probe() -> bool:
-        with c.ctx.pg_connect(node) as conn:
-            row = conn.execute(query, params).fetchone()
-        if row:
-            found.append(row)
-        return row is not None
-
-    Readiness(f"row on {node}", probe, timeout=30, interval=0.1).wait()
-    return found[-1]
 
 
 def test_user_on_primary_reaches_replica_and_fdw(make_cluster) -> None:
@@ -169,7 +146,7 @@ def test_replica_added_later_is_provisioned_and_subscribed(make_cluster) -> None
     c.up()
     uid = add_user(c)
     data = yaml.safe_load(c.path.read_text())
-    from tests.conftest import free_port
+    from tests.support.ports import free_port
 
     data["analytics"]["replicas"].append({"name": "analytics-replica-2", "port": free_port()})
     c.path.write_text(yaml.safe_dump(data))

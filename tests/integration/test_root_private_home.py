@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 from streamctl.backends.local.data_home import DATA_ROOT, relocated_path
-from tests.cli_helpers import streamctl
-from tests.conftest import free_port
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+from tests.support.cli import streamctl
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis,
               pytest.mark.skipif(os.geteuid() != 0, reason="runs the README's first command as root")]

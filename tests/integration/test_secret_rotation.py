@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import stat
-from typing import Any
 
 import psycopg
 import pytest
@@ -15,59 +14,13 @@ import yaml
 from streamctl.backends.base import Action
 from streamctl.errors import StepError
 from streamctl.secrets_rotation import pending, rotate
-from tests.cli_helpers import streamctl
-from tests.integration.gateway_fixtures import serve
-from tests.integration.test_platform import add_user, wait_for_row
+from tests.support.cli import streamctl
+from tests.support.platform import SECRETS, assert_platform_works, refused, up_and_seed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 PG_NODES = ("coordinator", "analytics-primary", "analytics-replica-1")
-ROTATED = ("postgres_password", "replication_password", "fdw_password", "gateway_password", "redis_password")
-
-
-def refused(conninfo: str) -> bool:
-    try:
-        psycopg.connect(conninfo, connect_timeout=5).close()
-    except psycopg.OperationalError as exc:
-        assert "password authentication failed" in str(exc)
-        return True
-    return False
-
-
-def up_and_seed(c: Any) -> None:
-    """A small seeded platform: `verify` judges seeded stores (trending keys in Redis and so on)."""
-    from streamctl.seed.run import SeedOptions, seed
-
-    c.up()
-    seed(c.ctx, SeedOptions(scale=0.002, seed=3))
-
-
-def assert_platform_works(c: Any) -> None:
-    """New rows reach the replica, the FDW and the gateway's role read, Redis answers, `psql` and `verify` pass."""
-    c.reload()
-    uid = add_user(c)
-    assert wait_for_row(c, "analytics-replica-1", "SELECT username FROM users WHERE user_id = %s", (uid,))
-    with psycopg.connect(c.ctx.pg_conninfo("coordinator"), autocommit=True) as conn:  # no fallback: new password
-        assert conn.execute("SELECT username FROM analytics.users WHERE user_id = %s", (uid,)).fetchone()
-    with psycopg.connect(c.ctx.gateway_conninfo("coordinator"), autocommit=True) as conn:
-        assert conn.execute("SELECT 1 FROM analytics.users WHERE user_id = %s", (uid,)).fetchone()
-    client = c.ctx.redis()
-    assert client.ping()
-    client.close()
-    import httpx
-
-    from streamctl.gateway.app import create_app
-
-    with serve(create_app(c.ctx)) as url:
-        users = httpx.get(f"{url}/api/v1/content/users/ids?limit=100", timeout=30)
-        assert users.status_code == 200, users.text
-        assert uid in json.dumps(users.json())
-        health = httpx.get(f"{url}/health", timeout=30)
-        assert health.status_code == 200, health.text
-    psql = streamctl("psql", "analytics-replica-1", "-f", str(c.path), "--", "-tAc", "SELECT count(*) FROM users")
-    assert psql.returncode == 0, psql.stderr
-    verify = streamctl("verify", "-f", str(c.path), "--json")
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+ROTATED = SECRETS
 
 
 def test_rotate_secrets_changes_every_secret_and_the_platform_keeps_working(make_cluster) -> None:

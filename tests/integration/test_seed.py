@@ -9,14 +9,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from streamctl import names
-from streamctl.cli.main import app
 from streamctl.errors import BackendError, ExitCode, RefusedError
 from streamctl.seed.postgres import copy_streams
 from streamctl.seed.run import SeedOptions, seed
 from streamctl.seed.spec import SeedSpec
+from tests.support.cli import streamctl
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -128,10 +127,9 @@ def test_deterministic_refuses_without_reset_and_reset_reseeds(make_cluster: Any
 def test_cli_json_summary_and_refusal_exit_code(make_cluster: Any) -> None:
     c = make_cluster()
     c.up()
-    runner = CliRunner()
     args = ["seed", "-f", str(c.path), "--scale", "0.001", "--seed", "3", "--as-of", TODAY.isoformat()]
-    result = runner.invoke(app, [*args, "--json"])
-    assert result.exit_code == 0, result.output
+    result = streamctl(*args, "--json")
+    assert result.returncode == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["seed"] == 3 and summary["as_of"] == TODAY.isoformat()
     by_table = {t["table"]: t for t in summary["tables"]}
@@ -139,9 +137,8 @@ def test_cli_json_summary_and_refusal_exit_code(make_cluster: Any) -> None:
     assert all(t["seconds"] >= 0 for t in summary["tables"])
     assert summary["replicas"][0]["name"] == "analytics-replica-1"
 
-    again = runner.invoke(app, args)
-    assert isinstance(again.exception, RefusedError)
-    assert again.exception.exit_code == ExitCode.REFUSED == 10
+    again = streamctl(*args)
+    assert again.returncode == RefusedError.exit_code == ExitCode.REFUSED == 10, again.stderr
 
 
 def test_disabled_roles_are_skipped_and_reported(make_cluster: Any) -> None:

@@ -5,16 +5,17 @@ nothing changed. Skipped (with the reason) where Citus is not installed."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from streamctl.errors import ExitCode
 from streamctl.verify.runner import run_checks
+from tests.support.cli import streamctl
+from tests.support.cluster import running, write_topology
+from tests.support.engines import require
+from tests.support.platform import insert_titles
 
 ROWS = 2000
 HOT_ROWS = 600
@@ -25,48 +26,15 @@ pytestmark = pytest.mark.citus
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """Coordinator + 2 workers, 8 shards; titles with a genre each, and one hot title with many rows."""
-    import shutil
-
-    from tests.conftest import ENGINE_CHECKS, LocalCluster, traversable_tmpdir, write_topology
-
-    for engine in ("postgres", "citus"):
-        reason = ENGINE_CHECKS[engine]()
-        if reason:
-            pytest.skip(reason)
-    directory = traversable_tmpdir()
-    c = LocalCluster(write_topology(directory, cluster="shardops", citus=True, workers=2, analytics=False,
-                                    redis=False))
-    try:
-        c.up()
+    require("postgres", "citus")
+    with running(cluster="shardops", citus=True, workers=2, analytics=False, redis=False) as c:
+        insert_titles(c, ROWS)
         with c.ctx.pg_connect("coordinator") as conn:
-            conn.execute("INSERT INTO content_metadata (content_id, title, content_type) SELECT "
-                         f"gen_random_uuid(), 'title ' || i, 'movie' FROM generate_series(1, {ROWS}) i")
-            conn.execute("INSERT INTO genres VALUES (1, 'drama'), (2, 'comedy')")
-            conn.execute("INSERT INTO content_genres SELECT content_id, 1 + (random() < 0.5)::int "
-                         "FROM content_metadata")
             hot = conn.execute("SELECT content_id FROM content_metadata ORDER BY title LIMIT 1").fetchone()[0]  # type: ignore[index]
             conn.execute("INSERT INTO trending_daily (date, content_id, views) SELECT DATE '2020-01-01' + i, "
                          f"%s, i FROM generate_series(1, {HOT_ROWS}) i", (hot,))
         c.hot = str(hot)
         yield c
-    finally:
-        c.reload()
-        c.down(volumes=True)
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-@dataclass
-class Out:
-    exit_code: int
-    stdout: str
-    output: str
-
-
-def cli(c: Any, *args: str) -> Out:
-    """The real command (exit codes and error rendering included), against the cluster's topology."""
-    proc = subprocess.run([sys.executable, "-m", "streamctl", *args, "-f", str(c.path)], capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
-    return Out(proc.returncode, proc.stdout, proc.stdout + proc.stderr)
 
 
 def placements(c: Any) -> list[tuple[Any, ...]]:
@@ -96,51 +64,51 @@ def worker1_shard(c: Any) -> int:
 def test_move_then_rebalance_keep_every_row_and_dry_run_changes_nothing(cluster: Any) -> None:
     before = sums(cluster)
     shard = worker1_shard(cluster)
-    moved = cli(cluster, "shards", "move", str(shard), "--to", "worker-2", "--json")
-    assert moved.exit_code == 0, moved.output
+    moved = cluster.cli.run("shards", "move", str(shard), "--to", "worker-2", "--json")
+    assert moved.returncode == 0, moved.output
     data = json.loads(moved.stdout)
     assert data["moved"] and data["source"] == "worker-1" and data["target"] == "worker-2"
     assert len(data["shards"]) == 4  # the colocated shards moved with it
     assert sums(cluster) == before
     # Now 3 groups on worker-1, 5 on worker-2: Citus plans a move back; the dry run changes nothing.
     snapshot = placements(cluster)
-    plan = cli(cluster, "shards", "rebalance", "--dry-run", "--json")
-    assert plan.exit_code == 0, plan.output
+    plan = cluster.cli.run("shards", "rebalance", "--dry-run", "--json")
+    assert plan.returncode == 0, plan.output
     moves = json.loads(plan.stdout)["moves"]
     assert moves and {m["source"] for m in moves} == {"worker-2"} and {m["target"] for m in moves} == {"worker-1"}
     assert {m["table"] for m in moves} >= {"content_metadata", "content_genres"}
     assert sum(m["rows"] for m in moves if m["table"] == "content_metadata") > 0
-    grow = cli(cluster, "scale", "--workers", "3", "--dry-run", "--json")
-    assert grow.exit_code == 0, grow.output
+    grow = cluster.cli.run("scale", "--workers", "3", "--dry-run", "--json")
+    assert grow.returncode == 0, grow.output
     grown = json.loads(grow.stdout)
     assert grown["provision"] == ["worker-3"] and {m["target"] for m in grown["moves"]} == {"worker-3"}
     assert placements(cluster) == snapshot
-    text = cli(cluster, "shards", "rebalance", "--dry-run")
+    text = cluster.cli.run("shards", "rebalance", "--dry-run")
     assert "worker-2" in text.stdout and "nothing was changed" in text.stdout
     assert placements(cluster) == snapshot
 
-    done = cli(cluster, "shards", "rebalance", "--parallel", "2", "--transfer-mode", "block_writes", "--json")
-    assert done.exit_code == 0, done.output
+    done = cluster.cli.run("shards", "rebalance", "--parallel", "2", "--transfer-mode", "block_writes", "--json")
+    assert done.returncode == 0, done.output
     assert json.loads(done.stdout)["moves"] == len({m["shard_id"] for m in moves if m["table"] == moves[0]["table"]})
     assert sums(cluster) == before
-    again = cli(cluster, "shards", "rebalance", "--dry-run", "--json")
+    again = cluster.cli.run("shards", "rebalance", "--dry-run", "--json")
     assert json.loads(again.stdout)["moves"] == []
-    status = cli(cluster, "shards", "rebalance", "status", "--json")
+    status = cluster.cli.run("shards", "rebalance", "status", "--json")
     assert json.loads(status.stdout)["state"] == "finished"
     with cluster.ctx.pg_connect("coordinator") as conn:  # executors were raised for the job only
         assert conn.execute("SHOW citus.max_background_task_executors_per_node").fetchone()[0] == "1"  # type: ignore[index]
-    cancel = cli(cluster, "shards", "rebalance", "cancel")
-    assert cancel.exit_code == ExitCode.NOT_FOUND and "no rebalance is running" in cancel.output
+    cancel = cluster.cli.run("shards", "rebalance", "cancel")
+    assert cancel.returncode == ExitCode.NOT_FOUND and "no rebalance is running" in cancel.output
 
 
 def test_isolating_a_hot_title_leaves_it_alone_with_its_colocated_rows(cluster: Any) -> None:
     before = sums(cluster)
-    hot = cli(cluster, "shards", "hot", "-n", "3", "--json")
-    assert hot.exit_code == 0, hot.output
+    hot = cluster.cli.run("shards", "hot", "-n", "3", "--json")
+    assert hot.returncode == 0, hot.output
     top = json.loads(hot.stdout)["titles"][0]
     assert top["content_id"] == cluster.hot and top["rows"] == HOT_ROWS + 2  # trending + metadata + genre
-    out = cli(cluster, "shards", "isolate", "--table", "content_metadata", "--key", cluster.hot, "--json")
-    assert out.exit_code == 0, out.output
+    out = cluster.cli.run("shards", "isolate", "--table", "content_metadata", "--key", cluster.hot, "--json")
+    assert out.returncode == 0, out.output
     res = json.loads(out.stdout)
     assert res["isolated"] and res["node"] in ("worker-1", "worker-2")
     assert res["shards"]["content_metadata"] == {"shard": res["shard_id"], "rows": 1, "key_rows": 1}
@@ -151,8 +119,8 @@ def test_isolating_a_hot_title_leaves_it_alone_with_its_colocated_rows(cluster: 
         alone = conn.execute("SELECT shardminvalue = shardmaxvalue FROM pg_dist_shard WHERE shardid = %s",
                              (res["shard_id"],)).fetchone()[0]  # type: ignore[index]
     assert alone
-    again = cli(cluster, "shards", "isolate", "-t", "content_metadata", "-k", cluster.hot, "--json")
-    assert again.exit_code == 0 and json.loads(again.stdout)["isolated"] is False
+    again = cluster.cli.run("shards", "isolate", "-t", "content_metadata", "-k", cluster.hot, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["isolated"] is False
     report = run_checks(cluster.ctx, ["citus.distribution"])  # the split shards are accounted for
     assert report.exit_code is ExitCode.OK, [r.detail for r in report.results]
 
@@ -169,8 +137,8 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(cluster: Any, args: tupl
                                                         message: str) -> None:
     snapshot = placements(cluster)
     argv = [a.format(shard=worker1_shard(cluster)) for a in args]
-    out = cli(cluster, *argv)
-    assert out.exit_code == code, out.output
+    out = cluster.cli.run(*argv)
+    assert out.returncode == code, out.output
     assert message in out.output
     assert placements(cluster) == snapshot
 
@@ -178,20 +146,15 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(cluster: Any, args: tupl
 def test_group_options_before_a_subcommand_reach_it(cluster: Any, tmp_path: Any) -> None:
     """`shards -f FILE --json hot` acts on FILE's cluster, not on the topology.yaml of the current directory
     (here a decoy naming a cluster that does not exist)."""
-    from tests.conftest import write_topology
-
     write_topology(tmp_path, cluster="decoy-not-up")
-    run = [sys.executable, "-m", "streamctl", "shards", "-f", str(cluster.path), "--json"]
-    hot = subprocess.run([*run, "hot", "-n", "1"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                         stdin=subprocess.DEVNULL)
+    run = ["shards", "-f", str(cluster.path), "--json"]
+    hot = streamctl(*run, "hot", "-n", "1", cwd=tmp_path)
     assert hot.returncode == 0, hot.stdout + hot.stderr
     assert json.loads(hot.stdout)["titles"][0]["content_id"] == cluster.hot  # the JSON of FILE's cluster
-    plan = subprocess.run([*run, "rebalance", "--dry-run"], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path, stdin=subprocess.DEVNULL)
+    plan = streamctl(*run, "rebalance", "--dry-run", cwd=tmp_path)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "moves" in json.loads(plan.stdout)
-    own = subprocess.run([*run, "hot", "-n", "1", "-f", str(tmp_path / "topology.yaml")], capture_output=True,
-                         text=True, timeout=300, cwd=tmp_path, stdin=subprocess.DEVNULL)
+    own = streamctl(*run, "hot", "-n", "1", "-f", str(tmp_path / "topology.yaml"), cwd=tmp_path)
     assert own.returncode == 4 and "Citus is disabled" in own.stderr, own.stderr  # its own -f wins
 
 
@@ -200,8 +163,8 @@ def test_reference_table_shard_cannot_be_moved(cluster: Any) -> None:
         row = conn.execute("SELECT min(shardid) FROM citus_shards WHERE table_name = 'genres'::regclass").fetchone()
     shard = row[0]  # type: ignore[index]
     snapshot = placements(cluster)
-    out = cli(cluster, "shards", "move", str(shard), "--to", "worker-2")
-    assert out.exit_code == ExitCode.REFUSED and "reference table" in out.output
+    out = cluster.cli.run("shards", "move", str(shard), "--to", "worker-2")
+    assert out.returncode == ExitCode.REFUSED and "reference table" in out.output
     assert placements(cluster) == snapshot
 
 
@@ -212,8 +175,8 @@ def test_hot_uses_citus_tenant_statistics_once_collected(cluster: Any) -> None:
         conn.execute("SET citus.stat_tenants_track = 'all'")
         for _ in range(50):  # more than any other test queried a single title
             conn.execute("SELECT title FROM content_metadata WHERE content_id = %s", (key,))
-    out = cli(cluster, "shards", "hot", "-n", "3", "--json")
-    assert out.exit_code == 0, out.output
+    out = cluster.cli.run("shards", "hot", "-n", "3", "--json")
+    assert out.returncode == 0, out.output
     res = json.loads(out.stdout)
     assert res["source"] == "citus_stat_tenants"
     assert res["titles"][0]["content_id"] == key and res["titles"][0]["queries"] >= 50

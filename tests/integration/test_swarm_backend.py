@@ -9,32 +9,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from streamctl.errors import ExitCode
-from tests.conftest import free_port, traversable_tmpdir
-from tests.docker_helpers import (
-    REPO,
-    cluster_resources,
-    docker_client,
-    ensure_test_image,
-    remove_cluster_resources,
-    unique_cluster,
-    use_image,
-)
-from tests.swarm_helpers import (
-    Cli,
-    SwarmSession,
-    remove_swarm_cluster,
-    swarm_resources,
-    swarm_session,
-    swarm_state,
-)
+from tests.support.cli import Cli
+from tests.support.cluster import traversable_tmpdir
+from tests.support.docker import cli_for, cluster_resources, docker_client, example_topology
+from tests.support.images import ensure_test_image
+from tests.support.ports import free_port
+from tests.support.swarm import SwarmSession, swarm_resources, swarm_session, swarm_state
 
 pytestmark = [pytest.mark.docker]
 
@@ -46,26 +32,13 @@ def swarm() -> Iterator[SwarmSession]:
 
 
 def _topology() -> dict[str, Any]:
-    data = yaml.safe_load((REPO / "examples" / "no-citus.yaml").read_text())
-    data.update(cluster=unique_cluster(), backend="local", bind="0.0.0.0", secrets={})
-    use_image(data, ensure_test_image())
-    for section in (data["metadata"]["coordinator"], data["metadata"]["workers"], data["analytics"]["primary"],
-                    *data["analytics"]["replicas"], data["redis"], data["gateway"]):
-        section["port"] = free_port()
-    return data
+    return example_topology(backend="local", bind="0.0.0.0")
 
 
 @pytest.fixture
 def cli(swarm: SwarmSession) -> Iterator[Cli]:
-    directory = traversable_tmpdir()
-    path = directory / "topology.yaml"
-    path.write_text(yaml.safe_dump(_topology(), sort_keys=False))
-    c = Cli(path)
-    try:
+    with cli_for(_topology(), backend="swarm") as c:
         yield c
-    finally:
-        remove_swarm_cluster(c.cluster)
-        subprocess.run(["rm", "-rf", str(directory)], check=False)
 
 
 def _task_container(cluster: str, node: str) -> Any:
@@ -126,24 +99,17 @@ def test_engine_not_in_a_swarm() -> None:
     ensure_test_image()
     if swarm_state() != "inactive":
         pytest.skip("the engine was already a Swarm member when the tests started (`docker swarm leave` to run this)")
-    directory = traversable_tmpdir()
-    path = directory / "topology.yaml"
-    path.write_text(yaml.safe_dump(_topology(), sort_keys=False))
-    c = Cli(path)
-    try:
+    with cli_for(_topology(), backend="swarm") as c:
         for command in (("up",), ("up", "--dry-run"), ("status",)):
             proc = c.run(*command)
             assert proc.returncode == ExitCode.PREFLIGHT, proc.stdout + proc.stderr
             assert "is not part of a Swarm" in proc.stderr and "docker swarm init" in proc.stderr, proc.stderr
         assert swarm_state() == "inactive"
         assert cluster_resources(c.cluster) == {"containers": [], "volumes": [], "networks": []}
-    finally:
-        remove_cluster_resources(c.cluster)
-        subprocess.run(["rm", "-rf", str(directory)], check=False)
 
 
 def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None:
-    first = cli.up_json()
+    first = cli.json("up")
     assert first["changed"] and {n["action"] for n in first["nodes"]} == {"create"}
     res = swarm_resources(cli.cluster)
     assert res["services"] == sorted(f"{cli.cluster}-{n}" for n in
@@ -172,7 +138,7 @@ def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None
     users = cli.sql("analytics-replica-1", "SELECT count(*) FROM users")
     assert int(users) > 0
 
-    again = cli.up_json()
+    again = cli.json("up")
     assert not again["changed"] and {n["action"] for n in again["nodes"]} == {"noop"}
 
     # A certificate that must be reissued (here: gone from the state) is a new secret and a service update.
@@ -180,14 +146,14 @@ def test_lifecycle_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None
     service = client.services.get(f"{cli.cluster}-coordinator")
     before = {r["File"]["Name"]: r["SecretName"] for r in _secret_refs(service)}
     (tls_dir / "coordinator.crt").unlink()
-    renewed = cli.up_json()
+    renewed = cli.json("up")
     assert {n["name"]: n["action"] for n in renewed["nodes"]}["coordinator"] == "recreate"
     service.reload()
     after = {r["File"]["Name"]: r["SecretName"] for r in _secret_refs(service)}
     assert after["server.crt"] != before["server.crt"] and after["server.key"] != before["server.key"]
     assert after["ca.crt"] == before["ca.crt"]
     assert cli.sql("coordinator", "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == "t"
-    assert not cli.up_json()["changed"]
+    assert not cli.json("up")["changed"]
 
     rows = json.loads(cli.ok("status", "--json").stdout)["nodes"]
     assert all(r["state"] == "running" and r["healthy"] for r in rows)

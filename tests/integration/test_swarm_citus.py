@@ -8,24 +8,14 @@ already was a member. Skips without the Citus build the Citus test image is made
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 
 import pytest
-import yaml
 
-from tests.conftest import traversable_tmpdir
-from tests.docker_helpers import docker_client, ensure_citus_image, ensure_test_image
-from tests.swarm_helpers import (
-    Cli,
-    SwarmSession,
-    citus_topology,
-    distributed_counts,
-    registered,
-    remove_swarm_cluster,
-    swarm_resources,
-    swarm_session,
-)
+from tests.support.cli import Cli
+from tests.support.docker import cli_for, docker_client, example_topology
+from tests.support.images import ensure_citus_image, ensure_test_image
+from tests.support.swarm import SwarmSession, distributed_counts, registered, swarm_resources, swarm_session
 
 pytestmark = [pytest.mark.docker]
 
@@ -43,19 +33,13 @@ def swarm(citus_image: str) -> Iterator[SwarmSession]:
 
 @pytest.fixture
 def cli(swarm: SwarmSession, citus_image: str) -> Iterator[Cli]:
-    directory = traversable_tmpdir()
-    path = directory / "topology.yaml"
-    path.write_text(yaml.safe_dump(citus_topology(citus_image), sort_keys=False))
-    c = Cli(path)
-    try:
+    data = example_topology("topology.yaml", citus_image=citus_image, backend="local", bind="0.0.0.0")
+    with cli_for(data, backend="swarm") as c:
         yield c
-    finally:
-        remove_swarm_cluster(c.cluster)
-        subprocess.run(["rm", "-rf", str(directory)], check=False)
 
 
 def test_citus_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None:
-    first = cli.up_json()
+    first = cli.json("up")
     assert {n["action"] for n in first["nodes"]} == {"create"}
     services = swarm_resources(cli.cluster)["services"]
     assert f"{cli.cluster}-worker-1" in services and f"{cli.cluster}-worker-2" in services
@@ -73,10 +57,9 @@ def test_citus_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None:
     before = distributed_counts(cli)
     assert sum(before.values()) > 0
 
-    assert not cli.up_json()["changed"]  # a second up is a no-op
+    assert not cli.json("up")["changed"]  # a second up is a no-op
 
-    grown = cli.run("scale", "--workers", "3", "--json")
-    assert grown.returncode == 0, grown.stdout + grown.stderr
+    cli.ok("scale", "--workers", "3", "--json")
     assert registered(cli) == [f"{cli.cluster}-worker-{i}" for i in (1, 2, 3)]
     holders = cli.sql("coordinator", "SELECT count(DISTINCT p.nodename) FROM pg_dist_shard_placement p JOIN "
                                      "pg_dist_shard USING (shardid) JOIN pg_dist_partition d USING (logicalrelid) "
@@ -84,8 +67,7 @@ def test_citus_on_a_single_node_swarm(cli: Cli, swarm: SwarmSession) -> None:
     assert int(holders) == 3  # hash-distributed shards rebalanced onto the new worker
     assert distributed_counts(cli) == before
 
-    shrunk = cli.run("scale", "--workers", "2", "--json")
-    assert shrunk.returncode == 0, shrunk.stdout + shrunk.stderr
+    cli.ok("scale", "--workers", "2", "--json")
     assert registered(cli) == [f"{cli.cluster}-worker-1", f"{cli.cluster}-worker-2"]
     assert f"{cli.cluster}-worker-3" not in swarm_resources(cli.cluster)["services"]
     assert distributed_counts(cli) == before

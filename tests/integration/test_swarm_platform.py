@@ -1,4 +1,4 @@
-"""The whole platform on a three-host Swarm (Docker-in-Docker, tests/dind_swarm.py), through what Swarm does
+"""The whole platform on a three-host Swarm (Docker-in-Docker, tests/support/dind.py), through what Swarm does
 on its own. One Swarm and one cluster are shared by the scenarios, which run in this order:
 
 1. Citus coordinator + 2 workers, the analytics primary and its replica on different hosts, FDW reading
@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from streamctl.readiness import Readiness
-from tests.conftest import free_port, traversable_tmpdir
-from tests.dind_swarm import DindNode, DindSwarm, dind_swarm
-from tests.docker_helpers import ensure_citus_image, ensure_test_image
-from tests.swarm_helpers import Cli, citus_topology, distributed_counts, registered
+from tests.support.cli import Cli
+from tests.support.cluster import save_topology, traversable_tmpdir
+from tests.support.dind import DindNode, DindSwarm, dind_swarm
+from tests.support.docker import example_topology
+from tests.support.images import ensure_citus_image, ensure_test_image
+from tests.support.ports import free_port
+from tests.support.swarm import distributed_counts, registered
 
 pytestmark = [pytest.mark.docker, pytest.mark.multihost]
 
@@ -63,19 +66,18 @@ def swarm() -> Iterator[DindSwarm]:
 
 @pytest.fixture(scope="module")
 def cli(swarm: DindSwarm) -> Iterator[Cli]:
-    data = citus_topology(ensure_citus_image())
+    data = example_topology("topology.yaml", citus_image=ensure_citus_image(), backend="local", bind="0.0.0.0",
+                            placement=PLACEMENT)
     data["fdw"]["source"] = "analytics-replica-1"
     data["gateway"]["enabled"] = False
-    data["placement"] = PLACEMENT
     directory = traversable_tmpdir()
-    path = directory / "topology.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    c = Cli(path, env={"DOCKER_HOST": swarm.manager.docker_host})
+    c = Cli(save_topology(directory, data), backend="swarm", env={"DOCKER_HOST": swarm.manager.docker_host},
+            timeout=900)
     try:
         yield c
     finally:
         c.run("down", "--volumes", "--yes")
-        subprocess.run(["rm", "-rf", str(directory)], check=False)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -130,6 +132,16 @@ def _until(what: str, check: Any, timeout: float = 120.0) -> None:
         return bool(check())
 
     Readiness(what, ok, timeout, interval=1.0).wait()
+
+
+def _until_host(swarm: DindSwarm, host: DindNode, state: str) -> None:
+    """Until the Swarm manager sees `host` in `state` (down, ready)."""
+    manager = swarm.manager.client()
+    try:
+        _until(f"the manager to see {host.hostname} {state}",
+               lambda: manager.nodes.get(host.swarm_id).attrs["Status"]["State"] == state, 120.0)
+    finally:
+        manager.close()
 
 
 def _verify(cli: Cli) -> subprocess.CompletedProcess[str]:
@@ -312,12 +324,7 @@ def test_a_frozen_host_is_named_and_the_rest_converges(cli: Cli, swarm: DindSwar
     frozen = swarm.node("db-3")  # worker-2 and the replica
     subprocess.run(["docker", "pause", frozen.container], check=True, capture_output=True)
     try:
-        manager = swarm.manager.client()
-        try:
-            _until("the manager to see db-3 down",
-                   lambda: manager.nodes.get(frozen.swarm_id).attrs["Status"]["State"] == "down", 120.0)
-        finally:
-            manager.close()
+        _until_host(swarm, frozen, "down")
         proc = cli.run("status", "--json")
         assert proc.returncode == 12, proc.stderr  # some nodes unhealthy
         rows = {r["name"]: r for r in json.loads(proc.stdout)["nodes"]}
@@ -337,12 +344,7 @@ def test_a_frozen_host_is_named_and_the_rest_converges(cli: Cli, swarm: DindSwar
         assert "analytics-replica-1 is pinned to db-3" in proc.stderr, proc.stderr
     finally:
         subprocess.run(["docker", "unpause", frozen.container], check=False, capture_output=True)
-    manager = swarm.manager.client()
-    try:
-        _until("db-3 to be ready again",
-               lambda: manager.nodes.get(frozen.swarm_id).attrs["Status"]["State"] == "ready", 120.0)
-    finally:
-        manager.close()
+    _until_host(swarm, frozen, "ready")
     _until("up to converge with db-3 back", lambda: cli.run("up").returncode == 0, 300.0)
     assert _running_host(swarm, f"{cli.cluster}-worker-2").hostname == "db-3"  # nothing was moved
     assert distributed_counts(cli) == before
@@ -353,14 +355,12 @@ def test_a_shrinking_scale_removes_the_volume_on_its_host(cli: Cli, swarm: DindS
     """A worker added on another host and removed again: its shards move back, its volume goes from the host
     that held it (removed there by a one-shot task), nothing is left recorded."""
     before = distributed_counts(cli)
-    grown = cli.run("scale", "--workers", "3", "--json")
-    assert grown.returncode == 0, grown.stdout + grown.stderr
+    cli.ok("scale", "--workers", "3", "--json")
     host = _running_host(swarm, f"{cli.cluster}-worker-3").hostname
     assert host in ("db-2", "db-3")  # placed by the workers' role constraint, away from the manager
     volume = f"{cli.cluster}-worker-3-data"
     assert volume in _volumes(swarm, cli.cluster)[host]
-    shrunk = cli.run("scale", "--workers", "2", "--json")
-    assert shrunk.returncode == 0, shrunk.stdout + shrunk.stderr
+    cli.ok("scale", "--workers", "2", "--json")
     assert all(volume not in names for names in _volumes(swarm, cli.cluster).values())
     rows = json.loads(cli.run("status", "--json").stdout)["nodes"]
     assert not [r for r in rows if r["state"] == "volume left"], rows  # nothing left recorded

@@ -15,8 +15,9 @@ import yaml
 
 from streamctl.readiness import Readiness
 from streamctl.tls import certs
-from tests.docker_helpers import docker_client
-from tests.integration.test_platform import add_user, wait_for_row
+from tests.support.docker import docker_client
+from tests.support.gateway import gateway_serving
+from tests.support.platform import add_user, wait_for_row
 
 
 def _mode(path: Path) -> int:
@@ -214,30 +215,6 @@ def test_verify_proves_tls_is_required_and_finds_a_node_that_is_not(make_cluster
 
 
 # -- the gateway ----------------------------------------------------------------------------------------
-def _serve(c: Any, host: str, *extra: str) -> Any:
-    """`streamctl gateway` as a user runs it, in its own process; returns (process, port)."""
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "streamctl"), "gateway", "-f", str(c.path), "--host",
-                             host, "--port", str(port), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ})
-    return proc, port
-
-
-def _wait_http(url: str, verify: Any = True) -> None:
-    import httpx
-
-    def probe() -> bool:
-        return httpx.get(url, verify=verify, timeout=2).status_code > 0
-
-    Readiness(f"gateway at {url}", probe, timeout=60, interval=0.2).wait()
-
-
 @pytest.mark.postgres
 @pytest.mark.redis
 def test_gateway_beyond_loopback_needs_the_ops_token_and_serves_verified_tls(make_cluster) -> None:
@@ -248,10 +225,7 @@ def test_gateway_beyond_loopback_needs_the_ops_token_and_serves_verified_tls(mak
     c = make_cluster(cluster="tlsgw", replicas=1)
     c.up()
     ca = ssl.create_default_context(cafile=c.ctx.ca_path())
-    proc, port = _serve(c, "127.0.0.2", "--tls")
-    try:
-        base = f"https://127.0.0.2:{port}"
-        _wait_http(f"{base}/openapi.json", ca)
+    with gateway_serving(c, "127.0.0.2", "--tls", verify=ca) as base:
         token_file = c.ctx.store.root / "gateway-token"
         assert _mode(token_file) == 0o600
         token = token_file.read_text().strip()
@@ -267,14 +241,6 @@ def test_gateway_beyond_loopback_needs_the_ops_token_and_serves_verified_tls(mak
         other = _other_ca(c.path.parent)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{base}/api/v1/content/ids", verify=ssl.create_default_context(cafile=str(other)))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    proc, port = _serve(c, "127.0.0.1")  # loopback, plain HTTP: nothing changes for local use
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/health")
-        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code == 200
-        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with gateway_serving(c, "127.0.0.1") as base:  # loopback, plain HTTP: nothing changes for local use
+        assert httpx.get(f"{base}/health", timeout=10).status_code == 200
+        assert httpx.get(f"{base}/", timeout=10).status_code == 200

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import traversable_tmpdir, write_topology
+from tests.support import REPO
+from tests.support.cli import Finished, streamctl
+from tests.support.cluster import traversable_tmpdir, write_topology
+from tests.support.engines import skip_or_fail
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -32,7 +35,7 @@ def _ensure_user() -> pwd.struct_passwd:
 def _interpreter_for(user: pwd.struct_passwd) -> tuple[str, str]:
     """This interpreter if the user may run it, else a same-version system one with our packages on the
     path (a venv made from an interpreter under root's home is not executable for other users)."""
-    repo = str(Path(__file__).resolve().parents[2])
+    repo = str(REPO)
     site = [p for p in sys.path if p.endswith("site-packages")]
     candidates = [sys.executable, f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"]
     for exe in candidates:
@@ -46,9 +49,7 @@ def _interpreter_for(user: pwd.struct_passwd) -> tuple[str, str]:
             return exe, os.pathsep.join([repo, *site])
     reason = (f"no Python {sys.version_info.major}.{sys.version_info.minor} interpreter with streamctl's "
               f"packages is usable by the user {TEST_USER}")
-    if "postgres" in os.environ.get("STREAMCTL_REQUIRE", ""):  # CI (root, the clone maybe under a 0700 home)
-        pytest.fail(f"STREAMCTL_REQUIRE lists postgres, but {reason}: this test would not run")
-    pytest.skip(reason)
+    skip_or_fail("postgres", reason)  # CI (root, the clone maybe under a 0700 home) needs this test to run
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="already an ordinary user: every other test covers this case")
@@ -61,11 +62,10 @@ def test_up_and_down_as_an_ordinary_user() -> None:
 
     python, pythonpath = _interpreter_for(user)
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
+    def run(*args: str) -> Finished:
         env = {"PATH": os.environ["PATH"], "HOME": str(directory), "LANG": "C.UTF-8", "PYTHONPATH": pythonpath}
-        return subprocess.run([python, "-m", "streamctl", *args, "-f", str(path)], capture_output=True,
-                              text=True, user=user.pw_uid, group=user.pw_gid, extra_groups=[], env=env,
-                              cwd=str(Path(__file__).resolve().parents[2]), timeout=300)
+        return streamctl(*args, "-f", str(path), python=python, env=env, inherit_env=False, cwd=REPO,
+                         user=user.pw_uid, group=user.pw_gid, extra_groups=[], timeout=300)
 
     try:
         up = run("up")
@@ -103,9 +103,8 @@ def test_unreachable_state_dir_keeps_state_but_not_node_data(tmp_path: Path) -> 
     os.chmod(tmp_path.parent, 0o700)
     path = write_topology(tmp_path, replicas=0, fdw=False)
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "streamctl", *args, "-f", str(path)], capture_output=True,
-                              text=True, timeout=300)
+    def run(*args: str) -> Finished:
+        return streamctl(*args, "-f", str(path), timeout=300)
 
     moved = relocated_path(tmp_path / ".streamctl" / "t")
     try:

@@ -8,17 +8,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from streamctl import names
-from streamctl.cli.main import app
 from streamctl.errors import ExitCode
 from streamctl.readiness import Readiness
 from streamctl.verify.result import Status
 from streamctl.verify.runner import VerifyReport, run_checks
 from streamctl.verify.schema import VERIFY_JSON_SCHEMA
-from tests.conftest import LocalCluster, traversable_tmpdir, write_topology
-from tests.schema_check import problems
+from tests.support.cluster import LocalCluster, traversable_tmpdir, write_topology
+from tests.support.schema import problems
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -191,9 +189,9 @@ def test_stray_slot_is_reported_with_the_wal_it_holds_and_up_drops_it(platform: 
 
 
 def test_cli_json_follows_schema_and_exit_codes(platform: LocalCluster) -> None:
-    cli = CliRunner()
-    ok = cli.invoke(app, ["verify", "-f", str(platform.path), "--json"])
-    assert ok.exit_code == 0, ok.output
+    cli = platform.cli
+    ok = cli.run("verify", "--json")
+    assert ok.returncode == 0, ok.output
     doc = json.loads(ok.stdout)
     assert problems(doc, VERIFY_JSON_SCHEMA) == []
     assert doc["ok"] is True and doc["summary"]["failed"] == 0 and doc["summary"]["passed"] >= 10
@@ -201,14 +199,14 @@ def test_cli_json_follows_schema_and_exit_codes(platform: LocalCluster) -> None:
     on_replica(platform, "DELETE FROM users WHERE user_id = "
                          "(SELECT user_id FROM users ORDER BY user_id LIMIT 1)")
     try:
-        bad = cli.invoke(app, ["verify", "-f", str(platform.path), "--only", "replication.data", "--json"])
-        assert bad.exit_code == int(ExitCode.CHECK_FAILED)
+        bad = cli.run("verify", "--only", "replication.data", "--json")
+        assert bad.returncode == int(ExitCode.CHECK_FAILED)
         doc = json.loads(bad.stdout)
         assert problems(doc, VERIFY_JSON_SCHEMA) == []
         failing = [c["target"] for c in doc["checks"] if c["status"] == "failed"]
         assert f"{REPLICA}/users" in failing
-        table = cli.invoke(app, ["verify", "-f", str(platform.path), "--only", "replication.data"])
-        assert table.exit_code == 8 and "failed" in table.stdout and "users" in table.stdout
+        table = cli.run("verify", "--only", "replication.data")
+        assert table.returncode == 8 and "failed" in table.stdout and "users" in table.stdout
     finally:
         # the cascade removed the user's history on the replica too: rebuild both from the primary's rows
         resync_replica(platform)

@@ -11,18 +11,7 @@ from pathlib import Path
 import pytest
 
 from streamctl.errors import ExitCode
-from tests.cli_helpers import streamctl
-
-
-def help_of(*argv: str) -> str:
-    """--help in-process (a process per command would take minutes here), 80 columns, not a terminal."""
-    from typer.testing import CliRunner
-
-    from streamctl.cli.main import app
-
-    res = CliRunner().invoke(app, [*argv, "--help"], env={"COLUMNS": "80", "NO_COLOR": "1"})
-    assert res.exit_code == 0, res.output
-    return res.output
+from tests.support.cli import help_text, streamctl  # help_text: in-process (a process per command: minutes)
 
 
 def _commands() -> list[tuple[str, ...]]:
@@ -53,7 +42,7 @@ def test_every_command_and_subcommand_is_listed() -> None:
 
 @pytest.mark.parametrize("argv", [(), *COMMANDS], ids=lambda a: " ".join(a) or "streamctl")
 def test_help_has_one_metavar_style_and_examples_on_one_line(argv: tuple[str, ...]) -> None:
-    out = help_of(*argv)
+    out = help_text(*argv)
     assert "<bool>" not in out and not re.search(r"<[a-z|]+>", out), out
     if argv:
         assert "Example:" in out, out  # every command's help has an example
@@ -67,7 +56,7 @@ def test_command_summaries_fit_on_one_line() -> None:
     from streamctl.cli.helpstyle import summary
     from streamctl.cli.main import _Commands
 
-    out = help_of()
+    out = help_text()
     panel = out[out.index("Commands"):]
     rows = [line for line in panel.splitlines() if line.startswith("│")]
     for name in _Commands.lazy:
@@ -93,7 +82,7 @@ def test_a_bad_choice_exits_2_naming_the_choices(argv: tuple[str, ...], choices:
 
 def test_v_means_verbose_wherever_it_exists() -> None:
     for argv in COMMANDS:
-        out = help_of(*argv)
+        out = help_text(*argv)
         for line in out.splitlines():
             if re.search(r"\s-v\s", line):
                 assert "--verbose" in line, (argv, line)

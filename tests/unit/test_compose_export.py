@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
@@ -11,8 +9,8 @@ import yaml
 from streamctl.compose import compose_dict, compose_yaml
 from streamctl.config.load import load_topology
 from streamctl.config.model import Topology
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO
+from tests.support.cli import streamctl
 
 
 def test_committed_compose_file_is_the_export_of_the_default_topology() -> None:
@@ -56,13 +54,9 @@ def test_secrets_are_environment_references_never_values() -> None:
 
 def test_cli_writes_the_file(tmp_path: Path) -> None:
     out = tmp_path / "nested" / "compose.yml"
-    proc = subprocess.run([sys.executable, "-m", "streamctl", "compose", "export", "-f",
-                           str(REPO / "examples" / "no-citus.yaml"), "-o", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = streamctl("compose", "export", "-f", str(REPO / "examples" / "no-citus.yaml"), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
     d = yaml.safe_load(out.read_text())
     assert list(d["services"]) == ["coordinator", "analytics-primary", "analytics-replica-1", "redis"]
-    printed = subprocess.run([sys.executable, "-m", "streamctl", "compose", "export", "-f",
-                              str(REPO / "examples" / "no-citus.yaml")], capture_output=True, text=True,
-                             timeout=120)
+    printed = streamctl("compose", "export", "-f", str(REPO / "examples" / "no-citus.yaml"))
     assert printed.returncode == 0 and printed.stdout == out.read_text()

@@ -33,31 +33,23 @@ def redis_split(line: str) -> list[str]:
             i += 1
         if i >= n:
             return args
-        cur, inq, insq, done = "", False, False, False
+        cur, quote, done = "", "", False  # quote: the one that opened the argument being read, if any
         while not done:
             ch = line[i] if i < n else ""
             nxt = line[i + 1] if i + 1 < n else ""
-            if inq:
+            if quote:
                 hexpair = line[i + 2:i + 4]
-                if ch == "\\" and nxt == "x" and len(hexpair) == 2 and all(c in string.hexdigits for c in hexpair):
+                if quote == '"' and ch == "\\" and nxt == "x" and len(hexpair) == 2 and all(
+                        c in string.hexdigits for c in hexpair):
                     cur += chr(int(hexpair, 16))
                     i += 3
-                elif ch == "\\" and nxt:
+                elif quote == '"' and ch == "\\" and nxt:
                     i += 1
                     cur += {"n": "\n", "r": "\r", "t": "\t", "b": "\b", "a": "\a"}.get(nxt, nxt)
-                elif ch == '"':
-                    if nxt and not nxt.isspace():
-                        raise ValueError("closing quote must be followed by a space")
-                    done = True
-                elif not ch:
-                    raise ValueError("unbalanced quotes")
-                else:
-                    cur += ch
-            elif insq:
-                if ch == "\\" and nxt == "'":
+                elif quote == "'" and ch == "\\" and nxt == "'":
                     i += 1
                     cur += "'"
-                elif ch == "'":
+                elif ch == quote:
                     if nxt and not nxt.isspace():
                         raise ValueError("closing quote must be followed by a space")
                     done = True
@@ -67,10 +59,8 @@ def redis_split(line: str) -> list[str]:
                     cur += ch
             elif ch in (" ", "\n", "\r", "\t", ""):
                 done = True
-            elif ch == '"':
-                inq = True
-            elif ch == "'":
-                insq = True
+            elif ch in ('"', "'"):
+                quote = ch
             else:
                 cur += ch
             if i < n:

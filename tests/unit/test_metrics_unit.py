@@ -16,7 +16,7 @@ from streamctl.gateway.history import History, HttpTotals, quantile
 from streamctl.metrics.collect import LagSample, NodeSample, ShardSample, Snapshot
 from streamctl.metrics.families import prometheus_text
 from streamctl.monitoring.prometheus import rules_text
-from tests.conftest import topology_dict
+from tests.support.cluster import topology_dict
 
 
 def config_errors(data: dict[str, object]) -> str:

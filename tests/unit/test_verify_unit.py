@@ -11,7 +11,7 @@ from streamctl.verify.registry import CHECKS, select
 from streamctl.verify.result import CheckResult, Status, failed, guarded
 from streamctl.verify.runner import VerifyReport
 from streamctl.verify.schema import VERIFY_JSON_SCHEMA
-from tests.schema_check import problems
+from tests.support.schema import problems
 
 
 def _report(*statuses: Status) -> VerifyReport:

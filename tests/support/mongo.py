@@ -20,7 +20,8 @@ import yaml
 from streamctl.config.load import load_topology
 from streamctl.context import MONGO_ROOT_USER, ClusterContext
 from streamctl.state import Endpoint
-from tests.conftest import free_port, topology_dict
+from tests.support.cluster import topology_dict
+from tests.support.ports import free_port
 
 ENV_URI = "STREAMCTL_TEST_MONGO_URI"
 

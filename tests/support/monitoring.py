@@ -48,3 +48,15 @@ def node_down_alerts(server: PrometheusServer) -> set[str]:
 def wait_node_down_fires(server: PrometheusServer, node: str) -> None:
     Readiness(f"StreamctlNodeDown fires for {node}", lambda: node in node_down_alerts(server), timeout=90,
               interval=0.5).wait()
+
+
+def assert_alerts_when_a_node_stops(server: PrometheusServer, c: Any, node: str) -> None:
+    """With the gateway scraped and `node` seen up, stopping `node` (of cluster `c`) fires StreamctlNodeDown
+    for it, and for nothing else."""
+    wait_gateway_target_up(server)
+    wait_node_up(server, node)
+    found = c.topology.node(node)
+    assert found is not None
+    c.backend.stop(found)
+    wait_node_down_fires(server, node)
+    assert node_down_alerts(server) == {node}

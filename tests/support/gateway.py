@@ -1,4 +1,5 @@
-"""A real local cluster with a little known data, shared by the gateway's test modules.
+"""A real local cluster with a little known data, shared by the gateway's test modules; the gateway's app
+served in a thread, and `streamctl gateway` run as a process.
 
 The data is inserted here with SQL and Redis commands (not with `seed`), so each assertion can name
 exactly what it expects.
@@ -7,23 +8,21 @@ exactly what it expects.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from streamctl.readiness import Readiness
-from tests.conftest import LocalCluster, free_port, traversable_tmpdir, write_topology
+from tests.support.cli import start
+from tests.support.cluster import LocalCluster, running
+from tests.support.ports import free_port
 
 GENRES = [(1, "Drama"), (2, "Comedy"), (3, "Documentary")]
 
@@ -37,20 +36,6 @@ class Dataset:
     users: list[uuid.UUID] = field(default_factory=list)
     history: dict[uuid.UUID, list[tuple[int, uuid.UUID, datetime, int]]] = field(default_factory=dict)
     no_history_user: uuid.UUID | None = None
-
-
-def start_cluster(cluster: str, **kwargs: Any) -> LocalCluster:
-    c = LocalCluster(write_topology(traversable_tmpdir(), cluster=cluster, **kwargs))
-    c.up()
-    return c
-
-
-def destroy(c: LocalCluster) -> None:
-    try:
-        c.reload()
-        c.down(volumes=True)
-    finally:
-        shutil.rmtree(c.path.parent, ignore_errors=True)
 
 
 def insert_dataset(c: LocalCluster, titles: int = 5) -> Dataset:
@@ -115,11 +100,8 @@ def wait_for_replicas(c: LocalCluster, users: int, timeout: float = 60.0) -> Non
 
 def module_cluster(cluster: str, **kwargs: Any) -> Iterator[tuple[LocalCluster, Dataset]]:
     """Body of a module-scoped fixture: one cluster and dataset for all tests of a module."""
-    c = start_cluster(cluster, **kwargs)
-    try:
+    with running(cluster=cluster, **kwargs) as c:
         yield c, insert_dataset(c)
-    finally:
-        destroy(c)
 
 
 @contextlib.contextmanager
@@ -159,23 +141,36 @@ def served_cluster(cluster: str, **kwargs: Any) -> Iterator[tuple[str, Dataset]]
 
 
 # -- `streamctl gateway` as a user runs it (a host process) ----------------------------------------------
-def gateway(c: LocalCluster, host: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "streamctl"), "gateway", "-f", str(c.path),
-                             "--host", host, "--port", str(port), *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+def gateway(c: LocalCluster, host: str, *extra: str, port: int | None = None) -> tuple[subprocess.Popen[str], int]:
+    """`streamctl gateway -f TOPOLOGY --host HOST --port PORT EXTRA` started (PORT a free one unless given)."""
+    port = port or free_port()
+    proc = start("gateway", "-f", str(c.path), "--host", host, "--port", str(port), *extra, stdout=subprocess.DEVNULL)
     return proc, port
 
 
-def wait_listening(proc: subprocess.Popen[bytes], url: str) -> None:
+def wait_listening(proc: subprocess.Popen[str], url: str, verify: Any = True) -> None:
     def probe() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"the gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        return httpx.get(url, timeout=2).status_code > 0
+            raise AssertionError(f"the gateway exited: {proc.stderr.read() if proc.stderr else ''}")
+        return httpx.get(url, verify=verify, timeout=2).status_code > 0
 
     Readiness(f"gateway at {url}", probe, timeout=60, interval=0.2, give_up=(AssertionError,)).wait()
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def gateway_serving(c: LocalCluster, host: str, *extra: str, port: int | None = None,
+                    verify: Any = True) -> Iterator[str]:
+    """`streamctl gateway` as a user runs it, once it answers; yields its base URL (https with --tls, on
+    127.0.0.1 when it listens on every address), stopped afterwards. `verify`: httpx's, for --tls."""
+    proc, port = gateway(c, host, *extra, port=port)
+    base = f"{'https' if '--tls' in extra else 'http'}://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    try:
+        wait_listening(proc, f"{base}/openapi.json", verify)
+        yield base
+    finally:
+        stop(proc)

@@ -14,7 +14,8 @@ import psycopg
 
 from streamctl.backends.local.privileges import RunAs, resolve_run_as
 from streamctl.backends.local.recipes import find_pg_bindir
-from tests.conftest import free_port, traversable_tmpdir
+from tests.support.cluster import traversable_tmpdir
+from tests.support.ports import free_port
 
 USER = "opsadmin"  # the operator's superuser on these servers (not streamctl's default name)
 

@@ -10,8 +10,6 @@ test's own network. The kernel here has no IPVS, which is why the backend uses d
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 import tempfile
 import uuid
@@ -21,12 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from streamctl.readiness import Readiness
-from tests.docker_helpers import REPO, docker_client
+from tests.support.docker import docker_client, remove_labelled
+from tests.support.images import ensure_node_image
 
-NODE_IMAGE = os.environ.get("STREAMCTL_TEST_NODE_IMAGE", "streamctl-test/swarm-node:bookworm")
+TEST_LABEL = "io.streamctl.test"  # on everything made here, with the Swarm's prefix
 
 
 @dataclass
@@ -60,25 +57,13 @@ class DindSwarm:
         return next(n for n in self.nodes if n.hostname == hostname)
 
 
-def build_node_image() -> str:
-    """images/build-swarm-node.sh (keyed by its inputs, so a second run reuses the image); skip if impossible."""
-    proc = subprocess.run(["bash", str(REPO / "images" / "build-swarm-node.sh")], capture_output=True, text=True,
-                          env={**os.environ, "STREAMCTL_TEST_NODE_IMAGE": NODE_IMAGE}, timeout=1800)
-    if proc.returncode != 0:
-        message = f"cannot build the Swarm node image:\n{(proc.stderr or proc.stdout)[-2000:]}"
-        if "docker" in {e.strip() for e in os.environ.get("STREAMCTL_REQUIRE", "").split(",")}:
-            pytest.fail(message)
-        pytest.skip(message)
-    return proc.stdout.strip().splitlines()[-1]
-
-
 def _start_node(client: Any, swarm: DindSwarm, image: str, index: int) -> DindNode:
     name = f"{swarm.prefix}-node{index}"
-    labels = {"io.streamctl.test": swarm.prefix}
+    labels = {TEST_LABEL: swarm.prefix}
     client.volumes.create(f"{name}-docker", labels=labels)
     # The CLI, not the SDK: `systempaths=unconfined` is the CLI's spelling of empty masked/read-only paths.
     subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", f"db-{index}", "--network", swarm.network,
-                    "--label", f"io.streamctl.test={swarm.prefix}", "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+                    "--label", f"{TEST_LABEL}={swarm.prefix}", "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
                     "--security-opt", "seccomp=unconfined", "--security-opt", "systempaths=unconfined",
                     "--device-cgroup-rule", "a *:* rwm", "-v", f"{name}-docker:/var/lib/docker", image],
                    check=True, capture_output=True, timeout=120)
@@ -108,12 +93,12 @@ def _load_images(node: DindNode, archive: Path) -> None:
 
 def dind_swarm(images: list[str], count: int = 3) -> Iterator[DindSwarm]:
     """`count` nested engines joined into a Swarm (the first one its manager), `images` loaded into each."""
-    node_image = build_node_image()
+    node_image = ensure_node_image()
     client = docker_client()
     swarm = DindSwarm(prefix=f"sw{uuid.uuid4().hex[:8]}", network="")
     swarm.network = f"{swarm.prefix}-net"
     try:
-        client.networks.create(swarm.network, driver="bridge", labels={"io.streamctl.test": swarm.prefix})
+        client.networks.create(swarm.network, driver="bridge", labels={TEST_LABEL: swarm.prefix})
         with ThreadPoolExecutor(count) as pool:
             swarm.nodes = list(pool.map(lambda i: _start_node(client, swarm, node_image, i), range(1, count + 1)))
         with tempfile.TemporaryDirectory() as tmp:
@@ -149,17 +134,4 @@ def _join(swarm: DindSwarm) -> None:
 
 def remove_dind_swarm(prefix: str) -> None:
     """The nodes (with every service, volume and image inside them), their volumes and the test network."""
-    client = docker_client()
-    try:
-        flt = {"label": f"io.streamctl.test={prefix}"}
-        for container in client.containers.list(all=True, filters=flt):
-            with contextlib.suppress(Exception):
-                container.remove(force=True, v=True)
-        for volume in client.volumes.list(filters=flt):
-            with contextlib.suppress(Exception):
-                volume.remove(force=True)
-        for network in client.networks.list(filters=flt):
-            with contextlib.suppress(Exception):
-                network.remove()
-    finally:
-        client.close()
+    remove_labelled(f"{TEST_LABEL}={prefix}")
