@@ -55,16 +55,21 @@ def taken_over_from(own: Ownership, kind: str, name: str, labels: dict[str, str]
     return f"instance {found}" if found else f"a {kind} without an instance id"
 
 
+def named_networks(client: Any, name: str) -> list[Any]:
+    """The networks called exactly `name` (the engine's name filter also matches names that contain it)."""
+    return [net for net in client.networks.list(names=[name]) if net.name == name]
+
+
 def ensure_network(client: Any, name: str, cluster: str, own: Ownership, **options: Any) -> None:
     """The cluster's network, created with its labels (and the driver `options`) when missing."""
     with docker_errors(f"create network {name}"):
-        if not [n for n in client.networks.list(names=[name]) if n.name == name]:
+        if not named_networks(client, name):
             client.networks.create(name, labels={LABEL_CLUSTER: cluster, **own.labels()}, **options)
 
 
 def own_networks(client: Any, name: str, cluster: str, own: Ownership) -> list[Any]:
     """The cluster's network(s) of that name this instance may remove (another state directory's stay)."""
-    return [net for net in client.networks.list(names=[name])
+    return [net for net in named_networks(client, name)
             if (labels := net.attrs.get("Labels") or {}).get(LABEL_CLUSTER) == cluster
             and own.mine(labels.get(LABEL_INSTANCE))]
 
@@ -127,7 +132,7 @@ def claim_network(client: Any, name: str, cluster: str, own: Ownership, relabel:
     """Refuse the cluster's network when another instance owns it; relabel=True (before `up` takes nodes
     over): recreate it under our id, disconnecting the containers about to be recreated."""
     with docker_errors(f"inspect network {name}"):
-        nets = [n for n in client.networks.list(names=[name]) if n.name == name]
+        nets = named_networks(client, name)
     if not nets or (nets[0].attrs.get("Labels") or {}).get(LABEL_CLUSTER) != cluster:
         return
     net = nets[0]

@@ -215,7 +215,7 @@ class SwarmBackend(EngineBackend):
     def overlay_subnet(self) -> str:
         self._ensure_network()
         with docker_errors(f"inspect network {self.network}"):
-            nets = [n for n in self.client.networks.list(names=[self.network]) if n.name == self.network]
+            nets = owner.named_networks(self.client, self.network)
             attrs = self.client.api.inspect_network(nets[0].id) if nets else {}
         subnets = [c["Subnet"] for c in (attrs.get("IPAM") or {}).get("Config") or [] if c.get("Subnet")]
         if not subnets:
