@@ -79,7 +79,7 @@ def used(ctx: ClusterContext, name: str) -> bool:
             "fdw_password": t.fdw.enabled and analytics and ctx.first(Role.COORDINATOR) is not None,
             "gateway_password": t.gateway.enabled, "redis_password": t.redis.enabled,
             "mongo_password": t.mongo.enabled, "mongo_app_password": t.mongo.enabled,
-            GATEWAY_TOKEN: (ctx.store.root / "gateway-token").exists()}[name]
+            GATEWAY_TOKEN: ctx.store.gateway_token_file.exists()}[name]
 
 
 def fixed(ctx: ClusterContext, name: str) -> bool:
@@ -184,5 +184,5 @@ def _apply(ctx: ClusterContext, backend: Backend, name: str, emit: Emit) -> list
 
 
 def _new_gateway_token(ctx: ClusterContext) -> str:
-    write_file(ctx.store.root / "gateway-token", _secrets.token_urlsafe(32) + "\n", 0o600)
+    write_file(ctx.store.gateway_token_file, _secrets.token_urlsafe(32) + "\n", 0o600)
     return "gateway-token file (restart `streamctl gateway` to serve with it)"

@@ -41,6 +41,9 @@ def cluster_dir(topology: Topology, base: Path, override: str | Path | None = No
     return (root / topology.cluster).absolute()
 
 
+GATEWAY_TOKEN_FILE = "gateway-token"
+
+
 class StateStore:
     """Reads and writes the cluster's state files; the only place that knows their layout."""
 
@@ -49,6 +52,7 @@ class StateStore:
         self.state_file = root / "state.json"
         self.secrets_file = root / "secrets.json"
         self.rotations_file = root / "rotations.json"
+        self.gateway_token_file = root / GATEWAY_TOKEN_FILE  # the gateway's ops token (0600)
 
     def node_dir(self, node: str) -> Path:
         return self.root / "nodes" / node

@@ -38,7 +38,7 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
     import uvicorn
 
     from streamctl.gateway.app import ENV_GUARD, ENV_STATE_DIR, ENV_TOPOLOGY, app_from_env, create_app
-    from streamctl.gateway.guard import TOKEN_FILE, ensure_token, needs_token
+    from streamctl.gateway.guard import ensure_token, needs_token
     from streamctl.gateway.metrics import MULTIPROC_ENV
 
     ctx = load_context(file, state_dir)
@@ -57,7 +57,7 @@ def gateway(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
                 f"{workers} worker{'s' if workers > 1 else ''}); Ctrl-C stops it", "bold green")
     if token:
         public = ", ".join(spec.public_routes) or "none"
-        render.line(f"every route needs the token in {ctx.store.root / TOKEN_FILE} (public routes: {public})")
+        render.line(f"every route needs the token in {ctx.store.gateway_token_file} (public routes: {public})")
     if workers == 1:
         uvicorn.run(create_app(ctx, ops_token=token), host=host, port=port, log_level=log_level,
                     ssl_certfile=certfile, ssl_keyfile=keyfile)

@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from streamctl.errors import PreflightError
+from streamctl.state import GATEWAY_TOKEN_FILE
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-TOKEN_FILE = "gateway-token"
 COOKIE = "streamctl_ops_token"
 MIN_TOKEN_CHARS = 16
 
@@ -37,7 +37,7 @@ def ensure_token(state_root: Path) -> str:
 
     A file that exists but cannot be read, or holds no usable token, raises: serving without a guard
     because a file was truncated would open every route."""
-    path = state_root / TOKEN_FILE
+    path = state_root / GATEWAY_TOKEN_FILE
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:

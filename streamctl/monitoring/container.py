@@ -72,11 +72,11 @@ class PrometheusContainer(PrometheusServer):
     def files(self) -> dict[str, tuple[bytes, int]]:
         """name in /etc/prometheus -> (content, mode): the configuration, the rules, and what the scrape needs
         (the gateway's token beyond loopback, 0600; the CA with TLS). Read from the state directory."""
-        out = {"prometheus.yml": (self.config_text().encode(), 0o644)}
+        text = self.config_text()
+        out = {"prometheus.yml": (text.encode(), 0o644)}
         if self.rules_file.exists():
             out["alerts.yml"] = (self.rules_file.read_bytes(), 0o644)
-        text = self.config_text()
-        token = self.ctx.store.root / "gateway-token"
+        token = self.ctx.store.gateway_token_file
         if "credentials_file" in text and token.exists():
             out["gateway-token"] = (token.read_bytes(), 0o600)
         if "ca_file" in text:

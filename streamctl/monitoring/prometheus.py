@@ -93,7 +93,7 @@ class PrometheusServer:
 
     @property
     def token_ref(self) -> str:
-        return str(self.ctx.store.root / "gateway-token")
+        return str(self.ctx.store.gateway_token_file)
 
     @property
     def ca_ref(self) -> str:
