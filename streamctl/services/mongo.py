@@ -56,8 +56,9 @@ class MongoService:
     # -- root password: auth probe, rotation memory ------------------------------------------------
     def _uri(self, user: str, password: str, auth_db: str) -> str:
         ep = self.ctx.endpoint(self.node.name)
+        ca = self.ctx.ca_path() if self.ctx.managed_tls(self.node.name) else None
         return mongo_engine.uri(ep.host, ep.port, user or None, password, auth_db if user else None,
-                                timeouts=True)
+                                timeouts=True, ca_file=ca)
 
     def _authenticates(self, user: str, password: str, auth_db: str) -> bool:
         """True when the server accepts the credentials; False on AuthenticationFailed; else raises."""

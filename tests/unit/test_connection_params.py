@@ -65,3 +65,17 @@ def test_redis_clients_time_out(tmp_path: Path) -> None:
     client = ctx.redis()  # does not connect until used
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["socket_timeout"] == 10 and kwargs["socket_connect_timeout"] == 5 and kwargs["socket_keepalive"]
+
+
+def test_mongo_clients_verify_the_cluster_ca_when_tls_is_on(tmp_path: Path) -> None:
+    """streamctl's own MongoDB connections (users and collections, as well as the app's URI) use TLS
+    against the cluster CA when the cluster's TLS covers the server; plain when TLS is off."""
+    from streamctl.services.mongo import MongoService
+
+    ctx = _ctx(tmp_path, tls={"enabled": True})
+    node = ctx.node(ctx.topology.mongo.name)
+    ca = str(ctx.tls.ca_file)
+    for uri in (ctx.mongo_uri(), ctx.mongo_uri(admin=True), MongoService(ctx, node)._uri("root", "x", "admin")):
+        assert "tls=true" in uri and f"tlsCAFile={ca}" in uri, uri
+    plain = _ctx(tmp_path / "plain", tls={"enabled": False})
+    assert "tls=" not in MongoService(plain, plain.node(plain.topology.mongo.name))._uri("root", "x", "admin")
