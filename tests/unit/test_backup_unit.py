@@ -50,9 +50,11 @@ def test_bad_backup_sections_are_refused_with_their_yaml_path(section: dict, exp
     assert any(expected in e for e in found), found
 
 
-def test_backup_on_a_docker_node_is_refused() -> None:
-    found = errors({"backend": "docker", "backup": {"repository": {"path": "r"}}})
-    assert any("backups are implemented for the local backend only" in e and "docker" in e for e in found)
+def test_backup_on_swarm_is_refused_and_on_docker_accepted() -> None:
+    found = errors({"backend": "swarm", "backup": {"repository": {"path": "r"}}})
+    assert any("backups are implemented for the local and Docker backends" in e and "swarm" in e
+               for e in found), found
+    assert parse_topology({"backend": "docker", "backup": {"repository": {"path": "r"}}}, env={}).backup_on
 
 
 def test_s3_keys_come_from_the_environment() -> None:
