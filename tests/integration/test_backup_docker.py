@@ -11,18 +11,20 @@ repository alone (as a CI job would).
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streamctl.backup.pgbackrest import BackupError, PgBackRest, repository_path
+from streamctl.backup.pgbackrest import PgBackRest, repository_path
 from streamctl.backup.restore import Selection, restore_into, up_from_backup
 from streamctl.backup.take import list_sets
 from streamctl.citus import recovery as citus_recovery
 from streamctl.verify.runner import run_checks
-from tests.support.backup import backed_up_story, platform_sums, remove_wal_after
+from tests.support.backup import backed_up_story, platform_sums, restore_over_a_gap
+from tests.support.cli import streamctl
 from tests.support.cluster import save_topology, topology_dict, traversable_tmpdir
 from tests.support.docker import DockerCluster, cluster_resources, remove_cluster_resources, unique_cluster, use_image
 from tests.support.images import ensure_citus_image, ensure_test_image
@@ -105,19 +107,23 @@ def test_restore_point_into_new_cluster_holds_exactly_the_points_rows(story) -> 
 
 def test_missing_wal_segment_fails_clearly_and_leaves_nothing(story) -> None:
     c = story["cluster"]
-    s2 = next(s for s in list_sets(story["tool"]) if s.label == "s2")
-    w1 = next(n for n in s2.nodes if n.node == "worker-1")
-    gone = remove_wal_after(repository_path(c.ctx), w1.stanza, w1.wal_stop)
-    assert gone, "no WAL after the backup to remove"
     into = f"{c.cluster}-gap"
     story["names"].append(into)
-    with pytest.raises(BackupError) as info:
-        restore_into(c.ctx, c.backend, Selection(label="s2"), into)
-    first_gone = min(p.name[:24] for p in gone)
-    assert "worker-1" in info.value.message and f"WAL segment {first_gone} is missing" in info.value.message
+    error, first_gone = restore_over_a_gap(c, story["tool"], into)
+    assert "worker-1" in error.message and f"WAL segment {first_gone} is missing" in error.message
     assert cluster_resources(into) == EMPTY
     assert not (c.path.parent / f"{into}.yaml").exists()
     assert not (c.ctx.store.root.parent / into).exists()
+    assert platform_sums(c.ctx) == story["sums_later"]
+
+
+def test_cli_lists_the_sets_and_refuses_in_place_on_docker(story) -> None:
+    c = story["cluster"]
+    proc = streamctl("backup", "list", "-f", str(c.path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert {s["label"] for s in json.loads(proc.stdout)} == {"s1", "s2"}
+    proc = streamctl("restore", "-f", str(c.path), "--point", "s1", "--in-place", "--yes")
+    assert proc.returncode == 10 and "--in-place restores clusters on the local backend" in proc.stderr, proc.stderr
     assert platform_sums(c.ctx) == story["sums_later"]
 
 

@@ -25,7 +25,7 @@ from streamctl.backup.take import list_sets, take_backup
 from streamctl.citus import recovery as citus_recovery
 from streamctl.errors import NotFoundError, RefusedError
 from streamctl.verify.runner import run_checks
-from tests.support.backup import backed_up_story, platform_sums, remove_wal_after
+from tests.support.backup import backed_up_story, platform_sums, restore_over_a_gap
 from tests.support.cli import streamctl
 from tests.support.cluster import LocalCluster, topology_dict, traversable_tmpdir
 
@@ -161,15 +161,9 @@ def test_backup_while_a_node_is_down_fails_naming_it(story) -> None:
 
 def test_missing_wal_segment_fails_clearly_and_leaves_nothing(story) -> None:
     c = story["cluster"]
-    s2 = next(s for s in list_sets(story["tool"]) if s.label == "s2")
-    w1 = next(n for n in s2.nodes if n.node == "worker-1")
-    gone = remove_wal_after(repository_path(c.ctx), w1.stanza, w1.wal_stop)
-    assert gone, "no WAL after the backup to remove"
     into = f"{c.topology.cluster}-gap"
-    with pytest.raises(BackupError) as info:
-        restore_into(c.ctx, c.backend, Selection(label="s2"), into)
-    first_gone = min(p.name[:24] for p in gone)
-    assert "worker-1" in info.value.message and f"WAL segment {first_gone} is missing" in info.value.message
+    error, first_gone = restore_over_a_gap(c, story["tool"], into)
+    assert "worker-1" in error.message and f"WAL segment {first_gone} is missing" in error.message
     assert not (c.path.parent / f"{into}.yaml").exists()
     assert not (c.ctx.store.root.parent / into).exists()
     assert platform_sums(c.ctx) == story["sums_later"]

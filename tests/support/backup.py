@@ -68,3 +68,21 @@ def backed_up_story(c: Any, state: dict[str, Any]) -> None:
         conn.execute("DELETE FROM user_watch_history WHERE ctid IN (SELECT ctid FROM user_watch_history LIMIT 7)")
     state["s2"] = take_backup(state["tool"], "incr", "s2")
     state["sums_later"] = platform_sums(c.ctx)
+
+
+def restore_over_a_gap(c: Any, tool: Any, into: str) -> tuple[Any, str]:
+    """worker-1's WAL after its backup of s2 removed from the repository, then s2 restored into `into`:
+    the restore's BackupError and the first segment removed."""
+    import pytest
+
+    from streamctl.backup.pgbackrest import BackupError, repository_path
+    from streamctl.backup.restore import Selection, restore_into
+    from streamctl.backup.take import list_sets
+
+    s2 = next(s for s in list_sets(tool) if s.label == "s2")
+    w1 = next(n for n in s2.nodes if n.node == "worker-1")
+    gone = remove_wal_after(repository_path(c.ctx), w1.stanza, w1.wal_stop)
+    assert gone, "no WAL after the backup to remove"
+    with pytest.raises(BackupError) as info:
+        restore_into(c.ctx, c.backend, Selection(label="s2"), into)
+    return info.value, min(p.name[:24] for p in gone)
