@@ -134,7 +134,8 @@ class DockerPlace:
     def run(self, node: Node | None, argv: list[str], password: str | None,
             timeout: float) -> tuple[int, str, str]:
         """In the node's container (any running backed-up node's for a command about none), else in a
-        one-shot container with the repository and the configuration."""
+        one-shot container with the repository and the configuration (`timeout` bounds that one; an exec
+        has none of its own: pgBackRest's timeouts, such as check's --archive-timeout, bound it)."""
         container = self._container(node) if node is not None else self._running()
         if container is not None:
             return exec_in(self.api, container, argv, environment={"PGPASSWORD": password} if password else None)

@@ -109,12 +109,8 @@ def test_missing_wal_segment_fails_clearly_and_leaves_nothing(story) -> None:
     c = story["cluster"]
     into = f"{c.cluster}-gap"
     story["names"].append(into)
-    error, first_gone = restore_over_a_gap(c, story["tool"], into)
-    assert "worker-1" in error.message and f"WAL segment {first_gone} is missing" in error.message
+    restore_over_a_gap(c, story, into)
     assert cluster_resources(into) == EMPTY
-    assert not (c.path.parent / f"{into}.yaml").exists()
-    assert not (c.ctx.store.root.parent / into).exists()
-    assert platform_sums(c.ctx) == story["sums_later"]
 
 
 def test_cli_lists_the_sets_and_refuses_in_place_on_docker(story) -> None:

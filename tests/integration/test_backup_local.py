@@ -162,11 +162,7 @@ def test_backup_while_a_node_is_down_fails_naming_it(story) -> None:
 def test_missing_wal_segment_fails_clearly_and_leaves_nothing(story) -> None:
     c = story["cluster"]
     into = f"{c.topology.cluster}-gap"
-    error, first_gone = restore_over_a_gap(c, story["tool"], into)
-    assert "worker-1" in error.message and f"WAL segment {first_gone} is missing" in error.message
-    assert not (c.path.parent / f"{into}.yaml").exists()
-    assert not (c.ctx.store.root.parent / into).exists()
-    assert platform_sums(c.ctx) == story["sums_later"]
+    restore_over_a_gap(c, story, into)
 
 
 def test_cli_backup_list_json_and_unknown_names(story) -> None:

@@ -70,19 +70,24 @@ def backed_up_story(c: Any, state: dict[str, Any]) -> None:
     state["sums_later"] = platform_sums(c.ctx)
 
 
-def restore_over_a_gap(c: Any, tool: Any, into: str) -> tuple[Any, str]:
+def restore_over_a_gap(c: Any, story: dict[str, Any], into: str) -> None:
     """worker-1's WAL after its backup of s2 removed from the repository, then s2 restored into `into`:
-    the restore's BackupError and the first segment removed."""
+    the restore fails naming the node and the first missing segment, leaves no topology file or state of
+    `into`, and the original keeps its later rows."""
     import pytest
 
     from streamctl.backup.pgbackrest import BackupError, repository_path
     from streamctl.backup.restore import Selection, restore_into
     from streamctl.backup.take import list_sets
 
-    s2 = next(s for s in list_sets(tool) if s.label == "s2")
+    s2 = next(s for s in list_sets(story["tool"]) if s.label == "s2")
     w1 = next(n for n in s2.nodes if n.node == "worker-1")
     gone = remove_wal_after(repository_path(c.ctx), w1.stanza, w1.wal_stop)
     assert gone, "no WAL after the backup to remove"
     with pytest.raises(BackupError) as info:
         restore_into(c.ctx, c.backend, Selection(label="s2"), into)
-    return info.value, min(p.name[:24] for p in gone)
+    first_gone = min(p.name[:24] for p in gone)
+    assert "worker-1" in info.value.message and f"WAL segment {first_gone} is missing" in info.value.message
+    assert not (c.path.parent / f"{into}.yaml").exists()
+    assert not (c.ctx.store.root.parent / into).exists()
+    assert platform_sums(c.ctx) == story["sums_later"]
