@@ -23,7 +23,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
 tag="${STREAMCTL_TEST_IMAGE:-streamctl-test/pg-redis:bookworm}"
 suite=bookworm
-packages=postgresql-15,redis-server,ca-certificates
+packages=postgresql-15,redis-server,ca-certificates,pgbackrest
 
 reuse_debian_keyed "$here/docker-entrypoint.sh"
 # The Debian package creates a `main` cluster; the entrypoint creates its own in PGDATA instead.

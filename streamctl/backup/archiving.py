@@ -30,7 +30,7 @@ def archive_command(ctx: ClusterContext, node: str) -> str:
 
 
 def pending(tool: PgBackRest, st: Stanza) -> list[str]:
-    if not tool.config.exists() or tool.config.read_text() != tool.render():
+    if not tool.config_current(st.node):
         return [f"write {tool.config.name}", f"create stanza {st.name}", "archive WAL to it"]
     out = [] if stanza_exists(tool, st.name) else [f"create stanza {st.name}"]
     if archive_command(tool.ctx, st.node.name) != tool.archive_command(st.name):
@@ -39,7 +39,7 @@ def pending(tool: PgBackRest, st: Stanza) -> list[str]:
 
 
 def apply(tool: PgBackRest, st: Stanza) -> None:
-    tool.write_config()
+    tool.write_config(st.node)
     tool.run(st.name, "stanza-create", what=f"{st.node.name}: create stanza {st.name}", timeout=300)
     with tool.ctx.pg_connect(st.node.name) as conn:
         conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(

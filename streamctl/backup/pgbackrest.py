@@ -1,25 +1,43 @@
 """pgBackRest for one cluster: its configuration file, its stanzas (one per backed-up PostgreSQL node) and
-running it, always as the PostgreSQL server's own user and always with `--config` (Debian ships an
-/etc/pgbackrest.conf that would otherwise apply)."""
+running it, always as the PostgreSQL server's own user, where the server runs, and always with `--config`
+(Debian ships an /etc/pgbackrest.conf that would otherwise apply)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from streamctl.atomic import write_file
-from streamctl.backends.local.privileges import RunAs, check_traversable
 from streamctl.config.model import BACKED_UP_ROLES, BackupSpec, Node
 from streamctl.errors import ExitCode, PreflightError, StreamctlError
 
 if TYPE_CHECKING:
-    from streamctl.backends.local.backend import LocalBackend
+    from streamctl.backup.recover import Site
     from streamctl.context import ClusterContext
+
+
+class Place(Protocol):
+    """Where and how pgBackRest runs for one backend: the paths its configuration names, that file, the
+    repository's check, running a command as the server's user where `node` runs, a restored node's site."""
+
+    home: Any  # pgBackRest's configuration, log, lock and spool, as pgBackRest sees them
+    config: Any
+    log_hint: str
+
+    def pg_lines(self, node: Node) -> tuple[str, int, str]: ...
+    def repo_path(self, repo: Path) -> str: ...
+    def write_config(self, text: str, repo: Path | None, node: Node | None = None) -> None: ...
+    def read_config(self, node: Node | None = None) -> str | None: ...
+    def check_repository(self, repo: Path, create: bool = False) -> None: ...
+    def run(self, node: Node | None, argv: list[str], password: str | None,
+            timeout: float) -> tuple[int, str, str]: ...
+    def restore_site(self, node: Node) -> Site: ...
+    def read_file(self, node: Node, path: str) -> bytes: ...  # one of a node's files (Redis's snapshot)
+    def put_redis_files(self, node: Node, files: dict[str, bytes]) -> None: ...  # into a new Redis's data
+    def own(self, path: Path) -> None: ...  # a file streamctl put into the repository
 
 
 class BackupError(StreamctlError, exit_code=ExitCode.RUNTIME):
@@ -44,43 +62,43 @@ def backed_up_nodes(ctx: ClusterContext) -> list[Node]:
 def repository_path(ctx: ClusterContext) -> Path | None:
     """A directory repository as an absolute path (relative paths: from the topology file's directory)."""
     spec = ctx.topology.backup
-    if spec is None or spec.repository.path is None:
+    if spec is None:
         return None
-    path = Path(spec.repository.path)
-    base = ctx.topology_path.parent if ctx.topology_path else Path.cwd()
-    return (path if path.is_absolute() else base / path).absolute()
+    return spec.repository_dir(ctx.topology_path.parent if ctx.topology_path else Path.cwd())
 
 
-def _local_backend(backend: Any) -> LocalBackend:
+def _place(ctx: ClusterContext, backend: Any, render: Callable[[], str]) -> Place:
+    """Where pgBackRest runs for this backend (the server's machine or container)."""
+    from streamctl.backends.docker.backend import DockerBackend
     from streamctl.backends.local.backend import LocalBackend
 
-    if not isinstance(backend, LocalBackend):
-        raise PreflightError(f"backups are implemented for the local backend only (this cluster runs on "
-                             f"{getattr(backend, 'name', backend)})",
-                             hint="remove the `backup:` section, or use --backend local")
-    return backend
+    if isinstance(backend, LocalBackend):
+        from streamctl.backup.local import LocalPlace
+
+        return LocalPlace(backend)
+    if isinstance(backend, DockerBackend):
+        from streamctl.backup.docker import DockerPlace
+
+        return DockerPlace(ctx, backend, render)
+    raise PreflightError(f"backups are implemented for the local and Docker backends (this cluster runs on "
+                         f"{getattr(backend, 'name', backend)})",
+                         hint="remove the `backup:` section, or use --backend local or docker")
 
 
 class PgBackRest:
-    """One cluster's pgBackRest: `config` is the file every invocation names."""
+    """One cluster's pgBackRest: `config` is the file every invocation names, `place` where it runs
+    (backup/local.py: this machine; backup/docker.py: the node's container)."""
 
     def __init__(self, ctx: ClusterContext, backend: Any) -> None:
         if ctx.topology.backup is None or not ctx.topology.backup.enabled:
             raise PreflightError(f"cluster {ctx.topology.cluster} has no backup repository",
                                  hint="add a `backup:` section with a repository to the topology "
                                       "(see README, Backups and restore)")
-        if shutil.which("pgbackrest") is None:
-            raise PreflightError("pgbackrest is not on PATH but the topology has a `backup:` section",
-                                 hint="install it (apt-get install pgbackrest) or remove the section")
         self.ctx = ctx
         self.spec: BackupSpec = ctx.topology.backup
-        self.backend = _local_backend(backend)
-        self.home = self.backend.home.path / "backup"
-        self.config = self.home / "pgbackrest.conf"
-
-    @property
-    def run_as(self) -> RunAs:
-        return self.backend.run_as
+        self.place = _place(ctx, backend, self.render)
+        self.home = self.place.home
+        self.config = self.place.config
 
     @property
     def cluster(self) -> str:
@@ -106,7 +124,7 @@ class PgBackRest:
                       f"repo1-s3-uri-style={s3.uri_style}",
                       f"repo1-storage-verify-tls={'y' if s3.verify_tls else 'n'}"]
         else:
-            lines.append(f"repo1-path={repository_path(self.ctx)}")
+            lines.append(f"repo1-path={self.place.repo_path(repository_path(self.ctx) or Path())}")
         lines.append(f"repo1-retention-full={spec.retention_full}")
         if spec.retention_diff is not None:
             lines.append(f"repo1-retention-diff={spec.retention_diff}")
@@ -115,80 +133,49 @@ class PgBackRest:
                   "log-level-console=warn", "log-level-file=info", "start-fast=y",
                   "", "[global:archive-push]", "archive-async=y", "", "[global:archive-get]", "archive-async=n"]
         for st in self.stanzas():
-            sock = self.backend.socket_dir(st.node)
-            lines += ["", f"[{st.name}]", f"pg1-path={self.backend.data_dir(st.node)}", f"pg1-port={st.node.port}",
-                      f"pg1-user={self.ctx.topology.pg_user}", f"pg1-database={st.node.database}"]
-            if sock is None:
-                raise PreflightError(f"{st.node.name}: the state directory's path is too long for the node's Unix "
-                                     "socket, through which pgBackRest connects",
-                                     hint="use a shorter --state-dir (or state_dir in the topology)")
-            lines.append(f"pg1-socket-path={sock}")
+            path, port, sock = self.place.pg_lines(st.node)
+            lines += ["", f"[{st.name}]", f"pg1-path={path}", f"pg1-port={port}",
+                      f"pg1-user={self.ctx.topology.pg_user}", f"pg1-database={st.node.database}",
+                      f"pg1-socket-path={sock}"]
         return "\n".join(lines) + "\n"
 
-    def write_config(self) -> None:
-        """The configuration file (0600: it may hold S3 keys) and the directories it names, all owned by
-        the server's user; a directory repository is created and checked reachable."""
-        for sub in (self.home, self.home / "log", self.home / "lock", self.home / "spool"):
-            sub.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.run_as.chown(sub)
+    def write_config(self, node: Node | None = None) -> None:
+        """The configuration file where pgBackRest runs (for `node`'s stanza, or every one), 0600 and the
+        server user's, with the directories it names; a directory repository is created and checked."""
+        self.place.write_config(self.render(), repository_path(self.ctx), node)
+
+    def config_current(self, node: Node | None = None) -> bool:
+        return self.place.read_config(node) == self.render()
+
+    def check_repository(self) -> None:
+        """A directory repository must exist and be writable by the server's user."""
         repo = repository_path(self.ctx)
         if repo is not None:
-            self.check_repository(create=True)
-        text = self.render()
-        if self.config.exists() and self.config.read_text() == text:
-            return
-        write_file(self.config, text, 0o600, chown=self.run_as.chown)
-
-    def check_repository(self, create: bool = False) -> None:
-        """A directory repository must exist (or be creatable) and be writable by the server's user."""
-        repo = repository_path(self.ctx)
-        if repo is None:
-            return
-        if not repo.exists():
-            if not create:
-                raise PreflightError(f"backup.repository.path: {repo} does not exist",
-                                     hint="check the path (relative paths start at the topology file)")
-            try:
-                repo.mkdir(mode=0o750, parents=True)
-            except OSError as exc:
-                raise PreflightError(f"backup.repository.path: cannot create {repo}: {exc.strerror}") from None
-            self.run_as.chown(repo)
-        if not repo.is_dir():
-            raise PreflightError(f"backup.repository.path: {repo} is not a directory")
-        check_traversable(self.run_as, repo)
-        uid = self.run_as.uid if self.run_as.dropping else os.getuid()
-        st = repo.stat()
-        if st.st_uid != uid and not (st.st_mode & 0o002):
-            who = self.run_as.user or "this user"
-            raise PreflightError(f"backup.repository.path: {repo} is not writable by {who!r}, which runs "
-                                 f"PostgreSQL and pgBackRest (owner uid {st.st_uid})",
-                                 hint=f"chown -R {who} {repo}")
+            self.place.check_repository(repo)
 
     def archive_command(self, stanza: str) -> str:
         return f"pgbackrest --config={self.config} --stanza={stanza} archive-push %p"
 
     # -- running ------------------------------------------------------------------------------------
-    def run(self, stanza: str | None, command: str, *args: str, what: str = "",
-            timeout: float = 3600) -> str:
-        """Run one pgBackRest command as the server's user; its stdout, or a BackupError with its output."""
+    def run(self, stanza: str | None, command: str, *args: str, what: str = "", timeout: float = 3600,
+            node: Node | None = None) -> str:
+        """Run one pgBackRest command as the server's user where `node` runs (by default the node of the
+        stanza; none: anywhere the repository is); its stdout, or a BackupError with its output."""
         argv = ["pgbackrest", f"--config={self.config}", *([f"--stanza={stanza}"] if stanza else []), *args,
                 command]
-        kwargs = self.run_as.subprocess_kwargs()
-        env = dict(kwargs.pop("env", os.environ))
+        if node is None:
+            node = next((st.node for st in self.stanzas() if st.name == stanza), None)
+        # commands that connect (backup, check, stanza-create): libpq reads the password, never argv
         password = self.ctx.store.known_secrets(self.ctx.topology).get("postgres_password")
-        if password:  # commands that connect (backup, check, stanza-create); libpq reads it, never argv
-            env["PGPASSWORD"] = password
-        env.pop("PGBACKREST_CONFIG", None)
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
-                                  stdin=subprocess.DEVNULL, cwd="/", **kwargs)
+            code, out, err = self.place.run(node, argv, password, timeout)
         except subprocess.TimeoutExpired:
             raise BackupError(f"{what or command}: pgbackrest {command} did not finish in {timeout:.0f}s") from None
-        if proc.returncode != 0:
-            out = [x for x in (proc.stderr + proc.stdout).strip().splitlines() if x.strip()][-12:]
-            raise BackupError(f"{what or command}: pgbackrest {command} failed (exit {proc.returncode})",
-                              details=out, hint=f"pgBackRest's log: {self.home / 'log'}")
-        return proc.stdout
+        if code != 0:
+            lines = [x for x in (err + out).strip().splitlines() if x.strip()][-12:]
+            raise BackupError(f"{what or command}: pgbackrest {command} failed (exit {code})",
+                              details=lines, hint=self.place.log_hint)
+        return out
 
     def info(self, stanza: str | None = None) -> list[dict[str, Any]]:
         """`pgbackrest info` as JSON: one entry per stanza in the repository (or the one named)."""

@@ -26,7 +26,6 @@ from streamctl.errors import RefusedError, StreamctlError
 from streamctl.events import Emit, Event, ignore
 
 if TYPE_CHECKING:
-    from streamctl.backends.local.backend import LocalBackend
     from streamctl.context import ClusterContext
     from streamctl.verify.runner import VerifyReport
 
@@ -137,7 +136,6 @@ def default_name(ctx: ClusterContext) -> str:
 def restore_into(ctx: ClusterContext, backend: Any, selection: Selection, into: str | None = None,
                  emit: Emit = ignore, timeout: float = 120.0) -> RestoreResult:
     """Restore a set of the running cluster `ctx` into a new cluster beside it (`<into>.yaml`)."""
-    from streamctl.backends.local.backend import LocalBackend
     from streamctl.config.load import load_topology
     from streamctl.context import ClusterContext as Ctx
 
@@ -158,7 +156,7 @@ def restore_into(ctx: ClusterContext, backend: Any, selection: Selection, into: 
         if tctx.store.root.exists():
             raise RefusedError(f"cluster {name} already has state in {tctx.store.root}",
                                hint="choose another name with --into")
-        tbe = LocalBackend(tctx)
+        tbe = type(backend)(tctx)  # the same backend as the cluster restored
         data = restore_data(tool, chosen, how, tctx, tbe, emit)
     except BaseException:
         target_file.unlink(missing_ok=True)
@@ -187,7 +185,7 @@ def up_from_backup(ctx: ClusterContext, backend: Any, name: str, emit: Emit = ig
 
 
 def restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: ClusterContext,
-                 tbe: LocalBackend, emit: Emit, discard: bool = True) -> RestoreResult:
+                 tbe: Any, emit: Emit, discard: bool = True) -> RestoreResult:
     """Every node's data recovered to the set's point, isolated. On failure nothing of it is left: a new
     cluster is discarded whole (`discard`), else only the restored data directories are removed (the
     caller puts back what was there)."""
@@ -204,10 +202,14 @@ def restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: Cl
                 lambda node, msg: emit(Event("info", node, "prepare", msg)))
     tctx.create_secrets()
     ttool = PgBackRest(tctx, tbe)
-    ttool.write_config()
-    restored = {b.node: recover.RestoredNode(tctx.topology.node(b.node), tbe) for b in chosen.nodes}  # type: ignore[arg-type]
+    restored = {b.node: recover.RestoredNode(n, ttool.place.restore_site(n), tctx.topology.pg_user)
+                for b in chosen.nodes if (n := tctx.topology.node(b.node)) is not None}
     point = chosen.point or ""
     try:
+        for rn in restored.values():
+            rn.site.prepare()
+        ttool.write_config()
+
         def one(b: catalog.NodeBackup) -> None:
             rn = restored[b.node]
             t0 = time.monotonic()
@@ -229,20 +231,22 @@ def restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: Cl
             recover.stop(rn)
     except BaseException:
         for rn in restored.values():
-            if (rn.data / "postmaster.pid").exists():
+            if rn.site.running():
                 rn.pg_ctl("-m", "immediate", "stop")
+            if not discard:
+                rn.site.discard_data()
+            rn.site.close()
         if discard:
             _discard(tctx, tbe)
-        else:
-            for rn in restored.values():
-                shutil.rmtree(rn.data, ignore_errors=True)
         raise
-    redis = _restore_redis(tool, chosen, tctx, tbe)
+    for rn in restored.values():
+        rn.site.close()
+    redis = _restore_redis(tool, chosen, ttool)
     return RestoreResult(tctx.topology.cluster, tctx.topology_path, chosen, how, nodes=sorted(restored),
                          redis=redis, seconds=time.monotonic() - started)
 
 
-def finish(result: RestoreResult, tctx: ClusterContext, tbe: LocalBackend, emit: Emit,
+def finish(result: RestoreResult, tctx: ClusterContext, tbe: Any, emit: Emit,
             timeout: float) -> RestoreResult:
     """`up` makes the restored data a whole cluster; verify judges it. A failure here keeps the data:
     `streamctl up -f FILE` finishes it."""
@@ -275,24 +279,26 @@ def _rewrite_citus(tctx: ClusterContext, restored: dict[str, recover.RestoredNod
         emit(Event("done", rn.node.name, "citus nodes", f"{changed} pg_dist_node row(s) pointed at the restored nodes"))
 
 
-def _restore_redis(tool: PgBackRest, chosen: catalog.BackupSet, tctx: ClusterContext, tbe: LocalBackend) -> bool:
+def _restore_redis(tool: PgBackRest, chosen: catalog.BackupSet, ttool: PgBackRest) -> bool:
     """The set's RDB as the base of the new Redis's append-only file (Redis 7 loads the base at start)."""
     source = redis_dir(tool.ctx, chosen.label)
-    node = tctx.topology.node(tctx.topology.redis.name) if tctx.topology.redis.enabled else None
+    t = ttool.ctx.topology
+    node = t.node(t.redis.name) if t.redis.enabled else None
     if source is None or node is None or not (source / "redis.rdb").exists():
         return False
-    aof = tbe.data_dir(node) / "appendonlydir"
-    aof.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source / "redis.rdb", aof / "appendonly.aof.1.base.rdb")
-    (aof / "appendonly.aof.manifest").write_text("file appendonly.aof.1.base.rdb seq 1 type b\n")
+    ttool.place.put_redis_files(node, {"appendonlydir/appendonly.aof.1.base.rdb": (source / "redis.rdb").read_bytes(),
+                                       "appendonlydir/appendonly.aof.manifest":
+                                           b"file appendonly.aof.1.base.rdb seq 1 type b\n"})
     return True
 
 
-def _discard(tctx: ClusterContext, tbe: LocalBackend) -> None:
-    """A failed restore leaves nothing: the new cluster's data, state and repository stanzas were never used."""
+def _discard(tctx: ClusterContext, tbe: Any) -> None:
+    """A failed restore leaves nothing: the new cluster's data (directories or volumes), state and
+    repository stanzas were never used."""
     try:
         for node in tctx.topology.nodes():
-            shutil.rmtree(tbe.data_dir(node).parent, ignore_errors=True)
+            if hasattr(tbe, "data_dir"):  # the local backend's node directories
+                shutil.rmtree(tbe.data_dir(node).parent, ignore_errors=True)
         tbe.teardown(volumes=True)
     except StreamctlError:
         pass

@@ -5,7 +5,6 @@ everywhere, the point recorded on each node's backup; then Redis's snapshot besi
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ def redis_labels(ctx: ClusterContext) -> set[str]:
 
 def list_sets(tool: PgBackRest) -> list[catalog.BackupSet]:
     tool.check_repository()
-    if not tool.config.exists():
+    if tool.place.read_config() is None:
         tool.write_config()
     return catalog.backup_sets(tool, tool.cluster, redis_labels(tool.ctx))
 
@@ -136,10 +135,10 @@ def snapshot_redis(ctx: ClusterContext, tool: PgBackRest, label: str) -> bool:
         client.close()
     target.mkdir(parents=True, exist_ok=True)
     tmp = target / "redis.rdb.part"
-    shutil.copyfile(Path(cfg["dir"]) / cfg["dbfilename"], tmp)
+    tmp.write_bytes(tool.place.read_file(node, f"{cfg['dir']}/{cfg['dbfilename']}"))
     tmp.replace(target / "redis.rdb")
     for p in (target.parent.parent, target.parent, target, target / "redis.rdb"):
-        tool.run_as.chown(p)
+        tool.place.own(p)
     return True
 
 

@@ -112,10 +112,11 @@ def _monitoring_errors(t: Topology) -> list[str]:
 
 def _backup_errors(t: Topology) -> list[str]:
     if t.backup_on:
-        others = sorted({node_backend(t, n) for n in t.nodes() if n.role in BACKED_UP_ROLES} - {"local", "auto"})
-        if others:
-            return [f"backup: backups are implemented for the local backend only, and this topology "
-                    f"runs nodes on {', '.join(others)} (remove the section, or use backend: local)"]
+        kinds = {node_backend(t, n) for n in t.nodes() if n.role in BACKED_UP_ROLES}
+        if "swarm" in kinds or "external" in kinds or len(kinds - {"auto"}) > 1:
+            return [f"backup: backups are implemented for the local and Docker backends (every backed-up node "
+                    f"on one of them), and this topology runs them on {', '.join(sorted(kinds))} (remove the "
+                    "section, or use backend: local or docker)"]
     return []
 
 

@@ -3,6 +3,7 @@ binaries, verify's bounds, Swarm placement and backups."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -93,3 +94,12 @@ class BackupSpec(Strict):
     compression: Literal["none", "lz4", "zst", "gz", "bz2"] = "lz4"
     parallelism: int = Field(2, ge=1, le=64)  # processes per node's backup and restore
     archive_timeout: int = Field(60, ge=1, le=86400)  # seconds: WAL is switched and archived at least this often
+
+    def repository_dir(self, base: Path) -> Path | None:
+        """A directory repository as an absolute path (a relative one starts at `base`, the topology file's
+        directory); None for an S3 repository. The local backend runs pgBackRest on it, the Docker backend
+        mounts it into each backed-up node's container."""
+        if self.repository.path is None:
+            return None
+        path = Path(self.repository.path)
+        return (path if path.is_absolute() else base / path).absolute()

@@ -24,44 +24,14 @@ from streamctl.backup.restore import Selection, restore_into, up_from_backup
 from streamctl.backup.take import list_sets, take_backup
 from streamctl.citus import recovery as citus_recovery
 from streamctl.errors import NotFoundError, RefusedError
-from streamctl.seed.run import SeedOptions, seed
-from streamctl.verify.checksum import Chunk, NoKeyError, chunk_query, columns, primary_key
 from streamctl.verify.runner import run_checks
+from tests.support.backup import backed_up_story, platform_sums, restore_over_a_gap
 from tests.support.cli import streamctl
 from tests.support.cluster import LocalCluster, topology_dict, traversable_tmpdir
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis,
               pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed "
                                  "(./scripts/install --test installs it)")]
-
-SUMMED_ROLES = ("coordinator", "worker", "analytics_primary")
-
-
-def node_sums(conn: Any) -> dict[str, tuple[int, str | None]]:
-    """Rows and md5 of every user table on one node (shards included), with verify's chunk SQL."""
-    tables = [r[0] for r in conn.execute(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relkind IN ('r', 'p') AND n.nspname = 'public' ORDER BY 1").fetchall()]
-    out = {}
-    for table in tables:
-        try:
-            key = primary_key(conn, table)
-        except NoKeyError:
-            key = columns(conn, table)
-        query, params = chunk_query(table, key, columns(conn, table), Chunk(None, None))
-        row = conn.execute(query, params).fetchone()
-        out[table] = (int(row[0]), row[1])
-    return out
-
-
-def platform_sums(ctx: Any) -> dict[str, dict[str, tuple[int, str | None]]]:
-    out = {}
-    for node in ctx.topology.nodes():
-        if node.role.value in SUMMED_ROLES:
-            with ctx.pg_connect(node.name) as conn:
-                out[node.name] = node_sums(conn)
-    return out
-
 
 def make(directory: Path, cluster: str, repo: Path) -> LocalCluster:
     data = topology_dict(cluster=cluster, citus=True, workers=2, replicas=1, tls=False,
@@ -80,22 +50,7 @@ def story() -> Any:
     state: dict[str, Any] = {"cluster": c, "dir": directory, "made": made}
     try:
         c.up()
-        seed(c.ctx, SeedOptions(scale=0.005, seed=3))
-        state["tool"] = PgBackRest(c.ctx, c.backend)
-        state["s1"] = take_backup(state["tool"], "full", "s1")
-        state["sums_s1"] = platform_sums(c.ctx)
-        with c.ctx.pg_connect("coordinator") as conn:
-            state["nodes_before"] = citus_recovery.node_addresses(conn)
-            # later changes: five titles deleted (their genres, cast and trending rows cascade), a new genre
-            ids = [r[0] for r in conn.execute(
-                "SELECT content_id FROM content_metadata ORDER BY content_id LIMIT 5").fetchall()]
-            conn.execute("DELETE FROM content_metadata WHERE content_id = ANY(%s)", (ids,))
-            conn.execute("INSERT INTO genres (genre_id, name) VALUES (32000, 'after-s1')")
-        with c.ctx.pg_connect("analytics-primary") as conn:
-            conn.execute("DELETE FROM user_watch_history WHERE ctid IN (SELECT ctid FROM user_watch_history "
-                         "LIMIT 7)")
-        state["s2"] = take_backup(state["tool"], "incr", "s2")
-        state["sums_later"] = platform_sums(c.ctx)
+        backed_up_story(c, state)
         yield state
     finally:
         for cluster in reversed(made):
@@ -206,21 +161,8 @@ def test_backup_while_a_node_is_down_fails_naming_it(story) -> None:
 
 def test_missing_wal_segment_fails_clearly_and_leaves_nothing(story) -> None:
     c = story["cluster"]
-    s2 = next(s for s in list_sets(story["tool"]) if s.label == "s2")
-    w1 = next(n for n in s2.nodes if n.node == "worker-1")
-    archive = repository_path(c.ctx) / "archive" / w1.stanza
-    gone = [p for p in archive.rglob("0000000*") if p.name[:24] > w1.wal_stop and len(p.name) > 40]
-    assert gone, "no WAL after the backup to remove"
-    for p in gone:
-        p.unlink()
     into = f"{c.topology.cluster}-gap"
-    with pytest.raises(BackupError) as info:
-        restore_into(c.ctx, c.backend, Selection(label="s2"), into)
-    first_gone = min(p.name[:24] for p in gone)
-    assert "worker-1" in info.value.message and f"WAL segment {first_gone} is missing" in info.value.message
-    assert not (c.path.parent / f"{into}.yaml").exists()
-    assert not (c.ctx.store.root.parent / into).exists()
-    assert platform_sums(c.ctx) == story["sums_later"]
+    restore_over_a_gap(c, story, into)
 
 
 def test_cli_backup_list_json_and_unknown_names(story) -> None:

@@ -50,9 +50,11 @@ def test_bad_backup_sections_are_refused_with_their_yaml_path(section: dict, exp
     assert any(expected in e for e in found), found
 
 
-def test_backup_on_a_docker_node_is_refused() -> None:
-    found = errors({"backend": "docker", "backup": {"repository": {"path": "r"}}})
-    assert any("backups are implemented for the local backend only" in e and "docker" in e for e in found)
+def test_backup_on_swarm_is_refused_and_on_docker_accepted() -> None:
+    found = errors({"backend": "swarm", "backup": {"repository": {"path": "r"}}})
+    assert any("backups are implemented for the local and Docker backends" in e and "swarm" in e
+               for e in found), found
+    assert parse_topology({"backend": "docker", "backup": {"repository": {"path": "r"}}}, env={}).backup_on
 
 
 def test_s3_keys_come_from_the_environment() -> None:
@@ -77,6 +79,28 @@ def test_s3_repository_is_rendered_into_pgbackrest_config(tmp_path: Path) -> Non
                  "repo1-retention-diff=3", "compress-type=zst", "process-max=4", "[s3c-coordinator]",
                  "[s3c-worker-2]"):
         assert line in text.splitlines(), line
+
+
+def test_docker_config_names_the_paths_inside_the_containers(tmp_path: Path) -> None:
+    """On Docker, pgBackRest runs in each node's container: PGDATA, the container's port and socket, the
+    repository at its mount point, its own files in the node's volume (no engine is asked to render)."""
+    from streamctl.backends.docker.backend import DockerBackend
+    from streamctl.backup.pgbackrest import PgBackRest
+    from streamctl.context import ClusterContext
+
+    t = parse_topology({"cluster": "dk", "backend": "docker", "state_dir": str(tmp_path),
+                        "analytics": {"enabled": False}, "fdw": {"enabled": False},
+                        "backup": {"repository": {"path": "repo"}}}, env={})
+    ctx = ClusterContext.build(t, tmp_path / "topology.yaml")
+    tool = PgBackRest(ctx, DockerBackend(ctx))
+    lines = tool.render().splitlines()
+    for line in ("repo1-path=/var/lib/pgbackrest-repo", "log-path=/var/lib/postgresql/data/pgbackrest/log",
+                 "[dk-coordinator]", "pg1-path=/var/lib/postgresql/data/pgdata", "pg1-port=5432",
+                 "pg1-socket-path=/var/run/postgresql"):
+        assert line in lines, line
+    assert tool.archive_command("dk-coordinator").startswith(
+        "pgbackrest --config=/var/lib/postgresql/data/pgbackrest/pgbackrest.conf --stanza=dk-coordinator ")
+    assert t.backup is not None and t.backup.repository_dir(tmp_path) == tmp_path / "repo"
 
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from streamctl.backends.base import Action, NodeState, Notify, Observation, node_readiness
@@ -19,7 +20,7 @@ from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import UserIds, put_files
 from streamctl.backends.docker.images import ImagePuller
 from streamctl.backends.docker.template import LABEL_TEMPLATE, VolumeTemplates
-from streamctl.config.model import Node
+from streamctl.config.model import BACKED_UP_ROLES, Node
 from streamctl.context import ClusterContext
 from streamctl.engines.tls import CA
 from streamctl.errors import BackendError, PreflightError
@@ -74,7 +75,16 @@ class DockerBackend(EngineBackend):
     def spec(self, node: Node, issue: bool = False) -> spec.ContainerSpec:
         """The node's container; with issue=True its certificate is (re)issued first (only `apply` does)."""
         s = spec.secure_spec(self.topology, node, self._secrets(), self._tls(node, issue))
-        return spec.replace_spec(s, labels={**s.labels, **self.ctx.ownership.labels()})
+        return spec.replace_spec(s, labels={**s.labels, **self.ctx.ownership.labels()}, binds=self._binds(node))
+
+    def _binds(self, node: Node) -> tuple[tuple[str, str], ...]:
+        """A backed-up node mounts the directory backup repository (pgBackRest runs in its container)."""
+        backup = self.topology.backup
+        if not self.topology.backup_on or node.role not in BACKED_UP_ROLES or backup is None:
+            return ()
+        base = self.ctx.topology_path.parent if self.ctx.topology_path else Path.cwd()
+        repo = backup.repository_dir(base)
+        return ((str(repo), spec.BACKUP_REPO),) if repo is not None else ()
 
     # -- observation ------------------------------------------------------------------------------
     def _find(self, node: Node) -> Any | None:
@@ -209,6 +219,14 @@ class DockerBackend(EngineBackend):
         if container is None or container.status != "running":
             raise BackendError(f"{node.name} is not running", hint="run `streamctl up` first")
         return container
+
+    def container_id(self, node: Node) -> str:
+        """The node's running container (pgBackRest runs in it: streamctl.backup)."""
+        return str(self._running_container(node).id)
+
+    def image_users(self, container_id: str, image: str, name: str) -> dict[str, tuple[int, int]]:
+        """user name -> (uid, gid) in `image`, read once from one of its containers."""
+        return self._user_ids.of(self.api, container_id, image, name)
 
     def persist_secrets(self, node: Node) -> None:
         """After a rotation: the container's secret files (Redis's configuration, the password files) get the

@@ -33,7 +33,7 @@ def create_container(api: Any, node: Node, s: spec.ContainerSpec, network: str, 
         api.create_volume(s.volume, labels={**s.labels})
     host_config = api.create_host_config(
         port_bindings={s.container_port: (s.host_ip, s.host_port)},
-        binds={s.volume: {"bind": s.mount, "mode": "rw"}},
+        binds={s.volume: {"bind": s.mount, "mode": "rw"}, **{h: {"bind": m, "mode": "rw"} for h, m in s.binds}},
         shm_size=s.shm_size,
     )
     networking = api.create_networking_config({network: api.create_endpoint_config(aliases=[node.name])})

@@ -35,6 +35,10 @@ INITDB_ARGS = "--encoding=UTF8 --locale=C.UTF-8"  # the same as the local backen
 FILES_DIR = "/etc/streamctl"
 TLS_DIR = f"{FILES_DIR}/tls"
 SERVER_USER = {Engine.POSTGRES: "postgres", Engine.REDIS: "redis", Engine.MONGO: "mongodb"}
+# A directory backup repository on the engine's host, mounted into each backed-up node's container; that
+# node's pgBackRest configuration, log, lock and spool live in its volume, beside PGDATA (streamctl.backup).
+BACKUP_REPO = "/var/lib/pgbackrest-repo"
+BACKUP_HOME = "/var/lib/postgresql/data/pgbackrest"
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class ContainerSpec:
     shm_size: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     files: tuple[ContainerFile, ...] = ()
+    binds: tuple[tuple[str, str], ...] = ()  # (host directory, mount point) beside the volume
 
     def definition(self) -> dict[str, Any]:
         """Everything that, when changed, requires a new container (the volume survives). A secret file counts
@@ -96,7 +101,7 @@ class ContainerSpec:
                 "port": [self.host_ip, self.host_port, self.container_port],
                 "mount": [self.volume, self.mount],
                 "healthcheck": self.healthcheck, "stop_signal": self.stop_signal, "shm_size": self.shm_size,
-                **({"files": files} if files else {})}
+                **({"files": files} if files else {}), **({"binds": list(self.binds)} if self.binds else {})}
 
 
 def _tls_files(node: Node, tls: NodeTls | None) -> list[ContainerFile]:

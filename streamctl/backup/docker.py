@@ -1,0 +1,305 @@
+"""pgBackRest on the Docker backend: it runs as postgres inside the node's container (the image carries
+it), the directory repository on the engine's host mounted at the same path in every backed-up node's
+container, each node's configuration, log, lock and spool in its volume beside PGDATA. Commands about no
+running node (`info` before a cluster exists) run in a one-shot container of the node's image. A restored
+node is its new volume in a one-shot container with no network, its socket and log in a host directory
+under the new cluster's state, started with pg_ctl through `docker exec`."""
+
+from __future__ import annotations
+
+import io
+import shlex
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from streamctl.backends.docker import spec
+from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.docker.files import put_files
+from streamctl.config.model import BACKED_UP_ROLES, Engine
+from streamctl.errors import PreflightError
+
+if TYPE_CHECKING:
+    from streamctl.backends.docker.backend import DockerBackend
+    from streamctl.config.model import Node
+    from streamctl.context import ClusterContext
+
+USER = spec.SERVER_USER[Engine.POSTGRES]
+PORT = spec.CONTAINER_PORT[Engine.POSTGRES]
+SOCKET = "/var/run/postgresql"
+RESTORE_RUN = "/run/streamctl-restore"  # a restored node's socket, log and isolated pg_hba (a host directory)
+
+
+def exec_in(api: Any, container: str, argv: list[str], user: str = USER,
+            environment: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """`argv` in a running container; the environment goes with the exec, never on a command line."""
+    with docker_errors(f"run {argv[0]} in {container[:12]}"):
+        ex = api.exec_create(container, argv, user=user, environment=environment or None, workdir="/")
+        out, err = api.exec_start(ex["Id"], demux=True)
+        code = api.exec_inspect(ex["Id"])["ExitCode"]
+    return int(code or 0), (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+
+
+class DockerPlace:
+    """Where pgBackRest runs for a cluster of the Docker backend: in the node's container."""
+
+    home = PurePosixPath(spec.BACKUP_HOME)
+    config = home / "pgbackrest.conf"
+    log_hint = f"pgBackRest's log: {spec.BACKUP_HOME}/log in the node's container"
+
+    def __init__(self, ctx: ClusterContext, backend: DockerBackend, render: Callable[[], str]) -> None:
+        self.ctx, self.backend, self.render = ctx, backend, render
+        self.shells: dict[str, str] = {}  # node -> the container it runs in while restored (DockerSite)
+
+    @property
+    def api(self) -> Any:
+        return self.backend.api
+
+    def pg_lines(self, node: Node) -> tuple[str, int, str]:
+        return spec.PGDATA, PORT, SOCKET
+
+    def repo_path(self, repo: Path) -> str:
+        return spec.BACKUP_REPO
+
+    def _image(self) -> str:
+        return next(n.image for n in self.ctx.topology.nodes() if n.role in BACKED_UP_ROLES)
+
+    def _container(self, node: Node) -> str:
+        return self.shells.get(node.name) or self.backend.container_id(node)
+
+    def _here(self, node: Node) -> bool:
+        """Whether the node has a container pgBackRest can run in now (restoring, or running)."""
+        from streamctl.backends.base import NodeState
+
+        return node.name in self.shells or self.backend.observe(node).state is NodeState.RUNNING
+
+    def _running(self) -> str | None:
+        """A backed-up node's container (its configuration names every stanza), or None."""
+        found = next((n for n in self.ctx.topology.nodes() if n.role in BACKED_UP_ROLES and self._here(n)), None)
+        return self._container(found) if found is not None else None
+
+    def _ids(self, container: str) -> tuple[int, int]:
+        return self.backend.image_users(container, self._image(), container[:12])[USER]
+
+    # -- the configuration file -----------------------------------------------------------------------
+    def write_config(self, text: str, repo: Path | None, node: Node | None = None) -> None:
+        """Into `node`'s container (else every backed-up node's that exists), with its directories."""
+        nodes = [node] if node else [n for n in self.ctx.topology.nodes()
+                                     if n.role in BACKED_UP_ROLES and self._here(n)]
+        for n in nodes:
+            container = self._container(n)
+            if repo is not None:
+                self.check_repository(repo, create=True, container=container)
+            put_files(self.api, container, n.image, container[:12],
+                      [spec.ContainerFile(str(self.config), text.encode(), 0o600, USER)])
+            dirs = [str(self.home / d) for d in ("log", "lock", "spool")]
+            code, out, err = exec_in(self.api, container, ["mkdir", "-p", "-m", "0700", *dirs])
+            if code:
+                raise PreflightError(f"{n.name}: cannot make pgBackRest's directories: {(err or out).strip()}")
+
+    def read_config(self, node: Node | None = None) -> str | None:
+        """The node's file; with no node, what a one-shot container would get (always current)."""
+        if node is None:
+            return self.render()
+        if not self._here(node):
+            return None
+        code, out, _ = exec_in(self.api, self._container(node), ["cat", str(self.config)])
+        return out if code == 0 else None
+
+    def check_repository(self, repo: Path, create: bool = False, container: str | None = None) -> None:
+        """The directory must exist (`up` creates it) and belong to the image's postgres user: a directory
+        Docker made for the mount (root's, empty) is given to it."""
+        if not repo.exists():
+            if not create:
+                raise PreflightError(f"backup.repository.path: {repo} does not exist",
+                                     hint="check the path (relative paths start at the topology file)")
+            repo.mkdir(mode=0o750, parents=True)
+        if not repo.is_dir():
+            raise PreflightError(f"backup.repository.path: {repo} is not a directory")
+        if container is None:
+            return
+        uid, gid = self._ids(container)
+        st = repo.stat()
+        if st.st_uid != uid:
+            if any(repo.iterdir()):
+                raise PreflightError(f"backup.repository.path: {repo} is not owned by uid {uid}, the postgres "
+                                     f"user of the image, which runs pgBackRest (owner uid {st.st_uid})",
+                                     hint=f"chown -R {uid}:{gid} {repo}")
+            shutil.chown(repo, uid, gid)
+
+    # -- running --------------------------------------------------------------------------------------
+    def run(self, node: Node | None, argv: list[str], password: str | None,
+            timeout: float) -> tuple[int, str, str]:
+        """In the node's container (any running backed-up node's for a command about none), else in a
+        one-shot container with the repository and the configuration (`timeout` bounds that one; an exec
+        has none of its own: pgBackRest's timeouts, such as check's --archive-timeout, bound it)."""
+        container = self._container(node) if node is not None else self._running()
+        if container is not None:
+            return exec_in(self.api, container, argv, environment={"PGPASSWORD": password} if password else None)
+        return self._one_shot(argv, timeout)
+
+    def _one_shot(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
+        repo = self.ctx.topology.backup.repository_dir(self._base()) if self.ctx.topology.backup else None
+        binds = {str(repo): {"bind": spec.BACKUP_REPO, "mode": "rw"}} if repo is not None else {}
+        labels = {spec.LABEL_CLUSTER: self.ctx.topology.cluster, **self.ctx.ownership.labels()}
+        with docker_errors("run pgbackrest in a one-shot container"):
+            created = self.api.create_container(
+                self._image(), command=argv, user=USER, labels=labels, working_dir="/",
+                host_config=self.api.create_host_config(binds=binds, network_mode="none"))
+        cid = created["Id"]
+        try:
+            put_files(self.api, cid, self._image(), "pgbackrest", [
+                spec.ContainerFile(str(self.config), self.render().encode(), 0o600, USER)])
+            with docker_errors("run pgbackrest in a one-shot container"):
+                self.api.start(cid)
+                code = self.api.wait(cid, timeout=timeout)["StatusCode"]
+                out = self.api.logs(cid, stdout=True, stderr=False).decode(errors="replace")
+                err = self.api.logs(cid, stdout=False, stderr=True).decode(errors="replace")
+        finally:
+            with docker_errors("remove the one-shot container"):
+                self.api.remove_container(cid, force=True)
+        return int(code), out, err
+
+    def _base(self) -> Path:
+        return self.ctx.topology_path.parent if self.ctx.topology_path else Path.cwd()
+
+    def restore_site(self, node: Node) -> DockerSite:
+        return DockerSite(node, self)
+
+    def read_file(self, node: Node, path: str) -> bytes:
+        """From the node's running container."""
+        container = self.backend.container_id(node)
+        with docker_errors(f"read {path} from {node.name}"):
+            stream, _ = self.api.get_archive(container, path)
+            raw = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            member = tar.extractfile(tar.getmembers()[0])
+            return member.read() if member else b""
+
+    def put_redis_files(self, node: Node, files: dict[str, bytes]) -> None:
+        """Into the node's new volume (made here, as `up` would), through a container never started."""
+        from streamctl.backends.docker.container import volume_exists
+        from streamctl.backup.pgbackrest import BackupError
+
+        s = self.backend.spec(node)
+        if volume_exists(self.api, s.volume):
+            raise BackupError(f"{node.name}: volume {s.volume} exists; a restore never writes over data")
+        with docker_errors(f"create volume {s.volume}"):
+            self.api.create_volume(s.volume, labels={**s.labels})
+            created = self.api.create_container(s.image, labels=s.labels, host_config=self.api.create_host_config(
+                binds={s.volume: {"bind": s.mount, "mode": "rw"}}, network_mode="none"))
+        try:
+            put_files(self.api, created["Id"], s.image, s.name, [
+                spec.ContainerFile(f"{s.mount}/{name}", content, 0o600, spec.SERVER_USER[node.engine])
+                for name, content in files.items()])
+        finally:
+            with docker_errors("remove the one-shot container"):
+                self.api.remove_container(created["Id"], force=True)
+
+    def own(self, path: Path) -> None:
+        """Root's files in the repository are fine: pgBackRest never touches streamctl's directory."""
+
+
+class DockerSite:
+    """One restored node of the Docker backend while isolated: its new volume in a container with no
+    network, the repository mounted, its socket and log in a host directory (so this process connects and
+    reads them as on the local backend)."""
+
+    def __init__(self, node: Node, place: DockerPlace) -> None:
+        self.node, self.place = node, place
+        self.data = spec.PGDATA
+        self.socket = place.ctx.store.root / "restore" / node.name
+        self.server_socket = RESTORE_RUN
+        self.port = PORT
+        self.log = self.socket / "postgres.log"
+        self.container: str | None = None
+        self.settings: list[tuple[str, str]] = []
+
+    @property
+    def api(self) -> Any:
+        return self.place.api
+
+    def prepare(self) -> None:
+        """The node's volume (new: a restore never writes over data) and its one-shot container, running."""
+        from streamctl.backends.docker.container import volume_exists
+        from streamctl.backup.pgbackrest import BackupError
+
+        backend, node = self.place.backend, self.node
+        s = backend.spec(node)
+        if volume_exists(self.api, s.volume):
+            raise BackupError(f"{node.name}: volume {s.volume} exists; a restore never writes over data",
+                              hint="`streamctl down --volumes` first, or restore into another cluster")
+        with docker_errors(f"create volume {s.volume}"):
+            self.api.create_volume(s.volume, labels={**s.labels})
+        self.socket.mkdir(mode=0o755, parents=True, exist_ok=True)
+        binds = {s.volume: {"bind": s.mount, "mode": "rw"}, str(self.socket): {"bind": RESTORE_RUN, "mode": "rw"},
+                 **{h: {"bind": m, "mode": "rw"} for h, m in s.binds}}
+        with docker_errors(f"create the restore container of {node.name}"):
+            created = self.api.create_container(
+                s.image, command=["sleep", "infinity"], name=f"{s.name}-restore", labels=s.labels,
+                host_config=self.api.create_host_config(binds=binds, network_mode="none", init=True,
+                                                        shm_size=s.shm_size))
+            self.container = str(created["Id"])
+            self.api.start(self.container)
+        self.place.shells[node.name] = self.container
+        uid, gid = self.place._ids(self.container)
+        shutil.chown(self.socket, uid, gid)
+        code, out, err = exec_in(self.api, self.container, ["install", "-d", "-o", USER, "-g", USER, "-m", "0700",
+                                                            self.data], user="root")
+        if code:
+            raise BackupError(f"{node.name}: cannot make {self.data}: {(err or out).strip()}")
+        self.settings = [("listen_addresses", "*"), *node.settings]
+
+    def put_file(self, name: str, text: str) -> None:
+        path = self.socket / name
+        path.write_text(text)
+        path.chmod(0o644)
+
+    def remove_file(self, name: str) -> None:
+        (self.socket / name).unlink(missing_ok=True)
+
+    def source_port(self) -> int:
+        """0: every Docker node listens on the same port under its name, on its own cluster's network, so the
+        restored nodes (same names, another network) are what Citus's catalog names already."""
+        return 0
+
+    def start(self, settings: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
+        """pg_ctl start with the node's settings, then `settings` (they win), on the host directory's socket."""
+        self.log.unlink(missing_ok=True)
+        options = [*self.settings, ("port", str(PORT)), ("unix_socket_directories", RESTORE_RUN), *settings]
+        line = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in options)
+        return self.pg_ctl("-l", f"{RESTORE_RUN}/{self.log.name}", "-W", "-o", line, "start")
+
+    def finalize(self) -> None:
+        """Nothing to write: the node's container gives its settings on the server's command line."""
+
+    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        assert self.container is not None
+        argv = ["sh", "-c", 'umask 022; exec pg_ctl -D "$0" "$@"', self.data, *args]
+        code, out, err = exec_in(self.api, self.container, argv)
+        return subprocess.CompletedProcess(argv, code, out, err)
+
+    def running(self) -> bool:
+        if self.container is None:
+            return False
+        return exec_in(self.api, self.container, ["test", "-f", f"{self.data}/postmaster.pid"])[0] == 0
+
+    def log_lines(self, n: int = 15) -> list[str]:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return text.splitlines()[-n:]
+
+    def discard_data(self) -> None:
+        """In place restores are the local backend's only: never called here."""
+
+    def close(self) -> None:
+        """The one-shot container removed (the volume stays for `up`), the host directory too."""
+        if self.container is not None:
+            with docker_errors(f"remove the restore container of {self.node.name}"):
+                self.api.remove_container(self.container, force=True)
+            self.place.shells.pop(self.node.name, None)
+            self.container = None
+        shutil.rmtree(self.socket, ignore_errors=True)
+
