@@ -51,9 +51,9 @@ class RestoredNode:
     def log(self) -> Path:
         return self.data.parent / "log" / "postgres.log"
 
-    def connect(self) -> psycopg.Connection[Any]:
+    def connect(self, dbname: str | None = None) -> psycopg.Connection[Any]:
         """Over the node's Unix socket (trusted while isolated; only its user and root reach it)."""
-        return psycopg.connect(host=str(self.socket), port=self.node.port, dbname=self.node.database,
+        return psycopg.connect(host=str(self.socket), port=self.node.port, dbname=dbname or self.node.database,
                                user=self.backend.topology.pg_user, autocommit=True, connect_timeout=5)
 
     def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
