@@ -135,7 +135,7 @@ def main() -> int:
     print(f"   seed --scale {args.scale}                                       {t_seed:7.2f} s   "
           f"seed/restore {t_seed / t_restore:4.2f}  (goal >= 5: {'met' if t_seed / t_restore >= 5 else 'NOT met'})")
     print("   restore phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in restored.phases.items())
-          + " (up: replicas copy their tables, roles, archiving; verify: checksums of every replica table)")
+          + " (up: stanzas, archiving, roles, subscriptions without a copy; verify: replica checksums)")
     print(f"3. up --from-backup, verified ({'ok' if ok_from else 'verify FAILED'})            {t_from:7.2f} s")
     print(f"   up + seed                                                  {t_up + t_seed:7.2f} s   "
           f"ratio {(t_up + t_seed) / t_from:4.2f}")

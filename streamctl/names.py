@@ -29,6 +29,11 @@ def subscription_name(replica: str) -> str:
     return SUBSCRIPTION_PREFIX + replica.replace("-", "_")
 
 
+# On a replica restored from its primary's backup, until `up` subscribes it: a replication origin whose
+# position is where the slot made for it on the primary starts (backup/replicas.py).
+RESTORED_MARK = "streamctl_restored_with_primary"
+
+
 # MongoDB ---------------------------------------------------------------------------------------------
 REVIEWS_COLLECTION = "reviews"
 

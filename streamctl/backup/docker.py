@@ -86,9 +86,10 @@ class DockerPlace:
 
     # -- the configuration file -----------------------------------------------------------------------
     def write_config(self, text: str, repo: Path | None, node: Node | None = None) -> None:
-        """Into `node`'s container (else every backed-up node's that exists), with its directories."""
+        """Into `node`'s container (else every backed-up node's that exists, and every node's being restored:
+        an analytics replica restores from its primary's backup), with its directories."""
         nodes = [node] if node else [n for n in self.ctx.topology.nodes()
-                                     if n.role in BACKED_UP_ROLES and self._here(n)]
+                                     if (n.role in BACKED_UP_ROLES or n.name in self.shells) and self._here(n)]
         for n in nodes:
             container = self._container(n)
             if repo is not None:
@@ -142,8 +143,7 @@ class DockerPlace:
         return self._one_shot(argv, timeout)
 
     def _one_shot(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
-        repo = self.ctx.topology.backup.repository_dir(self._base()) if self.ctx.topology.backup else None
-        binds = {str(repo): {"bind": spec.BACKUP_REPO, "mode": "rw"}} if repo is not None else {}
+        binds = self.repo_binds()
         labels = {spec.LABEL_CLUSTER: self.ctx.topology.cluster, **self.ctx.ownership.labels()}
         with docker_errors("run pgbackrest in a one-shot container"):
             created = self.api.create_container(
@@ -162,6 +162,12 @@ class DockerPlace:
             with docker_errors("remove the one-shot container"):
                 self.api.remove_container(cid, force=True)
         return int(code), out, err
+
+    def repo_binds(self) -> dict[str, dict[str, str]]:
+        """The directory repository, mounted where the configuration says (any node restored from it needs
+        it, an analytics replica restored from its primary's backup too)."""
+        repo = self.ctx.topology.backup.repository_dir(self._base()) if self.ctx.topology.backup else None
+        return {str(repo): {"bind": spec.BACKUP_REPO, "mode": "rw"}} if repo is not None else {}
 
     def _base(self) -> Path:
         return self.ctx.topology_path.parent if self.ctx.topology_path else Path.cwd()
@@ -236,7 +242,7 @@ class DockerSite:
             self.api.create_volume(s.volume, labels={**s.labels})
         self.socket.mkdir(mode=0o755, parents=True, exist_ok=True)
         binds = {s.volume: {"bind": s.mount, "mode": "rw"}, str(self.socket): {"bind": RESTORE_RUN, "mode": "rw"},
-                 **{h: {"bind": m, "mode": "rw"} for h, m in s.binds}}
+                 **{h: {"bind": m, "mode": "rw"} for h, m in s.binds}, **self.place.repo_binds()}
         with docker_errors(f"create the restore container of {node.name}"):
             created = self.api.create_container(
                 s.image, command=["sleep", "infinity"], name=f"{s.name}-restore", labels=s.labels,
@@ -274,7 +280,10 @@ class DockerSite:
         return self.pg_ctl("-l", f"{RESTORE_RUN}/{self.log.name}", "-W", "-o", line, "start")
 
     def finalize(self) -> None:
-        """Nothing to write: the node's container gives its settings on the server's command line."""
+        """Nothing to write (the node's container gives its settings on the server's command line); what the
+        isolated server wrote without fsync is flushed by the engine's host, wherever that is."""
+        if self.container is not None:
+            exec_in(self.api, self.container, ["sync"], user="root")
 
     def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         assert self.container is not None

@@ -3,11 +3,11 @@
 Every node is stopped, and the data of every PostgreSQL node and of Redis is moved aside (never deleted:
 `<data>.before-restore-<time>` beside it, listed in the result for the user to remove once satisfied).
 The groups of the set are then recovered into their own places, exactly as into a new cluster (same
-ports, so Citus's catalog already names the right nodes); the analytics replicas start empty and `up`
-subscribes them again; Redis starts from the set's snapshot. `up` finishes, `verify` judges. If anything
-fails before `up`, the restored files are removed and the data moved aside is put back: the cluster is
-as it was, stopped, and `streamctl up` starts it. Archiving goes on in the same stanzas, on the new
-timeline the recovery opened.
+ports, so Citus's catalog already names the right nodes); the analytics replicas are restored from their
+primary's backup (replicas.py) and `up` subscribes them again without the initial copy; Redis starts from
+the set's snapshot. `up` finishes, `verify` judges. If anything fails before `up`, the restored files are
+removed and the data moved aside is put back: the cluster is as it was, stopped, and `streamctl up`
+starts it. Archiving goes on in the same stanzas, on the new timeline the recovery opened.
 """
 
 from __future__ import annotations

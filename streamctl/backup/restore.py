@@ -1,15 +1,14 @@
 """`streamctl restore` and `up --from-backup`: every PostgreSQL group recovered to the same restore point
-(each in isolation: recover.py), Citus's node catalog rewritten while Citus is not loaded, Redis from
-the set's snapshot, then `up` finishes the cluster (its own stanzas, archiving, replicas, roles) and
-`verify` judges it. The cluster backed up is only read: the new cluster has its own name, ports,
-secrets and stanzas."""
+(each in isolation: recover.py), the analytics replicas from their primary's backup (replicas.py),
+Citus's node catalog rewritten while Citus is not loaded, Redis from the set's snapshot, then `up`
+finishes the cluster (its own stanzas, archiving, subscriptions, roles) and `verify` judges it. The
+cluster backed up is only read: the new cluster has its own name, ports, secrets and stanzas."""
 
 from __future__ import annotations
 
 import shutil
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from streamctl.backup import catalog, recover
+from streamctl.backup import catalog, recover, replicas
 from streamctl.backup.pgbackrest import BackupError, PgBackRest
 from streamctl.backup.take import list_sets, redis_dir
 from streamctl.citus import recovery as citus_recovery
 from streamctl.config.model import Role
 from streamctl.errors import RefusedError, StreamctlError
 from streamctl.events import Emit, Event, ignore
+from streamctl.parallel import each
 
 if TYPE_CHECKING:
     from streamctl.context import ClusterContext
@@ -204,31 +204,35 @@ def restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: Cl
     ttool = PgBackRest(tctx, tbe)
     restored = {b.node: recover.RestoredNode(n, ttool.place.restore_site(n), tctx.topology.pg_user)
                 for b in chosen.nodes if (n := tctx.topology.node(b.node)) is not None}
+    sources = {b.node: b for b in chosen.nodes}
+    copies = replicas.from_primary(tctx, ttool, chosen)  # the analytics replicas, from their primary's backup
+    for name, (rn, b) in copies.items():
+        restored[name], sources[name] = rn, b
     point = chosen.point or ""
     try:
         for rn in restored.values():
             rn.site.prepare()
         ttool.write_config()
 
-        def one(b: catalog.NodeBackup) -> None:
-            rn = restored[b.node]
+        def one(name: str) -> None:
+            rn, b = restored[name], sources[name]
             t0 = time.monotonic()
-            emit(Event("begin", b.node, "restore"))
+            emit(Event("begin", name, "restore"))
             recover.fetch(ttool, rn, b.stanza, b.label, point)
             recover.start_isolated(rn)
             recover.wait_for_target(rn, point)
-            emit(Event("done", b.node, "restore", f"recovered to {point!r} from {b.stanza} {b.label}",
+            if name in copies:
+                replicas.make_replica(rn, tctx)
+            recover.make_own(rn, tctx.secrets)
+            emit(Event("done", name, "restore", f"recovered to {point!r} from {b.stanza} {b.label}",
                        time.monotonic() - t0))
 
-        with ThreadPoolExecutor(max_workers=len(restored)) as pool:
-            futures = [pool.submit(one, b) for b in chosen.nodes]
-            errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
-            raise errors[0]  # type: ignore[misc]
+        for outcome in each(list(restored), one):
+            outcome.get()
         _rewrite_citus(tctx, restored, emit)
-        for rn in restored.values():
-            recover.make_own(rn, tctx.secrets)
-            recover.stop(rn)
+        replicas.link(restored, list(copies))
+        for stopped in each(list(restored.values()), recover.stop):
+            stopped.get()
     except BaseException:
         for rn in restored.values():
             if rn.site.running():

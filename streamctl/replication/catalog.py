@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
-from streamctl.names import PUBLICATION, SUBSCRIPTION_PREFIX
+from streamctl.names import PUBLICATION, RESTORED_MARK, SUBSCRIPTION_PREFIX
 
 Conn = Connection[Any]
 
@@ -42,6 +42,11 @@ def published_tables(conn: Conn) -> list[str] | None:
     return sorted(r[0] for r in rows.fetchall())
 
 
+def drop_publication(conn: Conn) -> None:
+    """On a node that must not publish (a replica restored from its primary's files)."""
+    conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(PUBLICATION)))
+
+
 def publish(conn: Conn, tables: tuple[str, ...] | list[str], create: bool) -> None:
     """Create the publication for these tables, or set its tables."""
     verb = "CREATE PUBLICATION {} FOR TABLE {}" if create else "ALTER PUBLICATION {} SET TABLE {}"
@@ -71,11 +76,16 @@ def table_states(conn: Conn, name: str) -> dict[str, str]:
     return {r[0]: str(r[1]) for r in rows}
 
 
-def create_subscription(conn: Conn, name: str, conninfo: str, copy_data: bool = True) -> None:
-    """copy_data=False: the tables start in state `r` with no initial copy (only for tables known empty)."""
-    conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = {})").format(
-        sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(PUBLICATION),
-        sql.SQL("true" if copy_data else "false")))
+def create_subscription(conn: Conn, name: str, conninfo: str, copy_data: bool = True, slot: str | None = None,
+                        ) -> None:
+    """copy_data=False: the tables start in state `r` with no initial copy (only for tables known to hold
+    the primary's rows already: empty on both sides, or restored with it). `slot`: subscribe through that
+    slot, made beforehand on the primary (create_slot), instead of one the subscription makes now."""
+    options: list[sql.Composable] = [sql.SQL("copy_data = {}").format(sql.SQL("true" if copy_data else "false"))]
+    if slot is not None:
+        options += [sql.SQL("create_slot = false"), sql.SQL("slot_name = {}").format(sql.Literal(slot))]
+    conn.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH ({})").format(
+        sql.Identifier(name), sql.Literal(conninfo), sql.Identifier(PUBLICATION), sql.SQL(", ").join(options)))
 
 
 def drop_subscription(conn: Conn, name: str) -> None:
@@ -123,6 +133,43 @@ def slot_active(conn: Conn, slot: str) -> bool | None:
 
 def drop_slot(conn: Conn, slot: str) -> None:
     conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def create_slot(conn: Conn, slot: str) -> str:
+    """A subscription's logical slot (pgoutput) in the connection's database, made before its subscription;
+    returns the WAL position its changes start after."""
+    row = _one(conn, "SELECT lsn FROM pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    return str(row[0]) if row else "0/0"
+
+
+def drop_every_slot(conn: Conn) -> None:
+    """Every replication slot of the server, when none may stay (a replica restored from its primary's files)."""
+    conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots")
+
+
+def slot_waits_at(conn: Conn, slot: str, lsn: str) -> bool:
+    """The slot exists, no subscriber has used it, and its changes start after `lsn`."""
+    row = _one(conn, "SELECT NOT active AND confirmed_flush_lsn = %s::pg_lsn FROM pg_replication_slots "
+                     "WHERE slot_name = %s", (lsn, slot))
+    return bool(row and row[0])
+
+
+# -- replica: the mark of a copy restored with its primary ------------------------------------------------
+def mark_restored(conn: Conn, lsn: str) -> None:
+    """The replica holds the primary's rows as of `lsn`: a replication origin at that position."""
+    conn.execute("SELECT pg_replication_origin_create(%s)", (RESTORED_MARK,))
+    conn.execute("SELECT pg_replication_origin_advance(%s, %s::pg_lsn)", (RESTORED_MARK, lsn))
+
+
+def restored_at(conn: Conn) -> str | None:
+    """The position the replica's restored rows stand at; None when it was not restored with its primary."""
+    row = _one(conn, "SELECT pg_replication_origin_progress(roname, true)::text FROM pg_replication_origin "
+                     "WHERE roname = %s", (RESTORED_MARK,))
+    return str(row[0]) if row and row[0] is not None else None
+
+
+def drop_restored_mark(conn: Conn) -> None:
+    conn.execute("SELECT pg_replication_origin_drop(%s)", (RESTORED_MARK,))
 
 
 @dataclass(frozen=True)

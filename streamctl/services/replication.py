@@ -130,8 +130,10 @@ class ReplicationService:
             with self.ctx.pg_connect(replica.name) as conn:
                 sub = catalog.subscription(conn, name)
                 states = catalog.table_states(conn, name)
+                restored = sub is None and self._restored_with_primary(conn, replica.name)
             if sub is None:
-                return [f"create subscription {name} to {self.primary.name}"]
+                return [f"create subscription {name} to {self.primary.name}"
+                        + (" (restored with it: no initial copy)" if restored else "")]
             out = []
             if sub.conninfo != self.conninfo(replica.name):
                 out.append("update the subscription's connection")
@@ -149,7 +151,15 @@ class ReplicationService:
         def apply() -> None:
             with self.ctx.pg_connect(replica.name) as conn:
                 sub = catalog.subscription(conn, name)
-                if sub is None:
+                if sub is None and self._restored_with_primary(conn, replica.name):
+                    with conn.transaction():  # the mark goes with the subscription it stood for
+                        catalog.create_subscription(conn, name, self.conninfo(replica.name), copy_data=False,
+                                                    slot=name)
+                        catalog.drop_restored_mark(conn)
+                elif sub is None:
+                    if catalog.restored_at(conn) is not None:  # restored, but its slot is not there: the copy,
+                        catalog.empty_tables(conn, self.tables)  # from empty tables
+                        catalog.drop_restored_mark(conn)
                     self._drop_stale_slot(name)
                     self._subscribe(conn, name, replica.name)
                 else:
@@ -186,6 +196,16 @@ class ReplicationService:
         catalog.drop_subscription(conn, name)
         catalog.empty_tables(conn, self.tables)
         catalog.create_subscription(conn, name, conninfo)
+
+    def _restored_with_primary(self, conn: Connection[Any], replica: str) -> bool:
+        """The replica subscribes without the initial copy only when a restore copied it from the primary's
+        backup (its mark, backup/replicas.py) and the slot made for it then waits unused on the primary,
+        starting where the mark says its rows stand: a replica made any other way gets the copy."""
+        at = catalog.restored_at(conn)
+        if at is None:
+            return False
+        with self.ctx.pg_connect(self.primary.name) as primary:
+            return catalog.slot_waits_at(primary, subscription_name(replica), at)
 
     def _drop_stale_slot(self, slot: str) -> None:
         """A replica rebuilt from scratch leaves its old slot on the primary; an inactive one can go."""

@@ -36,7 +36,7 @@ EMPTY = {"containers": [], "volumes": [], "networks": []}
 
 def make(directory: Path, cluster: str, repo: Path) -> DockerCluster:
     citus = ensure_citus_image()
-    data = use_image(topology_dict(cluster=cluster, backend="docker", citus=True, workers=2, replicas=0, tls=False,
+    data = use_image(topology_dict(cluster=cluster, backend="docker", citus=True, workers=2, replicas=1, tls=False,
                                    backup={"repository": {"path": str(repo)}, "archive_timeout": 30}),
                      ensure_test_image())
     data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = citus
@@ -86,6 +86,8 @@ def test_restore_point_into_new_cluster_holds_exactly_the_points_rows(story) -> 
         assert result.verify is not None and int(result.verify.exit_code) == 0, [
             r.to_json() for r in result.verify.results if r.status.value not in ("passed", "skipped")]
         assert platform_sums(restored.ctx) == story["sums_s1"]
+        # the analytics replica came from its primary's backup too (verify compared its tables above)
+        assert any(n.startswith("analytics-replica") for n in result.nodes), result.nodes
         with restored.ctx.pg_connect("coordinator") as conn:
             assert conn.execute("SELECT count(*) FROM genres WHERE name = 'after-s1'").fetchone()[0] == 0
             # the same node names on the restored cluster's own network: the catalog names its own nodes

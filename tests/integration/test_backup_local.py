@@ -24,10 +24,15 @@ from streamctl.backup.restore import Selection, restore_into, up_from_backup
 from streamctl.backup.take import list_sets, take_backup
 from streamctl.citus import recovery as citus_recovery
 from streamctl.errors import NotFoundError, RefusedError
+from streamctl.names import FDW_USER, REPLICATION_USER, subscription_name
+from streamctl.readiness import Readiness
+from streamctl.replication import catalog
+from streamctl.replication.catchup import wait_for_replicas
 from streamctl.verify.runner import run_checks
 from tests.support.backup import backed_up_story, platform_sums, restore_over_a_gap
 from tests.support.cli import streamctl
 from tests.support.cluster import LocalCluster, topology_dict, traversable_tmpdir
+from tests.support.platform import add_user, wait_for_row
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis,
               pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed "
@@ -82,6 +87,7 @@ def test_restore_point_into_new_cluster_holds_exactly_the_points_rows(story) -> 
     assert result.topology_file is not None and result.topology_file.parent == c.path.parent
     restored = LocalCluster(result.topology_file)
     story["made"].append(restored)
+    story["restored"] = restored
     assert result.verify is not None and int(result.verify.exit_code) == 0, [
         r.to_json() for r in result.verify.results if r.status.value not in ("passed", "skipped")]
     assert restored.topology.metadata.coordinator.port != c.topology.metadata.coordinator.port
@@ -103,6 +109,64 @@ def test_restore_point_into_new_cluster_holds_exactly_the_points_rows(story) -> 
     assert f"--stanza={t.cluster}-worker-1" in command
     # and Redis came back from the set's snapshot
     assert result.redis and restored.ctx.redis().dbsize() == c.ctx.redis().dbsize() > 0
+
+
+SYNC_WORKER = "logical replication table synchronization worker"  # the initial copy, in the replica's log
+
+
+def test_restored_replica_is_a_copy_of_its_primary_and_streams_later_rows(story) -> None:
+    """The restore copied the replica from the analytics primary's backup and made it a replica: `up`
+    subscribed it through the slot made before the primary took connections, without the initial copy;
+    verify's checksums find its tables equal to the primary's, and rows written after the restore reach it."""
+    restored = story["restored"]
+    ctx = restored.ctx
+    replica_node = restored.topology.node("analytics-replica-1")
+    assert not [x for x in restored.backend.logs(replica_node, 0) if SYNC_WORKER in x]  # no initial copy
+    with ctx.pg_connect("analytics-replica-1") as replica:
+        assert catalog.restored_at(replica) is None  # the mark went with the subscription it stood for
+        assert catalog.published_tables(replica) is None  # the primary's publication did not come along
+        assert replica.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
+        assert replica.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)",
+                               ([REPLICATION_USER, FDW_USER],)).fetchone()[0] == 0
+        sub = catalog.subscription(replica, subscription_name("analytics-replica-1"))
+    assert sub is not None and sub.enabled and sub.slot == subscription_name("analytics-replica-1")
+    report = run_checks(ctx, ["replication"])
+    assert {r.status.value for r in report.results} == {"passed"}, [r.to_json() for r in report.results]
+    assert any(r.check == "replication.data" for r in report.results)
+    uid = add_user(restored)
+    with ctx.pg_connect("analytics-primary") as conn:
+        conn.execute("DELETE FROM user_watch_history WHERE ctid IN (SELECT ctid FROM user_watch_history LIMIT 3)")
+    assert wait_for_row(restored, "analytics-replica-1", "SELECT user_id FROM users WHERE user_id = %s", (uid,))
+    wait_for_replicas(ctx, ctx.topology.analytics.tables, 30)
+    report = run_checks(ctx, ["replication.data"])
+    assert {r.status.value for r in report.results} == {"passed"}, [r.to_json() for r in report.results]
+
+
+def test_a_replica_not_restored_with_its_primary_gets_the_initial_copy(story) -> None:
+    """A replica made afresh subscribes with the full copy, even with an unused slot of its name waiting on
+    the primary: only a replica the restore marked skips the copy."""
+    restored = story["restored"]
+    ctx = restored.ctx
+    replica_node = restored.topology.node("analytics-replica-1")
+    restored.backend.remove(replica_node, volumes=True)
+    with ctx.pg_connect("analytics-primary") as conn:
+        slot = subscription_name("analytics-replica-1")
+        Readiness("the slot released", lambda: catalog.slot_active(conn, slot) is False, 30, 0.1).wait()
+        rows = {t: catalog.row_count(conn, t) for t in ctx.topology.analytics.tables}
+    assert all(rows.values()), rows
+    restored.up()
+    assert [x for x in restored.backend.logs(replica_node, 0) if SYNC_WORKER in x]
+    with ctx.pg_connect("analytics-replica-1") as replica:
+        assert {t: catalog.row_count(replica, t) for t in rows} == rows
+        # a mark whose slot is not on the primary (dropped with the subscription): emptied, then the copy
+        catalog.drop_subscription(replica, slot)
+        catalog.mark_restored(replica, "0/1000")
+    restored.up()
+    with ctx.pg_connect("analytics-replica-1") as replica:
+        assert catalog.restored_at(replica) is None
+        assert {t: catalog.row_count(replica, t) for t in rows} == rows
+    report = run_checks(ctx, ["replication"])
+    assert {r.status.value for r in report.results} == {"passed"}, [r.to_json() for r in report.results]
 
 
 def test_timestamp_resolves_to_the_latest_restore_point_at_or_before_it(story) -> None:
