@@ -50,10 +50,13 @@ def test_bad_backup_sections_are_refused_with_their_yaml_path(section: dict, exp
     assert any(expected in e for e in found), found
 
 
-def test_backup_on_swarm_is_refused_and_on_docker_accepted() -> None:
-    found = errors({"backend": "swarm", "backup": {"repository": {"path": "r"}}})
-    assert any("backups are implemented for the local and Docker backends" in e and "swarm" in e
-               for e in found), found
+def test_backup_on_swarm_needs_a_directory_repository_and_tls() -> None:
+    swarm = {"backend": "swarm", "bind": "0.0.0.0"}
+    assert parse_topology({**swarm, "backup": {"repository": {"path": "r"}}}, env={}).backup_on
+    found = errors({**swarm, "backup": {"repository": {"s3": S3}}}, {"S3_KEY": "k", "S3_SECRET": "s"})
+    assert any("on Swarm the repository is a directory on the manager" in e for e in found), found
+    found = errors({**swarm, "tls": False, "backup": {"repository": {"path": "r"}}})
+    assert any("backups need tls" in e for e in found), found
     assert parse_topology({"backend": "docker", "backup": {"repository": {"path": "r"}}}, env={}).backup_on
 
 
