@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -30,8 +29,8 @@ import pytest
 
 from streamctl.readiness import Readiness
 from tests.support.cli import Cli
-from tests.support.cluster import save_topology, traversable_tmpdir
-from tests.support.dind import DindNode, DindSwarm, dind_swarm
+from tests.support.cluster import traversable_tmpdir
+from tests.support.dind import DindNode, DindSwarm, dind_swarm, swarm_cli
 from tests.support.docker import example_topology
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port
@@ -70,14 +69,8 @@ def cli(swarm: DindSwarm) -> Iterator[Cli]:
                             placement=PLACEMENT)
     data["fdw"]["source"] = "analytics-replica-1"
     data["gateway"]["enabled"] = False
-    directory = traversable_tmpdir()
-    c = Cli(save_topology(directory, data), backend="swarm", env={"DOCKER_HOST": swarm.manager.docker_host},
-            timeout=900)
-    try:
+    with swarm_cli(swarm, traversable_tmpdir(), data) as c:
         yield c
-    finally:
-        c.run("down", "--volumes", "--yes")
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 # -- helpers --------------------------------------------------------------------------------------

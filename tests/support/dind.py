@@ -10,6 +10,8 @@ test's own network. The kernel here has no IPVS, which is why the backend uses d
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from streamctl.readiness import Readiness
+from tests.support.cli import Cli
+from tests.support.cluster import save_topology
 from tests.support.docker import docker_client, remove_labelled
 from tests.support.images import ensure_node_image
 
@@ -55,6 +59,19 @@ class DindSwarm:
 
     def node(self, hostname: str) -> DindNode:
         return next(n for n in self.nodes if n.hostname == hostname)
+
+
+@contextlib.contextmanager
+def swarm_cli(swarm: DindSwarm, directory: Path, data: dict[str, Any]) -> Iterator[Cli]:
+    """A Cli for `data`, saved in `directory`, on the Swarm through its manager; afterwards the cluster is
+    taken down with its volumes, and the directory removed."""
+    c = Cli(save_topology(directory, data), backend="swarm", env={"DOCKER_HOST": swarm.manager.docker_host},
+            timeout=900)
+    try:
+        yield c
+    finally:
+        c.run("down", "--volumes", "--yes")
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _start_node(client: Any, swarm: DindSwarm, image: str, index: int) -> DindNode:
