@@ -53,11 +53,12 @@ def _server(auth: list[str]) -> str:
 
 
 def node_command(command: list[str]) -> list[str]:
-    """A backed-up node's service command: pgBackRest's server in the background (libpq in the processes it
-    starts reads the password from the environment: the server's socket asks for one), then the image's
-    entrypoint with the node's own command, as it would have run."""
+    """A backed-up node's service command: pgBackRest's server in the background, started again should it
+    end (libpq in the processes it starts reads the password from the environment: the server's socket asks
+    for one), then the image's entrypoint with the node's own command, as it would have run."""
     password = f"{sspec.SECRETS_DIR}/postgres_password"
-    line = f'{_prepare()}; PGPASSWORD="$(cat {password})" {_server([f"{REPOSITORY}=*"])} &'
+    server = _server([f"{REPOSITORY}=*"])
+    line = f'{_prepare()}; while :; do PGPASSWORD="$(cat {password})" {server}; sleep 2; done &'
     return ["sh", "-c", f'{line} exec docker-entrypoint.sh "$@"', "sh", *command]
 
 
