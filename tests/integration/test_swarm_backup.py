@@ -2,7 +2,8 @@
 host and the nodes on the others: pgBackRest's repository-host mode over TLS (backends/swarm/backup.py,
 backup/swarm.py). One cluster: `up` with `backup:` (stanzas, archive_command, check), a little seeded,
 `streamctl backup`, `backup list --json` (the set with its restore point, a backup of every node), the
-repository directory on the manager only, archiving checked by verify; a restore is refused clearly.
+repository directory on the manager only, a second `up` with nothing to do, archiving checked by verify;
+a restore is refused clearly.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase, after the other tests.
 """
@@ -67,6 +68,9 @@ def test_backup_with_the_repository_on_one_host_and_the_nodes_on_others(cli: Cli
     assert set(stanzas.stdout.split()) == {f"{cli.cluster}-{n}" for n in NODES}, stanzas
     for host in ("db-2", "db-3"):
         assert _on_host(swarm, host, "test", "-e", str(repo)).returncode == 1
+    again = cli.json("up")  # archiving as it was set: nothing to do, no service changed
+    assert {n["action"] for n in again["nodes"]} == {"noop"}, again["nodes"]
+    assert not [c for c in again["configured"] if c["step"] == "wal archiving"], again["configured"]
     archiving = cli.json("verify", "--only", "backup.archiving")
     assert archiving["ok"], archiving
     refused = cli.run("restore", "--point", "first")
