@@ -2,8 +2,8 @@
 its own on the manager (backends/swarm/backup.py), and every command but archive-push runs in its task
 through `docker exec`, reaching a node's data through the pgBackRest TLS server beside the node's
 PostgreSQL; archive-push (the node's archive_command) reaches the repository's server. One configuration
-file, the same text at the same path on both sides: in the repository's container, and in each node's
-volume, written through SQL (the node's task may run on any host). Restores and Redis snapshots are not
+file, the same text at the same path on both sides: a secret of the repository's service, and in each
+node's volume, written through SQL (the node's task may run on any host). Restores and Redis snapshots are not
 implemented on Swarm."""
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from streamctl.backends.docker import spec
-from streamctl.backends.docker.files import put_files
 from streamctl.backends.swarm.backup import Repository, host_options
-from streamctl.backup.docker import USER, DockerPlace, exec_in
+from streamctl.backup.docker import DockerPlace, exec_in
 from streamctl.config.model import BACKED_UP_ROLES
 from streamctl.errors import PreflightError, RefusedError, StreamctlError
 
@@ -57,7 +56,8 @@ class SwarmPlace(DockerPlace):
         return self.backend.client.api
 
     def _container(self, node: Node) -> str:
-        """Every command runs in the repository's task (made first, its configuration current)."""
+        """Every command runs in the repository's task (made or updated first: its configuration is one of
+        its secrets, so a task Swarm replaces has it too)."""
         return self._repository()
 
     def _repository(self) -> str:
@@ -65,13 +65,8 @@ class SwarmPlace(DockerPlace):
 
         with _LOCK:
             auth = [f"{st.node.name}={st.name}" for st in self.tool.stanzas()]
-            container = self.repository.container(self._image(), str(repository_path(self.ctx)), auth)
-            text = self.render()
-            code, out, _ = exec_in(self.api, container, ["cat", str(self.config)])
-            if code or out != text:
-                put_files(self.api, container, self._image(), container[:12],
-                          [spec.ContainerFile(str(self.config), text.encode(), 0o600, USER)])
-        return container
+            return self.repository.container(self._image(), str(repository_path(self.ctx)), auth,
+                                             (str(self.config), self.render()))
 
     # -- the configuration file -----------------------------------------------------------------------
     def write_config(self, text: str, repo: Path | None, node: Node | None = None) -> None:

@@ -99,13 +99,17 @@ class Repository:
         self.cluster = backend.topology.cluster
         self.name = docker_spec.container_name(self.cluster, REPOSITORY)
 
-    def container(self, image: str, path: str, auth: list[str], timeout: float = 120.0) -> str:
-        """The id of the running task's container, the service made or updated first when it must be."""
+    def container(self, image: str, path: str, auth: list[str], config: tuple[str, str],
+                  timeout: float = 120.0) -> str:
+        """The id of the running task's container, the service made or updated first when it must be.
+        `config`: pgBackRest's configuration file (where, what), a secret so that a new task has it too."""
         from docker.types import EndpointSpec, Mount, RestartPolicy, SecretReference, ServiceMode
 
         b = self.backend
         tls = b.ctx.tls.ensure(REPOSITORY, {self.name, REPOSITORY})
-        secrets = sspec.tls_secrets(self.cluster, Engine.POSTGRES, tls)
+        where, text = config
+        secrets = [*sspec.tls_secrets(self.cluster, Engine.POSTGRES, tls),
+                   sspec.SecretFile(sspec.secret_name(self.cluster, "pgbackrest-conf", text), where, text, USER, 0o600)]
         command = repository_command(auth)
         labels = {docker_spec.LABEL_CLUSTER: self.cluster, docker_spec.LABEL_NODE: REPOSITORY,
                   **b.ctx.ownership.labels()}
