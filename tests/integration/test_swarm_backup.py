@@ -3,7 +3,7 @@ host and the nodes on the others: pgBackRest's repository-host mode over TLS (ba
 backup/swarm.py). One cluster: `up` with `backup:` (stanzas, archive_command, check), a little seeded,
 `streamctl backup`, `backup list --json` (the set with its restore point, a backup of every node), the
 repository directory on the manager only, a second `up` with nothing to do, archiving checked by verify;
-a restore is refused clearly.
+a restore is refused clearly; the repository's task replaced by Swarm, the nodes archive into the new one.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase, after the other tests.
 """
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from streamctl.readiness import Readiness
 from tests.support.cli import Cli
 from tests.support.cluster import traversable_tmpdir
-from tests.support.dind import DindSwarm, dind_swarm, swarm_cli
+from tests.support.dind import DindSwarm, dind_swarm, kill_task, swarm_cli
 from tests.support.docker import example_topology
 from tests.support.images import ensure_citus_image, ensure_test_image
 
@@ -75,3 +76,11 @@ def test_backup_with_the_repository_on_one_host_and_the_nodes_on_others(cli: Cli
     assert archiving["ok"], archiving
     refused = cli.run("restore", "--point", "first")
     assert refused.returncode == 10 and "not implemented on the swarm backend" in refused.stderr, refused.stderr
+    # the repository's task replaced by Swarm (its container killed): the nodes push to the new one with no
+    # streamctl command in between (its configuration is a secret of the service)
+    kill_task(swarm, f"{cli.cluster}-backup")
+    cli.sql("coordinator", "SELECT txid_current()")  # some WAL to switch away from
+    segment = cli.sql("coordinator", "SELECT pg_walfile_name(pg_switch_wal())")
+    Readiness(f"the coordinator's segment {segment} to reach the repository", lambda: cli.sql(
+        "coordinator", "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[:24] >= segment,
+        120.0, interval=1.0).wait()
