@@ -16,6 +16,7 @@ from streamctl.backends.base import fingerprint
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.swarm import spec as sspec
+from streamctl.backends.swarm.service import NS
 from streamctl.config.model import Engine
 from streamctl.engines.tls import CA, CERT, KEY
 from streamctl.readiness import Readiness
@@ -27,7 +28,6 @@ REPOSITORY = "backup"  # the repository's service is <cluster>-backup; its certi
 PORT = 8432  # pgBackRest's TLS server (its default), on the cluster's overlay network only
 USER = docker_spec.SERVER_USER[Engine.POSTGRES]
 HOME = docker_spec.BACKUP_HOME
-NS = 1_000_000_000
 TLS_FILES = {"cert": f"{sspec.SECRETS_DIR}/{CERT}", "key": f"{sspec.SECRETS_DIR}/{KEY}",
              "ca": f"{sspec.SECRETS_DIR}/{CA}"}
 
