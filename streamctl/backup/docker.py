@@ -49,6 +49,8 @@ class DockerPlace:
     home = PurePosixPath(spec.BACKUP_HOME)
     config = home / "pgbackrest.conf"
     log_hint = f"pgBackRest's log: {spec.BACKUP_HOME}/log in the node's container"
+    restores = True
+    redis_snapshots = True
 
     def __init__(self, ctx: ClusterContext, backend: DockerBackend, render: Callable[[], str]) -> None:
         self.ctx, self.backend, self.render = ctx, backend, render
@@ -141,6 +143,9 @@ class DockerPlace:
         if container is not None:
             return exec_in(self.api, container, argv, environment={"PGPASSWORD": password} if password else None)
         return self._one_shot(argv, timeout)
+
+    def archive_options(self) -> list[str]:
+        return []
 
     def _one_shot(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
         binds = self.repo_binds()

@@ -25,6 +25,9 @@ _PORT = re.compile(r"^\s*port\s*=\s*'?(\d+)'?", re.M)
 class LocalPlace:
     """Where pgBackRest runs for a cluster of the local backend: here, as the server's user."""
 
+    restores = True
+    redis_snapshots = True
+
     def __init__(self, backend: LocalBackend) -> None:
         if shutil.which("pgbackrest") is None:
             raise PreflightError("pgbackrest is not on PATH but the topology has a `backup:` section",
@@ -100,6 +103,9 @@ class LocalPlace:
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout,
                               stdin=subprocess.DEVNULL, cwd="/", **kwargs)
         return proc.returncode, proc.stdout, proc.stderr
+
+    def archive_options(self) -> list[str]:
+        return []
 
     def restore_site(self, node: Node) -> LocalSite:
         return LocalSite(node, self.backend)

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from streamctl.config.model import BACKED_UP_ROLES, BackupSpec, Node
-from streamctl.errors import ExitCode, PreflightError, StreamctlError
+from streamctl.errors import ExitCode, PreflightError, RefusedError, StreamctlError
 
 if TYPE_CHECKING:
     from streamctl.backup.recover import Site
@@ -26,6 +25,8 @@ class Place(Protocol):
     home: Any  # pgBackRest's configuration, log, lock and spool, as pgBackRest sees them
     config: Any
     log_hint: str
+    restores: bool  # whether sets can be restored on this backend
+    redis_snapshots: bool  # whether `backup` copies Redis's snapshot into the set
 
     def pg_lines(self, node: Node) -> tuple[str, int, str]: ...
     def repo_path(self, repo: Path) -> str: ...
@@ -34,6 +35,7 @@ class Place(Protocol):
     def check_repository(self, repo: Path, create: bool = False) -> None: ...
     def run(self, node: Node | None, argv: list[str], password: str | None,
             timeout: float) -> tuple[int, str, str]: ...
+    def archive_options(self) -> list[str]: ...  # archive-push's own, beside the configuration file
     def restore_site(self, node: Node) -> Site: ...
     def read_file(self, node: Node, path: str) -> bytes: ...  # one of a node's files (Redis's snapshot)
     def put_redis_files(self, node: Node, files: dict[str, bytes]) -> None: ...  # into a new Redis's data
@@ -67,10 +69,11 @@ def repository_path(ctx: ClusterContext) -> Path | None:
     return spec.repository_dir(ctx.topology_path.parent if ctx.topology_path else Path.cwd())
 
 
-def _place(ctx: ClusterContext, backend: Any, render: Callable[[], str]) -> Place:
-    """Where pgBackRest runs for this backend (the server's machine or container)."""
+def _place(tool: PgBackRest, backend: Any) -> Place:
+    """Where pgBackRest runs for this backend (the server's machine or container; on Swarm the repository's)."""
     from streamctl.backends.docker.backend import DockerBackend
     from streamctl.backends.local.backend import LocalBackend
+    from streamctl.backends.swarm.backend import SwarmBackend
 
     if isinstance(backend, LocalBackend):
         from streamctl.backup.local import LocalPlace
@@ -79,15 +82,20 @@ def _place(ctx: ClusterContext, backend: Any, render: Callable[[], str]) -> Plac
     if isinstance(backend, DockerBackend):
         from streamctl.backup.docker import DockerPlace
 
-        return DockerPlace(ctx, backend, render)
-    raise PreflightError(f"backups are implemented for the local and Docker backends (this cluster runs on "
-                         f"{getattr(backend, 'name', backend)})",
-                         hint="remove the `backup:` section, or use --backend local or docker")
+        return DockerPlace(tool.ctx, backend, tool.render)
+    if isinstance(backend, SwarmBackend):
+        from streamctl.backup.swarm import SwarmPlace
+
+        return SwarmPlace(tool, backend)
+    raise PreflightError(f"backups are implemented for the local, Docker and Swarm backends (this cluster runs "
+                         f"on {getattr(backend, 'name', backend)})",
+                         hint="remove the `backup:` section, or use --backend local, docker or swarm")
 
 
 class PgBackRest:
     """One cluster's pgBackRest: `config` is the file every invocation names, `place` where it runs
-    (backup/local.py: this machine; backup/docker.py: the node's container)."""
+    (backup/local.py: this machine; backup/docker.py: the node's container; backup/swarm.py: the
+    repository's service)."""
 
     def __init__(self, ctx: ClusterContext, backend: Any) -> None:
         if ctx.topology.backup is None or not ctx.topology.backup.enabled:
@@ -96,7 +104,8 @@ class PgBackRest:
                                       "(see README, Backups and restore)")
         self.ctx = ctx
         self.spec: BackupSpec = ctx.topology.backup
-        self.place = _place(ctx, backend, self.render)
+        self.place = _place(self, backend)
+        self.backend_name = str(getattr(backend, "name", backend))
         self.home = self.place.home
         self.config = self.place.config
 
@@ -154,7 +163,14 @@ class PgBackRest:
             self.place.check_repository(repo)
 
     def archive_command(self, stanza: str) -> str:
-        return f"pgbackrest --config={self.config} --stanza={stanza} archive-push %p"
+        return " ".join(["pgbackrest", f"--config={self.config}", f"--stanza={stanza}", *self.place.archive_options(),
+                         "archive-push", "%p"])
+
+    def require_restores(self) -> None:
+        if not self.place.restores:
+            raise RefusedError(f"restoring a backup is not implemented on the {self.backend_name} backend "
+                               "yet; nothing was changed", hint="restore the set on the local or Docker backend "
+                               "(README, Backups and restore)")
 
     # -- running ------------------------------------------------------------------------------------
     def run(self, stanza: str | None, command: str, *args: str, what: str = "", timeout: float = 3600,

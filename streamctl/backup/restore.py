@@ -140,6 +140,7 @@ def restore_into(ctx: ClusterContext, backend: Any, selection: Selection, into: 
     from streamctl.context import ClusterContext as Ctx
 
     tool = PgBackRest(ctx, backend)
+    tool.require_restores()
     chosen, how = selection.choose(list_sets(tool))
     name = into or default_name(ctx)
     if ctx.topology_path is None:
@@ -171,6 +172,7 @@ def up_from_backup(ctx: ClusterContext, backend: Any, name: str, emit: Emit = ig
     from streamctl.backends.base import NodeState
 
     tool = PgBackRest(ctx, backend)
+    tool.require_restores()
     existing = [n.name for n in ctx.topology.nodes() if backend.observe(n).state is not NodeState.MISSING]
     if existing:
         raise RefusedError(f"up --from-backup makes a new cluster, but {', '.join(existing)} already exist",

@@ -114,7 +114,7 @@ def snapshot_redis(ctx: ClusterContext, tool: PgBackRest, label: str) -> bool:
     """BGSAVE, wait for it, copy the RDB file into the set (directory repositories only)."""
     target = redis_dir(ctx, label)
     node = ctx.topology.node(ctx.topology.redis.name) if ctx.topology.redis.enabled else None
-    if target is None or node is None:
+    if target is None or node is None or not tool.place.redis_snapshots:
         return False
     client = ctx.redis()
     try:

@@ -111,12 +111,19 @@ def _monitoring_errors(t: Topology) -> list[str]:
 
 
 def _backup_errors(t: Topology) -> list[str]:
-    if t.backup_on:
-        kinds = {node_backend(t, n) for n in t.nodes() if n.role in BACKED_UP_ROLES}
-        if "swarm" in kinds or "external" in kinds or len(kinds - {"auto"}) > 1:
-            return [f"backup: backups are implemented for the local and Docker backends (every backed-up node "
-                    f"on one of them), and this topology runs them on {', '.join(sorted(kinds))} (remove the "
-                    "section, or use backend: local or docker)"]
+    if not t.backup_on or t.backup is None:
+        return []
+    kinds = {node_backend(t, n) for n in t.nodes() if n.role in BACKED_UP_ROLES}
+    if "external" in kinds or len(kinds - {"auto"}) > 1:
+        return [f"backup: backups are implemented for the local, Docker and Swarm backends (every backed-up node "
+                f"on one of them), and this topology runs them on {', '.join(sorted(kinds))} (remove the "
+                "section, or run them on one backend)"]
+    if "swarm" in kinds and t.backup.repository.s3 is not None:
+        return ["backup.repository: on Swarm the repository is a directory on the manager (path: DIR); S3 "
+                "repositories are not implemented there yet"]
+    if "swarm" in kinds and not t.tls.enabled:
+        return ["backup: on Swarm pgBackRest's hosts prove themselves with the cluster CA's certificates, so "
+                "backups need tls (remove `tls: false`, or the section)"]
     return []
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -30,8 +29,8 @@ import pytest
 
 from streamctl.readiness import Readiness
 from tests.support.cli import Cli
-from tests.support.cluster import save_topology, traversable_tmpdir
-from tests.support.dind import DindNode, DindSwarm, dind_swarm
+from tests.support.cluster import traversable_tmpdir
+from tests.support.dind import DindNode, DindSwarm, dind_swarm, kill_task, running_host, swarm_cli, task_ids
 from tests.support.docker import example_topology
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port
@@ -70,54 +69,11 @@ def cli(swarm: DindSwarm) -> Iterator[Cli]:
                             placement=PLACEMENT)
     data["fdw"]["source"] = "analytics-replica-1"
     data["gateway"]["enabled"] = False
-    directory = traversable_tmpdir()
-    c = Cli(save_topology(directory, data), backend="swarm", env={"DOCKER_HOST": swarm.manager.docker_host},
-            timeout=900)
-    try:
+    with swarm_cli(swarm, traversable_tmpdir(), data) as c:
         yield c
-    finally:
-        c.run("down", "--volumes", "--yes")
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _running_host(swarm: DindSwarm, service: str) -> DindNode:
-    manager = swarm.manager.client()
-    try:
-        tasks = [t for t in manager.services.get(service).tasks() if t["Status"]["State"] == "running"]
-    finally:
-        manager.close()
-    assert len(tasks) == 1, tasks
-    return next(n for n in swarm.nodes if n.swarm_id == tasks[0]["NodeID"])
-
-
-def _task_ids(swarm: DindSwarm, service: str) -> set[str]:
-    manager = swarm.manager.client()
-    try:
-        return {t["ID"] for t in manager.services.get(service).tasks() if t["Status"]["State"] == "running"}
-    finally:
-        manager.close()
-
-
-def _kill_task(swarm: DindSwarm, cli: Cli, node: str) -> None:
-    """SIGKILL the node's task container on its host, then wait for Swarm's replacement task to run."""
-    service = f"{cli.cluster}-{node}"
-    before = _task_ids(swarm, service)
-    host = _running_host(swarm, service)
-    nested = host.client()
-    try:
-        (container,) = nested.containers.list(filters={"label": f"com.docker.swarm.service.name={service}"})
-        container.kill()
-    finally:
-        nested.close()
-
-    def replaced() -> bool:
-        now = _task_ids(swarm, service)
-        return bool(now) and not now & before
-
-    Readiness(f"Swarm to replace {service}'s task", replaced, 120.0, interval=0.5).wait()
-
-
 def _rows(cli: Cli, node: str, table: str) -> int:
     return int(cli.sql(node, f"SELECT count(*) FROM {table}"))
 
@@ -203,7 +159,7 @@ def _fingerprints(swarm: DindSwarm, cluster: str) -> dict[str, str]:
 # -- the scenarios, in order ----------------------------------------------------------------------
 def test_platform_comes_up_over_three_hosts(cli: Cli, swarm: DindSwarm) -> None:
     cli.ok("up")
-    where = {n: _running_host(swarm, f"{cli.cluster}-{n}").hostname
+    where = {n: running_host(swarm, f"{cli.cluster}-{n}").hostname
              for n in ("coordinator", "worker-1", "worker-2", "analytics-primary", "analytics-replica-1", "redis")}
     assert where == {"coordinator": "db-1", "worker-1": "db-2", "worker-2": "db-3", "analytics-primary": "db-1",
                      "analytics-replica-1": "db-3", "redis": "db-1"}
@@ -223,7 +179,7 @@ def test_platform_comes_up_over_three_hosts(cli: Cli, swarm: DindSwarm) -> None:
 
 @pytest.mark.parametrize("node", ["analytics-replica-1", "coordinator", "worker-1"])
 def test_a_replaced_task_is_admitted_without_up(cli: Cli, swarm: DindSwarm, node: str) -> None:
-    _kill_task(swarm, cli, node)
+    kill_task(swarm, f"{cli.cluster}-{node}")
     _heals(cli, node)
 
 
@@ -302,7 +258,7 @@ def test_a_drained_host_keeps_its_node_and_the_rest_converges(cli: Cli, swarm: D
     service = f"{cli.cluster}-worker-1"
     _set_availability(swarm, drained.swarm_id, "drain")
     try:
-        _until("worker-1's task to stop on the drained host", lambda: not _task_ids(swarm, service), 120.0)
+        _until("worker-1's task to stop on the drained host", lambda: not task_ids(swarm, service), 120.0)
         proc = cli.run("up")
         assert proc.returncode == 14, proc.stdout + proc.stderr
         assert "worker-1 is pinned to db-2" in proc.stderr and "drain" in proc.stderr, proc.stderr
@@ -315,7 +271,7 @@ def test_a_drained_host_keeps_its_node_and_the_rest_converges(cli: Cli, swarm: D
     finally:
         _set_availability(swarm, drained.swarm_id, "active")
     _until("up to converge with db-2 active", lambda: cli.run("up").returncode == 0, 300.0)
-    assert _running_host(swarm, service).hostname == "db-2"
+    assert running_host(swarm, service).hostname == "db-2"
     assert distributed_counts(cli) == before
 
 
@@ -346,7 +302,7 @@ def test_a_frozen_host_is_named_and_the_rest_converges(cli: Cli, swarm: DindSwar
         subprocess.run(["docker", "unpause", frozen.container], check=False, capture_output=True)
     _until_host(swarm, frozen, "ready")
     _until("up to converge with db-3 back", lambda: cli.run("up").returncode == 0, 300.0)
-    assert _running_host(swarm, f"{cli.cluster}-worker-2").hostname == "db-3"  # nothing was moved
+    assert running_host(swarm, f"{cli.cluster}-worker-2").hostname == "db-3"  # nothing was moved
     assert distributed_counts(cli) == before
     _heals(cli, "after-freeze")
 
@@ -356,7 +312,7 @@ def test_a_shrinking_scale_removes_the_volume_on_its_host(cli: Cli, swarm: DindS
     that held it (removed there by a one-shot task), nothing is left recorded."""
     before = distributed_counts(cli)
     cli.ok("scale", "--workers", "3", "--json")
-    host = _running_host(swarm, f"{cli.cluster}-worker-3").hostname
+    host = running_host(swarm, f"{cli.cluster}-worker-3").hostname
     assert host in ("db-2", "db-3")  # placed by the workers' role constraint, away from the manager
     volume = f"{cli.cluster}-worker-3-data"
     assert volume in _volumes(swarm, cli.cluster)[host]

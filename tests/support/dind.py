@@ -10,6 +10,8 @@ test's own network. The kernel here has no IPVS, which is why the backend uses d
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from streamctl.readiness import Readiness
+from tests.support.cli import Cli
+from tests.support.cluster import save_topology
 from tests.support.docker import docker_client, remove_labelled
 from tests.support.images import ensure_node_image
 
@@ -55,6 +59,19 @@ class DindSwarm:
 
     def node(self, hostname: str) -> DindNode:
         return next(n for n in self.nodes if n.hostname == hostname)
+
+
+@contextlib.contextmanager
+def swarm_cli(swarm: DindSwarm, directory: Path, data: dict[str, Any]) -> Iterator[Cli]:
+    """A Cli for `data`, saved in `directory`, on the Swarm through its manager; afterwards the cluster is
+    taken down with its volumes, and the directory removed."""
+    c = Cli(save_topology(directory, data), backend="swarm", env={"DOCKER_HOST": swarm.manager.docker_host},
+            timeout=900)
+    try:
+        yield c
+    finally:
+        c.run("down", "--volumes", "--yes")
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _start_node(client: Any, swarm: DindSwarm, image: str, index: int) -> DindNode:
@@ -135,3 +152,41 @@ def _join(swarm: DindSwarm) -> None:
 def remove_dind_swarm(prefix: str) -> None:
     """The nodes (with every service, volume and image inside them), their volumes and the test network."""
     remove_labelled(f"{TEST_LABEL}={prefix}")
+
+
+# -- tasks ----------------------------------------------------------------------------------------------
+def running_host(swarm: DindSwarm, service: str) -> DindNode:
+    """The host running the service's one task."""
+    manager = swarm.manager.client()
+    try:
+        tasks = [t for t in manager.services.get(service).tasks() if t["Status"]["State"] == "running"]
+    finally:
+        manager.close()
+    assert len(tasks) == 1, tasks
+    return next(n for n in swarm.nodes if n.swarm_id == tasks[0]["NodeID"])
+
+
+def task_ids(swarm: DindSwarm, service: str) -> set[str]:
+    manager = swarm.manager.client()
+    try:
+        return {t["ID"] for t in manager.services.get(service).tasks() if t["Status"]["State"] == "running"}
+    finally:
+        manager.close()
+
+
+def kill_task(swarm: DindSwarm, service: str) -> None:
+    """SIGKILL the service's task container on its host, then wait for Swarm's replacement task to run."""
+    before = task_ids(swarm, service)
+    host = running_host(swarm, service)
+    nested = host.client()
+    try:
+        (container,) = nested.containers.list(filters={"label": f"com.docker.swarm.service.name={service}"})
+        container.kill()
+    finally:
+        nested.close()
+
+    def replaced() -> bool:
+        now = task_ids(swarm, service)
+        return bool(now) and not now & before
+
+    Readiness(f"Swarm to replace {service}'s task", replaced, 120.0, interval=0.5).wait()

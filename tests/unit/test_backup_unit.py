@@ -50,10 +50,13 @@ def test_bad_backup_sections_are_refused_with_their_yaml_path(section: dict, exp
     assert any(expected in e for e in found), found
 
 
-def test_backup_on_swarm_is_refused_and_on_docker_accepted() -> None:
-    found = errors({"backend": "swarm", "backup": {"repository": {"path": "r"}}})
-    assert any("backups are implemented for the local and Docker backends" in e and "swarm" in e
-               for e in found), found
+def test_backup_on_swarm_needs_a_directory_repository_and_tls() -> None:
+    swarm = {"backend": "swarm", "bind": "0.0.0.0"}
+    assert parse_topology({**swarm, "backup": {"repository": {"path": "r"}}}, env={}).backup_on
+    found = errors({**swarm, "backup": {"repository": {"s3": S3}}}, {"S3_KEY": "k", "S3_SECRET": "s"})
+    assert any("on Swarm the repository is a directory on the manager" in e for e in found), found
+    found = errors({**swarm, "tls": False, "backup": {"repository": {"path": "r"}}})
+    assert any("backups need tls" in e for e in found), found
     assert parse_topology({"backend": "docker", "backup": {"repository": {"path": "r"}}}, env={}).backup_on
 
 
@@ -172,3 +175,29 @@ def test_the_missing_segment_is_the_one_after_the_last_restored() -> None:
     assert _next_segment('restored log file "0000000200000003000000FF" from archive\n' + fatal) == \
         "000000020000000400000000"
     assert _next_segment('restored log file "000000010000000000000003" from archive\n') is None
+
+
+def test_backed_up_swarm_nodes_start_pgbackrest_server_for_the_repository_only() -> None:
+    """On Swarm a backed-up node's task starts pgBackRest's TLS server (accepting the repository's certificate
+    only) and then the image's entrypoint with the node's own command; the replica and Redis are unchanged."""
+    import subprocess
+
+    from streamctl.backends.swarm.spec import service_spec
+    from streamctl.config.model import BACKED_UP_ROLES
+    from streamctl.tls import certs
+    from streamctl.tls.material import NodeTls
+
+    t = parse_topology({"backend": "swarm", "bind": "0.0.0.0", "backup": {"repository": {"path": "r"}}}, env={})
+    ca = certs.new_ca("c")
+    secrets = {"postgres_password": "a", "redis_password": "b", "mongo_password": "c"}
+    for node in t.nodes():
+        pair = certs.issue_server(ca, node.name, {node.name})
+        command = service_spec(t, node, secrets, NodeTls(ca.cert, pair.cert, pair.key)).command
+        if node.role in BACKED_UP_ROLES:
+            assert command[:2] == ["sh", "-c"] and command[3:5] == ["sh", "postgres"], command
+            assert "'--tls-server-auth=backup=*' server; sleep 2; done &" in command[2]
+            assert command[2].count("--tls-server-auth") == 1
+            assert command[2].endswith('exec docker-entrypoint.sh "$@"')
+            assert subprocess.run(["sh", "-n", "-c", command[2]]).returncode == 0
+        else:
+            assert "pgbackrest" not in " ".join(command), (node.name, command)

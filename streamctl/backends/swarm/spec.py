@@ -13,7 +13,7 @@ from typing import Any
 
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.config import constraints as cons
-from streamctl.config.model import Engine, Node, Topology
+from streamctl.config.model import BACKED_UP_ROLES, Engine, Node, Topology
 from streamctl.engines import mongo as mongo_engine
 from streamctl.engines import postgres as pg_engine
 from streamctl.engines import redis as redis_engine
@@ -89,12 +89,12 @@ def _redis_conf(password: str, tls: bool) -> str:
     return redis_engine.conf(password, 6379, SECRETS_DIR if tls else None, header=False)
 
 
-def _tls_secrets(cluster: str, node: Node, tls: NodeTls) -> list[SecretFile]:
+def tls_secrets(cluster: str, engine: Engine, tls: NodeTls) -> list[SecretFile]:
     """The server's CA, certificate and key as secrets under SECRETS_DIR, where its settings look; keys 0600
     and owned by the server's user (PostgreSQL and Redis refuse to read a key they cannot, or others can)."""
-    owner = docker_spec.SERVER_USER[node.engine]
+    owner = docker_spec.SERVER_USER[engine]
     out = []
-    for name, (content, mode) in server_files(node.engine.value, tls).items():
+    for name, (content, mode) in server_files(engine.value, tls).items():
         data = content.decode()
         key = "tls-" + name.replace(".", "-")
         out.append(SecretFile(secret_name(cluster, key, data), name, data, owner, mode))
@@ -119,7 +119,7 @@ def service_spec(topology: Topology, node: Node, secrets: dict[str, str],
         command += [arg for key, value in REPLACED_PEER_SETTINGS for arg in ("-c", f"{key}={value}")]
     health = ["CMD", *container.healthcheck]
     if tls is not None:
-        files += _tls_secrets(cluster, node, tls)
+        files += tls_secrets(cluster, node.engine, tls)
         if node.engine is Engine.POSTGRES:
             for key, value in pg_engine.tls_settings(SECRETS_DIR, topology.runs_citus(node.role)):
                 command += ["-c", f"{key}={value}"]
@@ -127,6 +127,10 @@ def service_spec(topology: Topology, node: Node, secrets: dict[str, str],
             command = ["mongod", *mongo_engine.tls_args(SECRETS_DIR)]
             health = ["CMD", "mongosh", "--quiet", "--tls", "--tlsCAFile", f"{SECRETS_DIR}/{CA}",
                       "--host", "127.0.0.1", "--eval", "db.adminCommand('ping').ok"]
+    if tls is not None and topology.backup_on and node.role in BACKED_UP_ROLES:
+        from streamctl.backends.swarm.backup import node_command
+
+        command = node_command(command)  # pgBackRest's TLS server beside PostgreSQL (backup.py)
     if node.engine is Engine.REDIS:
         conf = _redis_conf(secrets["redis_password"], tls is not None)
         files.append(SecretFile(secret_name(cluster, "redis_conf", conf), REDIS_CONF, conf))

@@ -1,0 +1,86 @@
+"""Backups on a three-host Swarm (Docker-in-Docker, tests/support/dind.py) with Citus, the repository on one
+host and the nodes on the others: pgBackRest's repository-host mode over TLS (backends/swarm/backup.py,
+backup/swarm.py). One cluster: `up` with `backup:` (stanzas, archive_command, check), a little seeded,
+`streamctl backup`, `backup list --json` (the set with its restore point, a backup of every node), the
+repository directory on the manager only, a second `up` with nothing to do, archiving checked by verify;
+a restore is refused clearly; the repository's task replaced by Swarm, the nodes archive into the new one.
+
+Marked `multihost`: scripts/test runs these in their own pytest phase, after the other tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamctl.readiness import Readiness
+from tests.support.cli import Cli
+from tests.support.cluster import traversable_tmpdir
+from tests.support.dind import DindSwarm, dind_swarm, kill_task, swarm_cli
+from tests.support.docker import example_topology
+from tests.support.images import ensure_citus_image, ensure_test_image
+
+pytestmark = [pytest.mark.docker, pytest.mark.multihost]
+
+# db-1 (manager): the repository and Redis; db-2: the coordinator and worker-2; db-3: worker-1.
+PLACEMENT = {
+    "roles": {"redis": ["node.role == manager"]},
+    "nodes": {"coordinator": ["node.hostname == db-2"], "worker-1": ["node.hostname == db-3"],
+              "worker-2": ["node.hostname == db-2"]},
+}
+NODES = {"coordinator", "worker-1", "worker-2"}
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[DindSwarm]:
+    yield from dind_swarm([ensure_test_image(), ensure_citus_image()])
+
+
+@pytest.fixture(scope="module")
+def cli(swarm: DindSwarm) -> Iterator[Cli]:
+    directory = traversable_tmpdir()  # backend: swarm, so that `backup` (which takes no --backend) runs there
+    data = example_topology("topology.yaml", citus_image=ensure_citus_image(), backend="swarm", bind="0.0.0.0",
+                            placement=PLACEMENT, backup={"repository": {"path": str(directory / "repo")}})
+    data["analytics"]["enabled"] = data["fdw"]["enabled"] = data["gateway"]["enabled"] = False
+    with swarm_cli(swarm, directory, data) as c:
+        yield c
+
+
+def _on_host(swarm: DindSwarm, hostname: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", "exec", swarm.node(hostname).container, *argv], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_backup_with_the_repository_on_one_host_and_the_nodes_on_others(cli: Cli, swarm: DindSwarm) -> None:
+    cli.ok("up")
+    cli.ok("seed", "--scale", "0.002")
+    done = cli.json("backup", "--label", "first")
+    assert done["label"] == "first" and done["restorable"], done
+    (listed,) = cli.json("backup", "list")
+    assert listed["restore_points"][0]["name"] == "first" and listed["restorable"], listed
+    assert {n["node"] for n in listed["nodes"]} == NODES, listed
+    assert all(n["wal"]["from"] and n["wal"]["to"] for n in listed["nodes"]), listed
+    # the repository is the manager's directory; the nodes' hosts hold none of it
+    repo = Path(cli.path).parent / "repo"
+    stanzas = _on_host(swarm, "db-1", "ls", str(repo / "backup"))
+    assert set(stanzas.stdout.split()) == {f"{cli.cluster}-{n}" for n in NODES}, stanzas
+    for host in ("db-2", "db-3"):
+        assert _on_host(swarm, host, "test", "-e", str(repo)).returncode == 1
+    again = cli.json("up")  # archiving as it was set: nothing to do, no service changed
+    assert {n["action"] for n in again["nodes"]} == {"noop"}, again["nodes"]
+    assert not [c for c in again["configured"] if c["step"] == "wal archiving"], again["configured"]
+    archiving = cli.json("verify", "--only", "backup.archiving")
+    assert archiving["ok"], archiving
+    refused = cli.run("restore", "--point", "first")
+    assert refused.returncode == 10 and "not implemented on the swarm backend" in refused.stderr, refused.stderr
+    # the repository's task replaced by Swarm (its container killed): the nodes push to the new one with no
+    # streamctl command in between (its configuration is a secret of the service)
+    kill_task(swarm, f"{cli.cluster}-backup")
+    cli.sql("coordinator", "SELECT txid_current()")  # some WAL to switch away from
+    segment = cli.sql("coordinator", "SELECT pg_walfile_name(pg_switch_wal())")
+    Readiness(f"the coordinator's segment {segment} to reach the repository", lambda: cli.sql(
+        "coordinator", "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[:24] >= segment,
+        120.0, interval=1.0).wait()
