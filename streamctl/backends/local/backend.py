@@ -49,6 +49,9 @@ class LocalBackend:
         return self._bindir
 
     def preflight(self, nodes: list[Node]) -> None:
+        if self.topology.ha_on:
+            raise PreflightError("ha: the local backend does not run high availability yet",
+                                 hint="remove the ha section (or set ha.enabled: false)")
         engines = {n.engine for n in nodes}
         if Engine.POSTGRES in engines:
             bindir = self.pg_bindir

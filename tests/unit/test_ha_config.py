@@ -1,0 +1,93 @@
+"""The topology's `ha:` section: off by default, its layout (members, ports), and each bad input refused with
+the key that says it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamctl.config import load_topology, parse_topology
+from streamctl.config.members import etcd_members, ha_groups
+from streamctl.errors import ConfigError, ExitCode
+
+LOCAL = {"backend": "local"}
+
+
+def test_ha_is_off_by_default_and_changes_nothing_then() -> None:
+    t = parse_topology({}, env={})
+    assert t.ha is None and not t.ha_on and ha_groups(t) == [] and etcd_members(t) == []
+    assert not parse_topology({**LOCAL, "ha": {"enabled": False}}, env={}).ha_on
+
+
+def test_each_citus_group_gets_its_members_and_ports() -> None:
+    t = parse_topology({**LOCAL, "ha": {"synchronous": True, "coordinator": {"standbys": 2}}}, env={})
+    assert t.ha is not None and t.ha.synchronous == "on"  # YAML's bare `on` reads as true
+    layout = [(g.node.name, g.number, [(m.name, m.port, m.rest_port) for m in g.members]) for g in ha_groups(t)]
+    assert layout == [
+        ("coordinator", 0, [("coordinator", 15432, 18008), ("coordinator-2", 17432, 18009),
+                            ("coordinator-3", 17433, 18010)]),
+        ("worker-1", 1, [("worker-1", 15433, 18011), ("worker-1-2", 17434, 18012)]),
+        ("worker-2", 2, [("worker-2", 15434, 18013), ("worker-2-2", 17435, 18014)]),
+    ]
+    assert [(e.name, e.port, e.peer_port) for e in etcd_members(t)] == [("etcd-1", 12379, 12380)]
+    three = parse_topology({**LOCAL, "ha": {"etcd": {"members": 3, "port": 4000, "peer_port": 4100}}}, env={})
+    assert [(e.port, e.peer_port) for e in etcd_members(three)] == [(4000, 4100), (4001, 4101), (4002, 4102)]
+
+
+BAD: list[tuple[str, dict, str]] = [  # type: ignore[type-arg]
+    ("ttl below Patroni's minimum", {"ha": {"ttl": 10, "loop_wait": 2}},
+     "ha.ttl: 10 is below Patroni's minimum of 20 seconds"),
+    ("loop_wait not below ttl", {"ha": {"ttl": 20, "loop_wait": 20}}, "ha.loop_wait: 20 must be at most ha.ttl - 2"),
+    ("synchronous without standbys", {"ha": {"standbys": 0, "synchronous": "on"}},
+     "ha.synchronous: 'on' needs a standby to wait for, but ha.standbys is 0"),
+    ("quorum with a group's standbys at 0", {"ha": {"workers": {"standbys": 0}, "synchronous": "quorum"}},
+     "ha.synchronous: 'quorum' needs a standby to wait for, but ha.workers.standbys is 0"),
+    ("unknown synchronous mode", {"ha": {"synchronous": "always"}},
+     "ha.synchronous: expected 'off', 'on' or 'quorum', got 'always'"),
+    ("two etcd members", {"ha": {"etcd": {"members": 2}}}, "ha.etcd.members: expected 1 or 3, got the number 2"),
+    ("too many standbys", {"ha": {"standbys": 9}}, "ha.standbys: must be at most 4, got 9"),
+    ("external coordinator", {"metadata": {"coordinator": {"backend": "external"}}, "ha": {}},
+     "metadata.coordinator.backend: coordinator is external, and ha runs only the nodes streamctl provisions"),
+    ("external workers", {"metadata": {"workers": {"backend": "external"}}, "ha": {}},
+     "metadata.workers.backend: worker-1, worker-2 are external"),
+    ("a standby's port taken", {"ha": {"port": 15433}},
+     "ha.port: port 15433 (coordinator-2's) is already used by worker-1 (metadata.workers.port)"),
+    ("a REST port taken", {"ha": {"rest_port": 16379}},
+     "ha.rest_port: port 16379 (coordinator's REST API) is already used by redis"),
+    ("an etcd port taken", {"ha": {"etcd": {"peer_port": 15442}}},
+     "ha.etcd.peer_port: port 15442 (etcd-1's) is already used by analytics.primary"),
+    ("ports past 65535", {"ha": {"rest_port": 65534}}, "ha.rest_port: 6 ports from 65534 would need port 65539"),
+    ("analytics primary under HA", {"ha": {"analytics": {"standbys": 1}}},
+     "ha.analytics.standbys: the analytics primary under HA"),
+    ("without Citus", {"metadata": {"citus": {"enabled": False}}, "ha": {}},
+     "ha: high availability covers the Citus groups"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "message"), BAD, ids=[c[0] for c in BAD])
+def test_a_bad_ha_section_is_refused_with_its_path(case: str, data: dict, message: str,  # type: ignore[type-arg]
+                                                  tmp_path: Path) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump({**LOCAL, **data}))
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env={})
+    assert info.value.exit_code == ExitCode.CONFIG
+    assert any(d.startswith(f"{path}: ") and message in d for d in info.value.details), info.value.details
+
+
+@pytest.mark.parametrize(("backend", "named"), [("docker", "docker"), ("swarm", "swarm"),
+                                                ("auto", "auto (which may pick Docker)")])
+def test_ha_on_another_backend_than_local_is_refused_naming_ha(backend: str, named: str, tmp_path: Path) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump({"backend": backend, "bind": "0.0.0.0", "ha": {}}))
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env={})
+    assert info.value.exit_code == ExitCode.CONFIG == 3
+    assert any(f": ha: high availability runs on the local backend only for now, and this topology runs its "
+               f"Citus nodes on {named} " in d for d in info.value.details), info.value.details
+    path.write_text(yaml.safe_dump({"backend": "local", "ha": {}}))
+    with pytest.raises(ConfigError):
+        load_topology(path, env={}, backend="docker")  # --backend is judged like the file
+    assert load_topology(path, env={}).ha_on
