@@ -86,3 +86,10 @@ def etcd_members(t: Topology) -> list[EtcdMember]:
     e = t.ha.etcd
     return [EtcdMember(f"etcd-{i + 1}", "127.0.0.1" if t.bind in ("0.0.0.0", "::") else t.bind, e.port + i,
                        e.peer_port + i) for i in range(e.members)]
+
+
+def member_addresses(t: Topology, name: str) -> list[tuple[str, int]]:
+    """Every member's address of the group node `name` leads (clients connect to the one that takes writes);
+    [] for a node that is not under HA."""
+    group = next((g for g in ha_groups(t) if g.node.name == name), None)
+    return [(m.node.host, m.port) for m in group.members] if group else []

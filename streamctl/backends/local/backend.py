@@ -14,11 +14,14 @@ from pathlib import Path
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
 from streamctl.backends.local import recipes
 from streamctl.backends.local.data_home import DataHome, data_home
+from streamctl.backends.local.ha import Etcd, GroupRecipe, stop_all
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
+from streamctl.config.members import Group, ha_groups
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, PreflightError
+from streamctl.ha import rest
 from streamctl.ownership import MARKER, parse_marker
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
@@ -49,9 +52,9 @@ class LocalBackend:
         return self._bindir
 
     def preflight(self, nodes: list[Node]) -> None:
-        if self.topology.ha_on:
-            raise PreflightError("ha: the local backend does not run high availability yet",
-                                 hint="remove the ha section (or set ha.enabled: false)")
+        if self._groups and shutil.which("etcd") is None:
+            raise PreflightError("etcd is not on PATH but the topology has an ha section",
+                                 hint="install etcd-server (./scripts/install does), or remove the ha section")
         engines = {n.engine for n in nodes}
         if Engine.POSTGRES in engines:
             bindir = self.pg_bindir
@@ -101,9 +104,16 @@ class LocalBackend:
     def _secrets(self) -> dict[str, str]:
         return self.ctx.store.known_secrets(self.topology)
 
+    @cached_property
+    def _groups(self) -> dict[str, Group]:
+        return {g.node.name: g for g in ha_groups(self.topology)}
+
     def _recipe(self, node: Node) -> recipes.Recipe:
         secrets = self._secrets()
         tls_fp = self.ctx.tls.node_fingerprint(node) if self.ctx.tls_on else None
+        if node.name in self._groups:
+            return GroupRecipe(node, self._dir(node), self.topology, secrets, self.pg_bindir, tls_fp,
+                               self._groups[node.name], self.home.path, self.ctx.store.root)
         return recipes.recipe_for(node, self._dir(node), self.topology, secrets,
                                   self.pg_bindir if node.is_postgres else None, tls_fp)
 
@@ -192,7 +202,8 @@ class LocalBackend:
         if recipe.running_pid():
             return
         recipe.clear_stale()
-        self._run(recipe.start_argv(), run_as, f"start {node.name}", tail=lambda: self.logs(node, 20))
+        recipe.start(lambda argv: self._run(argv, run_as, f"start {node.name}", tail=lambda: self.logs(node, 20)),
+                     run_as)
 
     def _run(self, argv: list[str], run_as: RunAs, what: str,
              tail: Callable[[], list[str]] | None = None) -> None:
@@ -209,22 +220,20 @@ class LocalBackend:
 
     def stop(self, node: Node) -> None:
         recipe = self._recipe(node)
-        pid = recipe.running_pid()
-        if not pid:
-            return
-        os.kill(pid, recipe.stop_signal)
-        deadline = time.monotonic() + 60
-        while recipe.running_pid() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if recipe.running_pid():
-            raise BackendError(f"{node.name} (pid {pid}) did not stop within 60s")
+        stop_all(recipe.pids, recipe.stop_signal, node.name)
 
     def remove(self, node: Node, volumes: bool) -> None:
         self.stop(node)
         if volumes:
-            shutil.rmtree(self._dir(node), ignore_errors=True)
+            for path in self._recipe(node).dirs():
+                shutil.rmtree(path, ignore_errors=True)
 
     def teardown(self, volumes: bool) -> None:
+        if self._groups:  # the groups are stopped: their DCS goes too
+            etcd = Etcd(self.topology, self.home.path)
+            etcd.stop()
+            if volumes:
+                shutil.rmtree(etcd.root, ignore_errors=True)
         if volumes and self.home.relocated:
             shutil.rmtree(self.home.path, ignore_errors=True)
             return
@@ -235,8 +244,11 @@ class LocalBackend:
     # -- information ------------------------------------------------------------------------------
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         recipe = self._recipe(node)
+        group = self._groups.get(node.name)
+        ca = self.ctx.ca_path() if self.ctx.tls_on else None
         return node_readiness(self, self.ctx, node, timeout, "on ", tls=self.ctx.tls_on,
-                              alive=lambda: recipe.running_pid() is not None)
+                              alive=lambda: recipe.running_pid() is not None,
+                              also=(lambda: rest.ready(group.members, ca)) if group else None)
 
     def logs(self, node: Node, tail: int = 50) -> list[str]:
         log = self._recipe(node).log_file
