@@ -43,11 +43,12 @@ def uri(host: str, port: int, dbname: str, user: str, password: str | None = Non
 
 def leader_uri(addresses: Sequence[tuple[str, int]], dbname: str, user: str, password: str | None = None,
                params: Mapping[str, object] | None = None) -> str:
-    """The URI of whichever of `addresses` takes writes: libpq tries them in turn and, with more than one,
-    keeps the first that is read-write (target_session_attrs), so a client follows a group's leader across a
-    failover without being told. One address: the plain URI of `uri`."""
+    """The URI of whichever of `addresses` leads: libpq tries them in turn and, with more than one, keeps the
+    first that is not a standby (target_session_attrs=primary), so a client follows a group's leader across a
+    failover without being told. `primary`, not `read-write`: a role that reads only (the gateway's,
+    default_transaction_read_only) would find every member "read-only". One address: `uri`'s plain URI."""
     credentials = quote(user, safe="") + ("" if password is None else ":" + quote(password, safe=""))
-    params = {**(params or {}), **({"target_session_attrs": "read-write"} if len(addresses) > 1 else {})}
+    params = {**(params or {}), **({"target_session_attrs": "primary"} if len(addresses) > 1 else {})}
     query = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in params.items())
     hosts = ",".join(f"{host}:{port}" for host, port in addresses)
     return f"postgresql://{credentials}@{hosts}/{quote(dbname, safe='')}" + (f"?{query}" if query else "")
@@ -56,7 +57,7 @@ def leader_uri(addresses: Sequence[tuple[str, int]], dbname: str, user: str, pas
 def leader_params(addresses: Sequence[tuple[str, int]]) -> dict[str, str]:
     """libpq keywords for a multi-host connection to the member that takes writes (for `conninfo`)."""
     return {"host": ",".join(h for h, _ in addresses), "port": ",".join(str(p) for _, p in addresses),
-            "target_session_attrs": "read-write"}
+            "target_session_attrs": "primary"}
 
 
 def verify_full(ca_path: str) -> dict[str, str]:

@@ -54,10 +54,10 @@ def group_members(members: tuple[Member, ...], ca_file: str | None) -> list[Memb
     return []
 
 
-def ready(members: tuple[Member, ...], ca_file: str | None) -> bool:
-    """One member leads and runs, and every other streams from it."""
+def ready(members: tuple[Member, ...], ca_file: str | None, synchronous: bool) -> bool:
+    """One member leads and runs, every other streams from it and, when synchronous, one confirms commits."""
     states = group_members(members, ca_file)
     leaders = [s for s in states if s.ha_role == "leader" and s.state == "running"]
     others = [s for s in states if s.ha_role != "leader"]
-    return (len(states) == len(members) and len(leaders) == 1
-            and all(s.state == "streaming" for s in others))
+    return (len(states) == len(members) and len(leaders) == 1 and all(s.state == "streaming" for s in others)
+            and (not synchronous or any(s.ha_role == "sync_standby" for s in others)))

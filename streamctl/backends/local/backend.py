@@ -246,9 +246,10 @@ class LocalBackend:
         recipe = self._recipe(node)
         group = self._groups.get(node.name)
         ca = self.ctx.ca_path() if self.ctx.tls_on else None
+        sync = self.topology.ha is not None and self.topology.ha.synchronous != "off"
         return node_readiness(self, self.ctx, node, timeout, "on ", tls=self.ctx.tls_on,
                               alive=lambda: recipe.running_pid() is not None,
-                              also=(lambda: rest.ready(group.members, ca)) if group else None)
+                              also=(lambda: rest.ready(group.members, ca, sync)) if group else None)
 
     def logs(self, node: Node, tail: int = 50) -> list[str]:
         log = self._recipe(node).log_file
