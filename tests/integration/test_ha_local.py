@@ -84,6 +84,24 @@ def test_the_gateway_role_and_the_fdw_work_through_citus(cluster: LocalCluster) 
         assert conn.execute("SELECT count(*) >= 0 FROM analytics.users").fetchone() == (True,)
 
 
+def test_status_shows_every_member_and_a_switchover_hands_the_lead_over(cluster: LocalCluster) -> None:
+    c = cluster
+    nodes = {n["name"]: n for n in c.cli.json("status")["nodes"]}
+    for g in ha_groups(c.topology):
+        members = nodes[g.node.name]["members"]
+        assert [m["name"] for m in members] == [m.name for m in g.members]
+        assert sorted(m["ha_role"] for m in members) == ["leader", "sync_standby"]
+        assert all(m["group"] == g.number and m["timeline"] >= 1 and m["lag_bytes"] == 0 for m in members), members
+    group = _group(c, "worker-2")
+    standby = next(name for name, role in _roles(c, "worker-2").items() if role == "sync_standby")
+    done = c.cli.json("switchover", "worker-2", "--to", standby)
+    assert done["new_leader"] == standby and done["leader"] != standby
+    assert _roles(c, "worker-2")[standby] == "leader"
+    assert _registered_primary(c, group.number) == next(m.port for m in group.members if m.name == standby)
+    assert c.cli.sql("worker-2", "SELECT pg_is_in_recovery()") == "f"  # psql reaches the new leader
+    assert c.cli.run("switchover", "worker-2", "--to", standby).returncode == 10  # it leads already
+
+
 class Writer(threading.Thread):
     """Inserts a row through the coordinator every 50 ms, a new connection each time, counting what is acked."""
 

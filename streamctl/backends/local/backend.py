@@ -16,9 +16,10 @@ from streamctl.backends.local import recipes
 from streamctl.backends.local.data_home import DataHome, data_home
 from streamctl.backends.local.ha import Etcd, GroupRecipe, stop_all
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
-from streamctl.config.members import Group, ha_groups
+from streamctl.config.members import Group, ha_groups, member_addresses
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
+from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, PreflightError
 from streamctl.ha import rest
@@ -283,7 +284,11 @@ class LocalBackend:
         env = {"PGPASSWORD": password}
         if self.ctx.tls_on:
             env.update(PGSSLMODE="verify-full", PGSSLROOTCERT=self.ctx.ca_path())
-        return [exe, "-h", node.host, "-p", str(node.port), "-U", user, "-d", database, *args], env
+        host, port = node.host, str(node.port)
+        if node.name in self._groups:  # under HA: the group's leader, whichever member it is
+            leader = pg_engine.leader_params(member_addresses(self.topology, node.name))
+            host, port, env["PGTARGETSESSIONATTRS"] = leader["host"], leader["port"], leader["target_session_attrs"]
+        return [exe, "-h", host, "-p", port, "-U", user, "-d", database, *args], env
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node's main process (tests use it to simulate a crash)."""
