@@ -14,7 +14,7 @@ from pathlib import Path
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
 from streamctl.backends.local import recipes
 from streamctl.backends.local.data_home import DataHome, data_home
-from streamctl.backends.local.ha import Etcd, GroupRecipe, stop_all
+from streamctl.backends.local.ha import Etcd, GroupRecipe, mode_change, stop_all
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
 from streamctl.config.members import Group, ha_groups, member_addresses
 from streamctl.config.model import Engine, Node, Topology
@@ -56,6 +56,10 @@ class LocalBackend:
         if self._groups and shutil.which("etcd") is None:
             raise PreflightError("etcd is not on PATH but the topology has an ha section",
                                  hint="install etcd-server (./scripts/install does), or remove the ha section")
+        for node in (n for n in nodes if self.topology.runs_citus(n.role) and not n.is_external):
+            refusal = mode_change(node, self._dir(node), node.name in self._groups)
+            if refusal is not None:
+                raise refusal
         engines = {n.engine for n in nodes}
         if Engine.POSTGRES in engines:
             bindir = self.pg_bindir

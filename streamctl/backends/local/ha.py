@@ -19,7 +19,7 @@ from streamctl.backends.local.privileges import RunAs
 from streamctl.backends.local.recipes import Recipe, Runner, pid_alive, read_pid
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
 from streamctl.config.model import Node, Topology
-from streamctl.errors import BackendError
+from streamctl.errors import BackendError, RefusedError
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha import patroni, runtime
 from streamctl.ha.secrets import ha_secrets
@@ -178,3 +178,16 @@ class GroupRecipe(Recipe):
             if not _alive(p.pid_file, self.expect):
                 _make_dirs(run_as, p.dir, p.data_dir, p.log_file.parent, p.socket_dir)
                 run(detached([program, str(p.config_file)], p.log_file, p.pid_file))
+
+
+def mode_change(node: Node, node_dir: Path, under_ha: bool) -> RefusedError | None:
+    """Turning HA on for a node that holds data, or off for a group Patroni runs, is not built yet: refused
+    before anything changes, rather than a fresh empty leader beside the data (or Patroni's data run bare)."""
+    patroni_made = (node_dir / "patroni.yml").exists()
+    if under_ha and not patroni_made and (node_dir / "data" / "PG_VERSION").exists():
+        return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data is not "
+                            "built yet", hint="remove the ha section, or start from `streamctl down --volumes`")
+    if not under_ha and patroni_made:
+        return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning ha off "
+                            "is not built yet", hint="put the ha section back")
+    return None
