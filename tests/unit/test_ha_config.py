@@ -13,6 +13,15 @@ from streamctl.config.members import etcd_members, ha_groups
 from streamctl.errors import ConfigError, ExitCode
 
 LOCAL = {"backend": "local"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_ha_example_loads_with_a_synchronous_standby_per_citus_group() -> None:
+    t = load_topology(ROOT / "examples" / "ha.yaml", env={})
+    assert t.ha is not None and t.ha.synchronous == "on" and t.ha.ttl == 20
+    assert [(g.node.name, [m.name for m in g.members]) for g in ha_groups(t)] == [
+        ("coordinator", ["coordinator", "coordinator-2"]), ("worker-1", ["worker-1", "worker-1-2"]),
+        ("worker-2", ["worker-2", "worker-2-2"])]
 
 
 def test_ha_is_off_by_default_and_changes_nothing_then() -> None:
