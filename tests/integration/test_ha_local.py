@@ -7,6 +7,7 @@ One cluster for the module (local processes: it runs in the normal phase)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -155,6 +156,10 @@ def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(
     with c.ctx.pg_connect("coordinator") as conn:
         present = {str(r[0]) for r in conn.execute("SELECT content_id FROM content_metadata WHERE title = 'ha'")}
     assert set(writer.acked) <= present, f"{len(set(writer.acked) - present)} acknowledged inserts lost"
+    status = c.cli.run("status", "--json")
+    worker = next(n for n in json.loads(status.stdout)["nodes"] if n["name"] == "worker-1")
+    assert status.returncode == 12 and "1 of 2 members' Patroni running" in worker["detail"], worker
+    assert {m["name"]: m["ha_role"] for m in worker["members"]} == {standby.name: "leader", old.name: None}
 
     # `up` brings the killed member back: it rejoins as a standby of the new leader (pg_rewind by Patroni)
     result = c.up()

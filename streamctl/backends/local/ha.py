@@ -170,6 +170,13 @@ class GroupRecipe(Recipe):
             return None
         return _alive(self.pid_file, self.expect)
 
+    def detail(self) -> str:
+        running = len(self.pids())
+        if running == len(self.group.members) and self.etcd.running():
+            return super().detail()
+        etcd = "" if self.etcd.running() else "; etcd is down"
+        return f"{running} of {len(self.group.members)} members' Patroni running{etcd} (`up` starts the others)"
+
     def start(self, run: Runner, run_as: RunAs) -> None:
         self.etcd.start(run, run_as)
         program = str(runtime.patroni_bin(create=False))

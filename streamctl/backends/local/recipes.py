@@ -145,6 +145,11 @@ class Recipe:
         pid = read_pid(self.pid_file)
         return pid if pid and pid_alive(pid, self.expect) else None
 
+    def detail(self) -> str:
+        """What `status` says of the process."""
+        pid = self.running_pid()
+        return f"pid {pid}" if pid else ""
+
     def pids(self) -> list[int]:
         """The processes `stop` signals (a group under HA has one per member)."""
         pid = self.running_pid()
