@@ -100,3 +100,47 @@ def test_ha_on_another_backend_than_local_is_refused_naming_ha(backend: str, nam
     with pytest.raises(ConfigError):
         load_topology(path, env={}, backend="docker")  # --backend is judged like the file
     assert load_topology(path, env={}).ha_on
+
+
+def _member_config(ha: dict, tls_dir: Path | None = Path("/s/tls"), base: str = "/s/nodes"):  # type: ignore[no-untyped-def,type-arg]
+    from streamctl.ha import patroni
+
+    t = parse_topology({**LOCAL, "ha": ha}, env={})
+    group = ha_groups(t)[1]
+    member = group.members[1]
+    secrets = {"replication_password": "r", "rewind_password": "w", "rest_password": "p"}
+    return member, patroni.member_config(t, group, member, patroni.MemberPaths(Path(base) / member.name),
+                                         Path("/pg/bin"), tls_dir, "super", secrets,
+                                         etcd_members(t))
+
+
+def test_a_members_patroni_configuration_follows_the_topology() -> None:
+    member, conf = _member_config({"synchronous": "on", "ttl": 30, "loop_wait": 10})
+    assert (conf["name"], conf["citus"]) == ("worker-1-2", {"group": 1, "database": "metadata_db"})
+    dcs = conf["bootstrap"]["dcs"]
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (30, 10, 10, True)
+    assert dcs["postgresql"]["use_pg_rewind"] and dcs["postgresql"]["parameters"]["wal_log_hints"] == "on"
+    assert dcs["postgresql"]["parameters"]["wal_level"] == "logical"  # the node's own settings
+    pg = conf["postgresql"]
+    assert pg["listen"] == pg["connect_address"] == f"127.0.0.1:{member.port}"
+    assert pg["basebackup"] == [{"checkpoint": "fast"}] and pg["use_unix_socket"]
+    assert pg["parameters"]["unix_socket_directories"] == "/s/nodes/worker-1-2/run"
+    assert pg["parameters"]["ssl_cert_file"] == "/s/tls/server.crt"
+    assert pg["authentication"]["superuser"] == {"username": "streamctl", "password": "super"}
+    assert pg["authentication"]["replication"]["sslmode"] == "verify-full"
+    assert pg["pg_hba"][:2] == ["local all all scram-sha-256",
+                                "hostssl replication streamctl_ha_replicator 127.0.0.1/32 scram-sha-256"]
+    rest = conf["restapi"]
+    assert rest["authentication"] == {"username": "streamctl", "password": "p"}
+    assert rest["certfile"] == "/s/tls/server.crt" and conf["ctl"]["cacert"] == "/s/tls/ca.crt"
+    assert conf["etcd3"] == {"hosts": ["127.0.0.1:12379"]}
+
+
+def test_without_tls_and_with_a_deep_directory_patroni_gets_plain_host_lines_and_tcp() -> None:
+    _, conf = _member_config({"synchronous": "quorum", "ttl": 20, "loop_wait": 18}, None, "/" + "d" * 90)
+    assert conf["bootstrap"]["dcs"]["synchronous_mode"] == "quorum"
+    assert conf["bootstrap"]["dcs"]["retry_timeout"] == 1  # ttl >= loop_wait + 2 x retry_timeout
+    assert "certfile" not in conf["restapi"] and "sslmode" not in conf["postgresql"]["authentication"]["rewind"]
+    assert all(not line.startswith("hostssl") for line in conf["postgresql"]["pg_hba"])
+    assert conf["postgresql"]["parameters"]["unix_socket_directories"] == ""
+    assert conf["postgresql"]["use_unix_socket"] is False
