@@ -30,7 +30,7 @@ def check_ports(ctx: ClusterContext, steps: list[NodeStep]) -> None:
 
     busy = [f"{s.node.yaml_path}.port: {s.node.host}:{s.node.port} is already in use by "
             f"{holder(s.node.host, s.node.port)}"
-            for s in steps if s.observation.state is not NodeState.RUNNING and not s.node.is_external
+            for s in steps if s.observation.state in (NodeState.MISSING, NodeState.STOPPED) and not s.node.is_external
             and _port_in_use(s.node.host, s.node.port)]
     if busy:
         hint = "stop what holds them, or change the ports in the topology"

@@ -74,6 +74,10 @@ def test_every_group_has_a_leader_and_a_sync_standby_registered_by_patroni(clust
     with c.ctx.pg_connect("coordinator") as conn:  # the coordinator's own connection: its leader, read-write
         assert conn.execute("SHOW transaction_read_only").fetchone() == ("off",)
     assert "target_session_attrs=primary" in c.ctx.pg_conninfo("coordinator")
+    checks = c.cli.json("verify", "--only", "ha,citus.workers")["checks"]
+    assert {(r["check"], r["target"]): r["status"] for r in checks} == {
+        **{("ha.groups", g.node.name): "passed" for g in ha_groups(c.topology)},
+        ("citus.workers", "worker-1"): "passed", ("citus.workers", "worker-2"): "passed"}, checks
 
 
 def test_the_gateway_role_and_the_fdw_work_through_citus(cluster: LocalCluster) -> None:
@@ -158,7 +162,8 @@ def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(
     assert set(writer.acked) <= present, f"{len(set(writer.acked) - present)} acknowledged inserts lost"
     status = c.cli.run("status", "--json")
     worker = next(n for n in json.loads(status.stdout)["nodes"] if n["name"] == "worker-1")
-    assert status.returncode == 12 and "1 of 2 members' Patroni running" in worker["detail"], worker
+    assert status.returncode == 12 and worker["state"] == "degraded", worker
+    assert "1 of 2 members' Patroni running" in worker["detail"], worker
     assert {m["name"]: m["ha_role"] for m in worker["members"]} == {standby.name: "leader", old.name: None}
 
     # `up` brings the killed member back: it rejoins as a standby of the new leader (pg_rewind by Patroni)
@@ -170,4 +175,5 @@ def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(
         rows = conn.execute("SELECT nodeport, noderole::text FROM pg_dist_node WHERE groupid = %s ORDER BY 2",
                             (group.number,)).fetchall()
     assert rows == [(standby.port, "primary"), (old.port, "secondary")]
+    assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}
     assert c.up().changed is False  # and `up` is idempotent again

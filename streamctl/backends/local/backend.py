@@ -182,7 +182,7 @@ class LocalBackend:
         fp_file = self._dir(node) / ".fingerprint"
         fp = fp_file.read_text().strip() if fp_file.exists() else None
         pid = recipe.running_pid()
-        state = NodeState.RUNNING if pid else NodeState.STOPPED
+        state = NodeState.RUNNING if pid else NodeState.DEGRADED if recipe.pids() else NodeState.STOPPED
         return Observation(node.name, state, fp, recipe.detail(), takeover)
 
     # -- changes ----------------------------------------------------------------------------------
