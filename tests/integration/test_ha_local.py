@@ -81,10 +81,14 @@ def test_every_group_has_a_leader_and_a_sync_standby_registered_by_patroni(clust
 
 
 def test_the_gateway_role_and_the_fdw_work_through_citus(cluster: LocalCluster) -> None:
-    """The gateway's role reads distributed tables (its credentials reach every worker) and the FDW joins."""
+    """The gateway's role reads distributed tables (its credentials on every node) and the FDW answers."""
     c = cluster
     with psycopg.connect(c.ctx.gateway_conninfo("coordinator"), autocommit=True) as conn:
         assert conn.execute("SELECT count(*) >= 0 FROM content_metadata").fetchone() == (True,)
+        # a repartition join: the workers fetch from each other as the gateway (its authinfo on every node)
+        conn.execute("SET citus.enable_repartition_joins TO on")
+        assert conn.execute("SELECT count(*) FROM content_metadata a JOIN content_cast_crew b "
+                            "ON a.title = b.role").fetchone() == (0,)
     with c.ctx.pg_connect("coordinator") as conn:
         assert conn.execute("SELECT count(*) >= 0 FROM analytics.users").fetchone() == (True,)
 
