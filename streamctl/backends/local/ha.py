@@ -170,6 +170,10 @@ class GroupRecipe(Recipe):
             return None
         return _alive(self.pid_file, self.expect)
 
+    def clear_stale(self) -> None:
+        """Nothing here: `start` looks at each member's own pid file (the first member's is not stale merely
+        because another member is down)."""
+
     def detail(self) -> str:
         running = len(self.pids())
         if running == len(self.group.members) and self.etcd.running():
