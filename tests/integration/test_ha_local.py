@@ -146,9 +146,9 @@ def _kill_member(c: LocalCluster, member: str) -> None:
 def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(cluster: LocalCluster) -> None:
     c = cluster
     group = _group(c, "worker-1")
-    roles = _roles(c, "worker-1")
-    old = next(m for m in group.members if roles[m.name] == "leader")
-    standby = next(m for m in group.members if m is not old)
+    old, standby = group.members[1], group.members[0]
+    if _roles(c, "worker-1")[old.name] != "leader":  # the killed leader is a standby member: the first member,
+        c.cli.ok("switchover", "worker-1", "--to", old.name)  # still running, keeps its own pid file
     writer = Writer(c.ctx.pg_conninfo("coordinator"))
     writer.start()
     try:
@@ -175,9 +175,13 @@ def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(
     assert {s.node.name: s.action.value for s in result.node_steps}["worker-1"] == "start"
     _wait("the old leader streaming again", lambda: _roles(c, "worker-1") == {standby.name: "leader",
                                                                                old.name: "sync_standby"})
-    with c.ctx.pg_connect("coordinator") as conn:
-        rows = conn.execute("SELECT nodeport, noderole::text FROM pg_dist_node WHERE groupid = %s ORDER BY 2",
-                            (group.number,)).fetchall()
-    assert rows == [(standby.port, "primary"), (old.port, "secondary")]
+
+    def registered() -> list[tuple[int, str]]:
+        with c.ctx.pg_connect("coordinator") as conn:
+            return conn.execute("SELECT nodeport, noderole::text FROM pg_dist_node WHERE groupid = %s ORDER BY 2",
+                                (group.number,)).fetchall()
+
+    _wait("the old leader registered as a secondary",  # Patroni adds it once it streams
+          lambda: registered() == [(standby.port, "primary"), (old.port, "secondary")], 30)
     assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}
     assert c.up().changed is False  # and `up` is idempotent again
