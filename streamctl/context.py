@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamctl.config.members import member_addresses
 from streamctl.config.model import Engine, ExternalSpec, Node, Role, Topology, postgres_settings
 from streamctl.engines import mongo as mongo_engine
 from streamctl.engines import postgres as pg_engine
@@ -163,7 +164,8 @@ class ClusterContext:
         if password is None:
             password = self.secrets["postgres_password"]
         ssl = self.pg_ssl(target=name)  # TLS on: sslmode=verify-full and the cluster CA, usable as printed
-        return pg_engine.uri(ep.host, ep.port, dbname or ep.database or "postgres", user, password, ssl)
+        addresses = member_addresses(self.topology, name) or [(ep.host, ep.port)]  # under HA: its leader
+        return pg_engine.leader_uri(addresses, dbname or ep.database or "postgres", user, password, ssl)
 
     def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
                     password: str | None = None, connect_timeout: int = 5,
@@ -179,8 +181,9 @@ class ClusterContext:
             password = self.secrets["postgres_password"]
         params = {**self.pg_ssl(target=name), "connect_timeout": connect_timeout,
                   "application_name": application_name, **session_params()}
-        return pg_engine.uri(ep.host, ep.port, dbname or ep.database or "postgres", user or self.topology.pg_user,
-                            password, params)
+        addresses = member_addresses(self.topology, name) or [(ep.host, ep.port)]  # under HA: its leader
+        return pg_engine.leader_uri(addresses, dbname or ep.database or "postgres", user or self.topology.pg_user,
+                                    password, params)
 
     @contextmanager
     def kept_connections(self) -> Iterator[None]:

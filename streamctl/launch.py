@@ -8,6 +8,8 @@ import time
 
 from streamctl import parallel
 from streamctl.backends.base import Action, Backend, NodeState
+from streamctl.config.members import ha_groups
+from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError, StepError, StreamctlError
 from streamctl.events import Emit, Event, EventKind
@@ -28,10 +30,16 @@ def check_ports(ctx: ClusterContext, steps: list[NodeStep]) -> None:
         name = orphans.get((host, port))
         return f"orphan {name} (no longer in the topology)" if name else "another program"
 
-    busy = [f"{s.node.yaml_path}.port: {s.node.host}:{s.node.port} is already in use by "
-            f"{holder(s.node.host, s.node.port)}"
-            for s in steps if s.observation.state is not NodeState.RUNNING and not s.node.is_external
-            and _port_in_use(s.node.host, s.node.port)]
+    members = {g.node.name: g.members for g in ha_groups(ctx.topology)}  # under HA: each member's own ports
+
+    def ports(node: Node) -> list[tuple[str, int]]:
+        own = [(f"{node.yaml_path}.port", node.port)]
+        return own + [(f"{m.port_path} ({m.name}'s)", m.port) for m in members.get(node.name, ())[1:]] + \
+            [(f"{m.rest_path} ({m.name}'s REST API)", m.rest_port) for m in members.get(node.name, ())]
+
+    busy = [f"{path}: {s.node.host}:{port} is already in use by {holder(s.node.host, port)}"
+            for s in steps if s.observation.state in (NodeState.MISSING, NodeState.STOPPED) and not s.node.is_external
+            for path, port in ports(s.node) if _port_in_use(s.node.host, port)]
     if busy:
         hint = "stop what holds them, or change the ports in the topology"
         if any("orphan" in b for b in busy):

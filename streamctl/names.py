@@ -10,6 +10,10 @@ FDW_USER = "streamctl_fdw_reader"  # postgres_fdw's remote user on the analytics
 GATEWAY_USER = "streamctl_gateway"  # the gateway's read-only PostgreSQL role (writes go to Redis/MongoDB)
 MONGO_ROOT_USER = "streamctl_root"
 MONGO_APP_USER = "streamctl_app"
+HA_REPLICATION_USER = "streamctl_ha_replicator"  # Patroni's standbys streaming from their group's leader
+HA_REWIND_USER = "streamctl_ha_rewind"  # Patroni's pg_rewind of a former leader
+HA_REST_USER = "streamctl"  # Patroni's REST API (its unsafe calls: switchover, restart, ...)
+HA_NAMESPACE = "/streamctl/"  # Patroni's keys in etcd: /streamctl/<cluster>/<citus group>/...
 
 # PostgreSQL ------------------------------------------------------------------------------------------
 SPARE_DATABASE = "streamctl_spare"  # an empty database new nodes are made with, renamed to theirs

@@ -20,7 +20,7 @@ def decide(obs: Observation, desired: str) -> Action:
         return Action.RECREATE
     if obs.fingerprint is not None and obs.fingerprint != desired:
         return Action.RECREATE
-    if obs.state is NodeState.STOPPED:
+    if obs.state in (NodeState.STOPPED, NodeState.DEGRADED):  # what does not run is started, the rest kept
         return Action.START
     return Action.NOOP
 

@@ -18,7 +18,7 @@ from streamctl.config.edit import set_worker_count
 from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.drift import DriftError
-from streamctl.errors import ConfigError, Interrupted
+from streamctl.errors import ConfigError, Interrupted, RefusedError
 from streamctl.events import Emit, ignore
 from streamctl.retire import preflight, retire_workers
 from streamctl.runner import Runner
@@ -46,6 +46,9 @@ class ScaleResult:
 
 def with_workers(t: Topology, count: int) -> Topology:
     """The same topology with another worker count (the models are frozen: copy, don't mutate)."""
+    if t.ha_on:
+        raise RefusedError("scale under ha (adding or draining whole groups) is not built yet",
+                           hint="change metadata.workers.count without ha, or wait for that slice")
     workers = t.metadata.workers.model_copy(update={"count": count})
     new = t.model_copy(update={"metadata": t.metadata.model_copy(update={"workers": workers})})
     errors = semantic_errors(new)

@@ -9,8 +9,10 @@ from typing import Any
 
 from streamctl.backends.base import Backend, NodeState
 from streamctl.backends.mixed import backend_for
+from streamctl.config.members import Group, ha_groups
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
+from streamctl.ha import rest
 
 ORPHAN = "no longer in the topology: `streamctl up --remove-orphans` removes it"
 
@@ -33,8 +35,22 @@ def node_status(ctx: ClusterContext, backend: Backend, node: Node, orphan: bool 
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if orphan:
         detail = f"{ORPHAN}; {detail}" if detail else ORPHAN
-    return {**row, "backend": backend.name, "host": ep.host, "port": ep.port, "state": obs.state.value,
-            "healthy": healthy, "detail": detail}
+    seen: dict[str, Any] = {**row, "backend": backend.name, "host": ep.host, "port": ep.port,
+                             "state": obs.state.value, "healthy": healthy, "detail": detail}
+    group = next((g for g in ha_groups(ctx.topology) if g.node.name == node.name), None)
+    return {**seen, "members": member_rows(ctx, group)} if group is not None else seen
+
+
+def member_rows(ctx: ClusterContext, group: Group) -> list[dict[str, Any]]:
+    """Under HA: each member of the group as Patroni's REST API sees it (a member it does not list is down)."""
+    found = {s.name: s for s in rest.group_members(group.members, ctx.ca_path() if ctx.tls_on else None)}
+    rows = []
+    for m in group.members:
+        s = found.get(m.name)
+        rows.append({"name": m.name, "group": group.number, "host": m.node.host, "port": m.port,
+                     "ha_role": s.ha_role if s else None, "state": s.state if s else "down",
+                     "timeline": s.timeline if s else None, "lag_bytes": s.lag_bytes if s else None})
+    return rows
 
 
 def cluster_status(ctx: ClusterContext, backend: Backend) -> list[dict[str, Any]]:

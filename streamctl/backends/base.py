@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 class NodeState(StrEnum):
     MISSING = "missing"  # never created (or removed)
     STOPPED = "stopped"  # created, data kept, not running
+    DEGRADED = "degraded"  # some of its processes run, not all (a group under HA with a member down)
     RUNNING = "running"
 
 

@@ -86,6 +86,13 @@ def primary_workers(conn: Conn) -> dict[Address, bool]:
     return {(r[0], int(r[1])): bool(r[2]) for r in rows}
 
 
+def group_leaders(conn: Conn) -> dict[int, Address]:
+    """Each group's active primary (under HA, the leader Patroni registered) by group id."""
+    rows = conn.execute("SELECT groupid, nodename, nodeport FROM pg_dist_node "
+                        "WHERE noderole = 'primary' AND isactive").fetchall()
+    return {int(r[0]): (r[1], int(r[2])) for r in rows}
+
+
 def registered_addresses(conn: Conn) -> set[Address]:
     """Every node in pg_dist_node, coordinator included."""
     return {(r[0], int(r[1])) for r in conn.execute("SELECT nodename, nodeport FROM pg_dist_node")}

@@ -12,6 +12,7 @@ from typing import Protocol
 from streamctl.citus import catalog
 from streamctl.citus.catalog import Address
 from streamctl.citus.nodes import register_workers, registration_pending, worker_address
+from streamctl.config.members import ha_groups
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
@@ -51,13 +52,31 @@ class CitusLayer:
         assert coordinator is not None
         self.coordinator: Node = coordinator
         self.workers = ctx.topology.nodes_by_role(Role.WORKER)
+        self.groups = ha_groups(ctx.topology)
 
     # -- every node: extension + node-to-node credentials -------------------------------------------
     def node_steps(self) -> list[ConfigStep]:
         steps = [self._extension_step(n) for n in (self.coordinator, *self.workers)]
+        if self.groups:  # under HA, Patroni registers the coordinator and each group's leader itself
+            return [*steps, self._leaders_step()]
         steps.append(self._coordinator_step())
         steps.append(self._workers_step())
         return steps
+
+    def _leaders_step(self) -> ConfigStep:
+        """Under HA: every group led in pg_dist_node, as Patroni registers it (streamctl only waits)."""
+
+        def missing() -> list[str]:
+            with self.ctx.pg_connect(self.coordinator.name) as conn:
+                led = catalog.group_leaders(conn)
+            return [f"{g.node.name} (group {g.number}) registered by Patroni" for g in self.groups
+                    if g.number not in led]
+
+        def apply() -> None:
+            Readiness("every Citus group led in pg_dist_node", lambda: not missing(), 120.0, interval=0.5,
+                      hint="see `streamctl logs coordinator` (Patroni's log)").wait()
+
+        return ConfigStep(self.coordinator.name, WORKERS_STEP, missing, apply)
 
     def _extension_step(self, node: Node) -> ConfigStep:
         def pending() -> list[str]:

@@ -10,7 +10,8 @@ from psycopg import Connection
 from streamctl.citus import catalog
 from streamctl.citus.catalog import Address
 from streamctl.citus.placement import citus_errors
-from streamctl.config.model import Node, Role
+from streamctl.config.members import ha_groups
+from streamctl.config.model import Node, Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError
 from streamctl.state import Endpoint
@@ -22,14 +23,21 @@ def worker_address(ctx: ClusterContext, node: Node) -> Address:
     return ep.internal_host, ep.internal_port
 
 
-def node_names(endpoints: Mapping[str, Endpoint]) -> dict[Address, str]:
-    """(host, port) as Citus registered a node -> its topology name (internal address first, then external)."""
+def node_names(endpoints: Mapping[str, Endpoint], topology: Topology | None = None) -> dict[Address, str]:
+    """(host, port) as Citus registered a node -> its topology name (internal address first, then external);
+    under HA (the topology given), every member's address names its group."""
     out: dict[Address, str] = {}
     for name, ep in endpoints.items():
         out[(ep.internal_host, ep.internal_port)] = name
     for name, ep in endpoints.items():
         out.setdefault((ep.host, ep.port), name)
+    out.update(member_names(topology) if topology is not None else {})
     return out
+
+
+def member_names(topology: Topology) -> dict[Address, str]:
+    """Under HA: each member's address -> its group's node name."""
+    return {(m.node.host, m.port): g.node.name for g in ha_groups(topology) for m in g.members}
 
 
 def label(names: Mapping[Address, str], host: str, port: int) -> str:

@@ -97,7 +97,7 @@ def _shard_rows(conn: Connection[Any], table: str) -> dict[int, int]:
 
 def inspect_shards(ctx: ClusterContext, table: str | None = None) -> list[TableSpread]:
     """Every Citus table (or one), with per-node totals; nodes that should hold shards but hold none count."""
-    names = node_names(ctx.endpoints())
+    names = node_names(ctx.endpoints(), ctx.topology)
     with coordinator_conn(ctx) as conn:
         placements = catalog.shard_placements(conn, table)
         if table and not placements:
@@ -147,7 +147,7 @@ def inspect_sizes(conn: Connection[Any], names: dict[tuple[str, int], str]) -> l
 
 def locate_key(ctx: ClusterContext, table: str, key: str) -> KeyLocation:
     """Which shard of `table` holds distribution value `key`, and on which node(s)."""
-    names = node_names(ctx.endpoints())
+    names = node_names(ctx.endpoints(), ctx.topology)
     with coordinator_conn(ctx) as conn:
         if catalog.table_type(conn, table) is None:
             raise NotFoundError(f"{table} is not a Citus table", hint="list them with `streamctl shards`")

@@ -146,6 +146,10 @@ def status(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend:
     else:
         render.table(f"{ctx.topology.cluster} ({be.name})",
                      ["node", "role", "state", "healthy", "address", "detail"],
-                     [(r["name"], r["role"] + (" (orphan)" if r["orphan"] else ""), r["state"],
-                       "yes" if r["healthy"] else "no", f"{r['host']}:{r['port']}", r["detail"]) for r in rows])
+                     [line for r in rows for line in [
+                         (r["name"], r["role"] + (" (orphan)" if r["orphan"] else ""), r["state"],
+                          "yes" if r["healthy"] else "no", f"{r['host']}:{r['port']}", r["detail"]),
+                         *((f"  {m['name']}", f"{m['ha_role'] or '-'} (group {m['group']})", m["state"], "",
+                            f"{m['host']}:{m['port']}", f"timeline {m['timeline']}, lag {m['lag_bytes']} bytes")
+                           for m in r.get("members", ()))]])
     raise typer.Exit(int(code))

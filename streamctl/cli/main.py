@@ -31,6 +31,7 @@ class _Commands(LazyGroup):
         LazyCommand("metrics", "streamctl.cli.metrics:metrics"),
         LazyCommand("shards", "streamctl.cli.shards:app", is_group=True),
         LazyCommand("scale", "streamctl.cli.scale:scale"),
+        LazyCommand("switchover", "streamctl.cli.ha:switchover"),
         LazyCommand("rotate-secrets", "streamctl.cli.secrets:rotate_secrets"),
         LazyCommand("backup", "streamctl.cli.backup:app", is_group=True),
         LazyCommand("restore", "streamctl.cli.backup:restore"),

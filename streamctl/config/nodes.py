@@ -93,7 +93,7 @@ def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], 
     return tuple(sorted(settings.items()))
 
 
-def _spec_of(t: Topology, node: Node) -> tuple[BackendName | None, ExternalSpec | None]:
+def spec_of(t: Topology, node: Node) -> tuple[BackendName | None, ExternalSpec | None]:
     """The per-node backend and external settings declared for `node` (a worker: its section's)."""
     md, a = t.metadata, t.analytics
     spec: Server | None = {
@@ -112,7 +112,7 @@ def node_backend(t: Topology, node: Node) -> str:
 
 def _externalize(t: Topology, node: Node, index: int) -> Node:
     """Attach the per-node backend and, for an external node, its effective connection settings."""
-    backend, own = _spec_of(t, node)
+    backend, own = spec_of(t, node)
     if (backend or t.backend) != "external":
         return replace(node, backend=backend)
     ext = (own or ExternalSpec()).over(t.external)

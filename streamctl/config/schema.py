@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator
 
 from streamctl.config.fields import BackendName, Ident, Name, Port, SslMode, Strict, WalSize
-from streamctl.config.settings import BackupSpec, LocalSpec, PlacementSpec, SecretsSpec, TlsSpec, VerifySpec
+from streamctl.config.settings import (
+    BackupSpec,
+    HaSpec,
+    LocalSpec,
+    PlacementSpec,
+    SecretsSpec,
+    TlsSpec,
+    VerifySpec,
+)
 
 if TYPE_CHECKING:
     from streamctl.config.nodes import Node, Role
@@ -182,6 +190,7 @@ class Topology(Strict):
     placement: PlacementSpec = PlacementSpec()
     tls: TlsSpec = TlsSpec()
     backup: BackupSpec | None = None  # off unless the section is present
+    ha: HaSpec | None = None  # off unless the section is present
 
     @field_validator("tls", mode="before")
     @classmethod
@@ -198,6 +207,10 @@ class Topology(Strict):
         from streamctl.config.nodes import CITUS_ROLES
 
         return self.citus and role in CITUS_ROLES
+
+    @property
+    def ha_on(self) -> bool:
+        return self.ha is not None and self.ha.enabled
 
     @property
     def backup_on(self) -> bool:

@@ -1,14 +1,14 @@
 """The topology's cluster-wide settings beside its servers: TLS, fixed secrets, the local backend's
-binaries, verify's bounds, Swarm placement and backups."""
+binaries, verify's bounds, Swarm placement, backups and high availability."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from streamctl.config.fields import Constraint, Strict
+from streamctl.config.fields import Constraint, Port, Strict
 
 
 class TlsCertSpec(Strict):
@@ -103,3 +103,42 @@ class BackupSpec(Strict):
             return None
         path = Path(self.repository.path)
         return (path if path.is_absolute() else base / path).absolute()
+
+class HaGroupSpec(Strict):
+    """One kind of group's own number of standbys (default: `ha.standbys`)."""
+
+    standbys: int | None = Field(None, ge=0, le=4)
+
+
+class EtcdSpec(Strict):
+    """The DCS Patroni keeps its leader keys in: 1 member (one host) or 3 (a quorum across hosts). Member i
+    listens for clients on port + i and for its peers on peer_port + i."""
+
+    members: Literal[1, 3] = 1
+    port: Port = 12379
+    peer_port: Port = 12380
+
+
+class HaSpec(Strict):
+    """High availability with Patroni and etcd (off unless the section is present): each Citus group (the
+    coordinator, every worker) is a leader and its standbys. A group's first member is the node the topology
+    already names, on its port; standbys take PostgreSQL ports from `port` up, and every member a REST port
+    from `rest_port` up, group after group."""
+
+    enabled: bool = True
+    standbys: int = Field(1, ge=0, le=4)
+    coordinator: HaGroupSpec = HaGroupSpec()
+    workers: HaGroupSpec = HaGroupSpec()
+    analytics: HaGroupSpec = HaGroupSpec(standbys=0)  # the analytics primary's HA is not built yet
+    synchronous: Literal["off", "on", "quorum"] = "off"
+    etcd: EtcdSpec = EtcdSpec()
+    ttl: int = 20  # seconds a leader key lives: Patroni's minimum, 20, is also the failover time after a crash
+    loop_wait: int = Field(5, ge=1)  # seconds between two runs of Patroni's loop
+    port: Port = 17432
+    rest_port: Port = 18008
+
+    @field_validator("synchronous", mode="before")
+    @classmethod
+    def _yaml_switch(cls, value: object) -> object:
+        """YAML reads a bare `on` / `off` as true / false."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value

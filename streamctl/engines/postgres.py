@@ -9,7 +9,7 @@ node_conninfo) or hands to libpq comes from `conninfo`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import quote
 
 from streamctl.engines.tls import CA, CERT, KEY
@@ -38,9 +38,26 @@ def uri(host: str, port: int, dbname: str, user: str, password: str | None = Non
         params: Mapping[str, object] | None = None) -> str:
     """postgresql://user:password@host:port/dbname?params, every part percent-encoded (libpq decodes %XX in a
     URI, but not `+`: quote, never quote_plus)."""
+    return leader_uri([(host, port)], dbname, user, password, params)
+
+
+def leader_uri(addresses: Sequence[tuple[str, int]], dbname: str, user: str, password: str | None = None,
+               params: Mapping[str, object] | None = None) -> str:
+    """The URI of whichever of `addresses` leads: libpq tries them in turn and, with more than one, keeps the
+    first that is not a standby (target_session_attrs=primary), so a client follows a group's leader across a
+    failover without being told. `primary`, not `read-write`: a role that reads only (the gateway's,
+    default_transaction_read_only) would find every member "read-only". One address: `uri`'s plain URI."""
     credentials = quote(user, safe="") + ("" if password is None else ":" + quote(password, safe=""))
-    query = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in (params or {}).items())
-    return f"postgresql://{credentials}@{host}:{port}/{quote(dbname, safe='')}" + (f"?{query}" if query else "")
+    params = {**(params or {}), **({"target_session_attrs": "primary"} if len(addresses) > 1 else {})}
+    query = "&".join(f"{k}={quote(str(v), safe='/')}" for k, v in params.items())
+    hosts = ",".join(f"{host}:{port}" for host, port in addresses)
+    return f"postgresql://{credentials}@{hosts}/{quote(dbname, safe='')}" + (f"?{query}" if query else "")
+
+
+def leader_params(addresses: Sequence[tuple[str, int]]) -> dict[str, str]:
+    """libpq keywords for a multi-host connection to the member that takes writes (for `conninfo`)."""
+    return {"host": ",".join(h for h, _ in addresses), "port": ",".join(str(p) for _, p in addresses),
+            "target_session_attrs": "primary"}
 
 
 def verify_full(ca_path: str) -> dict[str, str]:

@@ -87,7 +87,7 @@ async def shards(stores: Stores) -> Shards:
     async with stores.pg(METADATA) as conn, conn.cursor() as cur:
         await cur.execute(PLACEMENTS_PER_NODE)
         rows = await cur.fetchall()
-    by_address = node_names(stores.ctx.endpoints())
+    by_address = node_names(stores.ctx.endpoints(), stores.ctx.topology)
     return Shards(citus=True, workers=[
         WorkerShards(node=label(by_address, r[0], r[1]), host=r[0], port=r[1],
                      distributed=r[2], reference=r[3]) for r in rows])

@@ -131,7 +131,7 @@ def _nodes(ctx: ClusterContext, login: Login, pool: ThreadPoolExecutor, snap: Sn
     if t.citus and up.get(t.metadata.coordinator.name):
         try:
             with _connect(ctx, login, t.metadata.coordinator.name, t.metadata.database) as conn:
-                by_address = node_names(ctx.endpoints())
+                by_address = node_names(ctx.endpoints(), ctx.topology)
                 active_workers = {label(by_address, *a) for a, on in citus_catalog.primary_workers(conn).items()
                                   if on}
         except Exception as exc:  # noqa: BLE001
@@ -204,7 +204,7 @@ def _citus(ctx: ClusterContext, login: Login, snap: Snapshot) -> None:
                 snap.rows.update({(coordinator, table): v for table, v in row_estimates(
                     conn, names.DISTRIBUTED_TABLES + names.REFERENCE_TABLES).items()})
                 return
-            spreads = inspect_sizes(conn, node_names(ctx.endpoints()))
+            spreads = inspect_sizes(conn, node_names(ctx.endpoints(), ctx.topology))
             snap.rows.update({("citus", table): v for table, v in citus_catalog.row_estimates(conn).items()})
     except Exception as exc:  # noqa: BLE001
         snap.errors["citus" if t.citus else "metadata"] = _why(exc)

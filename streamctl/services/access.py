@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from streamctl.backends.base import Backend
 from streamctl.citus.layer import DISTRIBUTION_STEP, WORKERS_STEP
+from streamctl.config.members import ha_groups
 from streamctl.config.model import Role
 from streamctl.context import ClusterContext
 from streamctl.services.fdw import FdwService, fdw_enabled
@@ -19,8 +20,9 @@ def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
     coordinator = ctx.first(Role.COORDINATOR)
     # A worker's rules change only once the coordinator has registered it and placed the shards.
     citus_done = ((coordinator.name, WORKERS_STEP), (coordinator.name, DISTRIBUTION_STEP)) if coordinator else ()
+    led_by_patroni = {g.node.name for g in ha_groups(t)}  # under HA Patroni writes the same rules on every member
     out = [hba_step(ctx, backend, n, [], after=citus_done) for n in t.nodes()
-           if n.role in (Role.COORDINATOR, Role.WORKER) and not n.is_external]
+           if n.role in (Role.COORDINATOR, Role.WORKER) and not n.is_external and n.name not in led_by_patroni]
     primary = ctx.first(Role.ANALYTICS_PRIMARY)
     if primary is None:
         return out

@@ -62,6 +62,8 @@ class GatewayRoleService:
         coordinator = self.ctx.first(Role.COORDINATOR)
         if coordinator is not None:
             out.append(self._coordinator_step(coordinator))
+        if coordinator is not None and t.citus and t.ha_on:  # workers fetch from workers as the gateway too
+            out += [self._worker_authinfo_step(w, coordinator) for w in t.nodes_by_role(Role.WORKER)]
         for node in (*t.nodes_by_role(Role.ANALYTICS_PRIMARY), *t.nodes_by_role(Role.ANALYTICS_REPLICA)):
             out.append(self._analytics_step(node))
         return out
@@ -127,6 +129,22 @@ class GatewayRoleService:
                     self._authinfo(conn)
 
         return ConfigStep(node.name, "gateway role", pending, apply, after=())
+
+    def _worker_authinfo_step(self, node: Node, coordinator: Node) -> ConfigStep:
+        """Under HA, a worker's own pg_dist_authinfo holds the gateway's password too (Citus copies no row of
+        it): a query the workers run among themselves as the gateway (a repartition join) logs in."""
+
+        def pending() -> list[str]:
+            with self.ctx.pg_connect(node.name) as conn:
+                stored = catalog.authinfo_stored(conn, GATEWAY_USER, pg_engine.authinfo(self._password()))
+            return [] if stored else ["node-to-node credentials for the gateway"]
+
+        def apply() -> None:
+            with self.ctx.pg_connect(node.name) as conn:
+                self._authinfo(conn)
+
+        return ConfigStep(node.name, "gateway credentials", pending, apply,
+                          after=((coordinator.name, "gateway role"),))
 
     def _authinfo(self, conn: psycopg.Connection[Any]) -> None:
         """The coordinator connects to the workers as the gateway when it runs the gateway's queries."""

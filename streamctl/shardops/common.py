@@ -53,7 +53,7 @@ class Nodes:
 
     def __init__(self, ctx: ClusterContext) -> None:
         self.ctx = ctx
-        self.by_address = node_names(ctx.store.endpoints())
+        self.by_address = node_names(ctx.store.endpoints(), ctx.topology)
 
     def name(self, address: tuple[str, int]) -> str:
         return self.by_address.get(address, f"{address[0]}:{address[1]}")

@@ -9,7 +9,7 @@ from typing import Any
 from streamctl import names
 from streamctl.citus import catalog, placement
 from streamctl.citus import tenants as citus_tenants
-from streamctl.citus.nodes import coordinator_conn, label, node_names
+from streamctl.citus.nodes import coordinator_conn, label, member_names, node_names
 from streamctl.citus.shards import TableSpread, inspect_shards
 from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
@@ -34,14 +34,16 @@ def skip_reason(t: Topology) -> str | None:
 def check_workers(ctx: ClusterContext) -> list[CheckResult]:
     """Every worker of the topology is registered, active and a primary; no stray active node."""
     workers = ctx.topology.nodes_by_role(Role.WORKER)
-    labels = node_names(ctx.endpoints())
+    labels = node_names(ctx.endpoints(), ctx.topology)
     try:
         with coordinator_conn(ctx) as conn:
             rows = catalog.worker_rows(conn)
     except Exception as exc:  # noqa: BLE001 - every worker's result says the check could not run
         return [guarded(WORKERS, w.name, raising(exc)) for w in workers] or [
             guarded(WORKERS, "coordinator", raising(exc))]
-    registered = {label(labels, r[0], r[1]): r for r in rows}
+    # Under HA a group's primary is whichever member leads, and its other members are registered as secondaries.
+    members = member_names(ctx.topology)
+    registered = {label(labels, r[0], r[1]): r for r in rows if not (r[3] == "secondary" and (r[0], r[1]) in members)}
 
     def one(name: str) -> Verdict:
         r = registered.get(name)
@@ -138,7 +140,7 @@ def hot_title(ctx: ClusterContext, s: TableSpread, limit: float, by_node: bool) 
             return None, ""
         key, rows, _per = top[0]
         shard = placement.shard_of(conn, s.table, key)
-        where = label(node_names(ctx.store.endpoints()), *placement.shard_group(conn, shard)[0].node)
+        where = label(node_names(ctx.store.endpoints(), ctx.topology), *placement.shard_group(conn, shard)[0].node)
         title = citus_tenants.titles(conn, [key]).get(key)
     if by_node:
         values = [n.rows - (rows if n.node == where else 0) for n in s.nodes]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from streamctl.config.model import Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError
-from streamctl.verify import backup, citus, fdw, nodes, replication, stores, tls
+from streamctl.verify import backup, citus, fdw, ha, nodes, replication, stores, tls
 from streamctl.verify.result import CheckResult
 
 
@@ -37,6 +37,8 @@ CHECKS: tuple[CheckSpec, ...] = (
               citus.skip_reason),
     CheckSpec(citus.SKEW, "largest shard / mean shard within verify.max_skew", citus.check_skew,
               citus.skip_reason),
+    CheckSpec(ha.GROUPS, "each Citus group led, its standbys streaming, pg_dist_node naming the leader",
+              ha.check_groups, ha.skip_reason),
     CheckSpec(replication.SUBSCRIPTION, "subscription enabled, every table in state r",
               replication.check_subscription, replication.skip_reason),
     CheckSpec(replication.LAG, "replication lag under verify.max_lag_bytes / max_lag_seconds",

@@ -68,9 +68,13 @@ def _prometheus() -> str | None:
     return None if shutil.which("prometheus") else "prometheus is not installed (apt-get install prometheus)"
 
 
+def _etcd() -> str | None:
+    return None if shutil.which("etcd") else "etcd is not installed (apt-get install etcd-server)"
+
+
 CHECKS: dict[str, Callable[[], str | None]] = {
     "postgres": _postgres, "redis": _redis, "docker": _docker, "citus": _citus, "mongo": _mongo,
-    "chromium": _chromium, "prometheus": _prometheus}
+    "chromium": _chromium, "prometheus": _prometheus, "etcd": _etcd}
 _missing: dict[str, str | None] = {}
 
 

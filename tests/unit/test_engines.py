@@ -115,6 +115,20 @@ def test_a_uri_reads_back_through_urllib_and_libpq(secret: str) -> None:
     assert parsed["sslrootcert"] == "/a b/ca.crt" and parsed["options"] == "-c lock_timeout=60s"
 
 
+@pytest.mark.parametrize("secret", IN_URIS)
+def test_a_leader_uri_names_every_member_and_asks_for_the_primary(secret: str) -> None:
+    members = [("127.0.0.1", 15432), ("127.0.0.1", 17432), ("10.0.0.2", 17433)]
+    uri = postgres.leader_uri(members, "my db", "u", secret, {"sslmode": "verify-full"})
+    parsed = conninfo_to_dict(uri)
+    assert parsed["host"] == "127.0.0.1,127.0.0.1,10.0.0.2" and parsed["port"] == "15432,17432,17433"
+    assert parsed["target_session_attrs"] == "primary" and parsed["password"] == secret
+    assert parsed["dbname"] == "my db" and parsed["sslmode"] == "verify-full"
+    assert conninfo_to_dict(postgres.conninfo(**postgres.leader_params(members), password=secret)) == {
+        "host": parsed["host"], "port": parsed["port"], "target_session_attrs": "primary", "password": secret}
+    # one address is the plain URI, as before
+    assert postgres.leader_uri(members[:1], "d", "u", secret) == postgres.uri("127.0.0.1", 15432, "d", "u", secret)
+
+
 def test_postgresql_conf_lines_quote_as_the_server_reads_them() -> None:
     assert postgres.conf_line("ssl", "on") == "ssl = 'on'"
     assert postgres.conf_line("x", "it's \\ here") == "x = 'it''s \\\\ here'"

@@ -14,11 +14,15 @@ from pathlib import Path
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
 from streamctl.backends.local import recipes
 from streamctl.backends.local.data_home import DataHome, data_home
+from streamctl.backends.local.ha import Etcd, GroupRecipe, mode_change, stop_all
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
+from streamctl.config.members import Group, ha_groups, member_addresses
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
+from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, PreflightError
+from streamctl.ha import rest
 from streamctl.ownership import MARKER, parse_marker
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
@@ -49,6 +53,13 @@ class LocalBackend:
         return self._bindir
 
     def preflight(self, nodes: list[Node]) -> None:
+        if self._groups and shutil.which("etcd") is None:
+            raise PreflightError("etcd is not on PATH but the topology has an ha section",
+                                 hint="install etcd-server (./scripts/install does), or remove the ha section")
+        for node in (n for n in nodes if self.topology.runs_citus(n.role) and not n.is_external):
+            refusal = mode_change(node, self._dir(node), node.name in self._groups)
+            if refusal is not None:
+                raise refusal
         engines = {n.engine for n in nodes}
         if Engine.POSTGRES in engines:
             bindir = self.pg_bindir
@@ -98,9 +109,16 @@ class LocalBackend:
     def _secrets(self) -> dict[str, str]:
         return self.ctx.store.known_secrets(self.topology)
 
+    @cached_property
+    def _groups(self) -> dict[str, Group]:
+        return {g.node.name: g for g in ha_groups(self.topology)}
+
     def _recipe(self, node: Node) -> recipes.Recipe:
         secrets = self._secrets()
         tls_fp = self.ctx.tls.node_fingerprint(node) if self.ctx.tls_on else None
+        if node.name in self._groups:
+            return GroupRecipe(node, self._dir(node), self.topology, secrets, self.pg_bindir, tls_fp,
+                               self._groups[node.name], self.home.path, self.ctx.store.root)
         return recipes.recipe_for(node, self._dir(node), self.topology, secrets,
                                   self.pg_bindir if node.is_postgres else None, tls_fp)
 
@@ -164,8 +182,8 @@ class LocalBackend:
         fp_file = self._dir(node) / ".fingerprint"
         fp = fp_file.read_text().strip() if fp_file.exists() else None
         pid = recipe.running_pid()
-        state = NodeState.RUNNING if pid else NodeState.STOPPED
-        return Observation(node.name, state, fp, f"pid {pid}" if pid else "", takeover)
+        state = NodeState.RUNNING if pid else NodeState.DEGRADED if recipe.pids() else NodeState.STOPPED
+        return Observation(node.name, state, fp, recipe.detail(), takeover)
 
     # -- changes ----------------------------------------------------------------------------------
     def apply(self, node: Node, action: Action) -> None:
@@ -189,7 +207,8 @@ class LocalBackend:
         if recipe.running_pid():
             return
         recipe.clear_stale()
-        self._run(recipe.start_argv(), run_as, f"start {node.name}", tail=lambda: self.logs(node, 20))
+        recipe.start(lambda argv: self._run(argv, run_as, f"start {node.name}", tail=lambda: self.logs(node, 20)),
+                     run_as)
 
     def _run(self, argv: list[str], run_as: RunAs, what: str,
              tail: Callable[[], list[str]] | None = None) -> None:
@@ -206,22 +225,20 @@ class LocalBackend:
 
     def stop(self, node: Node) -> None:
         recipe = self._recipe(node)
-        pid = recipe.running_pid()
-        if not pid:
-            return
-        os.kill(pid, recipe.stop_signal)
-        deadline = time.monotonic() + 60
-        while recipe.running_pid() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if recipe.running_pid():
-            raise BackendError(f"{node.name} (pid {pid}) did not stop within 60s")
+        stop_all(recipe.pids, recipe.stop_signal, node.name)
 
     def remove(self, node: Node, volumes: bool) -> None:
         self.stop(node)
         if volumes:
-            shutil.rmtree(self._dir(node), ignore_errors=True)
+            for path in self._recipe(node).dirs():
+                shutil.rmtree(path, ignore_errors=True)
 
     def teardown(self, volumes: bool) -> None:
+        if self._groups:  # the groups are stopped: their DCS goes too
+            etcd = Etcd(self.topology, self.home.path)
+            etcd.stop()
+            if volumes:
+                shutil.rmtree(etcd.root, ignore_errors=True)
         if volumes and self.home.relocated:
             shutil.rmtree(self.home.path, ignore_errors=True)
             return
@@ -232,8 +249,12 @@ class LocalBackend:
     # -- information ------------------------------------------------------------------------------
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         recipe = self._recipe(node)
+        group = self._groups.get(node.name)
+        ca = self.ctx.ca_path() if self.ctx.tls_on else None
+        sync = self.topology.ha is not None and self.topology.ha.synchronous != "off"
         return node_readiness(self, self.ctx, node, timeout, "on ", tls=self.ctx.tls_on,
-                              alive=lambda: recipe.running_pid() is not None)
+                              alive=lambda: recipe.running_pid() is not None,
+                              also=(lambda: rest.ready(group.members, ca, sync)) if group else None)
 
     def logs(self, node: Node, tail: int = 50) -> list[str]:
         log = self._recipe(node).log_file
@@ -267,7 +288,11 @@ class LocalBackend:
         env = {"PGPASSWORD": password}
         if self.ctx.tls_on:
             env.update(PGSSLMODE="verify-full", PGSSLROOTCERT=self.ctx.ca_path())
-        return [exe, "-h", node.host, "-p", str(node.port), "-U", user, "-d", database, *args], env
+        host, port = node.host, str(node.port)
+        if node.name in self._groups:  # under HA: the group's leader, whichever member it is
+            leader = pg_engine.leader_params(member_addresses(self.topology, node.name))
+            host, port, env["PGTARGETSESSIONATTRS"] = leader["host"], leader["port"], leader["target_session_attrs"]
+        return [exe, "-h", host, "-p", port, "-U", user, "-d", database, *args], env
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node's main process (tests use it to simulate a crash)."""

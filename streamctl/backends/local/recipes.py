@@ -138,9 +138,26 @@ class Recipe:
     def start_argv(self) -> list[str]:
         raise NotImplementedError
 
+    def start(self, run: Runner, run_as: RunAs) -> None:
+        run(self.start_argv())
+
     def running_pid(self) -> int | None:
         pid = read_pid(self.pid_file)
         return pid if pid and pid_alive(pid, self.expect) else None
+
+    def detail(self) -> str:
+        """What `status` says of the process."""
+        pid = self.running_pid()
+        return f"pid {pid}" if pid else ""
+
+    def pids(self) -> list[int]:
+        """The processes `stop` signals (a group under HA has one per member)."""
+        pid = self.running_pid()
+        return [pid] if pid else []
+
+    def dirs(self) -> list[Path]:
+        """The directories `remove` deletes."""
+        return [self.dir]
 
     def clear_stale(self) -> None:
         """Remove a pid file left behind by a killed process."""

@@ -1,0 +1,95 @@
+"""The high-availability layout a topology describes (`ha:`): each Citus group (0 the coordinator, i the
+worker i) with its members, their PostgreSQL and REST ports, and the etcd members. Pure, so the checks and
+every backend read one layout.
+
+A group's first member is the node the topology names, on its own port; its standbys are NAME-2, NAME-3...
+on ports taken from `ha.port` up, group after group; every member's REST port is taken from `ha.rest_port`
+up in the same order. Which member leads is Patroni's choice at any moment, not this layout's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streamctl.config.nodes import Node, Role
+from streamctl.config.schema import Topology
+from streamctl.config.settings import HaSpec
+
+
+@dataclass(frozen=True)
+class Member:
+    """One PostgreSQL server of a group, run by its own Patroni."""
+
+    name: str
+    group: int  # the Citus group
+    node: Node  # the group's node in the topology (role, bind, database, settings)
+    port: int
+    rest_port: int
+    port_path: str  # the key its port comes from, for messages
+    rest_path: str
+
+
+@dataclass(frozen=True)
+class Group:
+    """A group under HA: the node the topology names and the members that take turns at leading it."""
+
+    node: Node
+    number: int  # the Citus group (citus.group in Patroni's configuration)
+    standbys: int
+    standbys_path: str  # the key that sets its number of standbys
+    members: tuple[Member, ...]
+
+
+@dataclass(frozen=True)
+class EtcdMember:
+    name: str
+    host: str
+    port: int  # clients
+    peer_port: int
+
+
+def group_standbys(ha: HaSpec, role: Role) -> tuple[int, str]:
+    """How many standbys a group of this role has, and the key that says so."""
+    kind = {Role.COORDINATOR: "coordinator", Role.WORKER: "workers"}.get(role, "analytics")
+    own = getattr(ha, kind).standbys
+    return (own, f"ha.{kind}.standbys") if own is not None else (ha.standbys, "ha.standbys")
+
+
+def ha_groups(t: Topology) -> list[Group]:
+    """Every Citus group with its members (none when `ha` is off, or without Citus)."""
+    if not t.ha_on or not t.citus:
+        return []
+    assert t.ha is not None
+    groups: list[Group] = []
+    next_port, next_rest = t.ha.port, t.ha.rest_port
+    citus_nodes = [n for n in t.nodes() if n.role in (Role.COORDINATOR, Role.WORKER)]
+    for number, node in enumerate(citus_nodes):
+        standbys, path = group_standbys(t.ha, node.role)
+        members = []
+        for k in range(standbys + 1):
+            port, port_path = (node.port, f"{node.yaml_path}.port") if k == 0 else \
+                (next_port, f"ha.port + {next_port - t.ha.port}" if next_port != t.ha.port else "ha.port")
+            rest_path = f"ha.rest_port + {next_rest - t.ha.rest_port}" if next_rest != t.ha.rest_port \
+                else "ha.rest_port"
+            members.append(Member(node.name if k == 0 else f"{node.name}-{k + 1}", number, node, port, next_rest,
+                                  port_path, rest_path))
+            next_port += k > 0
+            next_rest += 1
+        groups.append(Group(node, number, standbys, path, tuple(members)))
+    return groups
+
+
+def etcd_members(t: Topology) -> list[EtcdMember]:
+    """The etcd members Patroni's DCS is made of (none when `ha` is off)."""
+    if not t.ha_on:
+        return []
+    assert t.ha is not None
+    e = t.ha.etcd
+    return [EtcdMember(f"etcd-{i + 1}", "127.0.0.1" if t.bind in ("0.0.0.0", "::") else t.bind, e.port + i,
+                       e.peer_port + i) for i in range(e.members)]
+
+
+def member_addresses(t: Topology, name: str) -> list[tuple[str, int]]:
+    """Every member's address of the group node `name` leads (clients connect to the one that takes writes);
+    [] for a node that is not under HA."""
+    group = next((g for g in ha_groups(t) if g.node.name == name), None)
+    return [(m.node.host, m.port) for m in group.members] if group else []

@@ -1,0 +1,22 @@
+"""An etcd member of Patroni's DCS: its command line (clients and peers on private addresses, data in the
+state), and the list of peers it starts with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamctl.config.members import EtcdMember
+
+
+def initial_cluster(members: list[EtcdMember]) -> str:
+    return ",".join(f"{m.name}=http://{m.host}:{m.peer_port}" for m in members)
+
+
+def argv(binary: str, member: EtcdMember, members: list[EtcdMember], data_dir: Path, cluster: str) -> list[str]:
+    """etcd in the foreground, for one member of `members` (the cluster token keeps clusters apart)."""
+    client, peer = f"http://{member.host}:{member.port}", f"http://{member.host}:{member.peer_port}"
+    return [binary, "--name", member.name, "--data-dir", str(data_dir),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", initial_cluster(members), "--initial-cluster-token", f"streamctl-{cluster}",
+            "--initial-cluster-state", "new", "--logger", "zap", "--log-outputs", "stderr"]

@@ -1,0 +1,51 @@
+"""High availability (when the topology has an `ha:` section): per Citus group, one leader as Patroni's REST
+API sees it, every standby streaming within verify.max_lag_bytes, a synchronous standby when `synchronous`,
+and the coordinator's pg_dist_node naming the leader as the group's primary."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from streamctl.citus import catalog
+from streamctl.config.members import Group, ha_groups
+from streamctl.config.model import Role, Topology
+from streamctl.context import ClusterContext
+from streamctl.ha import rest
+from streamctl.verify.result import CheckResult, Verdict, failed, guarded, passed
+
+GROUPS = "ha.groups"
+
+
+def skip_reason(t: Topology) -> str | None:
+    return None if t.ha_on else "no ha section in the topology"
+
+
+def check_groups(ctx: ClusterContext) -> list[CheckResult]:
+    coordinator = ctx.first(Role.COORDINATOR)
+    assert coordinator is not None and ctx.topology.ha is not None
+    synchronous = ctx.topology.ha.synchronous != "off"
+
+    def one(group: Group) -> Verdict:
+        states = rest.group_members(group.members, ctx.ca_path() if ctx.tls_on else None)
+        data = {"members": {s.name: s.ha_role for s in states}}
+        leaders = [s for s in states if s.ha_role == "leader"]
+        if len(leaders) != 1:
+            return failed(f"{len(leaders)} leaders as Patroni sees the group (one wanted)", **data)
+        down = sorted({m.name for m in group.members} - {s.name for s in states})
+        behind = [s.name for s in states if s is not leaders[0] and (
+            s.state != "streaming" or s.lag_bytes is None or s.lag_bytes > ctx.topology.verify.max_lag_bytes)]
+        if down or behind:
+            return failed(f"standbys down: {', '.join(down) or 'none'}; not streaming within "
+                          f"verify.max_lag_bytes: {', '.join(behind) or 'none'} (`streamctl up` restarts them)",
+                          **data)
+        if synchronous and not any(s.ha_role == "sync_standby" for s in states):
+            return failed("no synchronous standby, though ha.synchronous asks for one", **data)
+        with ctx.pg_connect(coordinator.name) as conn:
+            registered = catalog.group_leaders(conn).get(group.number)
+        if registered != (leaders[0].host, leaders[0].port):
+            return failed(f"pg_dist_node names {registered} as the group's primary, Patroni {leaders[0].name}",
+                          **data)
+        return passed(f"{leaders[0].name} leads (timeline {leaders[0].timeline}), {len(states) - 1} standby(s) "
+                      "streaming", **data)
+
+    return [guarded(GROUPS, g.node.name, partial(one, g)) for g in ha_groups(ctx.topology)]

@@ -1,0 +1,187 @@
+"""High availability on the local backend (#27): each Citus group a Patroni leader and a synchronous standby,
+etcd as the DCS. A worker group's leader is killed (its Patroni and its PostgreSQL, SIGKILL) while a writer
+inserts through the coordinator: its standby is promoted, writes work again, pg_dist_node names the new
+leader, and every insert acknowledged is there. `up` then brings the killed member back as a standby.
+
+One cluster for the module (local processes: it runs in the normal phase)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from streamctl.config.members import Group, ha_groups
+from streamctl.ha import rest
+from tests.support.cluster import LocalCluster, running
+from tests.support.engines import require
+from tests.support.ports import free_port_run
+
+pytestmark = [pytest.mark.citus, pytest.mark.redis, pytest.mark.etcd]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    require("citus", "redis", "etcd")
+    etcd = free_port_run(2)
+    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(3), "rest_port": free_port_run(6),
+          "etcd": {"port": etcd, "peer_port": etcd + 1}}
+    with running(cluster="ha", citus=True, workers=2, replicas=1, ha=ha) as c:
+        yield c
+
+
+def _group(c: LocalCluster, name: str) -> Group:
+    return next(g for g in ha_groups(c.topology) if g.node.name == name)
+
+
+def _ca(c: LocalCluster) -> str | None:
+    return c.ctx.ca_path() if c.ctx.tls_on else None
+
+
+def _roles(c: LocalCluster, name: str) -> dict[str, str]:
+    return {s.name: s.ha_role for s in rest.group_members(_group(c, name).members, _ca(c))}
+
+
+def _wait(what: str, done, timeout: float = 90.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
+        time.sleep(0.5)
+
+
+def _registered_primary(c: LocalCluster, group: int) -> int:
+    with c.ctx.pg_connect("coordinator") as conn:
+        row = conn.execute("SELECT nodeport FROM pg_dist_node WHERE groupid = %s AND noderole = 'primary'",
+                           (group,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_every_group_has_a_leader_and_a_sync_standby_registered_by_patroni(cluster: LocalCluster) -> None:
+    c = cluster
+    for g in ha_groups(c.topology):
+        roles = _roles(c, g.node.name)
+        assert sorted(roles.values()) == ["leader", "sync_standby"], (g.node.name, roles)
+        leader = next(m for m in g.members if roles[m.name] == "leader")
+        assert _registered_primary(c, g.number) == leader.port
+    with c.ctx.pg_connect("coordinator") as conn:  # the coordinator's own connection: its leader, read-write
+        assert conn.execute("SHOW transaction_read_only").fetchone() == ("off",)
+    assert "target_session_attrs=primary" in c.ctx.pg_conninfo("coordinator")
+    checks = c.cli.json("verify", "--only", "ha,citus.workers")["checks"]
+    assert {(r["check"], r["target"]): r["status"] for r in checks} == {
+        **{("ha.groups", g.node.name): "passed" for g in ha_groups(c.topology)},
+        ("citus.workers", "worker-1"): "passed", ("citus.workers", "worker-2"): "passed"}, checks
+
+
+def test_the_gateway_role_and_the_fdw_work_through_citus(cluster: LocalCluster) -> None:
+    """The gateway's role reads distributed tables (its credentials on every node) and the FDW answers."""
+    c = cluster
+    with psycopg.connect(c.ctx.gateway_conninfo("coordinator"), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) >= 0 FROM content_metadata").fetchone() == (True,)
+        # a repartition join: the workers fetch from each other as the gateway (its authinfo on every node)
+        conn.execute("SET citus.enable_repartition_joins TO on")
+        assert conn.execute("SELECT count(*) FROM content_metadata a JOIN content_cast_crew b "
+                            "ON a.title = b.role").fetchone() == (0,)
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute("SELECT count(*) >= 0 FROM analytics.users").fetchone() == (True,)
+
+
+def test_status_shows_every_member_and_a_switchover_hands_the_lead_over(cluster: LocalCluster) -> None:
+    c = cluster
+    nodes = {n["name"]: n for n in c.cli.json("status")["nodes"]}
+    for g in ha_groups(c.topology):
+        members = nodes[g.node.name]["members"]
+        assert [m["name"] for m in members] == [m.name for m in g.members]
+        assert sorted(m["ha_role"] for m in members) == ["leader", "sync_standby"]
+        assert all(m["group"] == g.number and m["timeline"] >= 1 and m["lag_bytes"] == 0 for m in members), members
+    group = _group(c, "worker-2")
+    standby = next(name for name, role in _roles(c, "worker-2").items() if role == "sync_standby")
+    done = c.cli.json("switchover", "worker-2", "--to", standby)
+    assert done["new_leader"] == standby and done["leader"] != standby
+    assert _roles(c, "worker-2")[standby] == "leader"
+    assert _registered_primary(c, group.number) == next(m.port for m in group.members if m.name == standby)
+    assert c.cli.sql("worker-2", "SELECT pg_is_in_recovery()") == "f"  # psql reaches the new leader
+    assert c.cli.run("switchover", "worker-2", "--to", standby).returncode == 10  # it leads already
+
+
+class Writer(threading.Thread):
+    """Inserts a row through the coordinator every 50 ms, a new connection each time, counting what is acked."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.acked, self.failed, self.stop = dsn, [], 0, threading.Event()
+        self.streak = 0  # inserts acknowledged in a row (spread over both workers' shards)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            cid = str(uuid.uuid4())
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=3, autocommit=True) as conn:
+                    conn.execute("INSERT INTO content_metadata (content_id, title, content_type) "
+                                 "VALUES (%s, 'ha', 'movie')", (cid,))
+                self.acked.append(cid)
+                self.streak += 1
+            except psycopg.Error:
+                self.failed += 1
+                self.streak = 0
+            time.sleep(0.05)
+
+
+def _kill_member(c: LocalCluster, member: str) -> None:
+    """A host loss, as far as one machine can play it: the member's Patroni and PostgreSQL SIGKILLed."""
+    directory = c.backend.home.nodes / member
+    patroni = int((directory / "run" / "patroni.pid").read_text().split()[0])
+    postmaster = int((directory / "data" / "postmaster.pid").read_text().split()[0])
+    for pid in (patroni, postmaster):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(cluster: LocalCluster) -> None:
+    c = cluster
+    group = _group(c, "worker-1")
+    old, standby = group.members[1], group.members[0]
+    if _roles(c, "worker-1")[old.name] != "leader":  # the killed leader is a standby member: the first member,
+        c.cli.ok("switchover", "worker-1", "--to", old.name)  # still running, keeps its own pid file
+    writer = Writer(c.ctx.pg_conninfo("coordinator"))
+    writer.start()
+    try:
+        _wait("the writer's first inserts", lambda: len(writer.acked) >= 10, 30)
+        _kill_member(c, old.name)
+        _wait("inserts failing on the lost worker", lambda: writer.failed > 0, 30)
+        _wait("a standby promoted", lambda: _roles(c, "worker-1").get(standby.name) == "leader")
+        _wait("pg_dist_node naming the new leader", lambda: _registered_primary(c, group.number) == standby.port)
+        _wait("20 inserts in a row through the coordinator again", lambda: writer.streak >= 20, 60)
+    finally:
+        writer.stop.set()
+        writer.join(10)
+    with c.ctx.pg_connect("coordinator") as conn:
+        present = {str(r[0]) for r in conn.execute("SELECT content_id FROM content_metadata WHERE title = 'ha'")}
+    assert set(writer.acked) <= present, f"{len(set(writer.acked) - present)} acknowledged inserts lost"
+    status = c.cli.run("status", "--json")
+    worker = next(n for n in json.loads(status.stdout)["nodes"] if n["name"] == "worker-1")
+    assert status.returncode == 12 and worker["state"] == "degraded", worker
+    assert "1 of 2 members' Patroni running" in worker["detail"], worker
+    assert {m["name"]: m["ha_role"] for m in worker["members"]} == {standby.name: "leader", old.name: None}
+
+    # `up` brings the killed member back: it rejoins as a standby of the new leader (pg_rewind by Patroni)
+    result = c.up()
+    assert {s.node.name: s.action.value for s in result.node_steps}["worker-1"] == "start"
+    _wait("the old leader streaming again", lambda: _roles(c, "worker-1") == {standby.name: "leader",
+                                                                               old.name: "sync_standby"})
+
+    def registered() -> list[tuple[int, str]]:
+        with c.ctx.pg_connect("coordinator") as conn:
+            return conn.execute("SELECT nodeport, noderole::text FROM pg_dist_node WHERE groupid = %s ORDER BY 2",
+                                (group.number,)).fetchall()
+
+    _wait("the old leader registered as a secondary",  # Patroni adds it once it streams
+          lambda: registered() == [(standby.port, "primary"), (old.port, "secondary")], 30)
+    assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}
+    assert c.up().changed is False  # and `up` is idempotent again

@@ -1,0 +1,146 @@
+"""The topology's `ha:` section: off by default, its layout (members, ports), and each bad input refused with
+the key that says it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streamctl.config import load_topology, parse_topology
+from streamctl.config.members import etcd_members, ha_groups
+from streamctl.errors import ConfigError, ExitCode
+
+LOCAL = {"backend": "local"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_ha_example_loads_with_a_synchronous_standby_per_citus_group() -> None:
+    t = load_topology(ROOT / "examples" / "ha.yaml", env={})
+    assert t.ha is not None and t.ha.synchronous == "on" and t.ha.ttl == 20
+    assert [(g.node.name, [m.name for m in g.members]) for g in ha_groups(t)] == [
+        ("coordinator", ["coordinator", "coordinator-2"]), ("worker-1", ["worker-1", "worker-1-2"]),
+        ("worker-2", ["worker-2", "worker-2-2"])]
+
+
+def test_ha_is_off_by_default_and_changes_nothing_then() -> None:
+    t = parse_topology({}, env={})
+    assert t.ha is None and not t.ha_on and ha_groups(t) == [] and etcd_members(t) == []
+    assert not parse_topology({**LOCAL, "ha": {"enabled": False}}, env={}).ha_on
+
+
+def test_each_citus_group_gets_its_members_and_ports() -> None:
+    t = parse_topology({**LOCAL, "ha": {"synchronous": True, "coordinator": {"standbys": 2}}}, env={})
+    assert t.ha is not None and t.ha.synchronous == "on"  # YAML's bare `on` reads as true
+    layout = [(g.node.name, g.number, [(m.name, m.port, m.rest_port) for m in g.members]) for g in ha_groups(t)]
+    assert layout == [
+        ("coordinator", 0, [("coordinator", 15432, 18008), ("coordinator-2", 17432, 18009),
+                            ("coordinator-3", 17433, 18010)]),
+        ("worker-1", 1, [("worker-1", 15433, 18011), ("worker-1-2", 17434, 18012)]),
+        ("worker-2", 2, [("worker-2", 15434, 18013), ("worker-2-2", 17435, 18014)]),
+    ]
+    assert [(e.name, e.port, e.peer_port) for e in etcd_members(t)] == [("etcd-1", 12379, 12380)]
+    three = parse_topology({**LOCAL, "ha": {"etcd": {"members": 3, "port": 4000, "peer_port": 4100}}}, env={})
+    assert [(e.port, e.peer_port) for e in etcd_members(three)] == [(4000, 4100), (4001, 4101), (4002, 4102)]
+
+
+BAD: list[tuple[str, dict, str]] = [  # type: ignore[type-arg]
+    ("ttl below Patroni's minimum", {"ha": {"ttl": 10, "loop_wait": 2}},
+     "ha.ttl: 10 is below Patroni's minimum of 20 seconds"),
+    ("loop_wait not below ttl", {"ha": {"ttl": 20, "loop_wait": 20}}, "ha.loop_wait: 20 must be at most ha.ttl - 2"),
+    ("synchronous without standbys", {"ha": {"standbys": 0, "synchronous": "on"}},
+     "ha.synchronous: 'on' needs a standby to wait for, but ha.standbys is 0"),
+    ("quorum with a group's standbys at 0", {"ha": {"workers": {"standbys": 0}, "synchronous": "quorum"}},
+     "ha.synchronous: 'quorum' needs a standby to wait for, but ha.workers.standbys is 0"),
+    ("unknown synchronous mode", {"ha": {"synchronous": "always"}},
+     "ha.synchronous: expected 'off', 'on' or 'quorum', got 'always'"),
+    ("two etcd members", {"ha": {"etcd": {"members": 2}}}, "ha.etcd.members: expected 1 or 3, got the number 2"),
+    ("too many standbys", {"ha": {"standbys": 9}}, "ha.standbys: must be at most 4, got 9"),
+    ("external coordinator", {"metadata": {"coordinator": {"backend": "external"}}, "ha": {}},
+     "metadata.coordinator.backend: coordinator is external, and ha runs only the nodes streamctl provisions"),
+    ("external workers", {"metadata": {"workers": {"backend": "external"}}, "ha": {}},
+     "metadata.workers.backend: worker-1, worker-2 are external"),
+    ("a standby's port taken", {"ha": {"port": 15433}},
+     "ha.port: port 15433 (coordinator-2's) is already used by worker-1 (metadata.workers.port)"),
+    ("a REST port taken", {"ha": {"rest_port": 16379}},
+     "ha.rest_port: port 16379 (coordinator's REST API) is already used by redis"),
+    ("an etcd port taken", {"ha": {"etcd": {"peer_port": 15442}}},
+     "ha.etcd.peer_port: port 15442 (etcd-1's) is already used by analytics.primary"),
+    ("ports past 65535", {"ha": {"rest_port": 65534}}, "ha.rest_port: 6 ports from 65534 would need port 65539"),
+    ("analytics primary under HA", {"ha": {"analytics": {"standbys": 1}}},
+     "ha.analytics.standbys: the analytics primary under HA"),
+    ("without Citus", {"metadata": {"citus": {"enabled": False}}, "ha": {}},
+     "ha: high availability covers the Citus groups"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "message"), BAD, ids=[c[0] for c in BAD])
+def test_a_bad_ha_section_is_refused_with_its_path(case: str, data: dict, message: str,  # type: ignore[type-arg]
+                                                  tmp_path: Path) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump({**LOCAL, **data}))
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env={})
+    assert info.value.exit_code == ExitCode.CONFIG
+    assert any(d.startswith(f"{path}: ") and message in d for d in info.value.details), info.value.details
+
+
+@pytest.mark.parametrize(("backend", "named"), [("docker", "docker"), ("swarm", "swarm"),
+                                                ("auto", "auto (which may pick Docker)")])
+def test_ha_on_another_backend_than_local_is_refused_naming_ha(backend: str, named: str, tmp_path: Path) -> None:
+    path = tmp_path / "topology.yaml"
+    path.write_text(yaml.safe_dump({"backend": backend, "bind": "0.0.0.0", "ha": {}}))
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env={})
+    assert info.value.exit_code == ExitCode.CONFIG == 3
+    assert any(f": ha: high availability runs on the local backend only for now, and this topology runs its "
+               f"Citus nodes on {named} " in d for d in info.value.details), info.value.details
+    path.write_text(yaml.safe_dump({"backend": "local", "ha": {}}))
+    with pytest.raises(ConfigError):
+        load_topology(path, env={}, backend="docker")  # --backend is judged like the file
+    assert load_topology(path, env={}).ha_on
+
+
+def _member_config(ha: dict, tls_dir: Path | None = Path("/s/tls"), base: str = "/s/nodes"):  # type: ignore[no-untyped-def,type-arg]
+    from streamctl.ha import patroni
+
+    t = parse_topology({**LOCAL, "ha": ha}, env={})
+    group = ha_groups(t)[1]
+    member = group.members[1]
+    secrets = {"replication_password": "r", "rewind_password": "w", "rest_password": "p"}
+    return member, patroni.member_config(t, group, member, patroni.MemberPaths(Path(base) / member.name),
+                                         Path("/pg/bin"), tls_dir, "super", secrets,
+                                         etcd_members(t))
+
+
+def test_a_members_patroni_configuration_follows_the_topology() -> None:
+    member, conf = _member_config({"synchronous": "on", "ttl": 30, "loop_wait": 10})
+    assert (conf["name"], conf["citus"]) == ("worker-1-2", {"group": 1, "database": "metadata_db"})
+    dcs = conf["bootstrap"]["dcs"]
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (30, 10, 10, True)
+    assert dcs["postgresql"]["use_pg_rewind"] and dcs["postgresql"]["parameters"]["wal_log_hints"] == "on"
+    assert dcs["postgresql"]["parameters"]["wal_level"] == "logical"  # the node's own settings
+    pg = conf["postgresql"]
+    assert pg["listen"] == pg["connect_address"] == f"127.0.0.1:{member.port}"
+    assert pg["basebackup"] == [{"checkpoint": "fast"}] and pg["use_unix_socket"]
+    assert pg["parameters"]["unix_socket_directories"] == "/s/nodes/worker-1-2/run"
+    assert pg["parameters"]["ssl_cert_file"] == "/s/tls/server.crt"
+    assert pg["authentication"]["superuser"] == {"username": "streamctl", "password": "super"}
+    assert pg["authentication"]["replication"]["sslmode"] == "verify-full"
+    assert pg["pg_hba"][:2] == ["local all all scram-sha-256",
+                                "hostssl replication streamctl_ha_replicator 127.0.0.1/32 scram-sha-256"]
+    rest = conf["restapi"]
+    assert rest["authentication"] == {"username": "streamctl", "password": "p"}
+    assert rest["certfile"] == "/s/tls/server.crt" and conf["ctl"]["cacert"] == "/s/tls/ca.crt"
+    assert conf["etcd3"] == {"hosts": ["127.0.0.1:12379"]}
+
+
+def test_without_tls_and_with_a_deep_directory_patroni_gets_plain_host_lines_and_tcp() -> None:
+    _, conf = _member_config({"synchronous": "quorum", "ttl": 20, "loop_wait": 18}, None, "/" + "d" * 90)
+    assert conf["bootstrap"]["dcs"]["synchronous_mode"] == "quorum"
+    assert conf["bootstrap"]["dcs"]["retry_timeout"] == 1  # ttl >= loop_wait + 2 x retry_timeout
+    assert "certfile" not in conf["restapi"] and "sslmode" not in conf["postgresql"]["authentication"]["rewind"]
+    assert all(not line.startswith("hostssl") for line in conf["postgresql"]["pg_hba"])
+    assert conf["postgresql"]["parameters"]["unix_socket_directories"] == ""
+    assert conf["postgresql"]["use_unix_socket"] is False
