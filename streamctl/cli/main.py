@@ -32,6 +32,7 @@ class _Commands(LazyGroup):
         LazyCommand("shards", "streamctl.cli.shards:app", is_group=True),
         LazyCommand("scale", "streamctl.cli.scale:scale"),
         LazyCommand("switchover", "streamctl.cli.ha:switchover"),
+        LazyCommand("failover", "streamctl.cli.ha:failover"),
         LazyCommand("rotate-secrets", "streamctl.cli.secrets:rotate_secrets"),
         LazyCommand("backup", "streamctl.cli.backup:app", is_group=True),
         LazyCommand("restore", "streamctl.cli.backup:restore"),

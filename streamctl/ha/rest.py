@@ -84,43 +84,100 @@ def post(member: Member, path: str, body: dict[str, Any], password: str, ca_file
 
 
 @dataclass(frozen=True)
-class Switchover:
+class LeaderChange:
     group: str
-    leader: str  # before
+    leader: str  # before ("" when the group had none)
     new_leader: str
     seconds: float
 
 
+def _leader(group: Group, states: list[MemberState], to: str | None) -> MemberState | None:
+    """The group's leader as Patroni sees it, after checking that `to` names another member of the group."""
+    leader = next((s for s in states if s.ha_role == "leader"), None)
+    names = [m.name for m in group.members]
+    if to is not None and to not in names:
+        raise NotFoundError(f"{to!r} is not a member of {group.node.name}", hint=f"its members: {', '.join(names)}")
+    if leader is not None and to == leader.name:
+        raise RefusedError(f"{to} already leads {group.node.name}")
+    return leader
+
+
+def _ask(group: Group, at: str, path: str, body: dict[str, Any], password: str, ca_file: str | None) -> None:
+    status, answer = post(next(m for m in group.members if m.name == at), path, body, password, ca_file)
+    if status == 412:  # Patroni judged it impossible (no good candidate, not the sync standby...)
+        raise RefusedError(f"Patroni refused the {path[1:]} of {group.node.name}: {answer}",
+                           hint="see `streamctl status`")
+    if status != 200:
+        raise BackendError(f"Patroni refused the {path[1:]} of {group.node.name}: {answer or status}")
+
+
+def _led_again(group: Group, old: str, alive: set[str], ca_file: str | None, synchronous: bool,
+               timeout: float, started: float) -> LeaderChange:
+    """Wait until another member than `old` leads and every other member of `alive` streams from it (one of
+    them confirming commits when synchronous)."""
+
+    def led() -> MemberState | None:
+        now = group_members(group.members, ca_file)
+        leader = next((s for s in now if s.ha_role == "leader" and s.state == "running" and s.name != old), None)
+        others = [s for s in now if s.name in alive and leader is not None and s.name != leader.name]
+        settled = (leader is not None and len(others) == len(alive - {leader.name})
+                   and all(s.state == "streaming" for s in others)
+                   and (not synchronous or not others or any(s.ha_role == "sync_standby" for s in others)))
+        return leader if settled else None
+
+    Readiness(f"{group.node.name} led by another member, its standbys streaming", lambda: led() is not None,
+              timeout, interval=0.3, hint=f"see `streamctl status` and `streamctl logs {group.node.name}`").wait()
+    new = led()
+    return LeaderChange(group.node.name, old, new.name if new else "?", time.monotonic() - started)
+
+
 def switchover(group: Group, to: str | None, password: str, ca_file: str | None, synchronous: bool,
-               timeout: float = 90.0) -> Switchover:
+               timeout: float = 90.0) -> LeaderChange:
     """A planned change of leader (Patroni's /switchover on the leader): to `to`, or to the standby Patroni
     picks; returns once the group is led by another member with every standby streaming again."""
     started = time.monotonic()
     states = group_members(group.members, ca_file)
-    leader = next((s for s in states if s.ha_role == "leader"), None)
+    leader = _leader(group, states, to)
     if leader is None:
         raise BackendError(f"{group.node.name} has no leader to switch over from",
                            hint=f"see `streamctl status` and `streamctl logs {group.node.name}`")
-    names = [m.name for m in group.members]
-    if to is not None and to not in names:
-        raise NotFoundError(f"{to!r} is not a member of {group.node.name}", hint=f"its members: {', '.join(names)}")
-    if to == leader.name:
-        raise RefusedError(f"{to} already leads {group.node.name}")
     if not any(s.state == "streaming" and (to is None or s.name == to) for s in states if s.ha_role != "leader"):
         raise RefusedError(f"{group.node.name} has no streaming standby to switch over to"
                            + (f" ({to} is not streaming)" if to else ""), hint="run `streamctl up` first")
-    at = next(m for m in group.members if m.name == leader.name)
-    status, answer = post(at, "/switchover", {"leader": leader.name, **({"candidate": to} if to else {})},
-                          password, ca_file)
-    if status != 200:
-        raise BackendError(f"Patroni refused the switchover of {group.node.name}: {answer or status}")
+    _ask(group, leader.name, "/switchover", {"leader": leader.name, **({"candidate": to} if to else {})},
+         password, ca_file)
+    return _led_again(group, leader.name, {m.name for m in group.members}, ca_file, synchronous, timeout, started)
 
-    def done() -> bool:
-        now = group_members(group.members, ca_file)
-        return (any(s.ha_role == "leader" and s.name != leader.name for s in now)
-                and ready(group.members, ca_file, synchronous))
 
-    Readiness(f"{group.node.name} led by another member", done, timeout, interval=0.3,
-              hint=f"see `streamctl logs {group.node.name}`").wait()
-    new = next(s.name for s in group_members(group.members, ca_file) if s.ha_role == "leader")
-    return Switchover(group.node.name, leader.name, new, time.monotonic() - started)
+def _answers(member: Member, ca_file: str | None) -> bool:
+    try:
+        get(member, "/patroni", ca_file, timeout=2.0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def failover(group: Group, to: str | None, password: str, ca_file: str | None, synchronous: bool,
+             timeout: float = 120.0) -> LeaderChange:
+    """A forced change of leader (Patroni's /failover, asked of the candidate): to `to`, or to the healthiest
+    standby (the sync standby first, then the least lag), whether the leader is healthy or not. Patroni 4
+    needs a candidate for a failover. Returns once the candidate's group is led by another member than
+    before, with every member that answered streaming from it."""
+    started = time.monotonic()
+    states = group_members(group.members, ca_file)
+    if not states:
+        raise BackendError(f"no member of {group.node.name} answers", hint="see `streamctl status`; "
+                           "`streamctl up` starts the members that do not run")
+    leader = _leader(group, states, to)
+    healthy = [s for s in states if s.ha_role != "leader" and s.state in ("streaming", "running")]
+    choice = [s for s in healthy if to is None or s.name == to]
+    if not choice:
+        named = next((s for s in states if s.name == to), None)
+        raise RefusedError(f"{group.node.name} has no healthy standby to fail over to"
+                           + (f" ({to} is {named.state if named else 'not running'})" if to else ""),
+                           hint="see `streamctl status`; `streamctl up` starts the members that do not run")
+    candidate = min(choice, key=lambda s: (s.ha_role != "sync_standby",
+                                           s.lag_bytes if s.lag_bytes is not None else 1 << 62))
+    alive = {m.name for m in group.members if _answers(m, ca_file)}
+    _ask(group, candidate.name, "/failover", {"candidate": candidate.name}, password, ca_file)
+    return _led_again(group, leader.name if leader else "", alive, ca_file, synchronous, timeout, started)

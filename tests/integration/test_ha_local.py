@@ -1,16 +1,14 @@
 """High availability on the local backend (#27): each Citus group a Patroni leader and a synchronous standby,
 etcd as the DCS. A worker group's leader is killed (its Patroni and its PostgreSQL, SIGKILL) while a writer
 inserts through the coordinator: its standby is promoted, writes work again, pg_dist_node names the new
-leader, and every insert acknowledged is there. `up` then brings the killed member back as a standby.
+leader, and every insert acknowledged is there. `up` then brings the killed member back as a standby, and
+`streamctl failover` forces a worker group's lead onto its standby with every row kept.
 
 One cluster for the module (local processes: it runs in the normal phase)."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from streamctl.config.members import Group, ha_groups
 from streamctl.ha import rest
 from tests.support.cluster import LocalCluster, running
 from tests.support.engines import require
+from tests.support.ha import Writer, kill_member
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis, pytest.mark.etcd]
@@ -111,38 +110,6 @@ def test_status_shows_every_member_and_a_switchover_hands_the_lead_over(cluster:
     assert c.cli.run("switchover", "worker-2", "--to", standby).returncode == 10  # it leads already
 
 
-class Writer(threading.Thread):
-    """Inserts a row through the coordinator every 50 ms, a new connection each time, counting what is acked."""
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__(daemon=True)
-        self.dsn, self.acked, self.failed, self.stop = dsn, [], 0, threading.Event()
-        self.streak = 0  # inserts acknowledged in a row (spread over both workers' shards)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            cid = str(uuid.uuid4())
-            try:
-                with psycopg.connect(self.dsn, connect_timeout=3, autocommit=True) as conn:
-                    conn.execute("INSERT INTO content_metadata (content_id, title, content_type) "
-                                 "VALUES (%s, 'ha', 'movie')", (cid,))
-                self.acked.append(cid)
-                self.streak += 1
-            except psycopg.Error:
-                self.failed += 1
-                self.streak = 0
-            time.sleep(0.05)
-
-
-def _kill_member(c: LocalCluster, member: str) -> None:
-    """A host loss, as far as one machine can play it: the member's Patroni and PostgreSQL SIGKILLed."""
-    directory = c.backend.home.nodes / member
-    patroni = int((directory / "run" / "patroni.pid").read_text().split()[0])
-    postmaster = int((directory / "data" / "postmaster.pid").read_text().split()[0])
-    for pid in (patroni, postmaster):
-        os.kill(pid, signal.SIGKILL)
-
-
 def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(cluster: LocalCluster) -> None:
     c = cluster
     group = _group(c, "worker-1")
@@ -153,7 +120,7 @@ def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(
     writer.start()
     try:
         _wait("the writer's first inserts", lambda: len(writer.acked) >= 10, 30)
-        _kill_member(c, old.name)
+        kill_member(c.backend.home.nodes / old.name)
         _wait("inserts failing on the lost worker", lambda: writer.failed > 0, 30)
         _wait("a standby promoted", lambda: _roles(c, "worker-1").get(standby.name) == "leader")
         _wait("pg_dist_node naming the new leader", lambda: _registered_primary(c, group.number) == standby.port)
@@ -185,3 +152,31 @@ def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(
           lambda: registered() == [(standby.port, "primary"), (old.port, "secondary")], 30)
     assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}
     assert c.up().changed is False  # and `up` is idempotent again
+
+
+def test_a_forced_failover_promotes_a_worker_standby_with_every_row(cluster: LocalCluster) -> None:
+    """`failover` hands a healthy worker group's lead to its standby by force; refused without --yes and a
+    terminal, and for a member the group does not have."""
+    c = cluster
+    group = _group(c, "worker-2")
+    roles = _roles(c, "worker-2")
+    leader = next(name for name, role in roles.items() if role == "leader")
+    standby = next(name for name, role in roles.items() if role == "sync_standby")
+    refused = c.cli.run("failover", "worker-2")
+    assert refused.returncode == 10 and "--yes" in refused.stderr, refused.stderr
+    assert c.cli.run("failover", "worker-2", "--to", "worker-9-9", "--yes").returncode == 7
+    assert c.cli.run("failover", "worker-2", "--to", leader, "--yes").returncode == 10  # it leads already
+    assert _roles(c, "worker-2") == roles  # nothing changed
+    with c.ctx.pg_connect("coordinator") as conn:
+        before = conn.execute("SELECT count(*), sum(hashtext(content_id::text)) FROM content_metadata").fetchone()
+
+    done = c.cli.json("failover", "worker-2", "--yes")  # the candidate: its sync standby
+    assert (done["leader"], done["new_leader"]) == (leader, standby) and done["seconds"] > 0, done
+    assert _roles(c, "worker-2") == {leader: "sync_standby", standby: "leader"}  # the old leader rejoined
+    _wait("pg_dist_node naming the new leader",
+          lambda: _registered_primary(c, group.number) == next(m.port for m in group.members if m.name == standby))
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute("SELECT count(*), sum(hashtext(content_id::text)) FROM content_metadata"
+                            ).fetchone() == before
+        conn.execute("INSERT INTO content_metadata (content_id, title, content_type) VALUES (%s, 'fo', 'movie')",
+                     (str(uuid.uuid4()),))

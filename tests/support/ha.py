@@ -1,0 +1,64 @@
+"""What the HA test and bench/failover.py do to a running HA cluster: a writer inserting through the
+coordinator and counting what is acknowledged, and a member killed as a lost host would be."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+
+class Writer(threading.Thread):
+    """Inserts a row through the coordinator every 50 ms, a new connection each time, counting what is acked
+    (with when: `acked_at`, monotonic seconds) and what failed."""
+
+    def __init__(self, dsn: str, title: str = "ha") -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.title, self.stop = dsn, title, threading.Event()
+        self.acked: list[str] = []
+        self.acked_at: list[float] = []
+        self.failed = 0
+        self.streak = 0  # inserts acknowledged in a row (spread over the workers' shards)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            cid = str(uuid.uuid4())
+            try:
+                with psycopg.connect(self.dsn, connect_timeout=3, autocommit=True) as conn:
+                    conn.execute("INSERT INTO content_metadata (content_id, title, content_type) "
+                                 "VALUES (%s, %s, 'movie')", (cid, self.title))
+                self.acked.append(cid)
+                self.acked_at.append(time.monotonic())
+                self.streak += 1
+            except psycopg.Error:
+                self.failed += 1
+                self.streak = 0
+            time.sleep(0.05)
+
+    def first_ack_after(self, moment: float) -> float | None:
+        return next((t for t in self.acked_at if t > moment), None)
+
+    def longest_pause(self, start: float, end: float) -> float:
+        """The longest time between two acknowledged inserts from `start` to `end`."""
+        times = [start, *(t for t in self.acked_at if start < t < end), end]
+        return max(b - a for a, b in zip(times, times[1:], strict=False))
+
+
+def pids(member_dir: Path) -> tuple[int, int]:
+    """A member's Patroni and PostgreSQL (postmaster) process ids, from its pid files."""
+    patroni = int((member_dir / "run" / "patroni.pid").read_text().split()[0])
+    postmaster = int((member_dir / "data" / "postmaster.pid").read_text().split()[0])
+    return patroni, postmaster
+
+
+def kill_member(member_dir: Path, postgres_only: bool = False) -> None:
+    """A host loss, as far as one machine can play it: the member's Patroni and PostgreSQL SIGKILLed (or its
+    PostgreSQL alone, Patroni left to notice)."""
+    patroni, postmaster = pids(member_dir)
+    for pid in (postmaster,) if postgres_only else (patroni, postmaster):
+        os.kill(pid, signal.SIGKILL)
