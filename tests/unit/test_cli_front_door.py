@@ -1,6 +1,7 @@
 """The CLI's front door, as a real `streamctl` process: every --help in one style (no `<bool>`, one-line
 summaries, examples on one line), bad choices exit 2 listing the choices, and `down --volumes` refuses to
-destroy without a terminal to ask on unless --yes. None of these needs an engine."""
+destroy without a terminal to ask on unless --yes (`failover` too, after its clear errors). None of these
+needs an engine."""
 
 from __future__ import annotations
 
@@ -95,3 +96,17 @@ def test_down_volumes_without_a_terminal_refuses_unless_yes(tmp_path: Path) -> N
     assert "no terminal to ask for confirmation" in res.stderr and "--yes" in res.stderr
     assert not (tmp_path / ".st").exists()  # refused before anything was touched
     assert "--yes" in inspect.getsource(__import__("streamctl.cli.cluster", fromlist=["down"]).down)
+
+
+def test_failover_errors_and_refusal_come_before_patroni_is_asked(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    for name in ("ha.yaml", "no-citus.yaml"):
+        (tmp_path / name).write_text((examples / name).read_text())
+    unknown = streamctl("failover", "worker-7", "--yes", "-f", "ha.yaml", cwd=tmp_path)
+    assert unknown.returncode == ExitCode.NOT_FOUND and "worker-1 (1)" in unknown.stderr, unknown.stderr
+    ha_off = streamctl("failover", "worker-1", "--yes", "-f", "no-citus.yaml", cwd=tmp_path)
+    assert ha_off.returncode == ExitCode.PREFLIGHT and "no ha section" in ha_off.stderr, ha_off.stderr
+    refused = streamctl("failover", "worker-1", "-f", "ha.yaml", cwd=tmp_path)
+    assert refused.returncode == ExitCode.REFUSED, refused.stderr
+    assert "no terminal to ask for confirmation" in refused.stderr and "--yes" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ha.yaml", "no-citus.yaml"]  # nothing else made
