@@ -131,6 +131,12 @@ def slot_active(conn: Conn, slot: str) -> bool | None:
     return None if row is None else bool(row[0])
 
 
+def slot_pid(conn: Conn, slot: str) -> int | None:
+    """The walsender holding the slot now (None: nobody, or no such slot)."""
+    row = _one(conn, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    return None if row is None or row[0] is None else int(row[0])
+
+
 def drop_slot(conn: Conn, slot: str) -> None:
     conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
 

@@ -145,10 +145,12 @@ def streaming(ctx: ClusterContext, primary: str, replica: str) -> bool | None:
 
 
 def wait_caught_up(ctx: ClusterContext, replica: str, primary: str, timeout: float,
-                   logs: Callable[[], list[str]]) -> None:
+                   logs: Callable[[], list[str]], replaced: int | None = None) -> None:
     """After `up` repairs a subscription that had stopped streaming (its peer's task was replaced, pg_hba
     refused it, ...): wait until it streams again and has confirmed the primary's WAL position of now, so
-    a `verify` right after `up` sees no lag."""
+    a `verify` right after `up` sees no lag. `replaced`: the walsender that held the slot before the
+    subscription's connection changed; it lingers a moment after its apply worker ended, and only a new
+    one counts (else the next `up` could find the slot free while the new worker connects)."""
     slot = names.subscription_name(replica)
     with ctx.pg_connect(primary, ctx.topology.analytics.database) as conn:
         target = catalog.current_lsn(conn)
@@ -156,7 +158,8 @@ def wait_caught_up(ctx: ClusterContext, replica: str, primary: str, timeout: flo
 
         def caught_up() -> bool:
             state["lag"] = catalog.bytes_behind(conn, slot, target)
-            return bool(catalog.slot_active(conn, slot)) and state["lag"] is not None and state["lag"] <= 0
+            pid = catalog.slot_pid(conn, slot)
+            return pid is not None and pid != replaced and state["lag"] is not None and state["lag"] <= 0
 
         Readiness(f"{replica} catching up with {primary}", caught_up, timeout, interval=0.1,
                   logs=lambda: [f"slot {slot}: {state['lag']} bytes behind {target}", *logs()],

@@ -149,6 +149,7 @@ class ReplicationService:
             return out
 
         def apply() -> None:
+            replaced: int | None = None
             with self.ctx.pg_connect(replica.name) as conn:
                 sub = catalog.subscription(conn, name)
                 if sub is None and self._restored_with_primary(conn, replica.name):
@@ -164,6 +165,8 @@ class ReplicationService:
                     self._subscribe(conn, name, replica.name)
                 else:
                     if sub.conninfo != self.conninfo(replica.name):
+                        with self.ctx.pg_connect(self.primary.name, self.database) as primary:
+                            replaced = catalog.slot_pid(primary, name)
                         catalog.set_connection(conn, name, self.conninfo(replica.name))
                     if not sub.enabled:
                         catalog.enable(conn, name)
@@ -173,7 +176,7 @@ class ReplicationService:
             wait_synced(self.ctx, replica.name, self.primary.name, self.tables, 300.0, logs=logs)
             # A repaired subscription (or one that had stopped streaming) counts as done only once it has
             # caught up with the primary, as on the first sync: `verify` right after `up` sees no lag.
-            wait_caught_up(self.ctx, replica.name, self.primary.name, 300.0, logs=logs)
+            wait_caught_up(self.ctx, replica.name, self.primary.name, 300.0, logs=logs, replaced=replaced)
 
         # What a subscriber needs of the primary: the role it logs in as, the publication, and pg_hba
         # admitting it; nothing of the other replicas or of the metadata side.
