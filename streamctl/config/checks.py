@@ -6,9 +6,9 @@ import ipaddress
 from collections.abc import Callable
 
 from streamctl.config import constraints
-from streamctl.config.members import etcd_members, ha_groups
+from streamctl.config.ha_checks import ha_endpoints, ha_errors
 from streamctl.config.model import BACKED_UP_ROLES, ExternalSpec, Node, Role, Topology, node_backend
-from streamctl.config.nodes import spec_of
+from streamctl.config.nodes import declared, owner, worker_index
 
 
 def semantic_errors(t: Topology) -> list[str]:
@@ -35,12 +35,12 @@ def _port_errors(t: Topology) -> list[str]:
     nodes = t.nodes()
     seen_ports: dict[tuple[str, int], str] = {}
     endpoints = [(declared(t, n, "port"), n.bind, n.port, owner(t, n, "port"),
-                  f" ({n.name}'s)" if _worker_index(n) is not None else "") for n in nodes]
+                  f" ({n.name}'s)" if worker_index(n) is not None else "") for n in nodes]
     if t.gateway.enabled:
         endpoints.append(("gateway.port", t.gateway.host, t.gateway.port, "gateway", ""))
     if t.monitoring.prometheus:
         endpoints.append(("monitoring.port", t.monitoring.bind or t.bind, t.monitoring.port, "monitoring", ""))
-    endpoints += _ha_endpoints(t)
+    endpoints += ha_endpoints(t)
     external = {owner(t, n, "port") for n in nodes if n.is_external}
     for path, bind, port, holder, whose in endpoints:
         # Ports are compared regardless of address: on the Docker backend they all publish on the host.
@@ -52,76 +52,6 @@ def _port_errors(t: Topology) -> list[str]:
             errors.append(f"{path}: port {port}{whose} is already used by {seen_ports[key]}")
         else:
             seen_ports[key] = holder
-    return errors
-
-
-def _ha_endpoints(t: Topology) -> list[tuple[str, str, int, str, str]]:
-    """The ports high availability adds: standbys', every member's REST API, etcd's."""
-    out = []
-    for group in ha_groups(t):
-        for i, m in enumerate(group.members):
-            if i:
-                out.append(("ha.port", m.node.bind, m.port, f"{m.name} ({m.port_path})", f" ({m.name}'s)"))
-            out.append(("ha.rest_port", m.node.bind, m.rest_port, f"{m.name}'s REST API ({m.rest_path})",
-                        f" ({m.name}'s REST API)"))
-    for i, e in enumerate(etcd_members(t)):
-        plus = f" + {i}" if i else ""
-        out += [("ha.etcd.port", e.host, e.port, f"{e.name} (ha.etcd.port{plus})", f" ({e.name}'s)"),
-                ("ha.etcd.peer_port", e.host, e.peer_port, f"{e.name} (ha.etcd.peer_port{plus})", f" ({e.name}'s)")]
-    return out
-
-
-def _ha_errors(t: Topology) -> list[str]:
-    """What `ha:` cannot run: a node streamctl does not provision, a synchronous group without a standby,
-    Patroni's timing out of its bounds, ports past 65535; and, in this first slice, anything but Citus groups
-    on the local backend."""
-    if not t.ha_on:
-        return []
-    ha = t.ha
-    assert ha is not None
-    errors = []
-    if not t.citus:
-        errors.append("ha: high availability covers the Citus groups (the coordinator and each worker), and "
-                      "metadata.citus.enabled is false; a plain PostgreSQL coordinator under HA is not built yet")
-    if t.backup_on:
-        errors.append("backup: backups with ha (archiving from a standby, the stanza's hosts from Patroni) are not "
-                      "built yet; remove one of the two sections")
-    if t.analytics.enabled and ha.analytics.standbys:
-        errors.append("ha.analytics.standbys: the analytics primary under HA (a Patroni cluster with permanent "
-                      "logical slots) is not built yet; set 0")
-    groups = ha_groups(t)
-    external: dict[str, list[str]] = {}
-    for g in (g for g in groups if g.node.is_external):
-        path = declared(t, g.node, "backend") if spec_of(t, g.node)[0] == "external" else "backend"
-        external.setdefault(path, []).append(g.node.name)
-    errors += [f"{path}: {', '.join(names)} {'is' if len(names) == 1 else 'are'} external, and ha runs only the "
-               "nodes streamctl provisions (remove the ha section, or make them provisioned)"
-               for path, names in external.items()]
-    if ha.synchronous != "off":
-        for path in dict.fromkeys(g.standbys_path for g in groups if g.standbys == 0):
-            errors.append(f"ha.synchronous: {ha.synchronous!r} needs a standby to wait for, but {path} is 0 "
-                          "(set a standby, or synchronous: off)")
-    if ha.ttl < 20:
-        errors.append(f"ha.ttl: {ha.ttl} is below Patroni's minimum of 20 seconds (Patroni would raise it "
-                      "silently)")
-    if ha.loop_wait > ha.ttl - 2:
-        errors.append(f"ha.loop_wait: {ha.loop_wait} must be at most ha.ttl - 2 ({ha.ttl - 2}): Patroni needs "
-                      "ttl >= loop_wait + 2 x retry_timeout, and retry_timeout is at least 1 second")
-    for key, ports in (("ha.port", [m.port for g in groups for m in g.members[1:]]),
-                       ("ha.rest_port", [m.rest_port for g in groups for m in g.members]),
-                       ("ha.etcd.port", [e.port for e in etcd_members(t)]),
-                       ("ha.etcd.peer_port", [e.peer_port for e in etcd_members(t)])):
-        if ports and max(ports) > 65535:
-            errors.append(f"{key}: {len(ports)} ports from {min(ports)} would need port {max(ports)} (above 65535)")
-    others = sorted({node_backend(t, g.node) for g in groups if not g.node.is_external} - {"local"})
-    if others:
-        on = ", ".join("auto (which may pick Docker)" if b == "auto" else b for b in others)
-        errors.append(f"ha: high availability runs on the local backend only for now, and this topology runs "
-                      f"its Citus nodes on {on} (set backend: local, or remove the ha section; Docker and "
-                      "Swarm are not built yet)")
-    names = {n.name for n in t.nodes()}
-    for m in (m for g in groups for m in g.members[1:] if m.name in names):
-        errors.append(f"ha: the standby {m.name} of {m.node.name} has the name of another node (rename that node)")
     return errors
 
 
@@ -204,34 +134,6 @@ def _swarm_errors(t: Topology) -> list[str]:
     return constraints.syntax_errors(t) + (swarm_bind_errors(t) if t.backend == "swarm" else [])
 
 
-def _worker_index(node: Node) -> int | None:
-    """A Citus worker's index: workers are not written one by one, but derived from metadata.workers."""
-    prefix = "metadata.workers["
-    return int(node.yaml_path[len(prefix):-1]) if node.yaml_path.startswith(prefix) else None
-
-
-def declared(t: Topology, node: Node, key: str) -> str:
-    """The key of the file that sets this node's `key` (a worker's port: metadata.workers.port, unless
-    metadata.workers.nodes[i].port sets it)."""
-    i = _worker_index(node)
-    if i is None:
-        return f"{node.yaml_path}.{key}"
-    w = t.metadata.workers
-    if key == "port" and i < len(w.nodes) and w.nodes[i].port is not None:
-        return f"metadata.workers.nodes[{i}].port"
-    return {"name": "metadata.workers.name_prefix"}.get(key, f"metadata.workers.{key}")
-
-
-def owner(t: Topology, node: Node, key: str) -> str:
-    """Who holds a name or port, for messages: `redis`, or `worker-2 (metadata.workers.port + 1)`."""
-    i = _worker_index(node)
-    if i is None:
-        return node.yaml_path
-    where = declared(t, node, key)
-    offset = f" + {i}" if key == "port" and where == "metadata.workers.port" and i else ""
-    return f"{node.name} ({where}{offset})"
-
-
 def swarm_bind_errors(t: Topology) -> list[str]:
     """Swarm publishes a port on every interface of the host running the task: it cannot bind 127.0.0.1,
     so the topology must say 0.0.0.0 to accept that (checked again when `--backend swarm` overrides)."""
@@ -312,4 +214,4 @@ KNOWN_ANALYTICS_TABLES = frozenset({"users", "user_watch_history"})
 # the order a reader meets these in the file
 CONCERNS: tuple[Callable[[Topology], list[str]], ...] = (
     _name_errors, _port_errors, _external_errors, _citus_errors, _analytics_errors, _fdw_errors,
-    hba_address_errors, _monitoring_errors, _backup_errors, _ha_errors, _swarm_errors)
+    hba_address_errors, _monitoring_errors, _backup_errors, ha_errors, _swarm_errors)

@@ -161,3 +161,31 @@ def _provisioned_nodes(t: Topology) -> list[Node]:
         r2 = t.redis
         nodes.append(Node(r2.name, Role.REDIS, Engine.REDIS, r2.image, r2.bind or t.bind, r2.port, "redis"))
     return nodes
+
+
+def worker_index(node: Node) -> int | None:
+    """A Citus worker's index: workers are not written one by one, but derived from metadata.workers."""
+    prefix = "metadata.workers["
+    return int(node.yaml_path[len(prefix):-1]) if node.yaml_path.startswith(prefix) else None
+
+
+def declared(t: Topology, node: Node, key: str) -> str:
+    """The key of the file that sets this node's `key` (a worker's port: metadata.workers.port, unless
+    metadata.workers.nodes[i].port sets it)."""
+    i = worker_index(node)
+    if i is None:
+        return f"{node.yaml_path}.{key}"
+    w = t.metadata.workers
+    if key == "port" and i < len(w.nodes) and w.nodes[i].port is not None:
+        return f"metadata.workers.nodes[{i}].port"
+    return {"name": "metadata.workers.name_prefix"}.get(key, f"metadata.workers.{key}")
+
+
+def owner(t: Topology, node: Node, key: str) -> str:
+    """Who holds a name or port, for messages: `redis`, or `worker-2 (metadata.workers.port + 1)`."""
+    i = worker_index(node)
+    if i is None:
+        return node.yaml_path
+    where = declared(t, node, key)
+    offset = f" + {i}" if key == "port" and where == "metadata.workers.port" and i else ""
+    return f"{node.name} ({where}{offset})"
