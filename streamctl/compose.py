@@ -6,11 +6,12 @@ variables (`${STREAMCTL_POSTGRES_PASSWORD:?...}`) that compose interpolates when
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from streamctl.backends.docker.spec import LABEL_CLUSTER, container_spec, healthcheck_config, network_name
+from streamctl.backends.docker.spec import LABEL_CLUSTER, backup_binds, container_spec, healthcheck_config, network_name
 from streamctl.config.model import Topology
 from streamctl.state import SECRET_KEYS
 
@@ -27,8 +28,10 @@ def secret_placeholders() -> dict[str, str]:
     return {k: f"${{{secret_variable(k)}:?set {secret_variable(k)}}}" for k in SECRET_KEYS}
 
 
-def compose_dict(topology: Topology) -> dict[str, Any]:
-    """The compose project for a topology: one service, named volume and port per node, one network."""
+def compose_dict(topology: Topology, base: Path | None = None) -> dict[str, Any]:
+    """The compose project for a topology: one service, named volume and port per node, one network; a
+    backed-up node also mounts the directory backup repository (a relative path starts at `base`, the
+    topology file's directory)."""
     secrets = secret_placeholders()
     services: dict[str, Any] = {}
     volumes: dict[str, Any] = {}
@@ -46,7 +49,9 @@ def compose_dict(topology: Topology) -> dict[str, Any]:
         service["ports"] = [{"target": spec.container_port, "published": str(spec.host_port),
                              "host_ip": spec.host_ip, "protocol": "tcp"}]
         volume_key = f"{node.name}-data"
-        service["volumes"] = [{"type": "volume", "source": volume_key, "target": spec.mount}]
+        service["volumes"] = [{"type": "volume", "source": volume_key, "target": spec.mount},
+                              *({"type": "bind", "source": source, "target": target}
+                                for source, target in backup_binds(topology, node, base or Path.cwd()))]
         service["networks"] = {NETWORK_KEY: {"aliases": [node.name]}}
         service["labels"] = dict(spec.labels)
         service["healthcheck"] = healthcheck_config(spec)
@@ -65,7 +70,7 @@ def compose_dict(topology: Topology) -> dict[str, Any]:
     }
 
 
-def compose_yaml(topology: Topology, source: str = "topology.yaml") -> str:
+def compose_yaml(topology: Topology, source: str = "topology.yaml", base: Path | None = None) -> str:
     """The compose file as text, with a header saying where it comes from and what it leaves out."""
     variables = sorted({secret_variable(k) for k in SECRET_KEYS if _used(topology, k)})
     header = [
@@ -74,7 +79,7 @@ def compose_yaml(topology: Topology, source: str = "topology.yaml") -> str:
         "# only: run `streamctl up` afterwards to configure them (schema, Citus, replication, FDW, stores).",
         f"# Secrets come from the environment: {', '.join(variables)}.",
     ]
-    body = yaml.safe_dump(compose_dict(topology), sort_keys=False, default_flow_style=False, width=1000)
+    body = yaml.safe_dump(compose_dict(topology, base), sort_keys=False, default_flow_style=False, width=1000)
     return "\n".join(header) + "\n" + body
 
 

@@ -11,12 +11,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from streamctl.atomic import write_file
 from streamctl.backends.base import Backend
 from streamctl.config.model import Role
 from streamctl.context import ClusterContext
 from streamctl.errors import ExitCode, RefusedError, StepError, StreamctlError
 from streamctl.events import Emit, Event, ignore
+from streamctl.gateway.guard import replace_token
 from streamctl.plan import PendingConfig
 from streamctl.secrets_checks import primary_now, run_checks
 from streamctl.services import passwords
@@ -187,5 +187,5 @@ def _apply(ctx: ClusterContext, backend: Backend, name: str, emit: Emit) -> list
 
 
 def _new_gateway_token(ctx: ClusterContext) -> str:
-    write_file(ctx.store.gateway_token_file, _secrets.token_urlsafe(32) + "\n", 0o600)
+    replace_token(ctx.store.root)
     return "gateway-token file (restart `streamctl gateway` to serve with it)"

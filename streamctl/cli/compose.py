@@ -24,7 +24,7 @@ def export(file: FileOpt = DEFAULT_FILE,
 
     Example: streamctl compose export -o compose/docker-compose.yml
     """
-    text = compose_yaml(load_topology(file), source=file.name)
+    text = compose_yaml(load_topology(file), source=file.name, base=file.parent)
     if output is None:
         render.console.print(text, end="", soft_wrap=True, markup=False, emoji=False, highlight=False)
         return

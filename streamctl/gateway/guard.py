@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from streamctl.atomic import write_file
 from streamctl.errors import PreflightError
 from streamctl.state import GATEWAY_TOKEN_FILE
 
@@ -54,9 +55,19 @@ def ensure_token(state_root: Path) -> str:
     return token
 
 
+def _generate() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def replace_token(state_root: Path) -> None:
+    """A new token in place of the old one (rotation), written whole (0600): a running gateway keeps the old
+    one until it restarts."""
+    write_file(state_root / GATEWAY_TOKEN_FILE, _generate() + "\n", 0o600)
+
+
 def _new_token(state_root: Path, path: Path) -> str:
     state_root.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
+    token = _generate()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another worker wrote it first: read theirs

@@ -60,3 +60,18 @@ def test_cli_writes_the_file(tmp_path: Path) -> None:
     assert list(d["services"]) == ["coordinator", "analytics-primary", "analytics-replica-1", "redis"]
     printed = streamctl("compose", "export", "-f", str(REPO / "examples" / "no-citus.yaml"))
     assert printed.returncode == 0 and printed.stdout == out.read_text()
+
+
+def test_backed_up_nodes_mount_the_repository_resolved_from_the_topology_file(tmp_path: Path) -> None:
+    """The Docker backend mounts a directory repository into every backed-up node; the export does the same,
+    a relative path starting at the topology file's directory (not wherever compose later runs)."""
+    topology = tmp_path / "topology.yaml"
+    topology.write_text("backup:\n  repository:\n    path: backups/repo\n")
+    out = tmp_path / "compose.yml"
+    proc = streamctl("compose", "export", "-f", str(topology), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(out.read_text())["services"]
+    binds = {name: [v for v in svc["volumes"] if v["type"] == "bind"] for name, svc in services.items()}
+    repo = {"type": "bind", "source": str(tmp_path / "backups" / "repo"), "target": "/var/lib/pgbackrest-repo"}
+    assert binds["coordinator"] == [repo] and binds["analytics-primary"] == [repo]
+    assert binds["redis"] == [] and binds["analytics-replica-1"] == []

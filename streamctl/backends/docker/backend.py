@@ -20,7 +20,7 @@ from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import UserIds, put_files
 from streamctl.backends.docker.images import ImagePuller
 from streamctl.backends.docker.template import LABEL_TEMPLATE, VolumeTemplates
-from streamctl.config.model import BACKED_UP_ROLES, Node
+from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.engines.tls import CA
 from streamctl.errors import BackendError, PreflightError
@@ -78,13 +78,8 @@ class DockerBackend(EngineBackend):
         return spec.replace_spec(s, labels={**s.labels, **self.ctx.ownership.labels()}, binds=self._binds(node))
 
     def _binds(self, node: Node) -> tuple[tuple[str, str], ...]:
-        """A backed-up node mounts the directory backup repository (pgBackRest runs in its container)."""
-        backup = self.topology.backup
-        if not self.topology.backup_on or node.role not in BACKED_UP_ROLES or backup is None:
-            return ()
-        base = self.ctx.topology_path.parent if self.ctx.topology_path else Path.cwd()
-        repo = backup.repository_dir(base)
-        return ((str(repo), spec.BACKUP_REPO),) if repo is not None else ()
+        return spec.backup_binds(self.topology, node, self.ctx.topology_path.parent if self.ctx.topology_path
+                                 else Path.cwd())
 
     # -- observation ------------------------------------------------------------------------------
     def _find(self, node: Node) -> Any | None:

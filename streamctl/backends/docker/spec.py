@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from streamctl.config.model import Engine, Node, Topology
+from streamctl.config.model import BACKED_UP_ROLES, Engine, Node, Topology
 from streamctl.engines import mongo as mongo_engine
 from streamctl.engines import postgres as pg_engine
 from streamctl.engines import redis as redis_engine
@@ -39,6 +40,16 @@ SERVER_USER = {Engine.POSTGRES: "postgres", Engine.REDIS: "redis", Engine.MONGO:
 # node's pgBackRest configuration, log, lock and spool live in its volume, beside PGDATA (streamctl.backup).
 BACKUP_REPO = "/var/lib/pgbackrest-repo"
 BACKUP_HOME = "/var/lib/postgresql/data/pgbackrest"
+
+
+def backup_binds(topology: Topology, node: Node, base: Path) -> tuple[tuple[str, str], ...]:
+    """A backed-up node mounts the directory backup repository (pgBackRest runs in its container); `base` is
+    the topology file's directory, where a relative repository path starts."""
+    backup = topology.backup
+    if not topology.backup_on or node.role not in BACKED_UP_ROLES or backup is None:
+        return ()
+    repo = backup.repository_dir(base)
+    return ((str(repo), BACKUP_REPO),) if repo is not None else ()
 
 
 @dataclass(frozen=True)
