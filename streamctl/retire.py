@@ -10,12 +10,13 @@ from typing import Any
 import psycopg
 from psycopg import Connection
 
-from streamctl.backends.base import Action, Backend, NodeState
+from streamctl.backends.base import Action, Backend, GroupReleaser, NodeState
 from streamctl.backends.mixed import backend_for
 from streamctl.citus import catalog as citus_catalog
 from streamctl.citus import rebalance as citus_rebalance
 from streamctl.citus.nodes import coordinator_conn, worker_address
 from streamctl.citus.placement import citus_errors
+from streamctl.config.members import ha_groups
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError, RefusedError, StreamctlError
@@ -48,11 +49,38 @@ def retire_workers(ctx: ClusterContext, backend: Backend, leaving: list[Node], s
                    opts: MoveOptions) -> int:
     """Drain the leaving workers (RefusedError, nothing removed, if a shard cannot move), unregister them
     all or none, then remove them (an external one is left running); returns the shard moves made."""
+    groups = {g.node.name: g.number for g in ha_groups(ctx.topology)}
+    if groups:
+        return _retire_groups(ctx, backend, leaving, [groups[n.name] for n in leaving], say, opts)
     addresses = {worker_address(ctx, n): n.name for n in leaving}
     with coordinator_conn(ctx) as conn, citus_errors("draining or removing the leaving workers failed"):
         moves = citus_rebalance.drain(conn, addresses, say, opts.transfer_mode, opts.parallel)
         with deferred_interrupt():  # unregister every leaving worker, or none
             citus_rebalance.unregister(conn, addresses, say)
+    for node in leaving:
+        remove_node(backend, node, say)
+    return moves
+
+
+def _retire_groups(ctx: ClusterContext, backend: Backend, leaving: list[Node], numbers: list[int], say: Emit,
+                   opts: MoveOptions) -> int:
+    """Under HA, whole groups leave: drained through their current leader; then released (their Patroni
+    stopped, their DCS record removed, so the coordinator's Patroni, which registers each group it finds led,
+    no longer adds them back) while their servers still answer Citus's metadata sync; then every row of the
+    groups unregistered; then every member stopped and removed. Run again after a failure, it finishes."""
+    names = dict(zip(numbers, (n.name for n in leaving), strict=True))
+    with coordinator_conn(ctx) as conn, citus_errors("draining the leaving worker groups failed"):
+        leaders = citus_catalog.group_leaders(conn)
+        moves = citus_rebalance.drain(conn, {leaders[g]: names[g] for g in numbers if g in leaders}, say,
+                                      opts.transfer_mode, opts.parallel)
+    for node in leaving:
+        runner = backend_running(backend, node)
+        if isinstance(runner, GroupReleaser):
+            runner.release_group(node)
+    with coordinator_conn(ctx) as conn, citus_errors("removing the leaving worker groups failed"):
+        rows = {address: f"{names[g]}'s {role}" for g, address, role in citus_catalog.group_nodes(conn, numbers)}
+        with deferred_interrupt():
+            citus_rebalance.unregister(conn, rows, say)
     for node in leaving:
         remove_node(backend, node, say)
     return moves

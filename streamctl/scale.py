@@ -11,6 +11,7 @@ from streamctl.backends import select_backend
 from streamctl.backends.base import Backend
 from streamctl.citus import jobs as citus_jobs
 from streamctl.citus import rebalance as citus_rebalance
+from streamctl.citus.layer import CitusLayer
 from streamctl.citus.nodes import coordinator_conn, register_workers, worker_address
 from streamctl.citus.placement import citus_errors
 from streamctl.config.checks import semantic_errors
@@ -18,7 +19,7 @@ from streamctl.config.edit import set_worker_count
 from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.drift import DriftError
-from streamctl.errors import ConfigError, Interrupted, RefusedError
+from streamctl.errors import ConfigError, Interrupted
 from streamctl.events import Emit, ignore
 from streamctl.retire import preflight, retire_workers
 from streamctl.runner import Runner
@@ -46,9 +47,6 @@ class ScaleResult:
 
 def with_workers(t: Topology, count: int) -> Topology:
     """The same topology with another worker count (the models are frozen: copy, don't mutate)."""
-    if t.ha_on:
-        raise RefusedError("scale under ha (adding or draining whole groups) is not built yet",
-                           hint="change metadata.workers.count without ha, or wait for that slice")
     workers = t.metadata.workers.model_copy(update={"count": count})
     new = t.model_copy(update={"metadata": t.metadata.model_copy(update={"workers": workers})})
     errors = semantic_errors(new)
@@ -141,9 +139,12 @@ def _grow(ctx: ClusterContext, backend: Backend, current: int, say: Emit, result
             raise DriftError(f"{exc.message} (the new workers are not registered)", details=exc.details,
                              hint=f"`streamctl scale --workers {count} --configure` applies those steps to "
                                   "the new workers; or configure them yourself and run scale again") from exc
+        if ctx.topology.ha_on:  # Patroni registers each new group's leader (and its standbys) itself
+            CitusLayer(ctx).wait_groups_led()
         with coordinator_conn(ctx) as conn, citus_errors("registering the new workers failed"):
-            with deferred_interrupt():
-                register_workers(conn, [worker_address(ctx, n) for n in new_workers])
+            if not ctx.topology.ha_on:
+                with deferred_interrupt():
+                    register_workers(conn, [worker_address(ctx, n) for n in new_workers])
             # Registered and active: they belong to the cluster now, whatever happens to the moves.
             _update_file(ctx, count, update_file, result)
             job = citus_jobs.run_job(conn, say, opts.transfer_mode, opts.parallel)

@@ -97,6 +97,14 @@ class Backend(Protocol):
         ...
 
 
+@runtime_checkable
+class GroupReleaser(Protocol):
+    """A backend running HA groups: one leaving Citus is released first (see `retire`)."""
+
+    def release_group(self, node: Node) -> None:
+        """Stop what manages the group's members (their servers go on running) and forget its DCS record."""
+
+
 def node_readiness(backend: Backend, ctx: ClusterContext, node: Node, timeout: float, where: str, *, tls: bool,
                    alive: Callable[[], bool], interval: float = 0.05, hint: str = "",
                    also: Probe | None = None) -> Readiness:

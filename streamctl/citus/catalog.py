@@ -93,6 +93,14 @@ def group_leaders(conn: Conn) -> dict[int, Address]:
     return {int(r[0]): (r[1], int(r[2])) for r in rows}
 
 
+def group_nodes(conn: Conn, groups: list[int]) -> list[tuple[int, Address, str]]:
+    """(group, address, role) of every row of these groups in pg_dist_node (under HA: the leader and the
+    standbys Patroni registered), secondaries first: a group's primary is removed last."""
+    rows = conn.execute("SELECT groupid, nodename, nodeport, noderole::text FROM pg_dist_node "
+                        "WHERE groupid = ANY(%s) ORDER BY noderole = 'primary', groupid, nodeid", (groups,)).fetchall()
+    return [(int(r[0]), (r[1], int(r[2])), str(r[3])) for r in rows]
+
+
 def registered_addresses(conn: Conn) -> set[Address]:
     """Every node in pg_dist_node, coordinator included."""
     return {(r[0], int(r[1])) for r in conn.execute("SELECT nodename, nodeport FROM pg_dist_node")}

@@ -65,18 +65,19 @@ class CitusLayer:
 
     def _leaders_step(self) -> ConfigStep:
         """Under HA: every group led in pg_dist_node, as Patroni registers it (streamctl only waits)."""
+        return ConfigStep(self.coordinator.name, WORKERS_STEP, self._unled, self.wait_groups_led)
 
-        def missing() -> list[str]:
-            with self.ctx.pg_connect(self.coordinator.name) as conn:
-                led = catalog.group_leaders(conn)
-            return [f"{g.node.name} (group {g.number}) registered by Patroni" for g in self.groups
-                    if g.number not in led]
+    def _unled(self) -> list[str]:
+        with self.ctx.pg_connect(self.coordinator.name) as conn:
+            led = catalog.group_leaders(conn)
+        return [f"{g.node.name} (group {g.number}) registered by Patroni" for g in self.groups
+                if g.number not in led]
 
-        def apply() -> None:
-            Readiness("every Citus group led in pg_dist_node", lambda: not missing(), 120.0, interval=0.5,
-                      hint="see `streamctl logs coordinator` (Patroni's log)").wait()
-
-        return ConfigStep(self.coordinator.name, WORKERS_STEP, missing, apply)
+    def wait_groups_led(self, timeout: float = 120.0) -> None:
+        """Under HA: wait until Patroni has registered every group's leader in pg_dist_node (a new group's
+        too: the coordinator's Patroni adds the groups it finds led in the DCS)."""
+        Readiness("every Citus group led in pg_dist_node", lambda: not self._unled(), timeout, interval=0.5,
+                  hint="see `streamctl logs coordinator` (Patroni's log)").wait()
 
     def _extension_step(self, node: Node) -> ConfigStep:
         def pending() -> list[str]:

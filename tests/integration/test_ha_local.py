@@ -8,16 +8,18 @@ One cluster for the module (local processes: it runs in the normal phase)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from streamctl.config.members import Group, ha_groups
-from streamctl.ha import rest
+from streamctl.config.members import Group, etcd_members, ha_groups
+from streamctl.ha import dcs, rest
 from tests.support.cluster import LocalCluster, running
 from tests.support.engines import require
 from tests.support.ha import Writer, kill_member
@@ -30,7 +32,7 @@ pytestmark = [pytest.mark.citus, pytest.mark.redis, pytest.mark.etcd]
 def cluster() -> Iterator[LocalCluster]:
     require("citus", "redis", "etcd")
     etcd = free_port_run(2)
-    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(3), "rest_port": free_port_run(6),
+    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(4), "rest_port": free_port_run(8),  # room to scale
           "etcd": {"port": etcd, "peer_port": etcd + 1}}
     with running(cluster="ha", citus=True, workers=2, replicas=1, ha=ha) as c:
         yield c
@@ -180,3 +182,48 @@ def test_a_forced_failover_promotes_a_worker_standby_with_every_row(cluster: Loc
                             ).fetchone() == before
         conn.execute("INSERT INTO content_metadata (content_id, title, content_type) VALUES (%s, 'fo', 'movie')",
                      (str(uuid.uuid4()),))
+
+
+def _dcs_keys(c: LocalCluster, group: int) -> int:
+    """How many keys Patroni holds in etcd for a group."""
+    prefix = dcs.group_prefix(c.topology.cluster, group)
+    e = etcd_members(c.topology)[0]
+    body = {"key": base64.b64encode(prefix.encode()).decode(),
+            "range_end": base64.b64encode((prefix[:-1] + "0").encode()).decode(), "count_only": True}
+    request = urllib.request.Request(f"http://{e.host}:{e.port}/v3/kv/range", data=json.dumps(body).encode(),
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return int(json.load(response).get("count", 0))
+
+
+def test_scale_adds_a_whole_group_and_drains_one_away(cluster: LocalCluster) -> None:
+    """Under HA `scale` adds a worker as a group (its leader registered by Patroni, shards moved onto it) and
+    removes one as a group: drained through its leader, every member stopped and removed, every row of it
+    unregistered, its keys gone from etcd; rows unchanged throughout."""
+    c = cluster
+    total = "SELECT count(*), sum(hashtext(content_id::text)) FROM content_metadata"
+    with c.ctx.pg_connect("coordinator") as conn:
+        before = conn.execute(total).fetchone()
+    grown = c.cli.json("scale", "--workers", "3")
+    assert grown["added"] == ["worker-3"] and grown["moves"] > 0, grown
+    c.reload()
+    group = _group(c, "worker-3")
+    assert sorted(_roles(c, "worker-3").values()) == ["leader", "sync_standby"]
+    leader = next(m for m in group.members if _roles(c, "worker-3")[m.name] == "leader")
+    _wait("the new group registered", lambda: _registered_primary(c, group.number) == leader.port)
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute(total).fetchone() == before
+        assert conn.execute("SELECT count(*) FROM pg_dist_placement WHERE groupid = %s",
+                            (group.number,)).fetchone()[0] > 0
+
+    shrunk = c.cli.json("scale", "--workers", "2")
+    assert shrunk["removed"] == ["worker-3"], shrunk
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute(total).fetchone() == before
+        assert conn.execute("SELECT count(*) FROM pg_dist_node WHERE groupid = %s",
+                            (group.number,)).fetchone() == (0,)
+    assert not any((c.backend.home.nodes / m.name).exists() for m in group.members)
+    assert _dcs_keys(c, group.number) == 0 and _dcs_keys(c, 1) > 0  # the other groups' records stay
+    c.reload()
+    assert c.up().changed is False
+    assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}

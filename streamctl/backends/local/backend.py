@@ -228,10 +228,23 @@ class LocalBackend:
         stop_all(recipe.pids, recipe.stop_signal, node.name)
 
     def remove(self, node: Node, volumes: bool) -> None:
-        self.stop(node)
+        recipe = self._recipe(node)
+        if volumes and isinstance(recipe, GroupRecipe):
+            recipe.stop_for_good(lambda argv, what: self._run(argv, self.run_as, what))
+        else:
+            self.stop(node)
         if volumes:
-            for path in self._recipe(node).dirs():
+            for path in recipe.dirs():
                 shutil.rmtree(path, ignore_errors=True)
+            Etcd(self.topology, self.home.path).forget(self._groups.get(node.name))
+
+    def release_group(self, node: Node) -> None:
+        """Under HA, a group about to leave Citus: its Patroni stopped (its PostgreSQL still serving the
+        unregistration) and its keys removed from etcd, so no Patroni registers it again."""
+        recipe = self._recipe(node)
+        if isinstance(recipe, GroupRecipe):
+            recipe.release()
+            Etcd(self.topology, self.home.path).forget(self._groups.get(node.name))
 
     def teardown(self, volumes: bool) -> None:
         if self._groups:  # the groups are stopped: their DCS goes too

@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from streamctl.backends.local.recipes import Recipe, Runner, pid_alive, read_pid
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
 from streamctl.config.model import Node, Topology
 from streamctl.errors import BackendError, RefusedError
+from streamctl.ha import dcs, patroni, runtime
 from streamctl.ha import etcd as etcd_conf
-from streamctl.ha import patroni, runtime
 from streamctl.ha.secrets import ha_secrets
 
 _ETCD_LOCK = threading.Lock()  # the groups of one `up` start in parallel: etcd is started once
@@ -87,6 +88,11 @@ class Etcd:
 
     def stop(self) -> None:
         stop_all(self.pids, signal.SIGTERM, "etcd")
+
+    def forget(self, group: Group | None) -> None:
+        """A group that leaves takes its record in the DCS along (when etcd runs: else it goes with etcd)."""
+        if group is not None and self.running():
+            dcs.forget_group(self.members, self.topology.cluster, group.number)
 
 
 def stop_all(pids: Any, sig: signal.Signals, what: str, timeout: float = 60.0) -> None:
@@ -189,6 +195,23 @@ class GroupRecipe(Recipe):
             if not _alive(p.pid_file, self.expect):
                 _make_dirs(run_as, p.dir, p.data_dir, p.log_file.parent, p.socket_dir)
                 run(detached([program, str(p.config_file)], p.log_file, p.pid_file))
+
+
+    def release(self) -> None:
+        """Every member's Patroni killed, its PostgreSQL left running: nothing manages the group any more, and
+        no demotion is announced (a leader's Patroni stopping asks the coordinator's Patroni to hold
+        pg_dist_node in a transaction until a standby is promoted, which for a group leaving never comes)."""
+        stop_all(self.pids, signal.SIGKILL, self.node.name)
+
+    def stop_for_good(self, run: Callable[[list[str], str], None]) -> None:
+        """A group leaving: released, then each member's PostgreSQL stopped cleanly."""
+        assert self.bindir is not None
+        self.release()
+        for member in self.group.members:
+            data = self.paths(member).data_dir
+            if (data / "postmaster.pid").exists():
+                run([str(self.bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w", "-t", "120"],
+                    f"stop {member.name}")
 
 
 def mode_change(node: Node, node_dir: Path, under_ha: bool) -> RefusedError | None:
