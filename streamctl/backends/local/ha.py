@@ -9,8 +9,7 @@ import os
 import shlex
 import signal
 import threading
-import time
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ from streamctl.backends.local.privileges import RunAs
 from streamctl.backends.local.recipes import Recipe, Runner, pid_alive, read_pid
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
 from streamctl.config.model import Node, Topology
-from streamctl.errors import BackendError, RefusedError
+from streamctl.errors import RefusedError
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha import patroni, runtime
 from streamctl.ha.secrets import ha_secrets
+from streamctl.readiness import Readiness
 
 _ETCD_LOCK = threading.Lock()  # the groups of one `up` start in parallel: etcd is started once
 
@@ -71,33 +71,26 @@ class Etcd:
             self._wait_healthy()
 
     def _wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{self.members[0].host}:{self.members[0].port}/health",  # noqa: S310
-                                            timeout=2) as response:
-                    if b'"true"' in response.read():
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BackendError(f"etcd did not become healthy within {timeout:.0f}s",
-                                   hint=f"see {self.root}/{self.members[0].name}/etcd.log")
-            time.sleep(0.2)
+        first = self.members[0]
+        log = self.root / first.name / "etcd.log"
+        Readiness(f"etcd ({first.name})", lambda: etcd_conf.healthy(first), timeout, interval=0.2,
+                  logs=lambda: tail(log, 20), hint=f"see {log}").wait()
 
     def stop(self) -> None:
         stop_all(self.pids, signal.SIGTERM, "etcd")
 
 
-def stop_all(pids: Any, sig: signal.Signals, what: str, timeout: float = 60.0) -> None:
+def tail(path: Path, lines: int) -> list[str]:
+    return path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+
+
+def stop_all(pids: Callable[[], list[int]], sig: signal.Signals, what: str, timeout: float = 60.0) -> None:
     """Signal every process `pids()` lists and wait until none is left."""
-    for pid in pids():
+    signalled = pids()
+    for pid in signalled:
         os.kill(pid, sig)
-    deadline = time.monotonic() + timeout
-    while pids() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if pids():
-        raise BackendError(f"{what} (pid {', '.join(map(str, pids()))}) did not stop within {timeout:.0f}s")
+    Readiness(f"{what} (pid {', '.join(map(str, signalled))}) stopping", lambda: not pids(), timeout,
+              interval=0.05, hint="`streamctl logs` may tell why it does not stop").wait()
 
 
 class GroupRecipe(Recipe):
