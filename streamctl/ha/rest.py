@@ -95,6 +95,26 @@ def post(member: Member, path: str, body: dict[str, Any], password: str, ca_file
         return exc.code, exc.read().decode(errors="replace").strip()
 
 
+def _answering(members: tuple[Member, ...], ca_file: str | None) -> Member:
+    for member in members:
+        if _answers(member, ca_file):
+            return member
+    raise BackendError(f"no member of {members[0].node.name} answers on its REST API",
+                       hint="see `streamctl status`; `streamctl up` starts the members that do not run")
+
+
+def dynamic_config(members: tuple[Member, ...], ca_file: str | None) -> dict[str, Any]:
+    """The group's dynamic configuration (Patroni's /config, one copy per Citus group)."""
+    found = get(_answering(members, ca_file), "/config", ca_file)
+    return found if isinstance(found, dict) else {}
+
+
+def patch_config(members: tuple[Member, ...], change: dict[str, Any], password: str,
+                 ca_file: str | None) -> tuple[int, str]:
+    """Change the group's dynamic configuration (merged into it by Patroni): (status, answer)."""
+    return post(_answering(members, ca_file), "/config", change, password, ca_file, method="PATCH")
+
+
 @dataclass(frozen=True)
 class LeaderChange:
     group: str

@@ -12,9 +12,9 @@ from functools import cached_property
 from pathlib import Path
 
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
-from streamctl.backends.local import recipes
+from streamctl.backends.local import ha_convert, recipes
 from streamctl.backends.local.data_home import DataHome, data_home
-from streamctl.backends.local.ha import Etcd, GroupRecipe, mode_change, stop_all
+from streamctl.backends.local.ha import Etcd, GroupRecipe, stop_all
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
 from streamctl.config.members import Group, ha_groups, member_addresses
 from streamctl.config.model import Engine, Node, Topology
@@ -23,6 +23,7 @@ from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, PreflightError
 from streamctl.ha import rest
+from streamctl.ha.secrets import ha_secrets
 from streamctl.ownership import MARKER, parse_marker
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
@@ -57,7 +58,7 @@ class LocalBackend:
             raise PreflightError("etcd is not on PATH but the topology has an ha section",
                                  hint="install etcd-server (./scripts/install does), or remove the ha section")
         for node in (n for n in nodes if self.topology.runs_citus(n.role) and not n.is_external):
-            refusal = mode_change(node, self._dir(node), node.name in self._groups)
+            refusal = ha_convert.refusal(node, self._dir(node), self._groups.get(node.name), self.home.nodes.joinpath)
             if refusal is not None:
                 raise refusal
         engines = {n.engine for n in nodes}
@@ -192,6 +193,7 @@ class LocalBackend:
         run_as = self.run_as if node.is_postgres else RunAs(None, os.getuid(), os.getgid())
         if action is Action.NOOP:
             return
+        self._convert(node, run_as)
         if action is Action.RECREATE:
             self.stop(node)
         if action is Action.CREATE:
@@ -209,6 +211,18 @@ class LocalBackend:
         recipe.clear_stale()
         recipe.start(lambda argv: self._run(argv, run_as, f"start {node.name}", tail=lambda: self.logs(node, 20)),
                      run_as)
+
+    def _convert(self, node: Node, run_as: RunAs) -> None:
+        """ha turned on for a node that holds data (it becomes its group's leader), or off (ha_convert.py)."""
+        node_dir, secrets = self._dir(node), self._secrets()
+        if node.name in self._groups and ha_convert.standalone(node_dir):
+            plain = recipes.recipe_for(node, node_dir, self.topology, secrets, self.pg_bindir,
+                                       self.ctx.tls.node_fingerprint(node) if self.ctx.tls_on else None)
+            ha_convert.adopt(plain, lambda: self.ctx.pg_connect(node.name, "postgres"),
+                             ha_secrets(self.ctx.store.root, create=True),
+                             lambda argv: self._run(argv, run_as, f"start {node.name}"), run_as)
+        elif node.name not in self._groups and ha_convert.patroni_made(node_dir):
+            ha_convert.release(node, node_dir, self.home.path, run_as)
 
     def _run(self, argv: list[str], run_as: RunAs, what: str,
              tail: Callable[[], list[str]] | None = None) -> None:
