@@ -25,6 +25,7 @@ from streamctl.config.members import Group, ha_groups
 from streamctl.ha import rest
 from tests.support.cluster import LocalCluster, running
 from tests.support.engines import require
+from tests.support.ha import wait_until
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.etcd]
@@ -79,13 +80,6 @@ def _roles(c: LocalCluster, g: Group) -> dict[str, str]:
     return {s.name: s.ha_role for s in rest.group_members(g.members, _ca(c))}
 
 
-def _wait(what: str, done, timeout: float = 90.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
-        time.sleep(0.5)
-
-
 def _insert(c: LocalCluster, title: str) -> None:
     with c.ctx.pg_connect("coordinator", c.topology.metadata.database) as conn:
         conn.execute("INSERT INTO content_metadata (content_id, title, content_type) VALUES (%s, %s, 'movie')",
@@ -137,7 +131,7 @@ def test_the_primaries_keep_serving_in_failsafe_mode_while_etcd_is_down(cluster:
     c = cluster
     groups = ha_groups(c.topology)
     for g in groups:  # Patroni's leader publishes the failsafe topology (its members' REST APIs) in etcd
-        _wait(f"{g.node.name}'s failsafe topology", lambda g=g: _failsafe_topology(c, g) == len(g.members), 30)
+        wait_until(f"{g.node.name}'s failsafe topology", lambda g=g: _failsafe_topology(c, g) == len(g.members), 30)
     etcd_pid = int((c.backend.home.path / "etcd" / "etcd-1" / "etcd.pid").read_text().split()[0])
     stopped = time.monotonic()
     os.kill(etcd_pid, signal.SIGKILL)
@@ -162,7 +156,7 @@ def test_the_primaries_keep_serving_in_failsafe_mode_while_etcd_is_down(cluster:
 
     c.up()  # etcd started again (its data kept), every group led as before
     for g in groups:
-        _wait(f"{g.node.name} led with its sync standby",
+        wait_until(f"{g.node.name} led with its sync standby",
               lambda g=g: _roles(c, g) == {g.members[0].name: "leader", g.members[1].name: "sync_standby"})
     assert c.cli.run("status").returncode == 0
     with c.ctx.pg_connect("coordinator", c.topology.metadata.database) as conn:
