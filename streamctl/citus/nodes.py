@@ -13,7 +13,7 @@ from streamctl.citus.placement import citus_errors
 from streamctl.config.members import ha_groups
 from streamctl.config.model import Node, Role, Topology
 from streamctl.context import ClusterContext
-from streamctl.errors import BackendError, PreflightError, RefusedError
+from streamctl.errors import BackendError, NotFoundError, PreflightError, RefusedError
 from streamctl.state import Endpoint
 
 
@@ -96,8 +96,8 @@ def ha_group_refusal(ctx: ClusterContext) -> RefusedError | None:
     try:
         with ctx.pg_connect(coordinator.name, ctx.topology.metadata.database) as conn:
             registered = catalog.group_leaders(conn) if catalog.extension_created(conn) else {}
-    except BackendError:
-        return None  # not running yet: Patroni makes or registers it
+    except (BackendError, NotFoundError):
+        return None  # not made or not running yet: Patroni makes or registers it
     wrong = [f"{g.node.name} is group {gid} in pg_dist_node, group {g.number} for Patroni"
              for g in ha_groups(ctx.topology) for gid, address in registered.items()
              if address == (g.node.host, g.node.port) and gid != g.number]
