@@ -9,6 +9,7 @@ from typing import Any
 
 from streamctl import ownership
 from streamctl.backends.base import Action, Backend
+from streamctl.citus.nodes import ha_group_refusal
 from streamctl.config.model import Node
 from streamctl.configure import configure
 from streamctl.context import ClusterContext
@@ -116,6 +117,9 @@ class Runner:
         lost = self.unreachable()
         reachable = [n for n in self.nodes if n.name not in lost]
         self.backend.preflight(reachable)
+        refusal = ha_group_refusal(self.ctx) if self.ctx.topology.ha_on and self.ctx.topology.citus else None
+        if refusal is not None:
+            raise refusal
         removed = remove_orphans_of(self.ctx, self.backend, self.emit) if remove_orphans else []
         plan = Plan(self.ctx.topology.cluster, self.backend.name, observe_and_plan(self.backend, reachable))
         plan.nodes = steps = [s for s in plan.nodes if self.in_scope(s.node.name)]

@@ -12,7 +12,7 @@ from streamctl.backends.mixed import backend_for
 from streamctl.config.members import Group, ha_groups
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
-from streamctl.ha import rest
+from streamctl.ha import dcs, rest
 
 ORPHAN = "no longer in the topology: `streamctl up --remove-orphans` removes it"
 
@@ -38,7 +38,26 @@ def node_status(ctx: ClusterContext, backend: Backend, node: Node, orphan: bool 
     seen: dict[str, Any] = {**row, "backend": backend.name, "host": ep.host, "port": ep.port,
                              "state": obs.state.value, "healthy": healthy, "detail": detail}
     group = next((g for g in ha_groups(ctx.topology) if g.node.name == node.name), None)
-    return {**seen, "members": member_rows(ctx, group)} if group is not None else seen
+    if group is None:
+        return seen
+    problem = dcs.dcs_state(ctx.topology).problem if obs.state is not NodeState.MISSING else None
+    if problem is None:
+        return {**seen, "members": member_rows(ctx, group)}
+    return {**seen, **dcs_rows(ctx, group, problem)}
+
+
+def dcs_rows(ctx: ClusterContext, group: Group, problem: str) -> dict[str, Any]:
+    """Under HA with etcd unreachable or without quorum: what happened, and each member as it sees itself."""
+    views = dcs.members_without_dcs(group, ctx.ca_path() if ctx.tls_on else None)
+    found = {v.name: v for v in views}
+    primary = next((v for v in views if v.primary and v.state == "running"), None)
+    rows = [{"name": m.name, "group": group.number, "host": m.node.host, "port": m.port,
+             "ha_role": None if v is None else "leader" if v.primary else "replica",
+             "state": v.state if v else "down", "timeline": v.timeline if v else None, "lag_bytes": None}
+            for m in group.members for v in [found.get(m.name)]]
+    return {"healthy": False, "detail": dcs.explain(group, problem, views), "members": rows,
+            "dcs": {"problem": problem, "failsafe": bool(primary and primary.failsafe_active),
+                    "primary": primary.name if primary else None}}
 
 
 def member_rows(ctx: ClusterContext, group: Group) -> list[dict[str, Any]]:

@@ -132,6 +132,12 @@ def stop_placing_shards(conn: Conn, address: Address) -> None:
     conn.execute("SELECT citus_set_node_property(%s, %s, 'shouldhaveshards', false)", address)
 
 
+def secondaries(conn: Conn) -> list[Address]:
+    """The nodes registered as secondaries (Patroni registers a group's standbys so)."""
+    rows = conn.execute("SELECT nodename, nodeport FROM pg_dist_node WHERE noderole = 'secondary' ORDER BY 1, 2")
+    return [(r[0], int(r[1])) for r in rows.fetchall()]
+
+
 def remove_node(conn: Conn, address: Address) -> None:
     conn.execute("SELECT citus_remove_node(%s, %s)", address)
 

@@ -124,12 +124,15 @@ class CitusLayer:
     def _workers_step(self) -> ConfigStep:
         wanted = {worker_address(self.ctx, w): w.name for w in self.workers}
 
-        def pending() -> list[str]:
+        def pending() -> list[str]:  # secondaries: the standbys Patroni registered, left when ha is turned off
             with self.ctx.pg_connect(self.coordinator.name) as conn:
-                return registration_pending(conn, wanted)
+                return [*(f"unregister {h}:{p} (a standby under ha)" for h, p in catalog.secondaries(conn)),
+                        *registration_pending(conn, wanted)]
 
         def apply() -> None:
             with self.ctx.pg_connect(self.coordinator.name) as conn:
+                for address in catalog.secondaries(conn):
+                    catalog.remove_node(conn, address)
                 register_workers(conn, list(wanted))
             self.wait_workers_active(list(wanted))
 

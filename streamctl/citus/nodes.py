@@ -13,7 +13,7 @@ from streamctl.citus.placement import citus_errors
 from streamctl.config.members import ha_groups
 from streamctl.config.model import Node, Role, Topology
 from streamctl.context import ClusterContext
-from streamctl.errors import PreflightError
+from streamctl.errors import BackendError, NotFoundError, PreflightError, RefusedError
 from streamctl.state import Endpoint
 
 
@@ -83,3 +83,26 @@ def register_workers(conn: Connection[Any], addresses: list[Address]) -> None:
                 catalog.add_node(conn, address)
             elif not registered[address]:
                 catalog.activate_node(conn, address)
+
+
+def ha_group_refusal(ctx: ClusterContext) -> RefusedError | None:
+    """Under ha, Patroni's Citus mode keys each worker group by its place in the topology (worker-i: group i)
+    and registers its leader under that group id: a worker Citus registered under another one (a scale down
+    and up again gives a new id) would be registered twice. Read on the coordinator when it answers (before
+    ha is turned on for a cluster with data; a cluster Patroni registered agrees with it by construction)."""
+    coordinator = ctx.first(Role.COORDINATOR)
+    if coordinator is None or coordinator.is_external:
+        return None
+    try:
+        with ctx.pg_connect(coordinator.name, ctx.topology.metadata.database) as conn:
+            registered = catalog.group_leaders(conn) if catalog.extension_created(conn) else {}
+    except (BackendError, NotFoundError):
+        return None  # not made or not running yet: Patroni makes or registers it
+    wrong = [f"{g.node.name} is group {gid} in pg_dist_node, group {g.number} for Patroni"
+             for g in ha_groups(ctx.topology) for gid, address in registered.items()
+             if address == (g.node.host, g.node.port) and gid != g.number]
+    if not wrong:
+        return None
+    return RefusedError("turning ha on: Citus's group ids and the topology's worker order differ",
+                        details=wrong, hint="Patroni cannot take these groups over; remove the ha section (the "
+                                            "cluster keeps running as it is)")

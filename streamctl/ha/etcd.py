@@ -3,6 +3,8 @@ state), and the list of peers it starts with."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 
 from streamctl.config.members import EtcdMember
@@ -20,3 +22,10 @@ def argv(binary: str, member: EtcdMember, members: list[EtcdMember], data_dir: P
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", initial_cluster(members), "--initial-cluster-token", f"streamctl-{cluster}",
             "--initial-cluster-state", "new", "--logger", "zap", "--log-outputs", "stderr"]
+
+
+def healthy(member: EtcdMember, timeout: float = 2.0) -> bool:
+    """etcd's own health endpoint: True when the member answers and its cluster has a quorum (raises OSError
+    when it does not answer)."""
+    with urllib.request.urlopen(f"http://{member.host}:{member.port}/health", timeout=timeout) as response:  # noqa: S310
+        return str(json.loads(response.read()).get("health")) == "true"

@@ -35,12 +35,15 @@ def _context(ca_file: str | None) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=ca_file) if ca_file else None
 
 
+def _url(member: Member, path: str, ca_file: str | None) -> str:
+    return f"{'https' if ca_file else 'http'}://{member.node.host}:{member.rest_port}{path}"
+
+
 def get(member: Member, path: str, ca_file: str | None, timeout: float = 3.0) -> Any:
     """GET one of a member's endpoints: its JSON (raises OSError when the member does not answer)."""
-    scheme = "https" if ca_file else "http"
-    url = f"{scheme}://{member.node.host}:{member.rest_port}{path}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=_context(ca_file)) as response:  # noqa: S310
+        with urllib.request.urlopen(_url(member, path, ca_file), timeout=timeout,  # noqa: S310
+                                    context=_context(ca_file)) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:  # Patroni answers health checks with 503 and a body
         return json.loads(exc.read() or b"{}")
@@ -59,20 +62,29 @@ def group_members(members: tuple[Member, ...], ca_file: str | None) -> list[Memb
     return []
 
 
+def settled(states: list[MemberState], expected: set[str], synchronous: bool,
+            not_led_by: str = "") -> MemberState | None:
+    """The group's leader when one member (not `not_led_by`) leads and runs and every other member of
+    `expected` streams from it (one of them confirming commits when synchronous); else None."""
+    leaders = [s for s in states if s.ha_role == "leader" and s.state == "running" and s.name != not_led_by]
+    if len(leaders) != 1:
+        return None
+    leader = leaders[0]
+    others = [s for s in states if s.name in expected and s.name != leader.name]
+    streaming = len(others) == len(expected - {leader.name}) and all(s.state == "streaming" for s in others)
+    confirmed = not synchronous or not others or any(s.ha_role == "sync_standby" for s in others)
+    return leader if streaming and confirmed else None
+
+
 def ready(members: tuple[Member, ...], ca_file: str | None, synchronous: bool) -> bool:
     """One member leads and runs, every other streams from it and, when synchronous, one confirms commits."""
-    states = group_members(members, ca_file)
-    leaders = [s for s in states if s.ha_role == "leader" and s.state == "running"]
-    others = [s for s in states if s.ha_role != "leader"]
-    return (len(states) == len(members) and len(leaders) == 1 and all(s.state == "streaming" for s in others)
-            and (not synchronous or any(s.ha_role == "sync_standby" for s in others)))
+    return settled(group_members(members, ca_file), {m.name for m in members}, synchronous) is not None
 
 
 def post(member: Member, path: str, body: dict[str, Any], password: str, ca_file: str | None,
-         timeout: float = 30.0) -> tuple[int, str]:
-    """POST to one of a member's unsafe endpoints, as the REST API's user: (status, Patroni's answer)."""
-    scheme = "https" if ca_file else "http"
-    request = urllib.request.Request(f"{scheme}://{member.node.host}:{member.rest_port}{path}", method="POST",
+         timeout: float = 30.0, method: str = "POST") -> tuple[int, str]:
+    """POST (or PATCH...) to one of a member's unsafe endpoints, as the REST API's user: (status, answer)."""
+    request = urllib.request.Request(_url(member, path, ca_file), method=method,
                                      data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     token = base64.b64encode(f"{HA_REST_USER}:{password}".encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
@@ -81,6 +93,26 @@ def post(member: Member, path: str, body: dict[str, Any], password: str, ca_file
             return response.status, response.read().decode(errors="replace").strip()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode(errors="replace").strip()
+
+
+def _answering(members: tuple[Member, ...], ca_file: str | None) -> Member:
+    for member in members:
+        if _answers(member, ca_file):
+            return member
+    raise BackendError(f"no member of {members[0].node.name} answers on its REST API",
+                       hint="see `streamctl status`; `streamctl up` starts the members that do not run")
+
+
+def dynamic_config(members: tuple[Member, ...], ca_file: str | None) -> dict[str, Any]:
+    """The group's dynamic configuration (Patroni's /config, one copy per Citus group)."""
+    found = get(_answering(members, ca_file), "/config", ca_file)
+    return found if isinstance(found, dict) else {}
+
+
+def patch_config(members: tuple[Member, ...], change: dict[str, Any], password: str,
+                 ca_file: str | None) -> tuple[int, str]:
+    """Change the group's dynamic configuration (merged into it by Patroni): (status, answer)."""
+    return post(_answering(members, ca_file), "/config", change, password, ca_file, method="PATCH")
 
 
 @dataclass(frozen=True)
@@ -117,13 +149,7 @@ def _led_again(group: Group, old: str, alive: set[str], ca_file: str | None, syn
     them confirming commits when synchronous)."""
 
     def led() -> MemberState | None:
-        now = group_members(group.members, ca_file)
-        leader = next((s for s in now if s.ha_role == "leader" and s.state == "running" and s.name != old), None)
-        others = [s for s in now if s.name in alive and leader is not None and s.name != leader.name]
-        settled = (leader is not None and len(others) == len(alive - {leader.name})
-                   and all(s.state == "streaming" for s in others)
-                   and (not synchronous or not others or any(s.ha_role == "sync_standby" for s in others)))
-        return leader if settled else None
+        return settled(group_members(group.members, ca_file), alive, synchronous, not_led_by=old)
 
     Readiness(f"{group.node.name} led by another member, its standbys streaming", lambda: led() is not None,
               timeout, interval=0.3, hint=f"see `streamctl status` and `streamctl logs {group.node.name}`").wait()

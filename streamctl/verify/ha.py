@@ -1,6 +1,7 @@
 """High availability (when the topology has an `ha:` section): per Citus group, one leader as Patroni's REST
 API sees it, every standby streaming within verify.max_lag_bytes, a synchronous standby when `synchronous`,
-and the coordinator's pg_dist_node naming the leader as the group's primary."""
+and the coordinator's pg_dist_node naming the leader as the group's primary. With etcd unreachable or
+without quorum each group fails, saying so and whether its primary still serves in Patroni's failsafe mode."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from streamctl.citus import catalog
 from streamctl.config.members import Group, ha_groups
 from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
-from streamctl.ha import rest
+from streamctl.ha import dcs, rest
 from streamctl.verify.result import CheckResult, Verdict, failed, guarded, passed
 
 GROUPS = "ha.groups"
@@ -24,9 +25,15 @@ def check_groups(ctx: ClusterContext) -> list[CheckResult]:
     coordinator = ctx.first(Role.COORDINATOR)
     assert coordinator is not None and ctx.topology.ha is not None
     synchronous = ctx.topology.ha.synchronous != "off"
+    ca = ctx.ca_path() if ctx.tls_on else None
+    problem = dcs.dcs_state(ctx.topology).problem
 
     def one(group: Group) -> Verdict:
-        states = rest.group_members(group.members, ctx.ca_path() if ctx.tls_on else None)
+        if problem is not None:  # Patroni's view of the group lives in etcd: say why there is none
+            views = dcs.members_without_dcs(group, ca)
+            return failed(dcs.explain(group, problem, views), dcs=problem,
+                          failsafe=any(v.primary and v.failsafe_active for v in views))
+        states = rest.group_members(group.members, ca)
         data = {"members": {s.name: s.ha_role for s in states}}
         leaders = [s for s in states if s.ha_role == "leader"]
         if len(leaders) != 1:

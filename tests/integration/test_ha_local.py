@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from streamctl.config.members import Group, etcd_members, ha_groups
 from streamctl.ha import dcs, rest
 from tests.support.cluster import LocalCluster, running
 from tests.support.engines import require
-from tests.support.ha import Writer, kill_member
+from tests.support.ha import Writer, kill_member, wait_until
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis, pytest.mark.etcd]
@@ -48,13 +47,6 @@ def _ca(c: LocalCluster) -> str | None:
 
 def _roles(c: LocalCluster, name: str) -> dict[str, str]:
     return {s.name: s.ha_role for s in rest.group_members(_group(c, name).members, _ca(c))}
-
-
-def _wait(what: str, done, timeout: float = 90.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
-        time.sleep(0.5)
 
 
 def _registered_primary(c: LocalCluster, group: int) -> int:
@@ -121,12 +113,12 @@ def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(
     writer = Writer(c.ctx.pg_conninfo("coordinator"))
     writer.start()
     try:
-        _wait("the writer's first inserts", lambda: len(writer.acked) >= 10, 30)
+        wait_until("the writer's first inserts", lambda: len(writer.acked) >= 10, 30)
         kill_member(c.backend.home.nodes / old.name)
-        _wait("inserts failing on the lost worker", lambda: writer.failed > 0, 30)
-        _wait("a standby promoted", lambda: _roles(c, "worker-1").get(standby.name) == "leader")
-        _wait("pg_dist_node naming the new leader", lambda: _registered_primary(c, group.number) == standby.port)
-        _wait("20 inserts in a row through the coordinator again", lambda: writer.streak >= 20, 60)
+        wait_until("inserts failing on the lost worker", lambda: writer.failed > 0, 30)
+        wait_until("a standby promoted", lambda: _roles(c, "worker-1").get(standby.name) == "leader")
+        wait_until("pg_dist_node naming the new leader", lambda: _registered_primary(c, group.number) == standby.port)
+        wait_until("20 inserts in a row through the coordinator again", lambda: writer.streak >= 20, 60)
     finally:
         writer.stop.set()
         writer.join(10)
@@ -142,7 +134,7 @@ def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(
     # `up` brings the killed member back: it rejoins as a standby of the new leader (pg_rewind by Patroni)
     result = c.up()
     assert {s.node.name: s.action.value for s in result.node_steps}["worker-1"] == "start"
-    _wait("the old leader streaming again", lambda: _roles(c, "worker-1") == {standby.name: "leader",
+    wait_until("the old leader streaming again", lambda: _roles(c, "worker-1") == {standby.name: "leader",
                                                                                old.name: "sync_standby"})
 
     def registered() -> list[tuple[int, str]]:
@@ -150,7 +142,7 @@ def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(
             return conn.execute("SELECT nodeport, noderole::text FROM pg_dist_node WHERE groupid = %s ORDER BY 2",
                                 (group.number,)).fetchall()
 
-    _wait("the old leader registered as a secondary",  # Patroni adds it once it streams
+    wait_until("the old leader registered as a secondary",  # Patroni adds it once it streams
           lambda: registered() == [(standby.port, "primary"), (old.port, "secondary")], 30)
     assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}
     assert c.up().changed is False  # and `up` is idempotent again
@@ -175,7 +167,7 @@ def test_a_forced_failover_promotes_a_worker_standby_with_every_row(cluster: Loc
     done = c.cli.json("failover", "worker-2", "--yes")  # the candidate: its sync standby
     assert (done["leader"], done["new_leader"]) == (leader, standby) and done["seconds"] > 0, done
     assert _roles(c, "worker-2") == {leader: "sync_standby", standby: "leader"}  # the old leader rejoined
-    _wait("pg_dist_node naming the new leader",
+    wait_until("pg_dist_node naming the new leader",
           lambda: _registered_primary(c, group.number) == next(m.port for m in group.members if m.name == standby))
     with c.ctx.pg_connect("coordinator") as conn:
         assert conn.execute("SELECT count(*), sum(hashtext(content_id::text)) FROM content_metadata"
@@ -210,7 +202,7 @@ def test_scale_adds_a_whole_group_and_drains_one_away(cluster: LocalCluster) -> 
     group = _group(c, "worker-3")
     assert sorted(_roles(c, "worker-3").values()) == ["leader", "sync_standby"]
     leader = next(m for m in group.members if _roles(c, "worker-3")[m.name] == "leader")
-    _wait("the new group registered", lambda: _registered_primary(c, group.number) == leader.port)
+    wait_until("the new group registered", lambda: _registered_primary(c, group.number) == leader.port)
     with c.ctx.pg_connect("coordinator") as conn:
         assert conn.execute(total).fetchone() == before
         assert conn.execute("SELECT count(*) FROM pg_dist_placement WHERE groupid = %s",

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -47,6 +48,14 @@ class Writer(threading.Thread):
         """The longest time between two acknowledged inserts from `start` to `end`."""
         times = [start, *(t for t in self.acked_at if start < t < end), end]
         return max(b - a for a, b in zip(times, times[1:], strict=False))
+
+
+def wait_until(what: str, done: Callable[[], object], timeout: float = 90.0) -> None:
+    """Poll `done` every half second until it is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
+        time.sleep(0.5)
 
 
 def pids(member_dir: Path) -> tuple[int, int]:

@@ -12,9 +12,10 @@ from functools import cached_property
 from pathlib import Path
 
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
-from streamctl.backends.local import recipes
+from streamctl.backends.local import ha_convert, recipes
 from streamctl.backends.local.data_home import DataHome, data_home
-from streamctl.backends.local.ha import Etcd, GroupRecipe, mode_change, stop_all
+from streamctl.backends.local.ha import Etcd, GroupRecipe, stop_all
+from streamctl.backends.local.pg_install import check_postgres_install
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
 from streamctl.config.members import Group, ha_groups, member_addresses
 from streamctl.config.model import Engine, Node, Topology
@@ -23,6 +24,7 @@ from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, PreflightError
 from streamctl.ha import rest
+from streamctl.ha.secrets import ha_secrets
 from streamctl.ownership import MARKER, parse_marker
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
@@ -57,26 +59,12 @@ class LocalBackend:
             raise PreflightError("etcd is not on PATH but the topology has an ha section",
                                  hint="install etcd-server (./scripts/install does), or remove the ha section")
         for node in (n for n in nodes if self.topology.runs_citus(n.role) and not n.is_external):
-            refusal = mode_change(node, self._dir(node), node.name in self._groups)
+            refusal = ha_convert.refusal(node, self._dir(node), self._groups.get(node.name), self.home.nodes.joinpath)
             if refusal is not None:
                 raise refusal
         engines = {n.engine for n in nodes}
         if Engine.POSTGRES in engines:
-            bindir = self.pg_bindir
-            for tool in ("initdb", "pg_ctl", "postgres"):
-                if not (bindir / tool).exists():
-                    raise PreflightError(f"PostgreSQL tool {tool} not found in {bindir}",
-                                         hint="install PostgreSQL (apt-get install postgresql) or set "
-                                              "local.pg_bindir")
-            sharedir = recipes.pg_sharedir(bindir)
-            needed = {"postgres_fdw": self.topology.fdw.enabled, "citus": self.topology.citus}
-            for ext, wanted in needed.items():
-                if wanted and not (sharedir / "extension" / f"{ext}.control").exists():
-                    how = ("install Citus for this PostgreSQL (e.g. the postgresql-NN-citus package from "
-                           "Citus's repository) or set metadata.citus.enabled: false" if ext == "citus"
-                           else "install postgresql-contrib, or set fdw.enabled: false")
-                    raise PreflightError(f"the {ext} extension is not installed in the PostgreSQL at {bindir} "
-                                         f"(no {sharedir}/extension/{ext}.control)", hint=how)
+            check_postgres_install(self.pg_bindir, self.topology)
             # No side effect here (a dry run preflights too): a user still to be created is only assumed.
             run_as = self._run_as or resolve_run_as(self.topology.local.run_as, create=False)
             check_traversable(run_as, self.home.path)
@@ -192,6 +180,7 @@ class LocalBackend:
         run_as = self.run_as if node.is_postgres else RunAs(None, os.getuid(), os.getgid())
         if action is Action.NOOP:
             return
+        self._convert(node, run_as)
         if action is Action.RECREATE:
             self.stop(node)
         if action is Action.CREATE:
@@ -209,6 +198,18 @@ class LocalBackend:
         recipe.clear_stale()
         recipe.start(lambda argv: self._run(argv, run_as, f"start {node.name}", tail=lambda: self.logs(node, 20)),
                      run_as)
+
+    def _convert(self, node: Node, run_as: RunAs) -> None:
+        """ha turned on for a node that holds data (it becomes its group's leader), or off (ha_convert.py)."""
+        node_dir, secrets = self._dir(node), self._secrets()
+        if node.name in self._groups and ha_convert.standalone(node_dir):
+            plain = recipes.recipe_for(node, node_dir, self.topology, secrets, self.pg_bindir,
+                                       self.ctx.tls.node_fingerprint(node) if self.ctx.tls_on else None)
+            ha_convert.adopt(plain, lambda: self.ctx.pg_connect(node.name, "postgres"),
+                             ha_secrets(self.ctx.store.root, create=True),
+                             lambda argv: self._run(argv, run_as, f"start {node.name}"), run_as)
+        elif node.name not in self._groups and ha_convert.patroni_made(node_dir):
+            ha_convert.release(node, node_dir, self.home.path, run_as)
 
     def _run(self, argv: list[str], run_as: RunAs, what: str,
              tail: Callable[[], list[str]] | None = None) -> None:

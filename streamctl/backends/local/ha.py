@@ -9,8 +9,6 @@ import os
 import shlex
 import signal
 import threading
-import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,13 @@ from streamctl.backends.local.privileges import RunAs
 from streamctl.backends.local.recipes import Recipe, Runner, pid_alive, read_pid
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
 from streamctl.config.model import Node, Topology
-from streamctl.errors import BackendError, RefusedError
-from streamctl.ha import dcs, patroni, runtime
+from streamctl.engines.tls import CA
+from streamctl.ha import dcs, patroni, rest, runtime
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha.secrets import ha_secrets
+from streamctl.readiness import Readiness
 
+BEFORE_HA = "streamctl.conf.before-ha"  # a plain server's settings, set aside when Patroni takes its data
 _ETCD_LOCK = threading.Lock()  # the groups of one `up` start in parallel: etcd is started once
 
 
@@ -35,7 +35,7 @@ def detached(argv: list[str], log: Path, pid_file: Path) -> list[str]:
                              f"echo $! > {shlex.quote(str(pid_file))}"]
 
 
-def _alive(pid_file: Path, expect: str) -> int | None:
+def alive(pid_file: Path, expect: str) -> int | None:
     pid = read_pid(pid_file)
     return pid if pid and pid_alive(pid, expect) else None
 
@@ -56,7 +56,7 @@ class Etcd:
         return self.root / m.name / "etcd.pid"
 
     def pids(self) -> list[int]:
-        return [p for m in self.members if (p := _alive(self._pid_file(m), "etcd"))]
+        return [p for m in self.members if (p := alive(self._pid_file(m), "etcd"))]
 
     def running(self) -> bool:
         return len(self.pids()) == len(self.members)
@@ -64,7 +64,7 @@ class Etcd:
     def start(self, run: Runner, run_as: RunAs) -> None:
         with _ETCD_LOCK:
             for m in self.members:
-                if _alive(self._pid_file(m), "etcd"):
+                if alive(self._pid_file(m), "etcd"):
                     continue
                 _make_dirs(run_as, self.root, self.root / m.name, self.root / m.name / "data")
                 argv = etcd_conf.argv("etcd", m, self.members, self.root / m.name / "data", self.topology.cluster)
@@ -72,19 +72,10 @@ class Etcd:
             self._wait_healthy()
 
     def _wait_healthy(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{self.members[0].host}:{self.members[0].port}/health",  # noqa: S310
-                                            timeout=2) as response:
-                    if b'"true"' in response.read():
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BackendError(f"etcd did not become healthy within {timeout:.0f}s",
-                                   hint=f"see {self.root}/{self.members[0].name}/etcd.log")
-            time.sleep(0.2)
+        first = self.members[0]
+        log = self.root / first.name / "etcd.log"
+        Readiness(f"etcd ({first.name})", lambda: etcd_conf.healthy(first), timeout, interval=0.2,
+                  logs=lambda: tail(log, 20), hint=f"see {log}").wait()
 
     def stop(self) -> None:
         stop_all(self.pids, signal.SIGTERM, "etcd")
@@ -95,15 +86,17 @@ class Etcd:
             dcs.forget_group(self.members, self.topology.cluster, group.number)
 
 
-def stop_all(pids: Any, sig: signal.Signals, what: str, timeout: float = 60.0) -> None:
+def tail(path: Path, lines: int) -> list[str]:
+    return path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+
+
+def stop_all(pids: Callable[[], list[int]], sig: signal.Signals, what: str, timeout: float = 60.0) -> None:
     """Signal every process `pids()` lists and wait until none is left."""
-    for pid in pids():
+    signalled = pids()
+    for pid in signalled:
         os.kill(pid, sig)
-    deadline = time.monotonic() + timeout
-    while pids() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if pids():
-        raise BackendError(f"{what} (pid {', '.join(map(str, pids()))}) did not stop within {timeout:.0f}s")
+    Readiness(f"{what} (pid {', '.join(map(str, signalled))}) stopping", lambda: not pids(), timeout,
+              interval=0.05, hint="`streamctl logs` may tell why it does not stop").wait()
 
 
 class GroupRecipe(Recipe):
@@ -166,21 +159,33 @@ class GroupRecipe(Recipe):
         for name, text in self.configs().items():
             member = next(m for m in self.group.members if m.name == name)
             write_file(self.paths(member).config_file, text, 0o600, chown=run_as.chown)
+        plain = self.data_dir / "streamctl.conf"  # data made without ha: its settings are Patroni's now
+        if plain.exists():
+            plain.replace(self.data_dir / BEFORE_HA)
+
+    def standalone(self) -> bool:
+        """The node holds data made without ha, not (yet) run by Patroni (`up` converts it)."""
+        return (self.data_dir / "PG_VERSION").exists() and not self.paths(self.group.members[0]).config_file.exists()
 
     def pids(self) -> list[int]:
-        return [p for m in self.group.members if (p := _alive(self.paths(m).pid_file, self.expect))]
+        """Every member's Patroni; before the conversion, the plain server still running on the node's data."""
+        if self.standalone():
+            return [p for p in [alive(self.data_dir / "postmaster.pid", "postgres")] if p]
+        return [p for m in self.group.members if (p := alive(self.paths(m).pid_file, self.expect))]
 
     def running_pid(self) -> int | None:
         """The first member's Patroni, when every member's and etcd run (else `up` has something to start)."""
-        if len(self.pids()) < len(self.group.members) or not self.etcd.running():
+        if self.standalone() or len(self.pids()) < len(self.group.members) or not self.etcd.running():
             return None
-        return _alive(self.pid_file, self.expect)
+        return alive(self.pid_file, self.expect)
 
     def clear_stale(self) -> None:
         """Nothing here: `start` looks at each member's own pid file (the first member's is not stale merely
         because another member is down)."""
 
     def detail(self) -> str:
+        if self.standalone():
+            return "holds data made without ha: `up` makes it its group's leader under Patroni"
         running = len(self.pids())
         if running == len(self.group.members) and self.etcd.running():
             return super().detail()
@@ -188,14 +193,28 @@ class GroupRecipe(Recipe):
         return f"{running} of {len(self.group.members)} members' Patroni running{etcd} (`up` starts the others)"
 
     def start(self, run: Runner, run_as: RunAs) -> None:
+        """The members that hold data first; when some hold none, they start once the group is led, so that
+        they clone from its data and never bootstrap a fresh group beside it."""
         self.etcd.start(run, run_as)
+        holding = [m for m in self.group.members if (self.paths(m).data_dir / "PG_VERSION").exists()]
+        empty = [m for m in self.group.members if m not in holding]
+        self._launch(holding, run, run_as)
+        if holding and empty:
+            ca = str(self.tls_dir / CA) if self.tls_dir else None
+            Readiness(f"{self.node.name} led by a member that holds its data",
+                      lambda: any(s.ha_role == "leader" and s.state == "running"
+                                  for s in rest.group_members(self.group.members, ca)),
+                      120.0, interval=0.5, logs=lambda: tail(self.log_file, 20),
+                      hint=f"see `streamctl logs {self.node.name}`").wait()
+        self._launch(empty, run, run_as)
+
+    def _launch(self, members: list[Member], run: Runner, run_as: RunAs) -> None:
         program = str(runtime.patroni_bin(create=False))
-        for m in self.group.members:
+        for m in members:
             p = self.paths(m)
-            if not _alive(p.pid_file, self.expect):
+            if not alive(p.pid_file, self.expect):
                 _make_dirs(run_as, p.dir, p.data_dir, p.log_file.parent, p.socket_dir)
                 run(detached([program, str(p.config_file)], p.log_file, p.pid_file))
-
 
     def release(self) -> None:
         """Every member's Patroni killed, its PostgreSQL left running: nothing manages the group any more, and
@@ -212,16 +231,3 @@ class GroupRecipe(Recipe):
             if (data / "postmaster.pid").exists():
                 run([str(self.bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w", "-t", "120"],
                     f"stop {member.name}")
-
-
-def mode_change(node: Node, node_dir: Path, under_ha: bool) -> RefusedError | None:
-    """Turning HA on for a node that holds data, or off for a group Patroni runs, is not built yet: refused
-    before anything changes, rather than a fresh empty leader beside the data (or Patroni's data run bare)."""
-    patroni_made = (node_dir / "patroni.yml").exists()
-    if under_ha and not patroni_made and (node_dir / "data" / "PG_VERSION").exists():
-        return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data is not "
-                            "built yet", hint="remove the ha section, or start from `streamctl down --volumes`")
-    if not under_ha and patroni_made:
-        return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning ha off "
-                            "is not built yet", hint="put the ha section back")
-    return None

@@ -1,0 +1,34 @@
+"""The roles Patroni logs in as besides the superuser: its standbys' replication user and the rewind user
+(pg_rewind of a former leader needs only these four functions). Patroni makes them when it bootstraps a
+group itself; a node that already holds data gets them from here before Patroni first starts on it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from streamctl.names import HA_REPLICATION_USER, HA_REWIND_USER
+
+REWIND_FUNCTIONS = ("pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
+                    "pg_read_binary_file(text)", "pg_read_binary_file(text, bigint, bigint, boolean)")
+
+
+def ensure_patroni_roles(conn: psycopg.Connection[Any], ha_secrets: dict[str, str]) -> None:
+    """On this node only (Citus's propagation of roles off: each member is done for itself), unlogged: the
+    statements carry passwords."""
+    with conn.transaction():
+        for setting, value in (("log_statement", "none"), ("log_min_error_statement", "panic"),
+                               ("citus.enable_create_role_propagation", "off"),
+                               ("citus.enable_alter_role_propagation", "off")):
+            conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
+        for role, attributes, key in ((HA_REPLICATION_USER, "LOGIN REPLICATION", "replication_password"),
+                                      (HA_REWIND_USER, "LOGIN", "rewind_password")):
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            conn.execute(sql.SQL("{} {} {} PASSWORD {}").format(
+                sql.SQL("ALTER ROLE" if exists else "CREATE ROLE"), sql.Identifier(role), sql.SQL(attributes),
+                sql.Literal(ha_secrets[key])))
+        for function in REWIND_FUNCTIONS:
+            conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION pg_catalog.{} TO {}").format(
+                sql.SQL(function), sql.Identifier(HA_REWIND_USER)))
