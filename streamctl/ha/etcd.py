@@ -3,6 +3,7 @@ state), and the list of peers it starts with."""
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 
 from streamctl.config.members import EtcdMember
@@ -23,3 +24,12 @@ def argv(binary: str, member: EtcdMember, members: list[EtcdMember], data_dir: P
             "--listen-peer-urls", f"http://{bound}:{member.peer_port}", "--initial-advertise-peer-urls", peer,
             "--initial-cluster", initial_cluster(members), "--initial-cluster-token", f"streamctl-{cluster}",
             "--initial-cluster-state", "new", "--logger", "zap", "--log-outputs", "stderr"]
+
+
+def healthy(host: str, port: int) -> bool:
+    """Whether the etcd member at host:port says it is healthy (its /health endpoint)."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=2) as response:  # noqa: S310
+            return b'"true"' in response.read()
+    except OSError:
+        return False

@@ -7,8 +7,6 @@ with the containers' paths and names; it is copied in (0600) before the first st
 from __future__ import annotations
 
 import threading
-import time
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +19,12 @@ from streamctl.backends.docker.prepare import image_major
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
 from streamctl.config.model import Engine, Node
 from streamctl.engines.tls import server_files
-from streamctl.errors import BackendError, RefusedError
+from streamctl.errors import RefusedError
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha import patroni
 from streamctl.ha.runtime import PATRONI
 from streamctl.ha.secrets import ha_secrets
+from streamctl.readiness import Readiness
 
 if TYPE_CHECKING:
     from streamctl.backends.docker.backend import DockerBackend
@@ -200,18 +199,9 @@ class DockerHa:
                 self._wait_etcd(e)
 
     def _wait_etcd(self, e: EtcdMember, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://{e.host}:{e.port}/health", timeout=2) as r:  # noqa: S310
-                    if b'"true"' in r.read():
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise BackendError(f"etcd ({self.container(e.name)}) did not become healthy within {timeout:.0f}s",
-                                   hint=f"see `docker logs {self.container(e.name)}`")
-            time.sleep(0.3)
+        name = self.container(e.name)
+        Readiness(f"etcd ({name}) healthy", lambda: etcd_conf.healthy(e.host, e.port), timeout, interval=0.3,
+                  hint=f"see `docker logs {name}`").wait()
 
     def _create(self, name: str, image: str, role: str, engine: str, mount: str,
                 ports: dict[int, tuple[str, int]], files: list[spec.ContainerFile], fp: str,
