@@ -158,7 +158,7 @@ def member_image(client: Any, base: str) -> str:
     with _LOCK:
         if base_id in _BUILT:
             return _BUILT[base_id]
-        context, inputs = _context(base, root)
+        context, inputs = _context(base_id, root)  # FROM the image's id: two tags of one image, one build
         tag = f"{REPOSITORY}:{hashlib.sha256((base_id + inputs).encode()).hexdigest()[:16]}"
         if not _present(client, tag):
             _build(client, base, tag, context)
