@@ -2,10 +2,11 @@
 streamctl builds from the Citus image, with Patroni), etcd in a container. The worker group's leader container
 is `docker kill`ed while a writer inserts through the coordinator: its standby is promoted, writes work again,
 pg_dist_node names the new leader by its network name, and every insert acknowledged is there. `up` then
-starts the killed member again and it rejoins as a standby; a planned switchover hands the lead back; `down
+starts the killed member again and it rejoins as a standby; planned switchovers of the worker and the coordinator
+hand the lead over (the FDW to the analytics primary follows the coordinator); `down` keeps the volumes, `down
 --volumes` leaves nothing.
 
-One cluster for the module (coordinator + 1 worker, 1 synchronous standby each)."""
+One cluster for the module (coordinator + 1 worker, 1 synchronous standby each; an analytics primary)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def cluster() -> Iterator[DockerCluster]:
     ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(2), "rest_port": free_port_run(4),
           "etcd": {"port": etcd, "peer_port": etcd + 1}}
     data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", citus=True, workers=1,
-                                   analytics=False, replicas=0, fdw=False, redis=False, ha=ha), ensure_test_image())
+                                   replicas=0, redis=False, ha=ha), ensure_test_image())
     data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = citus
     c = DockerCluster.new(data)
     try:
@@ -152,21 +153,28 @@ def test_a_killed_worker_leader_container_fails_over_without_losing_an_acknowled
     assert c.up().changed is False
 
 
-def test_a_planned_switchover_hands_the_worker_lead_back(cluster: DockerCluster) -> None:
+def test_planned_switchovers_hand_the_lead_over_and_the_fdw_follows_the_coordinator(cluster: DockerCluster) -> None:
     c = cluster
-    group = _group(c, "worker-1")
-    standby = next(name for name, role in _roles(c, "worker-1").items() if role == "sync_standby")
-    done = c.cli.json("switchover", "worker-1", "--to", standby)
-    assert done["new_leader"] == standby and done["leader"] != standby, done
-    assert _roles(c, "worker-1")[standby] == "leader"
-    _wait("pg_dist_node naming the new leader",
-          lambda: (standby, 5432, "primary") in _registered(c, group.number), 60)
-    assert c.cli.sql("worker-1", "SELECT pg_is_in_recovery()") == "f"  # psql runs in the leader's container
-    with c.ctx.pg_connect("coordinator") as conn:
+    for name in ("worker-1", "coordinator"):
+        group = _group(c, name)
+        standby = next(n for n, role in _roles(c, name).items() if role == "sync_standby")
+        done = c.cli.json("switchover", name, "--to", standby)
+        assert done["new_leader"] == standby and done["leader"] != standby, done
+        assert _roles(c, name)[standby] == "leader"
+        _wait("pg_dist_node naming the new leader",
+              lambda: (standby, 5432, "primary") in _registered(c, group.number), 60)  # noqa: B023
+        assert c.cli.sql(name, "SELECT pg_is_in_recovery()") == "f"  # psql runs in the leader's container
+    with c.ctx.pg_connect("coordinator") as conn:  # the new coordinator leader reaches the analytics primary
         assert conn.execute("SELECT count(*) > 0 FROM content_metadata WHERE title = 'ha'").fetchone() == (True,)
+        assert conn.execute("SELECT count(*) >= 0 FROM analytics.users").fetchone() == (True,)
 
 
-def test_down_volumes_removes_every_member_etcd_and_volume(cluster: DockerCluster) -> None:
+def test_down_keeps_the_volumes_and_down_volumes_removes_every_member_etcd_and_volume(
+        cluster: DockerCluster) -> None:
     c = cluster
+    assert c.cli.run("down").returncode == 0
+    left = cluster_resources(c.cluster)
+    members = {f"{c.cluster}-{m.name}-data" for g in ha_groups(c.topology) for m in g.members}
+    assert left["containers"] == [] and members | {f"{c.cluster}-etcd-1-data"} <= set(left["volumes"]), left
     assert c.cli.run("down", "--volumes", "--yes").returncode == 0
     assert cluster_resources(c.cluster) == {"containers": [], "volumes": [], "networks": []}

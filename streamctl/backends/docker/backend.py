@@ -275,6 +275,8 @@ class DockerBackend(EngineBackend):
         put_files(self.api, container.id, s.image, s.name, [f for f in s.files if f.secret], self._user_ids)
 
     def source_address(self, node: Node) -> str:
+        if node.name in self._groups:  # any member may lead (and connect) by now: the cluster's network, as on Swarm
+            return self.ha.subnet()
         container = self._running_container(node)
         networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
         address = (networks.get(self.network) or {}).get("IPAddress")

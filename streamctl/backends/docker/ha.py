@@ -16,10 +16,10 @@ from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
 from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, dockerfile, member_image
 from streamctl.backends.docker.prepare import image_major
-from streamctl.config.members import EtcdMember, Group, Member, etcd_members
+from streamctl.config.members import EtcdMember, Group, etcd_members
 from streamctl.config.model import Engine, Node
 from streamctl.engines.tls import server_files
-from streamctl.errors import RefusedError
+from streamctl.errors import BackendError, RefusedError
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha import patroni
 from streamctl.ha.runtime import PATRONI
@@ -34,10 +34,6 @@ MOUNT = spec.DATA_MOUNT[Engine.POSTGRES]  # the member's volume: Patroni's data,
 ETCD_MOUNT = "/var/lib/etcd"
 CONFIG = f"{spec.FILES_DIR}/patroni.yml"
 LABEL_HA = f"{spec.LABEL_PREFIX}.ha"  # on a group member's container: "member" (turning ha on or off is refused)
-
-
-def member_names(group: Group) -> set[str]:
-    return {m.name for m in group.members}
 
 
 class DockerHa:
@@ -257,5 +253,11 @@ class DockerHa:
         leader = next((s.name for s in states if s.ha_role == "leader"), group.members[0].name)
         return self.container(leader)
 
-    def member(self, group: Group, name: str) -> Member:
-        return next(m for m in group.members if m.name == name)
+    def subnet(self) -> str:
+        """The cluster network's subnet: where a group's members connect from, whichever leads."""
+        with docker_errors(f"inspect network {self.b.network}"):
+            config = self.b.client.networks.get(self.b.network).attrs.get("IPAM", {}).get("Config") or []
+        subnets = [c["Subnet"] for c in config if "." in c.get("Subnet", "")]
+        if not subnets:
+            raise BackendError(f"network {self.b.network} has no IPv4 subnet", hint="run `streamctl up` to recreate it")
+        return str(subnets[0])
