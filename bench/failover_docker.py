@@ -106,16 +106,18 @@ def main() -> int:
         kills = [bench.docker_kill(i) for i in range(args.runs)]
         w_pause, w_failed = bench.switchover("worker-1")
     a = statistics.median(kills)
+    rows = [(f"(a) leader container killed -> first write, median {a:.2f} s (runs "
+             f"{' '.join(f'{x:.1f}' for x in kills)}), target <= {TTL + 3} s", a <= TTL + 3),
+            (f"(c) acknowledged writes lost {bench.lost}, target 0", bench.lost == 0),
+            (f"(d) worker switchover: longest pause {w_pause:.2f} s, {w_failed} failed writes, target <= 2 s and 0",
+             w_pause <= 2 and w_failed == 0),
+            (f"(e) up: with HA {t_up_ha:.2f} s, without {t_up_plain:.2f} s, ratio {t_up_ha / t_up_plain:.2f}, "
+             "target <= 2", t_up_ha <= 2 * t_up_plain)]
     print(f"Docker HA cluster: Citus coordinator + 1 worker, 1 standby per group, synchronous on, ttl {TTL}; "
-          f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"    member image: {t_image:6.2f} s (0 when built already)")
-    print(f"(a) leader container killed -> first write median {a:6.2f} s  runs {' '.join(f'{x:.1f}' for x in kills)}"
-          f"  (target <= {TTL + 3} s: {verdict(a <= TTL + 3)})")
-    print(f"(c) acknowledged writes lost              {bench.lost:6d}     (target 0: {verdict(bench.lost == 0)})")
-    print(f"(d) worker switchover: longest pause {w_pause:5.2f} s, {w_failed} failed writes "
-          f"(target <= 2 s, 0: {verdict(w_pause <= 2 and w_failed == 0)})")
-    print(f"(e) up: with HA {t_up_ha:6.2f} s, without {t_up_plain:6.2f} s, ratio {t_up_ha / t_up_plain:4.2f} "
-          f"(target <= 2: {verdict(t_up_ha <= 2 * t_up_plain)})")
+          f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; member image {t_image:.2f} s "
+          "(0 when built already)")
+    for text, ok in rows:
+        print(f"{text}: {verdict(ok)}")
     return 0
 
 
