@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from streamctl.backends import select_backend
-from streamctl.backends.base import Backend
+from streamctl.backends.base import Backend, GroupReleaser
 from streamctl.citus import jobs as citus_jobs
 from streamctl.citus import rebalance as citus_rebalance
 from streamctl.citus.layer import CitusLayer
@@ -19,7 +19,7 @@ from streamctl.config.edit import set_worker_count
 from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.drift import DriftError
-from streamctl.errors import ConfigError, Interrupted
+from streamctl.errors import ConfigError, Interrupted, RefusedError
 from streamctl.events import Emit, ignore
 from streamctl.retire import preflight, retire_workers
 from streamctl.runner import Runner
@@ -103,6 +103,10 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
         if count == current:
             return result
         new_topology = with_workers(ctx.topology, count)
+        if ctx.topology.ha_on and not isinstance(backend, GroupReleaser):
+            raise RefusedError(f"scale under ha is built on the local backend only, and this cluster runs on "
+                               f"{backend.name}", hint="change metadata.workers.count with `streamctl up` "
+                                                       "after removing the ha section, or wait for that slice")
         preflight(conn, ctx, opts.transfer_mode)
         before = integrity_before(conn)
     new_ctx = ClusterContext(resolved(new_topology, backend), ctx.store, ctx.topology_path)

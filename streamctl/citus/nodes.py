@@ -35,9 +35,14 @@ def node_names(endpoints: Mapping[str, Endpoint], topology: Topology | None = No
     return out
 
 
+CONTAINER_PG_PORT = 5432  # PostgreSQL's port inside a Docker member's container
+
+
 def member_names(topology: Topology) -> dict[Address, str]:
-    """Under HA: each member's address -> its group's node name."""
-    return {(m.node.host, m.port): g.node.name for g in ha_groups(topology) for m in g.members}
+    """Under HA: each member's address -> its group's node name (as a local process: the topology's host and
+    the member's port; in a container: its network name and PostgreSQL's port, as Patroni registers it)."""
+    return {a: g.node.name for g in ha_groups(topology) for m in g.members
+            for a in ((m.node.host, m.port), (m.name, CONTAINER_PG_PORT))}
 
 
 def label(names: Mapping[Address, str], host: str, port: int) -> str:

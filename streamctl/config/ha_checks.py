@@ -26,7 +26,7 @@ def ha_endpoints(t: Topology) -> list[tuple[str, str, int, str, str]]:
 def ha_errors(t: Topology) -> list[str]:
     """What `ha:` cannot run: a node streamctl does not provision, a synchronous group without a standby,
     Patroni's timing out of its bounds, ports past 65535; and, in this first slice, anything but Citus groups
-    on the local backend."""
+    on the local and Docker backends."""
     if not t.ha_on:
         return []
     ha = t.ha
@@ -65,12 +65,11 @@ def ha_errors(t: Topology) -> list[str]:
                        ("ha.etcd.peer_port", [e.peer_port for e in etcd_members(t)])):
         if ports and max(ports) > 65535:
             errors.append(f"{key}: {len(ports)} ports from {min(ports)} would need port {max(ports)} (above 65535)")
-    others = sorted({node_backend(t, g.node) for g in groups if not g.node.is_external} - {"local"})
+    others = sorted({node_backend(t, g.node) for g in groups if not g.node.is_external} - {"local", "docker", "auto"})
     if others:
-        on = ", ".join("auto (which may pick Docker)" if b == "auto" else b for b in others)
-        errors.append(f"ha: high availability runs on the local backend only for now, and this topology runs "
-                      f"its Citus nodes on {on} (set backend: local, or remove the ha section; Docker and "
-                      "Swarm are not built yet)")
+        errors.append(f"ha: high availability runs on the local and Docker backends for now, and this topology "
+                      f"runs its Citus nodes on {', '.join(others)} (set backend: docker or local, or remove the ha "
+                      "section; Swarm is not built yet)")
     names = {n.name for n in t.nodes()}
     for m in (m for g in groups for m in g.members[1:] if m.name in names):
         errors.append(f"ha: the standby {m.name} of {m.node.name} has the name of another node (rename that node)")

@@ -14,12 +14,15 @@ def initial_cluster(members: list[EtcdMember]) -> str:
     return ",".join(f"{m.name}=http://{m.host}:{m.peer_port}" for m in members)
 
 
-def argv(binary: str, member: EtcdMember, members: list[EtcdMember], data_dir: Path, cluster: str) -> list[str]:
-    """etcd in the foreground, for one member of `members` (the cluster token keeps clusters apart)."""
+def argv(binary: str, member: EtcdMember, members: list[EtcdMember], data_dir: Path, cluster: str,
+         listen: str | None = None) -> list[str]:
+    """etcd in the foreground, for one member of `members` (the cluster token keeps clusters apart); `listen`:
+    the address it binds when that is not its host (a container's 0.0.0.0, reached by its network name)."""
     client, peer = f"http://{member.host}:{member.port}", f"http://{member.host}:{member.peer_port}"
+    bound = listen or member.host
     return [binary, "--name", member.name, "--data-dir", str(data_dir),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--listen-client-urls", f"http://{bound}:{member.port}", "--advertise-client-urls", client,
+            "--listen-peer-urls", f"http://{bound}:{member.peer_port}", "--initial-advertise-peer-urls", peer,
             "--initial-cluster", initial_cluster(members), "--initial-cluster-token", f"streamctl-{cluster}",
             "--initial-cluster-state", "new", "--logger", "zap", "--log-outputs", "stderr"]
 

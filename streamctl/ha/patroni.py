@@ -58,20 +58,41 @@ def synchronous_mode(mode: str) -> bool | str:
     return {"off": False, "on": True}.get(mode, mode)
 
 
-def hba_lines(members: tuple[Member, ...], tls: bool) -> list[str]:
+@dataclass(frozen=True)
+class Site:
+    """Where a member is reached, as its Patroni sees it. The local backend's (`local_site`): the topology's
+    host and the member's own ports; a container's: its network name and the engine's ports."""
+
+    listen: str  # PostgreSQL's host:port
+    connect: str  # what the other members and pg_dist_node use
+    rest_listen: str
+    rest_connect: str
+    etcd_hosts: tuple[str, ...]
+    replication_from: tuple[str, ...]  # pg_hba addresses of the standbys' replication connections
+
+
+def local_site(member: Member, etcd: list[EtcdMember]) -> Site:
+    node = member.node
+    rest = f"{node.host}:{member.rest_port}"
+    return Site(f"{node.bind}:{member.port}", f"{node.host}:{member.port}", rest, rest,
+                tuple(f"{e.host}:{e.port}" for e in etcd), (f"{node.host}/32",))
+
+
+def hba_lines(members: tuple[Member, ...], tls: bool, sources: tuple[str, ...] | None = None) -> list[str]:
     """Password logins only (over TLS when it is on), Patroni's own socket, and its standbys' replication
-    connections from the group's members."""
+    connections from the group's members (`sources`: pg_hba addresses, by default each member's host)."""
     host = "hostssl" if tls else "host"
-    replication = sorted({m.node.host for m in members})
+    replication = sorted(sources or {f"{m.node.host}/32" for m in members})
     return ["local all all scram-sha-256",
-            *(f"{host} replication {HA_REPLICATION_USER} {h}/32 scram-sha-256" for h in replication),
+            *(f"{host} replication {HA_REPLICATION_USER} {h} scram-sha-256" for h in replication),
             f"{host} all all all scram-sha-256", "host replication all all reject"]
 
 
 def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths, bindir: Path,
                   tls_dir: Path | None, postgres_password: str, ha_secrets: dict[str, str],
-                  etcd: list[EtcdMember]) -> dict[str, Any]:
-    """Patroni's configuration of one member (a dict, written as YAML by `render`)."""
+                  etcd: list[EtcdMember], site: Site | None = None) -> dict[str, Any]:
+    """Patroni's configuration of one member (a dict, written as YAML by `render`); `site`: where it is
+    reached (by default as a local process, `local_site`)."""
     ha = t.ha
     assert ha is not None
     node = member.node
@@ -81,8 +102,8 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
     if tls_dir is not None:
         parameters.update(pg_engine.tls_settings(str(tls_dir), citus=True))
         tls = {"sslmode": "verify-full", "sslrootcert": str(tls_dir / CA)}
-    rest = f"{node.host}:{member.rest_port}"
-    restapi: dict[str, Any] = {"listen": rest, "connect_address": rest,
+    site = site or local_site(member, etcd)
+    restapi: dict[str, Any] = {"listen": site.rest_listen, "connect_address": site.rest_connect,
                                "authentication": {"username": HA_REST_USER, "password": ha_secrets["rest_password"]}}
     ctl: dict[str, Any] = {"insecure": False}
     if tls_dir is not None:
@@ -94,7 +115,7 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
         "name": member.name,
         "restapi": restapi,
         "ctl": ctl,
-        "etcd3": {"hosts": [f"{e.host}:{e.port}" for e in etcd]},
+        "etcd3": {"hosts": list(site.etcd_hosts)},
         "citus": {"group": group.number, "database": t.metadata.database},
         "bootstrap": {
             "dcs": {
@@ -108,8 +129,8 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
                        {"auth-host": "scram-sha-256"}],
         },
         "postgresql": {
-            "listen": f"{node.bind}:{member.port}",
-            "connect_address": f"{node.host}:{member.port}",
+            "listen": site.listen,
+            "connect_address": site.connect,
             "data_dir": str(paths.data_dir),
             "bin_dir": str(bindir),
             "pgpass": str(paths.dir / "pgpass"),
@@ -122,7 +143,7 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
                 "rewind": {"username": HA_REWIND_USER, "password": ha_secrets["rewind_password"], **tls},
             },
             "parameters": parameters,
-            "pg_hba": hba_lines(group.members, tls_dir is not None),
+            "pg_hba": hba_lines(group.members, tls_dir is not None, site.replication_from),
         },
     }
 

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -71,3 +72,17 @@ def kill_member(member_dir: Path, postgres_only: bool = False) -> None:
     patroni, postmaster = pids(member_dir)
     for pid in (postmaster,) if postgres_only else (patroni, postmaster):
         os.kill(pid, signal.SIGKILL)
+
+
+def status_members(nodes: list[dict[str, Any]], groups: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """`status --json`'s nodes checked for HA: each group's node lists its members in the topology's order, one
+    leader and one sync standby, each with its group number and a timeline; returns group node -> members."""
+    found = {n["name"]: n.get("members") for n in nodes}
+    out = {}
+    for g in groups:
+        members = found[g.node.name]
+        assert members is not None and [m["name"] for m in members] == [m.name for m in g.members], members
+        assert sorted(m["ha_role"] for m in members) == ["leader", "sync_standby"], members
+        assert all(m["group"] == g.number and m["timeline"] >= 1 for m in members), members
+        out[g.node.name] = members
+    return out

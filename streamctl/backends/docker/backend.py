@@ -12,19 +12,22 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from streamctl.backends.base import Action, NodeState, Notify, Observation, node_readiness
+from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
 from streamctl.backends.docker import owner, spec
 from streamctl.backends.docker.container import create_container
 from streamctl.backends.docker.engine import EngineBackend
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import UserIds, put_files
+from streamctl.backends.docker.ha import DockerHa
 from streamctl.backends.docker.images import ImagePuller
 from streamctl.backends.docker.template import LABEL_TEMPLATE, VolumeTemplates
+from streamctl.config.members import Group, ha_groups
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.engines.tls import CA
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
+from streamctl.ha import rest
 from streamctl.ownership import LABEL_INSTANCE
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
@@ -40,6 +43,8 @@ class DockerBackend(EngineBackend):
         self._puller: ImagePuller | None = None
         self._volume_templates: VolumeTemplates | None = None
         self._user_ids = UserIds()  # image -> its users' ids, for the files copied into containers
+        self._groups: dict[str, Group] = {g.node.name: g for g in ha_groups(self.topology)}
+        self.ha = DockerHa(self, self._groups)  # the Citus groups under HA: a container per member (ha.py)
 
     # -- connection -------------------------------------------------------------------------------
     @property
@@ -54,6 +59,9 @@ class DockerBackend(EngineBackend):
         _ = self.client  # raises when no engine answers
         for node in nodes:
             self._find(node)  # raises when a foreign container holds the name
+            refusal = self.ha.mode_change(node, node.name in self._groups) if node.is_postgres else None
+            if refusal is not None:
+                raise refusal
         owner.claim_network(self.client, self.network, self.topology.cluster, self.ctx.ownership, relabel=False)
 
     def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
@@ -67,6 +75,8 @@ class DockerBackend(EngineBackend):
         # Pull progress goes out as runner events, so logs show it in order with the steps.
         ensure_images(ImagePuller(self.client, notify), changes)
         check_major_versions(self.client, self.topology, changes, self._find)
+        for node, _ in (c for c in changes if c[0].name in self._groups):
+            self.ha.image(node)  # built once per base image, before any member changes
 
     # -- definitions ------------------------------------------------------------------------------
     def _secrets(self) -> dict[str, str]:
@@ -76,6 +86,14 @@ class DockerBackend(EngineBackend):
         """The node's container; with issue=True its certificate is (re)issued first (only `apply` does)."""
         s = spec.secure_spec(self.topology, node, self._secrets(), self._tls(node, issue))
         return spec.replace_spec(s, labels={**s.labels, **self.ctx.ownership.labels()}, binds=self._binds(node))
+
+    def desired_fingerprint(self, node: Node) -> str:
+        group = self._groups.get(node.name)
+        return fingerprint(self.ha.definition(group)) if group else super().desired_fingerprint(node)
+
+    def tls_names(self, node: Node) -> set[str]:
+        group = self._groups.get(node.name)
+        return super().tls_names(node) | (self.ha.tls_names(group) if group else set())
 
     def _binds(self, node: Node) -> tuple[tuple[str, str], ...]:
         return spec.backup_binds(self.topology, node, self.ctx.topology_path.parent if self.ctx.topology_path
@@ -89,6 +107,8 @@ class DockerBackend(EngineBackend):
                                 node.name, self.ctx.ownership, "docker rm -f")
 
     def observe(self, node: Node) -> Observation:
+        if node.name in self._groups:
+            return self.ha.observe(self._groups[node.name])
         container = self._find(node)
         own = self.ctx.ownership
         if container is None:
@@ -105,6 +125,12 @@ class DockerBackend(EngineBackend):
                            f"container {container.short_id} {status}", takeover)
 
     # -- changes ----------------------------------------------------------------------------------
+    def apply(self, node: Node, action: Action) -> None:
+        if node.name in self._groups and action is not Action.NOOP:
+            self.ha.apply(self._groups[node.name], recreate=action is Action.RECREATE)
+        else:
+            super().apply(node, action)
+
     def _start(self, found: Any) -> None:
         with docker_errors(f"start {found.name}"):
             found.start()
@@ -140,12 +166,16 @@ class DockerBackend(EngineBackend):
             container.remove(v=True, force=True)  # v: anonymous volumes only; the named one stays
 
     def stop(self, node: Node) -> None:
+        if node.name in self._groups:
+            return self.ha.stop(self._groups[node.name])
         container = self._find(node)
         if container is not None and container.status in ("running", "restarting", "paused"):
             with docker_errors(f"stop {container.name}"):
                 container.stop(timeout=60)
 
     def remove(self, node: Node, volumes: bool) -> None:
+        if node.name in self._groups:
+            return self.ha.remove(self._groups[node.name], volumes)
         container = self._find(node)
         if container is not None:
             self._remove_container(container)
@@ -189,6 +219,13 @@ class DockerBackend(EngineBackend):
     # -- information ------------------------------------------------------------------------------
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         where = f"in container {spec.container_name(self.topology.cluster, node.name)}, "
+        group = self._groups.get(node.name)
+        if group is not None:  # under HA: a member's container runs, and Patroni says the group is led
+            ca = self.ctx.ca_path() if self.ctx.tls_on else None
+            sync = self.topology.ha is not None and self.topology.ha.synchronous != "off"
+            return node_readiness(self, self.ctx, node, timeout, where, tls=self.tls_covers(node),
+                                  alive=lambda: self.ha.running(group), interval=0.5,
+                                  also=lambda: rest.ready(group.members, ca, sync))
         return node_readiness(self, self.ctx, node, timeout, where, tls=self.tls_covers(node),
                               alive=lambda: self._running(node))
 
@@ -197,6 +234,8 @@ class DockerBackend(EngineBackend):
         return container is not None and container.status == "running"
 
     def logs(self, node: Node, tail: int = 50) -> list[str]:
+        if node.name in self._groups:
+            return self.ha.logs(self._groups[node.name], tail)
         container = self._find(node)
         if container is None:
             return []
@@ -231,6 +270,8 @@ class DockerBackend(EngineBackend):
         put_files(self.api, container.id, s.image, s.name, [f for f in s.files if f.secret], self._user_ids)
 
     def source_address(self, node: Node) -> str:
+        if node.name in self._groups:  # any member may lead (and connect) by now: the cluster's network, as on Swarm
+            return self.ha.subnet()
         container = self._running_container(node)
         networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
         address = (networks.get(self.network) or {}).get("IPAddress")
@@ -249,6 +290,9 @@ class DockerBackend(EngineBackend):
                                       "`psql \"$(streamctl url NODE)\"`")
         tty = ["-t"] if sys.stdin.isatty() and sys.stdout.isatty() else []
         container = spec.container_name(self.topology.cluster, node.name)
+        if node.name in self._groups:  # under HA: in the container of the member that leads now
+            container = self.ha.leader_container(self._groups[node.name], self.ctx.ca_path() if self.ctx.tls_on
+                                                 else None)
         # `-e PGPASSWORD` without a value passes ours through, keeping the password out of the argv.
         env = {"PGPASSWORD": password}
         if self.tls_covers(node):  # inside the container, psql verifies the server with the container's CA copy

@@ -1,0 +1,263 @@
+"""High availability on Docker: a Citus group is one container per member (the HA member image: the node's
+image with Patroni, ha_image.py), each on the cluster's network under its member name (Patroni's
+`connect_address`, what pg_dist_node stores), with its own volume, its PostgreSQL and REST ports published on
+the topology's bind; etcd runs in containers of the same image. Patroni's configuration is `streamctl/ha/`'s,
+with the containers' paths and names; it is copied in (0600) before the first start, like every secret."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from streamctl.backends.base import NodeState, Observation, fingerprint
+from streamctl.backends.docker import owner, spec
+from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.docker.files import put_files
+from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, dockerfile, member_image
+from streamctl.backends.docker.prepare import image_major
+from streamctl.config.members import EtcdMember, Group, etcd_members
+from streamctl.config.model import Engine, Node
+from streamctl.engines.tls import server_files
+from streamctl.errors import BackendError, RefusedError
+from streamctl.ha import etcd as etcd_conf
+from streamctl.ha import patroni
+from streamctl.ha.runtime import PATRONI
+from streamctl.ha.secrets import ha_secrets
+from streamctl.readiness import Readiness
+
+if TYPE_CHECKING:
+    from streamctl.backends.docker.backend import DockerBackend
+
+PG_PORT, REST_PORT, ETCD_PORT, ETCD_PEER_PORT = 5432, 8008, 2379, 2380
+MOUNT = spec.DATA_MOUNT[Engine.POSTGRES]  # the member's volume: Patroni's data, socket and pgpass in it
+ETCD_MOUNT = "/var/lib/etcd"
+CONFIG = f"{spec.FILES_DIR}/patroni.yml"
+LABEL_HA = f"{spec.LABEL_PREFIX}.ha"  # on a group member's container: "member" (turning ha on or off is refused)
+
+
+class DockerHa:
+    """The groups under HA of one Docker backend: their members' containers and the etcd containers."""
+
+    def __init__(self, backend: DockerBackend, groups: dict[str, Group]) -> None:
+        self.b, self.groups = backend, groups
+        self.t = backend.topology
+        self.etcd = etcd_members(self.t)
+        self._etcd_lock = threading.Lock()
+        self._images: dict[str, str] = {}
+
+    # -- names ------------------------------------------------------------------------------------
+    def container(self, name: str) -> str:
+        return spec.container_name(self.t.cluster, name)
+
+    def _in_network(self, e: EtcdMember) -> EtcdMember:
+        return EtcdMember(e.name, e.name, ETCD_PORT, ETCD_PEER_PORT)
+
+    def _find(self, name: str) -> Any | None:
+        return owner.find_named(self.b.client.containers.get, lambda c: c.labels, "container", self.container(name),
+                                self.t.cluster, name, self.b.ctx.ownership, "docker rm -f")
+
+    def tls_names(self, group: Group) -> set[str]:
+        return {n for m in group.members for n in (m.name, self.container(m.name))}
+
+    # -- definitions ------------------------------------------------------------------------------
+    def _bindir(self, node: Node) -> Path:
+        major = image_major(self.b.client, node.image) if self._present(node.image) else None
+        return Path(f"/usr/lib/postgresql/{major or 'unknown'}/bin")
+
+    def _present(self, image: str) -> bool:
+        from docker.errors import ImageNotFound
+
+        try:
+            self.b.client.api.inspect_image(image)
+            return True
+        except ImageNotFound:
+            return False
+
+    def configs(self, group: Group) -> dict[str, str]:
+        node = group.node
+        tls_dir = Path(spec.TLS_DIR) if self.b.tls_covers(node) else None
+        etcd = [f"{e.name}:{ETCD_PORT}" for e in self.etcd]
+        secrets = ha_secrets(self.b.ctx.store.root)
+        out = {}
+        for m in group.members:
+            site = patroni.Site(f"0.0.0.0:{PG_PORT}", f"{m.name}:{PG_PORT}", f"0.0.0.0:{REST_PORT}",
+                                f"{m.name}:{REST_PORT}", tuple(etcd), ("samenet",))
+            out[m.name] = patroni.render(patroni.member_config(
+                self.t, group, m, patroni.MemberPaths(Path(MOUNT)), self._bindir(node), tls_dir,
+                self.b.ctx.store.known_secrets(self.t)["postgres_password"], secrets, self.etcd, site))
+        return out
+
+    def definition(self, group: Group) -> dict[str, Any]:
+        """What, changed, recreates the members' containers (their volumes stay): the base image, how the
+        member image is made, every member's Patroni configuration and ports, the certificate."""
+        tls = self.b._tls(group.node, issue=False)
+        return {"engine": "patroni", "image": group.node.image, "recipe": [PATRONI, dockerfile(""),
+                                                                          MEMBER_ENTRYPOINT],
+                "config": self.configs(group), "bind": group.node.bind,
+                "ports": [[m.port, m.rest_port] for m in group.members],
+                "etcd": [[e.host, e.port] for e in self.etcd],
+                "tls": tls.fingerprint if tls is not None else None}
+
+    # -- observation ------------------------------------------------------------------------------
+    def observe(self, group: Group) -> Observation:
+        found = {m.name: self._find(m.name) for m in group.members}
+        live = [c for c in found.values() if c is not None]
+        if not live:
+            volume = spec.volume_name(self.t.cluster, group.node.name)
+            seen = owner.volume_owner(self.b.api, volume, None)
+            if seen is not None:
+                self.b.ctx.ownership.check(f"volume {volume}", *seen)
+            return Observation(group.node.name, NodeState.MISSING)
+        running = [n for n, c in found.items() if c is not None and c.status == "running"]
+        etcd_up = all(self._etcd_running(e) for e in self.etcd)
+        state = (NodeState.RUNNING if len(running) == len(group.members) and etcd_up
+                 else NodeState.DEGRADED if running else NodeState.STOPPED)
+        labels = live[0].labels or {}
+        detail = (f"{len(running)} of {len(group.members)} members' containers running"
+                  + ("" if etcd_up else "; etcd is down") + ("" if state is NodeState.RUNNING else
+                                                             " (`up` starts the others)"))
+        takeover = owner.taken_over_from(self.b.ctx.ownership, "container", live[0].name, labels)
+        return Observation(group.node.name, state, labels.get(spec.LABEL_FINGERPRINT), detail, takeover)
+
+    def _etcd_running(self, e: EtcdMember) -> bool:
+        c = self._find(e.name)
+        return c is not None and c.status == "running"
+
+    def running(self, group: Group) -> bool:
+        return any((c := self._find(m.name)) is not None and c.status == "running" for m in group.members)
+
+    def mode_change(self, node: Node, under_ha: bool) -> RefusedError | None:
+        """Turning HA on for a node whose container ran without Patroni, or off for a group Patroni runs, is
+        not built yet: refused before anything changes."""
+        c = self.b._find(node)
+        if c is None:
+            return None
+        was_ha = (c.labels or {}).get(LABEL_HA) == "member"
+        if under_ha and not was_ha:
+            return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data "
+                                "is not built yet", hint="remove the ha section, or start from "
+                                "`streamctl down --volumes`")
+        if not under_ha and was_ha:
+            return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning "
+                                "ha off is not built yet", hint="put the ha section back")
+        return None
+
+    # -- changes ----------------------------------------------------------------------------------
+    def image(self, node: Node) -> str:
+        with self._etcd_lock:
+            if node.image not in self._images:
+                self.b.progress(node.name, "building the HA member image (once per base image)")
+                self._images[node.image] = member_image(self.b.client, node.image)
+            return self._images[node.image]
+
+    def apply(self, group: Group, recreate: bool) -> None:
+        """Every member's container present and running (recreate: replaced, volumes kept); etcd first. A
+        member whose container was made from another definition is replaced too."""
+        ha_secrets(self.b.ctx.store.root, create=True)
+        self.b._ensure_network()
+        image = self.image(group.node)
+        self._ensure_etcd(image)
+        tls = self.b._tls(group.node, issue=True)
+        configs = self.configs(group)
+        fp = fingerprint(self.definition(group))
+        for m in group.members:
+            c = self._find(m.name)
+            if c is not None and (recreate or (c.labels or {}).get(spec.LABEL_FINGERPRINT) != fp):
+                self.b._remove_container(c)
+                c = None
+            if c is None:
+                files = [spec.ContainerFile(CONFIG, configs[m.name].encode(), 0o600, "postgres",
+                                            stand_in=b"<patroni.yml>")]
+                if tls is not None:
+                    files += [spec.ContainerFile(f"{spec.TLS_DIR}/{n}", data, mode, "postgres")
+                              for n, (data, mode) in server_files("postgres", tls).items()]
+                self._create(m.name, image, group.node.role.value, "postgres", MOUNT,
+                             {PG_PORT: (group.node.bind, m.port), REST_PORT: (group.node.bind, m.rest_port)},
+                             files, fp, None)
+            elif c.status != "running":
+                with docker_errors(f"start {c.name}"):
+                    c.start()
+
+    def _ensure_etcd(self, image: str) -> None:
+        with self._etcd_lock:  # the groups apply in parallel threads: etcd is made once
+            inside = [self._in_network(e) for e in self.etcd]
+            for e, m in zip(self.etcd, inside, strict=True):
+                c = self._find(e.name)
+                if c is None:
+                    argv = etcd_conf.argv("etcd", m, inside, Path(ETCD_MOUNT) / "data", self.t.cluster, "0.0.0.0")
+                    self._create(e.name, image, "etcd", "etcd", ETCD_MOUNT, {ETCD_PORT: (e.host, e.port)}, [], "",
+                                 argv)
+                elif c.status != "running":
+                    with docker_errors(f"start {c.name}"):
+                        c.start()
+            for e in self.etcd:
+                self._wait_etcd(e)
+
+    def _wait_etcd(self, e: EtcdMember, timeout: float = 60.0) -> None:
+        name = self.container(e.name)
+        Readiness(f"etcd ({name}) healthy", lambda: etcd_conf.healthy(e), timeout, interval=0.3,
+                  hint=f"see `docker logs {name}`").wait()
+
+    def _create(self, name: str, image: str, role: str, engine: str, mount: str,
+                ports: dict[int, tuple[str, int]], files: list[spec.ContainerFile], fp: str,
+                argv: list[str] | None) -> None:
+        api = self.b.api
+        labels = {spec.LABEL_CLUSTER: self.t.cluster, spec.LABEL_NODE: name, spec.LABEL_ROLE: role,
+                  spec.LABEL_ENGINE: engine, LABEL_HA: "member" if engine == "postgres" else "etcd",
+                  **self.b.ctx.ownership.labels(), **({spec.LABEL_FINGERPRINT: fp} if fp else {})}
+        volume = spec.volume_name(self.t.cluster, name)
+        with docker_errors(f"create volume {volume}"):
+            api.create_volume(volume, labels={k: v for k, v in labels.items() if k != spec.LABEL_FINGERPRINT})
+        host_config = api.create_host_config(port_bindings=ports, binds={volume: {"bind": mount, "mode": "rw"}},
+                                             shm_size="256m" if engine == "postgres" else None)
+        networking = api.create_networking_config({self.b.network: api.create_endpoint_config(aliases=[name])})
+        with docker_errors(f"create container {self.container(name)}"):
+            created = api.create_container(image, name=self.container(name), hostname=name, labels=labels,
+                                           ports=list(ports), host_config=host_config, networking_config=networking,
+                                           entrypoint=argv[:1] if argv else None, command=argv[1:] if argv else None)
+        put_files(api, created["Id"], image, self.container(name), files, self.b._user_ids)
+        owner.write_marker(api, created["Id"], mount, self.b.ctx.ownership.marker(), self.container(name))
+        with docker_errors(f"start container {self.container(name)}"):
+            api.start(created["Id"])
+
+    def stop(self, group: Group) -> None:
+        for m in reversed(group.members):  # the standbys first: the first member is the likely leader
+            c = self._find(m.name)
+            if c is not None and c.status in ("running", "restarting", "paused"):
+                with docker_errors(f"stop {c.name}"):
+                    c.stop(timeout=60)
+
+    def remove(self, group: Group, volumes: bool) -> None:
+        self.stop(group)
+        for m in group.members:
+            c = self._find(m.name)
+            if c is not None:
+                self.b._remove_container(c)
+            if volumes:
+                self.b._remove_volume(spec.volume_name(self.t.cluster, m.name))
+
+    def logs(self, group: Group, tail: int) -> list[str]:
+        c = self._find(group.members[0].name)
+        if c is None:
+            return []
+        with docker_errors(f"read the logs of {c.name}"):
+            raw = c.logs(stdout=True, stderr=True, tail=tail if tail else "all")
+        return list(raw.decode(errors="replace").splitlines())
+
+    def leader_container(self, group: Group, ca: str | None) -> str:
+        """The container of the member that leads now (the first member's when none answers)."""
+        from streamctl.ha import rest
+
+        states = rest.group_members(group.members, ca)
+        leader = next((s.name for s in states if s.ha_role == "leader"), group.members[0].name)
+        return self.container(leader)
+
+    def subnet(self) -> str:
+        """The cluster network's subnet: where a group's members connect from, whichever leads."""
+        with docker_errors(f"inspect network {self.b.network}"):
+            config = self.b.client.networks.get(self.b.network).attrs.get("IPAM", {}).get("Config") or []
+        subnets = [c["Subnet"] for c in config if "." in c.get("Subnet", "")]
+        if not subnets:
+            raise BackendError(f"network {self.b.network} has no IPv4 subnet", hint="run `streamctl up` to recreate it")
+        return str(subnets[0])
