@@ -35,9 +35,6 @@ def ha_errors(t: Topology) -> list[str]:
     if not t.citus:
         errors.append("ha: high availability covers the Citus groups (the coordinator and each worker), and "
                       "metadata.citus.enabled is false; a plain PostgreSQL coordinator under HA is not built yet")
-    if t.backup_on:
-        errors.append("backup: backups with ha (archiving from a standby, the stanza's hosts from Patroni) are not "
-                      "built yet; remove one of the two sections")
     if t.analytics.enabled and ha.analytics.standbys:
         errors.append("ha.analytics.standbys: the analytics primary under HA (a Patroni cluster with permanent "
                       "logical slots) is not built yet; set 0")

@@ -16,13 +16,14 @@ from streamctl.backends.local import recipes
 from streamctl.backends.local.data_home import DataHome, data_home
 from streamctl.backends.local.ha import Etcd, GroupRecipe, mode_change, stop_all
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
-from streamctl.config.members import Group, ha_groups, member_addresses
+from streamctl.config.members import Group, Member, ha_groups, member_addresses
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, PreflightError
 from streamctl.ha import rest
+from streamctl.ha.patroni import MemberPaths
 from streamctl.ownership import MARKER, parse_marker
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
@@ -145,6 +146,12 @@ class LocalBackend:
     def data_dir(self, node: Node) -> Path:
         """A PostgreSQL node's data directory (pgBackRest's pg1-path)."""
         return self._recipe(node).data_dir
+
+    def member_paths(self, node: Node, member: Member) -> MemberPaths:
+        """Where one member of a group under HA keeps its files (pgBackRest lists every member of the stanza)."""
+        recipe = self._recipe(node)
+        assert isinstance(recipe, GroupRecipe)
+        return recipe.paths(member)
 
     def socket_dir(self, node: Node) -> Path | None:
         """Where a PostgreSQL node's Unix socket is (None when the path is too long for one)."""
