@@ -280,15 +280,13 @@ def finish(result: RestoreResult, tctx: ClusterContext, tbe: Any, emit: Emit,
 
 def _rewrite_citus(tctx: ClusterContext, restored: dict[str, recover.RestoredNode], emit: Emit,
                    members: dict[int, str]) -> None:
-    """pg_dist_node pointed at the restored nodes; from a cluster under HA (`members`: every member's port and
-    its group's node) each group's leader, whichever member it was, and its standbys' rows dropped."""
+    """pg_dist_node pointed at the restored nodes; from a cluster under HA (`members`: each member's port and
+    group node) each group's leader, whichever member, points at the group's node; standbys' rows go."""
     citus_nodes = [rn for rn in restored.values() if rn.node.role in (Role.COORDINATOR, Role.WORKER)]
     if not tctx.topology.citus or not citus_nodes:
         return
     moves = {rn.source_port: (rn.node.host, rn.node.port) for rn in citus_nodes if rn.source_port}
-    for port, name in members.items():
-        if (rn := restored.get(name)) is not None:
-            moves[port] = (rn.node.host, rn.node.port)
+    moves |= {p: (rn.node.host, rn.node.port) for p, name in members.items() if (rn := restored.get(name))}
     for rn in citus_nodes:
         with rn.connect() as conn:
             changed = citus_recovery.rewrite_node_addresses(conn, moves, drop_secondaries=bool(members))
