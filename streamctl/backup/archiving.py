@@ -1,6 +1,7 @@
 """Continuous WAL archiving as `up` sets it up: the stanza first, then archive_command (archive_mode is
 already on from the node's settings, and with no command PostgreSQL keeps its WAL), then a check that a
-WAL segment reaches the repository."""
+WAL segment reaches the repository. Under HA archive_command is Patroni's on every member (backup/ha.py):
+the step creates the stanza and checks that the group's leader archives into it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from streamctl.backup import ha
 from streamctl.backup.pgbackrest import BackupError, PgBackRest, Stanza
 
 if TYPE_CHECKING:
@@ -33,7 +35,11 @@ def pending(tool: PgBackRest, st: Stanza) -> list[str]:
     if not tool.config_current(st.node):
         return [f"write {tool.config.name}", f"create stanza {st.name}", "archive WAL to it"]
     out = [] if stanza_exists(tool, st.name) else [f"create stanza {st.name}"]
-    if archive_command(tool.ctx, st.node.name) != tool.archive_command(st.name):
+    command = archive_command(tool.ctx, st.node.name)
+    if ha.group_of(tool.ctx.topology, st.node) is not None:  # Patroni's command: the leader's own
+        if not ha.archiving_on(command, st.name):
+            out.append(f"archive WAL to stanza {st.name} (Patroni's configuration; `up` restarts the group)")
+    elif command != tool.archive_command(st.name):
         out.append(f"archive WAL to stanza {st.name}")
     return out
 
@@ -41,10 +47,11 @@ def pending(tool: PgBackRest, st: Stanza) -> list[str]:
 def apply(tool: PgBackRest, st: Stanza) -> None:
     tool.write_config(st.node)
     tool.run(st.name, "stanza-create", what=f"{st.node.name}: create stanza {st.name}", timeout=300)
-    with tool.ctx.pg_connect(st.node.name) as conn:
-        conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(
-            sql.Literal(tool.archive_command(st.name))))
-        conn.execute("SELECT pg_reload_conf()")
+    if ha.group_of(tool.ctx.topology, st.node) is None:  # under HA Patroni sets it on every member, from the start
+        with tool.ctx.pg_connect(st.node.name) as conn:
+            conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(
+                sql.Literal(tool.archive_command(st.name))))
+            conn.execute("SELECT pg_reload_conf()")
     # `check` switches WAL and waits for the segment in the repository: archiving is proven to work.
     # It sees the segment there a moment before the archiver records it (pg_stat_archiver is updated once
     # archive_command has returned): wait for that record too, so a `verify` right after `up` agrees.

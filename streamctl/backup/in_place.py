@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from streamctl.backup import ha
 from streamctl.backup.pgbackrest import BackupError, PgBackRest
 from streamctl.backup.restore import RestoreResult, Selection, finish, restore_data
 from streamctl.backup.take import list_sets
@@ -85,6 +86,7 @@ def _put_back(moved: list[tuple[Path, Path]], emit: Emit) -> None:
 
 def refuse_unsupported(ctx: ClusterContext, backend_name: str) -> None:
     """In place needs the nodes' data on this machine (the local backend) and a set to restore."""
+    ha.refuse_in_place(ctx.topology, "restore --in-place")
     if backend_name != "local":
         raise RefusedError(f"--in-place restores clusters on the local backend; this one runs on {backend_name}; "
                            "nothing was changed", hint="restore into a new cluster with --into NAME")

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 
 from streamctl.atomic import write_file
 from streamctl.backends.local.privileges import RunAs, check_traversable
+from streamctl.engines.pgbackrest import local_config
 from streamctl.errors import PreflightError
 
 if TYPE_CHECKING:
     from streamctl.backends.local.backend import LocalBackend
+    from streamctl.config.members import Member
     from streamctl.config.model import Node
 
 _PORT = re.compile(r"^\s*port\s*=\s*'?(\d+)'?", re.M)
@@ -33,8 +35,8 @@ class LocalPlace:
             raise PreflightError("pgbackrest is not on PATH but the topology has a `backup:` section",
                                  hint="install it (apt-get install pgbackrest) or remove the section")
         self.backend = backend
-        self.home = backend.home.path / "backup"
-        self.config = self.home / "pgbackrest.conf"
+        self.config = local_config(backend.home.path)
+        self.home = self.config.parent
         self.log_hint = f"pgBackRest's log: {self.home / 'log'}"
 
     @property
@@ -49,6 +51,15 @@ class LocalPlace:
                                  "socket, through which pgBackRest connects",
                                  hint="use a shorter --state-dir (or state_dir in the topology)")
         return str(self.backend.data_dir(node)), node.port, str(sock)
+
+    def member_lines(self, node: Node, member: Member) -> tuple[str, int, str]:
+        """pgN-path, pgN-port and pgN-socket-path of one member of a group under HA."""
+        paths = self.backend.member_paths(node, member)
+        if len(str(paths.socket_dir)) >= 90:  # Patroni's member then listens on TCP only (streamctl.ha.patroni)
+            raise PreflightError(f"{member.name}: the state directory's path is too long for the member's Unix "
+                                 "socket, through which pgBackRest connects",
+                                 hint="use a shorter --state-dir (or state_dir in the topology)")
+        return str(paths.data_dir), member.port, str(paths.socket_dir)
 
     def repo_path(self, repo: Path) -> str:
         return str(repo)

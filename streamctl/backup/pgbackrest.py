@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from streamctl.backup import ha
 from streamctl.config.model import BACKED_UP_ROLES, BackupSpec, Node
+from streamctl.engines.pgbackrest import archive_push, stanza_name
 from streamctl.errors import ExitCode, PreflightError, RefusedError, StreamctlError
 
 if TYPE_CHECKING:
@@ -50,10 +52,6 @@ class BackupError(StreamctlError, exit_code=ExitCode.RUNTIME):
 class Stanza:
     name: str  # <cluster>-<node>
     node: Node
-
-
-def stanza_name(cluster: str, node: str) -> str:
-    return f"{cluster}-{node}"
 
 
 def backed_up_nodes(ctx: ClusterContext) -> list[Node]:
@@ -142,6 +140,12 @@ class PgBackRest:
                   "log-level-console=warn", "log-level-file=info", "start-fast=y",
                   "", "[global:archive-push]", "archive-async=y", "", "[global:archive-get]", "archive-async=n"]
         for st in self.stanzas():
+            group = ha.group_of(self.ctx.topology, st.node)
+            if group is not None:  # every member: pgBackRest finds the leader (and a standby) itself
+                lines += ["", f"[{st.name}]", *ha.stanza_lines(self.place, group),
+                          *(f"pg{i}-{k}={v}" for i in range(1, len(group.members) + 1)
+                            for k, v in (("user", self.ctx.topology.pg_user), ("database", st.node.database)))]
+                continue
             path, port, sock = self.place.pg_lines(st.node)
             lines += ["", f"[{st.name}]", f"pg1-path={path}", f"pg1-port={port}",
                       f"pg1-user={self.ctx.topology.pg_user}", f"pg1-database={st.node.database}",
@@ -163,8 +167,7 @@ class PgBackRest:
             self.place.check_repository(repo)
 
     def archive_command(self, stanza: str) -> str:
-        return " ".join(["pgbackrest", f"--config={self.config}", f"--stanza={stanza}", *self.place.archive_options(),
-                         "archive-push", "%p"])
+        return archive_push(self.config, stanza, *self.place.archive_options())
 
     def require_restores(self) -> None:
         if not self.place.restores:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from streamctl.backup import catalog, recover, replicas
+from streamctl.backup import catalog, ha, recover, replicas
 from streamctl.backup.pgbackrest import BackupError, PgBackRest
 from streamctl.backup.take import list_sets, redis_dir
 from streamctl.citus import recovery as citus_recovery
@@ -101,6 +101,7 @@ def new_topology_text(source: Path, ctx: ClusterContext, name: str) -> str:
     t = ctx.topology
     taken: set[int] = {n.port for n in t.nodes()} | {t.gateway.port}
     raw["cluster"] = name
+    raw.pop("ha", None)  # the groups' leaders' data comes back as plain nodes (backup/ha.py)
 
     def section(*path: str) -> dict[str, Any]:
         node = raw
@@ -171,6 +172,7 @@ def up_from_backup(ctx: ClusterContext, backend: Any, name: str, emit: Emit = ig
     """A fresh cluster from the repository's set (or restore point) `name` instead of empty databases."""
     from streamctl.backends.base import NodeState
 
+    ha.refuse_in_place(ctx.topology, "up --from-backup")
     tool = PgBackRest(ctx, backend)
     tool.require_restores()
     existing = [n.name for n in ctx.topology.nodes() if backend.observe(n).state is not NodeState.MISSING]
@@ -221,6 +223,8 @@ def restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: Cl
             t0 = time.monotonic()
             emit(Event("begin", name, "restore"))
             recover.fetch(ttool, rn, b.stanza, b.label, point)
+            if isinstance(rn.site.data, Path):  # a member's copy (local backend): the node's own settings
+                ha.plain_conf(rn.site.data, ttool.place.own)
             recover.start_isolated(rn)
             recover.wait_for_target(rn, point)
             if name in copies:
@@ -231,7 +235,7 @@ def restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: Cl
 
         for outcome in each(list(restored), one):
             outcome.get()
-        _rewrite_citus(tctx, restored, emit)
+        _rewrite_citus(tctx, restored, emit, ha.member_ports(tool.ctx.topology))
         replicas.link(restored, list(copies))
         for stopped in each(list(restored.values()), recover.stop):
             stopped.get()
@@ -274,14 +278,18 @@ def finish(result: RestoreResult, tctx: ClusterContext, tbe: Any, emit: Emit,
     return result
 
 
-def _rewrite_citus(tctx: ClusterContext, restored: dict[str, recover.RestoredNode], emit: Emit) -> None:
+def _rewrite_citus(tctx: ClusterContext, restored: dict[str, recover.RestoredNode], emit: Emit,
+                   members: dict[int, str]) -> None:
+    """pg_dist_node pointed at the restored nodes; from a cluster under HA (`members`: each member's port and
+    group node) each group's leader, whichever member, points at the group's node; standbys' rows go."""
     citus_nodes = [rn for rn in restored.values() if rn.node.role in (Role.COORDINATOR, Role.WORKER)]
     if not tctx.topology.citus or not citus_nodes:
         return
     moves = {rn.source_port: (rn.node.host, rn.node.port) for rn in citus_nodes if rn.source_port}
+    moves |= {p: (rn.node.host, rn.node.port) for p, name in members.items() if (rn := restored.get(name))}
     for rn in citus_nodes:
         with rn.connect() as conn:
-            changed = citus_recovery.rewrite_node_addresses(conn, moves)
+            changed = citus_recovery.rewrite_node_addresses(conn, moves, drop_secondaries=bool(members))
         emit(Event("done", rn.node.name, "citus nodes", f"{changed} pg_dist_node row(s) pointed at the restored nodes"))
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamctl.backup import archiving, catalog
+from streamctl.backup import archiving, catalog, ha
 from streamctl.backup.pgbackrest import BackupError, PgBackRest, Stanza, repository_path
 from streamctl.citus import recovery as citus_recovery
 from streamctl.config.model import Role
@@ -160,14 +160,17 @@ def take_backup(tool: PgBackRest, kind: str = "full", label: str | None = None, 
     def one(st: Stanza) -> None:
         t0 = time.monotonic()
         emit(Event("begin", st.node.name, f"{kind} backup"))
+        group = ha.group_of(ctx.topology, st.node)
+        source, said = ha.backup_source(ctx, group) if group is not None else ([], "")
         try:
-            tool.run(st.name, "backup", f"--type={kind}", f"--annotation={catalog.A_CLUSTER}={tool.cluster}",
+            tool.run(st.name, "backup", f"--type={kind}", *source, f"--annotation={catalog.A_CLUSTER}={tool.cluster}",
                      f"--annotation={catalog.A_NODE}={st.node.name}", f"--annotation={catalog.A_SET}={label}",
                      f"--annotation={catalog.A_TYPE}={kind}", what=f"{st.node.name}: {kind} backup")
         except StreamctlError as exc:
             emit(Event("fail", st.node.name, f"{kind} backup", exc.message))
             raise
-        emit(Event("done", st.node.name, f"{kind} backup", f"stanza {st.name}", time.monotonic() - t0))
+        emit(Event("done", st.node.name, f"{kind} backup", f"stanza {st.name} {said}".strip(),
+                   time.monotonic() - t0))
 
     with ThreadPoolExecutor(max_workers=len(stanzas) or 1) as pool:
         futures = [pool.submit(one, st) for st in stanzas]

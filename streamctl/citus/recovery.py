@@ -21,18 +21,22 @@ def node_addresses(conn: Connection[Any]) -> list[tuple[str, int]]:
         "SELECT nodename, nodeport FROM pg_dist_node ORDER BY nodeid").fetchall()]
 
 
-def rewrite_node_addresses(conn: Connection[Any], moves: dict[int, tuple[str, int]]) -> int:
+def rewrite_node_addresses(conn: Connection[Any], moves: dict[int, tuple[str, int]],
+                           drop_secondaries: bool = False) -> int:
     """Point pg_dist_node at the restored nodes (keyed by the port each had: local nodes share a host),
     on a server running WITHOUT Citus loaded, so nothing reaches the original nodes the catalog still
     names. session_replication_role=replica skips Citus's cache-invalidation triggers, which refuse to
     run when the library is not loaded. Every node holds this metadata (workers have it synced), so this
-    runs on each. Returns the rows changed."""
+    runs on each. `drop_secondaries`: the copy of a cluster whose standbys Patroni registered (the copy has
+    none). Returns the rows changed."""
     row = conn.execute("SELECT to_regclass('pg_catalog.pg_dist_node') IS NOT NULL").fetchone()
     if row is None or not row[0]:
         return 0
     changed = 0
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
+        if drop_secondaries:
+            changed += conn.execute("DELETE FROM pg_catalog.pg_dist_node WHERE noderole = 'secondary'").rowcount
         # through a temporary column of old ports, so a new port equal to another node's old one is safe
         for old_port, (host, port) in moves.items():
             cur = conn.execute(sql.SQL("UPDATE pg_catalog.pg_dist_node SET nodename = %s, nodeport = %s "

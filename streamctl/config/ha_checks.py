@@ -35,9 +35,6 @@ def ha_errors(t: Topology) -> list[str]:
     if not t.citus:
         errors.append("ha: high availability covers the Citus groups (the coordinator and each worker), and "
                       "metadata.citus.enabled is false; a plain PostgreSQL coordinator under HA is not built yet")
-    if t.backup_on:
-        errors.append("backup: backups with ha (archiving from a standby, the stanza's hosts from Patroni) are not "
-                      "built yet; remove one of the two sections")
     if t.analytics.enabled and ha.analytics.standbys:
         errors.append("ha.analytics.standbys: the analytics primary under HA (a Patroni cluster with permanent "
                       "logical slots) is not built yet; set 0")
@@ -70,6 +67,11 @@ def ha_errors(t: Topology) -> list[str]:
         errors.append(f"ha: high availability runs on the local and Docker backends for now, and this topology "
                       f"runs its Citus nodes on {', '.join(others)} (set backend: docker or local, or remove the ha "
                       "section; Swarm is not built yet)")
+    engine_backends = {node_backend(t, g.node) for g in groups if not g.node.is_external} & {"docker", "auto"}
+    if t.backup_on and engine_backends:
+        errors.append("backup: backups with ha run on the local backend only for now, and this topology runs its "
+                      f"Citus nodes on {', '.join(sorted(engine_backends))} (remove one of the two sections, or "
+                      "set backend: local)")
     names = {n.name for n in t.nodes()}
     for m in (m for g in groups for m in g.members[1:] if m.name in names):
         errors.append(f"ha: the standby {m.name} of {m.node.name} has the name of another node (rename that node)")

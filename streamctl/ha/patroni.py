@@ -15,6 +15,7 @@ import yaml
 
 from streamctl.config.members import EtcdMember, Group, Member
 from streamctl.config.model import Topology
+from streamctl.engines import pgbackrest
 from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import CA, CERT, KEY
 from streamctl.names import HA_NAMESPACE, HA_REPLICATION_USER, HA_REST_USER, HA_REWIND_USER
@@ -88,11 +89,26 @@ def hba_lines(members: tuple[Member, ...], tls: bool, sources: tuple[str, ...] |
             f"{host} all all all scram-sha-256", "host replication all all reject"]
 
 
+def archive_parameters(t: Topology, group: Group, paths: MemberPaths, home: Path | None) -> dict[str, str]:
+    """With backups on: every member archives into its group's stanza once it leads (archive_mode `on`, not
+    `always`: a standby archives nothing, pgBackRest refuses `always`, and a promoted standby starts pushing on
+    its new timeline into the same stanza). The command names the member's own data directory (pgBackRest
+    checks `%p` against pg1-path) and stays the same from the first start: until `up` has created the stanza,
+    pushes fail and PostgreSQL keeps the WAL and retries."""
+    if not t.backup_on or home is None:
+        return {}
+    assert t.backup is not None
+    stanza = pgbackrest.stanza_name(t.cluster, group.node.name)
+    command = pgbackrest.archive_push(pgbackrest.local_config(home), stanza, f"--pg1-path={paths.data_dir}")
+    return {"archive_mode": "on", "archive_timeout": str(t.backup.archive_timeout), "archive_command": command}
+
+
 def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths, bindir: Path,
                   tls_dir: Path | None, postgres_password: str, ha_secrets: dict[str, str],
-                  etcd: list[EtcdMember], site: Site | None = None) -> dict[str, Any]:
+                  etcd: list[EtcdMember], site: Site | None = None, home: Path | None = None) -> dict[str, Any]:
     """Patroni's configuration of one member (a dict, written as YAML by `render`); `site`: where it is
-    reached (by default as a local process, `local_site`)."""
+    reached (by default as a local process, `local_site`); `home`: the cluster's data home on the local
+    backend, where the backups' pgBackRest configuration is (archiving under HA is built there only)."""
     ha = t.ha
     assert ha is not None
     node = member.node
@@ -102,6 +118,7 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
     if tls_dir is not None:
         parameters.update(pg_engine.tls_settings(str(tls_dir), citus=True))
         tls = {"sslmode": "verify-full", "sslrootcert": str(tls_dir / CA)}
+    parameters.update(archive_parameters(t, group, paths, home))
     site = site or local_site(member, etcd)
     restapi: dict[str, Any] = {"listen": site.rest_listen, "connect_address": site.rest_connect,
                                "authentication": {"username": HA_REST_USER, "password": ha_secrets["rest_password"]}}

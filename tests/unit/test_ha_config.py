@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from streamctl.config import load_topology, parse_topology
+from streamctl.config.ha_checks import ha_errors
 from streamctl.config.members import etcd_members, ha_groups
 from streamctl.errors import ConfigError, ExitCode
 
@@ -145,3 +146,21 @@ def test_without_tls_and_with_a_deep_directory_patroni_gets_plain_host_lines_and
     assert all(not line.startswith("hostssl") for line in conf["postgresql"]["pg_hba"])
     assert conf["postgresql"]["parameters"]["unix_socket_directories"] == ""
     assert conf["postgresql"]["use_unix_socket"] is False
+
+
+def test_with_backups_every_member_archives_into_its_groups_stanza_from_its_own_data_directory() -> None:
+    """archive_command is Patroni's, on every member (a promoted standby archives into the same stanza), with
+    the member's own pg1-path; archive_mode `on`, never `always` (pgBackRest refuses it)."""
+    from streamctl.ha import patroni
+
+    t = parse_topology({**LOCAL, "ha": {"synchronous": "on"}, "backup": {"repository": {"path": "/r"},
+                                                                         "archive_timeout": 30}}, env={})
+    group = ha_groups(t)[1]
+    for member in group.members:
+        paths = patroni.MemberPaths(Path("/h/nodes") / member.name)
+        params = patroni.archive_parameters(t, group, paths, Path("/h"))
+        assert params == {"archive_mode": "on", "archive_timeout": "30", "archive_command":
+                          f"pgbackrest --config=/h/backup/pgbackrest.conf --stanza={t.cluster}-worker-1 "
+                          f"--pg1-path=/h/nodes/{member.name}/data archive-push %p"}
+    assert patroni.archive_parameters(parse_topology({**LOCAL, "ha": {}}, env={}), group, paths, Path("/h")) == {}
+    assert "backup" not in " ".join(ha_errors(t))

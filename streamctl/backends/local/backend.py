@@ -17,13 +17,15 @@ from streamctl.backends.local.data_home import DataHome, data_home
 from streamctl.backends.local.ha import Etcd, GroupRecipe, stop_all
 from streamctl.backends.local.pg_install import check_postgres_install
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
-from streamctl.config.members import Group, ha_groups, member_addresses
+from streamctl.backends.local.tls_files import install_tls
+from streamctl.config.members import Group, Member, ha_groups, member_addresses
 from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, PreflightError
 from streamctl.ha import rest
+from streamctl.ha.patroni import MemberPaths
 from streamctl.ha.secrets import ha_secrets
 from streamctl.ownership import MARKER, parse_marker
 from streamctl.readiness import Readiness
@@ -111,18 +113,7 @@ class LocalBackend:
                                   self.pg_bindir if node.is_postgres else None, tls_fp)
 
     def _install_tls(self, node: Node, run_as: RunAs) -> None:
-        """The node's CA, certificate and key in <node>/tls, owned by the server's user, keys 0600."""
-        material = self.ctx.tls.for_node(node)
-        tls_dir = self._dir(node) / "tls"
-        tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        run_as.chown(tls_dir)
-        for name, (content, mode) in server_files(node.engine.value, material).items():
-            target = tls_dir / name
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-            with os.fdopen(fd, "wb") as fh:
-                os.fchmod(fh.fileno(), mode)
-                fh.write(content)
-            run_as.chown(target)
+        install_tls(self._dir(node) / "tls", server_files(node.engine.value, self.ctx.tls.for_node(node)), run_as)
 
     def persist_secrets(self, node: Node) -> None:
         """After a rotation: the node's files that hold a secret (Redis's configuration) get the current value,
@@ -133,6 +124,12 @@ class LocalBackend:
     def data_dir(self, node: Node) -> Path:
         """A PostgreSQL node's data directory (pgBackRest's pg1-path)."""
         return self._recipe(node).data_dir
+
+    def member_paths(self, node: Node, member: Member) -> MemberPaths:
+        """Where one member of a group under HA keeps its files (pgBackRest lists every member of the stanza)."""
+        recipe = self._recipe(node)
+        assert isinstance(recipe, GroupRecipe)
+        return recipe.paths(member)
 
     def socket_dir(self, node: Node) -> Path | None:
         """Where a PostgreSQL node's Unix socket is (None when the path is too long for one)."""

@@ -135,7 +135,7 @@ class GroupRecipe(Recipe):
         secrets = ha_secrets(self.state_root)
         return {m.name: patroni.render(patroni.member_config(
             self.topology, self.group, m, self.paths(m), self.bindir, self.tls_dir,
-            self.secrets["postgres_password"], secrets, self.etcd.members)) for m in self.group.members}
+            self.secrets["postgres_password"], secrets, self.etcd.members, home=self.home)) for m in self.group.members}
 
     @property
     def definition(self) -> dict[str, Any]:

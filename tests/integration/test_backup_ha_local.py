@@ -1,0 +1,203 @@
+"""Backups with high availability on (local backend, #27 and #28): a Citus coordinator and one worker, each with
+a synchronous standby run by Patroni, archiving into a pgBackRest directory repository.
+
+One cluster goes through the story, in order: `up` creates each group's stanza (every member listed) and
+archiving works on the leaders; a seed and a full backup b1 taken from the standbys (pgBackRest's log says so);
+rows added and an incremental b2 with its restore point; a forced failover of the worker group; rows added on
+the new timeline and a backup b3 (from the old leader, now the standby); archiving went on into the same stanza
+(timeline 2 segments); `restore --point` of b3 and of b2 into new clusters without ha, each holding exactly
+its point's rows. In-place restores and `up --from-backup` under ha are refused with nothing changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamctl.backup.pgbackrest import PgBackRest, repository_path
+from streamctl.backup.restore import Selection, restore_into
+from streamctl.backup.take import list_sets, take_backup
+from streamctl.citus import recovery as citus_recovery
+from streamctl.config.members import Group, ha_groups
+from streamctl.events import Event
+from streamctl.ha import rest
+from streamctl.verify.runner import run_checks
+from tests.support.backup import platform_sums
+from tests.support.cluster import LocalCluster, topology_dict, traversable_tmpdir
+from tests.support.engines import require
+from tests.support.ports import free_port_run
+
+pytestmark = [pytest.mark.citus, pytest.mark.etcd,
+              pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed "
+                                 "(./scripts/install --test installs it)")]
+
+STANDBY_REPLAY = "replay on the standby reached"  # pgBackRest's log line of a backup from a standby
+
+
+def _group(c: LocalCluster, name: str) -> Group:
+    return next(g for g in ha_groups(c.topology) if g.node.name == name)
+
+
+def _roles(c: LocalCluster, name: str) -> dict[str, tuple[str, int | None]]:
+    ca = c.ctx.ca_path() if c.ctx.tls_on else None
+    return {s.name: (s.ha_role, s.timeline) for s in rest.group_members(_group(c, name).members, ca)}
+
+
+def _add_titles(c: LocalCluster, title: str, n: int = 20) -> None:
+    with c.ctx.pg_connect("coordinator") as conn:
+        for _ in range(n):
+            conn.execute("INSERT INTO content_metadata (content_id, title, content_type) VALUES (%s, %s, 'movie')",
+                         (str(uuid.uuid4()), title))
+
+
+def _backup(c: LocalCluster, tool: PgBackRest, kind: str, label: str) -> list[Event]:
+    events: list[Event] = []
+    take_backup(tool, kind, label, emit=events.append)
+    return events
+
+
+def _backup_log(tool: PgBackRest, stanza: str) -> str:
+    return (tool.home / "log" / f"{stanza}-backup.log").read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def story() -> Any:
+    require("citus", "etcd")
+    directory = traversable_tmpdir()
+    etcd = free_port_run(2)
+    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(2), "rest_port": free_port_run(4),
+          "etcd": {"port": etcd, "peer_port": etcd + 1}}
+    data = topology_dict(cluster=f"bkha{os.getpid() % 10000}", citus=True, workers=1, analytics=False, replicas=0,
+                         redis=False, fdw=False, ha=ha, backup={"repository": {"path": str(directory / "repo")},
+                                                                "archive_timeout": 30})
+    c = LocalCluster.new(data)
+    state: dict[str, Any] = {"cluster": c, "made": [c]}
+    try:
+        c.up()
+        from streamctl.seed.run import SeedOptions, seed
+
+        seed(c.ctx, SeedOptions(scale=0.002, seed=5))
+        tool = state["tool"] = PgBackRest(c.ctx, c.backend)
+        state["b1"] = _backup(c, tool, "full", "b1")
+        _add_titles(c, "after-b1")
+        state["b2"] = _backup(c, tool, "incr", "b2")
+        state["sums_b2"] = platform_sums(c.ctx)
+        yield state
+    finally:
+        for restored in state["made"][1:]:
+            with contextlib.suppress(Exception):  # best-effort cleanup
+                _remove(restored)
+        with contextlib.suppress(Exception):
+            c.destroy()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_each_groups_stanza_lists_every_member_and_the_leaders_archive(story) -> None:
+    c, tool = story["cluster"], story["tool"]
+    conf = tool.config.read_text()
+    for g in ha_groups(c.topology):
+        section = conf.split(f"[{c.topology.cluster}-{g.node.name}]", 1)[1].split("\n\n", 1)[0]
+        assert [f"pg{i}-port={m.port}" in section for i, m in enumerate(g.members, 1)] == [True, True], section
+    report = run_checks(c.ctx, ["backup"])
+    assert {r.target: r.status.value for r in report.results} == {"coordinator": "passed", "worker-1": "passed"}, \
+        [r.to_json() for r in report.results]
+    for g in ha_groups(c.topology):  # Patroni's archive_command, on the leader: its own data directory
+        with c.ctx.pg_connect(g.node.name) as conn:
+            command, port = conn.execute("SELECT current_setting('archive_command'), "
+                                         "current_setting('port')").fetchone()
+        member = next(m for m in g.members if m.port == int(port))
+        assert f"--stanza={c.topology.cluster}-{g.node.name} " in command, command
+        assert f"--pg1-path={c.backend.member_paths(g.node, member).data_dir} " in command, command
+    assert c.up().changed is False  # archiving as `up` left it: nothing pending
+
+
+def test_base_backups_come_from_the_standbys(story) -> None:
+    c, tool = story["cluster"], story["tool"]
+    done = {e.node: e.detail for e in story["b1"] if e.kind == "done" and e.step == "full backup"}
+    assert set(done) == {"coordinator", "worker-1"} and all("from a standby" in d for d in done.values()), done
+    for g in ha_groups(c.topology):
+        assert STANDBY_REPLAY in _backup_log(tool, f"{c.topology.cluster}-{g.node.name}")
+    sets = {s.label: s for s in list_sets(tool)}
+    assert sets["b1"].point == "b1" and sets["b2"].point == "b2" and sets["b2"].type == "incr"
+
+
+def test_after_a_failover_archiving_and_backups_go_on_into_the_same_stanza(story) -> None:
+    c, tool = story["cluster"], story["tool"]
+    before = _roles(c, "worker-1")
+    old = next(name for name, (role, _) in before.items() if role == "leader")
+    done = c.cli.json("failover", "worker-1", "--yes")
+    assert done["leader"] == old and done["new_leader"] != old, done
+    after = _roles(c, "worker-1")
+    assert after[done["new_leader"]][0] == "leader" and after[old][0] == "sync_standby", after
+    assert after[done["new_leader"]][1] == before[old][1] + 1  # a new timeline
+    _add_titles(c, "after-failover")
+    events = _backup(c, tool, "incr", "b3")
+    worker = next(e.detail for e in events if e.kind == "done" and e.node == "worker-1" and "backup" in e.step)
+    assert f"from a standby ({old} streaming" in worker, worker  # the old leader, a standby now
+    story["sums_b3"] = platform_sums(c.ctx)
+    stanza = f"{c.topology.cluster}-worker-1"
+    archived = {p.name[:8] for p in (repository_path(c.ctx) / "archive" / stanza).rglob("0000000*")}
+    timeline = f"{after[done['new_leader']][1]:08X}"
+    assert timeline in archived, archived  # the new leader pushes its timeline into the group's stanza
+    report = run_checks(c.ctx, ["backup"])
+    assert {r.status.value for r in report.results} == {"passed"}, [r.to_json() for r in report.results]
+
+
+def _remove(restored: LocalCluster) -> None:
+    """A restored cluster's nodes, data and state, and its topology file (beside the original's)."""
+    restored.reload()
+    restored.down(volumes=True)
+    restored.path.unlink(missing_ok=True)
+
+
+def _restore(c: LocalCluster, story: dict[str, Any], point: str) -> LocalCluster:
+    result = restore_into(c.ctx, c.backend, Selection(point=point), f"{c.topology.cluster}-{point}")
+    assert result.topology_file is not None
+    restored = LocalCluster(result.topology_file)
+    story["made"].append(restored)
+    assert result.verify is not None and int(result.verify.exit_code) == 0, [
+        r.to_json() for r in result.verify.results if r.status.value not in ("passed", "skipped")]
+    assert restored.topology.ha is None and not ha_groups(restored.topology)  # restored without ha
+    return restored
+
+
+def test_restore_of_the_point_after_the_failover_holds_exactly_its_rows(story) -> None:
+    c = story["cluster"]
+    if "sums_b3" not in story:
+        pytest.skip("the failover test did not take b3")
+    restored = _restore(c, story, "b3")
+    assert platform_sums(restored.ctx) == story["sums_b3"]
+    with restored.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (20,)
+        nodes = citus_recovery.node_addresses(conn)
+    t = restored.topology
+    assert sorted(p for _, p in nodes) == sorted([t.metadata.coordinator.port, t.metadata.workers.port]), nodes
+    with restored.ctx.pg_connect("worker-1") as conn:  # archiving into the restored cluster's own stanza
+        assert f"--stanza={t.cluster}-worker-1 " in conn.execute("SHOW archive_command").fetchone()[0]
+    _remove(restored)
+    story["made"].remove(restored)
+
+
+def test_restore_of_a_point_before_the_failover_holds_exactly_its_rows(story) -> None:
+    c = story["cluster"]
+    restored = _restore(c, story, "b2")
+    assert platform_sums(restored.ctx) == story["sums_b2"]
+    with restored.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (0,)
+
+
+def test_in_place_restore_and_up_from_backup_are_refused_under_ha(story) -> None:
+    c = story["cluster"]
+    proc = c.cli.run("restore", "--point", "b2", "--in-place", "--yes")
+    assert proc.returncode == 10 and "under ha is not built yet" in proc.stderr, proc.stderr
+    proc = c.cli.run("up", "--from-backup", "b2")
+    assert proc.returncode == 10, proc.stderr
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (20,)
+    assert not list(Path(c.path.parent).glob("*.before-restore-*"))
