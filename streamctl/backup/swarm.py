@@ -128,6 +128,9 @@ class SwarmPlace(DockerPlace):
 
         return Repository(self.backend, "restore-repo", network_name(self.ctx.topology.cluster))
 
+    def restore_repository_name(self) -> str:
+        return self._restore_repository().name
+
     def restore_repository(self) -> str:
         """The restore's own repository service on the manager, on the restore's network, admitting every
         node being restored (made once, when they are all known): its running container."""

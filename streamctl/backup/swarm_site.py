@@ -65,12 +65,14 @@ class SwarmSite:
     def fetch(self, argv: list[str], timeout: float) -> tuple[int, str, str]:
         """`pgbackrest restore` in the task, from the restore's repository service; its exit code and output."""
         assert self.task is not None
-        repository = self.place.restore_repository()
+        self.place.restore_repository()  # running
+        repository = self.place.restore_repository_name()
         argv = [f"--config={CONFIG}" if a.startswith("--config=") else a for a in argv]
         host = host_options("repo1", repository, CONFIG)
         argv = [*argv[:-1], *host, argv[-1]]
         stanza = next(a for a in argv if a.startswith("--stanza="))
-        self.archive_get = " ".join(["pgbackrest", f"--config={CONFIG}", stanza, *host, "archive-get", '%f "%p"'])
+        self.archive_get = " ".join(["pgbackrest", f"--config={CONFIG}", stanza, f"--pg1-path={self.data}", *host,
+                                     "archive-get", '%f "%p"'])
         dirs = [HOME, f"{HOME}/log", f"{HOME}/lock", f"{HOME}/spool", str(self.data)]
         self.task.run(fetch_script(argv, dirs))
         code = self.task.exit_code(timeout)

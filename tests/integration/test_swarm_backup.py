@@ -127,9 +127,9 @@ def test_restore_point_into_a_new_cluster_on_the_same_hosts(cli: Cli, swarm: Din
     assert later != STORY["sums"]
     into = f"{cli.cluster}-r"
     restored_file = Path(cli.path).parent / f"{into}.yaml"
-    copy = Cli(restored_file, backend="swarm", env=cli.env, timeout=900)
     try:
         done = cli.json("restore", "--point", "first", "--into", into)
+        copy = Cli(restored_file, backend="swarm", env=cli.env, timeout=900)
         assert done["cluster"] == into and set(done["nodes"]) == NODES, done
         assert done["verify"]["exit_code"] == 0, done["verify"]
         restored = _ctx(restored_file)
@@ -151,7 +151,7 @@ def test_restore_point_into_a_new_cluster_on_the_same_hosts(cli: Cli, swarm: Din
         assert not [n for n in _services(swarm, into) if "restore" in n], _services(swarm, into)
     finally:
         if restored_file.exists():
-            down = copy.run("down", "--volumes", "--yes")
+            down = Cli(restored_file, backend="swarm", env=cli.env, timeout=900).run("down", "--volumes", "--yes")
             assert down.returncode == 0, down.output
             restored_file.unlink()
     assert not _services(swarm, into) and not _volumes(swarm, into)
