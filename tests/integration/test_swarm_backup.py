@@ -105,6 +105,14 @@ def _services(swarm: DindSwarm, cluster: str) -> list[str]:
         manager.close()
 
 
+def _networks(swarm: DindSwarm, name: str) -> list[str]:
+    manager = swarm.manager.client()
+    try:
+        return [n.name for n in manager.networks.list(names=[name]) if n.name == name]
+    finally:
+        manager.close()
+
+
 def _volumes(swarm: DindSwarm, cluster: str) -> list[str]:
     out = []
     for node in swarm.nodes:
@@ -155,3 +163,19 @@ def test_restore_point_into_a_new_cluster_on_the_same_hosts(cli: Cli, swarm: Din
             assert down.returncode == 0, down.output
             restored_file.unlink()
     assert not _services(swarm, into) and not _volumes(swarm, into)
+
+
+def test_up_from_backup_brings_the_cluster_back_on_its_hosts(cli: Cli, swarm: DindSwarm) -> None:
+    """Last: the original taken down with its volumes (the repository directory stays), then brought back
+    from its set: the point's rows again, archiving into stanzas of a generation of its own."""
+    assert "sums" in STORY, "needs the backed-up cluster of the first test"
+    cli.ok("down", "--volumes", "--yes")
+    # the manager lists the removed overlay network a moment longer (a service made meanwhile finds it gone)
+    Readiness("the cluster's network to leave the manager", lambda: not _networks(swarm, f"{cli.cluster}-overlay"),
+              120.0, interval=1.0).wait()
+    done = cli.json("up", "--from-backup", "first")
+    assert done["verify"]["exit_code"] == 0, done["verify"]
+    assert platform_sums(_ctx(cli.path)) == STORY["sums"]
+    command = cli.sql("worker-1", "SHOW archive_command")
+    assert f"--stanza={cli.cluster}-g" in command, command
+    assert not [n for n in _services(swarm, cli.cluster) if "restore" in n], _services(swarm, cli.cluster)
