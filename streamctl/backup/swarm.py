@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from streamctl.backends.docker import spec
+from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.swarm.backup import Repository, host_options
 from streamctl.backup.docker import DockerPlace, exec_in
 from streamctl.config.model import BACKED_UP_ROLES
@@ -156,5 +157,6 @@ class SwarmPlace(DockerPlace):
             repo = self._restore_repository()
             service = repo.find()
             if service is not None:
-                service.remove()
+                with docker_errors(f"remove service {repo.name}"):
+                    service.remove()
         remove_network(self.backend)
