@@ -27,8 +27,9 @@ RECOVERY_SETTINGS = ("restore_command", "recovery_target_name", "recovery_target
 
 class Site(Protocol):
     """Where one restored node's server runs while isolated (backup/local.py: a data directory here;
-    backup/docker.py: a container with no network). Paths the server sees are strings; `socket` and `log`
-    are where this process finds them."""
+    backup/docker.py: a container with no network; backup/swarm_site.py: a task on the node's host, on a
+    network of the restore's own). Paths the server sees are strings; `socket` and `log` are where this
+    process finds them (a site whose log is not a file here has `log_text()` too)."""
 
     node: Node
     data: Any  # PGDATA as pgBackRest and the server see it
@@ -66,6 +67,9 @@ class RestoredNode:
         return self.site.pg_ctl(*args)
 
     def log_text(self) -> str:
+        reader = getattr(self.site, "log_text", None)
+        if reader is not None:
+            return str(reader())
         log = self.site.log
         return log.read_text(errors="replace") if log.exists() else ""
 

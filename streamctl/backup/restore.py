@@ -7,18 +7,16 @@ cluster backed up is only read: the new cluster has its own name, ports, secrets
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from streamctl.backup import catalog, ha, recover, replicas
 from streamctl.backup.pgbackrest import BackupError, PgBackRest
 from streamctl.backup.take import list_sets, redis_dir
+from streamctl.backup.target import default_name, new_topology_text
 from streamctl.citus import recovery as citus_recovery
 from streamctl.config.model import Role
 from streamctl.errors import RefusedError, StreamctlError
@@ -72,65 +70,6 @@ class RestoreResult:
                 "chosen": self.chosen, "nodes": self.nodes, "redis": self.redis, "seconds": round(self.seconds, 3),
                 "phases": {k: round(v, 3) for k, v in self.phases.items()},
                 "kept_aside": self.kept_aside, "verify": self.verify.to_json() if self.verify else None}
-
-
-# -- the new cluster's topology ----------------------------------------------------------------------
-def _free_run(n: int, taken: set[int]) -> int:
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        ports = range(base, base + max(n, 1))
-        if base + n > 65535 or taken & set(ports):
-            continue
-        try:
-            for p in ports:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        taken.update(ports)
-        return base
-    raise BackupError("no free ports on 127.0.0.1 for the restored cluster")
-
-
-def new_topology_text(source: Path, ctx: ClusterContext, name: str) -> str:
-    """The source file's settings (its ${VAR}s kept, not expanded) with another cluster name and free
-    ports for every node, so the copy runs beside the original."""
-    raw = yaml.safe_load(source.read_text()) or {}
-    t = ctx.topology
-    taken: set[int] = {n.port for n in t.nodes()} | {t.gateway.port}
-    raw["cluster"] = name
-    raw.pop("ha", None)  # the groups' leaders' data comes back as plain nodes (backup/ha.py)
-
-    def section(*path: str) -> dict[str, Any]:
-        node = raw
-        for key in path:
-            if not isinstance(node.get(key), dict):
-                node[key] = {}
-            node = node[key]
-        return node
-
-    section("metadata", "coordinator")["port"] = _free_run(1, taken)
-    if t.citus:
-        section("metadata", "workers")["port"] = _free_run(t.metadata.workers.count + 2, taken)
-    if t.analytics.enabled and t.analytics.primary is not None:
-        section("analytics", "primary")["port"] = _free_run(1, taken)
-        raw["analytics"]["replicas"] = [{**r.model_dump(exclude_none=True), "port": _free_run(1, taken)}
-                                        for r in t.analytics.replicas]
-    for key in ("mongo", "redis", "gateway"):
-        section(key)["port"] = _free_run(1, taken)
-    return "# restored by streamctl from cluster " + t.cluster + "\n" + yaml.safe_dump(raw, sort_keys=False)
-
-
-def default_name(ctx: ClusterContext) -> str:
-    base = f"{ctx.topology.cluster}-restored"[:38]
-    parent = ctx.topology_path.parent if ctx.topology_path else Path.cwd()
-    for i in range(1, 100):
-        name = base if i == 1 else f"{base}-{i}"
-        if not (parent / f"{name}.yaml").exists():
-            return name
-    raise RefusedError("name the restored cluster with --into")
 
 
 # -- restoring --------------------------------------------------------------------------------------
@@ -235,7 +174,8 @@ def restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: Cl
 
         for outcome in each(list(restored), one):
             outcome.get()
-        _rewrite_citus(tctx, restored, emit, ha.member_ports(tool.ctx.topology))
+        _rewrite_citus(tctx, restored, emit, ha.member_ports(tool.ctx.topology),
+                       _renames(tool.ctx, tctx, tbe, restored))
         replicas.link(restored, list(copies))
         for stopped in each(list(restored.values()), recover.stop):
             stopped.get()
@@ -278,10 +218,25 @@ def finish(result: RestoreResult, tctx: ClusterContext, tbe: Any, emit: Emit,
     return result
 
 
+def _renames(ctx: ClusterContext, tctx: ClusterContext, tbe: Any,
+             restored: dict[str, recover.RestoredNode]) -> dict[str, str]:
+    """The Citus nodes whose name on their network changes (on Swarm the service's name carries the
+    cluster's): the name the source cluster registered -> the restored node's."""
+    before = ctx.store.endpoints()
+    out = {}
+    for name, rn in restored.items():
+        if name in before and rn.node.role in (Role.COORDINATOR, Role.WORKER):
+            old, new = before[name].internal_host, tbe.endpoint(rn.node).internal_host
+            if old != new:
+                out[old] = new
+    return out
+
+
 def _rewrite_citus(tctx: ClusterContext, restored: dict[str, recover.RestoredNode], emit: Emit,
-                   members: dict[int, str]) -> None:
-    """pg_dist_node pointed at the restored nodes; from a cluster under HA (`members`: each member's port and
-    group node) each group's leader, whichever member, points at the group's node; standbys' rows go."""
+                   members: dict[int, str], names: dict[str, str]) -> None:
+    """pg_dist_node pointed at the restored nodes: by port; from a cluster under HA (`members`: each member's
+    port and group node) each group's leader, whichever member, points at the group's node and standbys' rows
+    go; by name where the node's name on its network changes (`names`, on Swarm)."""
     citus_nodes = [rn for rn in restored.values() if rn.node.role in (Role.COORDINATOR, Role.WORKER)]
     if not tctx.topology.citus or not citus_nodes:
         return
@@ -289,7 +244,8 @@ def _rewrite_citus(tctx: ClusterContext, restored: dict[str, recover.RestoredNod
     moves |= {p: (rn.node.host, rn.node.port) for p, name in members.items() if (rn := restored.get(name))}
     for rn in citus_nodes:
         with rn.connect() as conn:
-            changed = citus_recovery.rewrite_node_addresses(conn, moves, drop_secondaries=bool(members))
+            changed = (citus_recovery.rewrite_node_addresses(conn, moves, drop_secondaries=bool(members))
+                       + citus_recovery.rename_nodes(conn, names))
         emit(Event("done", rn.node.name, "citus nodes", f"{changed} pg_dist_node row(s) pointed at the restored nodes"))
 
 
@@ -313,6 +269,8 @@ def _discard(tctx: ClusterContext, tbe: Any) -> None:
         for node in tctx.topology.nodes():
             if hasattr(tbe, "data_dir"):  # the local backend's node directories
                 shutil.rmtree(tbe.data_dir(node).parent, ignore_errors=True)
+            elif getattr(tbe, "name", "") == "swarm":  # volumes on other hosts: removed by a task there
+                tbe.remove(node, volumes=True)
         tbe.teardown(volumes=True)
     except StreamctlError:
         pass

@@ -3,8 +3,9 @@ its own on the manager (backends/swarm/backup.py), and every command but archive
 through `docker exec`, reaching a node's data through the pgBackRest TLS server beside the node's
 PostgreSQL; archive-push (the node's archive_command) reaches the repository's server. One configuration
 file, the same text at the same path on both sides: a secret of the repository's service, and in each
-node's volume, written through SQL (the node's task may run on any host). Restores and Redis snapshots are not
-implemented on Swarm."""
+node's volume, written through SQL (the node's task may run on any host). A restored node recovers in a
+one-shot task on its host (swarm_site.py), from a repository service of the restore's own. Redis snapshots
+are not implemented on Swarm."""
 
 from __future__ import annotations
 
@@ -13,17 +14,18 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from streamctl.backends.docker import spec
+from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.swarm.backup import Repository, host_options
 from streamctl.backup.docker import DockerPlace, exec_in
 from streamctl.config.model import BACKED_UP_ROLES
-from streamctl.errors import PreflightError, RefusedError, StreamctlError
+from streamctl.errors import PreflightError, StreamctlError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from streamctl.backends.swarm.backend import SwarmBackend
-    from streamctl.backup.docker import DockerSite
     from streamctl.backup.pgbackrest import PgBackRest
+    from streamctl.backup.swarm_site import SwarmSite
     from streamctl.config.model import Node
 
 _LOCK = threading.Lock()  # the archiving steps of several nodes run at once; one repository service
@@ -34,13 +36,16 @@ class SwarmPlace(DockerPlace):
     """Where pgBackRest runs for a cluster of the Swarm backend: in the repository's service."""
 
     log_hint = f"pgBackRest's log: {spec.BACKUP_HOME}/log in the backup repository's and the node's containers"
-    restores = False
+    backend: SwarmBackend  # type: ignore[assignment]
+    restores = True
     redis_snapshots = False
 
     def __init__(self, tool: PgBackRest, backend: SwarmBackend) -> None:
         super().__init__(tool.ctx, backend, tool.render)  # type: ignore[arg-type] # only the engine's client
         self.tool = tool
         self.repository = Repository(backend)
+        self.sites: dict[str, SwarmSite] = {}  # the nodes being restored, by name
+        self._restore_repo: str | None = None  # its running container, once made
         spec_ = tool.spec
         if spec_.repository.s3 is not None:
             raise PreflightError("backup.repository: on Swarm the repository is a directory on the manager "
@@ -94,7 +99,11 @@ class SwarmPlace(DockerPlace):
     # -- running --------------------------------------------------------------------------------------
     def run(self, node: Node | None, argv: list[str], password: str | None,
             timeout: float) -> tuple[int, str, str]:
-        """In the repository's task; a command that reaches a node's data names the node's server."""
+        """In the repository's task; a command that reaches a node's data names the node's server. A
+        restore runs in the restored node's own task, on its host."""
+        site = self.sites.get(node.name) if node is not None else None
+        if site is not None and argv[-1] == "restore":
+            return site.fetch(argv, timeout)
         if node is not None and argv[-1] in _REMOTE:
             service = spec.container_name(self.ctx.topology.cluster, node.name)
             argv = [*argv[:-1], *host_options("pg1", service, str(self.config)), argv[-1]]
@@ -104,5 +113,50 @@ class SwarmPlace(DockerPlace):
         """archive-push, on the node, pushes to the repository's server."""
         return host_options("repo1", self.repository.name, str(self.config))
 
-    def restore_site(self, node: Node) -> DockerSite:
-        raise RefusedError("restores are not implemented on the Swarm backend yet")
+    # -- restores -------------------------------------------------------------------------------------
+    def restore_site(self, node: Node) -> SwarmSite:  # type: ignore[override]
+        from streamctl.backup.swarm_site import SwarmSite
+
+        return SwarmSite(node, self)
+
+    def restore_network(self) -> str:
+        from streamctl.backends.swarm.restore import ensure_network
+
+        return ensure_network(self.backend)
+
+    def _restore_repository(self) -> Repository:
+        from streamctl.backends.swarm.restore import network_name
+
+        return Repository(self.backend, "restore-repo", network_name(self.ctx.topology.cluster))
+
+    def restore_repository_name(self) -> str:
+        return self._restore_repository().name
+
+    def restore_repository(self) -> str:
+        """The restore's own repository service on the manager, on the restore's network, admitting every
+        node being restored (made once, when they are all known): its running container."""
+        from streamctl.backends.swarm.restore import CONFIG
+        from streamctl.backup.pgbackrest import repository_path
+
+        with _LOCK:
+            if self._restore_repo is None:
+                auth = [f"{name}=*" for name in sorted(self.sites)]
+                self._restore_repo = self._restore_repository().container(
+                    self._image(), str(repository_path(self.ctx)), auth, (CONFIG, self.render()))
+            return self._restore_repo
+
+    def release(self, node: str) -> None:
+        """A restored node done with; after the last one the restore's repository service and network go."""
+        from streamctl.backends.swarm.restore import remove_network
+
+        with _LOCK:
+            self.sites.pop(node, None)
+            if self.sites:
+                return
+            self._restore_repo = None
+            repo = self._restore_repository()
+            service = repo.find()
+            if service is not None:
+                with docker_errors(f"remove service {repo.name}"):
+                    service.remove()
+        remove_network(self.backend)

@@ -46,6 +46,20 @@ def rewrite_node_addresses(conn: Connection[Any], moves: dict[int, tuple[str, in
     return changed
 
 
+def rename_nodes(conn: Connection[Any], names: dict[str, str]) -> int:
+    """Point pg_dist_node at the restored nodes by name (Swarm: every node listens on the same port under
+    its service's name, which carries the cluster's), under the same conditions as rewrite_node_addresses."""
+    row = conn.execute("SELECT to_regclass('pg_catalog.pg_dist_node') IS NOT NULL").fetchone()
+    if row is None or not row[0] or not names:
+        return 0
+    with conn.transaction():
+        conn.execute("SET LOCAL session_replication_role = replica")
+        cur = conn.execute("UPDATE pg_catalog.pg_dist_node AS n SET nodename = m.new FROM "
+                           "unnest(%s::text[], %s::text[]) AS m(old, new) WHERE n.nodename = m.old",
+                           (list(names), list(names.values())))
+        return cur.rowcount
+
+
 def recover_prepared_transactions(conn: Connection[Any]) -> int:
     """Commit or abort the prepared transactions a restore point can leave on workers (coordinator)."""
     row = conn.execute("SELECT recover_prepared_transactions()").fetchone()

@@ -3,7 +3,10 @@ host and the nodes on the others: pgBackRest's repository-host mode over TLS (ba
 backup/swarm.py). One cluster: `up` with `backup:` (stanzas, archive_command, check), a little seeded,
 `streamctl backup`, `backup list --json` (the set with its restore point, a backup of every node), the
 repository directory on the manager only, a second `up` with nothing to do, archiving checked by verify;
-a restore is refused clearly; the repository's task replaced by Swarm, the nodes archive into the new one.
+the repository's task replaced by Swarm, the nodes archive into the new one. Then rows written after the
+backup, and `restore --point` into a new cluster on the same hosts (each node recovered by a one-shot task
+on the host that then runs it, on a network of the restore's own): exactly the point's rows on every node,
+the original's catalog and rows unchanged, no restore service left, `down --volumes` of the copy clean.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase, after the other tests.
 """
@@ -16,7 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from streamctl.citus import recovery as citus_recovery
+from streamctl.config.load import load_topology
+from streamctl.context import ClusterContext
 from streamctl.readiness import Readiness
+from tests.support.backup import platform_sums
 from tests.support.cli import Cli
 from tests.support.cluster import traversable_tmpdir
 from tests.support.dind import DindSwarm, dind_swarm, kill_task, swarm_cli
@@ -32,6 +39,7 @@ PLACEMENT = {
               "worker-2": ["node.hostname == db-2"]},
 }
 NODES = {"coordinator", "worker-1", "worker-2"}
+STORY: dict[str, object] = {}  # what the first test saw, for the restore's
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +71,7 @@ def test_backup_with_the_repository_on_one_host_and_the_nodes_on_others(cli: Cli
     assert listed["restore_points"][0]["name"] == "first" and listed["restorable"], listed
     assert {n["node"] for n in listed["nodes"]} == NODES, listed
     assert all(n["wal"]["from"] and n["wal"]["to"] for n in listed["nodes"]), listed
+    STORY["sums"] = platform_sums(_ctx(cli.path))
     # the repository is the manager's directory; the nodes' hosts hold none of it
     repo = Path(cli.path).parent / "repo"
     stanzas = _on_host(swarm, "db-1", "ls", str(repo / "backup"))
@@ -74,8 +83,6 @@ def test_backup_with_the_repository_on_one_host_and_the_nodes_on_others(cli: Cli
     assert not [c for c in again["configured"] if c["step"] == "wal archiving"], again["configured"]
     archiving = cli.json("verify", "--only", "backup.archiving")
     assert archiving["ok"], archiving
-    refused = cli.run("restore", "--point", "first")
-    assert refused.returncode == 10 and "not implemented on the swarm backend" in refused.stderr, refused.stderr
     # the repository's task replaced by Swarm (its container killed): the nodes push to the new one with no
     # streamctl command in between (its configuration is a secret of the service)
     kill_task(swarm, f"{cli.cluster}-backup")
@@ -84,3 +91,91 @@ def test_backup_with_the_repository_on_one_host_and_the_nodes_on_others(cli: Cli
     Readiness(f"the coordinator's segment {segment} to reach the repository", lambda: cli.sql(
         "coordinator", "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")[:24] >= segment,
         120.0, interval=1.0).wait()
+
+
+def _ctx(path: Path) -> ClusterContext:
+    return ClusterContext.build(load_topology(path), path.absolute())
+
+
+def _services(swarm: DindSwarm, cluster: str) -> list[str]:
+    manager = swarm.manager.client()
+    try:
+        return [s.name for s in manager.services.list(filters={"label": f"io.streamctl.cluster={cluster}"})]
+    finally:
+        manager.close()
+
+
+def _networks(swarm: DindSwarm, name: str) -> list[str]:
+    manager = swarm.manager.client()
+    try:
+        return [n.name for n in manager.networks.list(names=[name]) if n.name == name]
+    finally:
+        manager.close()
+
+
+def _volumes(swarm: DindSwarm, cluster: str) -> list[str]:
+    out = []
+    for node in swarm.nodes:
+        nested = node.client()
+        try:
+            out += [f"{node.hostname}:{v.name}" for v in nested.volumes.list(
+                filters={"label": f"io.streamctl.cluster={cluster}"})]
+        finally:
+            nested.close()
+    return out
+
+
+def test_restore_point_into_a_new_cluster_on_the_same_hosts(cli: Cli, swarm: DindSwarm) -> None:
+    assert "sums" in STORY, "needs the backed-up cluster of the test before"
+    source = _ctx(cli.path)
+    with source.pg_connect("coordinator") as conn:
+        conn.execute("INSERT INTO genres (genre_id, name) VALUES (32000, 'after-first')")
+        nodes_before = citus_recovery.node_addresses(conn)
+    later = platform_sums(source)
+    assert later != STORY["sums"]
+    into = f"{cli.cluster}-r"
+    restored_file = Path(cli.path).parent / f"{into}.yaml"
+    try:
+        done = cli.json("restore", "--point", "first", "--into", into)
+        copy = Cli(restored_file, backend="swarm", env=cli.env, timeout=900)
+        assert done["cluster"] == into and set(done["nodes"]) == NODES, done
+        assert done["verify"]["exit_code"] == 0, done["verify"]
+        restored = _ctx(restored_file)
+        assert platform_sums(restored) == STORY["sums"]  # exactly the point's rows, none of the later ones
+        with restored.pg_connect("coordinator") as conn:
+            assert conn.execute("SELECT count(*) FROM genres WHERE name = 'after-first'").fetchone()[0] == 0
+            # the catalog names the restored cluster's services, on the same hosts as the original's
+            assert citus_recovery.node_addresses(conn) == [(h.replace(cli.cluster, into, 1), p)
+                                                           for h, p in nodes_before]
+        for node in NODES:
+            assert restored.store.read()["swarm_pins"][node]["hostname"] == \
+                source.store.read()["swarm_pins"][node]["hostname"]
+        # the original: catalog and rows as they were, later rows included
+        with source.pg_connect("coordinator") as conn:
+            assert citus_recovery.node_addresses(conn) == nodes_before
+        assert platform_sums(source) == later
+        # archiving into its own stanzas; no restore service, network or repository left
+        assert f"--stanza={into}-worker-1" in copy.sql("worker-1", "SHOW archive_command")
+        assert not [n for n in _services(swarm, into) if "restore" in n], _services(swarm, into)
+    finally:
+        if restored_file.exists():
+            down = Cli(restored_file, backend="swarm", env=cli.env, timeout=900).run("down", "--volumes", "--yes")
+            assert down.returncode == 0, down.output
+            restored_file.unlink()
+    assert not _services(swarm, into) and not _volumes(swarm, into)
+
+
+def test_up_from_backup_brings_the_cluster_back_on_its_hosts(cli: Cli, swarm: DindSwarm) -> None:
+    """Last: the original taken down with its volumes (the repository directory stays), then brought back
+    from its set: the point's rows again, archiving into stanzas of a generation of its own."""
+    assert "sums" in STORY, "needs the backed-up cluster of the first test"
+    cli.ok("down", "--volumes", "--yes")
+    # the manager lists the removed overlay network a moment longer (a service made meanwhile finds it gone)
+    Readiness("the cluster's network to leave the manager", lambda: not _networks(swarm, f"{cli.cluster}-overlay"),
+              120.0, interval=1.0).wait()
+    done = cli.json("up", "--from-backup", "first")
+    assert done["verify"]["exit_code"] == 0, done["verify"]
+    assert platform_sums(_ctx(cli.path)) == STORY["sums"]
+    command = cli.sql("worker-1", "SHOW archive_command")
+    assert f"--stanza={cli.cluster}-g" in command, command
+    assert not [n for n in _services(swarm, cli.cluster) if "restore" in n], _services(swarm, cli.cluster)

@@ -94,10 +94,13 @@ class Repository:
     """The repository's service on the manager (made, or updated when its definition changed) and its
     running task's container, on the manager's own engine: `docker exec` reaches it."""
 
-    def __init__(self, backend: SwarmBackend) -> None:
+    def __init__(self, backend: SwarmBackend, role: str = REPOSITORY, network: str | None = None) -> None:
+        """`role`: the service's name in the cluster and its certificate's; `network`: another network than
+        the cluster's (a restore's own, backup/swarm_site.py)."""
         self.backend = backend
         self.cluster = backend.topology.cluster
-        self.name = docker_spec.container_name(self.cluster, REPOSITORY)
+        self.role, self.network = role, network
+        self.name = docker_spec.container_name(self.cluster, role)
 
     def container(self, image: str, path: str, auth: list[str], config: tuple[str, str],
                   timeout: float = 120.0) -> str:
@@ -106,15 +109,16 @@ class Repository:
         from docker.types import EndpointSpec, Mount, RestartPolicy, SecretReference, ServiceMode
 
         b = self.backend
-        tls = b.ctx.tls.ensure(REPOSITORY, {self.name, REPOSITORY})
+        tls = b.ctx.tls.ensure(self.role, {self.name, self.role})
         where, text = config
         secrets = [*sspec.tls_secrets(self.cluster, Engine.POSTGRES, tls),
                    sspec.SecretFile(sspec.secret_name(self.cluster, "pgbackrest-conf", text), where, text, USER, 0o600)]
         command = repository_command(auth)
-        labels = {docker_spec.LABEL_CLUSTER: self.cluster, docker_spec.LABEL_NODE: REPOSITORY,
+        labels = {docker_spec.LABEL_CLUSTER: self.cluster, docker_spec.LABEL_NODE: self.role,
                   **b.ctx.ownership.labels()}
         mark = fingerprint({"image": image, "command": command, "path": path,
-                            "secrets": sorted(s.name for s in secrets)})
+                            "secrets": sorted(s.name for s in secrets),
+                            **({"network": self.network} if self.network else {})})
         found = self.find()
         if found is None or (found.attrs["Spec"].get("Labels") or {}).get(docker_spec.LABEL_FINGERPRINT) != mark:
             prepare_directory(b.client.api, image, path, labels)
@@ -125,12 +129,13 @@ class Repository:
                 "mounts": [Mount(docker_spec.BACKUP_REPO, path, type="bind")],
                 "secrets": [SecretReference(b._ensure_secret(s), s.name, filename=s.target, uid=str(uid),
                                             gid=str(gid), mode=s.mode) for s in secrets],
-                "networks": [b.network], "mode": ServiceMode("replicated", replicas=1),
+                "networks": [self.network or b.network], "mode": ServiceMode("replicated", replicas=1),
                 "restart_policy": RestartPolicy(condition="any", delay=2 * NS, max_attempts=0),
                 "constraints": [f"node.id == {b.hosts.local_id}"], "endpoint_spec": EndpointSpec(mode="dnsrr")}
             with docker_errors(f"{'update' if found else 'create'} service {self.name}"):
                 if found is None:
-                    b._ensure_network()
+                    if self.network is None:
+                        b._ensure_network()
                     b.client.services.create(**kwargs)
                 else:
                     found.update(**kwargs)
