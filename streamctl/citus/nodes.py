@@ -10,7 +10,7 @@ from psycopg import Connection
 from streamctl.citus import catalog
 from streamctl.citus.catalog import Address
 from streamctl.citus.placement import citus_errors
-from streamctl.config.members import ha_groups
+from streamctl.config.members import citus_groups
 from streamctl.config.model import Node, Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError
@@ -37,7 +37,7 @@ def node_names(endpoints: Mapping[str, Endpoint], topology: Topology | None = No
 
 def member_names(topology: Topology) -> dict[Address, str]:
     """Under HA: each member's address -> its group's node name."""
-    return {(m.node.host, m.port): g.node.name for g in ha_groups(topology) for m in g.members}
+    return {(m.node.host, m.port): g.node.name for g in citus_groups(topology) for m in g.members}
 
 
 def label(names: Mapping[Address, str], host: str, port: int) -> str:

@@ -25,23 +25,24 @@ def ha_endpoints(t: Topology) -> list[tuple[str, str, int, str, str]]:
 
 def ha_errors(t: Topology) -> list[str]:
     """What `ha:` cannot run: a node streamctl does not provision, a synchronous group without a standby,
-    Patroni's timing out of its bounds, ports past 65535; and, in this first slice, anything but Citus groups
-    on the local backend."""
+    Patroni's timing out of its bounds, ports past 65535; and, for now, anything but the Citus groups and the
+    analytics primary on the local backend."""
     if not t.ha_on:
         return []
     ha = t.ha
     assert ha is not None
     errors = []
+    groups = ha_groups(t)
+    if not t.citus and not groups:
+        errors.append("ha: without Citus (metadata.citus.enabled is false) high availability covers only the "
+                      "analytics primary, and ha.analytics.standbys is 0 (give it standbys; a plain PostgreSQL "
+                      "coordinator under HA is not built yet)")
     if not t.citus:
-        errors.append("ha: high availability covers the Citus groups (the coordinator and each worker), and "
-                      "metadata.citus.enabled is false; a plain PostgreSQL coordinator under HA is not built yet")
+        errors += [f"ha.{kind}.standbys: a plain PostgreSQL coordinator under HA is not built yet (Citus is off); "
+                   "remove it" for kind in ("coordinator", "workers") if getattr(ha, kind).standbys]
     if t.backup_on:
         errors.append("backup: backups with ha (archiving from a standby, the stanza's hosts from Patroni) are not "
                       "built yet; remove one of the two sections")
-    if t.analytics.enabled and ha.analytics.standbys:
-        errors.append("ha.analytics.standbys: the analytics primary under HA (a Patroni cluster with permanent "
-                      "logical slots) is not built yet; set 0")
-    groups = ha_groups(t)
     external: dict[str, list[str]] = {}
     for g in (g for g in groups if g.node.is_external):
         path = declared(t, g.node, "backend") if spec_of(t, g.node)[0] == "external" else "backend"
@@ -69,7 +70,7 @@ def ha_errors(t: Topology) -> list[str]:
     if others:
         on = ", ".join("auto (which may pick Docker)" if b == "auto" else b for b in others)
         errors.append(f"ha: high availability runs on the local backend only for now, and this topology runs "
-                      f"its Citus nodes on {on} (set backend: local, or remove the ha section; Docker and "
+                      f"its nodes under ha on {on} (set backend: local, or remove the ha section; Docker and "
                       "Swarm are not built yet)")
     names = {n.name for n in t.nodes()}
     for m in (m for g in groups for m in g.members[1:] if m.name in names):

@@ -1,6 +1,7 @@
-"""High availability (when the topology has an `ha:` section): per Citus group, one leader as Patroni's REST
-API sees it, every standby streaming within verify.max_lag_bytes, a synchronous standby when `synchronous`,
-and the coordinator's pg_dist_node naming the leader as the group's primary."""
+"""High availability (when the topology has an `ha:` section): per group (each Citus group, the analytics
+primary's), one leader as Patroni's REST API sees it, every standby streaming within verify.max_lag_bytes, a
+synchronous standby when `synchronous`, and, for a Citus group, the coordinator's pg_dist_node naming the leader
+as the group's primary."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def skip_reason(t: Topology) -> str | None:
 
 def check_groups(ctx: ClusterContext) -> list[CheckResult]:
     coordinator = ctx.first(Role.COORDINATOR)
-    assert coordinator is not None and ctx.topology.ha is not None
+    assert ctx.topology.ha is not None
     synchronous = ctx.topology.ha.synchronous != "off"
 
     def one(group: Group) -> Verdict:
@@ -40,8 +41,10 @@ def check_groups(ctx: ClusterContext) -> list[CheckResult]:
                           **data)
         if synchronous and not any(s.ha_role == "sync_standby" for s in states):
             return failed("no synchronous standby, though ha.synchronous asks for one", **data)
-        with ctx.pg_connect(coordinator.name) as conn:
-            registered = catalog.group_leaders(conn).get(group.number)
+        registered: tuple[str, int] | None = (leaders[0].host, leaders[0].port)  # analytics: no pg_dist_node
+        if group.number is not None and coordinator is not None:
+            with ctx.pg_connect(coordinator.name) as conn:
+                registered = catalog.group_leaders(conn).get(group.number)
         if registered != (leaders[0].host, leaders[0].port):
             return failed(f"pg_dist_node names {registered} as the group's primary, Patroni {leaders[0].name}",
                           **data)

@@ -17,7 +17,7 @@ from streamctl.backends.local.data_home import DataHome, data_home
 from streamctl.backends.local.ha import Etcd, GroupRecipe, mode_change, stop_all
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
 from streamctl.config.members import Group, ha_groups, member_addresses
-from streamctl.config.model import Engine, Node, Topology
+from streamctl.config.model import Engine, Node, Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import server_files
@@ -56,7 +56,9 @@ class LocalBackend:
         if self._groups and shutil.which("etcd") is None:
             raise PreflightError("etcd is not on PATH but the topology has an ha section",
                                  hint="install etcd-server (./scripts/install does), or remove the ha section")
-        for node in (n for n in nodes if self.topology.runs_citus(n.role) and not n.is_external):
+        may_be_led = (Role.ANALYTICS_PRIMARY,)  # besides the Citus nodes: the nodes HA can cover
+        for node in (n for n in nodes if (self.topology.runs_citus(n.role) or n.role in may_be_led)
+                     and not n.is_external):
             refusal = mode_change(node, self._dir(node), node.name in self._groups)
             if refusal is not None:
                 raise refusal
