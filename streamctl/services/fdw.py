@@ -18,6 +18,7 @@ from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.names import FDW_SERVER, FDW_USER
+from streamctl.services.permanent_slots import replayed
 from streamctl.services.postgres import HBA_STEP, ensure_read_only_role, grant_read, reader_pending
 from streamctl.steps import ConfigStep
 
@@ -35,7 +36,7 @@ def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
     if not fdw_enabled(ctx):
         return []
     svc = FdwService(ctx)
-    return [svc.reader_role_step(), svc.coordinator_step()]
+    return [replayed(ctx, svc.reader_role_step()), svc.coordinator_step()]
 
 
 class FdwService:

@@ -1,6 +1,10 @@
 """Under HA, the analytics replicas' slots as Patroni's permanent logical slots (streamctl/ha/analytics.py): the
 analytics group's dynamic configuration declares one per replica of the topology and forgets those of replicas
-gone, and `up` waits until every streaming standby holds a copy, so a failover right after keeps them."""
+gone, and `up` waits until every streaming standby holds a copy, so a failover right after keeps them.
+
+Also what a role made on a group's leader needs before a client logs in with a multi-host string: libpq tries
+the members in turn and stops at the first that refuses the password, so a standby that has not replayed the
+role yet would fail the login although the leader accepts it (`replayed`)."""
 
 from __future__ import annotations
 
@@ -49,10 +53,18 @@ class PermanentSlots:
         wanted = set(analytics.wanted_slots(self.ctx.topology))
         names = {m.name: m for m in self.group.members}
         out = []
-        for s in rest.group_members(self.group.members, self.ca):
-            if s.ha_role != "leader" and s.state == "streaming" and s.name in names:
-                out += [f"wait for Patroni to copy slot {slot} to {s.name}"
-                        for slot in sorted(wanted - self._standby_slots(names[s.name]))]
+        states = rest.group_members(self.group.members, self.ca)
+        ha = self.ctx.topology.ha
+        if ha is not None and ha.synchronous != "off" and not any(s.ha_role == "sync_standby" for s in states):
+            out.append("wait for a synchronous standby again")  # the restarted one is Patroni's again next loop
+        for s in states:
+            if s.ha_role == "leader" or s.name not in names:
+                continue
+            if s.state != "streaming":  # Patroni restarts a standby to copy a slot: done once it streams again
+                out.append(f"wait for {s.name} to stream (it is {s.state or 'unknown'})")
+                continue
+            out += [f"wait for Patroni to copy slot {slot} to {s.name}"
+                    for slot in sorted(wanted - self._standby_slots(names[s.name]))]
         return out
 
     def step(self) -> ConfigStep:
@@ -79,3 +91,24 @@ class PermanentSlots:
         replicas = self.ctx.topology.nodes_by_role(Role.ANALYTICS_REPLICA)
         return ConfigStep(self.group.node.name, PERMANENT_SLOTS_STEP, pending, apply,
                           after=tuple((r.name, SUBSCRIPTION_STEP) for r in replicas))
+
+
+def replayed(ctx: ClusterContext, step: ConfigStep) -> ConfigStep:
+    """`step` (a change on a node under HA: a role, a password) done only once the node's streaming standbys
+    have replayed it; unchanged for a node that is not under HA."""
+    group = next((g for g in ha_groups(ctx.topology) if g.node.name == step.node), None)
+    if group is None:
+        return step
+    standbys = [m.name for m in group.members]
+
+    def apply() -> None:
+        step.apply()
+
+        def behind() -> list[str]:
+            with ctx.pg_connect(step.node) as conn:
+                return catalog.standbys_behind(conn, standbys)
+
+        Readiness(f"{step.node}'s standbys replaying its {step.name}", lambda: not behind(), 60.0, interval=0.2,
+                  hint=f"see `streamctl status` and `streamctl logs {step.node}`").wait()
+
+    return ConfigStep(step.node, step.name, step.pending, apply, step.after, step.in_node_order)

@@ -14,6 +14,7 @@ from streamctl.engines import postgres as pg_engine
 from streamctl.names import PUBLICATION, REPLICATION_USER, subscription_name
 from streamctl.replication import catalog
 from streamctl.replication.catchup import streaming, table_ready, wait_caught_up, wait_synced
+from streamctl.services.permanent_slots import replayed
 from streamctl.services.postgres import HBA_STEP, ensure_login_role, grant_read, reader_pending, schema_step
 from streamctl.steps import ConfigStep
 
@@ -28,7 +29,7 @@ def primary_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
     if primary is None:
         return []
     repl = ReplicationService(ctx, backend)
-    return [schema_step(ctx, primary, "analytics", after_distribution=False), repl.role_step(),
+    return [schema_step(ctx, primary, "analytics", after_distribution=False), replayed(ctx, repl.role_step()),
             repl.publication_step(), repl.stray_slots_step()]
 
 

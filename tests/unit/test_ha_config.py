@@ -151,7 +151,7 @@ def test_without_tls_and_with_a_deep_directory_patroni_gets_plain_host_lines_and
 
 
 def test_the_analytics_primary_is_a_plain_patroni_cluster_only_when_given_standbys() -> None:
-    from streamctl.ha import analytics, patroni
+    from streamctl.ha import patroni
 
     assert [g.node.name for g in ha_groups(parse_topology({**LOCAL, "ha": {}}, env={}))] == [
         "coordinator", "worker-1", "worker-2"]  # ha.standbys does not reach it
