@@ -16,7 +16,7 @@ from streamctl.citus import catalog as citus_catalog
 from streamctl.citus import rebalance as citus_rebalance
 from streamctl.citus.nodes import coordinator_conn, worker_address
 from streamctl.citus.placement import citus_errors
-from streamctl.config.members import ha_groups
+from streamctl.config.members import citus_groups
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.errors import PreflightError, RefusedError, StreamctlError
@@ -49,7 +49,7 @@ def retire_workers(ctx: ClusterContext, backend: Backend, leaving: list[Node], s
                    opts: MoveOptions) -> int:
     """Drain the leaving workers (RefusedError, nothing removed, if a shard cannot move), unregister them
     all or none, then remove them (an external one is left running); returns the shard moves made."""
-    groups = {g.node.name: g.number for g in ha_groups(ctx.topology)}
+    groups = {g.node.name: g.number for g in citus_groups(ctx.topology) if g.number is not None}
     if groups:
         return _retire_groups(ctx, backend, leaving, [groups[n.name] for n in leaving], say, opts)
     addresses = {worker_address(ctx, n): n.name for n in leaving}

@@ -66,7 +66,8 @@ def member_rows(ctx: ClusterContext, group: Group) -> list[dict[str, Any]]:
     rows = []
     for m in group.members:
         s = found.get(m.name)
-        rows.append({"name": m.name, "group": group.number, "host": m.node.host, "port": m.port,
+        number: int | str = group.number if group.number is not None else group.node.name  # analytics: its name
+        rows.append({"name": m.name, "group": number, "host": m.node.host, "port": m.port,
                      "ha_role": s.ha_role if s else None, "state": s.state if s else "down",
                      "timeline": s.timeline if s else None, "lag_bytes": s.lag_bytes if s else None})
     return rows

@@ -12,7 +12,7 @@ from typing import Protocol
 from streamctl.citus import catalog
 from streamctl.citus.catalog import Address
 from streamctl.citus.nodes import register_workers, registration_pending, worker_address
-from streamctl.config.members import ha_groups
+from streamctl.config.members import citus_groups
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
@@ -52,7 +52,7 @@ class CitusLayer:
         assert coordinator is not None
         self.coordinator: Node = coordinator
         self.workers = ctx.topology.nodes_by_role(Role.WORKER)
-        self.groups = ha_groups(ctx.topology)
+        self.groups = citus_groups(ctx.topology)
 
     # -- every node: extension + node-to-node credentials -------------------------------------------
     def node_steps(self) -> list[ConfigStep]:

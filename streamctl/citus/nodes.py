@@ -10,7 +10,7 @@ from psycopg import Connection
 from streamctl.citus import catalog
 from streamctl.citus.catalog import Address
 from streamctl.citus.placement import citus_errors
-from streamctl.config.members import ha_groups
+from streamctl.config.members import citus_groups
 from streamctl.config.model import Node, Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, NotFoundError, PreflightError, RefusedError
@@ -41,7 +41,7 @@ CONTAINER_PG_PORT = 5432  # PostgreSQL's port inside a Docker member's container
 def member_names(topology: Topology) -> dict[Address, str]:
     """Under HA: each member's address -> its group's node name (as a local process: the topology's host and
     the member's port; in a container: its network name and PostgreSQL's port, as Patroni registers it)."""
-    return {a: g.node.name for g in ha_groups(topology) for m in g.members
+    return {a: g.node.name for g in citus_groups(topology) for m in g.members
             for a in ((m.node.host, m.port), (m.name, CONTAINER_PG_PORT))}
 
 
@@ -104,7 +104,7 @@ def ha_group_refusal(ctx: ClusterContext) -> RefusedError | None:
     except (BackendError, NotFoundError):
         return None  # not made or not running yet: Patroni makes or registers it
     wrong = [f"{g.node.name} is group {gid} in pg_dist_node, group {g.number} for Patroni"
-             for g in ha_groups(ctx.topology) for gid, address in registered.items()
+             for g in citus_groups(ctx.topology) for gid, address in registered.items()
              if address == (g.node.host, g.node.port) and gid != g.number]
     if not wrong:
         return None

@@ -16,8 +16,8 @@ from streamctl.errors import NotFoundError, PreflightError
 from streamctl.ha import rest
 from streamctl.ha.secrets import ha_secrets
 
-GroupArg = Annotated[str, typer.Argument(help="The group: its node (coordinator, worker-1) or its Citus group "
-                                              "number (0 the coordinator).")]
+GroupArg = Annotated[str, typer.Argument(help="The group: its node (coordinator, worker-1, analytics-primary) or "
+                                              "its Citus group number (0 the coordinator).")]
 
 
 def _group(ctx: ClusterContext, group: str, command: str) -> Group:
@@ -25,10 +25,11 @@ def _group(ctx: ClusterContext, group: str, command: str) -> Group:
     if not groups:
         raise PreflightError(f"{command} needs high availability, and the topology has no ha section",
                              hint="add an ha section (see examples/ha.yaml) and run `streamctl up`")
-    chosen = next((g for g in groups if group in (g.node.name, str(g.number))), None)
+    chosen = next((g for g in groups if group in (g.node.name, str(g.number) if g.citus else g.node.name)), None)
     if chosen is None:
         raise NotFoundError(f"no HA group {group!r}",
-                            hint="groups: " + ", ".join(f"{g.node.name} ({g.number})" for g in groups))
+                            hint="groups: " + ", ".join(g.node.name + (f" ({g.number})" if g.citus else "")
+                                                        for g in groups))
     return chosen
 
 

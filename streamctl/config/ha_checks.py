@@ -25,20 +25,21 @@ def ha_endpoints(t: Topology) -> list[tuple[str, str, int, str, str]]:
 
 def ha_errors(t: Topology) -> list[str]:
     """What `ha:` cannot run: a node streamctl does not provision, a synchronous group without a standby,
-    Patroni's timing out of its bounds, ports past 65535; and, in this first slice, anything but Citus groups
-    on the local and Docker backends."""
+    Patroni's timing out of its bounds, ports past 65535; and, for now, anything but the Citus groups (local
+    and Docker backends) and the analytics primary (local backend)."""
     if not t.ha_on:
         return []
     ha = t.ha
     assert ha is not None
     errors = []
-    if not t.citus:
-        errors.append("ha: high availability covers the Citus groups (the coordinator and each worker), and "
-                      "metadata.citus.enabled is false; a plain PostgreSQL coordinator under HA is not built yet")
-    if t.analytics.enabled and ha.analytics.standbys:
-        errors.append("ha.analytics.standbys: the analytics primary under HA (a Patroni cluster with permanent "
-                      "logical slots) is not built yet; set 0")
     groups = ha_groups(t)
+    if not t.citus and not groups:
+        errors.append("ha: without Citus (metadata.citus.enabled is false) high availability covers only the "
+                      "analytics primary, and ha.analytics.standbys is 0 (give it standbys; a plain PostgreSQL "
+                      "coordinator under HA is not built yet)")
+    if not t.citus:
+        errors += [f"ha.{kind}.standbys: a plain PostgreSQL coordinator under HA is not built yet (Citus is off); "
+                   "remove it" for kind in ("coordinator", "workers") if getattr(ha, kind).standbys]
     external: dict[str, list[str]] = {}
     for g in (g for g in groups if g.node.is_external):
         path = declared(t, g.node, "backend") if spec_of(t, g.node)[0] == "external" else "backend"
@@ -72,6 +73,15 @@ def ha_errors(t: Topology) -> list[str]:
         errors.append("backup: backups with ha run on the local backend only for now, and this topology runs its "
                       f"Citus nodes on {', '.join(sorted(engine_backends))} (remove one of the two sections, or "
                       "set backend: local)")
+    analytics = [g for g in groups if not t.runs_citus(g.node.role) and not g.node.is_external
+                 and node_backend(t, g.node) != "local"]
+    if analytics:
+        errors.append("ha.analytics.standbys: the analytics primary under HA runs on the local backend only for "
+                      f"now, and this topology runs it on {node_backend(t, analytics[0].node)} (set 0, or "
+                      "backend: local)")
+    if t.backup_on and any(not t.runs_citus(g.node.role) for g in groups):
+        errors.append("backup: backups with the analytics primary under HA are not built yet (set "
+                      "ha.analytics.standbys: 0, or remove the backup section)")
     names = {n.name for n in t.nodes()}
     for m in (m for g in groups for m in g.members[1:] if m.name in names):
         errors.append(f"ha: the standby {m.name} of {m.node.name} has the name of another node (rename that node)")

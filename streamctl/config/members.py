@@ -1,6 +1,7 @@
 """The high-availability layout a topology describes (`ha:`): each Citus group (0 the coordinator, i the
-worker i) with its members, their PostgreSQL and REST ports, and the etcd members. Pure, so the checks and
-every backend read one layout.
+worker i) and the analytics primary's group (a plain Patroni cluster, after the Citus groups) with their
+members, their PostgreSQL and REST ports, and the etcd members. Pure, so the checks and every backend read
+one layout.
 
 A group's first member is the node the topology names, on its own port; its standbys are NAME-2, NAME-3...
 on ports taken from `ha.port` up, group after group; every member's REST port is taken from `ha.rest_port`
@@ -20,7 +21,7 @@ class Member:
     """One PostgreSQL server of a group, run by its own Patroni."""
 
     name: str
-    group: int  # the Citus group
+    group: int | None  # the Citus group (None: the analytics primary's)
     node: Node  # the group's node in the topology (role, bind, database, settings)
     port: int
     rest_port: int
@@ -33,10 +34,15 @@ class Group:
     """A group under HA: the node the topology names and the members that take turns at leading it."""
 
     node: Node
-    number: int  # the Citus group (citus.group in Patroni's configuration)
+    number: int | None  # the Citus group (citus.group in Patroni's configuration); None: the analytics primary's
     standbys: int
     standbys_path: str  # the key that sets its number of standbys
     members: tuple[Member, ...]
+
+    @property
+    def citus(self) -> bool:
+        """A Citus group (Patroni in Citus mode registers its leader in pg_dist_node), not the analytics one."""
+        return self.number is not None
 
 
 @dataclass(frozen=True)
@@ -55,14 +61,19 @@ def group_standbys(ha: HaSpec, role: Role) -> tuple[int, str]:
 
 
 def ha_groups(t: Topology) -> list[Group]:
-    """Every Citus group with its members (none when `ha` is off, or without Citus)."""
-    if not t.ha_on or not t.citus:
+    """Every Citus group with its members (none without Citus), then the analytics primary's when
+    `ha.analytics.standbys` gives it standbys; none when `ha` is off."""
+    if not t.ha_on:
         return []
     assert t.ha is not None
     groups: list[Group] = []
     next_port, next_rest = t.ha.port, t.ha.rest_port
-    citus_nodes = [n for n in t.nodes() if n.role in (Role.COORDINATOR, Role.WORKER)]
-    for number, node in enumerate(citus_nodes):
+    led: list[tuple[int | None, Node]] = list(enumerate(
+        n for n in t.nodes() if n.role in (Role.COORDINATOR, Role.WORKER))) if t.citus else []
+    primary = next((n for n in t.nodes() if n.role is Role.ANALYTICS_PRIMARY), None)
+    if primary is not None and t.ha.analytics.standbys:  # opt-in: ha.standbys does not reach it
+        led.append((None, primary))
+    for number, node in led:
         standbys, path = group_standbys(t.ha, node.role)
         members = []
         for k in range(standbys + 1):
@@ -76,6 +87,11 @@ def ha_groups(t: Topology) -> list[Group]:
             next_rest += 1
         groups.append(Group(node, number, standbys, path, tuple(members)))
     return groups
+
+
+def citus_groups(t: Topology) -> list[Group]:
+    """The Citus groups under HA (what pg_dist_node registers), without the analytics primary's."""
+    return [g for g in ha_groups(t) if g.citus]
 
 
 def etcd_members(t: Topology) -> list[EtcdMember]:

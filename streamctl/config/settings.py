@@ -129,7 +129,9 @@ class HaSpec(Strict):
     standbys: int = Field(1, ge=0, le=4)
     coordinator: HaGroupSpec = HaGroupSpec()
     workers: HaGroupSpec = HaGroupSpec()
-    analytics: HaGroupSpec = HaGroupSpec(standbys=0)  # the analytics primary's HA is not built yet
+    # The analytics primary is a plain Patroni cluster only when given standbys here (ha.standbys does not reach
+    # it): its replicas' slots become Patroni's permanent logical slots.
+    analytics: HaGroupSpec = HaGroupSpec(standbys=0)
     synchronous: Literal["off", "on", "quorum"] = "off"
     etcd: EtcdSpec = EtcdSpec()
     ttl: int = 20  # seconds a leader key lives: Patroni's minimum, 20, is also the failover time after a crash

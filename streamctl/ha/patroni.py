@@ -1,6 +1,7 @@
-"""A member's Patroni configuration, generated from the topology: Citus mode for its group, the DCS timing and
-synchronous mode of `ha:`, the node's PostgreSQL settings, TLS from the cluster CA, the REST API with a
-password, and the access rules Patroni writes on every member alike (`postgresql.pg_hba`).
+"""A member's Patroni configuration, generated from the topology: Citus mode for its group (a plain cluster for
+the analytics primary, `analytics.py`), the DCS timing and synchronous mode of `ha:`, the node's PostgreSQL
+settings, TLS from the cluster CA, the REST API with a password, and the access rules Patroni writes on every
+member alike (`postgresql.pg_hba`).
 
 What a measured run taught (see the README's HA section): replicas need a fast checkpoint to clone without a
 long stall; a private unix_socket_directories; pg_rewind needs wal_log_hints and a rewind user."""
@@ -18,6 +19,7 @@ from streamctl.config.model import Topology
 from streamctl.engines import pgbackrest
 from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import CA, CERT, KEY
+from streamctl.ha import analytics
 from streamctl.names import HA_NAMESPACE, HA_REPLICATION_USER, HA_REST_USER, HA_REWIND_USER
 
 MAXIMUM_LAG_ON_FAILOVER = 1024 * 1024  # bytes: a standby further behind is not promoted
@@ -116,7 +118,7 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
     socket = len(str(paths.socket_dir)) < 90  # Unix socket paths are limited to ~107 bytes: TCP for deep ones
     parameters: dict[str, str] = {"unix_socket_directories": str(paths.socket_dir) if socket else ""}
     if tls_dir is not None:
-        parameters.update(pg_engine.tls_settings(str(tls_dir), citus=True))
+        parameters.update(pg_engine.tls_settings(str(tls_dir), citus=group.citus))
         tls = {"sslmode": "verify-full", "sslrootcert": str(tls_dir / CA)}
     parameters.update(archive_parameters(t, group, paths, home))
     site = site or local_site(member, etcd)
@@ -126,8 +128,8 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
     if tls_dir is not None:
         restapi.update(certfile=str(tls_dir / CERT), keyfile=str(tls_dir / KEY), cafile=str(tls_dir / CA))
         ctl["cacert"] = str(tls_dir / CA)
-    return {
-        "scope": t.cluster,
+    config: dict[str, Any] = {
+        "scope": t.cluster if group.citus else analytics.scope(t),
         "namespace": HA_NAMESPACE,
         "name": member.name,
         "restapi": restapi,
@@ -163,6 +165,13 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
             "pg_hba": hba_lines(group.members, tls_dir is not None, site.replication_from),
         },
     }
+    if not group.citus:  # the analytics primary: a plain Patroni cluster keeping its replicas' slots
+        del config["citus"]
+        dcs = config["bootstrap"]["dcs"]
+        extra = analytics.dcs_settings(t)
+        dcs["ignore_slots"] = extra["ignore_slots"]
+        dcs["postgresql"]["parameters"].update(extra["postgresql"]["parameters"])
+    return config
 
 
 def render(config: dict[str, Any]) -> str:

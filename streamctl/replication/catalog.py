@@ -240,3 +240,16 @@ def slot_sender(conn: Conn, slot: str) -> tuple[bool, Any, str | None] | None:
                      "LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid "
                      "LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = %s", (slot,))
     return (bool(row[0]), row[1], row[2]) if row else None
+
+
+def logical_slot_names(conn: Conn) -> set[str]:
+    """Every logical slot of the server (on a standby too: Patroni's copies of the permanent ones)."""
+    return {str(r[0]) for r in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'")}
+
+
+def standbys_behind(conn: Conn, names: list[str]) -> list[str]:
+    """The physical standbys among `names` (their application_name) streaming from this primary that have not
+    replayed its WAL up to now."""
+    rows = conn.execute("SELECT application_name FROM pg_stat_replication WHERE application_name = ANY(%s) "
+                        "AND (replay_lsn IS NULL OR replay_lsn < pg_current_wal_lsn())", (names,)).fetchall()
+    return sorted(str(r[0]) for r in rows)

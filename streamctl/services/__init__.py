@@ -17,6 +17,7 @@ from streamctl.services import (
     metadata,
     mongo,
     monitoring,
+    permanent_slots,
     postgres,
     redis,
     replication,
@@ -34,6 +35,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     replication.primary_steps,  # analytics schema, replication role and publication on the primary
     access.steps,  # pg_hba on every PostgreSQL node: who may connect from where (TLS only when on)
     replication.replica_steps,  # per replica: schema, then its subscription (waits for the catch-up)
+    permanent_slots.steps,  # under HA: the replicas' slots kept by Patroni on the analytics standbys
     fdw.steps,  # postgres_fdw on the coordinator, reading the analytics tables
     gateway_role.steps,  # the gateway's read-only role on every node it reads
     mongo.steps,  # users, the reviews collection and its indexes

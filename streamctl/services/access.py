@@ -35,6 +35,7 @@ def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
                                  tuple(backend.source_address(r) for r in replicas)))
         if fdw is not None and fdw.source.name == node.name:
             rules.append(HbaRule(t.analytics.database, fdw.user, (backend.source_address(fdw.coordinator),)))
-        if not node.is_external:  # an external node's pg_hba.conf is its administrator's
+        # An external node's pg_hba.conf is its administrator's; under HA, Patroni's (every member alike).
+        if not node.is_external and node.name not in led_by_patroni:
             out.append(hba_step(ctx, backend, node, rules))
     return out

@@ -13,9 +13,12 @@ import psycopg
 from psycopg import sql
 
 from streamctl.backends.base import Backend
+from streamctl.config.members import member_addresses
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
+from streamctl.engines import postgres as pg_engine
 from streamctl.names import FDW_SERVER, FDW_USER
+from streamctl.services.permanent_slots import replayed
 from streamctl.services.postgres import HBA_STEP, ensure_read_only_role, grant_read, reader_pending
 from streamctl.steps import ConfigStep
 
@@ -33,7 +36,7 @@ def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
     if not fdw_enabled(ctx):
         return []
     svc = FdwService(ctx)
-    return [svc.reader_role_step(), svc.coordinator_step()]
+    return [replayed(ctx, svc.reader_role_step()), svc.coordinator_step()]
 
 
 class FdwService:
@@ -69,8 +72,12 @@ class FdwService:
     # -- the coordinator side ---------------------------------------------------------------------
     def _server_options(self) -> dict[str, str]:
         ep = self.ctx.endpoint(self.source.name)
+        # Under HA, every member and target_session_attrs=primary: the FDW follows the leader across a failover.
+        members = member_addresses(self.ctx.topology, self.source.name)
+        where = pg_engine.leader_params(members) if members else {"host": ep.internal_host,
+                                                                  "port": str(ep.internal_port)}
         # connect_timeout: a query through the FDW to a source whose host froze fails in seconds, not hours.
-        return {"host": ep.internal_host, "port": str(ep.internal_port), "dbname": self.database,
+        return {**where, "dbname": self.database,
                 "fetch_size": "10000", "connect_timeout": "10",
                 **self.ctx.pg_ssl(client=self.coordinator.name, target=self.source.name)}
 

@@ -19,6 +19,7 @@ from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, FDW_USER, GATEWAY_USER, REFERENCE_TABLES
+from streamctl.services.permanent_slots import replayed
 from streamctl.services.postgres import (
     ensure_read_only_role,
     grant_read,
@@ -65,7 +66,7 @@ class GatewayRoleService:
         if coordinator is not None and t.citus and t.ha_on:  # workers fetch from workers as the gateway too
             out += [self._worker_authinfo_step(w, coordinator) for w in t.nodes_by_role(Role.WORKER)]
         for node in (*t.nodes_by_role(Role.ANALYTICS_PRIMARY), *t.nodes_by_role(Role.ANALYTICS_REPLICA)):
-            out.append(self._analytics_step(node))
+            out.append(replayed(self.ctx, self._analytics_step(node)))  # under HA: on the standbys too
         return out
 
     def _analytics_step(self, node: Node) -> ConfigStep:

@@ -7,12 +7,14 @@ from typing import Any
 from psycopg import Connection
 
 from streamctl.backends.base import Backend
+from streamctl.config.members import member_addresses
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.names import PUBLICATION, REPLICATION_USER, subscription_name
 from streamctl.replication import catalog
 from streamctl.replication.catchup import streaming, table_ready, wait_caught_up, wait_synced
+from streamctl.services.permanent_slots import replayed
 from streamctl.services.postgres import HBA_STEP, ensure_login_role, grant_read, reader_pending, schema_step
 from streamctl.steps import ConfigStep
 
@@ -27,7 +29,7 @@ def primary_steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
     if primary is None:
         return []
     repl = ReplicationService(ctx, backend)
-    return [schema_step(ctx, primary, "analytics", after_distribution=False), repl.role_step(),
+    return [schema_step(ctx, primary, "analytics", after_distribution=False), replayed(ctx, repl.role_step()),
             repl.publication_step(), repl.stray_slots_step()]
 
 
@@ -116,12 +118,19 @@ class ReplicationService:
 
     # -- replicas ---------------------------------------------------------------------------------
     def conninfo(self, replica: str) -> str:
-        """How `replica` reaches the primary: with TLS on, verifying it against the CA inside the replica."""
+        """How `replica` reaches the primary: with TLS on, verifying it against the CA inside the replica. Under
+        HA every member with target_session_attrs=primary: the apply worker reconnects to whichever leads."""
         ep = self.ctx.endpoint(self.primary.name)
-        return pg_engine.conninfo(host=ep.internal_host, port=ep.internal_port, dbname=self.database,
+        members = member_addresses(self.ctx.topology, self.primary.name)
+        where: dict[str, object] = {"host": ep.internal_host, "port": ep.internal_port}
+        if members:
+            leader = pg_engine.leader_params(members)
+            where = {"host": leader["host"], "port": leader["port"]}
+        return pg_engine.conninfo(**where, dbname=self.database,
                                   user=REPLICATION_USER, password=self.ctx.secrets["replication_password"],
                                   application_name="streamctl",
-                                  **self.ctx.pg_ssl(client=replica, target=self.primary.name))
+                                  **self.ctx.pg_ssl(client=replica, target=self.primary.name),
+                                  target_session_attrs="primary" if members else None)
 
     def subscription_step(self, replica: Node) -> ConfigStep:
         name = subscription_name(replica.name)

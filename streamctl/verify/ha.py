@@ -1,7 +1,8 @@
-"""High availability (when the topology has an `ha:` section): per Citus group, one leader as Patroni's REST
-API sees it, every standby streaming within verify.max_lag_bytes, a synchronous standby when `synchronous`,
-and the coordinator's pg_dist_node naming the leader as the group's primary. With etcd unreachable or
-without quorum each group fails, saying so and whether its primary still serves in Patroni's failsafe mode."""
+"""High availability (when the topology has an `ha:` section): per group (each Citus group, the analytics
+primary's), one leader as Patroni's REST API sees it, every standby streaming within verify.max_lag_bytes, a
+synchronous standby when `synchronous`, and, for a Citus group, the coordinator's pg_dist_node naming the leader
+as the group's primary. With etcd unreachable or without quorum each group fails, saying so and whether its
+primary still serves in Patroni's failsafe mode."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def skip_reason(t: Topology) -> str | None:
 
 def check_groups(ctx: ClusterContext) -> list[CheckResult]:
     coordinator = ctx.first(Role.COORDINATOR)
-    assert coordinator is not None and ctx.topology.ha is not None
+    assert ctx.topology.ha is not None
     synchronous = ctx.topology.ha.synchronous != "off"
     ca = ctx.ca_path() if ctx.tls_on else None
     problem = dcs.dcs_state(ctx.topology).problem
@@ -47,8 +48,10 @@ def check_groups(ctx: ClusterContext) -> list[CheckResult]:
                           **data)
         if synchronous and not any(s.ha_role == "sync_standby" for s in states):
             return failed("no synchronous standby, though ha.synchronous asks for one", **data)
-        with ctx.pg_connect(coordinator.name) as conn:
-            registered = catalog.group_leaders(conn).get(group.number)
+        registered: tuple[str, int] | None = (leaders[0].host, leaders[0].port)  # analytics: no pg_dist_node
+        if group.number is not None and coordinator is not None:
+            with ctx.pg_connect(coordinator.name) as conn:
+                registered = catalog.group_leaders(conn).get(group.number)
         if registered != (leaders[0].host, leaders[0].port):
             return failed(f"pg_dist_node names {registered} as the group's primary, Patroni {leaders[0].name}",
                           **data)

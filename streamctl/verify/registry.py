@@ -37,7 +37,7 @@ CHECKS: tuple[CheckSpec, ...] = (
               citus.skip_reason),
     CheckSpec(citus.SKEW, "largest shard / mean shard within verify.max_skew", citus.check_skew,
               citus.skip_reason),
-    CheckSpec(ha.GROUPS, "each Citus group led, its standbys streaming, pg_dist_node naming the leader",
+    CheckSpec(ha.GROUPS, "each HA group led, its standbys streaming, pg_dist_node naming a Citus group's leader",
               ha.check_groups, ha.skip_reason),
     CheckSpec(replication.SUBSCRIPTION, "subscription enabled, every table in state r",
               replication.check_subscription, replication.skip_reason),

@@ -14,14 +14,17 @@ from typing import Any
 
 import psycopg
 
+TITLE_INSERT = "INSERT INTO content_metadata (content_id, title, content_type) VALUES (%(id)s, %(title)s, 'movie')"
+
 
 class Writer(threading.Thread):
     """Inserts a row through the coordinator every 50 ms, a new connection each time, counting what is acked
-    (with when: `acked_at`, monotonic seconds) and what failed."""
+    (with when: `acked_at`, monotonic seconds) and what failed. `statement` names the row's new uuid `%(id)s`
+    (and `%(title)s`): another table, or another node's, is written the same way."""
 
-    def __init__(self, dsn: str, title: str = "ha") -> None:
+    def __init__(self, dsn: str, title: str = "ha", statement: str = TITLE_INSERT) -> None:
         super().__init__(daemon=True)
-        self.dsn, self.title, self.stop = dsn, title, threading.Event()
+        self.dsn, self.title, self.statement, self.stop = dsn, title, statement, threading.Event()
         self.acked: list[str] = []
         self.acked_at: list[float] = []
         self.failed = 0
@@ -32,8 +35,7 @@ class Writer(threading.Thread):
             cid = str(uuid.uuid4())
             try:
                 with psycopg.connect(self.dsn, connect_timeout=3, autocommit=True) as conn:
-                    conn.execute("INSERT INTO content_metadata (content_id, title, content_type) "
-                                 "VALUES (%s, %s, 'movie')", (cid, self.title))
+                    conn.execute(self.statement, {"id": cid, "title": self.title})  # type: ignore[arg-type]
                 self.acked.append(cid)
                 self.acked_at.append(time.monotonic())
                 self.streak += 1

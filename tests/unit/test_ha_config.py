@@ -69,10 +69,14 @@ BAD: list[tuple[str, dict, str]] = [  # type: ignore[type-arg]
     ("an etcd port taken", {"ha": {"etcd": {"peer_port": 15442}}},
      "ha.etcd.peer_port: port 15442 (etcd-1's) is already used by analytics.primary"),
     ("ports past 65535", {"ha": {"rest_port": 65534}}, "ha.rest_port: 6 ports from 65534 would need port 65539"),
-    ("analytics primary under HA", {"ha": {"analytics": {"standbys": 1}}},
-     "ha.analytics.standbys: the analytics primary under HA"),
-    ("without Citus", {"metadata": {"citus": {"enabled": False}}, "ha": {}},
-     "ha: high availability covers the Citus groups"),
+    ("without Citus nor analytics standbys", {"metadata": {"citus": {"enabled": False}}, "ha": {}},
+     "ha: without Citus (metadata.citus.enabled is false) high availability covers only the analytics primary"),
+    ("a plain coordinator's standbys", {"metadata": {"citus": {"enabled": False}},
+                                        "ha": {"coordinator": {"standbys": 1}, "analytics": {"standbys": 1}}},
+     "ha.coordinator.standbys: a plain PostgreSQL coordinator under HA is not built yet"),
+    ("an external analytics primary", {"analytics": {"primary": {"backend": "external"}},
+                                       "ha": {"analytics": {"standbys": 1}}},
+     "analytics.primary.backend: analytics-primary is external"),
 ]
 
 
@@ -164,3 +168,41 @@ def test_with_backups_every_member_archives_into_its_groups_stanza_from_its_own_
                           f"--pg1-path=/h/nodes/{member.name}/data archive-push %p"}
     assert patroni.archive_parameters(parse_topology({**LOCAL, "ha": {}}, env={}), group, paths, Path("/h")) == {}
     assert "backup" not in " ".join(ha_errors(t))
+
+
+def test_the_analytics_primary_is_a_plain_patroni_cluster_only_when_given_standbys() -> None:
+    from streamctl.ha import patroni
+
+    assert [g.node.name for g in ha_groups(parse_topology({**LOCAL, "ha": {}}, env={}))] == [
+        "coordinator", "worker-1", "worker-2"]  # ha.standbys does not reach it
+    t = parse_topology({**LOCAL, "metadata": {"citus": {"enabled": False}},
+                        "ha": {"analytics": {"standbys": 1}, "synchronous": "on"}}, env={})
+    [group] = ha_groups(t)
+    assert (group.node.name, group.number, group.citus) == ("analytics-primary", None, False)
+    assert [(m.name, m.port, m.rest_port) for m in group.members] == [
+        ("analytics-primary", 15442, 18008), ("analytics-primary-2", 17432, 18009)]
+    secrets = {"replication_password": "r", "rewind_password": "w", "rest_password": "p"}
+    member = group.members[1]
+    conf = patroni.member_config(t, group, member, patroni.MemberPaths(Path("/s") / member.name), Path("/pg/bin"),
+                                 Path("/s/tls"), "super", secrets, etcd_members(t))
+    assert "citus" not in conf and conf["scope"] == "streamplat-analytics"
+    dcs = conf["bootstrap"]["dcs"]
+    assert dcs["ignore_slots"] == [{"type": "logical", "database": "analytics_db", "plugin": "pgoutput"}]
+    assert dcs["postgresql"]["parameters"]["hot_standby_feedback"] == "on"
+    assert dcs["postgresql"]["parameters"]["wal_level"] == "logical" and dcs["postgresql"]["use_slots"]
+    assert "citus.node_conninfo" not in conf["postgresql"]["parameters"]
+    assert "shared_preload_libraries" not in dcs["postgresql"]["parameters"]
+
+
+def test_the_permanent_slots_follow_the_replicas_and_leave_an_operators_alone() -> None:
+    from streamctl.ha import analytics
+
+    t = parse_topology({**LOCAL, "analytics": {"replicas": [{"name": "r-a", "port": 15550},
+                                                            {"name": "r-b", "port": 15551}]},
+                        "ha": {"analytics": {"standbys": 1}}}, env={})
+    spec = {"type": "logical", "database": "analytics_db", "plugin": "pgoutput"}
+    assert analytics.slot_changes(t, {}) == {"streamctl_sub_r_a": spec, "streamctl_sub_r_b": spec}
+    declared = {"streamctl_sub_r_a": spec, "streamctl_sub_r_b": {**spec, "plugin": "wal2json"},
+                "streamctl_sub_gone": spec, "operators_own": spec}
+    assert analytics.slot_changes(t, declared) == {"streamctl_sub_r_b": spec, "streamctl_sub_gone": None}
+    assert analytics.slot_changes(t, {**declared, "streamctl_sub_r_b": spec, "streamctl_sub_gone": None}) == {}

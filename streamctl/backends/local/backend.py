@@ -19,7 +19,7 @@ from streamctl.backends.local.pg_install import check_postgres_install
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
 from streamctl.backends.local.tls_files import install_tls
 from streamctl.config.members import Group, Member, ha_groups, member_addresses
-from streamctl.config.model import Engine, Node, Topology
+from streamctl.config.model import Engine, Node, Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import server_files
@@ -60,8 +60,11 @@ class LocalBackend:
         if self._groups and shutil.which("etcd") is None:
             raise PreflightError("etcd is not on PATH but the topology has an ha section",
                                  hint="install etcd-server (./scripts/install does), or remove the ha section")
-        for node in (n for n in nodes if self.topology.runs_citus(n.role) and not n.is_external):
-            refusal = ha_convert.refusal(node, self._dir(node), self._groups.get(node.name), self.home.nodes.joinpath)
+        may_be_led = (Role.ANALYTICS_PRIMARY,)  # besides the Citus nodes: the nodes HA can cover
+        for node in (n for n in nodes if (self.topology.runs_citus(n.role) or n.role in may_be_led)
+                     and not n.is_external):
+            refusal = ha_convert.refusal(node, self._dir(node), self._groups.get(node.name), self.home.nodes.joinpath,
+                                         convertible=self.topology.runs_citus(node.role))
             if refusal is not None:
                 raise refusal
         engines = {n.engine for n in nodes}

@@ -82,7 +82,7 @@ class Etcd:
 
     def forget(self, group: Group | None) -> None:
         """A group that leaves takes its record in the DCS along (when etcd runs: else it goes with etcd)."""
-        if group is not None and self.running():
+        if group is not None and group.number is not None and self.running():  # a Citus group
             dcs.forget_group(self.members, self.topology.cluster, group.number)
 
 

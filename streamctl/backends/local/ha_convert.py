@@ -64,8 +64,15 @@ def on_refusal(group: Group, member_dir: Callable[[str], Path]) -> RefusedError 
                              "node's data), then run `streamctl up` again")
 
 
-def refusal(node: Node, node_dir: Path, group: Group | None, member_dir: Callable[[str], Path]) -> RefusedError | None:
-    """What `up` refuses before anything changes when the topology turns ha on or off for this node."""
+def refusal(node: Node, node_dir: Path, group: Group | None, member_dir: Callable[[str], Path],
+            convertible: bool = True) -> RefusedError | None:
+    """What `up` refuses before anything changes when the topology turns ha on or off for this node; only the
+    Citus groups are `convertible` so far (the analytics primary's slots and subscriptions are not covered)."""
+    changing = (group is not None and standalone(node_dir)) or (group is None and patroni_made(node_dir))
+    if changing and not convertible:
+        return RefusedError(f"turning ha on or off for {node.name}, which holds data, is built for the Citus "
+                            "groups only", hint="keep ha.analytics as it was, or start the analytics primary "
+                                                "from `streamctl down --volumes`")
     if group is not None and standalone(node_dir):
         return on_refusal(group, member_dir)
     if group is None and patroni_made(node_dir):

@@ -1,0 +1,114 @@
+"""Under HA, the analytics replicas' slots as Patroni's permanent logical slots (streamctl/ha/analytics.py): the
+analytics group's dynamic configuration declares one per replica of the topology and forgets those of replicas
+gone, and `up` waits until every streaming standby holds a copy, so a failover right after keeps them.
+
+Also what a role made on a group's leader needs before a client logs in with a multi-host string: libpq tries
+the members in turn and stops at the first that refuses the password, so a standby that has not replayed the
+role yet would fail the login although the leader accepts it (`replayed`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from streamctl.backends.base import Backend
+from streamctl.config.members import Group, Member, ha_groups
+from streamctl.config.model import Role
+from streamctl.context import ClusterContext
+from streamctl.engines import postgres as pg_engine
+from streamctl.ha import analytics, rest
+from streamctl.ha.secrets import ha_secrets
+from streamctl.readiness import Readiness
+from streamctl.replication import catalog
+from streamctl.steps import ConfigStep
+
+PERMANENT_SLOTS_STEP = "permanent slots"
+SUBSCRIPTION_STEP = "subscription"  # services/replication.py's name for a replica's subscription step
+
+
+def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
+    """Adapter: one step on the analytics primary when it is under HA, after every replica's subscription."""
+    group = next((g for g in ha_groups(ctx.topology) if not g.citus), None)
+    return [PermanentSlots(ctx, group).step()] if group is not None else []
+
+
+class PermanentSlots:
+    def __init__(self, ctx: ClusterContext, group: Group) -> None:
+        self.ctx, self.group = ctx, group
+        self.ca = ctx.ca_path() if ctx.tls_on else None
+
+    def changes(self) -> dict[str, Any]:
+        return analytics.slot_changes(self.ctx.topology, analytics.declared_slots(self.group, self.ca))
+
+    def _standby_slots(self, member: Member) -> set[str]:
+        """The logical slots a standby holds, asked of that member alone (not of whichever leads)."""
+        params = {**self.ctx.pg_ssl(target=self.group.node.name), "connect_timeout": 5}
+        uri = pg_engine.uri(member.node.host, member.port, self.ctx.topology.analytics.database,
+                            self.ctx.topology.pg_user, self.ctx.secrets["postgres_password"], params)
+        with psycopg.connect(uri, autocommit=True) as conn:
+            return catalog.logical_slot_names(conn)
+
+    def missing_on_standbys(self) -> list[str]:
+        wanted = set(analytics.wanted_slots(self.ctx.topology))
+        names = {m.name: m for m in self.group.members}
+        out = []
+        states = rest.group_members(self.group.members, self.ca)
+        ha = self.ctx.topology.ha
+        if ha is not None and ha.synchronous != "off" and not any(s.ha_role == "sync_standby" for s in states):
+            out.append("wait for a synchronous standby again")  # the restarted one is Patroni's again next loop
+        for s in states:
+            if s.ha_role == "leader" or s.name not in names:
+                continue
+            if s.state != "streaming":  # Patroni restarts a standby to copy a slot: done once it streams again
+                out.append(f"wait for {s.name} to stream (it is {s.state or 'unknown'})")
+                continue
+            out += [f"wait for Patroni to copy slot {slot} to {s.name}"
+                    for slot in sorted(wanted - self._standby_slots(names[s.name]))]
+        return out
+
+    def step(self) -> ConfigStep:
+        def pending() -> list[str]:
+            out = [f"declare slot {n} permanent in Patroni" if spec else f"release slot {n} from Patroni (no "
+                   "replica in the topology owns it)" for n, spec in self.changes().items()]
+            return out or self.missing_on_standbys()
+
+        def apply() -> None:
+            changes = self.changes()
+            if changes:
+                password = ha_secrets(self.ctx.store.root)["rest_password"]
+                analytics.declare_slots(self.group, changes, password, self.ca)
+            released = [n for n, spec in changes.items() if spec is None]
+            if released:  # Patroni leaves them to us (ignore_slots): an inactive one goes now
+                with self.ctx.pg_connect(self.group.node.name) as conn:
+                    for name in released:
+                        if catalog.slot_active(conn, name) is False:
+                            catalog.drop_slot(conn, name)
+            Readiness(f"the replicas' slots copied to {self.group.node.name}'s standbys",
+                      lambda: not self.missing_on_standbys(), 180.0, interval=1.0,
+                      hint=f"see `streamctl logs {self.group.node.name}` (Patroni's log)").wait()
+
+        replicas = self.ctx.topology.nodes_by_role(Role.ANALYTICS_REPLICA)
+        return ConfigStep(self.group.node.name, PERMANENT_SLOTS_STEP, pending, apply,
+                          after=tuple((r.name, SUBSCRIPTION_STEP) for r in replicas))
+
+
+def replayed(ctx: ClusterContext, step: ConfigStep) -> ConfigStep:
+    """`step` (a change on a node under HA: a role, a password) done only once the node's streaming standbys
+    have replayed it; unchanged for a node that is not under HA."""
+    group = next((g for g in ha_groups(ctx.topology) if g.node.name == step.node), None)
+    if group is None:
+        return step
+    standbys = [m.name for m in group.members]
+
+    def apply() -> None:
+        step.apply()
+
+        def behind() -> list[str]:
+            with ctx.pg_connect(step.node) as conn:
+                return catalog.standbys_behind(conn, standbys)
+
+        Readiness(f"{step.node}'s standbys replaying its {step.name}", lambda: not behind(), 60.0, interval=0.2,
+                  hint=f"see `streamctl status` and `streamctl logs {step.node}`").wait()
+
+    return ConfigStep(step.node, step.name, step.pending, apply, step.after, step.in_node_order)
