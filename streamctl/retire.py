@@ -51,6 +51,7 @@ def retire_workers(ctx: ClusterContext, backend: Backend, leaving: list[Node], s
     all or none, then remove them (an external one is left running); returns the shard moves made."""
     groups = {g.node.name: g.number for g in citus_groups(ctx.topology) if g.number is not None}
     if groups:
+        _refuse_outside_groups(ctx, leaving)
         return _retire_groups(ctx, backend, leaving, [groups[n.name] for n in leaving], say, opts)
     addresses = {worker_address(ctx, n): n.name for n in leaving}
     with coordinator_conn(ctx) as conn, citus_errors("draining or removing the leaving workers failed"):
@@ -60,6 +61,16 @@ def retire_workers(ctx: ClusterContext, backend: Backend, leaving: list[Node], s
     for node in leaving:
         remove_node(backend, node, say)
     return moves
+
+
+def _refuse_outside_groups(ctx: ClusterContext, workers: list[Node]) -> None:
+    """Under HA a worker leaves as its group, whose members' layout comes from the topology: an orphan's is
+    gone with it (started bare, a member's data would run without Patroni), so its removal is refused."""
+    groups = {g.node.name for g in citus_groups(ctx.topology)}
+    outside = [w.name for w in workers if w.name not in groups]
+    if groups and outside:
+        raise RefusedError(f"removing {', '.join(outside)} under ha needs its group in the topology",
+                           hint="put it back in the topology and remove it with `streamctl scale --workers N`")
 
 
 def _retire_groups(ctx: ClusterContext, backend: Backend, leaving: list[Node], numbers: list[int], say: Emit,
@@ -187,6 +198,7 @@ def remove_orphans(ctx: ClusterContext, backend: Backend, say: Emit) -> list[str
 
 
 def _retire_orphan_workers(ctx: ClusterContext, backend: Backend, workers: list[Node], say: Emit) -> None:
+    _refuse_outside_groups(ctx, workers)
     for w in workers:
         say(Event("begin", w.name, "remove", "no longer in the topology: drain, unregister, remove"))
     try:
