@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -77,6 +78,11 @@ def registration_pending(conn: Connection[Any], workers: dict[Address, str]) -> 
     return out
 
 
+# A name a cluster network has only just learned (Swarm's DNS learns a new task's name by gossip, a moment
+# after the task runs): the coordinator is asked again for this long before the error stands.
+NAME_SETTLE_SECONDS = 30.0
+
+
 def register_workers(conn: Connection[Any], addresses: list[Address]) -> None:
     """Idempotent, the one way a worker joins: add it to the coordinator, or activate it if it is inactive."""
     registered = catalog.primary_workers(conn)
@@ -85,9 +91,25 @@ def register_workers(conn: Connection[Any], addresses: list[Address]) -> None:
                           hint="is it running, with the citus extension and the node-to-node credentials? "
                                "see the coordinator's log"):
             if address not in registered:
-                catalog.add_node(conn, address)
+                _add_once_resolvable(conn, address)
             elif not registered[address]:
                 catalog.activate_node(conn, address)
+
+
+def _add_once_resolvable(conn: Connection[Any], address: Address) -> None:
+    """citus_add_node, asked again while the coordinator cannot resolve the new name yet (each failed call
+    rolled back whole: autocommit); any other error, or the name still unknown after the settle time, raises."""
+    import psycopg
+
+    deadline = time.monotonic() + NAME_SETTLE_SECONDS
+    while True:
+        try:
+            catalog.add_node(conn, address)
+            return
+        except psycopg.Error as exc:
+            if "could not translate host name" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(1.0)
 
 
 def ha_group_refusal(ctx: ClusterContext) -> RefusedError | None:

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from streamctl.readiness import Readiness
 from tests.support.cli import Cli
@@ -325,6 +326,14 @@ def test_a_shrinking_scale_removes_the_volume_on_its_host(cli: Cli, swarm: DindS
 
 
 def test_down_volumes_leaves_no_volume_on_any_host(cli: Cli, swarm: DindSwarm) -> None:
+    """Every volume goes, an orphan's too: a worker the topology no longer declares carries no image, so its
+    volume's one-shot removal task runs the image its service ran."""
+    cli.ok("scale", "--workers", "3")
+    host = running_host(swarm, f"{cli.cluster}-worker-3").hostname
+    cli.data = yaml.safe_load(cli.path.read_text())
+    cli.data["metadata"]["workers"]["count"] = 2  # worker-3 is an orphan now
+    cli.save()
+    assert f"{cli.cluster}-worker-3-data" in _volumes(swarm, cli.cluster)[host]
     assert all(_volumes(swarm, cli.cluster)[h] for h in ("db-1", "db-2", "db-3"))
     cli.ok("down", "--volumes", "--yes")
     assert _volumes(swarm, cli.cluster) == {"db-1": [], "db-2": [], "db-3": []}

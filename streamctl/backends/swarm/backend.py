@@ -157,12 +157,15 @@ class SwarmBackend(EngineBackend):
 
     def remove(self, node: Node, volumes: bool) -> None:
         service = self._find(node)
+        image_ran = ""
         if service is not None:
+            image_ran = service.attrs.get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image", "")
             with docker_errors(f"remove service {service.name}"):
                 service.remove()
             self.hosts.wait_no_container(node)
         if volumes:
-            problem = remove_volume(self.hosts, self.volumes, node, self.topology.cluster)
+            problem = remove_volume(self.hosts, self.volumes, node, self.topology.cluster, image_ran,
+                                    self.topology.metadata.coordinator.image)
             if problem:
                 with self._lock:
                     self._unremoved.append(problem)

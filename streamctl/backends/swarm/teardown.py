@@ -18,14 +18,18 @@ from streamctl.errors import BackendError, StreamctlError
 from streamctl.ownership import LABEL_INSTANCE
 
 
-def remove_volume(hosts: SwarmHosts, volumes: SwarmVolumes, node: Node, cluster: str) -> str | None:
+def remove_volume(hosts: SwarmHosts, volumes: SwarmVolumes, node: Node, cluster: str, image_ran: str,
+                  fallback: str) -> str | None:
     """The node's volume removed where it lives, and its pin forgotten; None, or why it could not go now
     (then it stays recorded, for the next `up` or `down --volumes`)."""
     name = docker_spec.volume_name(cluster, node.name)
     recorded = {x.volume: x for x in volumes.leftovers()}
     pin = hosts.pin(node.name) or (recorded[name].host if name in recorded else
                                    Pin(hosts.local_id, "this engine", ""))
-    left = Leftover(name, node.name, pin, node.image)
+    # An orphan (gone from the topology) carries no image: the removal task runs the one its service ran,
+    # else the recorded one, else `fallback` (every node's image has the Perl the task needs).
+    image = node.image or image_ran or (recorded[name].image if name in recorded else "") or fallback
+    left = Leftover(name, node.name, pin, image)
     why = hosts.unavailable(pin) if pin.id != hosts.local_id else None
     if why:
         volumes.remove_later(left)
