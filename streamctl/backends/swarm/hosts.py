@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from contextlib import suppress
 from typing import Any
 
 from streamctl.backends.docker import spec as docker_spec
@@ -17,7 +18,7 @@ from streamctl.backends.swarm.placement import Pin, Unsatisfiable, Want, assign
 from streamctl.config import constraints as cons
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
-from streamctl.errors import BackendError, PreflightError
+from streamctl.errors import BackendError, PreflightError, ReadinessTimeout
 from streamctl.readiness import Readiness
 
 PINS = "swarm_pins"
@@ -238,6 +239,12 @@ class SwarmHosts:
                 raise BackendError(f"docker: remove network {net.name} failed: {exc}") from exc
             return True
         Readiness(f"network {net.name} to be released", gone, 60.0, interval=0.5).wait()
+        # The manager lists a removed overlay network a moment longer, and an `up` meanwhile would find it,
+        # not create it, and have its services refused ("network not found"): gone means no longer listed.
+        with suppress(ReadinessTimeout):
+            Readiness(f"network {net.name} to leave the manager's list",
+                      lambda: all(n.id != net.id for n in net.client.networks.list(names=[net.name])),
+                      60.0, interval=0.5).wait()
 
 
 def _published(service: Any) -> set[int]:
