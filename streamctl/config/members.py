@@ -101,7 +101,7 @@ def etcd_members(t: Topology) -> list[EtcdMember]:
     assert t.ha is not None
     e = t.ha.etcd
     return [EtcdMember(f"etcd-{i + 1}", "127.0.0.1" if t.bind in ("0.0.0.0", "::") else t.bind, e.port + i,
-                       e.peer_port + i) for i in range(e.members)]
+                       e.first_peer_port + i) for i in range(e.members)]
 
 
 def member_addresses(t: Topology, name: str) -> list[tuple[str, int]]:

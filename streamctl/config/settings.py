@@ -112,11 +112,16 @@ class HaGroupSpec(Strict):
 
 class EtcdSpec(Strict):
     """The DCS Patroni keeps its leader keys in: 1 member (one host) or 3 (a quorum across hosts). Member i
-    listens for clients on port + i and for its peers on peer_port + i."""
+    listens for clients on port + i and for its peers on peer_port + i (peer_port: by default the first port
+    after the client ports, 12380 with one member, 12382 with three)."""
 
     members: Literal[1, 3] = 1
     port: Port = 12379
-    peer_port: Port = 12380
+    peer_port: Port | None = None
+
+    @property
+    def first_peer_port(self) -> int:
+        return self.peer_port if self.peer_port is not None else self.port + self.members
 
 
 class HaSpec(Strict):

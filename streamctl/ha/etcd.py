@@ -4,6 +4,7 @@ state), and the list of peers it starts with."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -30,5 +31,8 @@ def argv(binary: str, member: EtcdMember, members: list[EtcdMember], data_dir: P
 def healthy(member: EtcdMember, timeout: float = 2.0) -> bool:
     """etcd's own health endpoint: True when the member answers and its cluster has a quorum (raises OSError
     when it does not answer)."""
-    with urllib.request.urlopen(f"http://{member.host}:{member.port}/health", timeout=timeout) as response:  # noqa: S310
-        return str(json.loads(response.read()).get("health")) == "true"
+    try:
+        with urllib.request.urlopen(f"http://{member.host}:{member.port}/health", timeout=timeout) as response:  # noqa: S310
+            return str(json.loads(response.read()).get("health")) == "true"
+    except urllib.error.HTTPError:  # it answered, unhealthy (503 while it has no quorum)
+        return False

@@ -134,8 +134,18 @@ def _leader(group: Group, states: list[MemberState], to: str | None) -> MemberSt
     return leader
 
 
+# Patroni's etcd client sticks to one etcd member until a request to it fails: the first write after that
+# member is lost fails ("failed to write failover key into DCS") and the next goes to another member.
+DCS_RETRY_SECONDS = 10.0
+
+
 def _ask(group: Group, at: str, path: str, body: dict[str, Any], password: str, ca_file: str | None) -> None:
-    status, answer = post(next(m for m in group.members if m.name == at), path, body, password, ca_file)
+    member = next(m for m in group.members if m.name == at)
+    deadline = time.monotonic() + DCS_RETRY_SECONDS
+    status, answer = post(member, path, body, password, ca_file)
+    while status == 503 and "DCS" in answer and time.monotonic() < deadline:
+        time.sleep(1.0)
+        status, answer = post(member, path, body, password, ca_file)
     if status == 412:  # Patroni judged it impossible (no good candidate, not the sync standby...)
         raise RefusedError(f"Patroni refused the {path[1:]} of {group.node.name}: {answer}",
                            hint="see `streamctl status`")

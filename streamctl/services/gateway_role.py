@@ -62,7 +62,7 @@ class GatewayRoleService:
         out = []
         coordinator = self.ctx.first(Role.COORDINATOR)
         if coordinator is not None:
-            out.append(self._coordinator_step(coordinator))
+            out.append(replayed(self.ctx, self._coordinator_step(coordinator)))  # under HA: on its standbys too
         if coordinator is not None and t.citus and t.ha_on:  # workers fetch from workers as the gateway too
             out += [self._worker_authinfo_step(w, coordinator) for w in t.nodes_by_role(Role.WORKER)]
         for node in (*t.nodes_by_role(Role.ANALYTICS_PRIMARY), *t.nodes_by_role(Role.ANALYTICS_REPLICA)):

@@ -44,6 +44,8 @@ def test_each_citus_group_gets_its_members_and_ports() -> None:
     assert [(e.name, e.port, e.peer_port) for e in etcd_members(t)] == [("etcd-1", 12379, 12380)]
     three = parse_topology({**LOCAL, "ha": {"etcd": {"members": 3, "port": 4000, "peer_port": 4100}}}, env={})
     assert [(e.port, e.peer_port) for e in etcd_members(three)] == [(4000, 4100), (4001, 4101), (4002, 4102)]
+    defaults = parse_topology({**LOCAL, "ha": {"etcd": {"members": 3}}}, env={})  # peers after the clients
+    assert [(e.port, e.peer_port) for e in etcd_members(defaults)] == [(12379, 12382), (12380, 12383), (12381, 12384)]
 
 
 BAD: list[tuple[str, dict, str]] = [  # type: ignore[type-arg]

@@ -61,6 +61,14 @@ class Etcd:
     def running(self) -> bool:
         return len(self.pids()) == len(self.members)
 
+    def down(self) -> str:
+        """Which etcd members do not run, in a few words."""
+        gone = [m.name for m in self.members if not alive(self._pid_file(m), "etcd")]
+        if len(gone) == len(self.members):
+            return "etcd is down"
+        return f"etcd member{'s' if len(gone) > 1 else ''} {', '.join(gone)} down ({len(self.members) - len(gone)} " \
+               f"of {len(self.members)} run)"
+
     def start(self, run: Runner, run_as: RunAs) -> None:
         with _ETCD_LOCK:
             for m in self.members:
@@ -189,7 +197,7 @@ class GroupRecipe(Recipe):
         running = len(self.pids())
         if running == len(self.group.members) and self.etcd.running():
             return super().detail()
-        etcd = "" if self.etcd.running() else "; etcd is down"
+        etcd = "" if self.etcd.running() else f"; {self.etcd.down()}"
         return f"{running} of {len(self.group.members)} members' Patroni running{etcd} (`up` starts the others)"
 
     def start(self, run: Runner, run_as: RunAs) -> None:
