@@ -50,11 +50,18 @@ def backup_source(ctx: ClusterContext, group: Group) -> tuple[list[str], str]:
 
 def refuse_in_place(t: Topology, what: str) -> None:
     """Restoring into a cluster's own groups under HA (`--in-place`, `up --from-backup`) is not built: Patroni
-    would have to be bootstrapped from the restored data."""
-    if ha_groups(t):
-        raise RefusedError(f"{what} under ha is not built yet; nothing was changed",
-                           hint="restore into a new cluster (`streamctl restore --point NAME --into NEW`): it "
-                                "comes up without the ha section")
+    would have to be bootstrapped from the restored data. The refusal says what works instead."""
+    if not ha_groups(t):
+        return
+    if what.startswith("up"):
+        hint = ("bring the cluster up from the set without HA: a copy of the topology without its `ha:` section, "
+                "then `streamctl up -f COPY --from-backup NAME` (each group comes back as one plain node; "
+                "turning ha on for a cluster that holds data is not built)")
+    else:
+        hint = ("restore into a new cluster beside this one instead: `streamctl restore --point NAME --into NEW` "
+                "(each group comes back as one plain node, its topology NEW.yaml without `ha:`), then move "
+                "clients to it")
+    raise RefusedError(f"{what} under ha is not built yet; nothing was changed", hint=hint)
 
 
 def plain_conf(data: Path, chown: Any) -> bool:

@@ -254,9 +254,16 @@ def _restore_redis(tool: PgBackRest, chosen: catalog.BackupSet, ttool: PgBackRes
     source = redis_dir(tool.ctx, chosen.label)
     t = ttool.ctx.topology
     node = t.node(t.redis.name) if t.redis.enabled else None
-    if source is None or node is None or not (source / "redis.rdb").exists():
+    if source is None or node is None:
         return False
-    ttool.place.put_redis_files(node, {"appendonlydir/appendonly.aof.1.base.rdb": (source / "redis.rdb").read_bytes(),
+    store = getattr(tool.place, "snapshots", None)
+    if store is not None:  # a repository this machine does not hold
+        rdb = store.load(chosen.label)
+    else:
+        rdb = (source / "redis.rdb").read_bytes() if (source / "redis.rdb").exists() else None
+    if rdb is None:
+        return False
+    ttool.place.put_redis_files(node, {"appendonlydir/appendonly.aof.1.base.rdb": rdb,
                                        "appendonlydir/appendonly.aof.manifest":
                                            b"file appendonly.aof.1.base.rdb seq 1 type b\n"})
     return True

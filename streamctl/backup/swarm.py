@@ -4,8 +4,8 @@ through `docker exec`, reaching a node's data through the pgBackRest TLS server 
 PostgreSQL; archive-push (the node's archive_command) reaches the repository's server. One configuration
 file, the same text at the same path on both sides: a secret of the repository's service, and in each
 node's volume, written through SQL (the node's task may run on any host). A restored node recovers in a
-one-shot task on its host (swarm_site.py), from a repository service of the restore's own. Redis snapshots
-are not implemented on Swarm."""
+one-shot task on its host (swarm_site.py), from a repository service of the restore's own. Redis's snapshot
+is read and written by one-shot tasks on Redis's host and kept in the repository directory (swarm_redis.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from streamctl.backends.docker import spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.swarm.backup import Repository, host_options
 from streamctl.backup.docker import DockerPlace, exec_in
+from streamctl.backup.swarm_redis import RepositorySnapshots, read_from_task, write_into_volume
 from streamctl.config.model import BACKED_UP_ROLES
 from streamctl.errors import PreflightError, StreamctlError
 
@@ -38,7 +39,7 @@ class SwarmPlace(DockerPlace):
     log_hint = f"pgBackRest's log: {spec.BACKUP_HOME}/log in the backup repository's and the node's containers"
     backend: SwarmBackend  # type: ignore[assignment]
     restores = True
-    redis_snapshots = False
+    redis_snapshots = True
 
     def __init__(self, tool: PgBackRest, backend: SwarmBackend) -> None:
         super().__init__(tool.ctx, backend, tool.render)  # type: ignore[arg-type] # only the engine's client
@@ -59,6 +60,18 @@ class SwarmPlace(DockerPlace):
     @property
     def api(self) -> Any:
         return self.backend.client.api
+
+    @property
+    def snapshots(self) -> RepositorySnapshots:
+        """Where the sets' Redis snapshots are kept: the repository directory, on the manager."""
+        return RepositorySnapshots(self)
+
+    def read_file(self, node: Node, path: str) -> bytes:
+        """Redis's snapshot, read on the host of its task."""
+        return read_from_task(self.backend, node, path)
+
+    def put_redis_files(self, node: Node, files: dict[str, bytes]) -> None:
+        write_into_volume(self.backend, node, files)
 
     def _container(self, node: Node) -> str:
         """Every command runs in the repository's task (made or updated first: its configuration is one of

@@ -44,7 +44,11 @@ def redis_dir(ctx: ClusterContext, label: str | None = None) -> Path | None:
     return base / label if label else base
 
 
-def redis_labels(ctx: ClusterContext) -> set[str]:
+def redis_labels(ctx: ClusterContext, place: Any = None) -> set[str]:
+    """The sets that hold a Redis snapshot (a place with its own `snapshots` store keeps them there)."""
+    store = getattr(place, "snapshots", None)
+    if store is not None:
+        return set(store.labels())
     base = redis_dir(ctx)
     if base is None or not base.is_dir():
         return set()
@@ -55,7 +59,7 @@ def list_sets(tool: PgBackRest) -> list[catalog.BackupSet]:
     tool.check_repository()
     if tool.place.read_config() is None:
         tool.write_config()
-    return catalog.backup_sets(tool, tool.cluster, redis_labels(tool.ctx))
+    return catalog.backup_sets(tool, tool.cluster, redis_labels(tool.ctx, tool.place))
 
 
 def _check_nodes_up(ctx: ClusterContext, stanzas: list[Stanza]) -> None:
@@ -133,9 +137,14 @@ def snapshot_redis(ctx: ClusterContext, tool: PgBackRest, label: str) -> bool:
         cfg = client.config_get("dir") | client.config_get("dbfilename")
     finally:
         client.close()
+    data = tool.place.read_file(node, f"{cfg['dir']}/{cfg['dbfilename']}")
+    store = getattr(tool.place, "snapshots", None)
+    if store is not None:  # a repository this machine does not hold
+        store.save(label, data)
+        return True
     target.mkdir(parents=True, exist_ok=True)
     tmp = target / "redis.rdb.part"
-    tmp.write_bytes(tool.place.read_file(node, f"{cfg['dir']}/{cfg['dbfilename']}"))
+    tmp.write_bytes(data)
     tmp.replace(target / "redis.rdb")
     for p in (target.parent.parent, target.parent, target, target / "redis.rdb"):
         tool.place.own(p)

@@ -196,8 +196,9 @@ def test_in_place_restore_and_up_from_backup_are_refused_under_ha(story) -> None
     c = story["cluster"]
     proc = c.cli.run("restore", "--point", "b2", "--in-place", "--yes")
     assert proc.returncode == 10 and "under ha is not built yet" in proc.stderr, proc.stderr
+    assert "--into NEW" in proc.stderr, proc.stderr  # the refusal says what to do instead
     proc = c.cli.run("up", "--from-backup", "b2")
-    assert proc.returncode == 10, proc.stderr
+    assert proc.returncode == 10 and "without its `ha:` section" in proc.stderr, proc.stderr
     with c.ctx.pg_connect("coordinator") as conn:
         assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (20,)
     assert not list(Path(c.path.parent).glob("*.before-restore-*"))

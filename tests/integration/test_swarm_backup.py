@@ -3,10 +3,13 @@ host and the nodes on the others: pgBackRest's repository-host mode over TLS (ba
 backup/swarm.py). One cluster: `up` with `backup:` (stanzas, archive_command, check), a little seeded,
 `streamctl backup`, `backup list --json` (the set with its restore point, a backup of every node), the
 repository directory on the manager only, a second `up` with nothing to do, archiving checked by verify;
-the repository's task replaced by Swarm, the nodes archive into the new one. Then rows written after the
-backup, and `restore --point` into a new cluster on the same hosts (each node recovered by a one-shot task
-on the host that then runs it, on a network of the restore's own): exactly the point's rows on every node,
-the original's catalog and rows unchanged, no restore service left, `down --volumes` of the copy clean.
+the repository's task replaced by Swarm, the nodes archive into the new one. Redis runs on a host that is
+not the manager: its snapshot is read there by a one-shot task and kept in the repository directory. Then
+rows and a Redis key written after the backup, and `restore --point` into a new cluster on the same hosts
+(each node recovered by a one-shot task on the host that then runs it, on a network of the restore's own;
+Redis's volume written there from the set's snapshot): exactly the point's rows on every node and the
+point's keys in Redis, the original's catalog and rows unchanged, no restore service or secret left,
+`down --volumes` of the copy clean; last `up --from-backup` of the original, Redis's keys included.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase, after the other tests.
 """
@@ -32,9 +35,9 @@ from tests.support.images import ensure_citus_image, ensure_test_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.multihost]
 
-# db-1 (manager): the repository and Redis; db-2: the coordinator and worker-2; db-3: worker-1.
+# db-1 (manager): the repository; db-2: the coordinator and worker-2; db-3: worker-1 and Redis.
 PLACEMENT = {
-    "roles": {"redis": ["node.role == manager"]},
+    "roles": {"redis": ["node.hostname == db-3"]},
     "nodes": {"coordinator": ["node.hostname == db-2"], "worker-1": ["node.hostname == db-3"],
               "worker-2": ["node.hostname == db-2"]},
 }
@@ -65,10 +68,17 @@ def _on_host(swarm: DindSwarm, hostname: str, *argv: str) -> subprocess.Complete
 def test_backup_with_the_repository_on_one_host_and_the_nodes_on_others(cli: Cli, swarm: DindSwarm) -> None:
     cli.ok("up")
     cli.ok("seed", "--scale", "0.002")
+    _redis_set(cli.path, "streamctl-test:before", "in the set")
     done = cli.json("backup", "--label", "first")
     assert done["label"] == "first" and done["restorable"], done
+    _redis_set(cli.path, "streamctl-test:after", "not in the set")
     (listed,) = cli.json("backup", "list")
     assert listed["restore_points"][0]["name"] == "first" and listed["restorable"], listed
+    assert listed["redis"], listed  # the RDB is in the set, read on db-3
+    rdb = _on_host(swarm, "db-1", "test", "-s", str(Path(cli.path).parent / "repo" / "streamctl" / cli.cluster /
+                                                   "first" / "redis.rdb"))
+    assert rdb.returncode == 0, rdb
+    assert not [n for n in _services(swarm, cli.cluster) if "snapshot" in n], _services(swarm, cli.cluster)
     assert {n["node"] for n in listed["nodes"]} == NODES, listed
     assert all(n["wal"]["from"] and n["wal"]["to"] for n in listed["nodes"]), listed
     STORY["sums"] = platform_sums(_ctx(cli.path))
@@ -95,6 +105,34 @@ def test_backup_with_the_repository_on_one_host_and_the_nodes_on_others(cli: Cli
 
 def _ctx(path: Path) -> ClusterContext:
     return ClusterContext.build(load_topology(path), path.absolute())
+
+
+def _redis_set(path: Path, key: str, value: str) -> None:
+    client = _ctx(path).redis()
+    try:
+        client.set(key, value)
+    finally:
+        client.close()
+
+
+def _redis_keys(path: Path) -> dict[str, str | None]:
+    """The test's two keys as the cluster's Redis holds them."""
+    client = _ctx(path).redis()
+    try:
+        return {k: client.get(f"streamctl-test:{k}") for k in ("before", "after")}
+    finally:
+        client.close()
+
+
+SET_KEYS = {"before": "in the set", "after": None}
+
+
+def _secrets(swarm: DindSwarm, prefix: str) -> list[str]:
+    manager = swarm.manager.client()
+    try:
+        return [s.name for s in manager.secrets.list() if s.name.startswith(prefix)]
+    finally:
+        manager.close()
 
 
 def _services(swarm: DindSwarm, cluster: str) -> list[str]:
@@ -142,6 +180,10 @@ def test_restore_point_into_a_new_cluster_on_the_same_hosts(cli: Cli, swarm: Din
         assert done["verify"]["exit_code"] == 0, done["verify"]
         restored = _ctx(restored_file)
         assert platform_sums(restored) == STORY["sums"]  # exactly the point's rows, none of the later ones
+        assert done["redis"] and _redis_keys(restored_file) == SET_KEYS, done  # the set's keys, not the later one
+        assert restored.store.read()["swarm_pins"]["redis"]["hostname"] == "db-3"
+        assert not _secrets(swarm, f"{into}-redis-part"), _secrets(swarm, into)
+        assert _redis_keys(cli.path) == {"before": "in the set", "after": "not in the set"}  # the original's
         with restored.pg_connect("coordinator") as conn:
             assert conn.execute("SELECT count(*) FROM genres WHERE name = 'after-first'").fetchone()[0] == 0
             # the catalog names the restored cluster's services, on the same hosts as the original's
@@ -176,6 +218,7 @@ def test_up_from_backup_brings_the_cluster_back_on_its_hosts(cli: Cli, swarm: Di
     done = cli.json("up", "--from-backup", "first")
     assert done["verify"]["exit_code"] == 0, done["verify"]
     assert platform_sums(_ctx(cli.path)) == STORY["sums"]
+    assert done["redis"] and _redis_keys(cli.path) == SET_KEYS, done
     command = cli.sql("worker-1", "SHOW archive_command")
     assert f"--stanza={cli.cluster}-g" in command, command
     assert not [n for n in _services(swarm, cli.cluster) if "restore" in n], _services(swarm, cli.cluster)

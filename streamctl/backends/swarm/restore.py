@@ -74,12 +74,13 @@ class RestoreTask:
     backend: Any
     node: Node
     pin_id: str
-    network: str
+    network: str  # "": on no network (a task that only reads or writes the node's volume)
     secrets: list[sspec.SecretFile]
+    suffix: str = "restore"  # of the service's name, `<cluster>-<node>-<suffix>`
 
     @property
     def name(self) -> str:
-        return docker_spec.container_name(self.backend.topology.cluster, f"{self.node.name}-restore")
+        return docker_spec.container_name(self.backend.topology.cluster, f"{self.node.name}-{self.suffix}")
 
     def find(self) -> Any | None:
         with docker_errors(f"find service {self.name}"):
@@ -93,7 +94,7 @@ class RestoreTask:
         b = self.backend
         s = b.spec(self.node)
         c = s.container
-        labels = {**c.labels, docker_spec.LABEL_NODE: f"{self.node.name}-restore"}
+        labels = {**c.labels, docker_spec.LABEL_NODE: f"{self.node.name}-{self.suffix}"}
         refs = []
         for f in self.secrets:
             uid, gid = b.users.ids(c.image, f.owner) if f.owner else (0, 0)
@@ -106,7 +107,8 @@ class RestoreTask:
             mounts.append(Mount("/dev/shm", None, type="tmpfs", tmpfs_size=_bytes(c.shm_size)))
         kwargs = {"image": c.image, "name": self.name, "command": ["sh", "-c", script], "user": "root",
                   "hostname": self.node.name, "labels": {**labels, docker_spec.LABEL_FINGERPRINT: fingerprint(script)},
-                  "container_labels": labels, "mounts": mounts, "secrets": refs, "networks": [self.network],
+                  "container_labels": labels, "mounts": mounts, "secrets": refs,
+                  "networks": [self.network] if self.network else [],
                   "mode": ServiceMode("replicated", replicas=1), "restart_policy": RestartPolicy(condition="none"),
                   "stop_grace_period": 300 * NS, "constraints": [f"node.id == {self.pin_id}"],
                   "endpoint_spec": EndpointSpec(mode="dnsrr")}
