@@ -7,17 +7,29 @@ Marked `multihost`: scripts/test runs these in their own pytest phase."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
+import psycopg
 import pytest
 
 from streamctl.backends.docker.ha_image import member_image
 from streamctl.backends.swarm.image_spread import ImageSpread
 from streamctl.backends.swarm.placement import Pin
-from tests.support.dind import DindSwarm, dind_swarm
+from streamctl.config.load import load_topology
+from streamctl.config.members import ha_groups
+from streamctl.context import ClusterContext
+from streamctl.ha import rest
+from tests.support.cli import Cli
+from tests.support.cluster import topology_dict, traversable_tmpdir
+from tests.support.dind import DindSwarm, dind_swarm, swarm_cli
+from tests.support.docker import unique_cluster
+from tests.support.ha import Writer, status_members, wait_until
 from tests.support.images import ensure_citus_image
+from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.multihost]
 
@@ -91,3 +103,108 @@ def test_a_host_without_the_runner_image_is_named(swarm: DindSwarm, manager: Any
         spread.spread(tag, runners, pins[:2], timeout=120.0)
     assert "db-2" in " ".join(getattr(raised.value, "details", [])), raised.value
 
+
+
+# -- HA members on Swarm ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ha_cli(swarm: DindSwarm, manager: Any) -> Iterator[Cli]:
+    etcd = free_port_run(3)
+    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(2), "rest_port": free_port_run(4),
+          "etcd": {"members": 3, "port": etcd, "peer_port": free_port_run(3)}}
+    data = topology_dict(cluster=unique_cluster(), backend="swarm", citus=True, workers=1, replicas=0, redis=False,
+                         analytics=False, fdw=False, ha=ha, bind="0.0.0.0")
+    data.pop("local", None)
+    data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = ensure_citus_image()
+    data["gateway"]["enabled"] = False
+    with swarm_cli(swarm, traversable_tmpdir(), data) as c:
+        start = time.monotonic()
+        c.ok("up")
+        print(f"\nup with HA on 3 hosts: {time.monotonic() - start:.1f} s")
+        yield c
+
+
+def _ctx(cli: Cli) -> ClusterContext:
+    return ClusterContext.build(load_topology(cli.path, env={}, backend="swarm"), cli.path)
+
+
+def _pinned(ctx: ClusterContext) -> dict[str, Any]:
+    return dict(ctx.store.read()["swarm_pins"])
+
+
+def _roles(cli: Cli, group: str) -> dict[str, str]:
+    """Patroni's roles, asking each member at the address of the host it is pinned to."""
+    ctx = _ctx(cli)
+    hosts = ctx.store.pinned()
+    g = next(g for g in ha_groups(ctx.topology) if g.node.name == group)
+    members = tuple(replace(m, node=replace(m.node, bind=hosts[m.name])) for m in g.members)
+    return {s.name: s.ha_role for s in rest.group_members(members, ctx.ca_path() if ctx.tls_on else None)}
+
+
+def test_members_on_distinct_hosts_each_group_led_with_a_sync_standby(ha_cli: Cli) -> None:
+    pins = _pinned(_ctx(ha_cli))
+    for names in (["coordinator", "coordinator-2"], ["worker-1", "worker-1-2"], ["etcd-1", "etcd-2", "etcd-3"]):
+        assert len({pins[n]["id"] for n in names}) == len(names), pins
+    for group in ("coordinator", "worker-1"):
+        assert sorted(_roles(ha_cli, group).values()) == ["leader", "sync_standby"], _roles(ha_cli, group)
+    status_members(ha_cli.json("status")["nodes"], ha_groups(_ctx(ha_cli).topology))  # status reaches them too
+    ha_cli.ok("verify")  # a leader per group, standbys streaming, a sync standby, pg_dist_node naming the leaders
+    assert set(ha_cli.actions().values()) == {"noop"}  # a second `up` changes nothing
+
+
+def _coordinator(cli: Cli, query: str) -> Any:
+    """One value through the coordinator's group (libpq's multi-host string, a 5 s connect timeout per host)."""
+    with psycopg.connect(_ctx(cli).pg_conninfo("coordinator"), autocommit=True) as conn:
+        row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+    return row[0] if row else None
+
+
+def test_worker_leaders_host_frozen_under_writes(swarm: DindSwarm, ha_cli: Cli) -> None:
+    """Swarm restarts a killed task in place, and its Patroni takes its own leader key back: a host lost is
+    what makes a standby lead. The worker leader's host is frozen (its engine and every task on it paused)."""
+    writer = Writer(_ctx(ha_cli).pg_conninfo("coordinator"), title="swarm-ha")
+    leader = next(n for n, r in _roles(ha_cli, "worker-1").items() if r == "leader")
+    host = swarm.node(_pinned(_ctx(ha_cli))[leader]["hostname"])
+    writer.start()
+    try:
+        wait_until("a first acknowledged insert", lambda: writer.streak >= 5)
+        frozen = time.monotonic()
+        subprocess.run(["docker", "pause", host.container], check=True, capture_output=True)
+        try:
+            wait_until("a new worker leader", lambda: any(
+                r == "leader" and n != leader for n, r in _roles(ha_cli, "worker-1").items()), 180.0)
+            wait_until("writes through the coordinator again", lambda: writer.first_ack_after(frozen) is not None
+                       and writer.streak >= 10, 180.0)
+            first = writer.first_ack_after(frozen)
+            assert first is not None
+            print(f"\nworker leader {leader}'s host {host.hostname} frozen: first write {first - frozen:.1f} s later")
+        finally:
+            writer.stop.set()
+            writer.join(30)
+            new = next((n for n, r in _roles(ha_cli, "worker-1").items() if r == "leader"), None)
+            registered = _coordinator(ha_cli, "SELECT nodename FROM pg_dist_node WHERE groupid = 1 "
+                                              "AND noderole = 'primary'")
+            subprocess.run(["docker", "unpause", host.container], check=False, capture_output=True)
+    finally:
+        writer.stop.set()
+    assert new not in (None, leader) and registered == new, (leader, new, registered)
+    ids = ",".join(f"'{i}'" for i in writer.acked)
+    found = _coordinator(ha_cli, f"SELECT count(*) FROM content_metadata WHERE content_id IN ({ids})")
+    assert found == len(writer.acked), (found, len(writer.acked), writer.failed)
+    wait_until("the old leader back as a standby", lambda: sorted(_roles(ha_cli, "worker-1").values())
+               == ["leader", "sync_standby"], 180.0)
+
+
+def test_down_volumes_removes_every_member_and_volume(swarm: DindSwarm, ha_cli: Cli) -> None:
+    ha_cli.ok("down", "--volumes", "--yes")
+    for node in swarm.nodes:
+        client = node.client()
+        try:
+            left = [v.name for v in client.volumes.list() if v.name.startswith(ha_cli.cluster)]
+        finally:
+            client.close()
+        assert left == [], (node.hostname, left)
+    manager = swarm.manager.client()
+    try:
+        assert [s.name for s in manager.services.list() if s.name.startswith(ha_cli.cluster)] == []
+    finally:
+        manager.close()
