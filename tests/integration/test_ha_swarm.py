@@ -1,7 +1,15 @@
-"""HA on Swarm (#27), the part built so far: the HA member image, built on the manager, put on the other hosts
-of a three-host Swarm (Docker-in-Docker, tests/support/dind.py) with no registry and through the manager's
-engine only (streamctl/backends/swarm/image_spread.py); a second spread finds it everywhere and loads nothing;
-a host that cannot run the one-shot task is named. HA members on Swarm are still refused (tests/unit).
+"""High availability on Swarm (#27), on a three-host Swarm (Docker-in-Docker, tests/support/dind.py):
+
+1. The HA member image, built on the manager, is put on the other hosts with no registry and through the
+   manager's engine only (streamctl/backends/swarm/image_spread.py); a second spread finds it everywhere and
+   loads nothing; a host that cannot run the one-shot task is named.
+2. A group needing more hosts than the Swarm has is refused with the counts (exit 4), nothing created.
+3. One HA cluster (coordinator + 1 worker, 1 synchronous standby each, 3 etcd members): every group's members
+   on distinct hosts, each group led with a sync standby (Patroni's REST API and `status`), `verify` passes, a
+   second `up` changes nothing; the worker leader's host is frozen while a writer inserts through the
+   coordinator: its standby is promoted, writes work again, pg_dist_node names the new leader, every
+   acknowledged insert is there, and once the host is back the old leader rejoins as a sync standby. Turning
+   ha off is refused (exit 10); `down --volumes` leaves no service or volume on any host.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase."""
 
@@ -106,16 +114,39 @@ def test_a_host_without_the_runner_image_is_named(swarm: DindSwarm, manager: Any
 
 
 # -- HA members on Swarm ---------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ha_cli(swarm: DindSwarm, manager: Any) -> Iterator[Cli]:
-    etcd = free_port_run(3)
-    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(2), "rest_port": free_port_run(4),
-          "etcd": {"members": 3, "port": etcd, "peer_port": free_port_run(3)}}
+def _ha_topology(standbys: int, etcd_members: int) -> dict[str, Any]:
+    ha = {"standbys": standbys, "synchronous": "on", "port": free_port_run(8), "rest_port": free_port_run(10),
+          "etcd": {"members": etcd_members, "port": free_port_run(3), "peer_port": free_port_run(3)}}
     data = topology_dict(cluster=unique_cluster(), backend="swarm", citus=True, workers=1, replicas=0, redis=False,
                          analytics=False, fdw=False, ha=ha, bind="0.0.0.0")
     data.pop("local", None)
     data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = ensure_citus_image()
     data["gateway"]["enabled"] = False
+    return data
+
+
+def _services(swarm: DindSwarm, cluster: str) -> list[str]:
+    manager = swarm.manager.client()
+    try:
+        return [s.name for s in manager.services.list() if s.name.startswith(cluster)]
+    finally:
+        manager.close()
+
+
+def test_too_few_hosts_is_refused_with_the_counts_before_anything_starts(swarm: DindSwarm, manager: Any) -> None:
+    data = _ha_topology(standbys=3, etcd_members=1)
+    with swarm_cli(swarm, traversable_tmpdir(), data) as c:
+        proc = c.run("up")
+        assert proc.returncode == 4, proc.output
+        said = " ".join(proc.output.split())  # as wrapped for a terminal, or not
+        assert "coordinator's group (ha.standbys: 3) has 4 members, which need 4 distinct Swarm hosts, and 3 " \
+               "ready, active hosts qualify (db-1, db-2, db-3)" in said, proc.output
+        assert _services(swarm, c.cluster) == []
+
+
+@pytest.fixture(scope="module")
+def ha_cli(swarm: DindSwarm, manager: Any) -> Iterator[Cli]:
+    data = _ha_topology(standbys=1, etcd_members=3)
     with swarm_cli(swarm, traversable_tmpdir(), data) as c:
         start = time.monotonic()
         c.ok("up")
@@ -194,6 +225,17 @@ def test_worker_leaders_host_frozen_under_writes(swarm: DindSwarm, ha_cli: Cli) 
                == ["leader", "sync_standby"], 180.0)
 
 
+def test_turning_ha_off_is_refused_before_anything_changes(ha_cli: Cli) -> None:
+    ha = ha_cli.data.pop("ha")
+    ha_cli.save()
+    try:
+        proc = ha_cli.run("up")
+    finally:
+        ha_cli.data["ha"] = ha
+        ha_cli.save()
+    assert proc.returncode == 10 and "turning ha off is not built yet" in " ".join(proc.output.split()), proc.output
+
+
 def test_down_volumes_removes_every_member_and_volume(swarm: DindSwarm, ha_cli: Cli) -> None:
     ha_cli.ok("down", "--volumes", "--yes")
     for node in swarm.nodes:
@@ -203,8 +245,4 @@ def test_down_volumes_removes_every_member_and_volume(swarm: DindSwarm, ha_cli: 
         finally:
             client.close()
         assert left == [], (node.hostname, left)
-    manager = swarm.manager.client()
-    try:
-        assert [s.name for s in manager.services.list() if s.name.startswith(ha_cli.cluster)] == []
-    finally:
-        manager.close()
+    assert _services(swarm, ha_cli.cluster) == []

@@ -87,6 +87,10 @@ class SwarmBackend(EngineBackend):
     def preflight(self, nodes: list[Node]) -> None:
         """Before any change: ports Swarm can publish, a reachable manager, and the checks of preflight.py."""
         refuse_one_address(self.topology)
+        for node in (n for n in nodes if n.is_postgres):
+            refusal = self.ha.mode_change(node, self.services.find(node), node.name in self._groups)
+            if refusal is not None:
+                raise refusal
         self.checks.check([n for n in nodes if n.name not in self._groups])
         if self._groups:
             self.ha.plan()

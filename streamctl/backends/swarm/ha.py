@@ -26,8 +26,8 @@ from streamctl.backends.swarm.placement import Pin
 from streamctl.backends.swarm.volumes import Leftover
 from streamctl.config import constraints as cons
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
-from streamctl.config.model import Engine
-from streamctl.errors import PreflightError
+from streamctl.config.model import Engine, Node
+from streamctl.errors import PreflightError, RefusedError
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha import patroni
 from streamctl.ha.runtime import PATRONI
@@ -96,6 +96,22 @@ class SwarmHa:
 
     def hosts_of(self, group: Group) -> set[str]:
         return {p.addr for m in group.members if (p := self.pin(m.name)) and p.addr}
+
+    @staticmethod
+    def mode_change(node: Node, service: Any | None, under_ha: bool) -> RefusedError | None:
+        """Turning HA on for a node whose service ran without Patroni (its data would sit beside a fresh, empty
+        leader), or off for a group Patroni runs, is not built on Swarm: refused before anything changes."""
+        if service is None:
+            return None
+        was_ha = (service.attrs["Spec"].get("Labels") or {}).get(LABEL_HA) == "member"
+        if under_ha and not was_ha:
+            return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data is "
+                                "not built on Swarm yet", hint="remove the ha section, or start from "
+                                "`streamctl down --volumes`")
+        if not under_ha and was_ha:
+            return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning ha "
+                                "off is not built yet", hint="put the ha section back")
+        return None
 
     # -- definitions ------------------------------------------------------------------------------
     def configs(self, group: Group) -> dict[str, str]:
