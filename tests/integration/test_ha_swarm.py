@@ -8,8 +8,9 @@
    on distinct hosts, each group led with a sync standby (Patroni's REST API and `status`), `verify` passes, a
    second `up` changes nothing; the worker leader's host is frozen while a writer inserts through the
    coordinator: its standby is promoted, writes work again, pg_dist_node names the new leader, every
-   acknowledged insert is there, and once the host is back the old leader rejoins as a sync standby. Turning
-   ha off is refused (exit 10); `down --volumes` leaves no service or volume on any host.
+   acknowledged insert is there, and once the host is back the old leader rejoins as a sync standby; a
+   switchover of the worker group moves pg_dist_node too; `down` then `up` keep every row, each group led
+   again. Turning ha off is refused (exit 10); `down --volumes` leaves no service or volume on any host.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase."""
 
@@ -205,9 +206,9 @@ def test_worker_leaders_host_frozen_under_writes(swarm: DindSwarm, ha_cli: Cli) 
                 r == "leader" and n != leader for n, r in _roles(ha_cli, "worker-1").items()), 180.0)
             wait_until("writes through the coordinator again", lambda: writer.first_ack_after(frozen) is not None
                        and writer.streak >= 10, 180.0)
-            first = writer.first_ack_after(frozen)
-            assert first is not None
-            print(f"\nworker leader {leader}'s host {host.hostname} frozen: first write {first - frozen:.1f} s later")
+            pause = writer.longest_pause(frozen, time.monotonic())
+            print(f"\nworker leader {leader}'s host {host.hostname} frozen: writes paused {pause:.1f} s at most, "
+                  f"{writer.failed} failed, {len(writer.acked)} acknowledged")
         finally:
             writer.stop.set()
             writer.join(30)
@@ -221,8 +222,45 @@ def test_worker_leaders_host_frozen_under_writes(swarm: DindSwarm, ha_cli: Cli) 
     ids = ",".join(f"'{i}'" for i in writer.acked)
     found = _coordinator(ha_cli, f"SELECT count(*) FROM content_metadata WHERE content_id IN ({ids})")
     assert found == len(writer.acked), (found, len(writer.acked), writer.failed)
-    wait_until("the old leader back as a standby", lambda: sorted(_roles(ha_cli, "worker-1").values())
-               == ["leader", "sync_standby"], 180.0)
+    try:
+        wait_until("the old leader back as a standby", lambda: sorted(_roles(ha_cli, "worker-1").values())
+                   == ["leader", "sync_standby"], 180.0)
+    except AssertionError:
+        raise AssertionError(f"{leader} did not rejoin: {_roles(ha_cli, 'worker-1')}\n{_diagnose(swarm, ha_cli)}") \
+            from None
+
+
+def _diagnose(swarm: DindSwarm, cli: Cli) -> str:
+    """The worker members' tasks and last log lines, for a failure message."""
+    manager = swarm.manager.client()
+    out = []
+    try:
+        for name in ("worker-1", "worker-1-2"):
+            service = manager.services.get(f"{cli.cluster}-{name}")
+            tasks = [(t["Status"]["State"], t["Status"].get("Err", ""), t["NodeID"][:8]) for t in service.tasks()]
+            logs = b"".join(service.logs(stdout=True, stderr=True, tail=25)).decode(errors="replace")
+            out.append(f"== {name}: tasks {tasks}\n{logs}")
+    finally:
+        manager.close()
+    return "\n".join(out)
+
+
+def _leader(cli: Cli, group: str) -> str:
+    return next(n for n, r in _roles(cli, group).items() if r == "leader")
+
+
+def test_switchover_then_down_and_up_keep_every_row(ha_cli: Cli) -> None:
+    before = _leader(ha_cli, "worker-1")
+    ha_cli.ok("switchover", "worker-1")
+    after = _leader(ha_cli, "worker-1")
+    registered = _coordinator(ha_cli, "SELECT nodename FROM pg_dist_node WHERE groupid = 1 AND noderole = 'primary'")
+    assert after != before and registered == after, (before, after, registered)
+    rows = _coordinator(ha_cli, "SELECT count(*) FROM content_metadata")
+    ha_cli.ok("down")
+    ha_cli.ok("up")
+    for group in ("coordinator", "worker-1"):
+        assert sorted(_roles(ha_cli, group).values()) == ["leader", "sync_standby"], _roles(ha_cli, group)
+    assert _coordinator(ha_cli, "SELECT count(*) FROM content_metadata") == rows
 
 
 def test_turning_ha_off_is_refused_before_anything_changes(ha_cli: Cli) -> None:
