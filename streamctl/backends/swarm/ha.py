@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from streamctl.backends.base import NodeState, Observation, fingerprint
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.docker.ha import LABEL_HA, mode_refusal
 from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, dockerfile, member_image
 from streamctl.backends.docker.prepare import image_major
 from streamctl.backends.swarm import spec as sspec
@@ -41,7 +42,6 @@ PG_PORT, REST_PORT, ETCD_PORT, ETCD_PEER_PORT = 5432, 8008, 2379, 2380
 MOUNT = docker_spec.DATA_MOUNT[Engine.POSTGRES]
 ETCD_MOUNT = "/var/lib/etcd"
 CONFIG = f"{docker_spec.FILES_DIR}/patroni.yml"
-LABEL_HA = f"{docker_spec.LABEL_PREFIX}.ha"
 NS = 1_000_000_000
 
 
@@ -100,18 +100,10 @@ class SwarmHa:
     @staticmethod
     def mode_change(node: Node, service: Any | None, under_ha: bool) -> RefusedError | None:
         """Turning HA on for a node whose service ran without Patroni (its data would sit beside a fresh, empty
-        leader), or off for a group Patroni runs, is not built on Swarm: refused before anything changes."""
+        leader), or off for a group Patroni runs, is refused before anything changes."""
         if service is None:
             return None
-        was_ha = (service.attrs["Spec"].get("Labels") or {}).get(LABEL_HA) == "member"
-        if under_ha and not was_ha:
-            return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data is "
-                                "not built on Swarm yet", hint="remove the ha section, or start from "
-                                "`streamctl down --volumes`")
-        if not under_ha and was_ha:
-            return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning ha "
-                                "off is not built yet", hint="put the ha section back")
-        return None
+        return mode_refusal(node, (service.attrs["Spec"].get("Labels") or {}).get(LABEL_HA) == "member", under_ha)
 
     # -- definitions ------------------------------------------------------------------------------
     def configs(self, group: Group) -> dict[str, str]:
@@ -182,13 +174,11 @@ class SwarmHa:
                 self.b.hosts.record(name, self._planned[name])
         tag = self.image(group)
         self._ensure_etcd(tag)
-        tls = self.b._tls(group.node, issue=True)
-        configs = self.configs(group)
-        fp = fingerprint(self.definition(group))
+        tls = self.b._tls(group.node, issue=True)  # first: the fingerprint covers the certificate issued
+        configs, fp = self.configs(group), fingerprint(self.definition(group))
         for m in group.members:
-            pin = self.pin(m.name)
+            found, pin = self._find(m.name), self.pin(m.name)
             assert pin is not None
-            found = self._find(m.name)
             labels = (found.attrs["Spec"].get("Labels") or {}) if found is not None else {}
             if found is None or recreate or labels.get(docker_spec.LABEL_FINGERPRINT) != fp:
                 kwargs = self._member(group, m, pin, tag, configs[m.name], tls, fp)
