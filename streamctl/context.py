@@ -164,7 +164,7 @@ class ClusterContext:
         if password is None:
             password = self.secrets["postgres_password"]
         ssl = self.pg_ssl(target=name)  # TLS on: sslmode=verify-full and the cluster CA, usable as printed
-        addresses = member_addresses(self.topology, name) or [(ep.host, ep.port)]  # under HA: its leader
+        addresses = member_addresses(self.topology, name, self.store.pinned()) or [(ep.host, ep.port)]  # HA: its leader
         return pg_engine.leader_uri(addresses, dbname or ep.database or "postgres", user, password, ssl)
 
     def pg_conninfo(self, name: str, dbname: str | None = None, user: str | None = None,
@@ -181,7 +181,7 @@ class ClusterContext:
             password = self.secrets["postgres_password"]
         params = {**self.pg_ssl(target=name), "connect_timeout": connect_timeout,
                   "application_name": application_name, **session_params()}
-        addresses = member_addresses(self.topology, name) or [(ep.host, ep.port)]  # under HA: its leader
+        addresses = member_addresses(self.topology, name, self.store.pinned()) or [(ep.host, ep.port)]  # HA: its leader
         return pg_engine.leader_uri(addresses, dbname or ep.database or "postgres", user or self.topology.pg_user,
                                     password, params)
 

@@ -86,6 +86,10 @@ class StateStore:
             data["nodes"] = {k: v for k, v in nodes.items() if k not in names}
             self.write(data)
 
+    def pinned(self) -> dict[str, str]:
+        """Name -> the address of the host it is pinned to (Swarm's pins: an HA member is reached there)."""
+        return {n: str(p["addr"]) for n, p in self.read().get("swarm_pins", {}).items() if p.get("addr")}
+
     def endpoints(self) -> dict[str, Endpoint]:
         return {name: Endpoint(**e) for name, e in self.read().get("nodes", {}).items()}
 

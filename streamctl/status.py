@@ -37,10 +37,10 @@ def node_status(ctx: ClusterContext, backend: Backend, node: Node, orphan: bool 
         detail = f"{ORPHAN}; {detail}" if detail else ORPHAN
     seen: dict[str, Any] = {**row, "backend": backend.name, "host": ep.host, "port": ep.port,
                              "state": obs.state.value, "healthy": healthy, "detail": detail}
-    group = next((g for g in ha_groups(ctx.topology) if g.node.name == node.name), None)
+    group = next((g for g in ha_groups(ctx.topology, ctx.store.pinned()) if g.node.name == node.name), None)
     if group is None:
         return seen
-    problem = dcs.dcs_state(ctx.topology).problem if obs.state is not NodeState.MISSING else None
+    problem = dcs.dcs_state(ctx.topology, ctx.store.pinned()).problem if obs.state is not NodeState.MISSING else None
     if problem is None:
         return {**seen, "members": member_rows(ctx, group)}
     return {**seen, **dcs_rows(ctx, group, problem)}

@@ -21,7 +21,7 @@ GroupArg = Annotated[str, typer.Argument(help="The group: its node (coordinator,
 
 
 def _group(ctx: ClusterContext, group: str, command: str) -> Group:
-    groups = ha_groups(ctx.topology)
+    groups = ha_groups(ctx.topology, ctx.store.pinned())
     if not groups:
         raise PreflightError(f"{command} needs high availability, and the topology has no ha section",
                              hint="add an ha section (see examples/ha.yaml) and run `streamctl up`")

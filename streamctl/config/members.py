@@ -9,7 +9,8 @@ up in the same order. Which member leads is Patroni's choice at any moment, not 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 from streamctl.config.nodes import Node, Role
 from streamctl.config.schema import Topology
@@ -60,9 +61,10 @@ def group_standbys(ha: HaSpec, role: Role) -> tuple[int, str]:
     return (own, f"ha.{kind}.standbys") if own is not None else (ha.standbys, "ha.standbys")
 
 
-def ha_groups(t: Topology) -> list[Group]:
+def ha_groups(t: Topology, hosts: Mapping[str, str] | None = None) -> list[Group]:
     """Every Citus group with its members (none without Citus), then the analytics primary's when
-    `ha.analytics.standbys` gives it standbys; none when `ha` is off."""
+    `ha.analytics.standbys` gives it standbys; none when `ha` is off. `hosts`: member name -> the address
+    streamctl reaches it at when that is not its node's (Swarm: its host's; `StateStore.pinned`)."""
     if not t.ha_on:
         return []
     assert t.ha is not None
@@ -81,8 +83,9 @@ def ha_groups(t: Topology) -> list[Group]:
                 (next_port, f"ha.port + {next_port - t.ha.port}" if next_port != t.ha.port else "ha.port")
             rest_path = f"ha.rest_port + {next_rest - t.ha.rest_port}" if next_rest != t.ha.rest_port \
                 else "ha.rest_port"
-            members.append(Member(node.name if k == 0 else f"{node.name}-{k + 1}", number, node, port, next_rest,
-                                  port_path, rest_path))
+            name = node.name if k == 0 else f"{node.name}-{k + 1}"
+            at = replace(node, bind=hosts[name]) if hosts and hosts.get(name) else node
+            members.append(Member(name, number, at, port, next_rest, port_path, rest_path))
             next_port += k > 0
             next_rest += 1
         groups.append(Group(node, number, standbys, path, tuple(members)))
@@ -94,18 +97,20 @@ def citus_groups(t: Topology) -> list[Group]:
     return [g for g in ha_groups(t) if g.citus]
 
 
-def etcd_members(t: Topology) -> list[EtcdMember]:
-    """The etcd members Patroni's DCS is made of (none when `ha` is off)."""
+def etcd_members(t: Topology, hosts: Mapping[str, str] | None = None) -> list[EtcdMember]:
+    """The etcd members Patroni's DCS is made of (none when `ha` is off); `hosts` as for `ha_groups`."""
     if not t.ha_on:
         return []
     assert t.ha is not None
-    e = t.ha.etcd
-    return [EtcdMember(f"etcd-{i + 1}", "127.0.0.1" if t.bind in ("0.0.0.0", "::") else t.bind, e.port + i,
-                       e.first_peer_port + i) for i in range(e.members)]
+    e, hosts = t.ha.etcd, hosts or {}
+    host = "127.0.0.1" if t.bind in ("0.0.0.0", "::") else t.bind
+    return [EtcdMember(f"etcd-{i + 1}", hosts.get(f"etcd-{i + 1}") or host, e.port + i, e.first_peer_port + i)
+            for i in range(e.members)]
 
 
-def member_addresses(t: Topology, name: str) -> list[tuple[str, int]]:
+def member_addresses(t: Topology, name: str, hosts: Mapping[str, str] | None = None) -> list[tuple[str, int]]:
     """Every member's address of the group node `name` leads (clients connect to the one that takes writes);
-    [] for a node that is not under HA."""
-    group = next((g for g in ha_groups(t) if g.node.name == name), None)
+    [] for a node that is not under HA. `hosts`: member name -> the address it is reached at when that is not
+    its node's (on Swarm, the host its service is pinned to)."""
+    group = next((g for g in ha_groups(t, hosts) if g.node.name == name), None)
     return [(m.node.host, m.port) for m in group.members] if group else []

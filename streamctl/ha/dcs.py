@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +39,8 @@ class Dcs:
         return f"etcd has no quorum ({self.answering} of {self.members} members answer)"
 
 
-def dcs_state(t: Topology) -> Dcs:
-    members = etcd_members(t)
+def dcs_state(t: Topology, hosts: Mapping[str, str] | None = None) -> Dcs:
+    members = etcd_members(t, hosts)
     answering, healthy = 0, False
     for m in members:
         try:

@@ -17,7 +17,7 @@ DCS_STEP = "patroni failsafe mode"
 
 
 def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
-    return [_failsafe_step(ctx, g) for g in ha_groups(ctx.topology) if not g.node.is_external]
+    return [_failsafe_step(ctx, g) for g in ha_groups(ctx.topology, ctx.store.pinned()) if not g.node.is_external]
 
 
 def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:

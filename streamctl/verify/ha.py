@@ -27,7 +27,7 @@ def check_groups(ctx: ClusterContext) -> list[CheckResult]:
     assert ctx.topology.ha is not None
     synchronous = ctx.topology.ha.synchronous != "off"
     ca = ctx.ca_path() if ctx.tls_on else None
-    problem = dcs.dcs_state(ctx.topology).problem
+    problem = dcs.dcs_state(ctx.topology, ctx.store.pinned()).problem
 
     def one(group: Group) -> Verdict:
         if problem is not None:  # Patroni's view of the group lives in etcd: say why there is none
@@ -58,4 +58,4 @@ def check_groups(ctx: ClusterContext) -> list[CheckResult]:
         return passed(f"{leaders[0].name} leads (timeline {leaders[0].timeline}), {len(states) - 1} standby(s) "
                       "streaming", **data)
 
-    return [guarded(GROUPS, g.node.name, partial(one, g)) for g in ha_groups(ctx.topology)]
+    return [guarded(GROUPS, g.node.name, partial(one, g)) for g in ha_groups(ctx.topology, ctx.store.pinned())]

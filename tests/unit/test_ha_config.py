@@ -93,21 +93,47 @@ def test_a_bad_ha_section_is_refused_with_its_path(case: str, data: dict, messag
     assert any(d.startswith(f"{path}: ") and message in d for d in info.value.details), info.value.details
 
 
-def test_ha_on_swarm_is_refused_naming_ha_and_docker_or_auto_are_accepted(tmp_path: Path) -> None:
+def test_ha_runs_on_every_backend_but_swarm_refuses_analytics_ha_and_backups_with_ha(tmp_path: Path) -> None:
     path = tmp_path / "topology.yaml"
-    path.write_text(yaml.safe_dump({"backend": "swarm", "bind": "0.0.0.0", "ha": {}}))
-    with pytest.raises(ConfigError) as info:
-        load_topology(path, env={})
-    assert info.value.exit_code == ExitCode.CONFIG == 3
-    assert any(": ha: high availability runs on the local and Docker backends for now, and this topology runs "
-               "its Citus nodes on swarm " in d for d in info.value.details), info.value.details
-    path.write_text(yaml.safe_dump({"backend": "local", "bind": "0.0.0.0", "ha": {}}))
-    with pytest.raises(ConfigError):
-        load_topology(path, env={}, backend="swarm")  # --backend is judged like the file
-    for backend in ("docker", "auto"):
-        path.write_text(yaml.safe_dump({"backend": backend, "ha": {}}))
+    for backend in ("docker", "auto", "swarm"):
+        path.write_text(yaml.safe_dump({"backend": backend, "bind": "0.0.0.0", "ha": {}}))
         assert load_topology(path, env={}).ha_on
     assert load_topology(path, env={}, backend="local").ha_on
+    path.write_text(yaml.safe_dump({"backend": "local", "bind": "0.0.0.0", "ha": {"analytics": {"standbys": 1}}}))
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env={}, backend="swarm")  # --backend is judged like the file
+    assert info.value.exit_code == ExitCode.CONFIG == 3
+    assert any("ha.analytics.standbys: the analytics primary under HA runs on the local backend only for now, "
+               "and this topology runs it on swarm" in d for d in info.value.details), info.value.details
+    backup = {"repository": {"path": "r"}}
+    path.write_text(yaml.safe_dump({"backend": "swarm", "bind": "0.0.0.0", "ha": {}, "backup": backup}))
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env={})
+    assert any("backup: backups with ha run on the local backend only for now, and this topology runs its Citus "
+               "nodes on swarm" in d for d in info.value.details), info.value.details
+
+
+def test_swarm_places_a_groups_members_on_distinct_hosts_or_says_how_many_it_needs() -> None:
+    from streamctl.backends.swarm.ha_place import place_members
+    from streamctl.config.constraints import HostFacts, parse
+
+    t = parse_topology({"backend": "swarm", "bind": "0.0.0.0", "metadata": {"citus": {"enabled": True},
+                        "workers": {"count": 1}}, "ha": {"etcd": {"members": 3, "peer_port": 12390}}}, env={})
+    groups, etcd = ha_groups(t), etcd_members(t)
+    hosts = [HostFacts(f"id{i}", f"db-{i}", "manager" if i == 1 else "worker") for i in (1, 2, 3)]
+    chosen, problems = place_members(groups, etcd, hosts, {"coordinator": "id1"}, {})
+    assert problems == [] and "coordinator" not in chosen
+    for names in (["coordinator", "coordinator-2"], ["worker-1", "worker-1-2"], ["etcd-1", "etcd-2", "etcd-3"]):
+        assert len({chosen.get(n, "id1") for n in names}) == len(names), chosen
+    rules = {"worker-1": (parse("node.role == worker"),), "coordinator": (parse("node.hostname == db-1"),)}
+    _, problems = place_members(groups, etcd, hosts[:2], {}, rules)
+    assert problems == [
+        "coordinator's group (ha.standbys: 1) has 2 members, which need 2 distinct Swarm hosts, and 1 ready, "
+        "active host qualifies (db-1)",
+        "worker-1's group (ha.standbys: 1) has 2 members, which need 2 distinct Swarm hosts, and 1 ready, active "
+        "host qualifies (db-2)",
+        "etcd (ha.etcd.members: 3) has 3 members, which need 3 distinct Swarm hosts, and 2 ready, active hosts "
+        "qualify (db-1, db-2)"], problems
 
 
 def _member_config(ha: dict, tls_dir: Path | None = Path("/s/tls"), base: str = "/s/nodes"):  # type: ignore[no-untyped-def,type-arg]

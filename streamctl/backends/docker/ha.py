@@ -36,6 +36,18 @@ CONFIG = f"{spec.FILES_DIR}/patroni.yml"
 LABEL_HA = f"{spec.LABEL_PREFIX}.ha"  # on a group member's container: "member" (turning ha on or off is refused)
 
 
+def mode_refusal(node: Node, was_ha: bool, under_ha: bool) -> RefusedError | None:
+    """Turning HA on for a node that ran without Patroni, or off for a group Patroni runs: not built yet."""
+    if under_ha and not was_ha:
+        return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data "
+                            "is not built yet", hint="remove the ha section, or start from "
+                            "`streamctl down --volumes`")
+    if not under_ha and was_ha:
+        return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning "
+                            "ha off is not built yet", hint="put the ha section back")
+    return None
+
+
 class DockerHa:
     """The groups under HA of one Docker backend: their members' containers and the etcd containers."""
 
@@ -131,17 +143,7 @@ class DockerHa:
         """Turning HA on for a node whose container ran without Patroni, or off for a group Patroni runs, is
         not built yet: refused before anything changes."""
         c = self.b._find(node)
-        if c is None:
-            return None
-        was_ha = (c.labels or {}).get(LABEL_HA) == "member"
-        if under_ha and not was_ha:
-            return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data "
-                                "is not built yet", hint="remove the ha section, or start from "
-                                "`streamctl down --volumes`")
-        if not under_ha and was_ha:
-            return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning "
-                                "ha off is not built yet", hint="put the ha section back")
-        return None
+        return None if c is None else mode_refusal(node, (c.labels or {}).get(LABEL_HA) == "member", under_ha)
 
     # -- changes ----------------------------------------------------------------------------------
     def image(self, node: Node) -> str:

@@ -12,12 +12,13 @@ from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
-from streamctl.backends.base import Action, Notify, Observation, node_readiness
+from streamctl.backends.base import Action, Notify, Observation, fingerprint, node_readiness
 from streamctl.backends.docker import owner
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.backends.docker.engine import EngineBackend
 from streamctl.backends.docker.errors import connect, docker_errors
 from streamctl.backends.swarm import spec as sspec
+from streamctl.backends.swarm.ha import SwarmHa
 from streamctl.backends.swarm.hosts import SwarmHosts
 from streamctl.backends.swarm.observe import ClusterServices
 from streamctl.backends.swarm.preflight import SwarmPreflight, refuse_one_address
@@ -25,10 +26,12 @@ from streamctl.backends.swarm.service import ensure_secret, service_kwargs
 from streamctl.backends.swarm.teardown import remove_cluster, remove_volume
 from streamctl.backends.swarm.users import ImageUsers
 from streamctl.backends.swarm.volumes import SwarmVolumes
+from streamctl.config.members import Group, ha_groups
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
+from streamctl.ha import rest
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
 from streamctl.tls.material import node_names
@@ -43,6 +46,8 @@ class SwarmBackend(EngineBackend):
         super().__init__(ctx, progress)
         self._hosts: SwarmHosts | None = None
         self._unremoved: list[str] = []  # volumes `remove` could not delete (recorded; teardown reports them)
+        self._groups: dict[str, Group] = {g.node.name: g for g in ha_groups(self.topology)}
+        self.ha = SwarmHa(self, self._groups)  # the Citus groups under HA: a service per member (ha.py)
 
     @cached_property
     def users(self) -> ImageUsers:
@@ -82,7 +87,13 @@ class SwarmBackend(EngineBackend):
     def preflight(self, nodes: list[Node]) -> None:
         """Before any change: ports Swarm can publish, a reachable manager, and the checks of preflight.py."""
         refuse_one_address(self.topology)
-        self.checks.check(nodes)
+        for node in (n for n in nodes if n.is_postgres):
+            refusal = self.ha.mode_change(node, self.services.find(node), node.name in self._groups)
+            if refusal is not None:
+                raise refusal
+        self.checks.check([n for n in nodes if n.name not in self._groups])
+        if self._groups:
+            self.ha.plan()
 
     def unreachable(self, nodes: list[Node]) -> dict[str, str]:
         """Nodes pinned to a host that cannot run them now (left, down, drained, paused): `up` converges
@@ -90,7 +101,7 @@ class SwarmBackend(EngineBackend):
         return self.checks.unreachable(nodes)
 
     def prepare(self, changes: list[tuple[Node, Action]], notify: Notify) -> None:
-        self.checks.prepare(changes, notify)
+        self.checks.prepare([c for c in changes if c[0].name not in self._groups], notify)
 
     # -- definitions ------------------------------------------------------------------------------
     def spec(self, node: Node, issue: bool = False) -> sspec.ServiceSpec:
@@ -100,12 +111,20 @@ class SwarmBackend(EngineBackend):
         labels = {**s.container.labels, **self.ctx.ownership.labels()}  # service, containers and volume
         return replace(s, container=docker_spec.replace_spec(s.container, labels=labels))
 
+    def desired_fingerprint(self, node: Node) -> str:
+        group = self._groups.get(node.name)
+        return fingerprint(self.ha.definition(group)) if group else super().desired_fingerprint(node)
+
     def tls_covers(self, node: Node) -> bool:
         return self.ctx.managed_tls(node.name)
 
     def tls_names(self, node: Node) -> set[str]:
         """What the certificate covers: the node and service names, loopback, and the address of the host
         its port is published on (the pinned or planned Swarm host)."""
+        group = self._groups.get(node.name)
+        if group is not None:  # every member's name, service and host: one certificate for the group
+            return (node_names(self.topology, node) | {m.name for m in group.members}
+                    | {self.ha.service(m.name) for m in group.members} | self.ha.hosts_of(group))
         pin = self.hosts.pin(node.name) or self.hosts.planned(node.name)
         return node_names(self.topology, node) | ({pin.addr} if pin and pin.addr else set())
 
@@ -114,6 +133,8 @@ class SwarmBackend(EngineBackend):
         return self.services.find(node)
 
     def observe(self, node: Node) -> Observation:
+        if node.name in self._groups:
+            return self.ha.observe(self._groups[node.name])
         return self.services.observe(node, self.volumes)
 
     def leftover_volumes(self) -> list[tuple[str, str]]:
@@ -121,6 +142,12 @@ class SwarmBackend(EngineBackend):
         return [(x.node, x.describe()) for x in self.volumes.leftovers()]
 
     # -- changes ----------------------------------------------------------------------------------
+    def apply(self, node: Node, action: Action) -> None:
+        if node.name in self._groups and action is not Action.NOOP:
+            self.ha.apply(self._groups[node.name], recreate=action is Action.RECREATE)
+        else:
+            super().apply(node, action)
+
     def _start(self, found: Any) -> None:
         with docker_errors(f"scale {found.name} to 1"):
             found.scale(1)
@@ -149,6 +176,8 @@ class SwarmBackend(EngineBackend):
                                  driver="overlay", attachable=False, scope="swarm")
 
     def stop(self, node: Node) -> None:
+        if node.name in self._groups:
+            return self.ha.stop(self._groups[node.name])
         service = self._find(node)
         if service is not None:
             with docker_errors(f"scale {service.name} to 0"):
@@ -156,6 +185,11 @@ class SwarmBackend(EngineBackend):
             self.hosts.wait_no_task(service)
 
     def remove(self, node: Node, volumes: bool) -> None:
+        if node.name in self._groups:
+            problems = self.ha.remove(self._groups[node.name], volumes)
+            with self._lock:
+                self._unremoved += problems
+            return
         service = self._find(node)
         image_ran = ""
         if service is not None:
@@ -172,6 +206,8 @@ class SwarmBackend(EngineBackend):
 
     def teardown(self, volumes: bool) -> None:
         """With volumes: the cluster's secrets, network and volumes (teardown.py); only this instance's."""
+        if self.ha.etcd:
+            self._unremoved += self.ha.teardown(volumes)
         if volumes:
             remove_cluster(self.client, self.ctx, self.hosts, self.volumes, self.network, self._unremoved)
 
@@ -184,12 +220,21 @@ class SwarmBackend(EngineBackend):
     # -- information ------------------------------------------------------------------------------
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         service = docker_spec.container_name(self.topology.cluster, node.name)
+        group = self._groups.get(node.name)
+        if group is not None:  # under HA: the members' services run, and Patroni says the group is led
+            ca = self.ctx.ca_path() if self.ctx.tls_on else None
+            sync = self.topology.ha is not None and self.topology.ha.synchronous != "off"
+            return node_readiness(self, self.ctx, node, max(timeout, 180.0), f"as Swarm service {service}, ",
+                                  tls=self.tls_covers(node), alive=lambda: self.ha.running(group), interval=0.5,
+                                  also=lambda: rest.ready(self.ha.addressed(group), ca, sync))
         return node_readiness(self, self.ctx, node, timeout, f"as Swarm service {service}, ",
                               tls=self.tls_covers(node), alive=lambda: self.services.alive(node),
                               interval=0.3, hint=f" and `docker service ps {service}`",
                               also=lambda: self.services.task_running(node))
 
     def logs(self, node: Node, tail: int = 50) -> list[str]:
+        if node.name in self._groups:
+            return self.ha.logs(self._groups[node.name], tail)
         service = self._find(node)
         if service is None:
             return []
@@ -202,7 +247,8 @@ class SwarmBackend(EngineBackend):
         return lines
 
     def endpoint(self, node: Node) -> Endpoint:
-        pin = self.hosts.pin(node.name) or self.hosts.planned(node.name)
+        pin = self.ha.pin(node.name) if node.name in self._groups else \
+            self.hosts.pin(node.name) or self.hosts.planned(node.name)
         host = pin.addr if pin else node.host
         return Endpoint(node.name, node.role.value, node.engine.value, self.name, host, node.port,
                         docker_spec.container_name(self.topology.cluster, node.name),
@@ -233,8 +279,14 @@ class SwarmBackend(EngineBackend):
             raise PreflightError("psql is not installed here (on Swarm it connects to the published port)",
                                  hint="install the PostgreSQL client, or use `streamctl url NODE`")
         ep = self.endpoint(node)
+        host, port = ep.host, str(ep.port)
         env = {"PGPASSWORD": password}
+        group = self._groups.get(node.name)
+        if group is not None:  # under HA: every member at its host; libpq keeps the one that leads
+            members = self.ha.addressed(group)
+            host, port = ",".join(m.node.host for m in members), ",".join(str(m.port) for m in members)
+            env["PGTARGETSESSIONATTRS"] = "primary"
         if self.tls_covers(node):  # psql verifies the server against streamctl's copy of the CA
             env.update(PGSSLMODE="verify-full", PGSSLROOTCERT=self.ctx.ca_path())
-        return ([exe, "-h", ep.host, "-p", str(ep.port), "-U", user, "-d", database, *args], env)
+        return ([exe, "-h", host, "-p", port, "-U", user, "-d", database, *args], env)
 

@@ -101,6 +101,10 @@ class SwarmHosts:
                 pins[node] = {"id": pin.id, "hostname": pin.hostname, "addr": pin.addr}
             self.ctx.store.update(**{PINS: pins})
 
+    def record(self, name: str, pin: Pin) -> None:
+        """Pin what is not a node of its own (an HA member, an etcd member) to the host chosen for it."""
+        self._record(name, pin)
+
     def adopt(self, node: str, service: Any) -> None:
         """A service exists but the state lost its pin: take it back from the service's label."""
         host = (service.attrs["Spec"].get("Labels") or {}).get("io.streamctl.swarm.host")

@@ -1,0 +1,286 @@
+"""High availability on Swarm (#27), on a three-host Swarm (Docker-in-Docker, tests/support/dind.py):
+
+1. The HA member image, built on the manager, is put on the other hosts with no registry and through the
+   manager's engine only (streamctl/backends/swarm/image_spread.py); a second spread finds it everywhere and
+   loads nothing; a host that cannot run the one-shot task is named.
+2. A group needing more hosts than the Swarm has is refused with the counts (exit 4), nothing created.
+3. One HA cluster (coordinator + 1 worker, 1 synchronous standby each, 3 etcd members): every group's members
+   on distinct hosts, each group led with a sync standby (Patroni's REST API and `status`), `verify` passes, a
+   second `up` changes nothing; the worker leader's host is frozen while a writer inserts through the
+   coordinator: its standby is promoted, writes work again, pg_dist_node names the new leader, every
+   acknowledged insert is there, and once the host is back the old leader rejoins as a sync standby; a
+   switchover of the worker group moves pg_dist_node too; `down` then `up` keep every row, each group led
+   again. Turning ha off is refused (exit 10); `down --volumes` leaves no service or volume on any host.
+
+Marked `multihost`: scripts/test runs these in their own pytest phase."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+import pytest
+
+from streamctl.backends.docker.ha_image import member_image
+from streamctl.backends.swarm.image_spread import ImageSpread
+from streamctl.backends.swarm.placement import Pin
+from streamctl.config.load import load_topology
+from streamctl.config.members import ha_groups
+from streamctl.context import ClusterContext
+from streamctl.ha import rest
+from tests.support.cli import Cli
+from tests.support.cluster import topology_dict, traversable_tmpdir
+from tests.support.dind import DindSwarm, dind_swarm, swarm_cli
+from tests.support.docker import unique_cluster
+from tests.support.ha import Writer, status_members, wait_until
+from tests.support.images import ensure_citus_image
+from tests.support.ports import free_port_run
+
+pytestmark = [pytest.mark.docker, pytest.mark.multihost]
+
+NETWORK = "spread-net"
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[DindSwarm]:
+    yield from dind_swarm([ensure_citus_image()])
+
+
+@pytest.fixture(scope="module")
+def manager(swarm: DindSwarm) -> Iterator[Any]:
+    client = swarm.manager.client()
+    try:
+        client.networks.create(NETWORK, driver="overlay", attachable=False, scope="swarm")
+        yield client
+    finally:
+        client.close()
+
+
+def _pins(swarm: DindSwarm) -> list[Pin]:
+    return [Pin(n.swarm_id, n.hostname, n.ip) for n in swarm.nodes]
+
+
+def _image_ids(swarm: DindSwarm, tag: str) -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for node in swarm.nodes:
+        client = node.client()
+        try:
+            found = client.images.list(name=tag.split(":")[0])
+            out[node.hostname] = next((i.id for i in found if tag in i.tags), None)
+        finally:
+            client.close()
+    return out
+
+
+def test_member_image_reaches_every_host_through_the_manager(swarm: DindSwarm, manager: Any) -> None:
+    tag = member_image(manager, ensure_citus_image())
+    before = _image_ids(swarm, tag)
+    assert before["db-1"] is not None and before["db-2"] is None and before["db-3"] is None, before
+    pins = _pins(swarm)
+    spread = ImageSpread(manager, "spread", NETWORK, pins[0])
+    runners = {p.id: ensure_citus_image() for p in pins}
+    start = time.monotonic()
+    first = spread.spread(tag, runners, pins)
+    took = time.monotonic() - start
+    print(f"\nspread of {tag} to 2 hosts: {took:.1f} s; {first}")
+    assert set(first) == {"db-2", "db-3"} and all(v.startswith("loaded ") for v in first.values()), first
+    assert set(_image_ids(swarm, tag).values()) == {before["db-1"]}  # the same image id everywhere
+
+    start = time.monotonic()
+    again = spread.spread(tag, runners, pins)
+    print(f"second spread (cached): {time.monotonic() - start:.1f} s; {again}")
+    assert again == {"db-2": "present", "db-3": "present"}
+    left = [s.name for s in manager.services.list() if "-img" in s.name]
+    assert left == [], left  # the feeder and the one-shot tasks are gone
+
+
+def test_a_host_without_the_runner_image_is_named(swarm: DindSwarm, manager: Any) -> None:
+    pins = _pins(swarm)
+    tag = member_image(manager, ensure_citus_image())
+    spread = ImageSpread(manager, "spread", NETWORK, pins[0])
+    runners = {p.id: "streamctl-test/absent:none" for p in pins}
+    other = swarm.node("db-2").client()
+    try:
+        other.images.remove(tag, force=True)
+    finally:
+        other.close()
+    with pytest.raises(Exception) as raised:
+        spread.spread(tag, runners, pins[:2], timeout=120.0)
+    assert "db-2" in " ".join(getattr(raised.value, "details", [])), raised.value
+
+
+
+# -- HA members on Swarm ---------------------------------------------------------------------------------
+def _ha_topology(standbys: int, etcd_members: int) -> dict[str, Any]:
+    ha = {"standbys": standbys, "synchronous": "on", "port": free_port_run(8), "rest_port": free_port_run(10),
+          "etcd": {"members": etcd_members, "port": free_port_run(3), "peer_port": free_port_run(3)}}
+    data = topology_dict(cluster=unique_cluster(), backend="swarm", citus=True, workers=1, replicas=0, redis=False,
+                         analytics=False, fdw=False, ha=ha, bind="0.0.0.0")
+    data.pop("local", None)
+    data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = ensure_citus_image()
+    data["gateway"]["enabled"] = False
+    return data
+
+
+def _services(swarm: DindSwarm, cluster: str) -> list[str]:
+    manager = swarm.manager.client()
+    try:
+        return [s.name for s in manager.services.list() if s.name.startswith(cluster)]
+    finally:
+        manager.close()
+
+
+def test_too_few_hosts_is_refused_with_the_counts_before_anything_starts(swarm: DindSwarm, manager: Any) -> None:
+    data = _ha_topology(standbys=3, etcd_members=1)
+    with swarm_cli(swarm, traversable_tmpdir(), data) as c:
+        proc = c.run("up")
+        assert proc.returncode == 4, proc.output
+        said = " ".join(proc.output.split())  # as wrapped for a terminal, or not
+        assert "coordinator's group (ha.standbys: 3) has 4 members, which need 4 distinct Swarm hosts, and 3 " \
+               "ready, active hosts qualify (db-1, db-2, db-3)" in said, proc.output
+        assert _services(swarm, c.cluster) == []
+
+
+@pytest.fixture(scope="module")
+def ha_cli(swarm: DindSwarm, manager: Any) -> Iterator[Cli]:
+    data = _ha_topology(standbys=1, etcd_members=3)
+    with swarm_cli(swarm, traversable_tmpdir(), data) as c:
+        start = time.monotonic()
+        c.ok("up")
+        print(f"\nup with HA on 3 hosts: {time.monotonic() - start:.1f} s")
+        yield c
+
+
+def _ctx(cli: Cli) -> ClusterContext:
+    return ClusterContext.build(load_topology(cli.path, env={}, backend="swarm"), cli.path)
+
+
+def _pinned(ctx: ClusterContext) -> dict[str, Any]:
+    return dict(ctx.store.read()["swarm_pins"])
+
+
+def _roles(cli: Cli, group: str) -> dict[str, str]:
+    """Patroni's roles, asking each member at the address of the host it is pinned to."""
+    ctx = _ctx(cli)
+    hosts = ctx.store.pinned()
+    g = next(g for g in ha_groups(ctx.topology) if g.node.name == group)
+    members = tuple(replace(m, node=replace(m.node, bind=hosts[m.name])) for m in g.members)
+    return {s.name: s.ha_role for s in rest.group_members(members, ctx.ca_path() if ctx.tls_on else None)}
+
+
+def test_members_on_distinct_hosts_each_group_led_with_a_sync_standby(ha_cli: Cli) -> None:
+    pins = _pinned(_ctx(ha_cli))
+    for names in (["coordinator", "coordinator-2"], ["worker-1", "worker-1-2"], ["etcd-1", "etcd-2", "etcd-3"]):
+        assert len({pins[n]["id"] for n in names}) == len(names), pins
+    for group in ("coordinator", "worker-1"):
+        assert sorted(_roles(ha_cli, group).values()) == ["leader", "sync_standby"], _roles(ha_cli, group)
+    status_members(ha_cli.json("status")["nodes"], ha_groups(_ctx(ha_cli).topology))  # status reaches them too
+    ha_cli.ok("verify")  # a leader per group, standbys streaming, a sync standby, pg_dist_node naming the leaders
+    assert set(ha_cli.actions().values()) == {"noop"}  # a second `up` changes nothing
+
+
+def _coordinator(cli: Cli, query: str) -> Any:
+    """One value through the coordinator's group (libpq's multi-host string, a 5 s connect timeout per host)."""
+    with psycopg.connect(_ctx(cli).pg_conninfo("coordinator"), autocommit=True) as conn:
+        row = conn.execute(query).fetchone()  # type: ignore[arg-type]
+    return row[0] if row else None
+
+
+def test_worker_leaders_host_frozen_under_writes(swarm: DindSwarm, ha_cli: Cli) -> None:
+    """Swarm restarts a killed task in place, and its Patroni takes its own leader key back: a host lost is
+    what makes a standby lead. The worker leader's host is frozen (its engine and every task on it paused)."""
+    writer = Writer(_ctx(ha_cli).pg_conninfo("coordinator"), title="swarm-ha")
+    leader = next(n for n, r in _roles(ha_cli, "worker-1").items() if r == "leader")
+    host = swarm.node(_pinned(_ctx(ha_cli))[leader]["hostname"])
+    writer.start()
+    try:
+        wait_until("a first acknowledged insert", lambda: writer.streak >= 5)
+        frozen = time.monotonic()
+        subprocess.run(["docker", "pause", host.container], check=True, capture_output=True)
+        try:
+            wait_until("a new worker leader", lambda: any(
+                r == "leader" and n != leader for n, r in _roles(ha_cli, "worker-1").items()), 180.0)
+            wait_until("writes through the coordinator again", lambda: writer.first_ack_after(frozen) is not None
+                       and writer.streak >= 10, 180.0)
+            pause = writer.longest_pause(frozen, time.monotonic())
+            print(f"\nworker leader {leader}'s host {host.hostname} frozen: writes paused {pause:.1f} s at most, "
+                  f"{writer.failed} failed, {len(writer.acked)} acknowledged")
+        finally:
+            writer.stop.set()
+            writer.join(30)
+            new = next((n for n, r in _roles(ha_cli, "worker-1").items() if r == "leader"), None)
+            registered = _coordinator(ha_cli, "SELECT nodename FROM pg_dist_node WHERE groupid = 1 "
+                                              "AND noderole = 'primary'")
+            subprocess.run(["docker", "unpause", host.container], check=False, capture_output=True)
+    finally:
+        writer.stop.set()
+    assert new not in (None, leader) and registered == new, (leader, new, registered)
+    ids = ",".join(f"'{i}'" for i in writer.acked)
+    found = _coordinator(ha_cli, f"SELECT count(*) FROM content_metadata WHERE content_id IN ({ids})")
+    assert found == len(writer.acked), (found, len(writer.acked), writer.failed)
+    try:
+        wait_until("the old leader back as a standby", lambda: sorted(_roles(ha_cli, "worker-1").values())
+                   == ["leader", "sync_standby"], 180.0)
+    except AssertionError:
+        raise AssertionError(f"{leader} did not rejoin: {_roles(ha_cli, 'worker-1')}\n{_diagnose(swarm, ha_cli)}") \
+            from None
+
+
+def _diagnose(swarm: DindSwarm, cli: Cli) -> str:
+    """The worker members' tasks and last log lines, for a failure message."""
+    manager = swarm.manager.client()
+    out = []
+    try:
+        for name in ("worker-1", "worker-1-2"):
+            service = manager.services.get(f"{cli.cluster}-{name}")
+            tasks = [(t["Status"]["State"], t["Status"].get("Err", ""), t["NodeID"][:8]) for t in service.tasks()]
+            logs = b"".join(service.logs(stdout=True, stderr=True, tail=25)).decode(errors="replace")
+            out.append(f"== {name}: tasks {tasks}\n{logs}")
+    finally:
+        manager.close()
+    return "\n".join(out)
+
+
+def _leader(cli: Cli, group: str) -> str:
+    return next(n for n, r in _roles(cli, group).items() if r == "leader")
+
+
+def test_switchover_then_down_and_up_keep_every_row(ha_cli: Cli) -> None:
+    before = _leader(ha_cli, "worker-1")
+    ha_cli.ok("switchover", "worker-1")
+    after = _leader(ha_cli, "worker-1")
+    registered = _coordinator(ha_cli, "SELECT nodename FROM pg_dist_node WHERE groupid = 1 AND noderole = 'primary'")
+    assert after != before and registered == after, (before, after, registered)
+    rows = _coordinator(ha_cli, "SELECT count(*) FROM content_metadata")
+    ha_cli.ok("down")
+    ha_cli.ok("up")
+    for group in ("coordinator", "worker-1"):
+        assert sorted(_roles(ha_cli, group).values()) == ["leader", "sync_standby"], _roles(ha_cli, group)
+    assert _coordinator(ha_cli, "SELECT count(*) FROM content_metadata") == rows
+
+
+def test_turning_ha_off_is_refused_before_anything_changes(ha_cli: Cli) -> None:
+    ha = ha_cli.data.pop("ha")
+    ha_cli.save()
+    try:
+        proc = ha_cli.run("up")
+    finally:
+        ha_cli.data["ha"] = ha
+        ha_cli.save()
+    assert proc.returncode == 10 and "turning ha off is not built yet" in " ".join(proc.output.split()), proc.output
+
+
+def test_down_volumes_removes_every_member_and_volume(swarm: DindSwarm, ha_cli: Cli) -> None:
+    ha_cli.ok("down", "--volumes", "--yes")
+    for node in swarm.nodes:
+        client = node.client()
+        try:
+            left = [v.name for v in client.volumes.list() if v.name.startswith(ha_cli.cluster)]
+        finally:
+            client.close()
+        assert left == [], (node.hostname, left)
+    assert _services(swarm, ha_cli.cluster) == []
