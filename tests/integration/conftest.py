@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from tests.support.cluster import topology_dict
+from tests.support.dind import DindSwarm, dind_swarm
 from tests.support.docker import DockerCluster, unique_cluster, use_image
-from tests.support.images import ensure_test_image
+from tests.support.images import ensure_citus_image, ensure_test_image
 
 
 @pytest.fixture
@@ -26,3 +27,11 @@ def make_docker_cluster() -> Iterator[Callable[..., DockerCluster]]:
     yield factory
     for cluster in made:
         cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def shared_swarm() -> Iterator[DindSwarm]:
+    """One Swarm of three Docker-in-Docker hosts (db-1 its manager), the test images loaded into each, for every
+    multi-host module: each makes and removes its own clusters on it and leaves the hosts as it found them
+    (starting the nested engines and loading the images costs about 40 s, once instead of once a module)."""
+    yield from dind_swarm([ensure_test_image(), ensure_citus_image()])

@@ -34,7 +34,7 @@ from streamctl.context import ClusterContext
 from streamctl.ha import rest
 from tests.support.cli import Cli
 from tests.support.cluster import topology_dict, traversable_tmpdir
-from tests.support.dind import DindSwarm, dind_swarm, swarm_cli
+from tests.support.dind import DindSwarm, swarm_cli
 from tests.support.docker import unique_cluster
 from tests.support.ha import Writer, status_members, wait_until
 from tests.support.images import ensure_citus_image
@@ -46,8 +46,8 @@ NETWORK = "spread-net"
 
 
 @pytest.fixture(scope="module")
-def swarm() -> Iterator[DindSwarm]:
-    yield from dind_swarm([ensure_citus_image()])
+def swarm(shared_swarm: DindSwarm) -> DindSwarm:
+    return shared_swarm
 
 
 @pytest.fixture(scope="module")

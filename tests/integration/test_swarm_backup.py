@@ -29,9 +29,9 @@ from streamctl.readiness import Readiness
 from tests.support.backup import platform_sums
 from tests.support.cli import Cli
 from tests.support.cluster import traversable_tmpdir
-from tests.support.dind import DindSwarm, dind_swarm, kill_task, swarm_cli
+from tests.support.dind import DindSwarm, kill_task, swarm_cli
 from tests.support.docker import example_topology
-from tests.support.images import ensure_citus_image, ensure_test_image
+from tests.support.images import ensure_citus_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.multihost]
 
@@ -46,8 +46,8 @@ STORY: dict[str, object] = {}  # what the first test saw, for the restore's
 
 
 @pytest.fixture(scope="module")
-def swarm() -> Iterator[DindSwarm]:
-    yield from dind_swarm([ensure_test_image(), ensure_citus_image()])
+def swarm(shared_swarm: DindSwarm) -> DindSwarm:
+    return shared_swarm
 
 
 @pytest.fixture(scope="module")

@@ -31,9 +31,9 @@ import yaml
 from streamctl.readiness import Readiness
 from tests.support.cli import Cli
 from tests.support.cluster import traversable_tmpdir
-from tests.support.dind import DindNode, DindSwarm, dind_swarm, kill_task, running_host, swarm_cli, task_ids
+from tests.support.dind import DindNode, DindSwarm, kill_task, running_host, swarm_cli, task_ids
 from tests.support.docker import example_topology
-from tests.support.images import ensure_citus_image, ensure_test_image
+from tests.support.images import ensure_citus_image
 from tests.support.ports import free_port
 from tests.support.swarm import distributed_counts, registered
 
@@ -50,18 +50,23 @@ PLACEMENT = {
 
 
 @pytest.fixture(scope="module")
-def swarm() -> Iterator[DindSwarm]:
-    base = ensure_test_image()
-    citus = ensure_citus_image()
-    for made in dind_swarm([base, citus]):
-        manager = made.manager.client()
-        try:
-            for node in made.nodes[1:]:
-                host = manager.nodes.get(node.swarm_id)
-                host.update({**host.attrs["Spec"], "Labels": {"streamctl.role": "worker"}})
-        finally:
-            manager.close()
-        yield made
+def swarm(shared_swarm: DindSwarm) -> Iterator[DindSwarm]:
+    """The shared Swarm, its hosts but the manager labelled for the workers' placement (unlabelled after)."""
+    _label_workers(shared_swarm, {"streamctl.role": "worker"})
+    try:
+        yield shared_swarm
+    finally:
+        _label_workers(shared_swarm, {})
+
+
+def _label_workers(swarm: DindSwarm, labels: dict[str, str]) -> None:
+    manager = swarm.manager.client()
+    try:
+        for node in swarm.nodes[1:]:
+            host = manager.nodes.get(node.swarm_id)
+            host.update({**host.attrs["Spec"], "Labels": labels})
+    finally:
+        manager.close()
 
 
 @pytest.fixture(scope="module")
