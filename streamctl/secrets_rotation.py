@@ -14,7 +14,7 @@ from typing import Any
 from streamctl.backends.base import Backend
 from streamctl.config.model import Role
 from streamctl.context import ClusterContext
-from streamctl.errors import ExitCode, RefusedError, StepError, StreamctlError
+from streamctl.errors import ExitCode, StepError, StreamctlError
 from streamctl.events import Emit, Event, ignore
 from streamctl.gateway.guard import replace_token
 from streamctl.plan import PendingConfig
@@ -119,9 +119,9 @@ def rotate(ctx: ClusterContext, backend: Backend, names: list[str] | None = None
         else:
             plan.append((name, "rotated"))
     plan.sort(key=lambda item: NAMES.index(item[0]))  # the superuser first: the other changes log in as it
-    if ctx.topology.ha_on and any(n == "postgres_password" for n, _ in plan):
-        raise RefusedError("rotating postgres_password under ha is not built yet: Patroni keeps it in every "
-                           "member's configuration", hint="name the other secrets to rotate them")
+    refusal = passwords.ha_superuser_refusal(ctx, backend) if any(n == "postgres_password" for n, _ in plan) else None
+    if refusal is not None:  # before any value is generated or stored
+        raise refusal
     # A walsender started after this logged in with the new replication password.
     since = primary_now(ctx) if any(n == "replication_password" for n, _ in plan) else None
     for name, status in plan:

@@ -19,11 +19,24 @@ from streamctl import names
 from streamctl.citus.catalog import PLACEMENTS_PER_NODE
 from streamctl.citus.jobs import ACTIVE_JOB_STATES, LATEST_JOB_SQL
 from streamctl.citus.nodes import label, node_names
+from streamctl.config.members import ha_groups
 from streamctl.config.model import Role
 from streamctl.gateway.errors import StoreUnavailable, as_store_unavailable
-from streamctl.gateway.schemas import Health, Rebalance, ReplicaState, Replication, Shards, StoreHealth, WorkerShards
+from streamctl.gateway.schemas import (
+    HaGroup,
+    HaMember,
+    HaMembers,
+    Health,
+    Rebalance,
+    ReplicaState,
+    Replication,
+    Shards,
+    StoreHealth,
+    WorkerShards,
+)
 from streamctl.gateway.stores import ANALYTICS, FDW, METADATA, MONGO, REDIS, Stores
 from streamctl.replication.catalog import PRIMARY_SLOTS, SUBSCRIPTION_WORKER
+from streamctl.status import member_rows
 
 PROBE_TIMEOUT = 2.0
 
@@ -139,6 +152,16 @@ async def replication(stores: Stores) -> Replication:
                                    slot_active=slot[1] if slot else (None if not primary_ok else False),
                                    lag_bytes=slot[2] if slot else None, lag_seconds=lag_seconds))
     return Replication(enabled=True, primary=primary, primary_reachable=primary_ok, replicas=states)
+
+
+async def ha(stores: Stores) -> HaMembers:
+    """Under HA: each group's members with role, state, timeline and lag, as `status` shows them (Patroni's
+    REST API, its GET /cluster: a safe endpoint, so the gateway holds no Patroni password)."""
+    groups = ha_groups(stores.ctx.topology)
+    rows = await asyncio.gather(*(asyncio.to_thread(member_rows, stores.ctx, g) for g in groups))
+    return HaMembers(enabled=bool(groups), groups=[
+        HaGroup(node=g.node.name, leader=next((r["name"] for r in found if r["ha_role"] == "leader"), None),
+                members=[HaMember(**r) for r in found]) for g, found in zip(groups, rows, strict=True)])
 
 
 async def _query(stores: Stores, node: str, sql: Any, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -205,6 +205,28 @@ class Replication(BaseModel):
     replicas: list[ReplicaState]
 
 
+class HaMember(BaseModel):
+    name: str
+    group: int | str = Field(description="the Citus group number (0 the coordinator), or the analytics primary's name")
+    host: str
+    port: int
+    ha_role: str | None = Field(description="leader, sync_standby or replica; null when Patroni does not list it")
+    state: str = Field(description="Patroni's: running, streaming, starting, stopped...; down when not listed")
+    timeline: int | None
+    lag_bytes: int | None
+
+
+class HaGroup(BaseModel):
+    node: str = Field(description="the topology's node the group serves")
+    leader: str | None
+    members: list[HaMember]
+
+
+class HaMembers(BaseModel):
+    enabled: bool = Field(description="false when the topology has no ha section (groups then empty)")
+    groups: list[HaGroup]
+
+
 class NodeUp(BaseModel):
     node: str
     role: str

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,11 +23,15 @@ from psycopg import sql
 from streamctl.backends.base import Backend
 from streamctl.backends.mixed import backend_of
 from streamctl.citus import catalog as citus_catalog
+from streamctl.config.members import Group, ha_groups
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
-from streamctl.errors import BackendError
+from streamctl.errors import BackendError, RefusedError
+from streamctl.ha import rest
+from streamctl.ha.secrets import ha_secrets
 from streamctl.names import FDW_SERVER, FDW_USER, GATEWAY_USER, REPLICATION_USER, subscription_name
+from streamctl.readiness import Readiness
 from streamctl.replication import catalog as repl_catalog
 from streamctl.services.postgres import role_exists
 
@@ -86,15 +91,78 @@ def _role_everywhere(ctx: ClusterContext, role: str, password: str, authinfo: bo
                 with unlogged(conn):
                     citus_catalog.store_authinfo(conn, role, pg_engine.authinfo(password))
                 out.append(f"{node.name}: Citus authinfo for {role}")
+            _await_standbys(ctx, node, conn)
     return out
+
+
+def _await_standbys(ctx: ClusterContext, node: Node, conn: psycopg.Connection[Any]) -> None:
+    """Under HA (`conn` on the group's leader): until its standbys have replayed the change. libpq stops at the
+    first member that refuses a password, so a standby behind would fail the next login to the group."""
+    group = _group(ctx, node)
+    if group is not None:
+        names = [m.name for m in group.members]
+        Readiness(f"{node.name}'s standbys replaying the new password",
+                  lambda: not repl_catalog.standbys_behind(conn, names), 60.0, interval=0.2,
+                  hint=f"see `streamctl status` and `streamctl logs {node.name}`").wait()
+
+
+def _group(ctx: ClusterContext, node: Node) -> Group | None:
+    return next((g for g in ha_groups(ctx.topology) if g.node.name == node.name), None)
+
+
+def ha_superuser_refusal(ctx: ClusterContext, backend: Backend) -> RefusedError | None:
+    """Under HA the superuser's password is also in each member's Patroni configuration: rewritten and reloaded
+    on the local backend only (a Docker member's configuration is a file copied into its container)."""
+    elsewhere = [g.node.name for g in ha_groups(ctx.topology) if backend_of(backend, g.node).name != "local"]
+    if not elsewhere:
+        return None
+    return RefusedError("rotating postgres_password under ha is built on the local backend only "
+                        f"({', '.join(elsewhere)} run elsewhere): Patroni keeps it in every member's configuration",
+                        hint="name the other secrets to rotate them")
 
 
 # -- one function per secret ------------------------------------------------------------------------------
 def superuser(ctx: ClusterContext, backend: Backend) -> Changed:
     """pg_user's password on every node; each login tries the new password, then the applied one
     (context.pg_connect), so a node already done and a node not yet done both take it."""
+    refusal = ha_superuser_refusal(ctx, backend)
+    if refusal is not None:
+        raise refusal
+    # Under HA Patroni reads the new password first, while the old one still logs in: its reload queries
+    # PostgreSQL on its open session, or a new one with the password it has (a reload after the role's change
+    # on a broken session would fail every time). Until the role changes its new sessions are refused, once.
+    first = _persist(ctx, backend, managed_postgres(ctx)) + _reload_patroni(ctx) if ha_groups(ctx.topology) else []
     changed = _role_everywhere(ctx, ctx.topology.pg_user, ctx.secrets["postgres_password"], authinfo=True)
-    return changed + _persist(ctx, backend, managed_postgres(ctx))
+    return first + changed + ([] if first else _persist(ctx, backend, managed_postgres(ctx)))
+
+
+def _reload_patroni(ctx: ClusterContext) -> Changed:
+    """Under HA, once `_persist` has rewritten every member's configuration: each member's Patroni reads it again
+    (its REST API's POST /reload), so its own logins (its local connection, pg_dist_node updates on the
+    coordinator's leader) use the new superuser password. A member that does not answer stops the rotation."""
+    ca = ctx.ca_path() if ctx.tls_on else None
+    password = ha_secrets(ctx.store.root)["rest_password"]
+    out: Changed = []
+    members = [m for g in ha_groups(ctx.topology) for m in g.members]
+    for member in members:
+        try:
+            status, answer = rest.post(member, "/reload", {}, password, ca)
+        except OSError as exc:
+            raise BackendError(f"Patroni of {member.name} does not answer to reload its configuration: {exc}",
+                               hint="`streamctl up` starts the members that do not run") from None
+        if status not in (200, 202):
+            raise BackendError(f"Patroni of {member.name} refused to reload its configuration: {answer or status}")
+        out.append(f"{member.name}: Patroni configuration reloaded")
+    asked = int(time.time())  # after the last request
+
+    def reloaded() -> bool:  # Patroni reloads as its next loop starts, before it reads etcd (dcs_last_seen)
+        return all(int(rest.get(m, "/patroni", ca).get("dcs_last_seen", 0)) >= asked + 3 for m in members)
+
+    if members:
+        loop_wait = ctx.topology.ha.loop_wait if ctx.topology.ha else 10
+        Readiness("every Patroni reloading its configuration", reloaded, 3 * loop_wait + 30, interval=0.5,
+                  hint="see `streamctl status` and `streamctl logs NODE`").wait()
+    return out
 
 
 def replication(ctx: ClusterContext, backend: Backend) -> Changed:

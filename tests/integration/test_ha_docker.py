@@ -109,6 +109,16 @@ def test_status_json_shows_every_member(cluster: DockerCluster) -> None:
     assert all(n["state"] == "running" and n["healthy"] for n in nodes), nodes
 
 
+def test_rotating_the_superuser_password_is_refused_before_any_change(cluster: DockerCluster) -> None:
+    """A Docker member's Patroni configuration is a file in its container, not rewritten yet: refused (exit 10)
+    before a new value is generated or stored."""
+    c = cluster
+    before = c.ctx.store.secrets_file.read_text()
+    refused = c.cli.run("rotate-secrets", "postgres_password")
+    assert refused.returncode == 10 and "local backend only" in refused.stderr, refused.output
+    assert c.ctx.store.secrets_file.read_text() == before
+
+
 def test_a_killed_worker_leader_container_fails_over_without_losing_an_acknowledged_write(
         cluster: DockerCluster) -> None:
     c = cluster

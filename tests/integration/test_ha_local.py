@@ -14,13 +14,16 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import psycopg
 import pytest
 
-from streamctl.config.members import Group, etcd_members, ha_groups
+from streamctl.config.members import Group, Member, etcd_members, ha_groups
 from streamctl.ha import dcs, rest
 from tests.support.cluster import LocalCluster, running
+from tests.support.dashboard import Cells, dump_dom
 from tests.support.engines import require
+from tests.support.gateway import serve
 from tests.support.ha import Writer, kill_member, wait_until
 from tests.support.ports import free_port_run
 
@@ -102,6 +105,51 @@ def test_status_shows_every_member_and_a_switchover_hands_the_lead_over(cluster:
     assert _registered_primary(c, group.number) == next(m.port for m in group.members if m.name == standby)
     assert c.cli.sql("worker-2", "SELECT pg_is_in_recovery()") == "f"  # psql reaches the new leader
     assert c.cli.run("switchover", "worker-2", "--to", standby).returncode == 10  # it leads already
+
+
+def _dashboard_members(url: str) -> dict[str, dict[str, str]]:
+    """The dashboard's HA table as Chromium draws it: member -> its cells."""
+    page = Cells()
+    page.feed(dump_dom(url + "/"))
+    assert int(page.body.get("data-refreshes", "0")) >= 1, "the dashboard never finished a refresh"
+    assert "hidden" not in page.ids["ha-section"]
+    return dict(page.tables["ha-members"])
+
+
+@pytest.mark.chromium
+def test_the_dashboard_shows_every_member_and_follows_a_switchover(cluster: LocalCluster) -> None:
+    """The gateway's dashboard lists each group's members with role, state, timeline and lag as `status` does
+    (both read Patroni's GET /cluster: the gateway holds no Patroni password), and shows the roles a switchover
+    of the coordinator group hands over, the gateway serving throughout."""
+    require("chromium")
+    from streamctl.gateway.app import create_app
+
+    c = cluster
+    shown_role = {"leader": "leader", "sync_standby": "sync standby", "replica": "replica"}
+    with serve(create_app(c.ctx)) as url:
+        ha = httpx.get(url + "/api/v1/ops/ha", timeout=30).json()
+        assert ha["enabled"] and [g["node"] for g in ha["groups"]] == [g.node.name for g in ha_groups(c.topology)]
+        shown = _dashboard_members(url)
+        nodes = {n["name"]: n for n in c.cli.json("status")["nodes"]}
+        for g in ha_groups(c.topology):
+            api = next(x for x in ha["groups"] if x["node"] == g.node.name)
+            assert [m["name"] for m in api["members"]] == [m["name"] for m in nodes[g.node.name]["members"]]
+            for m in nodes[g.node.name]["members"]:
+                row = shown[m["name"]]
+                assert (row["group"], row["member"], row["role"], row["state"], row["timeline"], row["lag-bytes"]) \
+                    == (g.node.name, m["name"], shown_role[m["ha_role"]], m["state"], str(m["timeline"]), "0 B"), row
+
+        roles = _roles(c, "coordinator")
+        leader = next(n for n, r in roles.items() if r == "leader")
+        standby = next(n for n, r in roles.items() if r == "sync_standby")
+        assert (shown[leader]["role"], shown[standby]["role"]) == ("leader", "sync standby")
+        c.cli.ok("switchover", "coordinator", "--to", standby)
+        after = _dashboard_members(url)
+        assert (after[standby]["role"], after[standby]["state"]) == ("leader", "running"), after
+        assert (after[leader]["role"], after[leader]["state"]) == ("sync standby", "streaming"), after
+        assert int(after[standby]["timeline"]) > int(shown[standby]["timeline"]), after
+        assert httpx.get(url + "/health", timeout=30).status_code == 200  # the gateway reached the new leader
+    c.cli.ok("switchover", "coordinator", "--to", leader)  # the first member leads again, as the tests below expect
 
 
 def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(cluster: LocalCluster) -> None:
@@ -218,4 +266,62 @@ def test_scale_adds_a_whole_group_and_drains_one_away(cluster: LocalCluster) -> 
     assert _dcs_keys(c, group.number) == 0 and _dcs_keys(c, 1) > 0  # the other groups' records stay
     c.reload()
     assert c.up().changed is False
+    assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}
+
+
+def _login(c: LocalCluster, group: Group, member: Member, password: str) -> psycopg.Connection[tuple[object, ...]]:
+    """The superuser on one member (not the group's leader: that member itself)."""
+    ssl = c.ctx.pg_ssl(target=group.node.name)
+    return psycopg.connect(host=member.node.host, port=member.port, dbname="postgres", user=c.topology.pg_user,
+                           password=password, connect_timeout=5, autocommit=True, **ssl)
+
+
+def _patroni_sessions(c: LocalCluster, group: Group, member: Member, password: str, cut: bool = False) -> int:
+    """Patroni's own sessions on a member's PostgreSQL (with `cut`: how many were terminated)."""
+    with _login(c, group, member, password) as conn:
+        what = "pg_terminate_backend(pid)" if cut else "1"
+        row = conn.execute(f"SELECT count({what}) FROM pg_stat_activity WHERE application_name LIKE 'Patroni%%' "  # noqa: S608
+                           "AND pid <> pg_backend_pid()").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_rotating_the_superuser_password_reaches_every_patroni(cluster: LocalCluster) -> None:
+    """`rotate-secrets postgres_password` under HA: the role changed on each group's leader (its standbys replay
+    it), every member's Patroni configuration rewritten and reloaded, so that each Patroni, its sessions cut, logs
+    in again with the new password; then a switchover, a write through the coordinator and verify work."""
+    c = cluster
+    groups = ha_groups(c.topology)
+    old = c.ctx.secrets["postgres_password"]
+    done = c.cli.json("rotate-secrets", "postgres_password")
+    assert [(s["name"], s["status"]) for s in done["secrets"]] == [("postgres_password", "rotated")], done
+    reloaded = [x for x in done["secrets"][0]["changed"] if x.endswith("Patroni configuration reloaded")]
+    assert len(reloaded) == sum(len(g.members) for g in groups), done
+    c.reload()
+    new = c.ctx.secrets["postgres_password"]
+    assert new != old
+    ca = _ca(c)
+    for g in groups:
+        for m in g.members:
+            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                _login(c, g, m, old).close()  # the standby replayed the change too
+            assert _patroni_sessions(c, g, m, new, cut=True) > 0
+    for g in groups:
+        for m in g.members:
+            def back(g: Group = g, m: Member = m) -> bool:
+                rest.get(m, "/patroni", ca)  # its REST API queries PostgreSQL: Patroni logs in again
+                return _patroni_sessions(c, g, m, new) > 0
+            wait_until(f"{m.name}'s Patroni logged in with the new password", back, 60)
+        wait_until(f"{g.node.name} led, its standbys streaming", lambda g=g: rest.ready(g.members, ca, True), 60)
+
+    roles = _roles(c, "worker-1")
+    standby = next(n for n, r in roles.items() if r == "sync_standby")
+    assert c.cli.json("switchover", "worker-1", "--to", standby)["new_leader"] == standby
+    group = _group(c, "worker-1")
+    wait_until("pg_dist_node naming the new leader",  # the coordinator's Patroni wrote it with the new password
+               lambda: _registered_primary(c, group.number) == next(m.port for m in group.members if m.name == standby))
+    with c.ctx.pg_connect("coordinator") as conn:
+        conn.execute("INSERT INTO content_metadata (content_id, title, content_type) VALUES (%s, 'rot', 'movie')",
+                     (str(uuid.uuid4()),))
+        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'rot'").fetchone() == (1,)
     assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}

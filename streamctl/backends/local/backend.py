@@ -119,10 +119,10 @@ class LocalBackend:
         install_tls(self._dir(node) / "tls", server_files(node.engine.value, self.ctx.tls.for_node(node)), run_as)
 
     def persist_secrets(self, node: Node) -> None:
-        """After a rotation: the node's files that hold a secret (Redis's configuration) get the current value,
-        so a restart keeps it. PostgreSQL keeps its password in its catalogue: nothing to write."""
-        if node.engine is Engine.REDIS:
-            self._recipe(node).write_config(RunAs(None, os.getuid(), os.getgid()))
+        """After a rotation, the files that hold a secret get the current value: Redis's configuration, and under
+        HA each member's Patroni configuration (the superuser's password; PostgreSQL's own is in its catalogue)."""
+        if node.engine is Engine.REDIS or node.name in self._groups:
+            self._recipe(node).write_config(self.run_as if node.is_postgres else RunAs(None, os.getuid(), os.getgid()))
 
     def data_dir(self, node: Node) -> Path:
         """A PostgreSQL node's data directory (pgBackRest's pg1-path)."""

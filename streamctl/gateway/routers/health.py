@@ -1,4 +1,4 @@
-"""Health of each store, and the operational views the dashboard shows (shards, replication)."""
+"""Health of each store, and the operational views the dashboard shows (shards, replication, HA members)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from streamctl.gateway import ops
 from streamctl.gateway.deps import StoresDep, errors
-from streamctl.gateway.schemas import Health, Rebalance, Replication, Shards
+from streamctl.gateway.schemas import HaMembers, Health, Rebalance, Replication, Shards
 
 router = APIRouter(tags=["operations"])
 
@@ -38,3 +38,10 @@ async def rebalance(stores: StoresDep) -> Rebalance:
 async def replication(stores: StoresDep) -> Replication:
     """Each analytics replica's subscription state and lag (bytes behind, seconds of replay lag)."""
     return await ops.replication(stores)
+
+
+@router.get("/api/v1/ops/ha", response_model=HaMembers, operation_id="getHaMembers")
+async def ha_members(stores: StoresDep) -> HaMembers:
+    """Under HA, each group's members as Patroni sees them: role (leader, sync_standby, replica), state,
+    timeline and lag in bytes (enabled false and no groups without an ha section)."""
+    return await ops.ha(stores)

@@ -127,6 +127,20 @@ function renderReplication(r) {
   }));
 }
 
+const HA_ROLES = { leader: "leader", sync_standby: "sync standby", replica: "replica" };
+
+function renderHa(h) {
+  $("ha-section").hidden = !h.enabled;  // without ha the dashboard is unchanged
+  fill($("ha-members"), h.groups.flatMap((g) => g.members.map((m) => {
+    const tr = document.createElement("tr");
+    tr.dataset.member = m.name;
+    const good = m.ha_role === "leader" ? m.state === "running" : m.state === "streaming";
+    tr.append(cell(g.node, "group"), cell(m.name, "member"), cell(HA_ROLES[m.ha_role] || "–", "role"),
+              pill(m.state, good), cell(m.timeline, "timeline", "num"), cell(fmtBytes(m.lag_bytes), "lag-bytes", "num"));
+    return tr;
+  })));
+}
+
 function renderTrending(res) {
   if (res.status !== 200) {
     note("trending-note", res.body && res.body.error ? res.body.error.message : "unavailable");
@@ -211,10 +225,10 @@ function renderHistory(h) {
 
 async function refresh() {
   try {
-    const [health, shards, replication, trending, rebalance, history] = await Promise.all([
+    const [health, shards, replication, trending, rebalance, history, ha] = await Promise.all([
       getJson("/health"), getJson("/api/v1/ops/shards"), getJson("/api/v1/ops/replication"),
       getJson("/api/v1/content/trending/daily?limit=10"), getJson("/api/v1/ops/rebalance"),
-      getJson("/api/v1/ops/history"),
+      getJson("/api/v1/ops/history"), getJson("/api/v1/ops/ha"),
     ]);
     if (history.status === 200 && typeof uPlot !== "undefined") {
       try {
@@ -227,6 +241,7 @@ async function refresh() {
     if (shards.status === 200) renderShards(shards.body);
     if (rebalance.status === 200) renderRebalance(rebalance.body);
     if (replication.status === 200) renderReplication(replication.body);
+    if (ha.status === 200) renderHa(ha.body);
     renderTrending(trending);
     $("error").hidden = true;
     $("updated").textContent = new Date().toLocaleTimeString();
