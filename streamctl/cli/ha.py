@@ -1,5 +1,5 @@
-"""`switchover` and `failover`: a change of a Citus group's leader under HA, planned or forced (Patroni does
-it; streamctl asks)."""
+"""`switchover` and `failover`: a change of a Citus group's leader under HA, planned or forced; `reinit`: a
+standby cloned again from its leader (Patroni does each; streamctl asks)."""
 
 from __future__ import annotations
 
@@ -85,3 +85,34 @@ def failover(group: GroupArg,
         render.confirm_or_refuse(f"Force a failover of {chosen.node.name}?",
                                  what=f"`failover` forces a new leader on {chosen.node.name}", flag="--yes")
     _change(ctx, chosen, to, "failover", wait_lock, json_)
+
+
+def reinit(member: Annotated[str, typer.Argument(help="The standby to clone again, e.g. worker-1-2.")],
+           yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm without asking.")] = False,
+           file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
+           wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
+    """Clone a standby again from its group's leader, asking first: its data directory is removed and a new
+    base backup taken (Patroni's reinitialize). For a member whose PostgreSQL no longer starts (`status`:
+    "start failed"), e.g. an old leader whose rewind was interrupted. Refused for the leader. Returns when it
+    streams again.
+
+    Example: streamctl reinit worker-1 --yes
+    """
+    ctx = load_context(file, state_dir, backend)
+    groups = ha_groups(ctx.topology, ctx.store.pinned())
+    chosen = next((g for g in groups if any(m.name == member for m in g.members)), None)
+    if chosen is None:
+        _group(ctx, "", "reinit")  # no ha section: refused with its hint
+        raise NotFoundError(f"no HA member {member!r}",
+                            hint="members: " + ", ".join(m.name for g in groups for m in g.members))
+    if not yes:
+        render.confirm_or_refuse(f"Remove {member}'s data and clone it again from {chosen.node.name}'s leader?",
+                                 what=f"`reinit` removes {member}'s data directory", flag="--yes")
+    with mutating(ctx, "reinit", wait_lock):
+        seconds = rest.reinitialize(chosen, member, ha_secrets(ctx.store.root)["rest_password"],
+                                    ctx.ca_path() if ctx.tls_on else None)
+    if json_:
+        render.print_json(render.envelope(ctx.topology.cluster, 0, member=member, group=chosen.node.name,
+                                          seconds=round(seconds, 3)))
+        return
+    render.line(f"{member}: cloned again from {chosen.node.name}'s leader, streaming in {seconds:.1f}s", "bold green")

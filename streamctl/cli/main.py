@@ -33,6 +33,7 @@ class _Commands(LazyGroup):
         LazyCommand("scale", "streamctl.cli.scale:scale"),
         LazyCommand("switchover", "streamctl.cli.ha:switchover"),
         LazyCommand("failover", "streamctl.cli.ha:failover"),
+        LazyCommand("reinit", "streamctl.cli.ha:reinit"),
         LazyCommand("rotate-secrets", "streamctl.cli.secrets:rotate_secrets"),
         LazyCommand("backup", "streamctl.cli.backup:app", is_group=True),
         LazyCommand("restore", "streamctl.cli.backup:restore"),

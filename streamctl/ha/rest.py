@@ -217,3 +217,31 @@ def failover(group: Group, to: str | None, password: str, ca_file: str | None, s
     alive = {m.name for m in group.members if _answers(m, ca_file)}
     _ask(group, candidate.name, "/failover", {"candidate": candidate.name}, password, ca_file)
     return _led_again(group, leader.name if leader else "", alive, ca_file, synchronous, timeout, started)
+
+
+def reinitialize(group: Group, name: str, password: str, ca_file: str | None, timeout: float = 600.0) -> float:
+    """One standby cloned again from its group's leader (Patroni's /reinitialize: its data directory removed, a
+    new base backup): for a member whose PostgreSQL no longer starts, which Patroni leaves in "start failed".
+    Returns the seconds until it streams again."""
+    started = time.monotonic()
+    member = next((m for m in group.members if m.name == name), None)
+    if member is None:
+        raise NotFoundError(f"{name!r} is not a member of {group.node.name}",
+                            hint=f"its members: {', '.join(m.name for m in group.members)}")
+    states = group_members(group.members, ca_file)
+    if any(s.name == name and s.ha_role == "leader" for s in states):
+        raise RefusedError(f"{name} leads {group.node.name}: its data is the group's",
+                           hint=f"hand the lead over first: `streamctl switchover {group.node.name}`")
+    if not any(s.ha_role == "leader" and s.state == "running" for s in states):
+        raise RefusedError(f"{group.node.name} has no running leader to clone {name} from",
+                           hint="see `streamctl status`")
+    status, answer = post(member, "/reinitialize", {"force": True}, password, ca_file)
+    if status != 200:
+        raise BackendError(f"Patroni refused to clone {name} again: {answer or status}")
+
+    def streams() -> bool:
+        return any(s.name == name and s.state == "streaming" for s in group_members(group.members, ca_file))
+
+    Readiness(f"{name} cloned again and streaming", streams, timeout, interval=1.0,
+              hint=f"see `streamctl status` and `streamctl logs {group.node.name}`").wait()
+    return time.monotonic() - started

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -222,6 +224,35 @@ def test_a_forced_failover_promotes_a_worker_standby_with_every_row(cluster: Loc
                             ).fetchone() == before
         conn.execute("INSERT INTO content_metadata (content_id, title, content_type) VALUES (%s, 'fo', 'movie')",
                      (str(uuid.uuid4()),))
+
+
+def _states(c: LocalCluster, name: str) -> dict[str, str]:
+    return {s.name: s.state for s in rest.group_members(_group(c, name).members, _ca(c))}
+
+
+def test_reinit_clones_again_a_standby_whose_postgresql_no_longer_starts(cluster: LocalCluster) -> None:
+    """A standby whose data directory no longer starts (on Swarm, an old leader whose pg_rewind its replaced task
+    interrupted) stays in Patroni's "start failed"; `up` has Patroni clone it again from the leader."""
+    c = cluster
+    roles = _roles(c, "worker-2")
+    standby = next(name for name, role in roles.items() if role == "sync_standby")
+    data = c.backend.home.nodes / standby / "data"
+    with (data / "postgresql.base.conf").open("a") as conf:
+        conf.write("\nstreamctl_test_no_such_setting = on\n")  # PostgreSQL refuses to start with it
+    os.kill(int((data / "postmaster.pid").read_text().split()[0]), signal.SIGKILL)
+    wait_until(f"{standby} in start failed", lambda: _states(c, "worker-2").get(standby) == "start failed", 90)
+    leader = next(name for name, role in roles.items() if role == "leader")
+    refused = c.cli.run("reinit", standby)  # no terminal, no --yes
+    assert refused.returncode == 10 and "--yes" in refused.stderr, refused.stderr
+    assert c.cli.run("reinit", leader, "--yes").returncode == 10  # the leader's data is the group's
+    done = c.cli.json("reinit", standby, "--yes")
+    assert (done["member"], done["group"]) == (standby, "worker-2") and done["seconds"] > 0, done
+    wait_until(f"{standby} streaming as sync standby", lambda: _roles(c, "worker-2") == roles, 120)
+    assert "streamctl_test_no_such_setting" not in (data / "postgresql.base.conf").read_text()  # the leader's copy
+    with c.ctx.pg_connect("coordinator") as conn:
+        conn.execute("INSERT INTO content_metadata (content_id, title, content_type) VALUES (%s, 'rc', 'movie')",
+                     (str(uuid.uuid4()),))
+    assert c.up().changed is False
 
 
 def _dcs_keys(c: LocalCluster, group: int) -> int:
