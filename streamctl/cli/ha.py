@@ -91,10 +91,12 @@ def reinit(member: Annotated[str, typer.Argument(help="The standby to clone agai
            yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm without asking.")] = False,
            file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None, backend: BackendOpt = None,
            wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
-    """Clone a standby again from its group's leader, asking first: its data directory is removed and a new
-    base backup taken (Patroni's reinitialize). For a member whose PostgreSQL no longer starts (`status`:
-    "start failed"), e.g. an old leader whose rewind was interrupted. Refused for the leader. Returns when it
-    streams again.
+    """Clone a standby again from its group's leader.
+
+    Asks first: its data directory is removed and a new base backup taken (Patroni's reinitialize).
+
+    For a member whose PostgreSQL no longer starts (`status`: "start failed"), e.g. an old leader whose
+    rewind was interrupted. Refused for the leader. Returns when it streams again.
 
     Example: streamctl reinit worker-1 --yes
     """
