@@ -23,7 +23,7 @@ from psycopg import sql
 from streamctl.backends.base import Backend
 from streamctl.backends.mixed import backend_of
 from streamctl.citus import catalog as citus_catalog
-from streamctl.config.members import Group, ha_groups
+from streamctl.config.members import ha_groups
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
@@ -33,6 +33,7 @@ from streamctl.ha.secrets import ha_secrets
 from streamctl.names import FDW_SERVER, FDW_USER, GATEWAY_USER, REPLICATION_USER, subscription_name
 from streamctl.readiness import Readiness
 from streamctl.replication import catalog as repl_catalog
+from streamctl.services.permanent_slots import wait_replayed
 from streamctl.services.postgres import role_exists
 
 SCRAM_ITERATIONS = 4096  # PostgreSQL's default (scram_iterations)
@@ -91,23 +92,8 @@ def _role_everywhere(ctx: ClusterContext, role: str, password: str, authinfo: bo
                 with unlogged(conn):
                     citus_catalog.store_authinfo(conn, role, pg_engine.authinfo(password))
                 out.append(f"{node.name}: Citus authinfo for {role}")
-            _await_standbys(ctx, node, conn)
+            wait_replayed(ctx, node.name, "new password", conn)  # libpq stops at a member refusing it
     return out
-
-
-def _await_standbys(ctx: ClusterContext, node: Node, conn: psycopg.Connection[Any]) -> None:
-    """Under HA (`conn` on the group's leader): until its standbys have replayed the change. libpq stops at the
-    first member that refuses a password, so a standby behind would fail the next login to the group."""
-    group = _group(ctx, node)
-    if group is not None:
-        names = [m.name for m in group.members]
-        Readiness(f"{node.name}'s standbys replaying the new password",
-                  lambda: not repl_catalog.standbys_behind(conn, names), 60.0, interval=0.2,
-                  hint=f"see `streamctl status` and `streamctl logs {node.name}`").wait()
-
-
-def _group(ctx: ClusterContext, node: Node) -> Group | None:
-    return next((g for g in ha_groups(ctx.topology) if g.node.name == node.name), None)
 
 
 def ha_superuser_refusal(ctx: ClusterContext, backend: Backend) -> RefusedError | None:

@@ -96,19 +96,29 @@ class PermanentSlots:
 def replayed(ctx: ClusterContext, step: ConfigStep) -> ConfigStep:
     """`step` (a change on a node under HA: a role, a password) done only once the node's streaming standbys
     have replayed it; unchanged for a node that is not under HA."""
-    group = next((g for g in ha_groups(ctx.topology) if g.node.name == step.node), None)
-    if group is None:
+    if not any(g.node.name == step.node for g in ha_groups(ctx.topology)):
         return step
-    standbys = [m.name for m in group.members]
 
     def apply() -> None:
         step.apply()
-
-        def behind() -> list[str]:
-            with ctx.pg_connect(step.node) as conn:
-                return catalog.standbys_behind(conn, standbys)
-
-        Readiness(f"{step.node}'s standbys replaying its {step.name}", lambda: not behind(), 60.0, interval=0.2,
-                  hint=f"see `streamctl status` and `streamctl logs {step.node}`").wait()
+        wait_replayed(ctx, step.node, step.name)
 
     return ConfigStep(step.node, step.name, step.pending, apply, step.after, step.in_node_order)
+
+
+def wait_replayed(ctx: ClusterContext, node: str, what: str, conn: psycopg.Connection[Any] | None = None) -> None:
+    """Under HA, until `node`'s streaming standbys have replayed `what` its leader just did (asked on `conn`, the
+    leader's, else on a new connection each time); at once for a node not under HA."""
+    group = next((g for g in ha_groups(ctx.topology) if g.node.name == node), None)
+    if group is None:
+        return
+    standbys = [m.name for m in group.members]
+
+    def behind() -> list[str]:
+        if conn is not None:
+            return catalog.standbys_behind(conn, standbys)
+        with ctx.pg_connect(node) as fresh:
+            return catalog.standbys_behind(fresh, standbys)
+
+    Readiness(f"{node}'s standbys replaying its {what}", lambda: not behind(), 60.0, interval=0.2,
+              hint=f"see `streamctl status` and `streamctl logs {node}`").wait()
