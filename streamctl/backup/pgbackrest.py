@@ -138,6 +138,7 @@ class PgBackRest:
         lines += [f"compress-type={spec.compression}", f"process-max={spec.parallelism}",
                   f"log-path={home / 'log'}", f"lock-path={home / 'lock'}", f"spool-path={home / 'spool'}",
                   "log-level-console=warn", "log-level-file=info", "start-fast=y",
+                  "repo1-bundle=y",  # small files (a Citus node has a file per shard) copied in bundles
                   "", "[global:archive-push]", "archive-async=y", "", "[global:archive-get]", "archive-async=n"]
         for st in self.stanzas():
             group = ha.group_of(self.ctx.topology, st.node)

@@ -34,7 +34,7 @@ from streamctl.context import ClusterContext
 from streamctl.ha import rest
 from tests.support.cli import Cli
 from tests.support.cluster import topology_dict, traversable_tmpdir
-from tests.support.dind import DindSwarm, swarm_cli
+from tests.support.dind import DindSwarm, services, swarm_cli
 from tests.support.docker import unique_cluster
 from tests.support.ha import Writer, status_members, wait_until
 from tests.support.images import ensure_citus_image
@@ -126,14 +126,6 @@ def _ha_topology(standbys: int, etcd_members: int) -> dict[str, Any]:
     return data
 
 
-def _services(swarm: DindSwarm, cluster: str) -> list[str]:
-    manager = swarm.manager.client()
-    try:
-        return [s.name for s in manager.services.list() if s.name.startswith(cluster)]
-    finally:
-        manager.close()
-
-
 def test_too_few_hosts_is_refused_with_the_counts_before_anything_starts(swarm: DindSwarm, manager: Any) -> None:
     data = _ha_topology(standbys=3, etcd_members=1)
     with swarm_cli(swarm, traversable_tmpdir(), data) as c:
@@ -142,7 +134,7 @@ def test_too_few_hosts_is_refused_with_the_counts_before_anything_starts(swarm: 
         said = " ".join(proc.output.split())  # as wrapped for a terminal, or not
         assert "coordinator's group (ha.standbys: 3) has 4 members, which need 4 distinct Swarm hosts, and 3 " \
                "ready, active hosts qualify (db-1, db-2, db-3)" in said, proc.output
-        assert _services(swarm, c.cluster) == []
+        assert services(swarm, c.cluster) == []
 
 
 @pytest.fixture(scope="module")
@@ -270,4 +262,4 @@ def test_down_volumes_removes_every_member_and_volume(swarm: DindSwarm, ha_cli: 
         finally:
             client.close()
         assert left == [], (node.hostname, left)
-    assert _services(swarm, ha_cli.cluster) == []
+    assert services(swarm, ha_cli.cluster) == []

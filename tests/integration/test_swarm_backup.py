@@ -29,7 +29,7 @@ from streamctl.readiness import Readiness
 from tests.support.backup import platform_sums
 from tests.support.cli import Cli
 from tests.support.cluster import traversable_tmpdir
-from tests.support.dind import DindSwarm, kill_task, swarm_cli
+from tests.support.dind import DindSwarm, kill_task, services, swarm_cli
 from tests.support.docker import example_topology
 from tests.support.images import ensure_citus_image
 
@@ -78,7 +78,7 @@ def test_backup_with_the_repository_on_one_host_and_the_nodes_on_others(cli: Cli
     rdb = _on_host(swarm, "db-1", "test", "-s", str(Path(cli.path).parent / "repo" / "streamctl" / cli.cluster /
                                                    "first" / "redis.rdb"))
     assert rdb.returncode == 0, rdb
-    assert not [n for n in _services(swarm, cli.cluster) if "snapshot" in n], _services(swarm, cli.cluster)
+    assert not [n for n in services(swarm, cli.cluster) if "snapshot" in n], services(swarm, cli.cluster)
     assert {n["node"] for n in listed["nodes"]} == NODES, listed
     assert all(n["wal"]["from"] and n["wal"]["to"] for n in listed["nodes"]), listed
     STORY["sums"] = platform_sums(_ctx(cli.path))
@@ -131,14 +131,6 @@ def _secrets(swarm: DindSwarm, prefix: str) -> list[str]:
     manager = swarm.manager.client()
     try:
         return [s.name for s in manager.secrets.list() if s.name.startswith(prefix)]
-    finally:
-        manager.close()
-
-
-def _services(swarm: DindSwarm, cluster: str) -> list[str]:
-    manager = swarm.manager.client()
-    try:
-        return [s.name for s in manager.services.list(filters={"label": f"io.streamctl.cluster={cluster}"})]
     finally:
         manager.close()
 
@@ -198,13 +190,13 @@ def test_restore_point_into_a_new_cluster_on_the_same_hosts(cli: Cli, swarm: Din
         assert platform_sums(source) == later
         # archiving into its own stanzas; no restore service, network or repository left
         assert f"--stanza={into}-worker-1" in copy.sql("worker-1", "SHOW archive_command")
-        assert not [n for n in _services(swarm, into) if "restore" in n], _services(swarm, into)
+        assert not [n for n in services(swarm, into) if "restore" in n], services(swarm, into)
     finally:
         if restored_file.exists():
             down = Cli(restored_file, backend="swarm", env=cli.env, timeout=900).run("down", "--volumes", "--yes")
             assert down.returncode == 0, down.output
             restored_file.unlink()
-    assert not _services(swarm, into) and not _volumes(swarm, into)
+    assert not services(swarm, into) and not _volumes(swarm, into)
 
 
 def test_up_from_backup_brings_the_cluster_back_on_its_hosts(cli: Cli, swarm: DindSwarm) -> None:
@@ -221,4 +213,4 @@ def test_up_from_backup_brings_the_cluster_back_on_its_hosts(cli: Cli, swarm: Di
     assert done["redis"] and _redis_keys(cli.path) == SET_KEYS, done
     command = cli.sql("worker-1", "SHOW archive_command")
     assert f"--stanza={cli.cluster}-g" in command, command
-    assert not [n for n in _services(swarm, cli.cluster) if "restore" in n], _services(swarm, cli.cluster)
+    assert not [n for n in services(swarm, cli.cluster) if "restore" in n], services(swarm, cli.cluster)

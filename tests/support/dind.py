@@ -154,7 +154,19 @@ def remove_dind_swarm(prefix: str) -> None:
     remove_labelled(f"{TEST_LABEL}={prefix}")
 
 
-# -- tasks ----------------------------------------------------------------------------------------------
+# -- services and tasks -----------------------------------------------------------------------------------
+def services(swarm: DindSwarm, cluster: str) -> list[str]:
+    """The cluster's services on the manager: labelled with its name, or named after it."""
+    from streamctl.backends.docker.spec import LABEL_CLUSTER
+
+    manager = swarm.manager.client()
+    try:
+        return sorted({s.name for s in manager.services.list(filters={"label": f"{LABEL_CLUSTER}={cluster}"})}
+                      | {s.name for s in manager.services.list() if s.name.startswith(f"{cluster}-")})
+    finally:
+        manager.close()
+
+
 def running_host(swarm: DindSwarm, service: str) -> DindNode:
     """The host running the service's one task."""
     manager = swarm.manager.client()
