@@ -98,13 +98,14 @@ def _role_everywhere(ctx: ClusterContext, role: str, password: str, authinfo: bo
 
 def ha_superuser_refusal(ctx: ClusterContext, backend: Backend) -> RefusedError | None:
     """Under HA the superuser's password is also in each member's Patroni configuration: rewritten and reloaded
-    on the local backend only (a Docker member's configuration is a file copied into its container)."""
-    elsewhere = [g.node.name for g in ha_groups(ctx.topology) if backend_of(backend, g.node).name != "local"]
+    on the local and Docker backends (a Swarm member's configuration is a Swarm secret, which cannot change)."""
+    elsewhere = [g.node.name for g in ha_groups(ctx.topology)
+                 if backend_of(backend, g.node).name not in ("local", "docker")]
     if not elsewhere:
         return None
-    return RefusedError("rotating postgres_password under ha is built on the local backend only "
-                        f"({', '.join(elsewhere)} run elsewhere): Patroni keeps it in every member's configuration",
-                        hint="name the other secrets to rotate them")
+    return RefusedError("rotating postgres_password under ha is built on the local and Docker backends only "
+                        f"({', '.join(elsewhere)} run on Swarm, where Patroni's configuration is a Swarm secret "
+                        "that cannot change)", hint="name the other secrets to rotate them")
 
 
 # -- one function per secret ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from tests.support.cluster import LocalCluster, running
 from tests.support.dashboard import Cells, dump_dom
 from tests.support.engines import require
 from tests.support.gateway import serve
-from tests.support.ha import Writer, kill_member, wait_until
+from tests.support.ha import Writer, kill_member, member_login, patroni_sessions, wait_until
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis, pytest.mark.etcd]
@@ -195,6 +195,7 @@ def test_a_killed_worker_leader_fails_over_without_losing_an_acknowledged_write(
     wait_until("the old leader registered as a secondary",  # Patroni adds it once it streams
           lambda: registered() == [(standby.port, "primary"), (old.port, "secondary")], 30)
     assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}
+    assert c.up().changed is False  # the new password is no change of definition: no member restarted
     assert c.up().changed is False  # and `up` is idempotent again
 
 
@@ -300,23 +301,6 @@ def test_scale_adds_a_whole_group_and_drains_one_away(cluster: LocalCluster) -> 
     assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}
 
 
-def _login(c: LocalCluster, group: Group, member: Member, password: str) -> psycopg.Connection[tuple[object, ...]]:
-    """The superuser on one member (not the group's leader: that member itself)."""
-    ssl = c.ctx.pg_ssl(target=group.node.name)
-    return psycopg.connect(host=member.node.host, port=member.port, dbname="postgres", user=c.topology.pg_user,
-                           password=password, connect_timeout=5, autocommit=True, **ssl)
-
-
-def _patroni_sessions(c: LocalCluster, group: Group, member: Member, password: str, cut: bool = False) -> int:
-    """Patroni's own sessions on a member's PostgreSQL (with `cut`: how many were terminated)."""
-    with _login(c, group, member, password) as conn:
-        what = "pg_terminate_backend(pid)" if cut else "1"
-        row = conn.execute(f"SELECT count({what}) FROM pg_stat_activity WHERE application_name LIKE 'Patroni%%' "  # noqa: S608
-                           "AND pid <> pg_backend_pid()").fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def test_rotating_the_superuser_password_reaches_every_patroni(cluster: LocalCluster) -> None:
     """`rotate-secrets postgres_password` under HA: the role changed on each group's leader (its standbys replay
     it), every member's Patroni configuration rewritten and reloaded, so that each Patroni, its sessions cut, logs
@@ -335,13 +319,13 @@ def test_rotating_the_superuser_password_reaches_every_patroni(cluster: LocalClu
     for g in groups:
         for m in g.members:
             with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-                _login(c, g, m, old).close()  # the standby replayed the change too
-            assert _patroni_sessions(c, g, m, new, cut=True) > 0
+                member_login(c, g, m, old).close()  # the standby replayed the change too
+            assert patroni_sessions(c, g, m, new, cut=True) > 0
     for g in groups:
         for m in g.members:
             def back(g: Group = g, m: Member = m) -> bool:
                 rest.get(m, "/patroni", ca)  # its REST API queries PostgreSQL: Patroni logs in again
-                return _patroni_sessions(c, g, m, new) > 0
+                return patroni_sessions(c, g, m, new) > 0
             wait_until(f"{m.name}'s Patroni logged in with the new password", back, 60)
         wait_until(f"{g.node.name} led, its standbys streaming", lambda g=g: rest.ready(g.members, ca, True), 60)
 

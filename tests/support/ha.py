@@ -88,3 +88,21 @@ def status_members(nodes: list[dict[str, Any]], groups: list[Any]) -> dict[str, 
         assert all(m["group"] == g.number and m["timeline"] >= 1 for m in members), members
         out[g.node.name] = members
     return out
+
+
+def member_login(c: Any, group: Any, member: Any, password: str) -> psycopg.Connection[tuple[object, ...]]:
+    """The superuser on one member of a cluster under HA (not the group's leader: that member itself), over the
+    port it publishes (a LocalCluster or a DockerCluster)."""
+    ssl = c.ctx.pg_ssl(target=group.node.name)
+    return psycopg.connect(host=member.node.host, port=member.port, dbname="postgres", user=c.topology.pg_user,
+                           password=password, connect_timeout=5, autocommit=True, **ssl)
+
+
+def patroni_sessions(c: Any, group: Any, member: Any, password: str, cut: bool = False) -> int:
+    """Patroni's own sessions on a member's PostgreSQL (with `cut`: how many were terminated)."""
+    with member_login(c, group, member, password) as conn:
+        what = "pg_terminate_backend(pid)" if cut else "1"
+        row = conn.execute(f"SELECT count({what}) FROM pg_stat_activity WHERE application_name LIKE 'Patroni%%' "  # noqa: S608
+                           "AND pid <> pg_backend_pid()").fetchone()
+    assert row is not None
+    return int(row[0])

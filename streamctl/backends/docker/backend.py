@@ -264,7 +264,11 @@ class DockerBackend(EngineBackend):
 
     def persist_secrets(self, node: Node) -> None:
         """After a rotation: the container's secret files (Redis's configuration, the password files) get the
-        current values in place, so a restart keeps them; the container itself stays (no recreate)."""
+        current values in place, so a restart keeps them; the container itself stays (no recreate). Under HA
+        each member's Patroni configuration (the superuser's password)."""
+        if node.name in self._groups:
+            self.ha.persist(self._groups[node.name])
+            return
         container = self._running_container(node)
         s = self.spec(node)
         put_files(self.api, container.id, s.image, s.name, [f for f in s.files if f.secret], self._user_ids)

@@ -86,7 +86,8 @@ class DockerHa:
         except ImageNotFound:
             return False
 
-    def configs(self, group: Group) -> dict[str, str]:
+    def configs(self, group: Group, password: str | None = None) -> dict[str, str]:
+        """Every member's patroni.yml (`password`: a stand-in for the superuser's, as in `definition`)."""
         node = group.node
         tls_dir = Path(spec.TLS_DIR) if self.b.tls_covers(node) else None
         etcd = [f"{e.name}:{ETCD_PORT}" for e in self.etcd]
@@ -97,16 +98,17 @@ class DockerHa:
                                 f"{m.name}:{REST_PORT}", tuple(etcd), ("samenet",))
             out[m.name] = patroni.render(patroni.member_config(
                 self.t, group, m, patroni.MemberPaths(Path(MOUNT)), self._bindir(node), tls_dir,
-                self.b.ctx.store.known_secrets(self.t)["postgres_password"], secrets, self.etcd, site))
+                password or self.b.ctx.store.known_secrets(self.t)["postgres_password"], secrets, self.etcd, site))
         return out
 
     def definition(self, group: Group) -> dict[str, Any]:
         """What, changed, recreates the members' containers (their volumes stay): the base image, how the
-        member image is made, every member's Patroni configuration and ports, the certificate."""
+        member image is made, every member's Patroni configuration and ports, the certificate. Not the
+        superuser's password: a rotated one is written into the members and reloaded (`persist`), no restart."""
         tls = self.b._tls(group.node, issue=False)
         return {"engine": "patroni", "image": group.node.image, "recipe": [PATRONI, dockerfile(""),
                                                                           MEMBER_ENTRYPOINT],
-                "config": self.configs(group), "bind": group.node.bind,
+                "config": self.configs(group, "<postgres_password>"), "bind": group.node.bind,
                 "ports": [[m.port, m.rest_port] for m in group.members],
                 "etcd": [[e.host, e.port] for e in self.etcd],
                 "tls": tls.fingerprint if tls is not None else None}
@@ -180,6 +182,16 @@ class DockerHa:
             elif c.status != "running":
                 with docker_errors(f"start {c.name}"):
                     c.start()
+
+    def persist(self, group: Group) -> None:
+        """After a rotation: each member's patroni.yml rewritten in its container (created or running), which
+        stays; Patroni reads it again when asked to reload (services/passwords.py)."""
+        configs = self.configs(group)
+        for m in group.members:
+            c = self._find(m.name)
+            if c is not None:
+                put_files(self.b.api, c.id, str(c.attrs["Config"]["Image"]), c.name,
+                          [spec.ContainerFile(CONFIG, configs[m.name].encode(), 0o600, "postgres")], self.b._user_ids)
 
     def _ensure_etcd(self, image: str) -> None:
         with self._etcd_lock:  # the groups apply in parallel threads: etcd is made once

@@ -138,16 +138,20 @@ class GroupRecipe(Recipe):
     def dirs(self) -> list[Path]:
         return [self.paths(m).dir for m in self.group.members]
 
-    def configs(self) -> dict[str, str]:
+    def configs(self, password: str | None = None) -> dict[str, str]:
+        """Every member's patroni.yml (`password`: a stand-in for the superuser's, as in `definition`)."""
         assert self.bindir is not None
         secrets = ha_secrets(self.state_root)
         return {m.name: patroni.render(patroni.member_config(
             self.topology, self.group, m, self.paths(m), self.bindir, self.tls_dir,
-            self.secrets["postgres_password"], secrets, self.etcd.members, home=self.home)) for m in self.group.members}
+            password or self.secrets["postgres_password"], secrets, self.etcd.members, home=self.home))
+            for m in self.group.members}
 
     @property
     def definition(self) -> dict[str, Any]:
-        return {"engine": "patroni", "bindir": str(self.bindir), "config": self.configs(), "tls": self.tls_fingerprint}
+        """Without the superuser's password: a rotated one is written and reloaded, no restart."""
+        return {"engine": "patroni", "bindir": str(self.bindir), "config": self.configs("<postgres_password>"),
+                "tls": self.tls_fingerprint}
 
     def config_text(self) -> str:
         return "".join(self.configs().values())
