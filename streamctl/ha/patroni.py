@@ -105,6 +105,15 @@ def archive_parameters(t: Topology, group: Group, paths: MemberPaths, home: Path
     return {"archive_mode": "on", "archive_timeout": str(t.backup.archive_timeout), "archive_command": command}
 
 
+def archive_callback(t: Topology, group: Group, paths: MemberPaths, home: Path | None) -> str:
+    """With archiving: what a promoted member runs to push the earlier timelines' segments it holds, which its
+    old leader may have left unpushed (engines/pgbackrest.py)."""
+    assert home is not None
+    stanza = pgbackrest.stanza_name(t.cluster, group.node.name)
+    return pgbackrest.push_earlier_timelines(pgbackrest.local_config(home), stanza, paths.data_dir,
+                                             f"--pg1-path={paths.data_dir}")
+
+
 def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths, bindir: Path,
                   tls_dir: Path | None, postgres_password: str, ha_secrets: dict[str, str],
                   etcd: list[EtcdMember], site: Site | None = None, home: Path | None = None) -> dict[str, Any]:
@@ -121,6 +130,7 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
         parameters.update(pg_engine.tls_settings(str(tls_dir), citus=group.citus))
         tls = {"sslmode": "verify-full", "sslrootcert": str(tls_dir / CA)}
     parameters.update(archive_parameters(t, group, paths, home))
+    callbacks = {"on_role_change": archive_callback(t, group, paths, home)} if parameters.get("archive_command") else {}
     site = site or local_site(member, etcd)
     restapi: dict[str, Any] = {"listen": site.rest_listen, "connect_address": site.rest_connect,
                                "authentication": {"username": HA_REST_USER, "password": ha_secrets["rest_password"]}}
@@ -163,6 +173,7 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
             },
             "parameters": parameters,
             "pg_hba": hba_lines(group.members, tls_dir is not None, site.replication_from),
+            **({"callbacks": callbacks} if callbacks else {}),
         },
     }
     if not group.citus:  # the analytics primary: a plain Patroni cluster keeping its replicas' slots
