@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -150,3 +151,13 @@ def test_a_killed_analytics_leader_container_fails_over_and_the_replica_keeps_re
     wait_until("the slot on the old leader again", lambda: SLOT in _member_slots(c, old), 60)
     checks = c.cli.json("verify", "--only", "ha,replication")["checks"]
     assert {r["status"] for r in checks} == {"passed"}, checks
+
+    # a forced failover back (`failover`, by the group's node name): the replica follows it too
+    done = c.cli.json("failover", PRIMARY, "--to", old, "--yes")
+    assert done["new_leader"] == old, done
+    assert c.cli.sql(PRIMARY, "SELECT pg_is_in_recovery()") == "f"  # psql runs in the leader's container
+    row = str(uuid.uuid4())
+    with c.ctx.pg_connect(PRIMARY, "analytics_db") as conn:
+        conn.execute(USER_INSERT, {"id": row, "title": "-after"})
+    wait_until("the replica receiving the row inserted after the forced failover",
+               lambda: row in _users(c, REPLICA) and _users(c, REPLICA) == _users(c, PRIMARY), 90)
