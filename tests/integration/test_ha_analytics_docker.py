@@ -15,73 +15,32 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
-from streamctl.config.members import Group, ha_groups
-from streamctl.engines import postgres as pg_engine
-from streamctl.ha import analytics, rest
 from streamctl.names import subscription_name
+from tests.support import ha as hs
 from tests.support.cluster import topology_dict
-from tests.support.docker import DockerCluster, docker_client, unique_cluster, use_image
-from tests.support.ha import Writer, wait_until
+from tests.support.docker import DockerCluster, docker_client, running_docker, unique_cluster, use_image
 from tests.support.images import ensure_test_image
-from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.docker]
 
 PRIMARY, STANDBY, REPLICA = "analytics-primary", "analytics-primary-2", "analytics-replica-1"
 SLOT = subscription_name(REPLICA)
-USER_INSERT = ("INSERT INTO users (user_id, username, email) "
-               "VALUES (%(id)s::uuid, %(id)s::text || %(title)s::text, %(id)s::text || '@example.org')")
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[DockerCluster]:
-    etcd = free_port_run(2)
-    ha = {"analytics": {"standbys": 1}, "synchronous": "on", "port": free_port_run(1),
-          "rest_port": free_port_run(2), "etcd": {"port": etcd, "peer_port": etcd + 1}}
+    ha = hs.analytics_ha()
     data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", citus=False, replicas=1,
                                    redis=False, ha=ha), ensure_test_image())
-    c = DockerCluster.new(data)
-    try:
-        c.up()
+    with running_docker(data) as c:
         yield c
-    finally:
-        c.destroy()
-
-
-def _group(c: DockerCluster) -> Group:
-    return next(g for g in ha_groups(c.topology) if g.node.name == PRIMARY)
-
-
-def _ca(c: DockerCluster) -> str | None:
-    return c.ctx.ca_path() if c.ctx.tls_on else None
-
-
-def _roles(c: DockerCluster) -> dict[str, str]:
-    return {s.name: s.ha_role for s in rest.group_members(_group(c).members, _ca(c))}
-
-
-def _users(c: DockerCluster, node: str) -> set[str]:
-    with c.ctx.pg_connect(node, "analytics_db") as conn:
-        return {str(r[0]) for r in conn.execute("SELECT user_id FROM users")}
-
-
-def _member_slots(c: DockerCluster, name: str) -> set[str]:
-    """The logical slots of one member, asked of it alone (a standby too), on its published port."""
-    member = next(m for m in _group(c).members if m.name == name)
-    dsn = pg_engine.uri(member.node.host, member.port, "analytics_db", c.topology.pg_user,
-                        c.ctx.secrets["postgres_password"], c.ctx.pg_ssl(target=PRIMARY))
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-        return {r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'")}
 
 
 def test_the_analytics_group_runs_in_containers_and_its_clients_name_the_members(cluster: DockerCluster) -> None:
     c = cluster
-    group = _group(c)
-    assert not group.citus and [m.name for m in group.members] == [PRIMARY, STANDBY]
-    assert sorted(_roles(c).values()) == ["leader", "sync_standby"]
+    group = hs.check_analytics_group(c, SLOT)  # led, with a sync standby; the slot permanent, on both members
     client = docker_client()
     try:
         for m in group.members:
@@ -90,8 +49,6 @@ def test_the_analytics_group_runs_in_containers_and_its_clients_name_the_members
         assert client.containers.get(f"{c.cluster}-etcd-1").status == "running"
     finally:
         client.close()
-    assert analytics.declared_slots(group, _ca(c)) == {SLOT: analytics.slot_spec(c.topology)}
-    assert SLOT in _member_slots(c, STANDBY) and SLOT in _member_slots(c, PRIMARY)  # Patroni's copy on the standby
     names = f"host={PRIMARY},{STANDBY} port=5432,5432"  # their names on the cluster network, as the replica sees them
     with c.ctx.pg_connect(REPLICA, "analytics_db") as conn:
         (conninfo,) = conn.execute("SELECT subconninfo FROM pg_subscription WHERE subname = %s", (SLOT,)).fetchone()
@@ -111,30 +68,30 @@ def test_the_analytics_group_runs_in_containers_and_its_clients_name_the_members
 def test_a_killed_analytics_leader_container_fails_over_and_the_replica_keeps_receiving(
         cluster: DockerCluster) -> None:
     c = cluster
-    old = next(n for n, role in _roles(c).items() if role == "leader")
-    new = next(n for n, role in _roles(c).items() if role == "sync_standby")
-    writer = Writer(c.ctx.pg_conninfo(PRIMARY, "analytics_db"), "-ha", USER_INSERT)
+    old = next(n for n, role in hs.ha_roles(c, PRIMARY).items() if role == "leader")
+    new = next(n for n, role in hs.ha_roles(c, PRIMARY).items() if role == "sync_standby")
+    writer = hs.Writer(c.ctx.pg_conninfo(PRIMARY, "analytics_db"), "-ha", hs.USER_INSERT)
     writer.start()
     client = docker_client()
     try:
-        wait_until("the writer's first inserts", lambda: len(writer.acked) >= 10, 60)
+        hs.wait_until("the writer's first inserts", lambda: len(writer.acked) >= 10, 60)
         client.containers.get(f"{c.cluster}-{old}").kill()  # SIGKILL: Patroni and PostgreSQL at once
         killed_at = time.monotonic()
-        wait_until("inserts failing on the lost leader", lambda: writer.failed > 0, 60)
-        wait_until("the standby promoted", lambda: _roles(c).get(new) == "leader", 120)
-        wait_until("20 inserts in a row on the new leader", lambda: writer.streak >= 20, 90)
+        hs.wait_until("inserts failing on the lost leader", lambda: writer.failed > 0, 60)
+        hs.wait_until("the standby promoted", lambda: hs.ha_roles(c, PRIMARY).get(new) == "leader", 120)
+        hs.wait_until("20 inserts in a row on the new leader", lambda: writer.streak >= 20, 90)
     finally:
         writer.stop.set()
         writer.join(10)
         client.close()
     after = [cid for cid, at in zip(writer.acked, writer.acked_at, strict=True) if at > killed_at]
     assert len(after) >= 20
-    on_leader = _users(c, PRIMARY)
+    on_leader = hs.user_ids(c, PRIMARY)
     assert set(writer.acked) <= on_leader, \
         f"{len(set(writer.acked) - on_leader)} of {len(writer.acked)} acknowledged inserts lost"
-    assert SLOT in _member_slots(c, new)  # the promoted standby had the permanent slot
-    wait_until("the replica receiving the rows inserted after the failover",
-               lambda: _users(c, REPLICA) == on_leader, 90)
+    assert SLOT in hs.member_slots(c, PRIMARY, new)  # the promoted standby had the permanent slot
+    hs.wait_until("the replica receiving the rows inserted after the failover",
+                  lambda: hs.user_ids(c, REPLICA) == on_leader, 90)
     checks = c.cli.json("verify", "--only", "replication.data,replication.subscription")["checks"]
     assert checks and all(r["status"] == "passed" for r in checks), checks
     with c.ctx.pg_connect("coordinator") as conn:  # the FDW reads through the new leader, by its network name
@@ -147,8 +104,9 @@ def test_a_killed_analytics_leader_container_fails_over_and_the_replica_keeps_re
     # `up` starts the killed member's container again: it rejoins as a standby, with the slot
     result = c.up()
     assert {s.node.name: s.action.value for s in result.node_steps}[PRIMARY] == "start"
-    wait_until("the old leader streaming again", lambda: _roles(c) == {new: "leader", old: "sync_standby"}, 120)
-    wait_until("the slot on the old leader again", lambda: SLOT in _member_slots(c, old), 60)
+    hs.wait_until("the old leader streaming again",
+                  lambda: hs.ha_roles(c, PRIMARY) == {new: "leader", old: "sync_standby"}, 120)
+    hs.wait_until("the slot on the old leader again", lambda: SLOT in hs.member_slots(c, PRIMARY, old), 60)
     checks = c.cli.json("verify", "--only", "ha,replication")["checks"]
     assert {r["status"] for r in checks} == {"passed"}, checks
 
@@ -158,6 +116,6 @@ def test_a_killed_analytics_leader_container_fails_over_and_the_replica_keeps_re
     assert c.cli.sql(PRIMARY, "SELECT pg_is_in_recovery()") == "f"  # psql runs in the leader's container
     row = str(uuid.uuid4())
     with c.ctx.pg_connect(PRIMARY, "analytics_db") as conn:
-        conn.execute(USER_INSERT, {"id": row, "title": "-after"})
-    wait_until("the replica receiving the row inserted after the forced failover",
-               lambda: row in _users(c, REPLICA) and _users(c, REPLICA) == _users(c, PRIMARY), 90)
+        conn.execute(hs.USER_INSERT, {"id": row, "title": "-after"})
+    hs.wait_until("the replica receiving the row inserted after the forced failover",
+                  lambda: row in hs.user_ids(c, REPLICA) and hs.user_ids(c, REPLICA) == hs.user_ids(c, PRIMARY), 90)
