@@ -19,8 +19,8 @@ import pytest
 
 from streamctl.names import subscription_name
 from tests.support import ha as hs
-from tests.support.cluster import topology_dict
-from tests.support.docker import DockerCluster, docker_client, running_docker, unique_cluster, use_image
+from tests.support.cluster import running, topology_dict
+from tests.support.docker import DockerCluster, docker_client, unique_cluster, use_image
 from tests.support.images import ensure_test_image
 
 pytestmark = [pytest.mark.docker]
@@ -34,7 +34,7 @@ def cluster() -> Iterator[DockerCluster]:
     ha = hs.analytics_ha()
     data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", citus=False, replicas=1,
                                    redis=False, ha=ha), ensure_test_image())
-    with running_docker(data) as c:
+    with running(DockerCluster, data) as c:
         yield c
 
 

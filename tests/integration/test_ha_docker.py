@@ -21,14 +21,7 @@ from streamctl.config.members import Group, ha_groups
 from streamctl.ha import rest
 from streamctl.ownership import LABEL_INSTANCE
 from tests.support.cluster import topology_dict
-from tests.support.docker import (
-    DockerCluster,
-    cluster_resources,
-    docker_client,
-    running_docker,
-    unique_cluster,
-    use_image,
-)
+from tests.support.docker import DockerCluster, cluster_resources, docker_client, unique_cluster, use_image
 from tests.support.ha import Writer, status_members
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port_run
@@ -45,8 +38,12 @@ def cluster() -> Iterator[DockerCluster]:
     data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", citus=True, workers=1,
                                    replicas=0, redis=False, ha=ha), ensure_test_image())
     data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = citus
-    with running_docker(data) as c:
+    c = DockerCluster.new(data)
+    try:
+        c.up()
         yield c
+    finally:
+        c.destroy()
 
 
 def _group(c: DockerCluster, name: str) -> Group:

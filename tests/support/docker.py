@@ -166,14 +166,3 @@ class DockerCluster(LocalCluster):
             remove_cluster_resources(self.cluster)
         finally:
             shutil.rmtree(self.path.parent, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def running_docker(data: dict[str, Any]) -> Iterator[DockerCluster]:
-    """A Docker cluster of the topology dict `data`, up; destroyed afterwards (a module-scoped fixture's body)."""
-    c = DockerCluster.new(data)
-    try:
-        c.up()
-        yield c
-    finally:
-        c.destroy()

@@ -85,20 +85,6 @@ def kill_member(member_dir: Path, postgres_only: bool = False) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def status_members(nodes: list[dict[str, Any]], groups: list[Any]) -> dict[str, list[dict[str, Any]]]:
-    """`status --json`'s nodes checked for HA: each group's node lists its members in the topology's order, one
-    leader and one sync standby, each with its group number and a timeline; returns group node -> members."""
-    found = {n["name"]: n.get("members") for n in nodes}
-    out = {}
-    for g in groups:
-        members = found[g.node.name]
-        assert members is not None and [m["name"] for m in members] == [m.name for m in g.members], members
-        assert sorted(m["ha_role"] for m in members) == ["leader", "sync_standby"], members
-        assert all(m["group"] == g.number and m["timeline"] >= 1 for m in members), members
-        out[g.node.name] = members
-    return out
-
-
 # -- a group under HA, as the analytics tests (local and Docker) read it ------------------------------------
 def group_of(c: LocalCluster, name: str) -> Group:
     """The group under HA node `name` leads."""
@@ -148,3 +134,18 @@ def member_slots(c: LocalCluster, name: str, member_name: str) -> set[str]:
                         c.ctx.secrets["postgres_password"], c.ctx.pg_ssl(target=name))
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
         return {r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'")}
+
+
+def status_members(nodes: list[dict[str, Any]], groups: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    """`status --json`'s nodes checked for HA: each group's node lists its members in the topology's order, one
+    leader and one sync standby, each with its group number and a timeline; returns group node -> members."""
+    found = {n["name"]: n.get("members") for n in nodes}
+    out = {}
+    for g in groups:
+        members = found[g.node.name]
+        assert members is not None and [m["name"] for m in members] == [m.name for m in g.members], members
+        assert sorted(m["ha_role"] for m in members) == ["leader", "sync_standby"], members
+        assert all(m["group"] == g.number and m["timeline"] >= 1 for m in members), members
+        out[g.node.name] = members
+    return out
+
