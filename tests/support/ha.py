@@ -148,4 +148,3 @@ def status_members(nodes: list[dict[str, Any]], groups: list[Any]) -> dict[str, 
         assert all(m["group"] == g.number and m["timeline"] >= 1 for m in members), members
         out[g.node.name] = members
     return out
-
