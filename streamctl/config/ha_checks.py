@@ -26,7 +26,7 @@ def ha_endpoints(t: Topology) -> list[tuple[str, str, int, str, str]]:
 def ha_errors(t: Topology) -> list[str]:
     """What `ha:` cannot run: a node streamctl does not provision, a synchronous group without a standby,
     Patroni's timing out of its bounds, ports past 65535; and, for now, anything but the Citus groups (local,
-    Docker and Swarm backends) and the analytics primary (local backend)."""
+    Docker and Swarm backends) and the analytics primary (local and Docker backends)."""
     if not t.ha_on:
         return []
     ha = t.ha
@@ -69,11 +69,11 @@ def ha_errors(t: Topology) -> list[str]:
                       f"Citus nodes on {', '.join(sorted(engine_backends))} (remove one of the two sections, or "
                       "set backend: local)")
     analytics = [g for g in groups if not t.runs_citus(g.node.role) and not g.node.is_external
-                 and node_backend(t, g.node) != "local"]
+                 and node_backend(t, g.node) == "swarm"]
     if analytics:
-        errors.append("ha.analytics.standbys: the analytics primary under HA runs on the local backend only for "
-                      f"now, and this topology runs it on {node_backend(t, analytics[0].node)} (set 0, or "
-                      "backend: local)")
+        errors.append("ha.analytics.standbys: the analytics primary under HA runs on the local and Docker "
+                      "backends only for now, and this topology runs it on swarm (set 0, or backend: docker "
+                      "or local)")
     if t.backup_on and any(not t.runs_citus(g.node.role) for g in groups):
         errors.append("backup: backups with the analytics primary under HA are not built yet (set "
                       "ha.analytics.standbys: 0, or remove the backup section)")

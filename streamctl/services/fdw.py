@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from streamctl.backends.base import Backend
-from streamctl.config.members import member_addresses
+from streamctl.config.members import peer_addresses
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
@@ -73,7 +73,7 @@ class FdwService:
     def _server_options(self) -> dict[str, str]:
         ep = self.ctx.endpoint(self.source.name)
         # Under HA, every member and target_session_attrs=primary: the FDW follows the leader across a failover.
-        members = member_addresses(self.ctx.topology, self.source.name)
+        members = peer_addresses(self.ctx.topology, self.source.name, ep.internal_host, ep.internal_port)
         where = pg_engine.leader_params(members) if members else {"host": ep.internal_host,
                                                                   "port": str(ep.internal_port)}
         # connect_timeout: a query through the FDW to a source whose host froze fails in seconds, not hours.

@@ -7,7 +7,7 @@ from typing import Any
 from psycopg import Connection
 
 from streamctl.backends.base import Backend
-from streamctl.config.members import member_addresses
+from streamctl.config.members import peer_addresses
 from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
@@ -121,7 +121,7 @@ class ReplicationService:
         """How `replica` reaches the primary: with TLS on, verifying it against the CA inside the replica. Under
         HA every member with target_session_attrs=primary: the apply worker reconnects to whichever leads."""
         ep = self.ctx.endpoint(self.primary.name)
-        members = member_addresses(self.ctx.topology, self.primary.name)
+        members = peer_addresses(self.ctx.topology, self.primary.name, ep.internal_host, ep.internal_port)
         where: dict[str, object] = {"host": ep.internal_host, "port": ep.internal_port}
         if members:
             leader = pg_engine.leader_params(members)

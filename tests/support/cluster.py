@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar, cast
 
 import yaml
 
@@ -116,10 +116,14 @@ class LocalCluster:
             shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
+C = TypeVar("C", bound=LocalCluster)
+
+
 @contextlib.contextmanager
-def running(**kwargs: Any) -> Iterator[LocalCluster]:
-    """A local cluster of `topology_dict(**kwargs)`, up; destroyed afterwards (a module-scoped fixture's body)."""
-    c = LocalCluster.new(topology_dict(**kwargs))
+def running(kind: type[C] | None = None, data: dict[str, Any] | None = None, **kwargs: Any) -> Iterator[C]:
+    """A cluster of `data` (by default `topology_dict(**kwargs)`), up, of class `kind` (by default a local
+    one; a DockerCluster); destroyed afterwards (a module-scoped fixture's body)."""
+    c = cast(C, (kind or LocalCluster).new(data if data is not None else topology_dict(**kwargs)))
     try:
         c.up()
         yield c

@@ -10,10 +10,19 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from streamctl.config.members import Group, ha_groups
+from streamctl.engines import postgres as pg_engine
+from streamctl.ha import analytics, rest
+
+if TYPE_CHECKING:
+    from tests.support.cluster import LocalCluster
+
+USER_INSERT = ("INSERT INTO users (user_id, username, email) "  # an analytics row, for the analytics primary's tests
+               "VALUES (%(id)s::uuid, %(id)s::text || %(title)s::text, %(id)s::text || '@example.org')")
 TITLE_INSERT = "INSERT INTO content_metadata (content_id, title, content_type) VALUES (%(id)s, %(title)s, 'movie')"
 
 
@@ -74,6 +83,57 @@ def kill_member(member_dir: Path, postgres_only: bool = False) -> None:
     patroni, postmaster = pids(member_dir)
     for pid in (postmaster,) if postgres_only else (patroni, postmaster):
         os.kill(pid, signal.SIGKILL)
+
+
+# -- a group under HA, as the analytics tests (local and Docker) read it ------------------------------------
+def group_of(c: LocalCluster, name: str) -> Group:
+    """The group under HA node `name` leads."""
+    return next(g for g in ha_groups(c.topology) if g.node.name == name)
+
+
+def ha_roles(c: LocalCluster, name: str) -> dict[str, str]:
+    """member -> its role as Patroni's REST API says (`leader`, `sync_standby`, ...), of the group `name` leads."""
+    return {s.name: s.ha_role for s in rest.group_members(group_of(c, name).members, _ca(c))}
+
+
+def analytics_ha() -> dict[str, Any]:
+    """An `ha:` section for the analytics primary alone: 1 synchronous standby, every port free."""
+    from tests.support.ports import free_port_run
+
+    etcd = free_port_run(2)
+    return {"analytics": {"standbys": 1}, "synchronous": "on", "port": free_port_run(1),
+            "rest_port": free_port_run(2), "etcd": {"port": etcd, "peer_port": etcd + 1}}
+
+
+def check_analytics_group(c: LocalCluster, slot: str) -> Group:
+    """The analytics primary's group as `analytics_ha` makes it: two members, a leader and a sync standby, and
+    the replica's slot `slot` declared permanent and held by both (Patroni's copy on the standby)."""
+    group = group_of(c, "analytics-primary")
+    assert not group.citus and [m.name for m in group.members] == ["analytics-primary", "analytics-primary-2"]
+    assert sorted(ha_roles(c, group.node.name).values()) == ["leader", "sync_standby"]
+    assert analytics.declared_slots(group, _ca(c)) == {slot: analytics.slot_spec(c.topology)}
+    assert all(slot in member_slots(c, group.node.name, m.name) for m in group.members)
+    return group
+
+
+def _ca(c: LocalCluster) -> str | None:
+    return c.ctx.ca_path() if c.ctx.tls_on else None
+
+
+def user_ids(c: LocalCluster, node: str) -> set[str]:
+    """The analytics `users` rows' ids on node `node` (through its leader under HA)."""
+    with c.ctx.pg_connect(node, "analytics_db") as conn:
+        return {str(r[0]) for r in conn.execute("SELECT user_id FROM users")}
+
+
+def member_slots(c: LocalCluster, name: str, member_name: str) -> set[str]:
+    """The logical slots of one member of the group `name` leads, asked of it alone (a standby too), where
+    streamctl reaches it."""
+    member = next(m for m in group_of(c, name).members if m.name == member_name)
+    dsn = pg_engine.uri(member.node.host, member.port, "analytics_db", c.topology.pg_user,
+                        c.ctx.secrets["postgres_password"], c.ctx.pg_ssl(target=name))
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        return {r[0] for r in conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'")}
 
 
 def status_members(nodes: list[dict[str, Any]], groups: list[Any]) -> dict[str, list[dict[str, Any]]]:

@@ -10,7 +10,7 @@ import yaml
 
 from streamctl.config import load_topology, parse_topology
 from streamctl.config.ha_checks import ha_errors
-from streamctl.config.members import etcd_members, ha_groups
+from streamctl.config.members import etcd_members, ha_groups, peer_addresses
 from streamctl.errors import ConfigError, ExitCode
 
 LOCAL = {"backend": "local"}
@@ -100,17 +100,32 @@ def test_ha_runs_on_every_backend_but_swarm_refuses_analytics_ha_and_backups_wit
         assert load_topology(path, env={}).ha_on
     assert load_topology(path, env={}, backend="local").ha_on
     path.write_text(yaml.safe_dump({"backend": "local", "bind": "0.0.0.0", "ha": {"analytics": {"standbys": 1}}}))
+    for backend in ("docker", "auto"):  # the analytics primary under HA: local and Docker
+        assert [g.node.name for g in ha_groups(load_topology(path, env={}, backend=backend))][-1:] == \
+            ["analytics-primary"]
     with pytest.raises(ConfigError) as info:
         load_topology(path, env={}, backend="swarm")  # --backend is judged like the file
     assert info.value.exit_code == ExitCode.CONFIG == 3
-    assert any("ha.analytics.standbys: the analytics primary under HA runs on the local backend only for now, "
-               "and this topology runs it on swarm" in d for d in info.value.details), info.value.details
+    assert any("ha.analytics.standbys: the analytics primary under HA runs on the local and Docker backends only "
+               "for now, and this topology runs it on swarm" in d for d in info.value.details), info.value.details
     backup = {"repository": {"path": "r"}}
     path.write_text(yaml.safe_dump({"backend": "swarm", "bind": "0.0.0.0", "ha": {}, "backup": backup}))
     with pytest.raises(ConfigError) as info:
         load_topology(path, env={})
     assert any("backup: backups with ha run on the local backend only for now, and this topology runs its Citus "
                "nodes on swarm" in d for d in info.value.details), info.value.details
+
+
+def test_the_analytics_members_are_reached_by_name_on_a_container_network_and_by_port_elsewhere() -> None:
+    """What a replica's subscription and the FDW name: on Docker the members' network names on the container's
+    port (Patroni's connect_address); on local the topology's host and each member's own port."""
+    t = parse_topology({"backend": "docker", "metadata": {"citus": {"enabled": False}},
+                        "analytics": {"primary": {"port": 16432}},
+                        "ha": {"port": 16500, "analytics": {"standbys": 1}}}, env={})
+    assert peer_addresses(t, "analytics-primary", "analytics-primary", 5432) == [
+        ("analytics-primary", 5432), ("analytics-primary-2", 5432)]
+    assert peer_addresses(t, "analytics-primary", "127.0.0.1", 16432) == [("127.0.0.1", 16432), ("127.0.0.1", 16500)]
+    assert peer_addresses(t, "analytics-replica-1", "analytics-replica-1", 5432) == []
 
 
 def test_swarm_places_a_groups_members_on_distinct_hosts_or_says_how_many_it_needs() -> None:

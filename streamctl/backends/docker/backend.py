@@ -44,7 +44,7 @@ class DockerBackend(EngineBackend):
         self._volume_templates: VolumeTemplates | None = None
         self._user_ids = UserIds()  # image -> its users' ids, for the files copied into containers
         self._groups: dict[str, Group] = {g.node.name: g for g in ha_groups(self.topology)}
-        self.ha = DockerHa(self, self._groups)  # the Citus groups under HA: a container per member (ha.py)
+        self.ha = DockerHa(self, self._groups)  # every group under HA: a container per member (ha.py)
 
     # -- connection -------------------------------------------------------------------------------
     @property

@@ -1,8 +1,9 @@
-"""High availability on Docker: a Citus group is one container per member (the HA member image: the node's
-image with Patroni, ha_image.py), each on the cluster's network under its member name (Patroni's
-`connect_address`, what pg_dist_node stores), with its own volume, its PostgreSQL and REST ports published on
-the topology's bind; etcd runs in containers of the same image. Patroni's configuration is `streamctl/ha/`'s,
-with the containers' paths and names; it is copied in (0600) before the first start, like every secret."""
+"""High availability on Docker: a group (a Citus group, or the analytics primary's) is one container per
+member (the HA member image: the node's image with Patroni, ha_image.py), each on the cluster's network under its
+member name (Patroni's `connect_address`, what pg_dist_node stores and the analytics replicas' subscriptions
+name), with its own volume, its PostgreSQL and REST ports published on the topology's bind; etcd runs in
+containers of the same image. Patroni's configuration is `streamctl/ha/`'s, with the containers' paths and
+names; it is copied in (0600) before the first start, like every secret."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def mode_refusal(node: Node, was_ha: bool, under_ha: bool) -> RefusedError | Non
 
 
 class DockerHa:
-    """The groups under HA of one Docker backend: their members' containers and the etcd containers."""
+    """The groups under HA of one Docker backend (the Citus groups, the analytics primary's): their members'
+    containers and the etcd containers."""
 
     def __init__(self, backend: DockerBackend, groups: dict[str, Group]) -> None:
         self.b, self.groups = backend, groups
