@@ -23,6 +23,7 @@ from streamctl.ha import dcs, patroni, rest, runtime
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha.secrets import ha_secrets
 from streamctl.readiness import Readiness
+from streamctl.state import StateStore
 
 BEFORE_HA = "streamctl.conf.before-ha"  # a plain server's settings, set aside when Patroni takes its data
 _ETCD_LOCK = threading.Lock()  # the groups of one `up` start in parallel: etcd is started once
@@ -141,9 +142,10 @@ class GroupRecipe(Recipe):
     def configs(self) -> dict[str, str]:
         assert self.bindir is not None
         secrets = ha_secrets(self.state_root)
+        generation = StateStore(self.state_root).read().get("backup_generation")  # after `up --from-backup`
         return {m.name: patroni.render(patroni.member_config(
-            self.topology, self.group, m, self.paths(m), self.bindir, self.tls_dir,
-            self.secrets["postgres_password"], secrets, self.etcd.members, home=self.home)) for m in self.group.members}
+            self.topology, self.group, m, self.paths(m), self.bindir, self.tls_dir, self.secrets["postgres_password"],
+            secrets, self.etcd.members, home=self.home, generation=generation)) for m in self.group.members}
 
     @property
     def definition(self) -> dict[str, Any]:
