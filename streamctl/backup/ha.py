@@ -54,27 +54,38 @@ ANALYTICS_LEFT = ("the analytics primary comes back without standbys (its `ha.an
                   "the restored topology: turning ha on for its data is not built)")
 
 
-def refuse_in_place(t: Topology, what: str) -> None:
-    """Restoring into a running cluster's own groups under HA (`--in-place`) is not built: every member's Patroni
-    would have to stop and the groups' keys leave etcd first. The refusal says what works instead."""
-    if not ha_groups(t):
-        return
-    raise RefusedError(f"{what} under ha is not built yet; nothing was changed",
-                       hint="restore into a new cluster beside this one instead: `streamctl restore --point NAME "
-                            "--into NEW` (it comes back under ha, each group led by the restored data), then move "
-                            "clients to it; or `streamctl down --volumes` and `streamctl up --from-backup NAME`")
-
-
-def refuse_analytics(t: Topology) -> None:
-    """`up --from-backup` under HA: the Citus groups' restored data becomes each group's leader (ha_convert.py);
-    the analytics primary's cannot yet (its slots and subscriptions under Patroni are not covered)."""
+def refuse_analytics(t: Topology, what: str = "up --from-backup") -> None:
+    """Restoring into the cluster's own nodes under HA (`up --from-backup`, `--in-place`): the Citus groups'
+    restored data becomes each group's leader (ha_convert.py); the analytics primary's cannot yet (its slots
+    and subscriptions under Patroni are not covered)."""
     analytics = [g.node.name for g in ha_groups(t) if not g.citus]
     if analytics:
-        raise RefusedError(f"up --from-backup with ha.analytics.standbys is not built: {analytics[0]}'s restored "
-                           "data cannot become its group's leader yet; nothing was changed",
+        raise RefusedError(f"{what} with ha.analytics.standbys is not built: {analytics[0]}'s restored data "
+                           "cannot become its group's leader yet; nothing was changed",
                            hint="set ha.analytics.standbys to 0 (the Citus groups stay under ha), or restore "
                                 "into a new cluster with `streamctl restore --point NAME --into NEW` (it leaves "
                                 "ha.analytics out)")
+
+
+def patroni_paths(t: Topology, backend: Any, node: Node) -> list[Path]:
+    """An in-place restore keeps these aside besides the node's data: its Patroni configuration (so that `up`
+    finds plain data to convert) and its standbys' directories (they are cloned again from the restored data)."""
+    group = group_of(t, node)
+    if group is None:
+        return []
+    first = backend.member_paths(node, group.members[0])
+    return [first.config_file, *(backend.member_paths(node, m).dir for m in group.members[1:])]
+
+
+def etcd_aside(t: Topology, backend: Any, suffix: str) -> tuple[Path, Path | None]:
+    """etcd's directory renamed beside itself (its keys name the groups as they were: Patroni must find none),
+    with where it went; None when there is nothing to keep."""
+    etcd = backend.home.path / "etcd"
+    if not ha_groups(t) or not etcd.exists():
+        return etcd, None
+    aside = etcd.with_name(etcd.name + suffix)
+    etcd.rename(aside)
+    return etcd, aside
 
 
 def ha_ports(t: Topology) -> set[int]:

@@ -113,7 +113,7 @@ def up_from_backup(ctx: ClusterContext, backend: Any, name: str, emit: Emit = ig
     """A fresh cluster from the repository's set (or restore point) `name` instead of empty databases."""
     from streamctl.backends.base import NodeState
 
-    ha.refuse_analytics(ctx.topology)
+    ha.refuse_analytics(ctx.topology, "up --from-backup")
     tool = PgBackRest(ctx, backend)
     tool.require_restores()
     existing = [n.name for n in ctx.topology.nodes() if backend.observe(n).state is not NodeState.MISSING]

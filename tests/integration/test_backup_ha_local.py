@@ -7,8 +7,9 @@ rows added and an incremental b2 with its restore point; a forced failover of th
 the new timeline and a backup b3 (from the old leader, now the standby); archiving went on into the same stanza
 (timeline 2 segments); `restore --point` of b3 into a new cluster that comes back under ha (each group led by
 the restored data, a sync standby cloned from it, pg_dist_node naming the leaders, exactly the point's rows);
-an in-place restore refused with nothing changed; last, the cluster removed (`down --volumes`) and made again
-under ha by `up --from-backup b2`, holding exactly b2's rows.
+`restore --in-place` of b2 (every member's Patroni stopped, the standbys' directories and etcd kept aside, the
+restored data each group's leader again, the standbys cloned from it); last, the cluster removed
+(`down --volumes`) and made again under ha by `up --from-backup b2`; each holding exactly b2's rows.
 """
 
 from __future__ import annotations
@@ -200,16 +201,21 @@ def test_restore_of_the_point_after_the_failover_comes_back_under_ha(story) -> N
     _remove(restored)
 
 
-def test_in_place_restore_is_refused_under_ha(story) -> None:
+def test_in_place_restore_under_ha_makes_the_restored_data_each_groups_leader(story) -> None:
     c = story["cluster"]
-    proc = c.cli.run("restore", "--point", "b2", "--in-place", "--yes")
-    assert proc.returncode == 10 and "under ha is not built yet" in proc.stderr, proc.stderr
-    assert "--into NEW" in proc.stderr and "--from-backup" in proc.stderr, proc.stderr  # what to do instead
-    proc = c.cli.run("up", "--from-backup", "b2")  # the cluster exists: a new one only
+    proc = c.cli.run("up", "--from-backup", "b2")  # the cluster exists: `up --from-backup` makes a new one only
     assert proc.returncode == 10 and "already exist" in proc.stderr, proc.stderr
+    done = c.cli.json("restore", "--point", "b2", "--in-place", "--yes")
+    assert done["restore_point"] == "b2" and done["verify"]["exit_code"] == 0, done
+    kept = {Path(p).name.split(".before-restore-")[0] for p in done["kept_aside"]}
+    assert {"data", "patroni.yml", "coordinator-2", "worker-1-2", "etcd"} <= kept, kept  # nothing deleted
+    c.reload()
+    _assert_under_ha(c)
+    assert platform_sums(c.ctx) == story["sums_b2"]
     with c.ctx.pg_connect("coordinator") as conn:
-        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (20,)
-    assert not list(Path(c.path.parent).glob("*.before-restore-*"))
+        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (0,)
+    for aside in done["kept_aside"]:
+        shutil.rmtree(aside, ignore_errors=True) if Path(aside).is_dir() else Path(aside).unlink()
 
 
 def test_up_from_backup_under_ha_after_down_volumes(story) -> None:

@@ -238,8 +238,8 @@ class LocalBackend:
         recipe = self._recipe(node)
         if volumes and isinstance(recipe, GroupRecipe):
             recipe.stop_for_good(lambda argv, what: self._run(argv, self.run_as, what))
-        else:
-            self.stop(node)
+        else:  # data that goes needs no clean shutdown (a checkpoint, its last WAL archived): immediate
+            stop_all(recipe.pids, signal.SIGQUIT if volumes and node.is_postgres else recipe.stop_signal, node.name)
         if volumes:
             for path in recipe.dirs():
                 shutil.rmtree(path, ignore_errors=True)

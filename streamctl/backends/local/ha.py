@@ -233,11 +233,14 @@ class GroupRecipe(Recipe):
         stop_all(self.pids, signal.SIGKILL, self.node.name)
 
     def stop_for_good(self, run: Callable[[list[str], str], None]) -> None:
-        """A group leaving: released, then each member's PostgreSQL stopped cleanly."""
+        """A group leaving with its data: released, then each member's PostgreSQL stopped at once (`immediate`):
+        a clean stop of data about to be removed would only wait, for its shutdown checkpoint, for the
+        archiver to push its last segments (pgBackRest's archive-push waits up to its archive-timeout, 60 s,
+        for each) and for the walsenders to see the standbys acknowledge the end of the WAL."""
         assert self.bindir is not None
         self.release()
         for member in self.group.members:
             data = self.paths(member).data_dir
             if (data / "postmaster.pid").exists():
-                run([str(self.bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w", "-t", "120"],
+                run([str(self.bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "immediate", "-w", "-t", "60"],
                     f"stop {member.name}")
