@@ -235,8 +235,8 @@ class GroupRecipe(Recipe):
     def stop_for_good(self, run: Callable[[list[str], str], None]) -> None:
         """A group leaving with its data: released, then each member's PostgreSQL stopped at once (`immediate`):
         a clean stop of data about to be removed would only wait, for its shutdown checkpoint, for the
-        archiver to push its last segments (pgBackRest's archive-push waits up to its archive-timeout, 60 s,
-        for each) and for the walsenders to see the standbys acknowledge the end of the WAL."""
+        archiver to push its last segments through archive-push (retried when that fails) and for the
+        walsenders to see the standbys acknowledge the end of the WAL."""
         assert self.bindir is not None
         self.release()
         for member in self.group.members:
