@@ -1,14 +1,16 @@
 """Backups of groups under high availability (local backend): a group's stanza lists every member (pgBackRest
 finds the leader itself at each command), archive_command is Patroni's (streamctl.ha.patroni), the base
 backup comes from a standby that streams (`--backup-standby=y`), else from the leader, and a restored copy
-of a member's data becomes a plain node (Patroni's postgresql.conf replaced by the node's own)."""
+of a member's data becomes a plain node (Patroni's postgresql.conf replaced by the node's own), which `up`
+then makes its group's leader again when the restored cluster is under HA (backends/local/ha_convert.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamctl.config.members import Group, ha_groups
+from streamctl.config.members import Group, etcd_members, ha_groups
 from streamctl.errors import RefusedError
 from streamctl.ha import rest
 
@@ -48,20 +50,68 @@ def backup_source(ctx: ClusterContext, group: Group) -> tuple[list[str], str]:
     return ["--backup-standby=n"], f"from the leader {leader} (no standby streams)"
 
 
-def refuse_in_place(t: Topology, what: str) -> None:
-    """Restoring into a cluster's own groups under HA (`--in-place`, `up --from-backup`) is not built: Patroni
-    would have to be bootstrapped from the restored data. The refusal says what works instead."""
-    if not ha_groups(t):
-        return
-    if what.startswith("up"):
-        hint = ("bring the cluster up from the set without HA: a copy of the topology without its `ha:` section, "
-                "then `streamctl up -f COPY --from-backup NAME` (each group comes back as one plain node; "
-                "turning ha on for a cluster that holds data is not built)")
-    else:
-        hint = ("restore into a new cluster beside this one instead: `streamctl restore --point NAME --into NEW` "
-                "(each group comes back as one plain node, its topology NEW.yaml without `ha:`), then move "
-                "clients to it")
-    raise RefusedError(f"{what} under ha is not built yet; nothing was changed", hint=hint)
+ANALYTICS_LEFT = ("the analytics primary comes back without standbys (its `ha.analytics` section is left out of "
+                  "the restored topology: turning ha on for its data is not built)")
+
+
+def refuse_analytics(t: Topology, what: str = "up --from-backup") -> None:
+    """Restoring into the cluster's own nodes under HA (`up --from-backup`, `--in-place`): the Citus groups'
+    restored data becomes each group's leader (ha_convert.py); the analytics primary's cannot yet (its slots
+    and subscriptions under Patroni are not covered)."""
+    analytics = [g.node.name for g in ha_groups(t) if not g.citus]
+    if analytics:
+        raise RefusedError(f"{what} with ha.analytics.standbys is not built: {analytics[0]}'s restored data "
+                           "cannot become its group's leader yet; nothing was changed",
+                           hint="set ha.analytics.standbys to 0 (the Citus groups stay under ha), or restore "
+                                "into a new cluster with `streamctl restore --point NAME --into NEW` (it leaves "
+                                "ha.analytics out)")
+
+
+def patroni_paths(t: Topology, backend: Any, node: Node) -> list[Path]:
+    """An in-place restore keeps these aside besides the node's data: its Patroni configuration (so that `up`
+    finds plain data to convert) and its standbys' directories (they are cloned again from the restored data)."""
+    group = group_of(t, node)
+    if group is None:
+        return []
+    first = backend.member_paths(node, group.members[0])
+    return [first.config_file, *(backend.member_paths(node, m).dir for m in group.members[1:])]
+
+
+def etcd_aside(t: Topology, backend: Any, suffix: str) -> tuple[Path, Path | None]:
+    """etcd's directory renamed beside itself (its keys name the groups as they were: Patroni must find none),
+    with where it went; None when there is nothing to keep."""
+    etcd = backend.home.path / "etcd"
+    if not ha_groups(t) or not etcd.exists():
+        return etcd, None
+    aside = etcd.with_name(etcd.name + suffix)
+    etcd.rename(aside)
+    return etcd, aside
+
+
+def ha_ports(t: Topology) -> set[int]:
+    """Every port the cluster's `ha:` layout uses: members' PostgreSQL and REST, etcd's clients and peers."""
+    ports = {p for g in ha_groups(t) for m in g.members for p in (m.port, m.rest_port)}
+    return ports | {p for e in etcd_members(t) for p in (e.port, e.peer_port)}
+
+
+def move_ha_ports(raw: dict[str, Any], t: Topology, free: Callable[[int], int]) -> list[str]:
+    """The `ha:` section of a restored cluster's topology (`raw`, the source's YAML): free ports of its own (`free(n)`:
+    the first of n) for the standbys' PostgreSQL, every member's REST API and etcd. The analytics primary's
+    standbys are left out (ha_convert.refusal: only the Citus groups convert); what was left out is returned."""
+    section = raw["ha"] if isinstance(raw.get("ha"), dict) else {}
+    raw["ha"] = section
+    groups = [g for g in ha_groups(t) if g.citus]
+    section["port"] = free(max(1, sum(len(g.members) - 1 for g in groups)))
+    section["rest_port"] = free(max(1, sum(len(g.members) for g in groups)))
+    etcd = section["etcd"] if isinstance(section.get("etcd"), dict) else {}
+    section["etcd"] = etcd
+    assert t.ha is not None
+    first = free(2 * t.ha.etcd.members)
+    etcd["port"], etcd["peer_port"] = first, first + t.ha.etcd.members
+    if any(not g.citus for g in ha_groups(t)):
+        section.pop("analytics", None)
+        return [ANALYTICS_LEFT]
+    return []
 
 
 def plain_conf(data: Path, chown: Any) -> bool:

@@ -8,6 +8,11 @@ primary's backup (replicas.py) and `up` subscribes them again without the initia
 the set's snapshot. `up` finishes, `verify` judges. If anything fails before `up`, the restored files are
 removed and the data moved aside is put back: the cluster is as it was, stopped, and `streamctl up`
 starts it. Archiving goes on in the same stanzas, on the new timeline the recovery opened.
+
+Under HA (the Citus groups) every member's Patroni stops with the cluster; each group's standbys' directories,
+the node's Patroni configuration and etcd's data are kept aside too, so that `up` finds each node holding
+plain data and no group in a fresh etcd: it makes the restored data the group's leader and clones the
+standbys from it (backends/local/ha_convert.py).
 """
 
 from __future__ import annotations
@@ -58,25 +63,27 @@ def restore_in_place(ctx: ClusterContext, backend: LocalBackend, selection: Sele
 
 
 def _move_aside(ctx: ClusterContext, backend: LocalBackend, stamp: str, emit: Emit) -> list[tuple[Path, Path]]:
-    """Every PostgreSQL node's and Redis's data directory renamed beside itself (same filesystem: instant)."""
+    """Every PostgreSQL node's and Redis's data directory renamed beside itself (same filesystem: instant);
+    under HA also what would keep Patroni from taking the restored data as each group's leader (ha.py)."""
     moved: list[tuple[Path, Path]] = []
     for node in ctx.topology.nodes():
         if node.is_external or not (node.is_postgres or node.engine is Engine.REDIS):
             continue
-        data = backend.data_dir(node)
-        if not data.exists():
-            continue
-        aside = data.with_name(data.name + ASIDE + stamp)
-        data.rename(aside)
-        moved.append((data, aside))
-        emit(Event("info", node.name, "restore", f"its data kept at {aside}"))
+        for path in (backend.data_dir(node), *ha.patroni_paths(ctx.topology, backend, node)):
+            if not path.exists():
+                continue
+            aside = path.with_name(path.name + ASIDE + stamp)
+            path.rename(aside)
+            moved.append((path, aside))
+            emit(Event("info", node.name, "restore", f"kept at {aside}"))
+    moved += [(p, a) for p, a in [ha.etcd_aside(ctx.topology, backend, ASIDE + stamp)] if a is not None]
     return moved
 
 
 def _put_back(moved: list[tuple[Path, Path]], emit: Emit) -> None:
     """After a failed restore: the restored files removed, each data directory back where it was."""
     for data, aside in moved:
-        if data.exists():
+        if data.is_dir():
             shutil.rmtree(data, ignore_errors=True)
         aside.rename(data)
     if moved:
@@ -86,7 +93,7 @@ def _put_back(moved: list[tuple[Path, Path]], emit: Emit) -> None:
 
 def refuse_unsupported(ctx: ClusterContext, backend_name: str) -> None:
     """In place needs the nodes' data on this machine (the local backend) and a set to restore."""
-    ha.refuse_in_place(ctx.topology, "restore --in-place")
+    ha.refuse_analytics(ctx.topology, "restore --in-place")
     if backend_name != "local":
         raise RefusedError(f"--in-place restores clusters on the local backend; this one runs on {backend_name}; "
                            "nothing was changed", hint="restore into a new cluster with --into NAME")

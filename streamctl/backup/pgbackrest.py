@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from streamctl.backup import ha
 from streamctl.config.model import BACKED_UP_ROLES, BackupSpec, Node
-from streamctl.engines.pgbackrest import archive_push, stanza_name
+from streamctl.engines.pgbackrest import archive_push, stanza_name, stanza_prefix
 from streamctl.errors import ExitCode, PreflightError, RefusedError, StreamctlError
 
 if TYPE_CHECKING:
@@ -114,8 +114,7 @@ class PgBackRest:
     def stanzas(self) -> list[Stanza]:
         """A cluster restored from a repository (`up --from-backup`) archives under a generation of its
         own: its nodes share the system id of the ones it came from, whose stanzas it must not extend."""
-        gen = self.ctx.store.read().get("backup_generation")
-        prefix = f"{self.cluster}-{gen}" if gen else self.cluster
+        prefix = stanza_prefix(self.cluster, self.ctx.store.read().get("backup_generation"))
         return [Stanza(stanza_name(prefix, n.name), n) for n in backed_up_nodes(self.ctx)]
 
     # -- configuration ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from streamctl.backup.ha import ha_ports, move_ha_ports
 from streamctl.backup.pgbackrest import BackupError
 from streamctl.errors import RefusedError
 
@@ -35,14 +36,14 @@ def _free_run(n: int, taken: set[int]) -> int:
     raise BackupError("no free ports on 127.0.0.1 for the restored cluster")
 
 
-def new_topology_text(source: Path, ctx: ClusterContext, name: str) -> str:
+def new_topology_text(source: Path, ctx: ClusterContext, name: str) -> tuple[str, list[str]]:
     """The source file's settings (its ${VAR}s kept, not expanded) with another cluster name and free
-    ports for every node, so the copy runs beside the original."""
+    ports for every node (and its `ha:` members and etcd), so the copy runs beside the original; with what
+    of the source's layout the copy leaves out, to say so."""
     raw = yaml.safe_load(source.read_text()) or {}
     t = ctx.topology
-    taken: set[int] = {n.port for n in t.nodes()} | {t.gateway.port}
+    taken: set[int] = {n.port for n in t.nodes()} | {t.gateway.port} | ha_ports(t)
     raw["cluster"] = name
-    raw.pop("ha", None)  # the groups' leaders' data comes back as plain nodes (backup/ha.py)
 
     def section(*path: str) -> dict[str, Any]:
         node = raw
@@ -61,7 +62,8 @@ def new_topology_text(source: Path, ctx: ClusterContext, name: str) -> str:
                                         for r in t.analytics.replicas]
     for key in ("mongo", "redis", "gateway"):
         section(key)["port"] = _free_run(1, taken)
-    return "# restored by streamctl from cluster " + t.cluster + "\n" + yaml.safe_dump(raw, sort_keys=False)
+    left = move_ha_ports(raw, t, lambda n: _free_run(n, taken)) if t.ha_on else []
+    return "# restored by streamctl from cluster " + t.cluster + "\n" + yaml.safe_dump(raw, sort_keys=False), left
 
 
 def default_name(ctx: ClusterContext) -> str:

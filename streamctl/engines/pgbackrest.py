@@ -13,6 +13,12 @@ def stanza_name(cluster: str, node: str) -> str:
     return f"{cluster}-{node}"
 
 
+def stanza_prefix(cluster: str, generation: str | None) -> str:
+    """What a cluster's stanzas start with: a cluster made from a repository's set (`up --from-backup`) archives
+    under a generation of its own (`<cluster>-g<time>`), apart from the stanzas it was restored from."""
+    return f"{cluster}-{generation}" if generation else cluster
+
+
 def local_config(home: Path) -> Path:
     """The local backend's pgBackRest configuration file, under the cluster's data home."""
     return home / "backup" / "pgbackrest.conf"

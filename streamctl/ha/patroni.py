@@ -91,32 +91,39 @@ def hba_lines(members: tuple[Member, ...], tls: bool, sources: tuple[str, ...] |
             f"{host} all all all scram-sha-256", "host replication all all reject"]
 
 
-def archive_parameters(t: Topology, group: Group, paths: MemberPaths, home: Path | None) -> dict[str, str]:
+def archive_parameters(t: Topology, group: Group, paths: MemberPaths, home: Path | None,
+                       generation: str | None = None) -> dict[str, str]:
     """With backups on: every member archives into its group's stanza once it leads (archive_mode `on`, not
     `always`: a standby archives nothing, pgBackRest refuses `always`, and a promoted standby starts pushing on
     its new timeline into the same stanza). The command names the member's own data directory (pgBackRest
     checks `%p` against pg1-path) and stays the same from the first start: until `up` has created the stanza,
-    pushes fail and PostgreSQL keeps the WAL and retries."""
+    pushes fail and PostgreSQL keeps the WAL and retries. `generation`: the cluster's stanzas' own after
+    `up --from-backup` (pgbackrest.stanza_prefix)."""
     if not t.backup_on or home is None:
         return {}
     assert t.backup is not None
-    stanza = pgbackrest.stanza_name(t.cluster, group.node.name)
+    stanza = _stanza(t, group, generation)
     command = pgbackrest.archive_push(pgbackrest.local_config(home), stanza, f"--pg1-path={paths.data_dir}")
     return {"archive_mode": "on", "archive_timeout": str(t.backup.archive_timeout), "archive_command": command}
 
 
-def archive_callback(t: Topology, group: Group, paths: MemberPaths, home: Path | None) -> str:
+def _stanza(t: Topology, group: Group, generation: str | None) -> str:
+    return pgbackrest.stanza_name(pgbackrest.stanza_prefix(t.cluster, generation), group.node.name)
+
+
+def archive_callback(t: Topology, group: Group, paths: MemberPaths, home: Path | None,
+                     generation: str | None = None) -> str:
     """With archiving: what a promoted member runs to push the earlier timelines' segments it holds, which its
     old leader may have left unpushed (engines/pgbackrest.py)."""
     assert home is not None
-    stanza = pgbackrest.stanza_name(t.cluster, group.node.name)
-    return pgbackrest.push_earlier_timelines(pgbackrest.local_config(home), stanza, paths.data_dir,
-                                             f"--pg1-path={paths.data_dir}")
+    return pgbackrest.push_earlier_timelines(pgbackrest.local_config(home), _stanza(t, group, generation),
+                                             paths.data_dir, f"--pg1-path={paths.data_dir}")
 
 
 def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths, bindir: Path,
                   tls_dir: Path | None, postgres_password: str, ha_secrets: dict[str, str],
-                  etcd: list[EtcdMember], site: Site | None = None, home: Path | None = None) -> dict[str, Any]:
+                  etcd: list[EtcdMember], site: Site | None = None, home: Path | None = None,
+                  generation: str | None = None) -> dict[str, Any]:
     """Patroni's configuration of one member (a dict, written as YAML by `render`); `site`: where it is
     reached (by default as a local process, `local_site`); `home`: the cluster's data home on the local
     backend, where the backups' pgBackRest configuration is (archiving under HA is built there only)."""
@@ -129,8 +136,9 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
     if tls_dir is not None:
         parameters.update(pg_engine.tls_settings(str(tls_dir), citus=group.citus))
         tls = {"sslmode": "verify-full", "sslrootcert": str(tls_dir / CA)}
-    parameters.update(archive_parameters(t, group, paths, home))
-    callbacks = {"on_role_change": archive_callback(t, group, paths, home)} if parameters.get("archive_command") else {}
+    parameters.update(archive_parameters(t, group, paths, home, generation))
+    callbacks = ({"on_role_change": archive_callback(t, group, paths, home, generation)}
+                 if parameters.get("archive_command") else {})
     site = site or local_site(member, etcd)
     restapi: dict[str, Any] = {"listen": site.rest_listen, "connect_address": site.rest_connect,
                                "authentication": {"username": HA_REST_USER, "password": ha_secrets["rest_password"]}}

@@ -5,8 +5,11 @@ One cluster goes through the story, in order: `up` creates each group's stanza (
 archiving works on the leaders; a seed and a full backup b1 taken from the standbys (pgBackRest's log says so);
 rows added and an incremental b2 with its restore point; a forced failover of the worker group; rows added on
 the new timeline and a backup b3 (from the old leader, now the standby); archiving went on into the same stanza
-(timeline 2 segments); `restore --point` of b3 and of b2 into new clusters without ha, each holding exactly
-its point's rows. In-place restores and `up --from-backup` under ha are refused with nothing changed.
+(timeline 2 segments); `restore --point` of b3 into a new cluster that comes back under ha (each group led by
+the restored data, a sync standby cloned from it, pg_dist_node naming the leaders, exactly the point's rows);
+`restore --in-place` of b2 (every member's Patroni stopped, the standbys' directories and etcd kept aside, the
+restored data each group's leader again, the standbys cloned from it); last, the cluster removed
+(`down --volumes`) and made again under ha by `up --from-backup b2`; each holding exactly b2's rows.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import pytest
 from streamctl.backup.pgbackrest import PgBackRest, repository_path
 from streamctl.backup.restore import Selection, restore_into
 from streamctl.backup.take import list_sets, take_backup
-from streamctl.citus import recovery as citus_recovery
 from streamctl.config.members import Group, ha_groups
 from streamctl.events import Event
 from streamctl.ha import rest
@@ -77,7 +79,7 @@ def story() -> Any:
                          redis=False, fdw=False, ha=ha, backup={"repository": {"path": str(directory / "repo")},
                                                                 "archive_timeout": 30})
     c = LocalCluster.new(data)
-    state: dict[str, Any] = {"cluster": c, "made": [c]}
+    state: dict[str, Any] = {"cluster": c}
     try:
         c.up()
         from streamctl.seed.run import SeedOptions, seed
@@ -90,9 +92,10 @@ def story() -> Any:
         state["sums_b2"] = platform_sums(c.ctx)
         yield state
     finally:
-        for restored in state["made"][1:]:
-            with contextlib.suppress(Exception):  # best-effort cleanup
-                _remove(restored)
+        for path in c.path.parent.glob("*.yaml"):  # a restored cluster's, even one whose restore failed
+            if path != c.path:
+                with contextlib.suppress(Exception):  # best-effort cleanup
+                    _remove(LocalCluster(path))
         with contextlib.suppress(Exception):
             c.destroy()
         shutil.rmtree(directory, ignore_errors=True)
@@ -156,49 +159,73 @@ def _remove(restored: LocalCluster) -> None:
     restored.path.unlink(missing_ok=True)
 
 
-def _restore(c: LocalCluster, story: dict[str, Any], point: str) -> LocalCluster:
-    result = restore_into(c.ctx, c.backend, Selection(point=point), f"{c.topology.cluster}-{point}")
-    assert result.topology_file is not None
-    restored = LocalCluster(result.topology_file)
-    story["made"].append(restored)
-    assert result.verify is not None and int(result.verify.exit_code) == 0, [
-        r.to_json() for r in result.verify.results if r.status.value not in ("passed", "skipped")]
-    assert restored.topology.ha is None and not ha_groups(restored.topology)  # restored without ha
-    return restored
+def _assert_under_ha(c: LocalCluster) -> None:
+    """Each group led by one member with a synchronous standby streaming from it, pg_dist_node's primaries the
+    leaders, every leader archiving into the cluster's own stanza for its group."""
+    leaders = {}
+    for g in ha_groups(c.topology):
+        states = rest.group_members(g.members, c.ctx.ca_path() if c.ctx.tls_on else None)
+        roles = sorted((s.ha_role, s.state) for s in states)
+        assert roles == [("leader", "running"), ("sync_standby", "streaming")], (g.node.name, states)
+        leaders[g.number] = next(s.port for s in states if s.ha_role == "leader")
+    with c.ctx.pg_connect("coordinator") as conn:
+        primaries = dict(conn.execute("SELECT groupid, nodeport FROM pg_dist_node WHERE noderole = 'primary' "
+                                      "AND isactive").fetchall())
+    assert primaries == leaders, (primaries, leaders)
+    stanzas = {s.node.name: s.name for s in PgBackRest(c.ctx, c.backend).stanzas()}
+    for g in ha_groups(c.topology):
+        with c.ctx.pg_connect(g.node.name) as conn:
+            assert f"--stanza={stanzas[g.node.name]} " in conn.execute("SHOW archive_command").fetchone()[0]
 
 
-def test_restore_of_the_point_after_the_failover_holds_exactly_its_rows(story) -> None:
+def test_restore_of_the_point_after_the_failover_comes_back_under_ha(story) -> None:
     c = story["cluster"]
     if "sums_b3" not in story:
         pytest.skip("the failover test did not take b3")
-    restored = _restore(c, story, "b3")
+    name = f"{c.topology.cluster}-b3"
+    result = restore_into(c.ctx, c.backend, Selection(point="b3"), name)
+    assert result.topology_file is not None
+    restored = LocalCluster(result.topology_file)
+    assert result.verify is not None and int(result.verify.exit_code) == 0, [  # its HA checks included
+        r.to_json() for r in result.verify.results if r.status.value not in ("passed", "skipped")]
+    t = restored.topology
+    assert t.ha is not None and [g.node.name for g in ha_groups(t)] == ["coordinator", "worker-1"]
+    assert not {m.port for g in ha_groups(t) for m in g.members} & {m.port for g in ha_groups(c.topology)
+                                                                    for m in g.members}  # ports of its own
+    assert t.ha.etcd.port != c.topology.ha.etcd.port and result.notes == []
+    _assert_under_ha(restored)
     assert platform_sums(restored.ctx) == story["sums_b3"]
     with restored.ctx.pg_connect("coordinator") as conn:
         assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (20,)
-        nodes = citus_recovery.node_addresses(conn)
-    t = restored.topology
-    assert sorted(p for _, p in nodes) == sorted([t.metadata.coordinator.port, t.metadata.workers.port]), nodes
-    with restored.ctx.pg_connect("worker-1") as conn:  # archiving into the restored cluster's own stanza
-        assert f"--stanza={t.cluster}-worker-1 " in conn.execute("SHOW archive_command").fetchone()[0]
+    assert all(s.name.startswith(f"{name}-") for s in PgBackRest(restored.ctx, restored.backend).stanzas())
     _remove(restored)
-    story["made"].remove(restored)
 
 
-def test_restore_of_a_point_before_the_failover_holds_exactly_its_rows(story) -> None:
+def test_in_place_restore_under_ha_makes_the_restored_data_each_groups_leader(story) -> None:
     c = story["cluster"]
-    restored = _restore(c, story, "b2")
-    assert platform_sums(restored.ctx) == story["sums_b2"]
-    with restored.ctx.pg_connect("coordinator") as conn:
-        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (0,)
-
-
-def test_in_place_restore_and_up_from_backup_are_refused_under_ha(story) -> None:
-    c = story["cluster"]
-    proc = c.cli.run("restore", "--point", "b2", "--in-place", "--yes")
-    assert proc.returncode == 10 and "under ha is not built yet" in proc.stderr, proc.stderr
-    assert "--into NEW" in proc.stderr, proc.stderr  # the refusal says what to do instead
-    proc = c.cli.run("up", "--from-backup", "b2")
-    assert proc.returncode == 10 and "without its `ha:` section" in proc.stderr, proc.stderr
+    proc = c.cli.run("up", "--from-backup", "b2")  # the cluster exists: `up --from-backup` makes a new one only
+    assert proc.returncode == 10 and "already exist" in proc.stderr, proc.stderr
+    done = c.cli.json("restore", "--point", "b2", "--in-place", "--yes")
+    assert done["restore_point"] == "b2" and done["verify"]["exit_code"] == 0, done
+    kept = {Path(p).name.split(".before-restore-")[0] for p in done["kept_aside"]}
+    assert {"data", "patroni.yml", "coordinator-2", "worker-1-2", "etcd"} <= kept, kept  # nothing deleted
+    c.reload()
+    _assert_under_ha(c)
+    assert platform_sums(c.ctx) == story["sums_b2"]
     with c.ctx.pg_connect("coordinator") as conn:
-        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (20,)
-    assert not list(Path(c.path.parent).glob("*.before-restore-*"))
+        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (0,)
+    for aside in done["kept_aside"]:
+        shutil.rmtree(aside, ignore_errors=True) if Path(aside).is_dir() else Path(aside).unlink()
+
+
+def test_up_from_backup_under_ha_after_down_volumes(story) -> None:
+    c = story["cluster"]
+    c.down(volumes=True)
+    done = c.cli.json("up", "--from-backup", "b2")
+    assert done["restore_point"] == "b2" and done["verify"]["exit_code"] == 0, done
+    c.reload()
+    _assert_under_ha(c)
+    assert platform_sums(c.ctx) == story["sums_b2"]
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (0,)
+    assert all(s.name.startswith(f"{c.topology.cluster}-g") for s in PgBackRest(c.ctx, c.backend).stanzas())

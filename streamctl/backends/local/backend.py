@@ -11,6 +11,7 @@ from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
+from streamctl.atomic import write_file
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
 from streamctl.backends.local import ha_convert, recipes
 from streamctl.backends.local.data_home import DataHome, data_home
@@ -107,12 +108,16 @@ class LocalBackend:
         return {g.node.name: g for g in ha_groups(self.topology)}
 
     def _recipe(self, node: Node) -> recipes.Recipe:
-        secrets = self._secrets()
+        if node.name not in self._groups:
+            return self._plain(node)
         tls_fp = self.ctx.tls.node_fingerprint(node) if self.ctx.tls_on else None
-        if node.name in self._groups:
-            return GroupRecipe(node, self._dir(node), self.topology, secrets, self.pg_bindir, tls_fp,
-                               self._groups[node.name], self.home.path, self.ctx.store.root)
-        return recipes.recipe_for(node, self._dir(node), self.topology, secrets,
+        return GroupRecipe(node, self._dir(node), self.topology, self._secrets(), self.pg_bindir, tls_fp,
+                           self._groups[node.name], self.home.path, self.ctx.store.root)
+
+    def _plain(self, node: Node) -> recipes.Recipe:
+        """The node as a server of its own, without Patroni (under HA: its data before `up` converts it)."""
+        tls_fp = self.ctx.tls.node_fingerprint(node) if self.ctx.tls_on else None
+        return recipes.recipe_for(node, self._dir(node), self.topology, self._secrets(),
                                   self.pg_bindir if node.is_postgres else None, tls_fp)
 
     def _install_tls(self, node: Node, run_as: RunAs) -> None:
@@ -135,14 +140,15 @@ class LocalBackend:
         return recipe.paths(member)
 
     def socket_dir(self, node: Node) -> Path | None:
-        """Where a PostgreSQL node's Unix socket is (None when the path is too long for one)."""
-        line = next(x for x in self._recipe(node).config_text().splitlines() if x.startswith("unix_socket"))
+        """Where a PostgreSQL node's Unix socket is as a plain server (None when the path is too long for one)."""
+        line = next(x for x in self._plain(node).config_text().splitlines() if x.startswith("unix_socket"))
         value = line.split("=", 1)[1].strip().strip("'")
         return Path(value) if value else None
 
     def config_text(self, node: Node) -> str:
-        """The node's managed settings file (streamctl.conf) as `apply` writes it."""
-        return self._recipe(node).config_text()
+        """The node's managed settings file (streamctl.conf) as a plain server's `apply` writes it (a group's
+        node under HA too: a restore starts its data so, before `up` makes it the group's leader)."""
+        return self._plain(node).config_text()
 
     def desired_fingerprint(self, node: Node) -> str:
         return fingerprint(self._recipe(node).definition)
@@ -201,11 +207,11 @@ class LocalBackend:
 
     def _convert(self, node: Node, run_as: RunAs) -> None:
         """ha turned on for a node that holds data (it becomes its group's leader), or off (ha_convert.py)."""
-        node_dir, secrets = self._dir(node), self._secrets()
+        node_dir = self._dir(node)
         if node.name in self._groups and ha_convert.standalone(node_dir):
-            plain = recipes.recipe_for(node, node_dir, self.topology, secrets, self.pg_bindir,
-                                       self.ctx.tls.node_fingerprint(node) if self.ctx.tls_on else None)
-            ha_convert.adopt(plain, lambda: self.ctx.pg_connect(node.name, "postgres"),
+            if self.ctx.tls_on:  # restored data starts once as a plain server before Patroni takes it
+                self._install_tls(node, run_as)
+            ha_convert.adopt(self._plain(node), lambda: self.ctx.pg_connect(node.name, "postgres"),
                              ha_secrets(self.ctx.store.root, create=True),
                              lambda argv: self._run(argv, run_as, f"start {node.name}"), run_as)
         elif node.name not in self._groups and ha_convert.patroni_made(node_dir):
@@ -232,8 +238,8 @@ class LocalBackend:
         recipe = self._recipe(node)
         if volumes and isinstance(recipe, GroupRecipe):
             recipe.stop_for_good(lambda argv, what: self._run(argv, self.run_as, what))
-        else:
-            self.stop(node)
+        else:  # data that goes needs no clean shutdown (a checkpoint, its last WAL archived): immediate
+            stop_all(recipe.pids, signal.SIGQUIT if volumes and node.is_postgres else recipe.stop_signal, node.name)
         if volumes:
             for path in recipe.dirs():
                 shutil.rmtree(path, ignore_errors=True)
@@ -275,9 +281,7 @@ class LocalBackend:
         if not log.exists():
             return []
         with log.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 256 * 1024))
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 256 * 1024))  # the last 256 KiB
             lines = fh.read().decode(errors="replace").splitlines()
         return lines[-tail:] if tail else lines
 
@@ -287,10 +291,7 @@ class LocalBackend:
                         node.host, node.port, node.database, tls_dir)
 
     def write_pg_file(self, node: Node, name: str, content: str) -> None:
-        target = self._recipe(node).data_dir / name
-        target.write_text(content)
-        os.chmod(target, 0o600)
-        self.run_as.chown(target)
+        write_file(self._recipe(node).data_dir / name, content, 0o600, chown=self.run_as.chown)
 
     def source_address(self, node: Node) -> str:
         return "127.0.0.1" if node.host in ("127.0.0.1", "localhost") else node.host

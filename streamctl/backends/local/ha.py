@@ -23,6 +23,7 @@ from streamctl.ha import dcs, patroni, rest, runtime
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha.secrets import ha_secrets
 from streamctl.readiness import Readiness
+from streamctl.state import StateStore
 
 BEFORE_HA = "streamctl.conf.before-ha"  # a plain server's settings, set aside when Patroni takes its data
 _ETCD_LOCK = threading.Lock()  # the groups of one `up` start in parallel: etcd is started once
@@ -142,10 +143,11 @@ class GroupRecipe(Recipe):
         """Every member's patroni.yml (`password`: a stand-in for the superuser's, as in `definition`)."""
         assert self.bindir is not None
         secrets = ha_secrets(self.state_root)
+        generation = StateStore(self.state_root).read().get("backup_generation")  # after `up --from-backup`
         return {m.name: patroni.render(patroni.member_config(
             self.topology, self.group, m, self.paths(m), self.bindir, self.tls_dir,
-            password or self.secrets["postgres_password"], secrets, self.etcd.members, home=self.home))
-            for m in self.group.members}
+            password or self.secrets["postgres_password"], secrets, self.etcd.members, home=self.home,
+            generation=generation)) for m in self.group.members}
 
     @property
     def definition(self) -> dict[str, Any]:
@@ -235,11 +237,14 @@ class GroupRecipe(Recipe):
         stop_all(self.pids, signal.SIGKILL, self.node.name)
 
     def stop_for_good(self, run: Callable[[list[str], str], None]) -> None:
-        """A group leaving: released, then each member's PostgreSQL stopped cleanly."""
+        """A group leaving with its data: released, then each member's PostgreSQL stopped at once (`immediate`):
+        a clean stop of data about to be removed would only wait, for its shutdown checkpoint, for the
+        archiver to push its last segments through archive-push (retried when that fails) and for the
+        walsenders to see the standbys acknowledge the end of the WAL."""
         assert self.bindir is not None
         self.release()
         for member in self.group.members:
             data = self.paths(member).data_dir
             if (data / "postmaster.pid").exists():
-                run([str(self.bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast", "-w", "-t", "120"],
+                run([str(self.bindir / "pg_ctl"), "stop", "-D", str(data), "-m", "immediate", "-w", "-t", "60"],
                     f"stop {member.name}")
