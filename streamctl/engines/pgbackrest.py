@@ -33,7 +33,11 @@ def archive_push(config: Path | str, stanza: str, *options: str) -> str:
 # Patroni runs it as `<command> on_role_change <role> <scope>`: $1, $2, $3 of the script.
 _PUSH_EARLIER = """[ "$1" = on_role_change ] && [ "$2" = primary ] || exit 0
 cd "$0" 2>/dev/null || exit 0
-tl=$(ls pg_wal | grep -E '^[0-9A-F]{8}[.]history$' | sort | tail -n 1 | cut -c1-8)
+n=0
+while [ -e standby.signal ] || [ -e recovery.signal ]; do
+  n=$((n + 1)); [ "$n" -le 600 ] || exit 0; sleep 0.1
+done
+tl=$(ls pg_wal | grep -E '^[0-9A-F]{24}$|^[0-9A-F]{8}[.]history$' | cut -c1-8 | sort | tail -n 1)
 [ -n "$tl" ] || exit 0
 for f in $(ls pg_wal | grep -E '^[0-9A-F]{24}$'); do
   [ "$(printf '%d' "0x$(echo "$f" | cut -c1-8)")" -lt "$(printf '%d' "0x$tl")" ] || continue
@@ -42,11 +46,13 @@ done"""
 
 
 def push_earlier_timelines(config: Path | str, stanza: str, data_dir: Path | str, *options: str) -> str:
-    """Patroni's on_role_change callback under HA: once a standby is promoted, the finished WAL segments of the
-    earlier timelines still in its pg_wal are pushed into the stanza. It received them streaming and a standby
-    archives nothing (archive_mode `on`), so segments its old leader had finished and not pushed when it crashed
-    would otherwise be missing from the repository (one already there with the same contents is a no-op for
-    pgBackRest). Synchronous pushes: the asynchronous mode only sends what the server marked ready."""
+    """Patroni's on_role_change callback under HA: once a standby is promoted (Patroni calls it as it asks for the
+    promotion: the script waits until PostgreSQL has removed its standby.signal, by then the new timeline's first
+    segment is in pg_wal), the finished WAL segments of the earlier timelines still there are pushed into the
+    stanza. It received them streaming and a standby archives nothing (archive_mode `on`), so segments its old
+    leader had finished and not pushed when it crashed would otherwise be missing from the repository (one already
+    there with the same contents is a no-op for pgBackRest). Synchronous pushes: the asynchronous mode only sends
+    what the server marked ready."""
     push = " ".join(["pgbackrest", f"--config={config}", f"--stanza={stanza}", *options, "--no-archive-async",
                      "archive-push"])
     script = _PUSH_EARLIER.replace("PUSH", push)

@@ -1,15 +1,16 @@
 """Backups with high availability on (local backend, #27 and #28): a Citus coordinator and one worker, each with
 a synchronous standby run by Patroni, archiving into a pgBackRest directory repository.
 
-One cluster goes through the story, in order: `up` creates each group's stanza (every member listed) and
-archiving works on the leaders; a seed and a full backup b1 taken from the standbys (pgBackRest's log says so);
-rows added and an incremental b2 with its restore point; a forced failover of the worker group; rows added on
-the new timeline and a backup b3 (from the old leader, now the standby); archiving went on into the same stanza
-(timeline 2 segments); `restore --point` of b3 into a new cluster that comes back under ha (each group led by
-the restored data, a sync standby cloned from it, pg_dist_node naming the leaders, exactly the point's rows);
-`restore --in-place` of b2 (every member's Patroni stopped, the standbys' directories and etcd kept aside, the
-restored data each group's leader again, the standbys cloned from it); last, the cluster removed
-(`down --volumes`) and made again under ha by `up --from-backup b2`; each holding exactly b2's rows.
+One cluster goes through the story, in order: `up` creates each group's stanza (every member listed) and archiving
+works on the leaders; a seed and a full backup b1 taken from the standbys (pgBackRest's log says so); rows added and
+an incremental b2 with its restore point; a forced failover of the worker group; rows added on the new timeline and
+a backup b3 (from the old leader, now the standby); archiving went on into the same stanza (timeline 2 segments);
+then the worker's leader crashes with two finished segments it never pushed (its archiver stopped) and the standby,
+promoted, pushes them; `restore --point` of b3 into a new cluster that comes back under ha (each group led by the
+restored data, a sync standby cloned from it, pg_dist_node naming the leaders, exactly the point's rows); `restore
+--in-place` of b2 (every member's Patroni stopped, the standbys' directories and etcd kept aside, the restored data
+each group's leader again, the standbys cloned from it); last, the cluster removed (`down --volumes`) and made again
+under ha by `up --from-backup b2`; each holding exactly b2's rows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from streamctl.verify.runner import run_checks
 from tests.support.backup import platform_sums
 from tests.support.cluster import LocalCluster, topology_dict, traversable_tmpdir
 from tests.support.engines import require
+from tests.support.ha import kill_member, wait_until
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.etcd,
@@ -150,6 +153,43 @@ def test_after_a_failover_archiving_and_backups_go_on_into_the_same_stanza(story
     assert timeline in archived, archived  # the new leader pushes its timeline into the group's stanza
     report = run_checks(c.ctx, ["backup"])
     assert {r.status.value for r in report.results} == {"passed"}, [r.to_json() for r in report.results]
+
+
+def _archived(c: LocalCluster, stanza: str) -> set[str]:
+    return {p.name[:24] for p in (repository_path(c.ctx) / "archive" / stanza).rglob("0000000*")}
+
+
+def test_segments_a_crashed_leader_left_unpushed_reach_the_repository(story) -> None:
+    """The worker leader's archiver stopped, two segments finished (pushed nowhere), then the leader crashes
+    (Patroni and PostgreSQL SIGKILLed): its sync standby, promoted, pushes them (it had received them streaming,
+    and a standby archives nothing itself: without its push they would be missing for good). `up` brings the
+    crashed member back as a standby."""
+    c = story["cluster"]
+    group = _group(c, "worker-1")
+    stanza = f"{c.topology.cluster}-worker-1"
+    roles = _roles(c, "worker-1")
+    leader = next(name for name, (role, _) in roles.items() if role == "leader")
+    standby = next(name for name, (role, _) in roles.items() if role == "sync_standby")
+    with c.ctx.pg_connect("worker-1") as conn:  # the leader (clients reach it)
+        archiver = int(conn.execute("SELECT pid FROM pg_stat_activity WHERE backend_type = 'archiver'").fetchone()[0])
+        os.kill(archiver, signal.SIGSTOP)
+        finished = []
+        for i in range(2):
+            _add_titles(c, f"unpushed-{i}", 5)  # acknowledged by the sync standby
+            finished.append(conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0])
+            conn.execute("SELECT pg_switch_wal()")
+    _add_titles(c, "after-the-switches", 5)  # its acknowledgement: the standby holds both segments whole
+    assert not set(finished) & _archived(c, stanza), finished  # the archiver pushed neither
+    kill_member(c.backend.home.nodes / leader)
+    os.kill(archiver, signal.SIGKILL)
+    ca = c.ctx.ca_path() if c.ctx.tls_on else None
+    wait_until("the standby promoted", lambda: _roles(c, "worker-1").get(standby, ("", 0))[0] == "leader", 90)
+    wait_until("the crashed leader's finished segments in the repository",
+               lambda: set(finished) <= _archived(c, stanza), 60)
+    c.up()
+    wait_until("the crashed member streaming again", lambda: rest.ready(group.members, ca, True), 120)
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title LIKE 'unpushed-%'").fetchone() == (10,)
 
 
 def _remove(restored: LocalCluster) -> None:
