@@ -14,16 +14,15 @@ import json
 import time
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 
 from streamctl.backends.docker.ha import LABEL_HA
-from streamctl.config.members import Group, Member, ha_groups
+from streamctl.config.members import Group, ha_groups
 from streamctl.ha import rest
 from streamctl.ownership import LABEL_INSTANCE
 from tests.support.cluster import topology_dict
 from tests.support.docker import DockerCluster, cluster_resources, docker_client, unique_cluster, use_image
-from tests.support.ha import Writer, member_login, patroni_sessions, status_members
+from tests.support.ha import Writer, rotate_superuser, status_members
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port_run
 
@@ -122,27 +121,8 @@ def test_rotating_the_superuser_password_reaches_every_patroni_in_its_container(
     member (the standbys replayed the change), each Patroni, its sessions cut, logs in again with the new one,
     and a later `up` changes nothing. The failover and switchovers after this test run with the new password."""
     c = cluster
-    groups = ha_groups(c.topology)
     ids = _container_ids(c)
-    old = c.ctx.secrets["postgres_password"]
-    done = c.cli.json("rotate-secrets", "postgres_password")
-    assert [(s["name"], s["status"]) for s in done["secrets"]] == [("postgres_password", "rotated")], done
-    reloaded = [x for x in done["secrets"][0]["changed"] if x.endswith("Patroni configuration reloaded")]
-    assert len(reloaded) == sum(len(g.members) for g in groups), done
-    c.reload()
-    new = c.ctx.secrets["postgres_password"]
-    assert new != old
-    for g in groups:
-        for m in g.members:
-            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-                member_login(c, g, m, old).close()
-            assert patroni_sessions(c, g, m, new, cut=True) > 0
-    for g in groups:
-        for m in g.members:
-            def back(g: Group = g, m: Member = m) -> bool:
-                rest.get(m, "/patroni", c.ctx.ca_path())  # its REST API queries PostgreSQL: Patroni logs in again
-                return patroni_sessions(c, g, m, new) > 0
-            _wait(f"{m.name}'s Patroni logged in with the new password", back, 60)
+    rotate_superuser(c, c.ctx.ca_path())
     assert c.up().changed is False
     assert _container_ids(c) == ids  # the same containers: rewritten in place, none recreated
 

@@ -20,13 +20,13 @@ import httpx
 import psycopg
 import pytest
 
-from streamctl.config.members import Group, Member, etcd_members, ha_groups
+from streamctl.config.members import Group, etcd_members, ha_groups
 from streamctl.ha import dcs, rest
 from tests.support.cluster import LocalCluster, running
 from tests.support.dashboard import Cells, dump_dom
 from tests.support.engines import require
 from tests.support.gateway import serve
-from tests.support.ha import Writer, kill_member, member_login, patroni_sessions, wait_until
+from tests.support.ha import Writer, kill_member, rotate_superuser, wait_until
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis, pytest.mark.etcd]
@@ -306,28 +306,7 @@ def test_rotating_the_superuser_password_reaches_every_patroni(cluster: LocalClu
     it), every member's Patroni configuration rewritten and reloaded, so that each Patroni, its sessions cut, logs
     in again with the new password; then a switchover, a write through the coordinator and verify work."""
     c = cluster
-    groups = ha_groups(c.topology)
-    old = c.ctx.secrets["postgres_password"]
-    done = c.cli.json("rotate-secrets", "postgres_password")
-    assert [(s["name"], s["status"]) for s in done["secrets"]] == [("postgres_password", "rotated")], done
-    reloaded = [x for x in done["secrets"][0]["changed"] if x.endswith("Patroni configuration reloaded")]
-    assert len(reloaded) == sum(len(g.members) for g in groups), done
-    c.reload()
-    new = c.ctx.secrets["postgres_password"]
-    assert new != old
-    ca = _ca(c)
-    for g in groups:
-        for m in g.members:
-            with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-                member_login(c, g, m, old).close()  # the standby replayed the change too
-            assert patroni_sessions(c, g, m, new, cut=True) > 0
-    for g in groups:
-        for m in g.members:
-            def back(g: Group = g, m: Member = m) -> bool:
-                rest.get(m, "/patroni", ca)  # its REST API queries PostgreSQL: Patroni logs in again
-                return patroni_sessions(c, g, m, new) > 0
-            wait_until(f"{m.name}'s Patroni logged in with the new password", back, 60)
-        wait_until(f"{g.node.name} led, its standbys streaming", lambda g=g: rest.ready(g.members, ca, True), 60)
+    rotate_superuser(c, _ca(c))
 
     roles = _roles(c, "worker-1")
     standby = next(n for n, r in roles.items() if r == "sync_standby")

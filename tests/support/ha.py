@@ -166,3 +166,38 @@ def patroni_sessions(c: Any, group: Any, member: Any, password: str, cut: bool =
                            "AND pid <> pg_backend_pid()").fetchone()
     assert row is not None
     return int(row[0])
+
+
+def rotate_superuser(c: Any, ca: str | None) -> str:
+    """`rotate-secrets postgres_password` on a cluster under HA, checked: every member's Patroni reloaded, the old
+    password refused on every member (the standbys replayed the change), each Patroni, its sessions cut, logged
+    in again with the new one. Returns the new password (the cluster reloaded)."""
+    from streamctl.config.members import ha_groups
+    from streamctl.ha import rest
+
+    groups = ha_groups(c.topology)
+    old = c.ctx.secrets["postgres_password"]
+    done = c.cli.json("rotate-secrets", "postgres_password")
+    assert [(s["name"], s["status"]) for s in done["secrets"]] == [("postgres_password", "rotated")], done
+    reloaded = [x for x in done["secrets"][0]["changed"] if x.endswith("Patroni configuration reloaded")]
+    assert len(reloaded) == sum(len(g.members) for g in groups), done
+    c.reload()
+    new = str(c.ctx.secrets["postgres_password"])
+    assert new != old
+    for g in groups:
+        for m in g.members:
+            try:
+                member_login(c, g, m, old).close()
+            except psycopg.OperationalError as exc:
+                assert "password authentication failed" in str(exc), exc
+            else:
+                raise AssertionError(f"{m.name} still takes the old password")
+            assert patroni_sessions(c, g, m, new, cut=True) > 0
+    for g in groups:
+        for m in g.members:
+            def back(g: Any = g, m: Any = m) -> bool:
+                rest.get(m, "/patroni", ca)  # its REST API queries PostgreSQL: Patroni logs in again
+                return patroni_sessions(c, g, m, new) > 0
+            wait_until(f"{m.name}'s Patroni logged in with the new password", back, 60)
+        wait_until(f"{g.node.name} led, its standbys streaming", lambda g=g: rest.ready(g.members, ca, True), 60)
+    return new
