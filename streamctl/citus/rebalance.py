@@ -3,6 +3,7 @@ drained), draining and unregistering nodes. The background job that carries the 
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,3 +100,20 @@ def unregister(conn: Connection[Any], leaving: dict[Address, str], emit: Emit) -
                         raise
                     conn.execute("CALL citus_cleanup_orphaned_resources()")
         emit(Event("done", name, "unregister", f"removed from the coordinator ({host}:{port})"))
+    forget_removed_connections(conn)
+
+
+# Citus's maintenance daemon keeps a connection to each worker it checks (distributed deadlock detection),
+# also after the worker is removed. A worker registered again under the same name and port is reached
+# through that stale connection: the old server's goodbye is read, Citus sends a cancel to the old address
+# (a blocking connect) and the daemon, which also starts background jobs, hung 20 to 75 s on a Swarm
+# (error 113, no route to the removed task), so the next rebalance's first move waited as long. Ended here,
+# the daemon is started again by the next session that uses Citus, with no connection to removed workers.
+DAEMON_SQL = ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+              "AND backend_type LIKE 'Citus Maintenance Daemon%'")
+
+
+def forget_removed_connections(conn: Connection[Any]) -> None:
+    """Best effort: a role that may not signal the daemon (an external coordinator's) leaves it as it is."""
+    with suppress(psycopg.Error):
+        conn.execute(DAEMON_SQL)

@@ -90,6 +90,10 @@ def postgres_settings(topology: Topology, role: Role) -> tuple[tuple[str, str], 
         settings["shared_preload_libraries"] = "citus"
         settings["citus.enable_statistics_collection"] = "off"  # never phone home
         settings["citus.stat_tenants_track"] = "all"  # per-title query counts for `shards hot`
+        # Each logical shard move starts a subscription on its target; PostgreSQL 15's launcher starts at
+        # most one apply worker per wal_retrieve_retry_interval (5 s by default), so every move after the
+        # first waited about 5 s for its worker (a move itself takes about 1 s): 1 s keeps that wait short.
+        settings["wal_retrieve_retry_interval"] = "1s"
     return tuple(sorted(settings.items()))
 
 

@@ -24,6 +24,9 @@ def test_default_topology_describes_the_platform() -> None:
     assert all(n.bind == "127.0.0.1" for n in t.nodes())
     assert dict(t.node("worker-1").settings)["shared_preload_libraries"] == "citus"  # type: ignore[union-attr]
     assert dict(t.node("analytics-primary").settings)["wal_level"] == "logical"  # type: ignore[union-attr]
+    # a shard move's subscription on its target starts within 1 s, not PostgreSQL 15's 5 s launcher throttle
+    assert dict(t.node("worker-1").settings)["wal_retrieve_retry_interval"] == "1s"  # type: ignore[union-attr]
+    assert "wal_retrieve_retry_interval" not in dict(t.node("analytics-primary").settings)  # type: ignore[union-attr]
 
 
 def test_no_citus_example_is_plain_postgres_without_mongo() -> None:
