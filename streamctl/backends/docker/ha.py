@@ -49,6 +49,11 @@ def mode_refusal(node: Node, was_ha: bool, under_ha: bool) -> RefusedError | Non
     return None
 
 
+def _config_file(text: str) -> spec.ContainerFile:
+    """A member's patroni.yml in its container: the server user's, 0600 (it holds the passwords)."""
+    return spec.ContainerFile(CONFIG, text.encode(), 0o600, "postgres", stand_in=b"<patroni.yml>")
+
+
 class DockerHa:
     """The groups under HA of one Docker backend (the Citus groups, the analytics primary's): their members'
     containers and the etcd containers."""
@@ -173,8 +178,7 @@ class DockerHa:
                 self.b._remove_container(c)
                 c = None
             if c is None:
-                files = [spec.ContainerFile(CONFIG, configs[m.name].encode(), 0o600, "postgres",
-                                            stand_in=b"<patroni.yml>")]
+                files = [_config_file(configs[m.name])]
                 if tls is not None:
                     files += [spec.ContainerFile(f"{spec.TLS_DIR}/{n}", data, mode, "postgres")
                               for n, (data, mode) in server_files("postgres", tls).items()]
@@ -192,8 +196,8 @@ class DockerHa:
         for m in group.members:
             c = self._find(m.name)
             if c is not None:
-                put_files(self.b.api, c.id, str(c.attrs["Config"]["Image"]), c.name,
-                          [spec.ContainerFile(CONFIG, configs[m.name].encode(), 0o600, "postgres")], self.b._user_ids)
+                put_files(self.b.api, c.id, str(c.attrs["Config"]["Image"]), c.name, [_config_file(configs[m.name])],
+                          self.b._user_ids)
 
     def _ensure_etcd(self, image: str) -> None:
         with self._etcd_lock:  # the groups apply in parallel threads: etcd is made once
