@@ -46,7 +46,10 @@ def pending(tool: PgBackRest, st: Stanza) -> list[str]:
 
 def apply(tool: PgBackRest, st: Stanza) -> None:
     tool.write_config(st.node)
-    tool.run(st.name, "stanza-create", what=f"{st.node.name}: create stanza {st.name}", timeout=300)
+    # Under HA the leader archives into the stanza from its start: its asynchronous archive-push holds
+    # the stanza's archive lock now and then until the stanza exists, and stanza-create waits for it.
+    tool.run(st.name, "stanza-create", what=f"{st.node.name}: create stanza {st.name}", timeout=300,
+             lock_wait=60)
     if ha.group_of(tool.ctx.topology, st.node) is None:  # under HA Patroni sets it on every member, from the start
         with tool.ctx.pg_connect(st.node.name) as conn:
             conn.execute(sql.SQL("ALTER SYSTEM SET archive_command = {}").format(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -42,6 +43,9 @@ class Place(Protocol):
     def read_file(self, node: Node, path: str) -> bytes: ...  # one of a node's files (Redis's snapshot)
     def put_redis_files(self, node: Node, files: dict[str, bytes]) -> None: ...  # into a new Redis's data
     def own(self, path: Path) -> None: ...  # a file streamctl put into the repository
+
+
+LOCK_HELD = 50  # pgBackRest's exit code when another of its processes holds the lock
 
 
 class BackupError(StreamctlError, exit_code=ExitCode.RUNTIME):
@@ -177,19 +181,27 @@ class PgBackRest:
 
     # -- running ------------------------------------------------------------------------------------
     def run(self, stanza: str | None, command: str, *args: str, what: str = "", timeout: float = 3600,
-            node: Node | None = None) -> str:
+            node: Node | None = None, lock_wait: float = 0) -> str:
         """Run one pgBackRest command as the server's user where `node` runs (by default the node of the
-        stanza; none: anywhere the repository is); its stdout, or a BackupError with its output."""
+        stanza; none: anywhere the repository is); its stdout, or a BackupError with its output.
+        `lock_wait`: for so many seconds, a command refused for a lock another pgBackRest process holds
+        (exit 50, e.g. an asynchronous archive-push into the same stanza) is run again."""
         argv = ["pgbackrest", f"--config={self.config}", *([f"--stanza={stanza}"] if stanza else []), *args,
                 command]
         if node is None:
             node = next((st.node for st in self.stanzas() if st.name == stanza), None)
         # commands that connect (backup, check, stanza-create): libpq reads the password, never argv
         password = self.ctx.store.known_secrets(self.ctx.topology).get("postgres_password")
-        try:
-            code, out, err = self.place.run(node, argv, password, timeout)
-        except subprocess.TimeoutExpired:
-            raise BackupError(f"{what or command}: pgbackrest {command} did not finish in {timeout:.0f}s") from None
+        deadline = time.monotonic() + lock_wait
+        while True:
+            try:
+                code, out, err = self.place.run(node, argv, password, timeout)
+            except subprocess.TimeoutExpired:
+                raise BackupError(f"{what or command}: pgbackrest {command} did not finish in {timeout:.0f}s") \
+                    from None
+            if code != LOCK_HELD or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
         if code != 0:
             lines = [x for x in (err + out).strip().splitlines() if x.strip()][-12:]
             raise BackupError(f"{what or command}: pgbackrest {command} failed (exit {code})",

@@ -42,7 +42,7 @@ PG_PORT, REST_PORT, ETCD_PORT, ETCD_PEER_PORT = 5432, 8008, 2379, 2380
 MOUNT = docker_spec.DATA_MOUNT[Engine.POSTGRES]
 ETCD_MOUNT = "/var/lib/etcd"
 CONFIG = f"{docker_spec.FILES_DIR}/patroni.yml"
-NS = 1_000_000_000
+NS = sspec.NS
 
 
 class SwarmHa:
@@ -227,7 +227,7 @@ class SwarmHa:
                 "container_labels": dict(labels), "mounts": mounts, "secrets": secrets or [],
                 "healthcheck": Healthcheck(test=["NONE"]),
                 "networks": [NetworkAttachmentConfig(self.b.network, aliases=[name])],
-                "stop_grace_period": 60 * NS, "mode": ServiceMode("replicated", replicas=1),
+                "stop_grace_period": sspec.STOP_GRACE * NS, "mode": ServiceMode("replicated", replicas=1),
                 "restart_policy": RestartPolicy(condition="any", delay=2 * NS, max_attempts=0),
                 "constraints": [f"node.id == {pin.id}"],
                 "endpoint_spec": EndpointSpec(mode="dnsrr", ports={p: (c, "tcp", "host") for p, c in ports.items()})}

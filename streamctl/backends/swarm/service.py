@@ -15,7 +15,7 @@ from streamctl.backends.swarm.placement import Pin
 from streamctl.backends.swarm.users import ImageUsers
 from streamctl.config.model import Node
 
-NS = 1_000_000_000  # the Engine API takes durations in nanoseconds
+NS = sspec.NS
 
 
 def ensure_secret(client: Any, secret: sspec.SecretFile, labels: dict[str, str]) -> str:
@@ -51,7 +51,7 @@ def service_kwargs(node: Node, spec: sspec.ServiceSpec, pin: Pin, network: str,
         "image": c.image, "name": spec.name, "args": spec.command or None, "env": spec.environment,
         "hostname": node.name, "labels": labels, "container_labels": dict(c.labels),
         "mounts": mounts, "secrets": refs, "healthcheck": health, "networks": [network],
-        "stop_signal": c.stop_signal, "stop_grace_period": 60 * NS,
+        "stop_signal": c.stop_signal, "stop_grace_period": sspec.STOP_GRACE * NS,
         "mode": ServiceMode("replicated", replicas=1),
         "restart_policy": RestartPolicy(condition="any", delay=2 * NS, max_attempts=0),
         "constraints": [*spec.constraints, f"node.id == {pin.id}"],

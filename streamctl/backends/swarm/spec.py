@@ -22,6 +22,8 @@ from streamctl.tls.material import NodeTls
 
 LABEL_HOST = f"{docker_spec.LABEL_PREFIX}.swarm.host"  # the Swarm node id the service is pinned to
 SECRETS_DIR = "/run/secrets"
+NS = 1_000_000_000  # the Engine API takes durations in nanoseconds
+STOP_GRACE = 60  # seconds a node's task (or HA member's) has to stop before Docker kills it
 REDIS_CONF = "streamctl-redis.conf"
 # Environment variables of the official images that take a password, and the secret that fills them.
 PASSWORD_ENV = {"POSTGRES_PASSWORD": "postgres_password", "MONGO_INITDB_ROOT_PASSWORD": "mongo_password"}

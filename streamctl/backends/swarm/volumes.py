@@ -16,22 +16,23 @@ from typing import Any
 
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.swarm import spec as sspec
 from streamctl.backends.swarm.hosts import STATE_LOCK
 from streamctl.backends.swarm.placement import Pin
 from streamctl.context import ClusterContext
 from streamctl.readiness import Readiness
 
 LEFTOVERS = "swarm_leftover_volumes"
-NS = 1_000_000_000
 
-# DELETE /volumes/NAME on the host's engine socket, retried while a task still holds it. A container that
+# DELETE /volumes/NAME on the host's engine socket, retried (once a second, `tries` times) while a task
+# still holds it: a removed service's container may take its whole stop grace period to go. A container that
 # holds it after its task ended (the task history Swarm keeps, e.g. on a host drained earlier) is removed
 # when it is stopped and is this cluster's (the node's service, or the cluster's label), never a running
 # one or another cluster's. On failure it says what holds the volume.
 # Perl is in the base of the Debian images the nodes run (PostgreSQL, Citus, Redis); 204 or 404: gone.
 _SCRIPT = r"""
 use IO::Socket::UNIX;
-my ($name, $service, $cluster) = @ARGV;
+my ($name, $service, $cluster, $tries) = @ARGV;
 sub call {
   my ($method, $path) = @_;
   my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => "/var/run/docker.sock") or die "socket: $!";
@@ -49,10 +50,10 @@ sub holders {
   return $code == 200 ? $body : "";
 }
 my $stopped = ',"status":["exited","created","dead"]';
-for my $try (1 .. 30) {
+for my $try (1 .. $tries) {
   my ($code, $body) = call("DELETE", "/volumes/$name");
   exit 0 if $code == 204 || $code == 404;
-  if ($code != 409 || $try == 30) {
+  if ($code != 409 || $try == $tries) {
     my @held = holders("") =~ m{"Names":\["/([^"]+)"\].*?"State":"(\w+)"}g;
     my @named = map { $held[2 * $_] . " (" . $held[2 * $_ + 1] . ")" } 0 .. $#held / 2;
     print STDERR "HTTP $code: $body" . (@named ? " held by: " . join(", ", @named) : "") . "\n";
@@ -114,7 +115,7 @@ class SwarmVolumes:
         return [left for left in self.leftovers() if left.node == node]
 
     # -- removal ----------------------------------------------------------------------------------
-    def remove(self, left: Leftover, timeout: float = 60.0) -> str | None:
+    def remove(self, left: Leftover, timeout: float = 150.0) -> str | None:
         """Remove one volume where it lives; None when it is gone, else why not (and it stays recorded)."""
         self._record(left, keep=True)  # recorded first: an interrupted removal is retried later
         try:
@@ -146,7 +147,7 @@ class SwarmVolumes:
             return True
 
         with docker_errors(f"remove volume {name}"):
-            Readiness(f"volume {name} to be released", gone, 60.0, interval=0.5).wait()
+            Readiness(f"volume {name} to be released", gone, sspec.STOP_GRACE + 30, interval=0.5).wait()
 
     def _remove_there(self, left: Leftover, timeout: float) -> None:
         from docker.types import Mount, RestartPolicy, ServiceMode
@@ -157,7 +158,7 @@ class SwarmVolumes:
             service = self.client.services.create(
                 image=left.image, name=name, user="root",
                 command=["perl", "-e", _SCRIPT, left.volume, docker_spec.container_name(cluster, left.node),
-                         cluster],
+                         cluster, str(sspec.STOP_GRACE + 30)],
                 labels={docker_spec.LABEL_CLUSTER: cluster},
                 mounts=[Mount("/var/run/docker.sock", "/var/run/docker.sock", type="bind")],
                 constraints=[f"node.id == {left.host.id}"], mode=ServiceMode("replicated", replicas=1),
