@@ -2,7 +2,8 @@
 on its own. One Swarm and one cluster are shared by the scenarios, which run in this order:
 
 1. Citus coordinator + 2 workers, the analytics primary and its replica on different hosts, FDW reading
-   from the replica, Redis, TLS on: `up`, `seed`, `verify`.
+   from the replica, Redis, TLS on: `up` (the Citus nodes' password from a Swarm secret), `seed`, `verify`,
+   and a second `up` that changes nothing.
 2. The replica's, the coordinator's and a worker's task containers are killed one after another; each
    time, without `up`, new rows reach the replica, the coordinator answers Citus and FDW queries and
    `verify` passes (pg_hba admits the cluster's overlay subnet, not one task's address).
@@ -179,8 +180,17 @@ def test_platform_comes_up_over_three_hosts(cli: Cli, swarm: DindSwarm) -> None:
     assert net["Attachable"] is False
     subnet = net["IPAM"]["Config"][0]["Subnet"]
     assert subnet in cli.sql("analytics-primary", "SELECT pg_read_file(current_setting('hba_file'))")
+    # the Citus nodes get the password from a Swarm secret (the Citus image's entrypoint takes the _FILE form)
+    manager = swarm.manager.client()
+    try:
+        worker = manager.services.get(f"{cli.cluster}-worker-1").attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+    finally:
+        manager.close()
+    assert worker["Image"].startswith(cli.data["metadata"]["workers"]["image"])
+    assert "POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password" in worker["Env"]
     cli.ok("seed", "--scale", "0.01")
     _verify_passes(cli, "the first seed")
+    assert not cli.json("up")["changed"]  # a second up is a no-op
 
 
 @pytest.mark.parametrize("node", ["analytics-replica-1", "coordinator", "worker-1"])
