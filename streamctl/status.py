@@ -46,12 +46,17 @@ def node_status(ctx: ClusterContext, backend: Backend, node: Node, orphan: bool 
     return {**seen, **dcs_rows(ctx, group, problem)}
 
 
+def group_label(group: Group) -> int | str:
+    """A member row's `group`: the Citus group's number, or the node's name (the analytics primary's)."""
+    return group.number if group.number is not None else group.node.name
+
+
 def dcs_rows(ctx: ClusterContext, group: Group, problem: str) -> dict[str, Any]:
     """Under HA with etcd unreachable or without quorum: what happened, and each member as it sees itself."""
     views = dcs.members_without_dcs(group, ctx.ca_path() if ctx.tls_on else None)
     found = {v.name: v for v in views}
     primary = next((v for v in views if v.primary and v.state == "running"), None)
-    rows = [{"name": m.name, "group": group.number, "host": m.node.host, "port": m.port,
+    rows = [{"name": m.name, "group": group_label(group), "host": m.node.host, "port": m.port,
              "ha_role": None if v is None else "leader" if v.primary else "replica",
              "state": v.state if v else "down", "timeline": v.timeline if v else None, "lag_bytes": None}
             for m in group.members for v in [found.get(m.name)]]
@@ -66,8 +71,7 @@ def member_rows(ctx: ClusterContext, group: Group) -> list[dict[str, Any]]:
     rows = []
     for m in group.members:
         s = found.get(m.name)
-        number: int | str = group.number if group.number is not None else group.node.name  # analytics: its name
-        rows.append({"name": m.name, "group": number, "host": m.node.host, "port": m.port,
+        rows.append({"name": m.name, "group": group_label(group), "host": m.node.host, "port": m.port,
                      "ha_role": s.ha_role if s else None, "state": s.state if s else "down",
                      "timeline": s.timeline if s else None, "lag_bytes": s.lag_bytes if s else None})
     return rows
