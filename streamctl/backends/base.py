@@ -14,6 +14,7 @@ from streamctl.readiness import Probe, Readiness, node_probe
 from streamctl.state import Endpoint
 
 if TYPE_CHECKING:
+    from streamctl.config.members import Member
     from streamctl.context import ClusterContext
 
 
@@ -123,3 +124,14 @@ def node_readiness(backend: Backend, ctx: ClusterContext, node: Node, timeout: f
     return Readiness(f"{node.name} ({node.engine.value} {where}{ep.host}:{ep.port})", probe, timeout,
                      interval=interval, logs=lambda: backend.logs(node, 20),
                      hint=f"see `streamctl logs {node.name}`{hint}", alive=alive)
+
+
+def group_ready(ctx: ClusterContext, members: tuple[Member, ...]) -> Callable[[], bool]:
+    """Under HA, a group's own verdict for its node's readiness: led, every standby streaming and, when
+    synchronous, one confirming commits (Patroni's leader is asked to pick it at once: `rest.ready`)."""
+    from streamctl.ha import rest
+    from streamctl.ha.secrets import ha_secrets
+
+    ca = ctx.ca_path() if ctx.tls_on else None
+    sync = ctx.topology.ha is not None and ctx.topology.ha.synchronous != "off"
+    return lambda: rest.ready(members, ca, sync, lambda: ha_secrets(ctx.store.root)["rest_password"])

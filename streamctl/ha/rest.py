@@ -9,6 +9,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,9 +77,40 @@ def settled(states: list[MemberState], expected: set[str], synchronous: bool,
     return leader if streaming and confirmed else None
 
 
-def ready(members: tuple[Member, ...], ca_file: str | None, synchronous: bool) -> bool:
-    """One member leads and runs, every other streams from it and, when synchronous, one confirms commits."""
-    return settled(group_members(members, ca_file), {m.name for m in members}, synchronous) is not None
+_WOKEN: dict[str, float] = {}  # a leader's REST address: when its loop was last woken
+
+
+def wake_for_sync(members: tuple[Member, ...], states: list[MemberState], expected: set[str], ca_file: str | None,
+                  password: Callable[[], str] | None, not_led_by: str = "") -> None:
+    """The group is led and its standbys stream, but none confirms commits yet: Patroni's leader picks its
+    sync standby at its next loop, up to loop_wait seconds away. Patroni runs its loop at once after any PATCH
+    of /config, and an unchanged value writes nothing: the leader is asked so, at most once a second."""
+    leader = settled(states, expected, False, not_led_by)
+    member = next((m for m in members if leader is not None and m.name == leader.name), None)
+    if member is None or password is None:
+        return
+    key, now = _url(member, "", ca_file), time.monotonic()
+    if now - _WOKEN.get(key, 0.0) < 1.0:
+        return
+    _WOKEN[key] = now
+    try:
+        config = get(member, "/config", ca_file)
+        if isinstance(config, dict) and "loop_wait" in config and (secret := password()):
+            post(member, "/config", {"loop_wait": config["loop_wait"]}, secret, ca_file, timeout=5.0, method="PATCH")
+    except (OSError, ValueError):
+        pass  # only a shortcut: the leader's own loop assigns the sync standby anyway
+
+
+def ready(members: tuple[Member, ...], ca_file: str | None, synchronous: bool,
+          password: Callable[[], str] | None = None) -> bool:
+    """One member leads and runs, every other streams from it and, when synchronous, one confirms commits
+    (with the REST API's `password`, the leader is asked to pick its sync standby now: `wake_for_sync`)."""
+    states, expected = group_members(members, ca_file), {m.name for m in members}
+    if settled(states, expected, synchronous) is not None:
+        return True
+    if synchronous:
+        wake_for_sync(members, states, expected, ca_file, password)
+    return False
 
 
 def post(member: Member, path: str, body: dict[str, Any], password: str, ca_file: str | None,
@@ -154,12 +186,16 @@ def _ask(group: Group, at: str, path: str, body: dict[str, Any], password: str, 
 
 
 def _led_again(group: Group, old: str, alive: set[str], ca_file: str | None, synchronous: bool,
-               timeout: float, started: float) -> LeaderChange:
+               timeout: float, started: float, password: str) -> LeaderChange:
     """Wait until another member than `old` leads and every other member of `alive` streams from it (one of
     them confirming commits when synchronous)."""
 
     def led() -> MemberState | None:
-        return settled(group_members(group.members, ca_file), alive, synchronous, not_led_by=old)
+        states = group_members(group.members, ca_file)
+        found = settled(states, alive, synchronous, not_led_by=old)
+        if found is None and synchronous:
+            wake_for_sync(group.members, states, alive, ca_file, lambda: password, not_led_by=old)
+        return found
 
     Readiness(f"{group.node.name} led by another member, its standbys streaming", lambda: led() is not None,
               timeout, interval=0.3, hint=f"see `streamctl status` and `streamctl logs {group.node.name}`").wait()
@@ -182,7 +218,8 @@ def switchover(group: Group, to: str | None, password: str, ca_file: str | None,
                            + (f" ({to} is not streaming)" if to else ""), hint="run `streamctl up` first")
     _ask(group, leader.name, "/switchover", {"leader": leader.name, **({"candidate": to} if to else {})},
          password, ca_file)
-    return _led_again(group, leader.name, {m.name for m in group.members}, ca_file, synchronous, timeout, started)
+    return _led_again(group, leader.name, {m.name for m in group.members}, ca_file, synchronous, timeout, started,
+                      password)
 
 
 def _answers(member: Member, ca_file: str | None) -> bool:
@@ -216,7 +253,8 @@ def failover(group: Group, to: str | None, password: str, ca_file: str | None, s
                                            s.lag_bytes if s.lag_bytes is not None else 1 << 62))
     alive = {m.name for m in group.members if _answers(m, ca_file)}
     _ask(group, candidate.name, "/failover", {"candidate": candidate.name}, password, ca_file)
-    return _led_again(group, leader.name if leader else "", alive, ca_file, synchronous, timeout, started)
+    return _led_again(group, leader.name if leader else "", alive, ca_file, synchronous, timeout, started,
+                      password)
 
 
 def reinitialize(group: Group, name: str, password: str, ca_file: str | None, timeout: float = 600.0) -> float:

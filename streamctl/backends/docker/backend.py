@@ -12,7 +12,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
+from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, group_ready, node_readiness
 from streamctl.backends.docker import owner, spec
 from streamctl.backends.docker.container import create_container
 from streamctl.backends.docker.engine import EngineBackend
@@ -27,7 +27,6 @@ from streamctl.context import ClusterContext
 from streamctl.engines.tls import CA
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
-from streamctl.ha import rest
 from streamctl.ownership import LABEL_INSTANCE
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
@@ -221,11 +220,9 @@ class DockerBackend(EngineBackend):
         where = f"in container {spec.container_name(self.topology.cluster, node.name)}, "
         group = self._groups.get(node.name)
         if group is not None:  # under HA: a member's container runs, and Patroni says the group is led
-            ca = self.ctx.ca_path() if self.ctx.tls_on else None
-            sync = self.topology.ha is not None and self.topology.ha.synchronous != "off"
             return node_readiness(self, self.ctx, node, timeout, where, tls=self.tls_covers(node),
                                   alive=lambda: self.ha.running(group), interval=0.5,
-                                  also=lambda: rest.ready(group.members, ca, sync))
+                                  also=group_ready(self.ctx, group.members))
         return node_readiness(self, self.ctx, node, timeout, where, tls=self.tls_covers(node),
                               alive=lambda: self._running(node))
 

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 from streamctl.atomic import write_file
-from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, node_readiness
+from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, group_ready, node_readiness
 from streamctl.backends.local import ha_convert, recipes
 from streamctl.backends.local.data_home import DataHome, data_home
 from streamctl.backends.local.ha import Etcd, GroupRecipe, stop_all
@@ -25,7 +25,6 @@ from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, PreflightError
-from streamctl.ha import rest
 from streamctl.ha.patroni import MemberPaths
 from streamctl.ha.secrets import ha_secrets
 from streamctl.ownership import MARKER, parse_marker
@@ -270,11 +269,9 @@ class LocalBackend:
     def readiness(self, node: Node, timeout: float = 90.0) -> Readiness:
         recipe = self._recipe(node)
         group = self._groups.get(node.name)
-        ca = self.ctx.ca_path() if self.ctx.tls_on else None
-        sync = self.topology.ha is not None and self.topology.ha.synchronous != "off"
         return node_readiness(self, self.ctx, node, timeout, "on ", tls=self.ctx.tls_on,
                               alive=lambda: recipe.running_pid() is not None,
-                              also=(lambda: rest.ready(group.members, ca, sync)) if group else None)
+                              also=group_ready(self.ctx, group.members) if group else None)
 
     def logs(self, node: Node, tail: int = 50) -> list[str]:
         log = self._recipe(node).log_file

@@ -12,7 +12,7 @@ from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
-from streamctl.backends.base import Action, Notify, Observation, fingerprint, node_readiness
+from streamctl.backends.base import Action, Notify, Observation, fingerprint, group_ready, node_readiness
 from streamctl.backends.docker import owner
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.backends.docker.engine import EngineBackend
@@ -31,7 +31,6 @@ from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
-from streamctl.ha import rest
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
 from streamctl.tls.material import node_names
@@ -222,11 +221,9 @@ class SwarmBackend(EngineBackend):
         service = docker_spec.container_name(self.topology.cluster, node.name)
         group = self._groups.get(node.name)
         if group is not None:  # under HA: the members' services run, and Patroni says the group is led
-            ca = self.ctx.ca_path() if self.ctx.tls_on else None
-            sync = self.topology.ha is not None and self.topology.ha.synchronous != "off"
             return node_readiness(self, self.ctx, node, max(timeout, 180.0), f"as Swarm service {service}, ",
                                   tls=self.tls_covers(node), alive=lambda: self.ha.running(group), interval=0.5,
-                                  also=lambda: rest.ready(self.ha.addressed(group), ca, sync))
+                                  also=group_ready(self.ctx, self.ha.addressed(group)))
         return node_readiness(self, self.ctx, node, timeout, f"as Swarm service {service}, ",
                               tls=self.tls_covers(node), alive=lambda: self.services.alive(node),
                               interval=0.3, hint=f" and `docker service ps {service}`",
