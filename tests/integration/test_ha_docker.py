@@ -22,7 +22,7 @@ from streamctl.ha import rest
 from streamctl.ownership import LABEL_INSTANCE
 from tests.support.cluster import topology_dict
 from tests.support.docker import DockerCluster, cluster_resources, docker_client, unique_cluster, use_image
-from tests.support.ha import Writer, rotate_superuser, status_members
+from tests.support.ha import Writer, dcs_keys, rotate_superuser, status_members
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port_run
 
@@ -221,6 +221,7 @@ def test_scale_adds_a_whole_group_of_containers_and_drains_one_away(cluster: Doc
     left = cluster_resources(c.cluster)
     gone = {f"{c.cluster}-{m.name}" for m in group.members}
     assert not gone & set(left["containers"]) and not {f"{v}-data" for v in gone} & set(left["volumes"]), left
+    assert dcs_keys(c, group.number) == 0 and dcs_keys(c, 1) > 0  # the other groups' records stay
     c.reload()
     assert c.up().changed is False
     checks = c.cli.json("verify", "--only", "ha,citus")["checks"]

@@ -11,11 +11,13 @@ clean shutdown, and a frozen Patroni would not act on a stop request) with their
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from streamctl.backends.docker import spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.config.members import Group
+from streamctl.errors import BackendError
 from streamctl.ha import dcs
 
 if TYPE_CHECKING:
@@ -35,14 +37,17 @@ def release(ha: DockerHa, group: Group) -> None:
 
 
 def discard(ha: DockerHa, group: Group) -> None:
-    """Every member's container removed at once (killed), then its volume; the group's keys leave etcd."""
+    """Every member's container removed at once (killed), then its volume; the group's keys leave etcd when it
+    answers (best effort: `scale` released the group first, which removed them, and `down --volumes` removes
+    etcd's data with it)."""
     for m in reversed(group.members):
         c = ha._find(m.name)
         if c is not None:
             with docker_errors(f"remove container {c.name}"):
                 c.remove(v=True, force=True)
         ha.b._remove_volume(spec.volume_name(ha.t.cluster, m.name))
-    forget(ha, group)
+    with suppress(BackendError):
+        forget(ha, group)
 
 
 def forget(ha: DockerHa, group: Group) -> None:
