@@ -3,8 +3,8 @@ streamctl builds from the Citus image, with Patroni), etcd in a container. The w
 is `docker kill`ed while a writer inserts through the coordinator: its standby is promoted, writes work again,
 pg_dist_node names the new leader by its network name, and every insert acknowledged is there. `up` then
 starts the killed member again and it rejoins as a standby; planned switchovers of the worker and the coordinator
-hand the lead over (the FDW to the analytics primary follows the coordinator); `down` keeps the volumes, `down
---volumes` leaves nothing.
+hand the lead over (the FDW to the analytics primary follows the coordinator); `scale` adds a worker group of
+containers and drains it away again; `down` keeps the volumes, `down --volumes` leaves nothing.
 
 One cluster for the module (coordinator + 1 worker, 1 synchronous standby each; an analytics primary)."""
 
