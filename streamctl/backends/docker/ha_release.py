@@ -1,5 +1,5 @@
-"""A Citus group under HA leaving the cluster on Docker (`scale` shrinking, orphans removed): released first,
-then discarded with its data.
+"""A Citus group under HA leaving the cluster on Docker (`scale` shrinking): released first, then discarded
+with its data (`down --volumes` discards every group the same way).
 
 Patroni is each member container's PID 1, so it cannot be killed without taking its PostgreSQL along (the
 container ends with its first process). Released, each member's Patroni is frozen instead: SIGSTOP sent by the
