@@ -104,9 +104,9 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
             return result
         new_topology = with_workers(ctx.topology, count)
         if ctx.topology.ha_on and not isinstance(backend, GroupReleaser):
-            raise RefusedError(f"scale under ha is built on the local backend only, and this cluster runs on "
-                               f"{backend.name}", hint="change metadata.workers.count with `streamctl up` "
-                                                       "after removing the ha section, or wait for that slice")
+            raise RefusedError(f"scale under ha is built on the local and Docker backends, and this cluster "
+                               f"runs on {backend.name}", hint="change metadata.workers.count with `streamctl up` "
+                                                               "after removing the ha section, or wait for that slice")
         preflight(conn, ctx, opts.transfer_mode)
         before = integrity_before(conn)
     new_ctx = ClusterContext(resolved(new_topology, backend), ctx.store, ctx.topology_path)

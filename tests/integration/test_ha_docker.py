@@ -3,8 +3,8 @@ streamctl builds from the Citus image, with Patroni), etcd in a container. The w
 is `docker kill`ed while a writer inserts through the coordinator: its standby is promoted, writes work again,
 pg_dist_node names the new leader by its network name, and every insert acknowledged is there. `up` then
 starts the killed member again and it rejoins as a standby; planned switchovers of the worker and the coordinator
-hand the lead over (the FDW to the analytics primary follows the coordinator); `down` keeps the volumes, `down
---volumes` leaves nothing.
+hand the lead over (the FDW to the analytics primary follows the coordinator); `scale` adds a worker group of
+containers and drains it away again; `down` keeps the volumes, `down --volumes` leaves nothing.
 
 One cluster for the module (coordinator + 1 worker, 1 synchronous standby each; an analytics primary)."""
 
@@ -22,7 +22,7 @@ from streamctl.ha import rest
 from streamctl.ownership import LABEL_INSTANCE
 from tests.support.cluster import topology_dict
 from tests.support.docker import DockerCluster, cluster_resources, docker_client, unique_cluster, use_image
-from tests.support.ha import Writer, rotate_superuser, status_members
+from tests.support.ha import Writer, dcs_keys, rotate_superuser, status_members
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port_run
 
@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.citus]
 def cluster() -> Iterator[DockerCluster]:
     citus = ensure_citus_image()
     etcd = free_port_run(2)
-    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(2), "rest_port": free_port_run(4),
+    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(3), "rest_port": free_port_run(6),  # room to scale
           "etcd": {"port": etcd, "peer_port": etcd + 1}}
     data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", citus=True, workers=1,
                                    replicas=0, redis=False, ha=ha), ensure_test_image())
@@ -185,6 +185,47 @@ def test_planned_switchovers_hand_the_lead_over_and_the_fdw_follows_the_coordina
     with c.ctx.pg_connect("coordinator") as conn:  # the new coordinator leader reaches the analytics primary
         assert conn.execute("SELECT count(*) > 0 FROM content_metadata WHERE title = 'ha'").fetchone() == (True,)
         assert conn.execute("SELECT count(*) >= 0 FROM analytics.users").fetchone() == (True,)
+
+
+def test_scale_adds_a_whole_group_of_containers_and_drains_one_away(cluster: DockerCluster) -> None:
+    """`scale` under HA on Docker adds a worker as a group of containers (its leader registered by Patroni under
+    its network name, shards moved onto it) and removes one as a group: drained through its leader, released
+    (Patroni frozen, keys gone from etcd), unregistered, every member's container and volume removed; rows and
+    checksums unchanged throughout. It leaves the module's cluster as it found it (one worker group)."""
+    c = cluster
+    total = "SELECT count(*), sum(hashtext(content_id::text)) FROM content_metadata"
+    with c.ctx.pg_connect("coordinator") as conn:
+        conn.execute("INSERT INTO content_metadata (content_id, title, content_type) "
+                     "SELECT gen_random_uuid(), 'scale', 'movie' FROM generate_series(1, 200)")
+        before = conn.execute(total).fetchone()
+    grown = c.cli.json("scale", "--workers", "2")
+    assert grown["added"] == ["worker-2"] and grown["moves"] > 0, grown
+    c.reload()
+    group = _group(c, "worker-2")
+    for g in ha_groups(c.topology):
+        assert sorted(_roles(c, g.node.name).values()) == ["leader", "sync_standby"], g.node.name
+    leader = next(name for name, role in _roles(c, "worker-2").items() if role == "leader")
+    _wait("pg_dist_node naming worker-2's leader by its network name",
+          lambda: (leader, 5432, "primary") in _registered(c, group.number), 60)
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute(total).fetchone() == before
+        assert conn.execute("SELECT count(*) FROM pg_dist_placement WHERE groupid = %s",
+                            (group.number,)).fetchone()[0] > 0
+
+    shrunk = c.cli.json("scale", "--workers", "1")
+    assert shrunk["removed"] == ["worker-2"] and shrunk["rows"] == grown["rows"], shrunk
+    with c.ctx.pg_connect("coordinator") as conn:
+        assert conn.execute(total).fetchone() == before
+        assert conn.execute("SELECT count(*) FROM pg_dist_node WHERE groupid = %s",
+                            (group.number,)).fetchone() == (0,)
+    left = cluster_resources(c.cluster)
+    gone = {f"{c.cluster}-{m.name}" for m in group.members}
+    assert not gone & set(left["containers"]) and not {f"{v}-data" for v in gone} & set(left["volumes"]), left
+    assert dcs_keys(c, group.number) == 0 and dcs_keys(c, 1) > 0  # the other groups' records stay
+    c.reload()
+    assert c.up().changed is False
+    checks = c.cli.json("verify", "--only", "ha,citus")["checks"]
+    assert {r["status"] for r in checks} <= {"passed", "skipped"}, checks
 
 
 def test_down_keeps_the_volumes_and_down_volumes_removes_every_member_etcd_and_volume(

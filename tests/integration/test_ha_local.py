@@ -8,11 +8,9 @@ One cluster for the module (local processes: it runs in the normal phase)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -20,13 +18,13 @@ import httpx
 import psycopg
 import pytest
 
-from streamctl.config.members import Group, etcd_members, ha_groups
-from streamctl.ha import dcs, rest
+from streamctl.config.members import Group, ha_groups
+from streamctl.ha import rest
 from tests.support.cluster import LocalCluster, running
 from tests.support.dashboard import Cells, dump_dom
 from tests.support.engines import require
 from tests.support.gateway import serve
-from tests.support.ha import Writer, kill_member, rotate_superuser, wait_until
+from tests.support.ha import Writer, dcs_keys, kill_member, rotate_superuser, wait_until
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis, pytest.mark.etcd]
@@ -262,18 +260,6 @@ def test_reinit_clones_again_a_standby_whose_postgresql_no_longer_starts(cluster
     assert c.up().changed is False
 
 
-def _dcs_keys(c: LocalCluster, group: int) -> int:
-    """How many keys Patroni holds in etcd for a group."""
-    prefix = dcs.group_prefix(c.topology.cluster, group)
-    e = etcd_members(c.topology)[0]
-    body = {"key": base64.b64encode(prefix.encode()).decode(),
-            "range_end": base64.b64encode((prefix[:-1] + "0").encode()).decode(), "count_only": True}
-    request = urllib.request.Request(f"http://{e.host}:{e.port}/v3/kv/range", data=json.dumps(body).encode(),
-                                     method="POST")
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return int(json.load(response).get("count", 0))
-
-
 def test_scale_adds_a_whole_group_and_drains_one_away(cluster: LocalCluster) -> None:
     """Under HA `scale` adds a worker as a group (its leader registered by Patroni, shards moved onto it) and
     removes one as a group: drained through its leader, every member stopped and removed, every row of it
@@ -301,7 +287,7 @@ def test_scale_adds_a_whole_group_and_drains_one_away(cluster: LocalCluster) -> 
         assert conn.execute("SELECT count(*) FROM pg_dist_node WHERE groupid = %s",
                             (group.number,)).fetchone() == (0,)
     assert not any((c.backend.home.nodes / m.name).exists() for m in group.members)
-    assert _dcs_keys(c, group.number) == 0 and _dcs_keys(c, 1) > 0  # the other groups' records stay
+    assert dcs_keys(c, group.number) == 0 and dcs_keys(c, 1) > 0  # the other groups' records stay
     c.reload()
     assert c.up().changed is False
     assert {r["status"] for r in c.cli.json("verify", "--only", "ha,citus")["checks"]} <= {"passed", "skipped"}

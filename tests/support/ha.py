@@ -3,10 +3,13 @@ coordinator and counting what is acknowledged, and a member killed as a lost hos
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -15,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 
-from streamctl.config.members import Group, ha_groups
+from streamctl.config.members import Group, etcd_members, ha_groups
 from streamctl.engines import postgres as pg_engine
-from streamctl.ha import analytics, rest
+from streamctl.ha import analytics, dcs, rest
 
 if TYPE_CHECKING:
     from tests.support.cluster import LocalCluster
@@ -195,3 +198,15 @@ def rotate_superuser(c: Any, ca: str | None) -> str:
             wait_until(f"{m.name}'s Patroni logged in with the new password", back, 60)
         wait_until(f"{g.node.name} led, its standbys streaming", lambda g=g: rest.ready(g.members, ca, True), 60)
     return new
+
+
+def dcs_keys(c: Any, group: int) -> int:
+    """How many keys Patroni holds in etcd for a Citus group (through the first etcd member's published port)."""
+    prefix = dcs.group_prefix(c.topology.cluster, group)
+    e = etcd_members(c.topology)[0]
+    body = {"key": base64.b64encode(prefix.encode()).decode(),
+            "range_end": base64.b64encode((prefix[:-1] + "0").encode()).decode(), "count_only": True}
+    request = urllib.request.Request(f"http://{e.host}:{e.port}/v3/kv/range", data=json.dumps(body).encode(),
+                                     method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return int(json.load(response).get("count", 0))

@@ -19,6 +19,7 @@ from streamctl.backends.docker.engine import EngineBackend
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import UserIds, put_files
 from streamctl.backends.docker.ha import DockerHa
+from streamctl.backends.docker.ha_release import release
 from streamctl.backends.docker.images import ImagePuller
 from streamctl.backends.docker.template import LABEL_TEMPLATE, VolumeTemplates
 from streamctl.config.members import Group, ha_groups
@@ -180,6 +181,12 @@ class DockerBackend(EngineBackend):
             self._remove_container(container)
         if volumes:
             self._remove_volume(spec.volume_name(self.topology.cluster, node.name))
+
+    def release_group(self, node: Node) -> None:
+        """Under HA, a group about to leave Citus: its Patroni frozen, its PostgreSQL still serving the
+        unregistration, its keys removed from etcd (ha_release.py)."""
+        if node.name in self._groups:
+            release(self.ha, self._groups[node.name])
 
     def _remove_volume(self, name: str) -> None:
         from docker.errors import NotFound

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamctl.backends.base import NodeState, Observation, fingerprint
-from streamctl.backends.docker import owner, spec
+from streamctl.backends.docker import ha_release, owner, spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
 from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, dockerfile, member_image
@@ -249,6 +249,8 @@ class DockerHa:
                     c.stop(timeout=60)
 
     def remove(self, group: Group, volumes: bool) -> None:
+        if volumes:  # data that goes needs no clean shutdown (as on the local backend): ha_release.py
+            return ha_release.discard(self, group)
         self.stop(group)
         for m in group.members:
             c = self._find(m.name)
