@@ -212,6 +212,16 @@ def test_scale_adds_a_whole_group_of_containers_and_drains_one_away(cluster: Doc
         assert conn.execute("SELECT count(*) FROM pg_dist_placement WHERE groupid = %s",
                             (group.number,)).fetchone()[0] > 0
 
+    # A shrink interrupted once the group is released (Patroni frozen, keys gone): status names it, `up` resumes
+    c.backend.release_group(group.node)
+    status = c.cli.run("status", "--json")
+    row = next(n for n in json.loads(status.stdout)["nodes"] if n["name"] == "worker-2")
+    assert status.returncode == 12 and row["state"] == "degraded" and "Patroni frozen" in row["detail"], row
+    c.up()
+    assert sorted(_roles(c, "worker-2").values()) == ["leader", "sync_standby"]
+    _wait("pg_dist_node naming worker-2's leader again", lambda: any(
+        r[2] == "primary" for r in _registered(c, group.number)), 60)
+
     shrunk = c.cli.json("scale", "--workers", "1")
     assert shrunk["removed"] == ["worker-2"] and shrunk["rows"] == grown["rows"], shrunk
     with c.ctx.pg_connect("coordinator") as conn:

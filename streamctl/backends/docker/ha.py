@@ -131,13 +131,16 @@ class DockerHa:
                 self.b.ctx.ownership.check(f"volume {volume}", *seen)
             return Observation(group.node.name, NodeState.MISSING)
         running = [n for n, c in found.items() if c is not None and c.status == "running"]
+        frozen = [n for n in running if ha_release.frozen(found[n])]
         etcd_up = all(self._etcd_running(e) for e in self.etcd)
-        state = (NodeState.RUNNING if len(running) == len(group.members) and etcd_up
+        state = (NodeState.RUNNING if len(running) == len(group.members) and etcd_up and not frozen
                  else NodeState.DEGRADED if running else NodeState.STOPPED)
         labels = live[0].labels or {}
         detail = (f"{len(running)} of {len(group.members)} members' containers running"
-                  + ("" if etcd_up else "; etcd is down") + ("" if state is NodeState.RUNNING else
-                                                             " (`up` starts the others)"))
+                  + ("" if etcd_up else "; etcd is down")
+                  + (f"; Patroni frozen in {', '.join(frozen)}: a scale that released the group was interrupted "
+                     "(`up` resumes it; the same scale finishes the removal)" if frozen else
+                     "" if state is NodeState.RUNNING else " (`up` starts the others)"))
         takeover = owner.taken_over_from(self.b.ctx.ownership, "container", live[0].name, labels)
         return Observation(group.node.name, state, labels.get(spec.LABEL_FINGERPRINT), detail, takeover)
 
@@ -188,6 +191,8 @@ class DockerHa:
             elif c.status != "running":
                 with docker_errors(f"start {c.name}"):
                     c.start()
+            elif ha_release.frozen(c):
+                ha_release.thaw(c)
 
     def persist(self, group: Group) -> None:
         """After a rotation: each member's patroni.yml rewritten in its container (created or running), which

@@ -12,7 +12,7 @@ clean shutdown, and a frozen Patroni would not act on a stop request) with their
 from __future__ import annotations
 
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from streamctl.backends.docker import spec
 from streamctl.backends.docker.errors import docker_errors
@@ -23,7 +23,7 @@ from streamctl.ha import dcs
 if TYPE_CHECKING:
     from streamctl.backends.docker.ha import DockerHa
 
-FREEZE = "SIGSTOP"
+FREEZE, THAW = "SIGSTOP", "SIGCONT"
 
 
 def release(ha: DockerHa, group: Group) -> None:
@@ -34,6 +34,25 @@ def release(ha: DockerHa, group: Group) -> None:
             with docker_errors(f"freeze Patroni in {c.name}"):
                 c.kill(signal=FREEZE)
     forget(ha, group)
+
+
+def frozen(container: Any) -> bool:
+    """Whether the container's Patroni is frozen (a release whose removal did not follow: an interrupted
+    `scale`). The engine reports the container running either way; its process list (ps, run by the engine
+    on its host) shows the stopped state."""
+    with suppress(Exception):
+        top = container.top(ps_args="-o pid,stat,args")  # the engine needs the pid column
+        for row in top.get("Processes") or []:
+            if len(row) >= 3 and "patroni" in row[2] and row[1].startswith("T"):
+                return True
+    return False
+
+
+def thaw(container: Any) -> None:
+    """A frozen Patroni resumes: with its group still in the topology, `up` brings it back (its keys are
+    written again, its leader registered again by the coordinator's Patroni)."""
+    with docker_errors(f"resume Patroni in {container.name}"):
+        container.kill(signal=THAW)
 
 
 def discard(ha: DockerHa, group: Group) -> None:
