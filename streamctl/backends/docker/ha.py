@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamctl.backends.base import NodeState, Observation, fingerprint
-from streamctl.backends.docker import owner, spec
+from streamctl.backends.docker import ha_convert, owner, spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
 from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, dockerfile, member_image
@@ -23,6 +23,7 @@ from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, RefusedError
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha import patroni
+from streamctl.ha.convert import not_answering
 from streamctl.ha.runtime import PATRONI
 from streamctl.ha.secrets import ha_secrets
 from streamctl.readiness import Readiness
@@ -34,11 +35,12 @@ PG_PORT, REST_PORT, ETCD_PORT, ETCD_PEER_PORT = 5432, 8008, 2379, 2380
 MOUNT = spec.DATA_MOUNT[Engine.POSTGRES]  # the member's volume: Patroni's data, socket and pgpass in it
 ETCD_MOUNT = "/var/lib/etcd"
 CONFIG = f"{spec.FILES_DIR}/patroni.yml"
-LABEL_HA = f"{spec.LABEL_PREFIX}.ha"  # on a group member's container: "member" (turning ha on or off is refused)
+LABEL_HA = f"{spec.LABEL_PREFIX}.ha"  # on a group member's container: "member"; on etcd's: "etcd"
 
 
 def mode_refusal(node: Node, was_ha: bool, under_ha: bool) -> RefusedError | None:
-    """Turning HA on for a node that ran without Patroni, or off for a group Patroni runs: not built yet."""
+    """Turning HA on for a node that ran without Patroni, or off for a group Patroni runs: not built yet on
+    Swarm (Docker's is ha_convert.py)."""
     if under_ha and not was_ha:
         return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data "
                             "is not built yet", hint="remove the ha section, or start from "
@@ -138,6 +140,8 @@ class DockerHa:
         detail = (f"{len(running)} of {len(group.members)} members' containers running"
                   + ("" if etcd_up else "; etcd is down") + ("" if state is NodeState.RUNNING else
                                                              " (`up` starts the others)"))
+        if not ha_convert.is_member(live[0]):
+            detail = "holds data made without ha: `up` makes it its group's leader under Patroni"
         takeover = owner.taken_over_from(self.b.ctx.ownership, "container", live[0].name, labels)
         return Observation(group.node.name, state, labels.get(spec.LABEL_FINGERPRINT), detail, takeover)
 
@@ -149,10 +153,20 @@ class DockerHa:
         return any((c := self._find(m.name)) is not None and c.status == "running" for m in group.members)
 
     def mode_change(self, node: Node, under_ha: bool) -> RefusedError | None:
-        """Turning HA on for a node whose container ran without Patroni, or off for a group Patroni runs, is
-        not built yet: refused before anything changes."""
+        """Turning HA on for a node whose container ran without Patroni, or off for a group Patroni runs: what
+        cannot be done safely is refused before anything changes (ha_convert.py converts in `apply`)."""
         c = self.b._find(node)
-        return None if c is None else mode_refusal(node, (c.labels or {}).get(LABEL_HA) == "member", under_ha)
+        if c is None:  # data Patroni ran, left by `down`, and ha now off: no member can say whether it led
+            found = (ha_convert.layout(self, spec.volume_name(self.t.cluster, node.name), node.image)
+                     if not under_ha and self.t.runs_citus(node.role) else None)
+            return (not_answering(node.name, "Patroni (no member's container runs)")
+                    if found is not None and found.member and not found.marker else None)
+        was_ha = ha_convert.is_member(c)
+        if under_ha and not was_ha:
+            return ha_convert.on_refusal(self, self.groups[node.name])
+        if was_ha and not under_ha:
+            return ha_convert.off_refusal(self, node, c)
+        return None
 
     # -- changes ----------------------------------------------------------------------------------
     def image(self, node: Node) -> str:
@@ -172,6 +186,7 @@ class DockerHa:
         tls = self.b._tls(group.node, issue=True)
         configs = self.configs(group)
         fp = fingerprint(self.definition(group))
+        converting = ha_convert.turn_on(self, group)  # the node's own data first, when it ran without Patroni
         for m in group.members:
             c = self._find(m.name)
             if c is not None and (recreate or (c.labels or {}).get(spec.LABEL_FINGERPRINT) != fp):
@@ -188,6 +203,8 @@ class DockerHa:
             elif c.status != "running":
                 with docker_errors(f"start {c.name}"):
                     c.start()
+            if converting and m is group.members[0]:  # the standbys clone from it once it leads
+                ha_convert.wait_led(self, group)
 
     def persist(self, group: Group) -> None:
         """After a rotation: each member's patroni.yml rewritten in its container (created or running), which

@@ -1,0 +1,133 @@
+"""Turning ha on and off for a seeded Citus cluster on Docker (#27 item 6): `up` with an ha section added makes
+each node's own data (its volume) its group's leader under Patroni, with a synchronous standby cloned from it
+(same system identifiers, same rows and checksums, pg_dist_node names the leaders); removing the section keeps
+each leader's data as the node and removes the standbys' and etcd's containers and volumes.
+
+One cluster for the module (coordinator + 1 worker, no analytics, the smallest seed), walked through in order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from streamctl.backends.docker.ha import LABEL_HA
+from streamctl.citus import catalog, placement
+from streamctl.config.members import ha_groups
+from streamctl.ha import rest
+from tests.support.cluster import topology_dict
+from tests.support.docker import DockerCluster, cluster_resources, docker_client, unique_cluster, use_image
+from tests.support.images import ensure_citus_image, ensure_test_image
+from tests.support.ports import free_port_run
+
+pytestmark = [pytest.mark.docker, pytest.mark.citus]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[DockerCluster]:
+    citus = ensure_citus_image()
+    data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", citus=True, workers=1, replicas=0,
+                                   analytics=False, redis=False), ensure_test_image())
+    data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = citus
+    c = DockerCluster.new(data)
+    c.timeout = 180.0  # the conversion clones a standby per group on a shared machine
+    try:
+        c.up()
+        c.cli.ok("seed", "--scale", "0.01")
+        yield c
+    finally:
+        c.destroy()
+
+
+@pytest.fixture(scope="module")
+def ha_section() -> dict[str, Any]:
+    etcd = free_port_run(2)
+    return {"standbys": 1, "synchronous": "on", "port": free_port_run(2), "rest_port": free_port_run(4),
+            "etcd": {"port": etcd, "peer_port": etcd + 1}}
+
+
+def _sums(c: DockerCluster) -> dict[str, Any]:
+    with c.ctx.pg_connect("coordinator", c.topology.metadata.database) as conn:
+        return {t: (s.rows, s.checksum) for t, s in placement.table_sums(conn).items()}
+
+
+def _sysids(c: DockerCluster) -> dict[str, int]:
+    """Each Citus node's system identifier: the same as long as its data is the same."""
+    out = {}
+    for name in ("coordinator", "worker-1"):
+        with c.ctx.pg_connect(name, "postgres") as conn:
+            row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+        assert row is not None
+        out[name] = int(row[0])
+    return out
+
+
+def _set_ha(c: DockerCluster, ha: dict[str, Any] | None) -> None:
+    def change(data: dict[str, Any]) -> None:
+        data.pop("ha", None)
+        if ha is not None:
+            data["ha"] = ha
+
+    c.edit(change)
+
+
+def _citus_checks_pass(c: DockerCluster) -> None:
+    checks = c.cli.json("verify", "--only", "citus")["checks"]
+    assert checks and {r["status"] for r in checks} <= {"passed", "skipped"}, checks
+
+
+@pytest.fixture(scope="module")
+def before(cluster: DockerCluster) -> dict[str, Any]:
+    sums = _sums(cluster)
+    assert sums["content_metadata"][0] > 0 and sums["content_cast_crew"][0] > 0, sums
+    return {"sums": sums, "sysids": _sysids(cluster)}
+
+
+def test_turning_ha_on_makes_each_nodes_volume_its_groups_leader(cluster: DockerCluster, before: dict[str, Any],
+                                                                 ha_section: dict[str, Any]) -> None:
+    c = cluster
+    _set_ha(c, ha_section)
+    plan = {s.node.name: s for s in c.runner.preview().nodes}  # what a dry run shows, nothing changed
+    for name in ("coordinator", "worker-1"):
+        assert "holds data made without ha" in plan[name].observation.detail, plan[name].observation
+    c.up()
+    assert _sysids(c) == before["sysids"]  # the same data, not a fresh initdb beside it
+    assert _sums(c) == before["sums"]
+    ca = c.ctx.ca_path() if c.ctx.tls_on else None
+    groups = ha_groups(c.topology)
+    for g in groups:
+        roles = {s.name: s.ha_role for s in rest.group_members(g.members, ca)}
+        assert roles == {g.members[0].name: "leader", g.members[1].name: "sync_standby"}, (g.node.name, roles)
+    with c.ctx.pg_connect("coordinator", c.topology.metadata.database) as conn:
+        assert catalog.group_leaders(conn) == {g.number: (g.members[0].name, 5432) for g in groups}
+    client = docker_client()
+    try:
+        for g in groups:
+            assert all(client.containers.get(f"{c.cluster}-{m.name}").labels[LABEL_HA] == "member" for m in g.members)
+    finally:
+        client.close()
+    _citus_checks_pass(c)
+    assert c.up().changed is False
+
+
+def test_turning_ha_off_keeps_each_leaders_data_and_removes_the_rest(cluster: DockerCluster, before: dict[str, Any],
+                                                                    ha_section: dict[str, Any]) -> None:
+    c = cluster
+    sums = _sums(c)
+    _set_ha(c, None)
+    c.up()
+    assert _sysids(c) == before["sysids"] and _sums(c) == sums == before["sums"]
+    found = cluster_resources(c.cluster)
+    left = [n for kind in ("containers", "volumes") for n in found[kind]
+            if n.removeprefix(f"{c.cluster}-").startswith(("coordinator-2", "worker-1-2", "etcd-"))]
+    assert left == [], found
+    client = docker_client()
+    try:
+        assert LABEL_HA not in client.containers.get(f"{c.cluster}-worker-1").labels
+    finally:
+        client.close()
+    with c.ctx.pg_connect("coordinator", c.topology.metadata.database) as conn:
+        assert catalog.secondaries(conn) == []
+    _citus_checks_pass(c)
+    assert c.up().changed is False
