@@ -1,7 +1,8 @@
 """Turning ha on and off for a seeded Citus cluster on Docker (#27 item 6): `up` with an ha section added makes
 each node's own data (its volume) its group's leader under Patroni, with a synchronous standby cloned from it
 (same system identifiers, same rows and checksums, pg_dist_node names the leaders); removing the section keeps
-each leader's data as the node and removes the standbys' and etcd's containers and volumes.
+each leader's data as the node and removes the standbys' and etcd's containers and volumes (refused, with nothing
+changed, while a standby leads).
 
 One cluster for the module (coordinator + 1 worker, no analytics, the smallest seed), walked through in order."""
 
@@ -114,7 +115,15 @@ def test_turning_ha_on_makes_each_nodes_volume_its_groups_leader(cluster: Docker
 def test_turning_ha_off_keeps_each_leaders_data_and_removes_the_rest(cluster: DockerCluster, before: dict[str, Any],
                                                                     ha_section: dict[str, Any]) -> None:
     c = cluster
+    c.cli.ok("switchover", "worker-1", "--to", "worker-1-2")
+    _set_ha(c, None)
+    refused = c.cli.run("up")  # the node keeps its own member's data, and a standby leads: nothing changes
+    assert refused.returncode == 10 and "worker-1-2 leads it" in refused.stderr, refused.stderr
+    _set_ha(c, ha_section)
+    c.cli.ok("switchover", "worker-1", "--to", "worker-1")
     sums = _sums(c)
+    assert sums == before["sums"]
+
     _set_ha(c, None)
     c.up()
     assert _sysids(c) == before["sysids"] and _sums(c) == sums == before["sums"]

@@ -180,9 +180,13 @@ def off_refusal(ha: DockerHa, node: Node, c: Any) -> RefusedError | None:
     try:
         with ha.b.ctx.pg_connect(node.name, "postgres") as conn:
             row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            # a standby streams from the leader, by its network name (the member's name)
+            upstream = conn.execute("SELECT sender_host FROM pg_stat_wal_receiver").fetchone()
     except (BackendError, OSError):
         return not_answering(node.name, f"PostgreSQL in {c.name}")
-    return None if row is not None and row[0] is False else not_leading(node.name, None)
+    if row is not None and row[0] is False:
+        return None
+    return not_leading(node.name, str(upstream[0]) if upstream and upstream[0] else None)
 
 
 def _has_marker(c: Any) -> bool:
