@@ -156,11 +156,13 @@ class DockerHa:
         """Turning HA on for a node whose container ran without Patroni, or off for a group Patroni runs: what
         cannot be done safely is refused before anything changes (ha_convert.py converts in `apply`)."""
         c = self.b._find(node)
-        if c is None:  # data Patroni ran, left by `down`, and ha now off: no member can say whether it led
+        if c is None:  # data left by `down`: a plain server's under ha (converted), or Patroni's with ha off
             found = (ha_convert.layout(self, spec.volume_name(self.t.cluster, node.name), node.image)
-                     if not under_ha and self.t.runs_citus(node.role) else None)
-            return (not_answering(node.name, "Patroni (no member's container runs)")
-                    if found is not None and found.member and not found.marker else None)
+                     if under_ha or self.t.runs_citus(node.role) else None)
+            if found is not None and under_ha and found.plain:
+                return ha_convert.on_refusal(self, self.groups[node.name])
+            return (not_answering(node.name, "Patroni (`down` removed its members' containers)")
+                    if found is not None and not under_ha and found.member and not found.marker else None)
         was_ha = ha_convert.is_member(c)
         if under_ha and not was_ha:
             return ha_convert.on_refusal(self, self.groups[node.name])

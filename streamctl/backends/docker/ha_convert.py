@@ -133,11 +133,13 @@ def turn_on(ha: DockerHa, group: Group) -> bool:
     c = ha._find(node.name)
     if is_member(c):
         return False
-    if c is None:
+    if c is None:  # data left by `down`, or by an `up` stopped halfway: its plain server makes the roles first
         found = layout(ha, volume, node.image)
         if found is None or not found.plain:
             return False
-    else:
+        ha.b._launch(node, None)
+        c = ha._find(node.name)
+    if c is not None:
         ha.b.progress(node.name, "its data becomes its group's leader: Patroni's roles, a checkpoint, a clean stop")
         if c.status != "running":
             with docker_errors(f"start {c.name}"):
