@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from streamctl.backends.docker.ha import LABEL_HA
-from streamctl.citus import catalog, placement
+from streamctl.citus import catalog
 from streamctl.config.members import ha_groups
 from streamctl.ha import rest
 from tests.support.cluster import topology_dict
 from tests.support.docker import DockerCluster, cluster_resources, docker_client, unique_cluster, use_image
+from tests.support.ha import before_conversion, citus_sums, conversion_plan, system_ids
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port_run
 
@@ -26,7 +27,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.citus]
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[DockerCluster]:
+def seeded() -> Iterator[tuple[DockerCluster, dict[str, Any]]]:
+    """The cluster, seeded, and what it held before ha was turned on (before_conversion)."""
     citus = ensure_citus_image()
     data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", citus=True, workers=1, replicas=0,
                                    analytics=False, redis=False), ensure_test_image())
@@ -36,7 +38,7 @@ def cluster() -> Iterator[DockerCluster]:
     try:
         c.up()
         c.cli.ok("seed", "--scale", "0.01")
-        yield c
+        yield c, before_conversion(c)
     finally:
         c.destroy()
 
@@ -46,22 +48,6 @@ def ha_section() -> dict[str, Any]:
     etcd = free_port_run(2)
     return {"standbys": 1, "synchronous": "on", "port": free_port_run(2), "rest_port": free_port_run(4),
             "etcd": {"port": etcd, "peer_port": etcd + 1}}
-
-
-def _sums(c: DockerCluster) -> dict[str, Any]:
-    with c.ctx.pg_connect("coordinator", c.topology.metadata.database) as conn:
-        return {t: (s.rows, s.checksum) for t, s in placement.table_sums(conn).items()}
-
-
-def _sysids(c: DockerCluster) -> dict[str, int]:
-    """Each Citus node's system identifier: the same as long as its data is the same."""
-    out = {}
-    for name in ("coordinator", "worker-1"):
-        with c.ctx.pg_connect(name, "postgres") as conn:
-            row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
-        assert row is not None
-        out[name] = int(row[0])
-    return out
 
 
 def _set_ha(c: DockerCluster, ha: dict[str, Any] | None) -> None:
@@ -78,23 +64,14 @@ def _citus_checks_pass(c: DockerCluster) -> None:
     assert checks and {r["status"] for r in checks} <= {"passed", "skipped"}, checks
 
 
-@pytest.fixture(scope="module")
-def before(cluster: DockerCluster) -> dict[str, Any]:
-    sums = _sums(cluster)
-    assert sums["content_metadata"][0] > 0 and sums["content_cast_crew"][0] > 0, sums
-    return {"sums": sums, "sysids": _sysids(cluster)}
-
-
-def test_turning_ha_on_makes_each_nodes_volume_its_groups_leader(cluster: DockerCluster, before: dict[str, Any],
+def test_turning_ha_on_makes_each_nodes_volume_its_groups_leader(seeded: tuple[DockerCluster, dict[str, Any]],
                                                                  ha_section: dict[str, Any]) -> None:
-    c = cluster
+    c, before = seeded
     _set_ha(c, ha_section)
-    plan = {s.node.name: s for s in c.runner.preview().nodes}  # what a dry run shows, nothing changed
-    for name in ("coordinator", "worker-1"):
-        assert "holds data made without ha" in plan[name].observation.detail, plan[name].observation
+    conversion_plan(c)
     c.up()
-    assert _sysids(c) == before["sysids"]  # the same data, not a fresh initdb beside it
-    assert _sums(c) == before["sums"]
+    assert system_ids(c) == before["sysids"]  # the same data, not a fresh initdb beside it
+    assert citus_sums(c) == before["sums"]
     ca = c.ctx.ca_path() if c.ctx.tls_on else None
     groups = ha_groups(c.topology)
     for g in groups:
@@ -112,21 +89,21 @@ def test_turning_ha_on_makes_each_nodes_volume_its_groups_leader(cluster: Docker
     assert c.up().changed is False
 
 
-def test_turning_ha_off_keeps_each_leaders_data_and_removes_the_rest(cluster: DockerCluster, before: dict[str, Any],
+def test_turning_ha_off_keeps_each_leaders_data_and_removes_the_rest(seeded: tuple[DockerCluster, dict[str, Any]],
                                                                     ha_section: dict[str, Any]) -> None:
-    c = cluster
+    c, before = seeded
     c.cli.ok("switchover", "worker-1", "--to", "worker-1-2")
     _set_ha(c, None)
     refused = c.cli.run("up")  # the node keeps its own member's data, and a standby leads: nothing changes
     assert refused.returncode == 10 and "worker-1-2 leads it" in refused.stderr, refused.stderr
     _set_ha(c, ha_section)
     c.cli.ok("switchover", "worker-1", "--to", "worker-1")
-    sums = _sums(c)
+    sums = citus_sums(c)
     assert sums == before["sums"]
 
     _set_ha(c, None)
     c.up()
-    assert _sysids(c) == before["sysids"] and _sums(c) == sums == before["sums"]
+    assert system_ids(c) == before["sysids"] and citus_sums(c) == sums == before["sums"]
     found = cluster_resources(c.cluster)
     left = [n for kind in ("containers", "volumes") for n in found[kind]
             if n.removeprefix(f"{c.cluster}-").startswith(("coordinator-2", "worker-1-2", "etcd-"))]
