@@ -189,6 +189,7 @@ class DockerHa:
         configs = self.configs(group)
         fp = fingerprint(self.definition(group))
         converting = ha_convert.turn_on(self, group)  # the node's own data first, when it ran without Patroni
+        hold = ha_convert.standbys_wait(self, group, converting)
         for m in group.members:
             c = self._find(m.name)
             if c is not None and (recreate or (c.labels or {}).get(spec.LABEL_FINGERPRINT) != fp):
@@ -205,8 +206,8 @@ class DockerHa:
             elif c.status != "running":
                 with docker_errors(f"start {c.name}"):
                     c.start()
-            if converting and m is group.members[0]:  # the standbys clone from it once it leads
-                ha_convert.wait_led(self, group)
+            if hold and m is group.members[0]:  # the standbys clone once the group is led
+                ha_convert.wait_led(self, group, first=converting)
 
     def persist(self, group: Group) -> None:
         """After a rotation: each member's patroni.yml rewritten in its container (created or running), which

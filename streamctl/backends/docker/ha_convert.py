@@ -160,16 +160,25 @@ def _answers(ha: DockerHa, node: Node) -> bool:
     return True
 
 
-def wait_led(ha: DockerHa, group: Group, timeout: float = 180.0) -> None:
-    """Until Patroni says the first member (the node's data) leads its group."""
+def standbys_wait(ha: DockerHa, group: Group, converting: bool) -> bool:
+    """Whether the standbys' containers are made only once the group is led: after a conversion, and when one
+    is missing beside the first member's (an `up` stopped halfway): an empty member clones, never bootstraps."""
+    return converting or (ha._find(group.members[0].name) is not None
+                          and any(ha._find(m.name) is None for m in group.members[1:]))
+
+
+def wait_led(ha: DockerHa, group: Group, first: bool, timeout: float = 180.0) -> None:
+    """Until Patroni says a member leads the group (`first`: the first member, the node's own data)."""
     ca = ha.b.ctx.ca_path() if ha.b.ctx.tls_on else None
-    first = group.members[0].name
+    name = group.members[0].name
 
     def leads() -> bool:
-        return any(s.name == first and s.ha_role == "leader" for s in rest.group_members(group.members[:1], ca))
+        states = rest.group_members(group.members[:1] if first else group.members, ca)
+        return any(s.ha_role == "leader" and (s.name == name or not first) for s in states)
 
-    Readiness(f"{first} leading its group (its own data)", leads, timeout, interval=0.5,
-              hint=f"see `docker logs {ha.container(first)}`").wait()
+    Readiness(f"{name} leading its group (its own data)" if first else f"{group.node.name}'s group led", leads,
+              timeout, interval=0.5,
+              hint=f"see `docker logs {ha.container(name)}`").wait()
 
 
 # -- off ---------------------------------------------------------------------------------------------
