@@ -125,9 +125,15 @@ def ha_group_refusal(ctx: ClusterContext) -> RefusedError | None:
             registered = catalog.group_leaders(conn) if catalog.extension_created(conn) else {}
     except (BackendError, NotFoundError):
         return None  # not made or not running yet: Patroni makes or registers it
+    known = ctx.endpoints()  # a container's address is its network name (what Citus registered), not the host's
+
+    def addresses(node: Node) -> set[Address]:
+        ep = known.get(node.name)
+        return {(node.host, node.port), *([(ep.internal_host, ep.internal_port)] if ep else [])}
+
     wrong = [f"{g.node.name} is group {gid} in pg_dist_node, group {g.number} for Patroni"
              for g in citus_groups(ctx.topology) for gid, address in registered.items()
-             if address == (g.node.host, g.node.port) and gid != g.number]
+             if address in addresses(g.node) and gid != g.number]
     if not wrong:
         return None
     return RefusedError("turning ha on: Citus's group ids and the topology's worker order differ",

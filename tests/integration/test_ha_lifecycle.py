@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 import yaml
 
-from streamctl.citus import catalog, placement
+from streamctl.citus import catalog
 from streamctl.config.members import Group, ha_groups
 from streamctl.ha import rest
 from tests.support.cluster import LocalCluster, running
 from tests.support.engines import require
-from tests.support.ha import wait_until
+from tests.support.ha import before_conversion, citus_sums, conversion_plan, system_ids, wait_until
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.etcd]
@@ -56,22 +56,6 @@ def _topology(c: LocalCluster, ha: dict[str, Any] | None) -> None:
     c.reload()
 
 
-def _sums(c: LocalCluster) -> dict[str, Any]:
-    with c.ctx.pg_connect("coordinator", c.topology.metadata.database) as conn:
-        return {t: (s.rows, s.checksum) for t, s in placement.table_sums(conn).items()}
-
-
-def _sysids(c: LocalCluster) -> dict[str, int]:
-    """Each Citus node's system identifier: the same as long as its data directory is the same one."""
-    out = {}
-    for name in ("coordinator", "worker-1"):
-        with c.ctx.pg_connect(name, "postgres") as conn:
-            row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
-        assert row is not None
-        out[name] = int(row[0])
-    return out
-
-
 def _ca(c: LocalCluster) -> str | None:
     return c.ctx.ca_path() if c.ctx.tls_on else None
 
@@ -97,24 +81,20 @@ def _failsafe_topology(c: LocalCluster, g: Group) -> int:
 
 @pytest.fixture(scope="module")
 def before(cluster: LocalCluster) -> dict[str, Any]:
-    sums = _sums(cluster)
-    assert sums["content_metadata"][0] > 0 and sums["content_cast_crew"][0] > 0, sums
-    return {"sums": sums, "sysids": _sysids(cluster)}
+    return before_conversion(cluster)
 
 
 def test_turning_ha_on_makes_each_nodes_data_its_groups_leader(cluster: LocalCluster, before: dict[str, Any],
                                                                  ha_section: dict[str, Any]) -> None:
     c = cluster
     _topology(c, ha_section)
-    plan = {s.node.name: s for s in c.runner.preview().nodes}  # what a dry run shows, nothing changed
-    for name in ("coordinator", "worker-1"):
-        assert plan[name].action.value == "recreate", plan[name]
-        assert "holds data made without ha" in plan[name].observation.detail, plan[name].observation
+    plan = conversion_plan(c)
+    assert [plan[n].action.value for n in ("coordinator", "worker-1")] == ["recreate", "recreate"], plan
     result = c.up()
     actions = {s.node.name: s.action.value for s in result.node_steps}
     assert (actions["coordinator"], actions["worker-1"]) == ("recreate", "recreate"), actions
-    assert _sysids(c) == before["sysids"]  # the same data directories, not a fresh initdb beside them
-    assert _sums(c) == before["sums"]
+    assert system_ids(c) == before["sysids"]  # the same data directories, not a fresh initdb beside them
+    assert citus_sums(c) == before["sums"]
     for g in ha_groups(c.topology):
         assert _roles(c, g) == {g.members[0].name: "leader", g.members[1].name: "sync_standby"}, g.node.name
         assert (c.backend.home.nodes / g.members[1].name / "data" / "PG_VERSION").exists()  # cloned
@@ -173,13 +153,13 @@ def test_turning_ha_off_keeps_each_leaders_data_and_removes_the_rest(cluster: Lo
     assert refused.returncode == 10 and "worker-1-2 leads it" in refused.stderr, refused.stderr
     _topology(c, ha_section)
     c.cli.ok("switchover", "worker-1", "--to", "worker-1")
-    sums = _sums(c)
+    sums = citus_sums(c)
 
     _topology(c, None)
     result = c.up()
     actions = {s.node.name: s.action.value for s in result.node_steps}
     assert (actions["coordinator"], actions["worker-1"]) == ("recreate", "recreate"), actions
-    assert _sysids(c) == before["sysids"] and _sums(c) == sums
+    assert system_ids(c) == before["sysids"] and citus_sums(c) == sums
     home = c.backend.home
     assert not list(home.nodes.glob("*-2")) and not (home.path / "etcd").exists()
     assert not list(home.nodes.glob("*/patroni.yml"))

@@ -210,3 +210,36 @@ def dcs_keys(c: Any, group: int) -> int:
                                      method="POST")
     with urllib.request.urlopen(request, timeout=5) as response:
         return int(json.load(response).get("count", 0))
+def citus_sums(c: Any) -> dict[str, Any]:
+    """Rows and checksum of every Citus table, through the coordinator: equal before and after a conversion."""
+    from streamctl.citus import placement
+
+    with c.ctx.pg_connect("coordinator", c.topology.metadata.database) as conn:
+        return {t: (s.rows, s.checksum) for t, s in placement.table_sums(conn).items()}
+
+
+def system_ids(c: Any, names: tuple[str, ...] = ("coordinator", "worker-1")) -> dict[str, int]:
+    """Each node's system identifier: the same as long as its data is the same (not a fresh initdb)."""
+    out = {}
+    for name in names:
+        with c.ctx.pg_connect(name, "postgres") as conn:
+            row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+        assert row is not None
+        out[name] = int(row[0])
+    return out
+
+
+def before_conversion(c: Any) -> dict[str, Any]:
+    """A seeded cluster's rows and checksums and its nodes' system identifiers, before ha is turned on."""
+    sums = citus_sums(c)
+    assert sums["content_metadata"][0] > 0 and sums["content_cast_crew"][0] > 0, sums
+    return {"sums": sums, "sysids": system_ids(c)}
+
+
+def conversion_plan(c: Any) -> dict[str, Any]:
+    """What a dry run shows once an ha section is added to a cluster that holds data (nothing changed): each
+    Citus node's step, its observation saying the conversion."""
+    plan = {s.node.name: s for s in c.runner.preview().nodes}
+    for name in ("coordinator", "worker-1"):
+        assert "holds data made without ha" in plan[name].observation.detail, plan[name].observation
+    return plan

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from streamctl.backends.base import Action, NodeState, Notify, Observation, fingerprint, group_ready, node_readiness
-from streamctl.backends.docker import owner, spec
+from streamctl.backends.docker import ha_convert, owner, spec
 from streamctl.backends.docker.container import create_container
 from streamctl.backends.docker.engine import EngineBackend
 from streamctl.backends.docker.errors import docker_errors
@@ -128,8 +128,10 @@ class DockerBackend(EngineBackend):
     def apply(self, node: Node, action: Action) -> None:
         if node.name in self._groups and action is not Action.NOOP:
             self.ha.apply(self._groups[node.name], recreate=action is Action.RECREATE)
-        else:
-            super().apply(node, action)
+            return
+        if node.is_postgres and action is not Action.NOOP and self.topology.runs_citus(node.role):
+            ha_convert.turn_off(self.ha, node)  # a group Patroni ran: its own member's data kept as the node
+        super().apply(node, action)
 
     def _start(self, found: Any) -> None:
         with docker_errors(f"start {found.name}"):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamctl.backends.base import NodeState, Observation, fingerprint
-from streamctl.backends.docker import ha_release, owner, spec
+from streamctl.backends.docker import ha_convert, ha_release, owner, spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
 from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, dockerfile, member_image
@@ -23,6 +23,7 @@ from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, RefusedError
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha import patroni
+from streamctl.ha.convert import not_answering
 from streamctl.ha.runtime import PATRONI
 from streamctl.ha.secrets import ha_secrets
 from streamctl.readiness import Readiness
@@ -34,11 +35,12 @@ PG_PORT, REST_PORT, ETCD_PORT, ETCD_PEER_PORT = 5432, 8008, 2379, 2380
 MOUNT = spec.DATA_MOUNT[Engine.POSTGRES]  # the member's volume: Patroni's data, socket and pgpass in it
 ETCD_MOUNT = "/var/lib/etcd"
 CONFIG = f"{spec.FILES_DIR}/patroni.yml"
-LABEL_HA = f"{spec.LABEL_PREFIX}.ha"  # on a group member's container: "member" (turning ha on or off is refused)
+LABEL_HA = f"{spec.LABEL_PREFIX}.ha"  # on a group member's container: "member"; on etcd's: "etcd"
 
 
 def mode_refusal(node: Node, was_ha: bool, under_ha: bool) -> RefusedError | None:
-    """Turning HA on for a node that ran without Patroni, or off for a group Patroni runs: not built yet."""
+    """Turning HA on for a node that ran without Patroni, or off for a group Patroni runs: not built yet on
+    Swarm (Docker's is ha_convert.py)."""
     if under_ha and not was_ha:
         return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data "
                             "is not built yet", hint="remove the ha section, or start from "
@@ -141,6 +143,8 @@ class DockerHa:
                   + (f"; Patroni frozen in {', '.join(frozen)}: a scale that released the group was interrupted "
                      "(`up` resumes it; the same scale finishes the removal)" if frozen else
                      "" if state is NodeState.RUNNING else " (`up` starts the others)"))
+        if not ha_convert.is_member(live[0]):
+            detail = "holds data made without ha: `up` makes it its group's leader under Patroni"
         takeover = owner.taken_over_from(self.b.ctx.ownership, "container", live[0].name, labels)
         return Observation(group.node.name, state, labels.get(spec.LABEL_FINGERPRINT), detail, takeover)
 
@@ -152,10 +156,22 @@ class DockerHa:
         return any((c := self._find(m.name)) is not None and c.status == "running" for m in group.members)
 
     def mode_change(self, node: Node, under_ha: bool) -> RefusedError | None:
-        """Turning HA on for a node whose container ran without Patroni, or off for a group Patroni runs, is
-        not built yet: refused before anything changes."""
+        """Turning HA on for a node whose container ran without Patroni, or off for a group Patroni runs: what
+        cannot be done safely is refused before anything changes (ha_convert.py converts in `apply`)."""
         c = self.b._find(node)
-        return None if c is None else mode_refusal(node, (c.labels or {}).get(LABEL_HA) == "member", under_ha)
+        if c is None:  # data left by `down`: a plain server's under ha (converted), or Patroni's with ha off
+            found = (ha_convert.layout(self, spec.volume_name(self.t.cluster, node.name), node.image)
+                     if under_ha or self.t.runs_citus(node.role) else None)
+            if found is not None and under_ha and found.plain:
+                return ha_convert.on_refusal(self, self.groups[node.name])
+            return (not_answering(node.name, "Patroni (`down` removed its members' containers)")
+                    if found is not None and not under_ha and found.member and not found.marker else None)
+        was_ha = ha_convert.is_member(c)
+        if under_ha and not was_ha:
+            return ha_convert.on_refusal(self, self.groups[node.name])
+        if was_ha and not under_ha:
+            return ha_convert.off_refusal(self, node, c)
+        return None
 
     # -- changes ----------------------------------------------------------------------------------
     def image(self, node: Node) -> str:
@@ -175,6 +191,8 @@ class DockerHa:
         tls = self.b._tls(group.node, issue=True)
         configs = self.configs(group)
         fp = fingerprint(self.definition(group))
+        converting = ha_convert.turn_on(self, group)  # the node's own data first, when it ran without Patroni
+        hold = ha_convert.standbys_wait(self, group, converting)
         for m in group.members:
             c = self._find(m.name)
             if c is not None and (recreate or (c.labels or {}).get(spec.LABEL_FINGERPRINT) != fp):
@@ -193,6 +211,8 @@ class DockerHa:
                     c.start()
             elif ha_release.frozen(c):
                 ha_release.thaw(c)
+            if hold and m is group.members[0]:  # the standbys clone once the group is led
+                ha_convert.wait_led(self, group, first=converting)
 
     def persist(self, group: Group) -> None:
         """After a rotation: each member's patroni.yml rewritten in its container (created or running), which

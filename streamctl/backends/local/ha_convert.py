@@ -35,12 +35,9 @@ from streamctl.config.members import Group
 from streamctl.config.model import Node
 from streamctl.errors import RefusedError
 from streamctl.ha import runtime
+from streamctl.ha.convert import OFF_MARKER, PATRONI_FILES, not_answering, not_leading, only_citus, standbys_hold_data
 from streamctl.ha.roles import ensure_patroni_roles
 from streamctl.readiness import Readiness
-
-OFF_MARKER = "ha-off"  # in the node's directory: its member was checked to lead, Patroni is being taken off
-PATRONI_FILES = (BEFORE_HA, "patroni.dynamic.json", "standby.signal", "recovery.signal", "postgresql.conf.backup",
-                 "pg_hba.conf.backup", "pg_ident.conf.backup")
 
 
 def standalone(node_dir: Path) -> bool:
@@ -56,12 +53,7 @@ def on_refusal(group: Group, member_dir: Callable[[str], Path]) -> RefusedError 
     """Before anything changes: a standby's directory that already holds data would not be cloned from the
     node's data (Patroni would take it for a member of the group), so it is refused."""
     held = [m.name for m in group.members[1:] if (member_dir(m.name) / "data" / "PG_VERSION").exists()]
-    if not held:
-        return None
-    return RefusedError(f"turning ha on for {group.node.name}, which holds data: the standbys' directories must be "
-                        f"empty to be cloned from it, and {', '.join(held)} already hold data",
-                        hint=f"remove {', '.join(str(member_dir(n)) for n in held)} (a standby's copy, not the "
-                             "node's data), then run `streamctl up` again")
+    return standbys_hold_data(group, held, ", ".join(str(member_dir(n)) for n in held))
 
 
 def refusal(node: Node, node_dir: Path, group: Group | None, member_dir: Callable[[str], Path],
@@ -70,9 +62,7 @@ def refusal(node: Node, node_dir: Path, group: Group | None, member_dir: Callabl
     Citus groups are `convertible` so far (the analytics primary's slots and subscriptions are not covered)."""
     changing = (group is not None and standalone(node_dir)) or (group is None and patroni_made(node_dir))
     if changing and not convertible:
-        return RefusedError(f"turning ha on or off for {node.name}, which holds data, is built for the Citus "
-                            "groups only", hint="keep ha.analytics as it was, or start the analytics primary "
-                                                "from `streamctl down --volumes`")
+        return only_citus(node.name)
     if group is not None and standalone(node_dir):
         return on_refusal(group, member_dir)
     if group is None and patroni_made(node_dir):
@@ -126,16 +116,9 @@ def off_refusal(node: Node, node_dir: Path) -> RefusedError | None:
     try:
         members = _rest(config, "/cluster").get("members", [])
     except (OSError, ValueError):
-        return RefusedError(f"turning ha off for {node.name}: Patroni does not answer, and it alone can say which "
-                            "member leads (whose data stays the node)",
-                            hint="put the ha section back and run `streamctl up`, then remove it again")
+        return not_answering(node.name, "Patroni")
     leader = next((m["name"] for m in members if m.get("role") == "leader"), None)
-    if leader == config["name"]:
-        return None
-    return RefusedError(f"turning ha off for {node.name}: {leader or 'no member'} leads it, and its data is not in "
-                        f"{node.name}'s directory (the node keeps its own member's data)",
-                        hint=f"put the ha section back, run `streamctl switchover {node.name} --to {node.name}`, "
-                             "then remove it again")
+    return None if leader == config["name"] else not_leading(node.name, leader)
 
 
 def _patroni(member_dir: Path) -> list[int]:
@@ -160,7 +143,7 @@ def release(node: Node, node_dir: Path, home: Path, run_as: RunAs) -> None:
         (data / "postgresql.conf").write_text(text)
         run_as.chown(data / "postgresql.conf")
         base.unlink()
-    for name in PATRONI_FILES:
+    for name in (BEFORE_HA, *PATRONI_FILES):
         (data / name).unlink(missing_ok=True)
     for d in dirs[1:]:
         shutil.rmtree(d, ignore_errors=True)
