@@ -3,14 +3,12 @@ it), the directory repository on the engine's host mounted at the same path in e
 container, each node's configuration, log, lock and spool in its volume beside PGDATA. Commands about no
 running node (`info` before a cluster exists) run in a one-shot container of the node's image. A restored
 node is its new volume in a one-shot container with no network, its socket and log in a host directory
-under the new cluster's state, started with pg_ctl through `docker exec`."""
+under the new cluster's state, started with pg_ctl through `docker exec` (docker_site.py)."""
 
 from __future__ import annotations
 
 import io
-import shlex
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -24,13 +22,14 @@ from streamctl.errors import PreflightError
 
 if TYPE_CHECKING:
     from streamctl.backends.docker.backend import DockerBackend
+    from streamctl.backup.docker_site import DockerSite
     from streamctl.config.model import Node
     from streamctl.context import ClusterContext
 
 USER = spec.SERVER_USER[Engine.POSTGRES]
 PORT = spec.CONTAINER_PORT[Engine.POSTGRES]
 SOCKET = "/var/run/postgresql"
-RESTORE_RUN = "/run/streamctl-restore"  # a restored node's socket, log and isolated pg_hba (a host directory)
+RESTORE_RUN = "/run/streamctl-restore"  # a restored node's socket, log and isolated pg_hba (docker_site.py)
 
 
 def exec_in(api: Any, container: str, argv: list[str], user: str = USER,
@@ -178,6 +177,8 @@ class DockerPlace:
         return self.ctx.topology_path.parent if self.ctx.topology_path else Path.cwd()
 
     def restore_site(self, node: Node) -> DockerSite:
+        from streamctl.backup.docker_site import DockerSite
+
         return DockerSite(node, self)
 
     def read_file(self, node: Node, path: str) -> bytes:
@@ -212,108 +213,3 @@ class DockerPlace:
 
     def own(self, path: Path) -> None:
         """Root's files in the repository are fine: pgBackRest never touches streamctl's directory."""
-
-
-class DockerSite:
-    """One restored node of the Docker backend while isolated: its new volume in a container with no
-    network, the repository mounted, its socket and log in a host directory (so this process connects and
-    reads them as on the local backend)."""
-
-    def __init__(self, node: Node, place: DockerPlace) -> None:
-        self.node, self.place = node, place
-        self.data = spec.PGDATA
-        self.socket = place.ctx.store.root / "restore" / node.name
-        self.server_socket = RESTORE_RUN
-        self.port = PORT
-        self.log = self.socket / "postgres.log"
-        self.container: str | None = None
-        self.settings: list[tuple[str, str]] = []
-
-    @property
-    def api(self) -> Any:
-        return self.place.api
-
-    def prepare(self) -> None:
-        """The node's volume (new: a restore never writes over data) and its one-shot container, running."""
-        from streamctl.backends.docker.container import volume_exists
-        from streamctl.backup.pgbackrest import BackupError
-
-        backend, node = self.place.backend, self.node
-        s = backend.spec(node)
-        if volume_exists(self.api, s.volume):
-            raise BackupError(f"{node.name}: volume {s.volume} exists; a restore never writes over data",
-                              hint="`streamctl down --volumes` first, or restore into another cluster")
-        with docker_errors(f"create volume {s.volume}"):
-            self.api.create_volume(s.volume, labels={**s.labels})
-        self.socket.mkdir(mode=0o755, parents=True, exist_ok=True)
-        binds = {s.volume: {"bind": s.mount, "mode": "rw"}, str(self.socket): {"bind": RESTORE_RUN, "mode": "rw"},
-                 **{h: {"bind": m, "mode": "rw"} for h, m in s.binds}, **self.place.repo_binds()}
-        with docker_errors(f"create the restore container of {node.name}"):
-            created = self.api.create_container(
-                s.image, command=["sleep", "infinity"], name=f"{s.name}-restore", labels=s.labels,
-                host_config=self.api.create_host_config(binds=binds, network_mode="none", init=True,
-                                                        shm_size=s.shm_size))
-            self.container = str(created["Id"])
-            self.api.start(self.container)
-        self.place.shells[node.name] = self.container
-        uid, gid = self.place._ids(self.container)
-        shutil.chown(self.socket, uid, gid)
-        code, out, err = exec_in(self.api, self.container, ["install", "-d", "-o", USER, "-g", USER, "-m", "0700",
-                                                            self.data], user="root")
-        if code:
-            raise BackupError(f"{node.name}: cannot make {self.data}: {(err or out).strip()}")
-        self.settings = [("listen_addresses", "*"), *node.settings]
-
-    def put_file(self, name: str, text: str) -> None:
-        path = self.socket / name
-        path.write_text(text)
-        path.chmod(0o644)
-
-    def remove_file(self, name: str) -> None:
-        (self.socket / name).unlink(missing_ok=True)
-
-    def source_port(self) -> int:
-        """0: every Docker node listens on the same port under its name, on its own cluster's network, so the
-        restored nodes (same names, another network) are what Citus's catalog names already."""
-        return 0
-
-    def start(self, settings: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
-        """pg_ctl start with the node's settings, then `settings` (they win), on the host directory's socket."""
-        self.log.unlink(missing_ok=True)
-        options = [*self.settings, ("port", str(PORT)), ("unix_socket_directories", RESTORE_RUN), *settings]
-        line = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in options)
-        return self.pg_ctl("-l", f"{RESTORE_RUN}/{self.log.name}", "-W", "-o", line, "start")
-
-    def finalize(self) -> None:
-        """Nothing to write (the node's container gives its settings on the server's command line); what the
-        isolated server wrote without fsync is flushed by the engine's host, wherever that is."""
-        if self.container is not None:
-            exec_in(self.api, self.container, ["sync"], user="root")
-
-    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        assert self.container is not None
-        argv = ["sh", "-c", 'umask 022; exec pg_ctl -D "$0" "$@"', self.data, *args]
-        code, out, err = exec_in(self.api, self.container, argv)
-        return subprocess.CompletedProcess(argv, code, out, err)
-
-    def running(self) -> bool:
-        if self.container is None:
-            return False
-        return exec_in(self.api, self.container, ["test", "-f", f"{self.data}/postmaster.pid"])[0] == 0
-
-    def log_lines(self, n: int = 15) -> list[str]:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return text.splitlines()[-n:]
-
-    def discard_data(self) -> None:
-        """In place restores are the local backend's only: never called here."""
-
-    def close(self) -> None:
-        """The one-shot container removed (the volume stays for `up`), the host directory too."""
-        if self.container is not None:
-            with docker_errors(f"remove the restore container of {self.node.name}"):
-                self.api.remove_container(self.container, force=True)
-            self.place.shells.pop(self.node.name, None)
-            self.container = None
-        shutil.rmtree(self.socket, ignore_errors=True)
-
