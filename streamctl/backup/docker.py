@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 from streamctl.backends.docker import spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
+from streamctl.backends.docker.ha import MEMBER
 from streamctl.config.model import BACKED_UP_ROLES, Engine
 from streamctl.errors import PreflightError
 
 if TYPE_CHECKING:
     from streamctl.backends.docker.backend import DockerBackend
     from streamctl.backup.docker_site import DockerSite
+    from streamctl.config.members import Group
     from streamctl.config.model import Node
     from streamctl.context import ClusterContext
 
@@ -46,10 +48,12 @@ class DockerPlace:
     """Where pgBackRest runs for a cluster of the Docker backend: in the node's container."""
 
     home = PurePosixPath(spec.BACKUP_HOME)
-    config = home / "pgbackrest.conf"
+    config = PurePosixPath(spec.BACKUP_CONFIG)
     log_hint = f"pgBackRest's log: {spec.BACKUP_HOME}/log in the node's container"
     restores = True
     redis_snapshots = True
+    standby_backups = False  # under HA from the leader: a standby's data is in another container
+    ha_restores = False  # a restored volume does not become a group's leader here yet (require_restores)
 
     def __init__(self, ctx: ClusterContext, backend: DockerBackend, render: Callable[[], str]) -> None:
         self.ctx, self.backend, self.render = ctx, backend, render
@@ -69,7 +73,20 @@ class DockerPlace:
         return next(n.image for n in self.ctx.topology.nodes() if n.role in BACKED_UP_ROLES)
 
     def _container(self, node: Node) -> str:
+        """The node's container; under HA the leader's (pgBackRest's stanza there names its own data only)."""
+        group = self.backend._groups.get(node.name)
+        if group is not None and node.name not in self.shells:
+            return self.backend.ha.leader_container(group, self.ctx.ca_path() if self.ctx.tls_on else None)
         return self.shells.get(node.name) or self.backend.container_id(node)
+
+    def _containers(self, node: Node) -> list[str]:
+        """Where the node's configuration goes: its container, or under HA every member's (each archives and
+        may lead), the running ones."""
+        group = self.backend._groups.get(node.name)
+        if group is None or node.name in self.shells:
+            return [self._container(node)]
+        found = [self.backend.ha._find(m.name) for m in group.members]
+        return [str(c.id) for c in found if c is not None and c.status == "running"]
 
     def _here(self, node: Node) -> bool:
         """Whether the node has a container pgBackRest can run in now (restoring, or running)."""
@@ -92,24 +109,34 @@ class DockerPlace:
         nodes = [node] if node else [n for n in self.ctx.topology.nodes()
                                      if (n.role in BACKED_UP_ROLES or n.name in self.shells) and self._here(n)]
         for n in nodes:
-            container = self._container(n)
-            if repo is not None:
-                self.check_repository(repo, create=True, container=container)
-            put_files(self.api, container, n.image, container[:12],
-                      [spec.ContainerFile(str(self.config), text.encode(), 0o600, USER)])
-            dirs = [str(self.home / d) for d in ("log", "lock", "spool")]
-            code, out, err = exec_in(self.api, container, ["mkdir", "-p", "-m", "0700", *dirs])
-            if code:
-                raise PreflightError(f"{n.name}: cannot make pgBackRest's directories: {(err or out).strip()}")
+            for container in self._containers(n):
+                if repo is not None:
+                    self.check_repository(repo, create=True, container=container)
+                put_files(self.api, container, n.image, container[:12],
+                          [spec.ContainerFile(str(self.config), text.encode(), 0o600, USER)])
+                dirs = [str(self.home / d) for d in ("log", "lock", "spool")]
+                code, out, err = exec_in(self.api, container, ["mkdir", "-p", "-m", "0700", *dirs])
+                if code:
+                    raise PreflightError(f"{n.name}: cannot make pgBackRest's directories: {(err or out).strip()}")
 
     def read_config(self, node: Node | None = None) -> str | None:
-        """The node's file; with no node, what a one-shot container would get (always current)."""
+        """The node's file (under HA: every member's, None unless all hold the same); with no node, what a
+        one-shot container would get (always current)."""
         if node is None:
             return self.render()
         if not self._here(node):
             return None
-        code, out, _ = exec_in(self.api, self._container(node), ["cat", str(self.config)])
-        return out if code == 0 else None
+        texts = set()
+        for container in self._containers(node):
+            code, out, _ = exec_in(self.api, container, ["cat", str(self.config)])
+            texts.add(out if code == 0 else None)
+        return texts.pop() if len(texts) == 1 else None
+
+    def group_lines(self, group: Group) -> list[tuple[str, int, str]]:
+        """A stanza under HA lists the member pgBackRest runs in, alone (the members' containers reach one
+        another's data only through PostgreSQL): every member's data, port and socket are at the same paths in
+        its own container, so one configuration serves each; backups run in the leader's (`standby_backups`)."""
+        return [(str(MEMBER.data_dir), PORT, str(MEMBER.socket_dir))]
 
     def check_repository(self, repo: Path, create: bool = False, container: str | None = None) -> None:
         """The directory must exist (`up` creates it) and belong to the image's postgres user: a directory
