@@ -53,7 +53,6 @@ class DockerPlace:
     restores = True
     redis_snapshots = True
     standby_backups = False  # under HA from the leader: a standby's data is in another container
-    ha_restores = False  # a restored volume does not become a group's leader here yet (require_restores)
 
     def __init__(self, ctx: ClusterContext, backend: DockerBackend, render: Callable[[], str]) -> None:
         self.ctx, self.backend, self.render = ctx, backend, render

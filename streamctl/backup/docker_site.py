@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamctl.backends.docker import spec
 from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.docker.ha import MEMBER
 from streamctl.backup.docker import PORT, RESTORE_RUN, USER, exec_in
 
 if TYPE_CHECKING:
@@ -25,7 +26,10 @@ class DockerSite:
 
     def __init__(self, node: Node, place: DockerPlace) -> None:
         self.node, self.place = node, place
-        self.data = spec.PGDATA
+        # under HA the volume is the group's first member's, the data where its Patroni finds it: `up` starts
+        # that member alone and it registers the data as the group's leader (backends/docker/ha.py)
+        self.patroni = node.name in place.backend._groups
+        self.data = str(MEMBER.data_dir) if self.patroni else spec.PGDATA
         self.socket = place.ctx.store.root / "restore" / node.name
         self.server_socket = RESTORE_RUN
         self.port = PORT
@@ -67,6 +71,8 @@ class DockerSite:
         if code:
             raise BackupError(f"{node.name}: cannot make {self.data}: {(err or out).strip()}")
         self.settings = [("listen_addresses", "*"), *node.settings]
+        if self.patroni:  # the copy's postgresql.conf is its leader's Patroni's: no standby to wait for here
+            self.settings.append(("synchronous_standby_names", ""))
 
     def put_file(self, name: str, text: str) -> None:
         path = self.socket / name
@@ -89,10 +95,13 @@ class DockerSite:
         return self.pg_ctl("-l", f"{RESTORE_RUN}/{self.log.name}", "-W", "-o", line, "start")
 
     def finalize(self) -> None:
-        """Nothing to write (the node's container gives its settings on the server's command line); what the
-        isolated server wrote without fsync is flushed by the engine's host, wherever that is."""
-        if self.container is not None:
-            exec_in(self.api, self.container, ["sync"], user="root")
+        """Nothing to write (the node's container gives its settings on the server's command line; under HA
+        its Patroni writes them); what the isolated server wrote without fsync is flushed by the engine's host."""
+        if self.container is None:
+            return
+        if self.patroni:  # the source's cached dynamic configuration: the new group's comes from its own Patroni
+            exec_in(self.api, self.container, ["rm", "-f", f"{self.data}/patroni.dynamic.json"])
+        exec_in(self.api, self.container, ["sync"], user="root")
 
     def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         assert self.container is not None

@@ -136,6 +136,22 @@ def plain_conf(data: Path, chown: Any) -> bool:
     return True
 
 
+def standby_names(t: Topology, hosts: dict[str, str]) -> dict[str, str]:
+    """Each standby member's name -> its restored group node's network name (`hosts`): on a container network
+    pg_dist_node names a group's leader by its member's name, and the restored data leads as the first member."""
+    return {m.name: hosts[g.node.name] for g in ha_groups(t) if g.node.name in hosts for m in g.members[1:]}
+
+
+def patroni_roles(rn: Any, tctx: ClusterContext) -> None:
+    """The roles Patroni logs in as, with the restored cluster's passwords (the copy holds the source's), on a
+    restored node that Patroni starts from its data as it is (Docker)."""
+    from streamctl.ha.roles import ensure_patroni_roles
+    from streamctl.ha.secrets import ha_secrets
+
+    with rn.connect() as conn:
+        ensure_patroni_roles(conn, ha_secrets(tctx.store.root, create=True))
+
+
 def member_ports(t: Topology) -> dict[int, str]:
     """Every member's port in a cluster under HA, with its group's node: the catalog of a copy names the
     group's leader then (and its standbys as secondaries), whichever member the files came from."""

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from streamctl.backup import ha
-from streamctl.config.members import ha_groups
 from streamctl.config.model import BACKED_UP_ROLES, BackupSpec, Node
 from streamctl.engines.pgbackrest import archive_push, stanza_name, stanza_prefix
 from streamctl.errors import ExitCode, PreflightError, RefusedError, StreamctlError
@@ -178,12 +177,7 @@ class PgBackRest:
             raise RefusedError(f"restoring a backup is not implemented on the {self.backend_name} backend "
                                "yet; nothing was changed", hint="restore the set on the local or Docker backend "
                                "(README, Backups and restore)")
-        if ha_groups(self.ctx.topology) and not getattr(self.place, "ha_restores", True):
-            raise RefusedError(f"restoring a cluster under ha on the {self.backend_name} backend (`restore --into`, "
-                               "`up --from-backup`) is not built yet: the restored data cannot become its groups' "
-                               "leaders there; nothing was changed",
-                               hint="the sets stay in the repository (`streamctl backup list`); README, Backups "
-                                    "and restore")
+
 
     # -- running ------------------------------------------------------------------------------------
     def run(self, stanza: str | None, command: str, *args: str, what: str = "", timeout: float = 3600,

@@ -176,6 +176,7 @@ class DockerHa:
         tls = self.b._tls(group.node, issue=True)
         configs = self.configs(group)
         fp = fingerprint(self.definition(group))
+        adopting = self._adopting(group)
         for m in group.members:
             c = self._find(m.name)
             if c is not None and (recreate or (c.labels or {}).get(spec.LABEL_FINGERPRINT) != fp):
@@ -189,9 +190,31 @@ class DockerHa:
                 self._create(m.name, image, group.node.role.value, "postgres", MOUNT,
                              {PG_PORT: (group.node.bind, m.port), REST_PORT: (group.node.bind, m.rest_port)},
                              files, fp, None, self.b._binds(group.node))
+                if adopting and m is group.members[0]:
+                    self._wait_leader(group, m.name)
             elif c.status != "running":
                 with docker_errors(f"start {c.name}"):
                     c.start()
+
+    def _adopting(self, group: Group) -> bool:
+        """The first member's volume holds data no Patroni ran here yet (a restore's, backup/docker_site.py):
+        no member's container exists, nor any other member's volume. Its Patroni then starts alone and registers
+        that data as the group's leader (Patroni's take-over of existing data); the standbys, started once it
+        leads, clone from it instead of racing it to bootstrap a new cluster."""
+        from streamctl.backends.docker.container import volume_exists
+
+        first, *rest = (spec.volume_name(self.t.cluster, m.name) for m in group.members)
+        return (all(self._find(m.name) is None for m in group.members) and volume_exists(self.b.api, first)
+                and not any(volume_exists(self.b.api, v) for v in rest))
+
+    def _wait_leader(self, group: Group, name: str, timeout: float = 180.0) -> None:
+        from streamctl.ha import rest
+
+        ca = self.b.ctx.ca_path() if self.b.ctx.tls_on else None
+        self.b.progress(group.node.name, f"{name} takes its data over as the group's leader")
+        Readiness(f"{name} leading its group from its data", lambda: any(
+            s.name == name and s.ha_role == "leader" and s.state == "running" for s in rest.group_members(
+                group.members, ca)), timeout, interval=0.5, hint=f"see `docker logs {self.container(name)}`").wait()
 
     def persist(self, group: Group) -> None:
         """After a rotation: each member's patroni.yml rewritten in its container (created or running), which
