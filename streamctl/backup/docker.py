@@ -3,14 +3,12 @@ it), the directory repository on the engine's host mounted at the same path in e
 container, each node's configuration, log, lock and spool in its volume beside PGDATA. Commands about no
 running node (`info` before a cluster exists) run in a one-shot container of the node's image. A restored
 node is its new volume in a one-shot container with no network, its socket and log in a host directory
-under the new cluster's state, started with pg_ctl through `docker exec`."""
+under the new cluster's state, started with pg_ctl through `docker exec` (docker_site.py)."""
 
 from __future__ import annotations
 
 import io
-import shlex
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -19,18 +17,21 @@ from typing import TYPE_CHECKING, Any
 from streamctl.backends.docker import spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
+from streamctl.backends.docker.ha import MEMBER
 from streamctl.config.model import BACKED_UP_ROLES, Engine
 from streamctl.errors import PreflightError
 
 if TYPE_CHECKING:
     from streamctl.backends.docker.backend import DockerBackend
+    from streamctl.backup.docker_site import DockerSite
+    from streamctl.config.members import Group
     from streamctl.config.model import Node
     from streamctl.context import ClusterContext
 
 USER = spec.SERVER_USER[Engine.POSTGRES]
 PORT = spec.CONTAINER_PORT[Engine.POSTGRES]
 SOCKET = "/var/run/postgresql"
-RESTORE_RUN = "/run/streamctl-restore"  # a restored node's socket, log and isolated pg_hba (a host directory)
+RESTORE_RUN = "/run/streamctl-restore"  # a restored node's socket, log and isolated pg_hba (docker_site.py)
 
 
 def exec_in(api: Any, container: str, argv: list[str], user: str = USER,
@@ -47,10 +48,11 @@ class DockerPlace:
     """Where pgBackRest runs for a cluster of the Docker backend: in the node's container."""
 
     home = PurePosixPath(spec.BACKUP_HOME)
-    config = home / "pgbackrest.conf"
+    config = PurePosixPath(spec.BACKUP_CONFIG)
     log_hint = f"pgBackRest's log: {spec.BACKUP_HOME}/log in the node's container"
     restores = True
     redis_snapshots = True
+    standby_backups = False  # under HA from the leader: a standby's data is in another container
 
     def __init__(self, ctx: ClusterContext, backend: DockerBackend, render: Callable[[], str]) -> None:
         self.ctx, self.backend, self.render = ctx, backend, render
@@ -70,7 +72,20 @@ class DockerPlace:
         return next(n.image for n in self.ctx.topology.nodes() if n.role in BACKED_UP_ROLES)
 
     def _container(self, node: Node) -> str:
+        """The node's container; under HA the leader's (pgBackRest's stanza there names its own data only)."""
+        group = self.backend._groups.get(node.name)
+        if group is not None and node.name not in self.shells:
+            return self.backend.ha.leader_container(group, self.ctx.ca_path() if self.ctx.tls_on else None)
         return self.shells.get(node.name) or self.backend.container_id(node)
+
+    def _containers(self, node: Node) -> list[str]:
+        """Where the node's configuration goes: its container, or under HA every member's (each archives and
+        may lead), the running ones."""
+        group = self.backend._groups.get(node.name)
+        if group is None or node.name in self.shells:
+            return [self._container(node)]
+        found = [self.backend.ha._find(m.name) for m in group.members]
+        return [str(c.id) for c in found if c is not None and c.status == "running"]
 
     def _here(self, node: Node) -> bool:
         """Whether the node has a container pgBackRest can run in now (restoring, or running)."""
@@ -93,24 +108,34 @@ class DockerPlace:
         nodes = [node] if node else [n for n in self.ctx.topology.nodes()
                                      if (n.role in BACKED_UP_ROLES or n.name in self.shells) and self._here(n)]
         for n in nodes:
-            container = self._container(n)
-            if repo is not None:
-                self.check_repository(repo, create=True, container=container)
-            put_files(self.api, container, n.image, container[:12],
-                      [spec.ContainerFile(str(self.config), text.encode(), 0o600, USER)])
-            dirs = [str(self.home / d) for d in ("log", "lock", "spool")]
-            code, out, err = exec_in(self.api, container, ["mkdir", "-p", "-m", "0700", *dirs])
-            if code:
-                raise PreflightError(f"{n.name}: cannot make pgBackRest's directories: {(err or out).strip()}")
+            for container in self._containers(n):
+                if repo is not None:
+                    self.check_repository(repo, create=True, container=container)
+                put_files(self.api, container, n.image, container[:12],
+                          [spec.ContainerFile(str(self.config), text.encode(), 0o600, USER)])
+                dirs = [str(self.home / d) for d in ("log", "lock", "spool")]
+                code, out, err = exec_in(self.api, container, ["mkdir", "-p", "-m", "0700", *dirs])
+                if code:
+                    raise PreflightError(f"{n.name}: cannot make pgBackRest's directories: {(err or out).strip()}")
 
     def read_config(self, node: Node | None = None) -> str | None:
-        """The node's file; with no node, what a one-shot container would get (always current)."""
+        """The node's file (under HA: every member's, None unless all hold the same); with no node, what a
+        one-shot container would get (always current)."""
         if node is None:
             return self.render()
         if not self._here(node):
             return None
-        code, out, _ = exec_in(self.api, self._container(node), ["cat", str(self.config)])
-        return out if code == 0 else None
+        texts = set()
+        for container in self._containers(node):
+            code, out, _ = exec_in(self.api, container, ["cat", str(self.config)])
+            texts.add(out if code == 0 else None)
+        return texts.pop() if len(texts) == 1 else None
+
+    def group_lines(self, group: Group) -> list[tuple[str, int, str]]:
+        """A stanza under HA lists the member pgBackRest runs in, alone (the members' containers reach one
+        another's data only through PostgreSQL): every member's data, port and socket are at the same paths in
+        its own container, so one configuration serves each; backups run in the leader's (`standby_backups`)."""
+        return [(str(MEMBER.data_dir), PORT, str(MEMBER.socket_dir))]
 
     def check_repository(self, repo: Path, create: bool = False, container: str | None = None) -> None:
         """The directory must exist (`up` creates it) and belong to the image's postgres user: a directory
@@ -178,6 +203,8 @@ class DockerPlace:
         return self.ctx.topology_path.parent if self.ctx.topology_path else Path.cwd()
 
     def restore_site(self, node: Node) -> DockerSite:
+        from streamctl.backup.docker_site import DockerSite
+
         return DockerSite(node, self)
 
     def read_file(self, node: Node, path: str) -> bytes:
@@ -212,108 +239,3 @@ class DockerPlace:
 
     def own(self, path: Path) -> None:
         """Root's files in the repository are fine: pgBackRest never touches streamctl's directory."""
-
-
-class DockerSite:
-    """One restored node of the Docker backend while isolated: its new volume in a container with no
-    network, the repository mounted, its socket and log in a host directory (so this process connects and
-    reads them as on the local backend)."""
-
-    def __init__(self, node: Node, place: DockerPlace) -> None:
-        self.node, self.place = node, place
-        self.data = spec.PGDATA
-        self.socket = place.ctx.store.root / "restore" / node.name
-        self.server_socket = RESTORE_RUN
-        self.port = PORT
-        self.log = self.socket / "postgres.log"
-        self.container: str | None = None
-        self.settings: list[tuple[str, str]] = []
-
-    @property
-    def api(self) -> Any:
-        return self.place.api
-
-    def prepare(self) -> None:
-        """The node's volume (new: a restore never writes over data) and its one-shot container, running."""
-        from streamctl.backends.docker.container import volume_exists
-        from streamctl.backup.pgbackrest import BackupError
-
-        backend, node = self.place.backend, self.node
-        s = backend.spec(node)
-        if volume_exists(self.api, s.volume):
-            raise BackupError(f"{node.name}: volume {s.volume} exists; a restore never writes over data",
-                              hint="`streamctl down --volumes` first, or restore into another cluster")
-        with docker_errors(f"create volume {s.volume}"):
-            self.api.create_volume(s.volume, labels={**s.labels})
-        self.socket.mkdir(mode=0o755, parents=True, exist_ok=True)
-        binds = {s.volume: {"bind": s.mount, "mode": "rw"}, str(self.socket): {"bind": RESTORE_RUN, "mode": "rw"},
-                 **{h: {"bind": m, "mode": "rw"} for h, m in s.binds}, **self.place.repo_binds()}
-        with docker_errors(f"create the restore container of {node.name}"):
-            created = self.api.create_container(
-                s.image, command=["sleep", "infinity"], name=f"{s.name}-restore", labels=s.labels,
-                host_config=self.api.create_host_config(binds=binds, network_mode="none", init=True,
-                                                        shm_size=s.shm_size))
-            self.container = str(created["Id"])
-            self.api.start(self.container)
-        self.place.shells[node.name] = self.container
-        uid, gid = self.place._ids(self.container)
-        shutil.chown(self.socket, uid, gid)
-        code, out, err = exec_in(self.api, self.container, ["install", "-d", "-o", USER, "-g", USER, "-m", "0700",
-                                                            self.data], user="root")
-        if code:
-            raise BackupError(f"{node.name}: cannot make {self.data}: {(err or out).strip()}")
-        self.settings = [("listen_addresses", "*"), *node.settings]
-
-    def put_file(self, name: str, text: str) -> None:
-        path = self.socket / name
-        path.write_text(text)
-        path.chmod(0o644)
-
-    def remove_file(self, name: str) -> None:
-        (self.socket / name).unlink(missing_ok=True)
-
-    def source_port(self) -> int:
-        """0: every Docker node listens on the same port under its name, on its own cluster's network, so the
-        restored nodes (same names, another network) are what Citus's catalog names already."""
-        return 0
-
-    def start(self, settings: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
-        """pg_ctl start with the node's settings, then `settings` (they win), on the host directory's socket."""
-        self.log.unlink(missing_ok=True)
-        options = [*self.settings, ("port", str(PORT)), ("unix_socket_directories", RESTORE_RUN), *settings]
-        line = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in options)
-        return self.pg_ctl("-l", f"{RESTORE_RUN}/{self.log.name}", "-W", "-o", line, "start")
-
-    def finalize(self) -> None:
-        """Nothing to write (the node's container gives its settings on the server's command line); what the
-        isolated server wrote without fsync is flushed by the engine's host, wherever that is."""
-        if self.container is not None:
-            exec_in(self.api, self.container, ["sync"], user="root")
-
-    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        assert self.container is not None
-        argv = ["sh", "-c", 'umask 022; exec pg_ctl -D "$0" "$@"', self.data, *args]
-        code, out, err = exec_in(self.api, self.container, argv)
-        return subprocess.CompletedProcess(argv, code, out, err)
-
-    def running(self) -> bool:
-        if self.container is None:
-            return False
-        return exec_in(self.api, self.container, ["test", "-f", f"{self.data}/postmaster.pid"])[0] == 0
-
-    def log_lines(self, n: int = 15) -> list[str]:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return text.splitlines()[-n:]
-
-    def discard_data(self) -> None:
-        """In place restores are the local backend's only: never called here."""
-
-    def close(self) -> None:
-        """The one-shot container removed (the volume stays for `up`), the host directory too."""
-        if self.container is not None:
-            with docker_errors(f"remove the restore container of {self.node.name}"):
-                self.api.remove_container(self.container, force=True)
-            self.place.shells.pop(self.node.name, None)
-            self.container = None
-        shutil.rmtree(self.socket, ignore_errors=True)
-

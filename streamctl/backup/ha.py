@@ -25,13 +25,16 @@ def group_of(t: Topology, node: Node) -> Group | None:
     return next((g for g in ha_groups(t) if g.node.name == node.name), None)
 
 
-def stanza_lines(place: Any, group: Group) -> list[str]:
-    """pg1.., one index per member in the layout's order; which one leads is pgBackRest's to find out."""
+def stanza_lines(place: Any, group: Group, user: str, database: str | None) -> list[str]:
+    """pg1.., one index per member in the layout's order (which one leads is pgBackRest's to find out); a place
+    whose pgBackRest sees one member's data only (Docker: each in its container) lists that one (`group_lines`)."""
+    own = getattr(place, "group_lines", None)
+    hosts = own(group) if own else [place.member_lines(group.node, m) for m in group.members]
     lines = []
-    for i, member in enumerate(group.members, start=1):
-        path, port, sock = place.member_lines(group.node, member)
+    for i, (path, port, sock) in enumerate(hosts, start=1):
         lines += [f"pg{i}-path={path}", f"pg{i}-port={port}", f"pg{i}-socket-path={sock}"]
-    return lines
+    return lines + [f"pg{i}-{k}={v}" for i in range(1, len(hosts) + 1) for k, v in (("user", user),
+                                                                                   ("database", database))]
 
 
 def archiving_on(command: str, stanza: str) -> bool:
@@ -39,12 +42,15 @@ def archiving_on(command: str, stanza: str) -> bool:
     return "archive-push" in command and f"--stanza={stanza} " in command
 
 
-def backup_source(ctx: ClusterContext, group: Group) -> tuple[list[str], str]:
-    """pgBackRest's option and what to say: from a streaming standby when one is, else from the leader
-    (pgBackRest 2.45 fails a `backup-standby=y` backup that finds no standby)."""
+def backup_source(ctx: ClusterContext, group: Group, standbys: bool = True) -> tuple[list[str], str]:
+    """pgBackRest's option and what to say: from a streaming standby when one is (and the place's pgBackRest
+    reaches the standbys' data: `standbys`), else from the leader (pgBackRest 2.45 fails a `backup-standby=y`
+    backup that finds no standby)."""
     states = rest.group_members(group.members, ctx.ca_path() if ctx.tls_on else None)
     streaming = [s.name for s in states if s.ha_role != "leader" and s.state == "streaming"]
     leader = next((s.name for s in states if s.ha_role == "leader"), "?")
+    if streaming and not standbys:
+        return ["--backup-standby=n"], f"from the leader {leader} (its container; {', '.join(streaming)} streaming)"
     if streaming:
         return ["--backup-standby=y"], f"from a standby ({', '.join(streaming)} streaming from {leader})"
     return ["--backup-standby=n"], f"from the leader {leader} (no standby streams)"
@@ -128,6 +134,22 @@ def plain_conf(data: Path, chown: Any) -> bool:
     for leftover in ("patroni.dynamic.json",):
         (data / leftover).unlink(missing_ok=True)
     return True
+
+
+def standby_names(t: Topology, hosts: dict[str, str]) -> dict[str, str]:
+    """Each standby member's name -> its restored group node's network name (`hosts`): on a container network
+    pg_dist_node names a group's leader by its member's name, and the restored data leads as the first member."""
+    return {m.name: hosts[g.node.name] for g in ha_groups(t) if g.node.name in hosts for m in g.members[1:]}
+
+
+def patroni_roles(rn: Any, tctx: ClusterContext) -> None:
+    """The roles Patroni logs in as, with the restored cluster's passwords (the copy holds the source's), on a
+    restored node that Patroni starts from its data as it is (Docker)."""
+    from streamctl.ha.roles import ensure_patroni_roles
+    from streamctl.ha.secrets import ha_secrets
+
+    with rn.connect() as conn:
+        ensure_patroni_roles(conn, ha_secrets(tctx.store.root, create=True))
 
 
 def member_ports(t: Topology) -> dict[int, str]:

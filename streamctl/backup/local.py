@@ -29,6 +29,7 @@ class LocalPlace:
 
     restores = True
     redis_snapshots = True
+    standby_backups = True  # under HA every member's data is on this machine
 
     def __init__(self, backend: LocalBackend) -> None:
         if shutil.which("pgbackrest") is None:

@@ -146,9 +146,8 @@ class PgBackRest:
         for st in self.stanzas():
             group = ha.group_of(self.ctx.topology, st.node)
             if group is not None:  # every member: pgBackRest finds the leader (and a standby) itself
-                lines += ["", f"[{st.name}]", *ha.stanza_lines(self.place, group),
-                          *(f"pg{i}-{k}={v}" for i in range(1, len(group.members) + 1)
-                            for k, v in (("user", self.ctx.topology.pg_user), ("database", st.node.database)))]
+                lines += ["", f"[{st.name}]", *ha.stanza_lines(self.place, group, self.ctx.topology.pg_user,
+                                                               st.node.database)]
                 continue
             path, port, sock = self.place.pg_lines(st.node)
             lines += ["", f"[{st.name}]", f"pg1-path={path}", f"pg1-port={port}",
@@ -178,6 +177,7 @@ class PgBackRest:
             raise RefusedError(f"restoring a backup is not implemented on the {self.backend_name} backend "
                                "yet; nothing was changed", hint="restore the set on the local or Docker backend "
                                "(README, Backups and restore)")
+
 
     # -- running ------------------------------------------------------------------------------------
     def run(self, stanza: str | None, command: str, *args: str, what: str = "", timeout: float = 3600,

@@ -171,6 +171,8 @@ def restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: Cl
             if name in copies:
                 replicas.make_replica(rn, tctx)
             recover.make_own(rn, tctx.secrets)
+            if getattr(rn.site, "patroni", False):  # Patroni starts on this data directly (Docker)
+                ha.patroni_roles(rn, tctx)
             emit(Event("done", name, "restore", f"recovered to {point!r} from {b.stanza} {b.label}",
                        time.monotonic() - t0))
 
@@ -223,9 +225,10 @@ def finish(result: RestoreResult, tctx: ClusterContext, tbe: Any, emit: Emit,
 def _renames(ctx: ClusterContext, tctx: ClusterContext, tbe: Any,
              restored: dict[str, recover.RestoredNode]) -> dict[str, str]:
     """The Citus nodes whose name on their network changes (on Swarm the service's name carries the
-    cluster's): the name the source cluster registered -> the restored node's."""
+    cluster's; on Docker under HA a standby that led when the set was taken): the name the source cluster
+    registered -> the restored node's."""
     before = ctx.store.endpoints()
-    out = {}
+    out = ha.standby_names(ctx.topology, {n: tbe.endpoint(rn.node).internal_host for n, rn in restored.items()})
     for name, rn in restored.items():
         if name in before and rn.node.role in (Role.COORDINATOR, Role.WORKER):
             old, new = before[name].internal_host, tbe.endpoint(rn.node).internal_host

@@ -26,7 +26,7 @@ def ha_endpoints(t: Topology) -> list[tuple[str, str, int, str, str]]:
 def ha_errors(t: Topology) -> list[str]:
     """What `ha:` cannot run: a node streamctl does not provision, a synchronous group without a standby,
     Patroni's timing out of its bounds, ports past 65535; and, for now, anything but the Citus groups (local,
-    Docker and Swarm backends) and the analytics primary (local and Docker backends)."""
+    Docker and Swarm backends) and the analytics primary (local and Docker backends), and backups on Swarm."""
     if not t.ha_on:
         return []
     ha = t.ha
@@ -63,11 +63,10 @@ def ha_errors(t: Topology) -> list[str]:
                        ("ha.etcd.peer_port", [e.peer_port for e in etcd_members(t)])):
         if ports and max(ports) > 65535:
             errors.append(f"{key}: {len(ports)} ports from {min(ports)} would need port {max(ports)} (above 65535)")
-    engine_backends = {node_backend(t, g.node) for g in groups if not g.node.is_external} & {"docker", "auto", "swarm"}
-    if t.backup_on and engine_backends:
-        errors.append("backup: backups with ha run on the local backend only for now, and this topology runs its "
-                      f"Citus nodes on {', '.join(sorted(engine_backends))} (remove one of the two sections, or "
-                      "set backend: local)")
+    if t.backup_on and any(node_backend(t, g.node) == "swarm" for g in groups if not g.node.is_external):
+        errors.append("backup: backups with ha run on the local and Docker backends only for now, and this "
+                      "topology runs its Citus nodes on swarm (remove one of the two sections, or set backend: "
+                      "docker or local)")
     analytics = [g for g in groups if not t.runs_citus(g.node.role) and not g.node.is_external
                  and node_backend(t, g.node) == "swarm"]
     if analytics:

@@ -92,18 +92,20 @@ def hba_lines(members: tuple[Member, ...], tls: bool, sources: tuple[str, ...] |
 
 
 def archive_parameters(t: Topology, group: Group, paths: MemberPaths, home: Path | None,
-                       generation: str | None = None) -> dict[str, str]:
+                       generation: str | None = None, config: str | None = None) -> dict[str, str]:
     """With backups on: every member archives into its group's stanza once it leads (archive_mode `on`, not
     `always`: a standby archives nothing, pgBackRest refuses `always`, and a promoted standby starts pushing on
     its new timeline into the same stanza). The command names the member's own data directory (pgBackRest
     checks `%p` against pg1-path) and stays the same from the first start: until `up` has created the stanza,
     pushes fail and PostgreSQL keeps the WAL and retries. `generation`: the cluster's stanzas' own after
-    `up --from-backup` (pgbackrest.stanza_prefix)."""
-    if not t.backup_on or home is None:
+    `up --from-backup` (pgbackrest.stanza_prefix). `config`: pgBackRest's configuration file where it is not
+    the local backend's under `home` (a Docker member's, in its volume)."""
+    if not t.backup_on or (home is None and config is None):
         return {}
     assert t.backup is not None
     stanza = _stanza(t, group, generation)
-    command = pgbackrest.archive_push(pgbackrest.local_config(home), stanza, f"--pg1-path={paths.data_dir}")
+    command = pgbackrest.archive_push(config or pgbackrest.local_config(home or Path()), stanza,
+                                      f"--pg1-path={paths.data_dir}")
     return {"archive_mode": "on", "archive_timeout": str(t.backup.archive_timeout), "archive_command": command}
 
 
@@ -112,21 +114,23 @@ def _stanza(t: Topology, group: Group, generation: str | None) -> str:
 
 
 def archive_callback(t: Topology, group: Group, paths: MemberPaths, home: Path | None,
-                     generation: str | None = None) -> str:
+                     generation: str | None = None, config: str | None = None) -> str:
     """With archiving: what a promoted member runs to push the earlier timelines' segments it holds, which its
     old leader may have left unpushed (engines/pgbackrest.py)."""
-    assert home is not None
-    return pgbackrest.push_earlier_timelines(pgbackrest.local_config(home), _stanza(t, group, generation),
+    assert home is not None or config is not None
+    return pgbackrest.push_earlier_timelines(config or pgbackrest.local_config(home or Path()),
+                                             _stanza(t, group, generation),
                                              paths.data_dir, f"--pg1-path={paths.data_dir}")
 
 
 def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths, bindir: Path,
                   tls_dir: Path | None, postgres_password: str, ha_secrets: dict[str, str],
                   etcd: list[EtcdMember], site: Site | None = None, home: Path | None = None,
-                  generation: str | None = None) -> dict[str, Any]:
+                  generation: str | None = None, backup_config: str | None = None) -> dict[str, Any]:
     """Patroni's configuration of one member (a dict, written as YAML by `render`); `site`: where it is
     reached (by default as a local process, `local_site`); `home`: the cluster's data home on the local
-    backend, where the backups' pgBackRest configuration is (archiving under HA is built there only)."""
+    backend, where the backups' pgBackRest configuration is; `backup_config`: that file elsewhere (a Docker
+    member's own, in its container: archiving under HA is built on the local and Docker backends)."""
     ha = t.ha
     assert ha is not None
     node = member.node
@@ -136,8 +140,8 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
     if tls_dir is not None:
         parameters.update(pg_engine.tls_settings(str(tls_dir), citus=group.citus))
         tls = {"sslmode": "verify-full", "sslrootcert": str(tls_dir / CA)}
-    parameters.update(archive_parameters(t, group, paths, home, generation))
-    callbacks = ({"on_role_change": archive_callback(t, group, paths, home, generation)}
+    parameters.update(archive_parameters(t, group, paths, home, generation, backup_config))
+    callbacks = ({"on_role_change": archive_callback(t, group, paths, home, generation, backup_config)}
                  if parameters.get("archive_command") else {})
     site = site or local_site(member, etcd)
     restapi: dict[str, Any] = {"listen": site.rest_listen, "connect_address": site.rest_connect,

@@ -19,7 +19,6 @@ import contextlib
 import os
 import shutil
 import signal
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +27,14 @@ import pytest
 from streamctl.backup.pgbackrest import PgBackRest, repository_path
 from streamctl.backup.restore import Selection, restore_into
 from streamctl.backup.take import list_sets, take_backup
-from streamctl.config.members import Group, ha_groups
+from streamctl.config.members import ha_groups
 from streamctl.events import Event
 from streamctl.ha import rest
 from streamctl.verify.runner import run_checks
 from tests.support.backup import platform_sums
 from tests.support.cluster import LocalCluster, topology_dict, traversable_tmpdir
 from tests.support.engines import require
-from tests.support.ha import kill_member, wait_until
+from tests.support.ha import add_titles, group_of, kill_member, roles_and_timelines, wait_until
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.etcd,
@@ -43,22 +42,6 @@ pytestmark = [pytest.mark.citus, pytest.mark.etcd,
                                  "(./scripts/install --test installs it)")]
 
 STANDBY_REPLAY = "replay on the standby reached"  # pgBackRest's log line of a backup from a standby
-
-
-def _group(c: LocalCluster, name: str) -> Group:
-    return next(g for g in ha_groups(c.topology) if g.node.name == name)
-
-
-def _roles(c: LocalCluster, name: str) -> dict[str, tuple[str, int | None]]:
-    ca = c.ctx.ca_path() if c.ctx.tls_on else None
-    return {s.name: (s.ha_role, s.timeline) for s in rest.group_members(_group(c, name).members, ca)}
-
-
-def _add_titles(c: LocalCluster, title: str, n: int = 20) -> None:
-    with c.ctx.pg_connect("coordinator") as conn:
-        for _ in range(n):
-            conn.execute("INSERT INTO content_metadata (content_id, title, content_type) VALUES (%s, %s, 'movie')",
-                         (str(uuid.uuid4()), title))
 
 
 def _backup(c: LocalCluster, tool: PgBackRest, kind: str, label: str) -> list[Event]:
@@ -90,7 +73,7 @@ def story() -> Any:
         seed(c.ctx, SeedOptions(scale=0.002, seed=5))
         tool = state["tool"] = PgBackRest(c.ctx, c.backend)
         state["b1"] = _backup(c, tool, "full", "b1")
-        _add_titles(c, "after-b1")
+        add_titles(c, "after-b1")
         state["b2"] = _backup(c, tool, "incr", "b2")
         state["sums_b2"] = platform_sums(c.ctx)
         yield state
@@ -135,14 +118,14 @@ def test_base_backups_come_from_the_standbys(story) -> None:
 
 def test_after_a_failover_archiving_and_backups_go_on_into_the_same_stanza(story) -> None:
     c, tool = story["cluster"], story["tool"]
-    before = _roles(c, "worker-1")
+    before = roles_and_timelines(c, "worker-1")
     old = next(name for name, (role, _) in before.items() if role == "leader")
     done = c.cli.json("failover", "worker-1", "--yes")
     assert done["leader"] == old and done["new_leader"] != old, done
-    after = _roles(c, "worker-1")
+    after = roles_and_timelines(c, "worker-1")
     assert after[done["new_leader"]][0] == "leader" and after[old][0] == "sync_standby", after
     assert after[done["new_leader"]][1] == before[old][1] + 1  # a new timeline
-    _add_titles(c, "after-failover")
+    add_titles(c, "after-failover")
     events = _backup(c, tool, "incr", "b3")
     worker = next(e.detail for e in events if e.kind == "done" and e.node == "worker-1" and "backup" in e.step)
     assert f"from a standby ({old} streaming" in worker, worker  # the old leader, a standby now
@@ -165,9 +148,9 @@ def test_segments_a_crashed_leader_left_unpushed_reach_the_repository(story) -> 
     and a standby archives nothing itself: without its push they would be missing for good). `up` brings the
     crashed member back as a standby."""
     c = story["cluster"]
-    group = _group(c, "worker-1")
+    group = group_of(c, "worker-1")
     stanza = f"{c.topology.cluster}-worker-1"
-    roles = _roles(c, "worker-1")
+    roles = roles_and_timelines(c, "worker-1")
     leader = next(name for name, (role, _) in roles.items() if role == "leader")
     standby = next(name for name, (role, _) in roles.items() if role == "sync_standby")
     with c.ctx.pg_connect("worker-1") as conn:  # the leader (clients reach it)
@@ -175,15 +158,16 @@ def test_segments_a_crashed_leader_left_unpushed_reach_the_repository(story) -> 
         os.kill(archiver, signal.SIGSTOP)
         finished = []
         for i in range(2):
-            _add_titles(c, f"unpushed-{i}", 5)  # acknowledged by the sync standby
+            add_titles(c, f"unpushed-{i}", 5)  # acknowledged by the sync standby
             finished.append(conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0])
             conn.execute("SELECT pg_switch_wal()")
-    _add_titles(c, "after-the-switches", 5)  # its acknowledgement: the standby holds both segments whole
+    add_titles(c, "after-the-switches", 5)  # its acknowledgement: the standby holds both segments whole
     assert not set(finished) & _archived(c, stanza), finished  # the archiver pushed neither
     kill_member(c.backend.home.nodes / leader)
     os.kill(archiver, signal.SIGKILL)
     ca = c.ctx.ca_path() if c.ctx.tls_on else None
-    wait_until("the standby promoted", lambda: _roles(c, "worker-1").get(standby, ("", 0))[0] == "leader", 90)
+    wait_until("the standby promoted",
+               lambda: roles_and_timelines(c, "worker-1").get(standby, ("", 0))[0] == "leader", 90)
     wait_until("the crashed leader's finished segments in the repository",
                lambda: set(finished) <= _archived(c, stanza), 60)
     c.up()

@@ -100,6 +100,18 @@ def ha_roles(c: LocalCluster, name: str) -> dict[str, str]:
     return {s.name: s.ha_role for s in rest.group_members(group_of(c, name).members, _ca(c))}
 
 
+def roles_and_timelines(c: LocalCluster, name: str) -> dict[str, tuple[str, int | None]]:
+    """member -> (its role, its timeline), of the group `name` leads (the backup tests' failovers)."""
+    return {s.name: (s.ha_role, s.timeline) for s in rest.group_members(group_of(c, name).members, _ca(c))}
+
+
+def add_titles(c: LocalCluster, title: str, n: int = 20) -> None:
+    """`n` catalog rows titled `title`, inserted through the coordinator."""
+    with c.ctx.pg_connect("coordinator") as conn:
+        for _ in range(n):
+            conn.execute(TITLE_INSERT, {"id": str(uuid.uuid4()), "title": title})
+
+
 def analytics_ha() -> dict[str, Any]:
     """An `ha:` section for the analytics primary alone: 1 synchronous standby, every port free."""
     from tests.support.ports import free_port_run

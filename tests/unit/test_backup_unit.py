@@ -107,6 +107,31 @@ def test_docker_config_names_the_paths_inside_the_containers(tmp_path: Path) -> 
     assert t.backup is not None and t.backup.repository_dir(tmp_path) == tmp_path / "repo"
 
 
+def test_docker_config_under_ha_lists_the_member_pgbackrest_runs_in(tmp_path: Path) -> None:
+    """Under HA on Docker each member's container holds the same file: its stanza names one PostgreSQL, the
+    member's own data at Patroni's path (no pg2: another container's data is out of reach), and Patroni's
+    archive_command pushes with that file into the group's stanza."""
+    from streamctl.backends.docker.backend import DockerBackend
+    from streamctl.backup.pgbackrest import PgBackRest
+    from streamctl.config.members import ha_groups
+    from streamctl.context import ClusterContext
+    from streamctl.ha.patroni import MemberPaths, archive_parameters
+
+    t = parse_topology({"cluster": "dk", "backend": "docker", "state_dir": str(tmp_path),
+                        "analytics": {"enabled": False}, "fdw": {"enabled": False}, "ha": {"port": 16500},
+                        "backup": {"repository": {"path": "repo"}}}, env={})
+    ctx = ClusterContext.build(t, tmp_path / "topology.yaml")
+    section = PgBackRest(ctx, DockerBackend(ctx)).render().split("[dk-coordinator]\n", 1)[1].split("\n\n")[0]
+    assert section.splitlines() == ["pg1-path=/var/lib/postgresql/data/data", "pg1-port=5432",
+                                    "pg1-socket-path=/var/lib/postgresql/data/run", f"pg1-user={t.pg_user}",
+                                    f"pg1-database={t.metadata.database}"]
+    group = ha_groups(t)[0]
+    command = archive_parameters(t, group, MemberPaths(Path("/var/lib/postgresql/data")), None,
+                                 config="/var/lib/postgresql/data/pgbackrest/pgbackrest.conf")["archive_command"]
+    assert command == ("pgbackrest --config=/var/lib/postgresql/data/pgbackrest/pgbackrest.conf "
+                       "--stanza=dk-coordinator --pg1-path=/var/lib/postgresql/data/data archive-push %p")
+
+
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 CMD = "pgbackrest --config=/x/pgbackrest.conf --stanza=c-coordinator archive-push %p"
 

@@ -112,8 +112,10 @@ def test_ha_runs_on_every_backend_but_swarm_refuses_analytics_ha_and_backups_wit
     path.write_text(yaml.safe_dump({"backend": "swarm", "bind": "0.0.0.0", "ha": {}, "backup": backup}))
     with pytest.raises(ConfigError) as info:
         load_topology(path, env={})
-    assert any("backup: backups with ha run on the local backend only for now, and this topology runs its Citus "
-               "nodes on swarm" in d for d in info.value.details), info.value.details
+    assert any("backup: backups with ha run on the local and Docker backends only for now, and this topology "
+               "runs its Citus nodes on swarm" in d for d in info.value.details), info.value.details
+    for backend in ("docker", "auto"):  # backups with ha: local and Docker
+        assert load_topology(path, env={}, backend=backend).backup_on
 
 
 def test_the_analytics_members_are_reached_by_name_on_a_container_network_and_by_port_elsewhere() -> None:

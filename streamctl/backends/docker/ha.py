@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 PG_PORT, REST_PORT, ETCD_PORT, ETCD_PEER_PORT = 5432, 8008, 2379, 2380
 MOUNT = spec.DATA_MOUNT[Engine.POSTGRES]  # the member's volume: Patroni's data, socket and pgpass in it
 ETCD_MOUNT = "/var/lib/etcd"
+MEMBER = patroni.MemberPaths(Path(MOUNT))  # a member's data and socket, the same in every member's container
 CONFIG = f"{spec.FILES_DIR}/patroni.yml"
 LABEL_HA = f"{spec.LABEL_PREFIX}.ha"  # on a group member's container: "member"; on etcd's: "etcd"
 
@@ -101,13 +102,15 @@ class DockerHa:
         tls_dir = Path(spec.TLS_DIR) if self.b.tls_covers(node) else None
         etcd = [f"{e.name}:{ETCD_PORT}" for e in self.etcd]
         secrets = ha_secrets(self.b.ctx.store.root)
+        generation = self.b.ctx.store.read().get("backup_generation")  # after `up --from-backup`
         out = {}
         for m in group.members:
             site = patroni.Site(f"0.0.0.0:{PG_PORT}", f"{m.name}:{PG_PORT}", f"0.0.0.0:{REST_PORT}",
                                 f"{m.name}:{REST_PORT}", tuple(etcd), ("samenet",))
             out[m.name] = patroni.render(patroni.member_config(
-                self.t, group, m, patroni.MemberPaths(Path(MOUNT)), self._bindir(node), tls_dir,
-                password or self.b.ctx.store.known_secrets(self.t)["postgres_password"], secrets, self.etcd, site))
+                self.t, group, m, MEMBER, self._bindir(node), tls_dir,
+                password or self.b.ctx.store.known_secrets(self.t)["postgres_password"], secrets, self.etcd, site,
+                generation=generation, backup_config=spec.BACKUP_CONFIG))
         return out
 
     def definition(self, group: Group) -> dict[str, Any]:
@@ -119,6 +122,7 @@ class DockerHa:
                                                                           MEMBER_ENTRYPOINT],
                 "config": self.configs(group, "<postgres_password>"), "bind": group.node.bind,
                 "ports": [[m.port, m.rest_port] for m in group.members],
+                **({"binds": binds} if (binds := self.b._binds(group.node)) else {}),
                 "etcd": [[e.host, e.port] for e in self.etcd],
                 "tls": tls.fingerprint if tls is not None else None}
 
@@ -192,7 +196,8 @@ class DockerHa:
         configs = self.configs(group)
         fp = fingerprint(self.definition(group))
         converting = ha_convert.turn_on(self, group)  # the node's own data first, when it ran without Patroni
-        hold = ha_convert.standbys_wait(self, group, converting)
+        first_alone = converting or self._adopting(group)
+        hold = ha_convert.standbys_wait(self, group, first_alone)
         for m in group.members:
             c = self._find(m.name)
             if c is not None and (recreate or (c.labels or {}).get(spec.LABEL_FINGERPRINT) != fp):
@@ -205,14 +210,25 @@ class DockerHa:
                               for n, (data, mode) in server_files("postgres", tls).items()]
                 self._create(m.name, image, group.node.role.value, "postgres", MOUNT,
                              {PG_PORT: (group.node.bind, m.port), REST_PORT: (group.node.bind, m.rest_port)},
-                             files, fp, None)
+                             files, fp, None, self.b._binds(group.node))
             elif c.status != "running":
                 with docker_errors(f"start {c.name}"):
                     c.start()
             elif ha_release.frozen(c):
                 ha_release.thaw(c)
             if hold and m is group.members[0]:  # the standbys clone once the group is led
-                ha_convert.wait_led(self, group, first=converting)
+                ha_convert.wait_led(self, group, first=first_alone)
+
+    def _adopting(self, group: Group) -> bool:
+        """The first member's volume holds data no Patroni ran here yet (a restore's, backup/docker_site.py):
+        no member's container exists, nor any other member's volume. Its Patroni then starts alone and registers
+        that data as the group's leader (Patroni's take-over of existing data); the standbys, started once it
+        leads, clone from it instead of racing it to bootstrap a new cluster."""
+        from streamctl.backends.docker.container import volume_exists
+
+        first, *rest = (spec.volume_name(self.t.cluster, m.name) for m in group.members)
+        return (all(self._find(m.name) is None for m in group.members) and volume_exists(self.b.api, first)
+                and not any(volume_exists(self.b.api, v) for v in rest))
 
     def persist(self, group: Group) -> None:
         """After a rotation: each member's patroni.yml rewritten in its container (created or running), which
@@ -246,7 +262,8 @@ class DockerHa:
 
     def _create(self, name: str, image: str, role: str, engine: str, mount: str,
                 ports: dict[int, tuple[str, int]], files: list[spec.ContainerFile], fp: str,
-                argv: list[str] | None) -> None:
+                argv: list[str] | None, binds: tuple[tuple[str, str], ...] = ()) -> None:
+        """`binds`: a backed-up group's directory repository (pgBackRest runs in every member's container)."""
         api = self.b.api
         labels = {spec.LABEL_CLUSTER: self.t.cluster, spec.LABEL_NODE: name, spec.LABEL_ROLE: role,
                   spec.LABEL_ENGINE: engine, LABEL_HA: "member" if engine == "postgres" else "etcd",
@@ -254,7 +271,8 @@ class DockerHa:
         volume = spec.volume_name(self.t.cluster, name)
         with docker_errors(f"create volume {volume}"):
             api.create_volume(volume, labels={k: v for k, v in labels.items() if k != spec.LABEL_FINGERPRINT})
-        host_config = api.create_host_config(port_bindings=ports, binds={volume: {"bind": mount, "mode": "rw"}},
+        mounts = {volume: {"bind": mount, "mode": "rw"}, **{h: {"bind": m, "mode": "rw"} for h, m in binds}}
+        host_config = api.create_host_config(port_bindings=ports, binds=mounts,
                                              shm_size="256m" if engine == "postgres" else None)
         networking = api.create_networking_config({self.b.network: api.create_endpoint_config(aliases=[name])})
         with docker_errors(f"create container {self.container(name)}"):

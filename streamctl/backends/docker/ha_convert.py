@@ -161,14 +161,16 @@ def _answers(ha: DockerHa, node: Node) -> bool:
 
 
 def standbys_wait(ha: DockerHa, group: Group, converting: bool) -> bool:
-    """Whether the standbys' containers are made only once the group is led: after a conversion, and when one
-    is missing beside the first member's (an `up` stopped halfway): an empty member clones, never bootstraps."""
+    """Whether the standbys' containers are made only once the group is led: after a conversion (or with a
+    restore's data in the first member's volume: `converting` then too), and when one is missing beside the
+    first member's (an `up` stopped halfway): an empty member clones, never bootstraps."""
     return converting or (ha._find(group.members[0].name) is not None
                           and any(ha._find(m.name) is None for m in group.members[1:]))
 
 
 def wait_led(ha: DockerHa, group: Group, first: bool, timeout: float = 180.0) -> None:
-    """Until Patroni says a member leads the group (`first`: the first member, the node's own data)."""
+    """Until Patroni says a member leads the group (`first`: the first member, with the node's own data or a
+    restore's)."""
     ca = ha.b.ctx.ca_path() if ha.b.ctx.tls_on else None
     name = group.members[0].name
 

@@ -40,6 +40,7 @@ SERVER_USER = {Engine.POSTGRES: "postgres", Engine.REDIS: "redis", Engine.MONGO:
 # node's pgBackRest configuration, log, lock and spool live in its volume, beside PGDATA (streamctl.backup).
 BACKUP_REPO = "/var/lib/pgbackrest-repo"
 BACKUP_HOME = "/var/lib/postgresql/data/pgbackrest"
+BACKUP_CONFIG = f"{BACKUP_HOME}/pgbackrest.conf"  # a node's, or each HA member's in its own volume
 
 
 def backup_binds(topology: Topology, node: Node, base: Path) -> tuple[tuple[str, str], ...]:

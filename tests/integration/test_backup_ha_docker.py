@@ -1,0 +1,151 @@
+"""Backups with high availability on the Docker backend (#27 and #28): a Citus coordinator and one worker, each
+with a synchronous standby run by Patroni in its own container, archiving into a pgBackRest directory repository
+on the engine's host, mounted into every member's container.
+
+One small cluster goes through the story, in order: `up` writes the same pgBackRest configuration into every
+member's container, creates each group's stanza and Patroni's archive_command pushes into it on the leaders; a
+seed and a full backup b1, each group's taken in its leader's container; a forced failover of the worker group,
+rows written on the new timeline and an incremental b2 from the new leader into the same stanza (its timeline's
+segments archived there); then b2's point restored into a new cluster that comes back under ha (each group led by
+its restored data, a sync standby cloned from it, pg_dist_node naming the leaders, exactly the point's rows).
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import pytest
+
+from streamctl.backends.docker import spec
+from streamctl.backup.pgbackrest import PgBackRest, repository_path
+from streamctl.backup.restore import Selection, restore_into
+from streamctl.backup.take import list_sets, take_backup
+from streamctl.config.members import ha_groups
+from streamctl.events import Event
+from streamctl.ha import rest
+from streamctl.verify.runner import run_checks
+from tests.support.backup import platform_sums
+from tests.support.cluster import topology_dict, traversable_tmpdir
+from tests.support.docker import DockerCluster, docker_client, remove_cluster_resources, unique_cluster, use_image
+from tests.support.ha import add_titles, roles_and_timelines
+from tests.support.images import ensure_citus_image, ensure_test_image
+from tests.support.ports import free_port_run
+
+pytestmark = [pytest.mark.docker, pytest.mark.citus]
+
+
+def _backup(tool: PgBackRest, kind: str, label: str) -> dict[str, str]:
+    """Each group's detail of its base backup (where it was taken)."""
+    events: list[Event] = []
+    take_backup(tool, kind, label, emit=events.append)
+    return {e.node: e.detail for e in events if e.kind == "done" and e.step == f"{kind} backup"}
+
+
+def _archived(c: DockerCluster, stanza: str) -> set[str]:
+    return {p.name[:24] for p in (repository_path(c.ctx) / "archive" / stanza).rglob("0000000*")}
+
+
+@pytest.fixture(scope="module")
+def story() -> Any:
+    citus = ensure_citus_image()
+    directory = traversable_tmpdir()
+    etcd = free_port_run(2)
+    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(2), "rest_port": free_port_run(4),
+          "etcd": {"port": etcd, "peer_port": etcd + 1}}
+    data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", citus=True, workers=1,
+                                   analytics=False, replicas=0, redis=False, fdw=False, ha=ha,
+                                   backup={"repository": {"path": str(directory / "repo")}, "archive_timeout": 30}),
+                     ensure_test_image())
+    data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = citus
+    c = DockerCluster.new(data)
+    state: dict[str, Any] = {"cluster": c, "names": []}
+    try:
+        c.up()
+        from streamctl.seed.run import SeedOptions, seed
+
+        seed(c.ctx, SeedOptions(scale=0.002, seed=5))
+        tool = state["tool"] = PgBackRest(c.ctx, c.backend)
+        state["b1"] = _backup(tool, "full", "b1")
+        yield state
+    finally:
+        for name in state["names"]:  # a restored cluster's, even one whose restore failed
+            remove_cluster_resources(name)
+        c.destroy()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_every_member_archives_into_its_groups_stanza_and_backups_come_from_the_leaders(story) -> None:
+    c, tool = story["cluster"], story["tool"]
+    client = docker_client()
+    try:
+        for g in ha_groups(c.topology):
+            stanza = f"{c.topology.cluster}-{g.node.name}"
+            leader = next(n for n, (role, _) in roles_and_timelines(c, g.node.name).items() if role == "leader")
+            assert story["b1"][g.node.name].startswith(f"stanza {stanza} from the leader {leader}"), story["b1"]
+            for m in g.members:  # one configuration, in every member's container: its own data as pg1
+                container = client.containers.get(spec.container_name(c.topology.cluster, m.name))
+                code, out = container.exec_run(["cat", spec.BACKUP_CONFIG], user="postgres")
+                assert code == 0 and out.decode() == tool.render(), out
+                assert spec.BACKUP_REPO in {mount["Destination"] for mount in container.attrs["Mounts"]}
+            with c.ctx.pg_connect(g.node.name) as conn:  # Patroni's archive_command, on the leader
+                command = conn.execute("SHOW archive_command").fetchone()[0]
+            assert f"--config={spec.BACKUP_CONFIG} --stanza={stanza} " in command, command
+    finally:
+        client.close()
+    report = run_checks(c.ctx, ["backup"])
+    assert {r.target: r.status.value for r in report.results} == {"coordinator": "passed", "worker-1": "passed"}, \
+        [r.to_json() for r in report.results]
+    assert c.up().changed is False  # archiving as `up` left it, on every member: nothing pending
+
+
+def test_after_a_failover_archiving_and_backups_go_on_into_the_same_stanza(story) -> None:
+    c, tool = story["cluster"], story["tool"]
+    before = roles_and_timelines(c, "worker-1")
+    old = next(name for name, (role, _) in before.items() if role == "leader")
+    done = c.cli.json("failover", "worker-1", "--yes")
+    new = done["new_leader"]
+    assert done["leader"] == old and new != old, done
+    after = roles_and_timelines(c, "worker-1")
+    assert after[new][0] == "leader" and after[new][1] == before[old][1] + 1, after  # a new timeline
+    add_titles(c, "after-failover")
+    details = _backup(tool, "incr", "b2")
+    stanza = f"{c.topology.cluster}-worker-1"
+    assert details["worker-1"].startswith(f"stanza {stanza} from the leader {new}"), details
+    sets = {s.label: s for s in list_sets(tool)}
+    assert sets["b2"].point == "b2" and sets["b2"].type == "incr" and sets["b1"].point == "b1"
+    assert f"{after[new][1]:08X}" in {name[:8] for name in _archived(c, stanza)}  # the new leader's timeline
+    report = run_checks(c.ctx, ["backup"])
+    assert {r.status.value for r in report.results} == {"passed"}, [r.to_json() for r in report.results]
+    story["sums_b2"] = platform_sums(c.ctx)
+
+
+def test_restore_of_the_point_after_the_failover_comes_back_under_ha(story) -> None:
+    """Into a new cluster beside the running one: each group's restored data leads (its first member's), a sync
+    standby cloned from it, pg_dist_node naming the leaders, the leaders archiving into the new cluster's own
+    stanzas, and exactly the point's rows."""
+    c = story["cluster"]
+    if "sums_b2" not in story:
+        pytest.skip("the failover test did not take b2")
+    into = f"{c.topology.cluster}-r"
+    story["names"].append(into)
+    result = restore_into(c.ctx, c.backend, Selection(point="b2"), into)
+    assert result.topology_file is not None and result.notes == []
+    assert result.verify is not None and int(result.verify.exit_code) == 0, [  # its HA checks included
+        r.to_json() for r in result.verify.results if r.status.value not in ("passed", "skipped")]
+    restored = DockerCluster(result.topology_file)
+    leaders = {}
+    for g in ha_groups(restored.topology):
+        states = rest.group_members(g.members, restored.ctx.ca_path() if restored.ctx.tls_on else None)
+        assert sorted((s.ha_role, s.state) for s in states) == [("leader", "running"), ("sync_standby", "streaming")]
+        leaders[g.number] = next(s.name for s in states if s.ha_role == "leader")
+        assert leaders[g.number] == g.node.name, states  # the restored data, the group's first member
+    with restored.ctx.pg_connect("coordinator") as conn:
+        primaries = dict(conn.execute("SELECT groupid, nodename FROM pg_dist_node WHERE noderole = 'primary' "
+                                      "AND isactive").fetchall())
+        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (20,)
+    assert primaries == leaders, (primaries, leaders)
+    assert platform_sums(restored.ctx) == story["sums_b2"]
+    for g in ha_groups(restored.topology):
+        with restored.ctx.pg_connect(g.node.name) as conn:
+            assert f"--stanza={into}-{g.node.name} " in conn.execute("SHOW archive_command").fetchone()[0]
