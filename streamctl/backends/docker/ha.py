@@ -196,7 +196,7 @@ class DockerHa:
         configs = self.configs(group)
         fp = fingerprint(self.definition(group))
         converting = ha_convert.turn_on(self, group)  # the node's own data first, when it ran without Patroni
-        first_alone = converting or self._adopting(group)
+        first_alone = converting or ha_convert.adopting(self, group)
         hold = ha_convert.standbys_wait(self, group, first_alone)
         for m in group.members:
             c = self._find(m.name)
@@ -218,17 +218,6 @@ class DockerHa:
                 ha_release.thaw(c)
             if hold and m is group.members[0]:  # the standbys clone once the group is led
                 ha_convert.wait_led(self, group, first=first_alone)
-
-    def _adopting(self, group: Group) -> bool:
-        """The first member's volume holds data no Patroni ran here yet (a restore's, backup/docker_site.py):
-        no member's container exists, nor any other member's volume. Its Patroni then starts alone and registers
-        that data as the group's leader (Patroni's take-over of existing data); the standbys, started once it
-        leads, clone from it instead of racing it to bootstrap a new cluster."""
-        from streamctl.backends.docker.container import volume_exists
-
-        first, *rest = (spec.volume_name(self.t.cluster, m.name) for m in group.members)
-        return (all(self._find(m.name) is None for m in group.members) and volume_exists(self.b.api, first)
-                and not any(volume_exists(self.b.api, v) for v in rest))
 
     def persist(self, group: Group) -> None:
         """After a rotation: each member's patroni.yml rewritten in its container (created or running), which

@@ -160,6 +160,18 @@ def _answers(ha: DockerHa, node: Node) -> bool:
     return True
 
 
+def adopting(ha: DockerHa, group: Group) -> bool:
+    """The first member's volume holds data no Patroni ran here yet (a restore's, backup/docker_site.py): no
+    member's container exists, nor any other member's volume. Its Patroni then starts alone and takes that data
+    over as the group's leader; the standbys, made once it leads, clone from it instead of racing it to
+    bootstrap a new cluster."""
+    from streamctl.backends.docker.container import volume_exists
+
+    first, *rest = (spec.volume_name(ha.t.cluster, m.name) for m in group.members)
+    return (all(ha._find(m.name) is None for m in group.members) and volume_exists(ha.b.api, first)
+            and not any(volume_exists(ha.b.api, v) for v in rest))
+
+
 def standbys_wait(ha: DockerHa, group: Group, converting: bool) -> bool:
     """Whether the standbys' containers are made only once the group is led: after a conversion (or with a
     restore's data in the first member's volume: `converting` then too), and when one is missing beside the
