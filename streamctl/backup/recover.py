@@ -83,13 +83,24 @@ def fetch(tool: PgBackRest, rn: RestoredNode, stanza: str, backup_label: str, po
     rn.source_port = rn.site.source_port()
 
 
+def prepared_slots(node: Node) -> str:
+    """The prepared-transaction slots the node ran with: Citus (and Patroni for a Citus member) give
+    max_prepared_transactions 2 x max_connections unless set. Replay needs as many as the WAL holds
+    PREPAREs for (Citus's two-phase commits between the backup and the point), and without Citus loaded the
+    server would have none."""
+    given = dict(node.settings)
+    if int(given.get("max_prepared_transactions", "0") or 0) > 0:
+        return str(given["max_prepared_transactions"])
+    return str(2 * int(given.get("max_connections", "100") or 100))
+
+
 def start_isolated(rn: RestoredNode) -> None:
     """Settings for the first start: no TCP, no Citus, no archiving, trust on the socket only."""
     rn.site.put_file(HBA, "local all all trust\n")
-    # no hot standby: a server without Citus loaded has fewer prepared-transaction slots than the WAL
-    # recorded, which hot standby refuses; connections wait for the promotion
+    # no hot standby (it compares more settings with the source's): connections wait for the promotion; the
+    # prepared-transaction slots Citus gave the node, for the PREPAREs its two-phase commits left in the WAL
     proc = rn.site.start([("listen_addresses", ""), ("shared_preload_libraries", ""), ("archive_mode", "off"),
-                          ("hot_standby", "off"),
+                          ("hot_standby", "off"), ("max_prepared_transactions", prepared_slots(rn.node)),
                           # pgBackRest synced every file it wrote: no second fsync of each at start (the one
                           # after an unclean stop); what the isolated server writes is synced by `stop`
                           ("fsync", "off"), ("hba_file", f"{rn.site.server_socket}/{HBA}"), ("ssl", "off")])

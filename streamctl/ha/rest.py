@@ -47,7 +47,10 @@ def get(member: Member, path: str, ca_file: str | None, timeout: float = 3.0) ->
                                     context=_context(ca_file)) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:  # Patroni answers health checks with 503 and a body
-        return json.loads(exc.read() or b"{}")
+        try:
+            return json.loads(exc.read() or b"{}")
+        except ValueError:  # an error page (e.g. /config's 502 while etcd holds no configuration): no answer
+            return {}
 
 
 def group_members(members: tuple[Member, ...], ca_file: str | None) -> list[MemberState]:
@@ -135,10 +138,20 @@ def _answering(members: tuple[Member, ...], ca_file: str | None) -> Member:
                        hint="see `streamctl status`; `streamctl up` starts the members that do not run")
 
 
-def dynamic_config(members: tuple[Member, ...], ca_file: str | None) -> dict[str, Any]:
-    """The group's dynamic configuration (Patroni's /config, one copy per Citus group)."""
-    found = get(_answering(members, ca_file), "/config", ca_file)
-    return found if isinstance(found, dict) else {}
+def dynamic_config(members: tuple[Member, ...], ca_file: str | None, timeout: float = 60.0) -> dict[str, Any]:
+    """The group's dynamic configuration (Patroni's /config, one copy per Citus group). A group whose keys
+    left etcd (released by a `scale` that was interrupted, then resumed) has none until its leader's next loop
+    writes it back: waited for."""
+    found: dict[str, Any] = {}
+
+    def known() -> bool:
+        answer = get(_answering(members, ca_file), "/config", ca_file)
+        found.update(answer if isinstance(answer, dict) else {})
+        return bool(found)
+
+    Readiness(f"{members[0].node.name}'s dynamic configuration in etcd", known, timeout, interval=0.5,
+              hint="see `streamctl status`").wait()
+    return found
 
 
 def patch_config(members: tuple[Member, ...], change: dict[str, Any], password: str,

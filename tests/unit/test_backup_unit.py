@@ -203,6 +203,21 @@ def test_the_missing_segment_is_the_one_after_the_last_restored() -> None:
     assert _next_segment('restored log file "000000010000000000000003" from archive\n') is None
 
 
+def test_a_restored_node_replays_as_many_prepared_transactions_as_citus_gave_it() -> None:
+    """Citus's two-phase commits leave PREPAREs in the WAL: the isolated server (no Citus loaded) needs the
+    slots Citus gives a node (2 x max_connections unless set)."""
+    from dataclasses import replace
+
+    from streamctl.backup.recover import prepared_slots
+
+    nodes = {n.name: n for n in parse_topology({}).nodes()}
+    assert dict(nodes["worker-1"].settings)["max_connections"] == "200"
+    assert prepared_slots(nodes["coordinator"]) == "400" and prepared_slots(nodes["worker-1"]) == "400"
+    given = replace(nodes["worker-1"], settings=(("max_connections", "50"), ("max_prepared_transactions", "64")))
+    assert prepared_slots(given) == "64"
+    assert prepared_slots(replace(given, settings=(("max_connections", "50"),))) == "100"
+
+
 def test_backed_up_swarm_nodes_start_pgbackrest_server_for_the_repository_only() -> None:
     """On Swarm a backed-up node's task starts pgBackRest's TLS server (accepting the repository's certificate
     only) and then the image's entrypoint with the node's own command; the replica and Redis are unchanged."""
