@@ -3,20 +3,33 @@ cluster: one topology needs distinct ones, and Citus workers a run of them."""
 
 from __future__ import annotations
 
+import random
 import socket
 
 _GIVEN: set[int] = set()  # the kernel may hand a just-closed port out again
+# Below Linux's ephemeral range (32768 and up by default): a port the kernel picks for an outgoing connection
+# (the tests make thousands) never lands on one a test cluster is about to listen on. Seen: a standby's
+# published port, chosen free at the module's start, taken by a connection minutes later.
+LOW, HIGH = 20000, 32000
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
-    """A loopback port free now and not returned before by this process."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if port not in _GIVEN:
+    """A loopback port free now, below the ephemeral range, and not returned before by this process."""
+    for _ in range(10000):
+        port = random.randrange(LOW, HIGH)
+        if port not in _GIVEN and _free(port):
             _GIVEN.add(port)
             return port
+    raise RuntimeError(f"no free port on 127.0.0.1 between {LOW} and {HIGH}")
 
 
 def free_port_run(n: int) -> int:
@@ -25,7 +38,7 @@ def free_port_run(n: int) -> int:
     before, nor will be again."""
     for _ in range(50):
         base = free_port()
-        if base + n > 65535 or any(port in _GIVEN for port in range(base + 1, base + n)):
+        if base + n > HIGH or any(port in _GIVEN for port in range(base + 1, base + n)):
             continue
         socks: list[socket.socket] = []
         try:
