@@ -3,6 +3,7 @@ cluster: one topology needs distinct ones, and Citus workers a run of them."""
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 
@@ -11,6 +12,19 @@ _GIVEN: set[int] = set()  # the kernel may hand a just-closed port out again
 # (the tests make thousands) never lands on one a test cluster is about to listen on. Seen: a standby's
 # published port, chosen free at the module's start, taken by a connection minutes later.
 LOW, HIGH = 20000, 32000
+
+
+def _slice(low: int, high: int) -> tuple[int, int]:
+    """Under pytest-xdist each worker process draws from a slice of its own: two workers never pick the same
+    port between one choosing it and its server binding it."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    size = (high - low) // max(count, 1)
+    return low + index * size, low + (index + 1) * size
+
+
+LOW, HIGH = _slice(LOW, HIGH)
 
 
 def _free(port: int) -> bool:
