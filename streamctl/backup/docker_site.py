@@ -119,7 +119,8 @@ class DockerSite:
         return text.splitlines()[-n:]
 
     def discard_data(self) -> None:
-        """In place restores are the local backend's only: never called here."""
+        """Nothing here: the volume is still mounted in this site's container until `close`; an in-place restore
+        that fails removes it afterwards, then copies back what it kept aside (docker_aside.put_back)."""
 
     def close(self) -> None:
         """The one-shot container removed (the volume stays for `up`), the host directory too."""

@@ -13,6 +13,10 @@ Under HA (the Citus groups) every member's Patroni stops with the cluster; each 
 the node's Patroni configuration and etcd's data are kept aside too, so that `up` finds each node holding
 plain data and no group in a fresh etcd: it makes the restored data the group's leader and clones the
 standbys from it (backends/local/ha_convert.py).
+
+On the Docker backend (without HA: refused with an `ha` section) the same steps keep each PostgreSQL node's
+and Redis's volume aside as a copy, `<volume>-before-restore-<time>`, and remove the original, so the restore
+recreates it as for a new cluster with the same names (docker_aside.py); a failure copies it back.
 """
 
 from __future__ import annotations
@@ -20,9 +24,9 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from streamctl.backup import ha
+from streamctl.backup import docker_aside, ha
 from streamctl.backup.pgbackrest import BackupError, PgBackRest
 from streamctl.backup.restore import RestoreResult, Selection, finish, restore_data
 from streamctl.backup.take import list_sets
@@ -31,15 +35,18 @@ from streamctl.errors import RefusedError
 from streamctl.events import Emit, Event, ignore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from streamctl.backends.local.backend import LocalBackend
     from streamctl.context import ClusterContext
 
 ASIDE = ".before-restore-"
 
 
-def restore_in_place(ctx: ClusterContext, backend: LocalBackend, selection: Selection, emit: Emit = ignore,
+def restore_in_place(ctx: ClusterContext, backend: Any, selection: Selection, emit: Emit = ignore,
                      timeout: float = 120.0) -> RestoreResult:
-    """Recover the cluster `ctx` itself to the chosen set's restore point (the caller holds its lock)."""
+    """Recover the cluster `ctx` itself to the chosen set's restore point (the caller holds its lock); the
+    local or the Docker backend (refuse_unsupported says which clusters)."""
     from streamctl.runner import Runner
 
     tool = PgBackRest(ctx, backend)
@@ -49,17 +56,34 @@ def restore_in_place(ctx: ClusterContext, backend: LocalBackend, selection: Sele
         raise RefusedError(f"the set holds {', '.join(missing)}, which the topology no longer has; nothing "
                            "was changed", hint="restore it into a new cluster with --into NAME")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    emit(Event("info", "*", "restore", f"in place: every node stops; its data is kept aside as *{ASIDE}{stamp}"))
+    docker = getattr(backend, "name", "") == "docker"
+    kept = f"its volume is kept aside as *{docker_aside.ASIDE}" if docker else f"its data is kept aside as *{ASIDE}"
+    emit(Event("info", "*", "restore", f"in place: every node stops; {kept}{stamp}"))
     Runner(ctx, backend, emit=emit, timeout=timeout).down()
-    moved = _move_aside(ctx, backend, stamp, emit)
+    kept_aside, put_back = (_volumes_aside if docker else _dirs_aside)(ctx, backend, stamp, emit)
     try:
         result = restore_data(tool, chosen, how, ctx, backend, emit, discard=False)
     except BaseException:
-        _put_back(moved, emit)
+        put_back()
         raise
     result.topology_file = ctx.topology_path
-    result.kept_aside = [str(aside) for _, aside in moved]
+    result.kept_aside = kept_aside
     return finish(result, ctx, backend, emit, timeout)
+
+
+def _dirs_aside(ctx: ClusterContext, backend: LocalBackend, stamp: str,
+                emit: Emit) -> tuple[list[str], Callable[[], None]]:
+    """The local backend: what was kept aside (paths), and how to put it back."""
+    moved = _move_aside(ctx, backend, stamp, emit)
+    return [str(aside) for _, aside in moved], lambda: _put_back(moved, emit)
+
+
+def _volumes_aside(ctx: ClusterContext, backend: Any, stamp: str,
+                   emit: Emit) -> tuple[list[str], Callable[[], None]]:
+    """The Docker backend: what was kept aside (volumes, with the command that removes each), and how to put
+    it back."""
+    moved = docker_aside.move_aside(ctx, backend, stamp, emit)
+    return [a.listing for a in moved], lambda: docker_aside.put_back(backend, moved, emit)
 
 
 def _move_aside(ctx: ClusterContext, backend: LocalBackend, stamp: str, emit: Emit) -> list[tuple[Path, Path]]:
@@ -92,10 +116,15 @@ def _put_back(moved: list[tuple[Path, Path]], emit: Emit) -> None:
 
 
 def refuse_unsupported(ctx: ClusterContext, backend_name: str) -> None:
-    """In place needs the nodes' data on this machine (the local backend) and a set to restore."""
+    """In place restores clusters of the local backend (with or without HA) and of the Docker backend without
+    HA; it only reads the topology, so the CLI asks it before the lock and the confirmation."""
+    if backend_name == "docker" and ctx.topology.ha is not None:
+        raise RefusedError("--in-place on the Docker backend is built for clusters without HA, and this topology "
+                           "has an `ha` section; nothing was changed",
+                           hint="restore into a new cluster with --into NAME")
     ha.refuse_analytics(ctx.topology, "restore --in-place")
-    if backend_name != "local":
-        raise RefusedError(f"--in-place restores clusters on the local backend; this one runs on {backend_name}; "
-                           "nothing was changed", hint="restore into a new cluster with --into NAME")
+    if backend_name not in ("local", "docker"):
+        raise RefusedError(f"--in-place restores clusters on the local and Docker backends; this one runs on "
+                           f"{backend_name}; nothing was changed", hint="restore into a new cluster with --into NAME")
     if any(n.role is Role.ANALYTICS_PRIMARY and n.is_external for n in ctx.topology.nodes()):
         raise BackupError("--in-place cannot restore an external analytics primary")

@@ -132,7 +132,7 @@ class SwarmSite:
         return self.log_text(fresh=True).splitlines()[-n:]
 
     def discard_data(self) -> None:
-        """In place restores are the local backend's only: never called here."""
+        """In place restores are refused on Swarm: never called here."""
 
     def close(self) -> None:
         """The relay and the task gone (the volume stays for `up`), and the restore's repository and

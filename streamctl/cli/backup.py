@@ -96,14 +96,16 @@ def restore(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
                                                   "topology is written as CLUSTER.yaml beside this file.")]
             = None,
             in_place: Annotated[bool, typer.Option("--in-place", help="Replace the running cluster's data "
-                                                                      "(needs --yes).")] = False,
+                                                                      "(local; Docker without ha; needs --yes).")]
+            = False,
             yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm --in-place without asking.")] = False,
             timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to be ready.")] = 120.0,
             wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Recover every group to one restore point, in a new cluster. Every PostgreSQL group, then Redis,
     into a NEW cluster beside the running one (own name, ports, secrets and stanzas; the original is only
-    read), then verify it. With --in-place (local backend, asks or needs --yes): the cluster itself is
-    stopped, its data kept aside (`*.before-restore-TIME`), recovered to the point, started and verified.
+    read), then verify it. With --in-place (local backend; Docker without ha; refused on Swarm; asks or
+    needs --yes): the cluster itself is stopped, its data kept aside (local: `*.before-restore-TIME`
+    directories; Docker: `*-before-restore-TIME` volumes), recovered to the point, started and verified.
 
     Example: streamctl restore --point nightly-1 --into stage
     Example: streamctl restore --label s1 --in-place --yes
@@ -116,21 +118,21 @@ def restore(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
         raise typer.BadParameter("give exactly one of --label, --point or --to")
     ctx = load_context(file, state_dir)
     selection = Selection(label, point, _timestamp(to))
+    be = load_backend(ctx)
     if in_place:
+        from streamctl.backup.in_place import refuse_unsupported, restore_in_place
+
         if into is not None:
             raise typer.BadParameter("--in-place restores this cluster; --into names a new one: give one of them")
+        refuse_unsupported(ctx, be.name)  # before the lock and the question: nothing is touched
         if not yes:
             render.confirm_or_refuse(f"Replace the data of cluster {ctx.topology.cluster} with the restore "
                                      "point's? (the current data is kept aside)",
                                      what=f"`restore --in-place` stops cluster {ctx.topology.cluster} and "
                                           "replaces its data", flag="--yes")
-    be = load_backend(ctx)
     with mutating(ctx, "restore", wait_lock):
         if in_place:
-            from streamctl.backup.in_place import refuse_unsupported, restore_in_place
-
-            refuse_unsupported(ctx, be.name)
-            result = restore_in_place(ctx, be, selection, emit=render.progress(verbose=False),  # type: ignore[arg-type]
+            result = restore_in_place(ctx, be, selection, emit=render.progress(verbose=False),
                                       timeout=timeout)
         else:
             result = restore_into(ctx, be, selection, into, emit=render.progress(verbose=False), timeout=timeout)
@@ -148,7 +150,7 @@ def report_restore(result: object, json_: bool) -> None:
         where = f" (topology {result.topology_file}: pass it with -f)" if result.topology_file else ""
         render.line(f"cluster {result.cluster} restored in {result.seconds:.1f}s{where}", "bold green")
         for aside in result.kept_aside:
-            render.note(f"the data it replaced is kept at {aside} (remove it once you are satisfied)")
+            render.note(f"the data it replaced is kept: {aside}; remove it once you are satisfied")
         for note in result.notes:
             render.note(note)
     if result.verify is not None and int(result.verify.exit_code) != 0:

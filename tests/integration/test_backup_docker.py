@@ -5,7 +5,9 @@ One cluster goes through the story, in order: seed, full backup s1, later rows a
 incremental s2; restore s1 by its point into a new cluster beside the running one (every table on every
 node holds exactly the rows of s1, compared with verify's own count+checksum SQL; the original's catalog
 and rows unchanged); a missing WAL segment (s2's) fails clearly and leaves no container or volume of the
-new cluster; last, with the original gone, `up --from-backup` brings the same cluster back from the
+new cluster; `restore --in-place` of s2 then fails the same way and puts every volume back, and of s1
+brings the cluster itself back to the point, its volumes kept aside; last, with the original gone,
+`up --from-backup` brings the same cluster back from the
 repository alone (as a CI job would).
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from streamctl.backup.pgbackrest import PgBackRest, repository_path
 from streamctl.backup.restore import Selection, restore_into, up_from_backup
@@ -115,14 +118,64 @@ def test_missing_wal_segment_fails_clearly_and_leaves_nothing(story) -> None:
     assert cluster_resources(into) == EMPTY
 
 
-def test_cli_lists_the_sets_and_refuses_in_place_on_docker(story) -> None:
+def test_cli_lists_the_sets_and_refuses_in_place_without_yes_or_under_ha(story) -> None:
     c = story["cluster"]
     proc = streamctl("backup", "list", "-f", str(c.path), "--json")
     assert proc.returncode == 0, proc.stderr
     assert {s["label"] for s in json.loads(proc.stdout)} == {"s1", "s2"}
-    proc = streamctl("restore", "-f", str(c.path), "--point", "s1", "--in-place", "--yes")
-    assert proc.returncode == 10 and "--in-place restores clusters on the local backend" in proc.stderr, proc.stderr
+    proc = streamctl("restore", "-f", str(c.path), "--point", "s1", "--in-place")
+    assert proc.returncode == 10, proc.stderr
+    assert "`restore --in-place` stops cluster" in proc.stderr and "add --yes" in proc.stderr, proc.stderr
     assert platform_sums(c.ctx) == story["sums_later"]
+    # under HA on Docker: refused before anything (no lock, no state, no container, volume or network)
+    other = traversable_tmpdir()
+    story["dirs"].append(other)
+    name = unique_cluster()
+    data = yaml.safe_load(c.path.read_text())
+    data.update(cluster=name, ha={"standbys": 1})
+    path = save_topology(other, data)
+    proc = streamctl("restore", "-f", str(path), "--point", "s1", "--in-place", "--yes")
+    assert proc.returncode == 10 and "`ha` section" in proc.stderr and "--into NAME" in proc.stderr, proc.stderr
+    assert cluster_resources(name) == EMPTY and not (other / ".streamctl").exists()
+
+
+def _aside_volumes(c: DockerCluster) -> list[str]:
+    return sorted(v for v in cluster_resources(c.cluster)["volumes"] if "-before-restore-" in v)
+
+
+def test_in_place_restore_that_fails_puts_every_volume_back(story) -> None:
+    """s2 cannot be reached (worker-1's WAL after it was removed by the test above): the restore fails naming
+    it, every volume is back under its name and no copy is left aside: `up` starts the same rows."""
+    c = story["cluster"]
+    before = platform_sums(c.ctx)
+    proc = streamctl("restore", "-f", str(c.path), "--label", "s2", "--in-place", "--yes")
+    assert proc.returncode == 5 and "worker-1" in proc.stderr and "is missing" in proc.stderr, proc.stderr
+    assert "back as it was" in proc.stderr, proc.stderr
+    assert _aside_volumes(c) == []
+    assert not [n for n in cluster_resources(c.cluster)["containers"] if n.endswith("-restore")]
+    c.up()
+    assert platform_sums(c.ctx) == before
+
+
+def test_in_place_restore_brings_the_cluster_itself_back_to_the_point(story) -> None:
+    c = story["cluster"]
+    proc = streamctl("restore", "-f", str(c.path), "--point", "s1", "--in-place", "--yes", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["cluster"] == c.cluster and result["verify"]["ok"], result["verify"]
+    c.reload()
+    assert platform_sums(c.ctx) == story["sums_s1"]
+    with c.ctx.pg_connect("coordinator") as conn:  # same names on the same network: the catalog is right
+        assert citus_recovery.node_addresses(conn) == story["nodes_before"]
+    kept = sorted(k.split()[1] for k in result["kept_aside"])
+    assert all(k == f"volume {k.split()[1]} (docker volume rm {k.split()[1]})" for k in result["kept_aside"])
+    nodes = {"coordinator", "worker-1", "worker-2", "analytics-primary", "analytics-replica-1", "redis"}
+    assert kept == _aside_volumes(c) and {v.split("-data-before-restore-")[0].removeprefix(f"{c.cluster}-")
+                                          for v in kept} == nodes, kept
+    # archiving goes on, on the new timeline, into the same stanzas
+    archiving = run_checks(c.ctx, ["backup"])
+    assert [r.status.value for r in archiving.results] == ["passed"] * 4, [r.detail for r in archiving.results]
+    story["kept"] = kept
 
 
 def test_up_from_backup_brings_the_cluster_back_from_the_repository(story) -> None:
@@ -130,6 +183,7 @@ def test_up_from_backup_brings_the_cluster_back_from_the_repository(story) -> No
     c = story["cluster"]
     repo = repository_path(c.ctx)
     c.down(volumes=True)
+    assert cluster_resources(c.cluster)["volumes"] == []  # the in-place restore's aside volumes went too
     other = traversable_tmpdir()
     story["dirs"].append(other)
     fresh = make(other, c.cluster, repo)

@@ -2,7 +2,8 @@
 
 Cloning the PostgreSQL template through a helper container costs a container start per node; when the
 engine runs on this host and this process may read and write its volume directories (root, as the
-engine itself), the same `cp -a` runs here without that start. Anything else falls back to the helper
+engine itself), the same `cp -a` runs here without that start (an in-place restore's copies of the
+volumes it keeps aside too: backup/docker_aside.py). Anything else falls back to the helper
 container, so this is only ever a faster path, never a requirement.
 """
 
@@ -29,9 +30,9 @@ def local_mountpoint(api: Any, volume: str) -> Path | None:
         return None
 
 
-def copy_tree(src: Path, dst: Path, skip: str) -> None:
+def copy_tree(src: Path, dst: Path, skip: str | None = None) -> None:
     """Copy src's contents into the existing, empty dst with owners, modes and times (`cp -a`), then drop
-    dst/skip. Raises OSError when that fails (the caller takes the helper container instead)."""
+    dst/skip if given. Raises OSError when that fails (the caller takes the helper container instead)."""
     cp = shutil.which("cp")
     if cp is None:
         raise FileNotFoundError("cp")
@@ -39,7 +40,8 @@ def copy_tree(src: Path, dst: Path, skip: str) -> None:
     done = subprocess.run([cp, "-a", f"{src}/.", f"{dst}/"], capture_output=True, check=False)
     if done.returncode != 0:
         raise OSError(done.stderr.decode(errors="replace").strip() or f"cp exited {done.returncode}")
-    (dst / skip).unlink(missing_ok=True)
+    if skip is not None:
+        (dst / skip).unlink(missing_ok=True)
 
 
 def empty(path: Path) -> None:
