@@ -25,7 +25,9 @@ def standbys_hold_data(group: Group, held: list[str], where: str) -> RefusedErro
 
 
 def only_citus(name: str) -> RefusedError:
-    return RefusedError(f"turning ha on or off for {name}, which holds data, is built for the Citus groups only",
+    """Docker's refusal for the analytics primary (the local backend converts it)."""
+    return RefusedError(f"turning ha on or off for {name}, which holds data, is built on Docker for the Citus "
+                        "groups only (the analytics primary is converted on the local backend)",
                         hint="keep ha.analytics as it was, or start the analytics primary from "
                              "`streamctl down --volumes`")
 

@@ -63,8 +63,7 @@ class LocalBackend:
         may_be_led = (Role.ANALYTICS_PRIMARY,)  # besides the Citus nodes: the nodes HA can cover
         for node in (n for n in nodes if (self.topology.runs_citus(n.role) or n.role in may_be_led)
                      and not n.is_external):
-            refusal = ha_convert.refusal(node, self._dir(node), self._groups.get(node.name), self.home.nodes.joinpath,
-                                         convertible=self.topology.runs_citus(node.role))
+            refusal = ha_convert.refusal(node, self._dir(node), self._groups.get(node.name), self.home.nodes.joinpath)
             if refusal is not None:
                 raise refusal
         engines = {n.engine for n in nodes}

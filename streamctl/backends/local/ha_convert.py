@@ -1,4 +1,5 @@
-"""Turning ha on for a Citus node that already holds data, and off again (#27 item 6), as local processes.
+"""Turning ha on for a Citus node or the analytics primary that already holds data, and off again (#27 item 6),
+as local processes.
 
 On: the node's own data directory becomes its group's leader, never a fresh one beside it. While it still runs
 as a plain server, the roles Patroni logs in as are made (ha/roles.py; the superuser is the cluster's), a
@@ -35,7 +36,7 @@ from streamctl.config.members import Group
 from streamctl.config.model import Node
 from streamctl.errors import RefusedError
 from streamctl.ha import runtime
-from streamctl.ha.convert import OFF_MARKER, PATRONI_FILES, not_answering, not_leading, only_citus, standbys_hold_data
+from streamctl.ha.convert import OFF_MARKER, PATRONI_FILES, not_answering, not_leading, standbys_hold_data
 from streamctl.ha.roles import ensure_patroni_roles
 from streamctl.readiness import Readiness
 
@@ -56,13 +57,11 @@ def on_refusal(group: Group, member_dir: Callable[[str], Path]) -> RefusedError 
     return standbys_hold_data(group, held, ", ".join(str(member_dir(n)) for n in held))
 
 
-def refusal(node: Node, node_dir: Path, group: Group | None, member_dir: Callable[[str], Path],
-            convertible: bool = True) -> RefusedError | None:
-    """What `up` refuses before anything changes when the topology turns ha on or off for this node; only the
-    Citus groups are `convertible` so far (the analytics primary's slots and subscriptions are not covered)."""
-    changing = (group is not None and standalone(node_dir)) or (group is None and patroni_made(node_dir))
-    if changing and not convertible:
-        return only_citus(node.name)
+def refusal(node: Node, node_dir: Path, group: Group | None, member_dir: Callable[[str], Path]) -> RefusedError | None:
+    """What `up` refuses before anything changes when the topology turns ha on or off for this node (a Citus
+    node or the analytics primary: its logical slots survive, Patroni's `ignore_slots` names them, and the
+    replicas' subscriptions and the coordinator's FDW server are re-pointed by the configuration steps, which
+    compare their connection with the group's members)."""
     if group is not None and standalone(node_dir):
         return on_refusal(group, member_dir)
     if group is None and patroni_made(node_dir):
