@@ -11,6 +11,9 @@ restored data, a sync standby cloned from it, pg_dist_node naming the leaders, e
 --in-place` of b2 (every member's Patroni stopped, the standbys' directories and etcd kept aside, the restored data
 each group's leader again, the standbys cloned from it); last, the cluster removed (`down --volumes`) and made again
 under ha by `up --from-backup b2`; each holding exactly b2's rows.
+
+Before the story, a cluster of its own (torn down first): the analytics primary under HA with one standby and one
+replica, backed up across a switchover of its group and restored into a new cluster.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import os
 import shutil
 import signal
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,15 @@ from streamctl.verify.runner import run_checks
 from tests.support.backup import platform_sums
 from tests.support.cluster import LocalCluster, topology_dict, traversable_tmpdir
 from tests.support.engines import require
-from tests.support.ha import add_titles, group_of, kill_member, roles_and_timelines, wait_until
+from tests.support.ha import (
+    USER_INSERT,
+    add_titles,
+    group_of,
+    kill_member,
+    roles_and_timelines,
+    user_ids,
+    wait_until,
+)
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.etcd,
@@ -52,6 +64,110 @@ def _backup(c: LocalCluster, tool: PgBackRest, kind: str, label: str) -> list[Ev
 
 def _backup_log(tool: PgBackRest, stanza: str) -> str:
     return (tool.home / "log" / f"{stanza}-backup.log").read_text(errors="replace")
+
+
+ANALYTICS, ANALYTICS_STANDBY, REPLICA = "analytics-primary", "analytics-primary-2", "analytics-replica-1"
+
+
+@pytest.fixture
+def analytics_cluster() -> Any:
+    """The smallest layout with the analytics primary under HA and backups: a Citus coordinator and one worker
+    (groups of one member), the analytics primary with one standby, one analytics replica. A test of its own,
+    torn down before the story's cluster starts (the two never run at once)."""
+    require("citus", "etcd")
+    directory = traversable_tmpdir()
+    etcd = free_port_run(2)
+    ha = {"standbys": 0, "analytics": {"standbys": 1}, "loop_wait": 2, "port": free_port_run(1),
+          "rest_port": free_port_run(4), "etcd": {"port": etcd, "peer_port": etcd + 1}}
+    data = topology_dict(cluster=f"bkan{os.getpid() % 10000}", citus=True, workers=1, analytics=True, replicas=1,
+                         redis=False, fdw=False, ha=ha, backup={"repository": {"path": str(directory / "repo")},
+                                                                "archive_timeout": 30})
+    c = LocalCluster.new(data)
+    try:
+        c.up()
+        yield c
+    finally:
+        for path in c.path.parent.glob("*.yaml"):  # a restored cluster's, even one whose restore failed
+            if path != c.path:
+                with contextlib.suppress(Exception):  # best-effort cleanup
+                    _remove(LocalCluster(path))
+        with contextlib.suppress(Exception):
+            c.destroy()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _add_users(c: LocalCluster, tag: str, n: int = 20) -> None:
+    """`n` analytics `users` rows tagged `tag`, written through the analytics group's leader."""
+    with c.ctx.pg_connect(ANALYTICS, "analytics_db") as conn:
+        for _ in range(n):
+            conn.execute(USER_INSERT, {"id": str(uuid.uuid4()), "title": tag})
+
+
+def _tagged(c: LocalCluster, node: str, tag: str) -> int:
+    with c.ctx.pg_connect(node, "analytics_db") as conn:
+        return int(conn.execute("SELECT count(*) FROM users WHERE username LIKE %s", (f"%{tag}",)).fetchone()[0])
+
+
+def test_the_analytics_primary_under_ha_is_backed_up_across_a_switchover_and_restored(analytics_cluster) -> None:
+    """Its group's stanza lists both members and the leader archives into it; a full backup from its standby; rows
+    written, a switchover of the analytics group (the standby leads, on a new timeline), more rows, an incremental
+    backup with its restore point (from the old leader, a standby now), rows after it; archiving went on into the
+    same stanza and verify's archiving check passes on the new leader; `restore --point` into a new cluster: the
+    analytics primary (without standbys there: ha.analytics left out, said in the notes) and its replica hold
+    exactly the point's rows, and verify passes on the restored cluster."""
+    from streamctl.backup.ha import ANALYTICS_LEFT
+    from streamctl.seed.run import SeedOptions, seed
+
+    c = analytics_cluster
+    tool = PgBackRest(c.ctx, c.backend)
+    stanza = f"{c.topology.cluster}-{ANALYTICS}"
+    group = group_of(c, ANALYTICS)
+    section = tool.config.read_text().split(f"[{stanza}]", 1)[1].split("\n\n", 1)[0]
+    assert all(f"pg{i}-port={m.port}" in section for i, m in enumerate(group.members, 1)), section
+    seed(c.ctx, SeedOptions(scale=0.002, seed=7))
+    done = {e.node: e.detail for e in _backup(c, tool, "full", "a1") if e.kind == "done" and e.step == "full backup"}
+    assert set(done) == {"coordinator", "worker-1", ANALYTICS}, done
+    assert f"from a standby ({ANALYTICS_STANDBY} streaming from {ANALYTICS})" in done[ANALYTICS], done
+    assert STANDBY_REPLAY in _backup_log(tool, stanza)
+    _add_users(c, "-before-switchover")
+    before = roles_and_timelines(c, ANALYTICS)
+    assert before[ANALYTICS][0] == "leader", before
+    switched = c.cli.json("switchover", ANALYTICS, "--to", ANALYTICS_STANDBY)
+    assert switched["new_leader"] == ANALYTICS_STANDBY, switched
+    after = roles_and_timelines(c, ANALYTICS)
+    assert after[ANALYTICS_STANDBY] == ("leader", before[ANALYTICS][1] + 1), after  # a new timeline
+    wait_until("the old leader streaming from the new one",
+               lambda: rest.ready(group.members, c.ctx.ca_path() if c.ctx.tls_on else None, False), 120)
+    _add_users(c, "-after-switchover")
+    events = _backup(c, tool, "incr", "a2")
+    done = {e.node: e.detail for e in events if e.kind == "done" and e.step == "incr backup"}
+    assert f"from a standby ({ANALYTICS} streaming from {ANALYTICS_STANDBY})" in done[ANALYTICS], done
+    sums = platform_sums(c.ctx)  # the point's rows (nothing is written during the backup)
+    wait_until("the replica caught up", lambda: user_ids(c, REPLICA) == user_ids(c, ANALYTICS), 60)
+    replica_ids = user_ids(c, REPLICA)
+    _add_users(c, "-after-a2")
+    timeline = f"{after[ANALYTICS_STANDBY][1]:08X}"
+    assert timeline in {p.name[:8] for p in (repository_path(c.ctx) / "archive" / stanza).rglob("0000000*")}
+    report = run_checks(c.ctx, ["backup"])  # the new leader archives, nothing left waiting
+    assert {r.target: r.status.value for r in report.results} == {
+        "coordinator": "passed", "worker-1": "passed", ANALYTICS: "passed"}, [r.to_json() for r in report.results]
+    with c.ctx.pg_connect(ANALYTICS) as conn:  # the leader's archive_command: its own data directory, the stanza
+        command = conn.execute("SHOW archive_command").fetchone()[0]
+    assert f"--stanza={stanza} " in command, command
+    assert f"--pg1-path={c.backend.member_paths(group.node, group.members[1]).data_dir} " in command, command
+
+    result = restore_into(c.ctx, c.backend, Selection(point="a2"), f"{c.topology.cluster}-a2")
+    assert result.topology_file is not None and result.notes == [ANALYTICS_LEFT], result.notes
+    restored = LocalCluster(result.topology_file)
+    assert result.verify is not None and int(result.verify.exit_code) == 0, [
+        r.to_json() for r in result.verify.results if r.status.value not in ("passed", "skipped")]
+    assert [g.node.name for g in ha_groups(restored.topology)] == ["coordinator", "worker-1"]
+    assert platform_sums(restored.ctx) == sums
+    assert (_tagged(restored, ANALYTICS, "-after-switchover"), _tagged(restored, ANALYTICS, "-after-a2")) == (20, 0)
+    assert user_ids(restored, REPLICA) == replica_ids == user_ids(restored, ANALYTICS)
+    assert all(s.name.startswith(f"{restored.topology.cluster}-")
+               for s in PgBackRest(restored.ctx, restored.backend).stanzas())
+    _remove(restored)
 
 
 @pytest.fixture(scope="module")

@@ -248,7 +248,7 @@ def test_a_restored_topology_keeps_ha_with_ports_of_its_own_and_leaves_the_analy
     from streamctl.backup.ha import ANALYTICS_LEFT, move_ha_ports, refuse_analytics
     from streamctl.config.members import etcd_members, ha_groups
 
-    # (backups with ha.analytics are refused by the topology's checks today: this is the layout part alone)
+    # (a restore into a new cluster leaves ha.analytics out: turning ha on for its data is another piece)
     raw = {"backend": "local", "ha": {"standbys": 1, "analytics": {"standbys": 1}, "etcd": {"members": 3}}}
     source = parse_topology(raw)
     with pytest.raises(RefusedError) as info:  # up --from-backup / --in-place: its data cannot lead yet

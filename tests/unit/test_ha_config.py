@@ -118,6 +118,39 @@ def test_ha_runs_on_every_backend_but_swarm_refuses_analytics_ha_and_backups_wit
         assert load_topology(path, env={}, backend=backend).backup_on
 
 
+def test_backups_with_the_analytics_primary_under_ha_run_on_the_local_backend_and_are_refused_elsewhere(
+        tmp_path: Path) -> None:
+    """On local its group archives like the Citus groups (Patroni's archive_command into its own stanza, on every
+    member); on Docker (or `auto`, which may pick Docker) the topology is refused naming the key to change."""
+    from streamctl.ha import patroni
+
+    path = tmp_path / "topology.yaml"
+    data = {"backend": "local", "metadata": {"citus": {"enabled": False}}, "ha": {"analytics": {"standbys": 1}},
+            "backup": {"repository": {"path": "/r"}, "archive_timeout": 30}}
+    path.write_text(yaml.safe_dump(data))
+    t = load_topology(path, env={})
+    [group] = ha_groups(t)
+    assert t.backup_on and not group.citus and "backup" not in " ".join(ha_errors(t))
+    for member in group.members:
+        params = patroni.archive_parameters(t, group, patroni.MemberPaths(Path("/h/nodes") / member.name), Path("/h"))
+        assert params["archive_mode"] == "on" and params["archive_command"] == (
+            f"pgbackrest --config=/h/backup/pgbackrest.conf --stanza={t.cluster}-analytics-primary "
+            f"--pg1-path=/h/nodes/{member.name}/data archive-push %p")
+    for backend, said in (("docker", "backend is docker"), ("auto", "backend is auto (it picks Docker")):
+        path.write_text(yaml.safe_dump({**data, "backend": backend}))
+        with pytest.raises(ConfigError) as info:
+            load_topology(path, env={})
+        assert info.value.exit_code == ExitCode.CONFIG
+        assert any(f"backup: backups with the analytics primary under HA (ha.analytics.standbys) run on the local "
+                   f"backend only for now, and {said}" in d for d in info.value.details), info.value.details
+        assert load_topology(path, env={}, backend="local").backup_on  # --backend local: accepted
+    path.write_text(yaml.safe_dump({**data, "analytics": {"primary": {"backend": "docker"}}}))
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env={})
+    assert any("and analytics.primary.backend is docker (set analytics.primary.backend: local" in d
+               for d in info.value.details), info.value.details
+
+
 def test_the_analytics_members_are_reached_by_name_on_a_container_network_and_by_port_elsewhere() -> None:
     """What a replica's subscription and the FDW name: on Docker the members' network names on the container's
     port (Patroni's connect_address); on local the topology's host and each member's own port."""
