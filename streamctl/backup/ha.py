@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamctl.config.members import Group, etcd_members, ha_groups
-from streamctl.errors import RefusedError
 from streamctl.ha import rest
 
 if TYPE_CHECKING:
@@ -56,23 +55,6 @@ def backup_source(ctx: ClusterContext, group: Group, standbys: bool = True) -> t
     return ["--backup-standby=n"], f"from the leader {leader} (no standby streams)"
 
 
-ANALYTICS_LEFT = ("the analytics primary comes back without standbys (its `ha.analytics` section is left out of "
-                  "the restored topology: turning ha on for its data is not built)")
-
-
-def refuse_analytics(t: Topology, what: str = "up --from-backup") -> None:
-    """Restoring into the cluster's own nodes under HA (`up --from-backup`, `--in-place`): the Citus groups'
-    restored data becomes each group's leader (ha_convert.py); the analytics primary's cannot yet (its slots
-    and subscriptions under Patroni are not covered)."""
-    analytics = [g.node.name for g in ha_groups(t) if not g.citus]
-    if analytics:
-        raise RefusedError(f"{what} with ha.analytics.standbys is not built: {analytics[0]}'s restored data "
-                           "cannot become its group's leader yet; nothing was changed",
-                           hint="set ha.analytics.standbys to 0 (the Citus groups stay under ha), or restore "
-                                "into a new cluster with `streamctl restore --point NAME --into NEW` (it leaves "
-                                "ha.analytics out)")
-
-
 def patroni_paths(t: Topology, backend: Any, node: Node) -> list[Path]:
     """An in-place restore keeps these aside besides the node's data: its Patroni configuration (so that `up`
     finds plain data to convert) and its standbys' directories (they are cloned again from the restored data)."""
@@ -86,7 +68,9 @@ def patroni_paths(t: Topology, backend: Any, node: Node) -> list[Path]:
 def etcd_aside(t: Topology, backend: Any, suffix: str) -> tuple[Path, Path | None]:
     """etcd's directory renamed beside itself (its keys name the groups as they were: Patroni must find none),
     with where it went; None when there is nothing to keep."""
-    etcd = backend.home.path / "etcd"
+    from streamctl.backends.local.ha import etcd_root
+
+    etcd = etcd_root(backend.home.path)
     if not ha_groups(t) or not etcd.exists():
         return etcd, None
     aside = etcd.with_name(etcd.name + suffix)
@@ -100,13 +84,13 @@ def ha_ports(t: Topology) -> set[int]:
     return ports | {p for e in etcd_members(t) for p in (e.port, e.peer_port)}
 
 
-def move_ha_ports(raw: dict[str, Any], t: Topology, free: Callable[[int], int]) -> list[str]:
+def move_ha_ports(raw: dict[str, Any], t: Topology, free: Callable[[int], int]) -> None:
     """The `ha:` section of a restored cluster's topology (`raw`, the source's YAML): free ports of its own (`free(n)`:
-    the first of n) for the standbys' PostgreSQL, every member's REST API and etcd. The analytics primary's
-    standbys are left out (ha_convert.refusal: only the Citus groups convert); what was left out is returned."""
+    the first of n) for the standbys' PostgreSQL, every member's REST API and etcd; every group stays under ha,
+    the analytics primary's too (its restored data becomes its group's leader: backends/local/ha_convert.py)."""
     section = raw["ha"] if isinstance(raw.get("ha"), dict) else {}
     raw["ha"] = section
-    groups = [g for g in ha_groups(t) if g.citus]
+    groups = ha_groups(t)
     section["port"] = free(max(1, sum(len(g.members) - 1 for g in groups)))
     section["rest_port"] = free(max(1, sum(len(g.members) for g in groups)))
     etcd = section["etcd"] if isinstance(section.get("etcd"), dict) else {}
@@ -114,10 +98,6 @@ def move_ha_ports(raw: dict[str, Any], t: Topology, free: Callable[[int], int]) 
     assert t.ha is not None
     first = free(2 * t.ha.etcd.members)
     etcd["port"], etcd["peer_port"] = first, first + t.ha.etcd.members
-    if any(not g.citus for g in ha_groups(t)):
-        section.pop("analytics", None)
-        return [ANALYTICS_LEFT]
-    return []
 
 
 def plain_conf(data: Path, chown: Any) -> bool:

@@ -122,7 +122,6 @@ def refuse_unsupported(ctx: ClusterContext, backend_name: str) -> None:
         raise RefusedError("--in-place on the Docker backend is built for clusters without HA, and this topology "
                            "has an `ha` section; nothing was changed",
                            hint="restore into a new cluster with --into NAME")
-    ha.refuse_analytics(ctx.topology, "restore --in-place")
     if backend_name not in ("local", "docker"):
         raise RefusedError(f"--in-place restores clusters on the local and Docker backends; this one runs on "
                            f"{backend_name}; nothing was changed", hint="restore into a new cluster with --into NAME")

@@ -63,14 +63,13 @@ class RestoreResult:
     redis: bool = False
     verify: VerifyReport | None = None
     kept_aside: list[str] = field(default_factory=list)  # in place: the data the restore replaced
-    notes: list[str] = field(default_factory=list)  # what of the source's layout the new cluster leaves out
 
     def to_json(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "topology": str(self.topology_file) if self.topology_file else None,
                 "set": self.set.label, "restore_point": self.set.point, "point_time": self.set.point_time,
                 "chosen": self.chosen, "nodes": self.nodes, "redis": self.redis, "seconds": round(self.seconds, 3),
                 "phases": {k: round(v, 3) for k, v in self.phases.items()},
-                "kept_aside": self.kept_aside, "notes": self.notes,
+                "kept_aside": self.kept_aside,
                 "verify": self.verify.to_json() if self.verify else None}
 
 
@@ -92,7 +91,7 @@ def restore_into(ctx: ClusterContext, backend: Any, selection: Selection, into: 
         raise RefusedError(f"--into {name}: that is the running cluster; restoring in place needs --in-place")
     if target_file.exists():
         raise RefusedError(f"{target_file} already exists", hint="choose another name with --into, or remove it")
-    text, left_out = new_topology_text(ctx.topology_path, ctx, name)
+    text = new_topology_text(ctx.topology_path, ctx, name)
     target_file.write_text(text)
     try:
         tctx = Ctx.build(load_topology(target_file), target_file.absolute())
@@ -104,7 +103,7 @@ def restore_into(ctx: ClusterContext, backend: Any, selection: Selection, into: 
     except BaseException:
         target_file.unlink(missing_ok=True)
         raise
-    data.topology_file, data.notes = target_file, left_out
+    data.topology_file = target_file
     return finish(data, tctx, tbe, emit, timeout)
 
 
@@ -113,7 +112,6 @@ def up_from_backup(ctx: ClusterContext, backend: Any, name: str, emit: Emit = ig
     """A fresh cluster from the repository's set (or restore point) `name` instead of empty databases."""
     from streamctl.backends.base import NodeState
 
-    ha.refuse_analytics(ctx.topology, "up --from-backup")
     tool = PgBackRest(ctx, backend)
     tool.require_restores()
     existing = [n.name for n in ctx.topology.nodes() if backend.observe(n).state is not NodeState.MISSING]

@@ -36,10 +36,9 @@ def _free_run(n: int, taken: set[int]) -> int:
     raise BackupError("no free ports on 127.0.0.1 for the restored cluster")
 
 
-def new_topology_text(source: Path, ctx: ClusterContext, name: str) -> tuple[str, list[str]]:
+def new_topology_text(source: Path, ctx: ClusterContext, name: str) -> str:
     """The source file's settings (its ${VAR}s kept, not expanded) with another cluster name and free
-    ports for every node (and its `ha:` members and etcd), so the copy runs beside the original; with what
-    of the source's layout the copy leaves out, to say so."""
+    ports for every node (and its `ha:` members and etcd), so the copy runs beside the original."""
     raw = yaml.safe_load(source.read_text()) or {}
     t = ctx.topology
     taken: set[int] = {n.port for n in t.nodes()} | {t.gateway.port} | ha_ports(t)
@@ -62,8 +61,9 @@ def new_topology_text(source: Path, ctx: ClusterContext, name: str) -> tuple[str
                                         for r in t.analytics.replicas]
     for key in ("mongo", "redis", "gateway"):
         section(key)["port"] = _free_run(1, taken)
-    left = move_ha_ports(raw, t, lambda n: _free_run(n, taken)) if t.ha_on else []
-    return "# restored by streamctl from cluster " + t.cluster + "\n" + yaml.safe_dump(raw, sort_keys=False), left
+    if t.ha_on:
+        move_ha_ports(raw, t, lambda n: _free_run(n, taken))
+    return "# restored by streamctl from cluster " + t.cluster + "\n" + yaml.safe_dump(raw, sort_keys=False)
 
 
 def default_name(ctx: ClusterContext) -> str:

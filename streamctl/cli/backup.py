@@ -151,8 +151,6 @@ def report_restore(result: object, json_: bool) -> None:
         render.line(f"cluster {result.cluster} restored in {result.seconds:.1f}s{where}", "bold green")
         for aside in result.kept_aside:
             render.note(f"the data it replaced is kept: {aside}; remove it once you are satisfied")
-        for note in result.notes:
-            render.note(note)
     if result.verify is not None and int(result.verify.exit_code) != 0:
         if not json_:
             bad = [r for r in result.verify.results if r.status.value not in ("passed", "skipped")]

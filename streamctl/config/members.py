@@ -61,6 +61,12 @@ def group_standbys(ha: HaSpec, role: Role) -> tuple[int, str]:
     return (own, f"ha.{kind}.standbys") if own is not None else (ha.standbys, "ha.standbys")
 
 
+def may_lead(t: Topology, node: Node) -> bool:
+    """Whether HA can cover this node, so turning it on or off converts its data: a Citus node or the analytics
+    primary that streamctl provisions."""
+    return not node.is_external and (t.runs_citus(node.role) or node.role is Role.ANALYTICS_PRIMARY)
+
+
 def ha_groups(t: Topology, hosts: Mapping[str, str] | None = None) -> list[Group]:
     """Every Citus group with its members (none without Citus), then the analytics primary's when
     `ha.analytics.standbys` gives it standbys; none when `ha` is off. `hosts`: member name -> the address

@@ -24,14 +24,6 @@ def standbys_hold_data(group: Group, held: list[str], where: str) -> RefusedErro
                         hint=f"remove {where} (a standby's copy, not the node's data), then run `streamctl up` again")
 
 
-def only_citus(name: str) -> RefusedError:
-    """Docker's refusal for the analytics primary (the local backend converts it)."""
-    return RefusedError(f"turning ha on or off for {name}, which holds data, is built on Docker for the Citus "
-                        "groups only (the analytics primary is converted on the local backend)",
-                        hint="keep ha.analytics as it was, or start the analytics primary from "
-                             "`streamctl down --volumes`")
-
-
 def not_answering(name: str, who: str) -> RefusedError:
     return RefusedError(f"turning ha off for {name}: {who} does not answer, and only it can say which member leads "
                         "(whose data stays the node)",

@@ -194,6 +194,11 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
         extra = analytics.dcs_settings(t)
         dcs["ignore_slots"] = extra["ignore_slots"]
         dcs["postgresql"]["parameters"].update(extra["postgresql"]["parameters"])
+    if member.name != group.members[0].name:
+        # Only the node's own member may bootstrap a new group (Patroni races for it among the members that have a
+        # `bootstrap` section): the others wait for it to lead and clone from it, so a new group is always led by
+        # its node's member, as turning ha off and the restores expect, whichever Patroni starts first.
+        del config["bootstrap"]
     return config
 
 

@@ -5,8 +5,12 @@ DCS goes. Each group has its own copy of the dynamic configuration (Patroni keys
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from streamctl.backends.base import Backend
-from streamctl.config.members import Group, ha_groups
+from streamctl.config.members import Group, ha_groups, may_lead
+from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError
 from streamctl.ha import rest
@@ -14,10 +18,39 @@ from streamctl.ha.secrets import ha_secrets
 from streamctl.steps import ConfigStep
 
 DCS_STEP = "patroni failsafe mode"
+LEFT_SLOTS_STEP = "standbys' slots left by Patroni"
 
 
 def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
-    return [_failsafe_step(ctx, g) for g in ha_groups(ctx.topology, ctx.store.pinned()) if not g.node.is_external]
+    groups = ha_groups(ctx.topology, ctx.store.pinned())
+    led = {g.node.name for g in groups}
+    return [_failsafe_step(ctx, g) for g in groups if not g.node.is_external] + [
+        _left_slots_step(ctx, n) for n in ctx.topology.nodes() if may_lead(ctx.topology, n) and n.name not in led]
+
+
+def standby_slot_pattern(node: Node) -> str:
+    """The names Patroni gives its physical slots for the node's standbys `<node>-<k>` (a POSIX regex)."""
+    return "^" + re.sub(r"[-.]", "_", node.name.lower()) + "_[0-9]+$"
+
+
+def _left_slots_step(ctx: ClusterContext, node: Node) -> ConfigStep:
+    pattern = standby_slot_pattern(node)
+
+    def left(conn: Any) -> list[str]:
+        rows = conn.execute("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical' "
+                            "AND NOT active AND slot_name ~ %s ORDER BY 1", (pattern,)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def pending() -> list[str]:
+        with ctx.pg_connect(node.name, "postgres") as conn:
+            return [f"drop slot {s}: Patroni's for a standby gone with ha (unused, it keeps WAL)" for s in left(conn)]
+
+    def apply() -> None:
+        with ctx.pg_connect(node.name, "postgres") as conn:
+            for slot in left(conn):
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+    return ConfigStep(node.name, LEFT_SLOTS_STEP, pending, apply, after=())
 
 
 def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:

@@ -8,6 +8,7 @@ role yet would fail the login although the leader accepts it (`replayed`)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import psycopg
@@ -37,17 +38,33 @@ class PermanentSlots:
     def __init__(self, ctx: ClusterContext, group: Group) -> None:
         self.ctx, self.group = ctx, group
         self.ca = ctx.ca_path() if ctx.tls_on else None
+        self._nudged = float("-inf")
 
     def changes(self) -> dict[str, Any]:
         return analytics.slot_changes(self.ctx.topology, analytics.declared_slots(self.group, self.ca))
 
-    def _standby_slots(self, member: Member) -> set[str]:
-        """The logical slots a standby holds, asked of that member alone (not of whichever leads)."""
+    def _standby_view(self, member: Member) -> tuple[dict[str, str | None], str | None]:
+        """The logical slots a standby holds, each with the WAL segment its restart point is in, and the standby's
+        oldest WAL segment (both as a WAL file name's last 16 digits), asked of that member alone."""
         params = {**self.ctx.pg_ssl(target=self.group.node.name), "connect_timeout": 5}
         uri = pg_engine.uri(member.node.host, member.port, self.ctx.topology.analytics.database,
                             self.ctx.topology.pg_user, self.ctx.secrets["postgres_password"], params)
         with psycopg.connect(uri, autocommit=True) as conn:
-            return catalog.logical_slot_names(conn)
+            row = conn.execute("SELECT min(right(name, 16)), (SELECT setting::bigint FROM pg_settings WHERE name = "
+                               "'wal_segment_size') FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'").fetchone()
+            slots = conn.execute("SELECT slot_name, restart_lsn::text FROM pg_replication_slots "
+                                 "WHERE slot_type = 'logical'").fetchall()
+        oldest, size = (str(row[0]) if row and row[0] else None), (int(row[1]) if row and row[1] else 16 << 20)
+        return {str(n): segment(str(lsn), size) if lsn else None for n, lsn in slots}, oldest
+
+    def _nudge(self) -> None:
+        """A checkpoint on the leader, at most every 15 s: it logs the running transactions, from which the
+        replica's walsender moves its slot's restart point forward once the replica confirms what it received."""
+        now = time.monotonic()
+        if now - self._nudged >= 15.0:
+            self._nudged = now
+            with self.ctx.pg_connect(self.group.node.name) as conn:
+                conn.execute("CHECKPOINT")
 
     def missing_on_standbys(self) -> list[str]:
         wanted = set(analytics.wanted_slots(self.ctx.topology))
@@ -63,8 +80,16 @@ class PermanentSlots:
             if s.state != "streaming":  # Patroni restarts a standby to copy a slot: done once it streams again
                 out.append(f"wait for {s.name} to stream (it is {s.state or 'unknown'})")
                 continue
-            out += [f"wait for Patroni to copy slot {slot} to {s.name}"
-                    for slot in sorted(wanted - self._standby_slots(names[s.name]))]
+            held, oldest = self._standby_view(names[s.name])
+            out += [f"wait for Patroni to copy slot {slot} to {s.name}" for slot in sorted(wanted - set(held))]
+            # A copy whose restart point is in WAL older than the standby holds (the slot was made before the standby
+            # was cloned: a restore's, a conversion's) cannot be advanced there: Patroni copies it again and restarts
+            # the standby each loop until the leader's slot has moved on.
+            early = sorted(n for n, seg in held.items()
+                           if n in wanted and seg is not None and oldest is not None and seg < oldest)
+            if early:
+                self._nudge()
+            out += [f"wait for slot {n}'s restart point to reach WAL that {s.name} holds" for n in early]
         return out
 
     def step(self) -> ConfigStep:
@@ -91,6 +116,13 @@ class PermanentSlots:
         replicas = self.ctx.topology.nodes_by_role(Role.ANALYTICS_REPLICA)
         return ConfigStep(self.group.node.name, PERMANENT_SLOTS_STEP, pending, apply,
                           after=tuple((r.name, SUBSCRIPTION_STEP) for r in replicas))
+
+
+def segment(lsn: str, size: int) -> str:
+    """The WAL file name's last 16 digits (log and segment number) of the segment holding `lsn` ('X/Y')."""
+    high, low = lsn.split("/")
+    number, per_log = ((int(high, 16) << 32) | int(low, 16)) // size, (1 << 32) // size
+    return f"{number // per_log:08X}{number % per_log:08X}"
 
 
 def replayed(ctx: ClusterContext, step: ConfigStep) -> ConfigStep:

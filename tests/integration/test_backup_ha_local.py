@@ -22,6 +22,7 @@ import contextlib
 import os
 import shutil
 import signal
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from tests.support.ha import (
     add_titles,
     group_of,
     kill_member,
+    member_slots,
     roles_and_timelines,
     user_ids,
     wait_until,
@@ -112,10 +114,11 @@ def test_the_analytics_primary_under_ha_is_backed_up_across_a_switchover_and_res
     """Its group's stanza lists both members and the leader archives into it; a full backup from its standby; rows
     written, a switchover of the analytics group (the standby leads, on a new timeline), more rows, an incremental
     backup with its restore point (from the old leader, a standby now), rows after it; archiving went on into the
-    same stanza and verify's archiving check passes on the new leader; `restore --point` into a new cluster: the
-    analytics primary (without standbys there: ha.analytics left out, said in the notes) and its replica hold
-    exactly the point's rows, and verify passes on the restored cluster."""
-    from streamctl.backup.ha import ANALYTICS_LEFT
+    same stanza and verify's archiving check passes on the new leader; then the point restored three ways, each
+    coming back under HA (verify passes, the analytics group led by the restored data, its standby cloned and
+    streaming, exactly the point's rows on the primary and its replica, the replica's slot permanent and new rows
+    reaching it): into a new cluster, in place (the standby led: the restored data leads again), and by `up
+    --from-backup` after `down --volumes`."""
     from streamctl.seed.run import SeedOptions, seed
 
     c = analytics_cluster
@@ -157,17 +160,51 @@ def test_the_analytics_primary_under_ha_is_backed_up_across_a_switchover_and_res
     assert f"--pg1-path={c.backend.member_paths(group.node, group.members[1]).data_dir} " in command, command
 
     result = restore_into(c.ctx, c.backend, Selection(point="a2"), f"{c.topology.cluster}-a2")
-    assert result.topology_file is not None and result.notes == [ANALYTICS_LEFT], result.notes
+    assert result.topology_file is not None
     restored = LocalCluster(result.topology_file)
-    assert result.verify is not None and int(result.verify.exit_code) == 0, [
+    assert result.verify is not None and int(result.verify.exit_code) == 0, [  # its HA checks included
         r.to_json() for r in result.verify.results if r.status.value not in ("passed", "skipped")]
-    assert [g.node.name for g in ha_groups(restored.topology)] == ["coordinator", "worker-1"]
-    assert platform_sums(restored.ctx) == sums
-    assert (_tagged(restored, ANALYTICS, "-after-switchover"), _tagged(restored, ANALYTICS, "-after-a2")) == (20, 0)
-    assert user_ids(restored, REPLICA) == replica_ids == user_ids(restored, ANALYTICS)
+    assert [g.node.name for g in ha_groups(restored.topology)] == ["coordinator", "worker-1", ANALYTICS]
+    _assert_analytics_back(restored, sums, replica_ids)
     assert all(s.name.startswith(f"{restored.topology.cluster}-")
                for s in PgBackRest(restored.ctx, restored.backend).stanzas())
     _remove(restored)
+
+    # in place, the analytics group led by its standby: the restored data (in the node's own directory) leads
+    done = c.cli.json("restore", "--point", "a2", "--in-place", "--yes")
+    assert done["restore_point"] == "a2" and done["verify"]["exit_code"] == 0, done
+    kept = {Path(p).name.split(".before-restore-")[0] for p in done["kept_aside"]}
+    assert {"data", "patroni.yml", ANALYTICS_STANDBY, "etcd"} <= kept, kept  # nothing deleted
+    c.reload()
+    _assert_analytics_back(c, sums, replica_ids)
+    for aside in done["kept_aside"]:
+        shutil.rmtree(aside, ignore_errors=True) if Path(aside).is_dir() else Path(aside).unlink()
+
+    c.down(volumes=True)  # and the same point as a new cluster of this topology
+    done = c.cli.json("up", "--from-backup", "a2")
+    assert done["restore_point"] == "a2" and done["verify"]["exit_code"] == 0, done
+    c.reload()
+    _assert_analytics_back(c, sums, replica_ids)
+
+
+def _assert_analytics_back(c: LocalCluster, sums: Any, replica_ids: Any) -> None:
+    """After a restore of a2 under HA: the analytics group led by the restored data (its node), the standby
+    cloned from it and streaming; exactly the point's rows on the primary and its replica; the replica's slot
+    a permanent slot, present on the standby too, and rows written afterwards reach the replica."""
+    from streamctl.names import subscription_name
+
+    members, ca = group_of(c, ANALYTICS).members, c.ctx.ca_path() if c.ctx.tls_on else None
+    wanted = {ANALYTICS: ("leader", "running"), ANALYTICS_STANDBY: ("replica", "streaming")}
+    for _ in range(5):  # and it stays so: Patroni does not restart the standby to copy the slot again
+        assert {s.name: (s.ha_role, s.state) for s in rest.group_members(members, ca)} == wanted
+        time.sleep(1)
+    assert platform_sums(c.ctx) == sums
+    assert (_tagged(c, ANALYTICS, "-after-switchover"), _tagged(c, ANALYTICS, "-after-a2")) == (20, 0)
+    assert user_ids(c, REPLICA) == replica_ids == user_ids(c, ANALYTICS)
+    slot = subscription_name(REPLICA)
+    wait_until("the replica's slot on the standby", lambda: slot in member_slots(c, ANALYTICS, ANALYTICS_STANDBY), 60)
+    _add_users(c, "-after-restore")
+    wait_until("the replica receiving rows", lambda: _tagged(c, REPLICA, "-after-restore") == 20, 60)
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +369,7 @@ def test_restore_of_the_point_after_the_failover_comes_back_under_ha(story) -> N
     assert t.ha is not None and [g.node.name for g in ha_groups(t)] == ["coordinator", "worker-1"]
     assert not {m.port for g in ha_groups(t) for m in g.members} & {m.port for g in ha_groups(c.topology)
                                                                     for m in g.members}  # ports of its own
-    assert t.ha.etcd.port != c.topology.ha.etcd.port and result.notes == []
+    assert t.ha.etcd.port != c.topology.ha.etcd.port
     _assert_under_ha(restored)
     assert platform_sums(restored.ctx) == story["sums_b3"]
     with restored.ctx.pg_connect("coordinator") as conn:

@@ -20,7 +20,14 @@ import yaml
 from streamctl.names import subscription_name
 from tests.support.cluster import LocalCluster, running
 from tests.support.engines import require
-from tests.support.ha import USER_INSERT, analytics_ha, check_analytics_group, user_ids, wait_until
+from tests.support.ha import (
+    USER_INSERT,
+    analytics_ha,
+    check_analytics_group,
+    physical_slots,
+    user_ids,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.etcd]
 
@@ -127,6 +134,7 @@ def test_turning_ha_on_and_off_for_the_analytics_primary_keeps_its_data_and_repl
     with c.ctx.pg_connect(PRIMARY, "analytics_db") as conn:
         assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
                             (SLOT,)).fetchone() == (1,)  # the replica's slot kept
+    assert physical_slots(c, PRIMARY) == []  # Patroni's for the standby, which would keep WAL for ever
     sub, srv = _where(c)
     assert "target_session_attrs" not in sub and "target_session_attrs" not in srv, (sub, srv)
     _flows(c, "after-ha-off")

@@ -19,7 +19,7 @@ from streamctl.config.members import ha_groups
 from streamctl.ha import rest
 from tests.support.cluster import topology_dict
 from tests.support.docker import DockerCluster, cluster_resources, docker_client, unique_cluster, use_image
-from tests.support.ha import before_conversion, citus_sums, conversion_plan, system_ids
+from tests.support.ha import before_conversion, citus_sums, conversion_plan, physical_slots, system_ids
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port_run
 
@@ -115,5 +115,6 @@ def test_turning_ha_off_keeps_each_leaders_data_and_removes_the_rest(seeded: tup
         client.close()
     with c.ctx.pg_connect("coordinator", c.topology.metadata.database) as conn:
         assert catalog.secondaries(conn) == []
+    assert {n: physical_slots(c, n) for n in ("coordinator", "worker-1")} == {"coordinator": [], "worker-1": []}
     _citus_checks_pass(c)
     assert c.up().changed is False

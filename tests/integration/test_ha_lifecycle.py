@@ -25,7 +25,7 @@ from streamctl.config.members import Group, ha_groups
 from streamctl.ha import rest
 from tests.support.cluster import LocalCluster, running
 from tests.support.engines import require
-from tests.support.ha import before_conversion, citus_sums, conversion_plan, system_ids, wait_until
+from tests.support.ha import before_conversion, citus_sums, conversion_plan, physical_slots, system_ids, wait_until
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.etcd]
@@ -165,6 +165,7 @@ def test_turning_ha_off_keeps_each_leaders_data_and_removes_the_rest(cluster: Lo
     assert not list(home.nodes.glob("*/patroni.yml"))
     with c.ctx.pg_connect("coordinator", c.topology.metadata.database) as conn:
         assert catalog.secondaries(conn) == []
+    assert {n: physical_slots(c, n) for n in ("coordinator", "worker-1")} == {"coordinator": [], "worker-1": []}
     checks = c.cli.json("verify", "--only", "citus")["checks"]
     assert {r["status"] for r in checks} <= {"passed", "skipped"}, checks
     _insert(c, "after-off")

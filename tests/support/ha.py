@@ -255,3 +255,11 @@ def conversion_plan(c: Any) -> dict[str, Any]:
     for name in ("coordinator", "worker-1"):
         assert "holds data made without ha" in plan[name].observation.detail, plan[name].observation
     return plan
+
+
+def physical_slots(c: LocalCluster, node: str) -> list[str]:
+    """The node's physical replication slots (once ha is off, Patroni's for the standbys must be gone: each would
+    keep the node's WAL for ever)."""
+    with c.ctx.pg_connect(node, "postgres") as conn:
+        return [str(r[0]) for r in conn.execute("SELECT slot_name FROM pg_replication_slots "
+                                                "WHERE slot_type = 'physical' ORDER BY 1")]

@@ -244,16 +244,12 @@ def test_backed_up_swarm_nodes_start_pgbackrest_server_for_the_repository_only()
             assert "pgbackrest" not in " ".join(command), (node.name, command)
 
 
-def test_a_restored_topology_keeps_ha_with_ports_of_its_own_and_leaves_the_analytics_group_out() -> None:
-    from streamctl.backup.ha import ANALYTICS_LEFT, move_ha_ports, refuse_analytics
+def test_a_restored_topology_keeps_ha_with_ports_of_its_own_the_analytics_group_included() -> None:
+    from streamctl.backup.ha import move_ha_ports
     from streamctl.config.members import etcd_members, ha_groups
 
-    # (a restore into a new cluster leaves ha.analytics out: turning ha on for its data is another piece)
     raw = {"backend": "local", "ha": {"standbys": 1, "analytics": {"standbys": 1}, "etcd": {"members": 3}}}
     source = parse_topology(raw)
-    with pytest.raises(RefusedError) as info:  # up --from-backup / --in-place: its data cannot lead yet
-        refuse_analytics(source)
-    assert "ha.analytics.standbys" in info.value.message and int(info.value.exit_code) == 10
     firsts = iter([40000, 41000, 42000])
     asked: list[int] = []
 
@@ -261,13 +257,13 @@ def test_a_restored_topology_keeps_ha_with_ports_of_its_own_and_leaves_the_analy
         asked.append(n)
         return next(firsts)
 
-    assert move_ha_ports(raw, source, free) == [ANALYTICS_LEFT]
-    assert asked == [3, 6, 6]  # the standbys of the coordinator and 2 workers, every member's REST, 3 etcd x 2
+    move_ha_ports(raw, source, free)
+    # the standbys of the coordinator, 2 workers and the analytics primary, every member's REST, 3 etcd x 2
+    assert asked == [4, 8, 6]
     restored = parse_topology(raw)
     groups = ha_groups(restored)
-    assert [g.node.name for g in groups] == ["coordinator", "worker-1", "worker-2"]  # no analytics group
-    assert sorted(m.port for g in groups for m in g.members[1:]) == [40000, 40001, 40002]
-    assert sorted(m.rest_port for g in groups for m in g.members) == list(range(41000, 41006))
+    assert [g.node.name for g in groups] == ["coordinator", "worker-1", "worker-2", "analytics-primary"]
+    assert sorted(m.port for g in groups for m in g.members[1:]) == [40000, 40001, 40002, 40003]
+    assert sorted(m.rest_port for g in groups for m in g.members) == list(range(41000, 41008))
     assert [(e.port, e.peer_port) for e in etcd_members(restored)] == [(42000, 42003), (42001, 42004),
                                                                        (42002, 42005)]
-    refuse_analytics(restored)  # nothing left to refuse

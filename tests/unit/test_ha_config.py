@@ -186,12 +186,12 @@ def test_swarm_places_a_groups_members_on_distinct_hosts_or_says_how_many_it_nee
         "qualify (db-1, db-2)"], problems
 
 
-def _member_config(ha: dict, tls_dir: Path | None = Path("/s/tls"), base: str = "/s/nodes"):  # type: ignore[no-untyped-def,type-arg]
+def _member_config(ha: dict, tls_dir: Path | None = Path("/s/tls"), base: str = "/s/nodes", index: int = 1):  # type: ignore[no-untyped-def,type-arg]
     from streamctl.ha import patroni
 
     t = parse_topology({**LOCAL, "ha": ha}, env={})
     group = ha_groups(t)[1]
-    member = group.members[1]
+    member = group.members[index]
     secrets = {"replication_password": "r", "rewind_password": "w", "rest_password": "p"}
     return member, patroni.member_config(t, group, member, patroni.MemberPaths(Path(base) / member.name),
                                          Path("/pg/bin"), tls_dir, "super", secrets,
@@ -201,7 +201,10 @@ def _member_config(ha: dict, tls_dir: Path | None = Path("/s/tls"), base: str = 
 def test_a_members_patroni_configuration_follows_the_topology() -> None:
     member, conf = _member_config({"synchronous": "on", "ttl": 30, "loop_wait": 10})
     assert (conf["name"], conf["citus"]) == ("worker-1-2", {"group": 1, "database": "metadata_db"})
-    dcs = conf["bootstrap"]["dcs"]
+    assert "bootstrap" not in conf  # only the node's own member may bootstrap a new group: the others clone from it
+    _, first = _member_config({"synchronous": "on", "ttl": 30, "loop_wait": 10}, index=0)
+    assert first["name"] == "worker-1"
+    dcs = first["bootstrap"]["dcs"]
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (30, 10, 10, True)
     assert dcs["postgresql"]["use_pg_rewind"] and dcs["postgresql"]["parameters"]["wal_log_hints"] == "on"
     assert dcs["postgresql"]["parameters"]["wal_level"] == "logical"  # the node's own settings
@@ -221,7 +224,7 @@ def test_a_members_patroni_configuration_follows_the_topology() -> None:
 
 
 def test_without_tls_and_with_a_deep_directory_patroni_gets_plain_host_lines_and_tcp() -> None:
-    _, conf = _member_config({"synchronous": "quorum", "ttl": 20, "loop_wait": 18}, None, "/" + "d" * 90)
+    _, conf = _member_config({"synchronous": "quorum", "ttl": 20, "loop_wait": 18}, None, "/" + "d" * 90, index=0)
     assert conf["bootstrap"]["dcs"]["synchronous_mode"] == "quorum"
     assert conf["bootstrap"]["dcs"]["retry_timeout"] == 1  # ttl >= loop_wait + 2 x retry_timeout
     assert "certfile" not in conf["restapi"] and "sslmode" not in conf["postgresql"]["authentication"]["rewind"]
@@ -260,7 +263,7 @@ def test_the_analytics_primary_is_a_plain_patroni_cluster_only_when_given_standb
     assert [(m.name, m.port, m.rest_port) for m in group.members] == [
         ("analytics-primary", 15442, 18008), ("analytics-primary-2", 17432, 18009)]
     secrets = {"replication_password": "r", "rewind_password": "w", "rest_password": "p"}
-    member = group.members[1]
+    member = group.members[0]
     conf = patroni.member_config(t, group, member, patroni.MemberPaths(Path("/s") / member.name), Path("/pg/bin"),
                                  Path("/s/tls"), "super", secrets, etcd_members(t))
     assert "citus" not in conf and conf["scope"] == "streamplat-analytics"
@@ -284,3 +287,24 @@ def test_the_permanent_slots_follow_the_replicas_and_leave_an_operators_alone() 
                 "streamctl_sub_gone": spec, "operators_own": spec}
     assert analytics.slot_changes(t, declared) == {"streamctl_sub_r_b": spec, "streamctl_sub_gone": None}
     assert analytics.slot_changes(t, {**declared, "streamctl_sub_r_b": spec, "streamctl_sub_gone": None}) == {}
+
+
+def test_the_slots_left_by_patroni_are_named_as_it_names_the_nodes_standbys() -> None:
+    """Patroni names a member's physical slot in lower case with '-' and '.' as '_' (Patroni's
+    slot_name_from_member_name); `up` drops, once ha is off, only those of the node's own standbys."""
+    import re
+
+    from streamctl.services.ha import standby_slot_pattern
+
+    worker = next(n for n in parse_topology({"backend": "local"}).nodes() if n.name == "worker-1")
+    pattern = re.compile(standby_slot_pattern(worker))
+    assert [s for s in ("worker_1_2", "worker_1_13", "worker_10_2", "worker_1", "worker_1_2_x", "pg_backup")
+            if pattern.fullmatch(s)] == ["worker_1_2", "worker_1_13"]
+
+
+def test_a_slots_restart_point_is_named_by_its_wal_segment_as_the_files_are() -> None:
+    from streamctl.services.permanent_slots import segment
+
+    assert segment("0/A00E218", 16 << 20) == "000000000000000A"  # file 00000003000000000000000A, any timeline
+    assert segment("1/FF000000", 16 << 20) == "00000001000000FF"
+    assert segment("0/3000000", 64 << 20) == "0000000000000000"

@@ -22,7 +22,7 @@ from streamctl.backends.docker.ha import DockerHa
 from streamctl.backends.docker.ha_release import release
 from streamctl.backends.docker.images import ImagePuller
 from streamctl.backends.docker.template import LABEL_TEMPLATE, VolumeTemplates
-from streamctl.config.members import Group, ha_groups
+from streamctl.config.members import Group, ha_groups, may_lead
 from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.engines.tls import CA
@@ -129,7 +129,7 @@ class DockerBackend(EngineBackend):
         if node.name in self._groups and action is not Action.NOOP:
             self.ha.apply(self._groups[node.name], recreate=action is Action.RECREATE)
             return
-        if node.is_postgres and action is not Action.NOOP and self.topology.runs_citus(node.role):
+        if node.is_postgres and action is not Action.NOOP and may_lead(self.topology, node):
             ha_convert.turn_off(self.ha, node)  # a group Patroni ran: its own member's data kept as the node
         super().apply(node, action)
 

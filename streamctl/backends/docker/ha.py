@@ -17,7 +17,7 @@ from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
 from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, dockerfile, member_image
 from streamctl.backends.docker.prepare import image_major
-from streamctl.config.members import EtcdMember, Group, etcd_members
+from streamctl.config.members import EtcdMember, Group, etcd_members, may_lead
 from streamctl.config.model import Engine, Node
 from streamctl.engines.tls import server_files
 from streamctl.errors import BackendError, RefusedError
@@ -165,7 +165,7 @@ class DockerHa:
         c = self.b._find(node)
         if c is None:  # data left by `down`: a plain server's under ha (converted), or Patroni's with ha off
             found = (ha_convert.layout(self, spec.volume_name(self.t.cluster, node.name), node.image)
-                     if under_ha or self.t.runs_citus(node.role) else None)
+                     if under_ha or may_lead(self.t, node) else None)
             if found is not None and under_ha and found.plain:
                 return ha_convert.on_refusal(self, self.groups[node.name])
             return (not_answering(node.name, "Patroni (`down` removed its members' containers)")

@@ -1,4 +1,6 @@
-"""Turning ha on for a Citus node's container that already holds data, and off again (#27 item 6), on Docker.
+"""Turning ha on for a Citus node's or the analytics primary's container that already holds data, and off again
+(#27 item 6), on Docker. For the analytics primary the replicas' slots stay in its data (Patroni's `ignore_slots`
+names them) and `up`'s configuration steps re-point the subscriptions and the FDW server at the group's members.
 
 A plain node and its group's first member share a name, hence a volume: the node's data stays where it is,
 only the container around it changes. The plain server keeps its data in the volume's `pgdata/` (the image's
@@ -30,7 +32,7 @@ from streamctl.config.members import Group
 from streamctl.config.model import Engine, Node
 from streamctl.errors import BackendError, RefusedError
 from streamctl.ha import rest
-from streamctl.ha.convert import OFF_MARKER, PATRONI_FILES, not_answering, not_leading, only_citus, standbys_hold_data
+from streamctl.ha.convert import OFF_MARKER, PATRONI_FILES, not_answering, not_leading, standbys_hold_data
 from streamctl.ha.roles import ensure_patroni_roles
 from streamctl.ha.secrets import ha_secrets
 from streamctl.readiness import Readiness
@@ -117,9 +119,7 @@ def _helper(ha: DockerHa, volume: str, image: str, script: str, what: str, mode:
 
 # -- on ----------------------------------------------------------------------------------------------
 def on_refusal(ha: DockerHa, group: Group) -> RefusedError | None:
-    """Before anything changes: only a Citus group converts, and its standbys' volumes must hold no data."""
-    if not group.citus:
-        return only_citus(group.node.name)
+    """Before anything changes: the standbys' volumes must hold no data."""
     held = [m.name for m in group.members[1:]
             if (found := layout(ha, spec.volume_name(ha.t.cluster, m.name), group.node.image)) and found.member]
     return standbys_hold_data(group, held, ", ".join(f"volume {spec.volume_name(ha.t.cluster, n)}" for n in held))
@@ -198,8 +198,6 @@ def wait_led(ha: DockerHa, group: Group, first: bool, timeout: float = 180.0) ->
 # -- off ---------------------------------------------------------------------------------------------
 def off_refusal(ha: DockerHa, node: Node, c: Any) -> RefusedError | None:
     """Turning ha off keeps the data of the node's own member: refused unless it leads (or was checked to)."""
-    if not ha.t.runs_citus(node.role):
-        return only_citus(node.name)
     if _has_marker(c):
         return None
     try:

@@ -19,8 +19,8 @@ from streamctl.backends.local.ha import Etcd, GroupRecipe, stop_all
 from streamctl.backends.local.pg_install import check_postgres_install
 from streamctl.backends.local.privileges import RunAs, check_traversable, resolve_run_as
 from streamctl.backends.local.tls_files import install_tls
-from streamctl.config.members import Group, Member, ha_groups, member_addresses
-from streamctl.config.model import Engine, Node, Role, Topology
+from streamctl.config.members import Group, Member, ha_groups, may_lead, member_addresses
+from streamctl.config.model import Engine, Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import server_files
@@ -60,9 +60,7 @@ class LocalBackend:
         if self._groups and shutil.which("etcd") is None:
             raise PreflightError("etcd is not on PATH but the topology has an ha section",
                                  hint="install etcd-server (./scripts/install does), or remove the ha section")
-        may_be_led = (Role.ANALYTICS_PRIMARY,)  # besides the Citus nodes: the nodes HA can cover
-        for node in (n for n in nodes if (self.topology.runs_citus(n.role) or n.role in may_be_led)
-                     and not n.is_external):
+        for node in (n for n in nodes if may_lead(self.topology, n)):
             refusal = ha_convert.refusal(node, self._dir(node), self._groups.get(node.name), self.home.nodes.joinpath)
             if refusal is not None:
                 raise refusal

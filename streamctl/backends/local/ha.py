@@ -47,11 +47,16 @@ def _make_dirs(run_as: RunAs, *dirs: Path) -> None:
         run_as.chown(d)
 
 
+def etcd_root(home: Path) -> Path:
+    """Where the cluster's etcd members keep their data and pid files (`home`: the cluster's local home)."""
+    return home / "etcd"
+
+
 class Etcd:
-    """The cluster's etcd members, under <home>/etcd/."""
+    """The cluster's etcd members, under etcd_root."""
 
     def __init__(self, topology: Topology, home: Path) -> None:
-        self.topology, self.members, self.root = topology, etcd_members(topology), home / "etcd"
+        self.topology, self.members, self.root = topology, etcd_members(topology), etcd_root(home)
 
     def _pid_file(self, m: EtcdMember) -> Path:
         return self.root / m.name / "etcd.pid"

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from streamctl.backends.local.ha import BEFORE_HA, alive, stop_all
+from streamctl.backends.local.ha import BEFORE_HA, alive, etcd_root, stop_all
 from streamctl.backends.local.privileges import RunAs
 from streamctl.backends.local.recipes import Recipe, Runner
 from streamctl.config.members import Group
@@ -149,7 +149,7 @@ def release(node: Node, node_dir: Path, home: Path, run_as: RunAs) -> None:
     for name in ("patroni.yml", "pgpass", "run/patroni.pid"):
         (node_dir / name).unlink(missing_ok=True)
     if not any((home / "nodes").glob("*/patroni.yml")):  # no group left under Patroni: its DCS goes
-        etcd = home / "etcd"
+        etcd = etcd_root(home)
         stop_all(lambda: [p for f in etcd.glob("*/etcd.pid") if (p := alive(f, "etcd"))], signal.SIGTERM, "etcd")
         shutil.rmtree(etcd, ignore_errors=True)
     (node_dir / OFF_MARKER).unlink()
