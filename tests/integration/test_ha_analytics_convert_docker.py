@@ -12,9 +12,7 @@ One cluster for the module."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -44,62 +42,6 @@ def cluster() -> Iterator[DockerCluster]:
         c.destroy()
 
 
-def _set_ha(c: DockerCluster, ha: dict[str, Any] | None) -> None:
-    def change(data: dict[str, Any]) -> None:
-        data.pop("ha", None)
-        if ha is not None:
-            data["ha"] = ha
-
-    c.edit(change)
-
-
-def _insert(c: DockerCluster, tag: str, n: int) -> None:
-    with c.ctx.pg_connect(PRIMARY, "analytics_db") as conn:
-        for _ in range(n):
-            conn.execute(hs.USER_INSERT, {"id": str(uuid.uuid4()), "title": tag})
-
-
-def _sums(c: DockerCluster, node: str) -> dict[str, tuple[int, str]]:
-    """Rows and an md5 of the content, in key order, of each analytics table on `node`."""
-    out = {}
-    with c.ctx.pg_connect(node, "analytics_db") as conn:
-        for table in c.topology.analytics.tables:
-            row = conn.execute(f"SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') "
-                               f"FROM {table} t").fetchone()
-            assert row is not None
-            out[table] = (int(row[0]), str(row[1]))
-    return out
-
-
-def _sysid(c: DockerCluster) -> int:
-    with c.ctx.pg_connect(PRIMARY, "postgres") as conn:
-        row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-def _where(c: DockerCluster) -> tuple[str, str]:
-    """The replica subscription's connection string and the coordinator's FDW server options."""
-    with c.ctx.pg_connect(REPLICA, "analytics_db") as conn:
-        sub = conn.execute("SELECT subconninfo FROM pg_subscription WHERE subname = %s", (SLOT,)).fetchone()
-    with c.ctx.pg_connect("coordinator") as conn:
-        srv = conn.execute("SELECT srvoptions::text FROM pg_foreign_server").fetchone()
-    assert sub is not None and srv is not None
-    return str(sub[0]), str(srv[0])
-
-
-def _flows(c: DockerCluster, tag: str) -> None:
-    """A row written on the primary (its leader under ha) after the change reaches the replica."""
-    _insert(c, tag, 1)
-    hs.wait_until(f"the replica receiving the '{tag}' row",
-                  lambda: hs.user_ids(c, REPLICA) == hs.user_ids(c, PRIMARY), 90)
-
-
-def _verify_passes(c: DockerCluster, only: str) -> None:
-    checks = c.cli.json("verify", "--only", only)["checks"]
-    assert checks and {r["status"] for r in checks} <= {"passed", "skipped"}, checks
-
-
 def _labels(c: DockerCluster, name: str) -> dict[str, str]:
     client = docker_client()
     try:
@@ -111,38 +53,38 @@ def _labels(c: DockerCluster, name: str) -> dict[str, str]:
 def test_turning_ha_on_and_off_for_the_analytics_primary_keeps_its_data_and_replication(
         cluster: DockerCluster) -> None:
     c = cluster
-    _insert(c, "seed", 200)
-    hs.wait_until("the replica caught up", lambda: _sums(c, REPLICA) == _sums(c, PRIMARY), 90)
-    sums, sysid = _sums(c, PRIMARY), _sysid(c)
+    hs.insert_users(c, "seed", 200)
+    hs.wait_until("the replica caught up", lambda: hs.analytics_sums(c, REPLICA) == hs.analytics_sums(c, PRIMARY), 90)
+    sums, sysid = hs.analytics_sums(c, PRIMARY), hs.system_ids(c, (PRIMARY,))
     assert sums["users"][0] >= 200, sums
 
     ha = hs.analytics_ha()
     ha["loop_wait"] = 2
-    _set_ha(c, ha)
+    hs.set_ha(c, ha)
     c.up()
-    assert _sysid(c) == sysid  # the node's own volume leads, not a fresh initdb beside it
-    assert _sums(c, PRIMARY) == sums
+    assert hs.system_ids(c, (PRIMARY,)) == sysid  # the node's own volume leads, not a fresh initdb beside it
+    assert hs.analytics_sums(c, PRIMARY) == sums
     hs.check_analytics_group(c, SLOT)  # led, a sync standby cloned from it, the slot permanent on both
     assert _labels(c, PRIMARY)[LABEL_HA] == _labels(c, STANDBY)[LABEL_HA] == "member"
-    sub, srv = _where(c)
+    sub, srv = hs.replication_targets(c, SLOT)
     assert f"host={PRIMARY},{STANDBY}" in sub and "target_session_attrs=primary" in sub, sub
     assert f"host={PRIMARY},{STANDBY}" in srv and "target_session_attrs=primary" in srv, srv
-    _flows(c, "after-ha-on")
-    _verify_passes(c, "ha,replication")
-    assert _sums(c, REPLICA) == _sums(c, PRIMARY)
+    hs.replication_flows(c, "after-ha-on")
+    hs.verify_passes(c, "ha,replication")
+    assert hs.analytics_sums(c, REPLICA) == hs.analytics_sums(c, PRIMARY)
     assert c.up().changed is False
 
     c.cli.ok("switchover", PRIMARY, "--to", STANDBY)
-    _set_ha(c, None)
+    hs.set_ha(c, None)
     refused = c.cli.run("up")  # the node keeps its own member's data, and the standby leads: nothing changes
     assert refused.returncode == 10 and f"{STANDBY} leads it" in refused.stderr, refused.stderr
-    _set_ha(c, ha)
+    hs.set_ha(c, ha)
     c.cli.ok("switchover", PRIMARY, "--to", PRIMARY)
-    sums = _sums(c, PRIMARY)
+    sums = hs.analytics_sums(c, PRIMARY)
 
-    _set_ha(c, None)
+    hs.set_ha(c, None)
     c.up()
-    assert _sysid(c) == sysid and _sums(c, PRIMARY) == sums
+    assert hs.system_ids(c, (PRIMARY,)) == sysid and hs.analytics_sums(c, PRIMARY) == sums
     found = cluster_resources(c.cluster)
     left = [n for kind in ("containers", "volumes") for n in found[kind]
             if n.removeprefix(f"{c.cluster}-").startswith((STANDBY, "etcd-"))]
@@ -152,9 +94,9 @@ def test_turning_ha_on_and_off_for_the_analytics_primary_keeps_its_data_and_repl
         assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
                             (SLOT,)).fetchone() == (1,)  # the replica's slot kept
     assert hs.physical_slots(c, PRIMARY) == []  # Patroni's for the standby, which would keep WAL for ever
-    sub, srv = _where(c)
+    sub, srv = hs.replication_targets(c, SLOT)
     assert "target_session_attrs" not in sub and "target_session_attrs" not in srv, (sub, srv)
-    _flows(c, "after-ha-off")
-    _verify_passes(c, "replication")
-    assert _sums(c, REPLICA) == _sums(c, PRIMARY)
+    hs.replication_flows(c, "after-ha-off")
+    hs.verify_passes(c, "replication")
+    assert hs.analytics_sums(c, REPLICA) == hs.analytics_sums(c, PRIMARY)
     assert c.up().changed is False

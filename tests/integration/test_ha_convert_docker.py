@@ -19,7 +19,7 @@ from streamctl.config.members import ha_groups
 from streamctl.ha import rest
 from tests.support.cluster import topology_dict
 from tests.support.docker import DockerCluster, cluster_resources, docker_client, unique_cluster, use_image
-from tests.support.ha import before_conversion, citus_sums, conversion_plan, physical_slots, system_ids
+from tests.support.ha import before_conversion, citus_sums, conversion_plan, physical_slots, set_ha, system_ids
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port_run
 
@@ -50,15 +50,6 @@ def ha_section() -> dict[str, Any]:
             "etcd": {"port": etcd, "peer_port": etcd + 1}}
 
 
-def _set_ha(c: DockerCluster, ha: dict[str, Any] | None) -> None:
-    def change(data: dict[str, Any]) -> None:
-        data.pop("ha", None)
-        if ha is not None:
-            data["ha"] = ha
-
-    c.edit(change)
-
-
 def _citus_checks_pass(c: DockerCluster) -> None:
     checks = c.cli.json("verify", "--only", "citus")["checks"]
     assert checks and {r["status"] for r in checks} <= {"passed", "skipped"}, checks
@@ -67,7 +58,7 @@ def _citus_checks_pass(c: DockerCluster) -> None:
 def test_turning_ha_on_makes_each_nodes_volume_its_groups_leader(seeded: tuple[DockerCluster, dict[str, Any]],
                                                                  ha_section: dict[str, Any]) -> None:
     c, before = seeded
-    _set_ha(c, ha_section)
+    set_ha(c, ha_section)
     conversion_plan(c)
     c.up()
     assert system_ids(c) == before["sysids"]  # the same data, not a fresh initdb beside it
@@ -93,15 +84,15 @@ def test_turning_ha_off_keeps_each_leaders_data_and_removes_the_rest(seeded: tup
                                                                     ha_section: dict[str, Any]) -> None:
     c, before = seeded
     c.cli.ok("switchover", "worker-1", "--to", "worker-1-2")
-    _set_ha(c, None)
+    set_ha(c, None)
     refused = c.cli.run("up")  # the node keeps its own member's data, and a standby leads: nothing changes
     assert refused.returncode == 10 and "worker-1-2 leads it" in refused.stderr, refused.stderr
-    _set_ha(c, ha_section)
+    set_ha(c, ha_section)
     c.cli.ok("switchover", "worker-1", "--to", "worker-1")
     sums = citus_sums(c)
     assert sums == before["sums"]
 
-    _set_ha(c, None)
+    set_ha(c, None)
     c.up()
     assert system_ids(c) == before["sysids"] and citus_sums(c) == sums == before["sums"]
     found = cluster_resources(c.cluster)

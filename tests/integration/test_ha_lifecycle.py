@@ -18,14 +18,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 
 from streamctl.citus import catalog
 from streamctl.config.members import Group, ha_groups
 from streamctl.ha import rest
 from tests.support.cluster import LocalCluster, running
 from tests.support.engines import require
-from tests.support.ha import before_conversion, citus_sums, conversion_plan, physical_slots, system_ids, wait_until
+from tests.support.ha import (
+    before_conversion,
+    citus_sums,
+    conversion_plan,
+    physical_slots,
+    set_ha,
+    system_ids,
+    wait_until,
+)
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.etcd]
@@ -45,15 +52,6 @@ def ha_section() -> dict[str, Any]:
     etcd = free_port_run(2)
     return {"standbys": 1, "synchronous": "on", "ttl": 20, "loop_wait": 2, "port": free_port_run(2),
             "rest_port": free_port_run(4), "etcd": {"port": etcd, "peer_port": etcd + 1}}
-
-
-def _topology(c: LocalCluster, ha: dict[str, Any] | None) -> None:
-    data = yaml.safe_load(c.path.read_text())
-    data.pop("ha", None)
-    if ha is not None:
-        data["ha"] = ha
-    c.path.write_text(yaml.safe_dump(data, sort_keys=False))
-    c.reload()
 
 
 def _ca(c: LocalCluster) -> str | None:
@@ -87,7 +85,7 @@ def before(cluster: LocalCluster) -> dict[str, Any]:
 def test_turning_ha_on_makes_each_nodes_data_its_groups_leader(cluster: LocalCluster, before: dict[str, Any],
                                                                  ha_section: dict[str, Any]) -> None:
     c = cluster
-    _topology(c, ha_section)
+    set_ha(c, ha_section)
     plan = conversion_plan(c)
     assert [plan[n].action.value for n in ("coordinator", "worker-1")] == ["recreate", "recreate"], plan
     result = c.up()
@@ -148,14 +146,14 @@ def test_turning_ha_off_keeps_each_leaders_data_and_removes_the_rest(cluster: Lo
     c = cluster
     worker = next(g for g in ha_groups(c.topology) if g.node.name == "worker-1")
     c.cli.ok("switchover", "worker-1", "--to", worker.members[1].name)
-    _topology(c, None)
+    set_ha(c, None)
     refused = c.cli.run("up")
     assert refused.returncode == 10 and "worker-1-2 leads it" in refused.stderr, refused.stderr
-    _topology(c, ha_section)
+    set_ha(c, ha_section)
     c.cli.ok("switchover", "worker-1", "--to", "worker-1")
     sums = citus_sums(c)
 
-    _topology(c, None)
+    set_ha(c, None)
     result = c.up()
     actions = {s.node.name: s.action.value for s in result.node_steps}
     assert (actions["coordinator"], actions["worker-1"]) == ("recreate", "recreate"), actions

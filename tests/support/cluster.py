@@ -100,6 +100,13 @@ class LocalCluster:
         self.backend = self.backend_class(self.ctx)
         self.runner = Runner(self.ctx, self.backend, timeout=self.timeout)
 
+    def edit(self, change: Any) -> None:
+        """Apply `change(dict)` to the topology file and reload."""
+        data = yaml.safe_load(self.path.read_text())
+        change(data)
+        self.path.write_text(yaml.safe_dump(data, sort_keys=False))
+        self.reload()
+
     def up(self) -> Any:
         self.reload()
         return self.runner.up()

@@ -143,13 +143,6 @@ class DockerCluster(LocalCluster):
     def cluster(self) -> str:
         return self.topology.cluster
 
-    def edit(self, change: Any) -> None:
-        """Apply `change(dict)` to the topology file and reload."""
-        data = yaml.safe_load(self.path.read_text())
-        change(data)
-        self.path.write_text(yaml.safe_dump(data, sort_keys=False))
-        self.reload()
-
     def restart(self, name: str) -> None:
         """Restart node `name`'s container (as the engine does after a crash) and wait until it is ready."""
         client = docker_client()

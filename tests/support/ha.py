@@ -263,3 +263,58 @@ def physical_slots(c: LocalCluster, node: str) -> list[str]:
     with c.ctx.pg_connect(node, "postgres") as conn:
         return [str(r[0]) for r in conn.execute("SELECT slot_name FROM pg_replication_slots "
                                                 "WHERE slot_type = 'physical' ORDER BY 1")]
+
+
+# -- the analytics primary turned under ha and back (test_ha_analytics_convert_*.py) ------------------------------
+ANALYTICS_PRIMARY, ANALYTICS_REPLICA = "analytics-primary", "analytics-replica-1"
+
+
+def insert_users(c: LocalCluster, tag: str, n: int) -> None:
+    """`n` analytics `users` rows tagged `tag`, written on the analytics primary (its leader under ha)."""
+    with c.ctx.pg_connect(ANALYTICS_PRIMARY, "analytics_db") as conn:
+        for _ in range(n):
+            conn.execute(USER_INSERT, {"id": str(uuid.uuid4()), "title": tag})
+
+
+def analytics_sums(c: LocalCluster, node: str) -> dict[str, tuple[int, str]]:
+    """Rows and an md5 of the content, in key order, of each analytics table on `node`."""
+    out = {}
+    with c.ctx.pg_connect(node, "analytics_db") as conn:
+        for table in c.topology.analytics.tables:
+            row = conn.execute(f"SELECT count(*), coalesce(md5(string_agg(t::text, ',' ORDER BY t::text)), '') "
+                               f"FROM {table} t").fetchone()
+            assert row is not None
+            out[table] = (int(row[0]), str(row[1]))
+    return out
+
+
+def replication_targets(c: LocalCluster, slot: str) -> tuple[str, str]:
+    """The replica subscription's (`slot`) connection string and the coordinator's FDW server options."""
+    with c.ctx.pg_connect(ANALYTICS_REPLICA, "analytics_db") as conn:
+        sub = conn.execute("SELECT subconninfo FROM pg_subscription WHERE subname = %s", (slot,)).fetchone()
+    with c.ctx.pg_connect("coordinator") as conn:
+        srv = conn.execute("SELECT srvoptions::text FROM pg_foreign_server").fetchone()
+    assert sub is not None and srv is not None
+    return str(sub[0]), str(srv[0])
+
+
+def replication_flows(c: LocalCluster, tag: str) -> None:
+    """A row written on the analytics primary (its leader under ha) after a change reaches the replica."""
+    insert_users(c, tag, 1)
+    wait_until(f"the replica receiving the '{tag}' row",
+               lambda: user_ids(c, ANALYTICS_REPLICA) == user_ids(c, ANALYTICS_PRIMARY), 90)
+
+
+def verify_passes(c: LocalCluster, only: str) -> None:
+    checks = c.cli.json("verify", "--only", only)["checks"]
+    assert checks and {r["status"] for r in checks} <= {"passed", "skipped"}, checks
+
+
+def set_ha(c: LocalCluster, ha: dict[str, Any] | None) -> None:
+    """The topology's `ha:` section replaced by `ha` (None: removed), the cluster reloaded."""
+    def change(data: dict[str, Any]) -> None:
+        data.pop("ha", None)
+        if ha is not None:
+            data["ha"] = ha
+
+    c.edit(change)
