@@ -144,7 +144,7 @@ class DockerPlace:
             if not create:
                 raise PreflightError(f"backup.repository.path: {repo} does not exist",
                                      hint="check the path (relative paths start at the topology file)")
-            repo.mkdir(mode=0o750, parents=True)
+            repo.mkdir(mode=0o750, parents=True, exist_ok=True)  # nodes may write at once
         if not repo.is_dir():
             raise PreflightError(f"backup.repository.path: {repo} is not a directory")
         if container is None:

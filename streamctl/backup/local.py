@@ -87,8 +87,8 @@ class LocalPlace:
             if not create:
                 raise PreflightError(f"backup.repository.path: {repo} does not exist",
                                      hint="check the path (relative paths start at the topology file)")
-            try:
-                repo.mkdir(mode=0o750, parents=True)
+            try:  # exist_ok: each node's archiving step may write the configuration at once
+                repo.mkdir(mode=0o750, parents=True, exist_ok=True)
             except OSError as exc:
                 raise PreflightError(f"backup.repository.path: cannot create {repo}: {exc.strerror}") from None
             self.run_as.chown(repo)

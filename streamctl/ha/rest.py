@@ -69,16 +69,13 @@ def group_members(members: tuple[Member, ...], ca_file: str | None) -> list[Memb
 def settled(states: list[MemberState], expected: set[str], synchronous: bool,
             not_led_by: str = "") -> MemberState | None:
     """The group's leader when one member (not `not_led_by`) leads and runs and every other member of
-    `expected` streams from it, its lag known to Patroni (as verify's ha check wants: right after a standby starts
-    streaming Patroni reports its lag as unknown for a loop), one of them confirming commits when synchronous;
-    else None."""
+    `expected` streams from it (one of them confirming commits when synchronous); else None."""
     leaders = [s for s in states if s.ha_role == "leader" and s.state == "running" and s.name != not_led_by]
     if len(leaders) != 1:
         return None
     leader = leaders[0]
     others = [s for s in states if s.name in expected and s.name != leader.name]
-    streaming = len(others) == len(expected - {leader.name}) and all(
-        s.state == "streaming" and s.lag_bytes is not None for s in others)
+    streaming = len(others) == len(expected - {leader.name}) and all(s.state == "streaming" for s in others)
     confirmed = not synchronous or not others or any(s.ha_role == "sync_standby" for s in others)
     return leader if streaming and confirmed else None
 

@@ -37,6 +37,7 @@ def cluster() -> Iterator[LocalCluster]:
     ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(4), "rest_port": free_port_run(8),  # room to scale
           "etcd": {"port": etcd, "peer_port": etcd + 1}}
     with running(cluster="ha", citus=True, workers=2, replicas=1, ha=ha) as c:
+        c.timeout = 120.0  # a killed member's rejoin (pg_rewind, then a sync standby again) on a shared machine
         yield c
 
 
