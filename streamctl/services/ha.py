@@ -15,6 +15,7 @@ from streamctl.context import ClusterContext
 from streamctl.errors import BackendError
 from streamctl.ha import rest
 from streamctl.ha.secrets import ha_secrets
+from streamctl.replication import catalog
 from streamctl.steps import ConfigStep
 
 DCS_STEP = "patroni failsafe mode"
@@ -48,7 +49,7 @@ def _left_slots_step(ctx: ClusterContext, node: Node) -> ConfigStep:
     def apply() -> None:
         with ctx.pg_connect(node.name, "postgres") as conn:
             for slot in left(conn):
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                catalog.drop_slot(conn, slot)
 
     return ConfigStep(node.name, LEFT_SLOTS_STEP, pending, apply, after=())
 

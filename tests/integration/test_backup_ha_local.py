@@ -89,13 +89,19 @@ def analytics_cluster() -> Any:
         c.up()
         yield c
     finally:
-        for path in c.path.parent.glob("*.yaml"):  # a restored cluster's, even one whose restore failed
-            if path != c.path:
-                with contextlib.suppress(Exception):  # best-effort cleanup
-                    _remove(LocalCluster(path))
-        with contextlib.suppress(Exception):
-            c.destroy()
-        shutil.rmtree(directory, ignore_errors=True)
+        _teardown(c, directory)
+
+
+def _teardown(c: LocalCluster, directory: Path) -> None:
+    """The cluster, every cluster restored beside it (even one whose restore failed) and the repository's
+    directory, best effort."""
+    for path in c.path.parent.glob("*.yaml"):
+        if path != c.path:
+            with contextlib.suppress(Exception):
+                _remove(LocalCluster(path))
+    with contextlib.suppress(Exception):
+        c.destroy()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _add_users(c: LocalCluster, tag: str, n: int = 20) -> None:
@@ -231,13 +237,7 @@ def story() -> Any:
         state["sums_b2"] = platform_sums(c.ctx)
         yield state
     finally:
-        for path in c.path.parent.glob("*.yaml"):  # a restored cluster's, even one whose restore failed
-            if path != c.path:
-                with contextlib.suppress(Exception):  # best-effort cleanup
-                    _remove(LocalCluster(path))
-        with contextlib.suppress(Exception):
-            c.destroy()
-        shutil.rmtree(directory, ignore_errors=True)
+        _teardown(c, directory)
 
 
 def test_each_groups_stanza_lists_every_member_and_the_leaders_archive(story) -> None:
