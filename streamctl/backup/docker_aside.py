@@ -1,6 +1,8 @@
-"""`restore --in-place` on the Docker backend (without HA): the data it replaces, kept aside as volumes.
+"""`restore --in-place` on the Docker backend: the data it replaces, kept aside as volumes.
 
-Each PostgreSQL node's and Redis's volume is copied to `<volume>-before-restore-<time>` (with the original's
+Each PostgreSQL node's and Redis's volume (under HA also each standby member's and each etcd member's, so that
+`up` finds no group in a fresh etcd and clones the standbys from the restored data, as on the local backend) is
+copied to `<volume>-before-restore-<time>` (with the original's
 labels, so `down --volumes` and the ownership rules treat it as the cluster's; the instance marker comes
 along with the files), flushed, and only then is the original removed: the restore recreates each volume
 exactly as for a new cluster, under the same names and ports (Citus's catalog is right already). The copy
@@ -20,6 +22,7 @@ from streamctl.backends.docker import spec
 from streamctl.backends.docker import volume_copy as host
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backup.pgbackrest import BackupError
+from streamctl.config.members import etcd_members, ha_groups
 from streamctl.config.model import Engine
 from streamctl.events import Emit, Event
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR
@@ -52,23 +55,33 @@ def move_aside(ctx: ClusterContext, backend: DockerBackend, stamp: str, emit: Em
     aside, then removed. A failure puts back what was moved so far and raises."""
     api, moved = backend.api, []
     try:
-        for node in ctx.topology.nodes():
-            if node.is_external or not (node.is_postgres or node.engine is Engine.REDIS):
-                continue
-            volume = spec.volume_name(ctx.topology.cluster, node.name)
+        for name, image in _kept(ctx):
+            volume = spec.volume_name(ctx.topology.cluster, name)
             labels = _labels(api, volume)
             if labels is None:  # never created: nothing to keep
                 continue
-            one = Aside(node.name, volume, volume + ASIDE + stamp, node.image, labels)
+            one = Aside(name, volume, volume + ASIDE + stamp, image, labels)
             _copy(api, one, one.volume, one.aside)
             with docker_errors(f"remove volume {volume} (its copy is {one.aside})"):
                 api.remove_volume(volume)
             moved.append(one)
-            emit(Event("info", node.name, "restore", f"kept as volume {one.aside}"))
+            emit(Event("info", name, "restore", f"kept as volume {one.aside}"))
     except BaseException:
         put_back(backend, moved, emit)
         raise
     return moved
+
+
+def _kept(ctx: ClusterContext) -> list[tuple[str, str]]:
+    """Whose volumes an in-place restore keeps aside, each with an image its copy can run in: every PostgreSQL
+    node's and Redis's; under HA each group's standbys' (cloned again from the restored data) and etcd's (its
+    keys name the groups as they were)."""
+    t = ctx.topology
+    out = [(n.name, n.image) for n in t.nodes()
+           if not n.is_external and (n.is_postgres or n.engine is Engine.REDIS)]
+    groups = [g for g in ha_groups(t) if not g.node.is_external]
+    out += [(m.name, g.node.image) for g in groups for m in g.members[1:]]
+    return out + [(e.name, groups[0].node.image) for e in etcd_members(t)] if groups else out
 
 
 def put_back(backend: DockerBackend, moved: list[Aside], emit: Emit) -> None:

@@ -71,8 +71,22 @@ class DockerSite:
         if code:
             raise BackupError(f"{node.name}: cannot make {self.data}: {(err or out).strip()}")
         self.settings = [("listen_addresses", "*"), *node.settings]
-        if self.patroni:  # the copy's postgresql.conf is its leader's Patroni's: no standby to wait for here
-            self.settings.append(("synchronous_standby_names", ""))
+
+    def plain_conf(self) -> None:
+        """A copy of a Patroni member's data for a node Patroni does not run (an analytics replica restored from
+        its primary under HA): Patroni's postgresql.conf (its member's paths, pg_hba, archive_command, standbys)
+        replaced by initdb's, which Patroni kept aside; the container gives the node's settings. A group's copy
+        keeps Patroni's: its Patroni starts on it and rewrites it."""
+        from streamctl.backup.ha import PATRONI_BASE
+        from streamctl.backup.pgbackrest import BackupError
+
+        if self.patroni or self.container is None:
+            return
+        script = ('cd "$0" && if [ -f "$1" ]; then mv -f "$1" postgresql.conf && rm -f patroni.dynamic.json; fi')
+        code, out, err = exec_in(self.api, self.container, ["sh", "-c", script, self.data, PATRONI_BASE])
+        if code:
+            raise BackupError(f"{self.node.name}: cannot replace Patroni's postgresql.conf in the restored copy: "
+                              f"{(err or out).strip()}")
 
     def put_file(self, name: str, text: str) -> None:
         path = self.socket / name

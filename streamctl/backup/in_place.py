@@ -14,9 +14,11 @@ the node's Patroni configuration and etcd's data are kept aside too, so that `up
 plain data and no group in a fresh etcd: it makes the restored data the group's leader and clones the
 standbys from it (backends/local/ha_convert.py).
 
-On the Docker backend (without HA: refused with an `ha` section) the same steps keep each PostgreSQL node's
-and Redis's volume aside as a copy, `<volume>-before-restore-<time>`, and remove the original, so the restore
-recreates it as for a new cluster with the same names (docker_aside.py); a failure copies it back.
+On the Docker backend the same steps keep each PostgreSQL node's and Redis's volume (under HA also the
+standbys' and etcd's) aside as a copy, `<volume>-before-restore-<time>`, and remove the original, so the restore
+recreates it as for a new cluster with the same names (docker_aside.py; under HA the node's volume holds the
+restored data where its member's Patroni finds it, and `up` makes it the group's leader); a failure copies it
+back.
 """
 
 from __future__ import annotations
@@ -116,12 +118,8 @@ def _put_back(moved: list[tuple[Path, Path]], emit: Emit) -> None:
 
 
 def refuse_unsupported(ctx: ClusterContext, backend_name: str) -> None:
-    """In place restores clusters of the local backend (with or without HA) and of the Docker backend without
-    HA; it only reads the topology, so the CLI asks it before the lock and the confirmation."""
-    if backend_name == "docker" and ctx.topology.ha is not None:
-        raise RefusedError("--in-place on the Docker backend is built for clusters without HA, and this topology "
-                           "has an `ha` section; nothing was changed",
-                           hint="restore into a new cluster with --into NAME")
+    """In place restores clusters of the local and Docker backends (with or without HA); it only reads the
+    topology, so the CLI asks it before the lock and the confirmation."""
     if backend_name not in ("local", "docker"):
         raise RefusedError(f"--in-place restores clusters on the local and Docker backends; this one runs on "
                            f"{backend_name}; nothing was changed", hint="restore into a new cluster with --into NAME")

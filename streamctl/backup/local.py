@@ -175,6 +175,12 @@ class LocalSite:
         found = _PORT.search(conf.read_text()) if conf.exists() else None
         return int(found.group(1)) if found else 0
 
+    def plain_conf(self) -> None:
+        """A member's copy made a plain node's (under HA `up` converts it back: its group's leader)."""
+        from streamctl.backup import ha
+
+        ha.plain_conf(self.data, self.backend.run_as.chown)
+
     def start(self, settings: list[tuple[str, str]]) -> subprocess.CompletedProcess[str]:
         """The node's managed settings with `settings` after them (they win), then pg_ctl start."""
         self._settings("\n# restore in progress (isolated)\n" + "".join(f"{k} = '{v}'\n" for k, v in settings))

@@ -162,8 +162,7 @@ def restore_data(tool: PgBackRest, chosen: catalog.BackupSet, how: str, tctx: Cl
             t0 = time.monotonic()
             emit(Event("begin", name, "restore"))
             recover.fetch(ttool, rn, b.stanza, b.label, point)
-            if isinstance(rn.site.data, Path):  # a member's copy (local backend): the node's own settings
-                ha.plain_conf(rn.site.data, ttool.place.own)
+            rn.site.plain_conf()  # a member's copy made a plain node's, unless its Patroni starts on it
             recover.start_isolated(rn)
             recover.wait_for_target(rn, point)
             if name in copies:

@@ -85,6 +85,9 @@ class SwarmSite:
     def remove_file(self, name: str) -> None:
         """The file lives in the task only."""
 
+    def plain_conf(self) -> None:
+        """Nothing: on Swarm no backup comes from a Patroni member (backups with ha are refused there)."""
+
     def source_port(self) -> int:
         return 0  # every node listens on the same port; the Citus catalog is rewritten by name (restore.py)
 

@@ -96,14 +96,14 @@ def restore(file: FileOpt = DEFAULT_FILE, state_dir: StateDirOpt = None,
                                                   "topology is written as CLUSTER.yaml beside this file.")]
             = None,
             in_place: Annotated[bool, typer.Option("--in-place", help="Replace the running cluster's data "
-                                                                      "(local; Docker without ha; needs --yes).")]
+                                                                      "(local and Docker; needs --yes).")]
             = False,
             yes: Annotated[bool, typer.Option("--yes", "-y", help="Confirm --in-place without asking.")] = False,
             timeout: Annotated[float, typer.Option(help="Seconds to wait for each node to be ready.")] = 120.0,
             wait_lock: WaitLockOpt = None, json_: JsonOpt = False) -> None:
     """Recover every group to one restore point, in a new cluster. Every PostgreSQL group, then Redis,
     into a NEW cluster beside the running one (own name, ports, secrets and stanzas; the original is only
-    read), then verify it. With --in-place (local backend; Docker without ha; refused on Swarm; asks or
+    read), then verify it. With --in-place (local and Docker backends; refused on Swarm; asks or
     needs --yes): the cluster itself is stopped, its data kept aside (local: `*.before-restore-TIME`
     directories; Docker: `*-before-restore-TIME` volumes), recovered to the point, started and verified.
 

@@ -26,8 +26,7 @@ def ha_endpoints(t: Topology) -> list[tuple[str, str, int, str, str]]:
 def ha_errors(t: Topology) -> list[str]:
     """What `ha:` cannot run: a node streamctl does not provision, a synchronous group without a standby,
     Patroni's timing out of its bounds, ports past 65535; and, for now, anything but the Citus groups (local,
-    Docker and Swarm backends) and the analytics primary (local and Docker backends), backups on Swarm, and
-    backups of the analytics primary under HA anywhere but on the local backend."""
+    Docker and Swarm backends) and the analytics primary (local and Docker backends), and backups on Swarm."""
     if not t.ha_on:
         return []
     ha = t.ha
@@ -74,14 +73,6 @@ def ha_errors(t: Topology) -> list[str]:
         errors.append("ha.analytics.standbys: the analytics primary under HA runs on the local and Docker "
                       "backends only for now, and this topology runs it on swarm (set 0, or backend: docker "
                       "or local)")
-    for g in (g for g in groups if t.backup_on and not g.citus and not g.node.is_external):
-        backend = node_backend(t, g.node)
-        if backend not in ("local", "swarm"):  # on swarm the group itself is refused above
-            path = declared(t, g.node, "backend") if spec_of(t, g.node)[0] else "backend"
-            errors.append(f"backup: backups with the analytics primary under HA (ha.analytics.standbys) run on "
-                          f"the local backend only for now, and {path} is {backend}"
-                          + (" (it picks Docker when an engine answers)" if backend == "auto" else "")
-                          + f" (set {path}: local, ha.analytics.standbys: 0, or remove the backup section)")
     names = {n.name for n in t.nodes()}
     for m in (m for g in groups for m in g.members[1:] if m.name in names):
         errors.append(f"ha: the standby {m.name} of {m.node.name} has the name of another node (rename that node)")

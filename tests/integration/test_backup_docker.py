@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from streamctl.backup.pgbackrest import PgBackRest, repository_path
 from streamctl.backup.restore import Selection, restore_into, up_from_backup
@@ -118,7 +117,7 @@ def test_missing_wal_segment_fails_clearly_and_leaves_nothing(story) -> None:
     assert cluster_resources(into) == EMPTY
 
 
-def test_cli_lists_the_sets_and_refuses_in_place_without_yes_or_under_ha(story) -> None:
+def test_cli_lists_the_sets_and_refuses_in_place_without_yes(story) -> None:
     c = story["cluster"]
     proc = streamctl("backup", "list", "-f", str(c.path), "--json")
     assert proc.returncode == 0, proc.stderr
@@ -127,16 +126,6 @@ def test_cli_lists_the_sets_and_refuses_in_place_without_yes_or_under_ha(story) 
     assert proc.returncode == 10, proc.stderr
     assert "`restore --in-place` stops cluster" in proc.stderr and "add --yes" in proc.stderr, proc.stderr
     assert platform_sums(c.ctx) == story["sums_later"]
-    # under HA on Docker: refused before anything (no lock, no state, no container, volume or network)
-    other = traversable_tmpdir()
-    story["dirs"].append(other)
-    name = unique_cluster()
-    data = yaml.safe_load(c.path.read_text())
-    data.update(cluster=name, ha={"standbys": 1})
-    path = save_topology(other, data)
-    proc = streamctl("restore", "-f", str(path), "--point", "s1", "--in-place", "--yes")
-    assert proc.returncode == 10 and "`ha` section" in proc.stderr and "--into NAME" in proc.stderr, proc.stderr
-    assert cluster_resources(name) == EMPTY and not (other / ".streamctl").exists()
 
 
 def _aside_volumes(c: DockerCluster) -> list[str]:

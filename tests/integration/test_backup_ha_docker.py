@@ -1,17 +1,21 @@
-"""Backups with high availability on the Docker backend (#27 and #28): a Citus coordinator and one worker, each
-with a synchronous standby run by Patroni in its own container, archiving into a pgBackRest directory repository
-on the engine's host, mounted into every member's container.
+"""Backups with high availability on the Docker backend (#27 and #28): a Citus coordinator, one worker and the
+analytics primary (with one logical replica), each with a synchronous standby run by Patroni in its own container,
+archiving into a pgBackRest directory repository on the engine's host, mounted into every member's container.
 
 One small cluster goes through the story, in order: `up` writes the same pgBackRest configuration into every
 member's container, creates each group's stanza and Patroni's archive_command pushes into it on the leaders; a
 seed and a full backup b1, each group's taken in its leader's container; a forced failover of the worker group,
 rows written on the new timeline and an incremental b2 from the new leader into the same stanza (its timeline's
 segments archived there); then b2's point restored into a new cluster that comes back under ha (each group led by
-its restored data, a sync standby cloned from it, pg_dist_node naming the leaders, exactly the point's rows).
+its restored data, a sync standby cloned from it, pg_dist_node naming the leaders, exactly the point's rows; the
+analytics replica subscribed to the restored primary through its permanent slot, receiving rows written after);
+then the same point restored in place, over the running cluster: every member's and etcd's volume kept aside,
+and the same checks.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from typing import Any
 
@@ -24,11 +28,13 @@ from streamctl.backup.take import list_sets, take_backup
 from streamctl.config.members import ha_groups
 from streamctl.events import Event
 from streamctl.ha import rest
+from streamctl.names import subscription_name
 from streamctl.verify.runner import run_checks
 from tests.support.backup import platform_sums
+from tests.support.cli import streamctl
 from tests.support.cluster import topology_dict, traversable_tmpdir
 from tests.support.docker import DockerCluster, docker_client, remove_cluster_resources, unique_cluster, use_image
-from tests.support.ha import add_titles, roles_and_timelines
+from tests.support.ha import add_titles, insert_users, member_slots, roles_and_timelines, user_ids, wait_until
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port_run
 
@@ -51,10 +57,10 @@ def story() -> Any:
     citus = ensure_citus_image()
     directory = traversable_tmpdir()
     etcd = free_port_run(2)
-    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(2), "rest_port": free_port_run(4),
-          "etcd": {"port": etcd, "peer_port": etcd + 1}}
+    ha = {"standbys": 1, "synchronous": "on", "port": free_port_run(3), "rest_port": free_port_run(6),
+          "analytics": {"standbys": 1}, "etcd": {"port": etcd, "peer_port": etcd + 1}}
     data = use_image(topology_dict(cluster=unique_cluster(), backend="docker", citus=True, workers=1,
-                                   analytics=False, replicas=0, redis=False, fdw=False, ha=ha,
+                                   analytics=True, replicas=1, redis=False, fdw=False, ha=ha,
                                    backup={"repository": {"path": str(directory / "repo")}, "archive_timeout": 30}),
                      ensure_test_image())
     data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = citus
@@ -94,8 +100,9 @@ def test_every_member_archives_into_its_groups_stanza_and_backups_come_from_the_
     finally:
         client.close()
     report = run_checks(c.ctx, ["backup"])
-    assert {r.target: r.status.value for r in report.results} == {"coordinator": "passed", "worker-1": "passed"}, \
-        [r.to_json() for r in report.results]
+    assert {r.target: r.status.value for r in report.results} == {
+        "coordinator": "passed", "worker-1": "passed", "analytics-primary": "passed"}, [
+        r.to_json() for r in report.results]
     assert c.up().changed is False  # archiving as `up` left it, on every member: nothing pending
 
 
@@ -118,12 +125,39 @@ def test_after_a_failover_archiving_and_backups_go_on_into_the_same_stanza(story
     report = run_checks(c.ctx, ["backup"])
     assert {r.status.value for r in report.results} == {"passed"}, [r.to_json() for r in report.results]
     story["sums_b2"] = platform_sums(c.ctx)
+    story["users_b2"] = user_ids(c, "analytics-primary")
+
+
+def _back_under_ha(restored: DockerCluster, story: dict[str, Any]) -> None:
+    """Each group's restored data leads (its first member's) with a sync standby cloned from it, pg_dist_node
+    names the leaders, exactly the point's rows, the analytics replica subscribed through its slot (on every
+    member) and receiving rows written afterwards."""
+    leaders = {}
+    for g in ha_groups(restored.topology):
+        states = rest.group_members(g.members, restored.ctx.ca_path() if restored.ctx.tls_on else None)
+        assert sorted((s.ha_role, s.state) for s in states) == [("leader", "running"), ("sync_standby", "streaming")]
+        leader = next(s.name for s in states if s.ha_role == "leader")
+        assert leader == g.node.name, states  # the restored data, the group's first member
+        if g.number is not None:  # a Citus group
+            leaders[g.number] = leader
+    with restored.ctx.pg_connect("coordinator") as conn:
+        primaries = dict(conn.execute("SELECT groupid, nodename FROM pg_dist_node WHERE noderole = 'primary' "
+                                      "AND isactive").fetchall())
+        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (20,)
+    assert primaries == leaders, (primaries, leaders)
+    assert platform_sums(restored.ctx) == story["sums_b2"]
+    replica, slot = "analytics-replica-1", subscription_name("analytics-replica-1")
+    assert user_ids(restored, replica) == story["users_b2"] == user_ids(restored, "analytics-primary")
+    analytics = next(g for g in ha_groups(restored.topology) if g.number is None)
+    assert all(slot in member_slots(restored, "analytics-primary", m.name) for m in analytics.members)
+    insert_users(restored, "after-restore", 5)
+    wait_until("the restored replica receiving rows",
+               lambda: user_ids(restored, replica) == user_ids(restored, "analytics-primary"), 60)
 
 
 def test_restore_of_the_point_after_the_failover_comes_back_under_ha(story) -> None:
-    """Into a new cluster beside the running one: each group's restored data leads (its first member's), a sync
-    standby cloned from it, pg_dist_node naming the leaders, the leaders archiving into the new cluster's own
-    stanzas, and exactly the point's rows."""
+    """Into a new cluster beside the running one, back under ha (_back_under_ha), the leaders archiving into the
+    new cluster's own stanzas."""
     c = story["cluster"]
     if "sums_b2" not in story:
         pytest.skip("the failover test did not take b2")
@@ -134,18 +168,31 @@ def test_restore_of_the_point_after_the_failover_comes_back_under_ha(story) -> N
     assert result.verify is not None and int(result.verify.exit_code) == 0, [  # its HA checks included
         r.to_json() for r in result.verify.results if r.status.value not in ("passed", "skipped")]
     restored = DockerCluster(result.topology_file)
-    leaders = {}
-    for g in ha_groups(restored.topology):
-        states = rest.group_members(g.members, restored.ctx.ca_path() if restored.ctx.tls_on else None)
-        assert sorted((s.ha_role, s.state) for s in states) == [("leader", "running"), ("sync_standby", "streaming")]
-        leaders[g.number] = next(s.name for s in states if s.ha_role == "leader")
-        assert leaders[g.number] == g.node.name, states  # the restored data, the group's first member
-    with restored.ctx.pg_connect("coordinator") as conn:
-        primaries = dict(conn.execute("SELECT groupid, nodename FROM pg_dist_node WHERE noderole = 'primary' "
-                                      "AND isactive").fetchall())
-        assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (20,)
-    assert primaries == leaders, (primaries, leaders)
-    assert platform_sums(restored.ctx) == story["sums_b2"]
+    _back_under_ha(restored, story)
     for g in ha_groups(restored.topology):
         with restored.ctx.pg_connect(g.node.name) as conn:
             assert f"--stanza={into}-{g.node.name} " in conn.execute("SHOW archive_command").fetchone()[0]
+
+
+def test_in_place_restore_under_ha_keeps_every_volume_aside_and_comes_back_under_ha(story) -> None:
+    """The running cluster itself (the worker group led by its standby since the failover) back to b2: every
+    node's, standby's and etcd's volume kept aside as a copy, each group led by its restored data again, the
+    same stanzas archiving on."""
+    c = story["cluster"]
+    if "sums_b2" not in story:
+        pytest.skip("the failover test did not take b2")
+    insert_users(c, "after-b2", 5)  # rows the restore must take away
+    proc = streamctl("restore", "-f", str(c.path), "--point", "b2", "--in-place", "--yes", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["verify"]["ok"], result["verify"]
+    c.reload()
+    _back_under_ha(c, story)
+    kept = sorted(k.split()[1].split("-data-before-restore-")[0].removeprefix(f"{c.cluster}-")
+                  for k in result["kept_aside"])
+    members = [m.name for g in ha_groups(c.topology) for m in g.members]
+    assert kept == sorted([*members, "analytics-replica-1", "etcd-1"]), kept
+    assert {r.status.value for r in run_checks(c.ctx, ["backup"]).results} == {"passed"}
+    for g in ha_groups(c.topology):
+        with c.ctx.pg_connect(g.node.name) as conn:
+            assert f"--stanza={c.cluster}-{g.node.name} " in conn.execute("SHOW archive_command").fetchone()[0]
