@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamctl.backends.base import Backend
+from streamctl.config.members import ha_groups
 from streamctl.config.model import Role
 from streamctl.context import ClusterContext
 from streamctl.errors import ExitCode, StepError, StreamctlError
 from streamctl.events import Emit, Event, ignore
 from streamctl.gateway.guard import replace_token
+from streamctl.ha import secrets as ha_secrets
 from streamctl.plan import PendingConfig
 from streamctl.secrets_checks import primary_now, run_checks
 from streamctl.services import passwords
@@ -24,7 +26,8 @@ from streamctl.state import SECRET_KEYS
 from streamctl.verify.result import CheckResult, Status
 
 GATEWAY_TOKEN = "gateway_token"  # the gateway's ops token (state file gateway-token), not an engine secret
-NAMES = (*SECRET_KEYS, GATEWAY_TOKEN)  # what `rotate-secrets NAME` accepts
+HA_PASSWORDS = "ha_passwords"  # Patroni's own passwords, together (ha-secrets.json: streamctl.ha.secrets)
+NAMES = (*SECRET_KEYS, HA_PASSWORDS, GATEWAY_TOKEN)  # what `rotate-secrets NAME` accepts
 ORDER = SECRET_KEYS  # the superuser first: every other change logs in as it
 
 
@@ -79,7 +82,7 @@ def used(ctx: ClusterContext, name: str) -> bool:
             "fdw_password": t.fdw.enabled and analytics and ctx.first(Role.COORDINATOR) is not None,
             "gateway_password": t.gateway.enabled, "redis_password": t.redis.enabled,
             "mongo_password": t.mongo.enabled, "mongo_app_password": t.mongo.enabled,
-            GATEWAY_TOKEN: ctx.store.gateway_token_file.exists()}[name]
+            HA_PASSWORDS: bool(ha_groups(t)), GATEWAY_TOKEN: ctx.store.gateway_token_file.exists()}[name]
 
 
 def fixed(ctx: ClusterContext, name: str) -> bool:
@@ -91,7 +94,8 @@ def pending(ctx: ClusterContext) -> list[str]:
     """Secrets whose wanted value is not yet applied everywhere (a topology edit, or a run that stopped)."""
     rec = ctx.store.rotations()
     return [k for k in ORDER if rec["pending"].get(k)
-            or (k in rec["applied"] and rec["applied"][k] != ctx.secrets[k])]
+            or (k in rec["applied"] and rec["applied"][k] != ctx.secrets[k])] + (
+        [HA_PASSWORDS] if ha_secrets.rotation_pending(ctx.store.root) else [])
 
 
 def rotate(ctx: ClusterContext, backend: Backend, names: list[str] | None = None, emit: Emit = ignore
@@ -119,16 +123,20 @@ def rotate(ctx: ClusterContext, backend: Backend, names: list[str] | None = None
         else:
             plan.append((name, "rotated"))
     plan.sort(key=lambda item: NAMES.index(item[0]))  # the superuser first: the other changes log in as it
-    refusal = passwords.ha_superuser_refusal(ctx, backend) if any(n == "postgres_password" for n, _ in plan) else None
-    if refusal is not None:  # before any value is generated or stored
-        raise refusal
+    for name in (n for n, _ in plan if n in ("postgres_password", HA_PASSWORDS)):
+        refusal = passwords.ha_refusal(ctx, backend, name)
+        if refusal is not None:  # before any value is generated or stored
+            raise refusal
     # A walsender started after this logged in with the new replication password.
     since = primary_now(ctx) if any(n == "replication_password" for n, _ in plan) else None
     for name, status in plan:
         if name == GATEWAY_TOKEN:
             report.secrets.append(SecretOutcome(name, status, [_new_gateway_token(ctx)]))
             continue
-        if status == "rotated":
+        if name == HA_PASSWORDS:
+            if status == "rotated":  # the values replaced are kept until every member has the new ones
+                ha_secrets.begin_rotation(ctx.store.root)
+        elif status == "rotated":
             value = _secrets.token_urlsafe(24)
             ctx.store.begin_rotation(name, value)  # before it is stored: a later run knows to try it
             ctx.store.set_secret(name, value)
@@ -147,7 +155,8 @@ def finish_pending(ctx: ClusterContext, backend: Backend, emit: Emit = ignore) -
     """For `up`, once every node runs: apply what a topology edit (or a stopped rotation) left pending."""
     out = []
     for name in pending(ctx):
-        ctx.store.begin_rotation(name, ctx.secrets[name])
+        if name != HA_PASSWORDS:  # its replaced values are kept already (streamctl.ha.secrets)
+            ctx.store.begin_rotation(name, ctx.secrets[name])
         out.append(("*", f"rotate {name}", _apply(ctx, backend, name, emit)))
     return out
 
@@ -181,7 +190,10 @@ def _apply(ctx: ClusterContext, backend: Backend, name: str, emit: Emit) -> list
                         hint=f"fix the cause and run `streamctl rotate-secrets {name}` (or `streamctl up`) "
                              "again: it logs in with the old value where the new one is not set yet and "
                              "finishes; the old value stays recorded until then") from exc
-    ctx.store.record_applied(name, ctx.secrets[name])
+    if name == HA_PASSWORDS:
+        ha_secrets.end_rotation(ctx.store.root)
+    else:
+        ctx.store.record_applied(name, ctx.secrets[name])
     emit(Event("done", "*", f"rotate {name}", f"{len(changed)} place(s)", time.monotonic() - t0))
     return changed
 

@@ -29,8 +29,16 @@ from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.errors import BackendError, RefusedError
 from streamctl.ha import rest
-from streamctl.ha.secrets import ha_secrets
-from streamctl.names import FDW_SERVER, FDW_USER, GATEWAY_USER, REPLICATION_USER, subscription_name
+from streamctl.ha.secrets import ha_secrets, rest_passwords
+from streamctl.names import (
+    FDW_SERVER,
+    FDW_USER,
+    GATEWAY_USER,
+    HA_REPLICATION_USER,
+    HA_REWIND_USER,
+    REPLICATION_USER,
+    subscription_name,
+)
 from streamctl.readiness import Readiness
 from streamctl.replication import catalog as repl_catalog
 from streamctl.services.permanent_slots import wait_replayed
@@ -96,14 +104,15 @@ def _role_everywhere(ctx: ClusterContext, role: str, password: str, authinfo: bo
     return out
 
 
-def ha_superuser_refusal(ctx: ClusterContext, backend: Backend) -> RefusedError | None:
-    """Under HA the superuser's password is also in each member's Patroni configuration: rewritten and reloaded
-    on the local and Docker backends (a Swarm member's configuration is a Swarm secret, which cannot change)."""
+def ha_refusal(ctx: ClusterContext, backend: Backend, what: str = "postgres_password") -> RefusedError | None:
+    """Under HA the superuser's password, and Patroni's own ones, are also in each member's Patroni configuration:
+    rewritten and reloaded on the local and Docker backends (a Swarm member's configuration is a Swarm secret,
+    which cannot change)."""
     elsewhere = [g.node.name for g in ha_groups(ctx.topology)
                  if backend_of(backend, g.node).name not in ("local", "docker")]
     if not elsewhere:
         return None
-    return RefusedError("rotating postgres_password under ha is built on the local and Docker backends only "
+    return RefusedError(f"rotating {what} under ha is built on the local and Docker backends only "
                         f"({', '.join(elsewhere)} run on Swarm, where Patroni's configuration is a Swarm secret "
                         "that cannot change)", hint="name the other secrets to rotate them")
 
@@ -112,7 +121,7 @@ def ha_superuser_refusal(ctx: ClusterContext, backend: Backend) -> RefusedError 
 def superuser(ctx: ClusterContext, backend: Backend) -> Changed:
     """pg_user's password on every node; each login tries the new password, then the applied one
     (context.pg_connect), so a node already done and a node not yet done both take it."""
-    refusal = ha_superuser_refusal(ctx, backend)
+    refusal = ha_refusal(ctx, backend)
     if refusal is not None:
         raise refusal
     # Under HA Patroni reads the new password first, while the old one still logs in: its reload queries
@@ -123,17 +132,41 @@ def superuser(ctx: ClusterContext, backend: Backend) -> Changed:
     return first + changed + ([] if first else _persist(ctx, backend, managed_postgres(ctx)))
 
 
+def ha_passwords(ctx: ClusterContext, backend: Backend) -> Changed:
+    """Patroni's own passwords (ha-secrets.json: its standbys' replication user, the rewind user, its REST API's
+    user): the two roles changed on each group's leader (its standbys replay them), then every member's
+    configuration rewritten and reloaded, so a standby's next replication connection, a pg_rewind and the REST
+    API take the new values. Open replication connections stay."""
+    from streamctl.ha.roles import ensure_patroni_roles
+
+    refusal = ha_refusal(ctx, backend, "Patroni's own passwords (ha_passwords)")
+    if refusal is not None:
+        raise refusal
+    secrets = ha_secrets(ctx.store.root)
+    groups = ha_groups(ctx.topology)
+    out: Changed = []
+    for g in groups:
+        with ctx.pg_connect(g.node.name) as conn:
+            ensure_patroni_roles(conn, secrets)
+            wait_replayed(ctx, g.node.name, "the new passwords", conn)
+        out.append(f"{g.node.name}: roles {HA_REPLICATION_USER}, {HA_REWIND_USER}")
+    return out + _persist(ctx, backend, [g.node for g in groups]) + _reload_patroni(ctx)
+
+
 def _reload_patroni(ctx: ClusterContext) -> Changed:
     """Under HA, once `_persist` has rewritten every member's configuration: each member's Patroni reads it again
-    (its REST API's POST /reload), so its own logins (its local connection, pg_dist_node updates on the
-    coordinator's leader) use the new superuser password. A member that does not answer stops the rotation."""
+    (its REST API's POST /reload, with the REST password it has: mid-rotation the old one), so its own logins
+    (its local connection, pg_dist_node updates on the coordinator's leader) use the new superuser password and
+    its own users theirs. A member that does not answer stops the rotation."""
     ca = ctx.ca_path() if ctx.tls_on else None
-    password = ha_secrets(ctx.store.root)["rest_password"]
     out: Changed = []
     members = [m for g in ha_groups(ctx.topology) for m in g.members]
     for member in members:
         try:
-            status, answer = rest.post(member, "/reload", {}, password, ca)
+            for password in rest_passwords(ctx.store.root):
+                status, answer = rest.post(member, "/reload", {}, password, ca)
+                if status != 401:
+                    break
         except OSError as exc:
             raise BackendError(f"Patroni of {member.name} does not answer to reload its configuration: {exc}",
                                hint="`streamctl up` starts the members that do not run") from None
@@ -269,4 +302,5 @@ APPLY: dict[str, Callable[[ClusterContext, Backend], Changed]] = {
     "redis_password": redis_password,
     "mongo_password": mongo,
     "mongo_app_password": mongo,
+    "ha_passwords": ha_passwords,
 }

@@ -22,7 +22,7 @@ from streamctl.ha import rest
 from streamctl.ownership import LABEL_INSTANCE
 from tests.support.cluster import topology_dict
 from tests.support.docker import DockerCluster, cluster_resources, docker_client, unique_cluster, use_image
-from tests.support.ha import Writer, dcs_keys, rotate_superuser, status_members
+from tests.support.ha import Writer, dcs_keys, rotate_ha_passwords, rotate_superuser, status_members
 from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port_run
 
@@ -119,10 +119,12 @@ def test_rotating_the_superuser_password_reaches_every_patroni_in_its_container(
     """`rotate-secrets postgres_password` under HA on Docker: each member's patroni.yml rewritten in its
     container and reloaded through its REST API, no container recreated; the old password is refused on every
     member (the standbys replayed the change), each Patroni, its sessions cut, logs in again with the new one,
-    and a later `up` changes nothing. The failover and switchovers after this test run with the new password."""
+    and a later `up` changes nothing. Then `rotate-secrets ha_passwords` (Patroni's own users) the same way. The
+    failover and switchovers after this test run with the new passwords."""
     c = cluster
     ids = _container_ids(c)
     rotate_superuser(c, c.ctx.ca_path())
+    rotate_ha_passwords(c, c.ctx.ca_path())
     assert c.up().changed is False
     assert _container_ids(c) == ids  # the same containers: rewritten in place, none recreated
 

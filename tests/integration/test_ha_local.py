@@ -24,7 +24,7 @@ from tests.support.cluster import LocalCluster, running
 from tests.support.dashboard import Cells, dump_dom
 from tests.support.engines import require
 from tests.support.gateway import serve
-from tests.support.ha import Writer, dcs_keys, kill_member, rotate_superuser, wait_until
+from tests.support.ha import Writer, dcs_keys, kill_member, rotate_ha_passwords, rotate_superuser, wait_until
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis, pytest.mark.etcd]
@@ -297,9 +297,11 @@ def test_scale_adds_a_whole_group_and_drains_one_away(cluster: LocalCluster) -> 
 def test_rotating_the_superuser_password_reaches_every_patroni(cluster: LocalCluster) -> None:
     """`rotate-secrets postgres_password` under HA: the role changed on each group's leader (its standbys replay
     it), every member's Patroni configuration rewritten and reloaded, so that each Patroni, its sessions cut, logs
-    in again with the new password; then a switchover, a write through the coordinator and verify work."""
+    in again with the new password; `rotate-secrets ha_passwords` (Patroni's own users) the same way; then a
+    switchover (Patroni's REST API with its new password), a write through the coordinator and verify work."""
     c = cluster
     rotate_superuser(c, _ca(c))
+    rotate_ha_passwords(c, _ca(c))
 
     roles = _roles(c, "worker-1")
     standby = next(n for n, r in roles.items() if r == "sync_standby")

@@ -166,11 +166,12 @@ def status_members(nodes: list[dict[str, Any]], groups: list[Any]) -> dict[str, 
     return out
 
 
-def member_login(c: Any, group: Any, member: Any, password: str) -> psycopg.Connection[tuple[object, ...]]:
-    """The superuser on one member of a cluster under HA (not the group's leader: that member itself), over the
-    port it publishes (a LocalCluster or a DockerCluster)."""
+def member_login(c: Any, group: Any, member: Any, password: str,
+                 user: str | None = None) -> psycopg.Connection[tuple[object, ...]]:
+    """The superuser (or `user`) on one member of a cluster under HA (not the group's leader: that member itself),
+    over the port it publishes (a LocalCluster or a DockerCluster)."""
     ssl = c.ctx.pg_ssl(target=group.node.name)
-    return psycopg.connect(host=member.node.host, port=member.port, dbname="postgres", user=c.topology.pg_user,
+    return psycopg.connect(host=member.node.host, port=member.port, dbname="postgres", user=user or c.topology.pg_user,
                            password=password, connect_timeout=5, autocommit=True, **ssl)
 
 
@@ -210,6 +211,42 @@ def rotate_superuser(c: Any, ca: str | None) -> str:
             wait_until(f"{m.name}'s Patroni logged in with the new password", back, 60)
         wait_until(f"{g.node.name} led, its standbys streaming", lambda g=g: rest.ready(g.members, ca, True), 60)
     return new
+
+
+def rotate_ha_passwords(c: Any, ca: str | None) -> None:
+    """`rotate-secrets ha_passwords` under HA, checked: new values for Patroni's three users, nothing left pending;
+    on every member the old replication and rewind passwords are refused and the new ones taken (the standbys
+    replayed the change), and its REST API refuses the old password; each group's standbys, their replication
+    connections cut, stream again (so with the new password)."""
+    from streamctl.ha.secrets import ha_secrets, rotation_pending
+    from streamctl.names import HA_REPLICATION_USER, HA_REWIND_USER
+
+    root = c.ctx.store.root
+    old = ha_secrets(root)
+    done = c.cli.json("rotate-secrets", "ha_passwords")
+    assert [(s["name"], s["status"]) for s in done["secrets"]] == [("ha_passwords", "rotated")], done
+    new = ha_secrets(root)
+    assert all(new[k] and new[k] != old[k] for k in new) and not rotation_pending(root), done
+    groups = ha_groups(c.topology)
+    for g in groups:
+        for m in g.members:
+            for user, key in ((HA_REPLICATION_USER, "replication_password"), (HA_REWIND_USER, "rewind_password")):
+                with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+                    member_login(c, g, m, old[key], user).close()
+                member_login(c, g, m, new[key], user).close()
+            assert rest.post(m, "/reload", {}, old["rest_password"], ca)[0] == 401
+    query = ("SELECT count(*) FROM pg_stat_replication WHERE usename = %s AND state = 'streaming' "
+             "AND backend_start > %s")
+    for g in groups:
+        with c.ctx.pg_connect(g.node.name) as conn:
+            cut = conn.execute("SELECT now()").fetchone()[0]
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE usename = %s",
+                         (HA_REPLICATION_USER,))
+
+        def again(g: Any = g, cut: Any = cut) -> bool:
+            with c.ctx.pg_connect(g.node.name) as conn:
+                return conn.execute(query, (HA_REPLICATION_USER, cut)).fetchone()[0] == len(g.members) - 1
+        wait_until(f"{g.node.name}'s standbys streaming again with the new password", again, 60)
 
 
 def dcs_keys(c: Any, group: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import stat
 from pathlib import Path
 
@@ -99,3 +100,24 @@ def test_unknown_names_are_refused_before_anything(tmp_path: Path) -> None:
         rotate(ctx, None, ["no_such_password"])  # type: ignore[arg-type]
     assert err.value.exit_code is ExitCode.USAGE
     assert not ctx.store.root.exists()
+
+
+def test_a_rotation_of_patronis_passwords_keeps_the_replaced_ones_until_it_is_finished(tmp_path: Path) -> None:
+    """ha-secrets.json (0600): new values for all three, the replaced ones kept as `previous` (the REST API is
+    asked with the old password where a member has not taken the new one); a second start before the end keeps
+    the first values (a member may still have them); the end forgets them."""
+    from streamctl.ha import secrets as ha
+
+    first = ha.ha_secrets(tmp_path, create=True)
+    assert all(first.values()) and not ha.rotation_pending(tmp_path)
+    assert ha.rest_passwords(tmp_path) == [first["rest_password"]]
+    ha.begin_rotation(tmp_path)
+    second = ha.ha_secrets(tmp_path)
+    assert all(second[k] != first[k] for k in ha.KEYS) and ha.rotation_pending(tmp_path)
+    assert ha.rest_passwords(tmp_path) == [second["rest_password"], first["rest_password"]]
+    ha.begin_rotation(tmp_path)  # stopped halfway, started again
+    assert ha.rest_passwords(tmp_path)[1] == first["rest_password"]
+    assert stat.S_IMODE((tmp_path / ha.FILE).stat().st_mode) == 0o600
+    ha.end_rotation(tmp_path)
+    assert not ha.rotation_pending(tmp_path) and len(ha.rest_passwords(tmp_path)) == 1
+    assert set(json.loads((tmp_path / ha.FILE).read_text())) == set(ha.KEYS)  # the replaced values are gone

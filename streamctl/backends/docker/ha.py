@@ -25,7 +25,7 @@ from streamctl.ha import etcd as etcd_conf
 from streamctl.ha import patroni
 from streamctl.ha.convert import not_answering
 from streamctl.ha.runtime import PATRONI
-from streamctl.ha.secrets import ha_secrets
+from streamctl.ha.secrets import KEYS, ha_secrets
 from streamctl.readiness import Readiness
 
 if TYPE_CHECKING:
@@ -43,12 +43,11 @@ def mode_refusal(node: Node, was_ha: bool, under_ha: bool) -> RefusedError | Non
     """Turning HA on for a node that ran without Patroni, or off for a group Patroni runs: not built yet on
     Swarm (Docker's is ha_convert.py)."""
     if under_ha and not was_ha:
-        return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data "
-                            "is not built yet", hint="remove the ha section, or start from "
-                            "`streamctl down --volumes`")
+        return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data is not "
+                            "built yet", hint="remove the ha section, or start from `streamctl down --volumes`")
     if not under_ha and was_ha:
-        return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning "
-                            "ha off is not built yet", hint="put the ha section back")
+        return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning ha off is "
+                            "not built yet", hint="put the ha section back")
     return None
 
 
@@ -96,12 +95,12 @@ class DockerHa:
         except ImageNotFound:
             return False
 
-    def configs(self, group: Group, password: str | None = None) -> dict[str, str]:
-        """Every member's patroni.yml (`password`: a stand-in for the superuser's, as in `definition`)."""
+    def configs(self, group: Group, password: str | None = None, masked: bool = False) -> dict[str, str]:
+        """Every member's patroni.yml (`password`, `masked`: stand-ins for the superuser's and Patroni's own)."""
         node = group.node
         tls_dir = Path(spec.TLS_DIR) if self.b.tls_covers(node) else None
         etcd = [f"{e.name}:{ETCD_PORT}" for e in self.etcd]
-        secrets = ha_secrets(self.b.ctx.store.root)
+        secrets = {k: f"<{k}>" for k in KEYS} if masked else ha_secrets(self.b.ctx.store.root)
         generation = self.b.ctx.store.read().get("backup_generation")  # after `up --from-backup`
         out = {}
         for m in group.members:
@@ -113,18 +112,25 @@ class DockerHa:
                 generation=generation, backup_config=spec.BACKUP_CONFIG))
         return out
 
-    def definition(self, group: Group) -> dict[str, Any]:
+    def definition(self, group: Group, legacy: bool = False) -> dict[str, Any]:
         """What, changed, recreates the members' containers (their volumes stay): the base image, how the
-        member image is made, every member's Patroni configuration and ports, the certificate. Not the
-        superuser's password: a rotated one is written into the members and reloaded (`persist`), no restart."""
+        member image is made, every member's Patroni configuration and ports, the certificate; no password: a
+        rotated one is written into the members and reloaded (`persist`). `legacy`: with Patroni's own in it."""
         tls = self.b._tls(group.node, issue=False)
         return {"engine": "patroni", "image": group.node.image, "recipe": [PATRONI, dockerfile(""),
                                                                           MEMBER_ENTRYPOINT],
-                "config": self.configs(group, "<postgres_password>"), "bind": group.node.bind,
+                "config": self.configs(group, "<postgres_password>", masked=not legacy), "bind": group.node.bind,
                 "ports": [[m.port, m.rest_port] for m in group.members],
                 **({"binds": binds} if (binds := self.b._binds(group.node)) else {}),
                 "etcd": [[e.host, e.port] for e in self.etcd],
                 "tls": tls.fingerprint if tls is not None else None}
+
+    def made_as(self, group: Group, label: str | None) -> str | None:
+        """The definition a member's fingerprint label stands for: one made with Patroni's own passwords in it
+        (before they were left out) counts as today's while they are the same: an upgrade restarts no member."""
+        if label is not None and label == fingerprint(self.definition(group, legacy=True)):
+            return fingerprint(self.definition(group))
+        return label
 
     # -- observation ------------------------------------------------------------------------------
     def observe(self, group: Group) -> Observation:
@@ -150,7 +156,8 @@ class DockerHa:
         if not ha_convert.is_member(live[0]):
             detail = "holds data made without ha: `up` makes it its group's leader under Patroni"
         takeover = owner.taken_over_from(self.b.ctx.ownership, "container", live[0].name, labels)
-        return Observation(group.node.name, state, labels.get(spec.LABEL_FINGERPRINT), detail, takeover)
+        made = self.made_as(group, labels.get(spec.LABEL_FINGERPRINT))
+        return Observation(group.node.name, state, made, detail, takeover)
 
     def _etcd_running(self, e: EtcdMember) -> bool:
         c = self._find(e.name)
@@ -200,7 +207,7 @@ class DockerHa:
         hold = ha_convert.standbys_wait(self, group, first_alone)
         for m in group.members:
             c = self._find(m.name)
-            if c is not None and (recreate or (c.labels or {}).get(spec.LABEL_FINGERPRINT) != fp):
+            if c is not None and (recreate or self.made_as(group, (c.labels or {}).get(spec.LABEL_FINGERPRINT)) != fp):
                 self.b._remove_container(c)
                 c = None
             if c is None:
@@ -284,12 +291,8 @@ class DockerHa:
         if volumes:  # data that goes needs no clean shutdown (as on the local backend): ha_release.py
             return ha_release.discard(self, group)
         self.stop(group)
-        for m in group.members:
-            c = self._find(m.name)
-            if c is not None:
-                self.b._remove_container(c)
-            if volumes:
-                self.b._remove_volume(spec.volume_name(self.t.cluster, m.name))
+        for c in (c for m in group.members if (c := self._find(m.name)) is not None):
+            self.b._remove_container(c)
 
     def logs(self, group: Group, tail: int) -> list[str]:
         c = self._find(group.members[0].name)
