@@ -302,6 +302,7 @@ def test_rotating_the_superuser_password_reaches_every_patroni(cluster: LocalClu
     c = cluster
     rotate_superuser(c, _ca(c))
     rotate_ha_passwords(c, _ca(c))
+    assert c.up().changed is False  # no password is part of a member's definition: none restarts
 
     roles = _roles(c, "worker-1")
     standby = next(n for n, r in roles.items() if r == "sync_standby")

@@ -173,7 +173,7 @@ class LocalBackend:
         fp = fp_file.read_text().strip() if fp_file.exists() else None
         pid = recipe.running_pid()
         state = NodeState.RUNNING if pid else NodeState.DEGRADED if recipe.pids() else NodeState.STOPPED
-        return Observation(node.name, state, fp, recipe.detail(), takeover)
+        return Observation(node.name, state, recipe.made_as(fp), recipe.detail(), takeover)
 
     # -- changes ----------------------------------------------------------------------------------
     def apply(self, node: Node, action: Action) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamctl.atomic import write_file
+from streamctl.backends.base import fingerprint
 from streamctl.backends.local.privileges import RunAs
 from streamctl.backends.local.recipes import Recipe, Runner, pid_alive, read_pid
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
@@ -21,7 +22,7 @@ from streamctl.config.model import Node, Topology
 from streamctl.engines.tls import CA
 from streamctl.ha import dcs, patroni, rest, runtime
 from streamctl.ha import etcd as etcd_conf
-from streamctl.ha.secrets import ha_secrets
+from streamctl.ha.secrets import KEYS, ha_secrets
 from streamctl.readiness import Readiness
 from streamctl.state import StateStore
 
@@ -144,10 +145,10 @@ class GroupRecipe(Recipe):
     def dirs(self) -> list[Path]:
         return [self.paths(m).dir for m in self.group.members]
 
-    def configs(self, password: str | None = None) -> dict[str, str]:
-        """Every member's patroni.yml (`password`: a stand-in for the superuser's, as in `definition`)."""
+    def configs(self, password: str | None = None, masked: bool = False) -> dict[str, str]:
+        """Every member's patroni.yml (`password`, `masked`: stand-ins for the superuser's and Patroni's own)."""
         assert self.bindir is not None
-        secrets = ha_secrets(self.state_root)
+        secrets = {k: f"<{k}>" for k in KEYS} if masked else ha_secrets(self.state_root)
         generation = StateStore(self.state_root).read().get("backup_generation")  # after `up --from-backup`
         return {m.name: patroni.render(patroni.member_config(
             self.topology, self.group, m, self.paths(m), self.bindir, self.tls_dir,
@@ -156,9 +157,19 @@ class GroupRecipe(Recipe):
 
     @property
     def definition(self) -> dict[str, Any]:
-        """Without the superuser's password: a rotated one is written and reloaded, no restart."""
-        return {"engine": "patroni", "bindir": str(self.bindir), "config": self.configs("<postgres_password>"),
-                "tls": self.tls_fingerprint}
+        """Without a password (the superuser's, Patroni's own): a rotated one is written and reloaded, no restart."""
+        return self._definition()
+
+    def _definition(self, legacy: bool = False) -> dict[str, Any]:
+        return {"engine": "patroni", "bindir": str(self.bindir),
+                "config": self.configs("<postgres_password>", masked=not legacy), "tls": self.tls_fingerprint}
+
+    def made_as(self, recorded: str | None) -> str | None:
+        """A fingerprint recorded with Patroni's own passwords in the definition (before they were left out) counts
+        as today's while they are the same: an upgrade restarts no member."""
+        if recorded is not None and recorded == fingerprint(self._definition(legacy=True)):
+            return fingerprint(self.definition)
+        return recorded
 
     def config_text(self) -> str:
         return "".join(self.configs().values())

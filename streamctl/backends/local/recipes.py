@@ -121,6 +121,10 @@ class Recipe:
     def definition(self) -> dict[str, Any]:
         return {"engine": self.node.engine.value, "config": self.config_text(), "tls": self.tls_fingerprint}
 
+    def made_as(self, recorded: str | None) -> str | None:
+        """The definition the node's recorded fingerprint stands for (a group under HA maps an older form)."""
+        return recorded
+
     def config_text(self) -> str:
         raise NotImplementedError
 
