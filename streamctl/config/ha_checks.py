@@ -64,19 +64,14 @@ def ha_errors(t: Topology) -> list[str]:
                        ("ha.etcd.peer_port", [e.peer_port for e in etcd_members(t)])):
         if ports and max(ports) > 65535:
             errors.append(f"{key}: {len(ports)} ports from {min(ports)} would need port {max(ports)} (above 65535)")
-    if t.backup_on and any(node_backend(t, g.node) == "swarm" for g in groups if not g.node.is_external):
-        errors.append("backup: backups with ha run on the local and Docker backends only for now, and this "
-                      "topology runs its Citus nodes on swarm (remove one of the two sections, or set backend: "
-                      "docker or local)")
-    analytics = [g for g in groups if not t.runs_citus(g.node.role) and not g.node.is_external
-                 and node_backend(t, g.node) == "swarm"]
-    if analytics:
-        errors.append("ha.analytics.standbys: the analytics primary under HA runs on the local and Docker "
-                      "backends only for now, and this topology runs it on swarm (set 0, or backend: docker "
-                      "or local)")
+    on_swarm = [g.node.name for g in groups if not g.node.is_external and node_backend(t, g.node) == "swarm"]
+    if t.backup_on and on_swarm:
+        errors.append(f"backup: backups with ha run on the local and Docker backends only for now, and this "
+                      f"topology runs {', '.join(on_swarm)} under ha on swarm (remove one of the two sections, or "
+                      "set backend: docker or local)")
     for g in (g for g in groups if t.backup_on and not g.citus and not g.node.is_external):
         backend = node_backend(t, g.node)
-        if backend not in ("local", "swarm"):  # on swarm the group itself is refused above
+        if backend not in ("local", "swarm"):  # on swarm backups with ha are refused above
             path = declared(t, g.node, "backend") if spec_of(t, g.node)[0] else "backend"
             errors.append(f"backup: backups with the analytics primary under HA (ha.analytics.standbys) run on "
                           f"the local backend only for now, and {path} is {backend}"
