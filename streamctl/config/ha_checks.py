@@ -25,9 +25,9 @@ def ha_endpoints(t: Topology) -> list[tuple[str, str, int, str, str]]:
 
 def ha_errors(t: Topology) -> list[str]:
     """What `ha:` cannot run: a node streamctl does not provision, a synchronous group without a standby,
-    Patroni's timing out of its bounds, ports past 65535; and, for now, anything but the Citus groups (local,
-    Docker and Swarm backends) and the analytics primary (local and Docker backends), backups on Swarm, and
-    backups of the analytics primary under HA anywhere but on the local backend."""
+    Patroni's timing out of its bounds, ports past 65535; and, for now, a plain PostgreSQL coordinator under HA
+    (the Citus groups and the analytics primary run under it, on the local, Docker and Swarm backends), backups
+    with a group on Swarm, and backups of the analytics primary under HA anywhere but on the local backend."""
     if not t.ha_on:
         return []
     ha = t.ha

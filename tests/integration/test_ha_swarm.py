@@ -12,8 +12,9 @@
    group; a switchover of the worker group moves pg_dist_node too; `down` then `up` keep every row, each group
    led again; the worker leader's host is frozen while a writer inserts through the
    coordinator: its standby is promoted, writes work again, pg_dist_node names the new leader, every
-   acknowledged insert is there (the old leader's return is not asserted: see the test). Turning ha off is
-   refused (exit 10); `down --volumes` leaves no service or volume on any host.
+   acknowledged insert is there (the old leader's return is not asserted: see the test). Turning ha off (for
+   the whole topology, or for the analytics group alone) and rotating postgres_password are refused (exit 10);
+   `down --volumes` leaves no service or volume on any host.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase."""
 
@@ -280,15 +281,29 @@ def test_worker_leaders_host_frozen_under_writes(swarm: DindSwarm, ha_cli: Cli) 
     # reinit MEMBER` clones it again. Members that Swarm does not replace are the next step (README).
 
 
-def test_turning_ha_off_is_refused_before_anything_changes(ha_cli: Cli) -> None:
-    ha = ha_cli.data.pop("ha")
-    ha_cli.save()
+def _up_with_ha(cli: Cli, ha: dict[str, Any] | None) -> Any:
+    """`up` with the topology's ha section replaced (None: removed), then put back."""
+    before = cli.data.pop("ha")
+    if ha is not None:
+        cli.data["ha"] = ha
+    cli.save()
     try:
-        proc = ha_cli.run("up")
+        return cli.run("up")
     finally:
-        ha_cli.data["ha"] = ha
-        ha_cli.save()
+        cli.data["ha"] = before
+        cli.save()
+
+
+def test_what_swarm_does_not_build_yet_is_refused_before_anything_changes(ha_cli: Cli) -> None:
+    proc = _up_with_ha(ha_cli, None)
     assert proc.returncode == 10 and "turning ha off is not built yet" in " ".join(proc.output.split()), proc.output
+    proc = _up_with_ha(ha_cli, {**ha_cli.data["ha"], "analytics": {"standbys": 0}})  # off for the analytics group
+    said = " ".join(proc.output.split())
+    assert proc.returncode == 10 and "analytics-primary is run by Patroni" in said, proc.output
+    proc = ha_cli.run("rotate-secrets", "postgres_password")  # Patroni's configuration is a Swarm secret
+    said = " ".join(proc.output.split())
+    assert proc.returncode == 10 and "rotating postgres_password under ha is built on the local and Docker " \
+        "backends only" in said and "analytics-primary" in said, proc.output
 
 
 def test_down_volumes_removes_every_member_and_volume(swarm: DindSwarm, ha_cli: Cli) -> None:
