@@ -25,8 +25,9 @@ def ha_endpoints(t: Topology) -> list[tuple[str, str, int, str, str]]:
 
 def ha_errors(t: Topology) -> list[str]:
     """What `ha:` cannot run: a node streamctl does not provision, a synchronous group without a standby,
-    Patroni's timing out of its bounds, ports past 65535; and, for now, anything but the Citus groups (local,
-    Docker and Swarm backends) and the analytics primary (local and Docker backends), and backups on Swarm."""
+    Patroni's timing out of its bounds, ports past 65535; and, for now, a plain PostgreSQL coordinator under HA
+    (the Citus groups and the analytics primary run under it, on the local, Docker and Swarm backends) and
+    backups with a group on Swarm."""
     if not t.ha_on:
         return []
     ha = t.ha
@@ -63,16 +64,11 @@ def ha_errors(t: Topology) -> list[str]:
                        ("ha.etcd.peer_port", [e.peer_port for e in etcd_members(t)])):
         if ports and max(ports) > 65535:
             errors.append(f"{key}: {len(ports)} ports from {min(ports)} would need port {max(ports)} (above 65535)")
-    if t.backup_on and any(node_backend(t, g.node) == "swarm" for g in groups if not g.node.is_external):
-        errors.append("backup: backups with ha run on the local and Docker backends only for now, and this "
-                      "topology runs its Citus nodes on swarm (remove one of the two sections, or set backend: "
-                      "docker or local)")
-    analytics = [g for g in groups if not t.runs_citus(g.node.role) and not g.node.is_external
-                 and node_backend(t, g.node) == "swarm"]
-    if analytics:
-        errors.append("ha.analytics.standbys: the analytics primary under HA runs on the local and Docker "
-                      "backends only for now, and this topology runs it on swarm (set 0, or backend: docker "
-                      "or local)")
+    on_swarm = [g.node.name for g in groups if not g.node.is_external and node_backend(t, g.node) == "swarm"]
+    if t.backup_on and on_swarm:
+        errors.append(f"backup: backups with ha run on the local and Docker backends only for now, and this "
+                      f"topology runs {', '.join(on_swarm)} under ha on swarm (remove one of the two sections, or "
+                      "set backend: docker or local)")
     names = {n.name for n in t.nodes()}
     for m in (m for g in groups for m in g.members[1:] if m.name in names):
         errors.append(f"ha: the standby {m.name} of {m.node.name} has the name of another node (rename that node)")

@@ -124,12 +124,13 @@ def member_addresses(t: Topology, name: str, hosts: Mapping[str, str] | None = N
 
 def peer_addresses(t: Topology, name: str, internal_host: str, internal_port: int) -> list[tuple[str, int]]:
     """Every member's address of the group node `name` leads, as the other nodes reach it (a replica's
-    subscription, the coordinator's FDW); [] for a node that is not under HA. A node reached by its own name
-    on a container network (Docker: `internal_host` is its name) has its members there by their member names
-    on the same port (Patroni's connect_address); elsewhere they are where streamctl reaches them."""
+    subscription, the coordinator's FDW); [] for a node that is not under HA. A node reached by a name on a
+    container network (Docker: `internal_host` is its name; Swarm: its service's, `<cluster>-<name>`) has its
+    members there by their member names on the same port (Patroni's connect_address, each member's network
+    alias); elsewhere they are where streamctl reaches them."""
     group = next((g for g in ha_groups(t) if g.node.name == name), None)
     if group is None:
         return []
-    if internal_host == group.node.name:
+    if internal_host in (group.node.name, f"{t.cluster}-{group.node.name}"):
         return [(m.name, internal_port) for m in group.members]
     return [(m.node.host, m.port) for m in group.members]

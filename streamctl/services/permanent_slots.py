@@ -30,15 +30,20 @@ SUBSCRIPTION_STEP = "subscription"  # services/replication.py's name for a repli
 
 def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
     """Adapter: one step on the analytics primary when it is under HA, after every replica's subscription."""
-    group = next((g for g in ha_groups(ctx.topology) if not g.citus), None)
-    return [PermanentSlots(ctx, group).step()] if group is not None else []
+    return [PermanentSlots(ctx).step()] if any(not g.citus for g in ha_groups(ctx.topology)) else []
 
 
 class PermanentSlots:
-    def __init__(self, ctx: ClusterContext, group: Group) -> None:
-        self.ctx, self.group = ctx, group
+    def __init__(self, ctx: ClusterContext) -> None:
+        self.ctx = ctx
         self.ca = ctx.ca_path() if ctx.tls_on else None
         self._nudged = float("-inf")
+
+    @property
+    def group(self) -> Group:
+        """The analytics group, its members where streamctl reaches them: read when asked, as on Swarm a member's
+        address is its host's, pinned once `up` has placed it (`StateStore.pinned`)."""
+        return next(g for g in ha_groups(self.ctx.topology, self.ctx.store.pinned()) if not g.citus)
 
     def changes(self) -> dict[str, Any]:
         return analytics.slot_changes(self.ctx.topology, analytics.declared_slots(self.group, self.ca))

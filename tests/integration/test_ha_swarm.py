@@ -4,13 +4,17 @@
    manager's engine only (streamctl/backends/swarm/image_spread.py); a second spread finds it everywhere and
    loads nothing; a host that cannot run the one-shot task is named.
 2. A group needing more hosts than the Swarm has is refused with the counts (exit 4), nothing created.
-3. One HA cluster (coordinator + 1 worker, 1 synchronous standby each, 3 etcd members): every group's members
-   on distinct hosts, each group led with a sync standby (Patroni's REST API and `status`), `verify` passes, a
-   second `up` changes nothing; a switchover of the worker group moves pg_dist_node too; `down` then `up` keep
-   every row, each group led again; the worker leader's host is frozen while a writer inserts through the
+3. One HA cluster (coordinator + 1 worker, 1 synchronous standby each, the analytics primary with 1 synchronous
+   standby and one logical replica, 3 etcd members): every group's members on distinct hosts, each group led
+   with a sync standby (Patroni's REST API and `status`), the replica subscribed through the analytics members'
+   names on the overlay, its slot permanent and held by both members, `verify` passes, a second `up` changes
+   nothing; rows inserted on the analytics primary reach the replica before and after a switchover of its
+   group; a switchover of the worker group moves pg_dist_node too; `down` then `up` keep every row, each group
+   led again; the worker leader's host is frozen while a writer inserts through the
    coordinator: its standby is promoted, writes work again, pg_dist_node names the new leader, every
-   acknowledged insert is there (the old leader's return is not asserted: see the test). Turning ha off is
-   refused (exit 10); `down --volumes` leaves no service or volume on any host.
+   acknowledged insert is there (the old leader's return is not asserted: see the test). Turning ha off (for
+   the whole topology, or for the analytics group alone) and rotating postgres_password are refused (exit 10);
+   `down --volumes` leaves no service or volume on any host.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase."""
 
@@ -19,7 +23,6 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -30,8 +33,10 @@ from streamctl.backends.swarm.image_spread import ImageSpread
 from streamctl.backends.swarm.placement import Pin
 from streamctl.config.load import load_topology
 from streamctl.config.members import ha_groups
+from streamctl.config.model import Topology
 from streamctl.context import ClusterContext
-from streamctl.ha import rest
+from streamctl.names import subscription_name
+from tests.support import ha as hs
 from tests.support.cli import Cli
 from tests.support.cluster import topology_dict, traversable_tmpdir
 from tests.support.dind import DindSwarm, services, swarm_cli
@@ -43,6 +48,8 @@ from tests.support.ports import free_port_run
 pytestmark = [pytest.mark.docker, pytest.mark.multihost]
 
 NETWORK = "spread-net"
+ANALYTICS, REPLICA = hs.ANALYTICS_PRIMARY, hs.ANALYTICS_REPLICA
+SLOT = subscription_name(REPLICA)
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +125,12 @@ def test_a_host_without_the_runner_image_is_named(swarm: DindSwarm, manager: Any
 def _ha_topology(standbys: int, etcd_members: int) -> dict[str, Any]:
     ha = {"standbys": standbys, "synchronous": "on", "port": free_port_run(8), "rest_port": free_port_run(10),
           "etcd": {"members": etcd_members, "port": free_port_run(3), "peer_port": free_port_run(3)}}
-    data = topology_dict(cluster=unique_cluster(), backend="swarm", citus=True, workers=1, replicas=0, redis=False,
-                         analytics=False, fdw=False, ha=ha, bind="0.0.0.0")
+    ha["analytics"] = {"standbys": 1}  # its group beside the Citus groups': ha.port and ha.rest_port's runs hold all
+    data = topology_dict(cluster=unique_cluster(), backend="swarm", citus=True, workers=1, replicas=1, redis=False,
+                         analytics=True, fdw=False, ha=ha, bind="0.0.0.0")
     data.pop("local", None)
     data["metadata"]["coordinator"]["image"] = data["metadata"]["workers"]["image"] = ensure_citus_image()
+    data["analytics"]["primary"]["image"] = ensure_citus_image()  # one member image for every group (the replica's too)
     data["gateway"]["enabled"] = False
     return data
 
@@ -155,25 +164,41 @@ def _pinned(ctx: ClusterContext) -> dict[str, Any]:
     return dict(ctx.store.read()["swarm_pins"])
 
 
+class _Cluster:
+    """What tests/support/ha.py's helpers read of a cluster (its context, topology and CLI), for the Swarm one:
+    each member reached at its host's address (`ctx.store.pinned()`, which `hs.group_of` reads)."""
+
+    def __init__(self, cli: Cli) -> None:
+        self.cli = cli
+
+    @property
+    def ctx(self) -> ClusterContext:
+        return _ctx(self.cli)
+
+    @property
+    def topology(self) -> Topology:
+        return self.ctx.topology
+
+
 def _roles(cli: Cli, group: str) -> dict[str, str]:
     """Patroni's roles, asking each member at the address of the host it is pinned to."""
-    return {s.name: s.ha_role for s in _members(cli, group)}
-
-
-def _members(cli: Cli, group: str) -> list[rest.MemberState]:
-    ctx = _ctx(cli)
-    hosts = ctx.store.pinned()
-    g = next(g for g in ha_groups(ctx.topology) if g.node.name == group)
-    members = tuple(replace(m, node=replace(m.node, bind=hosts[m.name])) for m in g.members)
-    return rest.group_members(members, ctx.ca_path() if ctx.tls_on else None)
+    return hs.ha_roles(_Cluster(cli), group)
 
 
 def test_members_on_distinct_hosts_each_group_led_with_a_sync_standby(ha_cli: Cli) -> None:
     pins = _pinned(_ctx(ha_cli))
-    for names in (["coordinator", "coordinator-2"], ["worker-1", "worker-1-2"], ["etcd-1", "etcd-2", "etcd-3"]):
+    for names in (["coordinator", "coordinator-2"], ["worker-1", "worker-1-2"], [ANALYTICS, f"{ANALYTICS}-2"],
+                  ["etcd-1", "etcd-2", "etcd-3"]):
         assert len({pins[n]["id"] for n in names}) == len(names), pins
     for group in ("coordinator", "worker-1"):
         assert sorted(_roles(ha_cli, group).values()) == ["leader", "sync_standby"], _roles(ha_cli, group)
+    c = _Cluster(ha_cli)
+    hs.check_analytics_group(c, SLOT)  # a leader and a sync standby; the replica's slot permanent, on both members
+    with c.ctx.pg_connect(REPLICA, "analytics_db") as conn:
+        (conninfo,) = conn.execute("SELECT subconninfo FROM pg_subscription WHERE subname = %s", (SLOT,)).fetchone()
+    # the members' names on the overlay (their aliases, Patroni's connect_address): the apply worker follows the leader
+    assert f"host={ANALYTICS},{ANALYTICS}-2 port=5432,5432" in conninfo, conninfo
+    assert "target_session_attrs=primary" in conninfo, conninfo
     status_members(ha_cli.json("status")["nodes"], ha_groups(_ctx(ha_cli).topology))  # status reaches them too
     ha_cli.ok("verify")  # a leader per group, standbys streaming, a sync standby, pg_dist_node naming the leaders
     assert set(ha_cli.actions().values()) == {"noop"}  # a second `up` changes nothing
@@ -183,6 +208,18 @@ def _leader(cli: Cli, group: str) -> str:
     return next(n for n, r in _roles(cli, group).items() if r == "leader")
 
 
+def test_the_analytics_replica_receives_rows_across_a_switchover_of_its_primarys_group(ha_cli: Cli) -> None:
+    c = _Cluster(ha_cli)
+    hs.replication_flows(c, "swarm-before")
+    before = _leader(ha_cli, ANALYTICS)
+    ha_cli.ok("switchover", ANALYTICS)
+    after = _leader(ha_cli, ANALYTICS)
+    assert after != before and sorted(_roles(ha_cli, ANALYTICS).values()) == ["leader", "sync_standby"], after
+    hs.replication_flows(c, "swarm-after")  # written on the new leader, the subscription reconnected to it
+    assert SLOT in hs.member_slots(c, ANALYTICS, before)  # the old leader, a standby now, keeps its copy
+    hs.verify_passes(c, "ha,replication")  # each group led; the subscription, its slot, lag and checksums
+
+
 def test_switchover_then_down_and_up_keep_every_row(ha_cli: Cli) -> None:
     before = _leader(ha_cli, "worker-1")
     ha_cli.ok("switchover", "worker-1")
@@ -190,11 +227,13 @@ def test_switchover_then_down_and_up_keep_every_row(ha_cli: Cli) -> None:
     registered = _coordinator(ha_cli, "SELECT nodename FROM pg_dist_node WHERE groupid = 1 AND noderole = 'primary'")
     assert after != before and registered == after, (before, after, registered)
     rows = _coordinator(ha_cli, "SELECT count(*) FROM content_metadata")
+    users = hs.user_ids(_Cluster(ha_cli), ANALYTICS)  # the analytics rows too
     ha_cli.ok("down")
     ha_cli.ok("up")
-    for group in ("coordinator", "worker-1"):
+    for group in ("coordinator", "worker-1", ANALYTICS):
         assert sorted(_roles(ha_cli, group).values()) == ["leader", "sync_standby"], _roles(ha_cli, group)
     assert _coordinator(ha_cli, "SELECT count(*) FROM content_metadata") == rows
+    assert hs.user_ids(_Cluster(ha_cli), ANALYTICS) == users and users
 
 
 def _coordinator(cli: Cli, query: str) -> Any:
@@ -242,15 +281,29 @@ def test_worker_leaders_host_frozen_under_writes(swarm: DindSwarm, ha_cli: Cli) 
     # reinit MEMBER` clones it again. Members that Swarm does not replace are the next step (README).
 
 
-def test_turning_ha_off_is_refused_before_anything_changes(ha_cli: Cli) -> None:
-    ha = ha_cli.data.pop("ha")
-    ha_cli.save()
+def _up_with_ha(cli: Cli, ha: dict[str, Any] | None) -> Any:
+    """`up` with the topology's ha section replaced (None: removed), then put back."""
+    before = cli.data.pop("ha")
+    if ha is not None:
+        cli.data["ha"] = ha
+    cli.save()
     try:
-        proc = ha_cli.run("up")
+        return cli.run("up")
     finally:
-        ha_cli.data["ha"] = ha
-        ha_cli.save()
+        cli.data["ha"] = before
+        cli.save()
+
+
+def test_what_swarm_does_not_build_yet_is_refused_before_anything_changes(ha_cli: Cli) -> None:
+    proc = _up_with_ha(ha_cli, None)
     assert proc.returncode == 10 and "turning ha off is not built yet" in " ".join(proc.output.split()), proc.output
+    proc = _up_with_ha(ha_cli, {**ha_cli.data["ha"], "analytics": {"standbys": 0}})  # off for the analytics group
+    said = " ".join(proc.output.split())
+    assert proc.returncode == 10 and "analytics-primary is run by Patroni" in said, proc.output
+    proc = ha_cli.run("rotate-secrets", "postgres_password")  # Patroni's configuration is a Swarm secret
+    said = " ".join(proc.output.split())
+    assert proc.returncode == 10 and "rotating postgres_password under ha is built on the local and Docker " \
+        "backends only" in said and "analytics-primary" in said, proc.output
 
 
 def test_down_volumes_removes_every_member_and_volume(swarm: DindSwarm, ha_cli: Cli) -> None:

@@ -91,8 +91,8 @@ def kill_member(member_dir: Path, postgres_only: bool = False) -> None:
 
 # -- a group under HA, as the analytics tests (local and Docker) read it ------------------------------------
 def group_of(c: LocalCluster, name: str) -> Group:
-    """The group under HA node `name` leads."""
-    return next(g for g in ha_groups(c.topology) if g.node.name == name)
+    """The group under HA node `name` leads, its members where streamctl reaches them (on Swarm: at their hosts)."""
+    return next(g for g in ha_groups(c.topology, c.ctx.store.pinned()) if g.node.name == name)
 
 
 def ha_roles(c: LocalCluster, name: str) -> dict[str, str]:
@@ -154,14 +154,16 @@ def member_slots(c: LocalCluster, name: str, member_name: str) -> set[str]:
 
 def status_members(nodes: list[dict[str, Any]], groups: list[Any]) -> dict[str, list[dict[str, Any]]]:
     """`status --json`'s nodes checked for HA: each group's node lists its members in the topology's order, one
-    leader and one sync standby, each with its group number and a timeline; returns group node -> members."""
+    leader and one sync standby, each with its group (a Citus group's number, the analytics primary's name) and a
+    timeline; returns group node -> members."""
     found = {n["name"]: n.get("members") for n in nodes}
     out = {}
     for g in groups:
         members = found[g.node.name]
         assert members is not None and [m["name"] for m in members] == [m.name for m in g.members], members
         assert sorted(m["ha_role"] for m in members) == ["leader", "sync_standby"], members
-        assert all(m["group"] == g.number and m["timeline"] >= 1 for m in members), members
+        group = g.number if g.citus else g.node.name
+        assert all(m["group"] == group and m["timeline"] >= 1 for m in members), members
         out[g.node.name] = members
     return out
 

@@ -93,34 +93,36 @@ def test_a_bad_ha_section_is_refused_with_its_path(case: str, data: dict, messag
     assert any(d.startswith(f"{path}: ") and message in d for d in info.value.details), info.value.details
 
 
-def test_ha_runs_on_every_backend_but_swarm_refuses_analytics_ha_and_backups_with_ha(tmp_path: Path) -> None:
+def test_ha_runs_on_every_backend_the_analytics_primary_too_and_swarm_refuses_backups_with_ha(tmp_path: Path) -> None:
     path = tmp_path / "topology.yaml"
     for backend in ("docker", "auto", "swarm"):
         path.write_text(yaml.safe_dump({"backend": backend, "bind": "0.0.0.0", "ha": {}}))
         assert load_topology(path, env={}).ha_on
     assert load_topology(path, env={}, backend="local").ha_on
     path.write_text(yaml.safe_dump({"backend": "local", "bind": "0.0.0.0", "ha": {"analytics": {"standbys": 1}}}))
-    for backend in ("docker", "auto"):  # the analytics primary under HA: local and Docker
+    for backend in ("docker", "auto", "swarm"):  # the analytics primary under HA: every backend
         assert [g.node.name for g in ha_groups(load_topology(path, env={}, backend=backend))][-1:] == \
             ["analytics-primary"]
-    with pytest.raises(ConfigError) as info:
-        load_topology(path, env={}, backend="swarm")  # --backend is judged like the file
-    assert info.value.exit_code == ExitCode.CONFIG == 3
-    assert any("ha.analytics.standbys: the analytics primary under HA runs on the local and Docker backends only "
-               "for now, and this topology runs it on swarm" in d for d in info.value.details), info.value.details
     backup = {"repository": {"path": "r"}}
     path.write_text(yaml.safe_dump({"backend": "swarm", "bind": "0.0.0.0", "ha": {}, "backup": backup}))
     with pytest.raises(ConfigError) as info:
         load_topology(path, env={})
+    assert info.value.exit_code == ExitCode.CONFIG == 3
     assert any("backup: backups with ha run on the local and Docker backends only for now, and this topology "
-               "runs its Citus nodes on swarm" in d for d in info.value.details), info.value.details
+               "runs coordinator, worker-1, worker-2 under ha on swarm" in d for d in info.value.details), \
+        info.value.details
     for backend in ("docker", "auto"):  # backups with ha: local and Docker
         assert load_topology(path, env={}, backend=backend).backup_on
+    path.write_text(yaml.safe_dump({"backend": "local", "bind": "0.0.0.0", "metadata": {"citus": {"enabled": False}},
+                                    "ha": {"analytics": {"standbys": 1}}, "backup": backup}))
+    with pytest.raises(ConfigError) as info:
+        load_topology(path, env={}, backend="swarm")  # --backend is judged like the file
+    assert any("runs analytics-primary under ha on swarm" in d for d in info.value.details), info.value.details
 
 
 def test_backups_with_the_analytics_primary_under_ha_run_on_the_local_and_docker_backends(tmp_path: Path) -> None:
     """Its group archives like the Citus groups (Patroni's archive_command into its own stanza, on every member);
-    on Docker too (each member's pgBackRest file in its own volume); Swarm refuses the group itself."""
+    on Docker too (each member's pgBackRest file in its own volume); Swarm refuses backups with ha, naming it."""
     from streamctl.ha import patroni
 
     path = tmp_path / "topology.yaml"
@@ -141,17 +143,20 @@ def test_backups_with_the_analytics_primary_under_ha_run_on_the_local_and_docker
     path.write_text(yaml.safe_dump({**data, "backend": "swarm"}))
     with pytest.raises(ConfigError) as info:
         load_topology(path, env={})
-    assert any("the analytics primary under HA runs on the local and Docker backends only" in d
-               for d in info.value.details), info.value.details
+    assert any("backup: backups with ha run on the local and Docker backends only for now, and this topology runs "
+               "analytics-primary under ha on swarm" in d for d in info.value.details), info.value.details
 
 
 def test_the_analytics_members_are_reached_by_name_on_a_container_network_and_by_port_elsewhere() -> None:
-    """What a replica's subscription and the FDW name: on Docker the members' network names on the container's
-    port (Patroni's connect_address); on local the topology's host and each member's own port."""
+    """What a replica's subscription and the FDW name: on Docker (the node's name) and Swarm (its service's,
+    `<cluster>-<node>`) the members' network names on the container's port (Patroni's connect_address); on local
+    the topology's host and each member's own port."""
     t = parse_topology({"backend": "docker", "metadata": {"citus": {"enabled": False}},
                         "analytics": {"primary": {"port": 16432}},
                         "ha": {"port": 16500, "analytics": {"standbys": 1}}}, env={})
     assert peer_addresses(t, "analytics-primary", "analytics-primary", 5432) == [
+        ("analytics-primary", 5432), ("analytics-primary-2", 5432)]
+    assert peer_addresses(t, "analytics-primary", f"{t.cluster}-analytics-primary", 5432) == [
         ("analytics-primary", 5432), ("analytics-primary-2", 5432)]
     assert peer_addresses(t, "analytics-primary", "127.0.0.1", 16432) == [("127.0.0.1", 16432), ("127.0.0.1", 16500)]
     assert peer_addresses(t, "analytics-replica-1", "analytics-replica-1", 5432) == []
