@@ -13,7 +13,8 @@
    led again; the worker leader's host is frozen while a writer inserts through the
    coordinator: its standby is promoted, writes work again, pg_dist_node names the new leader, every
    acknowledged insert is there (the old leader's return is not asserted: see the test). Turning ha off (for
-   the whole topology, or for the analytics group alone) and rotating postgres_password are refused (exit 10);
+   the whole topology, or for the analytics group alone) and rotating postgres_password or ha_passwords are
+   refused (exit 10);
    `down --volumes` leaves no service or volume on any host.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase."""
@@ -35,6 +36,7 @@ from streamctl.config.load import load_topology
 from streamctl.config.members import ha_groups
 from streamctl.config.model import Topology
 from streamctl.context import ClusterContext
+from streamctl.ha.secrets import ha_secrets
 from streamctl.names import subscription_name
 from tests.support import ha as hs
 from tests.support.cli import Cli
@@ -304,6 +306,12 @@ def test_what_swarm_does_not_build_yet_is_refused_before_anything_changes(ha_cli
     said = " ".join(proc.output.split())
     assert proc.returncode == 10 and "rotating postgres_password under ha is built on the local and Docker " \
         "backends only" in said and "analytics-primary" in said, proc.output
+    before = ha_secrets(_ctx(ha_cli).store.root)
+    proc = ha_cli.run("rotate-secrets", "ha_passwords")  # Patroni's own: in the same Swarm secret
+    said = " ".join(proc.output.split())
+    assert proc.returncode == 10 and "rotating Patroni's own passwords (ha_passwords) under ha is built on the " \
+        "local and Docker backends only" in said, proc.output
+    assert ha_secrets(_ctx(ha_cli).store.root) == before  # refused before any value is generated
 
 
 def test_down_volumes_removes_every_member_and_volume(swarm: DindSwarm, ha_cli: Cli) -> None:
