@@ -104,10 +104,11 @@ def _role_everywhere(ctx: ClusterContext, role: str, password: str, authinfo: bo
     return out
 
 
-def ha_refusal(ctx: ClusterContext, backend: Backend, what: str = "postgres_password") -> RefusedError | None:
-    """Under HA the superuser's password, and Patroni's own ones, are also in each member's Patroni configuration:
-    rewritten and reloaded on the local and Docker backends (a Swarm member's configuration is a Swarm secret,
-    which cannot change)."""
+def ha_refusal(ctx: ClusterContext, backend: Backend, name: str = "postgres_password") -> RefusedError | None:
+    """Under HA the superuser's password (`name`), and Patroni's own ones (`ha_passwords`), are also in each
+    member's Patroni configuration: rewritten and reloaded on the local and Docker backends (a Swarm member's
+    configuration is a Swarm secret, which cannot change)."""
+    what = "ha_passwords (Patroni's own passwords)" if name == "ha_passwords" else name
     elsewhere = [g.node.name for g in ha_groups(ctx.topology)
                  if backend_of(backend, g.node).name not in ("local", "docker")]
     if not elsewhere:
@@ -139,7 +140,7 @@ def ha_passwords(ctx: ClusterContext, backend: Backend) -> Changed:
     API take the new values. Open replication connections stay."""
     from streamctl.ha.roles import ensure_patroni_roles
 
-    refusal = ha_refusal(ctx, backend, "Patroni's own passwords (ha_passwords)")
+    refusal = ha_refusal(ctx, backend, "ha_passwords")
     if refusal is not None:
         raise refusal
     secrets = ha_secrets(ctx.store.root)

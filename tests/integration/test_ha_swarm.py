@@ -309,7 +309,7 @@ def test_what_swarm_does_not_build_yet_is_refused_before_anything_changes(ha_cli
     before = ha_secrets(_ctx(ha_cli).store.root)
     proc = ha_cli.run("rotate-secrets", "ha_passwords")  # Patroni's own: in the same Swarm secret
     said = " ".join(proc.output.split())
-    assert proc.returncode == 10 and "rotating Patroni's own passwords (ha_passwords) under ha is built on the " \
+    assert proc.returncode == 10 and "rotating ha_passwords (Patroni's own passwords) under ha is built on the " \
         "local and Docker backends only" in said, proc.output
     assert ha_secrets(_ctx(ha_cli).store.root) == before  # refused before any value is generated
 
