@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import uuid
 from collections.abc import Iterator
@@ -143,8 +144,11 @@ def test_the_dashboard_shows_every_member_and_follows_a_switchover(cluster: Loca
             assert [m["name"] for m in api["members"]] == [m["name"] for m in nodes[g.node.name]["members"]]
             for m in nodes[g.node.name]["members"]:
                 row = shown[m["name"]]
-                assert (row["group"], row["member"], row["role"], row["state"], row["timeline"], row["lag-bytes"]) \
-                    == (g.node.name, m["name"], shown_role[m["ha_role"]], m["state"], str(m["timeline"]), "0 B"), row
+                assert (row["group"], row["member"], row["role"], row["state"], row["timeline"]) \
+                    == (g.node.name, m["name"], shown_role[m["ha_role"]], m["state"], str(m["timeline"])), row
+                # a byte count for every member ("–" when unknown): the page and `status` read moments apart, and a
+                # standby may lag a few kB in one (14.1 kB once in CI) and not in the other
+                assert re.fullmatch(r"\d+(\.\d+)? (B|kB|MB|GB)", row["lag-bytes"]), row
 
         roles = _roles(c, "coordinator")
         leader = next(n for n, r in roles.items() if r == "leader")
