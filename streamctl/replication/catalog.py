@@ -253,3 +253,13 @@ def standbys_behind(conn: Conn, names: list[str]) -> list[str]:
     rows = conn.execute("SELECT application_name FROM pg_stat_replication WHERE application_name = ANY(%s) "
                         "AND (replay_lsn IS NULL OR replay_lsn < pg_current_wal_lsn())", (names,)).fetchall()
     return sorted(str(r[0]) for r in rows)
+
+
+def standby_lags(conn: Conn, names: list[str]) -> dict[str, tuple[str, int | None]]:
+    """Each physical standby among `names` (its application_name) connected to this primary: its walsender's
+    state and the bytes of this primary's WAL it has not replayed yet, read now (Patroni's REST API reports
+    positions up to a loop old). Of a standby connected twice (a reconnect), the connection furthest along."""
+    rows = conn.execute("SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint "
+                        "FROM pg_stat_replication WHERE application_name = ANY(%s) "
+                        "ORDER BY state = 'streaming', replay_lsn NULLS FIRST", (names,)).fetchall()
+    return {str(name): (str(state), None if lag is None else int(lag)) for name, state, lag in rows}

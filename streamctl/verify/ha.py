@@ -7,12 +7,14 @@ primary still serves in Patroni's failsafe mode."""
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from streamctl.citus import catalog
 from streamctl.config.members import Group, ha_groups
 from streamctl.config.model import Role, Topology
 from streamctl.context import ClusterContext
 from streamctl.ha import dcs, rest
+from streamctl.replication import catalog as replication
 from streamctl.verify.result import CheckResult, Verdict, failed, guarded, passed
 
 GROUPS = "ha.groups"
@@ -35,13 +37,16 @@ def check_groups(ctx: ClusterContext) -> list[CheckResult]:
             return failed(dcs.explain(group, problem, views), dcs=problem,
                           failsafe=any(v.primary and v.failsafe_active for v in views))
         states = rest.group_members(group.members, ca)
-        data = {"members": {s.name: s.ha_role for s in states}}
+        data: dict[str, Any] = {"members": {s.name: s.ha_role for s in states}}
         leaders = [s for s in states if s.ha_role == "leader"]
         if len(leaders) != 1:
             return failed(f"{len(leaders)} leaders as Patroni sees the group (one wanted)", **data)
         down = sorted({m.name for m in group.members} - {s.name for s in states})
-        behind = [s.name for s in states if s is not leaders[0] and (
-            s.state != "streaming" or s.lag_bytes is None or s.lag_bytes > ctx.topology.verify.max_lag_bytes)]
+        with ctx.pg_connect(group.node.name) as conn:  # the leader's own view, fresh
+            lags = replication.standby_lags(conn, [s.name for s in states if s is not leaders[0]])
+        data["lag_bytes"] = {name: lag for name, (_, lag) in lags.items()}
+        limit = ctx.topology.verify.max_lag_bytes
+        behind = [f"{s.name} ({why})" for s in states if s is not leaders[0] and (why := _behind(lags, s.name, limit))]
         if down or behind:
             return failed(f"standbys down: {', '.join(down) or 'none'}; not streaming within "
                           f"verify.max_lag_bytes: {', '.join(behind) or 'none'} (`streamctl up` restarts them)",
@@ -59,3 +64,11 @@ def check_groups(ctx: ClusterContext) -> list[CheckResult]:
                       "streaming", **data)
 
     return [guarded(GROUPS, g.node.name, partial(one, g)) for g in ha_groups(ctx.topology, ctx.store.pinned())]
+
+
+def _behind(lags: dict[str, tuple[str, int | None]], name: str, limit: int) -> str:
+    """Why the standby `name` is not streaming within `limit` bytes of its leader; '' when it is."""
+    state, lag = lags.get(name, ("not connected to the leader", None))
+    if state != "streaming":
+        return state
+    return "" if lag is not None and lag <= limit else f"{'unknown' if lag is None else lag} bytes behind"

@@ -25,7 +25,15 @@ from tests.support.cluster import LocalCluster, running
 from tests.support.dashboard import Cells, dump_dom
 from tests.support.engines import require
 from tests.support.gateway import serve
-from tests.support.ha import Writer, dcs_keys, kill_member, rotate_ha_passwords, rotate_superuser, wait_until
+from tests.support.ha import (
+    Writer,
+    dcs_keys,
+    kill_member,
+    member_login,
+    rotate_ha_passwords,
+    rotate_superuser,
+    wait_until,
+)
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.citus, pytest.mark.redis, pytest.mark.etcd]
@@ -76,6 +84,44 @@ def test_every_group_has_a_leader_and_a_sync_standby_registered_by_patroni(clust
     assert {(r["check"], r["target"]): r["status"] for r in checks} == {
         **{("ha.groups", g.node.name): "passed" for g in ha_groups(c.topology)},
         ("citus.workers", "worker-1"): "passed", ("citus.workers", "worker-2"): "passed"}, checks
+
+
+def test_verify_reads_each_standbys_lag_on_its_leader_now(cluster: LocalCluster) -> None:
+    """Patroni's REST API reports WAL positions up to a loop old, so a leader that just switched segments (16 MB
+    further, as `pgbackrest check` does after `up`) once made verify see a standby "behind". verify reads the lag
+    on the leader, now: it passes right after the switches; with the standby's replay paused it names the standby
+    and its byte count, and passes again once the standby replays."""
+    c = cluster
+    group = _group(c, "worker-1")
+    roles = _roles(c, "worker-1")
+    standby = next(m for m in group.members if roles[m.name] != "leader")
+
+    def switch_segments(times: int) -> None:
+        with c.ctx.pg_connect("worker-1") as conn:
+            for _ in range(times):
+                conn.execute("SELECT pg_logical_emit_message(false, 'streamctl-test', 'lag probe')")
+                conn.execute("SELECT pg_switch_wal()")
+
+    def ha_check() -> tuple[int, dict[str, str]]:
+        done = c.cli.run("verify", "--only", "ha", "--json")
+        return done.returncode, {r["target"]: r["detail"] for r in json.loads(done.stdout)["checks"]}
+
+    switch_segments(3)
+    code, details = ha_check()
+    assert code == 0, details
+    password = c.ctx.secrets["postgres_password"]
+    with member_login(c, group, standby, password) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+    try:
+        switch_segments(3)  # at least 2 x 16 MB the paused standby has received but not replayed
+        code, details = ha_check()
+        assert code == 8, details
+        behind = re.search(rf"{standby.name} \((\d+) bytes behind\)", details["worker-1"])
+        assert behind is not None and int(behind.group(1)) > c.topology.verify.max_lag_bytes, details
+    finally:
+        with member_login(c, group, standby, password) as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+    wait_until("verify passing once the standby replays", lambda: ha_check()[0] == 0, 30.0)
 
 
 def test_the_gateway_role_and_the_fdw_work_through_citus(cluster: LocalCluster) -> None:
