@@ -50,6 +50,15 @@ def fingerprint(definition: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def made_as(recorded: str | None, definition: Callable[[bool], Any]) -> str | None:
+    """The definition a recorded fingerprint stands for: one recorded from an older form of the definition
+    (`definition(True)`; under HA, with Patroni's own passwords in it, before they were left out) counts as
+    today's (`definition(False)`) while the two are the same, so an upgrade restarts nothing."""
+    if recorded is not None and recorded == fingerprint(definition(True)):
+        return fingerprint(definition(False))
+    return recorded
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Where nodes run. Methods never print; failures raise StreamctlError subclasses."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamctl.backends.base import Action, NodeState, Observation, fingerprint
+from streamctl.backends.base import Action, NodeState, Observation, fingerprint, made_as
 from streamctl.config.load import parse_topology
 from streamctl.errors import ReadinessTimeout
 from streamctl.plan import decide, plan_nodes
@@ -45,6 +45,18 @@ def test_plan_is_pure_and_ordered() -> None:
 def test_fingerprint_changes_with_definition_only() -> None:
     assert fingerprint({"image": "a", "env": {"X": "1"}}) == fingerprint({"env": {"X": "1"}, "image": "a"})
     assert fingerprint({"image": "a"}) != fingerprint({"image": "b"})
+
+
+def test_a_fingerprint_of_the_older_form_counts_as_todays_while_they_agree() -> None:
+    def definition(legacy: bool, secret: str = "s1") -> dict[str, str]:
+        return {"config": secret if legacy else "<masked>"}
+
+    old, today = fingerprint(definition(True)), fingerprint(definition(False))
+    assert made_as(old, definition) == today  # made before the passwords were left out: nothing restarts
+    assert made_as(today, definition) == today
+    assert made_as(None, definition) is None
+    rotated = fingerprint(definition(True, "s0"))  # made with a password that is no longer the one in force
+    assert made_as(rotated, definition) == rotated != today
 
 
 def test_hba_admits_a_role_only_from_its_addresses() -> None:

@@ -8,10 +8,11 @@ names; it is copied in (0600) before the first start, like every secret."""
 from __future__ import annotations
 
 import threading
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamctl.backends.base import NodeState, Observation, fingerprint
+from streamctl.backends.base import NodeState, Observation, fingerprint, made_as
 from streamctl.backends.docker import ha_convert, ha_release, owner, spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
@@ -126,11 +127,7 @@ class DockerHa:
                 "tls": tls.fingerprint if tls is not None else None}
 
     def made_as(self, group: Group, label: str | None) -> str | None:
-        """The definition a member's fingerprint label stands for: one made with Patroni's own passwords in it
-        (before they were left out) counts as today's while they are the same: an upgrade restarts no member."""
-        if label is not None and label == fingerprint(self.definition(group, legacy=True)):
-            return fingerprint(self.definition(group))
-        return label
+        return made_as(label, partial(self.definition, group))
 
     # -- observation ------------------------------------------------------------------------------
     def observe(self, group: Group) -> Observation:
@@ -202,12 +199,13 @@ class DockerHa:
         tls = self.b._tls(group.node, issue=True)
         configs = self.configs(group)
         fp = fingerprint(self.definition(group))
+        current = {fp, fingerprint(self.definition(group, legacy=True))}  # made_as, computed once for the group
         converting = ha_convert.turn_on(self, group)  # the node's own data first, when it ran without Patroni
         first_alone = converting or ha_convert.adopting(self, group)
         hold = ha_convert.standbys_wait(self, group, first_alone)
         for m in group.members:
             c = self._find(m.name)
-            if c is not None and (recreate or self.made_as(group, (c.labels or {}).get(spec.LABEL_FINGERPRINT)) != fp):
+            if c is not None and (recreate or (c.labels or {}).get(spec.LABEL_FINGERPRINT) not in current):
                 self.b._remove_container(c)
                 c = None
             if c is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamctl.atomic import write_file
-from streamctl.backends.base import fingerprint
+from streamctl.backends.base import made_as
 from streamctl.backends.local.privileges import RunAs
 from streamctl.backends.local.recipes import Recipe, Runner, pid_alive, read_pid
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
@@ -165,11 +165,7 @@ class GroupRecipe(Recipe):
                 "config": self.configs("<postgres_password>", masked=not legacy), "tls": self.tls_fingerprint}
 
     def made_as(self, recorded: str | None) -> str | None:
-        """A fingerprint recorded with Patroni's own passwords in the definition (before they were left out) counts
-        as today's while they are the same: an upgrade restarts no member."""
-        if recorded is not None and recorded == fingerprint(self._definition(legacy=True)):
-            return fingerprint(self.definition)
-        return recorded
+        return made_as(recorded, self._definition)
 
     def config_text(self) -> str:
         return "".join(self.configs().values())
