@@ -69,8 +69,10 @@ def may_lead(t: Topology, node: Node) -> bool:
 
 def ha_groups(t: Topology, hosts: Mapping[str, str] | None = None) -> list[Group]:
     """Every Citus group with its members (none without Citus), then the analytics primary's when
-    `ha.analytics.standbys` gives it standbys; none when `ha` is off. `hosts`: member name -> the address
-    streamctl reaches it at when that is not its node's (Swarm: its host's; `StateStore.pinned`)."""
+    `ha.analytics.standbys` gives it standbys; none when `ha` is off. The analytics group takes the first
+    ports of `ha.port` and `ha.rest_port`, then the Citus groups in order, so a scale moves no port. `hosts`:
+    member name -> the address streamctl reaches it at when that is not its node's (Swarm: its host's;
+    `StateStore.pinned`)."""
     if not t.ha_on:
         return []
     assert t.ha is not None
@@ -80,7 +82,8 @@ def ha_groups(t: Topology, hosts: Mapping[str, str] | None = None) -> list[Group
         n for n in t.nodes() if n.role in (Role.COORDINATOR, Role.WORKER))) if t.citus else []
     primary = next((n for n in t.nodes() if n.role is Role.ANALYTICS_PRIMARY), None)
     if primary is not None and t.ha.analytics.standbys:  # opt-in: ha.standbys does not reach it
-        led.append((None, primary))
+        # its ports first: `scale` adds and removes worker groups at the end, and moves no other group's ports
+        led.insert(0, (None, primary))
     for number, node in led:
         standbys, path = group_standbys(t.ha, node.role)
         members = []
@@ -95,7 +98,7 @@ def ha_groups(t: Topology, hosts: Mapping[str, str] | None = None) -> list[Group
             next_port += k > 0
             next_rest += 1
         groups.append(Group(node, number, standbys, path, tuple(members)))
-    return groups
+    return groups[1:] + groups[:1] if groups and groups[0].number is None else groups  # shown after Citus's
 
 
 def citus_groups(t: Topology) -> list[Group]:

@@ -157,7 +157,7 @@ async def replication(stores: Stores) -> Replication:
 async def ha(stores: Stores) -> HaMembers:
     """Under HA: each group's members with role, state, timeline and lag, as `status` shows them (Patroni's
     REST API, its GET /cluster: a safe endpoint, so the gateway holds no Patroni password)."""
-    groups = ha_groups(stores.ctx.topology)
+    groups = ha_groups(stores.ctx.topology, stores.ctx.store.pinned())  # Swarm: each member at its host
     rows = await asyncio.gather(*(asyncio.to_thread(member_rows, stores.ctx, g) for g in groups))
     return HaMembers(enabled=bool(groups), groups=[
         HaGroup(node=g.node.name, leader=next((r["name"] for r in found if r["ha_role"] == "leader"), None),

@@ -26,8 +26,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
+import yaml
 
 from streamctl.backends.docker.ha_image import member_image
 from streamctl.backends.swarm.image_spread import ImageSpread
@@ -36,6 +38,7 @@ from streamctl.config.load import load_topology
 from streamctl.config.members import ha_groups
 from streamctl.config.model import Topology
 from streamctl.context import ClusterContext
+from streamctl.gateway.app import create_app
 from streamctl.ha.secrets import ha_secrets
 from streamctl.names import subscription_name
 from tests.support import ha as hs
@@ -43,6 +46,7 @@ from tests.support.cli import Cli
 from tests.support.cluster import topology_dict, traversable_tmpdir
 from tests.support.dind import DindSwarm, services, swarm_cli
 from tests.support.docker import unique_cluster
+from tests.support.gateway import serve
 from tests.support.ha import Writer, status_members, wait_until
 from tests.support.images import ensure_citus_image
 from tests.support.ports import free_port_run
@@ -201,7 +205,12 @@ def test_members_on_distinct_hosts_each_group_led_with_a_sync_standby(ha_cli: Cl
     # the members' names on the overlay (their aliases, Patroni's connect_address): the apply worker follows the leader
     assert f"host={ANALYTICS},{ANALYTICS}-2 port=5432,5432" in conninfo, conninfo
     assert "target_session_attrs=primary" in conninfo, conninfo
-    status_members(ha_cli.json("status")["nodes"], ha_groups(_ctx(ha_cli).topology))  # status reaches them too
+    # status reaches them too
+    members = status_members(ha_cli.json("status")["nodes"], ha_groups(_ctx(ha_cli).topology))
+    with serve(create_app(_ctx(ha_cli))) as url:  # the dashboard's HA table too: each member at its host's address
+        ha = httpx.get(url + "/api/v1/ops/ha", timeout=30).json()
+    assert {g["node"]: [(m["name"], m["ha_role"], m["host"]) for m in g["members"]] for g in ha["groups"]} == {
+        node: [(m["name"], m["ha_role"], m["host"]) for m in found] for node, found in members.items()}, ha
     ha_cli.ok("verify")  # a leader per group, standbys streaming, a sync standby, pg_dist_node naming the leaders
     assert set(ha_cli.actions().values()) == {"noop"}  # a second `up` changes nothing
 
@@ -239,6 +248,38 @@ def test_switchover_then_down_and_up_keep_every_row(ha_cli: Cli) -> None:
                    lambda g=group: sorted(_roles(ha_cli, g).values()) == ["leader", "sync_standby"], 60)
     assert _coordinator(ha_cli, "SELECT count(*) FROM content_metadata") == rows
     assert hs.user_ids(_Cluster(ha_cli), ANALYTICS) == users and users
+
+
+def test_scale_adds_a_worker_group_on_distinct_hosts_and_refuses_to_remove_one(ha_cli: Cli) -> None:
+    """`scale` under HA on Swarm adds a worker as a group: its members on distinct hosts, led with a sync standby,
+    its leader registered by Patroni, shards moved onto it, rows and checksums unchanged (scale compares them
+    itself), no other member's port moved. Removing a group is not built on Swarm: refused before any change."""
+    before = {m.name: (m.port, m.rest_port) for g in ha_groups(_ctx(ha_cli).topology) for m in g.members}
+    rows = _coordinator(ha_cli, "SELECT count(*) FROM content_metadata")
+    grown = ha_cli.json("scale", "--workers", "2")
+    ha_cli.data = yaml.safe_load(ha_cli.path.read_text())  # scale wrote the new count into the file
+    assert grown["added"] == ["worker-2"] and grown["moves"] > 0, grown
+    ctx = _ctx(ha_cli)
+    after = {m.name: (m.port, m.rest_port) for g in ha_groups(ctx.topology) for m in g.members}
+    assert {n: after[n] for n in before} == before
+    pins = _pinned(ctx)
+    assert pins["worker-2"]["id"] != pins["worker-2-2"]["id"], pins
+    assert sorted(_roles(ha_cli, "worker-2").values()) == ["leader", "sync_standby"], _roles(ha_cli, "worker-2")
+    leader = _leader(ha_cli, "worker-2")
+    wait_until("pg_dist_node naming worker-2's leader", lambda: _coordinator(
+        ha_cli, "SELECT nodename FROM pg_dist_node WHERE groupid = 2 AND noderole = 'primary'") == leader, 60)
+    assert _coordinator(ha_cli, "SELECT count(*) FROM pg_dist_placement WHERE groupid = 2") > 0
+    assert _coordinator(ha_cli, "SELECT count(*) FROM content_metadata") == rows
+    # verify within a minute: right after the previous test's `down` and `up` a standby of another group has
+    # been seen not connected to its leader for a while (the coordinator's, twice; not traced, README)
+    wait_until("verify's ha and citus checks passing after the scale",
+               lambda: ha_cli.run("verify", "--only", "ha,citus").returncode == 0, 90)
+    proc = ha_cli.run("scale", "--workers", "1")
+    said = " ".join(proc.output.split())
+    assert proc.returncode == 10 and "removing workers under ha is built on the local and Docker backends" in said, \
+        proc.output
+    assert _coordinator(ha_cli, "SELECT count(*) FROM pg_dist_placement WHERE groupid = 2") > 0
+    assert yaml.safe_load(ha_cli.path.read_text())["metadata"]["workers"]["count"] == 2
 
 
 def _coordinator(cli: Cli, query: str) -> Any:
@@ -280,10 +321,12 @@ def test_worker_leaders_host_frozen_under_writes(swarm: DindSwarm, ha_cli: Cli) 
     ids = ",".join(f"'{i}'" for i in writer.acked)
     found = _coordinator(ha_cli, f"SELECT count(*) FROM content_metadata WHERE content_id IN ({ids})")
     assert found == len(writer.acked), (found, len(writer.acked), writer.failed)
-    # The old leader's return is not asserted on Swarm: when its host comes back, Swarm replaces its task
-    # (the host had been down) while Patroni recovers it in the old one, and in several runs the member was
-    # left in "start failed" (an interrupted pg_rewind) or "starting" (a truncated WAL segment); `streamctl
-    # reinit MEMBER` clones it again. Members that Swarm does not replace are the next step (README).
+    # The old leader's return is not asserted on Swarm. When its host comes back, Swarm stops the old task and
+    # starts a new one (the member's lock on its volume keeps the two from running at once); in the last failing
+    # run the old task's Patroni had just restarted its PostgreSQL as a standby, not yet rewound, when Swarm
+    # stopped it, and the new task's Patroni then started it without pg_rewind: "requested timeline 4 does not
+    # contain minimum recovery point ... on timeline 3", "start failed". `streamctl reinit MEMBER` clones it
+    # again (README).
 
 
 def _up_with_ha(cli: Cli, ha: dict[str, Any] | None) -> Any:

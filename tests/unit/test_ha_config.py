@@ -274,6 +274,19 @@ def test_the_analytics_primary_is_a_plain_patroni_cluster_only_when_given_standb
     assert "shared_preload_libraries" not in dcs["postgresql"]["parameters"]
 
 
+def test_a_scale_moves_no_members_port_the_analytics_groups_included() -> None:
+    def layout(workers: int) -> dict[str, tuple[int, int]]:
+        t = parse_topology({**LOCAL, "metadata": {"workers": {"count": workers}},
+                            "ha": {"analytics": {"standbys": 1}}}, env={})
+        assert [g.node.name for g in ha_groups(t)][-1] == "analytics-primary"  # shown after the Citus groups
+        return {m.name: (m.port, m.rest_port) for g in ha_groups(t) for m in g.members}
+
+    two, three = layout(2), layout(3)
+    assert two["analytics-primary-2"] == (17432, 18009)  # the first of ha.port's and ha.rest_port's runs
+    assert {name: three[name] for name in two} == two  # worker-3's group takes the ports after them
+    assert set(three) - set(two) == {"worker-3", "worker-3-2"}
+
+
 def test_the_permanent_slots_follow_the_replicas_and_leave_an_operators_alone() -> None:
     from streamctl.ha import analytics
 

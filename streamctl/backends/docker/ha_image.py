@@ -49,6 +49,15 @@ export PYTHONPATH={SITE} HOME=/var/lib/postgresql
 exec setpriv --reuid=postgres --regid=postgres --init-groups -- python3 -m patroni /etc/streamctl/patroni.yml
 """
 
+# A Swarm member's service runs this instead of the entrypoint alone. Swarm may start a member's new task while
+# the old one still runs (a host that comes back after it was unreachable: the old task resumes, the new one is
+# scheduled beside it), and PostgreSQL's postmaster.pid stops no second server in another container on the same
+# data directory. So the task holds a lock on its volume for as long as its Patroni (PID 1) lives; a new task
+# waits for the old one to end.
+SWARM_MEMBER_COMMAND = ["sh", "-c", "exec 9>>/var/lib/postgresql/data/.member.lock; flock -n 9 || { echo "
+                        "'streamctl: another task of this member runs on its volume: waiting for it to end' >&2; "
+                        f"flock 9; }}; exec {ENTRYPOINT}"]
+
 _INSTALL = (
     # three passes: dpkg -i takes the packages in its own order, and a pre-dependency must be set up first
     "set -e; cd /tmp/streamctl-ha/debs; for pass in 1 2 3; do new=''; "

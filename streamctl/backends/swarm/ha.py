@@ -18,7 +18,7 @@ from streamctl.backends.base import NodeState, Observation, fingerprint
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.ha import LABEL_HA, mode_refusal
-from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, dockerfile, member_image
+from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, SWARM_MEMBER_COMMAND, dockerfile, member_image
 from streamctl.backends.docker.prepare import image_major
 from streamctl.backends.swarm import spec as sspec
 from streamctl.backends.swarm.ha_place import place_members
@@ -124,7 +124,8 @@ class SwarmHa:
     def definition(self, group: Group) -> dict[str, Any]:
         tls = self.b._tls(group.node, issue=False)
         return {"engine": "patroni", "image": group.node.image,
-                "recipe": [PATRONI, dockerfile(""), MEMBER_ENTRYPOINT], "config": self.configs(group),
+                "recipe": [PATRONI, dockerfile(""), MEMBER_ENTRYPOINT, SWARM_MEMBER_COMMAND],
+                "config": self.configs(group),
                 "ports": [[m.port, m.rest_port] for m in group.members],
                 "etcd": [[e.name, e.port] for e in self.etcd], "tls": tls.fingerprint if tls is not None else None}
 
@@ -211,7 +212,7 @@ class SwarmHa:
                                         gid=str(gid), mode=s.mode))
         labels = self._labels(m.name, group.node.role.value, "postgres")
         return self._kwargs(m.name, tag, labels, fp, pin, MOUNT, {m.port: PG_PORT, m.rest_port: REST_PORT},
-                            secrets=refs, shm=True)
+                            secrets=refs, shm=True, command=SWARM_MEMBER_COMMAND)
 
     def _kwargs(self, name: str, image: str, labels: dict[str, str], fp: str, pin: Pin, mount: str,
                 ports: dict[int, int], secrets: list[Any] | None = None, shm: bool = False,
