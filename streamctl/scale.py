@@ -103,11 +103,10 @@ def scale_workers(ctx: ClusterContext, backend: Backend, count: int, emit: Emit 
         if count == current:
             return result
         new_topology = with_workers(ctx.topology, count)
-        if ctx.topology.ha_on and count < current and not isinstance(backend, GroupReleaser):
-            raise RefusedError(f"removing workers under ha is built on the local and Docker backends, and this "
-                               f"cluster runs on {backend.name} (adding them is built everywhere)",
-                               hint="nothing was changed: keep the workers (a group's Patroni is not yet released "
-                                    "from Citus on this backend)")
+        if ctx.topology.ha_on and not isinstance(backend, GroupReleaser):
+            raise RefusedError(f"scale under ha is built on the local and Docker backends, and this cluster "
+                               f"runs on {backend.name}", hint="change metadata.workers.count with `streamctl up` "
+                                                               "after removing the ha section, or wait for that slice")
         preflight(conn, ctx, opts.transfer_mode)
         before = integrity_before(conn)
     new_ctx = ClusterContext(resolved(new_topology, backend), ctx.store, ctx.topology_path)
