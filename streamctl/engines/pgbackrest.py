@@ -1,11 +1,15 @@
 """What every layer knows about pgBackRest's names: a stanza per backed-up group, the local backend's
 configuration file, and the archive_command that pushes a server's WAL into a stanza. One home, so Patroni's
-configuration (streamctl.ha) and `up`'s archiving step (streamctl.backup) write the same command."""
+configuration (streamctl.ha) and `up`'s archiving step (streamctl.backup) write the same command. Also its TLS
+server's command line and a client's options to reach one (the Swarm nodes' and repository's servers, a Docker
+HA standby's), and the password file the processes such a server starts read."""
 
 from __future__ import annotations
 
 import shlex
 from pathlib import Path
+
+from streamctl.engines.tls import CA, CERT, KEY
 
 
 def stanza_name(cluster: str, node: str) -> str:
@@ -57,3 +61,37 @@ def push_earlier_timelines(config: Path | str, stanza: str, data_dir: Path | str
                      "archive-push"])
     script = _PUSH_EARLIER.replace("PUSH", push)
     return f"sh -c {shlex.quote(script)} {shlex.quote(str(data_dir))}"
+
+
+TLS_PORT = 8432  # pgBackRest's TLS server (its default port)
+
+
+def tls_files(directory: str) -> dict[str, str]:
+    """The certificate, key and CA a pgBackRest TLS server or client names, in a server's TLS directory."""
+    return {"cert": f"{directory}/{CERT}", "key": f"{directory}/{KEY}", "ca": f"{directory}/{CA}"}
+
+
+def host_options(kind: str, host: str, config: str, tls_dir: str) -> list[str]:
+    """A client's options to reach `host`'s pgBackRest TLS server (`kind`: pg2, repo1...) with the certificate
+    in its own `tls_dir`; `config`: the configuration file the process the server starts there reads."""
+    return [f"--{kind}-host={host}", f"--{kind}-host-type=tls", f"--{kind}-host-port={TLS_PORT}",
+            *(f"--{kind}-host-{k}-file={v}" for k, v in tls_files(tls_dir).items()), f"--{kind}-host-config={config}"]
+
+
+def server_argv(home: str, address: str, tls_dir: str, auth: list[str]) -> list[str]:
+    """pgBackRest's TLS server, listening on `address` only, accepting only the cluster CA's certificates whose
+    common names `auth` names (`<cn>=<stanza>` or `<cn>=*`). Every setting on the command line: no configuration
+    file is read when it starts (the processes it starts read the one their client names)."""
+    return ["pgbackrest", "--config=/dev/null", f"--log-path={home}/log", f"--tls-server-address={address}",
+            f"--tls-server-port={TLS_PORT}", *(f"--tls-server-{k}-file={v}" for k, v in tls_files(tls_dir).items()),
+            *(f"--tls-server-auth={a}" for a in auth), "server"]
+
+
+def _pgpass_field(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def passfile(user: str, password: str) -> str:
+    """A libpq password file's one line: `user`'s password for any host, port and database (`:` and `\\`
+    escaped as libpq reads them)."""
+    return f"*:*:*:{_pgpass_field(user)}:{_pgpass_field(password)}\n"

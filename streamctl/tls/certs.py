@@ -104,6 +104,15 @@ def names_of(pem: bytes) -> set[str]:
     return {*ext.get_values_for_type(x509.DNSName), *(str(ip) for ip in ext.get_values_for_type(x509.IPAddress))}
 
 
+def common_name(pem: bytes) -> str | None:
+    """The subject's common name of a certificate, None when it has none or is no certificate."""
+    try:
+        found = load_cert(pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return None
+    return str(found[0].value) if found else None
+
+
 def expires(pem: bytes) -> dt.datetime:
     return load_cert(pem).not_valid_after_utc
 
@@ -145,3 +154,4 @@ def digest(*parts: bytes) -> str:
     for p in parts:
         h.update(p)
     return h.hexdigest()[:16]
+

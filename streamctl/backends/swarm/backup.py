@@ -9,61 +9,46 @@ prove themselves with the cluster CA's certificates: a node's server accepts onl
 
 from __future__ import annotations
 
-import shlex
 from typing import TYPE_CHECKING, Any
 
 from streamctl.backends.base import fingerprint
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.backends.docker.errors import docker_errors
+from streamctl.backends.docker.pgbackrest_server import beside, prepare_line, server_line
 from streamctl.backends.swarm import spec as sspec
 from streamctl.backends.swarm.service import NS
 from streamctl.config.model import Engine
-from streamctl.engines.tls import CA, CERT, KEY
+from streamctl.engines import pgbackrest
+from streamctl.engines.pgbackrest import TLS_PORT
 from streamctl.readiness import Readiness
 
 if TYPE_CHECKING:
     from streamctl.backends.swarm.backend import SwarmBackend
 
 REPOSITORY = "backup"  # the repository's service is <cluster>-backup; its certificate's common name
-PORT = 8432  # pgBackRest's TLS server (its default), on the cluster's overlay network only
+PORT = TLS_PORT  # pgBackRest's TLS server, on the cluster's overlay network only
 USER = docker_spec.SERVER_USER[Engine.POSTGRES]
 HOME = docker_spec.BACKUP_HOME
-TLS_FILES = {"cert": f"{sspec.SECRETS_DIR}/{CERT}", "key": f"{sspec.SECRETS_DIR}/{KEY}",
-             "ca": f"{sspec.SECRETS_DIR}/{CA}"}
 
 
 def host_options(kind: str, host: str, config: str) -> list[str]:
     """A client's options to reach `host`'s pgBackRest server (`kind`: pg1 or repo1) with this task's own
-    certificate; `config`: the file the process started there reads."""
-    return [f"--{kind}-host={host}", f"--{kind}-host-type=tls", f"--{kind}-host-port={PORT}",
-            *(f"--{kind}-host-{k}-file={v}" for k, v in TLS_FILES.items()), f"--{kind}-host-config={config}"]
-
-
-def _prepare() -> str:
-    dirs = " ".join(shlex.quote(f"{HOME}/{d}") for d in ("", "log", "lock", "spool"))
-    return f"install -d -o {USER} -g {USER} -m 0700 {dirs}"
-
-
-def _server(auth: list[str]) -> str:
-    """A shell line: the pgBackRest TLS server, as postgres, accepting the clients `auth` names."""
-    argv = ["pgbackrest", "--config=/dev/null", f"--log-path={HOME}/log", "--tls-server-address=*",
-            f"--tls-server-port={PORT}", *(f"--tls-server-{k}-file={v}" for k, v in TLS_FILES.items()),
-            *(f"--tls-server-auth={a}" for a in auth), "server"]
-    return f"setpriv --reuid={USER} --regid={USER} --init-groups -- {shlex.join(argv)}"
+    certificate (its secrets); `config`: the file the process started there reads."""
+    return pgbackrest.host_options(kind, host, config, sspec.SECRETS_DIR)
 
 
 def node_command(command: list[str]) -> list[str]:
-    """A backed-up node's service command: pgBackRest's server in the background, started again should it
-    end (libpq in the processes it starts reads the password from the environment: the server's socket asks
-    for one), then the image's entrypoint with the node's own command, as it would have run."""
+    """A backed-up node's service command: pgBackRest's server in the background, accepting the repository's
+    certificate, started again should it end (libpq in the processes it starts reads the password from the
+    environment: the server's socket asks for one), then the image's entrypoint with the node's own command,
+    as it would have run."""
     password = f"{sspec.SECRETS_DIR}/postgres_password"
-    server = _server([f"{REPOSITORY}=*"])
-    line = f'{_prepare()}; while :; do PGPASSWORD="$(cat {password})" {server}; sleep 2; done &'
+    line = beside(f'PGPASSWORD="$(cat {password})"', "*", sspec.SECRETS_DIR, [f"{REPOSITORY}=*"])
     return ["sh", "-c", f'{line} exec docker-entrypoint.sh "$@"', "sh", *command]
 
 
 def repository_command(auth: list[str]) -> list[str]:
-    return ["sh", "-c", f"{_prepare()} && exec {_server(auth)}"]
+    return ["sh", "-c", f"{prepare_line()} && exec {server_line('*', sspec.SECRETS_DIR, auth)}"]
 
 
 def prepare_directory(api: Any, image: str, path: str, labels: dict[str, str]) -> None:
