@@ -281,7 +281,7 @@ class DockerBackend(EngineBackend):
 
     def source_address(self, node: Node) -> str:
         if node.name in self._groups:  # any member may lead (and connect) by now: the cluster's network, as on Swarm
-            return self.ha.subnet()
+            return owner.subnet(self.client, self.network)
         container = self._running_container(node)
         networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
         address = (networks.get(self.network) or {}).get("IPAddress")

@@ -17,11 +17,12 @@ from streamctl.backends.docker import ha_convert, ha_release, owner, spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
 from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, dockerfile, member_image
+from streamctl.backends.docker.pgbackrest_server import member_commands
 from streamctl.backends.docker.prepare import image_major
 from streamctl.config.members import EtcdMember, Group, etcd_members, may_lead
 from streamctl.config.model import Engine, Node
 from streamctl.engines.tls import server_files
-from streamctl.errors import BackendError, RefusedError
+from streamctl.errors import RefusedError
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha import patroni
 from streamctl.ha.convert import not_answering
@@ -124,7 +125,12 @@ class DockerHa:
                 "ports": [[m.port, m.rest_port] for m in group.members],
                 **({"binds": binds} if (binds := self.b._binds(group.node)) else {}),
                 "etcd": [[e.host, e.port] for e in self.etcd],
-                "tls": tls.fingerprint if tls is not None else None}
+                "tls": tls.fingerprint if tls is not None else None, **self._commands(group, tls)}
+
+    def _commands(self, group: Group, tls: Any) -> dict[str, dict[str, list[str]]]:
+        """A backed-up group's members' commands (pgBackRest's TLS server beside Patroni), else none."""
+        found = member_commands(self.t, group, tls, self.b.ctx.store.read().get("backup_generation"))
+        return {"commands": found} if found else {}
 
     def made_as(self, group: Group, label: str | None) -> str | None:
         return made_as(label, partial(self.definition, group))
@@ -198,6 +204,7 @@ class DockerHa:
         self._ensure_etcd(image)
         tls = self.b._tls(group.node, issue=True)
         configs = self.configs(group)
+        commands = self._commands(group, tls).get("commands", {})
         fp = fingerprint(self.definition(group))
         current = {fp, fingerprint(self.definition(group, legacy=True))}  # made_as, computed once for the group
         converting = ha_convert.turn_on(self, group)  # the node's own data first, when it ran without Patroni
@@ -215,7 +222,7 @@ class DockerHa:
                               for n, (data, mode) in server_files("postgres", tls).items()]
                 self._create(m.name, image, group.node.role.value, "postgres", MOUNT,
                              {PG_PORT: (group.node.bind, m.port), REST_PORT: (group.node.bind, m.rest_port)},
-                             files, fp, None, self.b._binds(group.node))
+                             files, fp, commands.get(m.name), self.b._binds(group.node))
             elif c.status != "running":
                 with docker_errors(f"start {c.name}"):
                     c.start()
@@ -307,12 +314,3 @@ class DockerHa:
         states = rest.group_members(group.members, ca)
         leader = next((s.name for s in states if s.ha_role == "leader"), group.members[0].name)
         return self.container(leader)
-
-    def subnet(self) -> str:
-        """The cluster network's subnet: where a group's members connect from, whichever leads."""
-        with docker_errors(f"inspect network {self.b.network}"):
-            config = self.b.client.networks.get(self.b.network).attrs.get("IPAM", {}).get("Config") or []
-        subnets = [c["Subnet"] for c in config if "." in c.get("Subnet", "")]
-        if not subnets:
-            raise BackendError(f"network {self.b.network} has no IPv4 subnet", hint="run `streamctl up` to recreate it")
-        return str(subnets[0])

@@ -16,7 +16,7 @@ from streamctl.backends.docker import volume_copy as host
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_file
 from streamctl.backends.docker.spec import LABEL_CLUSTER, LABEL_NODE
-from streamctl.errors import PreflightError
+from streamctl.errors import BackendError, PreflightError
 from streamctl.ownership import LABEL_INSTANCE, LABEL_STATE_DIR, MARKER, Ownership, parse_marker
 
 Owner = tuple[str | None, str | None]  # (instance id, the owner's state directory)
@@ -65,6 +65,16 @@ def ensure_network(client: Any, name: str, cluster: str, own: Ownership, **optio
     with docker_errors(f"create network {name}"):
         if not named_networks(client, name):
             client.networks.create(name, labels={LABEL_CLUSTER: cluster, **own.labels()}, **options)
+
+
+def subnet(client: Any, network: str) -> str:
+    """The network's IPv4 subnet: where a Docker HA group's members connect from, whichever leads."""
+    with docker_errors(f"inspect network {network}"):
+        config = client.networks.get(network).attrs.get("IPAM", {}).get("Config") or []
+    subnets = [c["Subnet"] for c in config if "." in c.get("Subnet", "")]
+    if not subnets:
+        raise BackendError(f"network {network} has no IPv4 subnet", hint="run `streamctl up` to recreate it")
+    return str(subnets[0])
 
 
 def own_networks(client: Any, name: str, cluster: str, own: Ownership) -> list[Any]:
