@@ -18,7 +18,9 @@ from streamctl.backends.docker import spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
 from streamctl.backends.docker.ha import MEMBER
+from streamctl.backends.docker.pgbackrest_server import PASSFILE, serves
 from streamctl.config.model import BACKED_UP_ROLES, Engine
+from streamctl.engines.pgbackrest import host_options, passfile
 from streamctl.errors import PreflightError
 
 if TYPE_CHECKING:
@@ -44,6 +46,15 @@ def exec_in(api: Any, container: str, argv: list[str], user: str = USER,
     return int(code or 0), (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
 
 
+def standby_options(index: int, host: str, user: str, database: str | None) -> list[str]:
+    """pgBackRest's pg<index>: a standby member's data, port and socket (the same paths in every member's
+    container), through the TLS server on `host`, its name on the cluster's network."""
+    k = f"pg{index}"
+    return [f"--{k}-path={MEMBER.data_dir}", f"--{k}-port={PORT}", f"--{k}-socket-path={MEMBER.socket_dir}",
+            f"--{k}-user={user}", *([f"--{k}-database={database}"] if database else []),
+            *host_options(k, host, spec.BACKUP_CONFIG, spec.TLS_DIR)]
+
+
 class DockerPlace:
     """Where pgBackRest runs for a cluster of the Docker backend: in the node's container."""
 
@@ -52,7 +63,6 @@ class DockerPlace:
     log_hint = f"pgBackRest's log: {spec.BACKUP_HOME}/log in the node's container"
     restores = True
     redis_snapshots = True
-    standby_backups = False  # under HA from the leader: a standby's data is in another container
 
     def __init__(self, ctx: ClusterContext, backend: DockerBackend, render: Callable[[], str]) -> None:
         self.ctx, self.backend, self.render = ctx, backend, render
@@ -134,8 +144,30 @@ class DockerPlace:
     def group_lines(self, group: Group) -> list[tuple[str, int, str]]:
         """A stanza under HA lists the member pgBackRest runs in, alone (the members' containers reach one
         another's data only through PostgreSQL): every member's data, port and socket are at the same paths in
-        its own container, so one configuration serves each; backups run in the leader's (`standby_backups`)."""
+        its own container, so one configuration serves each; backups run in the leader's, reaching a standby's
+        data through the TLS server in its container (`standby_hosts`)."""
         return [(str(MEMBER.data_dir), PORT, str(MEMBER.socket_dir))]
+
+    def standby_hosts(self, group: Group, streaming: list[str]) -> tuple[list[str], str | None]:
+        """The backup runs in the leader's container; each streaming standby's data is pg2.. there, reached
+        through the pgBackRest TLS server in its own container (backends/docker/pgbackrest_server.py) with the
+        group's certificate, which the leader's container holds too. The processes that server starts read the
+        password from a file in the standby's volume, written now (0600; rotated passwords included). None
+        when TLS is off (no unauthenticated server ever runs) or the standbys' containers predate the server:
+        the backup then comes from the leader, and the reason is returned."""
+        if not self.backend.tls_covers(group.node):
+            return [], "tls is off: pgBackRest reaches a standby's container only through its TLS server"
+        found = [(name, c) for name in streaming if (c := self.backend.ha._find(name)) is not None and serves(c.attrs)]
+        if not found:
+            return [], "no standby's container runs pgBackRest's TLS server yet (`up` recreates them)"
+        password = self.ctx.store.known_secrets(self.ctx.topology)["postgres_password"]
+        user, options = self.ctx.topology.pg_user, []
+        for i, (name, c) in enumerate(found, start=2):
+            put_files(self.api, c.id, str(c.attrs["Config"]["Image"]), c.name, [spec.ContainerFile(
+                PASSFILE, passfile(user, password).encode(), 0o600, USER, stand_in=b"<pgpass>")],
+                self.backend._user_ids)
+            options += standby_options(i, name, user, group.node.database)
+        return options, None
 
     def check_repository(self, repo: Path, create: bool = False, container: str | None = None) -> None:
         """The directory must exist (`up` creates it) and belong to the image's postgres user: a directory

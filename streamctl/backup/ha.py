@@ -1,8 +1,9 @@
-"""Backups of groups under high availability (local backend): a group's stanza lists every member (pgBackRest
-finds the leader itself at each command), archive_command is Patroni's (streamctl.ha.patroni), the base
-backup comes from a standby that streams (`--backup-standby=y`), else from the leader, and a restored copy
-of a member's data becomes a plain node (Patroni's postgresql.conf replaced by the node's own), which `up`
-then makes its group's leader again when the restored cluster is under HA (backends/local/ha_convert.py)."""
+"""Backups of groups under high availability: a group's stanza lists every member (pgBackRest finds the leader
+itself at each command; on Docker the member it runs in, backup/docker.py), archive_command is Patroni's
+(streamctl.ha.patroni), the base backup comes from a standby that streams (`--backup-standby=y`), else from the
+leader, and a restored copy of a member's data becomes a plain node (Patroni's postgresql.conf replaced by the
+node's own), which `up` then makes its group's leader again when the restored cluster is under HA
+(backends/local/ha_convert.py)."""
 
 from __future__ import annotations
 
@@ -41,18 +42,24 @@ def archiving_on(command: str, stanza: str) -> bool:
     return "archive-push" in command and f"--stanza={stanza} " in command
 
 
-def backup_source(ctx: ClusterContext, group: Group, standbys: bool = True) -> tuple[list[str], str]:
-    """pgBackRest's option and what to say: from a streaming standby when one is (and the place's pgBackRest
-    reaches the standbys' data: `standbys`), else from the leader (pgBackRest 2.45 fails a `backup-standby=y`
-    backup that finds no standby)."""
+def backup_source(ctx: ClusterContext, group: Group, place: Any) -> tuple[list[str], str]:
+    """pgBackRest's options and what to say: from a streaming standby when one is and the place's pgBackRest
+    reaches its data (`place.standby_hosts`: the options that reach it, or why not), else from the leader."""
     states = rest.group_members(group.members, ctx.ca_path() if ctx.tls_on else None)
     streaming = [s.name for s in states if s.ha_role != "leader" and s.state == "streaming"]
     leader = next((s.name for s in states if s.ha_role == "leader"), "?")
-    if streaming and not standbys:
-        return ["--backup-standby=n"], f"from the leader {leader} (its container; {', '.join(streaming)} streaming)"
-    if streaming:
-        return ["--backup-standby=y"], f"from a standby ({', '.join(streaming)} streaming from {leader})"
-    return ["--backup-standby=n"], f"from the leader {leader} (no standby streams)"
+    return choose_source(leader, streaming, place.standby_hosts(group, streaming) if streaming else ([], None))
+
+
+def choose_source(leader: str, streaming: list[str], reach: tuple[list[str], str | None]) -> tuple[list[str], str]:
+    """`reach`: the options that reach the standbys' data, or why it cannot be read. From the leader when no
+    standby streams: pgBackRest 2.45 fails a `backup-standby=y` backup that finds no standby."""
+    options, why_not = reach
+    if not streaming:
+        return ["--backup-standby=n"], f"from the leader {leader} (no standby streams)"
+    if why_not is not None:
+        return ["--backup-standby=n"], f"from the leader {leader} ({', '.join(streaming)} streaming, but {why_not})"
+    return ["--backup-standby=y", *options], f"from a standby ({', '.join(streaming)} streaming from {leader})"
 
 
 def patroni_paths(t: Topology, backend: Any, node: Node) -> list[Path]:

@@ -18,7 +18,7 @@ from streamctl.errors import PreflightError
 
 if TYPE_CHECKING:
     from streamctl.backends.local.backend import LocalBackend
-    from streamctl.config.members import Member
+    from streamctl.config.members import Group, Member
     from streamctl.config.model import Node
 
 _PORT = re.compile(r"^\s*port\s*=\s*'?(\d+)'?", re.M)
@@ -29,7 +29,6 @@ class LocalPlace:
 
     restores = True
     redis_snapshots = True
-    standby_backups = True  # under HA every member's data is on this machine
 
     def __init__(self, backend: LocalBackend) -> None:
         if shutil.which("pgbackrest") is None:
@@ -64,6 +63,10 @@ class LocalPlace:
 
     def repo_path(self, repo: Path) -> str:
         return str(repo)
+
+    def standby_hosts(self, group: Group, streaming: list[str]) -> tuple[list[str], str | None]:
+        """Under HA every member's data is on this machine: the stanza lists them all already."""
+        return [], None
 
     # -- the configuration file -----------------------------------------------------------------------
     def write_config(self, text: str, repo: Path | None, node: Node | None = None) -> None:

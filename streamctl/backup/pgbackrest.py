@@ -18,6 +18,7 @@ from streamctl.errors import ExitCode, PreflightError, RefusedError, StreamctlEr
 
 if TYPE_CHECKING:
     from streamctl.backup.recover import Site
+    from streamctl.config.members import Group
     from streamctl.context import ClusterContext
 
 
@@ -39,6 +40,8 @@ class Place(Protocol):
     def run(self, node: Node | None, argv: list[str], password: str | None,
             timeout: float) -> tuple[int, str, str]: ...
     def archive_options(self) -> list[str]: ...  # archive-push's own, beside the configuration file
+    # under HA: the options with which a backup reaches the streaming standbys' data, or why it cannot
+    def standby_hosts(self, group: Group, streaming: list[str]) -> tuple[list[str], str | None]: ...
     def restore_site(self, node: Node) -> Site: ...
     def read_file(self, node: Node, path: str) -> bytes: ...  # one of a node's files (Redis's snapshot)
     def put_redis_files(self, node: Node, files: dict[str, bytes]) -> None: ...  # into a new Redis's data

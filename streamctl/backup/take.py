@@ -170,8 +170,7 @@ def take_backup(tool: PgBackRest, kind: str = "full", label: str | None = None, 
         t0 = time.monotonic()
         emit(Event("begin", st.node.name, f"{kind} backup"))
         group = ha.group_of(ctx.topology, st.node)
-        source, said = (ha.backup_source(ctx, group, getattr(tool.place, "standby_backups", True))
-                        if group is not None else ([], ""))
+        source, said = ha.backup_source(ctx, group, tool.place) if group is not None else ([], "")
         try:
             tool.run(st.name, "backup", f"--type={kind}", *source, f"--annotation={catalog.A_CLUSTER}={tool.cluster}",
                      f"--annotation={catalog.A_NODE}={st.node.name}", f"--annotation={catalog.A_SET}={label}",

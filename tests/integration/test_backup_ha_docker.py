@@ -22,10 +22,12 @@ from typing import Any
 import pytest
 
 from streamctl.backends.docker import spec
+from streamctl.backup.docker import standby_options
 from streamctl.backup.pgbackrest import PgBackRest, repository_path
 from streamctl.backup.restore import Selection, restore_into
 from streamctl.backup.take import list_sets, take_backup
 from streamctl.config.members import ha_groups
+from streamctl.engines.pgbackrest import TLS_PORT
 from streamctl.events import Event
 from streamctl.ha import rest
 from streamctl.names import subscription_name
@@ -39,6 +41,8 @@ from tests.support.images import ensure_citus_image, ensure_test_image
 from tests.support.ports import free_port_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.citus]
+
+STANDBY_REPLAY = "replay on the standby reached"  # pgBackRest's log line of a backup from a standby
 
 
 def _backup(tool: PgBackRest, kind: str, label: str) -> dict[str, str]:
@@ -81,22 +85,60 @@ def story() -> Any:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def test_every_member_archives_into_its_groups_stanza_and_backups_come_from_the_leaders(story) -> None:
+def _standby_replays(c: DockerCluster, stanza: str, member: str) -> int:
+    """How many backups pgBackRest took from a standby in `member`'s container: its backup log's lines
+    saying the standby's replay reached the backup's start."""
+    client = docker_client()
+    try:
+        container = client.containers.get(spec.container_name(c.topology.cluster, member))
+        code, out = container.exec_run(["cat", f"{spec.BACKUP_HOME}/log/{stanza}-backup.log"], user="postgres")
+    finally:
+        client.close()
+    return out.decode(errors="replace").count(STANDBY_REPLAY) if code == 0 else 0
+
+
+def test_every_member_archives_into_its_groups_stanza_and_backups_come_from_the_standbys(story) -> None:
     c, tool = story["cluster"], story["tool"]
+    password = c.ctx.store.known_secrets(c.topology)["postgres_password"]
     client = docker_client()
     try:
         for g in ha_groups(c.topology):
             stanza = f"{c.topology.cluster}-{g.node.name}"
-            leader = next(n for n, (role, _) in roles_and_timelines(c, g.node.name).items() if role == "leader")
-            assert story["b1"][g.node.name].startswith(f"stanza {stanza} from the leader {leader}"), story["b1"]
+            roles = roles_and_timelines(c, g.node.name)
+            leader = next(n for n, (role, _) in roles.items() if role == "leader")
+            standby = next(n for n in roles if n != leader)
+            assert story["b1"][g.node.name] == f"stanza {stanza} from a standby ({standby} streaming from {leader})", \
+                story["b1"]
+            # pgBackRest's own word, in the leader's container where the backup ran: it read the standby's data
+            assert _standby_replays(c, stanza, leader) == 1, stanza
             for m in g.members:  # one configuration, in every member's container: its own data as pg1
                 container = client.containers.get(spec.container_name(c.topology.cluster, m.name))
                 code, out = container.exec_run(["cat", spec.BACKUP_CONFIG], user="postgres")
                 assert code == 0 and out.decode() == tool.render(), out
                 assert spec.BACKUP_REPO in {mount["Destination"] for mount in container.attrs["Mounts"]}
+                # pgBackRest's TLS server: never a published port, no secret on its command line
+                assert f"{TLS_PORT}/tcp" not in (container.attrs["HostConfig"].get("PortBindings") or {})
+                command = " ".join([*container.attrs["Config"]["Entrypoint"], *container.attrs["Config"]["Cmd"]])
+                assert f"--tls-server-port={TLS_PORT}" in command and password not in command
+                listening = _listening(container, TLS_PORT)  # on its address on the cluster's network only
+                assert listening and "0.0.0.0" not in listening and "127.0.0.1" not in listening, listening
             with c.ctx.pg_connect(g.node.name) as conn:  # Patroni's archive_command, on the leader
                 command = conn.execute("SHOW archive_command").fetchone()[0]
             assert f"--config={spec.BACKUP_CONFIG} --stanza={stanza} " in command, command
+        # a server admits its own group's certificate only: the coordinator's is refused by a worker's standby
+        worker = next(g for g in ha_groups(c.topology) if g.node.name == "worker-1")
+        leaders = {g.node.name: next(n for n, (role, _) in roles_and_timelines(c, g.node.name).items()
+                                     if role == "leader") for g in ha_groups(c.topology)}
+        standby = next(m.name for m in worker.members if m.name != leaders["worker-1"])
+        reach = ["pgbackrest", f"--config={spec.BACKUP_CONFIG}", f"--stanza={c.topology.cluster}-worker-1",
+                 *standby_options(1, standby, c.topology.pg_user, None), "check"]
+        said = {}
+        for group in ("coordinator", "worker-1"):  # the same command with each group's certificate
+            container = client.containers.get(spec.container_name(c.topology.cluster, leaders[group]))
+            code, out = container.exec_run(reach, user="postgres")
+            said[group] = (code, out.decode(errors="replace"))
+        assert said["coordinator"][0] != 0 and "access denied" in said["coordinator"][1], said
+        assert "access denied" not in said["worker-1"][1], said
     finally:
         client.close()
     report = run_checks(c.ctx, ["backup"])
@@ -104,6 +146,19 @@ def test_every_member_archives_into_its_groups_stanza_and_backups_come_from_the_
         "coordinator": "passed", "worker-1": "passed", "analytics-primary": "passed"}, [
         r.to_json() for r in report.results]
     assert c.up().changed is False  # archiving as `up` left it, on every member: nothing pending
+
+
+def _listening(container: Any, port: int) -> list[str]:
+    """The IPv4 addresses a process in the container listens on at `port` (/proc/net/tcp, state 0A)."""
+    code, out = container.exec_run(["cat", "/proc/net/tcp"])
+    assert code == 0, out
+    found = []
+    for line in out.decode().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.append(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+    return found
 
 
 def test_after_a_failover_archiving_and_backups_go_on_into_the_same_stanza(story) -> None:
@@ -115,10 +170,13 @@ def test_after_a_failover_archiving_and_backups_go_on_into_the_same_stanza(story
     assert done["leader"] == old and new != old, done
     after = roles_and_timelines(c, "worker-1")
     assert after[new][0] == "leader" and after[new][1] == before[old][1] + 1, after  # a new timeline
+    wait_until("the old leader streaming from the new one", lambda: rest.ready(
+        next(g for g in ha_groups(c.topology) if g.node.name == "worker-1").members, c.ctx.ca_path(), False), 120)
     add_titles(c, "after-failover")
-    details = _backup(tool, "incr", "b2")
     stanza = f"{c.topology.cluster}-worker-1"
-    assert details["worker-1"].startswith(f"stanza {stanza} from the leader {new}"), details
+    details = _backup(tool, "incr", "b2")
+    assert details["worker-1"] == f"stanza {stanza} from a standby ({old} streaming from {new})", details
+    assert _standby_replays(c, stanza, new) == 1  # in the new leader's container, from its old leader's data
     sets = {s.label: s for s in list_sets(tool)}
     assert sets["b2"].point == "b2" and sets["b2"].type == "incr" and sets["b1"].point == "b1"
     assert f"{after[new][1]:08X}" in {name[:8] for name in _archived(c, stanza)}  # the new leader's timeline
