@@ -4,9 +4,11 @@ archiving into a pgBackRest directory repository on the engine's host, mounted i
 
 One small cluster goes through the story, in order: `up` writes the same pgBackRest configuration into every
 member's container, creates each group's stanza and Patroni's archive_command pushes into it on the leaders; a
-seed and a full backup b1, each group's taken in its leader's container; a forced failover of the worker group,
-rows written on the new timeline and an incremental b2 from the new leader into the same stanza (its timeline's
-segments archived there); then b2's point restored into a new cluster that comes back under ha (each group led by
+seed and a full backup b1, each group's taken in its leader's container from its standby's data (reached through
+the pgBackRest TLS server in the standby's container, which admits the group's own certificate only); a forced
+failover of the worker group, rows written on the new timeline and an incremental b2 in the new leader's
+container, from the old leader's data once it streams again, into the same stanza (its timeline's segments
+archived there); then b2's point restored into a new cluster that comes back under ha (each group led by
 its restored data, a sync standby cloned from it, pg_dist_node naming the leaders, exactly the point's rows; the
 analytics replica subscribed to the restored primary through its permanent slot, receiving rows written after);
 then the same point restored in place, over the running cluster: every member's and etcd's volume kept aside,
