@@ -142,10 +142,10 @@ class DockerPlace:
         return texts.pop() if len(texts) == 1 else None
 
     def group_lines(self, group: Group) -> list[tuple[str, int, str]]:
-        """A stanza under HA lists the member pgBackRest runs in, alone (the members' containers reach one
-        another's data only through PostgreSQL): every member's data, port and socket are at the same paths in
-        its own container, so one configuration serves each; backups run in the leader's, reaching a standby's
-        data through the TLS server in its container (`standby_hosts`)."""
+        """A stanza under HA lists the member pgBackRest runs in, alone: every member's data, port and socket are
+        at the same paths in its own container, so one configuration serves each; backups run in the leader's,
+        reaching a standby's data through the TLS server in its container, named on the backup's command line
+        only (`standby_hosts`)."""
         return [(str(MEMBER.data_dir), PORT, str(MEMBER.socket_dir))]
 
     def standby_hosts(self, group: Group, streaming: list[str]) -> tuple[list[str], str | None]:
