@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 ADAPTERS: tuple[Adapter, ...] = (
     postgres.database_steps,  # every PostgreSQL node: its database
-    ha.steps,  # Patroni's dynamic configuration under ha: failsafe_mode on, per group
+    ha.steps,  # Patroni's dynamic configuration under ha: failsafe_mode and check_timeline on, per group
     metadata.steps,  # Citus layer (or its null twin) and the catalogue schema around distribution
     replication.primary_steps,  # analytics schema, replication role and publication on the primary
     access.steps,  # pg_hba on every PostgreSQL node: who may connect from where (TLS only when on)

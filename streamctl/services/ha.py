@@ -1,7 +1,12 @@
-"""Patroni's dynamic configuration under ha, kept by `up` on each group: failsafe_mode on, so that a leader
-keeps serving as primary while etcd is unreachable or has lost its quorum, for as long as every member of its
-group answers its REST calls (Patroni's DCS failsafe mode); without it Patroni demotes every primary when the
-DCS goes. Each group has its own copy of the dynamic configuration (Patroni keys it per Citus group)."""
+"""Patroni's dynamic configuration under ha, kept by `up` on each group (each has its own copy: Patroni keys it
+per Citus group):
+
+- failsafe_mode on, so that a leader keeps serving as primary while etcd is unreachable or has lost its quorum,
+  for as long as every member of its group answers its REST calls (Patroni's DCS failsafe mode); without it
+  Patroni demotes every primary when the DCS goes;
+- check_timeline on, so that a member whose timeline is behind the group's last one in the DCS (a former leader
+  back from a frozen host, not yet rewound) never takes the leader key: without it, such a member can win a
+  leader race with a stale copy, and the new leader's writes are then rewound away."""
 
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from streamctl.ha.secrets import ha_secrets
 from streamctl.replication import catalog
 from streamctl.steps import ConfigStep
 
-DCS_STEP = "patroni failsafe mode"
+DCS_STEP = "patroni dynamic configuration"  # keeps every setting of DYNAMIC
+DYNAMIC = {"failsafe_mode": True, "check_timeline": True}
 LEFT_SLOTS_STEP = "standbys' slots left by Patroni"
 
 
@@ -57,14 +63,19 @@ def _left_slots_step(ctx: ClusterContext, node: Node) -> ConfigStep:
 def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:
     ca = ctx.ca_path() if ctx.tls_on else None
 
-    def pending() -> list[str]:
+    def missing() -> dict[str, Any]:
         config = rest.dynamic_config(group.members, ca)
-        return [] if config.get("failsafe_mode") is True else ["failsafe_mode on in Patroni's configuration"]
+        return {k: v for k, v in DYNAMIC.items() if config.get(k) != v}
+
+    def pending() -> list[str]:
+        return [f"{k} {'on' if v is True else v} in Patroni's configuration" for k, v in missing().items()]
 
     def apply() -> None:
-        status, answer = rest.patch_config(group.members, {"failsafe_mode": True},
-                                           ha_secrets(ctx.store.root)["rest_password"], ca)
+        change = missing()
+        if not change:
+            return
+        status, answer = rest.patch_config(group.members, change, ha_secrets(ctx.store.root)["rest_password"], ca)
         if status != 200:
-            raise BackendError(f"Patroni refused to turn failsafe_mode on for {group.node.name}: {answer or status}")
+            raise BackendError(f"Patroni refused to set {', '.join(change)} for {group.node.name}: {answer or status}")
 
     return ConfigStep(group.node.name, DCS_STEP, pending, apply, after=())

@@ -22,6 +22,7 @@ import pytest
 from streamctl.citus import catalog
 from streamctl.config.members import Group, ha_groups
 from streamctl.ha import rest
+from streamctl.ha.secrets import ha_secrets
 from tests.support.cluster import LocalCluster, running
 from tests.support.engines import require
 from tests.support.ha import (
@@ -102,7 +103,18 @@ def test_turning_ha_on_makes_each_nodes_data_its_groups_leader(cluster: LocalClu
     checks = c.cli.json("verify", "--only", "ha,citus")["checks"]
     assert {r["status"] for r in checks} <= {"passed", "skipped"}, checks
     _insert(c, "after-ha")
-    assert c.up().changed is False  # failsafe_mode was set by the first up: nothing left to do
+    assert c.up().changed is False  # the dynamic configuration was set by the first up: nothing left to do
+    ca = c.ctx.ca_path() if c.ctx.tls_on else None
+    for g in ha_groups(c.topology):  # a member behind the group's last timeline never takes the leader key
+        config = rest.dynamic_config(g.members, ca)
+        assert (config.get("failsafe_mode"), config.get("check_timeline")) == (True, True), (g.node.name, config)
+    # a cluster made before check_timeline was kept (the setting removed): the next up sets it again
+    g = ha_groups(c.topology)[0]
+    assert rest.patch_config(g.members, {"check_timeline": None}, ha_secrets(c.ctx.store.root)["rest_password"],
+                             ca)[0] == 200
+    assert "check_timeline" not in rest.dynamic_config(g.members, ca)
+    assert c.up().changed is True
+    assert rest.dynamic_config(g.members, ca).get("check_timeline") is True
 
 
 def test_the_primaries_keep_serving_in_failsafe_mode_while_etcd_is_down(cluster: LocalCluster) -> None:
