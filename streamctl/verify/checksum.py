@@ -3,6 +3,8 @@
 Boundaries are found once, on the reference node, by a keyset walk over the primary-key index; each
 chunk is then hashed on both sides (in parallel) as count(*) and md5 of its rows in key order. Chunks
 keep memory bounded and let a difference be named by its key range rather than just "the table differs".
+Each chunk's query runs with `SORT_MEM` as its work_mem (SET LOCAL, its own transaction): the ordered
+aggregate sorts the chunk's rows, which at the server's default (4MB) spill to a temporary file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Any
 from psycopg import Connection, sql
 
 Key = tuple[Any, ...]
+
+# Enough for the default chunk (100,000 rows) to be sorted in memory; a larger chunk spills as before.
+SORT_MEM = "64MB"
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,9 @@ def hash_chunks(conn: Connection[Any], table: str, key: Sequence[str], cols: Seq
     out = []
     for chunk in chunks:
         query, params = chunk_query(table, key, cols, chunk)
-        row = conn.execute(query, params).fetchone()
+        with conn.transaction():  # the setting ends with it: the connection may be used again
+            conn.execute(sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(SORT_MEM)))
+            row = conn.execute(query, params).fetchone()
         assert row is not None
         out.append(ChunkSum(int(row[0]), row[1]))
     return out

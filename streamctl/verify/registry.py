@@ -20,6 +20,7 @@ class CheckSpec:
     summary: str
     run: Callable[[ClusterContext], list[CheckResult]]
     skip: Callable[[Topology], str | None] = lambda _t: None
+    heavy: bool = False  # reads whole tables: started first, so the checks' pool does not hold it back
 
     @property
     def family(self) -> str:
@@ -36,7 +37,7 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(citus.DISTRIBUTION, "tables distributed/replicated as declared", citus.check_distribution,
               citus.skip_reason),
     CheckSpec(citus.SKEW, "largest shard / mean shard within verify.max_skew", citus.check_skew,
-              citus.skip_reason),
+              citus.skip_reason, heavy=True),
     CheckSpec(ha.GROUPS, "each HA group led, its standbys streaming, pg_dist_node naming a Citus group's leader",
               ha.check_groups, ha.skip_reason),
     CheckSpec(replication.SUBSCRIPTION, "subscription enabled, every table in state r",
@@ -46,8 +47,9 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(replication.SLOTS, "no stray or lagging subscription slot; WAL each holds; WAL bound set",
               replication.check_slots, replication.slots_skip_reason),
     CheckSpec(replication.DATA, "row counts and chunked checksums equal to the primary's",
-              replication.check_data, replication.skip_reason),
-    CheckSpec(fdw.COUNTS, "foreign tables count what their source counts", fdw.check_counts, fdw.skip_reason),
+              replication.check_data, replication.skip_reason, heavy=True),
+    CheckSpec(fdw.COUNTS, "foreign tables count what their source counts", fdw.check_counts, fdw.skip_reason,
+              heavy=True),
     CheckSpec(fdw.JOIN, "the watch-history join with titles runs", fdw.check_join, fdw.skip_reason),
     CheckSpec(stores.MONGO, "reviews collection with validator and indexes", stores.check_mongo,
               stores.mongo_skip),

@@ -11,6 +11,7 @@ from typing import Any
 from streamctl import names
 from streamctl.config.model import Node, Role, Topology
 from streamctl.context import ClusterContext
+from streamctl.parallel import each
 from streamctl.replication import catalog
 from streamctl.replication.catalog import Subscription
 from streamctl.replication.catchup import table_ready, wait_confirmed
@@ -21,6 +22,7 @@ SUBSCRIPTION = "replication.subscription"
 LAG = "replication.lag"
 DATA = "replication.data"
 SLOTS = "replication.slots"
+COMPARE_AT_ONCE = 4  # tables compared at once per replica (each: one primary and one replica backend)
 
 
 def skip_reason(t: Topology) -> str | None:
@@ -176,7 +178,8 @@ def _slot(slot: catalog.SlotInfo, owned: bool, max_lag: int, limit: str) -> Verd
 
 # -- data -------------------------------------------------------------------------------------------
 def check_data(ctx: ClusterContext) -> list[CheckResult]:
-    """Per replica and table: row counts and chunked content checksums equal to the primary's."""
+    """Per replica and table: row counts and chunked content checksums equal to the primary's. A replica's
+    tables are compared at once (each over its own pair of connections), results in the tables' order."""
     t = ctx.topology
     db = t.analytics.database
     results: list[CheckResult] = []
@@ -186,9 +189,12 @@ def check_data(ctx: ClusterContext) -> list[CheckResult]:
             caught_up = wait_confirmed(ctx, _primary(ctx).name, replica.name, min(5.0, t.verify.max_lag_seconds))
         except Exception:  # noqa: BLE001 - the comparison below reports what is wrong with the nodes
             caught_up = False
-        for table in t.analytics.tables:
-            results.append(guarded(DATA, f"{replica.name}/{table}",
-                                   partial(_compare, ctx, replica, table, db, caught_up)))
+
+        def one(table: str, replica: Node = replica, caught_up: bool = caught_up) -> CheckResult:
+            return guarded(DATA, f"{replica.name}/{table}", partial(_compare, ctx, replica, table, db, caught_up))
+
+        # guarded: a failure is a result, never raised
+        results.extend(o.get() for o in each(list(t.analytics.tables), one, limit=COMPARE_AT_ONCE))
     return results
 
 
