@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from streamctl.citus.shards import NodeSpread, TableSpread
@@ -87,3 +89,54 @@ def test_unbounded_slot_wal_fails_only_where_streamctl_sets_the_bound() -> None:
     assert _wal_limit("-1", "4GB", external=True).status is Status.PASSED  # its administrator's choice
     assert _wal_limit("-1", "-1", external=False).status is Status.PASSED  # asked for in the topology
     assert _wal_limit("4GB", "4GB", external=False).detail == "max_slot_wal_keep_size 4GB"
+
+
+
+def test_heavy_checks_start_first_and_results_keep_the_registry_order(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    """The quick checks wait for both heavy ones to have started: were the heavy ones submitted after the
+    quick ones, the pool (6 threads) would be full of waiting quick checks and the wait would time out."""
+    import threading
+
+    from streamctl.verify import runner
+    from streamctl.verify.registry import CheckSpec
+    from streamctl.verify.result import passed
+
+    lock, heavy_running, both_heavy = threading.Lock(), [0], threading.Event()
+    quick_saw_both: list[bool] = []
+
+    def spec(name: str, heavy: bool = False) -> CheckSpec:
+        def run(_ctx: object) -> list[CheckResult]:
+            if heavy:
+                with lock:
+                    heavy_running[0] += 1
+                    if heavy_running[0] == 2:
+                        both_heavy.set()
+            else:
+                quick_saw_both.append(both_heavy.wait(timeout=5))
+            return [guarded(name, "-", lambda: passed("ok"))]
+        return CheckSpec(name, name, run, heavy=heavy)
+
+    specs = [spec(f"quick.{i}") for i in range(8)] + [spec("heavy.a", True), spec("heavy.b", True)]
+    monkeypatch.setattr(runner, "select", lambda _only: specs)
+    monkeypatch.setattr(runner.last, "store", lambda *_a: None)
+
+    class Store:
+        root = tmp_path
+
+        def exists(self) -> bool:
+            return True
+
+    class Topology:
+        cluster = "c"
+
+        def nodes(self) -> list[object]:
+            return []
+
+    class Ctx:
+        store, topology = Store(), Topology()
+
+    report = runner.run_checks(Ctx())  # type: ignore[arg-type]
+    assert [r.check for r in report.results] == [s.name for s in specs]
+    assert quick_saw_both == [True] * 8
+    assert {c.name for c in CHECKS if c.heavy} == {"replication.data", "citus.skew", "fdw.counts"}
