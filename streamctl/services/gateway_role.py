@@ -19,6 +19,7 @@ from streamctl.config.model import Node, Role
 from streamctl.context import ClusterContext
 from streamctl.engines import postgres as pg_engine
 from streamctl.names import DISTRIBUTED_TABLES, FDW_SERVER, FDW_USER, GATEWAY_USER, REFERENCE_TABLES
+from streamctl.readiness import Readiness
 from streamctl.services.permanent_slots import replayed
 from streamctl.services.postgres import (
     ensure_read_only_role,
@@ -133,14 +134,25 @@ class GatewayRoleService:
 
     def _worker_authinfo_step(self, node: Node, coordinator: Node) -> ConfigStep:
         """Under HA, a worker's own pg_dist_authinfo holds the gateway's password too (Citus copies no row of
-        it): a query the workers run among themselves as the gateway (a repartition join) logs in."""
+        it): a query the workers run among themselves as the gateway (a repartition join) logs in.
+
+        The row needs the role on the worker, which Citus creates there when the coordinator's Patroni
+        registers the group: a new group's (`scale`, where the coordinator's steps are not run) waits
+        for that rather than fail on pg_dist_authinfo's role check."""
 
         def pending() -> list[str]:
             with self.ctx.pg_connect(node.name) as conn:
                 stored = catalog.authinfo_stored(conn, GATEWAY_USER, pg_engine.authinfo(self._password()))
             return [] if stored else ["node-to-node credentials for the gateway"]
 
+        def has_role() -> bool:
+            with self.ctx.pg_connect(node.name) as conn:
+                return role_exists(conn, GATEWAY_USER)
+
         def apply() -> None:
+            Readiness(f"{node.name}: role {GATEWAY_USER} created by Citus (the group registered)", has_role,
+                      120.0, interval=0.5, hint="see `streamctl logs coordinator` (Patroni registers each "
+                      "group's leader)").wait()
             with self.ctx.pg_connect(node.name) as conn:
                 self._authinfo(conn)
 
