@@ -6,7 +6,12 @@ per Citus group):
   Patroni demotes every primary when the DCS goes;
 - check_timeline on, so that a member whose timeline is behind the group's last one in the DCS (a former leader
   back from a frozen host, not yet rewound) never takes the leader key: without it, such a member can win a
-  leader race with a stale copy, and the new leader's writes are then rewound away."""
+  leader race with a stale copy, and the new leader's writes are then rewound away;
+- postgresql.remove_data_directory_on_rewind_failure and ..._on_diverged_timelines on, so that a former leader
+  whose pg_rewind fails against a healthy leader (seen on Swarm after a frozen host returned: "could not find
+  previous WAL record" at the fork), or that cannot be rewound, is cloned again by its Patroni instead of staying
+  in "start failed" until someone runs `streamctl reinit`. What it loses is its copy past the fork, which no
+  synchronous commit was acknowledged from and which pg_rewind would have discarded too."""
 
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ from streamctl.replication import catalog
 from streamctl.steps import ConfigStep
 
 DCS_STEP = "patroni dynamic configuration"  # keeps every setting of DYNAMIC
-DYNAMIC = {"failsafe_mode": True, "check_timeline": True}
+DYNAMIC: dict[str, Any] = {"failsafe_mode": True, "check_timeline": True, "postgresql": {
+    "remove_data_directory_on_rewind_failure": True, "remove_data_directory_on_diverged_timelines": True}}
 LEFT_SLOTS_STEP = "standbys' slots left by Patroni"
 
 
@@ -60,15 +66,34 @@ def _left_slots_step(ctx: ClusterContext, node: Node) -> ConfigStep:
     return ConfigStep(node.name, LEFT_SLOTS_STEP, pending, apply, after=())
 
 
+def missing_settings(config: dict[str, Any], wanted: dict[str, Any] = DYNAMIC) -> dict[str, Any]:
+    """The part of `wanted` that Patroni's dynamic configuration `config` lacks or holds otherwise (nested
+    sections compared key by key: a PATCH merges them)."""
+    out: dict[str, Any] = {}
+    for k, v in wanted.items():
+        have = config.get(k)
+        if isinstance(v, dict):
+            inner = missing_settings(have if isinstance(have, dict) else {}, v)
+            if inner:
+                out[k] = inner
+        elif have != v:
+            out[k] = v
+    return out
+
+
+def _names(change: dict[str, Any], prefix: str = "") -> list[str]:
+    return [n for k, v in change.items()
+            for n in (_names(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"])]
+
+
 def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:
     ca = ctx.ca_path() if ctx.tls_on else None
 
     def missing() -> dict[str, Any]:
-        config = rest.dynamic_config(group.members, ca)
-        return {k: v for k, v in DYNAMIC.items() if config.get(k) != v}
+        return missing_settings(rest.dynamic_config(group.members, ca))
 
     def pending() -> list[str]:
-        return [f"{k} {'on' if v is True else v} in Patroni's configuration" for k, v in missing().items()]
+        return [f"{n} on in Patroni's configuration" for n in _names(missing())]
 
     def apply() -> None:
         change = missing()
@@ -76,6 +101,7 @@ def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:
             return
         status, answer = rest.patch_config(group.members, change, ha_secrets(ctx.store.root)["rest_password"], ca)
         if status != 200:
-            raise BackendError(f"Patroni refused to set {', '.join(change)} for {group.node.name}: {answer or status}")
+            raise BackendError(f"Patroni refused to set {', '.join(_names(change))} for {group.node.name}: "
+                               f"{answer or status}")
 
     return ConfigStep(group.node.name, DCS_STEP, pending, apply, after=())

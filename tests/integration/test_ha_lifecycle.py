@@ -108,6 +108,10 @@ def test_turning_ha_on_makes_each_nodes_data_its_groups_leader(cluster: LocalClu
     for g in ha_groups(c.topology):  # a member behind the group's last timeline never takes the leader key
         config = rest.dynamic_config(g.members, ca)
         assert (config.get("failsafe_mode"), config.get("check_timeline")) == (True, True), (g.node.name, config)
+        assert {k: config["postgresql"].get(k) for k in ("use_pg_rewind", "remove_data_directory_on_rewind_failure",
+                                                         "remove_data_directory_on_diverged_timelines")} == \
+            dict.fromkeys(("use_pg_rewind", "remove_data_directory_on_rewind_failure",
+                           "remove_data_directory_on_diverged_timelines"), True), config  # the bootstrap's kept
     # a cluster made before check_timeline was kept (the setting removed): the next up sets it again
     g = ha_groups(c.topology)[0]
     assert rest.patch_config(g.members, {"check_timeline": None}, ha_secrets(c.ctx.store.root)["rest_password"],

@@ -320,3 +320,19 @@ def test_a_slots_restart_point_is_named_by_its_wal_segment_as_the_files_are() ->
     assert segment("0/A00E218", 16 << 20) == "000000000000000A"  # file 00000003000000000000000A, any timeline
     assert segment("1/FF000000", 16 << 20) == "00000001000000FF"
     assert segment("0/3000000", 64 << 20) == "0000000000000000"
+
+
+def test_up_patches_only_the_dynamic_settings_patroni_lacks_nested_sections_key_by_key() -> None:
+    from streamctl.services.ha import DYNAMIC, missing_settings
+
+    assert missing_settings({}) == DYNAMIC
+    current = {"failsafe_mode": True, "check_timeline": True, "loop_wait": 5,
+               "postgresql": {"use_pg_rewind": True, "remove_data_directory_on_rewind_failure": True,
+                              "remove_data_directory_on_diverged_timelines": True}}
+    assert missing_settings(current) == {}
+    current["check_timeline"] = False
+    del current["postgresql"]["remove_data_directory_on_diverged_timelines"]  # type: ignore[attr-defined]
+    # only what differs, the postgresql section's other keys (use_pg_rewind) left out of the PATCH
+    assert missing_settings(current) == {"check_timeline": True, "postgresql": {
+        "remove_data_directory_on_diverged_timelines": True}}
+    assert missing_settings({"postgresql": None}) == DYNAMIC
