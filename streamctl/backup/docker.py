@@ -122,7 +122,7 @@ class DockerPlace:
                 if repo is not None:
                     self.check_repository(repo, create=True, container=container)
                 put_files(self.api, container, n.image, container[:12],
-                          [spec.ContainerFile(str(self.config), text.encode(), 0o600, USER)])
+                          [spec.ContainerFile(str(self.config), text.encode(), 0o600, USER)], dir_mode=0o700)
                 dirs = [str(self.home / d) for d in ("log", "lock", "spool")]
                 code, out, err = exec_in(self.api, container, ["mkdir", "-p", "-m", "0700", *dirs])
                 if code:
@@ -165,7 +165,7 @@ class DockerPlace:
         for i, (name, c) in enumerate(found, start=2):
             put_files(self.api, c.id, str(c.attrs["Config"]["Image"]), c.name, [spec.ContainerFile(
                 PASSFILE, passfile(user, password).encode(), 0o600, USER, stand_in=b"<pgpass>")],
-                self.backend._user_ids)
+                self.backend._user_ids, dir_mode=0o700)  # pgBackRest's directory stays postgres's alone
             options += standby_options(i, name, user, group.node.database)
         return options, None
 
@@ -214,7 +214,7 @@ class DockerPlace:
         cid = created["Id"]
         try:
             put_files(self.api, cid, self._image(), "pgbackrest", [
-                spec.ContainerFile(str(self.config), self.render().encode(), 0o600, USER)])
+                spec.ContainerFile(str(self.config), self.render().encode(), 0o600, USER)], dir_mode=0o700)
             with docker_errors("run pgbackrest in a one-shot container"):
                 self.api.start(cid)
                 code = self.api.wait(cid, timeout=timeout)["StatusCode"]

@@ -165,7 +165,7 @@ class RepositorySnapshots:
         container = self.place._repository()
         self._exec(["mkdir", "-p", "-m", "0700", directory])
         put_files(self.api, container, self.place._image(), container[:12],
-                  [spec.ContainerFile(f"{directory}/redis.rdb.part", data, 0o600, PG_USER)])
+                  [spec.ContainerFile(f"{directory}/redis.rdb.part", data, 0o600, PG_USER)], dir_mode=0o700)
         self._exec(["mv", f"{directory}/redis.rdb.part", f"{directory}/redis.rdb"])
 
     def load(self, label: str) -> bytes | None:

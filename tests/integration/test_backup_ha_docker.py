@@ -124,6 +124,11 @@ def test_every_member_archives_into_its_groups_stanza_and_backups_come_from_the_
                 assert f"--tls-server-port={TLS_PORT}" in command and password not in command
                 listening = _listening(container, TLS_PORT)  # on its address on the cluster's network only
                 assert listening and "0.0.0.0" not in listening and "127.0.0.1" not in listening, listening
+                # pgBackRest's directory stays postgres's alone, with the password file the backup put in the standby's
+                files = [spec.BACKUP_HOME, *([f"{spec.BACKUP_HOME}/pgpass"] if m.name == standby else [])]
+                code, out = container.exec_run(["stat", "-c", "%a %U", *files])
+                assert code == 0 and out.decode().split("\n")[:len(files)] == \
+                    ["700 postgres", "600 postgres"][:len(files)], (m.name, out)
             with c.ctx.pg_connect(g.node.name) as conn:  # Patroni's archive_command, on the leader
                 command = conn.execute("SHOW archive_command").fetchone()[0]
             assert f"--config={spec.BACKUP_CONFIG} --stanza={stanza} " in command, command

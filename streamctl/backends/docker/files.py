@@ -60,9 +60,10 @@ class UserIds:
 
 
 def put_files(api: Any, container_id: str, image: str, name: str, files: Sequence[ContainerFile],
-              users: UserIds | None = None) -> None:
+              users: UserIds | None = None, dir_mode: int = 0o755) -> None:
     """Copy `files` into the (created, not yet started) container, each owned by its user with its mode.
-    users: the ids already read for this image (else read from this container)."""
+    users: the ids already read for this image (else read from this container). The files' directories are
+    made (or, existing, set) with `dir_mode`: the archive's entry for a directory sets its mode either way."""
     if not files:
         return
     ids = (users or UserIds()).of(api, container_id, image, name)
@@ -72,7 +73,7 @@ def put_files(api: Any, container_id: str, image: str, name: str, files: Sequenc
         for d in sorted({str(PurePosixPath(f.path).parent) for f in files}):
             owner = next(f.owner for f in files if str(PurePosixPath(f.path).parent) == d)
             info = tarfile.TarInfo(d.lstrip("/"))
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, dir_mode, now
             info.uid, info.gid = ids.get(owner, (0, 0)) if d != FILES_DIR else (0, 0)
             tar.addfile(info)
         for f in files:
