@@ -61,6 +61,16 @@ def synchronous_mode(mode: str) -> bool | str:
     return {"off": False, "on": True}.get(mode, mode)
 
 
+def dcs_core(t: Topology) -> dict[str, Any]:
+    """The group-wide settings of `ha:` in Patroni's dynamic configuration: what each group bootstraps with and
+    what `up` keeps there (services/ha.py; PostgreSQL's parameters aside)."""
+    ha = t.ha
+    assert ha is not None
+    return {"ttl": ha.ttl, "loop_wait": ha.loop_wait, "retry_timeout": retry_timeout(ha.ttl, ha.loop_wait),
+            "maximum_lag_on_failover": MAXIMUM_LAG_ON_FAILOVER, "synchronous_mode": synchronous_mode(ha.synchronous),
+            "postgresql": {"use_pg_rewind": True, "use_slots": True}}
+
+
 @dataclass(frozen=True)
 class Site:
     """Where a member is reached, as its Patroni sees it. The local backend's (`local_site`): the topology's
@@ -159,13 +169,9 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
         "etcd3": {"hosts": list(site.etcd_hosts)},
         "citus": {"group": group.number, "database": t.metadata.database},
         "bootstrap": {
-            "dcs": {
-                "ttl": ha.ttl, "loop_wait": ha.loop_wait, "retry_timeout": retry_timeout(ha.ttl, ha.loop_wait),
-                "maximum_lag_on_failover": MAXIMUM_LAG_ON_FAILOVER,
-                "synchronous_mode": synchronous_mode(ha.synchronous),
-                "postgresql": {"use_pg_rewind": True, "use_slots": True,
-                               "parameters": {**dict(node.settings), "wal_log_hints": "on", "hot_standby": "on"}},
-            },
+            "dcs": {**dcs_core(t), "postgresql": {
+                **dcs_core(t)["postgresql"],
+                "parameters": {**dict(node.settings), "wal_log_hints": "on", "hot_standby": "on"}}},
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, {"auth-local": "scram-sha-256"},
                        {"auth-host": "scram-sha-256"}],
         },
@@ -194,10 +200,13 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
         extra = analytics.dcs_settings(t)
         dcs["ignore_slots"] = extra["ignore_slots"]
         dcs["postgresql"]["parameters"].update(extra["postgresql"]["parameters"])
-    if member.name != group.members[0].name:
-        # Only the node's own member may bootstrap a new group (Patroni races for it among the members that have a
-        # `bootstrap` section): the others wait for it to lead and clone from it, so a new group is always led by
-        # its node's member, as turning ha off and the restores expect, whichever Patroni starts first.
+    if member.name != group.members[0].name and not group.citus:
+        # Only the node's own member may bootstrap a new analytics group (Patroni races for it among the members
+        # that have a `bootstrap` section): the others wait for it to lead and clone from it. Patroni's Citus mode
+        # gives every member a `bootstrap` section (its synchronous_mode: quorum) whatever the file says, so in a
+        # Citus group any member may bootstrap a new group: each gets the whole section, and the group starts
+        # with `ha:`'s settings and the node's parameters whichever wins. Where data exists (turning ha on, a
+        # restore), the backends start the members that hold it first and the others once the group is led.
         del config["bootstrap"]
     return config
 

@@ -11,24 +11,29 @@ per Citus group):
   whose pg_rewind fails against a healthy leader (seen on Swarm after a frozen host returned: "could not find
   previous WAL record" at the fork), or that cannot be rewound, is cloned again by its Patroni instead of staying
   in "start failed" until someone runs `streamctl reinit`. What it loses is its copy past the fork, which no
-  synchronous commit was acknowledged from and which pg_rewind would have discarded too."""
+  synchronous commit was acknowledged from and which pg_rewind would have discarded too;
+- the timing (ttl, loop_wait, retry_timeout), maximum_lag_on_failover, synchronous_mode, use_pg_rewind and
+  use_slots of `ha:`, which a Citus group bootstrapped by a member other than its node's own lacks (`kept_settings`).
+  PostgreSQL's parameters are left as they are: such a group runs with each member's own (its patroni.yml)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from streamctl.backends.base import Backend
+from streamctl.backends.base import Backend, group_ready
 from streamctl.config.members import Group, ha_groups, may_lead
-from streamctl.config.model import Node
+from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError
 from streamctl.ha import rest
+from streamctl.ha.patroni import dcs_core
 from streamctl.ha.secrets import ha_secrets
+from streamctl.readiness import Readiness
 from streamctl.replication import catalog
 from streamctl.steps import ConfigStep
 
-DCS_STEP = "patroni dynamic configuration"  # keeps every setting of DYNAMIC
+DCS_STEP = "patroni dynamic configuration"  # keeps every setting of kept_settings
 DYNAMIC: dict[str, Any] = {"failsafe_mode": True, "check_timeline": True, "postgresql": {
     "remove_data_directory_on_rewind_failure": True, "remove_data_directory_on_diverged_timelines": True}}
 LEFT_SLOTS_STEP = "standbys' slots left by Patroni"
@@ -82,18 +87,28 @@ def missing_settings(config: dict[str, Any], wanted: dict[str, Any] = DYNAMIC) -
 
 
 def _names(change: dict[str, Any], prefix: str = "") -> list[str]:
-    return [n for k, v in change.items()
-            for n in (_names(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"])]
+    """`section.key value` for each setting of `change` (on/off for a flag)."""
+    return [n for k, v in change.items() for n in (_names(v, f"{prefix}{k}.") if isinstance(v, dict) else [
+        f"{prefix}{k} {({True: 'on', False: 'off'}.get(v, v)) if isinstance(v, bool) else v}"])]
+
+
+def kept_settings(t: Topology) -> dict[str, Any]:
+    """What `up` keeps in each group's dynamic configuration: DYNAMIC, and the timing, synchronous mode and
+    rewind of `ha:` (patroni.dcs_core). A Citus group's may lack the latter: Patroni's Citus mode gives every
+    member a `bootstrap` section, so a member other than the node's own may bootstrap the group, with Patroni's
+    defaults (ttl 30, loop_wait 10, no pg_rewind, quorum)."""
+    core = dcs_core(t)
+    return {**core, **DYNAMIC, "postgresql": {**core["postgresql"], **DYNAMIC["postgresql"]}}
 
 
 def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:
     ca = ctx.ca_path() if ctx.tls_on else None
 
     def missing() -> dict[str, Any]:
-        return missing_settings(rest.dynamic_config(group.members, ca))
+        return missing_settings(rest.dynamic_config(group.members, ca), kept_settings(ctx.topology))
 
     def pending() -> list[str]:
-        return [f"{n} on in Patroni's configuration" for n in _names(missing())]
+        return [f"{n} in Patroni's configuration" for n in _names(missing())]
 
     def apply() -> None:
         change = missing()
@@ -103,5 +118,9 @@ def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:
         if status != 200:
             raise BackendError(f"Patroni refused to set {', '.join(_names(change))} for {group.node.name}: "
                                f"{answer or status}")
+        if "synchronous_mode" in change:  # the group picks its sync standby again: the next steps may need one
+            Readiness(f"{group.node.name} led with its standbys under synchronous_mode "
+                      f"{change['synchronous_mode']}", group_ready(ctx, group.members), 60.0, interval=0.5,
+                      hint="see `streamctl status`").wait()
 
     return ConfigStep(group.node.name, DCS_STEP, pending, apply, after=())

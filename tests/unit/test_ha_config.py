@@ -197,12 +197,26 @@ def _member_config(ha: dict, tls_dir: Path | None = Path("/s/tls"), base: str = 
                                          etcd_members(t))
 
 
+def test_only_the_analytics_primarys_own_member_may_bootstrap_its_group() -> None:
+    """A plain Patroni cluster (the analytics primary's) bootstraps only from the file's `bootstrap` section:
+    the standbys have none, so they wait for the node's own member and clone from it."""
+    from streamctl.ha import patroni
+
+    t = parse_topology({**LOCAL, "ha": {"analytics": {"standbys": 1}}}, env={})
+    group = next(g for g in ha_groups(t) if not g.citus)
+    confs = [patroni.member_config(t, group, m, patroni.MemberPaths(Path("/s/nodes") / m.name), Path("/pg/bin"),
+                                   None, "super", {"replication_password": "r", "rewind_password": "w",
+                                                   "rest_password": "p"}, etcd_members(t)) for m in group.members]
+    assert ["bootstrap" in c for c in confs] == [True, False], [c["name"] for c in confs]
+
+
 def test_a_members_patroni_configuration_follows_the_topology() -> None:
     member, conf = _member_config({"synchronous": "on", "ttl": 30, "loop_wait": 10})
     assert (conf["name"], conf["citus"]) == ("worker-1-2", {"group": 1, "database": "metadata_db"})
-    assert "bootstrap" not in conf  # only the node's own member may bootstrap a new group: the others clone from it
     _, first = _member_config({"synchronous": "on", "ttl": 30, "loop_wait": 10}, index=0)
     assert first["name"] == "worker-1"
+    # Patroni's Citus mode lets any member bootstrap a new group: each has the whole section, the group's settings
+    assert conf["bootstrap"] == first["bootstrap"]
     dcs = first["bootstrap"]["dcs"]
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"], dcs["synchronous_mode"]) == (30, 10, 10, True)
     assert dcs["postgresql"]["use_pg_rewind"] and dcs["postgresql"]["parameters"]["wal_log_hints"] == "on"
