@@ -23,6 +23,7 @@ import pytest
 
 from streamctl.config.members import Group, ha_groups
 from streamctl.ha import rest
+from streamctl.ha.secrets import ha_secrets
 from tests.support.cluster import LocalCluster, running
 from tests.support.dashboard import Cells, dump_dom
 from tests.support.engines import require
@@ -119,13 +120,16 @@ def test_verify_reads_each_standbys_lag_on_its_leader_now(cluster: LocalCluster)
     code, details = ha_check()
     assert code == 0, details
     password = c.ctx.secrets["postgres_password"]
+    # Patroni resumes a paused replay in its next loop (PostgreSQL 14+), unless the group is in maintenance mode
+    rest_password = ha_secrets(c.ctx.store.root)["rest_password"]
+    assert rest.patch_config(group.members, {"pause": True}, rest_password, _ca(c))[0] == 200
     with member_login(c, group, standby, password) as conn:
         conn.execute("SELECT pg_wal_replay_pause()")
     try:
         switch_segments(3)  # at least 2 x 16 MB the paused standby has received but not replayed
         seen: list[tuple[int, dict[str, str]]] = []
 
-        def named() -> bool:  # the standby's replay position reaches the leader with its next reply, under load late
+        def named() -> bool:  # the standby's replay position reaches the leader with its next reply
             seen.append(ha_check())
             return seen[-1][0] == 8
         try:
@@ -138,6 +142,7 @@ def test_verify_reads_each_standbys_lag_on_its_leader_now(cluster: LocalCluster)
     finally:
         with member_login(c, group, standby, password) as conn:
             conn.execute("SELECT pg_wal_replay_resume()")
+        assert rest.patch_config(group.members, {"pause": None}, rest_password, _ca(c))[0] == 200
     wait_until("verify passing once the standby replays", lambda: ha_check()[0] == 0, 30.0)
 
 
