@@ -50,12 +50,17 @@ def fingerprint(definition: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def made_as(recorded: str | None, definition: Callable[[bool], Any]) -> str | None:
+LEGACY_FORMS = (1, 2)  # under HA: 1 with the bootstrap's PostgreSQL parameters, 2 with Patroni's passwords too
+
+
+def made_as(recorded: str | None, definition: Callable[[int], Any],
+            forms: tuple[int, ...] = LEGACY_FORMS) -> str | None:
     """The definition a recorded fingerprint stands for: one recorded from an older form of the definition
-    (`definition(True)`; under HA, with Patroni's own passwords in it, before they were left out) counts as
-    today's (`definition(False)`) while the two are the same, so an upgrade restarts nothing."""
-    if recorded is not None and recorded == fingerprint(definition(True)):
-        return fingerprint(definition(False))
+    (`definition(k)` for k in `forms`; under HA, with Patroni's own passwords or the bootstrap's PostgreSQL
+    parameters in it, before they were left out) counts as today's (`definition(0)`) while they are the same,
+    so an upgrade restarts nothing."""
+    if recorded is not None and any(recorded == fingerprint(definition(k)) for k in forms):
+        return fingerprint(definition(0))
     return recorded
 
 

@@ -71,6 +71,19 @@ def dcs_core(t: Topology) -> dict[str, Any]:
             "postgresql": {"use_pg_rewind": True, "use_slots": True}}
 
 
+PARAMETERS_KEPT = "<kept in the group's dynamic configuration by up>"  # `settings=False` of member_config
+
+
+def dcs_parameters(t: Topology, group: Group) -> dict[str, str]:
+    """The PostgreSQL parameters of the group's dynamic configuration: the node's settings, what Patroni's
+    rewind and hot standbys need, and on the analytics primary's group the standbys' feedback its slots need.
+    Every member runs with them (its own file's parameters aside); `up` keeps them (services/ha.py)."""
+    parameters = {**dict(group.node.settings), "wal_log_hints": "on", "hot_standby": "on"}
+    if not group.citus:
+        parameters.update(analytics.dcs_settings(t)["postgresql"]["parameters"])
+    return parameters
+
+
 @dataclass(frozen=True)
 class Site:
     """Where a member is reached, as its Patroni sees it. The local backend's (`local_site`): the topology's
@@ -136,14 +149,17 @@ def archive_callback(t: Topology, group: Group, paths: MemberPaths, home: Path |
 def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths, bindir: Path,
                   tls_dir: Path | None, postgres_password: str, ha_secrets: dict[str, str],
                   etcd: list[EtcdMember], site: Site | None = None, home: Path | None = None,
-                  generation: str | None = None, backup_config: str | None = None) -> dict[str, Any]:
+                  generation: str | None = None, backup_config: str | None = None,
+                  settings: bool = True) -> dict[str, Any]:
     """Patroni's configuration of one member (a dict, written as YAML by `render`); `site`: where it is
     reached (by default as a local process, `local_site`); `home`: the cluster's data home on the local
     backend, where the backups' pgBackRest configuration is; `backup_config`: that file elsewhere (a Docker
-    member's own, in its container: archiving under HA is built on the local and Docker backends)."""
+    member's own, in its container: archiving under HA is built on the local and Docker backends).
+    `settings=False`: the bootstrap's PostgreSQL parameters stand in by PARAMETERS_KEPT, as in a member's
+    definition: Patroni reads them only when it bootstraps a group, `up` keeps them in the group's dynamic
+    configuration, so changing one restarts no member for nothing."""
     ha = t.ha
     assert ha is not None
-    node = member.node
     tls: dict[str, str] = {}
     socket = len(str(paths.socket_dir)) < 90  # Unix socket paths are limited to ~107 bytes: TCP for deep ones
     parameters: dict[str, str] = {"unix_socket_directories": str(paths.socket_dir) if socket else ""}
@@ -170,8 +186,7 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
         "citus": {"group": group.number, "database": t.metadata.database},
         "bootstrap": {
             "dcs": {**dcs_core(t), "postgresql": {
-                **dcs_core(t)["postgresql"],
-                "parameters": {**dict(node.settings), "wal_log_hints": "on", "hot_standby": "on"}}},
+                **dcs_core(t)["postgresql"], "parameters": dcs_parameters(t, group) if settings else PARAMETERS_KEPT}},
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, {"auth-local": "scram-sha-256"},
                        {"auth-host": "scram-sha-256"}],
         },
@@ -199,7 +214,6 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
         dcs = config["bootstrap"]["dcs"]
         extra = analytics.dcs_settings(t)
         dcs["ignore_slots"] = extra["ignore_slots"]
-        dcs["postgresql"]["parameters"].update(extra["postgresql"]["parameters"])
     if member.name != group.members[0].name and not group.citus:
         # Only the node's own member may bootstrap a new analytics group (Patroni races for it among the members
         # that have a `bootstrap` section): the others wait for it to lead and clone from it. Patroni's Citus mode

@@ -13,12 +13,16 @@ per Citus group):
   in "start failed" until someone runs `streamctl reinit`. What it loses is its copy past the fork, which no
   synchronous commit was acknowledged from and which pg_rewind would have discarded too;
 - the timing (ttl, loop_wait, retry_timeout), maximum_lag_on_failover, synchronous_mode, use_pg_rewind and
-  use_slots of `ha:`, which a Citus group bootstrapped by a member other than its node's own lacks (`kept_settings`).
-  PostgreSQL's parameters are left as they are: such a group runs with each member's own (its patroni.yml)."""
+  use_slots of `ha:`, which a Citus group bootstrapped by a member other than its node's own lacks (`kept_settings`);
+- the PostgreSQL parameters of the group (patroni.dcs_parameters): what the topology changes later (e.g.
+  `analytics.max_slot_wal_keep_size`, backups turned off) reaches the running members, and a group an earlier
+  release's standby bootstrapped gets the node's settings. A parameter that needs a restart leaves members
+  pending one: their Patroni restarts them, standbys first, the leader last (ha/restart.py)."""
 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from streamctl.backends.base import Backend, group_ready
@@ -26,8 +30,8 @@ from streamctl.config.members import Group, ha_groups, may_lead
 from streamctl.config.model import Node, Topology
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError
-from streamctl.ha import rest
-from streamctl.ha.patroni import dcs_core
+from streamctl.ha import rest, restart
+from streamctl.ha.patroni import dcs_core, dcs_parameters
 from streamctl.ha.secrets import ha_secrets
 from streamctl.readiness import Readiness
 from streamctl.replication import catalog
@@ -37,6 +41,10 @@ DCS_STEP = "patroni dynamic configuration"  # keeps every setting of kept_settin
 DYNAMIC: dict[str, Any] = {"failsafe_mode": True, "check_timeline": True, "postgresql": {
     "remove_data_directory_on_rewind_failure": True, "remove_data_directory_on_diverged_timelines": True}}
 LEFT_SLOTS_STEP = "standbys' slots left by Patroni"
+# Parameters streamctl puts in a group's dynamic configuration only for some topologies: one the topology no
+# longer asks for is removed (archive_mode kept on after backups are turned off would keep every WAL segment).
+# Others the group's configuration holds are an operator's (`patronictl edit-config`) and left alone.
+TAKEN_AWAY = ("archive_mode", "archive_timeout")
 
 
 def steps(ctx: ClusterContext, backend: Backend) -> list[ConfigStep]:
@@ -89,38 +97,49 @@ def missing_settings(config: dict[str, Any], wanted: dict[str, Any] = DYNAMIC) -
 def _names(change: dict[str, Any], prefix: str = "") -> list[str]:
     """`section.key value` for each setting of `change` (on/off for a flag)."""
     return [n for k, v in change.items() for n in (_names(v, f"{prefix}{k}.") if isinstance(v, dict) else [
+        f"{prefix}{k} removed" if v is None else
         f"{prefix}{k} {({True: 'on', False: 'off'}.get(v, v)) if isinstance(v, bool) else v}"])]
 
 
-def kept_settings(t: Topology) -> dict[str, Any]:
-    """What `up` keeps in each group's dynamic configuration: DYNAMIC, and the timing, synchronous mode and
-    rewind of `ha:` (patroni.dcs_core). A Citus group's may lack the latter: Patroni's Citus mode gives every
-    member a `bootstrap` section, so a member other than the node's own may bootstrap the group, with Patroni's
-    defaults (ttl 30, loop_wait 10, no pg_rewind, quorum)."""
+def kept_settings(t: Topology, group: Group) -> dict[str, Any]:
+    """What `up` keeps in the group's dynamic configuration: DYNAMIC, the timing, synchronous mode and rewind of
+    `ha:` (patroni.dcs_core) and the group's PostgreSQL parameters (None: removed). A Citus group's may lack them:
+    Patroni's Citus mode gives every member a `bootstrap` section, so in an earlier release a member other than
+    the node's own could bootstrap the group, with Patroni's defaults (ttl 30, loop_wait 10, no pg_rewind,
+    quorum) and without the node's settings."""
     core = dcs_core(t)
-    return {**core, **DYNAMIC, "postgresql": {**core["postgresql"], **DYNAMIC["postgresql"]}}
+    parameters: dict[str, Any] = {k: None for k in TAKEN_AWAY}
+    parameters.update(dcs_parameters(t, group))
+    return {**core, **DYNAMIC, "postgresql": {**core["postgresql"], **DYNAMIC["postgresql"],
+                                              "parameters": parameters}}
 
 
 def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:
     ca = ctx.ca_path() if ctx.tls_on else None
 
     def missing() -> dict[str, Any]:
-        return missing_settings(rest.dynamic_config(group.members, ca), kept_settings(ctx.topology))
+        return missing_settings(rest.dynamic_config(group.members, ca), kept_settings(ctx.topology, group))
 
     def pending() -> list[str]:
-        return [f"{n} in Patroni's configuration" for n in _names(missing())]
+        return [f"{n} in Patroni's configuration" for n in _names(missing())] + [
+            f"restart {name} (Patroni) to take {', '.join(reasons) or 'its settings'}"
+            for name, reasons in restart.pending(group, ca).items()]
 
     def apply() -> None:
+        password = ha_secrets(ctx.store.root)["rest_password"]
+        loop_wait = ctx.topology.ha.loop_wait if ctx.topology.ha else 10
         change = missing()
-        if not change:
-            return
-        status, answer = rest.patch_config(group.members, change, ha_secrets(ctx.store.root)["rest_password"], ca)
-        if status != 200:
-            raise BackendError(f"Patroni refused to set {', '.join(_names(change))} for {group.node.name}: "
-                               f"{answer or status}")
-        if "synchronous_mode" in change:  # the group picks its sync standby again: the next steps may need one
-            Readiness(f"{group.node.name} led with its standbys under synchronous_mode "
-                      f"{change['synchronous_mode']}", group_ready(ctx, group.members), 60.0, interval=0.5,
-                      hint="see `streamctl status`").wait()
+        if change:
+            asked = time.time()
+            status, answer = rest.patch_config(group.members, change, password, ca)
+            if status != 200:
+                raise BackendError(f"Patroni refused to set {', '.join(_names(change))} for {group.node.name}: "
+                                   f"{answer or status}")
+            restart.wait_applied(group, asked, ca, 3 * loop_wait + 30)
+            if "synchronous_mode" in change:  # the group picks its sync standby again: the next steps may need one
+                Readiness(f"{group.node.name} led with its standbys under synchronous_mode "
+                          f"{change['synchronous_mode']}", group_ready(ctx, group.members), 60.0, interval=0.5,
+                          hint="see `streamctl status`").wait()
+        restart.restart_pending(group, password, ca, group_ready(ctx, group.members), 120.0)
 
     return ConfigStep(group.node.name, DCS_STEP, pending, apply, after=())

@@ -2,7 +2,9 @@
 cluster stays small) with a synchronous standby, one logical replica whose slot is Patroni's permanent logical
 slot, and the coordinator's FDW reading it. Its leader is killed (Patroni and PostgreSQL, SIGKILL) while rows
 are inserted: the standby is promoted with the slot, the replica keeps receiving the rows inserted after the
-failover, verify's checksums agree, and the FDW reads through the new leader.
+failover, verify's checksums agree, and the FDW reads through the new leader. A setting the topology changes
+later reaches every member through the group's dynamic configuration (no member made again), and one that needs
+a restart is restarted by Patroni, the standby first.
 
 One cluster for the module (local processes: it runs in the normal phase)."""
 
@@ -13,7 +15,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from streamctl.ha import rest
+from streamctl.ha.secrets import ha_secrets
 from streamctl.names import subscription_name
+from streamctl.services.ha import DCS_STEP
 from tests.support.cluster import LocalCluster, running
 from tests.support.engines import require
 from tests.support.ha import (
@@ -21,9 +26,13 @@ from tests.support.ha import (
     Writer,
     analytics_ha,
     check_analytics_group,
+    group_of,
     ha_roles,
+    insert_users,
     kill_member,
+    member_login,
     member_slots,
+    pids,
     user_ids,
     wait_until,
 )
@@ -93,4 +102,68 @@ def test_a_killed_analytics_leader_fails_over_and_the_replica_keeps_receiving(cl
     wait_until("the old leader streaming again",
                lambda: ha_roles(c, PRIMARY) == {PRIMARY: "leader", STANDBY: "sync_standby"})
     assert SLOT in member_slots(c, PRIMARY, STANDBY)
+    assert {r["status"] for r in c.cli.json("verify", "--only", "ha,replication")["checks"]} == {"passed"}
+
+
+def _shown(c: LocalCluster, setting: str) -> dict[str, str]:
+    group = group_of(c, PRIMARY)
+    out = {}
+    for m in group.members:
+        with member_login(c, group, m, c.ctx.secrets["postgres_password"]) as conn:
+            out[m.name] = str(conn.execute(f"SHOW {setting}").fetchone()[0])  # noqa: S608 - a known name
+    return out
+
+
+def test_a_changed_setting_reaches_every_member_and_one_needing_a_restart_is_restarted(cluster: LocalCluster) -> None:
+    """Patroni reads its file's bootstrap parameters only when it bootstraps a group: `up` changes the group's
+    dynamic configuration instead (a reload: no member made again, no PostgreSQL restarted). A parameter that
+    needs a restart (here one an operator changed in the group's configuration and restarted for, as a group an
+    earlier release's standby bootstrapped ran without the node's settings) is set back and restarted by
+    Patroni, the standby first, the leader last: every member runs the topology's value, none pending, the
+    group led with its sync standby and the replica still receiving."""
+    c = cluster
+    group = group_of(c, PRIMARY)
+    ca = c.ctx.ca_path() if c.ctx.tls_on else None
+    password = ha_secrets(c.ctx.store.root)["rest_password"]
+    before = {m.name: pids(c.backend.home.nodes / m.name) for m in group.members}
+    assert set(_shown(c, "max_slot_wal_keep_size").values()) == {"4GB"}
+
+    c.edit(lambda d: d["analytics"].update(max_slot_wal_keep_size="6GB"))
+    done = c.up()
+    assert {s.action.value for s in done.node_steps if s.node.name == PRIMARY} <= {"noop"}, done.node_steps
+    assert any(step == DCS_STEP and "postgresql.parameters.max_slot_wal_keep_size 6GB in Patroni's configuration"
+               in changes for _, step, changes in done.config_changes), done.config_changes
+    assert _shown(c, "max_slot_wal_keep_size") == {m.name: "6GB" for m in group.members}
+    assert {m.name: pids(c.backend.home.nodes / m.name) for m in group.members} == before  # a reload only
+
+    # max_logical_replication_workers (a restart) changed by hand and restarted for: the topology says 8
+    setting = "max_logical_replication_workers"
+    assert rest.patch_config(group.members, {"postgresql": {"parameters": {setting: "6"}}}, password, ca)[0] == 200
+    wait_until("both members pending a restart", lambda: all(
+        rest.get(m, "/patroni", ca).get("pending_restart") for m in group.members), 60)
+    for m in group.members:
+        assert rest.post(m, "/restart", {"restart_pending": True}, password, ca, timeout=120)[0] == 200, m.name
+        wait_until(f"{m.name} back", lambda: sorted(ha_roles(c, PRIMARY).values()) == ["leader", "sync_standby"], 90)
+    assert set(_shown(c, setting).values()) == {"6"}
+    started = {m.name: rest.get(m, "/patroni", ca)["postmaster_start_time"] for m in group.members}
+
+    done = c.up()
+    changes = [ch for _, step, chs in done.config_changes if step == DCS_STEP for ch in chs]
+    assert f"postgresql.parameters.{setting} 8 in Patroni's configuration" in changes, changes
+    assert _shown(c, setting) == {m.name: "8" for m in group.members}
+    states = {m.name: rest.get(m, "/patroni", ca) for m in group.members}
+    assert not any(s.get("pending_restart") for s in states.values()), states
+    roles = ha_roles(c, PRIMARY)
+    leader = next(n for n, r in roles.items() if r == "leader")
+    standby = next(n for n in roles if n != leader)
+    restarted = {n: s["postmaster_start_time"] for n, s in states.items()}
+    assert all(restarted[n] > started[n] for n in started), (started, restarted)
+    assert restarted[standby] < restarted[leader], restarted  # the standby first, the leader last
+    assert {m.name: pids(c.backend.home.nodes / m.name)[0] for m in group.members} == {
+        n: p[0] for n, p in before.items()}  # the same Patroni processes: PostgreSQL alone restarted
+    assert sorted(roles.values()) == ["leader", "sync_standby"]
+    insert_users(c, "-after-restart", 5)
+    wait_until("the replica receiving after the restarts", lambda: user_ids(c, REPLICA) == user_ids(c, PRIMARY), 60)
+    again = c.up()  # nothing left to change
+    assert not [ch for _, step, chs in again.config_changes if step == DCS_STEP for ch in chs], again.config_changes
     assert {r["status"] for r in c.cli.json("verify", "--only", "ha,replication")["checks"]} == {"passed"}

@@ -350,3 +350,63 @@ def test_up_patches_only_the_dynamic_settings_patroni_lacks_nested_sections_key_
     assert missing_settings(current) == {"check_timeline": True, "postgresql": {
         "remove_data_directory_on_diverged_timelines": True}}
     assert missing_settings({"postgresql": None}) == DYNAMIC
+
+
+def test_up_keeps_the_groups_postgresql_parameters_and_takes_archiving_away_with_the_backups() -> None:
+    """The group's dynamic configuration holds the node's settings (what a later topology changes reaches the
+    members through it); archive_mode left on after backups are turned off would keep every WAL segment, so it
+    is removed (None in a PATCH); a parameter streamctl never sets is an operator's and left alone."""
+    from streamctl.ha.patroni import dcs_parameters
+    from streamctl.services.ha import kept_settings, missing_settings
+
+    backed = parse_topology({**LOCAL, "ha": {}, "backup": {"repository": {"path": "/r"}, "archive_timeout": 30}},
+                            env={})
+    plain = parse_topology({**LOCAL, "ha": {}}, env={})
+    group, plain_group = ha_groups(backed)[1], ha_groups(plain)[1]
+    dcs = {**kept_settings(backed, group), "postgresql": {
+        **kept_settings(backed, group)["postgresql"],
+        "parameters": {**dcs_parameters(backed, group), "work_mem": "64MB"}}}  # an operator's
+    assert dcs["postgresql"]["parameters"]["archive_mode"] == "on"
+    assert missing_settings(dcs, kept_settings(backed, group)) == {}
+    assert missing_settings(dcs, kept_settings(plain, plain_group)) == {"postgresql": {"parameters": {
+        "archive_mode": None, "archive_timeout": None}}}
+    # a changed setting, and a group bootstrapped with Patroni's defaults (an earlier release's standby did)
+    grown = parse_topology({**LOCAL, "ha": {"analytics": {"standbys": 1}},
+                            "analytics": {"max_slot_wal_keep_size": "8GB"}}, env={})
+    analytics = next(g for g in ha_groups(grown) if not g.citus)
+    wanted = kept_settings(grown, analytics)["postgresql"]["parameters"]
+    assert (wanted["max_slot_wal_keep_size"], wanted["hot_standby_feedback"]) == ("8GB", "on")
+    lacking = missing_settings({"postgresql": {"parameters": {"max_slot_wal_keep_size": "4GB"}}},
+                               kept_settings(grown, analytics))["postgresql"]["parameters"]
+    assert lacking["max_slot_wal_keep_size"] == "8GB" and lacking["wal_level"] == "logical"
+    assert "archive_mode" not in lacking  # absent and not wanted: nothing to remove
+
+
+def test_a_members_definition_leaves_out_the_bootstrap_parameters_and_an_earlier_form_counts_as_todays() -> None:
+    """Patroni reads the bootstrap's parameters only when it bootstraps a group: changing a setting must not
+    restart every member for nothing (up changes the group's configuration instead). A member recorded with
+    an earlier form of its definition is the same member."""
+    from streamctl.backends.base import fingerprint, made_as
+    from streamctl.ha import patroni
+
+    def conf(topology: dict, settings: bool) -> dict:  # type: ignore[type-arg]
+        t = parse_topology({**LOCAL, **topology}, env={})
+        group = next(g for g in ha_groups(t) if not g.citus)
+        m = group.members[0]  # the analytics group's own member: the only one with a bootstrap section
+        return patroni.member_config(t, group, m, patroni.MemberPaths(Path("/s") / m.name), Path("/pg/bin"), None,
+                                     "super", {"replication_password": "r", "rewind_password": "w",
+                                               "rest_password": "p"}, etcd_members(t), settings=settings)
+
+    four = {"ha": {"analytics": {"standbys": 1}}, "analytics": {"max_slot_wal_keep_size": "4GB"}}
+    eight = {"ha": {"analytics": {"standbys": 1}}, "analytics": {"max_slot_wal_keep_size": "8GB"}}
+    assert conf(four, False) == conf(eight, False) and conf(four, True) != conf(eight, True)
+    assert conf(four, False)["bootstrap"]["dcs"]["postgresql"]["parameters"] == patroni.PARAMETERS_KEPT
+
+    def definition(form: int) -> dict:  # type: ignore[type-arg]
+        return {"config": conf(four, form >= 1), "passwords": form >= 2}
+
+    today = fingerprint(definition(0))
+    assert made_as(fingerprint(definition(1)), definition) == today  # the last release's
+    assert made_as(fingerprint(definition(2)), definition) == today  # with Patroni's passwords in it
+    assert made_as(fingerprint({"config": conf(eight, True), "passwords": False}), definition) != today
+    assert made_as(None, definition) is None

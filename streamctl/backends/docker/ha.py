@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamctl.backends.base import NodeState, Observation, fingerprint, made_as
+from streamctl.backends.base import LEGACY_FORMS, NodeState, Observation, fingerprint, made_as
 from streamctl.backends.docker import ha_convert, ha_release, owner, spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.files import put_files
@@ -97,8 +97,10 @@ class DockerHa:
         except ImageNotFound:
             return False
 
-    def configs(self, group: Group, password: str | None = None, masked: bool = False) -> dict[str, str]:
-        """Every member's patroni.yml (`password`, `masked`: stand-ins for the superuser's and Patroni's own)."""
+    def configs(self, group: Group, password: str | None = None, masked: bool = False,
+                settings: bool = True) -> dict[str, str]:
+        """Every member's patroni.yml (`password`, `masked`: stand-ins for the superuser's and Patroni's own;
+        `settings=False`: for the bootstrap's PostgreSQL parameters, kept by `up` in the group's configuration)."""
         node = group.node
         tls_dir = Path(spec.TLS_DIR) if self.b.tls_covers(node) else None
         etcd = [f"{e.name}:{ETCD_PORT}" for e in self.etcd]
@@ -111,17 +113,20 @@ class DockerHa:
             out[m.name] = patroni.render(patroni.member_config(
                 self.t, group, m, MEMBER, self._bindir(node), tls_dir,
                 password or self.b.ctx.store.known_secrets(self.t)["postgres_password"], secrets, self.etcd, site,
-                generation=generation, backup_config=spec.BACKUP_CONFIG))
+                generation=generation, backup_config=spec.BACKUP_CONFIG, settings=settings))
         return out
 
-    def definition(self, group: Group, legacy: bool = False) -> dict[str, Any]:
+    def definition(self, group: Group, legacy: int = 0) -> dict[str, Any]:
         """What, changed, recreates the members' containers (their volumes stay): the base image, how the
         member image is made, every member's Patroni configuration and ports, the certificate; no password: a
-        rotated one is written into the members and reloaded (`persist`). `legacy`: with Patroni's own in it."""
+        rotated one is written into the members and reloaded (`persist`); not the bootstrap's PostgreSQL
+        parameters (`up` keeps them in the group's configuration). `legacy` (base.LEGACY_FORMS): 1 with those
+        parameters, 2 with Patroni's own passwords too."""
         tls = self.b._tls(group.node, issue=False)
         return {"engine": "patroni", "image": group.node.image, "recipe": [PATRONI, dockerfile(""),
                                                                           MEMBER_ENTRYPOINT],
-                "config": self.configs(group, "<postgres_password>", masked=not legacy), "bind": group.node.bind,
+                "config": self.configs(group, "<postgres_password>", masked=legacy < 2, settings=legacy >= 1),
+                "bind": group.node.bind,
                 "ports": [[m.port, m.rest_port] for m in group.members],
                 **({"binds": binds} if (binds := self.b._binds(group.node)) else {}),
                 "etcd": [[e.host, e.port] for e in self.etcd],
@@ -206,7 +211,7 @@ class DockerHa:
         configs = self.configs(group)
         commands = self._commands(group, tls).get("commands", {})
         fp = fingerprint(self.definition(group))
-        current = {fp, fingerprint(self.definition(group, legacy=True))}  # made_as, computed once for the group
+        current = {fp, *(fingerprint(self.definition(group, k)) for k in LEGACY_FORMS)}  # made_as, once per group
         converting = ha_convert.turn_on(self, group)  # the node's own data first, when it ran without Patroni
         first_alone = converting or ha_convert.adopting(self, group)
         hold = ha_convert.standbys_wait(self, group, first_alone)

@@ -145,24 +145,27 @@ class GroupRecipe(Recipe):
     def dirs(self) -> list[Path]:
         return [self.paths(m).dir for m in self.group.members]
 
-    def configs(self, password: str | None = None, masked: bool = False) -> dict[str, str]:
-        """Every member's patroni.yml (`password`, `masked`: stand-ins for the superuser's and Patroni's own)."""
+    def configs(self, password: str | None = None, masked: bool = False, settings: bool = True) -> dict[str, str]:
+        """Every member's patroni.yml (`password`, `masked`: stand-ins for the superuser's and Patroni's own;
+        `settings=False`: for the bootstrap's PostgreSQL parameters, which `up` keeps in the group's dynamic
+        configuration instead)."""
         assert self.bindir is not None
         secrets = {k: f"<{k}>" for k in KEYS} if masked else ha_secrets(self.state_root)
         generation = StateStore(self.state_root).read().get("backup_generation")  # after `up --from-backup`
         return {m.name: patroni.render(patroni.member_config(
             self.topology, self.group, m, self.paths(m), self.bindir, self.tls_dir,
             password or self.secrets["postgres_password"], secrets, self.etcd.members, home=self.home,
-            generation=generation)) for m in self.group.members}
+            generation=generation, settings=settings)) for m in self.group.members}
 
     @property
     def definition(self) -> dict[str, Any]:
         """Without a password (the superuser's, Patroni's own): a rotated one is written and reloaded, no restart."""
         return self._definition()
 
-    def _definition(self, legacy: bool = False) -> dict[str, Any]:
-        return {"engine": "patroni", "bindir": str(self.bindir),
-                "config": self.configs("<postgres_password>", masked=not legacy), "tls": self.tls_fingerprint}
+    def _definition(self, legacy: int = 0) -> dict[str, Any]:
+        """`legacy` (base.LEGACY_FORMS): 1 with the bootstrap's parameters, 2 with Patroni's passwords too."""
+        return {"engine": "patroni", "bindir": str(self.bindir), "tls": self.tls_fingerprint,
+                "config": self.configs("<postgres_password>", masked=legacy < 2, settings=legacy >= 1)}
 
     def made_as(self, recorded: str | None) -> str | None:
         return made_as(recorded, self._definition)

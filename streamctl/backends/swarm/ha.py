@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamctl.backends.base import NodeState, Observation, fingerprint
+from streamctl.backends.base import NodeState, Observation, fingerprint, made_as
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.backends.docker.errors import docker_errors
 from streamctl.backends.docker.ha import LABEL_HA, mode_refusal
@@ -37,6 +37,8 @@ from streamctl.readiness import Readiness
 
 if TYPE_CHECKING:
     from streamctl.backends.swarm.backend import SwarmBackend
+
+SWARM_LEGACY = (1,)  # base.LEGACY_FORMS a Swarm member's service may carry: its passwords were never left out
 
 PG_PORT, REST_PORT, ETCD_PORT, ETCD_PEER_PORT = 5432, 8008, 2379, 2380
 MOUNT = docker_spec.DATA_MOUNT[Engine.POSTGRES]
@@ -106,7 +108,8 @@ class SwarmHa:
         return mode_refusal(node, (service.attrs["Spec"].get("Labels") or {}).get(LABEL_HA) == "member", under_ha)
 
     # -- definitions ------------------------------------------------------------------------------
-    def configs(self, group: Group) -> dict[str, str]:
+    def configs(self, group: Group, settings: bool = True) -> dict[str, str]:
+        """Every member's patroni.yml (`settings=False`: for the bootstrap's PostgreSQL parameters)."""
         node = group.node
         tls_dir = Path(docker_spec.TLS_DIR) if self.b.tls_covers(node) else None
         major = image_major(self.b.client, node.image)
@@ -118,14 +121,17 @@ class SwarmHa:
                                 ("samenet",))
             out[m.name] = patroni.render(patroni.member_config(
                 self.t, group, m, patroni.MemberPaths(Path(MOUNT)), Path(f"/usr/lib/postgresql/{major}/bin"),
-                tls_dir, self.b.ctx.store.known_secrets(self.t)["postgres_password"], secrets, self.etcd, site))
+                tls_dir, self.b.ctx.store.known_secrets(self.t)["postgres_password"], secrets, self.etcd, site,
+                settings=settings))
         return out
 
-    def definition(self, group: Group) -> dict[str, Any]:
+    def definition(self, group: Group, legacy: int = 0) -> dict[str, Any]:
+        """Not the bootstrap's PostgreSQL parameters (`up` keeps them in the group's configuration, so changing
+        one updates no service); `legacy` 1: with them, as an earlier release labelled the services."""
         tls = self.b._tls(group.node, issue=False)
         return {"engine": "patroni", "image": group.node.image,
                 "recipe": [PATRONI, dockerfile(""), MEMBER_ENTRYPOINT, SWARM_MEMBER_COMMAND],
-                "config": self.configs(group),
+                "config": self.configs(group, settings=legacy >= 1),
                 "ports": [[m.port, m.rest_port] for m in group.members],
                 "etcd": [[e.name, e.port] for e in self.etcd], "tls": tls.fingerprint if tls is not None else None}
 
@@ -160,7 +166,8 @@ class SwarmHa:
                  else NodeState.STOPPED)
         where = ", ".join(f"{m.name} on {p.hostname}" for m in group.members if (p := self.pin(m.name)))
         labels = live[0].attrs["Spec"].get("Labels") or {}
-        return Observation(group.node.name, state, labels.get(docker_spec.LABEL_FINGERPRINT),
+        return Observation(group.node.name, state, made_as(labels.get(docker_spec.LABEL_FINGERPRINT),
+                                                           partial(self.definition, group), SWARM_LEGACY),
                            f"{len(up)} of {len(group.members)} members' services up ({where})")
 
     def running(self, group: Group) -> bool:
@@ -177,11 +184,12 @@ class SwarmHa:
         self._ensure_etcd(tag)
         tls = self.b._tls(group.node, issue=True)  # first: the fingerprint covers the certificate issued
         configs, fp = self.configs(group), fingerprint(self.definition(group))
+        current = {fp, *(fingerprint(self.definition(group, k)) for k in SWARM_LEGACY)}
         for m in group.members:
             found, pin = self._find(m.name), self.pin(m.name)
             assert pin is not None
             labels = (found.attrs["Spec"].get("Labels") or {}) if found is not None else {}
-            if found is None or recreate or labels.get(docker_spec.LABEL_FINGERPRINT) != fp:
+            if found is None or recreate or labels.get(docker_spec.LABEL_FINGERPRINT) not in current:
                 kwargs = self._member(group, m, pin, tag, configs[m.name], tls, fp)
                 with docker_errors(f"{'update' if found else 'create'} service {self.service(m.name)}"):
                     if found is not None:
