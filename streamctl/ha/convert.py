@@ -6,6 +6,7 @@ backends/local/ha_convert.py and backends/docker/ha_convert.py; the files and re
 from __future__ import annotations
 
 from streamctl.config.members import Group
+from streamctl.config.model import Node
 from streamctl.errors import RefusedError
 
 OFF_MARKER = "ha-off"  # beside the node's data: its member was checked to lead, Patroni is being taken off
@@ -35,3 +36,15 @@ def not_leading(name: str, leader: str | None) -> RefusedError:
                         f"{name}'s own (the node keeps its own member's data)",
                         hint=f"put the ha section back, run `streamctl switchover {name} --to {name}`, then remove "
                              "it again")
+
+
+def mode_refusal(node: Node, was_ha: bool, under_ha: bool) -> RefusedError | None:
+    """Turning HA on for a node that ran without Patroni, or off for a group Patroni runs: not built yet on
+    Swarm (the local and Docker backends convert: their ha_convert.py)."""
+    if under_ha and not was_ha:
+        return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data is not "
+                            "built yet", hint="remove the ha section, or start from `streamctl down --volumes`")
+    if not under_ha and was_ha:
+        return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning ha off is "
+                            "not built yet", hint="put the ha section back")
+    return None

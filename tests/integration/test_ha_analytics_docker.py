@@ -4,7 +4,8 @@ replica whose slot is Patroni's permanent logical slot, and the coordinator's FD
 cluster), both naming the members by their names on the cluster network. The leader's container is `docker
 kill`ed while users are inserted: the standby is promoted with the slot, no acknowledged insert is lost, the
 replica keeps receiving rows inserted after the failover without an `up`, verify's checksums agree; `up` then
-starts the killed member's container again and it rejoins as a standby with the slot.
+starts the killed member's container again and it rejoins as a standby with the slot. A change of the members'
+definition replaces their containers one at a time, the standby first, the leader after a switchover.
 
 One cluster for the module."""
 
@@ -119,3 +120,13 @@ def test_a_killed_analytics_leader_container_fails_over_and_the_replica_keeps_re
         conn.execute(hs.USER_INSERT, {"id": row, "title": "-after"})
     hs.wait_until("the replica receiving the row inserted after the forced failover",
                   lambda: row in hs.user_ids(c, REPLICA) and hs.user_ids(c, REPLICA) == hs.user_ids(c, PRIMARY), 90)
+
+
+def test_a_changed_definition_replaces_the_containers_one_at_a_time_the_leader_last(cluster: DockerCluster) -> None:
+    c = cluster
+    client = docker_client()
+    try:
+        hs.rolling_restart(c, lambda: {m.name: client.containers.get(f"{c.cluster}-{m.name}").id
+                                       for m in hs.group_of(c, PRIMARY).members})
+    finally:
+        client.close()

@@ -4,7 +4,8 @@ slot, and the coordinator's FDW reading it. Its leader is killed (Patroni and Po
 are inserted: the standby is promoted with the slot, the replica keeps receiving the rows inserted after the
 failover, verify's checksums agree, and the FDW reads through the new leader. A setting the topology changes
 later reaches every member through the group's dynamic configuration (no member made again), and one that needs
-a restart is restarted by Patroni, the standby first.
+a restart is restarted by Patroni, the standby first. A change of the members' definition restarts them one
+at a time, the standby first and the leader after a switchover, while rows are written.
 
 One cluster for the module (local processes: it runs in the normal phase)."""
 
@@ -33,6 +34,7 @@ from tests.support.ha import (
     member_login,
     member_slots,
     pids,
+    rolling_restart,
     user_ids,
     wait_until,
 )
@@ -167,3 +169,11 @@ def test_a_changed_setting_reaches_every_member_and_one_needing_a_restart_is_res
     again = c.up()  # nothing left to change
     assert not [ch for _, step, chs in again.config_changes if step == DCS_STEP for ch in chs], again.config_changes
     assert {r["status"] for r in c.cli.json("verify", "--only", "ha,replication")["checks"]} == {"passed"}
+
+
+def test_a_changed_definition_restarts_the_members_one_at_a_time_the_leader_last(cluster: LocalCluster) -> None:
+    """`ha.loop_wait` is in every member's Patroni configuration: changing it makes the members again (their
+    Patroni restarted on the new file), one at a time while users are inserted (tests/support/ha.py)."""
+    c = cluster
+    rolling_restart(c, lambda: {m.name: str(pids(c.backend.home.nodes / m.name)[0])
+                                for m in group_of(c, PRIMARY).members})

@@ -357,3 +357,47 @@ def set_ha(c: LocalCluster, ha: dict[str, Any] | None) -> None:
             data["ha"] = ha
 
     c.edit(change)
+
+
+def rolling_restart(c: Any, made: Callable[[], dict[str, str]]) -> None:
+    """The analytics group's members made again by `up` after a change of their definition (`ha.loop_wait`,
+    in every member's Patroni configuration), one at a time while users are inserted: the standby first, then a
+    switchover to it, then the old leader, so inserts are acknowledged between the two restarts and the group
+    ends one timeline further, led by the other member, with every acknowledged row, the replica receiving.
+    `made`: member -> what identifies its process or container (each must change)."""
+    from datetime import datetime
+
+    group = group_of(c, ANALYTICS_PRIMARY)
+    ca = _ca(c)
+    states = {s.name: s for s in rest.group_members(group.members, ca)}
+    leader = next(n for n, s in states.items() if s.ha_role == "leader")
+    standby = next(n for n in states if n != leader)
+    before = made()
+    loop_wait = c.topology.ha.loop_wait
+    wall = time.time() - time.monotonic()
+    writer = Writer(c.ctx.pg_conninfo(ANALYTICS_PRIMARY, "analytics_db"), "-roll", USER_INSERT)
+    writer.start()
+    try:
+        wait_until("the writer's first inserts", lambda: len(writer.acked) >= 10, 30)
+        c.edit(lambda d: d["ha"].update(loop_wait=loop_wait - 1))
+        done = c.up()
+        acked = len(writer.acked)
+        wait_until("inserts after the restarts", lambda: len(writer.acked) >= acked + 10, 60)
+    finally:
+        writer.stop.set()
+        writer.join(10)
+    assert [s.action.value for s in done.node_steps if s.node.name == ANALYTICS_PRIMARY] == ["recreate"], done
+    after = made()
+    assert all(after[n] != before[n] for n in before), (before, after)  # every member made again
+    now = {s.name: s for s in rest.group_members(group.members, ca)}
+    assert (now[standby].ha_role, now[leader].ha_role) == ("leader", "sync_standby"), now
+    assert now[standby].timeline == (states[leader].timeline or 0) + 1, (states, now)  # one switchover
+    started = {m.name: datetime.fromisoformat(rest.get(m, "/patroni", ca)["postmaster_start_time"]).timestamp()
+               for m in group.members}
+    assert started[standby] < started[leader], started  # the standby first
+    assert any(started[standby] < t + wall < started[leader] for t in writer.acked_at), (
+        "no insert acknowledged between the two restarts", started)
+    on_leader = user_ids(c, ANALYTICS_PRIMARY)
+    assert set(writer.acked) <= on_leader, f"{len(set(writer.acked) - on_leader)} acknowledged inserts lost"
+    wait_until("the replica receiving every row", lambda: user_ids(c, ANALYTICS_REPLICA) == on_leader, 90)
+    assert {r["status"] for r in c.cli.json("verify", "--only", "ha,replication")["checks"]} == {"passed"}

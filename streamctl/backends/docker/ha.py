@@ -19,12 +19,12 @@ from streamctl.backends.docker.files import put_files
 from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, dockerfile, member_image
 from streamctl.backends.docker.pgbackrest_server import member_commands
 from streamctl.backends.docker.prepare import image_major
-from streamctl.config.members import EtcdMember, Group, etcd_members, may_lead
+from streamctl.config.members import EtcdMember, Group, Member, etcd_members, may_lead
 from streamctl.config.model import Engine, Node
 from streamctl.engines.tls import server_files
 from streamctl.errors import RefusedError
 from streamctl.ha import etcd as etcd_conf
-from streamctl.ha import patroni
+from streamctl.ha import patroni, rolling
 from streamctl.ha.convert import not_answering
 from streamctl.ha.runtime import PATRONI
 from streamctl.ha.secrets import KEYS, ha_secrets
@@ -39,18 +39,6 @@ ETCD_MOUNT = "/var/lib/etcd"
 MEMBER = patroni.MemberPaths(Path(MOUNT))  # a member's data and socket, the same in every member's container
 CONFIG = f"{spec.FILES_DIR}/patroni.yml"
 LABEL_HA = f"{spec.LABEL_PREFIX}.ha"  # on a group member's container: "member"; on etcd's: "etcd"
-
-
-def mode_refusal(node: Node, was_ha: bool, under_ha: bool) -> RefusedError | None:
-    """Turning HA on for a node that ran without Patroni, or off for a group Patroni runs: not built yet on
-    Swarm (Docker's is ha_convert.py)."""
-    if under_ha and not was_ha:
-        return RefusedError(f"{node.name} holds data made without ha, and turning ha on for existing data is not "
-                            "built yet", hint="remove the ha section, or start from `streamctl down --volumes`")
-    if not under_ha and was_ha:
-        return RefusedError(f"{node.name} is run by Patroni (the topology had an ha section), and turning ha off is "
-                            "not built yet", hint="put the ha section back")
-    return None
 
 
 def _config_file(text: str) -> spec.ContainerFile:
@@ -99,8 +87,7 @@ class DockerHa:
 
     def configs(self, group: Group, password: str | None = None, masked: bool = False,
                 settings: bool = True) -> dict[str, str]:
-        """Every member's patroni.yml (`password`, `masked`: stand-ins for the superuser's and Patroni's own;
-        `settings=False`: for the bootstrap's PostgreSQL parameters, kept by `up` in the group's configuration)."""
+        """Every member's patroni.yml (stand-ins: `password`, `masked`; `settings`: as patroni.member_config's)."""
         node = group.node
         tls_dir = Path(spec.TLS_DIR) if self.b.tls_covers(node) else None
         etcd = [f"{e.name}:{ETCD_PORT}" for e in self.etcd]
@@ -117,11 +104,9 @@ class DockerHa:
         return out
 
     def definition(self, group: Group, legacy: int = 0) -> dict[str, Any]:
-        """What, changed, recreates the members' containers (their volumes stay): the base image, how the
-        member image is made, every member's Patroni configuration and ports, the certificate; no password: a
-        rotated one is written into the members and reloaded (`persist`); not the bootstrap's PostgreSQL
-        parameters (`up` keeps them in the group's configuration). `legacy` (base.LEGACY_FORMS): 1 with those
-        parameters, 2 with Patroni's own passwords too."""
+        """What, changed, recreates the members' containers (volumes kept; one at a time, ha/rolling.py): the
+        base image, the member image's recipe, each member's Patroni configuration without passwords (`persist`
+        rewrites them) or bootstrap parameters, ports, certificate. `legacy`: base.LEGACY_FORMS."""
         tls = self.b._tls(group.node, issue=False)
         return {"engine": "patroni", "image": group.node.image, "recipe": [PATRONI, dockerfile(""),
                                                                           MEMBER_ENTRYPOINT],
@@ -215,9 +200,10 @@ class DockerHa:
         converting = ha_convert.turn_on(self, group)  # the node's own data first, when it ran without Patroni
         first_alone = converting or ha_convert.adopting(self, group)
         hold = ha_convert.standbys_wait(self, group, first_alone)
-        for m in group.members:
+
+        def ensure(m: Member, replace: bool) -> None:
             c = self._find(m.name)
-            if c is not None and (recreate or (c.labels or {}).get(spec.LABEL_FINGERPRINT) not in current):
+            if c is not None and replace:
                 self.b._remove_container(c)
                 c = None
             if c is None:
@@ -233,6 +219,12 @@ class DockerHa:
                     c.start()
             elif ha_release.frozen(c):
                 ha_release.thaw(c)
+
+        stale = [m for m in group.members if (c := self._find(m.name)) is not None
+                 and (recreate or (c.labels or {}).get(spec.LABEL_FINGERPRINT) not in current)]
+        rolled = not first_alone and rolling.roll_group(self.b.ctx, group, stale, lambda m: ensure(m, True))
+        for m in group.members:
+            ensure(m, not rolled and m in stale)
             if hold and m is group.members[0]:  # the standbys clone once the group is led
                 ha_convert.wait_led(self, group, first=first_alone)
 

@@ -182,8 +182,9 @@ class LocalBackend:
         run_as = self.run_as if node.is_postgres else RunAs(None, os.getuid(), os.getgid())
         if action is Action.NOOP:
             return
+        rolling = action is Action.RECREATE and isinstance(recipe, GroupRecipe) and recipe.settled()
         self._convert(node, run_as)
-        if action is Action.RECREATE:
+        if action is Action.RECREATE and not rolling:  # a settled group's members restart one at a time instead
             self.stop(node)
         if action is Action.CREATE:
             node_dir.mkdir(parents=True, exist_ok=True)
@@ -194,6 +195,9 @@ class LocalBackend:
             self._install_tls(node, run_as)
             recipe = self._recipe(node)  # its fingerprint now names the certificates just installed
         recipe.write_config(run_as)
+        if rolling and isinstance(recipe, GroupRecipe) and not recipe.roll(
+                self.ctx, lambda argv: self._run(argv, run_as, f"start {node.name}"), run_as):
+            self.stop(node)  # no longer settled meanwhile: every member at once
         (node_dir / ".fingerprint").write_text(fingerprint(recipe.definition) + "\n")
         if recipe.running_pid():
             return

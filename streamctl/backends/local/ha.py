@@ -11,7 +11,7 @@ import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamctl.atomic import write_file
 from streamctl.backends.base import made_as
@@ -20,11 +20,14 @@ from streamctl.backends.local.recipes import Recipe, Runner, pid_alive, read_pid
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
 from streamctl.config.model import Node, Topology
 from streamctl.engines.tls import CA
-from streamctl.ha import dcs, patroni, rest, runtime
+from streamctl.ha import dcs, patroni, rest, rolling, runtime
 from streamctl.ha import etcd as etcd_conf
 from streamctl.ha.secrets import KEYS, ha_secrets
 from streamctl.readiness import Readiness
 from streamctl.state import StateStore
+
+if TYPE_CHECKING:
+    from streamctl.context import ClusterContext
 
 BEFORE_HA = "streamctl.conf.before-ha"  # a plain server's settings, set aside when Patroni takes its data
 _ETCD_LOCK = threading.Lock()  # the groups of one `up` start in parallel: etcd is started once
@@ -236,6 +239,21 @@ class GroupRecipe(Recipe):
                       120.0, interval=0.5, logs=lambda: tail(self.log_file, 20),
                       hint=f"see `streamctl logs {self.node.name}`").wait()
         self._launch(empty, run, run_as)
+
+    def settled(self) -> bool:
+        """Led, every member streaming: `up` then restarts its members one at a time (`roll`)."""
+        return rolling.leader_of_settled(self.group, str(self.tls_dir / CA) if self.tls_dir else None) is not None
+
+    def roll(self, ctx: ClusterContext, run: Runner, run_as: RunAs) -> bool:
+        """Each member's Patroni restarted on its new configuration, one at a time, the leader last after a
+        switchover (ha/rolling.py); False, nothing done, when the group is not settled."""
+
+        def replace(m: Member) -> None:
+            p = self.paths(m)
+            stop_all(lambda: [pid for pid in [alive(p.pid_file, self.expect)] if pid], signal.SIGTERM, m.name)
+            self._launch([m], run, run_as)
+
+        return rolling.roll_group(ctx, self.group, list(self.group.members), replace)
 
     def _launch(self, members: list[Member], run: Runner, run_as: RunAs) -> None:
         program = str(runtime.patroni_bin(create=False))

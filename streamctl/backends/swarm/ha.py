@@ -4,7 +4,8 @@ no other member of its group holds (ha_place.py), with its own volume there. On 
 known by its member name (a network alias: Patroni's `connect_address`, what pg_dist_node stores); its
 PostgreSQL and REST ports are published in host mode on its host, where streamctl reaches it. Patroni's
 configuration and the certificates arrive as Swarm secrets (0600, the server's user); etcd runs as one
-service per member, on distinct hosts too. Patroni decides who leads; Swarm restarts a member's task in place."""
+service per member, on distinct hosts too. Patroni leads; Swarm restarts a task in place; a changed definition
+updates a led group's services one at a time (ha/rolling.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from streamctl.backends.base import NodeState, Observation, fingerprint, made_as
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.backends.docker.errors import docker_errors
-from streamctl.backends.docker.ha import LABEL_HA, mode_refusal
+from streamctl.backends.docker.ha import LABEL_HA
 from streamctl.backends.docker.ha_image import MEMBER_ENTRYPOINT, SWARM_MEMBER_COMMAND, dockerfile, member_image
 from streamctl.backends.docker.prepare import image_major
 from streamctl.backends.swarm import spec as sspec
@@ -30,7 +31,8 @@ from streamctl.config.members import EtcdMember, Group, Member, etcd_members
 from streamctl.config.model import Engine, Node
 from streamctl.errors import PreflightError, RefusedError
 from streamctl.ha import etcd as etcd_conf
-from streamctl.ha import patroni
+from streamctl.ha import patroni, rolling
+from streamctl.ha.convert import mode_refusal
 from streamctl.ha.runtime import PATRONI
 from streamctl.ha.secrets import ha_secrets
 from streamctl.readiness import Readiness
@@ -38,7 +40,7 @@ from streamctl.readiness import Readiness
 if TYPE_CHECKING:
     from streamctl.backends.swarm.backend import SwarmBackend
 
-SWARM_LEGACY = (1,)  # base.LEGACY_FORMS a Swarm member's service may carry: its passwords were never left out
+SWARM_LEGACY = (1,)  # the base.LEGACY_FORMS a member's service may carry (its passwords were never left out)
 
 PG_PORT, REST_PORT, ETCD_PORT, ETCD_PEER_PORT = 5432, 8008, 2379, 2380
 MOUNT = docker_spec.DATA_MOUNT[Engine.POSTGRES]
@@ -101,15 +103,14 @@ class SwarmHa:
 
     @staticmethod
     def mode_change(node: Node, service: Any | None, under_ha: bool) -> RefusedError | None:
-        """Turning HA on for a node whose service ran without Patroni (its data would sit beside a fresh, empty
-        leader), or off for a group Patroni runs, is refused before anything changes."""
+        """HA turned on for a service made without Patroni (its data beside a fresh, empty leader), or off for
+        one Patroni runs: refused before anything changes."""
         if service is None:
             return None
         return mode_refusal(node, (service.attrs["Spec"].get("Labels") or {}).get(LABEL_HA) == "member", under_ha)
 
     # -- definitions ------------------------------------------------------------------------------
     def configs(self, group: Group, settings: bool = True) -> dict[str, str]:
-        """Every member's patroni.yml (`settings=False`: for the bootstrap's PostgreSQL parameters)."""
         node = group.node
         tls_dir = Path(docker_spec.TLS_DIR) if self.b.tls_covers(node) else None
         major = image_major(self.b.client, node.image)
@@ -126,8 +127,7 @@ class SwarmHa:
         return out
 
     def definition(self, group: Group, legacy: int = 0) -> dict[str, Any]:
-        """Not the bootstrap's PostgreSQL parameters (`up` keeps them in the group's configuration, so changing
-        one updates no service); `legacy` 1: with them, as an earlier release labelled the services."""
+        """Without the bootstrap's parameters (`up` keeps them in the group's configuration); legacy 1: with."""
         tls = self.b._tls(group.node, issue=False)
         return {"engine": "patroni", "image": group.node.image,
                 "recipe": [PATRONI, dockerfile(""), MEMBER_ENTRYPOINT, SWARM_MEMBER_COMMAND],
@@ -184,21 +184,25 @@ class SwarmHa:
         self._ensure_etcd(tag)
         tls = self.b._tls(group.node, issue=True)  # first: the fingerprint covers the certificate issued
         configs, fp = self.configs(group), fingerprint(self.definition(group))
-        current = {fp, *(fingerprint(self.definition(group, k)) for k in SWARM_LEGACY)}
-        for m in group.members:
+        current = {fp, *(fingerprint(self.definition(group, k)) for k in SWARM_LEGACY)}  # made_as's, for the group
+
+        def ensure(m: Member, update: bool) -> None:
             found, pin = self._find(m.name), self.pin(m.name)
             assert pin is not None
-            labels = (found.attrs["Spec"].get("Labels") or {}) if found is not None else {}
-            if found is None or recreate or labels.get(docker_spec.LABEL_FINGERPRINT) not in current:
+            if found is None or update:
                 kwargs = self._member(group, m, pin, tag, configs[m.name], tls, fp)
                 with docker_errors(f"{'update' if found else 'create'} service {self.service(m.name)}"):
-                    if found is not None:
-                        found.update(**kwargs)
-                    else:
-                        self.b.client.services.create(**kwargs)
+                    _ = found.update(**kwargs) if found is not None else self.b.client.services.create(**kwargs)
             elif _replicas(found) == 0:
                 with docker_errors(f"scale {found.name} to 1"):
                     found.scale(1)
+
+        stale = [m for m in self.addressed(group) if (f := self._find(m.name)) is not None and (
+            recreate or (f.attrs["Spec"].get("Labels") or {}).get(docker_spec.LABEL_FINGERPRINT) not in current)]
+        rolled = rolling.roll_group(self.b.ctx, replace(group, members=self.addressed(group)), stale,
+                                    lambda m: ensure(m, True))  # one at a time, the leader last
+        for m in group.members:  # not rolled (a group not led): every stale member at once
+            ensure(m, not rolled and m.name in {s.name for s in stale})
 
     def _labels(self, name: str, role: str, engine: str) -> dict[str, str]:
         return {docker_spec.LABEL_CLUSTER: self.t.cluster, docker_spec.LABEL_NODE: name, docker_spec.LABEL_ROLE: role,
@@ -288,8 +292,7 @@ class SwarmHa:
     def _remove(self, names: list[str], image: str, volumes: bool) -> list[str]:
         problems = []
         for name in names:
-            found = self._find(name)
-            if found is not None:
+            if (found := self._find(name)) is not None:
                 with docker_errors(f"remove service {found.name}"):
                     found.remove()
             pin = self.b.hosts.pin(name)
@@ -306,8 +309,7 @@ class SwarmHa:
         return problems
 
     def logs(self, group: Group, tail: int) -> list[str]:
-        found = self._find(group.members[0].name)
-        if found is None:
+        if (found := self._find(group.members[0].name)) is None:
             return []
         with docker_errors(f"read the logs of {found.name}"):
             raw = b"".join(found.logs(stdout=True, stderr=True, tail=tail if tail else "all"))
