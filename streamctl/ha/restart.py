@@ -37,21 +37,23 @@ def wait_applied(group: Group, since: float, ca_file: str | None, timeout: float
               interval=0.5, hint="see `streamctl status` and `streamctl logs NODE`").wait()
 
 
-def pending(group: Group, ca_file: str | None) -> dict[str, list[str]]:
-    """Member -> the parameters it waits for a restart to take, for each member that does (standbys first,
-    the leader last)."""
+def pending(group: Group, ca_file: str | None, managed: set[str]) -> dict[str, list[str]]:
+    """Member -> the parameters of `managed` it waits for a restart to take, for each member that does (standbys
+    first, the leader last). A member pending for other parameters only is left alone: some never clear (an
+    image whose Citus raises max_prepared_transactions at start leaves its standbys pending for good), and a
+    restart for them would come with every `up`."""
     out: dict[str, list[str]] = {}
     for m in group.members:
         s = _state(m, ca_file)
-        if s is not None and s.get("pending_restart"):
-            reasons = s.get("pending_restart_reason")
-            out[m.name] = sorted(reasons) if isinstance(reasons, dict) else []
+        reasons = s.get("pending_restart_reason") if s is not None and s.get("pending_restart") else None
+        if isinstance(reasons, dict) and (ours := sorted(set(reasons) & managed)):
+            out[m.name] = ours
     leader = next((s.name for s in rest.group_members(group.members, ca_file) if s.ha_role == "leader"), None)
     return dict(sorted(out.items(), key=lambda kv: kv[0] == leader))
 
 
 def restart_pending(group: Group, password: str, ca_file: str | None, ready: Callable[[], bool],
-                    timeout: float) -> list[str]:
+                    timeout: float, managed: set[str]) -> list[str]:
     """Each member pending a restart restarted by its Patroni, one at a time, standbys first; after each, the
     group is `ready` again (led, its standbys streaming) before the next. Returns what was done.
 
@@ -59,7 +61,7 @@ def restart_pending(group: Group, password: str, ca_file: str | None, ready: Cal
     max_prepared_transactions, max_locks_per_transaction) lowered: Patroni runs a standby with at least its
     control file's value (its leader's), so it may keep the higher value, which PostgreSQL allows, until a
     later restart (seen with max_wal_senders: only the leader was pending and restarted)."""
-    todo = pending(group, ca_file)
+    todo = pending(group, ca_file, managed)
     done: list[str] = []
     for name, reasons in todo.items():
         member = next(m for m in group.members if m.name == name)
@@ -67,10 +69,10 @@ def restart_pending(group: Group, password: str, ca_file: str | None, ready: Cal
         status, answer = rest.post(member, "/restart", {"restart_pending": True}, password, ca_file,
                                    timeout=timeout)
         if status != 200 and "conditions are not satisfied" not in answer:  # no longer pending: nothing to do
-            raise BackendError(f"Patroni could not restart {name} to take {', '.join(reasons) or 'its settings'}: "
+            raise BackendError(f"Patroni could not restart {name} to take {', '.join(reasons)}: "
                                f"{answer or status}", hint=f"see `streamctl logs {group.node.name}`")
         Readiness(f"{group.node.name} led with its standbys after restarting {name}", ready, timeout,
                   interval=0.5, hint="see `streamctl status`").wait()
-        done.append(f"{name} restarted for {', '.join(reasons) or 'its settings'} "
+        done.append(f"{name} restarted for {', '.join(reasons)} "
                     f"({time.monotonic() - started:.1f} s)")
     return done

@@ -120,10 +120,12 @@ def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:
     def missing() -> dict[str, Any]:
         return missing_settings(rest.dynamic_config(group.members, ca), kept_settings(ctx.topology, group))
 
+    managed = set(kept_settings(ctx.topology, group)["postgresql"]["parameters"])
+
     def pending() -> list[str]:
         return [f"{n} in Patroni's configuration" for n in _names(missing())] + [
-            f"restart {name} (Patroni) to take {', '.join(reasons) or 'its settings'}"
-            for name, reasons in restart.pending(group, ca).items()]
+            f"restart {name} (Patroni) to take {', '.join(reasons)}"
+            for name, reasons in restart.pending(group, ca, managed).items()]
 
     def apply() -> None:
         password = ha_secrets(ctx.store.root)["rest_password"]
@@ -135,11 +137,12 @@ def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:
             if status != 200:
                 raise BackendError(f"Patroni refused to set {', '.join(_names(change))} for {group.node.name}: "
                                    f"{answer or status}")
-            restart.wait_applied(group, asked, ca, 3 * loop_wait + 30)
+            if "parameters" in change.get("postgresql", {}):  # what they leave pending is known once applied
+                restart.wait_applied(group, asked, ca, 3 * loop_wait + 30)
             if "synchronous_mode" in change:  # the group picks its sync standby again: the next steps may need one
                 Readiness(f"{group.node.name} led with its standbys under synchronous_mode "
                           f"{change['synchronous_mode']}", group_ready(ctx, group.members), 60.0, interval=0.5,
                           hint="see `streamctl status`").wait()
-        restart.restart_pending(group, password, ca, group_ready(ctx, group.members), 120.0)
+        restart.restart_pending(group, password, ca, group_ready(ctx, group.members), 120.0, managed)
 
     return ConfigStep(group.node.name, DCS_STEP, pending, apply, after=())

@@ -359,12 +359,19 @@ def set_ha(c: LocalCluster, ha: dict[str, Any] | None) -> None:
     c.edit(change)
 
 
-def rolling_restart(c: Any, made: Callable[[], dict[str, str]]) -> None:
+def _edit_and_up(c: Any, loop_wait: int) -> dict[str, str]:
+    c.edit(lambda d: d["ha"].update(loop_wait=loop_wait))
+    return {s.node.name: s.action.value for s in c.up().node_steps}
+
+
+def rolling_restart(c: Any, made: Callable[[], dict[str, str]],
+                    change: Callable[[Any, int], dict[str, str]] = _edit_and_up) -> None:
     """The analytics group's members made again by `up` after a change of their definition (`ha.loop_wait`,
     in every member's Patroni configuration), one at a time while users are inserted: the standby first, then a
     switchover to it, then the old leader, so inserts are acknowledged between the two restarts and the group
     ends one timeline further, led by the other member, with every acknowledged row, the replica receiving.
-    `made`: member -> what identifies its process or container (each must change)."""
+    `made`: member -> what identifies its process or container (each must change); `change`: `ha.loop_wait`
+    set in the topology, then `up`: node -> its action."""
     from datetime import datetime
 
     group = group_of(c, ANALYTICS_PRIMARY)
@@ -379,14 +386,13 @@ def rolling_restart(c: Any, made: Callable[[], dict[str, str]]) -> None:
     writer.start()
     try:
         wait_until("the writer's first inserts", lambda: len(writer.acked) >= 10, 30)
-        c.edit(lambda d: d["ha"].update(loop_wait=loop_wait - 1))
-        done = c.up()
+        actions = change(c, loop_wait - 1)
         acked = len(writer.acked)
         wait_until("inserts after the restarts", lambda: len(writer.acked) >= acked + 10, 60)
     finally:
         writer.stop.set()
         writer.join(10)
-    assert [s.action.value for s in done.node_steps if s.node.name == ANALYTICS_PRIMARY] == ["recreate"], done
+    assert actions[ANALYTICS_PRIMARY] == "recreate", actions
     after = made()
     assert all(after[n] != before[n] for n in before), (before, after)  # every member made again
     now = {s.name: s for s in rest.group_members(group.members, ca)}
