@@ -1,9 +1,9 @@
 """A group under HA whose members must be made again (a changed definition: image, Patroni's configuration,
-certificate, binaries) replaced one at a time instead of all at once: its standbys first, each back and
-streaming before the next; then, when the leader must be replaced too, a switchover to a standby already
-replaced and the old leader last. The group stays led throughout: a write waits for a switchover's pause at
-most. A group that is not led with every member streaming (or has no standby) is left to the backend, which
-replaces its members at once as before: there is no service to keep."""
+certificate, binaries) replaced one at a time instead of all at once (the local and Docker backends; not Swarm
+yet, see its ha.py): its standbys first, each back and streaming before the next; then, when the leader must be
+replaced too, a switchover to a standby already replaced and the old leader last. The group stays led throughout:
+a write waits for a switchover's pause at most. A group that is not led with every member streaming (or has no
+standby) is left to the backend, which replaces its members at once as before: there is no service to keep."""
 
 from __future__ import annotations
 
