@@ -158,8 +158,7 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
     `settings=False`: the bootstrap's PostgreSQL parameters stand in by PARAMETERS_KEPT, as in a member's
     definition: Patroni reads them only when it bootstraps a group, `up` keeps them in the group's dynamic
     configuration, so changing one restarts no member for nothing."""
-    ha = t.ha
-    assert ha is not None
+    core = dcs_core(t)
     tls: dict[str, str] = {}
     socket = len(str(paths.socket_dir)) < 90  # Unix socket paths are limited to ~107 bytes: TCP for deep ones
     parameters: dict[str, str] = {"unix_socket_directories": str(paths.socket_dir) if socket else ""}
@@ -185,8 +184,8 @@ def member_config(t: Topology, group: Group, member: Member, paths: MemberPaths,
         "etcd3": {"hosts": list(site.etcd_hosts)},
         "citus": {"group": group.number, "database": t.metadata.database},
         "bootstrap": {
-            "dcs": {**dcs_core(t), "postgresql": {
-                **dcs_core(t)["postgresql"], "parameters": dcs_parameters(t, group) if settings else PARAMETERS_KEPT}},
+            "dcs": {**core, "postgresql": {
+                **core["postgresql"], "parameters": dcs_parameters(t, group) if settings else PARAMETERS_KEPT}},
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, {"auth-local": "scram-sha-256"},
                        {"auth-host": "scram-sha-256"}],
         },

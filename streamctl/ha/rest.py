@@ -116,6 +116,28 @@ def ready(members: tuple[Member, ...], ca_file: str | None, synchronous: bool,
     return False
 
 
+LOOP_MARGIN = 3  # seconds after a change that a member's loop must have started at to have read it
+
+
+def wait_loops_since(members: list[Member] | tuple[Member, ...], since: float, ca_file: str | None, timeout: float,
+                     what: str, silent_ok: bool = False) -> None:
+    """Until each member's Patroni has started a loop LOOP_MARGIN seconds after `since` (a time.time(); its
+    `dcs_last_seen`): it has read what changed (its dynamic configuration, or its file after a reload).
+    `silent_ok`: a member that does not answer counts as done (it reads the change when its Patroni starts)."""
+
+    def seen(m: Member) -> bool:
+        try:
+            state = get(m, "/patroni", ca_file)
+        except (OSError, ValueError):
+            if silent_ok:
+                return True
+            raise
+        return int(str(state.get("dcs_last_seen", 0) if isinstance(state, dict) else 0)) >= since + LOOP_MARGIN
+
+    Readiness(what, lambda: all(seen(m) for m in members), timeout, interval=0.5,
+              hint="see `streamctl status` and `streamctl logs NODE`").wait()
+
+
 def post(member: Member, path: str, body: dict[str, Any], password: str, ca_file: str | None,
          timeout: float = 30.0, method: str = "POST") -> tuple[int, str]:
     """POST (or PATCH...) to one of a member's unsafe endpoints, as the REST API's user: (status, answer)."""

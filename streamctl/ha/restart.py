@@ -6,7 +6,6 @@ group's connections meanwhile; a sync standby asks its leader to pick another on
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from streamctl.config.members import Group, Member
@@ -14,27 +13,13 @@ from streamctl.errors import BackendError
 from streamctl.ha import rest
 from streamctl.readiness import Readiness
 
-APPLIED_MARGIN = 3  # seconds after the change that a member's loop must have started at (as for a reload)
-
 
 def _state(member: Member, ca_file: str | None) -> dict[str, object] | None:
     try:
         found = rest.get(member, "/patroni", ca_file)
     except (OSError, ValueError):
-        return None  # a member that does not answer takes the change when its Patroni starts
+        return None  # a member that does not answer is restarted by nobody now (`up` starts it)
     return found if isinstance(found, dict) else None
-
-
-def wait_applied(group: Group, since: float, ca_file: str | None, timeout: float) -> None:
-    """Until every member that answers has started a loop `APPLIED_MARGIN` seconds after `since` (a time.time()):
-    its Patroni has read the changed configuration and applied it (its `pending_restart` is then known)."""
-
-    def applied() -> bool:
-        return all(int(str(s.get("dcs_last_seen", 0))) >= since + APPLIED_MARGIN
-                   for m in group.members if (s := _state(m, ca_file)) is not None)
-
-    Readiness(f"{group.node.name}'s members applying their changed configuration", applied, timeout,
-              interval=0.5, hint="see `streamctl status` and `streamctl logs NODE`").wait()
 
 
 def pending(group: Group, ca_file: str | None, managed: set[str]) -> dict[str, list[str]]:
@@ -53,19 +38,16 @@ def pending(group: Group, ca_file: str | None, managed: set[str]) -> dict[str, l
 
 
 def restart_pending(group: Group, password: str, ca_file: str | None, ready: Callable[[], bool],
-                    timeout: float, managed: set[str]) -> list[str]:
+                    timeout: float, managed: set[str]) -> None:
     """Each member pending a restart restarted by its Patroni, one at a time, standbys first; after each, the
-    group is `ready` again (led, its standbys streaming) before the next. Returns what was done.
+    group is `ready` again (led, its standbys streaming) before the next.
 
     A setting a standby must not run below its leader's (max_connections, max_wal_senders, max_worker_processes,
     max_prepared_transactions, max_locks_per_transaction) lowered: Patroni runs a standby with at least its
     control file's value (its leader's), so it may keep the higher value, which PostgreSQL allows, until a
     later restart (seen with max_wal_senders: only the leader was pending and restarted)."""
-    todo = pending(group, ca_file, managed)
-    done: list[str] = []
-    for name, reasons in todo.items():
+    for name, reasons in pending(group, ca_file, managed).items():
         member = next(m for m in group.members if m.name == name)
-        started = time.monotonic()
         status, answer = rest.post(member, "/restart", {"restart_pending": True}, password, ca_file,
                                    timeout=timeout)
         if status != 200 and "conditions are not satisfied" not in answer:  # no longer pending: nothing to do
@@ -73,6 +55,3 @@ def restart_pending(group: Group, password: str, ca_file: str | None, ready: Cal
                                f"{answer or status}", hint=f"see `streamctl logs {group.node.name}`")
         Readiness(f"{group.node.name} led with its standbys after restarting {name}", ready, timeout,
                   interval=0.5, hint="see `streamctl status`").wait()
-        done.append(f"{name} restarted for {', '.join(reasons)} "
-                    f"({time.monotonic() - started:.1f} s)")
-    return done

@@ -138,7 +138,9 @@ def _failsafe_step(ctx: ClusterContext, group: Group) -> ConfigStep:
                 raise BackendError(f"Patroni refused to set {', '.join(_names(change))} for {group.node.name}: "
                                    f"{answer or status}")
             if "parameters" in change.get("postgresql", {}):  # what they leave pending is known once applied
-                restart.wait_applied(group, asked, ca, 3 * loop_wait + 30)
+                rest.wait_loops_since(group.members, asked, ca, 3 * loop_wait + 30,
+                                      f"{group.node.name}'s members applying their changed configuration",
+                                      silent_ok=True)
             if "synchronous_mode" in change:  # the group picks its sync standby again: the next steps may need one
                 Readiness(f"{group.node.name} led with its standbys under synchronous_mode "
                           f"{change['synchronous_mode']}", group_ready(ctx, group.members), 60.0, interval=0.5,

@@ -39,7 +39,6 @@ from streamctl.names import (
     REPLICATION_USER,
     subscription_name,
 )
-from streamctl.readiness import Readiness
 from streamctl.replication import catalog as repl_catalog
 from streamctl.services.permanent_slots import wait_replayed
 from streamctl.services.postgres import role_exists
@@ -175,14 +174,9 @@ def _reload_patroni(ctx: ClusterContext) -> Changed:
             raise BackendError(f"Patroni of {member.name} refused to reload its configuration: {answer or status}")
         out.append(f"{member.name}: Patroni configuration reloaded")
     asked = int(time.time())  # after the last request
-
-    def reloaded() -> bool:  # Patroni reloads as its next loop starts, before it reads etcd (dcs_last_seen)
-        return all(int(rest.get(m, "/patroni", ca).get("dcs_last_seen", 0)) >= asked + 3 for m in members)
-
-    if members:
+    if members:  # Patroni reloads as its next loop starts, before it reads etcd (dcs_last_seen)
         loop_wait = ctx.topology.ha.loop_wait if ctx.topology.ha else 10
-        Readiness("every Patroni reloading its configuration", reloaded, 3 * loop_wait + 30, interval=0.5,
-                  hint="see `streamctl status` and `streamctl logs NODE`").wait()
+        rest.wait_loops_since(members, asked, ca, 3 * loop_wait + 30, "every Patroni reloading its configuration")
     return out
 
 

@@ -184,24 +184,22 @@ class SwarmHa:
         tls = self.b._tls(group.node, issue=True)  # first: the fingerprint covers the certificate issued
         configs, fp = self.configs(group), fingerprint(self.definition(group))
         current = {fp, *(fingerprint(self.definition(group, k)) for k in SWARM_LEGACY)}  # made_as's, for the group
-
-        def ensure(m: Member, update: bool) -> None:
-            found, pin = self._find(m.name), self.pin(m.name)
-            assert pin is not None
-            if found is None or update:
-                kwargs = self._member(group, m, pin, tag, configs[m.name], tls, fp)
-                with docker_errors(f"{'update' if found else 'create'} service {self.service(m.name)}"):
-                    _ = found.update(**kwargs) if found is not None else self.b.client.services.create(**kwargs)
-            elif _replicas(found) == 0:
-                with docker_errors(f"scale {found.name} to 1"):
-                    found.scale(1)
-
         # Every stale member at once: the local and Docker backends replace a led group's one at a time
         # (ha/rolling.py); on Swarm that roll timed out in CI waiting for a replaced member (untraced), so not yet.
         for m in group.members:
-            f = self._find(m.name)
-            ensure(m, f is not None and (recreate or (f.attrs["Spec"].get("Labels") or {}).get(
-                docker_spec.LABEL_FINGERPRINT) not in current))
+            found, pin = self._find(m.name), self.pin(m.name)
+            assert pin is not None
+            labels = (found.attrs["Spec"].get("Labels") or {}) if found is not None else {}
+            if found is None or recreate or labels.get(docker_spec.LABEL_FINGERPRINT) not in current:
+                kwargs = self._member(group, m, pin, tag, configs[m.name], tls, fp)
+                with docker_errors(f"{'update' if found else 'create'} service {self.service(m.name)}"):
+                    if found is not None:
+                        found.update(**kwargs)
+                    else:
+                        self.b.client.services.create(**kwargs)
+            elif _replicas(found) == 0:
+                with docker_errors(f"scale {found.name} to 1"):
+                    found.scale(1)
 
     def _labels(self, name: str, role: str, engine: str) -> dict[str, str]:
         return {docker_spec.LABEL_CLUSTER: self.t.cluster, docker_spec.LABEL_NODE: name, docker_spec.LABEL_ROLE: role,
@@ -291,7 +289,8 @@ class SwarmHa:
     def _remove(self, names: list[str], image: str, volumes: bool) -> list[str]:
         problems = []
         for name in names:
-            if (found := self._find(name)) is not None:
+            found = self._find(name)
+            if found is not None:
                 with docker_errors(f"remove service {found.name}"):
                     found.remove()
             pin = self.b.hosts.pin(name)
@@ -308,7 +307,8 @@ class SwarmHa:
         return problems
 
     def logs(self, group: Group, tail: int) -> list[str]:
-        if (found := self._find(group.members[0].name)) is None:
+        found = self._find(group.members[0].name)
+        if found is None:
             return []
         with docker_errors(f"read the logs of {found.name}"):
             raw = b"".join(found.logs(stdout=True, stderr=True, tail=tail if tail else "all"))
