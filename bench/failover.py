@@ -32,7 +32,7 @@ from common import free_port, free_port_run, local_cluster  # bench/common.py (b
 from streamctl.backends.local.backend import LocalBackend
 from streamctl.config.members import Group, ha_groups
 from streamctl.context import ClusterContext
-from streamctl.ha import rest
+from streamctl.ha import asks, rest
 from streamctl.ha.secrets import ha_secrets
 from streamctl.readiness import Readiness
 from streamctl.runner import Runner
@@ -120,7 +120,7 @@ class Bench:
 
         def act(writer: Writer) -> tuple[float, int]:
             t0, failed = time.monotonic(), writer.failed
-            rest.switchover(group, None, password, self.ca, True)
+            asks.switchover(group, None, password, self.ca, True)
             time.sleep(1)  # writes after the change, so the last pause ends
             return writer.longest_pause(t0, time.monotonic()), writer.failed - failed
 

@@ -13,7 +13,7 @@ from streamctl.cli.guard import WaitLockOpt, mutating
 from streamctl.config.members import Group, ha_groups
 from streamctl.context import ClusterContext
 from streamctl.errors import NotFoundError, PreflightError
-from streamctl.ha import rest
+from streamctl.ha import asks
 from streamctl.ha.secrets import ha_secrets
 
 GroupArg = Annotated[str, typer.Argument(help="The group: its node (coordinator, worker-1, analytics-primary) or "
@@ -37,7 +37,7 @@ def _change(ctx: ClusterContext, group: Group, to: str | None, command: str, wai
             json_: bool) -> None:
     """Ask Patroni for the change under the cluster's lock, then report the new leader."""
     assert ctx.topology.ha is not None
-    ask = rest.failover if command == "failover" else rest.switchover
+    ask = asks.failover if command == "failover" else asks.switchover
     with mutating(ctx, command, wait_lock):
         done = ask(group, to, ha_secrets(ctx.store.root)["rest_password"], ctx.ca_path() if ctx.tls_on else None,
                    ctx.topology.ha.synchronous != "off")
@@ -111,7 +111,7 @@ def reinit(member: Annotated[str, typer.Argument(help="The standby to clone agai
         render.confirm_or_refuse(f"Remove {member}'s data and clone it again from {chosen.node.name}'s leader?",
                                  what=f"`reinit` removes {member}'s data directory", flag="--yes")
     with mutating(ctx, "reinit", wait_lock):
-        seconds = rest.reinitialize(chosen, member, ha_secrets(ctx.store.root)["rest_password"],
+        seconds = asks.reinitialize(chosen, member, ha_secrets(ctx.store.root)["rest_password"],
                                     ctx.ca_path() if ctx.tls_on else None)
     if json_:
         render.print_json(render.envelope(ctx.topology.cluster, 0, member=member, group=chosen.node.name,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from streamctl.config.members import Group, Member
-from streamctl.ha import rest
+from streamctl.ha import asks, rest
 from streamctl.readiness import Readiness
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def roll(group: Group, stale: list[Member], replace: Callable[[Member], None], r
     for member in order:
         _replace(group, member, replace, ready, ca_file, timeout)
     if leader in names:
-        rest.switchover(group, None, password(), ca_file, synchronous, timeout)
+        asks.switchover(group, None, password(), ca_file, synchronous, timeout)
         _replace(group, next(m for m in group.members if m.name == leader), replace, ready, ca_file, timeout)
     return True
 

@@ -87,6 +87,13 @@ def test_every_group_has_a_leader_and_a_sync_standby_registered_by_patroni(clust
         assert (config.get("ttl"), config.get("loop_wait"), config.get("synchronous_mode")) == (
             c.topology.ha.ttl, c.topology.ha.loop_wait, True), (g.node.name, config)
         assert config.get("postgresql", {}).get("use_pg_rewind") is True, (g.node.name, config)
+    # no group ran initdb: each leader's data is a copy of the machine's template (one system identifier for
+    # all; initdb makes a new one every run), Patroni's roles made in it before Patroni first started
+    sysids = set()
+    for g in ha_groups(c.topology):
+        with c.ctx.pg_connect(g.node.name) as conn:
+            sysids.add(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone())
+    assert len(sysids) == 1, sysids
     with c.ctx.pg_connect("coordinator") as conn:  # the coordinator's own connection: its leader, read-write
         assert conn.execute("SHOW transaction_read_only").fetchone() == ("off",)
     assert "target_session_attrs=primary" in c.ctx.pg_conninfo("coordinator")

@@ -88,3 +88,56 @@ def test_key_changes_with_superuser_and_binary(tmp_path: Path) -> None:
     (copy / "postgres").chmod(0o755)
     assert pg_template.template_key(fake, "streamctl", me) == base  # same binary through a symlink
     assert pg_template.template_key(copy, "streamctl", me) != base  # another binary file
+
+
+def test_roles_made_in_a_copy_before_its_server_runs_log_in_and_an_error_shows_none_of_their_secrets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ha a group's first member is a copy of the template with Patroni's roles made in the same
+    single-user backend as the superuser's password (ha/roles.py): they log in once the server runs; when a
+    statement fails, the error's lines carry none of the secrets those statements hold."""
+    import subprocess
+
+    from streamctl.backends.local.privileges import resolve_run_as
+    from streamctl.backends.local.recipes import find_pg_bindir
+    from streamctl.errors import BackendError
+    from streamctl.ha.roles import patroni_roles_statements
+    from streamctl.names import HA_REPLICATION_USER, HA_REWIND_USER
+    from tests.support.ports import free_port
+
+    home = traversable_tmpdir()
+    monkeypatch.setenv(pg_template.CACHE_ENV, str(home / "templates"))
+    bindir, run_as = find_pg_bindir(None), resolve_run_as(None)
+    template = pg_template.ensure_template(bindir, "streamctl", lambda argv: subprocess.run(
+        argv, check=True, capture_output=True, **run_as.subprocess_kwargs()), run_as)
+    secrets = {"replication_password": "re'pl \\ x", "rewind_password": 'rew"ind'}
+    hidden = tuple(secrets.values())
+    broken = home / "broken"
+    shutil.copytree(template, broken, symlinks=True)
+    run_as.chown_tree(broken)
+    with pytest.raises(BackendError) as failed:
+        pg_template.personalise(bindir, broken, "streamctl", "super'pw", None, run_as, pg_template.Statements(
+            (*patroni_roles_statements(secrets), "SELECT no_such_function()", f"SELECT '{hidden[0]}'::int"), hidden))
+    shown = str(failed.value) + "\n".join(failed.value.details)
+    assert not any(s in shown for s in (*hidden, "super'pw")), shown
+    data = home / "data"
+    shutil.copytree(template, data, symlinks=True)
+    run_as.chown_tree(data)
+    pg_template.personalise(bindir, data, "streamctl", "super'pw", None, run_as,
+                            pg_template.Statements(tuple(patroni_roles_statements(secrets)), hidden))
+    port = free_port()
+    with (data / "pg_hba.conf").open("a") as fh:
+        fh.write("host replication all 127.0.0.1/32 scram-sha-256\n")
+    subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "-o",
+                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True,
+                   capture_output=True, **run_as.subprocess_kwargs())
+    try:
+        with psycopg.connect(host="127.0.0.1", port=port, user=HA_REWIND_USER, password=secrets["rewind_password"],
+                             dbname="postgres") as conn:  # pg_rewind's reads, granted
+            assert conn.execute("SELECT count(*) > 0 FROM pg_ls_dir('.', true, false)").fetchone() == (True,)
+        with psycopg.connect(host="127.0.0.1", port=port, user=HA_REPLICATION_USER, dbname="postgres",
+                             password=secrets["replication_password"], replication="database") as conn:
+            assert conn.execute("IDENTIFY_SYSTEM").fetchone() is not None
+    finally:
+        subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True,
+                       **run_as.subprocess_kwargs())
+        shutil.rmtree(home, ignore_errors=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -15,13 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from streamctl.atomic import write_file
 from streamctl.backends.base import made_as
+from streamctl.backends.local import pg_template
+from streamctl.backends.local.pg_template import Statements
 from streamctl.backends.local.privileges import RunAs
 from streamctl.backends.local.recipes import Recipe, Runner, pid_alive, read_pid
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
 from streamctl.config.model import Node, Topology
+from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import CA
 from streamctl.ha import dcs, patroni, rest, rolling, runtime
 from streamctl.ha import etcd as etcd_conf
+from streamctl.ha.roles import citus_bootstrap_statements, patroni_roles_statements
 from streamctl.ha.secrets import KEYS, ha_secrets
 from streamctl.readiness import Readiness
 from streamctl.state import StateStore
@@ -180,11 +185,30 @@ class GroupRecipe(Recipe):
         return any((self.paths(m).data_dir / "PG_VERSION").exists() for m in self.group.members)
 
     def initialize(self, run: Runner, run_as: RunAs) -> None:
-        """Directories only: the leader's PostgreSQL is made by Patroni (initdb), its standbys cloned from it."""
+        """The members' directories, and the first member's data: a copy of the machine-wide template (no
+        initdb: pg_template) made this cluster's while no server runs (the superuser's password, the node's
+        database, the roles Patroni logs in as and, in a Citus group, what Patroni's own bootstrap adds:
+        ha/roles.py). Patroni then finds data and no group in the DCS and leads with it (`start` starts that
+        member first); the standbys are cloned from it."""
+        assert self.bindir is not None
         runtime.patroni_bin(create=True)
         for m in self.group.members:
             p = self.paths(m)
             _make_dirs(run_as, p.dir, p.data_dir, p.log_file.parent, p.socket_dir)
+        template = pg_template.ensure_template(self.bindir, self.topology.pg_user, run, run_as)
+        staging = self.data_dir.with_name(self.data_dir.name + ".init")  # renamed into place when whole
+        shutil.rmtree(staging, ignore_errors=True)
+        run(["cp", "-a", str(template), str(staging)])
+        secrets, password = ha_secrets(self.state_root, create=True), self.secrets["postgres_password"]
+        roles = Statements(tuple(patroni_roles_statements(secrets)),
+                           (secrets["replication_password"], secrets["rewind_password"]))
+        citus = Statements(tuple(citus_bootstrap_statements(self.topology.pg_user, pg_engine.authinfo(password))),
+                           (password,), "citus") if self.group.citus else Statements()
+        pg_template.personalise(self.bindir, staging, self.topology.pg_user, password, self.node.database, run_as,
+                                roles, citus)
+        self.write_config(run_as)  # before the data: data without Patroni's file would be taken for a plain node's
+        self.data_dir.rmdir()
+        os.replace(staging, self.data_dir)
 
     def write_config(self, run_as: RunAs) -> None:
         ha_secrets(self.state_root, create=True)

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from streamctl.backends import disk
@@ -79,32 +80,51 @@ def ensure_template(bindir: Path, superuser: str, run: Callable[[list[str]], Non
                      *INITDB_OPTIONS])
             finally:
                 pwfile.unlink(missing_ok=True)
-            _single_user(bindir, building, f"CREATE DATABASE {SPARE_DATABASE}\n", run_as)
+            _single_user(bindir, building, Statements((f"CREATE DATABASE {SPARE_DATABASE}",)), run_as)
             disk.flush(building)  # initdb ran with --no-sync: durable before it counts as made
             os.replace(building, target)
     return target
 
 
+@dataclass(frozen=True)
+class Statements:
+    """Statements for a copy's single-user backend (one per line), the secrets they hold (kept out of an
+    error's output), and the libraries they need loaded (CREATE EXTENSION citus needs Citus preloaded)."""
+
+    lines: tuple[str, ...] = ()
+    hidden: tuple[str, ...] = ()
+    preload: str = ""
+
+
 def personalise(bindir: Path, data_dir: Path, superuser: str, password: str, database: str | None,
-                run_as: RunAs) -> None:
+                run_as: RunAs, more: Statements = Statements(), in_database: Statements = Statements()) -> None:
     """Make a fresh copy of the template this node's: the cluster's password, and the spare database
-    renamed to the node's (or dropped when it has none); one single-user backend, statements on stdin."""
+    renamed to the node's (or dropped when it has none); one single-user backend, statements on stdin.
+    `more`: further statements there (connected to `postgres`); `in_database`: statements run in the node's
+    database, by a second backend."""
     ident = '"' + superuser.replace('"', '""') + '"'
     literal = "'" + password.replace("'", "''") + "'"
     if database and database not in ("postgres", "template0", "template1"):
         spare = f'ALTER DATABASE {SPARE_DATABASE} RENAME TO "{database.replace(chr(34), chr(34) * 2)}"'
     else:
         spare = f"DROP DATABASE {SPARE_DATABASE}"
-    _single_user(bindir, data_dir, f"ALTER ROLE {ident} PASSWORD {literal}\n{spare}\n", run_as, secret=password)
+    _single_user(bindir, data_dir, Statements((f"ALTER ROLE {ident} PASSWORD {literal}", spare, *more.lines),
+                                              (password, *more.hidden), more.preload), run_as,
+                 database="postgres")  # where GRANTs on functions belong
+    if in_database.lines:
+        _single_user(bindir, data_dir, in_database, run_as, database=database or "postgres")
 
 
-def _single_user(bindir: Path, data_dir: Path, statements: str, run_as: RunAs, secret: str = "") -> None:
-    """Run newline-separated statements in a single-user backend (no server, no port), fed on stdin."""
+def _single_user(bindir: Path, data_dir: Path, statements: Statements, run_as: RunAs,
+                 database: str = "template1") -> None:
+    """Run statements in a single-user backend (no server, no port) connected to `database`, fed on stdin."""
+    preload = ["-c", f"shared_preload_libraries={statements.preload}"] if statements.preload else []
     proc = subprocess.run([str(bindir / "postgres"), "--single", "-D", str(data_dir), "-c", "log_statement=none",
-                           "template1"], input=statements, capture_output=True,
+                           *preload, database], input="\n".join(statements.lines) + "\n", capture_output=True,
                           text=True, timeout=120, start_new_session=True, **run_as.subprocess_kwargs())
+    hidden = statements.hidden
     if proc.returncode != 0 or "ERROR" in proc.stdout + proc.stderr:
-        # the output may quote a statement: show only lines that cannot hold the secret
-        out = [ln for ln in (proc.stderr + proc.stdout).splitlines() if not secret or secret not in ln][-10:]
+        # the output may quote a statement: show only lines that cannot hold a secret
+        out = [ln for ln in (proc.stderr + proc.stdout).splitlines() if not any(s and s in ln for s in hidden)][-10:]
         raise BackendError(f"preparing the PostgreSQL data directory {data_dir} failed (exit {proc.returncode})",
                            details=out)
