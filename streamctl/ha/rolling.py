@@ -1,9 +1,9 @@
 """A group under HA whose members must be made again (a changed definition: image, Patroni's configuration,
-certificate, binaries) replaced one at a time instead of all at once (the local and Docker backends; not Swarm
-yet, see its ha.py): its standbys first, each back and streaming before the next; then, when the leader must be
-replaced too, a switchover to a standby already replaced and the old leader last. The group stays led throughout:
-a write waits for a switchover's pause at most. A group that is not led with every member streaming (or has no
-standby) is left to the backend, which replaces its members at once as before: there is no service to keep."""
+certificate, binaries) replaced one at a time instead of all at once: its standbys first, each back and
+streaming before the next; then, when the leader must be replaced too, a switchover to a standby already
+replaced and the old leader last. The group stays led throughout: a write waits for a switchover's pause at
+most. A group that is not led with every member streaming (or has no standby) is left to the backend, which
+replaces its members at once as before: there is no service to keep."""
 
 from __future__ import annotations
 
@@ -31,11 +31,21 @@ def _back(member: Member, since: datetime, ca_file: str | None, ready: Callable[
     """The member's own Patroni answers with a PostgreSQL started after `since` that streams (the group's view
     alone would still show the old member for up to ttl seconds), and the group is `ready`."""
 
-    def probe() -> bool:
+    def probe() -> bool:  # raises what is missing: a timeout then says it (Readiness's last probe error)
         state = rest.get(member, "/patroni", ca_file)
-        started = state.get("postmaster_start_time") if isinstance(state, dict) else None
-        return (isinstance(started, str) and datetime.fromisoformat(started) > since
-                and state.get("replication_state") == "streaming" and ready())
+        if not isinstance(state, dict):
+            raise RuntimeError(f"{member.name}'s REST API answered {state!r}")
+        started = state.get("postmaster_start_time")
+        if not (isinstance(started, str) and datetime.fromisoformat(started) > since):
+            raise RuntimeError(f"{member.name}'s PostgreSQL started {started} ({state.get('state')}), "
+                               f"not after {since.isoformat(timespec='seconds')}")
+        if state.get("replication_state") != "streaming":
+            raise RuntimeError(f"{member.name} is {state.get('role')} ({state.get('state')}), "
+                               f"replication {state.get('replication_state')}")
+        if not ready():
+            raise RuntimeError(f"{member.name} streams; its group is not ready yet (led, every standby "
+                               "streaming, a sync standby when synchronous)")
+        return True
 
     return probe
 

@@ -16,7 +16,8 @@
    primary per group again, the old leader back as a sync standby on the new timeline (rewound, or cloned
    again: services/ha.py), `verify --only ha` passes and no acknowledged insert is missing. Turning ha off (for
    the whole topology, or for the analytics group alone) and rotating postgres_password or ha_passwords are
-   refused (exit 10);
+   refused (exit 10); `ha.loop_wait` changed, the analytics members' services are updated one at a time under
+   write load, the standby first and the leader after a switchover;
    `down --volumes` leaves no service or volume on any host.
 
 Marked `multihost`: scripts/test runs these in their own pytest phase."""
@@ -406,6 +407,34 @@ def _up_with_ha(cli: Cli, ha: dict[str, Any] | None) -> Any:
     finally:
         cli.data["ha"] = before
         cli.save()
+
+
+def test_a_changed_definition_updates_the_members_services_one_at_a_time(swarm: DindSwarm, ha_cli: Cli,
+                                                                         manager: Any) -> None:
+    """The analytics group's members' services updated by `up` after `ha.loop_wait` changed, one at a time
+    while users are inserted: the standby first, the leader after a switchover (tests/support/ha.py)."""
+    from docker.errors import NotFound
+
+    def updated() -> dict[str, str]:  # each member's task: a new one replaces it when its service is updated
+        c = _ctx(ha_cli)
+        out = {}
+        for m in hs.group_of(_Cluster(ha_cli), ANALYTICS).members:
+            try:
+                found = manager.services.get(f"{c.topology.cluster}-{m.name}")
+            except NotFound:
+                continue
+            out[m.name] = ",".join(sorted(t["ID"] for t in found.tasks(filters={"desired-state": "running"})))
+        return out
+
+    def change(_: Any, loop_wait: int) -> dict[str, str]:
+        ha_cli.data["ha"]["loop_wait"] = loop_wait
+        ha_cli.save()
+        return ha_cli.actions()
+
+    try:
+        hs.rolling_restart(_Cluster(ha_cli), updated, change)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{_member_logs(swarm, ha_cli, (ANALYTICS, f'{ANALYTICS}-2'))}") from None
 
 
 def test_what_swarm_does_not_build_yet_is_refused_before_anything_changes(ha_cli: Cli) -> None:

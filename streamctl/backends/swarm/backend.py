@@ -17,6 +17,7 @@ from streamctl.backends.docker import owner
 from streamctl.backends.docker import spec as docker_spec
 from streamctl.backends.docker.engine import EngineBackend
 from streamctl.backends.docker.errors import connect, docker_errors
+from streamctl.backends.docker.ha import LABEL_HA
 from streamctl.backends.swarm import spec as sspec
 from streamctl.backends.swarm.ha import SwarmHa
 from streamctl.backends.swarm.hosts import SwarmHosts
@@ -31,6 +32,7 @@ from streamctl.config.model import Node
 from streamctl.context import ClusterContext
 from streamctl.errors import BackendError, PreflightError
 from streamctl.events import Progress
+from streamctl.ha.convert import mode_refusal
 from streamctl.readiness import Readiness
 from streamctl.state import Endpoint
 from streamctl.tls.material import node_names
@@ -87,9 +89,14 @@ class SwarmBackend(EngineBackend):
         """Before any change: ports Swarm can publish, a reachable manager, and the checks of preflight.py."""
         refuse_one_address(self.topology)
         for node in (n for n in nodes if n.is_postgres):
-            refusal = self.ha.mode_change(node, self.services.find(node), node.name in self._groups)
-            if refusal is not None:
-                raise refusal
+            # HA turned on for a service made without Patroni (its data beside a fresh, empty leader), or off
+            # for one Patroni runs: refused before anything changes
+            service = self.services.find(node)
+            if service is not None:
+                patroni_runs = (service.attrs["Spec"].get("Labels") or {}).get(LABEL_HA) == "member"
+                refusal = mode_refusal(node, patroni_runs, node.name in self._groups)
+                if refusal is not None:
+                    raise refusal
         self.checks.check([n for n in nodes if n.name not in self._groups])
         if self._groups:
             self.ha.plan()

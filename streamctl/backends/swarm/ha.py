@@ -4,7 +4,9 @@ no other member of its group holds (ha_place.py), with its own volume there. On 
 known by its member name (a network alias: Patroni's `connect_address`, what pg_dist_node stores); its
 PostgreSQL and REST ports are published in host mode on its host, where streamctl reaches it. Patroni's
 configuration and the certificates arrive as Swarm secrets (0600, the server's user); etcd runs as one
-service per member, on distinct hosts too. Patroni decides who leads; Swarm restarts a member's task in place."""
+service per member, on distinct hosts too. Patroni leads; Swarm restarts a task in place; a changed definition
+updates a led group's services one at a time (ha/rolling.py), each forced to a new task (1: an analytics
+standby's file has no `bootstrap`, so a changed `ha.loop_wait` leaves its task template as it was)."""
 
 from __future__ import annotations
 
@@ -27,11 +29,10 @@ from streamctl.backends.swarm.placement import Pin
 from streamctl.backends.swarm.volumes import Leftover
 from streamctl.config import constraints as cons
 from streamctl.config.members import EtcdMember, Group, Member, etcd_members
-from streamctl.config.model import Engine, Node
-from streamctl.errors import PreflightError, RefusedError
+from streamctl.config.model import Engine
+from streamctl.errors import PreflightError
 from streamctl.ha import etcd as etcd_conf
-from streamctl.ha import patroni
-from streamctl.ha.convert import mode_refusal
+from streamctl.ha import patroni, rolling
 from streamctl.ha.runtime import PATRONI
 from streamctl.ha.secrets import ha_secrets
 from streamctl.readiness import Readiness
@@ -99,14 +100,6 @@ class SwarmHa:
 
     def hosts_of(self, group: Group) -> set[str]:
         return {p.addr for m in group.members if (p := self.pin(m.name)) and p.addr}
-
-    @staticmethod
-    def mode_change(node: Node, service: Any | None, under_ha: bool) -> RefusedError | None:
-        """HA turned on for a service made without Patroni (its data beside a fresh, empty leader), or off for
-        one Patroni runs: refused before anything changes."""
-        if service is None:
-            return None
-        return mode_refusal(node, (service.attrs["Spec"].get("Labels") or {}).get(LABEL_HA) == "member", under_ha)
 
     # -- definitions ------------------------------------------------------------------------------
     def configs(self, group: Group, settings: bool = True) -> dict[str, str]:
@@ -184,22 +177,25 @@ class SwarmHa:
         tls = self.b._tls(group.node, issue=True)  # first: the fingerprint covers the certificate issued
         configs, fp = self.configs(group), fingerprint(self.definition(group))
         current = {fp, *(fingerprint(self.definition(group, k)) for k in SWARM_LEGACY)}  # made_as's, for the group
-        # Every stale member at once: the local and Docker backends replace a led group's one at a time
-        # (ha/rolling.py); on Swarm that roll timed out in CI waiting for a replaced member (untraced), so not yet.
-        for m in group.members:
+
+        def ensure(m: Member, update: bool) -> None:
             found, pin = self._find(m.name), self.pin(m.name)
             assert pin is not None
-            labels = (found.attrs["Spec"].get("Labels") or {}) if found is not None else {}
-            if found is None or recreate or labels.get(docker_spec.LABEL_FINGERPRINT) not in current:
+            if found is None or update:
                 kwargs = self._member(group, m, pin, tag, configs[m.name], tls, fp)
                 with docker_errors(f"{'update' if found else 'create'} service {self.service(m.name)}"):
-                    if found is not None:
-                        found.update(**kwargs)
-                    else:
-                        self.b.client.services.create(**kwargs)
+                    _ = (found.update(**kwargs, force_update=True) if found is not None  # a new task, even when
+                         else self.b.client.services.create(**kwargs))  # its own file did not change (1)
             elif _replicas(found) == 0:
                 with docker_errors(f"scale {found.name} to 1"):
                     found.scale(1)
+
+        stale = [m for m in self.addressed(group) if (f := self._find(m.name)) is not None and (
+            recreate or (f.attrs["Spec"].get("Labels") or {}).get(docker_spec.LABEL_FINGERPRINT) not in current)]
+        rolled = rolling.roll_group(self.b.ctx, replace(group, members=self.addressed(group)), stale,
+                                    lambda m: ensure(m, True))  # one at a time, the leader last
+        for m in group.members:  # not rolled (a group not led): every stale member at once
+            ensure(m, not rolled and m.name in {s.name for s in stale})
 
     def _labels(self, name: str, role: str, engine: str) -> dict[str, str]:
         return {docker_spec.LABEL_CLUSTER: self.t.cluster, docker_spec.LABEL_NODE: name, docker_spec.LABEL_ROLE: role,
