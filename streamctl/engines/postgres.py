@@ -65,6 +65,17 @@ def verify_full(ca_path: str) -> dict[str, str]:
     return {"sslmode": "verify-full", "sslrootcert": ca_path}
 
 
+# -- SQL text no driver quotes (a single-user backend fed on stdin) ------------------------------------------
+def sql_literal(value: str) -> str:
+    """A string constant: `'` doubled (standard_conforming_strings is on: a backslash is itself)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    """A quoted identifier: `"` doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 # -- the server ---------------------------------------------------------------------------------------------
 def conf_line(key: str, value: str) -> str:
     """One postgresql.conf line; the value single-quoted, `'` doubled and `\\` escaped as the file's parser

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from streamctl.engines.postgres import sql_ident, sql_literal
 from streamctl.names import HA_REPLICATION_USER, HA_REWIND_USER
 
 REWIND_FUNCTIONS = ("pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
@@ -34,23 +35,14 @@ def ensure_patroni_roles(conn: psycopg.Connection[Any], ha_secrets: dict[str, st
                 sql.SQL(function), sql.Identifier(HA_REWIND_USER)))
 
 
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def patroni_roles_statements(ha_secrets: dict[str, str]) -> list[str]:
     """The same roles as SQL statements for a server that does not run yet (a single-user backend fed on
     stdin: the local backend's copy of its template), where neither role exists; run in `postgres`, where
     pg_rewind connects (a function's grant belongs to one database)."""
-    return [f"CREATE ROLE {_ident(HA_REPLICATION_USER)} LOGIN REPLICATION PASSWORD "
-            f"{_literal(ha_secrets['replication_password'])}",
-            f"CREATE ROLE {_ident(HA_REWIND_USER)} LOGIN PASSWORD {_literal(ha_secrets['rewind_password'])}",
-            *(f"GRANT EXECUTE ON FUNCTION pg_catalog.{f} TO {_ident(HA_REWIND_USER)}" for f in REWIND_FUNCTIONS)]
+    return [f"CREATE ROLE {sql_ident(HA_REPLICATION_USER)} LOGIN REPLICATION PASSWORD "
+            f"{sql_literal(ha_secrets['replication_password'])}",
+            f"CREATE ROLE {sql_ident(HA_REWIND_USER)} LOGIN PASSWORD {sql_literal(ha_secrets['rewind_password'])}",
+            *(f"GRANT EXECUTE ON FUNCTION pg_catalog.{f} TO {sql_ident(HA_REWIND_USER)}" for f in REWIND_FUNCTIONS)]
 
 
 def citus_bootstrap_statements(superuser: str, authinfo: str) -> list[str]:
@@ -58,5 +50,5 @@ def citus_bootstrap_statements(superuser: str, authinfo: str) -> list[str]:
     extension in the group's database and the superuser's node-to-node credentials (Citus preloaded). Until
     the extension exists, a coordinator's Patroni retries reading pg_dist_node without pause."""
     return ["CREATE EXTENSION citus",
-            f"INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, {_literal(superuser)}, "
-            f"{_literal(authinfo)})"]
+            f"INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, {sql_literal(superuser)}, "
+            f"{sql_literal(authinfo)})"]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from streamctl.backends import disk
 from streamctl.backends.local.privileges import RunAs
+from streamctl.engines.postgres import sql_ident, sql_literal
 from streamctl.errors import BackendError
 from streamctl.names import SPARE_DATABASE
 
@@ -102,13 +103,12 @@ def personalise(bindir: Path, data_dir: Path, superuser: str, password: str, dat
     renamed to the node's (or dropped when it has none); one single-user backend, statements on stdin.
     `more`: further statements there (connected to `postgres`); `in_database`: statements run in the node's
     database, by a second backend."""
-    ident = '"' + superuser.replace('"', '""') + '"'
-    literal = "'" + password.replace("'", "''") + "'"
     if database and database not in ("postgres", "template0", "template1"):
-        spare = f'ALTER DATABASE {SPARE_DATABASE} RENAME TO "{database.replace(chr(34), chr(34) * 2)}"'
+        spare = f"ALTER DATABASE {SPARE_DATABASE} RENAME TO {sql_ident(database)}"
     else:
         spare = f"DROP DATABASE {SPARE_DATABASE}"
-    _single_user(bindir, data_dir, Statements((f"ALTER ROLE {ident} PASSWORD {literal}", spare, *more.lines),
+    password_set = f"ALTER ROLE {sql_ident(superuser)} PASSWORD {sql_literal(password)}"
+    _single_user(bindir, data_dir, Statements((password_set, spare, *more.lines),
                                               (password, *more.hidden), more.preload), run_as,
                  database="postgres")  # where GRANTs on functions belong
     if in_database.lines:
