@@ -52,3 +52,12 @@ def citus_bootstrap_statements(superuser: str, authinfo: str) -> list[str]:
     return ["CREATE EXTENSION citus",
             f"INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, {sql_literal(superuser)}, "
             f"{sql_literal(authinfo)})"]
+
+
+def citus_bootstrap_settings(tls: bool) -> tuple[tuple[str, str], ...]:
+    """The settings those statements run under: Citus preloaded and, when the cluster's TLS is on, `ssl` on as
+    the members run. Else CREATE EXTENSION citus turns ssl on itself in postgresql.auto.conf, which outranks the
+    settings of a restore's isolated server (`ssl` off), and that server then looks for the member's certificate
+    where the restored copy has none (seen: the restore failed). Without TLS Citus does the same under Patroni's
+    own bootstrap, with a self-signed certificate in the data directory, which a copy keeps."""
+    return (("shared_preload_libraries", "citus"), *((("ssl", "on"),) if tls else ()))

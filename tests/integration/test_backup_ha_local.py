@@ -406,3 +406,34 @@ def test_up_from_backup_under_ha_after_down_volumes(story) -> None:
     with c.ctx.pg_connect("coordinator") as conn:
         assert conn.execute("SELECT count(*) FROM content_metadata WHERE title = 'after-failover'").fetchone() == (0,)
     assert all(s.name.startswith(f"{c.topology.cluster}-g") for s in PgBackRest(c.ctx, c.backend).stanzas())
+
+
+def test_backups_turned_off_under_ha_turn_archiving_off_on_every_member(story) -> None:
+    """`backup.enabled: false` on the cluster that `up --from-backup` made: `up` removes archive_mode and
+    archive_timeout from each group's dynamic configuration and has Patroni restart the members for them, the
+    standby first (archive_mode left on with no archive_command keeps every WAL segment): every member runs with
+    archive_mode off and waits for no restart, each group led with a sync standby, the rows unchanged; a second
+    `up` has nothing left to do."""
+    from streamctl.services.ha import DCS_STEP
+    from tests.support.ha import member_login
+
+    c = story["cluster"]
+    sums = platform_sums(c.ctx)
+    c.edit(lambda d: d["backup"].update(enabled=False))
+    done = c.up()
+    changes = [ch for _, step, chs in done.config_changes if step == DCS_STEP for ch in chs]
+    assert "postgresql.parameters.archive_mode removed in Patroni's configuration" in changes, changes
+    ca = c.ctx.ca_path() if c.ctx.tls_on else None
+    for g in ha_groups(c.topology):
+        parameters = rest.dynamic_config(g.members, ca).get("postgresql", {}).get("parameters", {})
+        assert not {"archive_mode", "archive_timeout"} & set(parameters), (g.node.name, parameters)
+        for m in g.members:
+            assert not rest.get(m, "/patroni", ca).get("pending_restart"), m.name
+            with member_login(c, g, m, c.ctx.secrets["postgres_password"]) as conn:
+                assert conn.execute("SHOW archive_mode").fetchone() == ("off",), m.name
+        # the leader restarted last: its standby reconnects, and Patroni may hold the sync role back a loop
+        wait_until(f"{g.node.name} led with a sync standby", lambda g=g: sorted(
+            r for r, _ in roles_and_timelines(c, g.node.name).values()) == ["leader", "sync_standby"], 60)
+    assert platform_sums(c.ctx) == sums
+    again = c.up()
+    assert not [ch for _, step, chs in again.config_changes if step == DCS_STEP for ch in chs], again.config_changes

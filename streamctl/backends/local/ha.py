@@ -26,7 +26,7 @@ from streamctl.engines import postgres as pg_engine
 from streamctl.engines.tls import CA
 from streamctl.ha import dcs, patroni, rest, rolling, runtime
 from streamctl.ha import etcd as etcd_conf
-from streamctl.ha.roles import citus_bootstrap_statements, patroni_roles_statements
+from streamctl.ha.roles import citus_bootstrap_settings, citus_bootstrap_statements, patroni_roles_statements
 from streamctl.ha.secrets import KEYS, ha_secrets
 from streamctl.readiness import Readiness
 from streamctl.state import StateStore
@@ -203,7 +203,8 @@ class GroupRecipe(Recipe):
         roles = Statements(tuple(patroni_roles_statements(secrets)),
                            (secrets["replication_password"], secrets["rewind_password"]))
         citus = Statements(tuple(citus_bootstrap_statements(self.topology.pg_user, pg_engine.authinfo(password))),
-                           (password,), "citus") if self.group.citus else Statements()
+                           (password,), citus_bootstrap_settings(self.tls_dir is not None)) if self.group.citus \
+            else Statements()
         pg_template.personalise(self.bindir, staging, self.topology.pg_user, password, self.node.database, run_as,
                                 roles, citus)
         self.write_config(run_as)  # before the data: data without Patroni's file would be taken for a plain node's

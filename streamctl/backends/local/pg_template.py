@@ -90,11 +90,11 @@ def ensure_template(bindir: Path, superuser: str, run: Callable[[list[str]], Non
 @dataclass(frozen=True)
 class Statements:
     """Statements for a copy's single-user backend (one per line), the secrets they hold (kept out of an
-    error's output), and the libraries they need loaded (CREATE EXTENSION citus needs Citus preloaded)."""
+    error's output), and the settings they run under (CREATE EXTENSION citus needs Citus preloaded)."""
 
     lines: tuple[str, ...] = ()
     hidden: tuple[str, ...] = ()
-    preload: str = ""
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 def personalise(bindir: Path, data_dir: Path, superuser: str, password: str, database: str | None,
@@ -109,7 +109,7 @@ def personalise(bindir: Path, data_dir: Path, superuser: str, password: str, dat
         spare = f"DROP DATABASE {SPARE_DATABASE}"
     password_set = f"ALTER ROLE {sql_ident(superuser)} PASSWORD {sql_literal(password)}"
     _single_user(bindir, data_dir, Statements((password_set, spare, *more.lines),
-                                              (password, *more.hidden), more.preload), run_as,
+                                              (password, *more.hidden), more.settings), run_as,
                  database="postgres")  # where GRANTs on functions belong
     if in_database.lines:
         _single_user(bindir, data_dir, in_database, run_as, database=database or "postgres")
@@ -118,9 +118,9 @@ def personalise(bindir: Path, data_dir: Path, superuser: str, password: str, dat
 def _single_user(bindir: Path, data_dir: Path, statements: Statements, run_as: RunAs,
                  database: str = "template1") -> None:
     """Run statements in a single-user backend (no server, no port) connected to `database`, fed on stdin."""
-    preload = ["-c", f"shared_preload_libraries={statements.preload}"] if statements.preload else []
+    settings = [arg for k, v in statements.settings for arg in ("-c", f"{k}={v}")]
     proc = subprocess.run([str(bindir / "postgres"), "--single", "-D", str(data_dir), "-c", "log_statement=none",
-                           *preload, database], input="\n".join(statements.lines) + "\n", capture_output=True,
+                           *settings, database], input="\n".join(statements.lines) + "\n", capture_output=True,
                           text=True, timeout=120, start_new_session=True, **run_as.subprocess_kwargs())
     hidden = statements.hidden
     if proc.returncode != 0 or "ERROR" in proc.stdout + proc.stderr:
