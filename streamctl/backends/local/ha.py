@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -195,21 +194,15 @@ class GroupRecipe(Recipe):
         for m in self.group.members:
             p = self.paths(m)
             _make_dirs(run_as, p.dir, p.data_dir, p.log_file.parent, p.socket_dir)
-        template = pg_template.ensure_template(self.bindir, self.topology.pg_user, run, run_as)
-        staging = self.data_dir.with_name(self.data_dir.name + ".init")  # renamed into place when whole
-        shutil.rmtree(staging, ignore_errors=True)
-        run(["cp", "-a", str(template), str(staging)])
         secrets, password = ha_secrets(self.state_root, create=True), self.secrets["postgres_password"]
         roles = Statements(tuple(patroni_roles_statements(secrets)),
                            (secrets["replication_password"], secrets["rewind_password"]))
         citus = Statements(tuple(citus_bootstrap_statements(self.topology.pg_user, pg_engine.authinfo(password))),
                            (password,), citus_bootstrap_settings(self.tls_dir is not None)) if self.group.citus \
             else Statements()
-        pg_template.personalise(self.bindir, staging, self.topology.pg_user, password, self.node.database, run_as,
-                                roles, citus)
-        self.write_config(run_as)  # before the data: data without Patroni's file would be taken for a plain node's
-        self.data_dir.rmdir()
-        os.replace(staging, self.data_dir)
+        # Patroni's file before the data: data without it would be taken for a plain node's (`standalone`)
+        pg_template.copy_into(self.data_dir, self.bindir, self.topology.pg_user, password, self.node.database, run,
+                              run_as, roles, citus, before_place=lambda _: self.write_config(run_as))
 
     def write_config(self, run_as: RunAs) -> None:
         ha_secrets(self.state_root, create=True)

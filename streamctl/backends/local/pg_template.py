@@ -115,6 +115,23 @@ def personalise(bindir: Path, data_dir: Path, superuser: str, password: str, dat
         _single_user(bindir, data_dir, in_database, run_as, database=database or "postgres")
 
 
+def copy_into(data_dir: Path, bindir: Path, superuser: str, password: str, database: str | None,
+              run: Callable[[list[str]], None], run_as: RunAs, more: Statements = Statements(),
+              in_database: Statements = Statements(),
+              before_place: Callable[[Path], None] = lambda staging: None) -> None:
+    """`data_dir` (an empty directory) replaced by a copy of the template made this node's (`personalise`).
+    Built beside it and renamed into place when whole (`before_place(copy)` runs just before), so a copy
+    interrupted before its password is set is never taken for an initialised node (PG_VERSION is looked for)."""
+    template = ensure_template(bindir, superuser, run, run_as)
+    staging = data_dir.with_name(data_dir.name + ".init")
+    shutil.rmtree(staging, ignore_errors=True)
+    run(["cp", "-a", str(template), str(staging)])
+    personalise(bindir, staging, superuser, password, database, run_as, more, in_database)
+    before_place(staging)
+    data_dir.rmdir()
+    os.replace(staging, data_dir)
+
+
 def _single_user(bindir: Path, data_dir: Path, statements: Statements, run_as: RunAs,
                  database: str = "template1") -> None:
     """Run statements in a single-user backend (no server, no port) connected to `database`, fed on stdin."""

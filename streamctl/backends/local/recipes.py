@@ -206,18 +206,13 @@ class PostgresRecipe(Recipe):
         do not use.)"""
         super().initialize(run, run_as)
         assert self.bindir is not None
-        template = pg_template.ensure_template(self.bindir, self.topology.pg_user, run, run_as)
-        # Built beside and renamed into place, so a copy interrupted before its password is set is
-        # never taken for an initialised node (initialized() looks for PG_VERSION).
-        staging = self.data_dir.with_name(self.data_dir.name + ".init")
-        shutil.rmtree(staging, ignore_errors=True)
-        run(["cp", "-a", str(template), str(staging)])
-        pg_template.personalise(self.bindir, staging, self.topology.pg_user, self.secrets["postgres_password"],
-                                self.node.database, run_as)
-        with (staging / "postgresql.conf").open("a") as fh:
-            fh.write("\ninclude_if_exists = 'streamctl.conf'\n")
-        self.data_dir.rmdir()  # the empty directory super().initialize made
-        os.replace(staging, self.data_dir)
+
+        def include_ours(staging: Path) -> None:
+            with (staging / "postgresql.conf").open("a") as fh:
+                fh.write("\ninclude_if_exists = 'streamctl.conf'\n")
+
+        pg_template.copy_into(self.data_dir, self.bindir, self.topology.pg_user, self.secrets["postgres_password"],
+                              self.node.database, run, run_as, before_place=include_ours)
 
     def write_config(self, run_as: RunAs) -> None:
         target = self.data_dir / "streamctl.conf"
